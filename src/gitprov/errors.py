@@ -1,0 +1,126 @@
+"""The one exception tree of git-prov.
+
+Every error a user can cause is a ``ProvError``; the CLI prints its message on one
+line and exits with its ``exit_code``. Foreign exceptions (OS, dulwich, msgspec) are
+translated at the boundary with ``raise ... from exc``::
+
+    ProvError (1)
+    ├── UsageError (2)                 bad arguments or values given by the caller
+    ├── RepositoryError (3)
+    │   ├── NotARepositoryError        no git repository at or above the path
+    │   ├── BareRepositoryError        prov needs a work tree
+    │   └── EmptyRepositoryError       HEAD points at no commit yet
+    ├── RevisionError (4)
+    │   ├── UnknownRevisionError
+    │   └── AmbiguousRevisionError
+    ├── DataError (5)                  corrupt or foreign data under the prov refs
+    │   └── FormatVersionError (6)     written by a newer git-prov: upgrade
+    ├── WriteError (7)
+    │   ├── ReadOnlyRepositoryError    no permission to write objects or refs
+    │   └── ConcurrentUpdateError      a ref kept moving; retries exhausted
+    ├── VerificationError (8)          ``prov verify`` found problems
+    └── ConfigError (9)                invalid ``.provenance.toml`` or git config
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AmbiguousRevisionError",
+    "BareRepositoryError",
+    "ConcurrentUpdateError",
+    "ConfigError",
+    "DataError",
+    "EmptyRepositoryError",
+    "FormatVersionError",
+    "NotARepositoryError",
+    "ProvError",
+    "ReadOnlyRepositoryError",
+    "RepositoryError",
+    "RevisionError",
+    "UnknownRevisionError",
+    "UsageError",
+    "VerificationError",
+    "WriteError",
+]
+
+
+class ProvError(Exception):
+    """Base of every error git-prov raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(ProvError):
+    """The caller passed an argument or value that cannot be used."""
+
+    exit_code = 2
+
+
+class RepositoryError(ProvError):
+    """The path is not a repository prov can work in."""
+
+    exit_code = 3
+
+
+class NotARepositoryError(RepositoryError):
+    """No git repository at or above the path."""
+
+
+class BareRepositoryError(RepositoryError):
+    """The repository has no work tree."""
+
+
+class EmptyRepositoryError(RepositoryError):
+    """The repository has no commit yet."""
+
+
+class RevisionError(ProvError):
+    """A revision could not be resolved to one commit."""
+
+    exit_code = 4
+
+
+class UnknownRevisionError(RevisionError):
+    """Nothing matches the revision."""
+
+
+class AmbiguousRevisionError(RevisionError):
+    """A short id matches more than one object."""
+
+
+class DataError(ProvError):
+    """Data under the prov refs is corrupt or was not written by git-prov."""
+
+    exit_code = 5
+
+
+class FormatVersionError(DataError):
+    """A record carries a format version this git-prov does not know."""
+
+    exit_code = 6
+
+
+class WriteError(ProvError):
+    """Writing objects or refs failed."""
+
+    exit_code = 7
+
+
+class ReadOnlyRepositoryError(WriteError):
+    """The repository cannot be written to."""
+
+
+class ConcurrentUpdateError(WriteError):
+    """A ref kept changing under us; every retry lost the race."""
+
+
+class VerificationError(ProvError):
+    """``prov verify`` found problems."""
+
+    exit_code = 8
+
+
+class ConfigError(ProvError):
+    """Configuration (``.provenance.toml`` or git config) is invalid."""
+
+    exit_code = 9

@@ -1,0 +1,69 @@
+"""``refs/prov/ledger``: a commit chain whose tree holds every run, sharded.
+
+Each ledger commit is one write transaction. The tree layout (see
+``docs/design/data-model.md``)::
+
+    format                       {"format_version": 1, "kind": "ledger"}
+    runs/<id[:2]>/<id>/record    immutable run header
+    runs/<id[:2]>/<id>/state     mutable scalars
+    runs/<id[:2]>/<id>/...       series chunks, artifacts, lineage
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .objects import TreeEntry
+from .repo import GitRepository
+from .transaction import commit_on_ref
+from .trees import edit_tree, read_path, read_tree
+
+__all__ = ["LEDGER_REF", "Ledger", "run_dir"]
+
+LEDGER_REF = "refs/prov/ledger"
+
+
+def run_dir(run_id: str) -> str:
+    """The directory of a run inside the ledger tree (two-character fan-out)."""
+    return f"runs/{run_id[:2]}/{run_id}"
+
+
+class Ledger:
+    """Read and transact on the ledger of one repository."""
+
+    def __init__(self, repo: GitRepository, ref: str = LEDGER_REF) -> None:
+        self.repo = repo
+        self.ref = ref
+
+    def tip(self) -> str | None:
+        return self.repo.refs.read(self.ref)
+
+    def tree(self, tip: str | None = None) -> str | None:
+        tip = tip if tip is not None else self.tip()
+        return self.repo.read_commit(tip).tree if tip else None
+
+    def read_file(self, path: str, tip: str | None = None) -> bytes | None:
+        entry = read_path(self.repo.odb, self.tree(tip), path)
+        if entry is None or entry.is_tree:
+            return None
+        return self.repo.odb.read_typed(entry.oid, "blob")
+
+    def list_dir(self, path: str, tip: str | None = None) -> dict[str, TreeEntry]:
+        root = self.tree(tip)
+        if not path:
+            return read_tree(self.repo.odb, root)
+        entry = read_path(self.repo.odb, root, path)
+        if entry is None or not entry.is_tree:
+            return {}
+        return read_tree(self.repo.odb, entry.oid)
+
+    def run_ids(self, tip: str | None = None) -> Iterator[str]:
+        for shard in self.list_dir("runs", tip).values():
+            if shard.is_tree:
+                yield from sorted(read_tree(self.repo.odb, shard.oid))
+
+    def apply(self, changes: dict[str, bytes | None], message: str, format_blob: bytes) -> str | None:
+        """Write ``{path: bytes | None}`` as one transaction; retries lost races."""
+        changes = dict(changes)
+        changes.setdefault("format", format_blob)
+        return commit_on_ref(self.repo, self.ref, lambda tree: edit_tree(self.repo.odb, tree, changes), message)

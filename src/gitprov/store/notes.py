@@ -1,0 +1,128 @@
+"""``refs/notes/prov``: one note per commit, its lines sorted and unique.
+
+The layout is git's own notes tree, so ``git notes --ref=prov show`` and
+``git log --notes=prov`` read it, and git's ``cat_sort_uniq`` merge and rewrite modes
+combine notes exactly as prov does. Reading accepts any fan-out; writing splits a tree
+level into two-hex-digit subtrees once it holds more than 256 notes, as git does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..errors import DataError
+from .objects import MODE_BLOB, MODE_TREE, TreeEntry, encode_tree
+from .repo import GitRepository
+from .transaction import commit_on_ref
+from .trees import read_tree
+
+__all__ = ["NOTES_REF", "Notes", "merge_note_lines", "split_note"]
+
+NOTES_REF = "refs/notes/prov"
+_SPLIT_AT = 256
+
+
+def split_note(data: bytes) -> list[bytes]:
+    """The non-empty lines of a note blob."""
+    return [line for line in data.split(b"\n") if line.strip()]
+
+
+def merge_note_lines(*groups: list[bytes]) -> bytes:
+    """Union of note lines, sorted and unique (git's ``cat_sort_uniq``)."""
+    lines = sorted({line for group in groups for line in group})
+    return b"".join(line + b"\n" for line in lines)
+
+
+class Notes:
+    """The prov notes of one repository."""
+
+    def __init__(self, repo: GitRepository, ref: str = NOTES_REF) -> None:
+        self.repo = repo
+        self.ref = ref
+
+    def tip(self) -> str | None:
+        return self.repo.refs.read(self.ref)
+
+    def _root(self, tip: str | None) -> str | None:
+        if tip is None:
+            return None
+        try:
+            return self.repo.read_commit(tip).tree
+        except DataError as exc:
+            raise DataError(f"{self.ref} does not point at a notes commit: {exc}") from exc
+
+    def _find(self, tree: str, name: str) -> str | None:
+        entries = read_tree(self.repo.odb, tree)
+        entry = entries.get(name)
+        if entry is not None and not entry.is_tree:
+            return entry.oid
+        sub = entries.get(name[:2])
+        if sub is not None and sub.is_tree and len(name) > 2:
+            return self._find(sub.oid, name[2:])
+        return None
+
+    def read(self, commit: str, tip: str | None = None) -> list[bytes]:
+        """The note lines attached to ``commit`` (empty when it has no note)."""
+        root = self._root(tip if tip is not None else self.tip())
+        if root is None:
+            return []
+        blob = self._find(root, commit)
+        if blob is None:
+            return []
+        return split_note(self.repo.odb.read_typed(blob, "blob"))
+
+    def items(self, tip: str | None = None) -> Iterator[tuple[str, str]]:
+        """Every ``(annotated commit id, note blob id)``."""
+        root = self._root(tip if tip is not None else self.tip())
+        if root is not None:
+            yield from self._walk(root, "")
+
+    def _walk(self, tree: str, prefix: str) -> Iterator[tuple[str, str]]:
+        hex_len = self.repo.fmt.hex_len
+        for name, entry in read_tree(self.repo.odb, tree).items():
+            full = prefix + name
+            if entry.is_tree and len(name) == 2 and len(full) < hex_len:
+                yield from self._walk(entry.oid, full)
+            elif not entry.is_tree and len(full) == hex_len:
+                yield full, entry.oid
+
+    def _insert(self, tree: str | None, name: str, lines: list[bytes]) -> str:
+        odb = self.repo.odb
+        entries = read_tree(odb, tree)
+        sub = entries.get(name[:2])
+        if name in entries and not entries[name].is_tree:
+            old = split_note(odb.read_typed(entries[name].oid, "blob"))
+            entries[name] = TreeEntry(MODE_BLOB, name, odb.write("blob", merge_note_lines(old, lines)))
+        elif sub is not None and sub.is_tree and len(name) > 2:
+            entries[name[:2]] = TreeEntry(MODE_TREE, name[:2], self._insert(sub.oid, name[2:], lines))
+        else:
+            entries[name] = TreeEntry(MODE_BLOB, name, odb.write("blob", merge_note_lines(lines)))
+            notes = [e for e in entries.values() if not e.is_tree and len(e.name) == len(name)]
+            if len(notes) > _SPLIT_AT and len(name) > 2:
+                entries = self._split(entries, notes)
+        return odb.write("tree", encode_tree(entries))
+
+    def _split(self, entries: dict[str, TreeEntry], notes: list[TreeEntry]) -> dict[str, TreeEntry]:
+        """Move this level's notes into two-hex-digit subtrees."""
+        groups: dict[str, list[TreeEntry]] = {}
+        for note in notes:
+            del entries[note.name]
+            groups.setdefault(note.name[:2], []).append(note)
+        for prefix, members in groups.items():
+            existing = entries.get(prefix)
+            sub = read_tree(self.repo.odb, existing.oid) if existing and existing.is_tree else {}
+            for note in members:
+                sub[note.name[2:]] = TreeEntry(MODE_BLOB, note.name[2:], note.oid)
+            entries[prefix] = TreeEntry(MODE_TREE, prefix, self.repo.odb.write("tree", encode_tree(sub)))
+        return entries
+
+    def add(self, lines_by_commit: dict[str, list[bytes]], message: str = "prov: add notes") -> str | None:
+        """Merge lines into the notes of several commits in one notes commit."""
+
+        def build(tree: str | None) -> str | None:
+            for commit, lines in sorted(lines_by_commit.items()):
+                if lines:
+                    tree = self._insert(tree, commit, lines)
+            return tree
+
+        return commit_on_ref(self.repo, self.ref, build, message)

@@ -1,0 +1,162 @@
+"""Git object formats and the encoding of blobs, trees and commits.
+
+Pure functions over bytes: no files, no dulwich. Object ids are hex strings computed
+with the repository's own hash (SHA-1 or SHA-256), never a default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import NamedTuple
+
+__all__ = [
+    "SHA1",
+    "SHA256",
+    "Commit",
+    "ObjectFormat",
+    "TreeEntry",
+    "format_named",
+    "decode_tree",
+    "encode_tree",
+    "decode_commit",
+    "encode_commit",
+    "MODE_BLOB",
+    "MODE_TREE",
+]
+
+MODE_BLOB = "100644"
+MODE_TREE = "40000"
+
+
+class ObjectFormat(NamedTuple):
+    """A repository's hash algorithm (``extensions.objectformat``)."""
+
+    name: str
+    raw_len: int
+
+    @property
+    def hex_len(self) -> int:
+        return self.raw_len * 2
+
+    def hash_object(self, type_name: str, data: bytes) -> str:
+        """The id git gives an object of ``type_name`` holding ``data``."""
+        h = hashlib.new(self.name)
+        h.update(b"%s %d\x00" % (type_name.encode(), len(data)))
+        h.update(data)
+        return h.hexdigest()
+
+    def is_id(self, text: str) -> bool:
+        if len(text) != self.hex_len:
+            return False
+        try:
+            int(text, 16)
+        except ValueError:
+            return False
+        return text == text.lower()
+
+
+SHA1 = ObjectFormat("sha1", 20)
+SHA256 = ObjectFormat("sha256", 32)
+
+
+def format_named(name: str) -> ObjectFormat:
+    """The object format for a value of ``extensions.objectformat``."""
+    name = name.lower()
+    if name == "sha1":
+        return SHA1
+    if name == "sha256":
+        return SHA256
+    raise ValueError(f"unknown object format {name!r}")
+
+
+class TreeEntry(NamedTuple):
+    mode: str
+    name: str
+    oid: str
+
+    @property
+    def is_tree(self) -> bool:
+        return self.mode == MODE_TREE
+
+
+def decode_tree(data: bytes, fmt: ObjectFormat) -> dict[str, TreeEntry]:
+    """Parse a tree object into ``{name: entry}``."""
+    entries: dict[str, TreeEntry] = {}
+    pos, end, size = 0, len(data), fmt.raw_len
+    while pos < end:
+        sp = data.index(b" ", pos)
+        nul = data.index(b"\x00", sp)
+        mode = data[pos:sp].decode("ascii")
+        name = data[sp + 1 : nul].decode("utf-8", "surrogateescape")
+        oid = data[nul + 1 : nul + 1 + size].hex()
+        if len(oid) != fmt.hex_len:
+            raise ValueError("truncated tree entry")
+        entries[name] = TreeEntry(mode, name, oid)
+        pos = nul + 1 + size
+    return entries
+
+
+def _tree_sort_key(entry: TreeEntry) -> bytes:
+    name = entry.name.encode("utf-8", "surrogateescape")
+    return name + b"/" if entry.mode == MODE_TREE else name
+
+
+def encode_tree(entries: dict[str, TreeEntry] | list[TreeEntry]) -> bytes:
+    """Serialize tree entries in git's canonical order."""
+    values = entries.values() if isinstance(entries, dict) else entries
+    out = []
+    for e in sorted(values, key=_tree_sort_key):
+        out.append(b"%s %s\x00" % (e.mode.encode(), e.name.encode("utf-8", "surrogateescape")))
+        out.append(bytes.fromhex(e.oid))
+    return b"".join(out)
+
+
+class Commit(NamedTuple):
+    tree: str
+    parents: tuple[str, ...]
+    author: str
+    committer: str
+    message: str
+
+    @property
+    def summary(self) -> str:
+        return self.message.split("\n", 1)[0]
+
+    @property
+    def committer_time(self) -> int:
+        return int(self.committer.rsplit(" ", 2)[-2])
+
+
+def decode_commit(data: bytes) -> Commit:
+    """Parse the headers git-prov needs from a commit object."""
+    head, _, message = data.partition(b"\n\n")
+    tree = ""
+    parents: list[str] = []
+    author = committer = ""
+    for line in head.split(b"\n"):
+        if line.startswith(b" "):  # continuation of a multi-line header (gpgsig)
+            continue
+        key, _, value = line.partition(b" ")
+        if key == b"tree":
+            tree = value.decode("ascii")
+        elif key == b"parent":
+            parents.append(value.decode("ascii"))
+        elif key == b"author":
+            author = value.decode("utf-8", "replace")
+        elif key == b"committer":
+            committer = value.decode("utf-8", "replace")
+    if not tree:
+        raise ValueError("commit has no tree")
+    return Commit(tree, tuple(parents), author, committer, message.decode("utf-8", "replace"))
+
+
+def encode_commit(
+    tree: str, parents: list[str] | tuple[str, ...], identity: str, message: str
+) -> bytes:
+    """A commit object; ``identity`` is ``"Name <email> <epoch> <+hhmm>"``."""
+    lines = [f"tree {tree}"]
+    lines += [f"parent {p}" for p in parents]
+    lines += [f"author {identity}", f"committer {identity}"]
+    if not message.endswith("\n"):
+        message += "\n"
+    return ("\n".join(lines) + "\n\n" + message).encode("utf-8")

@@ -1,0 +1,378 @@
+"""Object databases: the repository's ``objects/`` directory, and an in-memory twin.
+
+The disk database reads loose objects and pack files (with their ``.idx`` v2 index and
+both delta kinds) and writes loose objects exactly as git does, so everything prov
+writes is read by ``git`` and passes ``git fsck --strict``. It is deliberately small:
+importing dulwich's repository stack costs more than the whole budget of a commit hook.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import zlib
+
+from ..errors import DataError, ReadOnlyRepositoryError, WriteError
+from .objects import ObjectFormat
+
+__all__ = ["DiskObjectDatabase", "MemoryObjectDatabase", "MissingObjectError", "ObjectDatabase"]
+
+_TYPE_NAMES = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
+_OFS_DELTA, _REF_DELTA = 6, 7
+
+
+class MissingObjectError(DataError):
+    """An object that a ref or tree names is not in the repository."""
+
+
+class ObjectDatabase:
+    """What every object database offers; ids are lowercase hex strings."""
+
+    fmt: ObjectFormat
+
+    def read(self, oid: str) -> tuple[str, bytes]:
+        raise NotImplementedError
+
+    def contains(self, oid: str) -> bool:
+        raise NotImplementedError
+
+    def write(self, type_name: str, data: bytes) -> str:
+        raise NotImplementedError
+
+    def ids_with_prefix(self, prefix: str) -> set[str]:
+        raise NotImplementedError
+
+    def read_typed(self, oid: str, type_name: str) -> bytes:
+        kind, data = self.read(oid)
+        if kind != type_name:
+            raise DataError(f"object {oid} is a {kind}, expected a {type_name}")
+        return data
+
+
+class MemoryObjectDatabase(ObjectDatabase):
+    """Objects in a dict: the fast twin used by unit tests."""
+
+    def __init__(self, fmt: ObjectFormat) -> None:
+        self.fmt = fmt
+        self._objects: dict[str, tuple[str, bytes]] = {}
+
+    def read(self, oid: str) -> tuple[str, bytes]:
+        try:
+            return self._objects[oid]
+        except KeyError:
+            raise MissingObjectError(f"object {oid} is missing") from None
+
+    def contains(self, oid: str) -> bool:
+        return oid in self._objects
+
+    def write(self, type_name: str, data: bytes) -> str:
+        oid = self.fmt.hash_object(type_name, data)
+        self._objects.setdefault(oid, (type_name, bytes(data)))
+        return oid
+
+    def ids_with_prefix(self, prefix: str) -> set[str]:
+        return {oid for oid in self._objects if oid.startswith(prefix)}
+
+    def all_ids(self) -> list[str]:
+        return list(self._objects)
+
+
+class _PackIndex:
+    """A pack's ``.idx`` (version 2) and its ``.pack``, memory-mapped."""
+
+    def __init__(self, idx_path: str, fmt: ObjectFormat) -> None:
+        self.fmt = fmt
+        self.pack_path = idx_path[:-4] + ".pack"
+        with open(idx_path, "rb") as f:
+            self.idx = f.read()
+        if self.idx[:4] != b"\xfftOc" or int.from_bytes(self.idx[4:8], "big") != 2:
+            raise DataError(f"unsupported pack index {idx_path} (only version 2 is read)")
+        fanout = self.idx[8 : 8 + 1024]
+        self.fanout = [int.from_bytes(fanout[i * 4 : i * 4 + 4], "big") for i in range(256)]
+        self.count = self.fanout[255]
+        self.names_at = 8 + 1024
+        self.offsets_at = self.names_at + self.count * fmt.raw_len + self.count * 4
+        self.large_at = self.offsets_at + self.count * 4
+        self._pack: mmap.mmap | None = None
+
+    def _name(self, i: int) -> bytes:
+        size = self.fmt.raw_len
+        return self.idx[self.names_at + i * size : self.names_at + (i + 1) * size]
+
+    def _search(self, raw: bytes) -> int:
+        lo = self.fanout[raw[0] - 1] if raw[0] else 0
+        hi = self.fanout[raw[0]]
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._name(mid) < raw:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def offset_of(self, oid: str) -> int | None:
+        raw = bytes.fromhex(oid)
+        i = self._search(raw)
+        if i < self.count and self._name(i) == raw:
+            at = self.offsets_at + i * 4
+            off = int.from_bytes(self.idx[at : at + 4], "big")
+            if off & 0x80000000:
+                at = self.large_at + (off & 0x7FFFFFFF) * 8
+                off = int.from_bytes(self.idx[at : at + 8], "big")
+            return off
+        return None
+
+    def ids_with_prefix(self, prefix: str) -> set[str]:
+        padded = prefix + "0" * (self.fmt.hex_len - len(prefix))
+        i = self._search(bytes.fromhex(padded))
+        found = set()
+        while i < self.count:
+            name = self._name(i).hex()
+            if not name.startswith(prefix):
+                break
+            found.add(name)
+            i += 1
+        return found
+
+    @property
+    def pack(self) -> mmap.mmap:
+        if self._pack is None:
+            with open(self.pack_path, "rb") as f:
+                self._pack = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        return self._pack
+
+
+def _inflate(buf: mmap.mmap | bytes, pos: int, size: int) -> bytes:
+    d = zlib.decompressobj()
+    chunk = max(size + 64, 512)
+    out = []
+    while not d.eof:
+        piece = buf[pos : pos + chunk]
+        if not piece:
+            raise DataError("truncated pack entry")
+        out.append(d.decompress(piece))
+        pos += chunk
+        chunk *= 2
+    data = b"".join(out)
+    if len(data) != size:
+        raise DataError("pack entry has the wrong size")
+    return data
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        c = data[pos]
+        pos += 1
+        value |= (c & 0x7F) << shift
+        shift += 7
+        if not c & 0x80:
+            return value, pos
+
+
+def apply_delta(base: bytes, delta: bytes) -> bytes:
+    """Apply a git pack delta to ``base``."""
+    src_size, pos = _read_varint(delta, 0)
+    dst_size, pos = _read_varint(delta, pos)
+    if src_size != len(base):
+        raise DataError("delta base has the wrong size")
+    out = bytearray()
+    end = len(delta)
+    while pos < end:
+        op = delta[pos]
+        pos += 1
+        if op & 0x80:
+            off = size = 0
+            for i in range(4):
+                if op & (1 << i):
+                    off |= delta[pos] << (8 * i)
+                    pos += 1
+            for i in range(3):
+                if op & (0x10 << i):
+                    size |= delta[pos] << (8 * i)
+                    pos += 1
+            out += base[off : off + (size or 0x10000)]
+        elif op:
+            out += delta[pos : pos + op]
+            pos += op
+        else:
+            raise DataError("invalid delta instruction")
+    if len(out) != dst_size:
+        raise DataError("delta result has the wrong size")
+    return bytes(out)
+
+
+class DiskObjectDatabase(ObjectDatabase):
+    """A repository's ``objects/`` directory (plus its alternates)."""
+
+    def __init__(self, path: str, fmt: ObjectFormat, *, _seen: frozenset[str] = frozenset()) -> None:
+        self.path = path
+        self.fmt = fmt
+        self._packs: list[_PackIndex] | None = None
+        self._alternates: list[DiskObjectDatabase] | None = None
+        self._seen = _seen | {os.path.realpath(path)}
+
+    # -- reading -------------------------------------------------------------
+    def _loose_path(self, oid: str) -> str:
+        return os.path.join(self.path, oid[:2], oid[2:])
+
+    def _load_packs(self) -> list[_PackIndex]:
+        pack_dir = os.path.join(self.path, "pack")
+        try:
+            names = sorted(n for n in os.listdir(pack_dir) if n.endswith(".idx"))
+        except FileNotFoundError:
+            names = []
+        return [_PackIndex(os.path.join(pack_dir, n), self.fmt) for n in names]
+
+    @property
+    def alternates(self) -> list[DiskObjectDatabase]:
+        if self._alternates is None:
+            self._alternates = []
+            try:
+                with open(os.path.join(self.path, "info", "alternates"), encoding="utf-8") as f:
+                    lines = [ln.strip() for ln in f]
+            except FileNotFoundError:
+                lines = []
+            for line in lines:
+                if not line or line.startswith("#"):
+                    continue
+                alt = line if os.path.isabs(line) else os.path.join(self.path, line)
+                if os.path.realpath(alt) not in self._seen and os.path.isdir(alt):
+                    self._alternates.append(DiskObjectDatabase(alt, self.fmt, _seen=self._seen))
+        return self._alternates
+
+    def _find_packed(self, oid: str) -> tuple[_PackIndex, int] | None:
+        for refresh in (False, True):
+            if self._packs is None or refresh:
+                self._packs = self._load_packs()
+            for pack in self._packs:
+                off = pack.offset_of(oid)
+                if off is not None:
+                    return pack, off
+        return None
+
+    def _read_packed(self, pack: _PackIndex, offset: int, depth: int = 0) -> tuple[str, bytes]:
+        if depth > 4096:
+            raise DataError(f"delta chain too deep in {pack.pack_path}")
+        buf = pack.pack
+        c = buf[offset]
+        type_num = (c >> 4) & 7
+        size = c & 15
+        shift, pos = 4, offset + 1
+        while c & 0x80:
+            c = buf[pos]
+            pos += 1
+            size |= (c & 0x7F) << shift
+            shift += 7
+        if type_num in _TYPE_NAMES:
+            return _TYPE_NAMES[type_num], _inflate(buf, pos, size)
+        if type_num == _OFS_DELTA:
+            c = buf[pos]
+            pos += 1
+            rel = c & 0x7F
+            while c & 0x80:
+                c = buf[pos]
+                pos += 1
+                rel = ((rel + 1) << 7) | (c & 0x7F)
+            base_type, base = self._read_packed(pack, offset - rel, depth + 1)
+        elif type_num == _REF_DELTA:
+            base_oid = bytes(buf[pos : pos + self.fmt.raw_len]).hex()
+            pos += self.fmt.raw_len
+            base_type, base = self.read(base_oid)
+        else:
+            raise DataError(f"unknown pack entry type {type_num} in {pack.pack_path}")
+        return base_type, apply_delta(base, _inflate(buf, pos, size))
+
+    def _read_local(self, oid: str) -> tuple[str, bytes] | None:
+        try:
+            with open(self._loose_path(oid), "rb") as f:
+                raw = zlib.decompress(f.read())
+        except FileNotFoundError:
+            pass
+        except zlib.error as exc:
+            raise DataError(f"object {oid} is corrupt: {exc}") from exc
+        else:
+            header, _, data = raw.partition(b"\x00")
+            type_name, _, size = header.partition(b" ")
+            if int(size) != len(data):
+                raise DataError(f"object {oid} is corrupt: wrong size")
+            return type_name.decode("ascii"), data
+        found = self._find_packed(oid)
+        if found is not None:
+            return self._read_packed(*found)
+        return None
+
+    def read(self, oid: str) -> tuple[str, bytes]:
+        obj = self._read_local(oid)
+        if obj is None:
+            for alt in self.alternates:
+                obj = alt._read_local(oid)
+                if obj is not None:
+                    break
+            else:
+                raise MissingObjectError(f"object {oid} is missing from {self.path}")
+        return obj
+
+    def _contains_local(self, oid: str) -> bool:
+        return os.path.exists(self._loose_path(oid)) or self._find_packed(oid) is not None
+
+    def contains(self, oid: str) -> bool:
+        return self._contains_local(oid) or any(a._contains_local(oid) for a in self.alternates)
+
+    def ids_with_prefix(self, prefix: str) -> set[str]:
+        found: set[str] = set()
+        for db in (self, *self.alternates):
+            try:
+                names = os.listdir(os.path.join(db.path, prefix[:2]))
+            except FileNotFoundError:
+                names = []
+            found.update(prefix[:2] + n for n in names if (prefix[:2] + n).startswith(prefix))
+            db._packs = db._load_packs()
+            for pack in db._packs:
+                found |= pack.ids_with_prefix(prefix)
+        return {oid for oid in found if len(oid) == self.fmt.hex_len}
+
+    # -- writing -------------------------------------------------------------
+    def write(self, type_name: str, data: bytes) -> str:
+        """Write a loose object (if absent) and return its id."""
+        oid = self.fmt.hash_object(type_name, data)
+        if self.contains(oid):
+            return oid
+        path = self._loose_path(oid)
+        folder = os.path.dirname(path)
+        tmp = os.path.join(self.path, f"tmp_obj_{os.getpid()}_{oid[:12]}")
+        try:
+            os.makedirs(folder, exist_ok=True)
+            payload = zlib.compress(b"%s %d\x00" % (type_name.encode(), len(data)) + data, 1)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
+            try:
+                os.write(fd, payload)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except PermissionError as exc:
+            raise ReadOnlyRepositoryError(
+                f"cannot write to {self.path}: permission denied; run prov as a user who can write the repository"
+            ) from exc
+        except OSError as exc:
+            _remove_quietly(tmp)
+            raise WriteError(f"cannot write object to {self.path}: {exc.strerror}") from exc
+        return oid
+
+    def all_ids(self) -> list[str]:
+        """Every object id in this database (not its alternates); for verification."""
+        ids: set[str] = set()
+        for sub in os.listdir(self.path):
+            if len(sub) == 2:
+                ids.update(sub + n for n in os.listdir(os.path.join(self.path, sub)))
+        for pack in self._load_packs():
+            ids.update(pack._name(i).hex() for i in range(pack.count))
+        return sorted(ids)
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+

@@ -1,0 +1,327 @@
+"""A git repository: where it is, its object database, refs, config and revisions.
+
+``GitRepository`` opens an on-disk repository found from a path (like git, walking up
+to the nearest ``.git``); ``GitRepository.memory()`` builds the in-memory twin.
+Revisions resolve in-process for the common forms; anything fancier is handed to
+``git rev-parse`` so that every revision git accepts works.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import re
+
+from ..errors import (
+    AmbiguousRevisionError,
+    BareRepositoryError,
+    DataError,
+    EmptyRepositoryError,
+    NotARepositoryError,
+    RepositoryError,
+    UnknownRevisionError,
+)
+from .config import GitConfig
+from .objects import SHA1, Commit, ObjectFormat, decode_commit, format_named
+from .odb import DiskObjectDatabase, MemoryObjectDatabase, MissingObjectError, ObjectDatabase
+from .refs import DiskRefs, MemoryRefs, Refs
+
+__all__ = ["GitRepository", "find_git_dir"]
+
+_SUFFIX = re.compile(r"(\^\{commit\}|\^\{\}|\^[0-9]*|~[0-9]*)$")
+_HEX = re.compile(r"[0-9a-fA-F]{4,64}")
+
+
+def _read_gitfile(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    if text.startswith("gitdir:"):
+        target = text[7:].strip()
+        return os.path.normpath(os.path.join(os.path.dirname(path), target))
+    return None
+
+
+def _looks_like_git_dir(path: str) -> bool:
+    return (
+        os.path.isfile(os.path.join(path, "HEAD"))
+        and os.path.isdir(os.path.join(path, "objects"))
+        and os.path.isdir(os.path.join(path, "refs"))
+    )
+
+
+def find_git_dir(start: str) -> tuple[str, str | None]:
+    """``(git_dir, work_tree)`` for the repository containing ``start``.
+
+    ``work_tree`` is None for a bare repository.
+    """
+    env_dir = os.environ.get("GIT_DIR")
+    if env_dir:
+        git_dir = os.path.abspath(env_dir)
+        if not _looks_like_git_dir(git_dir):
+            raise NotARepositoryError(f"GIT_DIR={env_dir} is not a git repository")
+        work = os.environ.get("GIT_WORK_TREE")
+        if work:
+            return git_dir, os.path.abspath(work)
+        if os.path.basename(git_dir) == ".git":
+            return git_dir, os.path.dirname(git_dir)
+        return git_dir, os.getcwd()
+    path = os.path.abspath(start)
+    if not os.path.exists(path):
+        raise NotARepositoryError(f"{start}: no such directory")
+    if os.path.isfile(path):
+        path = os.path.dirname(path)
+    current = path
+    while True:
+        dotgit = os.path.join(current, ".git")
+        if os.path.isdir(dotgit) and _looks_like_git_dir(dotgit):
+            return dotgit, current
+        if os.path.isfile(dotgit):
+            target = _read_gitfile(dotgit)
+            if target and _looks_like_git_dir(target):
+                return target, current
+        if _looks_like_git_dir(current):
+            return current, None
+        parent = os.path.dirname(current)
+        if parent == current:
+            raise NotARepositoryError(
+                f"not a git repository (or any parent up to /): {path}; run 'git init' first"
+            )
+        current = parent
+
+
+class GitRepository:
+    """Object database + refs + config of one repository (on disk or in memory)."""
+
+    def __init__(
+        self,
+        odb: ObjectDatabase,
+        refs: Refs,
+        *,
+        git_dir: str | None = None,
+        common_dir: str | None = None,
+        work_tree: str | None = None,
+        config: GitConfig | None = None,
+    ) -> None:
+        self.odb = odb
+        self.refs = refs
+        self.git_dir = git_dir
+        self.common_dir = common_dir
+        self.work_tree = work_tree
+        self.config = config or GitConfig({})
+
+    @property
+    def fmt(self) -> ObjectFormat:
+        return self.odb.fmt
+
+    @property
+    def is_memory(self) -> bool:
+        return self.git_dir is None
+
+    # -- opening -------------------------------------------------------------
+    @classmethod
+    def open(cls, start: str = ".", *, require_work_tree: bool = True) -> GitRepository:
+        git_dir, work_tree = find_git_dir(start)
+        common_dir = git_dir
+        commondir_file = os.path.join(git_dir, "commondir")
+        if os.path.isfile(commondir_file):
+            with open(commondir_file, encoding="utf-8") as f:
+                common_dir = os.path.normpath(os.path.join(git_dir, f.read().strip()))
+        config = GitConfig.for_repository(common_dir)
+        if work_tree is not None and config.get_bool("core.bare") and "GIT_WORK_TREE" not in os.environ:
+            work_tree = None
+        if work_tree is None and require_work_tree:
+            raise BareRepositoryError(
+                f"{git_dir} is a bare repository; run prov inside a clone with a work tree"
+            )
+        if config.get("extensions.refstorage", "files").lower() != "files":
+            raise RepositoryError(
+                f"{git_dir} uses reftable ref storage, which git-prov does not read yet; "
+                "use a repository with the default 'files' ref storage"
+            )
+        try:
+            fmt = format_named(config.get("extensions.objectformat", "sha1") or "sha1")
+        except ValueError as exc:
+            raise RepositoryError(f"{git_dir}: {exc}") from exc
+        odb = DiskObjectDatabase(os.path.join(common_dir, "objects"), fmt)
+        refs = DiskRefs(git_dir, common_dir)
+        return cls(odb, refs, git_dir=git_dir, common_dir=common_dir, work_tree=work_tree, config=config)
+
+    @classmethod
+    def memory(cls, fmt: ObjectFormat = SHA1) -> GitRepository:
+        refs = MemoryRefs()
+        refs.set_symbolic("HEAD", "refs/heads/main")
+        return cls(MemoryObjectDatabase(fmt), refs)
+
+    def prov_dir(self) -> str | None:
+        """``.git/prov``: local, unversioned state (journal, caches, logs)."""
+        return None if self.common_dir is None else os.path.join(self.common_dir, "prov")
+
+    # -- objects ---------------------------------------------------------------
+    def read_commit(self, oid: str) -> Commit:
+        try:
+            return decode_commit(self.odb.read_typed(oid, "commit"))
+        except ValueError as exc:
+            raise DataError(f"commit {oid} cannot be parsed: {exc}") from exc
+
+    def head(self) -> str:
+        oid = self.refs.read("HEAD")
+        if oid is None:
+            branch = self.refs.symbolic_target("HEAD") or "HEAD"
+            raise EmptyRepositoryError(
+                f"the repository has no commits yet ({branch} does not exist); make a first commit"
+            )
+        return oid
+
+    # -- revisions -------------------------------------------------------------
+    def _peel_to_commit(self, oid: str, rev: str) -> str:
+        for _ in range(20):
+            try:
+                kind, data = self.odb.read(oid)
+            except MissingObjectError:
+                raise UnknownRevisionError(f"unknown revision {rev!r}: object {oid} is missing") from None
+            if kind == "commit":
+                return oid
+            if kind != "tag":
+                raise UnknownRevisionError(f"revision {rev!r} names a {kind}, not a commit")
+            oid = data.split(b"\n", 1)[0].split(b" ", 1)[1].decode("ascii")
+        raise DataError(f"tag chain too long at {rev!r}")
+
+    def _resolve_name(self, name: str) -> str | None:
+        if name in ("HEAD", "@"):
+            return self.head()
+        for candidate in (
+            f"refs/{name}" if not name.startswith("refs/") else name,
+            f"refs/tags/{name}",
+            f"refs/heads/{name}",
+            f"refs/remotes/{name}",
+            f"refs/remotes/{name}/HEAD",
+        ):
+            oid = self.refs.read(candidate)
+            if oid:
+                return oid
+        if _HEX.fullmatch(name):
+            prefix = name.lower()
+            if len(prefix) == self.fmt.hex_len:
+                return prefix if self.odb.contains(prefix) else None
+            matches = self.odb.ids_with_prefix(prefix)
+            commits = matches
+            if len(matches) > 1:
+                commits = {m for m in matches if self._is_commitish(m)}
+            if len(commits) > 1:
+                shown = ", ".join(sorted(c[:12] for c in commits)[:5])
+                raise AmbiguousRevisionError(
+                    f"short id {name!r} is ambiguous (matches {shown}); give more characters"
+                )
+            if commits:
+                return next(iter(commits))
+        return None
+
+    def _is_commitish(self, oid: str) -> bool:
+        kind, _ = self.odb.read(oid)
+        return kind in ("commit", "tag")
+
+    def resolve(self, rev: str) -> str:
+        """The full id of the commit ``rev`` names (whatever git accepts)."""
+        if not rev or rev.startswith("-") or "\n" in rev:
+            raise UnknownRevisionError(f"invalid revision {rev!r}")
+        base, steps = rev, []
+        while True:
+            m = _SUFFIX.search(base)
+            if not m or m.start() == 0:
+                break
+            steps.append(m.group(1))
+            base = base[: m.start()]
+        if "@{" in base or ":" in base or "{" in base or "^" in base or "~" in base:
+            return self._resolve_with_git(rev)
+        oid = self._resolve_name(base)
+        if oid is None:
+            if self.git_dir is not None and not _HEX.fullmatch(base):
+                return self._resolve_with_git(rev)
+            raise UnknownRevisionError(f"unknown revision {rev!r}; check 'git log' for valid names")
+        oid = self._peel_to_commit(oid, rev)
+        for step in reversed(steps):
+            if step in ("^{commit}", "^{}"):
+                continue
+            count = int(step[1:]) if len(step) > 1 else 1
+            commit = self.read_commit(oid)
+            if step[0] == "^":
+                if count == 0:
+                    continue
+                if count > len(commit.parents):
+                    raise UnknownRevisionError(f"unknown revision {rev!r}: no parent {count}")
+                oid = commit.parents[count - 1]
+            else:
+                for _ in range(count):
+                    if not commit.parents:
+                        raise UnknownRevisionError(f"unknown revision {rev!r}: history is shorter")
+                    oid = commit.parents[0]
+                    commit = self.read_commit(oid)
+        return oid
+
+    def _resolve_with_git(self, rev: str) -> str:
+        if self.git_dir is None:
+            raise UnknownRevisionError(f"unknown revision {rev!r}")
+        import subprocess
+
+        try:
+            proc = subprocess.run(
+                ["git", "--git-dir", self.git_dir, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        except OSError:
+            raise UnknownRevisionError(f"unknown revision {rev!r}") from None
+        out = proc.stdout.strip()
+        if proc.returncode != 0 or not self.fmt.is_id(out):
+            if "ambiguous" in proc.stderr:
+                raise AmbiguousRevisionError(f"revision {rev!r} is ambiguous; give more characters")
+            raise UnknownRevisionError(f"unknown revision {rev!r}; check 'git log' for valid names")
+        return out
+
+    def walk(self, include: list[str], exclude: list[str] = (), limit: int | None = None) -> list[str]:
+        """Commits reachable from ``include`` but not ``exclude``, newest first."""
+        hidden: set[str] = set()
+        stack = list(exclude)
+        while stack:
+            oid = stack.pop()
+            if oid in hidden:
+                continue
+            hidden.add(oid)
+            stack.extend(self.read_commit(oid).parents)
+        heap: list[tuple[int, int, str]] = []
+        seen: set[str] = set()
+        counter = 0
+        for oid in include:
+            if oid not in hidden and oid not in seen:
+                seen.add(oid)
+                heapq.heappush(heap, (-self.read_commit(oid).committer_time, counter, oid))
+                counter += 1
+        out: list[str] = []
+        while heap and (limit is None or len(out) < limit):
+            _, _, oid = heapq.heappop(heap)
+            out.append(oid)
+            for parent in self.read_commit(oid).parents:
+                if parent not in hidden and parent not in seen:
+                    seen.add(parent)
+                    counter += 1
+                    heapq.heappush(heap, (-self.read_commit(parent).committer_time, counter, parent))
+        return out
+
+    def resolve_range(self, spec: str) -> tuple[list[str], list[str]]:
+        """``A..B`` / ``^A B`` / ``B`` -> (include, exclude) commit ids."""
+        include: list[str] = []
+        exclude: list[str] = []
+        for part in spec.split():
+            if ".." in part and "..." not in part:
+                left, right = part.split("..", 1)
+                exclude.append(self.resolve(left or "HEAD"))
+                include.append(self.resolve(right or "HEAD"))
+            elif part.startswith("^"):
+                exclude.append(self.resolve(part[1:]))
+            else:
+                include.append(self.resolve(part))
+        return include, exclude

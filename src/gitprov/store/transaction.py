@@ -1,0 +1,60 @@
+"""Ref updates that never lose a concurrent writer's work.
+
+Build the new objects on the current tip, then compare-and-swap the ref; when another
+writer won the race, build again on the new tip. Objects always exist before the ref
+that reaches them, so a crash at any point leaves the ref valid.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+
+from ..errors import ConcurrentUpdateError
+from .objects import encode_commit
+from .repo import GitRepository
+
+__all__ = ["commit_on_ref", "identity_line"]
+
+MAX_ATTEMPTS = 100
+
+
+def identity_line(repo: GitRepository, now: float | None = None) -> str:
+    """``Name <email> epoch tz`` for commits prov writes on its own refs."""
+    name = os.environ.get("GIT_COMMITTER_NAME") or repo.config.get("user.name") or "git-prov"
+    email = os.environ.get("GIT_COMMITTER_EMAIL") or repo.config.get("user.email") or "git-prov@localhost"
+    name = "".join(ch for ch in name if ch not in "<>\n").strip() or "git-prov"
+    email = "".join(ch for ch in email if ch not in "<>\n").strip()
+    now = time.time() if now is None else now
+    offset = time.localtime(now).tm_gmtoff // 60
+    sign = "+" if offset >= 0 else "-"
+    offset = abs(offset)
+    return f"{name} <{email}> {int(now)} {sign}{offset // 60:02d}{offset % 60:02d}"
+
+
+def commit_on_ref(
+    repo: GitRepository,
+    ref: str,
+    build_tree: Callable[[str | None], str | None],
+    message: str,
+) -> str | None:
+    """Commit the tree ``build_tree(current tree)`` on top of ``ref``, retrying races.
+
+    ``build_tree`` gets the tip's tree id (None when the ref is new) and returns the
+    new tree id, or None to leave the ref alone. Returns the ref's final value.
+    """
+    for attempt in range(MAX_ATTEMPTS):
+        tip = repo.refs.read(ref)
+        old_tree = repo.read_commit(tip).tree if tip else None
+        new_tree = build_tree(old_tree)
+        if new_tree is None or new_tree == old_tree:
+            return tip
+        commit = repo.odb.write(
+            "commit", encode_commit(new_tree, [tip] if tip else [], identity_line(repo), message)
+        )
+        if repo.refs.compare_and_swap(ref, tip, commit):
+            return commit
+        time.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.1)))
+    raise ConcurrentUpdateError(f"{ref} kept changing; gave up after {MAX_ATTEMPTS} attempts, try again")

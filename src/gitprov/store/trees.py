@@ -1,0 +1,64 @@
+"""Reading and editing nested trees by path, writing only the trees that change."""
+
+from __future__ import annotations
+
+from .objects import MODE_BLOB, MODE_TREE, TreeEntry, decode_tree, encode_tree
+from .odb import ObjectDatabase
+
+__all__ = ["edit_tree", "read_path", "read_tree", "walk_blobs"]
+
+
+def read_tree(odb: ObjectDatabase, oid: str | None) -> dict[str, TreeEntry]:
+    if oid is None:
+        return {}
+    return decode_tree(odb.read_typed(oid, "tree"), odb.fmt)
+
+
+def read_path(odb: ObjectDatabase, tree: str | None, path: str) -> TreeEntry | None:
+    """The entry at ``a/b/c`` below ``tree``, or None."""
+    entry: TreeEntry | None = None
+    for part in path.split("/"):
+        if tree is None:
+            return None
+        entry = read_tree(odb, tree).get(part)
+        if entry is None:
+            return None
+        tree = entry.oid if entry.is_tree else None
+    return entry
+
+
+def edit_tree(odb: ObjectDatabase, tree: str | None, changes: dict[str, bytes | None]) -> str | None:
+    """Apply ``{path: blob bytes or None to delete}`` below ``tree``.
+
+    Returns the new tree id, or None when the result is empty.
+    """
+    entries = read_tree(odb, tree)
+    nested: dict[str, dict[str, bytes | None]] = {}
+    for path, data in changes.items():
+        head, sep, rest = path.partition("/")
+        if sep:
+            nested.setdefault(head, {})[rest] = data
+        elif data is None:
+            entries.pop(head, None)
+        else:
+            entries[head] = TreeEntry(MODE_BLOB, head, odb.write("blob", data))
+    for name, sub_changes in nested.items():
+        current = entries.get(name)
+        sub = edit_tree(odb, current.oid if current and current.is_tree else None, sub_changes)
+        if sub is None:
+            entries.pop(name, None)
+        else:
+            entries[name] = TreeEntry(MODE_TREE, name, sub)
+    if not entries:
+        return None
+    return odb.write("tree", encode_tree(entries))
+
+
+def walk_blobs(odb: ObjectDatabase, tree: str | None, prefix: str = ""):
+    """Yield ``(path, blob id)`` for every blob below ``tree``."""
+    for name, entry in read_tree(odb, tree).items():
+        path = f"{prefix}{name}"
+        if entry.is_tree:
+            yield from walk_blobs(odb, entry.oid, path + "/")
+        else:
+            yield path, entry.oid
