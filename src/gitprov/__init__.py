@@ -1,0 +1,68 @@
+"""git-prov: provenance for machine learning, stored inside the git repository.
+
+Importing this package is cheap: the verbs and the repository class load on first
+use, and click, pydantic, mlflow, wandb and dulwich are never imported here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+from .errors import (
+    AmbiguousRevisionError,
+    BareRepositoryError,
+    ConcurrentUpdateError,
+    ConfigError,
+    DataError,
+    EmptyRepositoryError,
+    FormatVersionError,
+    NotARepositoryError,
+    ProvError,
+    ReadOnlyRepositoryError,
+    RepositoryError,
+    RevisionError,
+    UnknownRevisionError,
+    UsageError,
+    VerificationError,
+    WriteError,
+)
+
+if TYPE_CHECKING:
+    from .api import CommitProvenance, Repository, capture, init, log, show
+
+__all__ = [
+    "AmbiguousRevisionError",
+    "BareRepositoryError",
+    "CommitProvenance",
+    "ConcurrentUpdateError",
+    "ConfigError",
+    "DataError",
+    "EmptyRepositoryError",
+    "FormatVersionError",
+    "NotARepositoryError",
+    "ProvError",
+    "ReadOnlyRepositoryError",
+    "Repository",
+    "RepositoryError",
+    "RevisionError",
+    "UnknownRevisionError",
+    "UsageError",
+    "VerificationError",
+    "WriteError",
+    "__version__",
+    "capture",
+    "init",
+    "log",
+    "show",
+]
+
+_LAZY = {"Repository", "CommitProvenance", "capture", "init", "log", "show"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'gitprov' has no attribute {name!r}")

@@ -1,0 +1,274 @@
+"""The verbs of git-prov: ``init``, ``capture``, ``show``, ``log``, ``verify``.
+
+``Repository`` wraps one git repository; the module-level functions take a path and
+open it for you. Nothing here imports click, pydantic or a tracker.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from . import codec
+from ._version import __version__
+from .errors import DataError, ReadOnlyRepositoryError, WriteError
+from .model import FORMAT_VERSION, CommitCapture, RewriteLink, RunLink
+from .store.ledger import Ledger
+from .store.notes import NOTES_REF, Notes
+from .store.repo import GitRepository
+
+if TYPE_CHECKING:
+    from .verify import VerifyReport
+
+__all__ = [
+    "CaptureResult",
+    "InitResult",
+    "CommitProvenance",
+    "Repository",
+    "capture",
+    "init",
+    "log",
+    "show",
+    "utc_timestamp",
+]
+
+LEDGER_FORMAT = codec.encode({"format_version": FORMAT_VERSION, "kind": "ledger"})
+
+
+def utc_timestamp(now: float | None = None) -> str:
+    """RFC 3339 UTC with microseconds: ``2026-11-22T04:56:35.123456Z``."""
+    now = time.time() if now is None else now
+    whole = int(now)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((now - whole) * 1e6):06d}Z"
+
+
+class CommitProvenance(msgspec.Struct, kw_only=True):
+    """Everything prov knows about one commit (what ``prov show`` prints)."""
+
+    commit: str
+    summary: str
+    captures: list[CommitCapture] = []
+    runs: list[RunLink] = []
+    rewrites: list[RewriteLink] = []
+    #: the lexicon manifest hash the records pin (None without records).
+    schema: str | None = None
+
+    @property
+    def has_provenance(self) -> bool:
+        return bool(self.captures or self.runs or self.rewrites)
+
+    def to_json(self) -> dict[str, Any]:
+        return codec.to_plain(self)
+
+
+class CaptureResult(msgspec.Struct, kw_only=True):
+    commit: str
+    created: bool
+    capture: CommitCapture
+
+
+class Repository:
+    """Provenance of one git repository (found from ``path`` like git does)."""
+
+    def __init__(self, path: str | os.PathLike[str] | GitRepository = ".") -> None:
+        self.git = path if isinstance(path, GitRepository) else GitRepository.open(os.fspath(path))
+        self.notes = Notes(self.git)
+        self.ledger = Ledger(self.git)
+
+    @property
+    def work_tree(self) -> str | None:
+        return self.git.work_tree
+
+    # -- reading ---------------------------------------------------------------
+    def note_records(self, commit: str, notes_tip: str | None = None) -> list[Any]:
+        """Decoded records of ``commit``'s note, in stored order."""
+        records = []
+        for i, line in enumerate(self.notes.read(commit, notes_tip), 1):
+            try:
+                records.append(codec.decode_note_line(line, f"note of commit {commit[:12]}, line {i}"))
+            except DataError as exc:
+                raise type(exc)(
+                    f"{NOTES_REF}: {exc}; inspect it with 'git notes --ref=prov show {commit[:12]}'"
+                ) from exc
+        return records
+
+    def show(self, rev: str = "HEAD") -> CommitProvenance:
+        """What produced the commit ``rev`` and which runs used it."""
+        commit = self.git.resolve(rev)
+        return self._provenance(commit)
+
+    def _provenance(self, commit: str, notes_tip: str | None = None) -> CommitProvenance:
+        info = self.git.read_commit(commit)
+        prov = CommitProvenance(commit=commit, summary=info.summary)
+        for record in self.note_records(commit, notes_tip):
+            if isinstance(record, CommitCapture):
+                prov.captures.append(record)
+            elif isinstance(record, RunLink):
+                prov.runs.append(record)
+            elif isinstance(record, RewriteLink):
+                prov.rewrites.append(record)
+        pins = [r.schema.lexicon for r in (*prov.captures, *prov.runs, *prov.rewrites)]
+        prov.schema = pins[0] if pins else None
+        return prov
+
+    def log(self, spec: str | None = None, limit: int | None = None) -> list[CommitProvenance]:
+        """Provenance of each commit in ``spec`` (``A..B``, a rev; default HEAD), newest first."""
+        include, exclude = self.git.resolve_range(spec) if spec else ([self.git.head()], [])
+        tip = self.notes.tip()
+        return [self._provenance(c, tip) for c in self.git.walk(include, exclude, limit)]
+
+    # -- writing ---------------------------------------------------------------
+    def build_capture(self, commit: str, trigger: str = "cli") -> CommitCapture:
+        """The capture record of ``commit`` as it would be written now."""
+        from . import fingerprint
+        from .inputs import hash_inputs
+        from .schema import current_pin
+        from .settings import load_settings
+        from .store.trees import read_tree
+
+        info = self.git.read_commit(commit)
+        lockfiles = {
+            name: entry.oid
+            for name, entry in read_tree(self.git.odb, info.tree).items()
+            if not entry.is_tree and fingerprint.is_lockfile(name)
+        }
+        inputs = []
+        if self.work_tree is not None and commit == self.git.refs.read("HEAD"):
+            settings = load_settings(self.work_tree)
+            inputs = hash_inputs(self.work_tree, settings.inputs.paths, self.git.prov_dir())
+        return CommitCapture(
+            commit=commit,
+            tree=info.tree,
+            captured_at=utc_timestamp(),
+            tool=f"git-prov {__version__}",
+            schema=current_pin(),
+            environment=fingerprint.environment(lockfiles),
+            inputs=inputs,
+            ci=fingerprint.ci_identifiers(),
+            trigger=trigger,
+        )
+
+    def capture(self, rev: str = "HEAD", *, force: bool = False, trigger: str = "cli") -> CaptureResult:
+        """Record the provenance of ``rev`` in its note (once, unless ``force``)."""
+        commit = self.git.resolve(rev)
+        if not force:
+            for record in self.note_records(commit):
+                if isinstance(record, CommitCapture):
+                    return CaptureResult(commit=commit, created=False, capture=record)
+        record = self.build_capture(commit, trigger)
+        self.notes.add({commit: [codec.encode(record)]}, f"prov: capture {commit[:12]}")
+        return CaptureResult(commit=commit, created=True, capture=record)
+
+    def ensure_ledger(self) -> str:
+        """Create ``refs/prov/ledger`` (with its format marker) if it does not exist."""
+        tip = self.ledger.apply({}, "prov: initialise ledger", LEDGER_FORMAT)
+        assert tip is not None
+        return tip
+
+    def verify(self) -> VerifyReport:
+        from .verify import verify_repository
+
+        return verify_repository(self)
+
+
+class InitResult(msgspec.Struct, kw_only=True):
+    work_tree: str
+    lexicon: str
+    lexicon_files_written: list[str]
+    config_set: list[str]
+    ledger: str
+    hooks: list[str] = []
+
+
+def _git_config_values(git_dir: str, key: str) -> list[str]:
+    import subprocess
+
+    proc = subprocess.run(
+        ["git", "--git-dir", git_dir, "config", "--local", "--get-all", key],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return proc.stdout.split() if proc.returncode == 0 else []
+
+
+def _git_config_set(git_dir: str, key: str, value: str, *, add: bool = False) -> None:
+    import subprocess
+
+    args = ["git", "--git-dir", git_dir, "config", "--local"]
+    args += ["--add", key, value] if add else [key, value]
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise WriteError(f"cannot run git to set {key}: {exc.strerror}; is git installed?") from exc
+    if proc.returncode != 0:
+        raise WriteError(f"cannot set git config {key}: {proc.stderr.strip() or 'git config failed'}")
+
+
+def init(path: str | os.PathLike[str] = ".", *, hooks: bool = True) -> InitResult:
+    """Prepare a repository: lexicon, notes-rewrite config, ledger, and hooks."""
+    from .schema import LEXICON_DIR, package_lexicon
+
+    git = GitRepository.open(os.fspath(path))
+    assert git.work_tree is not None and git.git_dir is not None
+    if not os.access(git.common_dir or git.git_dir, os.W_OK):
+        raise ReadOnlyRepositoryError(
+            f"cannot write to {git.common_dir}: permission denied; run prov as a user who can write the repository"
+        )
+    repo = Repository(git)
+    written = []
+    dest = os.path.join(git.work_tree, LEXICON_DIR)
+    try:
+        os.makedirs(dest, exist_ok=True)
+        for name, data in package_lexicon().files.items():
+            target = os.path.join(dest, name)
+            try:
+                with open(target, "rb") as f:
+                    if f.read() == data:
+                        continue
+            except FileNotFoundError:
+                pass
+            with open(target, "wb") as f:
+                f.write(data)
+            written.append(os.path.join(LEXICON_DIR, name))
+    except PermissionError as exc:
+        raise ReadOnlyRepositoryError(f"cannot write {dest}: permission denied") from exc
+    config_set = []
+    if NOTES_REF not in _git_config_values(git.git_dir, "notes.rewriteRef"):
+        _git_config_set(git.git_dir, "notes.rewriteRef", NOTES_REF, add=True)
+        config_set.append(f"notes.rewriteRef={NOTES_REF}")
+    if _git_config_values(git.git_dir, "notes.rewriteMode") != ["cat_sort_uniq"]:
+        _git_config_set(git.git_dir, "notes.rewriteMode", "cat_sort_uniq")
+        config_set.append("notes.rewriteMode=cat_sort_uniq")
+    prov_dir = git.prov_dir()
+    if prov_dir:
+        os.makedirs(prov_dir, exist_ok=True)
+    ledger = repo.ensure_ledger()
+    installed: list[str] = []
+    return InitResult(
+        work_tree=git.work_tree,
+        lexicon=package_lexicon().hash,
+        lexicon_files_written=written,
+        config_set=config_set,
+        ledger=ledger,
+        hooks=installed,
+    )
+
+
+def capture(rev: str = "HEAD", path: str | os.PathLike[str] = ".", *, force: bool = False) -> CaptureResult:
+    """Capture the provenance of ``rev`` in the repository at ``path``."""
+    return Repository(path).capture(rev, force=force)
+
+
+def show(rev: str = "HEAD", path: str | os.PathLike[str] = ".") -> CommitProvenance:
+    """The provenance of ``rev`` in the repository at ``path``."""
+    return Repository(path).show(rev)
+
+
+def log(spec: str | None = None, path: str | os.PathLike[str] = ".", limit: int | None = None) -> list[CommitProvenance]:
+    """Provenance of the commits in ``spec`` (default: the history of HEAD)."""
+    return Repository(path).log(spec, limit)
+

@@ -1,0 +1,1 @@
+"""The ``prov`` command line (click). The library never imports this package."""

@@ -1,0 +1,198 @@
+"""The click application: every ``prov`` command, thin over ``gitprov.api``.
+
+Exit codes: 0 success; 1 unexpected provenance error; 2 bad usage; 3 not a usable
+repository (none, bare, empty); 4 unknown or ambiguous revision; 5 corrupt or foreign
+data under the prov refs; 6 record format newer than this git-prov; 7 cannot write
+(read-only repository, lock held); 8 ``verify`` found problems; 9 invalid configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from .._version import __version__
+from ..errors import ProvError, VerificationError
+from . import render
+
+__all__ = ["cli"]
+
+
+class ProvGroup(click.Group):
+    """Turns a ``ProvError`` into one line on stderr and its documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ProvError as exc:
+            if ctx.params.get("debug") or os.environ.get("PROV_DEBUG"):
+                raise
+            click.echo(f"prov: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except BrokenPipeError:
+            ctx.exit(0)
+
+
+def json_option(f: Callable) -> Callable:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
+
+
+def _repo():
+    from ..api import Repository
+
+    return Repository(os.getcwd())
+
+
+@click.group(cls=ProvGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="git-prov", message="%(prog)s %(version)s")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+def cli(debug: bool) -> None:
+    """git-prov: provenance of commits and ML runs, stored inside the git repository."""
+
+
+@cli.command()
+@click.option("--no-hooks", is_flag=True, help="Do not install the git hooks.")
+@json_option
+def init(no_hooks: bool, as_json: bool) -> None:
+    """Prepare this repository: lexicon, notes-rewrite config, ledger and hooks."""
+    from ..api import init as do_init
+
+    result = do_init(os.getcwd(), hooks=not no_hooks)
+    if as_json:
+        render.emit_json(result)
+        return
+    click.echo(f"initialised git-prov in {result.work_tree}")
+    click.echo(f"  lexicon  {result.lexicon} ({len(result.lexicon_files_written)} files written)")
+    for item in result.config_set:
+        click.echo(f"  config   {item}")
+    click.echo(f"  ledger   refs/prov/ledger at {result.ledger[:12]}")
+    for hook in result.hooks:
+        click.echo(f"  hook     {hook}")
+    if result.lexicon_files_written:
+        click.echo("commit .provenance-schema/ so every clone can validate records against it")
+
+
+@cli.command()
+@click.argument("rev", default="HEAD")
+@click.option("--force", is_flag=True, help="Add a new capture even if the commit has one.")
+@json_option
+def capture(rev: str, force: bool, as_json: bool) -> None:
+    """Record the provenance of the commit REV (default HEAD) in its note."""
+    result = _repo().capture(rev, force=force)
+    if as_json:
+        render.emit_json(result)
+    else:
+        click.echo(render.capture_message(result))
+
+
+@cli.command()
+@click.argument("rev", default="HEAD")
+@json_option
+def show(rev: str, as_json: bool) -> None:
+    """Show what produced the commit REV and which runs used it."""
+    prov = _repo().show(rev)
+    if as_json:
+        render.emit_json(prov)
+    else:
+        click.echo(render.render_show(prov))
+
+
+@cli.command()
+@click.argument("range_", metavar="[RANGE]", required=False)
+@click.option("-n", "--max-count", type=click.IntRange(min=1), help="Show at most N commits.")
+@json_option
+def log(range_: str | None, max_count: int | None, as_json: bool) -> None:
+    """List commits (default: the history of HEAD) with their provenance.
+
+    RANGE is a revision or A..B, as for git log.
+    """
+    entries = _repo().log(range_, max_count)
+    if as_json:
+        render.emit_json(entries)
+    else:
+        click.echo(render.render_log(entries))
+
+
+def _print_report(report: Any, as_json: bool) -> None:
+    if as_json:
+        render.emit_json(report)
+    else:
+        click.echo(
+            f"checked {report.notes} notes, {report.records} records, {report.runs} runs "
+            f"against {len(report.lexicons)} lexicon(s)"
+        )
+        for warning in report.warnings:
+            click.echo(f"warning: {warning}")
+        for problem in report.problems:
+            click.echo(f"problem: {problem}")
+        click.echo("ok" if report.ok else f"{len(report.problems)} problem(s) found")
+    if not report.ok:
+        raise VerificationError(f"{len(report.problems)} problem(s) found")
+
+
+@cli.command()
+@json_option
+def verify(as_json: bool) -> None:
+    """Check every stored record: decoding, format versions, pinned schemas, ledger."""
+    _print_report(_repo().verify(), as_json)
+
+
+@cli.group()
+def schema() -> None:
+    """The lexicon: JSON Schemas every record is written against."""
+
+
+@schema.command("show")
+@json_option
+def schema_show(as_json: bool) -> None:
+    """Show the lexicon this git-prov writes and the one vendored in the repository."""
+    from ..schema import LEXICON_DIR, Lexicon, package_lexicon
+
+    lex = package_lexicon()
+    vendored = None
+    repo_dir = None
+    try:
+        repo_dir = _repo().work_tree
+    except ProvError:
+        pass
+    if repo_dir and os.path.isdir(os.path.join(repo_dir, LEXICON_DIR)):
+        vendored = Lexicon.from_dir(os.path.join(repo_dir, LEXICON_DIR))
+    info = {
+        "lexicon": lex.hash,
+        "schema_version": lex.manifest["schema_version"],
+        "format_version": lex.manifest["format_version"],
+        "files": lex.manifest["files"],
+        "vendored": vendored.hash if vendored else None,
+    }
+    if as_json:
+        render.emit_json(info)
+        return
+    click.echo(f"lexicon         {info['lexicon']}")
+    click.echo(f"schema version  {info['schema_version']}  (record format {info['format_version']})")
+    for name, digest in info["files"].items():
+        click.echo(f"  {name:28} sha256:{digest[:16]}…")
+    if vendored is None:
+        click.echo(f"vendored        none (run 'prov init' to add {LEXICON_DIR}/)")
+    elif vendored.hash == lex.hash:
+        click.echo(f"vendored        {LEXICON_DIR}/ matches")
+    else:
+        click.echo(f"vendored        {LEXICON_DIR}/ is {vendored.hash} (run 'prov init' to update)")
+
+
+@schema.command("verify")
+@json_option
+def schema_verify(as_json: bool) -> None:
+    """Validate every stored record against the schema version it pins."""
+    _print_report(_repo().verify(), as_json)
+
+
+@cli.command()
+@click.option("--keep", is_flag=True, help="Keep the demo repository and print its path.")
+def demo(keep: bool) -> None:
+    """Build a throwaway repository, commit, capture and show its provenance."""
+    from .demo import run_demo
+
+    run_demo(keep=keep, echo=click.echo)

@@ -1,0 +1,157 @@
+"""``prov verify``: check every stored record and the schema it pins.
+
+Checks, in order: the prov refs point at commits; every note hangs on an existing
+commit and every line decodes (known ``format_version``, the model's shape, a capture
+naming its own commit); every record validates against the JSON Schema of the exact
+lexicon it pins; the ledger's format marker and run directories are well formed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from . import codec
+from .errors import DataError
+from .model import CommitCapture
+
+if TYPE_CHECKING:
+    from .api import Repository
+    from .schema import Lexicon
+
+__all__ = ["VerifyReport", "verify_repository"]
+
+
+class VerifyReport(msgspec.Struct, kw_only=True):
+    notes: int = 0
+    records: int = 0
+    runs: int = 0
+    lexicons: list[str] = []
+    problems: list[str] = []
+    warnings: list[str] = []
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class _Lexicons:
+    """Finds the lexicon a pin names: packaged, vendored, or in the pinned commit."""
+
+    def __init__(self, repo: Repository) -> None:
+        from .schema import LEXICON_DIR, Lexicon, package_lexicon
+
+        self.repo = repo
+        self.by_hash: dict[str, Lexicon] = {}
+        self._dir = LEXICON_DIR
+        self._lexicon_cls = Lexicon
+        for lex in (package_lexicon(), self._vendored()):
+            if lex is not None:
+                self.by_hash.setdefault(lex.hash, lex)
+
+    def _vendored(self) -> Lexicon | None:
+        if self.repo.work_tree is None:
+            return None
+        path = os.path.join(self.repo.work_tree, self._dir)
+        return self._lexicon_cls.from_dir(path) if os.path.isdir(path) else None
+
+    def from_commit(self, commit: str) -> Lexicon | None:
+        from .store.trees import read_path, read_tree
+
+        git = self.repo.git
+        try:
+            entry = read_path(git.odb, git.read_commit(commit).tree, self._dir)
+        except DataError:
+            return None
+        if entry is None or not entry.is_tree:
+            return None
+        files = {
+            name: git.odb.read_typed(e.oid, "blob")
+            for name, e in read_tree(git.odb, entry.oid).items()
+            if not e.is_tree and name.endswith(".json")
+        }
+        lex = self._lexicon_cls(files, f"{self._dir} in commit {commit[:12]}")
+        self.by_hash.setdefault(lex.hash, lex)
+        return lex
+
+    def find(self, pin: str, commit: str | None) -> Lexicon | None:
+        if pin not in self.by_hash and commit:
+            self.from_commit(commit)
+        return self.by_hash.get(pin)
+
+
+def verify_repository(repo: Repository) -> VerifyReport:
+    from .store.ledger import run_dir
+    from .store.notes import NOTES_REF
+
+    report = VerifyReport()
+    git = repo.git
+    lexicons = _Lexicons(repo)
+    for lex in lexicons.by_hash.values():
+        report.problems.extend(lex.problems())
+
+    for ref in (NOTES_REF, repo.ledger.ref):
+        tip = git.refs.read(ref)
+        if tip is None:
+            report.warnings.append(f"{ref} does not exist yet")
+            continue
+        try:
+            git.read_commit(tip)
+        except DataError as exc:
+            report.problems.append(f"{ref}: {exc}")
+
+    try:
+        items = list(repo.notes.items())
+    except DataError as exc:
+        report.problems.append(f"{NOTES_REF}: {exc}")
+        items = []
+    for commit, blob in items:
+        report.notes += 1
+        if not git.odb.contains(commit):
+            report.warnings.append(f"note for missing commit {commit[:12]} (prune with 'git notes --ref=prov prune')")
+        try:
+            lines = [ln for ln in git.odb.read_typed(blob, "blob").split(b"\n") if ln.strip()]
+        except DataError as exc:
+            report.problems.append(f"note of {commit[:12]}: {exc}")
+            continue
+        for i, line in enumerate(lines, 1):
+            where = f"note of {commit[:12]}, line {i}"
+            try:
+                record = codec.decode_note_line(line, where)
+            except DataError as exc:
+                report.problems.append(str(exc))
+                continue
+            report.records += 1
+            if isinstance(record, CommitCapture) and record.commit != commit:
+                report.problems.append(f"{where}: capture names commit {record.commit[:12]}, not its own")
+            _check_pin(report, lexicons, record, line, where, commit if git.odb.contains(commit) else None)
+
+    try:
+        fmt = repo.ledger.read_file("format")
+        if fmt is not None:
+            codec.decode(fmt, dict, "ledger format marker")
+        for run_id in repo.ledger.run_ids():
+            report.runs += 1
+            record = repo.ledger.read_file(f"{run_dir(run_id)}/record")
+            if record is None:
+                report.problems.append(f"run {run_id[:12]}: no record")
+            elif git.fmt.hash_object("blob", record) != run_id:
+                report.problems.append(f"run {run_id[:12]}: id does not match its record's content")
+    except DataError as exc:
+        report.problems.append(f"{repo.ledger.ref}: {exc}")
+    report.lexicons = sorted(lexicons.by_hash)
+    return report
+
+
+def _check_pin(report: VerifyReport, lexicons: _Lexicons, record, line: bytes, where: str, commit: str | None) -> None:
+    pin = record.schema.lexicon
+    lex = lexicons.find(pin, commit)
+    if lex is None:
+        report.problems.append(f"{where}: pinned lexicon {pin} is not available; vendor it with 'prov init'")
+        return
+    plain = msgspec.json.decode(line)
+    kind = plain.get("kind", "")
+    for message in lex.validate(plain, kind):
+        report.problems.append(f"{where}: {message}")
