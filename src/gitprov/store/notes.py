@@ -95,6 +95,9 @@ class Notes:
             entries[name] = TreeEntry(MODE_BLOB, name, odb.write("blob", merge_note_lines(old, lines)))
         elif sub is not None and sub.is_tree and len(name) > 2:
             entries[name[:2]] = TreeEntry(MODE_TREE, name[:2], self._insert(sub.oid, name[2:], lines))
+        elif len(name) > 2 and any(e.is_tree and len(e.name) == 2 for e in entries.values()):
+            # this level is already fanned out: a new note gets its own subtree too
+            entries[name[:2]] = TreeEntry(MODE_TREE, name[:2], self._insert(None, name[2:], lines))
         else:
             entries[name] = TreeEntry(MODE_BLOB, name, odb.write("blob", merge_note_lines(lines)))
             notes = [e for e in entries.values() if not e.is_tree and len(e.name) == len(name)]

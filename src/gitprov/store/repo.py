@@ -204,6 +204,8 @@ class GitRepository:
                 return oid
         if _HEX.fullmatch(name):
             prefix = name.lower()
+            if len(prefix) > self.fmt.hex_len:
+                return None
             if len(prefix) == self.fmt.hex_len:
                 return prefix if self.odb.contains(prefix) else None
             matches = self.odb.ids_with_prefix(prefix)
@@ -268,7 +270,7 @@ class GitRepository:
 
         try:
             proc = subprocess.run(
-                ["git", "--git-dir", self.git_dir, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
+                ["git", "--git-dir", self.git_dir, "rev-parse", "--verify", "--quiet", "--end-of-options", rev],
                 capture_output=True,
                 text=True,
                 check=False,
@@ -280,7 +282,8 @@ class GitRepository:
             if "ambiguous" in proc.stderr:
                 raise AmbiguousRevisionError(f"revision {rev!r} is ambiguous; give more characters")
             raise UnknownRevisionError(f"unknown revision {rev!r}; check 'git log' for valid names")
-        return out
+        # peeled here, not with ``^{commit}``: that suffix would become part of ``:/text``
+        return self._peel_to_commit(out, rev)
 
     def walk(self, include: list[str], exclude: list[str] = (), limit: int | None = None) -> list[str]:
         """Commits reachable from ``include`` but not ``exclude``, newest first."""

@@ -1,0 +1,266 @@
+"""What prov writes, the real git binary reads (and the other way round), in SHA-1 and
+SHA-256 repositories: object ids, notes, fsck, packs with deltas, revisions, races."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from conftest import GitRepo, run_git
+
+from gitprov import api
+from gitprov.errors import AmbiguousRevisionError, UnknownRevisionError
+from gitprov.store.ledger import Ledger, run_dir
+from gitprov.store.notes import Notes
+from gitprov.store.objects import MODE_BLOB, MODE_TREE, TreeEntry, encode_commit, encode_tree
+from gitprov.store.odb import DiskObjectDatabase
+from gitprov.store.repo import GitRepository
+from gitprov.store.transaction import commit_on_ref
+
+pytestmark = pytest.mark.gitbin
+
+
+def open_repo(repo: GitRepo) -> GitRepository:
+    return GitRepository.open(str(repo.path))
+
+
+def test_ids_equal_git_hash_object_and_rev_parse(repo: GitRepo) -> None:
+    git = open_repo(repo)
+    data = b"some bytes\nwith \x00 a nul\n"
+    oid = git.odb.write("blob", data)
+    stdin = subprocess.run(["git", "hash-object", "--stdin"], cwd=repo.path, input=data, capture_output=True, check=True)
+    assert oid == stdin.stdout.decode().strip()
+    assert run_git(repo.path, "cat-file", "-t", oid).strip() == "blob"
+    head = repo.git("rev-parse", "HEAD").strip()
+    assert git.head() == head
+    assert git.read_commit(head).tree == repo.git("rev-parse", "HEAD^{tree}").strip()
+    # a tree and a commit written by prov are what git computes for the same content
+    sub = git.odb.write("tree", encode_tree([TreeEntry(MODE_BLOB, "x.bin", oid)]))
+    tree = git.odb.write("tree", encode_tree([TreeEntry(MODE_TREE, "dir", sub), TreeEntry(MODE_BLOB, "dir.txt", oid)]))
+    assert repo.git("ls-tree", "-r", "--name-only", tree).split() == ["dir.txt", "dir/x.bin"]
+    listing = repo.git("ls-tree", tree)
+    mktree = run_git(repo.path, "mktree", input=listing).strip()
+    assert mktree == tree
+    commit = git.odb.write("commit", encode_commit(tree, [head], "Prov <p@x> 1700000000 +0100", "subject\n\nbody"))
+    assert repo.git("rev-parse", f"{commit}^{{tree}}").strip() == tree
+    assert repo.git("rev-parse", f"{commit}^").strip() == head
+    raw = repo.git("cat-file", "commit", commit)
+    again = run_git(repo.path, "hash-object", "-t", "commit", "--stdin", input=raw).strip()
+    assert again == commit
+    repo.fsck()
+
+
+def test_git_notes_and_log_show_prov_notes(repo: GitRepo) -> None:
+    head = repo.git("rev-parse", "HEAD").strip()
+    result = api.capture("HEAD", repo.path)
+    line = repo.git("notes", "--ref=prov", "show", head).strip()
+    assert line.encode() == api.codec.encode(result.capture)
+    assert line in repo.git("log", "--notes=prov", "-1")
+    assert repo.git("notes", "--ref=prov", "list").split() == [repo.git("rev-parse", f"refs/notes/prov:{head}").strip(), head]
+    # git's own cat_sort_uniq append and prov agree on the combined note
+    repo.git("notes", "--ref=prov", "append", "-m", "zzz-from-git", head)
+    repo.git("-c", "notes.prov.mergeStrategy=cat_sort_uniq", "notes", "--ref=prov", "list")
+    assert Notes(open_repo(repo)).read(head)[-1] == b"zzz-from-git"
+    repo.fsck()
+
+
+def test_fsck_clean_after_init_capture_and_ledger_writes(repo: GitRepo) -> None:
+    api.init(repo.path)
+    api.capture("HEAD", repo.path)
+    head2 = repo.commit("second")
+    api.capture(head2, repo.path)
+    git = open_repo(repo)
+    ledger = Ledger(git)
+    run = git.fmt.hash_object("blob", b"record")
+    ledger.apply({f"{run_dir(run)}/record": b"record", f"{run_dir(run)}/series/loss/0": b"\x00\x01"}, "run", api.LEDGER_FORMAT)
+    repo.fsck()
+    assert repo.git("cat-file", "-p", f"refs/prov/ledger:{run_dir(run)}/record") == "record"
+    assert repo.git("cat-file", "-p", "refs/prov/ledger:format").encode() == api.LEDGER_FORMAT
+    assert repo.git("rev-parse", "refs/prov/ledger").strip() == ledger.tip()
+    assert len(repo.git("rev-list", "refs/prov/ledger").split()) == 2
+    assert len(repo.git("notes", "--ref=prov", "list").splitlines()) == 2
+
+
+def test_git_reads_fanned_out_notes(repo: GitRepo) -> None:
+    git = open_repo(repo)
+    commits = [repo.git("rev-parse", "HEAD").strip()]
+    # notes may hang on any object; blobs are quicker to make than commits
+    targets = commits + [git.odb.write("blob", b"target %d" % i) for i in range(299)]
+    Notes(git).add({t: [b"note %s" % t.encode()] for t in targets})
+    listed = dict(reversed(line.split()) for line in repo.git("notes", "--ref=prov", "list").splitlines())
+    assert set(listed) == set(targets)
+    assert repo.git("notes", "--ref=prov", "show", targets[7]).strip() == f"note {targets[7]}"
+    repo.fsck()
+    # git adds a note into prov's fanned-out tree and prov finds it
+    extra = git.odb.write("blob", b"git's own target")
+    repo.git("notes", "--ref=prov", "add", "-m", "from git", extra)
+    assert Notes(open_repo(repo)).read(extra) == [b"from git"]
+    assert len(dict(Notes(open_repo(repo)).items())) == 301
+
+
+@pytest.mark.parametrize("ofs_delta", [True, False], ids=["ofs-delta", "ref-delta"])
+def test_everything_readable_after_gc(make_repo, object_format: str, ofs_delta: bool) -> None:
+    repo = make_repo(object_format)
+    lines = [f"line {i}: {'x' * 40}\n" for i in range(200)]
+    for rev in range(25):
+        lines[rev * 7 % 200] = f"changed in revision {rev}\n"
+        repo.commit(f"rev{rev}", {"big.txt": "".join(lines)})
+    api.init(repo.path)
+    api.capture("HEAD", repo.path)
+    api.capture("HEAD~3", repo.path)
+    before = api.show("HEAD~3", repo.path)
+    repo.git("-c", f"repack.useDeltaBaseOffset={str(ofs_delta).lower()}", "gc", "-q", "--prune=now")
+    loose = [d for d in os.listdir(repo.path / ".git/objects") if len(d) == 2]
+    assert loose == [], "gc packed every object"
+    verify = repo.git("verify-pack", "-v", *[str(p) for p in (repo.path / ".git/objects/pack").glob("*.idx")])
+    assert any(len(line.split()) == 7 for line in verify.splitlines()), "git made deltas"
+    odb = DiskObjectDatabase(str(repo.path / ".git/objects"), open_repo(repo).fmt)
+    versions = repo.git("rev-list", "--all", "--objects").split("\n")
+    blobs = [line.split()[0] for line in versions if line.endswith(" big.txt")]
+    assert len(blobs) == 25
+    for oid in blobs:
+        expected = subprocess.run(["git", "cat-file", "blob", oid], cwd=repo.path, capture_output=True, check=True).stdout
+        assert odb.read(oid) == ("blob", expected)
+    # every object in the pack, whatever its type
+    batch = repo.git("cat-file", "--batch-all-objects", "--batch-check=%(objectname) %(objecttype)")
+    expected_types = dict(line.split() for line in batch.splitlines())
+    assert set(odb.all_ids()) == set(expected_types)
+    for oid, kind in expected_types.items():
+        assert odb.read(oid)[0] == kind
+    assert api.show("HEAD~3", repo.path) == before
+    assert api.capture("HEAD~3", repo.path).created is False
+    assert api.Repository(repo.path).verify().ok
+    # prov writes loose objects and loose refs on top of packed ones; git agrees
+    api.capture("HEAD~1", repo.path)
+    repo.fsck()
+
+
+def test_packed_short_ids_and_too_long_hex(make_repo, object_format: str) -> None:
+    repo = make_repo(object_format, commits=3)
+    repo.git("gc", "-q", "--prune=now")
+    git = open_repo(repo)
+    head = repo.git("rev-parse", "HEAD").strip()
+    assert git.resolve(head[:7]) == head
+    assert git.resolve(head[:7] + "~1") == repo.git("rev-parse", "HEAD~1").strip()
+    for extra in ("0", "00", "abc"):
+        with pytest.raises(UnknownRevisionError):
+            git.resolve(head + extra)
+
+
+@pytest.fixture
+def history(repo: GitRepo) -> GitRepo:
+    """main: c0 - c1 - c2 - merge(c2, side) - c4, with tags and a reflog."""
+    repo.commit("c1")
+    repo.commit("c2")
+    repo.git("tag", "light")
+    repo.git("tag", "-a", "-m", "annotated", "v1.0")
+    repo.git("checkout", "-q", "-b", "side", "HEAD~1")
+    repo.commit("s1")
+    repo.git("checkout", "-q", "main")
+    repo.git("merge", "-q", "--no-ff", "-m", "merge side", "side")
+    repo.commit("c4")
+    repo.git("tag", "-a", "-m", "nested", "v2-tag-of-tag", "v1.0")
+    return repo
+
+
+@pytest.mark.parametrize(
+    "rev",
+    [
+        "HEAD", "main", "side", "refs/heads/side", "heads/side", "light", "v1.0", "tags/v1.0",
+        "v2-tag-of-tag", "HEAD~2", "HEAD~1^2", "HEAD^^2", "HEAD^1^1", "HEAD~1^2~1", "v1.0~1",
+        "v1.0^{commit}", "v1.0^{}", "main@{0}", "main@{1}", "HEAD@{2}", "@", ":/merge side", "@{-1}",
+    ],
+)
+def test_revisions_resolve_like_git_rev_parse(history: GitRepo, rev: str) -> None:
+    named = history.git("rev-parse", "--verify", "--end-of-options", rev).strip()
+    expected = history.git("rev-parse", "--verify", f"{named}^{{commit}}").strip()
+    assert open_repo(history).resolve(rev) == expected
+
+
+def test_short_ids_resolve_like_git(history: GitRepo) -> None:
+    git = open_repo(history)
+    for full in history.git("rev-list", "--all").split():
+        short = history.git("rev-parse", "--short", full).strip()
+        assert git.resolve(short) == full
+        assert git.resolve(short + "^0") == full
+
+
+def test_unknown_revisions(history: GitRepo) -> None:
+    git = open_repo(history)
+    for rev in ("nosuch", "HEAD~99", "HEAD^3", "main@{99}", "deadbeef", "HEAD:file-c0.txt"):
+        with pytest.raises(UnknownRevisionError):
+            git.resolve(rev)
+
+
+def colliding_commits(repo: GitRepo, fmt_name: str, width: int = 4) -> tuple[str, list[bytes]]:
+    """Two commit objects whose ids share the first ``width`` hex digits."""
+    git = open_repo(repo)
+    tree = repo.git("rev-parse", "HEAD^{tree}").strip()
+    seen: dict[str, bytes] = {}
+    i = 0
+    while True:
+        body = encode_commit(tree, [], "A <a@x> 1700000000 +0000", f"collide {i}")
+        oid = git.fmt.hash_object("commit", body)
+        other = seen.setdefault(oid[:width], body)
+        if other is not body:
+            return oid[:width], [other, body]
+        i += 1
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["loose", "packed"])
+def test_ambiguous_short_id(repo: GitRepo, object_format: str, packed: bool) -> None:
+    prefix, bodies = colliding_commits(repo, object_format)
+    for n, body in enumerate(bodies):
+        oid = subprocess.run(
+            ["git", "hash-object", "-t", "commit", "-w", "--stdin"], cwd=repo.path, input=body, capture_output=True, check=True
+        ).stdout.decode().strip()
+        assert oid.startswith(prefix)
+        repo.git("branch", f"collide{n}", oid)
+    if packed:
+        repo.git("gc", "-q", "--prune=now")
+    proc = subprocess.run(["git", "rev-parse", "--verify", f"{prefix}^{{commit}}"], cwd=repo.path, capture_output=True, text=True)
+    assert proc.returncode != 0 and "ambiguous" in proc.stderr
+    with pytest.raises(AmbiguousRevisionError, match="ambiguous"):
+        open_repo(repo).resolve(prefix)
+    with pytest.raises(AmbiguousRevisionError):
+        open_repo(repo).resolve(prefix + "~0")
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from gitprov.store.notes import Notes
+    from gitprov.store.repo import GitRepository
+    path, start, *commits = sys.argv[1:]
+    while time.time() < float(start):
+        time.sleep(0.001)
+    notes = Notes(GitRepository.open(path))
+    for commit in commits:
+        notes.add({commit: [b"writer %s" % commit.encode()]})
+    """
+)
+
+
+def test_concurrent_writers_all_notes_land(make_repo) -> None:
+    repo = make_repo("sha1", commits=12)
+    commits = repo.git("rev-list", "HEAD").split()
+    import time
+
+    start = str(time.time() + 1.0)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(repo.path), start, *commits[i::4]], stderr=subprocess.PIPE)
+        for i in range(4)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err.decode()
+    listed = {line.split()[1] for line in repo.git("notes", "--ref=prov", "list").splitlines()}
+    assert listed == set(commits)
+    for commit in commits:
+        assert repo.git("notes", "--ref=prov", "show", commit).strip() == f"writer {commit}"
+    assert len(repo.git("rev-list", "refs/notes/prov").split()) == len(commits)
+    assert not list((repo.path / ".git/refs/notes").glob("*.lock"))
+    repo.fsck()
