@@ -29,7 +29,8 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .api import CommitProvenance, Repository, capture, init, log, show
+    from .api import CommitProvenance, Repository, capture, init, log, show, start_run
+    from .runs import MetricPoint, Observation, Run
 
 __all__ = [
     "AmbiguousRevisionError",
@@ -55,9 +56,14 @@ __all__ = [
     "init",
     "log",
     "show",
+    "start_run",
+    "Run",
+    "MetricPoint",
+    "Observation",
 ]
 
-_LAZY = {"Repository", "CommitProvenance", "capture", "init", "log", "show"}
+_LAZY = {"Repository", "CommitProvenance", "capture", "init", "log", "show", "start_run"}
+_LAZY_RUNS = {"Run", "MetricPoint", "Observation"}
 
 
 def __getattr__(name: str) -> Any:
@@ -65,4 +71,8 @@ def __getattr__(name: str) -> Any:
         from . import api
 
         return getattr(api, name)
+    if name in _LAZY_RUNS:
+        from . import runs
+
+        return getattr(runs, name)
     raise AttributeError(f"module 'gitprov' has no attribute {name!r}")

@@ -14,13 +14,14 @@ import msgspec
 
 from . import codec
 from ._version import __version__
-from .errors import DataError, ReadOnlyRepositoryError, WriteError
+from .errors import DataError, ReadOnlyRepositoryError, UsageError, WriteError
 from .model import FORMAT_VERSION, CommitCapture, RewriteLink, RunLink
 from .store.ledger import Ledger
 from .store.notes import NOTES_REF, Notes
 from .store.repo import GitRepository
 
 if TYPE_CHECKING:
+    from .runs.run import Run
     from .verify import VerifyReport
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "init",
     "log",
     "show",
+    "start_run",
     "utc_timestamp",
 ]
 
@@ -77,6 +79,21 @@ class Repository:
         self.git = path if isinstance(path, GitRepository) else GitRepository.open(os.fspath(path))
         self.notes = Notes(self.git)
         self.ledger = Ledger(self.git)
+        prov_dir = self.git.prov_dir()
+        if prov_dir is not None and os.path.isdir(os.path.join(prov_dir, "journal")):
+            self.recover()
+
+    def recover(self) -> list[str]:
+        """Fold journals left by dead run writers into the ledger (status ``crashed``)."""
+        from .runs.recovery import recover_abandoned
+
+        try:
+            return recover_abandoned(self)
+        except WriteError as exc:
+            import sys
+
+            print(f"prov: warning: cannot recover crashed runs: {exc}", file=sys.stderr)
+            return []
 
     @property
     def work_tree(self) -> str | None:
@@ -167,6 +184,103 @@ class Repository:
         tip = self.ledger.apply({}, "prov: initialise ledger", LEDGER_FORMAT)
         assert tip is not None
         return tip
+
+    # -- runs ------------------------------------------------------------------
+    def start_run(
+        self,
+        name: str = "",
+        experiment: str = "",
+        params: dict[str, Any] | None = None,
+        tags: dict[str, str] | list[str] | None = None,
+        *,
+        code: bool = True,
+        environment: bool = True,
+        command: list[str] | None = None,
+        parent: str | None = None,
+        spill_points: int = 100_000,
+        spill_seconds: float = 5.0,
+        flush_seconds: float = 30.0,
+        artifact_threshold: int = 10 << 20,
+    ) -> Run:
+        """Start a run pinned to HEAD (with uncommitted changes as a patch when ``code``)."""
+        import secrets
+
+        from .keys import check_json_value, check_key
+        from .model import RunRecord, RunState
+        from .runs.code import code_version, head_code_version
+        from .runs.run import Run, RunSettings
+        from .schema import current_pin
+        from .scrub import scrub_argv
+        from .store.journal import Journal
+
+        settings = RunSettings(spill_points, spill_seconds, flush_seconds, artifact_threshold)
+        for label, value in (("name", name), ("experiment", experiment)):
+            if not isinstance(value, str) or len(value) > 250 or any(ord(c) < 32 for c in value):
+                raise UsageError(f"run {label} must be a string of at most 250 printable characters")
+        params = dict(params or {})
+        for key, value in params.items():
+            check_key(key, "hyperparameter key")
+            check_json_value(value, f"hyperparameter {key!r}")
+        env = None
+        if environment:
+            from .fingerprint import environment as fingerprint_environment
+
+            env = fingerprint_environment()
+        record = RunRecord(
+            created=utc_timestamp(),
+            nonce=secrets.token_hex(8),
+            name=name,
+            experiment=experiment,
+            code=code_version(self.git) if code else head_code_version(self.git),
+            params=params,
+            environment=env,
+            command=scrub_argv(list(command)) if command else [],
+            parent=parent,
+            schema=current_pin(),
+        )
+        record_bytes = codec.encode(record)
+        run_id = self.git.fmt.hash_object("blob", record_bytes)
+        journal = None
+        prov_dir = self.git.prov_dir()
+        if prov_dir is not None:
+            journal = Journal.create(os.path.join(prov_dir, "journal"), run_id, {
+                "run": run_id, "record": record_bytes, "pid": os.getpid(),
+            })
+        run = Run(self, run_id, record, RunState(name=name, experiment=experiment),
+                  settings=settings, journal=journal, stored=False, active=True)
+        if tags:
+            run.log_tags(tags)
+        return run
+
+    def get_run(self, run_id: str) -> Run:
+        """A stored run by id or unique id prefix."""
+        from .runs.reading import read_record, read_state, resolve_run_id
+        from .runs.run import Run
+
+        full = resolve_run_id(self.ledger, run_id)
+        tip = self.ledger.tip()
+        return Run(self, full, read_record(self.ledger, full, tip), read_state(self.ledger, full, tip))
+
+    def runs(self, experiment: str | None = None, status: str | None = None,
+             include_deleted: bool = False) -> list[Run]:
+        """Stored runs, newest first, optionally filtered."""
+        from .runs.reading import all_run_entries, read_record, read_state
+        from .runs.run import Run
+
+        tip = self.ledger.tip()
+        out = []
+        for run_id, _tree in all_run_entries(self.ledger, tip):
+            state = read_state(self.ledger, run_id, tip)
+            if (experiment is not None and state.experiment != experiment) or (
+                status is not None and state.status != status) or (state.deleted and not include_deleted):
+                continue
+            out.append(Run(self, run_id, read_record(self.ledger, run_id, tip), state))
+        out.sort(key=lambda r: r.record.created, reverse=True)
+        return out
+
+    def link_run(self, commit: str, link: RunLink) -> None:
+        """Add a ``run`` line to ``commit``'s note so ``prov show`` lists the run."""
+        self.notes.add({commit: [codec.encode(link)]}, f"prov: link run {link.run[:12]}")
 
     def verify(self) -> VerifyReport:
         from .verify import verify_repository
@@ -272,3 +386,14 @@ def log(spec: str | None = None, path: str | os.PathLike[str] = ".", limit: int 
     """Provenance of the commits in ``spec`` (default: the history of HEAD)."""
     return Repository(path).log(spec, limit)
 
+
+
+def start_run(name: str = "", experiment: str = "", params: dict[str, Any] | None = None,
+              tags: dict[str, str] | list[str] | None = None, *, path: str | os.PathLike[str] = ".",
+              **options: Any) -> Run:
+    """Start a run in the repository containing ``path`` (default: the cwd).
+
+    Use it with ``with`` (ends as ``finished``, or ``failed`` on an exception) or call
+    ``run.end()`` yourself.
+    """
+    return Repository(path).start_run(name, experiment, params, tags, **options)

@@ -35,9 +35,15 @@ _MANIFEST = "manifest.json"
 
 
 def _record_types() -> dict[str, Any]:
-    from .model import CommitCapture, RewriteLink, RunLink, RunRecord
+    from .model import CommitCapture, RewriteLink, RunLink, RunRecord, RunState
 
-    return {"commit": CommitCapture, "run": RunLink, "rewrite": RewriteLink, "run-record": RunRecord}
+    return {
+        "commit": CommitCapture,
+        "run": RunLink,
+        "rewrite": RewriteLink,
+        "run-record": RunRecord,
+        "run-state": RunState,
+    }
 
 
 def _allow_tagged_floats(node: Any) -> Any:

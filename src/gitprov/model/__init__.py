@@ -6,7 +6,16 @@ Every stored record carries ``format_version``; note lines are tagged by ``kind`
 from .capture import CommitCapture, Environment, InputFile
 from .common import FORMAT_VERSION, SchemaPin
 from .links import NoteLine, RewriteLink, RunLink
-from .run import ArtifactRef, CodeVersion, DatasetVersion, Lineage, RunRecord
+from .run import (
+    RUN_STATUSES,
+    ArtifactRef,
+    CodeVersion,
+    DatasetVersion,
+    Lineage,
+    MetricSummary,
+    RunRecord,
+    RunState,
+)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -20,6 +29,9 @@ __all__ = [
     "NoteLine",
     "RewriteLink",
     "RunLink",
+    "MetricSummary",
+    "RUN_STATUSES",
     "RunRecord",
+    "RunState",
     "SchemaPin",
 ]

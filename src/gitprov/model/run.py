@@ -9,7 +9,19 @@ import msgspec
 from .capture import Environment
 from .common import FORMAT_VERSION, SchemaPin
 
-__all__ = ["ArtifactRef", "CodeVersion", "DatasetVersion", "Lineage", "RunRecord"]
+__all__ = [
+    "ArtifactRef",
+    "CodeVersion",
+    "DatasetVersion",
+    "Lineage",
+    "MetricSummary",
+    "RunRecord",
+    "RunState",
+    "RUN_STATUSES",
+]
+
+#: ``running`` until ended; ``crashed`` when a dead process's journal was folded in.
+RUN_STATUSES = ("running", "finished", "failed", "killed", "crashed")
 
 
 class CodeVersion(msgspec.Struct, frozen=True, kw_only=True):
@@ -52,11 +64,50 @@ class RunRecord(msgspec.Struct, frozen=True, kw_only=True, tag="run-record", tag
 
     format_version: int = FORMAT_VERSION
     created: str
+    #: random, so two runs started in the same microsecond still differ.
     nonce: str
     name: str = ""
     experiment: str = ""
     code: CodeVersion
+    #: parameters given when the run started (later ones live in ``state``).
     params: dict[str, Any] = {}
     environment: Environment | None = None
-    datasets: list[DatasetVersion] = []
+    #: the command line, scrubbed of secrets (``prov run``).
+    command: list[str] = []
+    #: the run this one was cloned from, or its parent.
+    parent: str | None = None
     schema: SchemaPin
+
+
+class MetricSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """The latest point of a metric series."""
+
+    value: float
+    step: int
+    timestamp: int
+
+
+class RunState(msgspec.Struct, kw_only=True, tag="run-state", tag_field="kind"):
+    """The mutable part of a run, rewritten at each flush by its writer."""
+
+    format_version: int = FORMAT_VERSION
+    #: logical clock of this state; the highest (then ``writer``) wins a merge.
+    lamport: int = 0
+    writer: str = ""
+    name: str = ""
+    experiment: str = ""
+    status: str = "running"
+    updated: str = ""
+    ended: str | None = None
+    exit_code: int | None = None
+    deleted: bool = False
+    tags: dict[str, str] = {}
+    attributes: dict[str, Any] = {}
+    params: dict[str, Any] = {}
+    metrics: dict[str, MetricSummary] = {}
+    #: observation key -> number of epochs logged.
+    observations: dict[str, int] = {}
+    datasets: dict[str, DatasetVersion] = {}
+    artifacts: dict[str, ArtifactRef] = {}
+    io_schema: dict[str, Any] | None = None
+    lineage: Lineage = Lineage()

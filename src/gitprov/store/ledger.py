@@ -62,8 +62,8 @@ class Ledger:
             if shard.is_tree:
                 yield from sorted(read_tree(self.repo.odb, shard.oid))
 
-    def apply(self, changes: dict[str, bytes | None], message: str, format_blob: bytes) -> str | None:
-        """Write ``{path: bytes | None}`` as one transaction; retries lost races."""
+    def apply(self, changes: dict[str, bytes | str | None], message: str, format_blob: bytes) -> str | None:
+        """Write ``{path: bytes | blob id | None}`` as one transaction; retries lost races."""
         changes = dict(changes)
         changes.setdefault("format", format_blob)
         return commit_on_ref(self.repo, self.ref, lambda tree: edit_tree(self.repo.odb, tree, changes), message)

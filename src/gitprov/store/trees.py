@@ -27,13 +27,13 @@ def read_path(odb: ObjectDatabase, tree: str | None, path: str) -> TreeEntry | N
     return entry
 
 
-def edit_tree(odb: ObjectDatabase, tree: str | None, changes: dict[str, bytes | None]) -> str | None:
-    """Apply ``{path: blob bytes or None to delete}`` below ``tree``.
+def edit_tree(odb: ObjectDatabase, tree: str | None, changes: dict[str, bytes | str | None]) -> str | None:
+    """Apply ``{path: blob bytes | existing blob id | None to delete}`` below ``tree``.
 
     Returns the new tree id, or None when the result is empty.
     """
     entries = read_tree(odb, tree)
-    nested: dict[str, dict[str, bytes | None]] = {}
+    nested: dict[str, dict[str, bytes | str | None]] = {}
     for path, data in changes.items():
         head, sep, rest = path.partition("/")
         if sep:
@@ -41,7 +41,8 @@ def edit_tree(odb: ObjectDatabase, tree: str | None, changes: dict[str, bytes | 
         elif data is None:
             entries.pop(head, None)
         else:
-            entries[head] = TreeEntry(MODE_BLOB, head, odb.write("blob", data))
+            oid = data if isinstance(data, str) else odb.write("blob", data)
+            entries[head] = TreeEntry(MODE_BLOB, head, oid)
     for name, sub_changes in nested.items():
         current = entries.get(name)
         sub = edit_tree(odb, current.oid if current and current.is_tree else None, sub_changes)

@@ -1,0 +1,88 @@
+"""Validating user-supplied keys and values, and turning keys into tree names.
+
+Keys name params, metrics, tags, attributes and artifacts. They become git tree entry
+names, so they must never act as paths: no ``..``, no leading ``/``, no control
+characters, at most 250 characters. ``/`` inside a key is allowed (``train/loss``) and
+percent-encoded in tree names, reversibly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+from urllib.parse import quote, unquote
+
+from .errors import UsageError
+
+__all__ = [
+    "MAX_KEY_LENGTH",
+    "MAX_VALUE_BYTES",
+    "check_json_value",
+    "check_key",
+    "key_from_name",
+    "key_to_name",
+]
+
+MAX_KEY_LENGTH = 250
+#: Largest encoded param, tag or attribute value (bytes); artifacts have no limit.
+MAX_VALUE_BYTES = 1 << 20
+
+
+def check_key(key: object, what: str = "key") -> str:
+    """Return ``key`` if it is a safe key, else raise ``UsageError`` saying why."""
+    if not isinstance(key, str):
+        raise UsageError(f"{what} must be a string, got {type(key).__name__}")
+    if not key:
+        raise UsageError(f"{what} must not be empty")
+    if len(key) > MAX_KEY_LENGTH:
+        raise UsageError(f"{what} {key[:40]!r}… is longer than {MAX_KEY_LENGTH} characters")
+    if key.startswith("/") or key.startswith("\\"):
+        raise UsageError(f"{what} {key!r} must not start with '/'")
+    if any(part in ("..", ".") for part in key.replace("\\", "/").split("/")):
+        raise UsageError(f"{what} {key!r} must not contain '..' or '.' path segments")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
+        raise UsageError(f"{what} {key!r} contains control characters")
+    if key.startswith("$"):
+        raise UsageError(f"{what} {key!r} must not start with '$' (reserved)")
+    return key
+
+
+def key_to_name(key: str) -> str:
+    """A tree entry name for ``key`` (reversible; never ``.``/``..``, no ``/``)."""
+    return quote(key, safe="-_.~ ")
+
+
+def key_from_name(name: str) -> str:
+    return unquote(name)
+
+
+def check_json_value(value: Any, what: str, *, allow_nonfinite: bool = False) -> Any:
+    """Check ``value`` is JSON-serializable (str keys, finite floats unless allowed)."""
+    import msgspec
+
+    def walk(v: Any, depth: int = 0) -> None:
+        if depth > 64:
+            raise UsageError(f"{what} is nested too deeply")
+        if isinstance(v, float) and not allow_nonfinite and not math.isfinite(v):
+            raise UsageError(f"{what} is {v}; NaN and infinity are only allowed for metrics")
+        if isinstance(v, dict):
+            for k, item in v.items():
+                if not isinstance(k, str):
+                    raise UsageError(f"{what} has a non-string key {k!r}")
+                if k.startswith("$"):
+                    raise UsageError(f"{what} has key {k!r}; keys starting with '$' are reserved")
+                walk(item, depth + 1)
+        elif isinstance(v, (list, tuple)):
+            for item in v:
+                walk(item, depth + 1)
+        elif not isinstance(v, (str, int, float, bool, type(None))):
+            raise UsageError(f"{what} of type {type(v).__name__} cannot be stored as JSON")
+
+    walk(value)
+    try:
+        size = len(msgspec.json.encode(value))
+    except (TypeError, OverflowError, msgspec.EncodeError) as exc:
+        raise UsageError(f"{what} cannot be stored as JSON: {exc}") from exc
+    if size > MAX_VALUE_BYTES:
+        raise UsageError(f"{what} is {size} bytes encoded; the limit is {MAX_VALUE_BYTES} (store it as an artifact)")
+    return value

@@ -1,0 +1,75 @@
+"""Folding the journals of dead run writers into the ledger (status ``crashed``)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from .. import codec
+from ..errors import DataError
+from ..model import RunRecord, RunState
+from ..store.journal import abandoned_journals, read_journal
+from ..store.ledger import run_dir
+
+if TYPE_CHECKING:
+    from ..api import Repository
+
+__all__ = ["recover_abandoned"]
+
+
+def journal_dir(repo: Repository) -> str | None:
+    prov_dir = repo.git.prov_dir()
+    return None if prov_dir is None else os.path.join(prov_dir, "journal")
+
+
+def recover_abandoned(repo: Repository) -> list[str]:
+    """Fold every journal whose writer died; returns the recovered run ids."""
+    from ..api import LEDGER_FORMAT, utc_timestamp
+    from ..model import RunLink
+
+    folder = journal_dir(repo)
+    if folder is None or not os.path.isdir(folder):
+        return []
+    recovered = []
+    for path, fd in abandoned_journals(folder):
+        try:
+            header, frames = read_journal(path)
+            if not header:
+                os.remove(path)
+                continue
+            run_id = header["run"]
+            record = codec.decode(header["record"], RunRecord, f"journal record of {run_id[:12]}")
+            base = run_dir(run_id)
+            changes: dict[str, bytes | str | None] = {}
+            state_bytes = repo.ledger.read_file(f"{base}/state")
+            for frame in frames:
+                for rel, oid in frame.get("changes", {}).items():
+                    if oid is not None and repo.git.odb.contains(oid):
+                        changes[f"{base}/{rel}"] = oid
+                state_bytes = frame.get("state", state_bytes)
+            stored = repo.ledger.read_file(f"{base}/record") is not None
+            if not stored:
+                changes[f"{base}/record"] = header["record"]
+            state = (codec.decode(state_bytes, RunState, f"journal state of {run_id[:12]}")
+                     if state_bytes else RunState(name=record.name, experiment=record.experiment))
+            if state.status == "running":
+                state.status = "crashed"
+                state.ended = utc_timestamp()
+            state.lamport += 1
+            state.updated = utc_timestamp()
+            changes[f"{base}/state"] = codec.encode(state)
+            repo.ledger.apply(changes, f"prov: recover crashed run {run_id[:12]}", LEDGER_FORMAT)
+            if not stored and record.code.commit:
+                repo.link_run(record.code.commit, RunLink(
+                    run=run_id, name=record.name, experiment=record.experiment,
+                    created=record.created, schema=record.schema))
+            os.remove(path)
+            recovered.append(run_id)
+        except (DataError, KeyError, TypeError) as exc:
+            # leave the journal for inspection; report once per call
+            import sys
+
+            print(f"prov: cannot recover run journal {path}: {exc}", file=sys.stderr)
+        finally:
+            os.close(fd)
+    return recovered

@@ -1,0 +1,575 @@
+"""``Run``: an experiment run recorded in the repository's ledger.
+
+Logged values collect in memory; metric points spill into series chunk blobs every
+``spill_points`` points (each spill is journaled), and the ledger gets one transaction
+per ``flush()``, every ``flush_seconds``, and at ``end()``. A run killed with SIGKILL
+loses at most the points logged since the last spill.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from .. import codec
+from ..errors import UsageError
+from ..keys import check_json_value, check_key, key_to_name
+from ..model import ArtifactRef, DatasetVersion, MetricSummary, RunLink, RunRecord, RunState
+from ..series import encode_metric_chunk, encode_observation_chunk
+from ..store.journal import Journal
+from ..store.ledger import run_dir
+from . import reading
+from .reading import MetricPoint, Observation
+
+if TYPE_CHECKING:
+    from ..api import Repository
+
+__all__ = ["Run", "RunSettings"]
+
+_ENDED_STATUSES = ("finished", "failed", "killed", "crashed")
+
+
+class RunSettings:
+    """Buffering knobs: points are journaled every ``spill_points`` points or
+    ``spill_seconds`` seconds, and the ledger written every ``flush_seconds``;
+    artifacts above ``artifact_threshold`` bytes go to the local cache."""
+
+    def __init__(self, spill_points: int = 100_000, spill_seconds: float = 5.0,
+                 flush_seconds: float = 30.0, artifact_threshold: int = 10 << 20) -> None:
+        if spill_points < 1 or spill_seconds <= 0 or flush_seconds <= 0 or artifact_threshold < 0:
+            raise UsageError("spill_points, spill_seconds and flush_seconds must be positive")
+        self.spill_points = spill_points
+        self.spill_seconds = spill_seconds
+        self.flush_seconds = flush_seconds
+        self.artifact_threshold = artifact_threshold
+
+
+class _Series:
+    __slots__ = ("steps", "stamps", "values", "next_step")
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.stamps: list[int] = []
+        self.values: list[float] = []
+        self.next_step = 0
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _to_ms(timestamp: Any) -> int:
+    if isinstance(timestamp, datetime):
+        return int(timestamp.timestamp() * 1000)
+    if isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool):
+        return int(timestamp * 1000)
+    raise UsageError(f"timestamp must be seconds since the epoch or a datetime, got {type(timestamp).__name__}")
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+
+
+class Run:
+    """One run. Create with ``Repository.start_run``; load with ``Repository.get_run``."""
+
+    def __init__(self, repo: Repository, run_id: str, record: RunRecord, state: RunState,
+                 *, settings: RunSettings | None = None, journal: Journal | None = None,
+                 stored: bool = True, active: bool = False) -> None:
+        self._repo = repo
+        self.id = run_id
+        self.record = record
+        self._state = state
+        self._settings = settings or RunSettings()
+        self._journal = journal
+        self._writer = secrets.token_hex(4)
+        self._stored = stored  # record already in the ledger
+        self._active = active
+        self._series: dict[str, _Series] = {}
+        self._seq = 0
+        self._buffered = 0
+        self._pending: dict[str, bytes | str | None] = {}
+        self._pending_chunks: dict[str, list[str]] = {}
+        self._observations: dict[str, list[tuple[int, int, Any]]] = {}
+        self._last_flush = time.time()
+        self._spill_due = self._last_flush + self._settings.spill_seconds
+        self._dirty = not stored
+
+    # -- identity ----------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._state.name
+
+    @property
+    def experiment(self) -> str:
+        return self._state.experiment
+
+    @property
+    def status(self) -> str:
+        return self._state.status
+
+    @property
+    def state(self) -> RunState:
+        return self._state
+
+    def __repr__(self) -> str:
+        return f"<Run {self.id[:12]} {self.name!r} {self.status}>"
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._active:
+            status = "finished" if exc_type is None else ("killed" if exc_type is KeyboardInterrupt else "failed")
+            self.end(status)
+
+    # -- guards ------------------------------------------------------------------
+    def _require_active(self, what: str) -> None:
+        if not self._active:
+            if self._state.status in _ENDED_STATUSES:
+                raise UsageError(f"cannot {what}: run {self.id[:12]} has ended ({self._state.status})")
+            raise UsageError(f"cannot {what}: run {self.id[:12]} is not active in this process")
+
+    def _touch(self) -> None:
+        self._dirty = True
+        if not self._active:  # metadata edit of a stored run: write it now
+            self._write_state_now()
+
+    # -- hyperparameters ---------------------------------------------------------
+    def log_hyperparameter(self, key: str, value: Any, overwrite: bool = False) -> None:
+        self.log_hyperparameters({key: value}, overwrite=overwrite)
+
+    def log_hyperparameters(self, params: dict[str, Any], overwrite: bool = False) -> None:
+        self._require_active("log hyperparameters")
+        if not isinstance(params, dict):
+            raise UsageError("hyperparameters must be a dict of key -> value")
+        current = self.get_hyperparameters()
+        for key, value in params.items():
+            check_key(key, "hyperparameter key")
+            check_json_value(value, f"hyperparameter {key!r}")
+            if key in current and current[key] != value and not overwrite:
+                raise UsageError(
+                    f"hyperparameter {key!r} is already {current[key]!r}; pass overwrite=True to change it to {value!r}"
+                )
+        self._state.params.update(params)
+        self._touch()
+
+    def get_hyperparameter(self, key: str) -> Any:
+        return self.get_hyperparameters().get(key)
+
+    def get_hyperparameters(self) -> dict[str, Any]:
+        return {**self.record.params, **self._state.params}
+
+    # -- metrics -----------------------------------------------------------------
+    def log_metric(self, key: str, value: float, step: int | None = None, timestamp: Any = None) -> None:
+        """Append a point to series ``key``; ``step`` defaults to the previous step + 1,
+        ``timestamp`` (seconds or datetime) to now. NaN and ±Inf are kept exactly."""
+        series = self._series.get(key)
+        if series is None or not self._active:
+            series = self._open_series(key)
+        if value.__class__ is not float:
+            value = self._coerce_value(key, value)
+        if step is None:
+            step = series.next_step
+        elif step.__class__ is not int:
+            step = self._coerce_step(step)
+        now = time.time()
+        series.steps.append(step)
+        series.next_step = step + 1
+        series.stamps.append(int(now * 1000) if timestamp is None else _to_ms(timestamp))
+        series.values.append(value)
+        self._buffered += 1
+        if self._buffered >= self._settings.spill_points or now >= self._spill_due:
+            self._on_interval(now)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None, timestamp: Any = None) -> None:
+        if not isinstance(metrics, dict):
+            raise UsageError("metrics must be a dict of key -> number")
+        for key, value in metrics.items():
+            self.log_metric(key, value, step, timestamp)
+
+    def _open_series(self, key: str) -> _Series:
+        self._require_active("log metrics")
+        check_key(key, "metric key")
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _Series()
+            summary = self._state.metrics.get(key)
+            if summary is not None:
+                series.next_step = summary.step + 1
+        return series
+
+    @staticmethod
+    def _coerce_value(key: str, value: Any) -> float:
+        if isinstance(value, bool) or not hasattr(value, "__float__"):
+            raise UsageError(f"metric {key!r} must be a number, got {type(value).__name__}")
+        return float(value)
+
+    @staticmethod
+    def _coerce_step(step: Any) -> int:
+        if isinstance(step, bool) or not hasattr(step, "__index__"):
+            raise UsageError(f"step must be an integer, got {type(step).__name__}")
+        return int(step.__index__())
+
+    def get_metric(self, key: str) -> float | None:
+        """The latest logged value of ``key`` (None if never logged)."""
+        series = self._series.get(key)
+        if series is not None and series.values:
+            return series.values[-1]
+        summary = self._state.metrics.get(key)
+        return summary.value if summary is not None else None
+
+    def get_metric_history(self, key: str) -> list[MetricPoint]:
+        """Every point of ``key`` in logging order: ``(step, timestamp_ms, value)``."""
+        odb = self._repo.git.odb
+        points = reading.metric_history(self._repo.ledger, self.id, key) if self._stored else []
+        pending = [odb.read_typed(oid, "blob") for oid in self._pending_chunks.get(key, [])]
+        points += reading.metric_history_from_blobs(pending)
+        series = self._series.get(key)
+        if series is not None:
+            points += [MetricPoint(*p) for p in zip(series.steps, series.stamps, series.values)]
+        return points
+
+    def get_metric_keys(self) -> list[str]:
+        return sorted(set(self._state.metrics) | {k for k, s in self._series.items() if s.values})
+
+    # -- observations ------------------------------------------------------------
+    def log_observation(self, key: str, value: Any, timestamp: Any = None, epoch_num: int | None = None) -> int:
+        """Record an observation (any JSON value); epochs count up per key."""
+        self._require_active("log observations")
+        check_key(key, "observation key")
+        check_json_value(value, f"observation {key!r}")
+        count = self._state.observations.get(key, 0)
+        epoch = count if epoch_num is None else self._coerce_step(epoch_num)
+        stamp = _now_ms() if timestamp is None else _to_ms(timestamp)
+        self._observations.setdefault(key, []).append((epoch, stamp, value))
+        self._state.observations[key] = max(count, epoch) + 1
+        self._dirty = True
+        return epoch
+
+    def get_observations(self, key: str) -> list[Observation]:
+        stored = reading.observations(self._repo.ledger, self.id, key) if self._stored else []
+        return stored + [Observation(*o) for o in self._observations.get(key, [])]
+
+    def get_observation(self, key: str) -> Any:
+        found = self.get_observations(key)
+        return found[-1].value if found else None
+
+    # -- attributes and tags -----------------------------------------------------
+    def log_attribute(self, key: str, value: Any) -> None:
+        self.log_attributes({key: value})
+
+    def log_attributes(self, attributes: dict[str, Any]) -> None:
+        if not isinstance(attributes, dict):
+            raise UsageError("attributes must be a dict of key -> JSON value")
+        for key, value in attributes.items():
+            check_key(key, "attribute key")
+            check_json_value(value, f"attribute {key!r}")
+        self._state.attributes.update(attributes)
+        self._touch()
+
+    def get_attribute(self, key: str) -> Any:
+        return self._state.attributes.get(key)
+
+    def get_attributes(self) -> dict[str, Any]:
+        return dict(self._state.attributes)
+
+    def log_tag(self, key: str, value: str = "") -> None:
+        self.log_tags({key: value})
+
+    def log_tags(self, tags: dict[str, str] | list[str]) -> None:
+        items = {t: "" for t in tags} if isinstance(tags, (list, tuple, set)) else tags
+        if not isinstance(items, dict):
+            raise UsageError("tags must be a dict of key -> string or a list of strings")
+        for key, value in items.items():
+            check_key(key, "tag")
+            if not isinstance(value, str):
+                raise UsageError(f"tag {key!r} value must be a string, got {type(value).__name__}")
+            check_json_value(value, f"tag {key!r}")
+        self._state.tags.update(items)
+        self._touch()
+
+    def get_tags(self) -> dict[str, str]:
+        return dict(self._state.tags)
+
+    # -- artifacts ---------------------------------------------------------------
+    def log_artifact(self, key: str, source: str | os.PathLike[str] | bytes | BinaryIO,
+                     overwrite: bool = False, media_type: str | None = None) -> ArtifactRef:
+        """Store a file, bytes or a binary file object under ``key``."""
+        from ..artifacts import store_artifact
+
+        self._require_active("log artifacts")
+        check_key(key, "artifact key")
+        if key in self._state.artifacts and not overwrite:
+            raise UsageError(f"artifact {key!r} already exists; pass overwrite=True to replace it")
+        ref, blob = store_artifact(self._repo.git, key, source, media_type, self._settings.artifact_threshold)
+        self._state.artifacts[key] = ref
+        # blob is None when the content lives in the local cache, not in the tree
+        self._stage({f"artifacts/{key_to_name(key)}": blob})
+        return ref
+
+    def log_image(self, key: str, image: Any, overwrite: bool = False) -> ArtifactRef:
+        """Store an image: PNG/JPEG bytes or path, a PIL image, or an array (H×W[×C] uint8)."""
+        from ..artifacts import image_bytes
+
+        data, media_type = image_bytes(image)
+        return self.log_artifact(key, data, overwrite=overwrite, media_type=media_type)
+
+    def get_artifact_keys(self) -> list[str]:
+        return sorted(self._state.artifacts)
+
+    def get_artifact(self, key: str) -> bytes:
+        from ..artifacts import load_artifact
+
+        ref = self._state.artifacts.get(key)
+        if ref is None:
+            raise UsageError(f"run {self.id[:12]} has no artifact {key!r}; it has {self.get_artifact_keys()}")
+        path = f"artifacts/{key_to_name(key)}"
+        pending = self._pending.get(path)
+        blob = pending if isinstance(pending, str) else (
+            reading.artifact_blob_id(self._repo.ledger, self.id, key) if self._stored else None)
+        return load_artifact(self._repo.git, ref, blob)
+
+    def download_artifact(self, key: str, to_path: str | os.PathLike[str]) -> str:
+        """Write artifact ``key`` to ``to_path`` (a file, or a directory to put it in)."""
+        from ..artifacts import safe_file_name
+
+        target = os.fspath(to_path)
+        if os.path.isdir(target):
+            target = os.path.join(target, safe_file_name(key))
+        data = self.get_artifact(key)
+        tmp = f"{target}.prov-tmp-{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+        return target
+
+    def fetch_artifacts(self, keys: list[str] | None = None, to_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+        """Artifacts by key: bytes, or file paths when ``to_dir`` is given."""
+        keys = self.get_artifact_keys() if keys is None else list(keys)
+        if to_dir is None:
+            return {k: self.get_artifact(k) for k in keys}
+        os.makedirs(to_dir, exist_ok=True)
+        return {k: self.download_artifact(k, to_dir) for k in keys}
+
+    # -- code, data, environment, schema -------------------------------------------
+    def log_code(self) -> Any:
+        """Record the code version now (commit, dirty flag + patch, exec path, repo URL)."""
+        from .code import code_version
+
+        self._require_active("log code")
+        code = code_version(self._repo.git)
+        self._state.attributes["prov.code"] = codec.to_plain(code)
+        self._stage({"code.patch": code.patch} if code.patch else {})
+        return code
+
+    def get_code(self) -> Any:
+        import msgspec
+
+        from ..model import CodeVersion
+
+        later = self._state.attributes.get("prov.code")
+        return msgspec.convert(later, CodeVersion) if later else self.record.code
+
+    def get_code_patch(self) -> bytes | None:
+        """The uncommitted changes recorded with the code version (a git diff)."""
+        code = self.get_code()
+        return self._repo.git.odb.read_typed(code.patch, "blob") if code.patch else None
+
+    def log_dataset_version(self, key: str, path_or_digest: str | os.PathLike[str]) -> DatasetVersion:
+        from ..inputs import sha256_file
+
+        self._require_active("log dataset versions")
+        check_key(key, "dataset key")
+        text = os.fspath(path_or_digest)
+        if os.path.isfile(text):
+            rel = os.path.relpath(os.path.abspath(text), self._repo.work_tree or os.getcwd())
+            version = DatasetVersion(key=key, digest="sha256:" + sha256_file(text),
+                                     path=rel.replace(os.sep, "/"), size=os.path.getsize(text))
+        elif os.path.isdir(text):
+            from ..artifacts import directory_digest
+
+            digest, size = directory_digest(text)
+            version = DatasetVersion(key=key, digest=digest, path=text, size=size)
+        else:
+            if not text or len(text) > 200 or any(ord(c) < 33 for c in text):
+                raise UsageError(f"dataset {key!r}: {text!r} is neither an existing path nor a digest")
+            version = DatasetVersion(key=key, digest=text)
+        self._state.datasets[key] = version
+        self._dirty = True
+        return version
+
+    def get_dataset_versions(self) -> dict[str, DatasetVersion]:
+        return dict(self._state.datasets)
+
+    def log_environment(self) -> Any:
+        from ..fingerprint import environment
+
+        self._require_active("log the environment")
+        env = environment()
+        self._state.attributes["prov.environment"] = codec.to_plain(env)
+        self._dirty = True
+        return env
+
+    def log_schema(self, input: Any, output: Any = None) -> None:
+        """Record the input (and output) schema of the model this run trained."""
+        check_json_value(input, "input schema")
+        check_json_value(output, "output schema")
+        self._state.io_schema = {"input": input, "output": output}
+        self._touch()
+
+    def get_schema(self) -> dict[str, Any] | None:
+        return self._state.io_schema
+
+    # -- dates and lifecycle ---------------------------------------------------------
+    def get_date_created(self) -> datetime:
+        return _parse_time(self.record.created)  # type: ignore[return-value]
+
+    def get_date_updated(self) -> datetime:
+        return _parse_time(self._state.updated) or self.get_date_created()
+
+    def rename(self, name: str) -> None:
+        if not isinstance(name, str) or len(name) > 250 or any(ord(c) < 32 for c in name):
+            raise UsageError("run name must be a string of at most 250 printable characters")
+        self._state.name = name
+        self._touch()
+
+    def clone(self, experiment: str | None = None) -> Run:
+        """A new active run with this run's hyperparameters, tags and attributes."""
+        new = self._repo.start_run(
+            name=self.name, experiment=self.experiment if experiment is None else experiment,
+            params=self.get_hyperparameters(), parent=self.id,
+        )
+        new.log_tags(self.get_tags())
+        attributes = {k: v for k, v in self.get_attributes().items() if not k.startswith("prov.")}
+        if attributes:
+            new.log_attributes(attributes)
+        return new
+
+    def delete(self) -> None:
+        """Mark the run deleted (a tombstone; the ledger's history keeps it)."""
+        self._state.deleted = True
+        if self._active:
+            self.end("killed" if self._state.status == "running" else self._state.status)
+        else:
+            self._touch()
+
+    def flush(self) -> None:
+        """Write everything logged so far to the ledger now."""
+        if not self._active:
+            return
+        self._spill()
+        self._write_ledger()
+
+    def end(self, status: str = "finished", exit_code: int | None = None) -> None:
+        """End the run; nothing can be logged afterwards."""
+        if status not in _ENDED_STATUSES:
+            raise UsageError(f"status must be one of {', '.join(_ENDED_STATUSES)}, not {status!r}")
+        self._require_active("end the run")
+        self._spill()
+        self._state.status = status
+        self._state.ended = _utc_now()
+        self._state.exit_code = exit_code
+        self._dirty = True
+        self._write_ledger()
+        self._active = False
+        if self._journal is not None:
+            self._journal.close(remove=True)
+            self._journal = None
+
+    # -- persistence ---------------------------------------------------------------
+    def _spill(self) -> None:
+        """Turn buffered points into chunk blobs, journaled (survives SIGKILL)."""
+        odb = self._repo.git.odb
+        edits: dict[str, str | None] = {}
+        for key, series in self._series.items():
+            if not series.values:
+                continue
+            blob = odb.write("blob", encode_metric_chunk(series.steps, series.stamps, series.values))
+            name = f"{self._writer}-{self._seq:08d}"
+            self._seq += 1
+            edits[f"series/{key_to_name(key)}/{name}"] = blob
+            self._pending_chunks.setdefault(key, []).append(blob)
+            self._state.metrics[key] = MetricSummary(value=series.values[-1], step=series.steps[-1], timestamp=series.stamps[-1])
+            series.steps, series.stamps, series.values = [], [], []
+        for key, items in self._observations.items():
+            if not items:
+                continue
+            epochs, stamps, values = zip(*items)
+            blob = odb.write("blob", encode_observation_chunk(list(epochs), list(stamps), list(values)))
+            name = f"{self._writer}-{self._seq:08d}"
+            self._seq += 1
+            edits[f"observations/{key_to_name(key)}/{name}"] = blob
+        self._observations = {}
+        self._buffered = 0
+        if edits:
+            self._stage(edits)
+
+    def _on_interval(self, now: float) -> None:
+        self._spill()
+        self._spill_due = now + self._settings.spill_seconds
+        if now - self._last_flush >= self._settings.flush_seconds:
+            self._write_ledger()
+
+    def _stage(self, edits: dict[str, str | None]) -> None:
+        """Add tree edits (paths relative to the run, blobs already written) and
+        journal them with the current state."""
+        self._pending.update(edits)
+        self._dirty = True
+        if self._journal is not None:
+            self._journal.append({"e": "edit", "changes": edits, "state": codec.encode(self._state)})
+
+    def _state_bytes(self) -> bytes:
+        self._state.lamport += 1
+        self._state.writer = self._writer
+        self._state.updated = _utc_now()
+        return codec.encode(self._state)
+
+    def _write_ledger(self) -> None:
+        if not self._dirty:
+            return
+        base = run_dir(self.id)
+        changes: dict[str, bytes | str | None] = {}
+        for path, value in self._pending.items():
+            if value is not None:
+                changes[f"{base}/{path}"] = value
+        if not self._stored:
+            changes[f"{base}/record"] = codec.encode(self.record)
+        changes[f"{base}/state"] = self._state_bytes()
+        self._repo.ledger.apply(changes, f"prov: run {self.id[:12]} {self._state.status}", _ledger_format())
+        if not self._stored and self.record.code.commit:
+            self._repo.link_run(self.record.code.commit, self._run_link())
+        self._stored = True
+        self._pending = {}
+        self._pending_chunks = {}
+        self._dirty = False
+        self._last_flush = time.time()
+        if self._journal is not None:
+            self._journal.mark_flushed()
+
+    def _write_state_now(self) -> None:
+        base = run_dir(self.id)
+        self._repo.ledger.apply({f"{base}/state": self._state_bytes()}, f"prov: update run {self.id[:12]}", _ledger_format())
+        self._dirty = False
+
+    def _run_link(self) -> RunLink:
+        return RunLink(run=self.id, name=self.record.name, experiment=self.record.experiment,
+                       created=self.record.created, schema=self.record.schema)
+
+
+def _utc_now() -> str:
+    from ..api import utc_timestamp
+
+    return utc_timestamp()
+
+
+def _ledger_format() -> bytes:
+    from ..api import LEDGER_FORMAT
+
+    return LEDGER_FORMAT
+
