@@ -47,9 +47,15 @@ class _Lexicons:
         self.by_hash: dict[str, Lexicon] = {}
         self._dir = LEXICON_DIR
         self._lexicon_cls = Lexicon
+        #: files of any lexicon read (even one sharing a hash) that break its manifest
+        self.problems: list[str] = []
         for lex in (package_lexicon(), self._vendored()):
             if lex is not None:
-                self.by_hash.setdefault(lex.hash, lex)
+                self._add(lex)
+
+    def _add(self, lex: Lexicon) -> None:
+        self.problems.extend(lex.problems())
+        self.by_hash.setdefault(lex.hash, lex)
 
     def _vendored(self) -> Lexicon | None:
         if self.repo.work_tree is None:
@@ -73,7 +79,7 @@ class _Lexicons:
             if not e.is_tree and name.endswith(".json")
         }
         lex = self._lexicon_cls(files, f"{self._dir} in commit {commit[:12]}")
-        self.by_hash.setdefault(lex.hash, lex)
+        self._add(lex)
         return lex
 
     def find(self, pin: str, commit: str | None) -> Lexicon | None:
@@ -89,8 +95,6 @@ def verify_repository(repo: Repository) -> VerifyReport:
     report = VerifyReport()
     git = repo.git
     lexicons = _Lexicons(repo)
-    for lex in lexicons.by_hash.values():
-        report.problems.extend(lex.problems())
 
     for ref in (NOTES_REF, repo.ledger.ref):
         tip = git.refs.read(ref)
@@ -141,6 +145,7 @@ def verify_repository(repo: Repository) -> VerifyReport:
                 report.problems.append(f"run {run_id[:12]}: id does not match its record's content")
     except DataError as exc:
         report.problems.append(f"{repo.ledger.ref}: {exc}")
+    report.problems[:0] = lexicons.problems
     report.lexicons = sorted(lexicons.by_hash)
     return report
 
