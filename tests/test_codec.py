@@ -62,7 +62,7 @@ def run_record(params: dict) -> RunRecord:
     )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(keys, json_values, max_size=6))
 def test_record_round_trip_is_byte_identical(params: dict) -> None:
     record = run_record(params)

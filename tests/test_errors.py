@@ -1,0 +1,233 @@
+"""Every user error: one ``prov: error:`` line on stderr, its documented exit code, no
+traceback, and nothing written. Both the click-free fast path (``show``, ``capture``)
+and the click application (``log``, ``verify``, ``init``) are exercised in real
+subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import GitRepo, run_git, run_prov
+
+from gitprov import api, errors
+from gitprov.store.objects import encode_commit, format_named
+
+FAST = [("show",), ("capture",)]
+
+
+@pytest.fixture
+def repo(make_repo) -> GitRepo:
+    """One SHA-1 repository: error paths do not depend on the object format (the
+    tests that do, empty repository and ambiguous short ids, run in both)."""
+    return make_repo("sha1")
+CLICK = [("log",), ("verify",)]
+
+
+def snapshot(git_dir: Path) -> tuple:
+    """Refs, object count and every file below objects/ and refs/ (what a write changes)."""
+    refs = run_git(git_dir, "--git-dir", str(git_dir), "for-each-ref")
+    count = run_git(git_dir, "--git-dir", str(git_dir), "count-objects", "-v")
+    files = sorted(
+        str(p.relative_to(git_dir)) for sub in ("objects", "refs") for p in (git_dir / sub).rglob("*")
+    )
+    packed = (git_dir / "packed-refs").read_bytes() if (git_dir / "packed-refs").exists() else b""
+    return refs, count, files, packed
+
+
+def assert_one_error_line(proc: subprocess.CompletedProcess, code: int, *needles: str) -> str:
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("prov: error: "), lines[0]
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def check(cwd: Path, git_dir: Path | None, args: tuple, code: int, *needles: str) -> str:
+    before = snapshot(git_dir) if git_dir else None
+    proc = run_prov(cwd, *args)
+    line = assert_one_error_line(proc, code, *needles)
+    if git_dir:
+        assert snapshot(git_dir) == before, "an error must leave the repository untouched"
+    return line
+
+
+def test_exit_codes_match_the_documentation() -> None:
+    from gitprov.cli import app
+
+    documented = {
+        errors.ProvError: 1, errors.UsageError: 2, errors.RepositoryError: 3, errors.NotARepositoryError: 3,
+        errors.BareRepositoryError: 3, errors.EmptyRepositoryError: 3, errors.RevisionError: 4,
+        errors.UnknownRevisionError: 4, errors.AmbiguousRevisionError: 4, errors.DataError: 5,
+        errors.FormatVersionError: 6, errors.WriteError: 7, errors.ReadOnlyRepositoryError: 7,
+        errors.ConcurrentUpdateError: 7, errors.VerificationError: 8, errors.ConfigError: 9,
+    }
+    assert {getattr(errors, n) for n in errors.__all__} == set(documented)
+    for cls, code in documented.items():
+        assert cls.exit_code == code, cls
+        assert issubclass(cls, errors.ProvError)
+        assert f"{code} " in app.__doc__ or code == 1
+
+
+# -- repositories prov cannot work in -----------------------------------------------------
+
+
+def test_not_a_git_repository(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for args in FAST + CLICK + [("init",)]:
+        check(plain, None, args, 3, "not a git repository", "git init")
+    assert list(plain.iterdir()) == []
+
+
+def test_bare_repository(make_repo) -> None:
+    bare = make_repo(bare=True)
+    for args in FAST + CLICK + [("init",)]:
+        check(bare.path, bare.path, args, 3, "bare repository")
+
+
+def test_empty_repository(make_repo, object_format: str) -> None:
+    empty = make_repo(object_format, commits=0)
+    for args in FAST + [("log",), ("show", "--json"), ("capture", "HEAD")]:
+        check(empty.path, empty.path / ".git", args, 3, "no commits yet", "make a first commit")
+
+
+def test_verify_in_an_empty_repository_is_not_an_error(make_repo) -> None:
+    empty = make_repo(commits=0)
+    before = snapshot(empty.path / ".git")
+    proc = run_prov(empty.path, "verify", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["problems"] == []
+    assert snapshot(empty.path / ".git") == before
+
+
+# -- revisions -------------------------------------------------------------------------------
+
+
+def test_unknown_revision(repo: GitRepo) -> None:
+    for args in [("show", "nosuch"), ("capture", "nosuch"), ("log", "nosuch"), ("log", "HEAD~5..HEAD"), ("show", "HEAD~7"), ("capture", "deadbeef")]:
+        check(repo.path, repo.path / ".git", args, 4, "unknown revision")
+
+
+def _colliding_prefix(repo: GitRepo, object_format: str) -> str:
+    fmt = format_named(object_format)
+    tree = repo.git("rev-parse", "HEAD^{tree}").strip()
+    seen: dict[str, bytes] = {}
+    i = 0
+    while True:
+        body = encode_commit(tree, [], "A <a@x> 1700000000 +0000", f"collide {i}")
+        first = seen.setdefault(fmt.hash_object("commit", body)[:4], body)
+        if first is not body:
+            break
+        i += 1
+    for n, data in enumerate((first, body)):
+        oid = subprocess.run(["git", "hash-object", "-t", "commit", "-w", "--stdin"], cwd=repo.path, input=data, capture_output=True, check=True).stdout.decode().strip()
+        repo.git("branch", f"collide{n}", oid)
+    return oid[:4]
+
+
+def test_ambiguous_short_id(make_repo, object_format: str) -> None:
+    repo = make_repo(object_format)
+    prefix = _colliding_prefix(repo, object_format)
+    for args in [("show",), ("capture",), ("log",)]:
+        check(repo.path, repo.path / ".git", (*args, prefix), 4, "ambiguous", prefix)
+
+
+# -- data under refs/notes/prov that prov cannot read ----------------------------------------------
+
+
+def _note(repo: GitRepo, text: str) -> None:
+    repo.git("notes", "--ref=prov", "add", "-f", "-m", text, "HEAD")
+
+
+CORRUPT = {
+    "garbage": ("garbage", 5, "not valid JSON"),
+    "foreign": ('{"kind": "commit", "commit": "x"}', 5, "not written by git-prov"),
+    "future": ('{"format_version": 99, "kind": "commit"}', 6, "upgrade"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPT))
+def test_unreadable_notes(repo: GitRepo, case: str) -> None:
+    text, code, needle = CORRUPT[case]
+    _note(repo, text)
+    for args in FAST + [("log",), ("show", "--json")]:
+        check(repo.path, repo.path / ".git", args, code, needle, "refs/notes/prov", "git notes --ref=prov show")
+    # prov verify reports the line as a problem (exit 8) instead of stopping at it
+    before = snapshot(repo.path / ".git")
+    proc = run_prov(repo.path, "verify")
+    assert_one_error_line(proc, 8, "1 problem(s) found")
+    assert needle in proc.stdout
+    assert snapshot(repo.path / ".git") == before
+
+
+def test_notes_ref_pointing_at_a_blob(repo: GitRepo) -> None:
+    blob = run_git(repo.path, "hash-object", "-w", "--stdin", input="not a commit").strip()
+    repo.git("update-ref", "refs/notes/prov", blob)
+    for args in (("show",), ("capture",), ("log",)):
+        check(repo.path, repo.path / ".git", args, 5, "refs/notes/prov")
+    assert_one_error_line(run_prov(repo.path, "verify"), 8)
+
+
+def test_corrupt_loose_object(repo: GitRepo) -> None:
+    api.capture("HEAD", repo.path)
+    note_blob = repo.git("rev-parse", "refs/notes/prov:" + repo.git("rev-parse", "HEAD").strip()).strip()
+    path = repo.path / ".git" / "objects" / note_blob[:2] / note_blob[2:]
+    os.chmod(path, 0o644)
+    path.write_bytes(b"this is not zlib")
+    check(repo.path, repo.path / ".git", ("show",), 5, "corrupt")
+
+
+# -- read-only repositories --------------------------------------------------------------------
+
+
+@pytest.fixture
+def read_only_repo(tmp_path: Path):
+    """A repository whose ``.git`` the prov subprocess cannot write, and a runner for it.
+
+    Root ignores permission bits, so as root ``.git`` is bind-mounted read-only in a
+    private mount namespace of the prov process (skipped where that is not allowed);
+    otherwise ``.git`` with its objects and refs is made read-only with chmod.
+    """
+    path = tmp_path / "repo"
+    run_git(tmp_path, "init", "-q", str(path))
+    GitRepo(path).commit("c0")
+    git_dir = path / ".git"
+    exe = str(Path(sys.executable).with_name("prov"))
+    if os.geteuid() == 0:
+        wrap = ["unshare", "-m", "sh", "-c", 'mount --bind -o ro "$0" "$0" && exec "$@"', str(git_dir), exe]
+
+        def run(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([*wrap, *args], cwd=path, capture_output=True, text=True)
+
+        probe = run("--version")
+        if shutil.which("unshare") is None or probe.returncode != 0:
+            pytest.skip(f"running as root (permissions are ignored) and cannot mount read-only: {probe.stderr.strip()[:200]}")
+        yield GitRepo(path), run
+    else:
+        subprocess.run(["chmod", "-R", "a-w", str(git_dir)], check=True)
+        yield GitRepo(path), lambda *args: run_prov(path, *args)
+        subprocess.run(["chmod", "-R", "u+w", str(git_dir)], check=True)
+
+
+def test_read_only_repository(read_only_repo) -> None:
+    repo, run = read_only_repo
+    git_dir = repo.path / ".git"
+    before = snapshot(git_dir)
+    for args in (("capture",), ("capture", "--json"), ("init",)):
+        assert_one_error_line(run(*args), 7, "cannot write")
+        assert snapshot(git_dir) == before
+    # reading needs no write access
+    for args in (("show", "--json"), ("log",), ("verify",)):
+        proc = run(*args)
+        assert proc.returncode == 0, (args, proc.stderr)
+    assert snapshot(git_dir) == before
+    assert not list(git_dir.rglob("tmp_obj_*"))

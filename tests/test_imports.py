@@ -1,0 +1,134 @@
+"""What importing git-prov loads (measured in fresh interpreters) and the layering of
+its packages (DESIGN.md §2)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import gitprov
+
+SRC = Path(gitprov.__file__).parent
+FORBIDDEN = ("click", "pydantic", "mlflow", "wandb", "dulwich", "rich")
+
+
+def loaded_after(statement: str) -> set[str]:
+    code = f"import sys, json\n{statement}\nprint(json.dumps(sorted(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(json.loads(proc.stdout))
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import gitprov",
+        "import gitprov.api",
+        "import gitprov.cli.entry",
+        "import gitprov; gitprov.Repository; gitprov.show",
+        "from gitprov.cli import render",
+    ],
+)
+def test_import_loads_no_heavy_or_optional_dependency(statement: str) -> None:
+    modules = loaded_after(statement)
+    heavy = sorted(m for m in modules if m.split(".")[0] in FORBIDDEN)
+    assert heavy == [], f"{statement!r} loaded {heavy}"
+
+
+def test_lower_layers_load_nothing_above_them() -> None:
+    model = loaded_after("import gitprov.model")
+    assert not {m for m in model if m.startswith(("gitprov.store", "gitprov.api", "gitprov.cli", "dulwich"))}
+    store = loaded_after("import gitprov.store.repo, gitprov.store.notes, gitprov.store.ledger")
+    assert not {m for m in store if m.startswith(("gitprov.api", "gitprov.cli", "click"))}
+
+
+def test_the_click_app_is_what_loads_click() -> None:
+    assert "click" in loaded_after("import gitprov.cli.app")
+
+
+def test_public_names() -> None:
+    expected = {
+        "AmbiguousRevisionError", "BareRepositoryError", "CommitProvenance", "ConcurrentUpdateError",
+        "ConfigError", "DataError", "EmptyRepositoryError", "FormatVersionError", "NotARepositoryError",
+        "ProvError", "ReadOnlyRepositoryError", "Repository", "RepositoryError", "RevisionError",
+        "UnknownRevisionError", "UsageError", "VerificationError", "WriteError", "__version__",
+        "capture", "init", "log", "show", "start_run", "Run", "MetricPoint", "Observation",
+    }
+    assert sorted(gitprov.__all__) == sorted(expected), "update this test when the public surface changes"
+    assert len(gitprov.__all__) == len(set(gitprov.__all__))
+    for name in gitprov.__all__:
+        assert getattr(gitprov, name) is not None, name
+    with pytest.raises(AttributeError):
+        gitprov.no_such_name  # noqa: B018
+
+
+def test_every_module_declares_all_that_exists() -> None:
+    for path in sorted(SRC.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
+        if "__all__" not in names:
+            continue
+        module = ".".join(("gitprov", *path.relative_to(SRC).with_suffix("").parts)).removesuffix(".__init__")
+        if module.endswith("__main__"):
+            continue
+        mod = __import__(module, fromlist=["_"])
+        for name in mod.__all__:
+            assert hasattr(mod, name), f"{module}.__all__ names {name!r}, which does not exist"
+
+
+def imports_of(path: Path) -> set[str]:
+    """Absolute module names a file imports anywhere (relative imports resolved)."""
+    package = ["gitprov", *path.relative_to(SRC).parent.parts]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+                found.add(mod)
+                found.update(f"{mod}.{alias.name}" for alias in node.names)
+            elif node.module:
+                found.add(node.module)
+    return found
+
+
+def _layer(name: str) -> list[Path]:
+    return sorted((SRC / name).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", _layer("model"), ids=lambda p: p.name)
+def test_model_knows_nothing_of_git_or_the_cli(path: Path) -> None:
+    bad = {
+        m for m in imports_of(path)
+        if m.split(".")[0] in FORBIDDEN
+        or m.startswith(("gitprov.store", "gitprov.api", "gitprov.cli", "gitprov.codec", "gitprov.schema"))
+    }
+    assert bad == set(), f"{path.name} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("path", _layer("store"), ids=lambda p: p.name)
+def test_store_does_not_reach_up(path: Path) -> None:
+    bad = {
+        m for m in imports_of(path)
+        if m.split(".")[0] in ("click", "pydantic", "mlflow", "wandb")
+        or m.startswith(("gitprov.api", "gitprov.cli", "gitprov.runs", "gitprov.sync", "gitprov.integrations"))
+    }
+    assert bad == set(), f"{path.name} imports {sorted(bad)}"
+
+
+def test_codec_and_schema_sit_below_the_store() -> None:
+    for name in ("codec.py", "schema.py", "errors.py"):
+        bad = {m for m in imports_of(SRC / name) if m.startswith(("gitprov.store", "gitprov.api", "gitprov.cli"))}
+        assert bad == set(), f"{name} imports {sorted(bad)}"
+
+
+def test_only_the_cli_imports_click() -> None:
+    for path in sorted(SRC.rglob("*.py")):
+        if "click" in {m.split(".")[0] for m in imports_of(path)}:
+            assert path.relative_to(SRC).parts[0] == "cli", path
