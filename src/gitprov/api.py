@@ -15,7 +15,7 @@ import msgspec
 from . import codec
 from ._version import __version__
 from .errors import DataError, ReadOnlyRepositoryError, UsageError, WriteError
-from .model import FORMAT_VERSION, CommitCapture, RewriteLink, RunLink
+from .model import FORMAT_VERSION, CommitCapture, Environment, RewriteLink, RunLink
 from .store.ledger import Ledger
 from .store.notes import NOTES_REF, Notes
 from .store.repo import GitRepository
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .verify import VerifyReport
 
 __all__ = [
+    "BackfillResult",
     "CaptureResult",
     "InitResult",
     "CommitProvenance",
@@ -70,6 +71,14 @@ class CaptureResult(msgspec.Struct, kw_only=True):
     commit: str
     created: bool
     capture: CommitCapture
+
+
+class BackfillResult(msgspec.Struct, kw_only=True):
+    """What ``capture --missing`` did: the commits it captured, and how many had one."""
+
+    range: str
+    captured: list[str]
+    already: int
 
 
 class Repository:
@@ -138,8 +147,14 @@ class Repository:
         return [self._provenance(c, tip) for c in self.git.walk(include, exclude, limit)]
 
     # -- writing ---------------------------------------------------------------
-    def build_capture(self, commit: str, trigger: str = "cli") -> CommitCapture:
-        """The capture record of ``commit`` as it would be written now."""
+    def build_capture(
+        self, commit: str, trigger: str = "cli", *, base_environment: Environment | None = None
+    ) -> CommitCapture:
+        """The capture record of ``commit`` as it would be written now.
+
+        ``base_environment`` (another capture's) skips re-fingerprinting the
+        interpreter when many commits are captured in one process.
+        """
         from . import fingerprint
         from .inputs import hash_inputs
         from .schema import current_pin
@@ -162,7 +177,9 @@ class Repository:
             captured_at=utc_timestamp(),
             tool=f"git-prov {__version__}",
             schema=current_pin(),
-            environment=fingerprint.environment(lockfiles),
+            environment=fingerprint.environment(lockfiles)
+            if base_environment is None
+            else msgspec.structs.replace(base_environment, lockfiles=dict(sorted(lockfiles.items()))),
             inputs=inputs,
             ci=fingerprint.ci_identifiers(),
             trigger=trigger,
@@ -173,11 +190,33 @@ class Repository:
         commit = self.git.resolve(rev)
         if not force:
             for record in self.note_records(commit):
-                if isinstance(record, CommitCapture):
+                # a capture copied from a rewritten commit does not count
+                if isinstance(record, CommitCapture) and record.commit == commit:
                     return CaptureResult(commit=commit, created=False, capture=record)
         record = self.build_capture(commit, trigger)
         self.notes.add({commit: [codec.encode(record)]}, f"prov: capture {commit[:12]}")
         return CaptureResult(commit=commit, created=True, capture=record)
+
+    def capture_missing(self, spec: str | None = None, *, trigger: str = "backfill") -> BackfillResult:
+        """Capture every commit in ``spec`` (default: HEAD's history) that has no capture of
+        its own, in one notes commit."""
+        include, exclude = self.git.resolve_range(spec) if spec else ([self.git.head()], [])
+        tip = self.notes.tip()
+        commits = self.git.walk(include, exclude)
+        missing = [
+            c
+            for c in commits
+            if not any(isinstance(r, CommitCapture) and r.commit == c for r in self.note_records(c, tip))
+        ]
+        lines: dict[str, list[bytes]] = {}
+        env = None
+        for commit in missing:
+            record = self.build_capture(commit, trigger, base_environment=env)
+            env = record.environment
+            lines[commit] = [codec.encode(record)]
+        if lines:
+            self.notes.add(lines, f"prov: backfill {len(lines)} capture(s)")
+        return BackfillResult(range=spec or "HEAD", captured=missing, already=len(commits) - len(missing))
 
     def ensure_ledger(self) -> str:
         """Create ``refs/prov/ledger`` (with its format marker) if it does not exist."""
@@ -196,13 +235,17 @@ class Repository:
         code: bool = True,
         environment: bool = True,
         command: list[str] | None = None,
+        exec_path: str | None = None,
         parent: str | None = None,
         spill_points: int = 100_000,
         spill_seconds: float = 5.0,
         flush_seconds: float = 30.0,
         artifact_threshold: int = 10 << 20,
     ) -> Run:
-        """Start a run pinned to HEAD (with uncommitted changes as a patch when ``code``)."""
+        """Start a run pinned to HEAD (with uncommitted changes as a patch when ``code``).
+
+        Inside ``prov run``, the wrapping run (``PROV_RUN_ID``) becomes the parent.
+        """
         import secrets
 
         from .keys import check_json_value, check_key
@@ -231,11 +274,11 @@ class Repository:
             nonce=secrets.token_hex(8),
             name=name,
             experiment=experiment,
-            code=code_version(self.git) if code else head_code_version(self.git),
+            code=code_version(self.git, exec_path) if code else head_code_version(self.git, exec_path),
             params=params,
             environment=env,
             command=scrub_argv(list(command)) if command else [],
-            parent=parent,
+            parent=parent or os.environ.get("PROV_RUN_ID") or None,
             schema=current_pin(),
         )
         record_bytes = codec.encode(record)
@@ -362,6 +405,10 @@ def init(path: str | os.PathLike[str] = ".", *, hooks: bool = True) -> InitResul
         os.makedirs(prov_dir, exist_ok=True)
     ledger = repo.ensure_ledger()
     installed: list[str] = []
+    if hooks:
+        from .githooks.install import install
+
+        installed = [f"{a.hook}: {a.action}" + (f" ({a.detail})" if a.detail else "") for a in install(git)]
     return InitResult(
         work_tree=git.work_tree,
         lexicon=package_lexicon().hash,

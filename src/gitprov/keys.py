@@ -57,10 +57,18 @@ def key_from_name(name: str) -> str:
 
 
 def check_json_value(value: Any, what: str, *, allow_nonfinite: bool = False) -> Any:
-    """Check ``value`` is JSON-serializable (str keys, finite floats unless allowed)."""
+    """Check ``value`` is JSON-serializable (str keys, finite floats unless allowed)
+    and holds nothing shaped like a secret (DESIGN.md §8)."""
     import msgspec
 
+    from .scrub import scrub_text
+
     def walk(v: Any, depth: int = 0) -> None:
+        if isinstance(v, str) and scrub_text(v) != v:
+            raise UsageError(
+                f"{what} looks like a secret (a token or a URL with credentials); secrets must "
+                "never enter git history: pass them through the environment instead"
+            )
         if depth > 64:
             raise UsageError(f"{what} is nested too deeply")
         if isinstance(v, float) and not allow_nonfinite and not math.isfinite(v):

@@ -28,7 +28,7 @@ _TOKEN_PATTERNS = [
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
 ]
 _TOKEN_RE = re.compile("|".join(f"(?:{p})" for p in _TOKEN_PATTERNS))
-_URL_CREDS_RE = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*://)([^/@\s]+)@")
+_URL_CREDS_RE = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.\-]{0,31}://)([^/@\s]{1,512})@")
 _SECRET_NAME_RE = re.compile(
     r"(TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL|AUTH|_KEY$|^KEY$)",
     re.IGNORECASE,

@@ -78,9 +78,30 @@ def init(no_hooks: bool, as_json: bool) -> None:
 @cli.command()
 @click.argument("rev", default="HEAD")
 @click.option("--force", is_flag=True, help="Add a new capture even if the commit has one.")
+@click.option(
+    "--missing",
+    "missing",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[RANGE]",
+    help="Backfill every commit in RANGE (default: HEAD's history) that has no capture.",
+)
 @json_option
-def capture(rev: str, force: bool, as_json: bool) -> None:
+def capture(rev: str, force: bool, missing: str | None, as_json: bool) -> None:
     """Record the provenance of the commit REV (default HEAD) in its note."""
+    if missing is not None:
+        if force or rev != "HEAD":
+            raise click.UsageError("--missing takes a RANGE of its own; it cannot be combined with REV or --force")
+        backfill = _repo().capture_missing(missing or None)
+        if as_json:
+            render.emit_json(backfill)
+        else:
+            click.echo(
+                f"captured {len(backfill.captured)} commit(s) in {backfill.range}; "
+                f"{backfill.already} already had a capture"
+            )
+        return
     result = _repo().capture(rev, force=force)
     if as_json:
         render.emit_json(result)
@@ -196,3 +217,13 @@ def demo(keep: bool) -> None:
     from .demo import run_demo
 
     run_demo(keep=keep, echo=click.echo)
+
+
+from .runs_cmd import run_command, runs_group  # noqa: E402
+
+cli.add_command(run_command)
+cli.add_command(runs_group)
+
+from .hooks_cmd import hooks as hooks_group  # noqa: E402
+
+cli.add_command(hooks_group)

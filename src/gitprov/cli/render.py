@@ -37,7 +37,8 @@ def render_show(prov: Any) -> str:
         env = cap.environment
         lines += [
             "",
-            f"capture  {cap.captured_at}  {cap.tool}  ({cap.trigger})",
+            f"capture  {cap.captured_at}  {cap.tool}  ({cap.trigger})"
+            + (f"  copied from {cap.commit[:12]}" if cap.commit != prov.commit else ""),
             f"  python     {env.python_implementation} {env.python_version} on {env.platform} {env.machine}",
             f"  packages   {env.distributions_count} installed, {env.distributions_digest[:19]}…",
         ]
@@ -57,8 +58,10 @@ def render_show(prov: Any) -> str:
         for link in prov.rewrites:
             if link.new == prov.commit:
                 lines.append(f"  replaces {link.old[:12]} ({link.how})")
-            else:
+            elif link.old == prov.commit:
                 lines.append(f"  replaced by {link.new[:12]} ({link.how})")
+            else:  # inherited from an earlier rewrite of an ancestor version
+                lines.append(f"  earlier   {link.old[:12]} -> {link.new[:12]} ({link.how})")
     return "\n".join(lines)
 
 
@@ -76,3 +79,79 @@ def capture_message(result: Any) -> str:
     if result.created:
         return f"captured provenance of {short}"
     return f"{short} already has a capture (use --force to add another)"
+
+
+def short(value: Any, width: int = 24) -> str:
+    if isinstance(value, float):
+        text = repr(value)
+    else:
+        text = value if isinstance(value, str) else msgspec.json.encode(codec.to_plain(value)).decode()
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def render_run(run: Any) -> str:
+    rec, st = run.record, run.state
+    code = rec.code
+    lines = [
+        f"run        {run.id}",
+        f"name       {st.name}" + (f"  [{st.experiment}]" if st.experiment else ""),
+        f"status     {st.status}" + (f" (exit {st.exit_code})" if st.exit_code is not None else "")
+        + ("  DELETED" if st.deleted else ""),
+        f"created    {rec.created}" + (f"   ended {st.ended}" if st.ended else ""),
+        f"code       {code.commit or '(no commit)'}" + ("  + uncommitted changes" if code.is_dirty else "")
+        + (f"  {code.exec_path}" if code.exec_path else ""),
+    ]
+    if code.repo_url:
+        lines.append(f"repo       {code.repo_url}")
+    if rec.command:
+        lines.append(f"command    {' '.join(rec.command)}")
+    if rec.parent:
+        lines.append(f"parent     {rec.parent}")
+    sections = [
+        ("params", run.get_hyperparameters()),
+        ("metrics", {k: f"{m.value:.6g} (step {m.step})" for k, m in sorted(st.metrics.items())}),
+        ("tags", st.tags),
+        ("attributes", st.attributes),
+        ("datasets", {k: f"{d.digest}" + (f"  {d.path}" if d.path else "") for k, d in st.datasets.items()}),
+        ("artifacts", {k: f"{_size(a.size)}  {a.media_type}  sha256:{a.sha256[:12]}…  ({a.location})" for k, a in st.artifacts.items()}),
+        ("observations", {k: f"{n} epoch(s)" for k, n in st.observations.items()}),
+    ]
+    for title, items in sections:
+        if items:
+            lines += ["", title]
+            lines += [f"  {k:28} {v if isinstance(v, str) else short(v, 60)}" for k, v in sorted(items.items())]
+    if rec.environment:
+        env = rec.environment
+        lines += ["", f"environment  {env.python_implementation} {env.python_version} on {env.platform} {env.machine}, "
+                  f"{env.distributions_count} packages ({env.distributions_digest[:19]}…)"]
+    return "\n".join(lines)
+
+
+def diff_runs(a: Any, b: Any) -> list[dict[str, Any]]:
+    """Rows ``{section, key, a, b}`` for every value that differs between two runs."""
+    def env_view(run: Any) -> dict[str, Any]:
+        env = run.record.environment
+        if env is None:
+            return {}
+        view = {"python": f"{env.python_implementation} {env.python_version}", "platform": f"{env.platform} {env.machine}",
+                "distributions": env.distributions_digest}
+        view.update({f"lockfile {k}": v for k, v in env.lockfiles.items()})
+        return view
+
+    views = [
+        ("params", lambda r: r.get_hyperparameters()),
+        ("metrics", lambda r: {k: m.value for k, m in r.state.metrics.items()}),
+        ("code", lambda r: {"commit": r.record.code.commit, "dirty": r.record.code.is_dirty, "patch": r.record.code.patch}),
+        ("data", lambda r: {k: d.digest for k, d in r.state.datasets.items()}),
+        ("artifacts", lambda r: {k: x.sha256 for k, x in r.state.artifacts.items()}),
+        ("environment", env_view),
+    ]
+    rows = []
+    for section, view in views:
+        va, vb = view(a), view(b)
+        for key in sorted(set(va) | set(vb)):
+            x, y = va.get(key), vb.get(key)
+            same = x == y or (isinstance(x, float) and isinstance(y, float) and x != x and y != y)
+            if not same:
+                rows.append({"section": section, "key": key, "a": x, "b": y})
+    return rows

@@ -23,18 +23,18 @@ def _exec_path(work_tree: str | None) -> str | None:
     return os.path.basename(full)
 
 
-def head_code_version(git: GitRepository) -> CodeVersion:
+def head_code_version(git: GitRepository, exec_path: str | None = None) -> CodeVersion:
     """Commit, exec path and remote URL only: no subprocess (cheap)."""
     commit = git.refs.read("HEAD")
     url = git.config.get("remote.origin.url")
-    return CodeVersion(commit=commit, exec_path=_exec_path(git.work_tree),
+    return CodeVersion(commit=commit, exec_path=exec_path or _exec_path(git.work_tree),
                        repo_url=scrub_url(url) if url else None)
 
 
-def code_version(git: GitRepository) -> CodeVersion:
+def code_version(git: GitRepository, exec_path: str | None = None) -> CodeVersion:
     """The full code version: uncommitted changes to tracked files are stored as a
     patch blob (``git diff --binary HEAD``), so ``git apply`` rebuilds the exact code."""
-    base = head_code_version(git)
+    base = head_code_version(git, exec_path)
     if git.work_tree is None or base.commit is None:
         return base
     try:

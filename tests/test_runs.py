@@ -1,0 +1,288 @@
+"""Run tracking: the Run API on real repositories, bad input, crash safety, concurrency."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import gitprov
+from gitprov import ProvError, UsageError
+from gitprov.store.repo import GitRepository
+
+from conftest import run_git
+
+
+@pytest.fixture
+def prov_repo(repo):
+    gitprov.init(repo.path, hooks=False)
+    return repo
+
+
+def ledger_tip(path) -> str:
+    return run_git(path, "rev-parse", "refs/prov/ledger").strip()
+
+
+def test_full_run_round_trip(prov_repo, tmp_path):
+    path = prov_repo.path
+    (tmp_path / "model.bin").write_bytes(b"weights" * 10)
+    (path / "train.csv").write_text("x,y\n1,2\n")
+    repo = gitprov.Repository(path)
+    with repo.start_run(name="train", experiment="baseline", tags=["smoke"]) as run:
+        run.log_hyperparameters({"lr": 0.1, "epochs": 3, "layers": [64, 32]})
+        for step in range(250):
+            run.log_metric("train/loss", 1.0 / (step + 1), step=step)
+        run.log_metrics({"acc": 0.5, "nan": math.nan, "inf": math.inf, "ninf": -math.inf})
+        run.log_observation("sample", {"text": "hello"})
+        run.log_observation("sample", {"text": "world"})
+        run.log_attribute("notes", {"nested": [1, 2, {"a": None}]})
+        run.log_tags({"team": "nlp"})
+        run.log_artifact("weights", tmp_path / "model.bin")
+        run.log_artifact("config.json", io.BytesIO(b'{"a": 1}'))
+        run.log_dataset_version("train", path / "train.csv")
+        run.log_dataset_version("remote", "s3-etag:abc123")
+        run.log_schema({"x": "float"}, {"y": "int"})
+        run.log_environment()
+        run_id = run.id
+        assert run.get_metric("train/loss") == pytest.approx(1 / 250)
+    loaded = gitprov.Repository(path).get_run(run_id[:10])
+    assert loaded.id == run_id and loaded.status == "finished" and loaded.name == "train"
+    assert loaded.get_hyperparameters() == {"lr": 0.1, "epochs": 3, "layers": [64, 32]}
+    history = loaded.get_metric_history("train/loss")
+    assert [p.step for p in history] == list(range(250))
+    assert history[-1].value == pytest.approx(1 / 250)
+    assert math.isnan(loaded.get_metric("nan"))
+    assert loaded.get_metric("inf") == math.inf and loaded.get_metric("ninf") == -math.inf
+    assert [o.value["text"] for o in loaded.get_observations("sample")] == ["hello", "world"]
+    assert [o.epoch for o in loaded.get_observations("sample")] == [0, 1]
+    assert loaded.get_attribute("notes") == {"nested": [1, 2, {"a": None}]}
+    assert loaded.get_tags() == {"smoke": "", "team": "nlp"}
+    assert loaded.get_artifact_keys() == ["config.json", "weights"]
+    assert loaded.get_artifact("weights") == b"weights" * 10
+    target = loaded.download_artifact("weights", tmp_path / "out.bin")
+    assert open(target, "rb").read() == b"weights" * 10
+    assert loaded.fetch_artifacts(["config.json"]) == {"config.json": b'{"a": 1}'}
+    assert loaded.get_dataset_versions()["train"].path == "train.csv"
+    assert loaded.get_schema() == {"input": {"x": "float"}, "output": {"y": "int"}}
+    assert loaded.get_code().commit == prov_repo.git("rev-parse", "HEAD").strip()
+    assert loaded.get_date_updated() >= loaded.get_date_created()
+    # prov show lists the run; git can read everything; the run id is its record's blob id
+    shown = gitprov.show("HEAD", path)
+    assert [r.run for r in shown.runs] == [run_id]
+    record = prov_repo.git("cat-file", "blob", f"refs/prov/ledger:runs/{run_id[:2]}/{run_id}/record")
+    assert prov_repo.git("hash-object", "--stdin", input=record).strip() == run_id
+    prov_repo.fsck()
+    assert gitprov.Repository(path).verify().ok
+
+
+def test_run_status_from_with_block(prov_repo):
+    repo = gitprov.Repository(prov_repo.path)
+    with pytest.raises(RuntimeError):
+        with repo.start_run(name="boom") as run:
+            run.log_metric("x", 1)
+            raise RuntimeError("training diverged")
+    assert repo.get_run(run.id).status == "failed"
+    plain = repo.start_run(name="manual")
+    plain.end("killed")
+    assert repo.get_run(plain.id).status == "killed"
+
+
+def test_hyperparameter_change_needs_overwrite(prov_repo):
+    repo = gitprov.Repository(prov_repo.path)
+    with repo.start_run() as run:
+        run.log_hyperparameter("lr", 0.1)
+        run.log_hyperparameter("lr", 0.1)  # same value: fine
+        with pytest.raises(UsageError, match="overwrite=True"):
+            run.log_hyperparameter("lr", 0.2)
+        run.log_hyperparameter("lr", 0.2, overwrite=True)
+        assert run.get_hyperparameter("lr") == 0.2
+
+
+def test_metadata_edits_after_end_rename_clone_delete(prov_repo):
+    repo = gitprov.Repository(prov_repo.path)
+    with repo.start_run(name="a", experiment="e1", params={"lr": 1}) as run:
+        run.log_tag("x", "1")
+    stored = repo.get_run(run.id)
+    stored.rename("renamed")
+    stored.log_tag("reviewed", "yes")
+    assert repo.get_run(run.id).name == "renamed"
+    assert repo.get_run(run.id).get_tags() == {"x": "1", "reviewed": "yes"}
+    with pytest.raises(UsageError, match="has ended"):
+        stored.log_metric("loss", 1.0)
+    with stored.clone(experiment="e2") as twin:
+        assert twin.get_hyperparameters() == {"lr": 1}
+        assert twin.record.parent == run.id and twin.experiment == "e2"
+    stored.delete()
+    assert run.id not in [r.id for r in repo.runs()]
+    assert run.id in [r.id for r in repo.runs(include_deleted=True)]
+    assert [r.id for r in repo.runs(experiment="e2")] == [twin.id]
+
+
+BAD_KEYS = [1, None, "", "../x", "a/../b", "/abs", "a\x00b", "tab\tkey", "x" * 251, "$reserved"]
+
+
+@pytest.mark.parametrize("key", BAD_KEYS, ids=repr)
+def test_bad_keys_are_refused_and_nothing_is_written(prov_repo, key):
+    repo = gitprov.Repository(prov_repo.path)
+    run = repo.start_run()
+    run.flush()
+    before = ledger_tip(prov_repo.path)
+    for call in (
+        lambda: run.log_metric(key, 1.0),
+        lambda: run.log_hyperparameter(key, 1),
+        lambda: run.log_tag(key, "v"),
+        lambda: run.log_attribute(key, 1),
+        lambda: run.log_artifact(key, b"x"),
+    ):
+        with pytest.raises(UsageError):
+            call()
+    run.flush()
+    assert ledger_tip(prov_repo.path) == before
+    run.end()
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda r: r.log_hyperparameter("p", object()), "cannot be stored"),
+        (lambda r: r.log_hyperparameter("p", math.nan), "only allowed for metrics"),
+        (lambda r: r.log_attribute("a", {1: "x"}), "non-string key"),
+        (lambda r: r.log_attribute("a", "x" * (2 << 20)), "limit"),
+        (lambda r: r.log_metric("m", "high"), "must be a number"),
+        (lambda r: r.log_metric("m", 1.0, step="one"), "step must be an integer"),
+        (lambda r: r.log_tag("t", 5), "must be a string"),
+        (lambda r: r.log_artifact("a", 12), "must be a path, bytes"),
+        (lambda r: r.log_artifact("a", "/no/such/file"), "is not a file"),
+        (lambda r: r.end("bogus"), "status must be one of"),
+    ],
+)
+def test_bad_values_are_refused(prov_repo, call, message):
+    run = gitprov.Repository(prov_repo.path).start_run()
+    with pytest.raises(UsageError, match=message):
+        call(run)
+    run.end()
+
+
+def test_logging_to_ended_run_and_unknown_ids(prov_repo):
+    repo = gitprov.Repository(prov_repo.path)
+    run = repo.start_run()
+    run.end()
+    with pytest.raises(UsageError, match="has ended"):
+        run.log_metric("m", 1.0)
+    with pytest.raises(UsageError, match="has ended"):
+        run.end()
+    with pytest.raises(UsageError, match="no run with id"):
+        repo.get_run("0000abcd")
+    with pytest.raises(UsageError, match="not a run id"):
+        repo.get_run("xyz")
+    assert isinstance(UsageError("x"), ProvError)
+
+
+def test_large_artifacts_go_to_local_cache(prov_repo, tmp_path):
+    repo = gitprov.Repository(prov_repo.path)
+    with repo.start_run(artifact_threshold=100) as run:
+        ref = run.log_artifact("big.bin", b"x" * 1000)
+        small = run.log_artifact("small.txt", b"tiny")
+        with pytest.raises(UsageError, match="already exists"):
+            run.log_artifact("big.bin", b"y")
+    assert ref.location == "cache" and small.location == "tree"
+    assert (prov_repo.path / ".git" / "prov" / "cas" / ref.sha256[:2] / ref.sha256).exists()
+    assert repo.get_run(run.id).get_artifact("big.bin") == b"x" * 1000
+
+
+def test_log_image_from_array_like(prov_repo):
+    class Image:  # the array protocol log_image relies on (numpy-compatible)
+        shape = (2, 3, 3)
+        dtype = "uint8"
+
+        def tobytes(self):
+            return bytes(range(18))
+
+    with gitprov.Repository(prov_repo.path).start_run() as run:
+        ref = run.log_image("sample.png", Image())
+        assert run.get_artifact("sample.png").startswith(b"\x89PNG")
+    assert ref.media_type == "image/png"
+
+
+def test_dirty_code_is_stored_as_a_patch_that_rebuilds_the_code(prov_repo, tmp_path):
+    path = prov_repo.path
+    tracked = next(p for p in path.iterdir() if p.suffix == ".txt")
+    tracked.write_text("changed, not committed\n")
+    with gitprov.Repository(path).start_run() as run:
+        code = run.get_code()
+    assert code.is_dirty and code.patch
+    clone = tmp_path / "rebuilt"
+    run_git(tmp_path, "clone", "-q", str(path), str(clone))
+    run_git(clone, "checkout", "-q", code.commit)
+    patch = gitprov.Repository(path).get_run(run.id).get_code_patch()
+    run_git(clone, "apply", "-", input=patch.decode())
+    assert (clone / tracked.name).read_text() == "changed, not committed\n"
+
+
+def test_memory_twin_runs():
+    repo = gitprov.Repository(GitRepository.memory())
+    with repo.start_run(name="mem", environment=False) as run:
+        run.log_metric("m", 2.0)
+    assert repo.get_run(run.id).get_metric_history("m")[0].value == 2.0
+
+
+CRASHING_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    import gitprov
+    run = gitprov.start_run(name="doomed", spill_points=100)
+    run.log_hyperparameter("lr", 0.5)
+    for step in range(1000):          # spilled (journaled) in chunks of 100
+        run.log_metric("loss", float(step), step=step)
+    run.log_metric("loss", -1.0, step=1000)  # buffered only: may be lost
+    print(run.id, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def test_sigkill_mid_run_is_recovered_as_crashed(prov_repo):
+    path = prov_repo.path
+    proc = subprocess.run([sys.executable, "-c", CRASHING_SCRIPT], cwd=path, capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    run_id = proc.stdout.strip()
+    assert os.listdir(path / ".git" / "prov" / "journal")  # the dead writer's journal
+    run = gitprov.Repository(path).get_run(run_id)  # opening folds it in
+    assert run.status == "crashed"
+    assert run.get_hyperparameters() == {"lr": 0.5}
+    assert [p.step for p in run.get_metric_history("loss")] == list(range(1000))
+    assert not os.listdir(path / ".git" / "prov" / "journal")
+    assert [r.run for r in gitprov.show("HEAD", path).runs] == [run_id]
+    prov_repo.fsck()
+
+
+WRITER_SCRIPT = textwrap.dedent(
+    """
+    import sys, gitprov
+    repo = gitprov.Repository(".")
+    for i in range(5):
+        with repo.start_run(name=f"w{sys.argv[1]}-{i}", environment=False, code=False) as run:
+            run.log_hyperparameters({"writer": int(sys.argv[1]), "i": i})
+            for s in range(20):
+                run.log_metric("m", s * 1.0)
+    """
+)
+
+
+def test_four_processes_write_runs_at_once(prov_repo):
+    path = prov_repo.path
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER_SCRIPT, str(w)], cwd=path, stderr=subprocess.PIPE)
+             for w in range(4)]
+    for p in procs:
+        assert p.wait(timeout=120) == 0, p.stderr.read().decode()
+    runs = gitprov.Repository(path).runs()
+    assert sorted(r.name for r in runs) == sorted(f"w{w}-{i}" for w in range(4) for i in range(5))
+    assert all(len(r.get_metric_history("m")) == 20 for r in runs)
+    assert len(gitprov.show("HEAD", path).runs) == 20
+    prov_repo.fsck()

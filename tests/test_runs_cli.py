@@ -1,0 +1,117 @@
+"""``prov run`` and ``prov runs`` through real subprocesses and click's runner."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+import gitprov
+from gitprov.cli.app import cli
+
+from conftest import run_prov
+
+
+@pytest.fixture
+def prov_repo(make_repo):
+    repo = make_repo("sha1")
+    gitprov.init(repo.path, hooks=False)
+    return repo
+
+
+def test_prov_run_records_command_digests_and_exit_code(prov_repo):
+    path = prov_repo.path
+    (path / "in.csv").write_text("a,b\n")
+    script = "import sys; open('out.txt', 'w').write('done'); sys.exit(3)"
+    proc = run_prov(path, "run", "--name", "job", "--experiment", "exp", "--param", "lr=0.01",
+                    "--param", "opt=adam",
+                    "--input", "in.csv", "--output", "out.txt", "--",
+                    sys.executable, "-c", script, "--api-key=supersecret")
+    assert proc.returncode == 3, proc.stderr
+    runs = json.loads(run_prov(path, "runs", "--json").stdout)
+    assert len(runs) == 1
+    run = gitprov.Repository(path).get_run(runs[0]["id"])
+    assert run.status == "failed" and run.state.exit_code == 3
+    assert run.get_hyperparameters()["lr"] == 0.01 and run.get_hyperparameters()["opt"] == "adam"
+    assert "--api-key=[REDACTED]" in run.record.command
+    datasets = run.get_dataset_versions()
+    assert datasets["input/in.csv"].digest.startswith("sha256:")
+    assert datasets["output/out.txt"].size == 4
+    assert run.get_attribute("prov.duration_seconds") >= 0
+    import subprocess
+
+    everything = subprocess.run(["git", "cat-file", "--batch-all-objects", "--batch"], cwd=path,
+                                capture_output=True, check=True).stdout
+    assert b"supersecret" not in everything
+
+
+def test_secret_values_are_refused(prov_repo):
+    token = "ghp_" + "a" * 36
+    before = prov_repo.git("for-each-ref")
+    proc = run_prov(prov_repo.path, "run", "--param", f"token={token}", "--", "true")
+    assert proc.returncode == 2 and "looks like a secret" in proc.stderr
+    assert prov_repo.git("for-each-ref") == before
+    with gitprov.Repository(prov_repo.path).start_run() as run:
+        for call in (lambda: run.log_tag("t", token), lambda: run.log_attribute("u", "https://u:p@host/x")):
+            with pytest.raises(gitprov.UsageError, match="looks like a secret"):
+                call()
+
+
+def test_prov_run_success_and_nested_run_gets_parent(prov_repo):
+    path = prov_repo.path
+    child = "import gitprov\nwith gitprov.start_run(name='inner', environment=False) as r: r.log_metric('m', 1)\n"
+    proc = run_prov(path, "run", "--", sys.executable, "-c", child)
+    assert proc.returncode == 0, proc.stderr
+    runs = {r.name: r for r in gitprov.Repository(path).runs()}
+    assert runs["inner"].record.parent == runs[sys.executable.split("/")[-1]].id
+
+
+def test_prov_runs_list_show_diff(prov_repo):
+    path = prov_repo.path
+    repo = gitprov.Repository(path)
+    with repo.start_run(name="a", params={"lr": 0.1}) as a:
+        a.log_metric("acc", 0.8)
+    with repo.start_run(name="b", params={"lr": 0.2}) as b:
+        b.log_metric("acc", 0.9)
+    runner = CliRunner()
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(path)
+    try:
+        listing = runner.invoke(cli, ["runs"])
+        assert listing.exit_code == 0 and "a" in listing.output and "acc=0.9" in listing.output
+        shown = runner.invoke(cli, ["runs", "show", a.id[:8]])
+        assert shown.exit_code == 0 and a.id in shown.output and "lr" in shown.output
+        data = json.loads(runner.invoke(cli, ["runs", "show", a.id, "--json"]).output)
+        assert data["id"] == a.id and data["state"]["metrics"]["acc"]["value"] == 0.8
+        diff = runner.invoke(cli, ["runs", "diff", a.id, b.id, "--json"])
+        rows = {(r["section"], r["key"]): (r["a"], r["b"]) for r in json.loads(diff.output)}
+        assert rows[("params", "lr")] == (0.1, 0.2) and rows[("metrics", "acc")] == (0.8, 0.9)
+        filtered = json.loads(runner.invoke(cli, ["runs", "--status", "finished", "--json"]).output)
+        assert {r["name"] for r in filtered} == {"a", "b"}
+    finally:
+        os.chdir(cwd)
+
+
+def test_runs_errors_are_one_line(prov_repo):
+    path = prov_repo.path
+    for args, code in ((["runs", "show", "zz"], 2), (["runs", "show", "abcdef12"], 2), (["run", "--param", "novalue", "--", "true"], 2)):
+        proc = run_prov(path, *args)
+        assert proc.returncode == code, proc.stderr
+        assert proc.stderr.startswith("prov: error:") and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_ambiguous_run_prefix(prov_repo):
+    from gitprov.api import LEDGER_FORMAT
+
+    repo = gitprov.Repository(prov_repo.path)
+    fake = {f"runs/ab/abcd{c * 36}/record": b"{}" for c in "12"}
+    repo.ledger.apply(fake, "test: two runs sharing a prefix", LEDGER_FORMAT)
+    with pytest.raises(gitprov.UsageError, match="ambiguous"):
+        repo.get_run("abcd")
+    proc = run_prov(prov_repo.path, "runs", "show", "abcd")
+    assert proc.returncode == 2 and "ambiguous" in proc.stderr
