@@ -264,3 +264,19 @@ def test_concurrent_writers_all_notes_land(make_repo) -> None:
     assert len(repo.git("rev-list", "refs/notes/prov").split()) == len(commits)
     assert not list((repo.path / ".git/refs/notes").glob("*.lock"))
     repo.fsck()
+
+
+def test_linked_worktree_shares_provenance(repo: GitRepo) -> None:
+    worktree = repo.path.parent / f"{repo.path.name}-wt"
+    repo.git("worktree", "add", "-q", "-b", "wt", str(worktree))
+    wt = GitRepo(worktree)
+    head = wt.commit("on the worktree branch")
+    git = GitRepository.open(str(worktree / "sub" if (worktree / "sub").exists() else worktree))
+    assert git.work_tree == str(worktree)
+    assert git.head() == head
+    assert git.common_dir == str(repo.path / ".git")
+    assert api.capture("HEAD", worktree).commit == head
+    assert api.show("wt", repo.path).captures, "the main work tree sees the worktree's capture"
+    assert api.show("main", worktree).captures == []
+    assert wt.git("notes", "--ref=prov", "show", head).strip()
+    repo.fsck()

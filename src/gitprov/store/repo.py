@@ -45,11 +45,11 @@ def _read_gitfile(path: str) -> str | None:
 
 
 def _looks_like_git_dir(path: str) -> bool:
-    return (
-        os.path.isfile(os.path.join(path, "HEAD"))
-        and os.path.isdir(os.path.join(path, "objects"))
-        and os.path.isdir(os.path.join(path, "refs"))
-    )
+    if not os.path.isfile(os.path.join(path, "HEAD")):
+        return False
+    if os.path.isfile(os.path.join(path, "commondir")):  # a linked worktree's git dir
+        return True
+    return os.path.isdir(os.path.join(path, "objects")) and os.path.isdir(os.path.join(path, "refs"))
 
 
 def find_git_dir(start: str) -> tuple[str, str | None]:
