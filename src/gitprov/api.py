@@ -41,6 +41,14 @@ __all__ = [
 LEDGER_FORMAT = codec.encode({"format_version": FORMAT_VERSION, "kind": "ledger"})
 
 
+def _has_journals(folder: str) -> bool:
+    """Cheap check (hot path): any run journal, live or abandoned, in ``folder``."""
+    try:
+        return any(name.endswith(".wal") for name in os.listdir(folder))
+    except OSError:
+        return False
+
+
 def utc_timestamp(now: float | None = None) -> str:
     """RFC 3339 UTC with microseconds: ``2026-11-22T04:56:35.123456Z``."""
     now = time.time() if now is None else now
@@ -89,7 +97,7 @@ class Repository:
         self.notes = Notes(self.git)
         self.ledger = Ledger(self.git)
         prov_dir = self.git.prov_dir()
-        if prov_dir is not None and os.path.isdir(os.path.join(prov_dir, "journal")):
+        if prov_dir is not None and _has_journals(os.path.join(prov_dir, "journal")):
             self.recover()
 
     def recover(self) -> list[str]:
