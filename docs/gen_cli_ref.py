@@ -42,7 +42,9 @@ def _help_paragraphs(cmd: click.Command) -> list[str]:
 
 
 def _context(cmd: click.Command, name: str, parent: click.Context | None) -> click.Context:
-    return click.Context(cmd, info_name=name, parent=parent, **cmd.context_settings)
+    # A fixed, wide formatter: usage lines must not depend on the terminal running this.
+    settings = {**cmd.context_settings, "terminal_width": 200, "max_content_width": 200}
+    return click.Context(cmd, info_name=name, parent=parent, **settings)
 
 
 def iter_commands(
