@@ -17,7 +17,15 @@ from hypothesis import strategies as st
 
 from gitprov import codec
 from gitprov.errors import DataError, FormatVersionError
-from gitprov.model import FORMAT_VERSION, CodeVersion, CommitCapture, NoteLine, RunLink, RunRecord, SchemaPin
+from gitprov.model import (
+    FORMAT_VERSION,
+    CodeVersion,
+    CommitCapture,
+    NoteLine,
+    RunLink,
+    RunRecord,
+    SchemaPin,
+)
 
 PIN = SchemaPin(lexicon="sha256:" + "ab" * 32, version=1)
 
@@ -47,7 +55,7 @@ def same(a, b) -> bool:
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     return a == b
 
 
@@ -194,3 +202,13 @@ def test_decoded_records_are_model_types() -> None:
     assert isinstance(record, RunRecord) and isinstance(record.code, CodeVersion)
     assert math.isnan(record.params["bad"])
     assert msgspec.json.decode(data)["kind"] == "run-record"
+
+
+@pytest.mark.parametrize("value", [{"$float": "NaN"}, {"$float": "bogus"}, {"$float": 1.0}])
+def test_user_data_shaped_like_a_tagged_float_is_refused(value) -> None:
+    """Stored as is, it would read back as a float, or make the record unreadable."""
+    with pytest.raises(DataError, match="reserved"):
+        codec.encode(run_record({"p": value}))
+    assert codec.decode(codec.encode(run_record({"p": {"$float": 1, "other": 2}})), RunRecord).params == {
+        "p": {"$float": 1, "other": 2}
+    }

@@ -36,6 +36,9 @@ def _tag_nonfinite(value: Any) -> Any:
             return {_FLOAT_TAG: "Infinity" if value > 0 else "-Infinity"}
         return value
     if isinstance(value, dict):
+        if len(value) == 1 and _FLOAT_TAG in value:
+            # would decode as a float (or not at all): refuse it rather than store it
+            raise DataError(f"cannot encode {value!r}: the key {_FLOAT_TAG!r} is reserved; rename it")
         return {k: _tag_nonfinite(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_tag_nonfinite(v) for v in value]

@@ -9,8 +9,8 @@ import sys
 import textwrap
 
 import pytest
-from conftest import GitRepo, run_git
 
+from conftest import GitRepo, run_git
 from gitprov import api
 from gitprov.errors import AmbiguousRevisionError, UnknownRevisionError
 from gitprov.store.ledger import Ledger, run_dir
@@ -18,7 +18,6 @@ from gitprov.store.notes import Notes
 from gitprov.store.objects import MODE_BLOB, MODE_TREE, TreeEntry, encode_commit, encode_tree
 from gitprov.store.odb import DiskObjectDatabase
 from gitprov.store.repo import GitRepository
-from gitprov.store.transaction import commit_on_ref
 
 pytestmark = pytest.mark.gitbin
 
