@@ -1,8 +1,9 @@
 """Console entry point of ``prov`` / ``git-prov``.
 
-``prov show`` and ``prov capture`` run on every commit and in scripts, so they are
-served without importing click (~40 ms here) when their arguments are the plain ones
-this module knows; anything else (``--help``, other commands, unknown options) goes to
+``prov show`` and ``prov capture`` run on every commit and in scripts, and
+``prov hooks run <hook> [ARGS]`` is what the git hooks call, so they are served
+without importing click (~40 ms here) when their arguments are the plain ones this
+module knows; anything else (``--help``, other commands, unknown options) goes to
 the click application in ``cli.app``, which defines and documents every command.
 Both paths share ``cli.render`` and the same error handling, and a test checks that
 they print the same thing.
@@ -61,6 +62,10 @@ def run_fast(command: str, rev: str, flags: set[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ["hooks", "run"] and len(argv) > 2 and not argv[2].startswith("-"):
+        from ..githooks.runtime import run as run_hook
+
+        return run_hook(argv[2], argv[3:])  # fails open: never raises
     fast = _parse_fast(argv)
     if fast is not None:
         from ..errors import ProvError

@@ -1,0 +1,355 @@
+"""What each git hook does when git runs it, wrapped so that it fails open.
+
+git runs the installed shim, the shim runs ``prov hooks run <hook> [args]`` (served
+by ``cli.entry`` without click), and that lands in ``run`` here:
+
+- ``post-commit`` / ``post-applypatch``: capture HEAD; a cherry-picked commit also
+  gets a ``rewrite`` link (how ``cherry-pick``) to the commit it was picked from.
+- ``post-rewrite``: for each ``old new`` line, the new commit gets the old commit's
+  note lines plus an old→new ``rewrite`` link (the old one gets the link too), and a
+  capture of its own if it has none; all in one notes commit.
+- ``post-merge``: capture the merge commit ``git merge`` just made (not fast-forwards,
+  not ``--squash``, whose commit comes later through post-commit).
+- ``pre-push``: push ``refs/notes/prov`` and ``refs/prov/ledger`` to the same remote.
+
+Every failure prints one line on stderr, is appended to ``.git/prov/hook-failures.log``
+and exits 0, unless strict mode is on (``git config prov.strict true``,
+``.provenance.toml`` ``[hooks] strict = true`` or ``PROV_STRICT=1``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from . import HOOKS, STDIN_HOOKS
+
+if TYPE_CHECKING:
+    from ..api import Repository
+    from ..store.repo import GitRepository
+
+__all__ = ["FAILURE_LOG", "STRICT_EXIT", "is_strict", "read_failures", "run"]
+
+#: Under ``.git/prov/``: one JSON object per line per failed hook run.
+FAILURE_LOG = "hook-failures.log"
+#: What ``run`` returns when strict mode turns a failure into a failing hook.
+STRICT_EXIT = 1
+_LOG_LIMIT = 256 * 1024
+_CHERRY_RE = re.compile(r"\(cherry picked from commit ([0-9a-f]{40}|[0-9a-f]{64})\)")
+
+
+class _Context:
+    """One hook run: its repository (opened lazily) and what git passed it."""
+
+    def __init__(self, name: str, args: list[str], stdin: bytes) -> None:
+        self.name = name
+        self.args = args
+        self.stdin = stdin
+        self.repo: Repository | None = None
+
+    def open(self) -> Repository:
+        from ..api import Repository
+
+        self.repo = Repository(os.getcwd())
+        return self.repo
+
+
+# -- the hooks ------------------------------------------------------------------
+def _own_capture(repo: Repository, commit: str, lines: list[bytes]) -> bool:
+    """True when ``lines`` hold a capture of ``commit`` itself (not one copied to it)."""
+    from .. import codec
+    from ..model import CommitCapture
+
+    for line in lines:
+        if b'"kind":"commit"' in line and commit.encode() in line:
+            record = codec.decode_note_line(line, f"note of commit {commit[:12]}")
+            if isinstance(record, CommitCapture) and record.commit == commit:
+                return True
+    return False
+
+
+def _rewrite_link(old: str, new: str, how: str) -> bytes:
+    from .. import codec
+    from ..api import utc_timestamp
+    from ..model import RewriteLink
+    from ..schema import current_pin
+
+    return codec.encode(RewriteLink(old=old, new=new, how=how, recorded_at=utc_timestamp(), schema=current_pin()))
+
+
+def _picked_from(repo: Repository, head: str) -> str | None:
+    """The commit HEAD was cherry-picked from, when git left a cheap trace of it."""
+    git = repo.git
+    git_dir = git.git_dir or ""
+    if os.path.isdir(os.path.join(git_dir, "rebase-merge")) or os.path.isdir(os.path.join(git_dir, "rebase-apply")):
+        return None  # a rebase pick: post-rewrite links it when the rebase ends
+    picked = git.refs.read("CHERRY_PICK_HEAD")
+    if not picked:
+        found = _CHERRY_RE.findall(git.read_commit(head).message)
+        picked = found[-1] if found else None
+    if picked and picked != head and git.fmt.is_id(picked) and git.odb.contains(picked):
+        return picked
+    return None
+
+
+def post_commit(ctx: _Context) -> None:
+    from .. import codec
+
+    repo = ctx.open()
+    head = repo.git.head()
+    tip = repo.notes.tip()
+    add: dict[str, list[bytes]] = {}
+    if not _own_capture(repo, head, repo.notes.read(head, tip)):
+        add[head] = [codec.encode(repo.build_capture(head, trigger="hook"))]
+    picked = _picked_from(repo, head)
+    if picked:
+        link = _rewrite_link(picked, head, "cherry-pick")
+        add.setdefault(head, []).append(link)
+        add.setdefault(picked, []).append(link)
+    if add:
+        repo.notes.add(add, f"prov: capture {head[:12]} ({ctx.name})")
+
+
+def _amend_from_reflog(repo: Repository) -> list[tuple[str, str]]:
+    """``[(old, new)]`` of the last amend, from HEAD's reflog (when git gave no stdin)."""
+    path = os.path.join(repo.git.git_dir or "", "logs", "HEAD")
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
+            last = f.read().splitlines()[-1].decode("utf-8", "replace")
+    except (OSError, IndexError):
+        return []
+    old, new = last.split(" ", 2)[:2]
+    head = repo.git.refs.read("HEAD")
+    return [(old, new)] if new == head and repo.git.fmt.is_id(old) and old.strip("0") else []
+
+
+def post_rewrite(ctx: _Context) -> None:
+    from .. import codec
+
+    repo = ctx.open()
+    how = (ctx.args[0] if ctx.args else os.environ.get("PRE_COMMIT_REWRITE_COMMAND", "")) or "rewrite"
+    is_id = repo.git.fmt.is_id
+    pairs = []
+    for line in ctx.stdin.decode("ascii", "replace").splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and is_id(fields[0]) and is_id(fields[1]):
+            pairs.append((fields[0], fields[1]))
+    if not pairs and how == "amend":
+        pairs = _amend_from_reflog(repo)
+    if not pairs:
+        return
+    tip = repo.notes.tip()
+    add: dict[str, list[bytes]] = {}
+    for old, new in pairs:
+        link = _rewrite_link(old, new, how)
+        add.setdefault(new, []).extend(repo.notes.read(old, tip))
+        add[new].append(link)
+        add.setdefault(old, []).append(link)
+    base_env = None
+    for new in dict.fromkeys(new for _, new in pairs):
+        if not _own_capture(repo, new, repo.notes.read(new, tip) + add[new]):
+            capture = repo.build_capture(new, trigger="hook", base_environment=base_env)
+            base_env = capture.environment
+            add[new].append(codec.encode(capture))
+    repo.notes.add(add, f"prov: {how} rewrote {len(pairs)} commit(s)")
+
+
+def post_merge(ctx: _Context) -> None:
+    squash = (ctx.args[0] if ctx.args else os.environ.get("PRE_COMMIT_IS_SQUASH_MERGE", "0")) == "1"
+    if squash:
+        return  # nothing committed yet; the later 'git commit' runs post-commit
+    repo = ctx.open()
+    head = repo.git.head()
+    parents = repo.git.read_commit(head).parents
+    orig = repo.git.refs.read("ORIG_HEAD")
+    if len(parents) >= 2 and (orig is None or parents[0] == orig):
+        repo.capture(head, trigger="hook")
+
+
+def pre_push(ctx: _Context) -> None:
+    import subprocess
+
+    from ..errors import UsageError, WriteError
+    from ..store.ledger import LEDGER_REF
+    from ..store.notes import NOTES_REF
+
+    remote = ctx.args[0] if ctx.args else os.environ.get("PRE_COMMIT_REMOTE_NAME", "")
+    if not remote:
+        raise UsageError("pre-push was run without a remote name")
+    repo = ctx.open()
+    refs = [ref for ref in (NOTES_REF, LEDGER_REF) if repo.git.refs.read(ref)]
+    pushed = [line.split()[0] for line in ctx.stdin.decode("utf-8", "replace").splitlines() if line.split()]
+    if not refs or (pushed and all(r == NOTES_REF or r.startswith("refs/prov/") for r in pushed)):
+        return  # nothing to carry, or this push already is the provenance push
+    from ..scrub import scrub_url
+
+    where = scrub_url(remote)
+    try:
+        proc = subprocess.run(
+            ["git", "push", "--no-verify", "--quiet", "--porcelain", remote, *[f"{r}:{r}" for r in refs]],
+            capture_output=True,
+            text=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except OSError as exc:
+        raise WriteError(f"cannot run git push: {exc.strerror}") from exc
+    if proc.returncode == 0:
+        return
+    rejected = [
+        f"{line.split(chr(9))[1].split(':')[0]} {line.split(chr(9))[2]}"
+        for line in proc.stdout.splitlines()
+        if line.startswith("!") and line.count("\t") >= 2
+    ]
+    if rejected and any("fetch first" in r or "non-fast-forward" in r for r in rejected):
+        raise WriteError(
+            f"{', '.join(rejected)} on {where}: the remote has provenance this clone lacks; "
+            "run 'prov pull' (or fetch and merge refs/notes/prov) and push again"
+        )
+    detail = ", ".join(rejected) or (proc.stderr.strip().splitlines() or ["git push failed"])[-1]
+    raise WriteError(f"to {where}: {scrub_url(detail)}")
+
+
+_HANDLERS: dict[str, Callable[[_Context], None]] = {
+    "post-commit": post_commit,
+    "post-applypatch": post_commit,
+    "post-rewrite": post_rewrite,
+    "post-merge": post_merge,
+    "pre-push": pre_push,
+}
+assert set(_HANDLERS) == set(HOOKS)
+
+
+# -- failing open ---------------------------------------------------------------
+def _truthy(value: str | None) -> bool | None:
+    if value is None or value.strip() == "":
+        return None
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def is_strict(git: GitRepository | None, work_tree: str | None) -> bool:
+    """Strict mode: ``PROV_STRICT``, else ``git config prov.strict``, else ``.provenance.toml``."""
+    env = _truthy(os.environ.get("PROV_STRICT"))
+    if env is not None:
+        return env
+    if git is None:
+        return False
+    try:
+        if git.config.get("prov.strict") is not None:
+            return git.config.get_bool("prov.strict")
+        from ..settings import load_settings
+
+        return load_settings(work_tree).hooks.strict
+    except Exception:  # an unreadable setting cannot switch strict mode on
+        return False
+
+
+def _log_dir(repo: Repository | None) -> str | None:
+    if repo is not None:
+        return repo.git.prov_dir()
+    git_dir = os.environ.get("GIT_DIR") or ".git"
+    return os.path.join(git_dir, "prov") if os.path.isdir(git_dir) else None
+
+
+def _log_failure(repo: Repository | None, entry: dict[str, Any]) -> None:
+    directory = _log_dir(repo)
+    if directory is None:
+        return
+    path = os.path.join(directory, FAILURE_LOG)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        try:
+            if os.path.getsize(path) > _LOG_LIMIT:
+                with open(path, "rb") as f:
+                    keep = f.read().splitlines(keepends=True)[-200:]
+                with open(path, "wb") as f:
+                    f.writelines(keep)
+        except FileNotFoundError:
+            pass
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry, sort_keys=True) + "\n")
+    except OSError:
+        pass  # logging is best effort; the stderr line already told the user
+
+
+def read_failures(prov_dir: str | None, limit: int = 10) -> tuple[list[dict[str, Any]], int]:
+    """The last ``limit`` logged hook failures (oldest first) and how many are logged."""
+    if prov_dir is None:
+        return [], 0
+    try:
+        with open(os.path.join(prov_dir, FAILURE_LOG), encoding="utf-8", errors="replace") as f:
+            lines = [line for line in f.read().splitlines() if line.strip()]
+    except OSError:
+        return [], 0
+    entries = []
+    for line in lines[-limit:] if limit else []:
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            entries.append({"reason": line[:200]})
+    return entries, len(lines)
+
+
+def _fail(ctx: _Context, exc: BaseException) -> int:
+    import traceback
+
+    from .._version import __version__
+    from ..api import utc_timestamp
+    from ..errors import ProvError
+    from ..scrub import scrub_argv, scrub_text
+
+    if isinstance(exc, ProvError):
+        reason = str(exc)
+    elif isinstance(exc, KeyboardInterrupt):
+        reason = "interrupted"
+    else:
+        reason = f"{type(exc).__name__}: {exc} (a bug in git-prov; details in .git/prov/{FAILURE_LOG})"
+    reason = scrub_text(" ".join(reason.split()))
+    strict = is_strict(ctx.repo.git, ctx.repo.work_tree) if ctx.repo else is_strict(None, None)
+    verb = "pushed" if ctx.name == "pre-push" else "captured"
+    suffix = " (strict mode: the hook fails)" if strict else ""
+    print(f"prov: provenance not {verb}: {reason}{suffix}", file=sys.stderr)
+    entry: dict[str, Any] = {
+        "time": utc_timestamp(),
+        "hook": ctx.name,
+        "args": scrub_argv(ctx.args),
+        "reason": reason,
+        "error": type(exc).__name__,
+        "strict": strict,
+        "tool": f"git-prov {__version__}",
+    }
+    if not isinstance(exc, (ProvError, KeyboardInterrupt)):
+        entry["traceback"] = scrub_text("".join(traceback.format_exception(exc))[-4000:])
+    _log_failure(ctx.repo, entry)
+    if not strict:
+        return 0
+    return exc.exit_code if isinstance(exc, ProvError) else STRICT_EXIT
+
+
+def run(name: str, args: list[str], stdin: bytes | None = None) -> int:
+    """Run hook ``name`` with git's ``args``; 0 unless strict mode turns a failure fatal."""
+    if _truthy(os.environ.get("PROV_HOOKS_DISABLED")):
+        return 0
+    if stdin is None:
+        stdin = b""
+        if name in STDIN_HOOKS and sys.stdin is not None and not sys.stdin.isatty():
+            try:
+                stdin = sys.stdin.buffer.read()
+            except (OSError, ValueError):
+                stdin = b""
+    ctx = _Context(name, list(args), stdin)
+    try:
+        handler = _HANDLERS.get(name)
+        if handler is None:
+            from ..errors import UsageError
+
+            raise UsageError(f"unknown hook {name!r}; git-prov handles {', '.join(HOOKS)}")
+        handler(ctx)
+        return 0
+    except (Exception, KeyboardInterrupt) as exc:
+        return _fail(ctx, exc)
