@@ -15,7 +15,7 @@ import msgspec
 
 from . import codec
 from .errors import DataError
-from .model import CommitCapture
+from .model import CommitCapture, RewriteLink
 
 if TYPE_CHECKING:
     from .api import Repository
@@ -120,15 +120,18 @@ def verify_repository(repo: Repository) -> VerifyReport:
         except DataError as exc:
             report.problems.append(f"note of {commit[:12]}: {exc}")
             continue
+        decoded = []
         for i, line in enumerate(lines, 1):
             where = f"note of {commit[:12]}, line {i}"
             try:
-                record = codec.decode_note_line(line, where)
+                decoded.append((where, line, codec.decode_note_line(line, where)))
             except DataError as exc:
                 report.problems.append(str(exc))
-                continue
+        # notes.rewriteRef copies a note to the rewritten commit, next to the link to its old id
+        rewritten_from = {r.old for _, _, r in decoded if isinstance(r, RewriteLink)}
+        for where, line, record in decoded:
             report.records += 1
-            if isinstance(record, CommitCapture) and record.commit != commit:
+            if isinstance(record, CommitCapture) and record.commit not in (commit, *rewritten_from):
                 report.problems.append(f"{where}: capture names commit {record.commit[:12]}, not its own")
             _check_pin(report, lexicons, record, line, where, commit if git.odb.contains(commit) else None)
 

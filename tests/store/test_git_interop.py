@@ -14,7 +14,7 @@ from conftest import GitRepo, run_git
 from gitprov import api
 from gitprov.errors import AmbiguousRevisionError, UnknownRevisionError
 from gitprov.store.ledger import Ledger, run_dir
-from gitprov.store.notes import Notes
+from gitprov.store.notes import Notes, merge_note_lines
 from gitprov.store.objects import MODE_BLOB, MODE_TREE, TreeEntry, encode_commit, encode_tree
 from gitprov.store.odb import DiskObjectDatabase
 from gitprov.store.repo import GitRepository
@@ -59,10 +59,22 @@ def test_git_notes_and_log_show_prov_notes(repo: GitRepo) -> None:
     assert line.encode() == api.codec.encode(result.capture)
     assert line in repo.git("log", "--notes=prov", "-1")
     assert repo.git("notes", "--ref=prov", "list").split() == [repo.git("rev-parse", f"refs/notes/prov:{head}").strip(), head]
-    # git's own cat_sort_uniq append and prov agree on the combined note
-    repo.git("notes", "--ref=prov", "append", "-m", "zzz-from-git", head)
-    repo.git("-c", "notes.prov.mergeStrategy=cat_sort_uniq", "notes", "--ref=prov", "list")
-    assert Notes(open_repo(repo)).read(head)[-1] == b"zzz-from-git"
+    repo.fsck()
+
+
+def test_git_cat_sort_uniq_merge_equals_prov_merge(repo: GitRepo) -> None:
+    """Two diverged notes refs merged by git give the bytes prov's own merge gives."""
+    head = repo.git("rev-parse", "HEAD").strip()
+    git = open_repo(repo)
+    Notes(git).add({head: [b"shared", b"m-base"]})
+    repo.git("update-ref", "refs/notes/other", "refs/notes/prov")
+    Notes(git, "refs/notes/other").add({head: [b"z-theirs", b"a-theirs"]})
+    Notes(git).add({head: [b"k-ours"]})
+    repo.git("notes", "--ref=prov", "merge", "-q", "-s", "cat_sort_uniq", "refs/notes/other")
+    merged = Notes(open_repo(repo)).read(head)
+    assert merged == [b"a-theirs", b"k-ours", b"m-base", b"shared", b"z-theirs"]
+    blob = repo.git("rev-parse", f"refs/notes/prov:{head}").strip()
+    assert blob == git.fmt.hash_object("blob", merge_note_lines(merged)), "git wrote prov's canonical note bytes"
     repo.fsck()
 
 
@@ -231,7 +243,7 @@ def test_ambiguous_short_id(repo: GitRepo, object_format: str, packed: bool) -> 
 _WRITER = textwrap.dedent(
     """
     import sys, time
-    from gitprov.store.notes import Notes
+    from gitprov.store.notes import Notes, merge_note_lines
     from gitprov.store.repo import GitRepository
     path, start, *commits = sys.argv[1:]
     while time.time() < float(start):
@@ -278,4 +290,25 @@ def test_linked_worktree_shares_provenance(repo: GitRepo) -> None:
     assert api.show("wt", repo.path).captures, "the main work tree sees the worktree's capture"
     assert api.show("main", worktree).captures == []
     assert wt.git("notes", "--ref=prov", "show", head).strip()
+    repo.fsck()
+
+
+def test_notes_follow_amend_and_verify_accepts_linked_copies(repo: GitRepo) -> None:
+    """``prov init`` makes git copy notes on rewrite; a copied capture is valid once
+    the rewrite link (written by the post-rewrite hook) is in the note too."""
+    from gitprov import codec
+    from gitprov.model import RewriteLink
+    from gitprov.schema import current_pin
+
+    api.init(repo.path, hooks=False)
+    old = api.capture("HEAD", repo.path).commit
+    repo.git("commit", "-q", "--amend", "-m", "amended")
+    new = repo.git("rev-parse", "HEAD").strip()
+    copied = api.show("HEAD", repo.path).captures
+    assert [c.commit for c in copied] == [old], "git copied the note (notes.rewriteRef)"
+    report = api.Repository(repo.path).verify()
+    assert any("not its own" in p for p in report.problems), "an unexplained copy is reported"
+    link = RewriteLink(old=old, new=new, how="amend", recorded_at="2026-01-01T00:00:00Z", schema=current_pin())
+    Notes(open_repo(repo)).add({new: [codec.encode(link)], old: [codec.encode(link)]})
+    assert api.Repository(repo.path).verify().problems == []
     repo.fsck()
