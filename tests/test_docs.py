@@ -73,6 +73,18 @@ def test_cli_reference_has_the_exit_code_table() -> None:
         assert re.search(rf"^\| {code} \| ", text, re.M), f"exit code {code} missing from docs/cli.md"
 
 
+def test_every_error_class_and_exit_code_is_documented() -> None:
+    from gitprov import errors
+
+    text = (DOCS / "errors.md").read_text(encoding="utf-8")
+    classes = [getattr(errors, name) for name in errors.__all__]
+    missing = [c.__name__ for c in classes if f"`{c.__name__}`" not in text]
+    assert missing == [], f"docs/errors.md does not document {missing}"
+    codes = sorted({c.exit_code for c in classes})
+    undocumented = [code for code in codes if not re.search(rf"^\| {code} \| ", text, re.M)]
+    assert undocumented == [], f"exit codes missing from the table in docs/errors.md: {undocumented}"
+
+
 # -- the site --------------------------------------------------------------------------
 
 
