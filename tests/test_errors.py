@@ -70,11 +70,15 @@ def test_exit_codes_match_the_documentation() -> None:
         errors.FormatVersionError: 6, errors.WriteError: 7, errors.ReadOnlyRepositoryError: 7,
         errors.ConcurrentUpdateError: 7, errors.VerificationError: 8, errors.ConfigError: 9,
     }
-    assert {getattr(errors, n) for n in errors.__all__} == set(documented)
     for cls, code in documented.items():
         assert cls.exit_code == code, cls
-        assert issubclass(cls, errors.ProvError)
-        assert f"{code} " in app.__doc__ or code == 1
+    # every error class (including ones added later) is in the drawn tree, and its
+    # exit code is documented in the CLI's docstring
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        assert issubclass(cls, errors.ProvError), name
+        assert name in errors.__doc__, f"{name} missing from the tree in errors.py"
+        assert f"{cls.exit_code} " in app.__doc__, f"exit code {cls.exit_code} of {name} not documented"
 
 
 # -- repositories prov cannot work in -----------------------------------------------------
