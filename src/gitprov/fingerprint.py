@@ -10,7 +10,6 @@ import re
 import sys
 
 from .model.capture import Environment
-from .scrub import scrub_text
 
 __all__ = ["CI_VARIABLES", "LOCKFILE_PATTERNS", "ci_identifiers", "distributions", "environment"]
 
@@ -64,7 +63,12 @@ def distributions(paths: list[str] | None = None) -> list[str]:
 def ci_identifiers(env: dict[str, str] | None = None) -> dict[str, str]:
     """Allow-listed CI variables that are set, values scrubbed."""
     env = os.environ if env is None else env
-    return {k: scrub_text(env[k])[:200] for k in CI_VARIABLES if env.get(k)}
+    present = [k for k in CI_VARIABLES if env.get(k)]
+    if not present:
+        return {}  # the common case outside CI: no need to compile scrub's token patterns
+    from .scrub import scrub_text
+
+    return {k: scrub_text(env[k])[:200] for k in present}
 
 
 def environment(lockfiles: dict[str, str] | None = None) -> Environment:

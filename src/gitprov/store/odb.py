@@ -102,9 +102,11 @@ class _PackIndex:
     def _search(self, raw: bytes) -> int:
         lo = self.fanout[raw[0] - 1] if raw[0] else 0
         hi = self.fanout[raw[0]]
+        idx, base, size = self.idx, self.names_at, self.fmt.raw_len  # _name() inlined: hot loop
         while lo < hi:
             mid = (lo + hi) // 2
-            if self._name(mid) < raw:
+            at = base + mid * size
+            if idx[at : at + size] < raw:
                 lo = mid + 1
             else:
                 hi = mid
@@ -222,7 +224,15 @@ class DiskObjectDatabase(ObjectDatabase):
             names = sorted(n for n in os.listdir(pack_dir) if n.endswith(".idx"))
         except FileNotFoundError:
             names = []
-        return [_PackIndex(os.path.join(pack_dir, n), self.fmt) for n in names]
+        # A pack is named by its checksum and never changes, so an index already read
+        # is reused: a refresh (every write checks the packs) only reads new packs.
+        known = {p.pack_path: p for p in self._packs or ()}
+        packs = []
+        for n in names:
+            path = os.path.join(pack_dir, n)
+            pack = known.get(path[:-4] + ".pack")
+            packs.append(pack if pack is not None else _PackIndex(path, self.fmt))
+        return packs
 
     @property
     def alternates(self) -> list[DiskObjectDatabase]:
@@ -241,9 +251,9 @@ class DiskObjectDatabase(ObjectDatabase):
                     self._alternates.append(DiskObjectDatabase(alt, self.fmt, _seen=self._seen))
         return self._alternates
 
-    def _find_packed(self, oid: str) -> tuple[_PackIndex, int] | None:
-        for refresh in (False, True):
-            if self._packs is None or refresh:
+    def _find_packed(self, oid: str, *, refresh: bool = True) -> tuple[_PackIndex, int] | None:
+        for again in (False, True) if refresh else (False,):
+            if self._packs is None or again:
                 self._packs = self._load_packs()
             for pack in self._packs:
                 off = pack.offset_of(oid)
@@ -284,6 +294,12 @@ class DiskObjectDatabase(ObjectDatabase):
         return base_type, apply_delta(base, _inflate(buf, pos, size))
 
     def _read_local(self, oid: str) -> tuple[str, bytes] | None:
+        # Packs already open first (no syscall; most objects of a real repository are
+        # packed), then the loose file, then packs again after rescanning the pack
+        # directory (a concurrent repack may have moved the object), as git does.
+        found = self._find_packed(oid, refresh=False)
+        if found is not None:
+            return self._read_packed(*found)
         try:
             with open(self._loose_path(oid), "rb") as f:
                 raw = zlib.decompress(f.read())

@@ -8,7 +8,6 @@ that reaches them, so a crash at any point leaves the ref valid.
 from __future__ import annotations
 
 import os
-import random
 import time
 from collections.abc import Callable
 
@@ -56,5 +55,7 @@ def commit_on_ref(
         )
         if repo.refs.compare_and_swap(ref, tip, commit):
             return commit
+        import random  # only after a lost race: not on the path of every write
+
         time.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.1)))
     raise ConcurrentUpdateError(f"{ref} kept changing; gave up after {MAX_ATTEMPTS} attempts, try again")
