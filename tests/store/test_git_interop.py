@@ -312,3 +312,28 @@ def test_notes_follow_amend_and_verify_accepts_linked_copies(repo: GitRepo) -> N
     Notes(open_repo(repo)).add({new: [codec.encode(link)], old: [codec.encode(link)]})
     assert api.Repository(repo.path).verify().problems == []
     repo.fsck()
+
+
+def test_shallow_clone_history_ends_where_git_says(make_repo, tmp_path, object_format: str) -> None:
+    origin = make_repo(object_format, commits=5)
+    clone = tmp_path / "shallow"
+    run_git(tmp_path, "clone", "-q", "--depth", "2", f"file://{origin.path}", str(clone))
+    api.capture("HEAD", clone)
+    entries = api.log(None, clone)
+    assert [e.commit for e in entries] == run_git(clone, "rev-list", "HEAD").split()
+    assert entries[0].captures and len(entries) == 2
+    assert api.show("HEAD~1", clone).commit == run_git(clone, "rev-parse", "HEAD~1").strip()
+    with pytest.raises(UnknownRevisionError):
+        open_repo(GitRepo(clone)).resolve("HEAD~2")
+
+
+def test_objects_through_alternates(repo: GitRepo, tmp_path) -> None:
+    repo.commit("c1")
+    shared = tmp_path / "shared"
+    run_git(tmp_path, "clone", "-q", "--shared", str(repo.path), str(shared))
+    assert (shared / ".git/objects/info/alternates").exists()
+    head = run_git(shared, "rev-parse", "HEAD").strip()
+    assert api.capture("HEAD~1", shared).created
+    assert api.show(head[:9], shared).commit == head
+    assert [e.commit for e in api.log(None, shared)] == run_git(shared, "rev-list", "HEAD").split()
+    GitRepo(shared).fsck()

@@ -145,6 +145,7 @@ class GitRepository:
         self.common_dir = common_dir
         self.work_tree = work_tree
         self.config = config or GitConfig({})
+        self._shallow: frozenset[str] | None = None
 
     @property
     def fmt(self) -> ObjectFormat:
@@ -194,11 +195,25 @@ class GitRepository:
         return None if self.common_dir is None else os.path.join(self.common_dir, "prov")
 
     # -- objects ---------------------------------------------------------------
+    @property
+    def shallow(self) -> frozenset[str]:
+        """Commits whose parents a shallow clone left out (``shallow``), as git reads it."""
+        if self._shallow is None:
+            try:
+                with open(os.path.join(self.common_dir or "", "shallow"), encoding="ascii") as f:
+                    self._shallow = frozenset(line.strip() for line in f if line.strip())
+            except (OSError, ValueError):
+                self._shallow = frozenset()
+        return self._shallow
+
     def read_commit(self, oid: str) -> Commit:
         try:
-            return decode_commit(self.odb.read_typed(oid, "commit"))
+            commit = decode_commit(self.odb.read_typed(oid, "commit"))
         except ValueError as exc:
             raise DataError(f"commit {oid} cannot be parsed: {exc}") from exc
+        if commit.parents and self.common_dir and oid in self.shallow:
+            return commit._replace(parents=())
+        return commit
 
     def head(self) -> str:
         oid = self.refs.read("HEAD")
