@@ -235,3 +235,13 @@ def test_read_only_repository(read_only_repo) -> None:
         assert proc.returncode == 0, (args, proc.stderr)
     assert snapshot(git_dir) == before
     assert not list(git_dir.rglob("tmp_obj_*"))
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [('[inputs]\npath = ["x"]\n', "unknown field"), ("[inputs\n", "invalid"), ('[inputs]\npaths = ["../x"]\n', "leaves the work tree")],
+    ids=["unknown-key", "not-toml", "escaping-glob"],
+)
+def test_invalid_settings(repo: GitRepo, text: str, needle: str) -> None:
+    (repo.path / ".provenance.toml").write_text(text)
+    check(repo.path, repo.path / ".git", ("capture",), 9, ".provenance.toml", needle)
