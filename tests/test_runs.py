@@ -220,6 +220,8 @@ def test_dirty_code_is_stored_as_a_patch_that_rebuilds_the_code(prov_repo, tmp_p
     clone = tmp_path / "rebuilt"
     run_git(tmp_path, "clone", "-q", str(path), str(clone))
     run_git(clone, "checkout", "-q", code.commit)
+    stored = prov_repo.git("rev-parse", f"refs/prov/ledger:runs/{run.id[:2]}/{run.id}/code.patch").strip()
+    assert stored == code.patch  # reachable from the ledger, so git gc keeps it
     patch = gitprov.Repository(path).get_run(run.id).get_code_patch()
     run_git(clone, "apply", "-", input=patch.decode())
     assert (clone / tracked.name).read_text() == "changed, not committed\n"

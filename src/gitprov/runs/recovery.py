@@ -50,6 +50,8 @@ def recover_abandoned(repo: Repository) -> list[str]:
             stored = repo.ledger.read_file(f"{base}/record") is not None
             if not stored:
                 changes[f"{base}/record"] = header["record"]
+                if record.code.patch and repo.git.odb.contains(record.code.patch):
+                    changes[f"{base}/code.patch"] = record.code.patch
             state = (codec.decode(state_bytes, RunState, f"journal state of {run_id[:12]}")
                      if state_bytes else RunState(name=record.name, experiment=record.experiment))
             if state.status == "running":

@@ -99,6 +99,8 @@ class Run:
         self._last_flush = time.time()
         self._spill_due = self._last_flush + self._settings.spill_seconds
         self._dirty = not stored
+        if not stored and record.code.patch:  # keep the start-time patch reachable
+            self._pending["code.patch"] = record.code.patch
 
     # -- identity ----------------------------------------------------------------
     @property
