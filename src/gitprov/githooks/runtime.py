@@ -19,9 +19,7 @@ and exits 0, unless strict mode is on (``git config prov.strict true``,
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -39,7 +37,7 @@ FAILURE_LOG = "hook-failures.log"
 #: What ``run`` returns when strict mode turns a failure into a failing hook.
 STRICT_EXIT = 1
 _LOG_LIMIT = 256 * 1024
-_CHERRY_RE = re.compile(r"\(cherry picked from commit ([0-9a-f]{40}|[0-9a-f]{64})\)")
+_CHERRY_TRAILER = r"\(cherry picked from commit ([0-9a-f]{40}|[0-9a-f]{64})\)"
 
 
 class _Context:
@@ -89,7 +87,9 @@ def _picked_from(repo: Repository, head: str) -> str | None:
         return None  # a rebase pick: post-rewrite links it when the rebase ends
     picked = git.refs.read("CHERRY_PICK_HEAD")
     if not picked:
-        found = _CHERRY_RE.findall(git.read_commit(head).message)
+        import re
+
+        found = re.findall(_CHERRY_TRAILER, git.read_commit(head).message)
         picked = found[-1] if found else None
     if picked and picked != head and git.fmt.is_id(picked) and git.odb.contains(picked):
         return picked
@@ -271,6 +271,8 @@ def _log_failure(repo: Repository | None, entry: dict[str, Any]) -> None:
                     f.writelines(keep)
         except FileNotFoundError:
             pass
+        import json
+
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(entry, sort_keys=True) + "\n")
     except OSError:
@@ -286,6 +288,8 @@ def read_failures(prov_dir: str | None, limit: int = 10) -> tuple[list[dict[str,
             lines = [line for line in f.read().splitlines() if line.strip()]
     except OSError:
         return [], 0
+    import json
+
     entries = []
     for line in lines[-limit:] if limit else []:
         try:
