@@ -108,7 +108,7 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     if importlib.util.find_spec("mkdocs") is None:
         pytest.skip("mkdocs is not installed (pip install -e '.[docs]')")
     proc = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet",
+        [sys.executable, "-m", "mkdocs", "build", "--strict",  # not --quiet: it hides the warnings strict counts
          "--config-file", str(MKDOCS_YML), "--site-dir", str(tmp_path / "site")],
         capture_output=True, text=True, cwd=ROOT,
     )
