@@ -19,7 +19,8 @@ translated at the boundary with ``raise ... from exc``::
     │   ├── ReadOnlyRepositoryError    no permission to write objects or refs
     │   └── ConcurrentUpdateError      a ref kept moving; retries exhausted
     ├── VerificationError (8)          ``prov verify`` found problems
-    └── ConfigError (9)                invalid ``.provenance.toml`` or git config
+    ├── ConfigError (9)                invalid ``.provenance.toml`` or git config
+    └── SyncError (10)                 a tracker (MLflow, W&B) is missing or failed a sync
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "ReadOnlyRepositoryError",
     "RepositoryError",
     "RevisionError",
+    "SyncError",
     "UnknownRevisionError",
     "UsageError",
     "VerificationError",
@@ -124,3 +126,10 @@ class ConfigError(ProvError):
     """Configuration (``.provenance.toml`` or git config) is invalid."""
 
     exit_code = 9
+
+
+class SyncError(ProvError):
+    """Syncing to an external tracker failed: its extra is not installed, it cannot be
+    reached, or it refused the data (``prov sync``)."""
+
+    exit_code = 10

@@ -3,7 +3,8 @@
 Exit codes: 0 success; 1 unexpected provenance error; 2 bad usage; 3 not a usable
 repository (none, bare, empty); 4 unknown or ambiguous revision; 5 corrupt or foreign
 data under the prov refs; 6 record format newer than this git-prov; 7 cannot write
-(read-only repository, lock held); 8 ``verify`` found problems; 9 invalid configuration.
+(read-only repository, lock held); 8 ``verify`` found problems; 9 invalid configuration;
+10 a sync to a tracker failed (extra missing, tracker unreachable, a run not synced).
 """
 
 from __future__ import annotations
@@ -227,3 +228,7 @@ cli.add_command(runs_group)
 from .hooks_cmd import hooks as hooks_group  # noqa: E402
 
 cli.add_command(hooks_group)
+
+from .sync_cmd import sync_group  # noqa: E402
+
+cli.add_command(sync_group)

@@ -1,0 +1,131 @@
+"""``prov sync``: mirror runs to MLflow or Weights & Biases, and show what is synced."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from ..errors import SyncError
+from . import render
+
+__all__ = ["sync_group"]
+
+
+def _repo():
+    from ..api import Repository
+
+    return Repository(os.getcwd())
+
+
+def _common(f: Any) -> Any:
+    f = click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")(f)
+    f = click.option("--dry-run", is_flag=True, help="Show what would be written; write nothing.")(f)
+    f = click.option("--run", "run_ids", multiple=True, metavar="ID", help="Sync only this run (id or prefix; repeatable).")(f)
+    f = click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True,
+                     help="Retries per run on connection errors (exponential backoff).")(f)
+    f = click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True,
+                     help="Runs synced in parallel.")(f)
+    return f
+
+
+def _run(repo: Any, bridge: Any, workers: int, retries: int, dry_run: bool, run_ids: tuple[str, ...],
+         as_json: bool) -> None:
+    from ..sync.engine import _sources, sync_runs
+
+    show_bar = not as_json and sys.stderr.isatty()
+    if show_bar:
+        total = len(_sources(repo, list(run_ids) or None))
+        with click.progressbar(length=total, label=f"syncing to {bridge.kind}", file=sys.stderr) as bar:
+            report = sync_runs(repo, bridge, workers=workers, retries=retries, dry_run=dry_run,
+                               run_ids=list(run_ids) or None, on_result=lambda _r: bar.update(1))
+    else:
+        report = sync_runs(repo, bridge, workers=workers, retries=retries, dry_run=dry_run,
+                           run_ids=list(run_ids) or None)
+    if as_json:
+        render.emit_json(report.to_json())
+    else:
+        click.echo(render_report(report))
+    if report.failed:
+        raise SyncError(f"{len(report.failed)} of {len(report.results)} run(s) not synced; "
+                        "they stay pending: run the sync again ('prov sync status' lists them)")
+
+
+def render_report(report: Any) -> str:
+    """The per-run result table and a one-line summary."""
+    lines = []
+    if report.results:
+        lines.append(f"{'RUN':12}  {'STATUS':10}  {'EXTERNAL ID':32}  {'NAME':16}  WRITTEN")
+    for r in report.results:
+        written = " ".join(f"{k}={v}" for k, v in r.written.items()) or "-"
+        lines.append(f"{r.run_id[:12]:12}  {r.status:10}  {(r.external_id or '-')[:32]:32}  {r.name[:16]:16}  {written}")
+        if r.error:
+            lines.append(f"{'':12}  error: {r.error}")
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(report.counts().items())) or "no runs"
+    verb = "would sync" if report.dry_run else "synced"
+    lines.append(f"{verb} to {report.kind} {report.target}: {counts} ({report.seconds:.1f}s)")
+    return "\n".join(lines)
+
+
+@click.group("sync")
+def sync_group() -> None:
+    """Mirror runs to MLflow or Weights & Biases (idempotent and incremental)."""
+
+
+@sync_group.command("mlflow")
+@click.option("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or MLflow's default).")
+@click.option("--experiment-prefix", default="", metavar="P", help="Prefix for the MLflow experiment names.")
+@click.option("--artifact-location", metavar="URI", help="Artifact root for experiments this sync creates.")
+@_common
+def sync_mlflow_command(tracking_uri: str | None, experiment_prefix: str, artifact_location: str | None,
+                        workers: int, retries: int, run_ids: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
+    """Mirror every run to MLflow: params, metric histories, tags, git commit, artifacts, datasets.
+
+    A run is found again by its prov.run_id tag, so a repeated sync writes only what is new.
+    """
+    from ..sync.mlflow_bridge import MlflowBridge
+
+    repo = _repo()
+    bridge = MlflowBridge(tracking_uri, experiment_prefix=experiment_prefix, artifact_location=artifact_location)
+    _run(repo, bridge, workers, retries, dry_run, run_ids, as_json)
+
+
+@sync_group.command("wandb")
+@click.option("--project", required=True, metavar="P", help="W&B project.")
+@click.option("--entity", metavar="E", help="W&B entity (user or team).")
+@_common
+def sync_wandb_command(project: str, entity: str | None, workers: int, retries: int, run_ids: tuple[str, ...],
+                       dry_run: bool, as_json: bool) -> None:
+    """Mirror every run to Weights & Biases (offline too: WANDB_MODE=offline).
+
+    Each run gets a W&B run id derived from its prov run id.
+    """
+    from ..sync.wandb_bridge import WandbBridge
+
+    repo = _repo()
+    bridge = WandbBridge(project, entity=entity)
+    _run(repo, bridge, workers, retries, dry_run, run_ids, as_json)
+
+
+@sync_group.command("status")
+@click.argument("target", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def sync_status_command(target: str | None, as_json: bool) -> None:
+    """List synced, pending and failed runs per target (TARGET: mlflow, wandb or a state key)."""
+    from ..sync.engine import sync_status
+
+    statuses = sync_status(_repo(), target)
+    if as_json:
+        render.emit_json([s.to_json() for s in statuses])
+        return
+    if not statuses:
+        click.echo("no sync yet" + (f" to {target}" if target else "") + "; run 'prov sync mlflow' or 'prov sync wandb'")
+        return
+    for s in statuses:
+        click.echo(f"{s.kind} {s.target}: {len(s.synced)} synced, {len(s.pending)} pending, {len(s.failed)} failed")
+        for run_id in s.pending:
+            click.echo(f"  pending  {run_id[:12]}")
+        for run_id, error in s.failed.items():
+            click.echo(f"  failed   {run_id[:12]}  {error}")

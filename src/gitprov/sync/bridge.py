@@ -1,0 +1,111 @@
+"""The protocol every tracker bridge implements, and what it reports per run.
+
+A bridge mirrors one prov run into one external run. The engine hands it a
+``RunSource`` (the stored run plus its ledger version) and what the local state says
+the target already holds; the bridge writes only what is missing and returns a
+``RunResult`` event. Bridges import their tracker library lazily.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ..runs.run import Run
+
+__all__ = ["Bridge", "RunResult", "RunSource", "is_transient", "millis"]
+
+#: result statuses: ``synced`` (data written), ``unchanged`` (nothing to write),
+#: ``would-sync`` (dry run), ``failed``, ``skipped`` (not attempted: tracker down).
+RESULT_STATUSES = ("synced", "unchanged", "would-sync", "failed", "skipped")
+
+
+@dataclass
+class RunSource:
+    """A stored run as the bridge sees it: ``version`` is its ledger directory tree id."""
+
+    run: Run
+    version: str
+    #: the external id of the parent run on this target, when the parent is synced.
+    parent_external_id: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.run.id
+
+
+@dataclass
+class RunResult:
+    """One per-run event of a sync (what the result table shows)."""
+
+    run_id: str
+    name: str
+    status: str
+    external_id: str | None = None
+    #: counts of what was (or, in a dry run, would be) written.
+    written: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+    attempts: int = 1
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "name": self.name, "status": self.status,
+            "external_id": self.external_id, "written": self.written, "error": self.error,
+            "attempts": self.attempts, "seconds": round(self.seconds, 3),
+        }
+
+
+class Bridge(Protocol):
+    """A tracker target. ``kind`` names it (``mlflow``, ``wandb``); ``address`` plus
+    ``kind`` key its local state; ``sync_run`` is called from worker threads."""
+
+    kind: str
+    address: str
+
+    def find_existing(self, prov_run_id: str, experiment: str = "") -> str | None:
+        """The external id of the run carrying ``prov.run_id`` = ``prov_run_id``."""
+        ...
+
+    def sync_run(self, source: RunSource, entry: dict[str, Any] | None, *, dry_run: bool = False) -> tuple[RunResult, dict[str, Any]]:
+        """Write what ``entry`` (the local state; None or unversioned = unknown) says
+        the target lacks; return the result and the new entry."""
+        ...
+
+
+_TRANSIENT_TEXT = (
+    "connection refused", "max retries exceeded", "failed to establish a new connection",
+    "connection aborted", "connection reset", "remotedisconnected", "timed out", "read timed out",
+    "database is locked", "temporarily unavailable", "service unavailable", "bad gateway",
+    "gateway timeout", "too many requests", "response ended prematurely",
+    # two workers inserting the same row (MLflow checks, then inserts): retrying is safe
+    "unique constraint failed", "duplicate key value",
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors worth retrying: connection failures, timeouts, locked databases,
+    lost insert races, HTTP 429/502/503/504 (anywhere in the exception's cause chain).
+    Every bridge write is idempotent, so retrying one is always safe."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, (ConnectionError, TimeoutError)):
+            return True
+        text = str(cur).lower()
+        if any(marker in text for marker in _TRANSIENT_TEXT):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def millis(timestamp: str | None) -> int | None:
+    """Milliseconds since the epoch of a prov RFC 3339 UTC timestamp."""
+    if not timestamp:
+        return None
+    from datetime import datetime, timezone
+
+    dt = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return int(dt.timestamp() * 1000)

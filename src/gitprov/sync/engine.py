@@ -1,0 +1,237 @@
+"""Run a sync: pick the runs, hand them to a bridge from worker threads, retry, report.
+
+Runs go out parents first (so a child can point at its parent's external run), each
+level in parallel on ``workers`` threads. A transient error (connection refused, a
+timeout, a locked database) is retried with exponential backoff; when the tracker
+keeps failing, the runs not yet attempted are ``skipped`` and stay pending. Nothing a
+bridge does is trusted as done until it returns: only then is the run marked synced
+at its ledger version in the local state.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ProvError, UsageError
+from .bridge import Bridge, RunResult, RunSource, is_transient
+from .state import SyncState, target_key
+
+if TYPE_CHECKING:
+    from ..api import Repository
+
+__all__ = ["SyncReport", "TargetStatus", "open_state", "sync_runs", "sync_status"]
+
+
+@dataclass
+class SyncReport:
+    """Every per-run result of one sync."""
+
+    target: str
+    kind: str
+    dry_run: bool
+    results: list[RunResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[RunResult]:
+        return [r for r in self.results if r.status in ("failed", "skipped")]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.results:
+            out[r.status] = out.get(r.status, 0) + 1
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target, "kind": self.kind, "dry_run": self.dry_run,
+                "counts": self.counts(), "seconds": round(self.seconds, 3),
+                "runs": [r.to_json() for r in self.results]}
+
+
+def open_state(repo: Repository, bridge: Bridge) -> SyncState:
+    prov_dir = repo.git.prov_dir()
+    directory = os.path.join(prov_dir, "sync") if prov_dir else None
+    return SyncState(directory, target_key(bridge.kind, bridge.address), f"{bridge.kind} {bridge.address}")
+
+
+def _sources(repo: Repository, run_ids: list[str] | None) -> list[RunSource]:
+    from ..runs.reading import all_run_entries, read_record, read_state, resolve_run_id
+    from ..runs.run import Run
+
+    tip = repo.ledger.tip()
+    wanted = {resolve_run_id(repo.ledger, r) for r in run_ids} if run_ids else None
+    out = []
+    for run_id, tree in all_run_entries(repo.ledger, tip):
+        if wanted is not None and run_id not in wanted:
+            continue
+        state = read_state(repo.ledger, run_id, tip)
+        if state.deleted:
+            continue
+        out.append(RunSource(Run(repo, run_id, read_record(repo.ledger, run_id, tip), state), tree))
+    out.sort(key=lambda s: (s.run.record.created, s.id))
+    return out
+
+
+def _levels(sources: list[RunSource]) -> list[list[RunSource]]:
+    """Sources grouped so every run comes after its parent (when both are synced)."""
+    by_id = {s.id: s for s in sources}
+    depth: dict[str, int] = {}
+
+    def level(s: RunSource, seen: frozenset[str] = frozenset()) -> int:
+        if s.id in depth:
+            return depth[s.id]
+        parent = by_id.get(s.run.record.parent or "")
+        d = 0 if parent is None or parent.id in seen else level(parent, seen | {s.id}) + 1
+        depth[s.id] = d
+        return d
+
+    groups: dict[int, list[RunSource]] = {}
+    for s in sources:
+        groups.setdefault(level(s), []).append(s)
+    return [groups[k] for k in sorted(groups)]
+
+
+def sync_runs(repo: Repository, bridge: Bridge, *, workers: int = 4, dry_run: bool = False,
+              retries: int = 3, backoff: float = 0.5, run_ids: list[str] | None = None,
+              on_result: Callable[[RunResult], None] | None = None) -> SyncReport:
+    """Mirror the repository's runs (or ``run_ids``) to ``bridge``'s tracker."""
+    if workers < 1:
+        raise UsageError("--workers must be at least 1")
+    started = time.monotonic()
+    state = open_state(repo, bridge)
+    report = SyncReport(target=bridge.address, kind=bridge.kind, dry_run=dry_run)
+    sources = _sources(repo, run_ids)
+    if not dry_run:
+        state.acquire()
+    down = threading.Event()  # the tracker keeps failing: stop trying
+    streak = [0]
+    lock = threading.Lock()
+
+    def one(source: RunSource) -> RunResult:
+        entry = state.get(source.id)
+        parent = source.run.record.parent
+        if parent:
+            parent_entry = state.get(parent)
+            source.parent_external_id = (parent_entry or {}).get("external_id") if parent_entry and parent_entry.get("version") else None
+        if down.is_set():
+            return RunResult(run_id=source.id, name=source.run.name, status="skipped",
+                             error="not attempted: the tracker was failing")
+        t0 = time.monotonic()
+        attempt = 0
+        use = entry
+        while True:
+            attempt += 1
+            try:
+                result, new_entry = bridge.sync_run(source, use, dry_run=dry_run)
+                with lock:
+                    streak[0] = 0
+                if not dry_run and new_entry != entry:
+                    state.put(source.id, new_entry)
+                break
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a per-run result
+                transient = is_transient(exc) and not isinstance(exc, ProvError)
+                if transient and attempt <= retries and not down.is_set():
+                    time.sleep(backoff * (2 ** (attempt - 1)))
+                    continue
+                if not transient and not isinstance(exc, ProvError) and use and attempt == 1:
+                    use = None  # the local state may be stale (run deleted remotely): look it up again
+                    continue
+                if transient:
+                    with lock:
+                        streak[0] += 1
+                        if streak[0] >= max(3, workers):
+                            down.set()
+                message = _one_line(exc)
+                result = RunResult(run_id=source.id, name=source.run.name, status="failed", error=message)
+                if not dry_run:
+                    failed = dict(entry or {})
+                    failed["error"] = message
+                    state.put(source.id, failed)
+                break
+        result.attempts = attempt
+        result.seconds = time.monotonic() - t0
+        return result
+
+    try:
+        for group in _levels(sources):
+            if workers == 1 or len(group) == 1:
+                results = map(one, group)
+                for r in results:
+                    report.results.append(r)
+                    if on_result:
+                        on_result(r)
+            else:
+                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prov-sync") as pool:
+                    for r in pool.map(one, group):
+                        report.results.append(r)
+                        if on_result:
+                            on_result(r)
+    finally:
+        if not dry_run:
+            try:
+                state.save()
+            finally:
+                state.release()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text[:300]}" if not isinstance(exc, ProvError) else text[:300]
+
+
+@dataclass
+class TargetStatus:
+    """Which runs one target holds at their current version (``prov sync status``)."""
+
+    target: str
+    kind: str
+    key: str
+    synced: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target, "kind": self.kind, "key": self.key, "synced": self.synced,
+                "pending": self.pending, "failed": self.failed}
+
+
+def sync_status(repo: Repository, target: str | None = None) -> list[TargetStatus]:
+    """Synced / pending / failed runs for every target with local state (or ``target``:
+    a kind like ``mlflow`` or a state key)."""
+    import json
+
+    from ..runs.reading import all_run_entries, read_state
+
+    prov_dir = repo.git.prov_dir()
+    directory = os.path.join(prov_dir, "sync") if prov_dir else None
+    names = sorted(n for n in os.listdir(directory) if n.endswith(".json")) if directory and os.path.isdir(directory) else []
+    tip = repo.ledger.tip()
+    runs = [(rid, tree) for rid, tree in all_run_entries(repo.ledger, tip) if not read_state(repo.ledger, rid, tip).deleted]
+    out = []
+    for name in names:
+        key = name[:-5]
+        kind = key.split("-", 1)[0]
+        if target and target not in (kind, key):
+            continue
+        state = SyncState(directory, key, key)
+        with open(os.path.join(directory, name), encoding="utf-8") as f:  # type: ignore[arg-type]
+            described = json.load(f).get("target", key)
+        status = TargetStatus(target=described.split(" ", 1)[-1], kind=kind, key=key)
+        for run_id, tree in runs:
+            entry = state.runs.get(run_id)
+            if entry and entry.get("version") == tree and not entry.get("error"):
+                status.synced.append(run_id)
+            elif entry and entry.get("error"):
+                status.failed[run_id] = entry["error"]
+            else:
+                status.pending.append(run_id)
+        out.append(status)
+    return out

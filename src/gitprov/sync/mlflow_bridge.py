@@ -1,0 +1,338 @@
+"""The MLflow bridge: one prov run -> one MLflow run, found again by its ``prov.run_id`` tag.
+
+What goes where (see docs/sync.md): hyperparameters -> params (canonical JSON text for
+non-strings), metric series -> metric history with the original steps and timestamps,
+tags -> tags, attributes -> ``prov.attribute.<key>`` tags, code version ->
+``mlflow.source.git.*`` tags, parent -> ``mlflow.parentRunId``, artifacts -> files,
+datasets -> ``log_inputs``, status and end time -> ``set_terminated``. Keys MLflow
+refuses are escaped reversibly (``keymap``). mlflow is imported when a bridge is made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import tempfile
+import threading
+import time
+from typing import Any
+
+from ..errors import SyncError
+from ..scrub import scrub_url
+from .bridge import RunResult, RunSource, millis
+from .keymap import mlflow_key, prov_key
+from .state import value_digest
+
+__all__ = ["MLFLOW_EXTRA", "MlflowBridge", "import_mlflow"]
+
+MLFLOW_EXTRA = "pip install 'git-prov[mlflow]'"
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAMS_TAGS_PER_BATCH = 100
+MAX_PARAM_VALUE = 6000
+MAX_TAG_VALUE = 8000
+MAX_DIGEST = 36
+#: stay under MLflow's 1 MB request limit for one log_batch call.
+MAX_BATCH_BYTES = 900_000
+RUN_ID_TAG = "prov.run_id"
+DEFAULT_EXPERIMENT = "Default"
+_STATUS = {"running": "RUNNING", "finished": "FINISHED", "failed": "FAILED", "killed": "KILLED", "crashed": "FAILED"}
+
+
+def import_mlflow() -> Any:
+    """``mlflow``, or a ``SyncError`` naming the extra to install."""
+    try:
+        import mlflow
+        from mlflow import MlflowClient  # noqa: F401
+    except ImportError as exc:
+        raise SyncError(f"syncing to MLflow needs the mlflow package: {MLFLOW_EXTRA}") from exc
+    return mlflow
+
+
+def canonical_value(value: Any) -> str:
+    """A param value as text: strings as they are, anything else as canonical JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, marked and with the full value's digest."""
+    if len(text) <= limit:
+        return text
+    marker = f"…[truncated; sha1 {value_digest(text)}]"
+    return text[: limit - len(marker)] + marker
+
+
+def _batches(items: list[Any], limit: int, size: Any) -> list[list[Any]]:
+    out: list[list[Any]] = []
+    cur: list[Any] = []
+    cur_bytes = 0
+    for item in items:
+        n = size(item)
+        if cur and (len(cur) >= limit or cur_bytes + n > MAX_BATCH_BYTES):
+            out.append(cur)
+            cur, cur_bytes = [], 0
+        cur.append(item)
+        cur_bytes += n
+    if cur:
+        out.append(cur)
+    return out
+
+
+class MlflowBridge:
+    """Sync target: one MLflow tracking server or store (``sqlite:///…``, ``http://…``)."""
+
+    kind = "mlflow"
+
+    def __init__(self, tracking_uri: str | None = None, *, experiment_prefix: str = "",
+                 artifact_location: str | None = None) -> None:
+        mlflow = import_mlflow()
+        from mlflow import MlflowClient
+
+        uri = tracking_uri or mlflow.get_tracking_uri()
+        self.tracking_uri = uri
+        #: what keys the local state and is shown to people: never credentials.
+        self.address = scrub_url(uri)
+        self.experiment_prefix = experiment_prefix
+        self.artifact_location = artifact_location
+        self.client = MlflowClient(tracking_uri=uri)
+        self._experiments: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    # -- experiments and lookup --------------------------------------------------------
+    def experiment_name(self, prov_experiment: str) -> str:
+        return f"{self.experiment_prefix}{prov_experiment or DEFAULT_EXPERIMENT}"
+
+    def experiment_id(self, prov_experiment: str, create: bool = True) -> str | None:
+        name = self.experiment_name(prov_experiment)
+        with self._lock:
+            if name in self._experiments:
+                return self._experiments[name]
+            found = self.client.get_experiment_by_name(name)
+            if found is None and create:
+                from mlflow.exceptions import MlflowException
+
+                try:
+                    self.client.create_experiment(name, artifact_location=self.artifact_location)
+                except MlflowException as exc:  # created meanwhile by another process
+                    if "already exists" not in str(exc).lower():
+                        raise
+                found = self.client.get_experiment_by_name(name)
+            if found is None:
+                return None
+            if found.lifecycle_stage != "active":
+                raise SyncError(f"MLflow experiment {name!r} is deleted; restore it "
+                                f"('mlflow experiments restore --experiment-id {found.experiment_id}') or use --experiment-prefix")
+            self._experiments[name] = found.experiment_id
+            return found.experiment_id
+
+    def find_existing(self, prov_run_id: str, experiment: str = "") -> str | None:
+        """The MLflow run tagged ``prov.run_id`` = ``prov_run_id`` (oldest if several)."""
+        exp = self.experiment_id(experiment, create=False)
+        if exp is None:
+            return None
+        found = self.client.search_runs([exp], filter_string=f"tags.`{RUN_ID_TAG}` = '{prov_run_id}'",
+                                        max_results=10, order_by=["attributes.start_time ASC"])
+        return found[0].info.run_id if found else None
+
+    # -- what the target should hold -------------------------------------------------
+    def desired(self, source: RunSource) -> dict[str, Any]:
+        """Params, tags, metrics, artifacts, datasets and status of the MLflow run."""
+        run = source.run
+        record, state = run.record, run.state
+        code = run.get_code()
+        params = {mlflow_key(k): _clip(canonical_value(v), MAX_PARAM_VALUE)
+                  for k, v in sorted(run.get_hyperparameters().items())}
+        tags: dict[str, str] = {RUN_ID_TAG: run.id, "prov.status": state.status,
+                                "prov.created": record.created, "prov.lexicon": record.schema.lexicon}
+        if state.experiment:
+            tags["prov.experiment"] = state.experiment
+        if state.name:
+            tags["mlflow.runName"] = state.name
+        for key, value in sorted(state.tags.items()):
+            tags[mlflow_key(key)] = value
+        for key, value in sorted(state.attributes.items()):
+            if key not in ("prov.code", "prov.environment"):
+                tags[mlflow_key(f"prov.attribute.{key}")] = canonical_value(value)
+        if code.commit:
+            tags["mlflow.source.git.commit"] = code.commit
+            tags["mlflow.source.git.dirty"] = "true" if code.is_dirty else "false"
+        if code.repo_url:
+            tags["mlflow.source.git.repoURL"] = scrub_url(code.repo_url)
+        if code.patch:
+            tags["prov.code.patch"] = code.patch
+        if code.exec_path:
+            tags["mlflow.source.name"] = code.exec_path
+        if record.command:
+            tags["prov.command"] = " ".join(record.command)
+        if record.parent:
+            tags["prov.parent_run_id"] = record.parent
+            if source.parent_external_id:
+                tags["mlflow.parentRunId"] = source.parent_external_id
+        if state.lineage.inputs:
+            tags["prov.lineage.inputs"] = canonical_value(state.lineage.inputs)
+        if state.lineage.outputs:
+            tags["prov.lineage.outputs"] = canonical_value(state.lineage.outputs)
+        mapped = {k: mlflow_key(k) for k in [*run.get_hyperparameters(), *state.tags, *run.get_metric_keys()]}
+        shortened = {v: k for k, v in mapped.items() if prov_key(v) != k}
+        if shortened:
+            tags["prov.keys"] = canonical_value(shortened)
+        tags = {k: _clip(v, MAX_TAG_VALUE) for k, v in tags.items()}
+        return {
+            "params": params,
+            "tags": tags,
+            "metrics": {k: mlflow_key(k) for k in run.get_metric_keys()},
+            "artifacts": {k: ref.sha256 for k, ref in sorted(state.artifacts.items())},
+            "datasets": dict(sorted(state.datasets.items())),
+            "status": _STATUS.get(state.status, "RUNNING"),
+            "end_time": millis(state.ended),
+        }
+
+    def _remote_view(self, external_id: str, metric_keys: dict[str, str]) -> dict[str, Any]:
+        """What an existing MLflow run holds (when local state cannot be trusted)."""
+        remote = self.client.get_run(external_id)
+        series = {}
+        for mkey in metric_keys.values():
+            if mkey in remote.data.metrics:
+                series[mkey] = len(self.client.get_metric_history(external_id, mkey))
+        return {
+            "params": {k: value_digest(v) for k, v in remote.data.params.items()},
+            "tags": {k: value_digest(v) for k, v in remote.data.tags.items()},
+            "series": series,
+            "artifacts": {},  # re-uploading overwrites: safe
+            "datasets": {d.dataset.name: d.dataset.digest for d in (remote.inputs.dataset_inputs if remote.inputs else [])},
+            "status": remote.info.status if remote.info.end_time else "RUNNING",
+        }
+
+    # -- the sync ----------------------------------------------------------------------
+    def sync_run(self, source: RunSource, entry: dict[str, Any] | None, *,
+                 dry_run: bool = False) -> tuple[RunResult, dict[str, Any]]:
+        started = time.monotonic()
+        run = source.run
+        result = RunResult(run_id=run.id, name=run.name, status="unchanged")
+        trusted = bool(entry and entry.get("version") and entry.get("external_id"))
+        parent_pending = bool(run.record.parent and source.parent_external_id
+                              and not (entry or {}).get("parent"))
+        if trusted and entry["version"] == source.version and not parent_pending:  # type: ignore[index]
+            result.external_id = entry["external_id"]  # type: ignore[index]
+            return result, entry  # type: ignore[return-value]
+        want = self.desired(source)
+        external_id = entry.get("external_id") if entry else None
+        if trusted:
+            have = {k: entry.get(k, {}) for k in ("params", "tags", "series", "artifacts", "datasets")}  # type: ignore[union-attr]
+            have["status"] = entry.get("status", "RUNNING")  # type: ignore[union-attr]
+        else:
+            external_id = external_id or self.find_existing(run.id, run.experiment)
+            if external_id is None:
+                have = {"params": {}, "tags": {}, "series": {}, "artifacts": {}, "datasets": {}, "status": "RUNNING"}
+            else:
+                have = self._remote_view(external_id, want["metrics"])
+        written = {"params": 0, "tags": 0, "metrics": 0, "artifacts": 0, "datasets": 0, "status": 0}
+
+        from mlflow.entities import Metric, Param, RunTag
+
+        params, tags = [], []
+        for key, value in want["params"].items():
+            digest = value_digest(value)
+            if key not in have["params"]:
+                params.append(Param(key, value))
+            elif have["params"][key] != digest:
+                # MLflow refuses to change a param: keep the new value as a tag
+                want["tags"][f"prov.param_changed.{key}"] = _clip(value, MAX_TAG_VALUE)
+        for key, value in want["tags"].items():
+            if have["tags"].get(key) != value_digest(value):
+                tags.append(RunTag(key, value))
+        metrics: list[Any] = []
+        series_counts: dict[str, int] = {}
+        for key, mkey in want["metrics"].items():
+            points = run.get_metric_history(key)
+            series_counts[mkey] = len(points)
+            for p in points[have["series"].get(mkey, 0):]:
+                metrics.append(Metric(mkey, p.value, p.timestamp, p.step))
+        artifacts = [k for k, sha in want["artifacts"].items() if have["artifacts"].get(k) != sha]
+        datasets = [d for k, d in want["datasets"].items() if have["datasets"].get(k) != _digest36(d.digest)]
+        end_status = want["status"] if want["status"] != "RUNNING" else None
+        status_due = end_status is not None and have["status"] != end_status
+        written.update(params=len(params), tags=len(tags), metrics=len(metrics), artifacts=len(artifacts),
+                       datasets=len(datasets), status=int(status_due))
+        result.written = {k: v for k, v in written.items() if v}
+        changed = any(written.values()) or external_id is None
+        if dry_run:
+            result.status = "would-sync" if changed else "unchanged"
+            result.external_id = external_id
+            return result, entry or {}
+
+        if external_id is None:
+            exp = self.experiment_id(run.experiment)
+            created = self.client.create_run(exp, start_time=millis(run.record.created),
+                                             tags={RUN_ID_TAG: run.id}, run_name=run.name or None)
+            external_id = created.info.run_id
+        for batch in _batches(params, MAX_PARAMS_TAGS_PER_BATCH, lambda p: len(p.key) + len(p.value)):
+            self.client.log_batch(external_id, params=batch, synchronous=True)
+        for batch in _batches(metrics, MAX_METRICS_PER_BATCH, lambda m: len(m.key) + 40):
+            self.client.log_batch(external_id, metrics=batch, synchronous=True)
+        if artifacts:
+            self._upload(run, external_id, artifacts)
+        if datasets:
+            self._log_datasets(external_id, datasets)
+        for batch in _batches(tags, MAX_PARAMS_TAGS_PER_BATCH, lambda t: len(t.key) + len(t.value)):
+            self.client.log_batch(external_id, tags=batch, synchronous=True)
+        if status_due:
+            self._terminate(external_id, end_status, want["end_time"])
+        new_entry = {
+            "version": source.version,
+            "external_id": external_id,
+            "params": {k: value_digest(v) for k, v in want["params"].items()},
+            "tags": {k: value_digest(v) for k, v in want["tags"].items()},
+            "series": series_counts,
+            "artifacts": want["artifacts"],
+            "datasets": {k: _digest36(d.digest) for k, d in want["datasets"].items()},
+            "status": want["status"],
+            "parent": bool(source.parent_external_id),
+        }
+        result.status = "synced" if changed else "unchanged"
+        result.external_id = external_id
+        result.seconds = time.monotonic() - started
+        return result, new_entry
+
+    def _terminate(self, external_id: str, status: str, end_time: int | None) -> None:
+        """``set_terminated`` without its "View run at" lines on stdout (they would
+        corrupt ``--json`` output) and without its extra ``get_run``."""
+        from mlflow.entities import RunStatus
+
+        store = getattr(getattr(self.client, "_tracking_client", None), "store", None)
+        if store is None or end_time is None:
+            self.client.set_terminated(external_id, status=status, end_time=end_time)
+            return
+        store.update_run_info(external_id, run_status=RunStatus.from_string(status), end_time=end_time, run_name=None)
+
+    def _upload(self, run: Any, external_id: str, keys: list[str]) -> None:
+        from ..artifacts import safe_file_name
+
+        with tempfile.TemporaryDirectory(prefix="prov-sync-") as tmp:
+            for key in keys:
+                parts = [safe_file_name(p) for p in key.split("/") if p]
+                folder = posixpath.join(*parts[:-1]) if len(parts) > 1 else None
+                path = os.path.join(tmp, parts[-1])
+                with open(path, "wb") as f:
+                    f.write(run.get_artifact(key))
+                self.client.log_artifact(external_id, path, folder)
+                os.unlink(path)
+
+    def _log_datasets(self, external_id: str, datasets: list[Any]) -> None:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        inputs = []
+        for d in datasets:
+            source = {"uri": d.path} if d.path else {}
+            profile = {"digest": d.digest, **({"size": d.size} if d.size is not None else {})}
+            dataset = Dataset(name=d.key, digest=_digest36(d.digest), source_type="prov",
+                              source=json.dumps(source, sort_keys=True), profile=json.dumps(profile, sort_keys=True))
+            inputs.append(DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "prov")]))
+        self.client.log_inputs(external_id, datasets=inputs)
+
+
+def _digest36(digest: str) -> str:
+    """MLflow's dataset digest field takes at most 36 characters: the hash part, cut."""
+    return digest.rsplit(":", 1)[-1][:MAX_DIGEST]

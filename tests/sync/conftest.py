@@ -1,0 +1,139 @@
+"""Fixtures for the sync tests: prov repositories with runs, MLflow stores and servers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import gitprov
+
+
+@pytest.fixture
+def prov_repo(make_repo) -> Path:
+    """A repository with one commit, ``prov init`` done (no hooks)."""
+    repo = make_repo()
+    gitprov.init(repo.path, hooks=False)
+    return repo.path
+
+
+def _make_run(path: Path, name: str = "train", *, experiment: str = "", points: int = 5, status: str = "finished",
+             params: dict | None = None, tags: dict | None = None, artifact: bytes | None = b"weights",
+             dataset: str | None = "sha256:" + "ab" * 32, parent: str | None = None) -> str:
+    """An ended run with params, two metric series (explicit steps and timestamps), tags,
+    an attribute, an artifact and a dataset; returns its id."""
+    run = gitprov.Repository(path).start_run(name, experiment, params or {"lr": 0.1, "layers": [64, 32]},
+                                             tags if tags is not None else {"team": "vision"},
+                                             environment=False, parent=parent)
+    for i in range(points):
+        run.log_metric("loss", 1.0 / (i + 1), step=i * 10, timestamp=1_700_000_000 + i)
+        run.log_metric("acc@1", i / points, timestamp=1_700_000_000.5 + i)
+    run.log_attribute("notes", {"seed": 7})
+    if artifact is not None:
+        run.log_artifact("model/weights.bin", artifact)
+    if dataset is not None:
+        run.log_dataset_version("train", dataset)
+    run.end(status)
+    return run.id
+
+
+@pytest.fixture
+def make_run() -> Callable[..., str]:
+    return _make_run
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow sqlite store, migrated once per session (that takes seconds).
+
+    Its ``Default`` experiment stores artifacts in ``./mlruns`` resolved when the store
+    is made, so make it from a temporary directory, never the work tree."""
+    from mlflow import MlflowClient
+
+    folder = tmp_path_factory.mktemp("mlflow-template")
+    db = folder / "mlflow.db"
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+    finally:
+        os.chdir(cwd)
+    return db
+
+
+@pytest.fixture
+def mlflow_db(tmp_path: Path, mlflow_template: Path) -> Path:
+    db = tmp_path / "mlflow.db"
+    shutil.copy(mlflow_template, db)
+    return db
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MlflowServer:
+    """A real ``mlflow server`` on 127.0.0.1, in its own process group."""
+
+    def __init__(self, db: Path, artifacts: Path, log: Path) -> None:
+        self.db, self.artifacts, self.log = db, artifacts, log
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+
+    def start(self, timeout: float = 120.0) -> str:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        exe = Path(sys.executable).with_name("mlflow")
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [str(exe), "server", "--backend-store-uri", f"sqlite:///{self.db}", "--default-artifact-root",
+                 str(self.artifacts), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"mlflow server exited: {self.log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        return self.url
+            except OSError:
+                time.sleep(0.2)
+        self.kill()
+        raise AssertionError(f"mlflow server did not come up in {timeout}s: {self.log.read_text()[-2000:]}")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path, mlflow_db: Path) -> Iterator[Callable[[], MlflowServer]]:
+    """Start (and always stop) real MLflow servers over one sqlite backend."""
+    servers: list[MlflowServer] = []
+
+    def start() -> MlflowServer:
+        server = MlflowServer(mlflow_db, tmp_path / "server-artifacts", tmp_path / "server.log")
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.kill()

@@ -1,0 +1,71 @@
+"""``prov sync`` through click's runner and a real subprocess; import hygiene."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gitprov.cli.app import cli
+
+
+def invoke(cwd: Path, *args: str, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(cwd)
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_sync_mlflow_json_then_status(prov_repo: Path, mlflow_db: Path, tmp_path: Path, make_run,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    run_id = make_run(prov_repo)
+    uri = f"sqlite:///{mlflow_db}"
+    result = invoke(prov_repo, "sync", "mlflow", "--tracking-uri", uri, "--artifact-location", str(tmp_path / "a"),
+                    "--json", monkeypatch=monkeypatch)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["counts"] == {"synced": 1} and report["runs"][0]["run_id"] == run_id
+    result = invoke(prov_repo, "sync", "mlflow", "--tracking-uri", uri, monkeypatch=monkeypatch)
+    assert result.exit_code == 0
+    assert "1 unchanged" in result.stdout and run_id[:12] in result.stdout
+    status = json.loads(invoke(prov_repo, "sync", "status", "mlflow", "--json", monkeypatch=monkeypatch).stdout)
+    assert [(s["kind"], s["synced"], s["pending"]) for s in status] == [("mlflow", [run_id], [])]
+    assert invoke(prov_repo, "sync", "status", "wandb", monkeypatch=monkeypatch).stdout.startswith("no sync yet")
+    make_run(prov_repo, "second")
+    text = invoke(prov_repo, "sync", "status", monkeypatch=monkeypatch).stdout
+    assert "1 synced, 1 pending, 0 failed" in text
+
+
+def test_unreachable_tracker_fails_every_run_and_exits_10(prov_repo: Path, make_run,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    make_run(prov_repo)
+    make_run(prov_repo, "b")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    result = invoke(prov_repo, "sync", "mlflow", "--tracking-uri", "http://127.0.0.1:9", "--retries", "0",
+                    "--workers", "1", monkeypatch=monkeypatch)
+    assert result.exit_code == 10, result.output
+    assert "2 of 2 run(s) not synced" in result.stderr
+    status = json.loads(invoke(prov_repo, "sync", "status", "--json", monkeypatch=monkeypatch).stdout)
+    assert len(status[0]["failed"]) == 2 and status[0]["synced"] == []
+
+
+def test_missing_mlflow_extra_is_one_clear_line(prov_repo: Path, make_run) -> None:
+    make_run(prov_repo)
+    code = ("import sys; sys.modules['mlflow'] = None\n"
+            "from gitprov.cli.entry import main\n"
+            "sys.argv = ['prov', 'sync', 'mlflow', '--tracking-uri', 'sqlite:///x.db']\nmain()\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=prov_repo, capture_output=True, text=True)
+    assert proc.returncode == 10, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "prov: error: syncing to MLflow needs the mlflow package: pip install 'git-prov[mlflow]'"]
+    assert "Traceback" not in proc.stderr and not (prov_repo / "x.db").exists()
+
+
+def test_importing_sync_loads_no_tracker() -> None:
+    code = ("import sys, json, gitprov.sync, gitprov.sync.engine, gitprov.sync.state, gitprov.cli.sync_cmd\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('mlflow', 'wandb'))))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(proc.stdout) == []

@@ -1,0 +1,196 @@
+"""MLflow bridge against a real sqlite store: round trip, idempotence, increments, recovery."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import gitprov
+from gitprov.sync import sync_mlflow
+from gitprov.sync.bridge import millis
+from gitprov.sync.keymap import mlflow_key
+from gitprov.sync.mlflow_bridge import _clip, canonical_value
+
+mlflow = pytest.importorskip("mlflow")
+from mlflow import MlflowClient  # noqa: E402
+
+
+def client(db: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri=f"sqlite:///{db}")
+
+
+def external_runs(db: Path, prov_run_id: str) -> list:
+    c = client(db)
+    exps = [e.experiment_id for e in c.search_experiments()]
+    return list(c.search_runs(exps, filter_string=f"tags.`prov.run_id` = '{prov_run_id}'"))
+
+
+def table_rows(db: Path) -> dict[str, list]:
+    """Every row the tracker holds for runs (to prove a re-sync writes nothing)."""
+    con = sqlite3.connect(db)
+    try:
+        return {t: sorted(map(repr, con.execute(f"SELECT * FROM {t}").fetchall()))
+                for t in ("runs", "params", "tags", "metrics", "latest_metrics", "inputs", "datasets")}
+    finally:
+        con.close()
+
+
+def do_sync(repo: Path, db: Path, tmp: Path, **options):
+    return sync_mlflow(gitprov.Repository(repo), f"sqlite:///{db}", artifact_location=str(tmp / "artifacts"), **options)
+
+
+def assert_mirrors(repo: Path, db: Path, run_id: str, tmp: Path) -> None:
+    """The MLflow run holds exactly what the prov run holds."""
+    run = gitprov.Repository(repo).get_run(run_id)
+    [remote] = external_runs(db, run_id)
+    c = client(db)
+    assert remote.info.start_time == millis(run.record.created)
+    assert remote.info.end_time == millis(run.state.ended)
+    assert remote.info.status == {"finished": "FINISHED", "failed": "FAILED"}[run.status]
+    assert remote.info.run_name == run.name
+    expected_params = {mlflow_key(k): _clip(canonical_value(v), 6000) for k, v in run.get_hyperparameters().items()}
+    assert remote.data.params == expected_params
+    for key in run.get_metric_keys():
+        local = run.get_metric_history(key)
+        history = sorted(c.get_metric_history(remote.info.run_id, mlflow_key(key)), key=lambda m: (m.timestamp, m.step))
+        assert [(m.step, m.timestamp) for m in history] == [(p.step, p.timestamp) for p in local]
+        for m, p in zip(history, local, strict=True):
+            # MLflow keeps NaN, and stores ±inf as ±max float
+            expected = math.copysign(1.7976931348623157e308, p.value) if math.isinf(p.value) else p.value
+            assert m.value == expected or (math.isnan(m.value) and math.isnan(p.value))
+    tags = remote.data.tags
+    for key, value in run.get_tags().items():
+        assert tags[mlflow_key(key)] == value
+    assert tags["mlflow.source.git.commit"] == run.record.code.commit
+    assert tags["mlflow.source.git.dirty"] == ("true" if run.record.code.is_dirty else "false")
+    assert tags["prov.status"] == run.status
+    assert tags["prov.attribute.notes"] == '{"seed":7}'
+    for key in run.get_artifact_keys():
+        out = c.download_artifacts(remote.info.run_id, key, str(tmp / f"dl-{run_id[:8]}"))
+        assert Path(out).read_bytes() == run.get_artifact(key)
+    datasets = {d.dataset.name: d.dataset for d in remote.inputs.dataset_inputs}
+    for key, version in run.get_dataset_versions().items():
+        assert datasets[key].digest == version.digest.split(":")[-1][:36]
+        assert version.digest in datasets[key].profile
+
+
+def test_round_trip(prov_repo: Path, mlflow_db: Path, tmp_path: Path, make_run) -> None:
+    first = make_run(prov_repo, "base", experiment="exp-a", params={"lr": 0.1, "opt": {"name": "sgd"}, "long": "x" * 7000},
+                     tags={"team": "vision", "bad key?": "yes"})
+    child = gitprov.Repository(prov_repo).get_run(first).clone()
+    child.log_metric("loss", float("nan"), step=3, timestamp=1_700_000_100)
+    child.log_metric("loss", float("inf"), step=4, timestamp=1_700_000_101)
+    child.log_artifact("report.txt", b"report")
+    child.end("failed")
+    report = do_sync(prov_repo, mlflow_db, tmp_path, workers=2)
+    assert [r.status for r in report.results] == ["synced", "synced"], report.to_json()
+    base_remote = external_runs(mlflow_db, first)[0]
+    assert base_remote.data.params["long"].startswith("x" * 5000) and len(base_remote.data.params["long"]) == 6000
+    assert base_remote.data.tags["bad key_x3f"] == "yes"
+    [child_remote] = external_runs(mlflow_db, child.id)
+    assert child_remote.data.tags["mlflow.parentRunId"] == base_remote.info.run_id
+    assert child_remote.data.tags["prov.parent_run_id"] == first
+    assert client(mlflow_db).get_experiment(base_remote.info.experiment_id).name == "exp-a"
+    history = client(mlflow_db).get_metric_history(child_remote.info.run_id, "loss")
+    assert math.isnan(history[0].value) and history[1].value > 1e300  # MLflow stores +inf as max float
+    assert len(gitprov.Repository(prov_repo).get_run(first).get_hyperparameter("long")) == 7000
+    assert base_remote.data.params["opt"] == '{"name":"sgd"}'
+    assert_mirrors(prov_repo, mlflow_db, first, tmp_path)
+    assert_mirrors(prov_repo, mlflow_db, child.id, tmp_path)
+
+
+def test_resync_writes_nothing_and_increments_write_only_what_is_new(
+        prov_repo: Path, mlflow_db: Path, tmp_path: Path, make_run) -> None:
+    ids = [make_run(prov_repo, f"r{i}", points=30) for i in range(3)]
+    report = do_sync(prov_repo, mlflow_db, tmp_path, workers=3)
+    assert {r.status for r in report.results} == {"synced"}
+    for run_id in ids:
+        assert_mirrors(prov_repo, mlflow_db, run_id, tmp_path)
+    before = table_rows(mlflow_db)
+    again = do_sync(prov_repo, mlflow_db, tmp_path)
+    assert {r.status for r in again.results} == {"unchanged"} and all(not r.written for r in again.results)
+    assert table_rows(mlflow_db) == before
+
+    # a new run, and new points of an active run: only those are written
+    repo = gitprov.Repository(prov_repo)
+    live = repo.start_run("live", environment=False)
+    for i in range(1500):  # more than one log_batch
+        live.log_metric("loss", float(i), step=i, timestamp=1_700_000_000 + i / 10)
+    live.flush()
+    new_id = make_run(prov_repo, "new")
+    report = do_sync(prov_repo, mlflow_db, tmp_path)
+    by_id = {r.run_id: r for r in report.results}
+    assert by_id[new_id].status == "synced" and by_id[live.id].written["metrics"] == 1500
+    assert {by_id[i].status for i in ids} == {"unchanged"}
+    [remote] = external_runs(mlflow_db, live.id)
+    assert remote.info.status == "RUNNING"
+    for i in range(1500, 1700):
+        live.log_metric("loss", float(i), step=i)
+    live.end("finished")
+    report = do_sync(prov_repo, mlflow_db, tmp_path)
+    by_id = {r.run_id: r for r in report.results}
+    assert by_id[live.id].written == {"metrics": 200, "tags": 1, "status": 1}, by_id[live.id]
+    [remote] = external_runs(mlflow_db, live.id)
+    assert remote.info.status == "FINISHED"
+    history = client(mlflow_db).get_metric_history(remote.info.run_id, "loss")
+    assert sorted(m.step for m in history) == list(range(1700))
+    assert_mirrors(prov_repo, mlflow_db, new_id, tmp_path)
+
+
+def test_lost_local_state_finds_runs_by_tag(prov_repo: Path, mlflow_db: Path, tmp_path: Path, make_run) -> None:
+    ids = [make_run(prov_repo, f"r{i}") for i in range(2)]
+    do_sync(prov_repo, mlflow_db, tmp_path)
+    before = table_rows(mlflow_db)
+    shutil.rmtree(prov_repo / ".git" / "prov" / "sync")
+    report = do_sync(prov_repo, mlflow_db, tmp_path)
+    # only artifacts are uploaded again (an overwrite); no run, param, metric or tag is added
+    assert all(set(r.written) <= {"artifacts"} for r in report.results), report.to_json()
+    assert table_rows(mlflow_db) == before
+    for run_id in ids:
+        assert len(external_runs(mlflow_db, run_id)) == 1
+
+
+def test_a_run_that_failed_half_way_is_completed_without_duplicates(
+        prov_repo: Path, mlflow_db: Path, tmp_path: Path, make_run, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gitprov.sync.mlflow_bridge import MlflowBridge
+
+    run_id = make_run(prov_repo, "r", points=50)
+
+    def broken(*_a, **_k):
+        raise ConnectionError("connection refused")
+
+    monkeypatch.setattr(MlflowBridge, "_upload", broken)  # after params and metrics were written
+    report = do_sync(prov_repo, mlflow_db, tmp_path, retries=1, backoff=0.01)
+    [result] = report.results
+    assert result.status == "failed" and result.attempts == 2 and "connection refused" in result.error
+    [status] = gitprov.sync.sync_status(gitprov.Repository(prov_repo), "mlflow")
+    assert status.failed and not status.synced
+    monkeypatch.undo()
+    report = do_sync(prov_repo, mlflow_db, tmp_path)
+    assert report.results[0].status == "synced"
+    assert report.results[0].written.get("metrics", 0) == 0  # found the half-written run and its points
+    assert_mirrors(prov_repo, mlflow_db, run_id, tmp_path)
+    [status] = gitprov.sync.sync_status(gitprov.Repository(prov_repo), "mlflow")
+    assert status.synced == [run_id] and not status.pending and not status.failed
+
+
+def test_dry_run_writes_nothing(prov_repo: Path, mlflow_db: Path, tmp_path: Path, make_run) -> None:
+    make_run(prov_repo)
+    before = table_rows(mlflow_db)
+    report = do_sync(prov_repo, mlflow_db, tmp_path, dry_run=True)
+    assert [r.status for r in report.results] == ["would-sync"]
+    assert report.results[0].written["metrics"] == 10
+    assert table_rows(mlflow_db) == before
+    assert not (prov_repo / ".git" / "prov" / "sync").exists() or not list((prov_repo / ".git" / "prov" / "sync").glob("*.json"))
+
+
+def test_deleted_runs_are_not_synced(prov_repo: Path, mlflow_db: Path, tmp_path: Path, make_run) -> None:
+    keep, gone = make_run(prov_repo, "keep"), make_run(prov_repo, "gone")
+    gitprov.Repository(prov_repo).get_run(gone).delete()
+    report = do_sync(prov_repo, mlflow_db, tmp_path)
+    assert [r.run_id for r in report.results] == [keep]
+    assert external_runs(mlflow_db, gone) == []
