@@ -75,4 +75,8 @@ def __getattr__(name: str) -> Any:
         from . import runs
 
         return getattr(runs, name)
+    if name == "lineage":  # the submodule, loaded on first use: gitprov.lineage.of(run)
+        import importlib
+
+        return importlib.import_module(".lineage", __name__)
     raise AttributeError(f"module 'gitprov' has no attribute {name!r}")

@@ -21,6 +21,7 @@ from .store.notes import NOTES_REF, Notes
 from .store.repo import GitRepository
 
 if TYPE_CHECKING:
+    from .index import RunIndex
     from .runs.run import Run
     from .verify import VerifyReport
 
@@ -96,6 +97,7 @@ class Repository:
         self.git = path if isinstance(path, GitRepository) else GitRepository.open(os.fspath(path))
         self.notes = Notes(self.git)
         self.ledger = Ledger(self.git)
+        self._index: RunIndex | None = None
         prov_dir = self.git.prov_dir()
         if prov_dir is not None and _has_journals(os.path.join(prov_dir, "journal")):
             self.recover()
@@ -328,6 +330,47 @@ class Repository:
             out.append(Run(self, run_id, read_record(self.ledger, run_id, tip), state))
         out.sort(key=lambda r: r.record.created, reverse=True)
         return out
+
+    # -- queries ---------------------------------------------------------------
+    def index(self) -> RunIndex:
+        """The SQLite run index under ``.git/prov/`` (refreshed before each answer)."""
+        if self._index is None:
+            from .index import INDEX_FILE, RunIndex
+
+            prov_dir = self.git.prov_dir()
+            self._index = RunIndex(self.ledger, os.path.join(prov_dir, INDEX_FILE) if prov_dir else ":memory:")
+        return self._index
+
+    def find_runs(self, query: dict[str, Any] | str | None = None, order_by: str | list[str] | None = None,
+                  limit: int | None = None, *, include_deleted: bool = False) -> list[Run]:
+        """Runs matching a MongoDB-style ``query`` dict (or an MLflow-style filter
+        string), ordered by ``order_by`` (``"metrics.acc desc"``; default newest first)."""
+        import sqlite3
+
+        from .index import compile_order, compile_query, parse_filter
+        from .runs.reading import read_record, read_state
+        from .runs.run import Run
+
+        if isinstance(query, str):
+            query = parse_filter(query)
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise UsageError(f"limit must be a non-negative integer, not {limit!r}")
+        index = self.index()
+        db = index.connection()
+        where, args = compile_query(query, db)
+        if not include_deleted:
+            where = f"({where}) AND r.deleted = 0"
+        order, order_args = compile_order(order_by)
+        sql = f"SELECT r.id FROM runs r WHERE {where} ORDER BY {order}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            order_args = [*order_args, limit]
+        try:
+            ids = [row[0] for row in db.execute(sql, [*args, *order_args])]
+            tip = index.indexed_tip()
+        except sqlite3.Error as exc:
+            raise DataError(f"the query index cannot answer ({exc}); delete {index.path} to rebuild it") from exc
+        return [Run(self, i, read_record(self.ledger, i, tip), read_state(self.ledger, i, tip)) for i in ids]
 
     def link_run(self, commit: str, link: RunLink) -> None:
         """Add a ``run`` line to ``commit``'s note so ``prov show`` lists the run."""

@@ -115,13 +115,32 @@ def run_command(name: str, experiment: str, params: tuple[str, ...], inputs: tup
 @click.option("--experiment", help="Only runs of this experiment.")
 @click.option("--status", type=click.Choice(["running", "finished", "failed", "killed", "crashed"]), help="Only runs with this status.")
 @click.option("--all", "include_deleted", is_flag=True, help="Include deleted runs.")
+@click.option("--where", "where", metavar="FILTER",
+              help="Only runs matching FILTER, e.g. \"params.lr > 0.01 and metrics.acc >= 0.9\".")
+@click.option("--order-by", "order_by", metavar="ORDER", help="Sort by FIELD [asc|desc], comma-separated, e.g. \"metrics.acc desc\" (default: newest first).")
+@click.option("--limit", type=click.IntRange(min=0), help="Show at most this many runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
-def runs_group(ctx: click.Context, experiment: str | None, status: str | None, include_deleted: bool, as_json: bool) -> None:
-    """List runs (newest first); see also 'prov runs show' and 'prov runs diff'."""
+def runs_group(ctx: click.Context, experiment: str | None, status: str | None, include_deleted: bool,
+               where: str | None, order_by: str | None, limit: int | None, as_json: bool) -> None:
+    """List runs (newest first); see also 'prov runs show' and 'prov runs diff'.
+
+    --where takes MLflow-style filters over params.*, metrics.*, attributes.*, tags,
+    tags.*, inputs.*, outputs.*, status, experiment, name, created and commit, combined
+    with and, or, not and parentheses. The query index under .git/prov is used.
+    """
     if ctx.invoked_subcommand is not None:
         return
-    runs = _repo().runs(experiment=experiment, status=status, include_deleted=include_deleted)
+    if where is None and order_by is None and limit is None:
+        runs = _repo().runs(experiment=experiment, status=status, include_deleted=include_deleted)
+    else:
+        from ..index import parse_filter, parse_order
+
+        clauses = [parse_filter(where or "")]
+        clauses += [{"experiment": experiment}] if experiment is not None else []
+        clauses += [{"status": status}] if status is not None else []
+        query = {"$and": [c for c in clauses if c]} if any(clauses) else {}
+        runs = _repo().find_runs(query, parse_order(order_by), limit, include_deleted=include_deleted)
     if as_json:
         render.emit_json([run_summary(r) for r in runs])
         return

@@ -1,0 +1,18 @@
+"""The SQLite query index over the ledger (derived, rebuildable) and run queries."""
+
+from __future__ import annotations
+
+from .filter import parse_filter, parse_order
+from .query import QueryError, UnknownFieldError, compile_order, compile_query
+from .store import INDEX_FILE, RunIndex
+
+__all__ = [
+    "INDEX_FILE",
+    "QueryError",
+    "RunIndex",
+    "UnknownFieldError",
+    "compile_order",
+    "compile_query",
+    "parse_filter",
+    "parse_order",
+]

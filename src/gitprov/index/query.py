@@ -1,0 +1,275 @@
+"""Compile MongoDB-style run queries to parameterized SQL over the run index.
+
+Fields: ``params.<key>``, ``metrics.<key>``, ``attributes.<key>``, ``tags.<key>`` (the
+tag's value), ``tags`` (tag names), ``inputs.models.<name>`` / ``inputs.runs.<id>`` /
+``inputs.datasets.<key>`` (versions, paths, digests) and ``inputs.models`` etc. (names),
+the same under ``outputs.``, and ``status``, ``experiment``, ``name``, ``created``,
+``ended``, ``commit``, ``parent``, ``id``. Operators: ``$eq $ne $gt $gte $lt $lte $in
+$nin $exists $regex $not`` on fields, ``$and $or $nor $not`` on documents. Several
+values per field (tags, lineage) match like MongoDB arrays: a condition holds when one
+value satisfies it; ``$ne``/``$nin`` when none equals. User values only ever travel as
+SQL parameters.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UsageError
+
+if TYPE_CHECKING:
+    import sqlite3
+
+__all__ = ["QueryError", "UnknownFieldError", "compile_order", "compile_query"]
+
+
+class QueryError(UsageError):
+    """A run query or filter string cannot be used (operator, type, syntax)."""
+
+
+class UnknownFieldError(QueryError):
+    """A query names a field (or a param, metric or attribute key) no run has."""
+
+
+_COLUMNS = {
+    "status": "r.status", "experiment": "r.experiment", "name": "r.name", "created": "r.created",
+    "ended": "r.ended", "updated": "r.updated", "commit": "r.commit_id", "parent": "r.parent", "id": "r.id",
+}
+_KEYED = ("params", "metrics", "attributes", "tags")
+_LINEAGE_KINDS = {"models": "model", "runs": "run", "datasets": "dataset"}
+_COMPARE = {"$eq": "=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+_FIELD_OPS = {*_COMPARE, "$ne", "$in", "$nin", "$exists", "$regex", "$not", "$options"}
+_DOC_OPS = ("$and", "$or", "$nor", "$not")
+
+
+class _Target:
+    """Where a field's values live: ``table`` rows (several per run) or a runs column."""
+
+    def __init__(self, field: str, value_sql: str, table: str | None = None,
+                 match: str = "", match_args: tuple = (), numeric_only: bool = False,
+                 text_only: bool = False) -> None:
+        self.field = field
+        self.value_sql = value_sql
+        self.table = table
+        self.match = match
+        self.match_args = match_args
+        self.numeric_only = numeric_only
+        self.text_only = text_only
+
+    def rows(self, cond: str, args: list[Any]) -> tuple[str, list[Any]]:
+        """SQL true when some value of the field satisfies ``cond``."""
+        if self.table is None:
+            return f"COALESCE(({cond}), 0)", args
+        where = " AND ".join(p for p in ("x.run = r.id", self.match, f"({cond})" if cond else "") if p)
+        return f"EXISTS (SELECT 1 FROM {self.table} x WHERE {where})", [*self.match_args, *args]
+
+
+def _target(field: str) -> _Target:
+    if not isinstance(field, str) or not field:
+        raise QueryError(f"query field {field!r} must be a non-empty string")
+    if field in _COLUMNS:
+        return _Target(field, _COLUMNS[field], text_only=True)
+    if field == "tags":
+        return _Target(field, "x.key", "tags", text_only=True)
+    head, dot, rest = field.partition(".")
+    if head in _KEYED and dot:
+        if not rest:
+            raise QueryError(f"query field {field!r} names no key")
+        return _Target(field, "x.value", head, "x.key = ?", (rest,), numeric_only=head == "metrics",
+                       text_only=head == "tags")
+    if head in ("inputs", "outputs") and dot:
+        kind_name, dot2, name = rest.partition(".")
+        kind = _LINEAGE_KINDS.get(kind_name)
+        if kind is None:
+            raise UnknownFieldError(
+                f"unknown query field {field!r}; lineage fields are {head}.models, {head}.runs, {head}.datasets")
+        direction = "in" if head == "inputs" else "out"
+        if not dot2:
+            return _Target(field, "x.name", "lineage", "x.direction = ? AND x.kind = ?", (direction, kind), text_only=True)
+        if not name:
+            raise QueryError(f"query field {field!r} names no {kind}")
+        return _Target(field, "x.item", "lineage", "x.direction = ? AND x.kind = ? AND x.name = ?",
+                       (direction, kind, name), text_only=True)
+    raise UnknownFieldError(
+        f"unknown query field {field!r}; use params.<key>, metrics.<key>, attributes.<key>, tags, tags.<key>, "
+        f"inputs.*/outputs.* or one of {', '.join(sorted(_COLUMNS))}"
+    )
+
+
+def _scalar(value: Any, field: str, op: str) -> Any:
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    raise QueryError(f"{op} on {field!r} takes a string, number, boolean or null, not {type(value).__name__}")
+
+
+def _typed(target: _Target, op_sql: str, value: Any, op: str) -> tuple[str, list[Any]]:
+    """``value_sql op ?`` restricted to values of the argument's type (no cross-type
+    matches such as SQLite's "every string is greater than every number")."""
+    v = target.value_sql
+    if value is None:
+        if op_sql != "=":
+            raise QueryError(f"{op} on {target.field!r} cannot compare with null")
+        return f"{v} IS NULL", []
+    if isinstance(value, bool):
+        if target.numeric_only or target.text_only:
+            raise QueryError(f"{op} on {target.field!r} takes a {'number' if target.numeric_only else 'string'}, not a boolean")
+        return f"(typeof({v}) = 'integer' AND {v} {op_sql} ?)", [int(value)]
+    if isinstance(value, (int, float)):
+        if target.text_only:
+            raise QueryError(f"{op} on {target.field!r} takes a string, not {value!r}")
+        if value != value:
+            raise QueryError(f"{op} on {target.field!r}: NaN compares with nothing")
+        return f"(typeof({v}) IN ('integer', 'real') AND {v} {op_sql} ?)", [value]
+    if target.numeric_only:
+        raise QueryError(f"{op} on {target.field!r} takes a number, not {value!r}")
+    if target.field == "status" and op_sql == "=":
+        from ..model import RUN_STATUSES
+
+        if value not in RUN_STATUSES:
+            raise QueryError(f"status {value!r} is not one of {', '.join(RUN_STATUSES)}")
+    return f"(typeof({v}) = 'text' AND {v} {op_sql} ?)", [value]
+
+
+class _Compiler:
+    def __init__(self, db: sqlite3.Connection | None) -> None:
+        self.db = db
+
+    def document(self, query: Any, where: str = "query") -> tuple[str, list[Any]]:
+        if not isinstance(query, dict):
+            raise QueryError(f"{where} must be a dict, got {type(query).__name__}")
+        parts: list[str] = []
+        args: list[Any] = []
+        for key, value in query.items():
+            if key in ("$and", "$or", "$nor"):
+                if not isinstance(value, list) or not value:
+                    raise QueryError(f"{key} takes a non-empty list of query dicts")
+                subs = [self.document(v, f"an item of {key}") for v in value]
+                joined = (" AND " if key == "$and" else " OR ").join(f"({s})" for s, _ in subs)
+                parts.append(f"NOT ({joined})" if key == "$nor" else f"({joined})")
+                args.extend(a for _, sub_args in subs for a in sub_args)
+            elif key == "$not":
+                sql, sub = self.document(value, "$not")
+                parts.append(f"NOT ({sql})")
+                args.extend(sub)
+            elif isinstance(key, str) and key.startswith("$"):
+                raise QueryError(f"unknown query operator {key!r}; use one of {', '.join(_DOC_OPS)} or a field name")
+            else:
+                sql, sub = self.field(key, value)
+                parts.append(sql)
+                args.extend(sub)
+        return " AND ".join(parts) or "1", args
+
+    def field(self, field: str, cond: Any) -> tuple[str, list[Any]]:
+        target = _target(field)
+        if isinstance(cond, dict) and cond and all(isinstance(k, str) and k.startswith("$") for k in cond):
+            ops = cond
+        elif isinstance(cond, dict):
+            raise QueryError(f"condition on {field!r} must be a value or a dict of operators like {{'$gt': 1}}")
+        else:
+            ops = {"$eq": cond}
+        for op in ops:
+            if op not in _FIELD_OPS:
+                raise QueryError(f"unknown query operator {op!r} on {field!r}; use one of {', '.join(sorted(_FIELD_OPS - {'$options'}))}")
+        if set(ops) != {"$exists"}:
+            self._check_known(target)
+        parts: list[str] = []
+        args: list[Any] = []
+        for op, arg in ops.items():
+            sql, sub = self.operator(target, op, arg, ops)
+            parts.append(sql)
+            args.extend(sub)
+        return " AND ".join(parts), args
+
+    def operator(self, target: _Target, op: str, arg: Any, ops: dict[str, Any]) -> tuple[str, list[Any]]:
+        field = target.field
+        if op in _COMPARE:
+            return target.rows(*_typed(target, _COMPARE[op], _scalar(arg, field, op), op))
+        if op in ("$ne", "$nin"):
+            sql, args = self.operator(target, "$eq" if op == "$ne" else "$in", arg, ops)
+            return f"NOT ({sql})", args
+        if op == "$in":
+            if not isinstance(arg, (list, tuple)):
+                raise QueryError(f"$in on {field!r} takes a list, not {type(arg).__name__}")
+            if not arg:
+                return "0", []
+            conds = [_typed(target, "=", _scalar(v, field, op), op) for v in arg]
+            return target.rows(" OR ".join(f"({c})" for c, _ in conds), [x for _, sub in conds for x in sub])
+        if op == "$exists":
+            if not isinstance(arg, bool):
+                raise QueryError(f"$exists on {field!r} takes true or false, not {arg!r}")
+            sql, args = target.rows(f"{target.value_sql} IS NOT NULL" if target.table is None else "", [])
+            return (sql, args) if arg else (f"NOT ({sql})", args)
+        if op == "$regex":
+            if not isinstance(arg, str):
+                raise QueryError(f"$regex on {field!r} takes a string, not {type(arg).__name__}")
+            flags = ops.get("$options", "")
+            if not isinstance(flags, str) or set(flags) - {"i", "m", "s"}:
+                raise QueryError(f"$options on {field!r} takes letters among 'ims', not {flags!r}")
+            pattern = (f"(?{flags})" if flags else "") + arg
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise QueryError(f"$regex on {field!r}: {arg!r} is not a regular expression ({exc})") from exc
+            v = target.value_sql
+            return target.rows(f"(typeof({v}) = 'text' AND {v} REGEXP ?)", [pattern])
+        if op == "$options":
+            if "$regex" not in ops:
+                raise QueryError(f"$options on {field!r} needs $regex")
+            return "1", []
+        if op == "$not":
+            if not isinstance(arg, dict) or not arg or not all(isinstance(k, str) and k.startswith("$") for k in arg):
+                raise QueryError(f"$not on {field!r} takes a dict of operators like {{'$gt': 1}}")
+            sql, args = self.field(field, arg)
+            return f"NOT ({sql})", args
+        raise QueryError(f"unknown query operator {op!r}")
+
+    def _check_known(self, target: _Target) -> None:
+        """A param, metric or attribute no run has is a typo, not an empty result."""
+        if self.db is None or target.table not in ("params", "metrics", "attributes"):
+            return
+        key = target.match_args[0]
+        if self.db.execute(f"SELECT 1 FROM {target.table} WHERE key = ? LIMIT 1", (key,)).fetchone() is None:
+            known = [k for (k,) in self.db.execute(f"SELECT DISTINCT key FROM {target.table} ORDER BY key LIMIT 20")]
+            hint = f"; known: {', '.join(known)}" if known else ""
+            raise UnknownFieldError(f"no run has {target.table[:-1] if target.table != 'metrics' else 'metric'} "
+                                    f"{key!r} (query field {target.field!r}){hint}")
+
+
+def compile_query(query: dict[str, Any] | None, db: sqlite3.Connection | None = None) -> tuple[str, list[Any]]:
+    """``(where_sql, args)`` for ``query`` over ``runs r``; ``db`` checks keys exist."""
+    return _Compiler(db).document(query or {}, "query")
+
+
+def compile_order(order_by: str | list[str] | None) -> tuple[str, list[Any]]:
+    """``ORDER BY`` terms for ``"metrics.acc desc, created"`` or a list of such terms;
+    runs without the key sort last. Ties break newest first."""
+    terms: list[str] = []
+    if order_by is None:
+        items: list[str] = []
+    elif isinstance(order_by, str):
+        items = [t for t in order_by.split(",") if t.strip()] if order_by.strip() else []
+    elif isinstance(order_by, (list, tuple)) and all(isinstance(t, str) for t in order_by):
+        items = list(order_by)
+    else:
+        raise QueryError("order_by takes 'field [asc|desc]' or a list of such strings")
+    sql: list[str] = []
+    args: list[Any] = []
+    for item in items:
+        words = item.split()
+        if not words or len(words) > 2 or (len(words) == 2 and words[1].lower() not in ("asc", "desc")):
+            raise QueryError(f"cannot order by {item.strip()!r}; write 'field', 'field asc' or 'field desc'")
+        field, direction = words[0], (words[1].upper() if len(words) == 2 else "ASC")
+        if field.startswith("-"):
+            field, direction = field[1:], "DESC"
+        target = _target(field)
+        if target.table in ("params", "metrics", "attributes", "tags") and target.match_args:
+            sql.append(f"(SELECT x.value FROM {target.table} x WHERE x.run = r.id AND x.key = ?) {direction} NULLS LAST")
+            args.append(target.match_args[0])
+        elif target.table is None:
+            sql.append(f"{target.value_sql} {direction} NULLS LAST")
+        else:
+            raise QueryError(f"cannot order by {field!r}: it can hold several values per run")
+        terms.append(field)
+    sql += ["r.created DESC", "r.id"]
+    return ", ".join(sql), args

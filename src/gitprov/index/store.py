@@ -1,0 +1,234 @@
+"""``RunIndex``: a SQLite index of every run in the ledger, under ``.git/prov/``.
+
+Derived data: it records the ledger tip it reflects and, with it, that tip's tree
+(the ``runs/<shard>`` tree ids and each run directory's tree id). Before answering it
+compares them with the current tip's tree and re-reads only the runs whose directory
+tree changed; a missing, corrupt or older-format index is rebuilt from the ledger.
+Deleting the file loses nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from .. import codec
+from ..errors import DataError, WriteError
+from ..model import RunRecord, RunState
+from ..store.ledger import Ledger
+from ..store.trees import read_tree
+
+if TYPE_CHECKING:
+    import sqlite3
+
+__all__ = ["INDEX_FILE", "INDEX_VERSION", "RunIndex", "sql_value"]
+
+INDEX_FILE = "index.sqlite"
+#: bump when the tables change: an older index is rebuilt.
+INDEX_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE shards(name TEXT PRIMARY KEY, oid TEXT NOT NULL);
+CREATE TABLE runs(id TEXT PRIMARY KEY, tree TEXT NOT NULL, shard TEXT NOT NULL, name TEXT, experiment TEXT,
+                  status TEXT, created TEXT, ended TEXT, updated TEXT, commit_id TEXT, parent TEXT,
+                  deleted INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX runs_shard ON runs(shard);
+CREATE INDEX runs_created ON runs(created);
+CREATE TABLE params(run TEXT NOT NULL, key TEXT NOT NULL, value, PRIMARY KEY(run, key)) WITHOUT ROWID;
+CREATE INDEX params_kv ON params(key, value);
+CREATE TABLE metrics(run TEXT NOT NULL, key TEXT NOT NULL, value REAL, step INTEGER, timestamp INTEGER,
+                     PRIMARY KEY(run, key)) WITHOUT ROWID;
+CREATE INDEX metrics_kv ON metrics(key, value);
+CREATE TABLE tags(run TEXT NOT NULL, key TEXT NOT NULL, value TEXT, PRIMARY KEY(run, key)) WITHOUT ROWID;
+CREATE INDEX tags_kv ON tags(key, value);
+CREATE TABLE attributes(run TEXT NOT NULL, key TEXT NOT NULL, value, PRIMARY KEY(run, key)) WITHOUT ROWID;
+CREATE INDEX attributes_kv ON attributes(key, value);
+CREATE TABLE lineage(run TEXT NOT NULL, direction TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
+                     item TEXT NOT NULL);
+CREATE INDEX lineage_run ON lineage(run);
+CREATE INDEX lineage_target ON lineage(kind, name, item);
+"""
+
+_RUN_TABLES = ("runs", "params", "metrics", "tags", "attributes", "lineage")
+
+
+def sql_value(value: Any) -> Any:
+    """A JSON value as SQLite stores it: scalars natively (bools as 0/1), the rest as JSON."""
+    if value is None or isinstance(value, (str, int, float)):
+        return int(value) if isinstance(value, bool) else value
+    return codec.encode(value).decode()
+
+
+class RunIndex:
+    """The query index of one ledger, kept at ``path`` (``:memory:`` for none)."""
+
+    def __init__(self, ledger: Ledger, path: str) -> None:
+        self.ledger = ledger
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        #: counters for tests and benchmarks: how the last refresh went
+        self.last_refresh: dict[str, int] = {}
+
+    # -- connection ----------------------------------------------------------------
+    def _open(self) -> sqlite3.Connection:
+        import sqlite3
+
+        if self.path != ":memory:":
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        try:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise WriteError(f"cannot open the query index {self.path}: {exc}") from exc
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.create_function("regexp", 2, _regexp, deterministic=True)
+        return db
+
+    def connection(self) -> sqlite3.Connection:
+        """An open connection to an index that reflects the current ledger tip."""
+        import sqlite3
+
+        for attempt in (1, 2):
+            try:
+                if self._db is None:
+                    self._db = self._open()
+                    self._ensure_schema(self._db)
+                self._refresh(self._db)
+                return self._db
+            except sqlite3.DatabaseError as exc:
+                if attempt == 2:
+                    raise DataError(f"the query index {self.path} cannot be rebuilt: {exc}") from exc
+                self._discard()  # corrupt: rebuild from the ledger
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _discard(self) -> None:
+        self.close()
+        if self.path == ":memory:":
+            return
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            try:
+                os.remove(self.path + suffix)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise WriteError(f"cannot remove the corrupt query index {self.path}: {exc.strerror}") from exc
+
+    def _ensure_schema(self, db: sqlite3.Connection) -> None:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" in tables:
+            row = db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
+            if row is not None and row[0] == INDEX_VERSION:
+                return
+            raise _corrupt("index version mismatch")
+        if tables:
+            raise _corrupt("foreign tables")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute("INSERT INTO meta VALUES ('version', ?)", (INDEX_VERSION,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    # -- keeping up with the ledger ----------------------------------------------------
+    def indexed_tip(self) -> str | None:
+        db = self._db if self._db is not None else self.connection()
+        row = db.execute("SELECT value FROM meta WHERE key='tip'").fetchone()
+        return row[0] if row and row[0] else None
+
+    def _refresh(self, db: sqlite3.Connection) -> None:
+        tip = self.ledger.tip()
+        row = db.execute("SELECT value FROM meta WHERE key='tip'").fetchone()
+        if row is not None and (row[0] or None) == tip:
+            self.last_refresh = {"runs_read": 0, "shards_read": 0}
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key='tip'").fetchone()  # another process?
+            if row is None or (row[0] or None) != tip:
+                self._apply_tip(db, tip)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _apply_tip(self, db: sqlite3.Connection, tip: str | None) -> None:
+        odb = self.ledger.repo.odb
+        new_shards = {name: e.oid for name, e in self.ledger.list_dir("runs", tip).items() if e.is_tree}
+        old_shards = dict(db.execute("SELECT name, oid FROM shards"))
+        runs_read = shards_read = 0
+        for shard in sorted(set(new_shards) | set(old_shards)):
+            if new_shards.get(shard) == old_shards.get(shard):
+                continue
+            shards_read += 1
+            new_runs = {n: e.oid for n, e in read_tree(odb, new_shards[shard]).items()} if shard in new_shards else {}
+            old_runs = dict(db.execute("SELECT id, tree FROM runs WHERE shard=?", (shard,)))
+            for run_id in set(old_runs) - set(new_runs):
+                self._delete_run(db, run_id)
+            for run_id, tree in new_runs.items():
+                if old_runs.get(run_id) != tree:
+                    self._delete_run(db, run_id)
+                    self._insert_run(db, run_id, tree, shard)
+                    runs_read += 1
+            if shard in new_shards:
+                db.execute("INSERT OR REPLACE INTO shards VALUES (?, ?)", (shard, new_shards[shard]))
+            else:
+                db.execute("DELETE FROM shards WHERE name=?", (shard,))
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (tip or "",))
+        self.last_refresh = {"runs_read": runs_read, "shards_read": shards_read}
+
+    @staticmethod
+    def _delete_run(db: sqlite3.Connection, run_id: str) -> None:
+        db.execute("DELETE FROM runs WHERE id=?", (run_id,))
+        for table in _RUN_TABLES[1:]:
+            db.execute(f"DELETE FROM {table} WHERE run=?", (run_id,))  # noqa: S608 (fixed names)
+
+    def _insert_run(self, db: sqlite3.Connection, run_id: str, tree: str, shard: str) -> None:
+        odb = self.ledger.repo.odb
+        entries = read_tree(odb, tree)
+        if "record" not in entries or "state" not in entries:
+            raise DataError(f"run {run_id[:12]} in {self.ledger.ref} has no record or state; run 'prov verify'")
+        record = codec.decode(odb.read_typed(entries["record"].oid, "blob"), RunRecord, f"record of run {run_id[:12]}")
+        state = codec.decode(odb.read_typed(entries["state"].oid, "blob"), RunState, f"state of run {run_id[:12]}")
+        db.execute(
+            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (run_id, tree, shard, state.name, state.experiment, state.status, record.created, state.ended,
+             state.updated, record.code.commit, record.parent, int(state.deleted)),
+        )
+        params = {**record.params, **state.params}
+        db.executemany("INSERT INTO params VALUES (?,?,?)", [(run_id, k, sql_value(v)) for k, v in params.items()])
+        db.executemany(
+            "INSERT INTO metrics VALUES (?,?,?,?,?)",
+            [(run_id, k, None if m.value != m.value else m.value, m.step, m.timestamp) for k, m in state.metrics.items()],
+        )
+        db.executemany("INSERT INTO tags VALUES (?,?,?)", [(run_id, k, v) for k, v in state.tags.items()])
+        db.executemany("INSERT INTO attributes VALUES (?,?,?)",
+                       [(run_id, k, sql_value(v)) for k, v in state.attributes.items()])
+        rows = []
+        for direction, side in (("in", state.lineage.inputs), ("out", state.lineage.outputs)):
+            for key, items in side.items():
+                kind, _, name = key.partition(":")
+                rows.extend((run_id, direction, kind, name, item) for item in (items or [""]))
+        db.executemany("INSERT INTO lineage VALUES (?,?,?,?,?)", rows)
+
+
+def _corrupt(why: str) -> Exception:
+    import sqlite3
+
+    return sqlite3.DatabaseError(why)
+
+
+def _regexp(pattern: str, value: Any) -> bool:
+    import re
+
+    if value is None:
+        return False
+    return re.search(pattern, value if isinstance(value, str) else str(value)) is not None
