@@ -36,10 +36,11 @@ def sync_mlflow(repo: Repository, tracking_uri: str | None = None, *, experiment
     return sync_runs(repo, bridge, **options)
 
 
-def sync_wandb(repo: Repository, project: str, *, entity: str | None = None, **options: Any) -> SyncReport:
+def sync_wandb(repo: Repository, project: str, *, entity: str | None = None, directory: str | None = None,
+               **options: Any) -> SyncReport:
     """Mirror ``repo``'s runs to Weights & Biases (``options``: see ``sync_runs``)."""
     from .wandb_bridge import WandbBridge
 
-    bridge = WandbBridge(project, entity=entity)
+    bridge = WandbBridge(project, entity=entity, directory=directory)
     return sync_runs(repo, bridge, **options)
 

@@ -1,0 +1,144 @@
+"""The W&B bridge: one prov run -> one W&B run whose id is derived from the prov run id.
+
+Hyperparameters -> config, metric series -> history rows with explicit, increasing
+steps and the original timestamps (``_timestamp``), latest values -> summary, tags ->
+tags (``key`` or ``key:value``), code version -> the run's git commit and remote,
+artifacts -> ``log_artifact`` (one W&B artifact per run). Works offline
+(``WANDB_MODE=offline``); ``wandb sync`` uploads those runs later. A later sync resumes
+the same run id and appends only points past the last step already sent. Offline there
+is no way to ask W&B what it holds, so the local state is the only record of what was
+sent (online, ``find_existing`` asks the public API).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from ..errors import SyncError
+from ..scrub import scrub_url
+from .bridge import RunResult, RunSource
+from .mlflow_bridge import canonical_value
+
+__all__ = ["WANDB_EXTRA", "WandbBridge", "import_wandb", "wandb_run_id"]
+
+WANDB_EXTRA = "pip install 'git-prov[wandb]'"
+_FORBIDDEN = set(":;,#?/'")
+
+
+def import_wandb() -> Any:
+    try:
+        import wandb
+    except ImportError as exc:
+        raise SyncError(f"syncing to W&B needs the wandb package: {WANDB_EXTRA}") from exc
+    return wandb
+
+
+def wandb_run_id(prov_run_id: str) -> str:
+    """``prov-`` and the first 32 hex digits of the run id: stable, ≤ 64 characters,
+    none of the characters W&B forbids (``:;,#?/'``)."""
+    run_id = f"prov-{prov_run_id[:32]}"
+    assert not (_FORBIDDEN & set(run_id)) and len(run_id) <= 64
+    return run_id
+
+
+class WandbBridge:
+    """Sync target: one W&B project (online or offline)."""
+
+    kind = "wandb"
+
+    def __init__(self, project: str, *, entity: str | None = None, directory: str | None = None) -> None:
+        self.wandb = import_wandb()
+        self.project = project
+        self.entity = entity
+        import os
+
+        # read now: wandb's process-wide setup keeps the WANDB_DIR it saw first
+        self.directory = directory or os.environ.get("WANDB_DIR") or None
+        self.address = f"{entity}/{project}" if entity else project
+        self._lock = threading.Lock()  # wandb runs one run at a time per process here
+
+    def find_existing(self, prov_run_id: str, experiment: str = "") -> str | None:
+        """The W&B run id if the run exists online (offline: unknown, None)."""
+        if self.wandb.setup().settings.mode in ("offline", "disabled"):
+            return None
+        try:
+            api = self.wandb.Api()
+            path = f"{self.entity or api.default_entity}/{self.project}/{wandb_run_id(prov_run_id)}"
+            api.run(path)
+            return wandb_run_id(prov_run_id)
+        except Exception:  # noqa: BLE001 - "not found" has no stable exception type
+            return None
+
+    def sync_run(self, source: RunSource, entry: dict[str, Any] | None, *,
+                 dry_run: bool = False) -> tuple[RunResult, dict[str, Any]]:
+        started = time.monotonic()
+        run = source.run
+        state = run.state
+        result = RunResult(run_id=run.id, name=run.name, status="unchanged", external_id=wandb_run_id(run.id))
+        if entry and entry.get("version") == source.version:
+            return result, entry
+        have = (entry or {}).get("series", {}) if entry and entry.get("version") else {}
+        last_step = (entry or {}).get("last_step", -1) if entry and entry.get("version") else -1
+        rows: dict[int, dict[str, Any]] = {}
+        counts: dict[str, int] = {}
+        sent = 0
+        for key in run.get_metric_keys():
+            points = run.get_metric_history(key)
+            counts[key] = len(points)
+            for p in points[have.get(key, 0):]:
+                if p.step <= last_step:
+                    continue  # W&B history steps only increase; the point is already there
+                row = rows.setdefault(p.step, {})
+                row[key] = p.value
+                row["_timestamp"] = max(row.get("_timestamp", 0), p.timestamp / 1000)
+                sent += 1
+        artifacts = {k: ref.sha256 for k, ref in sorted(state.artifacts.items())}
+        new_artifacts = [k for k, sha in artifacts.items() if (entry or {}).get("artifacts", {}).get(k) != sha]
+        result.written = {k: v for k, v in {"metrics": sent, "artifacts": len(new_artifacts)}.items() if v}
+        if dry_run:
+            result.status = "would-sync"
+            return result, entry or {}
+        code = run.get_code()
+        wandb = self.wandb
+        settings = wandb.Settings(silent=True, x_disable_stats=True, x_disable_machine_info=True,
+                                  git_commit=code.commit or None,
+                                  git_remote_url=scrub_url(code.repo_url) if code.repo_url else None)
+        tags = sorted({(f"{k}:{v}" if v else k)[:64] for k, v in state.tags.items()})
+        config = {k: v for k, v in run.get_hyperparameters().items()}
+        config["prov"] = {"run_id": run.id, "commit": code.commit, "dirty": code.is_dirty,
+                          "created": run.record.created, "lexicon": run.record.schema.lexicon,
+                          "parent": run.record.parent, "experiment": state.experiment}
+        with self._lock:
+            wb = wandb.init(project=self.project, entity=self.entity, id=wandb_run_id(run.id), name=run.name or None,
+                            group=state.experiment or None, config=config, tags=tags, dir=self.directory,
+                            resume="allow", settings=settings, reinit="finish_previous")
+            try:
+                for step in sorted(rows):
+                    wb.log(rows[step], step=step)
+                for key, summary in state.metrics.items():
+                    wb.summary[key] = summary.value
+                wb.summary["prov/status"] = state.status
+                for key, value in state.attributes.items():
+                    if not key.startswith("prov."):
+                        wb.summary[f"attribute/{key}"] = canonical_value(value) if not isinstance(value, (int, float, str)) else value
+                if new_artifacts:
+                    art = wandb.Artifact(f"{wandb_run_id(run.id)}-artifacts", type="prov-artifacts",
+                                         metadata={"prov.run_id": run.id, "sha256": artifacts})
+                    from ..artifacts import safe_file_name
+
+                    for key in artifacts:
+                        name = "/".join(safe_file_name(p) for p in key.split("/") if p)
+                        with art.new_file(name, mode="wb") as f:
+                            f.write(run.get_artifact(key))
+                    wb.log_artifact(art)
+                exit_code = {"finished": 0, "running": 0}.get(state.status, 1)
+            finally:
+                wb.finish(exit_code=locals().get("exit_code", 1))
+        last = max([last_step, *rows]) if rows else last_step
+        new_entry = {"version": source.version, "external_id": result.external_id, "series": counts,
+                     "last_step": last, "artifacts": artifacts}
+        result.status = "synced"
+        result.seconds = time.monotonic() - started
+        return result, new_entry

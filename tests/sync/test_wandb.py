@@ -1,0 +1,110 @@
+"""W&B bridge in offline mode: the run files it writes, read back and compared."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from wandb_reader import read_run
+
+import gitprov
+from gitprov.sync import sync_wandb
+from gitprov.sync.wandb_bridge import wandb_run_id
+
+pytest.importorskip("wandb")
+
+
+@pytest.fixture
+def wandb_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "wandb-root"
+    for var, sub in (("WANDB_DIR", ""), ("WANDB_CONFIG_DIR", "config"), ("WANDB_CACHE_DIR", "cache"),
+                     ("WANDB_DATA_DIR", "data"), ("WANDB_ARTIFACT_DIR", "artifacts")):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        monkeypatch.setenv(var, str(root / sub))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    return root
+
+
+def run_files(root: Path, prov_run_id: str) -> list[Path]:
+    """The offline files of one run id, oldest first (W&B suffixes a reused folder name
+    with -1, -2, ... when a resumed run starts in the same second)."""
+    wid = wandb_run_id(prov_run_id)
+
+    def order(path: Path) -> tuple[str, int]:
+        stamp, _, rest = path.parent.name.removeprefix("offline-run-").partition("-")
+        suffix = rest.removeprefix(wid).lstrip("-")
+        return stamp, int(suffix or 0)
+
+    return sorted(root.glob(f"wandb/offline-run-*-{wid}*/run-{wid}.wandb"), key=order)
+
+
+def merged(root: Path, prov_run_id: str) -> dict:
+    """Every offline file of one run id, in order (resumed syncs append files)."""
+    runs = [read_run(f) for f in run_files(root, prov_run_id)]
+    out = runs[-1]
+    out["history"] = [row for r in runs for row in r["history"]]
+    return out
+
+
+def test_offline_round_trip(prov_repo: Path, wandb_dir: Path, make_run) -> None:
+    run_id = make_run(prov_repo, "train", experiment="exp", params={"lr": 0.1, "layers": [64, 32]},
+                      tags={"team": "vision", "best": ""})
+    report = sync_wandb(gitprov.Repository(prov_repo), "demo", workers=2)
+    assert [r.status for r in report.results] == ["synced"], report.to_json()
+    run = gitprov.Repository(prov_repo).get_run(run_id)
+    [path] = run_files(wandb_dir, run_id)
+    got = read_run(path)
+    assert got["id"] == wandb_run_id(run_id) and len(got["id"]) <= 64 and got["project"] == "demo"
+    assert got["name"] == "train" and got["group"] == "exp"
+    assert sorted(got["tags"]) == ["best", "team:vision"]
+    assert got["commit"] == run.record.code.commit
+    assert got["config"]["lr"] == 0.1 and got["config"]["layers"] == [64, 32]
+    assert got["config"]["prov"]["run_id"] == run_id
+    for key in run.get_metric_keys():
+        history = [(row["_step"], row[key]) for row in got["history"] if key in row]
+        assert history == [(p.step, p.value) for p in run.get_metric_history(key)]
+    steps = [row["_step"] for row in got["history"]]
+    assert steps == sorted(set(steps))  # explicit, increasing
+    first = run.get_metric_history("loss")[0]
+    [row0] = [row for row in got["history"] if row["_step"] == first.step]
+    assert row0["_timestamp"] == pytest.approx(max(first.timestamp, run.get_metric_history("acc@1")[0].timestamp) / 1000)
+    assert got["summary"]["loss"] == run.get_metric("loss") and got["summary"]["prov/status"] == "finished"
+    [art] = got["artifacts"]
+    assert art["metadata"]["sha256"] == {"model/weights.bin": run.state.artifacts["model/weights.bin"].sha256}
+    assert list(art["files"]) == ["model/weights.bin"]
+    assert got["exit_code"] == 0
+
+
+def test_resync_is_a_no_op_and_increments_append(prov_repo: Path, wandb_dir: Path, make_run) -> None:
+    repo = gitprov.Repository(prov_repo)
+    done = make_run(prov_repo, "done")
+    live = repo.start_run("live", environment=False)
+    for i in range(10):
+        live.log_metric("loss", float(i), step=i)
+    live.flush()
+    sync_wandb(repo, "demo")
+    again = sync_wandb(repo, "demo")
+    assert {r.status for r in again.results} == {"unchanged"}
+    assert len(run_files(wandb_dir, done)) == 1 and len(run_files(wandb_dir, live.id)) == 1
+    for i in range(10, 15):
+        live.log_metric("loss", float(i), step=i)
+    live.end("finished")
+    report = sync_wandb(repo, "demo")
+    by_id = {r.run_id: r for r in report.results}
+    assert by_id[live.id].written == {"metrics": 5} and by_id[done].status == "unchanged"
+    files = run_files(wandb_dir, live.id)
+    assert len(files) == 2
+    assert [row["_step"] for row in read_run(files[1])["history"]] == list(range(10, 15))
+    assert [row["loss"] for row in merged(wandb_dir, live.id)["history"]] == [float(i) for i in range(15)]
+
+
+def test_missing_wandb_extra_is_one_clear_line(prov_repo: Path) -> None:
+    code = ("import sys; sys.modules['wandb'] = None\n"
+            "from gitprov.cli.entry import main\n"
+            "sys.argv = ['prov', 'sync', 'wandb', '--project', 'p']\nmain()\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=prov_repo, capture_output=True, text=True)
+    assert proc.returncode == 10, proc.stderr
+    assert proc.stderr.strip() == "prov: error: syncing to W&B needs the wandb package: pip install 'git-prov[wandb]'"
