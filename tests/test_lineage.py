@@ -88,3 +88,103 @@ def test_query_render():
         {"outputs.runs.abcd1234": "w"},
         {"inputs.datasets.d": {"$exists": True}},
     ]}
+
+
+# -- the lineage graph ------------------------------------------------------------------
+
+
+def pipeline(path):
+    """prep -> (artifact train.csv) -> train (+ bert v3) -> clf 1 -> eval; x <-> y a cycle."""
+    repo = gitprov.Repository(path)
+    with start(path, "prep") as prep:
+        lineage.of(prep).with_input_dataset("raw", "sha256:11").with_output_artifact(prep.id, "train.csv").register()
+    with start(path, "train") as train:
+        lineage.of(train).with_input_artifact(prep.id, "train.csv").with_input_model("bert", "v3") \
+            .with_output_model("clf", "1").register()
+    with start(path, "eval") as ev:
+        lineage.of(ev).with_input_model("clf", "1").with_input_artifact("deadbeef" * 5).register()
+    with start(path, "x") as x:
+        pass
+    with start(path, "y") as y:
+        lineage.of(y).with_input_artifact(x.id).register()
+    lineage.of(repo.get_run(x.id)).with_input_artifact(y.id).register()
+    return repo, {"prep": prep.id, "train": train.id, "eval": ev.id, "x": x.id, "y": y.id}
+
+
+@pytest.fixture
+def graph_repo(make_repo):
+    path = make_repo("sha1").path
+    gitprov.init(path, hooks=False)
+    return pipeline(path)
+
+
+def test_upstream_downstream_and_depth(graph_repo):
+    repo, ids = graph_repo
+    up = repo.lineage(ids["train"][:8], "upstream")
+    assert set(up.nodes) == {f"run:{ids['train']}", f"artifact:{ids['prep']}/train.csv", f"run:{ids['prep']}",
+                             "dataset:raw@sha256:11", "model:bert@v3"}
+    assert up.cycles == []
+    assert set(repo.lineage(ids["train"], "upstream", depth=1).nodes) == {
+        f"run:{ids['train']}", f"artifact:{ids['prep']}/train.csv", "model:bert@v3"}
+    down = repo.lineage("dataset:raw", "downstream")
+    assert f"run:{ids['eval']}" in down.nodes and "model:bert@v3" not in down.nodes
+    assert set(repo.lineage("clf@1").nodes) >= {f"run:{ids['train']}", f"run:{ids['eval']}"}
+    assert set(repo.lineage("clf").roots) == {"model:clf@1"}
+
+
+def test_cycles_are_reported_not_followed(graph_repo):
+    repo, ids = graph_repo
+    graph = repo.lineage(ids["x"])
+    assert graph.cycles == [sorted([f"run:{ids['x']}", f"run:{ids['y']}"])]
+    assert "cycle: run" in graph.render("text")
+
+
+def test_dangling_reference_is_a_missing_node_and_a_verify_warning(graph_repo):
+    repo, ids = graph_repo
+    graph = repo.lineage(ids["eval"], "upstream")
+    assert graph.nodes[f"run:{'deadbeef' * 5}"]["missing"] is True
+    report = repo.verify()
+    assert report.ok and any("dangling" in w and "deadbeefdead" in w for w in report.warnings)
+
+
+def test_render_formats(graph_repo):
+    import json
+
+    repo, ids = graph_repo
+    graph = repo.lineage(ids["train"])
+    data = json.loads(graph.render("json"))
+    assert data["roots"] == [f"run:{ids['train']}"] and {"from": "model:bert@v3", "to": f"run:{ids['train']}", "label": ""} in data["edges"]
+    assert graph.render("dot").startswith("digraph lineage {") and "->" in graph.render("dot")
+    assert graph.render("mermaid").startswith("flowchart LR") and "-->" in graph.render("mermaid")
+    with pytest.raises(UsageError):
+        graph.render("svg")
+
+
+@pytest.mark.parametrize(("target", "kwargs"), [
+    ("nope", {}), ("model:nope", {}), ("artifact:abcd/x", {}), ("", {}), ("clf", {"direction": "sideways"}),
+    ("clf", {"depth": -1}),
+])
+def test_bad_lineage_targets(graph_repo, target, kwargs):
+    repo, _ = graph_repo
+    with pytest.raises(UsageError):
+        repo.lineage(target, **kwargs)
+
+
+def test_lineage_cli(graph_repo, monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    from gitprov.cli.app import cli
+
+    repo, ids = graph_repo
+    monkeypatch.chdir(repo.work_tree)
+    runner = CliRunner()
+    text = runner.invoke(cli, ["lineage", ids["train"][:10], "--upstream"])
+    assert text.exit_code == 0 and "dataset raw@sha256:11" in text.output and "downstream:" not in text.output
+    js = runner.invoke(cli, ["lineage", "clf@1", "--downstream", "--depth", "1", "--format", "json"])
+    assert js.exit_code == 0 and {n["id"] for n in json.loads(js.output)["nodes"]} == {"model:clf@1", f"run:{ids['eval']}"}
+    dot = runner.invoke(cli, ["lineage", ids["x"], "--format", "dot"])
+    assert dot.exit_code == 0 and "digraph" in dot.output
+    bad = runner.invoke(cli, ["lineage", "nope"])
+    assert bad.exit_code == 2 and "prov: error:" in bad.output and "Traceback" not in bad.output

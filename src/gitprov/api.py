@@ -22,6 +22,7 @@ from .store.repo import GitRepository
 
 if TYPE_CHECKING:
     from .index import RunIndex
+    from .index.graph import LineageGraph
     from .runs.run import Run
     from .verify import VerifyReport
 
@@ -372,6 +373,55 @@ class Repository:
             raise DataError(f"the query index cannot answer ({exc}); delete {index.path} to rebuild it") from exc
         return [Run(self, i, read_record(self.ledger, i, tip), read_state(self.ledger, i, tip)) for i in ids]
 
+    def lineage(self, target: str, direction: str = "both", depth: int | None = None) -> LineageGraph:
+        """What fed ``target`` (``upstream``), what it fed (``downstream``), or both.
+
+        ``target`` is a run id or prefix, ``MODEL`` (every version) or ``MODEL@VERSION``,
+        or an explicit node id: ``run:<id>``, ``model:<name>[@<version>]``,
+        ``dataset:<key>@<digest>``, ``artifact:<run id>/<path>``.
+        """
+        from .index.graph import build_graph, load_edges
+
+        nodes, edges = load_edges(self.index().connection())
+        return build_graph(nodes, edges, self._lineage_roots(target, nodes), direction, depth)
+
+    def _lineage_roots(self, target: str, nodes: dict[str, Any]) -> list[str]:
+        from .runs.reading import resolve_run_id
+
+        if not isinstance(target, str) or not target.strip():
+            raise UsageError("lineage needs a run id, a MODEL[@VERSION] or a node id")
+        target = target.strip()
+        if target in nodes:
+            return [target]
+        kind, colon, rest = target.partition(":")
+        if colon and kind in ("run", "model", "dataset", "artifact"):
+            if kind == "run":
+                return [f"run:{resolve_run_id(self.ledger, rest)}"]
+            if kind == "artifact":
+                run_part, slash, path = rest.partition("/")
+                if slash:
+                    found = [n for n in nodes if n.startswith(f"artifact:{run_part.lower()}") and n.endswith(f"/{path}")]
+                    if len(found) == 1:
+                        return found
+            if kind == "model" or kind == "dataset":
+                found = [n for n in nodes if n.startswith(f"{kind}:{rest}@") or n == f"{kind}:{rest}"]
+                if found:
+                    return sorted(found)
+            raise UsageError(f"no {kind} {rest!r} in the lineage of any run")
+        if len(target) >= 4 and all(c in "0123456789abcdef" for c in target.lower()):
+            try:
+                return [f"run:{resolve_run_id(self.ledger, target)}"]
+            except UsageError:
+                pass
+        found = [n for n in nodes if n == f"model:{target}" or n.startswith(f"model:{target}@")]
+        if "@" in target:
+            found = [n for n in nodes if n == f"model:{target}"] or found
+        if found:
+            return sorted(found)
+        raise UsageError(
+            f"no run or model {target!r}; give a run id, MODEL[@VERSION], or a node id such as dataset:KEY@DIGEST"
+        )
+
     def link_run(self, commit: str, link: RunLink) -> None:
         """Add a ``run`` line to ``commit``'s note so ``prov show`` lists the run."""
         self.notes.add({commit: [codec.encode(link)]}, f"prov: link run {link.run[:12]}")
@@ -472,7 +522,7 @@ def init(path: str | os.PathLike[str] = ".", *, hooks: bool = True) -> InitResul
 
 def capture(rev: str = "HEAD", path: str | os.PathLike[str] = ".", *, force: bool = False) -> CaptureResult:
     """Capture the provenance of ``rev`` in the repository at ``path``."""
-    return Repository(path).capture(rev, force=force)
+    return Repository(path).capture(rev, force=force, trigger="api")
 
 
 def show(rev: str = "HEAD", path: str | os.PathLike[str] = ".") -> CommitProvenance:

@@ -139,18 +139,45 @@ def verify_repository(repo: Repository) -> VerifyReport:
         fmt = repo.ledger.read_file("format")
         if fmt is not None:
             codec.decode(fmt, dict, "ledger format marker")
-        for run_id in repo.ledger.run_ids():
+        run_ids = list(repo.ledger.run_ids())
+        for run_id in run_ids:
             report.runs += 1
             record = repo.ledger.read_file(f"{run_dir(run_id)}/record")
             if record is None:
                 report.problems.append(f"run {run_id[:12]}: no record")
             elif git.fmt.hash_object("blob", record) != run_id:
                 report.problems.append(f"run {run_id[:12]}: id does not match its record's content")
+        _check_lineage(report, repo, run_ids)
     except DataError as exc:
         report.problems.append(f"{repo.ledger.ref}: {exc}")
     report.problems[:0] = lexicons.problems
     report.lexicons = sorted(lexicons.by_hash)
     return report
+
+
+def _check_lineage(report: VerifyReport, repo: Repository, run_ids: list[str]) -> None:
+    """Lineage naming a run that is not in the ledger is kept (it may arrive with a
+    fetch) and reported as a dangling reference."""
+    from .model import RunState
+    from .store.ledger import run_dir
+
+    known = set(run_ids)
+    for run_id in run_ids:
+        data = repo.ledger.read_file(f"{run_dir(run_id)}/state")
+        if data is None:
+            continue
+        try:
+            state = codec.decode(data, RunState, f"state of run {run_id[:12]}")
+        except DataError as exc:
+            report.problems.append(str(exc))
+            continue
+        for side, refs in (("input", state.lineage.inputs), ("output", state.lineage.outputs)):
+            for key in refs:
+                if key.startswith("run:") and key[4:] not in known:
+                    report.warnings.append(
+                        f"run {run_id[:12]}: lineage {side} names run {key[4:][:12]}, which is not in the ledger "
+                        "(a dangling reference; fetch it or ignore)"
+                    )
 
 
 def _check_pin(report: VerifyReport, lexicons: _Lexicons, record, line: bytes, where: str, commit: str | None) -> None:

@@ -232,3 +232,7 @@ cli.add_command(hooks_group)
 from .sync_cmd import sync_group  # noqa: E402
 
 cli.add_command(sync_group)
+
+from .lineage_cmd import lineage_command  # noqa: E402
+
+cli.add_command(lineage_command)

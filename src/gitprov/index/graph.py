@@ -1,0 +1,245 @@
+"""The lineage graph: runs, models, datasets and artifacts joined by what consumed and
+produced what, read from the run index.
+
+Nodes are ``run:<id>``, ``model:<name>@<version>`` (``model:<name>`` when registered
+without a version), ``dataset:<key>@<digest>`` and ``artifact:<run id>/<path>``. An
+edge points from what was used to what used it (``model -> run -> model``). Traversal
+is breadth-first with a visited set, so cycles (two runs that consumed each other's
+artifacts) end it; they are found with Tarjan's algorithm and reported.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UsageError
+
+if TYPE_CHECKING:
+    import sqlite3
+
+__all__ = ["DIRECTIONS", "FORMATS", "LineageGraph", "build_graph", "load_edges"]
+
+DIRECTIONS = ("both", "upstream", "downstream")
+FORMATS = ("text", "json", "dot", "mermaid")
+
+
+def load_edges(db: sqlite3.Connection) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str, str]]]:
+    """Every node (with its kind, label, and whether it is missing) and every edge."""
+    nodes: dict[str, dict[str, Any]] = {}
+    for run_id, name, deleted in db.execute("SELECT id, name, deleted FROM runs"):
+        nodes[f"run:{run_id}"] = {"kind": "run", "label": f"run {run_id[:12]}" + (f" {name}" if name else ""),
+                                  "missing": False, "deleted": bool(deleted)}
+    edges: list[tuple[str, str, str]] = []
+
+    def node(node_id: str, kind: str, label: str) -> str:
+        if node_id not in nodes:
+            nodes[node_id] = {"kind": kind, "label": label, "missing": kind == "run", "deleted": False}
+        return node_id
+
+    for run_id, direction, kind, name, item in db.execute(
+            "SELECT run, direction, kind, name, item FROM lineage ORDER BY run, direction, kind, name, item"):
+        me = f"run:{run_id}"
+        if kind == "model":
+            other = node(f"model:{name}@{item}" if item else f"model:{name}", "model",
+                         f"model {name}@{item}" if item else f"model {name}")
+        elif kind == "dataset":
+            other = node(f"dataset:{name}@{item}", "dataset", f"dataset {name}@{item[:19]}")
+        elif kind == "run":
+            producer = node(f"run:{name}", "run", f"run {name[:12]} (missing)")
+            if not item:
+                if direction == "in":
+                    edges.append((producer, me, ""))
+                else:
+                    edges.append((me, producer, ""))
+                continue
+            other = node(f"artifact:{name}/{item}", "artifact", f"artifact {name[:12]}/{item}")
+            if direction == "in" and producer != me:
+                edges.append((producer, other, ""))
+        else:
+            continue
+        edges.append((other, me, "") if direction == "in" else (me, other, ""))
+    return nodes, sorted(set(edges))
+
+
+class LineageGraph:
+    """What is reachable from the start nodes, with the cycles met on the way."""
+
+    def __init__(self, roots: list[str], direction: str, depth: int | None,
+                 nodes: dict[str, dict[str, Any]], edges: list[tuple[str, str, str]],
+                 cycles: list[list[str]], depths: dict[str, int]) -> None:
+        self.roots = roots
+        self.direction = direction
+        self.depth = depth
+        self.nodes = nodes
+        self.edges = edges
+        self.cycles = cycles
+        self.depths = depths
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "roots": self.roots, "direction": self.direction, "depth": self.depth,
+            "nodes": [{"id": n, "distance": self.depths.get(n), **info} for n, info in self.nodes.items()],
+            "edges": [{"from": a, "to": b, "label": label} for a, b, label in self.edges],
+            "cycles": self.cycles,
+        }
+
+    def render(self, fmt: str = "text") -> str:
+        if fmt == "json":
+            return json.dumps(self.to_json(), indent=2, sort_keys=True)
+        if fmt == "dot":
+            return self._dot()
+        if fmt == "mermaid":
+            return self._mermaid()
+        if fmt == "text":
+            return self._text()
+        raise UsageError(f"lineage format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+
+    def _label(self, node: str) -> str:
+        info = self.nodes[node]
+        extra = " (missing)" if info["missing"] and "(missing)" not in info["label"] else ""
+        return info["label"] + extra + (" (deleted)" if info.get("deleted") else "")
+
+    def _text(self) -> str:
+        lines = [f"lineage of {', '.join(self._label(r) for r in self.roots)} ({self.direction}"
+                 + (f", depth {self.depth})" if self.depth is not None else ")")]
+        for label, forward in (("upstream", False), ("downstream", True)):
+            if self.direction not in (label, "both"):
+                continue
+            lines.append(f"{label}:")
+            shown: set[str] = set()
+            adjacency: dict[str, list[str]] = {}
+            for a, b, _ in self.edges:
+                src, dst = (a, b) if forward else (b, a)
+                adjacency.setdefault(src, []).append(dst)
+            arrow = "->" if forward else "<-"
+            count = len(lines)
+
+            def walk(node: str, indent: int, path: tuple[str, ...]) -> None:
+                for nxt in adjacency.get(node, []):
+                    if nxt in path:
+                        lines.append(f"{'  ' * indent}{arrow} {self._label(nxt)}  (cycle)")
+                    elif nxt in shown:
+                        lines.append(f"{'  ' * indent}{arrow} {self._label(nxt)}  (see above)")
+                    else:
+                        shown.add(nxt)
+                        lines.append(f"{'  ' * indent}{arrow} {self._label(nxt)}")
+                        walk(nxt, indent + 1, (*path, nxt))
+
+            for root in self.roots:
+                walk(root, 1, (root,))
+            if len(lines) == count:
+                lines.append("  (nothing)")
+        for cycle in self.cycles:
+            lines.append("cycle: " + " -> ".join(self._label(n) for n in (*cycle, cycle[0])))
+        return "\n".join(lines)
+
+    def _ids(self) -> dict[str, str]:
+        return {node: f"n{i}" for i, node in enumerate(self.nodes)}
+
+    def _dot(self) -> str:
+        shapes = {"run": "box", "model": "ellipse", "dataset": "cylinder", "artifact": "note"}
+        ids = self._ids()
+        out = ["digraph lineage {", "  rankdir=LR;"]
+        for node, info in self.nodes.items():
+            style = ", style=bold" if node in self.roots else (", style=dashed" if info["missing"] else "")
+            out.append(f"  {ids[node]} [label={json.dumps(self._label(node))}, shape={shapes[info['kind']]}{style}];")
+        for a, b, label in self.edges:
+            out.append(f"  {ids[a]} -> {ids[b]}" + (f" [label={json.dumps(label)}]" if label else "") + ";")
+        out.append("}")
+        return "\n".join(out)
+
+    def _mermaid(self) -> str:
+        ids = self._ids()
+        out = ["flowchart LR"]
+        for node in self.nodes:
+            text = self._label(node).replace('"', "#quot;")
+            out.append(f'  {ids[node]}["{text}"]')
+        for a, b, label in self.edges:
+            out.append(f"  {ids[a]} -->" + (f"|{label}|" if label else "") + f" {ids[b]}")
+        return "\n".join(out)
+
+
+def build_graph(nodes: dict[str, dict[str, Any]], edges: list[tuple[str, str, str]], roots: list[str],
+                direction: str = "both", depth: int | None = None) -> LineageGraph:
+    if direction not in DIRECTIONS:
+        raise UsageError(f"direction must be one of {', '.join(DIRECTIONS)}, not {direction!r}")
+    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
+        raise UsageError(f"depth must be a non-negative integer, not {depth!r}")
+    forward: dict[str, list[tuple[str, str]]] = {}
+    backward: dict[str, list[tuple[str, str]]] = {}
+    for a, b, label in edges:
+        forward.setdefault(a, []).append((b, label))
+        backward.setdefault(b, []).append((a, label))
+    kept: set[tuple[str, str, str]] = set()
+    depths: dict[str, int] = {r: 0 for r in roots}
+    for name, adjacency in (("downstream", forward), ("upstream", backward)):
+        if direction not in (name, "both"):
+            continue
+        seen = {r: 0 for r in roots}
+        queue = deque(roots)
+        while queue:
+            node = queue.popleft()
+            if depth is not None and seen[node] >= depth:
+                continue
+            for nxt, label in adjacency.get(node, []):
+                kept.add((node, nxt, label) if adjacency is forward else (nxt, node, label))
+                if nxt not in seen:
+                    seen[nxt] = seen[node] + 1
+                    depths[nxt] = min(depths.get(nxt, seen[nxt]), seen[nxt])
+                    queue.append(nxt)
+    sub_nodes = {n: nodes[n] for n in sorted(depths, key=lambda n: (depths[n], n))}
+    sub_edges = sorted(e for e in kept if e[0] in sub_nodes and e[1] in sub_nodes)
+    return LineageGraph(roots, direction, depth, sub_nodes, sub_edges, _cycles(sub_nodes, sub_edges), depths)
+
+
+def _cycles(nodes: dict[str, Any], edges: list[tuple[str, str, str]]) -> list[list[str]]:
+    """Strongly connected components with more than one node, or with a self-loop
+    (iterative Tarjan: no recursion limit on deep graphs)."""
+    adjacency: dict[str, list[str]] = {}
+    loops = set()
+    for a, b, _ in edges:
+        adjacency.setdefault(a, []).append(b)
+        if a == b:
+            loops.add(a)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    found: list[list[str]] = []
+    counter = 0
+    for start in nodes:
+        if start in index:
+            continue
+        work = [(start, 0)]
+        while work:
+            node, i = work.pop()
+            if i == 0:
+                index[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack.add(node)
+            succ = adjacency.get(node, [])
+            if i < len(succ):
+                work.append((node, i + 1))
+                nxt = succ[i]
+                if nxt not in index:
+                    work.append((nxt, 0))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1 or node in loops:
+                    found.append(sorted(component))
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+    return sorted(found)
