@@ -12,6 +12,7 @@ import os
 
 import msgspec
 
+from .errors import ConfigError
 from .model.capture import InputFile
 
 __all__ = ["hash_inputs", "sha256_file"]
@@ -65,10 +66,17 @@ def hash_inputs(work_tree: str, patterns: list[str], prov_dir: str | None) -> li
     out = []
     for rel in sorted(paths):
         full = os.path.join(work_tree, rel)
-        st = os.stat(full)
-        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
-        hit = cache.get(rel)
-        digest = hit[3] if isinstance(hit, list) and len(hit) == 4 and hit[:3] == stamp else sha256_file(full)
+        try:
+            st = os.stat(full)
+            stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+            hit = cache.get(rel)
+            fresh_hit = isinstance(hit, list) and len(hit) == 4 and hit[:3] == stamp
+            digest = hit[3] if fresh_hit else sha256_file(full)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read declared input {rel}: {exc.strerror}; fix its permissions or "
+                "remove it from [inputs] in .provenance.toml"
+            ) from exc
         fresh[rel] = [*stamp, digest]
         out.append(InputFile(path=rel, sha256=digest, size=st.st_size))
     if fresh != cache:

@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return run_fast(*fast)
         except ProvError as exc:
+            if os.environ.get("PROV_DEBUG"):
+                raise
             print(f"prov: error: {exc}", file=sys.stderr)
             return exc.exit_code
         except BrokenPipeError:

@@ -47,13 +47,8 @@ class ObjectFormat(NamedTuple):
         return h.hexdigest()
 
     def is_id(self, text: str) -> bool:
-        if len(text) != self.hex_len:
-            return False
-        try:
-            int(text, 16)
-        except ValueError:
-            return False
-        return text == text.lower()
+        """A full lowercase hex id of this format (what refs and trees hold)."""
+        return len(text) == self.hex_len and not text.strip("0123456789abcdef")
 
 
 SHA1 = ObjectFormat("sha1", 20)

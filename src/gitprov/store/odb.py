@@ -8,8 +8,10 @@ importing dulwich's repository stack costs more than the whole budget of a commi
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
+import threading
 import zlib
 
 from ..errors import DataError, ReadOnlyRepositoryError, WriteError
@@ -50,11 +52,18 @@ class ObjectDatabase:
 
 
 class MemoryObjectDatabase(ObjectDatabase):
-    """Objects in a dict: the fast twin used by unit tests."""
+    """Objects in a dict: the fast twin used by unit tests.
 
-    def __init__(self, fmt: ObjectFormat) -> None:
+    Every write is also checked by dulwich as an independent oracle: it must parse and
+    pass ``check()`` (what ``git fsck`` checks per object), and dulwich's id computed
+    with the repository's own format must equal ours. (Not dulwich's
+    ``MemoryObjectStore`` itself: it files SHA-256 objects under their SHA-1 id.)
+    """
+
+    def __init__(self, fmt: ObjectFormat, *, check: bool = True) -> None:
         self.fmt = fmt
         self._objects: dict[str, tuple[str, bytes]] = {}
+        self._check = check
 
     def read(self, oid: str) -> tuple[str, bytes]:
         try:
@@ -67,6 +76,8 @@ class MemoryObjectDatabase(ObjectDatabase):
 
     def write(self, type_name: str, data: bytes) -> str:
         oid = self.fmt.hash_object(type_name, data)
+        if self._check and oid not in self._objects:
+            _dulwich_check(self.fmt, type_name, data, oid)
         self._objects.setdefault(oid, (type_name, bytes(data)))
         return oid
 
@@ -75,6 +86,23 @@ class MemoryObjectDatabase(ObjectDatabase):
 
     def all_ids(self) -> list[str]:
         return list(self._objects)
+
+
+def _dulwich_check(fmt: ObjectFormat, type_name: str, data: bytes, oid: str) -> None:
+    from dulwich.errors import ObjectFormatException
+    from dulwich.object_format import get_object_format
+    from dulwich.objects import ShaFile
+
+    type_num = {v: k for k, v in _TYPE_NAMES.items()}[type_name]
+    dformat = get_object_format(fmt.name)
+    try:
+        obj = ShaFile.from_raw_string(type_num, data, object_format=dformat)
+        obj.check()
+    except ObjectFormatException as exc:
+        raise DataError(f"malformed {type_name} {oid}: {exc}") from exc
+    theirs = obj.get_id(dformat).decode("ascii")
+    if theirs != oid:
+        raise DataError(f"{type_name} id mismatch: ours {oid}, dulwich {theirs}")
 
 
 class _PackIndex:
@@ -213,6 +241,7 @@ class DiskObjectDatabase(ObjectDatabase):
         self._packs: list[_PackIndex] | None = None
         self._alternates: list[DiskObjectDatabase] | None = None
         self._seen = _seen | {os.path.realpath(path)}
+        self._folders: set[str] = set()
 
     # -- reading -------------------------------------------------------------
     def _loose_path(self, oid: str) -> str:
@@ -319,6 +348,8 @@ class DiskObjectDatabase(ObjectDatabase):
         return None
 
     def read(self, oid: str) -> tuple[str, bytes]:
+        if not self.fmt.is_id(oid):
+            raise DataError(f"{oid!r} is not a valid {self.fmt.name} object id")
         obj = self._read_local(oid)
         if obj is None:
             for alt in self.alternates:
@@ -349,16 +380,27 @@ class DiskObjectDatabase(ObjectDatabase):
         return {oid for oid in found if len(oid) == self.fmt.hex_len}
 
     # -- writing -------------------------------------------------------------
+    def _known_without_rescan(self, oid: str) -> bool:
+        """Loose, or in a pack already loaded: a duplicate loose copy is harmless, so a
+        write does not rescan the pack directory for every new object."""
+        if os.path.exists(self._loose_path(oid)):
+            return True
+        if self._packs is not None and self._find_packed(oid, refresh=False) is not None:
+            return True
+        return any(a._contains_local(oid) for a in self.alternates)
+
     def write(self, type_name: str, data: bytes) -> str:
         """Write a loose object (if absent) and return its id."""
         oid = self.fmt.hash_object(type_name, data)
-        if self.contains(oid):
+        if self._known_without_rescan(oid):
             return oid
         path = self._loose_path(oid)
         folder = os.path.dirname(path)
-        tmp = os.path.join(self.path, f"tmp_obj_{os.getpid()}_{oid[:12]}")
+        tmp = os.path.join(self.path, f"tmp_obj_{os.getpid()}_{threading.get_ident()}_{oid[:12]}")
         try:
-            os.makedirs(folder, exist_ok=True)
+            if folder not in self._folders:
+                os.makedirs(folder, exist_ok=True)
+                self._folders.add(folder)
             payload = zlib.compress(b"%s %d\x00" % (type_name.encode(), len(data)) + data, 1)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
             try:
@@ -366,12 +408,12 @@ class DiskObjectDatabase(ObjectDatabase):
             finally:
                 os.close(fd)
             os.replace(tmp, path)
-        except PermissionError as exc:
-            raise ReadOnlyRepositoryError(
-                f"cannot write to {self.path}: permission denied; run prov as a user who can write the repository"
-            ) from exc
         except OSError as exc:
             _remove_quietly(tmp)
+            if isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
+                raise ReadOnlyRepositoryError(
+                    f"cannot write to {self.path}: {exc.strerror}; run prov as a user who can write the repository"
+                ) from exc
             raise WriteError(f"cannot write object to {self.path}: {exc.strerror}") from exc
         return oid
 
