@@ -188,3 +188,70 @@ def test_lineage_cli(graph_repo, monkeypatch):
     assert dot.exit_code == 0 and "digraph" in dot.output
     bad = runner.invoke(cli, ["lineage", "nope"])
     assert bad.exit_code == 2 and "prov: error:" in bad.output and "Traceback" not in bad.output
+
+
+# -- pipeline stages -----------------------------------------------------------------
+
+
+def test_stage_records_and_find_cached(prov_repo, tmp_path):
+    import subprocess
+    import sys
+
+    path = prov_repo.path
+    repo = gitprov.Repository(path)
+    (tmp_path / "raw.txt").write_text("data")
+    with start(path, "a") as run:
+        with run.stage("featurize", params={"n": 3, "mode": "fast"}, inputs={"raw": str(tmp_path / "raw.txt")}) as st:
+            st.outputs["features"] = b"features"
+            st.outputs["given"] = "sha256:abcd"
+        key = st.args_hash
+    code = "import gitprov.runs.stage as s; print(s.args_hash({'mode': 'fast', 'n': 3}))"
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert other == key  # stable across processes and key order
+    found = repo.find_cached("featurize", key)
+    assert found is not None and found.run_id == run.id and found.run.name == "a"
+    assert found.outputs["given"] == "sha256:abcd" and found.outputs["features"].startswith("sha256:")
+    assert found.inputs["raw"].startswith("sha256:") and found.params == {"n": 3, "mode": "fast"}
+    assert found.commit == run.record.code.commit
+    assert repo.find_cached("featurize", key, commit="HEAD") is not None
+    assert repo.find_cached("featurize", st.args_hash.replace("a", "b", 1)) is None
+    assert repo.find_cached("other", key) is None
+    prov_repo.commit("new code")
+    assert repo.find_cached("featurize", key, commit="HEAD") is None  # different code
+
+
+def test_failed_stage_is_not_a_cache_hit_and_aggregates_hash_their_inputs(prov_repo):
+    path = prov_repo.path
+    repo = gitprov.Repository(path)
+    with start(path, "a") as a:
+        pass
+    with start(path, "b") as b:
+        pass
+    with start(path, "broken") as run:
+        with pytest.raises(ValueError):
+            with run.stage("train", params={"lr": 1}) as st:
+                raise ValueError("boom")
+    assert repo.find_cached("train", st.args_hash) is None
+    assert run.get_attribute("prov.stage/train")["status"] == "failed"
+    with start(path, "agg") as agg:
+        with agg.stage("aggregate", inputs=[repo.get_run(a.id), repo.get_run(b.id)]) as st1:
+            pass
+    with start(path, "agg2") as agg2:
+        with agg2.stage("aggregate", inputs=[repo.get_run(b.id), repo.get_run(a.id)]) as st2:
+            pass
+    assert st1.inputs_hash == st2.inputs_hash and set(st1.inputs) == {a.id, b.id}
+    assert lineage.inputs_of(repo.get_run(agg.id)).runs == {a.id: set(), b.id: set()}
+
+
+@pytest.mark.parametrize(("params", "inputs"), [([1], None), ({"x": object()}, None), (None, {"x": 3}), (None, 5)])
+def test_bad_stage_arguments(prov_repo, params, inputs):
+    with start(prov_repo.path) as run:
+        with pytest.raises(UsageError):
+            run.stage("s", params=params, inputs=inputs)
+
+
+def test_stage_needs_an_active_run(prov_repo):
+    with start(prov_repo.path) as run:
+        pass
+    with pytest.raises(UsageError):
+        gitprov.Repository(prov_repo.path).get_run(run.id).stage("s")

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .index import RunIndex
     from .index.graph import LineageGraph
     from .runs.run import Run
+    from .runs.stage import CachedStage
     from .verify import VerifyReport
 
 __all__ = [
@@ -372,6 +373,29 @@ class Repository:
         except sqlite3.Error as exc:
             raise DataError(f"the query index cannot answer ({exc}); delete {index.path} to rebuild it") from exc
         return [Run(self, i, read_record(self.ledger, i, tip), read_state(self.ledger, i, tip)) for i in ids]
+
+    def find_cached(self, stage_name: str, args_hash: str, commit: str | None = None) -> CachedStage | None:
+        """The latest finished stage ``stage_name`` with the same ``args_hash`` (and,
+        when given, run on the clean commit ``commit``, a revision), or ``None``."""
+        from .runs.reading import read_record, read_state
+        from .runs.run import Run
+        from .runs.stage import CachedStage
+
+        if not isinstance(stage_name, str) or not isinstance(args_hash, str):
+            raise UsageError("find_cached takes a stage name and an args hash (strings)")
+        sql = ("SELECT s.run, s.record FROM stages s JOIN runs r ON r.id = s.run WHERE s.name = ? "
+               "AND s.args_hash = ? AND s.status = 'finished' AND r.deleted = 0")
+        args: list[Any] = [stage_name, args_hash]
+        if commit is not None:
+            sql += " AND s.commit_id = ? AND s.dirty = 0"
+            args.append(self.git.resolve(commit))
+        index = self.index()
+        row = index.connection().execute(sql + " ORDER BY s.ended DESC, s.run LIMIT 1", args).fetchone()
+        if row is None:
+            return None
+        tip = index.indexed_tip()
+        run = Run(self, row[0], read_record(self.ledger, row[0], tip), read_state(self.ledger, row[0], tip))
+        return CachedStage(msgspec.json.decode(row[1]), run)
 
     def lineage(self, target: str, direction: str = "both", depth: int | None = None) -> LineageGraph:
         """What fed ``target`` (``upstream``), what it fed (``downstream``), or both.

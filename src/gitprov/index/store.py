@@ -25,7 +25,7 @@ __all__ = ["INDEX_FILE", "INDEX_VERSION", "RunIndex", "sql_value"]
 
 INDEX_FILE = "index.sqlite"
 #: bump when the tables change: an older index is rebuilt.
-INDEX_VERSION = "1"
+INDEX_VERSION = "2"
 
 _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);
@@ -48,9 +48,14 @@ CREATE TABLE lineage(run TEXT NOT NULL, direction TEXT NOT NULL, kind TEXT NOT N
                      item TEXT NOT NULL);
 CREATE INDEX lineage_run ON lineage(run);
 CREATE INDEX lineage_target ON lineage(kind, name, item);
+CREATE TABLE stages(run TEXT NOT NULL, name TEXT NOT NULL, args_hash TEXT, commit_id TEXT, dirty INTEGER,
+                    status TEXT, ended TEXT, record TEXT NOT NULL);
+CREATE INDEX stages_key ON stages(name, args_hash);
 """
 
-_RUN_TABLES = ("runs", "params", "metrics", "tags", "attributes", "lineage")
+_RUN_TABLES = ("runs", "params", "metrics", "tags", "attributes", "lineage", "stages")
+#: attributes holding pipeline stage records (``gitprov.runs.stage``)
+_STAGE_PREFIX = "prov.stage/"
 
 
 def sql_value(value: Any) -> Any:
@@ -218,6 +223,10 @@ class RunIndex:
                 kind, _, name = key.partition(":")
                 rows.extend((run_id, direction, kind, name, item) for item in (items or [""]))
         db.executemany("INSERT INTO lineage VALUES (?,?,?,?,?)", rows)
+        stages = [v for k, v in state.attributes.items() if k.startswith(_STAGE_PREFIX) and isinstance(v, dict)]
+        db.executemany("INSERT INTO stages VALUES (?,?,?,?,?,?,?,?)", [
+            (run_id, str(s.get("name")), s.get("args_hash"), s.get("commit"), int(bool(s.get("dirty"))),
+             s.get("status"), s.get("ended"), codec.encode(s).decode()) for s in stages])
 
 
 def _corrupt(why: str) -> Exception:

@@ -428,6 +428,14 @@ class Run:
     def get_schema(self) -> dict[str, Any] | None:
         return self._state.io_schema
 
+    # -- pipeline stages -------------------------------------------------------------
+    def stage(self, name: str, params: dict[str, Any] | None = None, inputs: Any = None) -> Any:
+        """A named pipeline stage with a cache key (``stage.args_hash``); see
+        ``gitprov.runs.stage`` and ``Repository.find_cached``."""
+        from .stage import Stage
+
+        return Stage(self, name, params, inputs)
+
     # -- dates and lifecycle ---------------------------------------------------------
     def get_date_created(self) -> datetime:
         return _parse_time(self.record.created)  # type: ignore[return-value]
