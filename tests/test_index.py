@@ -11,7 +11,7 @@ import gitprov
 import gitprov.lineage as lineage
 from gitprov.index import INDEX_FILE
 
-from conftest import run_git
+from tests.conftest import run_git
 
 
 def start(repo, name, **kw):
@@ -108,3 +108,18 @@ def test_import_gitprov_does_not_load_sqlite():
 
     code = "import sys, gitprov, gitprov.api, gitprov.lineage; print('sqlite3' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_processes_building_the_index_at_once_agree(prov):
+    import subprocess
+    import sys
+
+    for i in range(3):
+        with start(prov, f"r{i}", params={"i": i}):
+            pass
+    code = ("import gitprov, sys; r = gitprov.Repository(sys.argv[1]); "
+            "print(len(r.find_runs({'params.i': {'$gte': 0}})))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(prov.work_tree)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [out.strip() for out, _ in results] == ["3"] * 4, results

@@ -100,6 +100,13 @@ class RunIndex:
                     self._ensure_schema(self._db)
                 self._refresh(self._db)
                 return self._db
+            except sqlite3.OperationalError as exc:
+                if "no such" not in str(exc):  # locked, disk full, I/O: not corruption, keep the file
+                    self.close()
+                    raise WriteError(f"cannot use the query index {self.path}: {exc}") from exc
+                if attempt == 2:
+                    raise DataError(f"the query index {self.path} cannot be rebuilt: {exc}") from exc
+                self._discard()
             except sqlite3.DatabaseError as exc:
                 if attempt == 2:
                     raise DataError(f"the query index {self.path} cannot be rebuilt: {exc}") from exc
@@ -134,14 +141,18 @@ class RunIndex:
             raise _corrupt("foreign tables")
         db.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            db.execute("INSERT INTO meta VALUES ('version', ?)", (INDEX_VERSION,))
+            raced = db.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone() is not None
+            if not raced:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("INSERT INTO meta VALUES ('version', ?)", (INDEX_VERSION,))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        if raced:  # another process created it meanwhile: check what it made
+            self._ensure_schema(db)
 
     # -- keeping up with the ledger ----------------------------------------------------
     def indexed_tip(self) -> str | None:
