@@ -255,3 +255,16 @@ def test_stage_needs_an_active_run(prov_repo):
         pass
     with pytest.raises(UsageError):
         gitprov.Repository(prov_repo.path).get_run(run.id).stage("s")
+
+
+def test_long_chains_and_big_cycles_render_without_recursion():
+    from gitprov.index.graph import build_graph
+
+    n = 5000
+    nodes = {f"run:{i}": {"kind": "run", "label": f"run {i}", "missing": False, "deleted": False} for i in range(n)}
+    edges = [(f"run:{i}", f"run:{(i + 1) % n}", "") for i in range(n)]  # one cycle through every run
+    graph = build_graph(nodes, edges, ["run:0"], "downstream")
+    assert len(graph.nodes) == n and graph.cycles == [sorted(nodes)]
+    text = graph.render("text")
+    assert text.count("\n") > n and "(cycle)" in text
+    assert len(build_graph(nodes, edges, ["run:0"], "upstream", depth=3).nodes) == 4

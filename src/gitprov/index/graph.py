@@ -104,6 +104,7 @@ class LineageGraph:
     def _text(self) -> str:
         lines = [f"lineage of {', '.join(self._label(r) for r in self.roots)} ({self.direction}"
                  + (f", depth {self.depth})" if self.depth is not None else ")")]
+        cycle_of = {node: i for i, cycle in enumerate(self.cycles) for node in cycle}
         for label, forward in (("upstream", False), ("downstream", True)):
             if self.direction not in (label, "both"):
                 continue
@@ -116,19 +117,25 @@ class LineageGraph:
             arrow = "->" if forward else "<-"
             count = len(lines)
 
-            def walk(node: str, indent: int, path: tuple[str, ...]) -> None:
+            # depth-first with an explicit stack (long chains need no recursion); a node
+            # already shown is marked, as a cycle when it shares a cycle with its parent
+            stack: list[tuple[str, int]] = [(r, 1) for r in reversed(self.roots)]
+            shown.update(self.roots)
+            while stack:
+                node, indent = stack.pop()
+                if indent < 0:  # a line queued in order
+                    lines.append(node)
+                    continue
+                todo: list[tuple[str, int]] = []
                 for nxt in adjacency.get(node, []):
-                    if nxt in path:
-                        lines.append(f"{'  ' * indent}{arrow} {self._label(nxt)}  (cycle)")
-                    elif nxt in shown:
-                        lines.append(f"{'  ' * indent}{arrow} {self._label(nxt)}  (see above)")
+                    prefix = f"{'  ' * indent}{arrow} {self._label(nxt)}"
+                    if nxt in shown:
+                        same = cycle_of.get(nxt) is not None and cycle_of.get(nxt) == cycle_of.get(node)
+                        todo.append((f"{prefix}  ({'cycle' if same else 'see above'})", -1))
                     else:
                         shown.add(nxt)
-                        lines.append(f"{'  ' * indent}{arrow} {self._label(nxt)}")
-                        walk(nxt, indent + 1, (*path, nxt))
-
-            for root in self.roots:
-                walk(root, 1, (root,))
+                        todo += [(prefix, -1), (nxt, indent + 1)]
+                stack.extend(reversed(todo))
             if len(lines) == count:
                 lines.append("  (nothing)")
         for cycle in self.cycles:
