@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GitRepo, run_git, run_prov
+from tests.conftest import GitRepo, run_git, run_prov
 from gitprov import api, errors
 from gitprov.store.objects import encode_commit, format_named
 

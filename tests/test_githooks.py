@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GitRepo, run_git, run_prov
+from tests.conftest import GitRepo, run_git, run_prov
 from gitprov import codec
 from gitprov.api import Repository
 from gitprov.githooks import HOOKS

@@ -16,7 +16,7 @@ import gitprov
 from gitprov import ProvError, UsageError
 from gitprov.store.repo import GitRepository
 
-from conftest import run_git
+from tests.conftest import run_git
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 import gitprov
 from gitprov.cli.app import cli
 
-from conftest import run_prov
+from tests.conftest import run_prov
 
 
 @pytest.fixture

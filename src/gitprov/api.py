@@ -14,6 +14,7 @@ import msgspec
 
 from . import codec
 from ._version import __version__
+from .clock import utc_timestamp
 from .errors import DataError, ReadOnlyRepositoryError, UsageError, WriteError
 from .model import FORMAT_VERSION, CommitCapture, Environment, RewriteLink, RunLink
 from .store.ledger import Ledger
@@ -50,13 +51,6 @@ def _has_journals(folder: str) -> bool:
         return any(name.endswith(".wal") for name in os.listdir(folder))
     except OSError:
         return False
-
-
-def utc_timestamp(now: float | None = None) -> str:
-    """RFC 3339 UTC with microseconds: ``2026-11-22T04:56:35.123456Z``."""
-    now = time.time() if now is None else now
-    whole = int(now)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((now - whole) * 1e6):06d}Z"
 
 
 class CommitProvenance(msgspec.Struct, kw_only=True):

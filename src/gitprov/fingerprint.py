@@ -8,8 +8,11 @@ import hashlib
 import os
 import re
 import sys
+from typing import TYPE_CHECKING, Any
 
-from .model.capture import Environment
+if TYPE_CHECKING:
+    from .model.capture import Environment
+
 
 __all__ = ["CI_VARIABLES", "LOCKFILE_PATTERNS", "ci_identifiers", "distributions", "environment"]
 
@@ -71,19 +74,26 @@ def ci_identifiers(env: dict[str, str] | None = None) -> dict[str, str]:
     return {k: scrub_text(env[k])[:200] for k in present}
 
 
-def environment(lockfiles: dict[str, str] | None = None) -> Environment:
-    """Fingerprint the running interpreter and its installed distributions."""
+def environment_fields(lockfiles: dict[str, str] | None = None) -> dict[str, Any]:
+    """The fields of an ``Environment`` as plain values (no msgspec: hook path)."""
     dists = distributions()
     digest = hashlib.sha256("\n".join(dists).encode()).hexdigest()
-    return Environment(
-        python_implementation=sys.implementation.name,
-        python_version="%d.%d.%d" % sys.version_info[:3],
-        platform=sys.platform,
-        machine=_machine(),
-        distributions_digest=f"sha256:{digest}",
-        distributions_count=len(dists),
-        lockfiles=dict(sorted((lockfiles or {}).items())),
-    )
+    return {
+        "python_implementation": sys.implementation.name,
+        "python_version": "{}.{}.{}".format(*sys.version_info[:3]),
+        "platform": sys.platform,
+        "machine": _machine(),
+        "distributions_digest": f"sha256:{digest}",
+        "distributions_count": len(dists),
+        "lockfiles": dict(sorted((lockfiles or {}).items())),
+    }
+
+
+def environment(lockfiles: dict[str, str] | None = None) -> Environment:
+    """Fingerprint the running interpreter and its installed distributions."""
+    from .model.capture import Environment
+
+    return Environment(**environment_fields(lockfiles))
 
 
 def _machine() -> str:

@@ -12,10 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import DataError
-from .model.common import FORMAT_VERSION, SchemaPin
+from ._version import FORMAT_VERSION
+from .names import LEXICON_DIR
+
+if TYPE_CHECKING:
+    from .model.common import SchemaPin
 
 __all__ = [
     "LEXICON_DIR",
@@ -28,8 +32,6 @@ __all__ = [
 
 #: Bumped whenever a generated schema changes.
 SCHEMA_VERSION = 1
-#: Where ``prov init`` vendors the lexicon inside a repository.
-LEXICON_DIR = ".provenance-schema"
 _PACKAGED = os.path.join(os.path.dirname(__file__), "lexicon")
 _MANIFEST = "manifest.json"
 
@@ -118,6 +120,8 @@ class Lexicon:
 
     @property
     def pin(self) -> SchemaPin:
+        from .model.common import SchemaPin
+
         return SchemaPin(lexicon=self.hash, version=int(self.manifest["schema_version"]))
 
     def problems(self) -> list[str]:
@@ -153,12 +157,19 @@ def package_lexicon() -> Lexicon:
     return Lexicon.from_dir(_PACKAGED)
 
 
-def current_pin() -> SchemaPin:
-    """The pin for records written now: read from the packaged manifest (cheap)."""
+def current_pin_fields() -> dict[str, Any]:
+    """``{"lexicon", "version"}`` for records written now, from the packaged manifest."""
     with open(os.path.join(_PACKAGED, _MANIFEST), "rb") as f:
         data = f.read()
     version = json.loads(data)["schema_version"]
-    return SchemaPin(lexicon="sha256:" + hashlib.sha256(data).hexdigest(), version=version)
+    return {"lexicon": "sha256:" + hashlib.sha256(data).hexdigest(), "version": version}
+
+
+def current_pin() -> SchemaPin:
+    """The pin for records written now (cheap: reads the packaged manifest)."""
+    from .model.common import SchemaPin
+
+    return SchemaPin(**current_pin_fields())
 
 
 def write(dest: str) -> list[str]:

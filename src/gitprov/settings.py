@@ -19,10 +19,10 @@ import os
 import msgspec
 
 from .errors import ConfigError
+from .names import SETTINGS_FILE
 
 __all__ = ["SETTINGS_FILE", "HooksSettings", "InputsSettings", "Settings", "load_settings"]
 
-SETTINGS_FILE = ".provenance.toml"
 
 
 class InputsSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

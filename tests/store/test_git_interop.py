@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from conftest import GitRepo, run_git
+from tests.conftest import GitRepo, run_git
 from gitprov import api
 from gitprov.errors import AmbiguousRevisionError, UnknownRevisionError
 from gitprov.store.ledger import Ledger, run_dir

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from wandb_reader import read_run
+from tests.sync.wandb_reader import read_run
 
 import gitprov
 from gitprov.sync import sync_wandb

@@ -41,6 +41,13 @@ def _parse_fast(argv: list[str]) -> tuple[str, str, set[str]] | None:
 
 
 def run_fast(command: str, rev: str, flags: set[str]) -> int:
+    if command == "capture" and rev == "HEAD" and not flags:
+        from ..quickcapture import try_capture_head
+
+        commit = try_capture_head(os.getcwd(), trigger="cli")
+        if commit is not None:
+            print(f"captured provenance of {commit[:12]}")
+            return 0
     from ..api import Repository
     from . import render
 

@@ -97,6 +97,10 @@ def _picked_from(repo: Repository, head: str) -> str | None:
 
 
 def post_commit(ctx: _Context) -> None:
+    from ..quickcapture import try_capture_head
+
+    if try_capture_head(os.getcwd(), trigger="hook") is not None:
+        return  # the common case, without loading msgspec
     from .. import codec
 
     repo = ctx.open()
@@ -303,7 +307,7 @@ def _fail(ctx: _Context, exc: BaseException) -> int:
     import traceback
 
     from .._version import __version__
-    from ..api import utc_timestamp
+    from ..clock import utc_timestamp
     from ..errors import ProvError
     from ..scrub import scrub_argv, scrub_text
 
@@ -314,7 +318,16 @@ def _fail(ctx: _Context, exc: BaseException) -> int:
     else:
         reason = f"{type(exc).__name__}: {exc} (a bug in git-prov; details in .git/prov/{FAILURE_LOG})"
     reason = scrub_text(" ".join(reason.split()))
-    strict = is_strict(ctx.repo.git, ctx.repo.work_tree) if ctx.repo else is_strict(None, None)
+    if ctx.repo is not None:
+        strict = is_strict(ctx.repo.git, ctx.repo.work_tree)
+    else:  # failed before the full repository was opened (e.g. on the lean capture path)
+        try:
+            from ..store.repo import GitRepository
+
+            git = GitRepository.open(os.getcwd())
+        except Exception:
+            git = None
+        strict = is_strict(git, git.work_tree if git else None)
     verb = "pushed" if ctx.name == "pre-push" else "captured"
     suffix = " (strict mode: the hook fails)" if strict else ""
     print(f"prov: provenance not {verb}: {reason}{suffix}", file=sys.stderr)

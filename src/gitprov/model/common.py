@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ["FORMAT_VERSION", "SchemaPin"]
+from .._version import FORMAT_VERSION
 
-#: The record format this git-prov writes and the newest it reads.
-FORMAT_VERSION = 1
+__all__ = ["FORMAT_VERSION", "SchemaPin"]
 
 
 class SchemaPin(msgspec.Struct, frozen=True, kw_only=True):
