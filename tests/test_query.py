@@ -93,6 +93,21 @@ def test_lineage_query_builder_feeds_find_runs(runs):
     assert repo.find_runs(lineage.Query().with_input_model("nobody").render()) == []
 
 
+def test_lineage_runs_match_by_id_prefix(make_repo):
+    path = make_repo("sha1").path
+    gitprov.init(path, hooks=False)
+    repo = gitprov.Repository(path)
+    with repo.start_run(name="up", environment=False) as up:
+        pass
+    with repo.start_run(name="down", environment=False) as down:
+        lineage.of(down).with_input_artifact(up.id[:8], "w.bin").register()
+    for run_id in (up.id, up.id[:8], up.id[:8].upper()):
+        assert names(repo.find_runs(lineage.Query().with_input_artifact(run_id, "w.bin").render())) == ["down"]
+        assert names(repo.find_runs(lineage.Query().with_input_artifact(run_id).render())) == ["down"]
+    assert repo.find_runs(lineage.Query().with_input_artifact(up.id[:8], "other").render()) == []
+    assert names(repo.find_runs({"inputs.runs": up.id})) == ["down"]
+
+
 def test_commit_and_id_fields(runs):
     repo, ids = runs
     commit = repo.get_run(ids["a"]).record.code.commit

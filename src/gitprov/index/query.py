@@ -89,6 +89,10 @@ def _target(field: str) -> _Target:
             return _Target(field, "x.name", "lineage", "x.direction = ? AND x.kind = ?", (direction, kind), text_only=True)
         if not name:
             raise QueryError(f"query field {field!r} names no {kind}")
+        if kind == "run":  # a run id or a prefix of one
+            prefix = name.lower()
+            return _Target(field, "x.item", "lineage", "x.direction = ? AND x.kind = ? AND substr(x.name, 1, ?) = ?",
+                           (direction, kind, len(prefix), prefix), text_only=True)
         return _Target(field, "x.item", "lineage", "x.direction = ? AND x.kind = ? AND x.name = ?",
                        (direction, kind, name), text_only=True)
     raise UnknownFieldError(
