@@ -123,3 +123,14 @@ def test_processes_building_the_index_at_once_agree(prov):
                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
     results = [p.communicate(timeout=120) for p in procs]
     assert [out.strip() for out, _ in results] == ["3"] * 4, results
+
+
+def test_dataset_versions_are_indexed_as_lineage(prov, tmp_path):
+    (tmp_path / "train.csv").write_text("x\n1\n")
+    with start(prov, "a") as run:
+        version = run.log_dataset_version("train", str(tmp_path / "train.csv"))
+        run.log_dataset_version("output/model.bin", "sha256:feed")
+    assert [r.name for r in prov.find_runs({"inputs.datasets.train": version.digest})] == ["a"]
+    assert [r.name for r in prov.find_runs({"outputs.datasets": "output/model.bin"})] == ["a"]
+    graph = prov.lineage(f"dataset:train@{version.digest}", "downstream")
+    assert f"run:{run.id}" in graph.nodes and "dataset:output/model.bin@sha256:feed" in graph.nodes

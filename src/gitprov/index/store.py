@@ -25,7 +25,7 @@ __all__ = ["INDEX_FILE", "INDEX_VERSION", "RunIndex", "sql_value"]
 
 INDEX_FILE = "index.sqlite"
 #: bump when the tables change: an older index is rebuilt.
-INDEX_VERSION = "2"
+INDEX_VERSION = "3"
 
 _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);
@@ -228,12 +228,15 @@ class RunIndex:
         db.executemany("INSERT INTO tags VALUES (?,?,?)", [(run_id, k, v) for k, v in state.tags.items()])
         db.executemany("INSERT INTO attributes VALUES (?,?,?)",
                        [(run_id, k, sql_value(v)) for k, v in state.attributes.items()])
-        rows = []
+        rows = set()
         for direction, side in (("in", state.lineage.inputs), ("out", state.lineage.outputs)):
             for key, items in side.items():
                 kind, _, name = key.partition(":")
-                rows.extend((run_id, direction, kind, name, item) for item in (items or [""]))
-        db.executemany("INSERT INTO lineage VALUES (?,?,?,?,?)", rows)
+                rows.update((run_id, direction, kind, name, item) for item in (items or [""]))
+        # dataset versions (log_dataset_version, prov run --input/--output) are lineage too
+        for key, version in state.datasets.items():
+            rows.add((run_id, "out" if key.startswith("output/") else "in", "dataset", key, version.digest))
+        db.executemany("INSERT INTO lineage VALUES (?,?,?,?,?)", sorted(rows))
         stages = [v for k, v in state.attributes.items() if k.startswith(_STAGE_PREFIX) and isinstance(v, dict)]
         db.executemany("INSERT INTO stages VALUES (?,?,?,?,?,?,?,?)", [
             (run_id, str(s.get("name")), s.get("args_hash"), s.get("commit"), int(bool(s.get("dirty"))),
