@@ -13,6 +13,8 @@ from gitprov import UsageError
 from gitprov.cli.app import cli
 from gitprov.index import QueryError, UnknownFieldError, parse_filter
 
+from tests.conftest import run_prov
+
 
 def make_runs(path):
     """Four runs: lr 0.001..1, acc rising, one string-valued lr, tags and lineage."""
@@ -237,3 +239,13 @@ def test_cli_bad_filters_exit_2_without_traceback(runs, monkeypatch, args):
     result = CliRunner().invoke(cli, ["runs", *args])
     assert result.exit_code == 2
     assert "prov: error:" in result.output and "Traceback" not in result.output
+
+
+def test_real_subprocess_where_and_lineage(runs):
+    repo, ids = runs
+    ok = run_prov(repo.work_tree, "runs", "--where", "inputs.models.bert = 'v3'", "--json")
+    assert ok.returncode == 0 and [r["id"] for r in json.loads(ok.stdout)] == [ids["b"]]
+    bad = run_prov(repo.work_tree, "runs", "--where", "metrics.acc >= 0.9 or")
+    assert bad.returncode == 2 and "position 22" in bad.stderr and "Traceback" not in bad.stderr
+    graph = run_prov(repo.work_tree, "lineage", "bert@v3", "--downstream", "--format", "mermaid")
+    assert graph.returncode == 0 and graph.stdout.startswith("flowchart LR") and "model clf@b" in graph.stdout
