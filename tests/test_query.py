@@ -249,3 +249,17 @@ def test_real_subprocess_where_and_lineage(runs):
     assert bad.returncode == 2 and "position 22" in bad.stderr and "Traceback" not in bad.stderr
     graph = run_prov(repo.work_tree, "lineage", "bert@v3", "--downstream", "--format", "mermaid")
     assert graph.returncode == 0 and graph.stdout.startswith("flowchart LR") and "model clf@b" in graph.stdout
+
+
+@pytest.mark.parametrize("order_by", ["metrics.acc desc", "metrics.acc", "params.lr desc", "params.lr",
+                                      ["attributes.size desc", "name"], "tags.team desc", "-params.opt"])
+def test_index_driven_order_with_limit_matches_the_full_sort(runs, order_by):
+    repo, ids = runs
+    repo.get_run(ids["b"]).delete()
+    with repo.start_run(name="e", params={"lr": 0.01, "opt": "adam"}, environment=False) as run:
+        run.log_metric("acc", float("nan"))  # stored as null: sorts with the runs that lack it
+    for query in ({}, {"params.opt": "adam"}):
+        for include_deleted in (False, True):
+            full = names(repo.find_runs(query, order_by, include_deleted=include_deleted))
+            for limit in range(len(full) + 2):
+                assert names(repo.find_runs(query, order_by, limit, include_deleted=include_deleted)) == full[:limit]

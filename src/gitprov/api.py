@@ -343,7 +343,7 @@ class Repository:
         string), ordered by ``order_by`` (``"metrics.acc desc"``; default newest first)."""
         import sqlite3
 
-        from .index import compile_order, compile_query, parse_filter
+        from .index import parse_filter, select_run_ids
         from .runs.reading import read_record, read_state
         from .runs.run import Run
 
@@ -353,16 +353,8 @@ class Repository:
             raise UsageError(f"limit must be a non-negative integer, not {limit!r}")
         index = self.index()
         db = index.connection()
-        where, args = compile_query(query, db)
-        if not include_deleted:
-            where = f"({where}) AND r.deleted = 0"
-        order, order_args = compile_order(order_by)
-        sql = f"SELECT r.id FROM runs r WHERE {where} ORDER BY {order}"
-        if limit is not None:
-            sql += " LIMIT ?"
-            order_args = [*order_args, limit]
         try:
-            ids = [row[0] for row in db.execute(sql, [*args, *order_args])]
+            ids = select_run_ids(db, query, order_by, limit, include_deleted)
             tip = index.indexed_tip()
         except sqlite3.Error as exc:
             raise DataError(f"the query index cannot answer ({exc}); delete {index.path} to rebuild it") from exc

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .filter import parse_filter, parse_order
-from .query import QueryError, UnknownFieldError, compile_order, compile_query
+from .query import QueryError, UnknownFieldError, compile_order, compile_query, select_run_ids
 from .store import INDEX_FILE, RunIndex
 
 __all__ = [
@@ -15,4 +15,5 @@ __all__ = [
     "compile_query",
     "parse_filter",
     "parse_order",
+    "select_run_ids",
 ]

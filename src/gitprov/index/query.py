@@ -21,7 +21,7 @@ from ..errors import UsageError
 if TYPE_CHECKING:
     import sqlite3
 
-__all__ = ["QueryError", "UnknownFieldError", "compile_order", "compile_query"]
+__all__ = ["QueryError", "UnknownFieldError", "compile_order", "compile_query", "select_run_ids"]
 
 
 class QueryError(UsageError):
@@ -248,6 +248,41 @@ def compile_query(query: dict[str, Any] | None, db: sqlite3.Connection | None = 
 def compile_order(order_by: str | list[str] | None) -> tuple[str, list[Any]]:
     """``ORDER BY`` terms for ``"metrics.acc desc, created"`` or a list of such terms;
     runs without the key sort last. Ties break newest first."""
+    sql, args, _ = _order(order_by)
+    return sql, args
+
+
+def select_run_ids(db: sqlite3.Connection, query: dict[str, Any] | None, order_by: str | list[str] | None,
+                   limit: int | None, include_deleted: bool = False) -> list[str]:
+    """Ids of the runs matching ``query`` in ``order_by`` order, at most ``limit``.
+
+    Ordered by a param, metric or attribute with a limit, the runs are walked in the
+    order of the ``(key, value)`` index and the walk stops at ``limit`` (the best 10 of
+    100,000 runs read about 10 rows); runs without the key follow, as in the plain plan.
+    """
+    where, args = compile_query(query, db)
+    if not include_deleted:
+        where = f"({where}) AND r.deleted = 0"
+    order, order_args, first = _order(order_by)
+    if limit is None or first is None:
+        sql = f"SELECT r.id FROM runs r WHERE {where} ORDER BY {order}"
+        tail = [limit] if limit is not None else []
+        return [row[0] for row in db.execute(sql + (" LIMIT ?" if limit is not None else ""), [*args, *order_args, *tail])]
+    table, key, direction = first
+    rest = order.split(", ", 1)[1]
+    rest_args = order_args[1:]
+    with_key = (f"SELECT r.id FROM {table} o JOIN runs r ON r.id = o.run WHERE o.key = ? AND o.value IS NOT NULL "
+                f"AND {where} ORDER BY o.value {direction}, {rest} LIMIT ?")
+    ids = [row[0] for row in db.execute(with_key, [key, *args, *rest_args, limit])]
+    if len(ids) < limit:
+        without = (f"SELECT r.id FROM runs r WHERE NOT EXISTS (SELECT 1 FROM {table} x WHERE x.run = r.id AND "
+                   f"x.key = ? AND x.value IS NOT NULL) AND {where} ORDER BY {rest} LIMIT ?")
+        ids += [row[0] for row in db.execute(without, [key, *args, *rest_args, limit - len(ids)])]
+    return ids
+
+
+def _order(order_by: str | list[str] | None) -> tuple[str, list[Any], tuple[str, str, str] | None]:
+    first: tuple[str, str, str] | None = None
     terms: list[str] = []
     if order_by is None:
         items: list[str] = []
@@ -268,6 +303,8 @@ def compile_order(order_by: str | list[str] | None) -> tuple[str, list[Any]]:
             field, direction = field[1:], "DESC"
         target = _target(field)
         if target.table in ("params", "metrics", "attributes", "tags") and target.match_args:
+            if not terms:
+                first = (target.table, target.match_args[0], direction)
             sql.append(f"(SELECT x.value FROM {target.table} x WHERE x.run = r.id AND x.key = ?) {direction} NULLS LAST")
             args.append(target.match_args[0])
         elif target.table is None:
@@ -276,4 +313,4 @@ def compile_order(order_by: str | list[str] | None) -> tuple[str, list[Any]]:
             raise QueryError(f"cannot order by {field!r}: it can hold several values per run")
         terms.append(field)
     sql += ["r.created DESC", "r.id"]
-    return ", ".join(sql), args
+    return ", ".join(sql), args, first
