@@ -134,3 +134,14 @@ def test_dataset_versions_are_indexed_as_lineage(prov, tmp_path):
     assert [r.name for r in prov.find_runs({"outputs.datasets": "output/model.bin"})] == ["a"]
     graph = prov.lineage(f"dataset:train@{version.digest}", "downstream")
     assert f"run:{run.id}" in graph.nodes and "dataset:output/model.bin@sha256:feed" in graph.nodes
+
+
+def test_read_only_repository_gets_an_in_memory_index(prov, monkeypatch):
+    with start(prov, "a"):
+        pass
+    prov_dir = prov.git.prov_dir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if os.fspath(p) == prov_dir else real_access(p, mode))
+    fresh = gitprov.Repository(prov.work_tree)
+    assert [r.name for r in fresh.find_runs()] == ["a"] and fresh.index().path == ":memory:"
+    assert not os.path.exists(index_path(fresh))

@@ -334,7 +334,10 @@ class Repository:
             from .index import INDEX_FILE, RunIndex
 
             prov_dir = self.git.prov_dir()
-            self._index = RunIndex(self.ledger, os.path.join(prov_dir, INDEX_FILE) if prov_dir else ":memory:")
+            path = os.path.join(prov_dir, INDEX_FILE) if prov_dir else ":memory:"
+            if prov_dir and not os.access(prov_dir if os.path.isdir(prov_dir) else os.path.dirname(prov_dir), os.W_OK):
+                path = ":memory:"  # a read-only repository: an index for this process only
+            self._index = RunIndex(self.ledger, path)
         return self._index
 
     def find_runs(self, query: dict[str, Any] | str | None = None, order_by: str | list[str] | None = None,
