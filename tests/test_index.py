@@ -10,7 +10,6 @@ import pytest
 import gitprov
 import gitprov.lineage as lineage
 from gitprov.index import INDEX_FILE
-
 from tests.conftest import run_git
 
 

@@ -69,9 +69,8 @@ def test_unknown_run_ids_are_kept_as_dangling_references(prov_repo):
     lambda b: b.with_output_model("m\n"),
 ])
 def test_bad_lineage_input_is_a_usage_error(prov_repo, call):
-    with start(prov_repo.path) as run:
-        with pytest.raises(UsageError):
-            call(lineage.of(run))
+    with start(prov_repo.path) as run, pytest.raises(UsageError):
+        call(lineage.of(run))
 
 
 def test_of_needs_a_run():
@@ -227,27 +226,22 @@ def test_failed_stage_is_not_a_cache_hit_and_aggregates_hash_their_inputs(prov_r
         pass
     with start(path, "b") as b:
         pass
-    with start(path, "broken") as run:
-        with pytest.raises(ValueError):
-            with run.stage("train", params={"lr": 1}) as st:
-                raise ValueError("boom")
+    with start(path, "broken") as run, pytest.raises(ValueError), run.stage("train", params={"lr": 1}) as st:
+        raise ValueError("boom")
     assert repo.find_cached("train", st.args_hash) is None
     assert run.get_attribute("prov.stage/train")["status"] == "failed"
-    with start(path, "agg") as agg:
-        with agg.stage("aggregate", inputs=[repo.get_run(a.id), repo.get_run(b.id)]) as st1:
-            pass
-    with start(path, "agg2") as agg2:
-        with agg2.stage("aggregate", inputs=[repo.get_run(b.id), repo.get_run(a.id)]) as st2:
-            pass
+    with start(path, "agg") as agg, agg.stage("aggregate", inputs=[repo.get_run(a.id), repo.get_run(b.id)]) as st1:
+        pass
+    with start(path, "agg2") as agg2, agg2.stage("aggregate", inputs=[repo.get_run(b.id), repo.get_run(a.id)]) as st2:
+        pass
     assert st1.inputs_hash == st2.inputs_hash and set(st1.inputs) == {a.id, b.id}
     assert lineage.inputs_of(repo.get_run(agg.id)).runs == {a.id: set(), b.id: set()}
 
 
 @pytest.mark.parametrize(("params", "inputs"), [([1], None), ({"x": object()}, None), (None, {"x": 3}), (None, 5)])
 def test_bad_stage_arguments(prov_repo, params, inputs):
-    with start(prov_repo.path) as run:
-        with pytest.raises(UsageError):
-            run.stage("s", params=params, inputs=inputs)
+    with start(prov_repo.path) as run, pytest.raises(UsageError):
+        run.stage("s", params=params, inputs=inputs)
 
 
 def test_stage_needs_an_active_run(prov_repo):

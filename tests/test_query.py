@@ -12,7 +12,6 @@ import gitprov.lineage as lineage
 from gitprov import UsageError
 from gitprov.cli.app import cli
 from gitprov.index import QueryError, UnknownFieldError, parse_filter
-
 from tests.conftest import run_prov
 
 
