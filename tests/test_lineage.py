@@ -129,6 +129,9 @@ def test_upstream_downstream_and_depth(graph_repo):
     assert f"run:{ids['eval']}" in down.nodes and "model:bert@v3" not in down.nodes
     assert set(repo.lineage("clf@1").nodes) >= {f"run:{ids['train']}", f"run:{ids['eval']}"}
     assert set(repo.lineage("clf").roots) == {"model:clf@1"}
+    artifact = f"artifact:{ids['prep']}/train.csv"
+    for target in (f"{ids['prep'][:8]}/train.csv", f"artifact:{ids['prep'][:8]}/train.csv", artifact):
+        assert repo.lineage(target, "downstream").roots == [artifact]
 
 
 def test_cycles_are_reported_not_followed(graph_repo):
@@ -160,7 +163,7 @@ def test_render_formats(graph_repo):
 
 
 @pytest.mark.parametrize(("target", "kwargs"), [
-    ("nope", {}), ("model:nope", {}), ("artifact:abcd/x", {}), ("", {}), ("clf", {"direction": "sideways"}),
+    ("nope", {}), ("model:nope", {}), ("artifact:abcd/x", {}), ("artifact:abcd", {}), ("abcd/x", {}), ("", {}), ("clf", {"direction": "sideways"}),
     ("clf", {"depth": -1}),
 ])
 def test_bad_lineage_targets(graph_repo, target, kwargs):

@@ -410,17 +410,16 @@ class Repository:
         if colon and kind in ("run", "model", "dataset", "artifact"):
             if kind == "run":
                 return [f"run:{resolve_run_id(self.ledger, rest)}"]
-            if kind == "artifact":
-                run_part, slash, path = rest.partition("/")
-                if slash:
-                    found = [n for n in nodes if n.startswith(f"artifact:{run_part.lower()}") and n.endswith(f"/{path}")]
-                    if len(found) == 1:
-                        return found
+            if kind == "artifact" and _artifact_node(rest, nodes):
+                return [_artifact_node(rest, nodes)]  # type: ignore[list-item]
             if kind == "model" or kind == "dataset":
                 found = [n for n in nodes if n.startswith(f"{kind}:{rest}@") or n == f"{kind}:{rest}"]
                 if found:
                     return sorted(found)
             raise UsageError(f"no {kind} {rest!r} in the lineage of any run")
+        artifact = _artifact_node(target, nodes)
+        if artifact is not None:
+            return [artifact]
         if len(target) >= 4 and all(c in "0123456789abcdef" for c in target.lower()):
             try:
                 return [f"run:{resolve_run_id(self.ledger, target)}"]
@@ -443,6 +442,15 @@ class Repository:
         from .verify import verify_repository
 
         return verify_repository(self)
+
+
+def _artifact_node(target: str, nodes: dict[str, Any]) -> str | None:
+    """The node of ``RUN/PATH`` (RUN a run id or unique prefix), if exactly one."""
+    run_part, slash, path = target.partition("/")
+    if not slash or len(run_part) < 4 or any(c not in "0123456789abcdef" for c in run_part.lower()):
+        return None
+    found = [n for n in nodes if n.startswith(f"artifact:{run_part.lower()}") and n.split("/", 1)[1] == path]
+    return found[0] if len(found) == 1 else None
 
 
 class InitResult(msgspec.Struct, kw_only=True):
