@@ -10,7 +10,7 @@ __all__ = ["lineage_command"]
 
 
 @click.command("lineage")
-@click.argument("target", metavar="RUN | MODEL[@VERSION] | NODE")
+@click.argument("target", metavar="RUN | MODEL[@VERSION] | ARTIFACT | NODE")
 @click.option("--upstream", "direction", flag_value="upstream", help="Only what TARGET was made from.")
 @click.option("--downstream", "direction", flag_value="downstream", help="Only what was made from TARGET.")
 @click.option("--depth", type=click.IntRange(min=0), help="Follow at most N edges (default: all).")
@@ -20,7 +20,8 @@ def lineage_command(target: str, direction: str | None, depth: int | None, fmt: 
     """Show the lineage graph around TARGET: runs, models, datasets and artifacts.
 
     TARGET is a run id or unique prefix, a model name (every version) or NAME@VERSION,
-    or a node id: run:ID, model:NAME@VERSION, dataset:KEY@DIGEST, artifact:RUN/PATH.
+    an artifact RUN/PATH, or a node id: run:ID, model:NAME@VERSION, dataset:KEY@DIGEST,
+    artifact:RUN/PATH.
     Cycles are reported (a "cycle:" line, the JSON "cycles" list, a warning on
     stderr for dot and mermaid), never followed.
     """
