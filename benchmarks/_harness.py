@@ -265,7 +265,7 @@ def machine() -> str:
         pass
     gitv = subprocess.run(["git", "--version"], capture_output=True, text=True).stdout.strip()
     try:
-        load = "load average at start %.2f / %.2f / %.2f" % os.getloadavg()
+        load = "load average at start {:.2f} / {:.2f} / {:.2f}".format(*os.getloadavg())
     except OSError:
         load = "load average unknown"
     return (

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         added = paired = target = ""
         if case is not base:
             a = med - statistics.median(base.times)
-            p = statistics.median(x - y for x, y in zip(case.times, base.times))
+            p = statistics.median(x - y for x, y in zip(case.times, base.times, strict=False))
             added, paired = f"{h.ms(a)} ms", f"{h.ms(p)} ms"
             if "prov" in name:
                 target = f"≤ {TARGET_ADDED_MS:.0f} ms added: {'met' if a * 1000 <= TARGET_ADDED_MS else '**missed**'}"

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import GitRepo, run_prov
 from gitprov import __version__, schema
 from gitprov.cli.app import cli
 from gitprov.cli.entry import _parse_fast
+from tests.conftest import GitRepo, run_prov
 
 
 @pytest.fixture

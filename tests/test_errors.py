@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GitRepo, run_git, run_prov
 from gitprov import api, errors
 from gitprov.store.objects import encode_commit, format_named
+from tests.conftest import GitRepo, run_git, run_prov
 
 FAST = [("show",), ("capture",)]
 

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GitRepo, run_git, run_prov
 from gitprov import codec
 from gitprov.api import Repository
 from gitprov.githooks import HOOKS
 from gitprov.githooks.install import install, status, uninstall
 from gitprov.githooks.shims import render
 from gitprov.model import CommitCapture, RewriteLink
+from tests.conftest import GitRepo, run_git, run_prov
 
 pytestmark = pytest.mark.gitbin
 

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import msgspec
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -9,13 +9,13 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 import gitprov
 from gitprov import ProvError, UsageError
 from gitprov.store.repo import GitRepository
-
 from tests.conftest import run_git
 
 
@@ -66,7 +66,7 @@ def test_full_run_round_trip(prov_repo, tmp_path):
     assert loaded.get_artifact_keys() == ["config.json", "weights"]
     assert loaded.get_artifact("weights") == b"weights" * 10
     target = loaded.download_artifact("weights", tmp_path / "out.bin")
-    assert open(target, "rb").read() == b"weights" * 10
+    assert Path(target).read_bytes() == b"weights" * 10
     assert loaded.fetch_artifacts(["config.json"]) == {"config.json": b'{"a": 1}'}
     assert loaded.get_dataset_versions()["train"].path == "train.csv"
     assert loaded.get_schema() == {"input": {"x": "float"}, "output": {"y": "int"}}
@@ -83,10 +83,9 @@ def test_full_run_round_trip(prov_repo, tmp_path):
 
 def test_run_status_from_with_block(prov_repo):
     repo = gitprov.Repository(prov_repo.path)
-    with pytest.raises(RuntimeError):
-        with repo.start_run(name="boom") as run:
-            run.log_metric("x", 1)
-            raise RuntimeError("training diverged")
+    with pytest.raises(RuntimeError), repo.start_run(name="boom") as run:
+        run.log_metric("x", 1)
+        raise RuntimeError("training diverged")
     assert repo.get_run(run.id).status == "failed"
     plain = repo.start_run(name="manual")
     plain.end("killed")

@@ -10,7 +10,6 @@ from click.testing import CliRunner
 
 import gitprov
 from gitprov.cli.app import cli
-
 from tests.conftest import run_prov
 
 

@@ -7,7 +7,6 @@ open it for you. Nothing here imports click, pydantic or a tracker.
 from __future__ import annotations
 
 import os
-import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec

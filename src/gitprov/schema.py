@@ -14,8 +14,8 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from .errors import DataError
 from ._version import FORMAT_VERSION
+from .errors import DataError
 from .names import LEXICON_DIR
 
 if TYPE_CHECKING:

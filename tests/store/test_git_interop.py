@@ -10,7 +10,6 @@ import textwrap
 
 import pytest
 
-from tests.conftest import GitRepo, run_git
 from gitprov import api
 from gitprov.errors import AmbiguousRevisionError, UnknownRevisionError
 from gitprov.store.ledger import Ledger, run_dir
@@ -18,6 +17,7 @@ from gitprov.store.notes import Notes, merge_note_lines
 from gitprov.store.objects import MODE_BLOB, MODE_TREE, TreeEntry, encode_commit, encode_tree
 from gitprov.store.odb import DiskObjectDatabase
 from gitprov.store.repo import GitRepository
+from tests.conftest import GitRepo, run_git
 
 pytestmark = pytest.mark.gitbin
 

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.sync.wandb_reader import read_run
 
 import gitprov
 from gitprov.sync import sync_wandb
 from gitprov.sync.wandb_bridge import wandb_run_id
+from tests.sync.wandb_reader import read_run
 
 pytest.importorskip("wandb")
 

@@ -9,6 +9,7 @@ data under the prov refs; 6 record format newer than this git-prov; 7 cannot wri
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from typing import Any
@@ -176,10 +177,8 @@ def schema_show(as_json: bool) -> None:
     lex = package_lexicon()
     vendored = None
     repo_dir = None
-    try:
+    with contextlib.suppress(ProvError):
         repo_dir = _repo().work_tree
-    except ProvError:
-        pass
     if repo_dir and os.path.isdir(os.path.join(repo_dir, LEXICON_DIR)):
         vendored = Lexicon.from_dir(os.path.join(repo_dir, LEXICON_DIR))
     info = {

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Union
-
 import msgspec
 
 from .capture import CommitCapture
@@ -34,4 +32,4 @@ class RewriteLink(msgspec.Struct, frozen=True, kw_only=True, tag="rewrite", tag_
     schema: SchemaPin
 
 
-NoteLine = Union[CommitCapture, RunLink, RewriteLink]
+NoteLine = CommitCapture | RunLink | RewriteLink

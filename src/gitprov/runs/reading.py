@@ -74,7 +74,7 @@ def metric_history_from_blobs(blobs: list[bytes]) -> list[MetricPoint]:
     out: list[MetricPoint] = []
     for blob in blobs:
         steps, stamps, values = decode_metric_chunk(blob)
-        out.extend(MetricPoint(s, t, v) for s, t, v in zip(steps, stamps, values))
+        out.extend(MetricPoint(s, t, v) for s, t, v in zip(steps, stamps, values, strict=True))
     return out
 
 
@@ -86,7 +86,7 @@ def observations(ledger: Ledger, run_id: str, key: str, tip: str | None = None) 
     out: list[Observation] = []
     for blob in _chunks(ledger, run_id, "observations", key, tip):
         epochs, stamps, values = decode_observation_chunk(blob)
-        out.extend(Observation(e, t, v) for e, t, v in zip(epochs, stamps, values))
+        out.extend(Observation(e, t, v) for e, t, v in zip(epochs, stamps, values, strict=True))
     return out
 
 

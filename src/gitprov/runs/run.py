@@ -234,7 +234,7 @@ class Run:
         points += reading.metric_history_from_blobs(pending)
         series = self._series.get(key)
         if series is not None:
-            points += [MetricPoint(*p) for p in zip(series.steps, series.stamps, series.values)]
+            points += [MetricPoint(*p) for p in zip(series.steps, series.stamps, series.values, strict=True)]
         return points
 
     def get_metric_keys(self) -> list[str]:
@@ -510,7 +510,7 @@ class Run:
         for key, items in self._observations.items():
             if not items:
                 continue
-            epochs, stamps, values = zip(*items)
+            epochs, stamps, values = zip(*items, strict=True)
             blob = odb.write("blob", encode_observation_chunk(list(epochs), list(stamps), list(values)))
             name = f"{self._writer}-{self._seq:08d}"
             self._seq += 1

@@ -10,6 +10,7 @@ is cut back to its header.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -65,10 +66,8 @@ class Journal:
         if self._fd < 0:
             return
         if remove:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.remove(self.path)
-            except FileNotFoundError:
-                pass
         os.close(self._fd)
         self._fd = -1
 

@@ -8,6 +8,7 @@ importing dulwich's repository stack costs more than the whole budget of a commi
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import mmap
 import os
@@ -429,8 +430,6 @@ class DiskObjectDatabase(ObjectDatabase):
 
 
 def _remove_quietly(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.remove(path)
-    except OSError:
-        pass
 

@@ -7,6 +7,7 @@ the ref. Objects are always written before the ref update that makes them reacha
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -167,8 +168,6 @@ class DiskRefs(Refs):
         except OSError as exc:
             if fd >= 0:
                 os.close(fd)
-            try:
+            with contextlib.suppress(OSError):
                 os.remove(lock)
-            except OSError:
-                pass
             raise WriteError(f"cannot update {name}: {exc.strerror}") from exc
