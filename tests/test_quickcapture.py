@@ -65,7 +65,8 @@ def test_lean_capture_does_not_load_msgspec(repo):
     code = (
         "import sys; from gitprov.quickcapture import try_capture_head; "
         "assert try_capture_head('.', 'hook'); "
-        "assert 'msgspec' not in sys.modules, 'msgspec was imported'"
+        "assert 'msgspec' not in sys.modules, 'msgspec was imported'; "
+        "assert 'typing' not in sys.modules, 'typing was imported'"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=repo.path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

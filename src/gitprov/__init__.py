@@ -6,8 +6,6 @@ use, and click, pydantic, mlflow, wandb and dulwich are never imported here.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from ._version import __version__
 from .errors import (
     AmbiguousRevisionError,
@@ -28,7 +26,10 @@ from .errors import (
     WriteError,
 )
 
+TYPE_CHECKING = False  # typing is not imported at run time: hook path
 if TYPE_CHECKING:
+    from typing import Any
+
     from .api import CommitProvenance, Repository, capture, init, log, show, start_run
     from .runs import MetricPoint, Observation, Run
 

@@ -8,9 +8,11 @@ import hashlib
 import os
 import re
 import sys
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing is not imported at run time: hook path
 if TYPE_CHECKING:
+    from typing import Any
+
     from .model.capture import Environment
 
 

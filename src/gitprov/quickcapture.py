@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 from ._version import FORMAT_VERSION, __version__
 from .clock import utc_timestamp
 from .names import SETTINGS_FILE
 from .store.repo import GitRepository
+
+TYPE_CHECKING = False  # typing is not imported at run time: hook path
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["capture_fields", "canonical_json", "try_capture_head"]
 

@@ -12,13 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import TYPE_CHECKING, Any
 
 from ._version import FORMAT_VERSION
 from .errors import DataError
 from .names import LEXICON_DIR
 
+TYPE_CHECKING = False  # typing is not imported at run time: hook path
 if TYPE_CHECKING:
+    from typing import Any
+
     from .model.common import SchemaPin
 
 __all__ = [

@@ -22,11 +22,13 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from . import HOOKS, STDIN_HOOKS
 
+TYPE_CHECKING = False  # typing is not imported at run time: hook path
 if TYPE_CHECKING:
+    from typing import Any
+
     from ..api import Repository
     from ..store.repo import GitRepository
 

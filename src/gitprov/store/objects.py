@@ -6,7 +6,7 @@ with the repository's own hash (SHA-1 or SHA-256), never a default.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections import namedtuple
 
 __all__ = [
     "SHA1",
@@ -27,11 +27,12 @@ MODE_BLOB = "100644"
 MODE_TREE = "40000"
 
 
-class ObjectFormat(NamedTuple):
-    """A repository's hash algorithm (``extensions.objectformat``)."""
+class ObjectFormat(namedtuple("ObjectFormat", "name raw_len")):
+    """A repository's hash algorithm (``extensions.objectformat``): ``name`` (str),
+    ``raw_len`` (bytes in a binary id). A namedtuple, not ``typing.NamedTuple``:
+    importing ``typing`` would cost the commit hook several ms."""
 
-    name: str
-    raw_len: int
+    __slots__ = ()
 
     @property
     def hex_len(self) -> int:
@@ -65,10 +66,10 @@ def format_named(name: str) -> ObjectFormat:
     raise ValueError(f"unknown object format {name!r}")
 
 
-class TreeEntry(NamedTuple):
-    mode: str
-    name: str
-    oid: str
+class TreeEntry(namedtuple("TreeEntry", "mode name oid")):
+    """One tree entry: ``mode`` (``100644``, ``40000``…), ``name``, ``oid`` (hex)."""
+
+    __slots__ = ()
 
     @property
     def is_tree(self) -> bool:
@@ -107,12 +108,11 @@ def encode_tree(entries: dict[str, TreeEntry] | list[TreeEntry]) -> bytes:
     return b"".join(out)
 
 
-class Commit(NamedTuple):
-    tree: str
-    parents: tuple[str, ...]
-    author: str
-    committer: str
-    message: str
+class Commit(namedtuple("Commit", "tree parents author committer message")):
+    """The headers prov reads: ``tree``, ``parents`` (tuple of ids), ``author`` and
+    ``committer`` lines, ``message``."""
+
+    __slots__ = ()
 
     @property
     def summary(self) -> str:
