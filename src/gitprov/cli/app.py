@@ -108,7 +108,7 @@ def capture(rev: str, force: bool, missing: str | None, as_json: bool) -> None:
     if as_json:
         render.emit_json(result)
     else:
-        click.echo(render.capture_message(result))
+        click.echo(render.capture_message(result.commit, result.created))
 
 
 @cli.command()

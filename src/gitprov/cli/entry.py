@@ -46,7 +46,9 @@ def run_fast(command: str, rev: str, flags: set[str]) -> int:
 
         commit = try_capture_head(os.getcwd(), trigger="cli")
         if commit is not None:
-            print(f"captured provenance of {commit[:12]}")
+            from .render import capture_message
+
+            print(capture_message(commit, created=True))
             return 0
     from ..api import Repository
     from . import render
@@ -63,7 +65,7 @@ def run_fast(command: str, rev: str, flags: set[str]) -> int:
     if "--json" in flags:
         render.emit_json(result)
     else:
-        print(render.capture_message(result))
+        print(render.capture_message(result.commit, result.created))
     return 0
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import msgspec
-
-from .. import codec
-
 __all__ = ["emit_json", "render_log", "render_show"]
 
 
 def emit_json(obj: Any) -> None:
     """Print ``obj`` as one JSON document (sorted keys, tagged non-finite floats)."""
+    import msgspec
+
+    from .. import codec
+
     sys.stdout.write(msgspec.json.format(codec.encode(obj), indent=2).decode("utf-8") + "\n")
 
 
@@ -74,14 +74,17 @@ def render_log(entries: list[Any]) -> str:
     return "\n".join(out) if out else "no commits in range"
 
 
-def capture_message(result: Any) -> str:
-    short = result.commit[:12]
-    if result.created:
-        return f"captured provenance of {short}"
-    return f"{short} already has a capture (use --force to add another)"
+def capture_message(commit: str, created: bool) -> str:
+    if created:
+        return f"captured provenance of {commit[:12]}"
+    return f"{commit[:12]} already has a capture (use --force to add another)"
 
 
 def short(value: Any, width: int = 24) -> str:
+    import msgspec
+
+    from .. import codec
+
     if isinstance(value, float):
         text = repr(value)
     else:

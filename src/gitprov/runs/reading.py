@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 
 from .. import codec
 from ..errors import DataError, UsageError
-from ..keys import key_from_name, key_to_name
+from ..keys import key_to_name
 from ..model import RunRecord, RunState
 from ..series import decode_metric_chunk, decode_observation_chunk
 from ..store.ledger import Ledger, run_dir
@@ -64,10 +64,6 @@ def _chunks(ledger: Ledger, run_id: str, folder: str, key: str, tip: str | None)
 def _chunk_order(name: str) -> tuple[str, int]:
     writer, _, seq = name.rpartition("-")
     return writer, int(seq) if seq.isdigit() else 0
-
-
-def series_keys(ledger: Ledger, run_id: str, folder: str, tip: str | None = None) -> list[str]:
-    return sorted(key_from_name(n) for n in ledger.list_dir(f"{run_dir(run_id)}/{folder}", tip))
 
 
 def metric_history_from_blobs(blobs: list[bytes]) -> list[MetricPoint]:

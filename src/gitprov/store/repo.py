@@ -151,10 +151,6 @@ class GitRepository:
     def fmt(self) -> ObjectFormat:
         return self.odb.fmt
 
-    @property
-    def is_memory(self) -> bool:
-        return self.git_dir is None
-
     # -- opening -------------------------------------------------------------
     @classmethod
     def open(cls, start: str = ".", *, require_work_tree: bool = True) -> GitRepository:
