@@ -151,6 +151,25 @@ def test_push_carries_the_provenance_refs(prov_repo: GitRepo, make_repo) -> None
         assert remote[ref] == prov_repo.git("rev-parse", ref).strip()
 
 
+def test_push_merges_provenance_someone_else_pushed(prov_repo: GitRepo, make_repo) -> None:
+    bare = make_repo(bare=True)
+    prov_repo.git("remote", "add", "origin", str(bare.path))
+    prov_repo.commit("shared")
+    prov_repo.git("push", "-q", "origin", "main")
+    other = prov_repo.path.parent / "other"
+    run_git(prov_repo.path.parent, "clone", "-q", str(bare.path), str(other))
+    assert run_prov(other, "init").returncode == 0
+    assert run_prov(other, "pull").returncode == 0
+    run_git(other, "commit", "-q", "--allow-empty", "-m", "theirs")  # captured by their hook
+    run_git(other, "push", "-q", "origin", "HEAD:refs/heads/theirs")
+    prov_repo.commit("ours")
+    proc = git_proc(prov_repo.path, "push", "origin", "main")
+    assert proc.returncode == 0 and "prov:" not in proc.stderr, proc.stderr
+    theirs = run_git(other, "rev-parse", "HEAD").strip()
+    notes = run_git(bare.path, "notes", "--ref=prov", "list").split()
+    assert theirs in notes and prov_repo.git("rev-parse", "main").strip() in notes
+
+
 def _diverge_remote_notes(prov_repo: GitRepo, make_repo) -> Path:
     bare = make_repo(bare=True)
     prov_repo.git("remote", "add", "origin", str(bare.path))
@@ -170,7 +189,7 @@ def test_rejected_provenance_push_warns_and_never_blocks(prov_repo: GitRepo, mak
     proc = git_proc(prov_repo.path, "push", "origin", "main")
     assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("prov:")]
-    assert len(warnings) == 1 and "not pushed" in warnings[0] and "fetch first" in warnings[0]
+    assert len(warnings) == 1 and "not pushed" in warnings[0] and "rejected provenance" in warnings[0]
     assert run_git(bare, "rev-parse", "main").strip() == prov_repo.git("rev-parse", "main").strip()
     assert status(prov_repo.path).failures[-1]["hook"] == "pre-push"
 

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from .index.graph import LineageGraph
     from .runs.run import Run
     from .runs.stage import CachedStage
+    from .exchange.remote import ExchangeResult
+    from .history import RelinkResult
     from .verify import VerifyReport
 
 __all__ = [
@@ -441,6 +443,56 @@ class Repository:
         from .verify import verify_repository
 
         return verify_repository(self)
+
+    # -- collaboration -----------------------------------------------------------
+    def fetch(self, remote: str | None = None) -> ExchangeResult:
+        """Copy ``remote``'s prov refs into ``refs/prov-remotes/<remote>/`` (nothing local moves)."""
+        from .exchange.remote import fetch
+
+        return fetch(self.git, remote)
+
+    def pull(self, remote: str | None = None) -> ExchangeResult:
+        """Fetch ``remote``'s provenance, validate it, and merge it into the local refs."""
+        from .exchange.remote import pull
+
+        result = pull(self.git, remote)
+        self._keep_quietly()
+        return result
+
+    def push(self, remote: str | None = None) -> ExchangeResult:
+        """Push the prov refs to ``remote``, merging first when someone else pushed."""
+        from .exchange.remote import push
+
+        self._keep_quietly()
+        return push(self.git, remote)
+
+    def relink(self, old_range: str | None = None, new: str | None = None, *,
+               commit_map: str | None = None, how: str | None = None) -> RelinkResult:
+        """Link ``new`` to the provenance of the commits in ``old_range`` (a squash merge),
+        or every ``OLD NEW`` pair of a commit map's text (``git filter-repo``, BFG)."""
+        from .history import parse_commit_map, range_pairs, relink
+
+        if commit_map is not None:
+            if old_range is not None or new is not None:
+                raise UsageError("give either OLD_RANGE NEW_COMMIT or --commit-map FILE, not both")
+            return relink(self, parse_commit_map(commit_map, self.git.fmt.is_id), how or "filter")
+        if not old_range or not new:
+            raise UsageError("relink needs OLD_RANGE and NEW_COMMIT (or --commit-map FILE)")
+        return relink(self, range_pairs(self, old_range, new), how or "squash")
+
+    def keep(self) -> list[str]:
+        """Protect every commit a run pins from ``git gc`` (``refs/prov/keep``); the newly kept."""
+        from .history import keep_pinned
+
+        return keep_pinned(self)
+
+    def _keep_quietly(self) -> None:
+        try:
+            self.keep()
+        except (DataError, WriteError) as exc:
+            import sys
+
+            print(f"prov: warning: cannot update refs/prov/keep: {exc}", file=sys.stderr)
 
 
 def _artifact_node(target: str, nodes: dict[str, Any]) -> str | None:

@@ -14,13 +14,15 @@ translated at the boundary with ``raise ... from exc``::
     │   ├── UnknownRevisionError
     │   └── AmbiguousRevisionError
     ├── DataError (5)                  corrupt or foreign data under the prov refs
-    │   └── FormatVersionError (6)     written by a newer git-prov: upgrade
+    │   ├── FormatVersionError (6)     written by a newer git-prov: upgrade
+    │   └── RemoteDataError            a remote's provenance failed validation
     ├── WriteError (7)
     │   ├── ReadOnlyRepositoryError    no permission to write objects or refs
     │   └── ConcurrentUpdateError      a ref kept moving; retries exhausted
     ├── VerificationError (8)          ``prov verify`` found problems
     ├── ConfigError (9)                invalid ``.provenance.toml`` or git config
-    └── SyncError (10)                 a tracker (MLflow, W&B) is missing or failed a sync
+    ├── SyncError (10)                 a tracker (MLflow, W&B) is missing or failed a sync
+    └── RemoteError (11)               a git remote is unreachable or refused a fetch/push
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ __all__ = [
     "NotARepositoryError",
     "ProvError",
     "ReadOnlyRepositoryError",
+    "RemoteDataError",
+    "RemoteError",
     "RepositoryError",
     "RevisionError",
     "SyncError",
@@ -133,3 +137,14 @@ class SyncError(ProvError):
     reached, or it refused the data (``prov sync``)."""
 
     exit_code = 10
+
+
+class RemoteError(ProvError):
+    """A git remote could not be reached, or refused a fetch or push (``prov fetch``,
+    ``prov pull``, ``prov push``)."""
+
+    exit_code = 11
+
+
+class RemoteDataError(DataError):
+    """Provenance fetched from a remote failed validation; nothing was merged."""

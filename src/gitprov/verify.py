@@ -9,7 +9,7 @@ lexicon it pins; the ledger's format marker and run directories are well formed.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -29,6 +29,8 @@ class VerifyReport(msgspec.Struct, kw_only=True):
     records: int = 0
     runs: int = 0
     lexicons: list[str] = []
+    #: runs whose commit no branch, tag or remote branch reaches: ``{run, commit, kept, present}``.
+    unreachable: list[dict[str, Any]] = []
     problems: list[str] = []
     warnings: list[str] = []
 
@@ -148,11 +150,31 @@ def verify_repository(repo: Repository) -> VerifyReport:
             elif git.fmt.hash_object("blob", record) != run_id:
                 report.problems.append(f"run {run_id[:12]}: id does not match its record's content")
         _check_lineage(report, repo, run_ids)
+        if run_ids:
+            _check_reachable(report, repo)
     except DataError as exc:
         report.problems.append(f"{repo.ledger.ref}: {exc}")
     report.problems[:0] = lexicons.problems
     report.lexicons = sorted(lexicons.by_hash)
     return report
+
+
+def _check_reachable(report: VerifyReport, repo: Repository) -> None:
+    """Runs whose commit was rewritten away (squash merge, deleted branch) or never fetched."""
+    from .history import KEEP_REF, kept_commits, unreachable_runs
+
+    lost = unreachable_runs(repo)
+    kept = kept_commits(repo) if lost and repo.git.refs.read(KEEP_REF) else set()
+    for run_id, commit in lost:
+        present = repo.git.odb.contains(commit)
+        report.unreachable.append({"run": run_id, "commit": commit, "kept": commit in kept, "present": present})
+        if not present:
+            why = "is not in this clone (a shallow clone, or never fetched)"
+        elif commit in kept:
+            why = f"is reached by no branch or tag; {KEEP_REF} keeps it from git gc"
+        else:
+            why = "is reached by no branch or tag and git gc may delete it; run 'prov keep'"
+        report.warnings.append(f"run {run_id[:12]}: its commit {commit[:12]} {why}")
 
 
 def _check_lineage(report: VerifyReport, repo: Repository, run_ids: list[str]) -> None:

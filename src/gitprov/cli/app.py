@@ -4,7 +4,8 @@ Exit codes: 0 success; 1 unexpected provenance error; 2 bad usage; 3 not a usabl
 repository (none, bare, empty); 4 unknown or ambiguous revision; 5 corrupt or foreign
 data under the prov refs; 6 record format newer than this git-prov; 7 cannot write
 (read-only repository, lock held); 8 ``verify`` found problems; 9 invalid configuration;
-10 a sync to a tracker failed (extra missing, tracker unreachable, a run not synced).
+10 a sync to a tracker failed (extra missing, tracker unreachable, a run not synced);
+11 a git remote could not be reached or refused a fetch or push.
 """
 
 from __future__ import annotations
@@ -235,3 +236,8 @@ cli.add_command(sync_group)
 from .lineage_cmd import lineage_command  # noqa: E402
 
 cli.add_command(lineage_command)
+
+from .remote_cmd import fetch_command, keep_command, pull_command, push_command, relink_command  # noqa: E402
+
+for _command in (fetch_command, pull_command, push_command, relink_command, keep_command):
+    cli.add_command(_command)

@@ -72,15 +72,6 @@ def _own_capture(repo: Repository, commit: str, lines: list[bytes]) -> bool:
     return False
 
 
-def _rewrite_link(old: str, new: str, how: str) -> bytes:
-    from .. import codec
-    from ..api import utc_timestamp
-    from ..model import RewriteLink
-    from ..schema import current_pin
-
-    return codec.encode(RewriteLink(old=old, new=new, how=how, recorded_at=utc_timestamp(), schema=current_pin()))
-
-
 def _picked_from(repo: Repository, head: str) -> str | None:
     """The commit HEAD was cherry-picked from, when git left a cheap trace of it."""
     git = repo.git
@@ -104,6 +95,7 @@ def post_commit(ctx: _Context) -> None:
     if try_capture_head(os.getcwd(), trigger="hook") is not None:
         return  # the common case, without loading msgspec
     from .. import codec
+    from ..history import rewrite_link
 
     repo = ctx.open()
     head = repo.git.head()
@@ -113,7 +105,7 @@ def post_commit(ctx: _Context) -> None:
         add[head] = [codec.encode(repo.build_capture(head, trigger="hook"))]
     picked = _picked_from(repo, head)
     if picked:
-        link = _rewrite_link(picked, head, "cherry-pick")
+        link = rewrite_link(picked, head, "cherry-pick")
         add.setdefault(head, []).append(link)
         add.setdefault(picked, []).append(link)
     if add:
@@ -136,6 +128,7 @@ def _amend_from_reflog(repo: Repository) -> list[tuple[str, str]]:
 
 def post_rewrite(ctx: _Context) -> None:
     from .. import codec
+    from ..history import rewrite_link
 
     repo = ctx.open()
     how = (ctx.args[0] if ctx.args else os.environ.get("PRE_COMMIT_REWRITE_COMMAND", "")) or "rewrite"
@@ -152,7 +145,7 @@ def post_rewrite(ctx: _Context) -> None:
     tip = repo.notes.tip()
     add: dict[str, list[bytes]] = {}
     for old, new in pairs:
-        link = _rewrite_link(old, new, how)
+        link = rewrite_link(old, new, how)
         add.setdefault(new, []).extend(repo.notes.read(old, tip))
         add[new].append(link)
         add.setdefault(old, []).append(link)
@@ -178,47 +171,21 @@ def post_merge(ctx: _Context) -> None:
 
 
 def pre_push(ctx: _Context) -> None:
-    import subprocess
-
-    from ..errors import UsageError, WriteError
-    from ..store.ledger import LEDGER_REF
-    from ..store.notes import NOTES_REF
+    """Carry provenance with every push: ``prov push`` to the same remote (merging the
+    remote's provenance first when someone else pushed)."""
+    from ..errors import UsageError
+    from ..exchange.remote import EXCHANGED_REFS, push
 
     remote = ctx.args[0] if ctx.args else os.environ.get("PRE_COMMIT_REMOTE_NAME", "")
     if not remote:
         raise UsageError("pre-push was run without a remote name")
     repo = ctx.open()
-    refs = [ref for ref in (NOTES_REF, LEDGER_REF) if repo.git.refs.read(ref)]
     pushed = [line.split()[0] for line in ctx.stdin.decode("utf-8", "replace").splitlines() if line.split()]
-    if not refs or (pushed and all(r == NOTES_REF or r.startswith("refs/prov/") for r in pushed)):
-        return  # nothing to carry, or this push already is the provenance push
-    from ..scrub import scrub_url
-
-    where = scrub_url(remote)
-    try:
-        proc = subprocess.run(
-            ["git", "push", "--no-verify", "--quiet", "--porcelain", remote, *[f"{r}:{r}" for r in refs]],
-            capture_output=True,
-            text=True,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    except OSError as exc:
-        raise WriteError(f"cannot run git push: {exc.strerror}") from exc
-    if proc.returncode == 0:
-        return
-    rejected = [
-        f"{line.split(chr(9))[1].split(':')[0]} {line.split(chr(9))[2]}"
-        for line in proc.stdout.splitlines()
-        if line.startswith("!") and line.count("\t") >= 2
-    ]
-    if rejected and any("fetch first" in r or "non-fast-forward" in r for r in rejected):
-        raise WriteError(
-            f"{', '.join(rejected)} on {where}: the remote has provenance this clone lacks; "
-            "run 'prov pull' (or fetch and merge refs/notes/prov) and push again"
-        )
-    detail = ", ".join(rejected) or (proc.stderr.strip().splitlines() or ["git push failed"])[-1]
-    raise WriteError(f"to {where}: {scrub_url(detail)}")
+    if not any(repo.git.refs.read(ref) for ref in EXCHANGED_REFS):
+        return  # nothing to carry
+    if pushed and all(r in EXCHANGED_REFS or r.startswith(("refs/prov/", "refs/notes/")) for r in pushed):
+        return  # this push already is a provenance push
+    push(repo.git, remote)
 
 
 _HANDLERS: dict[str, Callable[[_Context], None]] = {

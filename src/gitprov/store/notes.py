@@ -12,11 +12,12 @@ from collections.abc import Iterator
 
 from ..errors import DataError
 from .objects import MODE_BLOB, MODE_TREE, TreeEntry, encode_tree
+from .odb import ObjectDatabase
 from .repo import GitRepository
 from .transaction import commit_on_ref
 from .trees import read_tree
 
-__all__ = ["NOTES_REF", "Notes", "merge_note_lines", "split_note"]
+__all__ = ["NOTES_REF", "Notes", "build_notes_tree", "merge_note_lines", "merge_notes_trees", "note_entries", "split_note"]
 
 NOTES_REF = "refs/notes/prov"
 _SPLIT_AT = 256
@@ -31,6 +32,49 @@ def merge_note_lines(*groups: list[bytes]) -> bytes:
     """Union of note lines, sorted and unique (git's ``cat_sort_uniq``)."""
     lines = sorted({line for group in groups for line in group})
     return b"".join(line + b"\n" for line in lines)
+
+
+def note_entries(odb: ObjectDatabase, tree: str | None, prefix: str = "") -> Iterator[tuple[str, str]]:
+    """Every ``(annotated commit id, note blob id)`` below a notes tree, any fan-out."""
+    hex_len = odb.fmt.hex_len
+    for name, entry in read_tree(odb, tree).items():
+        full = prefix + name
+        if entry.is_tree and len(name) == 2 and len(full) < hex_len:
+            yield from note_entries(odb, entry.oid, full)
+        elif not entry.is_tree and len(full) == hex_len:
+            yield full, entry.oid
+
+
+def build_notes_tree(odb: ObjectDatabase, notes: dict[str, str]) -> str | None:
+    """The canonical notes tree for ``{commit id: note blob id}``: a level holding more
+    than 256 notes is split into two-hex-digit subtrees, recursively. The layout depends
+    only on the set of notes, and is what ``Notes.add`` produces incrementally."""
+    if not notes:
+        return None
+    if len(notes) <= _SPLIT_AT or min(len(name) for name in notes) <= 2:
+        entries = [TreeEntry(MODE_BLOB, name, oid) for name, oid in notes.items()]
+    else:
+        groups: dict[str, dict[str, str]] = {}
+        for name, oid in notes.items():
+            groups.setdefault(name[:2], {})[name[2:]] = oid
+        entries = [TreeEntry(MODE_TREE, prefix, build_notes_tree(odb, group)) for prefix, group in groups.items()]
+    return odb.write("tree", encode_tree(entries))
+
+
+def merge_notes_trees(odb: ObjectDatabase, ours: str | None, theirs: str | None) -> str | None:
+    """Union of two notes trees: each commit's lines merged as ``cat_sort_uniq``, then
+    laid out canonically (so any order of merges gives the same tree)."""
+    if ours == theirs or theirs is None:
+        return ours
+    merged = dict(note_entries(odb, ours))
+    for commit, blob in note_entries(odb, theirs):
+        mine = merged.get(commit)
+        if mine is None or mine == blob:
+            merged[commit] = blob
+        else:
+            lines = merge_note_lines(split_note(odb.read_typed(mine, "blob")), split_note(odb.read_typed(blob, "blob")))
+            merged[commit] = odb.write("blob", lines)
+    return build_notes_tree(odb, merged)
 
 
 class Notes:
@@ -73,18 +117,7 @@ class Notes:
 
     def items(self, tip: str | None = None) -> Iterator[tuple[str, str]]:
         """Every ``(annotated commit id, note blob id)``."""
-        root = self._root(tip if tip is not None else self.tip())
-        if root is not None:
-            yield from self._walk(root, "")
-
-    def _walk(self, tree: str, prefix: str) -> Iterator[tuple[str, str]]:
-        hex_len = self.repo.fmt.hex_len
-        for name, entry in read_tree(self.repo.odb, tree).items():
-            full = prefix + name
-            if entry.is_tree and len(name) == 2 and len(full) < hex_len:
-                yield from self._walk(entry.oid, full)
-            elif not entry.is_tree and len(full) == hex_len:
-                yield full, entry.oid
+        yield from note_entries(self.repo.odb, self._root(tip if tip is not None else self.tip()))
 
     def _insert(self, tree: str | None, name: str, lines: list[bytes]) -> str:
         odb = self.repo.odb

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .objects import MODE_BLOB, MODE_TREE, TreeEntry, decode_tree, encode_tree
 from .odb import ObjectDatabase
 
-__all__ = ["edit_tree", "read_path", "read_tree", "walk_blobs"]
+__all__ = ["build_tree", "edit_tree", "merge_trees", "read_path", "read_tree", "walk_blobs"]
 
 
 def read_tree(odb: ObjectDatabase, oid: str | None) -> dict[str, TreeEntry]:
@@ -63,3 +65,37 @@ def walk_blobs(odb: ObjectDatabase, tree: str | None, prefix: str = ""):
             yield from walk_blobs(odb, entry.oid, path + "/")
         else:
             yield path, entry.oid
+
+
+def build_tree(odb: ObjectDatabase, blobs: dict[str, str]) -> str | None:
+    """A tree holding ``{path: blob id}`` (None when empty)."""
+    return edit_tree(odb, None, dict(blobs))
+
+
+#: ``resolve(path, ours, theirs)`` for entries that differ: the entry to keep, or None
+#: to merge two subtrees entry by entry.
+Resolver = Callable[[str, TreeEntry, TreeEntry], "TreeEntry | None"]
+
+
+def merge_trees(odb: ObjectDatabase, ours: str | None, theirs: str | None, resolve: Resolver, prefix: str = "") -> str | None:
+    """Union of two trees: entries on one side only are kept, equal entries are kept,
+    entries that differ go to ``resolve``. Identical subtrees are never read."""
+    if ours == theirs or theirs is None:
+        return ours
+    if ours is None:
+        return theirs
+    entries = read_tree(odb, ours)
+    for name, other in read_tree(odb, theirs).items():
+        mine = entries.get(name)
+        if mine is None:
+            entries[name] = other
+        elif mine != other:
+            path = prefix + name
+            chosen = resolve(path, mine, other)
+            if chosen is None:
+                if not (mine.is_tree and other.is_tree):
+                    raise ValueError(f"no rule to merge {path}")
+                sub = merge_trees(odb, mine.oid, other.oid, resolve, path + "/")
+                chosen = TreeEntry(MODE_TREE, name, sub)
+            entries[name] = chosen._replace(name=name)
+    return odb.write("tree", encode_tree(entries))

@@ -1,0 +1,132 @@
+"""``prov fetch / pull / push`` (provenance through git remotes), ``prov relink`` and
+``prov keep`` (provenance across history rewrites and garbage collection)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+
+from . import render
+
+__all__ = ["fetch_command", "keep_command", "pull_command", "push_command", "relink_command"]
+
+_REMOTE = click.argument("remote", required=False, metavar="[REMOTE]")
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print what moved as JSON.")
+
+
+def _repo():
+    from ..api import Repository
+
+    return Repository(os.getcwd())
+
+
+def _short(oid: str | None) -> str:
+    return oid[:12] if oid else "(none)"
+
+
+def _print(result: Any, as_json: bool, verb: str) -> None:
+    if as_json:
+        render.emit_json(result.to_json())
+        return
+    from ..scrub import scrub_url
+
+    where = scrub_url(result.remote)
+    lines = []
+    for phase, outcomes in (("fetched", result.fetched), ("merged", result.merged), ("pushed", result.pushed)):
+        for o in outcomes:
+            if o.action in ("up to date", "absent") or o.before == o.after:
+                continue
+            lines.append(f"  {phase:<8} {o.ref:<18} {_short(o.before)} -> {_short(o.after)} ({o.action})")
+    if not lines:
+        click.echo(f"{verb} {where}: everything up to date")
+        return
+    click.echo(f"{verb} {where}:")
+    for line in lines:
+        click.echo(line)
+    if result.runs_added or result.notes_changed:
+        click.echo(f"  {len(result.runs_added)} new run(s), {result.notes_changed} note(s) added or changed locally")
+    if result.push_attempts > 1:
+        click.echo(f"  pushed after {result.push_attempts} attempts (the remote moved; merged its provenance first)")
+
+
+@click.command("fetch")
+@_REMOTE
+@_JSON
+def fetch_command(remote: str | None, as_json: bool) -> None:
+    """Fetch REMOTE's provenance into refs/prov-remotes/REMOTE/ without merging it.
+
+    REMOTE defaults to the current branch's upstream remote, else origin.
+    """
+    _print(_repo().fetch(remote), as_json, "fetched from")
+
+
+@click.command("pull")
+@_REMOTE
+@_JSON
+def pull_command(remote: str | None, as_json: bool) -> None:
+    """Fetch REMOTE's provenance, validate it, and merge it into this clone.
+
+    Runs are merged as a union: nothing recorded here is ever overwritten. Data that
+    fails validation is rejected whole (exit code 5) and nothing local changes.
+    """
+    _print(_repo().pull(remote), as_json, "pulled from")
+
+
+@click.command("push")
+@_REMOTE
+@_JSON
+def push_command(remote: str | None, as_json: bool) -> None:
+    """Push this clone's provenance to REMOTE (refs/notes/prov, refs/prov/ledger).
+
+    Never forced: when the remote holds provenance this clone lacks, it is pulled and
+    merged first, then the push is retried. The pre-push hook does this on 'git push'.
+    """
+    _print(_repo().push(remote), as_json, "pushed to")
+
+
+@click.command("relink")
+@click.argument("old_range", required=False, metavar="OLD_RANGE")
+@click.argument("new_commit", required=False, metavar="NEW_COMMIT")
+@click.option("--commit-map", "commit_map", type=click.Path(dir_okay=False, allow_dash=True),
+              help="A file of 'OLD NEW' commit ids (git filter-repo's commit-map, BFG's object-id map); - for stdin.")
+@_JSON
+def relink_command(old_range: str | None, new_commit: str | None, commit_map: str | None, as_json: bool) -> None:
+    """Link NEW_COMMIT to the provenance of the commits in OLD_RANGE.
+
+    For history rewrites no git hook reports, such as a squash merge:
+    'prov relink main..feature SQUASH_COMMIT' copies each old commit's captures and run
+    links onto SQUASH_COMMIT, so 'prov show' lists its runs, and records a rewrite link
+    on both. OLD_RANGE is a commit, A..B or '^A B'.
+    """
+    from ..errors import UsageError
+
+    text = None
+    if commit_map is not None:
+        try:
+            with click.open_file(commit_map, "r", encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except OSError as exc:
+            raise UsageError(f"cannot read commit map {commit_map}: {exc.strerror}") from exc
+    result = _repo().relink(old_range, new_commit, commit_map=text)
+    if as_json:
+        render.emit_json({"new": result.new, "old": result.old, "runs": result.runs})
+        return
+    targets = ", ".join(_short(n) for n in result.new[:5]) + (" …" if len(result.new) > 5 else "")
+    click.echo(f"linked {len(result.old)} old commit(s) to {targets}: {result.runs} run link(s) copied")
+
+
+@click.command("keep")
+@_JSON
+def keep_command(as_json: bool) -> None:
+    """Protect every commit a run was made against from 'git gc' (refs/prov/keep).
+
+    Done on 'prov pull', 'prov push' and 'prov relink' too; 'git config prov.keep false'
+    turns it off.
+    """
+    kept = _repo().keep()
+    if as_json:
+        render.emit_json({"kept": kept})
+    else:
+        click.echo(f"kept {len(kept)} more commit(s) in refs/prov/keep" if kept else "every commit runs pin is already kept")

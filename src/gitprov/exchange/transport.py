@@ -1,0 +1,102 @@
+"""Moving prov refs to and from a remote with the real ``git`` binary.
+
+git does the transport (ssh, https with credential helpers, ``file://``, bundles of
+remotes configured in ``.git/config``), so prov works with whatever remote git does.
+Incoming objects are checked by git (``fetch.fsckObjects``) before any ref moves.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..errors import RemoteError, UsageError
+from ..scrub import scrub_url
+from ..store.repo import GitRepository
+
+__all__ = ["PushStatus", "Transport"]
+
+
+@dataclass(frozen=True)
+class PushStatus:
+    """One ref's outcome in ``git push --porcelain``: ``flag`` is git's (`` `` fast-forward,
+    ``=`` up to date, ``*`` new, ``!`` rejected)."""
+
+    ref: str
+    flag: str
+    summary: str
+
+    @property
+    def rejected(self) -> bool:
+        return self.flag == "!"
+
+    @property
+    def needs_fetch(self) -> bool:
+        return self.rejected and any(w in self.summary for w in ("fetch first", "non-fast-forward", "stale info"))
+
+    @property
+    def lock_race(self) -> bool:
+        return self.rejected and any(w in self.summary for w in ("failed to lock", "cannot lock", "failed to update ref"))
+
+
+class Transport:
+    """``git ls-remote`` / ``fetch`` / ``push`` against one remote of one repository."""
+
+    def __init__(self, repo: GitRepository, remote: str) -> None:
+        if not remote or remote.startswith("-"):
+            raise UsageError(f"{remote!r} is not a remote name or URL")
+        self.repo = repo
+        self.remote = remote
+        self.where = scrub_url(remote)
+
+    def _git(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        argv = ["git", "--git-dir", self.repo.git_dir or ".", *args]
+        env = dict(os.environ)
+        env.setdefault("GIT_TERMINAL_PROMPT", "0")  # never hang on a password prompt
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, input=input, env=env, check=False,
+                                  stdin=None if input is not None else subprocess.DEVNULL)
+        except OSError as exc:
+            raise RemoteError(f"cannot run git: {exc.strerror}") from exc
+
+    def _fail(self, action: str, proc: subprocess.CompletedProcess[str]) -> RemoteError:
+        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("hint:")]
+        detail = next((ln for ln in lines if ln.startswith(("fatal:", "error:", "remote:"))), lines[-1] if lines else "")
+        detail = scrub_url(detail.removeprefix("fatal: ").removeprefix("error: "))
+        return RemoteError(f"cannot {action} {self.where}: {detail or f'git exited with {proc.returncode}'}")
+
+    def list_refs(self, patterns: Sequence[str]) -> dict[str, str]:
+        """The remote's refs matching ``patterns`` (``git ls-remote``)."""
+        proc = self._git("ls-remote", "--", self.remote, *patterns)
+        if proc.returncode != 0:
+            raise self._fail("read refs from", proc)
+        refs = {}
+        for line in proc.stdout.splitlines():
+            oid, _, name = line.partition("\t")
+            if name and self.repo.fmt.is_id(oid):
+                refs[name] = oid
+        return refs
+
+    def fetch(self, refspecs: Sequence[str]) -> None:
+        """Fetch ``refspecs``; git verifies every incoming object first."""
+        if not refspecs:
+            return
+        proc = self._git("-c", "fetch.fsckObjects=true", "-c", "transfer.fsckObjects=true",
+                         "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules",
+                         "--", self.remote, *refspecs)
+        if proc.returncode != 0:
+            raise self._fail("fetch from", proc)
+
+    def push(self, refspecs: Sequence[str]) -> list[PushStatus]:
+        """Push ``refspecs`` (never forced); one status per ref."""
+        proc = self._git("push", "--porcelain", "--no-verify", "--quiet", "--", self.remote, *refspecs)
+        statuses = []
+        for line in proc.stdout.splitlines():
+            parts = line.split("\t")
+            if len(parts) >= 3 and len(parts[0]) == 1:
+                statuses.append(PushStatus(parts[1].split(":")[-1], parts[0], parts[2]))
+        if proc.returncode != 0 and not statuses:
+            raise self._fail("push to", proc)
+        return statuses
