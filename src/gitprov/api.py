@@ -21,12 +21,12 @@ from .store.notes import NOTES_REF, Notes
 from .store.repo import GitRepository
 
 if TYPE_CHECKING:
+    from .exchange.remote import ExchangeResult
+    from .history import RelinkResult
     from .index import RunIndex
     from .index.graph import LineageGraph
     from .runs.run import Run
     from .runs.stage import CachedStage
-    from .exchange.remote import ExchangeResult
-    from .history import RelinkResult
     from .verify import VerifyReport
 
 __all__ = [

@@ -117,11 +117,12 @@ def capture(rev: str, force: bool, missing: str | None, as_json: bool) -> None:
 @json_option
 def show(rev: str, as_json: bool) -> None:
     """Show what produced the commit REV and which runs used it."""
-    prov = _repo().show(rev)
+    repo = _repo()
+    prov = repo.show(rev)
     if as_json:
         render.emit_json(prov)
     else:
-        click.echo(render.render_show(prov))
+        click.echo(render.render_show(prov, repo.notes.tip() is not None or not repo.git.config.remote_names()))
 
 
 @cli.command()

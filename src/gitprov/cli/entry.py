@@ -59,7 +59,7 @@ def run_fast(command: str, rev: str, flags: set[str]) -> int:
         if "--json" in flags:
             render.emit_json(prov)
         else:
-            print(render.render_show(prov))
+            print(render.render_show(prov, repo.notes.tip() is not None or not repo.git.config.remote_names()))
         return 0
     result = repo.capture(rev, force="--force" in flags)
     if "--json" in flags:

@@ -25,8 +25,14 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def render_show(prov: Any) -> str:
+def render_show(prov: Any, has_notes: bool = True) -> str:
+    """``prov show`` as text; ``has_notes`` False: this clone has no ``refs/notes/prov``
+    but a remote that may have it."""
     lines = [f"commit {prov.commit}", f"    {prov.summary}", ""]
+    if not prov.has_provenance and not has_notes:
+        lines.append("no provenance in this clone yet (no refs/notes/prov: a fresh clone or a CI checkout?); "
+                     "fetch it with: prov pull")
+        return "\n".join(lines)
     if not prov.has_provenance:
         lines.append(
             f"no provenance recorded for this commit (record it with: prov capture {prov.commit[:12]})"

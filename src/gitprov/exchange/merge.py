@@ -76,13 +76,13 @@ def merge_run_dirs(odb: ObjectDatabase, run_id: str, ours: str, theirs: str) -> 
             merged[path] = oid
         elif have != oid:
             conflicts.append(path)
+    if "record" in conflicts:
+        raise DataError(f"run {run_id[:12]}: two different records under one id")
     state = None
     if "state" in conflicts:
         data = merge_states(odb.read_typed(mine["state"], "blob"), odb.read_typed(other["state"], "blob"))
         merged["state"] = odb.write("blob", data)
         conflicts.remove("state")
-    if "record" in conflicts:
-        raise DataError(f"run {run_id[:12]}: two different records under one id")
     if conflicts:
         state = codec.decode(odb.read_typed(merged["state"], "blob"), RunState, "run state") if "state" in merged else None
     for path in conflicts:

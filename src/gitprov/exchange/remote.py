@@ -73,7 +73,7 @@ def default_remote(repo: GitRepository) -> str:
         upstream = repo.config.get(f"branch.{branch[len('refs/heads/'):]}.remote")
         if upstream and upstream != ".":
             return upstream
-    remotes = _remote_names(repo)
+    remotes = repo.config.remote_names()
     if "origin" in remotes:
         return "origin"
     if len(remotes) == 1:
@@ -81,11 +81,6 @@ def default_remote(repo: GitRepository) -> str:
     if not remotes:
         raise UsageError("this repository has no remote; add one with 'git remote add origin URL' or name it: prov pull URL")
     raise UsageError(f"several remotes ({', '.join(remotes)}) and no upstream; name one: prov pull REMOTE")
-
-
-def _remote_names(repo: GitRepository) -> list[str]:
-    proc = subprocess.run(["git", "--git-dir", repo.git_dir or ".", "remote"], capture_output=True, text=True, check=False)
-    return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
 
 
 def tracking_ref(remote: str, ref: str) -> str:

@@ -12,7 +12,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..errors import RemoteError, UsageError
+from ..errors import RemoteDataError, RemoteError, UsageError
 from ..scrub import scrub_url
 from ..store.repo import GitRepository
 
@@ -87,6 +87,10 @@ class Transport:
                          "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules",
                          "--", self.remote, *refspecs)
         if proc.returncode != 0:
+            if "fsck error" in proc.stderr or "error: object " in proc.stderr:
+                bad = next((ln for ln in proc.stderr.splitlines() if ln.startswith("error: object")), "")
+                raise RemoteDataError(f"rejected provenance from {self.where}, nothing merged: git found a malformed "
+                                      f"object ({scrub_url(bad.removeprefix('error: ')) or 'fsck failed'})")
             raise self._fail("fetch from", proc)
 
     def push(self, refspecs: Sequence[str]) -> list[PushStatus]:

@@ -118,6 +118,11 @@ class GitConfig:
         value = vals[-1]
         return "true" if value is None else value
 
+    def remote_names(self) -> list[str]:
+        """Names of the remotes that have a URL (``remote.<name>.url``), in config order."""
+        names = [key[len("remote."):-len(".url")] for key in self._values if key.startswith("remote.") and key.endswith(".url")]
+        return list(dict.fromkeys(names))
+
     def get_bool(self, key: str, default: bool = False) -> bool:
         value = self.get(key)
         if value is None:
