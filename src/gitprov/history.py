@@ -69,10 +69,14 @@ def parse_commit_map(text: str, is_id) -> list[tuple[str, str]]:
 
 
 def range_pairs(repo: Repository, old_range: str, new: str) -> list[tuple[str, str]]:
-    """``(old, new)`` for every commit in ``old_range`` (``A..B``, ``B``, ``^A B``)."""
+    """``(old, new)`` for every commit in ``old_range``: ``A..B`` or ``^A B`` as git
+    means them; a single commit is that commit alone (not its whole history)."""
     target = repo.git.resolve(new)
-    include, exclude = repo.git.resolve_range(old_range)
-    olds = [c for c in repo.git.walk(include, exclude) if c != target]
+    if ".." not in old_range and not old_range.startswith("^") and len(old_range.split()) == 1:
+        olds = [c for c in [repo.git.resolve(old_range)] if c != target]
+    else:
+        include, exclude = repo.git.resolve_range(old_range)
+        olds = [c for c in repo.git.walk(include, exclude) if c != target]
     if not olds:
         raise UsageError(f"{old_range!r} names no commits other than {new!r}")
     return [(old, target) for old in olds]

@@ -98,7 +98,7 @@ def relink_command(old_range: str | None, new_commit: str | None, commit_map: st
     For history rewrites no git hook reports, such as a squash merge:
     'prov relink main..feature SQUASH_COMMIT' copies each old commit's captures and run
     links onto SQUASH_COMMIT, so 'prov show' lists its runs, and records a rewrite link
-    on both. OLD_RANGE is a commit, A..B or '^A B'.
+    on both. OLD_RANGE is A..B, "^A B", or one commit (that commit alone).
     """
     from ..errors import UsageError
 
