@@ -77,6 +77,20 @@ def test_two_clones_exchange_and_a_fresh_clone_sees_everything(remote: GitRepo, 
         assert run_prov(repo.path, "verify").returncode == 0
 
 
+def test_init_in_a_fresh_clone_offers_and_does_the_pull(remote: GitRepo, tmp_path: Path) -> None:
+    a = clone(remote, tmp_path / "a")
+    run_id = make_run(a.path, "a")
+    run_prov(a.path, "push")
+    path = tmp_path / "b"
+    run_git(tmp_path, "clone", "-q", str(remote.path), str(path))
+    proc = run_prov(path, "init", "--no-hooks")
+    assert proc.returncode == 0 and "fetch it with 'prov pull'" in proc.stdout
+    assert run_prov(path, "runs", "--json").stdout.strip() == "[]"
+    proc = run_prov(path, "init", "--no-hooks", "--pull", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["pulled"]["run_ids_added"] == [run_id]
+
+
 def test_fetch_never_moves_the_live_refs(remote: GitRepo, tmp_path: Path) -> None:
     a = clone(remote, tmp_path / "a")
     b = clone(remote, tmp_path / "b")

@@ -58,14 +58,31 @@ def cli(debug: bool) -> None:
 
 @cli.command()
 @click.option("--no-hooks", is_flag=True, help="Do not install the git hooks.")
+@click.option("--pull/--no-pull", "pull", default=None,
+              help="Fetch and merge the remote's provenance now (default: ask on a terminal).")
 @json_option
-def init(no_hooks: bool, as_json: bool) -> None:
-    """Prepare this repository: lexicon, notes-rewrite config, ledger and hooks."""
+def init(no_hooks: bool, pull: bool | None, as_json: bool) -> None:
+    """Prepare this repository: lexicon, notes-rewrite config, ledger and hooks.
+
+    In a clone, it offers to pull the remote's provenance ('prov pull').
+    """
+    import sys
+
+    from ..api import Repository
     from ..api import init as do_init
 
     result = do_init(os.getcwd(), hooks=not no_hooks)
+    repo = Repository(result.work_tree)
+    remote = _offer_remote(repo)
+    if remote and pull is None and not as_json and sys.stdin.isatty() and sys.stdout.isatty():
+        pull = click.confirm(f"fetch and merge the provenance of remote '{remote}' now (prov pull)?", default=True)
+    pulled = repo.pull(remote) if remote and pull else None
     if as_json:
-        render.emit_json(result)
+        from .. import codec
+
+        data = codec.to_plain(result)
+        data["pulled"] = pulled.to_json() if pulled else None
+        render.emit_json(data)
         return
     click.echo(f"initialised git-prov in {result.work_tree}")
     click.echo(f"  lexicon  {result.lexicon} ({len(result.lexicon_files_written)} files written)")
@@ -76,6 +93,23 @@ def init(no_hooks: bool, as_json: bool) -> None:
         click.echo(f"  hook     {hook}")
     if result.lexicon_files_written:
         click.echo("commit .provenance-schema/ so every clone can validate records against it")
+    if pulled is not None:
+        click.echo(f"  pulled   {len(pulled.runs_added)} run(s), {pulled.notes_changed} note(s) from {remote}")
+    elif remote:
+        click.echo(f"remote '{remote}' may hold provenance: fetch it with 'prov pull'; 'git push' carries yours")
+
+
+def _offer_remote(repo: Any) -> str | None:
+    """The remote to offer pulling from: the default one, when this clone has no notes yet."""
+    from ..errors import UsageError
+    from ..exchange.remote import default_remote
+
+    if repo.notes.tip() is not None:
+        return None
+    try:
+        return default_remote(repo.git)
+    except UsageError:
+        return None
 
 
 @cli.command()
