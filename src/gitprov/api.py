@@ -456,7 +456,10 @@ class Repository:
         from .exchange.remote import pull
 
         result = pull(self.git, remote)
-        self._keep_quietly()
+        if result.runs_added:
+            from .runs.reading import read_record
+
+            self._keep_quietly([read_record(self.ledger, run_id).code.commit for run_id in result.runs_added])
         return result
 
     def push(self, remote: str | None = None) -> ExchangeResult:
@@ -486,9 +489,11 @@ class Repository:
 
         return keep_pinned(self)
 
-    def _keep_quietly(self) -> None:
+    def _keep_quietly(self, commits: list[str] | None = None) -> None:
+        from .history import keep_pinned
+
         try:
-            self.keep()
+            keep_pinned(self, [c for c in commits if c] if commits is not None else None)
         except (DataError, WriteError) as exc:
             import sys
 

@@ -125,3 +125,15 @@ def test_relink_errors_are_one_line_and_write_nothing(feature, tmp_path: Path, a
     assert proc.returncode == code, proc.stderr
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert repo.git("rev-parse", "refs/notes/prov").strip() == before
+
+
+def test_rewriting_a_commit_a_run_pinned_keeps_it(make_repo) -> None:
+    repo = make_repo()
+    assert run_prov(repo.path, "init").returncode == 0
+    old = repo.commit("trained on this")
+    run_here(repo, "train")
+    repo.git("commit", "-q", "--amend", "-m", "reworded")  # post-rewrite hook
+    kept = repo.git("rev-list", "refs/prov/keep").split()
+    assert old in kept
+    gc_everything(repo)
+    repo.git("cat-file", "-e", old)

@@ -156,6 +156,11 @@ def post_rewrite(ctx: _Context) -> None:
             base_env = capture.environment
             add[new].append(codec.encode(capture))
     repo.notes.add(add, f"prov: {how} rewrote {len(pairs)} commit(s)")
+    pinned = [old for old, _ in pairs if any(b'"kind":"run"' in line for line in repo.notes.read(old, tip))]
+    if pinned:  # the old commits are now unreachable: keep what runs were made against
+        from ..history import keep_pinned
+
+        keep_pinned(repo, pinned)
 
 
 def post_merge(ctx: _Context) -> None:
