@@ -456,10 +456,8 @@ class Repository:
         from .exchange.remote import pull
 
         result = pull(self.git, remote)
-        if result.runs_added:
-            from .runs.reading import read_record
-
-            self._keep_quietly([read_record(self.ledger, run_id).code.commit for run_id in result.runs_added])
+        if result.pinned:
+            self._keep_quietly(sorted(result.pinned))
         return result
 
     def push(self, remote: str | None = None) -> ExchangeResult:
@@ -493,7 +491,7 @@ class Repository:
         from .history import keep_pinned
 
         try:
-            keep_pinned(self, [c for c in commits if c] if commits is not None else None)
+            keep_pinned(self, commits)
         except (DataError, WriteError) as exc:
             import sys
 

@@ -58,9 +58,12 @@ class ExchangeResult:
     runs_added: list[str] = field(default_factory=list)
     notes_changed: int = 0
     push_attempts: int = 0
+    #: commits the runs that came in were made against (validated records), for refs/prov/keep.
+    pinned: set[str] = field(default_factory=set)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        del data["pinned"]
         data["runs_added"] = len(self.runs_added)
         data["run_ids_added"] = self.runs_added
         return data
@@ -131,8 +134,12 @@ def _merge_fetched(repo: GitRepository, remote: str, result: ExchangeResult) -> 
         if theirs is None or theirs == ours or (ours is not None and _is_ancestor(repo, theirs, ours)):
             result.merged.append(RefOutcome(ref, ours, ours, "up to date"))
             continue
-        check = validate_ledger if ref == LEDGER_REF else validate_notes
-        found = check(repo.odb, _tree(repo, ours), _tree(repo, theirs))
+        if ref == LEDGER_REF:
+            records: dict[str, Any] = {}
+            found = validate_ledger(repo.odb, _tree(repo, ours), _tree(repo, theirs), records)
+            result.pinned.update(r.code.commit for r in records.values() if r.code.commit)
+        else:
+            found = validate_notes(repo.odb, _tree(repo, ours), _tree(repo, theirs))
         problems.extend(f"{ref}: {p}" for p in found)
         plans.append((ref, theirs))
     if problems:

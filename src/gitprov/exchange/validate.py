@@ -41,6 +41,7 @@ _MAX_REPORTED = 20
 class _Report:
     def __init__(self) -> None:
         self.problems: list[str] = []
+        self.records: dict[str, RunRecord] = {}
 
     def add(self, message: str) -> None:
         if len(self.problems) < _MAX_REPORTED:
@@ -76,9 +77,13 @@ def _tree(odb: ObjectDatabase, entry: TreeEntry, where: str, report: _Report) ->
         return None
 
 
-def validate_ledger(odb: ObjectDatabase, local: str | None, remote: str | None) -> list[str]:
-    """Problems with what the remote ledger tree adds to the local one (empty: fine)."""
+def validate_ledger(odb: ObjectDatabase, local: str | None, remote: str | None,
+                    records: dict[str, RunRecord] | None = None) -> list[str]:
+    """Problems with what the remote ledger tree adds to the local one (empty: fine).
+
+    ``records``, when given, receives the decoded record of every new or changed run."""
     report = _Report()
+    report.records = records if records is not None else {}
     if remote is None or remote == local:
         return []
     mine = read_tree(odb, local)
@@ -149,7 +154,9 @@ def validate_run(odb: ObjectDatabase, shard: str, run_id: str, entry: TreeEntry,
             if name == "record":
                 if item.oid != run_id or odb.fmt.hash_object("blob", data) != run_id:
                     report.add(f"{where}: id does not match its record's content")
-                _decode(lambda d=data: codec.decode(d, RunRecord, f"{where}/record"), report)
+                record = _decode(lambda d=data: codec.decode(d, RunRecord, f"{where}/record"), report)
+                if record is not None:
+                    report.records[run_id] = record
             elif name == "state":
                 _decode(lambda d=data: codec.decode(d, RunState, f"{where}/state"), report)
         elif name in ("series", "observations"):

@@ -10,10 +10,23 @@ from .odb import ObjectDatabase
 __all__ = ["build_tree", "edit_tree", "merge_trees", "read_path", "read_tree", "walk_blobs"]
 
 
+_CACHE_LIMIT = 20_000  # decoded trees kept per object database
+
+
 def read_tree(odb: ObjectDatabase, oid: str | None) -> dict[str, TreeEntry]:
+    """The entries of tree ``oid`` (a fresh dict the caller may change).
+
+    Trees are immutable, so decoded ones are cached per object database: a merge or a
+    validation that walks the same shards several times decodes each once."""
     if oid is None:
         return {}
-    return decode_tree(odb.read_typed(oid, "tree"), odb.fmt)
+    cache = odb.__dict__.setdefault("_decoded_trees", {})
+    entries = cache.get(oid)
+    if entries is None:
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        entries = cache[oid] = decode_tree(odb.read_typed(oid, "tree"), odb.fmt)
+    return dict(entries)
 
 
 def read_path(odb: ObjectDatabase, tree: str | None, path: str) -> TreeEntry | None:
