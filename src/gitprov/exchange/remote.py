@@ -241,7 +241,7 @@ def push(repo: GitRepository, remote: str | None = None) -> ExchangeResult:
             if status.needs_fetch or status.lock_race:
                 retry = True
             else:
-                raise RemoteError(f"{transport.where} refused {ref}: {status.summary.strip('[] ')}")
+                raise RemoteError(f"{transport.where} refused {ref}: {status.summary.replace('[', '').replace(']', '').strip()}")
         if not retry:
             result.pushed = [
                 RefOutcome(ref, repo.refs.read(tracking_ref(remote, ref)), local[ref],

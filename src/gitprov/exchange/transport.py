@@ -63,7 +63,10 @@ class Transport:
 
     def _fail(self, action: str, proc: subprocess.CompletedProcess[str]) -> RemoteError:
         lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("hint:")]
-        detail = next((ln for ln in lines if ln.startswith(("fatal:", "error:", "remote:"))), lines[-1] if lines else "")
+        at = next((i for i, ln in enumerate(lines) if ln.startswith(("fatal:", "error:", "remote:"))), len(lines) - 1)
+        detail = lines[at] if lines else ""
+        if detail.endswith(":") and at + 1 < len(lines):  # "unable to connect to HOST:" + the reason below
+            detail = f"{detail} {lines[at + 1]}"
         detail = scrub_url(detail.removeprefix("fatal: ").removeprefix("error: "))
         return RemoteError(f"cannot {action} {self.where}: {detail or f'git exited with {proc.returncode}'}")
 
