@@ -462,9 +462,13 @@ class Repository:
 
     def push(self, remote: str | None = None) -> ExchangeResult:
         """Push the prov refs to ``remote``, merging first when someone else pushed."""
-        from .exchange.remote import push
+        from .exchange.remote import default_remote, push, unpushed_runs
+        from .runs.reading import read_record
 
-        self._keep_quietly()
+        remote = remote or default_remote(self.git)
+        runs = unpushed_runs(self.git, remote)
+        # keep the commits of the runs going out (all runs' when never pushed there)
+        self._keep_quietly(None if runs is None else [read_record(self.ledger, r).code.commit for r in runs])
         return push(self.git, remote)
 
     def relink(self, old_range: str | None = None, new: str | None = None, *,

@@ -132,7 +132,7 @@ def keep_pinned(repo: Repository, commits: list[str] | None = None) -> list[str]
     if not keep_enabled(repo):
         return []
     wanted = set(commits) if commits is not None else pinned_commits(repo)
-    wanted = {c for c in wanted if repo.git.fmt.is_id(c) and repo.git.odb.contains(c)}
+    wanted = {c for c in wanted if c and repo.git.fmt.is_id(c) and repo.git.odb.contains(c)}
     if not wanted:
         return []
     new = sorted(wanted - kept_commits(repo))

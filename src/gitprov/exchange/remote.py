@@ -27,11 +27,12 @@ from ..store.objects import encode_commit
 from ..store.repo import GitRepository
 from ..store.transaction import identity_line
 from ..store.trees import read_tree
+from .diff import ledger_diff
 from .merge import merge_ledger_trees
 from .transport import Transport
 from .validate import validate_ledger, validate_notes
 
-__all__ = ["EXCHANGED_REFS", "ExchangeResult", "default_remote", "fetch", "pull", "push", "tracking_ref"]
+__all__ = ["EXCHANGED_REFS", "ExchangeResult", "default_remote", "fetch", "pull", "push", "tracking_ref", "unpushed_runs"]
 
 #: The refs prov exchanges, and how two versions of each are merged.
 EXCHANGED_REFS = (LEDGER_REF, NOTES_REF)
@@ -136,7 +137,8 @@ def _merge_fetched(repo: GitRepository, remote: str, result: ExchangeResult) -> 
             continue
         if ref == LEDGER_REF:
             records: dict[str, Any] = {}
-            found = validate_ledger(repo.odb, _tree(repo, ours), _tree(repo, theirs), records)
+            diff = ledger_diff(repo, _tree(repo, ours), _tree(repo, theirs))
+            found = validate_ledger(repo.odb, _tree(repo, ours), _tree(repo, theirs), records, diff)
             result.pinned.update(r.code.commit for r in records.values() if r.code.commit)
         else:
             found = validate_notes(repo.odb, _tree(repo, ours), _tree(repo, theirs))
@@ -197,7 +199,8 @@ def merge_into(repo: GitRepository, ref: str, theirs: str, message: str, result:
 
 def _count_changes(repo: GitRepository, ref: str, before: str | None, after: str | None, result: ExchangeResult) -> None:
     if ref == LEDGER_REF:
-        result.runs_added.extend(added_runs(repo, before, after))
+        diff = ledger_diff(repo, before, after) if after else None
+        result.runs_added.extend(sorted(diff.added) if diff is not None else added_runs(repo, before, after))
     else:
         from ..store.notes import note_entries
 
@@ -218,6 +221,17 @@ def added_runs(repo: GitRepository, before: str | None, after: str | None) -> li
             have = read_tree(repo.odb, old[name].oid) if name in old else {}
             added.extend(r for r in read_tree(repo.odb, entry.oid) if r not in have)
     return sorted(added)
+
+
+def unpushed_runs(repo: GitRepository, remote: str) -> list[str] | None:
+    """Runs in the local ledger that ``remote`` did not have when last seen (None:
+    never exchanged with it, so possibly all)."""
+    theirs = repo.refs.read(tracking_ref(remote, LEDGER_REF))
+    ours = repo.refs.read(LEDGER_REF)
+    if theirs is None or ours is None or not repo.odb.contains(theirs):
+        return None
+    diff = ledger_diff(repo, _tree(repo, theirs), _tree(repo, ours))
+    return sorted(diff.added) if diff is not None else added_runs(repo, _tree(repo, theirs), _tree(repo, ours))
 
 
 def push(repo: GitRepository, remote: str | None = None) -> ExchangeResult:

@@ -20,6 +20,7 @@ from ..store.notes import note_entries, split_note
 from ..store.objects import MODE_BLOB, MODE_TREE, TreeEntry
 from ..store.odb import ObjectDatabase
 from ..store.trees import read_tree
+from .diff import LedgerDiff
 
 __all__ = ["LIMITS", "validate_ledger", "validate_notes"]
 
@@ -78,14 +79,23 @@ def _tree(odb: ObjectDatabase, entry: TreeEntry, where: str, report: _Report) ->
 
 
 def validate_ledger(odb: ObjectDatabase, local: str | None, remote: str | None,
-                    records: dict[str, RunRecord] | None = None) -> list[str]:
+                    records: dict[str, RunRecord] | None = None, diff: LedgerDiff | None = None) -> list[str]:
     """Problems with what the remote ledger tree adds to the local one (empty: fine).
 
-    ``records``, when given, receives the decoded record of every new or changed run."""
+    ``records``, when given, receives the decoded record of every new or changed run;
+    ``diff`` (from ``git diff-tree``) saves walking the shards to find them."""
     report = _Report()
     report.records = records if records is not None else {}
     if remote is None or remote == local:
         return []
+    if diff is not None:
+        for path, entry in sorted(diff.other.items()):
+            _validate_outside_runs(odb, path, entry, report)
+        for run_id, (shard, entry) in sorted(diff.runs.items()):
+            if report.full():
+                break
+            validate_run(odb, shard, run_id, entry, report)
+        return report.problems
     mine = read_tree(odb, local)
     try:
         theirs = read_tree(odb, remote)
@@ -94,15 +104,27 @@ def validate_ledger(odb: ObjectDatabase, local: str | None, remote: str | None,
     for name, entry in theirs.items():
         if mine.get(name) == entry:
             continue
-        if name == "format":
-            data = _blob(odb, entry, LIMITS["format"], "format", report)
-            if data is not None:
-                _decode(lambda d=data: codec.decode(d, dict, "ledger format marker"), report)
-        elif name == "runs":
+        if name == "runs":
             _validate_runs(odb, mine.get("runs"), entry, report)
         else:
-            report.add(f"unexpected entry {name!r} at the ledger root")
+            _validate_outside_runs(odb, name, entry, report)
     return report.problems
+
+
+def _validate_outside_runs(odb: ObjectDatabase, path: str, entry: TreeEntry, report: _Report) -> None:
+    """The ``format`` marker, the ``runs`` directory and its shards; nothing else belongs."""
+    parts = path.split("/")
+    if path == "format":
+        data = _blob(odb, entry, LIMITS["format"], "format", report)
+        if data is not None:
+            _decode(lambda d=data: codec.decode(d, dict, "ledger format marker"), report)
+    elif parts[0] == "runs" and len(parts) <= 2:
+        if entry.mode != MODE_TREE:
+            report.add(f"{path}: must be a directory")
+        elif len(parts) == 2 and (len(parts[1]) != 2 or parts[1].strip("0123456789abcdef")):
+            report.add(f"{path}: not a two-hex-digit shard")
+    else:
+        report.add(f"unexpected entry {parts[0]!r} at the ledger root")
 
 
 def _decode(fn, report: _Report):
