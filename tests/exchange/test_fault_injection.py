@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import GitRepo
-from tests.exchange.test_transports import (
+from tests.exchange.clones import (
     assert_converged,
     clone,
     ledger_run_ids,

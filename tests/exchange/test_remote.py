@@ -19,35 +19,13 @@ from gitprov.store.objects import TreeEntry, encode_commit, encode_tree
 from gitprov.store.transaction import identity_line
 from gitprov.store.trees import edit_tree, read_tree
 from tests.conftest import GitRepo, run_git, run_prov
-
-
-def make_run(path: Path, name: str, **metrics: float) -> str:
-    run = Repository(path).start_run(name=name, experiment="exp")
-    for key, value in metrics.items():
-        run.log_metric(key, value)
-    run.end()
-    return run.id
-
-
-def clone(remote: GitRepo, path: Path) -> GitRepo:
-    run_git(path.parent, "clone", "-q", str(remote.path), str(path))
-    repo = GitRepo(path)
-    assert run_prov(path, "init", "--no-hooks").returncode == 0
-    return repo
-
-
-def refs(repo: GitRepo) -> dict[str, str]:
-    out = repo.git("for-each-ref", "--format=%(refname) %(objectname)", "refs/prov", "refs/notes", "refs/prov-remotes")
-    return dict(line.split() for line in out.splitlines())
+from tests.exchange.clones import clone, make_run, prov_refs, seed_bare
 
 
 @pytest.fixture
 def remote(make_repo, object_format) -> GitRepo:
     """A bare remote holding one commit, pushed from a seed clone."""
-    bare = make_repo(object_format, bare=True)
-    seed = make_repo(object_format)
-    seed.git("push", "-q", str(bare.path), "HEAD:refs/heads/main")
-    return bare
+    return seed_bare(make_repo, object_format)
 
 
 def test_two_clones_exchange_and_a_fresh_clone_sees_everything(remote: GitRepo, tmp_path: Path) -> None:
@@ -91,17 +69,17 @@ def test_init_in_a_fresh_clone_offers_and_does_the_pull(remote: GitRepo, tmp_pat
     assert json.loads(proc.stdout)["pulled"]["run_ids_added"] == [run_id]
 
 
-def test_fetch_never_moves_the_live_refs(remote: GitRepo, tmp_path: Path) -> None:
+def test_fetch_never_moves_the_live_prov_refs(remote: GitRepo, tmp_path: Path) -> None:
     a = clone(remote, tmp_path / "a")
     b = clone(remote, tmp_path / "b")
     make_run(a.path, "a")
     assert run_prov(a.path, "push").returncode == 0
-    before = refs(b)
+    before = prov_refs(b)
     proc = run_prov(b.path, "fetch", "--json")
     assert proc.returncode == 0, proc.stderr
-    after = refs(b)
+    after = prov_refs(b)
     assert {k: v for k, v in after.items() if not k.startswith("refs/prov-remotes/")} == before
-    assert after["refs/prov-remotes/origin/prov/ledger"] == refs(a)[LEDGER_REF]
+    assert after["refs/prov-remotes/origin/prov/ledger"] == prov_refs(a)[LEDGER_REF]
 
 
 def test_the_same_run_edited_in_two_clones_keeps_the_later_state(remote: GitRepo, tmp_path: Path) -> None:
@@ -160,12 +138,12 @@ def test_malformed_remote_ledgers_are_rejected_and_nothing_moves(remote: GitRepo
     victim = clone(remote, tmp_path / "victim")
     make_run(victim.path, "mine")
     _forge(evil, FORGERIES[what](run_id))
-    before = refs(victim)
+    before = prov_refs(victim)
     proc = run_prov(victim.path, "pull")
     assert proc.returncode == 5, proc.stderr
     assert what in proc.stderr and "nothing merged" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
-    assert {k: v for k, v in refs(victim).items() if not k.startswith("refs/prov-remotes/")} == before
+    assert {k: v for k, v in prov_refs(victim).items() if not k.startswith("refs/prov-remotes/")} == before
     assert run_prov(victim.path, "push").returncode == 5  # a push needs the merge too: refused the same way
 
 
@@ -205,10 +183,10 @@ def test_oversized_remote_records_are_rejected(remote: GitRepo, tmp_path: Path, 
     run_prov(a.path, "push")
     b = clone(remote, tmp_path / "b")
     monkeypatch.setitem(validate.LIMITS, "state", 10)
-    before = refs(b)
+    before = prov_refs(b)
     with pytest.raises(RemoteDataError, match="more than the 10 accepted"):
         Repository(b.path).pull()
-    assert {k: v for k, v in refs(b).items() if not k.startswith("refs/prov-remotes/")} == before
+    assert {k: v for k, v in prov_refs(b).items() if not k.startswith("refs/prov-remotes/")} == before
 
 
 def test_a_malformed_remote_note_is_rejected(remote: GitRepo, tmp_path: Path) -> None:
@@ -246,11 +224,11 @@ def test_remote_refusing_writes_is_exit_11_and_local_unchanged(remote: GitRepo, 
     hook.chmod(0o755)
     a = clone(remote, tmp_path / "a")
     make_run(a.path, "a")
-    before = refs(a)
+    before = prov_refs(a)
     proc = run_prov(a.path, "push")
     assert proc.returncode == 11, proc.stderr
     assert "refused" in proc.stderr and "Traceback" not in proc.stderr
-    assert {k: v for k, v in refs(a).items() if k != "refs/prov/keep"} == before
+    assert {k: v for k, v in prov_refs(a).items() if k != "refs/prov/keep"} == before
 
 
 def test_shallow_clone_and_detached_head(remote: GitRepo, tmp_path: Path) -> None:
@@ -273,7 +251,7 @@ def test_shallow_clone_and_detached_head(remote: GitRepo, tmp_path: Path) -> Non
     assert run_prov(shallow, "push").returncode == 0
 
 
-def test_ci_checkout_without_prov_refs(remote: GitRepo, tmp_path: Path) -> None:
+def test_ci_checkout_without_prov_prov_refs(remote: GitRepo, tmp_path: Path) -> None:
     a = clone(remote, tmp_path / "a")
     make_run(a.path, "a")
     run_prov(a.path, "push")
