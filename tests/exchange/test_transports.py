@@ -305,6 +305,7 @@ def test_pre_receive_refusal_over_git_daemon(served, tmp_path: Path) -> None:
     proc = run_prov(a.path, "push")
     _assert_one_line_exit_11(proc, "origin")
     assert "refused" in proc.stderr and "pre-receive hook declined" in proc.stderr, proc.stderr
+    assert "the remote said: read-only mirror: pushes are disabled" in proc.stderr, proc.stderr
     assert "]" not in proc.stderr, proc.stderr  # git's "[remote rejected]" bracket, not half of it
     assert _without_keep(prov_refs(a)) == _without_keep(before)
     assert bare.git("for-each-ref", "refs/prov", "refs/notes") == remote_before

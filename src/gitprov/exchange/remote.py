@@ -245,8 +245,8 @@ def push(repo: GitRepository, remote: str | None = None) -> ExchangeResult:
         refs = [ref for ref, oid in local.items() if oid]
         if not refs:
             return result
-        statuses = transport.push([f"{oid}:{ref}" for ref, oid in local.items() if oid])
-        by_ref = {s.ref: s for s in statuses}
+        reply = transport.push([f"{oid}:{ref}" for ref, oid in local.items() if oid])
+        by_ref = {s.ref: s for s in reply.statuses}
         retry = False
         for ref in refs:
             status = by_ref.get(ref)
@@ -255,7 +255,9 @@ def push(repo: GitRepository, remote: str | None = None) -> ExchangeResult:
             if status.needs_fetch or status.lock_race:
                 retry = True
             else:
-                raise RemoteError(f"{transport.where} refused {ref}: {status.summary.replace('[', '').replace(']', '').strip()}")
+                reason = status.summary.replace("[", "").replace("]", "").strip()
+                said = f" (the remote said: {'; '.join(reply.remote_says[:3])})" if reply.remote_says else ""
+                raise RemoteError(f"{transport.where} refused {ref}: {reason}{said}")
         if not retry:
             result.pushed = [
                 RefOutcome(ref, repo.refs.read(tracking_ref(remote, ref)), local[ref],

@@ -16,7 +16,7 @@ from ..errors import RemoteDataError, RemoteError, UsageError
 from ..scrub import scrub_url
 from ..store.repo import GitRepository
 
-__all__ = ["PushStatus", "Transport"]
+__all__ = ["PushReply", "PushStatus", "Transport"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,15 @@ class PushStatus:
     @property
     def lock_race(self) -> bool:
         return self.rejected and any(w in self.summary for w in ("failed to lock", "cannot lock", "failed to update ref"))
+
+
+@dataclass(frozen=True)
+class PushReply:
+    """What ``git push`` answered: one status per ref, and what the remote's hooks said
+    (its ``remote:`` lines, credentials scrubbed)."""
+
+    statuses: list[PushStatus]
+    remote_says: list[str]
 
 
 class Transport:
@@ -96,8 +105,8 @@ class Transport:
                                       f"object ({scrub_url(bad.removeprefix('error: ')) or 'fsck failed'})")
             raise self._fail("fetch from", proc)
 
-    def push(self, refspecs: Sequence[str]) -> list[PushStatus]:
-        """Push ``refspecs`` (never forced); one status per ref."""
+    def push(self, refspecs: Sequence[str]) -> PushReply:
+        """Push ``refspecs`` (never forced)."""
         proc = self._git("push", "--porcelain", "--no-verify", "--quiet", "--", self.remote, *refspecs)
         statuses = []
         for line in proc.stdout.splitlines():
@@ -106,4 +115,5 @@ class Transport:
                 statuses.append(PushStatus(parts[1].split(":")[-1], parts[0], parts[2]))
         if proc.returncode != 0 and not statuses:
             raise self._fail("push to", proc)
-        return statuses
+        said = [scrub_url(ln.removeprefix("remote:").strip()) for ln in proc.stderr.splitlines() if ln.startswith("remote:")]
+        return PushReply(statuses, [ln for ln in said if ln])
