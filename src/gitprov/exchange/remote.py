@@ -256,7 +256,7 @@ def push(repo: GitRepository, remote: str | None = None) -> ExchangeResult:
                 retry = True
             else:
                 reason = status.summary.replace("[", "").replace("]", "").strip()
-                said = f" (the remote said: {'; '.join(reply.remote_says[:3])})" if reply.remote_says else ""
+                said = f"; the remote said: {' / '.join(reply.remote_says[:3])}" if reply.remote_says else ""
                 raise RemoteError(f"{transport.where} refused {ref}: {reason}{said}")
         if not retry:
             result.pushed = [
