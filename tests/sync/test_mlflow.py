@@ -34,7 +34,8 @@ def table_rows(db: Path) -> dict[str, list]:
     con = sqlite3.connect(db)
     try:
         return {t: sorted(map(repr, con.execute(f"SELECT * FROM {t}").fetchall()))
-                for t in ("runs", "params", "tags", "metrics", "latest_metrics", "inputs", "datasets")}
+                for t in ("runs", "params", "tags", "metrics", "latest_metrics", "inputs", "datasets",
+                          "logged_models", "logged_model_tags")}
     finally:
         con.close()
 
@@ -152,6 +153,45 @@ def test_lost_local_state_finds_runs_by_tag(prov_repo: Path, mlflow_db: Path, tm
     assert table_rows(mlflow_db) == before
     for run_id in ids:
         assert len(external_runs(mlflow_db, run_id)) == 1
+
+
+def test_lineage_models_become_logged_models_linked_as_inputs_and_outputs(
+        prov_repo: Path, mlflow_db: Path, tmp_path: Path, make_run) -> None:
+    repo = gitprov.Repository(prov_repo)
+    train = repo.get_run(make_run(prov_repo, "train", experiment="a"))
+    gitprov.lineage.of(train).with_input_model("bert/base", "v3").with_output_model("clf", "1").register()
+    evaluate = repo.get_run(make_run(prov_repo, "eval", experiment="b"))
+    gitprov.lineage.of(evaluate).with_input_model("clf", "1").with_input_model("tokenizer").register()
+    report = do_sync(prov_repo, mlflow_db, tmp_path)
+    assert {r.written.get("models") for r in report.results} == {2}
+
+    c = client(mlflow_db)
+    experiments = [e.experiment_id for e in c.search_experiments()]
+    models = {(m.tags["prov.model.name"], m.tags["prov.model.version"]): m for m in c.search_logged_models(experiments)}
+    assert set(models) == {("bert/base", "v3"), ("clf", "1"), ("tokenizer", "")}
+    # search_runs leaves model inputs out: read the runs themselves
+    train_remote, eval_remote = (c.get_run(external_runs(mlflow_db, r.id)[0].info.run_id) for r in (train, evaluate))
+    # the producer is the source run when it made the model, and always in a tag
+    assert models["clf", "1"].source_run_id in (None, train_remote.info.run_id)
+    assert models["clf", "1"].tags["prov.model.produced_by"] == train_remote.info.run_id
+    assert "prov.model.produced_by" not in models["tokenizer", ""].tags
+    assert models["bert/base", "v3"].name == "bert_base-v3"  # MLflow refuses '/' in model names
+    assert [m.model_id for m in train_remote.outputs.model_outputs] == [models["clf", "1"].model_id]
+    assert {m.model_id for m in train_remote.inputs.model_inputs} == {models["bert/base", "v3"].model_id}
+    assert {m.model_id for m in eval_remote.inputs.model_inputs} == {models["clf", "1"].model_id,
+                                                                      models["tokenizer", ""].model_id}
+
+    before = table_rows(mlflow_db)
+    assert all(not r.written for r in do_sync(prov_repo, mlflow_db, tmp_path).results)
+    shutil.rmtree(prov_repo / ".git" / "prov" / "sync")  # lost state: links are read back, not made twice
+    report = do_sync(prov_repo, mlflow_db, tmp_path)
+    assert all("models" not in r.written for r in report.results), report.to_json()
+    assert table_rows(mlflow_db) == before
+
+    gitprov.lineage.of(evaluate).with_output_model("report", "2026-11").register()
+    report = do_sync(prov_repo, mlflow_db, tmp_path)
+    assert {r.run_id: r.written.get("models") for r in report.results} == {train.id: None, evaluate.id: 1}
+    assert len(c.search_logged_models(experiments)) == 4
 
 
 def test_a_run_that_failed_half_way_is_completed_without_duplicates(

@@ -4,8 +4,9 @@ What goes where (see docs/sync.md): hyperparameters -> params (canonical JSON te
 non-strings), metric series -> metric history with the original steps and timestamps,
 tags -> tags, attributes -> ``prov.attribute.<key>`` tags, code version ->
 ``mlflow.source.git.*`` tags, parent -> ``mlflow.parentRunId``, artifacts -> files,
-datasets -> ``log_inputs``, status and end time -> ``set_terminated``. Keys MLflow
-refuses are escaped reversibly (``keymap``). mlflow is imported when a bridge is made.
+datasets -> ``log_inputs``, lineage models -> logged models linked as the run's inputs
+and outputs, status and end time -> ``set_terminated``. Keys MLflow refuses are escaped
+reversibly (``keymap``). mlflow is imported when a bridge is made.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ MAX_DIGEST = 36
 #: stay under MLflow's 1 MB request limit for one log_batch call.
 MAX_BATCH_BYTES = 900_000
 RUN_ID_TAG = "prov.run_id"
+#: the tag that finds a logged model again: a digest of the prov model name and version.
+MODEL_KEY_TAG = "prov.model.key"
+#: on a logged model: the MLflow run that produced it.
+PRODUCED_BY_TAG = "prov.model.produced_by"
+#: characters MLflow refuses in a logged model's name.
+_MODEL_NAME_FORBIDDEN = str.maketrans({c: "_" for c in "/:.%\"'"})
 DEFAULT_EXPERIMENT = "Default"
 _STATUS = {"running": "RUNNING", "finished": "FINISHED", "failed": "FAILED", "killed": "KILLED", "crashed": "FAILED"}
 
@@ -99,6 +106,8 @@ class MlflowBridge:
         self.client = MlflowClient(tracking_uri=uri)
         self._experiments: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._models: dict[str, str] = {}
+        self._model_lock = threading.Lock()
 
     # -- experiments and lookup --------------------------------------------------------
     def experiment_name(self, prov_experiment: str) -> str:
@@ -185,6 +194,7 @@ class MlflowBridge:
             "metrics": {k: mlflow_key(k) for k in run.get_metric_keys()},
             "artifacts": {k: ref.sha256 for k, ref in sorted(state.artifacts.items())},
             "datasets": dict(sorted(state.datasets.items())),
+            "models": model_links(state.lineage),
             "status": _STATUS.get(state.status, "RUNNING"),
             "end_time": millis(state.ended),
         }
@@ -202,8 +212,20 @@ class MlflowBridge:
             "series": series,
             "artifacts": {},  # re-uploading overwrites: safe
             "datasets": {d.dataset.name: d.dataset.digest for d in (remote.inputs.dataset_inputs if remote.inputs else [])},
+            "models": self._remote_model_links(remote),
             "status": remote.info.status if remote.info.end_time else "RUNNING",
         }
+
+    def _remote_model_links(self, remote: Any) -> list[str]:
+        """The model links an existing MLflow run holds, as ``model_links`` writes them."""
+        linked = [("in", m.model_id) for m in (remote.inputs.model_inputs or [] if remote.inputs else [])]
+        linked += [("out", m.model_id) for m in (remote.outputs.model_outputs or [] if remote.outputs else [])]
+        out = []
+        for direction, model_id in linked:
+            tags = self.client.get_logged_model(model_id).tags
+            if "prov.model.name" in tags:
+                out.append(_link(direction, tags["prov.model.name"], tags.get("prov.model.version", "")))
+        return sorted(out)
 
     # -- the sync ----------------------------------------------------------------------
     def sync_run(self, source: RunSource, entry: dict[str, Any] | None, *,
@@ -222,13 +244,15 @@ class MlflowBridge:
         if trusted:
             have = {k: entry.get(k, {}) for k in ("params", "tags", "series", "artifacts", "datasets")}  # type: ignore[union-attr]
             have["status"] = entry.get("status", "RUNNING")  # type: ignore[union-attr]
+            have["models"] = entry.get("models", [])  # type: ignore[union-attr]
         else:
             external_id = external_id or self.find_existing(run.id, run.experiment)
             if external_id is None:
-                have = {"params": {}, "tags": {}, "series": {}, "artifacts": {}, "datasets": {}, "status": "RUNNING"}
+                have = {"params": {}, "tags": {}, "series": {}, "artifacts": {}, "datasets": {}, "models": [],
+                        "status": "RUNNING"}
             else:
                 have = self._remote_view(external_id, want["metrics"])
-        written = {"params": 0, "tags": 0, "metrics": 0, "artifacts": 0, "datasets": 0, "status": 0}
+        written = {"params": 0, "tags": 0, "metrics": 0, "artifacts": 0, "datasets": 0, "models": 0, "status": 0}
 
         from mlflow.entities import Metric, Param, RunTag
 
@@ -252,10 +276,11 @@ class MlflowBridge:
                 metrics.append(Metric(mkey, p.value, p.timestamp, p.step))
         artifacts = [k for k, sha in want["artifacts"].items() if have["artifacts"].get(k) != sha]
         datasets = [d for k, d in want["datasets"].items() if have["datasets"].get(k) != _digest36(d.digest)]
+        models = [link for link in want["models"] if link not in have["models"]]
         end_status = want["status"] if want["status"] != "RUNNING" else None
         status_due = end_status is not None and have["status"] != end_status
         written.update(params=len(params), tags=len(tags), metrics=len(metrics), artifacts=len(artifacts),
-                       datasets=len(datasets), status=int(status_due))
+                       datasets=len(datasets), models=len(models), status=int(status_due))
         result.written = {k: v for k, v in written.items() if v}
         changed = any(written.values()) or external_id is None
         if dry_run:
@@ -276,6 +301,8 @@ class MlflowBridge:
             self._upload(run, external_id, artifacts)
         if datasets:
             self._log_datasets(external_id, datasets)
+        if models:
+            self._link_models(external_id, self.experiment_id(run.experiment) or "0", models)
         for batch in _batches(tags, MAX_PARAMS_TAGS_PER_BATCH, lambda t: len(t.key) + len(t.value)):
             self.client.log_batch(external_id, tags=batch, synchronous=True)
         if status_due:
@@ -288,6 +315,7 @@ class MlflowBridge:
             "series": series_counts,
             "artifacts": want["artifacts"],
             "datasets": {k: _digest36(d.digest) for k, d in want["datasets"].items()},
+            "models": want["models"],
             "status": want["status"],
             "parent": bool(source.parent_external_id),
         }
@@ -331,6 +359,64 @@ class MlflowBridge:
                               source=json.dumps(source, sort_keys=True), profile=json.dumps(profile, sort_keys=True))
             inputs.append(DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "prov")]))
         self.client.log_inputs(external_id, datasets=inputs)
+
+
+    def _link_models(self, external_id: str, experiment_id: str, links: list[str]) -> None:
+        """Link the run to a logged model per lineage model: its inputs through
+        ``log_inputs``, its outputs through ``log_outputs``. A model (name and version) is
+        one logged model per tracking store, found again by its ``prov.model.key`` tag and
+        created in the experiment of the first run that links it."""
+        from mlflow.entities import LoggedModelInput, LoggedModelOutput
+
+        inputs, outputs = [], []
+        for link in links:
+            direction, name, version = link.split("\t")
+            model_id = self._logged_model(experiment_id, name, version, external_id if direction == "out" else None)
+            if direction == "in":
+                inputs.append(LoggedModelInput(model_id))
+            else:
+                # MLflow's source run is fixed at creation: a model a consumer synced first
+                # names its producer in this tag (set on every produced model, for one lookup)
+                self.client.set_logged_model_tags(model_id, {PRODUCED_BY_TAG: external_id})
+                outputs.append(LoggedModelOutput(model_id, 0))
+        if inputs:
+            self.client.log_inputs(external_id, models=inputs)
+        if outputs:
+            self.client.log_outputs(external_id, outputs)
+
+    def _logged_model(self, experiment_id: str, name: str, version: str, source_run: str | None) -> str:
+        key = value_digest(f"{name}\0{version}")
+        with self._model_lock:
+            if key in self._models:
+                return self._models[key]
+            experiments = [e.experiment_id for e in self.client.search_experiments()]
+            found = self.client.search_logged_models(experiments, filter_string=f"tags.`{MODEL_KEY_TAG}` = '{key}'",
+                                                     max_results=1)
+            if found:
+                model_id = found[0].model_id
+            else:
+                tags = {MODEL_KEY_TAG: key, "prov.model.name": name, "prov.model.version": version}
+                display = (f"{name}-{version}" if version else name).translate(_MODEL_NAME_FORBIDDEN)[:200]
+                model = self.client.create_logged_model(experiment_id, name=display, source_run_id=source_run, tags=tags)
+                self.client.finalize_logged_model(model.model_id, "READY")
+                model_id = model.model_id
+            self._models[key] = model_id
+            return model_id
+
+
+def _link(direction: str, name: str, version: str) -> str:
+    return f"{direction}\t{name}\t{version}"
+
+
+def model_links(lineage: Any) -> list[str]:
+    """``in``/``out``, model name and version (empty: any version) of every model in a
+    run's lineage, tab-separated and sorted: what the run's logged-model links hold."""
+    out = []
+    for direction, side in (("in", lineage.inputs), ("out", lineage.outputs)):
+        for key, versions in side.items():
+            if key.startswith("model:"):
+                out += [_link(direction, key[len("model:"):], v) for v in (versions or [""])]
+    return sorted(out)
 
 
 def _digest36(digest: str) -> str:
