@@ -3,7 +3,9 @@
 Hyperparameters -> config, metric series -> history rows with explicit, increasing
 steps and the original timestamps (``_timestamp``), latest values -> summary, tags ->
 tags (``key`` or ``key:value``), code version -> the run's git commit and remote,
-artifacts -> ``log_artifact`` (one W&B artifact per run). Works offline
+artifacts -> ``log_artifact`` (one W&B artifact per run: the run's output lineage),
+lineage -> ``config.prov.lineage``, and online, the artifacts of the runs it consumed ->
+``use_artifact`` (its input lineage; W&B refuses that offline). Works offline
 (``WANDB_MODE=offline``); ``wandb sync`` uploads those runs later. A later sync resumes
 the same run id and appends only points past the last step already sent. Offline there
 is no way to ask W&B what it holds, so the local state is the only record of what was
@@ -16,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from ..errors import SyncError
+from ..errors import ProvError, SyncError
 from ..scrub import scrub_url
 from .bridge import RunResult, RunSource
 from .mlflow_bridge import canonical_value
@@ -41,6 +43,28 @@ def wandb_run_id(prov_run_id: str) -> str:
     run_id = f"prov-{prov_run_id[:32]}"
     assert not (_FORBIDDEN & set(run_id)) and len(run_id) <= 64
     return run_id
+
+
+def use_input_artifacts(wb: Any, run: Any) -> list[str]:
+    """Mark the artifacts of the runs ``run`` consumed as its inputs (``use_artifact``),
+    so W&B's lineage graph links them; returns the artifact names used. Online only: an
+    offline W&B run cannot reference another run's artifact. Input runs given by a
+    prefix are resolved in the run's repository; ones it does not hold, or that logged
+    no artifact, are skipped."""
+    from ..lineage import inputs_of
+
+    names = []
+    for ref in sorted(inputs_of(run).runs):
+        try:
+            source = run._repo.get_run(ref)
+        except ProvError:  # a dangling input (prov verify reports it)
+            continue
+        if not source.state.artifacts:
+            continue  # nothing of it was logged to W&B
+        name = f"{wandb_run_id(source.id)}-artifacts:latest"
+        wb.use_artifact(name)
+        names.append(name)
+    return names
 
 
 class WandbBridge:
@@ -102,6 +126,9 @@ class WandbBridge:
             return result, entry or {}
         code = run.get_code()
         wandb = self.wandb
+        offline = wandb.setup().settings.mode in ("offline", "disabled")
+        used_before = bool((entry or {}).get("used")) and (entry or {}).get("inputs") == state.lineage.inputs
+        used: list[str] = list((entry or {}).get("used", [])) if used_before else []
         settings = wandb.Settings(silent=True, x_disable_stats=True, x_disable_machine_info=True,
                                   git_commit=code.commit or None,
                                   git_remote_url=scrub_url(code.repo_url) if code.repo_url else None)
@@ -109,7 +136,8 @@ class WandbBridge:
         config = {k: v for k, v in run.get_hyperparameters().items()}
         config["prov"] = {"run_id": run.id, "commit": code.commit, "dirty": code.is_dirty,
                           "created": run.record.created, "lexicon": run.record.schema.lexicon,
-                          "parent": run.record.parent, "experiment": state.experiment}
+                          "parent": run.record.parent, "experiment": state.experiment,
+                          "lineage": {"inputs": state.lineage.inputs, "outputs": state.lineage.outputs}}
         with self._lock:
             wb = wandb.init(project=self.project, entity=self.entity, id=wandb_run_id(run.id), name=run.name or None,
                             group=state.experiment or None, config=config, tags=tags, dir=self.directory,
@@ -133,12 +161,14 @@ class WandbBridge:
                         with art.new_file(name, mode="wb") as f:
                             f.write(run.get_artifact(key))
                     wb.log_artifact(art)
+                if not offline and not used_before:
+                    used = use_input_artifacts(wb, run)
                 exit_code = {"finished": 0, "running": 0}.get(state.status, 1)
             finally:
                 wb.finish(exit_code=locals().get("exit_code", 1))
         last = max([last_step, *rows]) if rows else last_step
         new_entry = {"version": source.version, "external_id": result.external_id, "series": counts,
-                     "last_step": last, "artifacts": artifacts}
+                     "last_step": last, "artifacts": artifacts, "inputs": state.lineage.inputs, "used": used}
         result.status = "synced"
         result.seconds = time.monotonic() - started
         return result, new_entry
