@@ -16,18 +16,6 @@ from tests.sync.wandb_reader import read_run
 pytest.importorskip("wandb")
 
 
-@pytest.fixture
-def wandb_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "wandb-root"
-    for var, sub in (("WANDB_DIR", ""), ("WANDB_CONFIG_DIR", "config"), ("WANDB_CACHE_DIR", "cache"),
-                     ("WANDB_DATA_DIR", "data"), ("WANDB_ARTIFACT_DIR", "artifacts")):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-        monkeypatch.setenv(var, str(root / sub))
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    return root
-
-
 def run_files(root: Path, prov_run_id: str) -> list[Path]:
     """The offline files of one run id, oldest first (W&B suffixes a reused folder name
     with -1, -2, ... when a resumed run starts in the same second)."""

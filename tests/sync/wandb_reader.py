@@ -78,6 +78,7 @@ def read_run(path: Path) -> dict[str, Any]:
             a = record.artifact
             run["artifacts"].append({"name": a.name, "type": a.type, "digest": a.digest,
                                      "files": {e.path: e.digest for e in a.manifest.contents},
+                                     "refs": {e.path: e.ref for e in a.manifest.contents if e.ref},
                                      "metadata": json.loads(a.metadata or "{}")})
         elif kind == "exit":
             run["exit_code"] = record.exit.exit_code

@@ -109,6 +109,48 @@ def sync_wandb_command(project: str, entity: str | None, workers: int, retries: 
     _run(repo, bridge, workers, retries, dry_run, run_ids, as_json)
 
 
+@sync_group.command("revision")
+@click.argument("revision", default="HEAD")
+@click.option("--to", "backend", type=click.Choice(["mlflow", "wandb"]), required=True, help="The tracker.")
+@click.option("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or MLflow's default).")
+@click.option("--experiment", metavar="NAME", help="MLflow experiment of the new run (default: Default).")
+@click.option("--artifact-location", metavar="URI", help="MLflow artifact root, if the experiment is created.")
+@click.option("--project", metavar="P", help="W&B project (default: git-prov).")
+@click.option("--entity", metavar="E", help="W&B entity (user or team).")
+@click.option("--run-id", metavar="ID", help="Add to this existing tracker run instead of starting a new one.")
+@click.option("--run-name", metavar="NAME", help="Name of the new tracker run.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run id and the bundle as JSON.")
+def sync_revision_command(revision: str, backend: str, tracking_uri: str | None, experiment: str | None,
+                          artifact_location: str | None, project: str | None, entity: str | None,
+                          run_id: str | None, run_name: str | None, as_json: bool) -> None:
+    """Log REVISION (default HEAD) to a tracker run: the commit, not a copy of the data.
+
+    The run gets a provenance bundle (commit id, lexicon tree id and manifest hash,
+    schema version, work tree) as an artifact, so it pins exactly what its records
+    were made against.
+    """
+    from ..integrations.tracking import log_revision, provenance_bundle
+
+    options: dict[str, Any] = {"run_id": run_id, "run_name": run_name}
+    if backend == "mlflow":
+        wrong = [n for n, v in (("--project", project), ("--entity", entity)) if v]
+        options.update(tracking_uri=tracking_uri, experiment=experiment, artifact_location=artifact_location)
+    else:
+        wrong = [n for n, v in (("--tracking-uri", tracking_uri), ("--experiment", experiment),
+                                ("--artifact-location", artifact_location)) if v]
+        options.update(project=project, entity=entity)
+    if wrong:
+        raise click.UsageError(f"{', '.join(wrong)} does not apply to --to {backend}")
+    repo = _repo()
+    bundle = provenance_bundle(repo, revision)
+    external = log_revision(repo, bundle.revision, backend, **{k: v for k, v in options.items() if v is not None})
+    if as_json:
+        render.emit_json({"backend": backend, "external_id": external, "bundle": bundle.to_json()})
+    else:
+        click.echo(f"logged revision {bundle.revision[:12]} to {backend} run {external} "
+                   f"(lexicon {bundle.lexicon[:19]}, schema version {bundle.schema_version})")
+
+
 @sync_group.command("status")
 @click.argument("target", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")

@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from ..errors import SyncError
+from ..errors import MissingExtraError, SyncError
 from ..scrub import scrub_url
 from .bridge import RunResult, RunSource, millis
 from .keymap import mlflow_key, prov_key
@@ -39,13 +39,13 @@ DEFAULT_EXPERIMENT = "Default"
 _STATUS = {"running": "RUNNING", "finished": "FINISHED", "failed": "FAILED", "killed": "KILLED", "crashed": "FAILED"}
 
 
-def import_mlflow() -> Any:
-    """``mlflow``, or a ``SyncError`` naming the extra to install."""
+def import_mlflow(purpose: str = "syncing to MLflow") -> Any:
+    """``mlflow``, or a ``MissingExtraError`` naming the extra to install."""
     try:
         import mlflow
         from mlflow import MlflowClient  # noqa: F401
     except ImportError as exc:
-        raise SyncError(f"syncing to MLflow needs the mlflow package: {MLFLOW_EXTRA}") from exc
+        raise MissingExtraError(f"{purpose} needs the mlflow package: {MLFLOW_EXTRA}") from exc
     return mlflow
 
 

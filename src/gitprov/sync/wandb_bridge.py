@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from ..errors import SyncError
+from ..errors import MissingExtraError
 from ..scrub import scrub_url
 from .bridge import RunResult, RunSource
 from .mlflow_bridge import canonical_value
@@ -27,11 +27,12 @@ WANDB_EXTRA = "pip install 'git-prov[wandb]'"
 _FORBIDDEN = set(":;,#?/'")
 
 
-def import_wandb() -> Any:
+def import_wandb(purpose: str = "syncing to W&B") -> Any:
+    """``wandb``, or a ``MissingExtraError`` naming the extra to install."""
     try:
         import wandb
     except ImportError as exc:
-        raise SyncError(f"syncing to W&B needs the wandb package: {WANDB_EXTRA}") from exc
+        raise MissingExtraError(f"{purpose} needs the wandb package: {WANDB_EXTRA}") from exc
     return wandb
 
 
