@@ -96,3 +96,33 @@ def test_missing_wandb_extra_is_one_clear_line(prov_repo: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=prov_repo, capture_output=True, text=True)
     assert proc.returncode == 10, proc.stderr
     assert proc.stderr.strip() == "prov: error: syncing to W&B needs the wandb package: pip install 'git-prov[wandb]'"
+
+
+def test_observations_go_to_summary_and_an_artifact(prov_repo: Path, wandb_dir: Path) -> None:
+    import base64
+    import hashlib
+
+    from gitprov.sync.mlflow_bridge import observation_json
+
+    repo = gitprov.Repository(prov_repo)
+    run = repo.start_run("obs", environment=False)
+    for epoch in range(3):
+        run.log_observation("val loss", 1.0 / (epoch + 1), timestamp=1_700_000_000 + epoch)
+        run.log_observation("confusion", {"tp": epoch}, timestamp=1_700_000_000 + epoch)
+    run.end("finished")
+    report = sync_wandb(repo, "demo")
+    assert report.results[0].written == {"observations": 2}
+    got = read_run(run_files(wandb_dir, run.id)[0])
+    assert got["summary"]["observation/val loss"] == pytest.approx(1 / 3)
+    assert got["summary"]["observation/confusion"] == {"tp": 2}
+    [art] = [a for a in got["artifacts"] if a["type"] == "prov-observations"]
+    assert art["metadata"]["epochs"] == {"confusion": 3, "val loss": 3}
+
+    def md5(text: str) -> str:
+        return base64.b64encode(hashlib.md5(text.encode()).digest()).decode()
+
+    assert art["files"] == {
+        "confusion.json": md5(observation_json("confusion", run.get_observations("confusion"))),
+        "val loss.json": md5(observation_json("val loss", run.get_observations("val loss"))),
+    }
+    assert [r.status for r in sync_wandb(repo, "demo").results] == ["unchanged"]

@@ -4,7 +4,9 @@ What goes where (see docs/sync.md): hyperparameters -> params (canonical JSON te
 non-strings), metric series -> metric history with the original steps and timestamps,
 tags -> tags, attributes -> ``prov.attribute.<key>`` tags, code version ->
 ``mlflow.source.git.*`` tags, parent -> ``mlflow.parentRunId``, artifacts -> files,
-datasets -> ``log_inputs``, status and end time -> ``set_terminated``. Keys MLflow
+datasets -> ``log_inputs``, observations -> a JSON artifact per key
+(``prov/observations/<key>.json``) plus, for numeric values, the metric ``obs/<key>``
+at step = epoch; status and end time -> ``set_terminated``. Keys MLflow
 refuses are escaped reversibly (``keymap``). mlflow is imported when a bridge is made.
 """
 
@@ -35,6 +37,9 @@ MAX_DIGEST = 36
 #: stay under MLflow's 1 MB request limit for one log_batch call.
 MAX_BATCH_BYTES = 900_000
 RUN_ID_TAG = "prov.run_id"
+#: numeric observations become this metric prefix + key (step = epoch).
+OBSERVATION_METRIC_PREFIX = "obs/"
+OBSERVATION_ARTIFACTS = "prov/observations"
 DEFAULT_EXPERIMENT = "Default"
 _STATUS = {"running": "RUNNING", "finished": "FINISHED", "failed": "FAILED", "killed": "KILLED", "crashed": "FAILED"}
 
@@ -183,17 +188,18 @@ class MlflowBridge:
             "params": params,
             "tags": tags,
             "metrics": {k: mlflow_key(k) for k in run.get_metric_keys()},
+            "observations": {k: mlflow_key(OBSERVATION_METRIC_PREFIX + k) for k in sorted(state.observations)},
             "artifacts": {k: ref.sha256 for k, ref in sorted(state.artifacts.items())},
             "datasets": dict(sorted(state.datasets.items())),
             "status": _STATUS.get(state.status, "RUNNING"),
             "end_time": millis(state.ended),
         }
 
-    def _remote_view(self, external_id: str, metric_keys: dict[str, str]) -> dict[str, Any]:
+    def _remote_view(self, external_id: str, metric_keys: list[str]) -> dict[str, Any]:
         """What an existing MLflow run holds (when local state cannot be trusted)."""
         remote = self.client.get_run(external_id)
         series = {}
-        for mkey in metric_keys.values():
+        for mkey in metric_keys:
             if mkey in remote.data.metrics:
                 series[mkey] = len(self.client.get_metric_history(external_id, mkey))
         return {
@@ -201,6 +207,7 @@ class MlflowBridge:
             "tags": {k: value_digest(v) for k, v in remote.data.tags.items()},
             "series": series,
             "artifacts": {},  # re-uploading overwrites: safe
+            "observations": {},  # the same
             "datasets": {d.dataset.name: d.dataset.digest for d in (remote.inputs.dataset_inputs if remote.inputs else [])},
             "status": remote.info.status if remote.info.end_time else "RUNNING",
         }
@@ -220,15 +227,16 @@ class MlflowBridge:
         want = self.desired(source)
         external_id = entry.get("external_id") if entry else None
         if trusted:
-            have = {k: entry.get(k, {}) for k in ("params", "tags", "series", "artifacts", "datasets")}  # type: ignore[union-attr]
+            have = {k: entry.get(k, {}) for k in ("params", "tags", "series", "artifacts", "datasets", "observations")}  # type: ignore[union-attr]
             have["status"] = entry.get("status", "RUNNING")  # type: ignore[union-attr]
         else:
             external_id = external_id or self.find_existing(run.id, run.experiment)
             if external_id is None:
-                have = {"params": {}, "tags": {}, "series": {}, "artifacts": {}, "datasets": {}, "status": "RUNNING"}
+                have = {"params": {}, "tags": {}, "series": {}, "artifacts": {}, "datasets": {}, "observations": {},
+                        "status": "RUNNING"}
             else:
-                have = self._remote_view(external_id, want["metrics"])
-        written = {"params": 0, "tags": 0, "metrics": 0, "artifacts": 0, "datasets": 0, "status": 0}
+                have = self._remote_view(external_id, [*want["metrics"].values(), *want["observations"].values()])
+        written = {"params": 0, "tags": 0, "metrics": 0, "artifacts": 0, "datasets": 0, "observations": 0, "status": 0}
 
         from mlflow.entities import Metric, Param, RunTag
 
@@ -250,12 +258,24 @@ class MlflowBridge:
             series_counts[mkey] = len(points)
             for p in points[have["series"].get(mkey, 0):]:
                 metrics.append(Metric(mkey, p.value, p.timestamp, p.step))
+        observations: dict[str, Any] = {}
+        observation_counts: dict[str, int] = {}
+        for key, okey in want["observations"].items():
+            points = run.get_observations(key)
+            observation_counts[key] = len(points)
+            if have["observations"].get(key) != len(points):
+                observations[key] = points
+            numeric = [o for o in points if _is_number(o.value)]
+            if numeric:
+                series_counts[okey] = len(numeric)
+                for o in numeric[have["series"].get(okey, 0):]:
+                    metrics.append(Metric(okey, float(o.value), o.timestamp, o.epoch))
         artifacts = [k for k, sha in want["artifacts"].items() if have["artifacts"].get(k) != sha]
         datasets = [d for k, d in want["datasets"].items() if have["datasets"].get(k) != _digest36(d.digest)]
         end_status = want["status"] if want["status"] != "RUNNING" else None
         status_due = end_status is not None and have["status"] != end_status
         written.update(params=len(params), tags=len(tags), metrics=len(metrics), artifacts=len(artifacts),
-                       datasets=len(datasets), status=int(status_due))
+                       datasets=len(datasets), observations=len(observations), status=int(status_due))
         result.written = {k: v for k, v in written.items() if v}
         changed = any(written.values()) or external_id is None
         if dry_run:
@@ -276,6 +296,9 @@ class MlflowBridge:
             self._upload(run, external_id, artifacts)
         if datasets:
             self._log_datasets(external_id, datasets)
+        for key, points in observations.items():
+            self.client.log_text(external_id, observation_json(key, points),
+                                 f"{OBSERVATION_ARTIFACTS}/{mlflow_key(key)}.json")
         for batch in _batches(tags, MAX_PARAMS_TAGS_PER_BATCH, lambda t: len(t.key) + len(t.value)):
             self.client.log_batch(external_id, tags=batch, synchronous=True)
         if status_due:
@@ -288,6 +311,7 @@ class MlflowBridge:
             "series": series_counts,
             "artifacts": want["artifacts"],
             "datasets": {k: _digest36(d.digest) for k, d in want["datasets"].items()},
+            "observations": observation_counts,
             "status": want["status"],
             "parent": bool(source.parent_external_id),
         }
@@ -331,6 +355,16 @@ class MlflowBridge:
                               source=json.dumps(source, sort_keys=True), profile=json.dumps(profile, sort_keys=True))
             inputs.append(DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "prov")]))
         self.client.log_inputs(external_id, datasets=inputs)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def observation_json(key: str, points: list[Any]) -> str:
+    """The JSON file of one observation series: every epoch, timestamp (ms) and value."""
+    body = {"key": key, "points": [{"epoch": o.epoch, "timestamp": o.timestamp, "value": o.value} for o in points]}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _digest36(digest: str) -> str:

@@ -3,7 +3,9 @@
 Hyperparameters -> config, metric series -> history rows with explicit, increasing
 steps and the original timestamps (``_timestamp``), latest values -> summary, tags ->
 tags (``key`` or ``key:value``), code version -> the run's git commit and remote,
-artifacts -> ``log_artifact`` (one W&B artifact per run). Works offline
+artifacts -> ``log_artifact`` (one W&B artifact per run), observations -> summary
+``observation/<key>`` (latest value) and one JSON file per key in the artifact
+``prov-<id>-observations`` (every epoch; a new version when they change). Works offline
 (``WANDB_MODE=offline``); ``wandb sync`` uploads those runs later. A later sync resumes
 the same run id and appends only points past the last step already sent. Offline there
 is no way to ask W&B what it holds, so the local state is the only record of what was
@@ -19,7 +21,8 @@ from typing import Any
 from ..errors import MissingExtraError
 from ..scrub import scrub_url
 from .bridge import RunResult, RunSource
-from .mlflow_bridge import canonical_value
+from .keymap import mlflow_key
+from .mlflow_bridge import canonical_value, observation_json
 
 __all__ = ["WANDB_EXTRA", "WandbBridge", "import_wandb", "wandb_run_id"]
 
@@ -97,7 +100,12 @@ class WandbBridge:
                 sent += 1
         artifacts = {k: ref.sha256 for k, ref in sorted(state.artifacts.items())}
         new_artifacts = [k for k, sha in artifacts.items() if (entry or {}).get("artifacts", {}).get(k) != sha]
-        result.written = {k: v for k, v in {"metrics": sent, "artifacts": len(new_artifacts)}.items() if v}
+        observations = {k: run.get_observations(k) for k in sorted(state.observations)}
+        observation_counts = {k: len(v) for k, v in observations.items()}
+        sent_counts = (entry or {}).get("observations", {}) if entry and entry.get("version") else {}
+        changed_observations = [k for k, n in observation_counts.items() if sent_counts.get(k) != n]
+        result.written = {k: v for k, v in {"metrics": sent, "artifacts": len(new_artifacts),
+                                             "observations": len(changed_observations)}.items() if v}
         if dry_run:
             result.status = "would-sync"
             return result, entry or {}
@@ -134,12 +142,22 @@ class WandbBridge:
                         with art.new_file(name, mode="wb") as f:
                             f.write(run.get_artifact(key))
                     wb.log_artifact(art)
+                for key, points in observations.items():
+                    if points:
+                        wb.summary[f"observation/{key}"] = points[-1].value
+                if changed_observations:
+                    obs = wandb.Artifact(f"{wandb_run_id(run.id)}-observations", type="prov-observations",
+                                         metadata={"prov.run_id": run.id, "epochs": observation_counts})
+                    for key, points in observations.items():
+                        with obs.new_file(f"{mlflow_key(key)}.json", mode="w", encoding="utf-8") as f:
+                            f.write(observation_json(key, points))
+                    wb.log_artifact(obs)
                 exit_code = {"finished": 0, "running": 0}.get(state.status, 1)
             finally:
                 wb.finish(exit_code=locals().get("exit_code", 1))
         last = max([last_step, *rows]) if rows else last_step
         new_entry = {"version": source.version, "external_id": result.external_id, "series": counts,
-                     "last_step": last, "artifacts": artifacts}
+                     "last_step": last, "artifacts": artifacts, "observations": observation_counts}
         result.status = "synced"
         result.seconds = time.monotonic() - started
         return result, new_entry
