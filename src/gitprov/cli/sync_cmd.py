@@ -21,7 +21,11 @@ def _repo():
 
 
 def _common(f: Any) -> Any:
-    f = click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")(f)
+    f = click.option("--interval", type=click.FloatRange(min=0.1), default=5.0, show_default=True, metavar="S",
+                     help="With --watch: seconds between looks at the ledger.")(f)
+    f = click.option("--watch", is_flag=True,
+                     help="Keep syncing as the ledger moves, until SIGINT or SIGTERM (exit 0).")(f)
+    f = click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (with --watch: one line per sync).")(f)
     f = click.option("--dry-run", is_flag=True, help="Show what would be written; write nothing.")(f)
     f = click.option("--run", "run_ids", multiple=True, metavar="ID", help="Sync only this run (id or prefix; repeatable).")(f)
     f = click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True,
@@ -32,8 +36,14 @@ def _common(f: Any) -> Any:
 
 
 def _run(repo: Any, bridge: Any, workers: int, retries: int, dry_run: bool, run_ids: tuple[str, ...],
-         as_json: bool) -> None:
+         as_json: bool, watch: bool = False, interval: float = 5.0) -> None:
     from ..sync.engine import _sources, sync_runs
+
+    if watch:
+        if dry_run:
+            raise click.UsageError("--watch and --dry-run do not go together")
+        _watch(repo, bridge, interval, as_json, workers=workers, retries=retries, run_ids=list(run_ids) or None)
+        return
 
     show_bar = not as_json and sys.stderr.isatty()
     if show_bar:
@@ -53,12 +63,51 @@ def _run(repo: Any, bridge: Any, workers: int, retries: int, dry_run: bool, run_
                         "they stay pending: run the sync again ('prov sync status' lists them)")
 
 
-def render_report(report: Any) -> str:
-    """The per-run result table and a one-line summary."""
+def _watch(repo: Any, bridge: Any, interval: float, as_json: bool, **options: Any) -> None:
+    """Sync whenever the ledger moves; SIGINT/SIGTERM stop it cleanly (exit 0)."""
+    import json
+    import signal
+    import threading
+
+    from ..sync.watch import watch
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def on_report(report: Any) -> None:
+        if as_json:
+            sys.stdout.write(json.dumps(report.to_json(), sort_keys=True) + "\n")
+        else:
+            click.echo(render_report(report, changed_only=True))
+        sys.stdout.flush()
+
+    def on_busy(exc: Exception) -> None:
+        click.echo(f"prov: warning: {exc}; trying again in {interval:g}s", err=True)
+
+    if not as_json:
+        click.echo(f"watching {repo.ledger.ref} every {interval:g}s; syncing to {bridge.kind} {bridge.address} "
+                   "(Ctrl-C to stop)", err=True)
+    try:
+        watch(repo, bridge, stop, interval=interval, on_report=on_report, on_busy=on_busy, **options)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not as_json:
+        click.echo("stopped; runs not synced yet stay pending ('prov sync status')", err=True)
+
+
+def render_report(report: Any, changed_only: bool = False) -> str:
+    """The per-run result table and a one-line summary (``changed_only``: rows of runs
+    that were written, failed or skipped)."""
     lines = []
-    if report.results:
+    rows = [r for r in report.results if not changed_only or r.status != "unchanged"]
+    if rows:
         lines.append(f"{'RUN':12}  {'STATUS':10}  {'EXTERNAL ID':32}  {'NAME':16}  WRITTEN")
-    for r in report.results:
+    for r in rows:
         written = " ".join(f"{k}={v}" for k, v in r.written.items()) or "-"
         lines.append(f"{r.run_id[:12]:12}  {r.status:10}  {(r.external_id or '-')[:32]:32}  {r.name[:16]:16}  {written}")
         if r.error:
@@ -80,7 +129,8 @@ def sync_group() -> None:
 @click.option("--artifact-location", metavar="URI", help="Artifact root for experiments this sync creates.")
 @_common
 def sync_mlflow_command(tracking_uri: str | None, experiment_prefix: str, artifact_location: str | None,
-                        workers: int, retries: int, run_ids: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
+                        workers: int, retries: int, run_ids: tuple[str, ...], dry_run: bool, as_json: bool,
+                        watch: bool, interval: float) -> None:
     """Mirror every run to MLflow: params, metric histories, tags, git commit, artifacts, datasets.
 
     A run is found again by its prov.run_id tag, so a repeated sync writes only what is new.
@@ -89,7 +139,7 @@ def sync_mlflow_command(tracking_uri: str | None, experiment_prefix: str, artifa
 
     repo = _repo()
     bridge = MlflowBridge(tracking_uri, experiment_prefix=experiment_prefix, artifact_location=artifact_location)
-    _run(repo, bridge, workers, retries, dry_run, run_ids, as_json)
+    _run(repo, bridge, workers, retries, dry_run, run_ids, as_json, watch, interval)
 
 
 @sync_group.command("wandb")
@@ -97,7 +147,7 @@ def sync_mlflow_command(tracking_uri: str | None, experiment_prefix: str, artifa
 @click.option("--entity", metavar="E", help="W&B entity (user or team).")
 @_common
 def sync_wandb_command(project: str, entity: str | None, workers: int, retries: int, run_ids: tuple[str, ...],
-                       dry_run: bool, as_json: bool) -> None:
+                       dry_run: bool, as_json: bool, watch: bool, interval: float) -> None:
     """Mirror every run to Weights & Biases (offline too: WANDB_MODE=offline).
 
     Each run gets a W&B run id derived from its prov run id.
@@ -106,7 +156,7 @@ def sync_wandb_command(project: str, entity: str | None, workers: int, retries: 
 
     repo = _repo()
     bridge = WandbBridge(project, entity=entity)
-    _run(repo, bridge, workers, retries, dry_run, run_ids, as_json)
+    _run(repo, bridge, workers, retries, dry_run, run_ids, as_json, watch, interval)
 
 
 @sync_group.command("revision")
