@@ -201,6 +201,27 @@ def sync_revision_command(revision: str, backend: str, tracking_uri: str | None,
                    f"(lexicon {bundle.lexicon[:19]}, schema version {bundle.schema_version})")
 
 
+@sync_group.command("auto")
+@click.option("--lock-wait", type=click.FloatRange(min=0), default=600.0, show_default=True, metavar="S",
+              help="Seconds to wait for another sync to the same target to finish.")
+def sync_auto_command(lock_wait: float) -> None:
+    """Sync to every target in git config prov.sync.auto (what the post-commit hook
+    starts in the background; its output goes to .git/prov/sync/auto.log).
+
+    Target options come from git config: prov.sync.mlflow.trackingUri,
+    .experimentPrefix, .artifactLocation; prov.sync.wandb.project, .entity;
+    prov.sync.workers.
+    """
+    from ..autosync import configured_targets, run
+
+    repo = _repo()
+    if not configured_targets(repo.git.config):
+        raise SyncError("no auto-sync target: set one with 'git config prov.sync.auto mlflow' (or wandb)")
+    code = run(repo, lock_wait=lock_wait, out=click.echo)
+    if code:
+        raise SyncError("some runs were not synced; they stay pending ('prov sync status' lists them)")
+
+
 @sync_group.command("status")
 @click.argument("target", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")

@@ -101,9 +101,10 @@ def _levels(sources: list[RunSource]) -> list[list[RunSource]]:
 def sync_runs(repo: Repository, bridge: Bridge, *, workers: int = 4, dry_run: bool = False,
               retries: int = 3, backoff: float = 0.5, run_ids: list[str] | None = None,
               on_result: Callable[[RunResult], None] | None = None,
-              stop: threading.Event | None = None) -> SyncReport:
+              stop: threading.Event | None = None, lock_wait: float = 0.0) -> SyncReport:
     """Mirror the repository's runs (or ``run_ids``) to ``bridge``'s tracker; once
-    ``stop`` is set no further run is started (those not started are ``skipped``)."""
+    ``stop`` is set no further run is started (those not started are ``skipped``);
+    ``lock_wait``: seconds to wait for another sync to the same target to finish."""
     if workers < 1:
         raise UsageError("--workers must be at least 1")
     started = time.monotonic()
@@ -111,7 +112,7 @@ def sync_runs(repo: Repository, bridge: Bridge, *, workers: int = 4, dry_run: bo
     report = SyncReport(target=bridge.address, kind=bridge.kind, dry_run=dry_run)
     sources = _sources(repo, run_ids)
     if not dry_run:
-        state.acquire()
+        state.acquire(wait=lock_wait)
     down = threading.Event()  # the tracker keeps failing: stop trying
     streak = [0]
     lock = threading.Lock()
