@@ -30,6 +30,7 @@ __all__ = ["MLFLOW_EXTRA", "MlflowBridge", "import_mlflow"]
 
 MLFLOW_EXTRA = "pip install 'git-prov[mlflow]'"
 MAX_METRICS_PER_BATCH = 1000
+MAX_ENTITIES_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
@@ -69,18 +70,24 @@ def _clip(text: str, limit: int) -> str:
     return text[: limit - len(marker)] + marker
 
 
-def _batches(items: list[Any], limit: int, size: Any) -> list[list[Any]]:
-    out: list[list[Any]] = []
-    cur: list[Any] = []
-    cur_bytes = 0
-    for item in items:
-        n = size(item)
-        if cur and (len(cur) >= limit or cur_bytes + n > MAX_BATCH_BYTES):
-            out.append(cur)
-            cur, cur_bytes = [], 0
-        cur.append(item)
-        cur_bytes += n
-    if cur:
+def _entity_batches(params: list[Any], metrics: list[Any], tags: list[Any]) -> list[tuple[list[Any], list[Any], list[Any]]]:
+    """Params, metrics and tags packed into as few ``log_batch`` calls as MLflow's limits
+    allow (each call is several database transactions: fewer calls, faster syncs)."""
+    out: list[tuple[list[Any], list[Any], list[Any]]] = []
+    cur: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
+    count = size = 0
+    limits = (MAX_PARAMS_TAGS_PER_BATCH, MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH)
+    for slot, items in enumerate((params, metrics, tags)):
+        for item in items:
+            n = len(item.key) + (40 if slot == 1 else len(item.value))
+            if count and (len(cur[slot]) >= limits[slot] or count >= MAX_ENTITIES_PER_BATCH
+                          or size + n > MAX_BATCH_BYTES):
+                out.append(cur)
+                cur, count, size = ([], [], []), 0, 0
+            cur[slot].append(item)
+            count += 1
+            size += n
+    if count:
         out.append(cur)
     return out
 
@@ -284,14 +291,17 @@ class MlflowBridge:
             return result, entry or {}
 
         if external_id is None:
+            # a new run gets its tags (prov.run_id first) in the create_run transaction
+            first = {RUN_ID_TAG: run.id, **{t.key: t.value for t in tags[:MAX_PARAMS_TAGS_PER_BATCH - 1]
+                                            if t.key != RUN_ID_TAG}}
+            tags = [t for t in tags if t.key not in first]
             exp = self.experiment_id(run.experiment)
             created = self.client.create_run(exp, start_time=millis(run.record.created),
-                                             tags={RUN_ID_TAG: run.id}, run_name=run.name or None)
+                                             tags=first, run_name=run.name or None)
             external_id = created.info.run_id
-        for batch in _batches(params, MAX_PARAMS_TAGS_PER_BATCH, lambda p: len(p.key) + len(p.value)):
-            self.client.log_batch(external_id, params=batch, synchronous=True)
-        for batch in _batches(metrics, MAX_METRICS_PER_BATCH, lambda m: len(m.key) + 40):
-            self.client.log_batch(external_id, metrics=batch, synchronous=True)
+        for batch_params, batch_metrics, batch_tags in _entity_batches(params, metrics, tags):
+            self.client.log_batch(external_id, metrics=batch_metrics, params=batch_params, tags=batch_tags,
+                                  synchronous=True)
         if artifacts:
             self._upload(run, external_id, artifacts)
         if datasets:
@@ -299,8 +309,6 @@ class MlflowBridge:
         for key, points in observations.items():
             self.client.log_text(external_id, observation_json(key, points),
                                  f"{OBSERVATION_ARTIFACTS}/{mlflow_key(key)}.json")
-        for batch in _batches(tags, MAX_PARAMS_TAGS_PER_BATCH, lambda t: len(t.key) + len(t.value)):
-            self.client.log_batch(external_id, tags=batch, synchronous=True)
         if status_due:
             self._terminate(external_id, end_status, want["end_time"])
         new_entry = {
