@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import sys
 import tempfile
 import threading
 import time
@@ -53,6 +54,18 @@ def import_mlflow(purpose: str = "syncing to MLflow") -> Any:
     except ImportError as exc:
         raise MissingExtraError(f"{purpose} needs the mlflow package: {MLFLOW_EXTRA}") from exc
     return mlflow
+
+
+def require_mlflow(purpose: str = "syncing to MLflow") -> None:
+    """Fail early, without importing it, when mlflow is not installed."""
+    from importlib.util import find_spec
+
+    try:
+        found = find_spec("mlflow") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise MissingExtraError(f"{purpose} needs the mlflow package: {MLFLOW_EXTRA}")
 
 
 def canonical_value(value: Any) -> str:
@@ -99,18 +112,31 @@ class MlflowBridge:
 
     def __init__(self, tracking_uri: str | None = None, *, experiment_prefix: str = "",
                  artifact_location: str | None = None) -> None:
-        mlflow = import_mlflow()
-        from mlflow import MlflowClient
-
-        uri = tracking_uri or mlflow.get_tracking_uri()
+        require_mlflow()
+        uri = tracking_uri or (None if "mlflow" in sys.modules else os.environ.get("MLFLOW_TRACKING_URI"))
+        if not uri:
+            uri = import_mlflow().get_tracking_uri()
         self.tracking_uri = uri
         #: what keys the local state and is shown to people: never credentials.
         self.address = scrub_url(uri)
         self.experiment_prefix = experiment_prefix
         self.artifact_location = artifact_location
-        self.client = MlflowClient(tracking_uri=uri)
+        self._client: Any = None
+        self._client_lock = threading.Lock()
         self._experiments: dict[str, str] = {}
         self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        """The ``MlflowClient``, made (and mlflow imported, ~3 s) on first use: a sync
+        that finds every run unchanged never pays for it."""
+        with self._client_lock:
+            if self._client is None:
+                import_mlflow()
+                from mlflow import MlflowClient
+
+                self._client = MlflowClient(tracking_uri=self.tracking_uri)
+            return self._client
 
     # -- experiments and lookup --------------------------------------------------------
     def experiment_name(self, prov_experiment: str) -> str:

@@ -39,6 +39,18 @@ def import_wandb(purpose: str = "syncing to W&B") -> Any:
     return wandb
 
 
+def require_wandb(purpose: str = "syncing to W&B") -> None:
+    """Fail early, without importing it, when wandb is not installed."""
+    from importlib.util import find_spec
+
+    try:
+        found = find_spec("wandb") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise MissingExtraError(f"{purpose} needs the wandb package: {WANDB_EXTRA}")
+
+
 def wandb_run_id(prov_run_id: str) -> str:
     """``prov-`` and the first 32 hex digits of the run id: stable, ≤ 64 characters,
     none of the characters W&B forbids (``:;,#?/'``)."""
@@ -53,7 +65,8 @@ class WandbBridge:
     kind = "wandb"
 
     def __init__(self, project: str, *, entity: str | None = None, directory: str | None = None) -> None:
-        self.wandb = import_wandb()
+        require_wandb()
+        self._wandb: Any = None
         self.project = project
         self.entity = entity
         import os
@@ -62,6 +75,13 @@ class WandbBridge:
         self.directory = directory or os.environ.get("WANDB_DIR") or None
         self.address = f"{entity}/{project}" if entity else project
         self._lock = threading.Lock()  # wandb runs one run at a time per process here
+
+    @property
+    def wandb(self) -> Any:
+        """The wandb module, imported on first use (a sync with nothing new skips it)."""
+        if self._wandb is None:
+            self._wandb = import_wandb()
+        return self._wandb
 
     def find_existing(self, prov_run_id: str, experiment: str = "") -> str | None:
         """The W&B run id if the run exists online (offline: unknown, None)."""
