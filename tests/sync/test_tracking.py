@@ -168,3 +168,39 @@ def test_cli_mistyped_revision_is_one_line_exit_4(pinned_repo: Path, mlflow_db: 
     assert proc.returncode == 4, proc.stderr
     assert proc.stderr.strip().splitlines() == ["prov: error: unknown revision 'nosuchrev'; check 'git log' for valid names"]
     assert mlflow_rows(mlflow_db) == before
+
+
+def test_inside_an_active_mlflow_run_the_revision_goes_to_that_run(pinned_repo: Path, mlflow_db: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{mlflow_db}")
+    mlflow.set_tracking_uri(f"sqlite:///{mlflow_db}")
+    exp = mlflow.MlflowClient().create_experiment("train", artifact_location=str(tmp_path / "art"))
+    try:
+        with mlflow.start_run(experiment_id=exp) as active:
+            assert log_revision(pinned_repo, "HEAD", "mlflow") == active.info.run_id
+            assert mlflow.MlflowClient().get_run(active.info.run_id).info.status == "RUNNING"
+    finally:
+        mlflow.set_tracking_uri("")
+    run = mlflow.MlflowClient(tracking_uri=f"sqlite:///{mlflow_db}").get_run(active.info.run_id)
+    assert run.data.tags["prov.revision"] == expected_bundle(pinned_repo)["revision"]
+    assert run.info.status == "FINISHED"  # ended by its owner, not by log_revision
+
+
+def test_inside_an_active_wandb_run_the_revision_goes_to_that_run(pinned_repo: Path, wandb_dir: Path) -> None:
+    import wandb
+
+    from tests.sync.wandb_reader import read_run
+
+    # dir: wandb keeps the WANDB_DIR its first run in this process saw
+    run = wandb.init(project="train", dir=str(wandb_dir), settings=wandb.Settings(silent=True, x_disable_stats=True))
+    try:
+        assert log_revision(pinned_repo, "HEAD", "wandb") == run.id
+        run.log({"loss": 1.0})  # still open: log_revision did not finish it
+    finally:
+        run.finish()
+    [path] = wandb_dir.glob(f"wandb/offline-run-*-{run.id}/run-{run.id}.wandb")
+    got = read_run(path)
+    assert got["config"]["prov"] == expected_bundle(pinned_repo)
+    assert [a["type"] for a in got["artifacts"]] == ["git-revision"] and got["history"][0]["loss"] == 1.0
