@@ -83,3 +83,14 @@ def test_a_resync_with_nothing_new_does_not_import_mlflow(prov_repo: Path, mlflo
     *report, modules = proc.stdout.strip().splitlines()
     assert json.loads("\n".join(report))["counts"] == {"unchanged": 1}
     assert json.loads(modules) == []
+
+
+def test_a_first_sync_to_a_new_sqlite_store_prints_only_the_report(prov_repo: Path, make_run, tmp_path: Path) -> None:
+    """MLflow's own INFO lines ("Creating initial MLflow database tables...") are quieted."""
+    from tests.conftest import run_prov
+
+    make_run(prov_repo)
+    proc = run_prov(prov_repo, "sync", "mlflow", "--tracking-uri", f"sqlite:///{tmp_path / 'new.db'}",
+                    "--artifact-location", str(tmp_path / "a"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "" and proc.stdout.splitlines()[-1].startswith("synced to mlflow")

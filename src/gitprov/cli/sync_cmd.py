@@ -20,6 +20,14 @@ def _repo():
     return Repository(os.getcwd())
 
 
+def _quiet_trackers() -> None:
+    """The trackers' own terminal chatter (MLflow's "Creating initial MLflow database
+    tables...", W&B's "git root … does not exist") would mix with the report; users
+    turn it back on with MLFLOW_LOGGING_LEVEL=INFO or WANDB_SILENT=false."""
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+
 def _common(f: Any) -> Any:
     f = click.option("--interval", type=click.FloatRange(min=0.1), default=5.0, show_default=True, metavar="S",
                      help="With --watch: seconds between looks at the ledger.")(f)
@@ -137,6 +145,7 @@ def sync_mlflow_command(tracking_uri: str | None, experiment_prefix: str, artifa
     """
     from ..sync.mlflow_bridge import MlflowBridge
 
+    _quiet_trackers()
     repo = _repo()
     bridge = MlflowBridge(tracking_uri, experiment_prefix=experiment_prefix, artifact_location=artifact_location)
     _run(repo, bridge, workers, retries, dry_run, run_ids, as_json, watch, interval)
@@ -154,6 +163,7 @@ def sync_wandb_command(project: str, entity: str | None, workers: int, retries: 
     """
     from ..sync.wandb_bridge import WandbBridge
 
+    _quiet_trackers()
     repo = _repo()
     bridge = WandbBridge(project, entity=entity)
     _run(repo, bridge, workers, retries, dry_run, run_ids, as_json, watch, interval)
@@ -191,6 +201,7 @@ def sync_revision_command(revision: str, backend: str, tracking_uri: str | None,
         options.update(project=project, entity=entity)
     if wrong:
         raise click.UsageError(f"{', '.join(wrong)} does not apply to --to {backend}")
+    _quiet_trackers()
     repo = _repo()
     bundle = provenance_bundle(repo, revision)
     external = log_revision(repo, bundle.revision, backend, **{k: v for k, v in options.items() if v is not None})
@@ -214,6 +225,7 @@ def sync_auto_command(lock_wait: float) -> None:
     """
     from ..autosync import configured_targets, run
 
+    _quiet_trackers()
     repo = _repo()
     if not configured_targets(repo.git.config):
         raise SyncError("no auto-sync target: set one with 'git config prov.sync.auto mlflow' (or wandb)")
