@@ -146,3 +146,50 @@ def test_watch_with_dry_run_is_a_usage_error(prov_repo: Path, mlflow_db: Path, m
     monkeypatch.chdir(prov_repo)
     result = CliRunner().invoke(cli, ["sync", "mlflow", "--tracking-uri", f"sqlite:///{mlflow_db}", "--watch", "--dry-run"])
     assert result.exit_code == 2 and "--watch and --dry-run do not go together" in result.output
+
+
+def metric_rows(db: Path) -> dict[str, int]:
+    """prov run id -> number of metric rows its MLflow run holds."""
+    con = sqlite3.connect(db)
+    try:
+        rows = con.execute("SELECT t.value, count(m.key) FROM tags t LEFT JOIN metrics m ON m.run_uuid = t.run_uuid "
+                           "WHERE t.key = 'prov.run_id' GROUP BY t.run_uuid").fetchall()
+    finally:
+        con.close()
+    out: dict[str, int] = {}
+    for prov_id, n in rows:
+        assert prov_id not in out, f"run {prov_id} was synced twice"
+        out[prov_id] = n
+    return out
+
+
+@pytest.mark.slow
+def test_sigterm_in_the_middle_of_a_sync_leaves_runs_synced_or_pending(prov_repo: Path, mlflow_db: Path,
+                                                                       tmp_path: Path, make_run) -> None:
+    ids = [make_run(prov_repo, f"r{i}", points=300, artifact=None, dataset=None) for i in range(60)]
+    cmd = [sys.executable, "-m", "gitprov.cli.entry", "sync", "mlflow", "--tracking-uri", f"sqlite:///{mlflow_db}",
+           "--workers", "1", "--watch", "--interval", "0.2", "--json"]
+    proc = subprocess.Popen(cmd, cwd=prov_repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(synced_prov_ids(mlflow_db)) < 3 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    [report] = [json.loads(line) for line in out.splitlines()]
+    assert set(report["counts"]) <= {"synced", "skipped"} and sum(report["counts"].values()) == 60, report["counts"]
+    [status] = gitprov.sync.sync_status(gitprov.Repository(prov_repo), "mlflow")
+    rows = metric_rows(mlflow_db)
+    assert len(status.synced) == report["counts"]["synced"] and not status.failed
+    for run_id in status.synced:
+        assert rows[run_id] == 600  # complete: both series, every point
+    assert sorted(status.synced + status.pending) == sorted(ids)
+    # the next sync completes the rest, without duplicates
+    result = subprocess.run([*cmd[:-4], "--json"], cwd=prov_repo, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert metric_rows(mlflow_db) == dict.fromkeys(ids, 600)
