@@ -193,3 +193,18 @@ def test_sigterm_in_the_middle_of_a_sync_leaves_runs_synced_or_pending(prov_repo
     result = subprocess.run([*cmd[:-4], "--json"], cwd=prov_repo, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert metric_rows(mlflow_db) == dict.fromkeys(ids, 600)
+
+
+def test_watch_to_wandb_offline_sends_a_new_run_once(prov_repo: Path, wandb_dir: Path, make_run) -> None:
+    from gitprov.sync.wandb_bridge import WandbBridge, wandb_run_id
+
+    first = make_run(prov_repo, "first")
+    new: list[str] = []
+    reports = []
+    stop = Polls(limit=4, at={2: lambda: new.append(make_run(prov_repo, "second"))})
+    rounds = watch(gitprov.Repository(prov_repo), WandbBridge("watch"), stop, interval=0.01, on_report=reports.append)
+    assert rounds == 2
+    assert [r.status for r in reports[1].results if r.run_id == first] == ["unchanged"]
+    for run_id in (first, new[0]):
+        wid = wandb_run_id(run_id)
+        assert len(list(wandb_dir.glob(f"wandb/offline-run-*-{wid}/run-{wid}.wandb"))) == 1
