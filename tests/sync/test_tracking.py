@@ -204,3 +204,13 @@ def test_inside_an_active_wandb_run_the_revision_goes_to_that_run(pinned_repo: P
     got = read_run(path)
     assert got["config"]["prov"] == expected_bundle(pinned_repo)
     assert [a["type"] for a in got["artifacts"]] == ["git-revision"] and got["history"][0]["loss"] == 1.0
+
+
+def test_cli_unknown_tracker_run_is_one_line_exit_10(pinned_repo: Path, mlflow_db: Path) -> None:
+    from tests.conftest import run_prov
+
+    proc = run_prov(pinned_repo, "sync", "revision", "--to", "mlflow", "--tracking-uri", f"sqlite:///{mlflow_db}",
+                    "--run-id", "nosuchrun")
+    assert proc.returncode == 10
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("prov: error: logging revision ") and "Run with id=nosuchrun not found" in line
