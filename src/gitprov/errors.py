@@ -10,7 +10,7 @@ translated at the boundary with ``raise ... from exc``::
     │   ├── NotARepositoryError        no git repository at or above the path
     │   ├── BareRepositoryError        prov needs a work tree
     │   └── EmptyRepositoryError       HEAD points at no commit yet
-    ├── RevisionError (4)
+    ├── RevisionError (4)              also a ValueError (the Python API's convention)
     │   ├── UnknownRevisionError
     │   └── AmbiguousRevisionError
     ├── DataError (5)                  corrupt or foreign data under the prov refs
@@ -22,6 +22,7 @@ translated at the boundary with ``raise ... from exc``::
     ├── VerificationError (8)          ``prov verify`` found problems
     ├── ConfigError (9)                invalid ``.provenance.toml`` or git config
     ├── SyncError (10)                 a tracker (MLflow, W&B) is missing or failed a sync
+    │   └── MissingExtraError          its library is not installed (also an ImportError)
     └── RemoteError (11)               a git remote is unreachable or refused a fetch/push
 """
 
@@ -35,6 +36,7 @@ __all__ = [
     "DataError",
     "EmptyRepositoryError",
     "FormatVersionError",
+    "MissingExtraError",
     "NotARepositoryError",
     "ProvError",
     "ReadOnlyRepositoryError",
@@ -80,8 +82,9 @@ class EmptyRepositoryError(RepositoryError):
     """The repository has no commit yet."""
 
 
-class RevisionError(ProvError):
-    """A revision could not be resolved to one commit."""
+class RevisionError(ProvError, ValueError):
+    """A revision could not be resolved to one commit (a ``ValueError`` too, so Python
+    callers can catch it the usual way)."""
 
     exit_code = 4
 
@@ -137,6 +140,11 @@ class SyncError(ProvError):
     reached, or it refused the data (``prov sync``)."""
 
     exit_code = 10
+
+
+class MissingExtraError(SyncError, ImportError):
+    """The tracker library of an optional extra is not installed; the message names
+    the ``pip install`` command (an ``ImportError`` too)."""
 
 
 class RemoteError(ProvError):

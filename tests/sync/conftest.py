@@ -48,6 +48,19 @@ def _make_run(path: Path, name: str = "train", *, experiment: str = "", points: 
 
 
 @pytest.fixture
+def wandb_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """W&B in offline mode with every directory it uses under ``tmp_path``."""
+    root = tmp_path / "wandb-root"
+    for var, sub in (("WANDB_DIR", ""), ("WANDB_CONFIG_DIR", "config"), ("WANDB_CACHE_DIR", "cache"),
+                     ("WANDB_DATA_DIR", "data"), ("WANDB_ARTIFACT_DIR", "artifacts")):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        monkeypatch.setenv(var, str(root / sub))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    return root
+
+
+@pytest.fixture
 def make_run() -> Callable[..., str]:
     return _make_run
 

@@ -163,7 +163,7 @@ def test_lineage_models_become_logged_models_linked_as_inputs_and_outputs(
     evaluate = repo.get_run(make_run(prov_repo, "eval", experiment="b"))
     gitprov.lineage.of(evaluate).with_input_model("clf", "1").with_input_model("tokenizer").register()
     report = do_sync(prov_repo, mlflow_db, tmp_path)
-    assert {r.written.get("models") for r in report.results} == {2}
+    assert {r.written.get("models") for r in report.results} == {2}, report.to_json()
 
     c = client(mlflow_db)
     experiments = [e.experiment_id for e in c.search_experiments()]
@@ -234,3 +234,42 @@ def test_deleted_runs_are_not_synced(prov_repo: Path, mlflow_db: Path, tmp_path:
     report = do_sync(prov_repo, mlflow_db, tmp_path)
     assert [r.run_id for r in report.results] == [keep]
     assert external_runs(mlflow_db, gone) == []
+
+
+def test_observations_become_metrics_by_epoch_and_json_artifacts(prov_repo: Path, mlflow_db: Path, tmp_path: Path) -> None:
+    import json
+
+    repo = gitprov.Repository(prov_repo)
+    live = repo.start_run("obs", environment=False)
+    for epoch in range(3):
+        live.log_observation("val loss", 1.0 / (epoch + 1), timestamp=1_700_000_000 + epoch)
+        live.log_observation("confusion", {"tp": epoch, "fp": 1}, timestamp=1_700_000_000 + epoch)
+    live.log_observation("val loss", "n/a", timestamp=1_700_000_010, epoch_num=7)  # not a number: JSON only
+    live.flush()
+    report = do_sync(prov_repo, mlflow_db, tmp_path)
+    assert report.results[0].written["observations"] == 2
+    [remote] = external_runs(mlflow_db, live.id)
+    c = client(mlflow_db)
+    history = c.get_metric_history(remote.info.run_id, "obs/val loss")
+    assert sorted((m.step, m.timestamp, m.value) for m in history) == [
+        (o.epoch, o.timestamp, o.value) for o in live.get_observations("val loss")[:3]]
+    assert "obs/confusion" not in remote.data.metrics
+
+    def artifact(key: str) -> dict:
+        path = c.download_artifacts(remote.info.run_id, f"prov/observations/{mlflow_key(key)}.json", str(tmp_path / "dl"))
+        return json.loads(Path(path).read_text())
+
+    assert artifact("confusion") == {"key": "confusion", "points": [
+        {"epoch": o.epoch, "timestamp": o.timestamp, "value": o.value} for o in live.get_observations("confusion")]}
+    assert artifact("val loss")["points"][-1] == {"epoch": 7, "timestamp": 1_700_000_010_000, "value": "n/a"}
+
+    before = table_rows(mlflow_db)
+    assert [r.status for r in do_sync(prov_repo, mlflow_db, tmp_path).results] == ["unchanged"]
+    assert table_rows(mlflow_db) == before
+    live.log_observation("val loss", 0.1, timestamp=1_700_000_020)  # epoch 8
+    live.end("finished")
+    again = do_sync(prov_repo, mlflow_db, tmp_path).results[0]
+    assert again.written["observations"] == 1 and again.written["metrics"] == 1
+    history = c.get_metric_history(remote.info.run_id, "obs/val loss")
+    assert sorted(m.step for m in history) == [0, 1, 2, 8]
+    assert len(artifact("val loss")["points"]) == 5

@@ -69,3 +69,28 @@ def test_importing_sync_loads_no_tracker() -> None:
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('mlflow', 'wandb'))))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(proc.stdout) == []
+
+
+def test_a_resync_with_nothing_new_does_not_import_mlflow(prov_repo: Path, mlflow_db: Path, make_run,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    make_run(prov_repo)
+    uri = f"sqlite:///{mlflow_db}"
+    assert invoke(prov_repo, "sync", "mlflow", "--tracking-uri", uri, monkeypatch=monkeypatch).exit_code == 0
+    code = ("import sys, json\nfrom gitprov.cli.entry import main\n"
+            f"try:\n    main(['sync', 'mlflow', '--tracking-uri', {uri!r}, '--json'])\nexcept SystemExit:\n    pass\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow')))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=prov_repo, capture_output=True, text=True, check=True)
+    *report, modules = proc.stdout.strip().splitlines()
+    assert json.loads("\n".join(report))["counts"] == {"unchanged": 1}
+    assert json.loads(modules) == []
+
+
+def test_a_first_sync_to_a_new_sqlite_store_prints_only_the_report(prov_repo: Path, make_run, tmp_path: Path) -> None:
+    """MLflow's own INFO lines ("Creating initial MLflow database tables...") are quieted."""
+    from tests.conftest import run_prov
+
+    make_run(prov_repo)
+    proc = run_prov(prov_repo, "sync", "mlflow", "--tracking-uri", f"sqlite:///{tmp_path / 'new.db'}",
+                    "--artifact-location", str(tmp_path / "a"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "" and proc.stdout.splitlines()[-1].startswith("synced to mlflow")

@@ -16,18 +16,6 @@ from tests.sync.wandb_reader import read_run
 pytest.importorskip("wandb")
 
 
-@pytest.fixture
-def wandb_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "wandb-root"
-    for var, sub in (("WANDB_DIR", ""), ("WANDB_CONFIG_DIR", "config"), ("WANDB_CACHE_DIR", "cache"),
-                     ("WANDB_DATA_DIR", "data"), ("WANDB_ARTIFACT_DIR", "artifacts")):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-        monkeypatch.setenv(var, str(root / sub))
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    return root
-
-
 def run_files(root: Path, prov_run_id: str) -> list[Path]:
     """The offline files of one run id, oldest first (W&B suffixes a reused folder name
     with -1, -2, ... when a resumed run starts in the same second)."""
@@ -147,3 +135,33 @@ def test_online_input_lineage_uses_the_producers_artifacts(prov_repo: Path, make
     wb = RecordingRun()
     assert use_input_artifacts(wb, repo.get_run(consumer.id)) == [f"{wandb_run_id(producer)}-artifacts:latest"]
     assert wb.used == [f"{wandb_run_id(producer)}-artifacts:latest"]
+
+
+def test_observations_go_to_summary_and_an_artifact(prov_repo: Path, wandb_dir: Path) -> None:
+    import base64
+    import hashlib
+
+    from gitprov.sync.mlflow_bridge import observation_json
+
+    repo = gitprov.Repository(prov_repo)
+    run = repo.start_run("obs", environment=False)
+    for epoch in range(3):
+        run.log_observation("val loss", 1.0 / (epoch + 1), timestamp=1_700_000_000 + epoch)
+        run.log_observation("confusion", {"tp": epoch}, timestamp=1_700_000_000 + epoch)
+    run.end("finished")
+    report = sync_wandb(repo, "demo")
+    assert report.results[0].written == {"observations": 2}
+    got = read_run(run_files(wandb_dir, run.id)[0])
+    assert got["summary"]["observation/val loss"] == pytest.approx(1 / 3)
+    assert got["summary"]["observation/confusion"] == {"tp": 2}
+    [art] = [a for a in got["artifacts"] if a["type"] == "prov-observations"]
+    assert art["metadata"]["epochs"] == {"confusion": 3, "val loss": 3}
+
+    def md5(text: str) -> str:
+        return base64.b64encode(hashlib.md5(text.encode()).digest()).decode()
+
+    assert art["files"] == {
+        "confusion.json": md5(observation_json("confusion", run.get_observations("confusion"))),
+        "val loss.json": md5(observation_json("val loss", run.get_observations("val loss"))),
+    }
+    assert [r.status for r in sync_wandb(repo, "demo").results] == ["unchanged"]

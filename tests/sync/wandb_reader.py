@@ -50,8 +50,25 @@ def read_payloads(path: Path) -> list[bytes]:
     return out
 
 
-def read_run(path: Path) -> dict[str, Any]:
-    """What the offline run file holds: run (id, tags, git), config, history, summary, artifacts."""
+def read_run(path: Path, wait: float = 60.0) -> dict[str, Any]:
+    """What the offline run file holds: run (id, tags, git), config, history, summary,
+    artifacts. ``wandb.finish()`` can return before W&B's service has written the file
+    to its end, so the file is read again until it holds the run's ``exit`` record (for
+    at most ``wait`` seconds: a bound, not a timing check)."""
+    import time
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            run = _read_run(path)
+        except Exception:  # noqa: BLE001 - a record cut short while W&B is still writing
+            run = None
+        if (run is not None and run["exit_code"] is not None) or time.monotonic() > deadline:
+            return run if run is not None else _read_run(path)
+        time.sleep(0.05)
+
+
+def _read_run(path: Path) -> dict[str, Any]:
     from wandb.proto import wandb_internal_pb2 as pb
 
     run: dict[str, Any] = {"history": [], "config": {}, "summary": {}, "artifacts": [], "exit_code": None}
@@ -78,6 +95,7 @@ def read_run(path: Path) -> dict[str, Any]:
             a = record.artifact
             run["artifacts"].append({"name": a.name, "type": a.type, "digest": a.digest,
                                      "files": {e.path: e.digest for e in a.manifest.contents},
+                                     "refs": {e.path: e.ref for e in a.manifest.contents if e.ref},
                                      "metadata": json.loads(a.metadata or "{}")})
         elif kind == "exit":
             run["exit_code"] = record.exit.exit_code

@@ -20,8 +20,20 @@ def _repo():
     return Repository(os.getcwd())
 
 
+def _quiet_trackers() -> None:
+    """The trackers' own terminal chatter (MLflow's "Creating initial MLflow database
+    tables...", W&B's "git root … does not exist") would mix with the report; users
+    turn it back on with MLFLOW_LOGGING_LEVEL=INFO or WANDB_SILENT=false."""
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+
 def _common(f: Any) -> Any:
-    f = click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")(f)
+    f = click.option("--interval", type=click.FloatRange(min=0.1), default=5.0, show_default=True, metavar="S",
+                     help="With --watch: seconds between looks at the ledger.")(f)
+    f = click.option("--watch", is_flag=True,
+                     help="Keep syncing as the ledger moves, until SIGINT or SIGTERM (exit 0).")(f)
+    f = click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (with --watch: one line per sync).")(f)
     f = click.option("--dry-run", is_flag=True, help="Show what would be written; write nothing.")(f)
     f = click.option("--run", "run_ids", multiple=True, metavar="ID", help="Sync only this run (id or prefix; repeatable).")(f)
     f = click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True,
@@ -32,8 +44,14 @@ def _common(f: Any) -> Any:
 
 
 def _run(repo: Any, bridge: Any, workers: int, retries: int, dry_run: bool, run_ids: tuple[str, ...],
-         as_json: bool) -> None:
+         as_json: bool, watch: bool = False, interval: float = 5.0) -> None:
     from ..sync.engine import _sources, sync_runs
+
+    if watch:
+        if dry_run:
+            raise click.UsageError("--watch and --dry-run do not go together")
+        _watch(repo, bridge, interval, as_json, workers=workers, retries=retries, run_ids=list(run_ids) or None)
+        return
 
     show_bar = not as_json and sys.stderr.isatty()
     if show_bar:
@@ -53,12 +71,51 @@ def _run(repo: Any, bridge: Any, workers: int, retries: int, dry_run: bool, run_
                         "they stay pending: run the sync again ('prov sync status' lists them)")
 
 
-def render_report(report: Any) -> str:
-    """The per-run result table and a one-line summary."""
+def _watch(repo: Any, bridge: Any, interval: float, as_json: bool, **options: Any) -> None:
+    """Sync whenever the ledger moves; SIGINT/SIGTERM stop it cleanly (exit 0)."""
+    import json
+    import signal
+    import threading
+
+    from ..sync.watch import watch
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def on_report(report: Any) -> None:
+        if as_json:
+            sys.stdout.write(json.dumps(report.to_json(), sort_keys=True) + "\n")
+        else:
+            click.echo(render_report(report, changed_only=True))
+        sys.stdout.flush()
+
+    def on_busy(exc: Exception) -> None:
+        click.echo(f"prov: warning: {exc}; trying again in {interval:g}s", err=True)
+
+    if not as_json:
+        click.echo(f"watching {repo.ledger.ref} every {interval:g}s; syncing to {bridge.kind} {bridge.address} "
+                   "(Ctrl-C to stop)", err=True)
+    try:
+        watch(repo, bridge, stop, interval=interval, on_report=on_report, on_busy=on_busy, **options)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not as_json:
+        click.echo("stopped; runs not synced yet stay pending ('prov sync status')", err=True)
+
+
+def render_report(report: Any, changed_only: bool = False) -> str:
+    """The per-run result table and a one-line summary (``changed_only``: rows of runs
+    that were written, failed or skipped)."""
     lines = []
-    if report.results:
+    rows = [r for r in report.results if not changed_only or r.status != "unchanged"]
+    if rows:
         lines.append(f"{'RUN':12}  {'STATUS':10}  {'EXTERNAL ID':32}  {'NAME':16}  WRITTEN")
-    for r in report.results:
+    for r in rows:
         written = " ".join(f"{k}={v}" for k, v in r.written.items()) or "-"
         lines.append(f"{r.run_id[:12]:12}  {r.status:10}  {(r.external_id or '-')[:32]:32}  {r.name[:16]:16}  {written}")
         if r.error:
@@ -80,16 +137,18 @@ def sync_group() -> None:
 @click.option("--artifact-location", metavar="URI", help="Artifact root for experiments this sync creates.")
 @_common
 def sync_mlflow_command(tracking_uri: str | None, experiment_prefix: str, artifact_location: str | None,
-                        workers: int, retries: int, run_ids: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
+                        workers: int, retries: int, run_ids: tuple[str, ...], dry_run: bool, as_json: bool,
+                        watch: bool, interval: float) -> None:
     """Mirror every run to MLflow: params, metric histories, tags, git commit, artifacts, datasets.
 
     A run is found again by its prov.run_id tag, so a repeated sync writes only what is new.
     """
     from ..sync.mlflow_bridge import MlflowBridge
 
+    _quiet_trackers()
     repo = _repo()
     bridge = MlflowBridge(tracking_uri, experiment_prefix=experiment_prefix, artifact_location=artifact_location)
-    _run(repo, bridge, workers, retries, dry_run, run_ids, as_json)
+    _run(repo, bridge, workers, retries, dry_run, run_ids, as_json, watch, interval)
 
 
 @sync_group.command("wandb")
@@ -97,16 +156,82 @@ def sync_mlflow_command(tracking_uri: str | None, experiment_prefix: str, artifa
 @click.option("--entity", metavar="E", help="W&B entity (user or team).")
 @_common
 def sync_wandb_command(project: str, entity: str | None, workers: int, retries: int, run_ids: tuple[str, ...],
-                       dry_run: bool, as_json: bool) -> None:
+                       dry_run: bool, as_json: bool, watch: bool, interval: float) -> None:
     """Mirror every run to Weights & Biases (offline too: WANDB_MODE=offline).
 
     Each run gets a W&B run id derived from its prov run id.
     """
     from ..sync.wandb_bridge import WandbBridge
 
+    _quiet_trackers()
     repo = _repo()
     bridge = WandbBridge(project, entity=entity)
-    _run(repo, bridge, workers, retries, dry_run, run_ids, as_json)
+    _run(repo, bridge, workers, retries, dry_run, run_ids, as_json, watch, interval)
+
+
+@sync_group.command("revision")
+@click.argument("revision", default="HEAD")
+@click.option("--to", "backend", type=click.Choice(["mlflow", "wandb"]), required=True, help="The tracker.")
+@click.option("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or MLflow's default).")
+@click.option("--experiment", metavar="NAME", help="MLflow experiment of the new run (default: Default).")
+@click.option("--artifact-location", metavar="URI", help="MLflow artifact root, if the experiment is created.")
+@click.option("--project", metavar="P", help="W&B project (default: git-prov).")
+@click.option("--entity", metavar="E", help="W&B entity (user or team).")
+@click.option("--run-id", metavar="ID", help="Add to this existing tracker run instead of starting a new one.")
+@click.option("--run-name", metavar="NAME", help="Name of the new tracker run.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run id and the bundle as JSON.")
+def sync_revision_command(revision: str, backend: str, tracking_uri: str | None, experiment: str | None,
+                          artifact_location: str | None, project: str | None, entity: str | None,
+                          run_id: str | None, run_name: str | None, as_json: bool) -> None:
+    """Log REVISION (default HEAD) to a tracker run: the commit, not a copy of the data.
+
+    The run gets a provenance bundle (commit id, lexicon tree id and manifest hash,
+    schema version, work tree) as an artifact, so it pins exactly what its records
+    were made against.
+    """
+    from ..integrations.tracking import log_revision, provenance_bundle
+
+    options: dict[str, Any] = {"run_id": run_id, "run_name": run_name}
+    if backend == "mlflow":
+        wrong = [n for n, v in (("--project", project), ("--entity", entity)) if v]
+        options.update(tracking_uri=tracking_uri, experiment=experiment, artifact_location=artifact_location)
+    else:
+        wrong = [n for n, v in (("--tracking-uri", tracking_uri), ("--experiment", experiment),
+                                ("--artifact-location", artifact_location)) if v]
+        options.update(project=project, entity=entity)
+    if wrong:
+        raise click.UsageError(f"{', '.join(wrong)} does not apply to --to {backend}")
+    _quiet_trackers()
+    repo = _repo()
+    bundle = provenance_bundle(repo, revision)
+    external = log_revision(repo, bundle.revision, backend, **{k: v for k, v in options.items() if v is not None})
+    if as_json:
+        render.emit_json({"backend": backend, "external_id": external, "bundle": bundle.to_json()})
+    else:
+        click.echo(f"logged revision {bundle.revision[:12]} to {backend} run {external} "
+                   f"(lexicon {bundle.lexicon[:19]}, schema version {bundle.schema_version})")
+
+
+@sync_group.command("auto")
+@click.option("--lock-wait", type=click.FloatRange(min=0), default=600.0, show_default=True, metavar="S",
+              help="Seconds to wait for another sync to the same target to finish.")
+def sync_auto_command(lock_wait: float) -> None:
+    """Sync to every target in git config prov.sync.auto (what the post-commit hook
+    starts in the background; its output goes to .git/prov/sync/auto.log).
+
+    Target options come from git config: prov.sync.mlflow.trackingUri,
+    .experimentPrefix, .artifactLocation; prov.sync.wandb.project, .entity;
+    prov.sync.workers.
+    """
+    from ..autosync import configured_targets, run
+
+    _quiet_trackers()
+    repo = _repo()
+    if not configured_targets(repo.git.config):
+        raise SyncError("no auto-sync target: set one with 'git config prov.sync.auto mlflow' (or wandb)")
+    code = run(repo, lock_wait=lock_wait, out=click.echo)
+    if code:
+        raise SyncError("some runs were not synced; they stay pending ('prov sync status' lists them)")
 
 
 @sync_group.command("status")

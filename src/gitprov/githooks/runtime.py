@@ -4,7 +4,8 @@ git runs the installed shim, the shim runs ``prov hooks run <hook> [args]`` (ser
 by ``cli.entry`` without click), and that lands in ``run`` here:
 
 - ``post-commit`` / ``post-applypatch``: capture HEAD; a cherry-picked commit also
-  gets a ``rewrite`` link (how ``cherry-pick``) to the commit it was picked from.
+  gets a ``rewrite`` link (how ``cherry-pick``) to the commit it was picked from; when
+  ``prov.sync.auto`` is set, a detached ``prov sync auto`` is started (``autosync``).
 - ``post-rewrite``: for each ``old new`` line, the new commit gets the old commit's
   note lines plus an old→new ``rewrite`` link (the old one gets the link too), and a
   capture of its own if it has none; all in one notes commit.
@@ -92,8 +93,31 @@ def _picked_from(repo: Repository, head: str) -> str | None:
 def post_commit(ctx: _Context) -> None:
     from ..quickcapture import try_capture_head
 
-    if try_capture_head(os.getcwd(), trigger="hook") is not None:
-        return  # the common case, without loading msgspec
+    if try_capture_head(os.getcwd(), trigger="hook") is None:  # None: not the common case
+        _capture_head_fully(ctx)
+    _start_auto_sync(ctx)
+
+
+def _start_auto_sync(ctx: _Context) -> None:
+    """Start a background ``prov sync auto`` when ``prov.sync.auto`` is set; never
+    waits for it, never fails the hook (one line on stderr and in the failure log)."""
+    try:
+        from ..autosync import start
+        from ..store.repo import GitRepository
+
+        start(ctx.repo.git if ctx.repo is not None else GitRepository.open(os.getcwd()))
+    except Exception as exc:  # noqa: BLE001 - a hook never fails because of auto-sync
+        from ..errors import ProvError
+
+        reason = str(exc) if isinstance(exc, ProvError) else f"{type(exc).__name__}: {exc}"
+        print(f"prov: auto-sync not started: {reason}", file=sys.stderr)
+        from ..clock import utc_timestamp
+
+        _log_failure(ctx.repo, {"time": utc_timestamp(), "hook": ctx.name, "reason": f"auto-sync not started: {reason}",
+                                "error": type(exc).__name__, "strict": False})
+
+
+def _capture_head_fully(ctx: _Context) -> None:
     from .. import codec
     from ..history import rewrite_link
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .bridge import Bridge, RunResult, RunSource
 from .engine import SyncReport, TargetStatus, sync_runs, sync_status
+from .watch import watch
 
 if TYPE_CHECKING:
     from ..api import Repository
@@ -24,6 +25,7 @@ __all__ = [
     "sync_runs",
     "sync_status",
     "sync_wandb",
+    "watch",
 ]
 
 

@@ -5,7 +5,8 @@ level in parallel on ``workers`` threads. A transient error (connection refused,
 timeout, a locked database) is retried with exponential backoff; when the tracker
 keeps failing, the runs not yet attempted are ``skipped`` and stay pending. Nothing a
 bridge does is trusted as done until it returns: only then is the run marked synced
-at its ledger version in the local state.
+at its ledger version in the local state. Setting ``stop`` (``--watch`` on SIGINT or
+SIGTERM) lets the runs in progress finish and skips the rest, which stay pending.
 """
 
 from __future__ import annotations
@@ -99,8 +100,11 @@ def _levels(sources: list[RunSource]) -> list[list[RunSource]]:
 
 def sync_runs(repo: Repository, bridge: Bridge, *, workers: int = 4, dry_run: bool = False,
               retries: int = 3, backoff: float = 0.5, run_ids: list[str] | None = None,
-              on_result: Callable[[RunResult], None] | None = None) -> SyncReport:
-    """Mirror the repository's runs (or ``run_ids``) to ``bridge``'s tracker."""
+              on_result: Callable[[RunResult], None] | None = None,
+              stop: threading.Event | None = None, lock_wait: float = 0.0) -> SyncReport:
+    """Mirror the repository's runs (or ``run_ids``) to ``bridge``'s tracker; once
+    ``stop`` is set no further run is started (those not started are ``skipped``);
+    ``lock_wait``: seconds to wait for another sync to the same target to finish."""
     if workers < 1:
         raise UsageError("--workers must be at least 1")
     started = time.monotonic()
@@ -108,7 +112,7 @@ def sync_runs(repo: Repository, bridge: Bridge, *, workers: int = 4, dry_run: bo
     report = SyncReport(target=bridge.address, kind=bridge.kind, dry_run=dry_run)
     sources = _sources(repo, run_ids)
     if not dry_run:
-        state.acquire()
+        state.acquire(wait=lock_wait)
     down = threading.Event()  # the tracker keeps failing: stop trying
     streak = [0]
     lock = threading.Lock()
@@ -122,6 +126,9 @@ def sync_runs(repo: Repository, bridge: Bridge, *, workers: int = 4, dry_run: bo
         if down.is_set():
             return RunResult(run_id=source.id, name=source.run.name, status="skipped",
                              error="not attempted: the tracker was failing")
+        if stop is not None and stop.is_set():
+            return RunResult(run_id=source.id, name=source.run.name, status="skipped",
+                             error="not attempted: the sync was stopped")
         t0 = time.monotonic()
         attempt = 0
         use = entry
@@ -136,8 +143,11 @@ def sync_runs(repo: Repository, bridge: Bridge, *, workers: int = 4, dry_run: bo
                 break
             except Exception as exc:  # noqa: BLE001 - every failure becomes a per-run result
                 transient = is_transient(exc) and not isinstance(exc, ProvError)
-                if transient and attempt <= retries and not down.is_set():
-                    time.sleep(backoff * (2 ** (attempt - 1)))
+                if transient and attempt <= retries and not down.is_set() and not (stop and stop.is_set()):
+                    if stop is not None:
+                        stop.wait(backoff * (2 ** (attempt - 1)))
+                    else:
+                        time.sleep(backoff * (2 ** (attempt - 1)))
                     continue
                 if not transient and not isinstance(exc, ProvError) and use and attempt == 1:
                     use = None  # the local state may be stale (run deleted remotely): look it up again

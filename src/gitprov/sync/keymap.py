@@ -1,8 +1,8 @@
 """Reversible mapping between prov keys and the keys a tracker accepts.
 
 MLflow accepts metric, param and tag names made of word characters, ``_ - . / :`` and
-spaces, that do not change under ``posixpath.normpath`` (no ``//``, no trailing ``/``),
-at most 250 characters. prov keys are wider. A key MLflow accepts is used as it is;
+spaces, that do not change under ``posixpath.normpath`` (no ``//``, no trailing ``/``,
+no ``.`` or ``..`` segment) and do not start with ``..``, at most 250 characters. prov keys are wider. A key MLflow accepts is used as it is;
 anything else is escaped byte-wise as ``_xHH`` (UTF-8 bytes, lower-case hex), and a
 literal ``_`` followed by ``x`` is escaped too, so the mapping is injective and
 ``prov_key(mlflow_key(k)) == k``. ``:`` is escaped because MLflow servers on Windows
@@ -37,9 +37,13 @@ def mlflow_key(key: str) -> str:
             out.append(ch)
         else:
             out.extend(f"_x{b:02x}" for b in ch.encode("utf-8"))
-    mapped = "".join(out)
-    if mapped in (".", "..") or mapped.startswith(("./", "../")):
-        mapped = "_x2e" + mapped[1:]
+    # MLflow refuses names posixpath.normpath would change ("." or ".." segments) and
+    # names starting with "..": the first dot of such a segment is escaped
+    segments = "".join(out).split("/")
+    for i, segment in enumerate(segments):
+        if segment in (".", "..") or (i == 0 and segment.startswith("..")):
+            segments[i] = "_x2e" + segment[1:]
+    mapped = "/".join(segments)
     if len(mapped) > MAX_KEY_LENGTH:
         head = re.sub(r"_(x[0-9a-f]?)?$", "", mapped[:232])
         mapped = head + "_h" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]

@@ -5,8 +5,10 @@ non-strings), metric series -> metric history with the original steps and timest
 tags -> tags, attributes -> ``prov.attribute.<key>`` tags, code version ->
 ``mlflow.source.git.*`` tags, parent -> ``mlflow.parentRunId``, artifacts -> files,
 datasets -> ``log_inputs``, lineage models -> logged models linked as the run's inputs
-and outputs, status and end time -> ``set_terminated``. Keys MLflow refuses are escaped
-reversibly (``keymap``). mlflow is imported when a bridge is made.
+and outputs, observations -> a JSON artifact per key (``prov/observations/<key>.json``)
+plus, for numeric values, the metric ``obs/<key>`` at step = epoch; status and end time
+-> ``set_terminated``. Keys MLflow refuses are escaped reversibly (``keymap``). mlflow is
+imported on first use.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import sys
 import tempfile
 import threading
 import time
 from typing import Any
 
-from ..errors import SyncError
+from ..errors import MissingExtraError, SyncError
 from ..scrub import scrub_url
 from .bridge import RunResult, RunSource, millis
 from .keymap import mlflow_key, prov_key
@@ -29,6 +32,7 @@ __all__ = ["MLFLOW_EXTRA", "MlflowBridge", "import_mlflow"]
 
 MLFLOW_EXTRA = "pip install 'git-prov[mlflow]'"
 MAX_METRICS_PER_BATCH = 1000
+MAX_ENTITIES_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
@@ -42,18 +46,33 @@ MODEL_KEY_TAG = "prov.model.key"
 PRODUCED_BY_TAG = "prov.model.produced_by"
 #: characters MLflow refuses in a logged model's name.
 _MODEL_NAME_FORBIDDEN = str.maketrans({c: "_" for c in "/:.%\"'"})
+#: numeric observations become this metric prefix + key (step = epoch).
+OBSERVATION_METRIC_PREFIX = "obs/"
+OBSERVATION_ARTIFACTS = "prov/observations"
 DEFAULT_EXPERIMENT = "Default"
 _STATUS = {"running": "RUNNING", "finished": "FINISHED", "failed": "FAILED", "killed": "KILLED", "crashed": "FAILED"}
 
 
-def import_mlflow() -> Any:
-    """``mlflow``, or a ``SyncError`` naming the extra to install."""
+def import_mlflow(purpose: str = "syncing to MLflow") -> Any:
+    """``mlflow``, or a ``MissingExtraError`` naming the extra to install."""
     try:
         import mlflow
         from mlflow import MlflowClient  # noqa: F401
     except ImportError as exc:
-        raise SyncError(f"syncing to MLflow needs the mlflow package: {MLFLOW_EXTRA}") from exc
+        raise MissingExtraError(f"{purpose} needs the mlflow package: {MLFLOW_EXTRA}") from exc
     return mlflow
+
+
+def require_mlflow(purpose: str = "syncing to MLflow") -> None:
+    """Fail early, without importing it, when mlflow is not installed."""
+    from importlib.util import find_spec
+
+    try:
+        found = find_spec("mlflow") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise MissingExtraError(f"{purpose} needs the mlflow package: {MLFLOW_EXTRA}")
 
 
 def canonical_value(value: Any) -> str:
@@ -71,18 +90,24 @@ def _clip(text: str, limit: int) -> str:
     return text[: limit - len(marker)] + marker
 
 
-def _batches(items: list[Any], limit: int, size: Any) -> list[list[Any]]:
-    out: list[list[Any]] = []
-    cur: list[Any] = []
-    cur_bytes = 0
-    for item in items:
-        n = size(item)
-        if cur and (len(cur) >= limit or cur_bytes + n > MAX_BATCH_BYTES):
-            out.append(cur)
-            cur, cur_bytes = [], 0
-        cur.append(item)
-        cur_bytes += n
-    if cur:
+def _entity_batches(params: list[Any], metrics: list[Any], tags: list[Any]) -> list[tuple[list[Any], list[Any], list[Any]]]:
+    """Params, metrics and tags packed into as few ``log_batch`` calls as MLflow's limits
+    allow (each call is several database transactions: fewer calls, faster syncs)."""
+    out: list[tuple[list[Any], list[Any], list[Any]]] = []
+    cur: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
+    count = size = 0
+    limits = (MAX_PARAMS_TAGS_PER_BATCH, MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH)
+    for slot, items in enumerate((params, metrics, tags)):
+        for item in items:
+            n = len(item.key) + (40 if slot == 1 else len(item.value))
+            if count and (len(cur[slot]) >= limits[slot] or count >= MAX_ENTITIES_PER_BATCH
+                          or size + n > MAX_BATCH_BYTES):
+                out.append(cur)
+                cur, count, size = ([], [], []), 0, 0
+            cur[slot].append(item)
+            count += 1
+            size += n
+    if count:
         out.append(cur)
     return out
 
@@ -94,20 +119,33 @@ class MlflowBridge:
 
     def __init__(self, tracking_uri: str | None = None, *, experiment_prefix: str = "",
                  artifact_location: str | None = None) -> None:
-        mlflow = import_mlflow()
-        from mlflow import MlflowClient
-
-        uri = tracking_uri or mlflow.get_tracking_uri()
+        require_mlflow()
+        uri = tracking_uri or (None if "mlflow" in sys.modules else os.environ.get("MLFLOW_TRACKING_URI"))
+        if not uri:
+            uri = import_mlflow().get_tracking_uri()
         self.tracking_uri = uri
         #: what keys the local state and is shown to people: never credentials.
         self.address = scrub_url(uri)
         self.experiment_prefix = experiment_prefix
         self.artifact_location = artifact_location
-        self.client = MlflowClient(tracking_uri=uri)
+        self._client: Any = None
+        self._client_lock = threading.Lock()
         self._experiments: dict[str, str] = {}
         self._lock = threading.Lock()
         self._models: dict[str, str] = {}
         self._model_lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        """The ``MlflowClient``, made (and mlflow imported, ~3 s) on first use: a sync
+        that finds every run unchanged never pays for it."""
+        with self._client_lock:
+            if self._client is None:
+                import_mlflow()
+                from mlflow import MlflowClient
+
+                self._client = MlflowClient(tracking_uri=self.tracking_uri)
+            return self._client
 
     # -- experiments and lookup --------------------------------------------------------
     def experiment_name(self, prov_experiment: str) -> str:
@@ -192,6 +230,7 @@ class MlflowBridge:
             "params": params,
             "tags": tags,
             "metrics": {k: mlflow_key(k) for k in run.get_metric_keys()},
+            "observations": {k: mlflow_key(OBSERVATION_METRIC_PREFIX + k) for k in sorted(state.observations)},
             "artifacts": {k: ref.sha256 for k, ref in sorted(state.artifacts.items())},
             "datasets": dict(sorted(state.datasets.items())),
             "models": model_links(state.lineage),
@@ -199,11 +238,11 @@ class MlflowBridge:
             "end_time": millis(state.ended),
         }
 
-    def _remote_view(self, external_id: str, metric_keys: dict[str, str]) -> dict[str, Any]:
+    def _remote_view(self, external_id: str, metric_keys: list[str]) -> dict[str, Any]:
         """What an existing MLflow run holds (when local state cannot be trusted)."""
         remote = self.client.get_run(external_id)
         series = {}
-        for mkey in metric_keys.values():
+        for mkey in metric_keys:
             if mkey in remote.data.metrics:
                 series[mkey] = len(self.client.get_metric_history(external_id, mkey))
         return {
@@ -211,6 +250,7 @@ class MlflowBridge:
             "tags": {k: value_digest(v) for k, v in remote.data.tags.items()},
             "series": series,
             "artifacts": {},  # re-uploading overwrites: safe
+            "observations": {},  # the same
             "datasets": {d.dataset.name: d.dataset.digest for d in (remote.inputs.dataset_inputs if remote.inputs else [])},
             "models": self._remote_model_links(remote),
             "status": remote.info.status if remote.info.end_time else "RUNNING",
@@ -242,17 +282,18 @@ class MlflowBridge:
         want = self.desired(source)
         external_id = entry.get("external_id") if entry else None
         if trusted:
-            have = {k: entry.get(k, {}) for k in ("params", "tags", "series", "artifacts", "datasets")}  # type: ignore[union-attr]
+            have = {k: entry.get(k, {}) for k in ("params", "tags", "series", "artifacts", "datasets", "observations")}  # type: ignore[union-attr]
             have["status"] = entry.get("status", "RUNNING")  # type: ignore[union-attr]
             have["models"] = entry.get("models", [])  # type: ignore[union-attr]
         else:
             external_id = external_id or self.find_existing(run.id, run.experiment)
             if external_id is None:
-                have = {"params": {}, "tags": {}, "series": {}, "artifacts": {}, "datasets": {}, "models": [],
-                        "status": "RUNNING"}
+                have = {"params": {}, "tags": {}, "series": {}, "artifacts": {}, "datasets": {}, "observations": {},
+                        "models": [], "status": "RUNNING"}
             else:
-                have = self._remote_view(external_id, want["metrics"])
-        written = {"params": 0, "tags": 0, "metrics": 0, "artifacts": 0, "datasets": 0, "models": 0, "status": 0}
+                have = self._remote_view(external_id, [*want["metrics"].values(), *want["observations"].values()])
+        written = {"params": 0, "tags": 0, "metrics": 0, "artifacts": 0, "datasets": 0, "observations": 0, "models": 0,
+                   "status": 0}
 
         from mlflow.entities import Metric, Param, RunTag
 
@@ -274,13 +315,26 @@ class MlflowBridge:
             series_counts[mkey] = len(points)
             for p in points[have["series"].get(mkey, 0):]:
                 metrics.append(Metric(mkey, p.value, p.timestamp, p.step))
+        observations: dict[str, Any] = {}
+        observation_counts: dict[str, int] = {}
+        for key, okey in want["observations"].items():
+            points = run.get_observations(key)
+            observation_counts[key] = len(points)
+            if have["observations"].get(key) != len(points):
+                observations[key] = points
+            numeric = [o for o in points if _is_number(o.value)]
+            if numeric:
+                series_counts[okey] = len(numeric)
+                for o in numeric[have["series"].get(okey, 0):]:
+                    metrics.append(Metric(okey, float(o.value), o.timestamp, o.epoch))
         artifacts = [k for k, sha in want["artifacts"].items() if have["artifacts"].get(k) != sha]
         datasets = [d for k, d in want["datasets"].items() if have["datasets"].get(k) != _digest36(d.digest)]
         models = [link for link in want["models"] if link not in have["models"]]
         end_status = want["status"] if want["status"] != "RUNNING" else None
         status_due = end_status is not None and have["status"] != end_status
         written.update(params=len(params), tags=len(tags), metrics=len(metrics), artifacts=len(artifacts),
-                       datasets=len(datasets), models=len(models), status=int(status_due))
+                       datasets=len(datasets), observations=len(observations), models=len(models),
+                       status=int(status_due))
         result.written = {k: v for k, v in written.items() if v}
         changed = any(written.values()) or external_id is None
         if dry_run:
@@ -289,22 +343,26 @@ class MlflowBridge:
             return result, entry or {}
 
         if external_id is None:
+            # a new run gets its tags (prov.run_id first) in the create_run transaction
+            first = {RUN_ID_TAG: run.id, **{t.key: t.value for t in tags[:MAX_PARAMS_TAGS_PER_BATCH - 1]
+                                            if t.key != RUN_ID_TAG}}
+            tags = [t for t in tags if t.key not in first]
             exp = self.experiment_id(run.experiment)
             created = self.client.create_run(exp, start_time=millis(run.record.created),
-                                             tags={RUN_ID_TAG: run.id}, run_name=run.name or None)
+                                             tags=first, run_name=run.name or None)
             external_id = created.info.run_id
-        for batch in _batches(params, MAX_PARAMS_TAGS_PER_BATCH, lambda p: len(p.key) + len(p.value)):
-            self.client.log_batch(external_id, params=batch, synchronous=True)
-        for batch in _batches(metrics, MAX_METRICS_PER_BATCH, lambda m: len(m.key) + 40):
-            self.client.log_batch(external_id, metrics=batch, synchronous=True)
+        for batch_params, batch_metrics, batch_tags in _entity_batches(params, metrics, tags):
+            self.client.log_batch(external_id, metrics=batch_metrics, params=batch_params, tags=batch_tags,
+                                  synchronous=True)
         if artifacts:
             self._upload(run, external_id, artifacts)
         if datasets:
             self._log_datasets(external_id, datasets)
         if models:
             self._link_models(external_id, self.experiment_id(run.experiment) or "0", models)
-        for batch in _batches(tags, MAX_PARAMS_TAGS_PER_BATCH, lambda t: len(t.key) + len(t.value)):
-            self.client.log_batch(external_id, tags=batch, synchronous=True)
+        for key, points in observations.items():
+            self.client.log_text(external_id, observation_json(key, points),
+                                 f"{OBSERVATION_ARTIFACTS}/{mlflow_key(key)}.json")
         if status_due:
             self._terminate(external_id, end_status, want["end_time"])
         new_entry = {
@@ -315,6 +373,7 @@ class MlflowBridge:
             "series": series_counts,
             "artifacts": want["artifacts"],
             "datasets": {k: _digest36(d.digest) for k, d in want["datasets"].items()},
+            "observations": observation_counts,
             "models": want["models"],
             "status": want["status"],
             "parent": bool(source.parent_external_id),
@@ -360,7 +419,6 @@ class MlflowBridge:
             inputs.append(DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "prov")]))
         self.client.log_inputs(external_id, datasets=inputs)
 
-
     def _link_models(self, external_id: str, experiment_id: str, links: list[str]) -> None:
         """Link the run to a logged model per lineage model: its inputs through
         ``log_inputs``, its outputs through ``log_outputs``. A model (name and version) is
@@ -402,6 +460,16 @@ class MlflowBridge:
                 model_id = model.model_id
             self._models[key] = model_id
             return model_id
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def observation_json(key: str, points: list[Any]) -> str:
+    """The JSON file of one observation series: every epoch, timestamp (ms) and value."""
+    body = {"key": key, "points": [{"epoch": o.epoch, "timestamp": o.timestamp, "value": o.value} for o in points]}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _link(direction: str, name: str, version: str) -> str:

@@ -72,19 +72,27 @@ class SyncState:
         self.runs = data.get("runs", {})
 
     # -- locking ---------------------------------------------------------------
-    def acquire(self) -> None:
-        """Take the target's lock file (one sync per target at a time)."""
+    def acquire(self, wait: float = 0.0) -> None:
+        """Take the target's lock file (one sync per target at a time), waiting up to
+        ``wait`` seconds for another sync to release it."""
         if not self.path:
             return
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         lock = self.path[:-5] + ".lock"
-        for _ in range(2):
+        deadline = time.monotonic() + wait
+        tries = 0
+        while tries < 2:
+            tries += 1
             try:
                 self._lock_fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
                 os.write(self._lock_fd, str(os.getpid()).encode())
                 return
             except FileExistsError:
                 if not _stale(lock):
+                    if time.monotonic() < deadline:
+                        time.sleep(0.2)
+                        tries -= 1
+                        continue
                     raise SyncError(f"another prov sync to {self.description} is running (lock {lock}); "
                                     "wait for it, or delete the lock if no sync is running") from None
                 with contextlib.suppress(FileNotFoundError):

@@ -4,8 +4,10 @@ Hyperparameters -> config, metric series -> history rows with explicit, increasi
 steps and the original timestamps (``_timestamp``), latest values -> summary, tags ->
 tags (``key`` or ``key:value``), code version -> the run's git commit and remote,
 artifacts -> ``log_artifact`` (one W&B artifact per run: the run's output lineage),
-lineage -> ``config.prov.lineage``, and online, the artifacts of the runs it consumed ->
-``use_artifact`` (its input lineage; W&B refuses that offline). Works offline
+observations -> summary ``observation/<key>`` (latest value) and one JSON file per key
+in the artifact ``prov-<id>-observations`` (every epoch; a new version when they
+change), lineage -> ``config.prov.lineage``, and online, the artifacts of the runs it
+consumed -> ``use_artifact`` (its input lineage; W&B refuses that offline). Works offline
 (``WANDB_MODE=offline``); ``wandb sync`` uploads those runs later. A later sync resumes
 the same run id and appends only points past the last step already sent. Offline there
 is no way to ask W&B what it holds, so the local state is the only record of what was
@@ -18,10 +20,11 @@ import threading
 import time
 from typing import Any
 
-from ..errors import ProvError, SyncError
+from ..errors import MissingExtraError, ProvError
 from ..scrub import scrub_url
 from .bridge import RunResult, RunSource
-from .mlflow_bridge import canonical_value
+from .keymap import mlflow_key
+from .mlflow_bridge import canonical_value, observation_json
 
 __all__ = ["WANDB_EXTRA", "WandbBridge", "import_wandb", "wandb_run_id"]
 
@@ -29,12 +32,25 @@ WANDB_EXTRA = "pip install 'git-prov[wandb]'"
 _FORBIDDEN = set(":;,#?/'")
 
 
-def import_wandb() -> Any:
+def import_wandb(purpose: str = "syncing to W&B") -> Any:
+    """``wandb``, or a ``MissingExtraError`` naming the extra to install."""
     try:
         import wandb
     except ImportError as exc:
-        raise SyncError(f"syncing to W&B needs the wandb package: {WANDB_EXTRA}") from exc
+        raise MissingExtraError(f"{purpose} needs the wandb package: {WANDB_EXTRA}") from exc
     return wandb
+
+
+def require_wandb(purpose: str = "syncing to W&B") -> None:
+    """Fail early, without importing it, when wandb is not installed."""
+    from importlib.util import find_spec
+
+    try:
+        found = find_spec("wandb") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise MissingExtraError(f"{purpose} needs the wandb package: {WANDB_EXTRA}")
 
 
 def wandb_run_id(prov_run_id: str) -> str:
@@ -73,7 +89,8 @@ class WandbBridge:
     kind = "wandb"
 
     def __init__(self, project: str, *, entity: str | None = None, directory: str | None = None) -> None:
-        self.wandb = import_wandb()
+        require_wandb()
+        self._wandb: Any = None
         self.project = project
         self.entity = entity
         import os
@@ -82,6 +99,13 @@ class WandbBridge:
         self.directory = directory or os.environ.get("WANDB_DIR") or None
         self.address = f"{entity}/{project}" if entity else project
         self._lock = threading.Lock()  # wandb runs one run at a time per process here
+
+    @property
+    def wandb(self) -> Any:
+        """The wandb module, imported on first use (a sync with nothing new skips it)."""
+        if self._wandb is None:
+            self._wandb = import_wandb()
+        return self._wandb
 
     def find_existing(self, prov_run_id: str, experiment: str = "") -> str | None:
         """The W&B run id if the run exists online (offline: unknown, None)."""
@@ -120,7 +144,12 @@ class WandbBridge:
                 sent += 1
         artifacts = {k: ref.sha256 for k, ref in sorted(state.artifacts.items())}
         new_artifacts = [k for k, sha in artifacts.items() if (entry or {}).get("artifacts", {}).get(k) != sha]
-        result.written = {k: v for k, v in {"metrics": sent, "artifacts": len(new_artifacts)}.items() if v}
+        observations = {k: run.get_observations(k) for k in sorted(state.observations)}
+        observation_counts = {k: len(v) for k, v in observations.items()}
+        sent_counts = (entry or {}).get("observations", {}) if entry and entry.get("version") else {}
+        changed_observations = [k for k, n in observation_counts.items() if sent_counts.get(k) != n]
+        result.written = {k: v for k, v in {"metrics": sent, "artifacts": len(new_artifacts),
+                                             "observations": len(changed_observations)}.items() if v}
         if dry_run:
             result.status = "would-sync"
             return result, entry or {}
@@ -161,6 +190,16 @@ class WandbBridge:
                         with art.new_file(name, mode="wb") as f:
                             f.write(run.get_artifact(key))
                     wb.log_artifact(art)
+                for key, points in observations.items():
+                    if points:
+                        wb.summary[f"observation/{key}"] = points[-1].value
+                if changed_observations:
+                    obs = wandb.Artifact(f"{wandb_run_id(run.id)}-observations", type="prov-observations",
+                                         metadata={"prov.run_id": run.id, "epochs": observation_counts})
+                    for key, points in observations.items():
+                        with obs.new_file(f"{mlflow_key(key)}.json", mode="w", encoding="utf-8") as f:
+                            f.write(observation_json(key, points))
+                    wb.log_artifact(obs)
                 if not offline and not used_before:
                     used = use_input_artifacts(wb, run)
                 exit_code = {"finished": 0, "running": 0}.get(state.status, 1)
@@ -168,7 +207,8 @@ class WandbBridge:
                 wb.finish(exit_code=locals().get("exit_code", 1))
         last = max([last_step, *rows]) if rows else last_step
         new_entry = {"version": source.version, "external_id": result.external_id, "series": counts,
-                     "last_step": last, "artifacts": artifacts, "inputs": state.lineage.inputs, "used": used}
+                     "last_step": last, "artifacts": artifacts, "observations": observation_counts,
+                     "inputs": state.lineage.inputs, "used": used}
         result.status = "synced"
         result.seconds = time.monotonic() - started
         return result, new_entry
