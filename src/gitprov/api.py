@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .exchange.remote import ExchangeResult
     from .history import RelinkResult
     from .index import RunIndex
+    from .index.edges import IndexEdges
     from .index.graph import LineageGraph
     from .runs.run import Run
     from .runs.stage import CachedStage
@@ -403,12 +404,14 @@ class Repository:
         or an explicit node id: ``run:<id>``, ``model:<name>[@<version>]``,
         ``dataset:<key>@<digest>``, ``artifact:<run id>/<path>``.
         """
-        from .index.graph import build_graph, load_edges
+        from .index.edges import IndexEdges
+        from .index.graph import traverse
 
-        nodes, edges = load_edges(self.index().connection())
-        return build_graph(nodes, edges, self._lineage_roots(target, nodes), direction, depth)
+        # read from the index frontier by frontier: the cost follows what is reached
+        nodes = IndexEdges(self.index().connection())
+        return traverse(nodes, self._lineage_roots(target, nodes), direction, depth)
 
-    def _lineage_roots(self, target: str, nodes: dict[str, Any]) -> list[str]:
+    def _lineage_roots(self, target: str, nodes: IndexEdges) -> list[str]:
         from .runs.reading import resolve_run_id
 
         if not isinstance(target, str) or not target.strip():
@@ -423,7 +426,8 @@ class Repository:
             if kind == "artifact" and _artifact_node(rest, nodes):
                 return [_artifact_node(rest, nodes)]  # type: ignore[list-item]
             if kind == "model" or kind == "dataset":
-                found = [n for n in nodes if n.startswith(f"{kind}:{rest}@") or n == f"{kind}:{rest}"]
+                found = [n for n in nodes.with_prefix(f"{kind}:{rest}") if n.startswith(f"{kind}:{rest}@")
+                         or n == f"{kind}:{rest}"]
                 if found:
                     return sorted(found)
             raise UsageError(f"no {kind} {rest!r} in the lineage of any run")
@@ -435,9 +439,10 @@ class Repository:
                 return [f"run:{resolve_run_id(self.ledger, target)}"]
             except UsageError:
                 pass
-        found = [n for n in nodes if n == f"model:{target}" or n.startswith(f"model:{target}@")]
+        found = [n for n in nodes.with_prefix(f"model:{target}")
+                 if n == f"model:{target}" or n.startswith(f"model:{target}@")]
         if "@" in target:
-            found = [n for n in nodes if n == f"model:{target}"] or found
+            found = [n for n in found if n == f"model:{target}"] or found
         if found:
             return sorted(found)
         raise UsageError(
@@ -511,12 +516,12 @@ class Repository:
             print(f"prov: warning: cannot update refs/prov/keep: {exc}", file=sys.stderr)
 
 
-def _artifact_node(target: str, nodes: dict[str, Any]) -> str | None:
+def _artifact_node(target: str, nodes: IndexEdges) -> str | None:
     """The node of ``RUN/PATH`` (RUN a run id or unique prefix), if exactly one."""
     run_part, slash, path = target.partition("/")
     if not slash or len(run_part) < 4 or any(c not in "0123456789abcdef" for c in run_part.lower()):
         return None
-    found = [n for n in nodes if n.startswith(f"artifact:{run_part.lower()}") and n.split("/", 1)[1] == path]
+    found = [n for n in nodes.with_prefix(f"artifact:{run_part.lower()}") if n.split("/", 1)[1] == path]
     return found[0] if len(found) == 1 else None
 
 

@@ -27,7 +27,7 @@ __all__ = ["INDEX_FILE", "INDEX_VERSION", "RunIndex", "sql_value"]
 
 INDEX_FILE = "index.sqlite"
 #: bump when the tables change: an older index is rebuilt.
-INDEX_VERSION = "3"
+INDEX_VERSION = "4"
 
 _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);
@@ -49,7 +49,7 @@ CREATE INDEX attributes_kv ON attributes(key, value);
 CREATE TABLE lineage(run TEXT NOT NULL, direction TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
                      item TEXT NOT NULL);
 CREATE INDEX lineage_run ON lineage(run);
-CREATE INDEX lineage_target ON lineage(kind, name, item);
+CREATE INDEX lineage_target ON lineage(kind, name, item, direction, run);
 CREATE TABLE stages(run TEXT NOT NULL, name TEXT NOT NULL, args_hash TEXT, commit_id TEXT, dirty INTEGER,
                     status TEXT, ended TEXT, record TEXT NOT NULL);
 CREATE INDEX stages_key ON stages(name, args_hash);
