@@ -315,17 +315,11 @@ class Repository:
     def runs(self, experiment: str | None = None, status: str | None = None,
              include_deleted: bool = False) -> list[Run]:
         """Stored runs, newest first, optionally filtered."""
-        from .runs.reading import all_run_entries, read_record, read_state
-        from .runs.run import Run
+        from .runs.reading import all_run_entries
 
-        tip = self.ledger.tip()
-        out = []
-        for run_id, _tree in all_run_entries(self.ledger, tip):
-            state = read_state(self.ledger, run_id, tip)
-            if (experiment is not None and state.experiment != experiment) or (
-                status is not None and state.status != status) or (state.deleted and not include_deleted):
-                continue
-            out.append(Run(self, run_id, read_record(self.ledger, run_id, tip), state))
+        out = [run for run in self._runs_from_trees(all_run_entries(self.ledger, self.ledger.tip()))
+               if (experiment is None or run.state.experiment == experiment)
+               and (status is None or run.state.status == status) and (include_deleted or not run.state.deleted)]
         out.sort(key=lambda r: r.record.created, reverse=True)
         return out
 
