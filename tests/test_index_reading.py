@@ -144,3 +144,43 @@ def test_a_tree_where_a_blob_belongs_is_refused(repo):
     for bulk in (True, False):
         with pytest.raises(DataError):
             list(read_run_blobs(prov.git, [("ab" * 20, tree)], bulk=bulk))
+
+
+def test_find_runs_and_runs_through_the_bulk_reader_match_get_run(ledger_repo, monkeypatch):
+    monkeypatch.setattr(reading, "BULK_MIN", 1)
+    found = ledger_repo.find_runs({"metrics.acc": {"$gte": 0.0}}, order_by="metrics.acc desc")
+    listed = ledger_repo.runs()
+    assert len(found) == len(listed) == 40
+    for run in [*found, *listed]:
+        alone = ledger_repo.get_run(run.id)
+        assert (run.record, run.state) == (alone.record, alone.state)
+    accs = [r.state.metrics["acc"].value for r in found]
+    assert accs == sorted(accs, reverse=True)
+
+
+def test_git_that_cannot_read_the_repository_falls_back(ledger_repo, monkeypatch, tmp_path):
+    expected = list(read_run_blobs(ledger_repo.git, entries(ledger_repo), bulk=False))
+    monkeypatch.setattr(ledger_repo.git, "common_dir", str(tmp_path))  # not a git directory: git exits 128
+    assert list(read_run_blobs(ledger_repo.git, entries(ledger_repo), bulk=True)) == expected
+
+
+def test_git_dying_mid_stream_leaves_the_rest_to_the_object_layer(ledger_repo, monkeypatch):
+    expected = list(read_run_blobs(ledger_repo.git, entries(ledger_repo), bulk=False))
+    git_dir = ledger_repo.git.common_dir
+
+    def truncated(repo):  # the answers stop after 5,000 bytes, in the middle of an object
+        return subprocess.Popen(["sh", "-c", f"git --git-dir '{git_dir}' cat-file --batch | head -c 5000"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+    monkeypatch.setattr(reading, "_start_cat_file", truncated)
+    assert list(read_run_blobs(ledger_repo.git, entries(ledger_repo), bulk=True)) == expected
+
+
+def test_stopping_early_ends_git(ledger_repo, monkeypatch):
+    started = []
+    real = reading._start_cat_file
+    monkeypatch.setattr(reading, "_start_cat_file", lambda repo: started.append(real(repo)) or started[-1])
+    blobs = read_run_blobs(ledger_repo.git, entries(ledger_repo), bulk=True)
+    next(blobs)
+    blobs.close()
+    assert started[0].poll() is not None

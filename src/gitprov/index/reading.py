@@ -8,7 +8,8 @@ stream. Few runs (an incremental update, a page of query results) stay in-proces
 process start costs more than they do. Without a usable ``git`` binary, or in an
 in-memory repository, everything goes through the object layer: slower, same bytes.
 A run whose objects ``git`` reports missing is read again through the object layer,
-so its error is the same on both paths.
+so its error is the same on both paths; if ``git`` cannot read the repository at all
+(an extension it does not know) or dies, the object layer reads the remaining runs.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def _start_cat_file(repo: GitRepository):  # -> subprocess.Popen | None
     import subprocess
 
     env = {k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_OBJECT_DIRECTORY", "GIT_WORK_TREE")}
+    env["GIT_NO_LAZY_FETCH"] = "1"  # a partial clone: report missing, never fetch while indexing
     try:
         return subprocess.Popen(["git", "--git-dir", git_dir, "cat-file", "--batch", "--buffer"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -83,9 +85,12 @@ def _start_cat_file(repo: GitRepository):  # -> subprocess.Popen | None
         return None
 
 
+class _GitGone(Exception):
+    """``git cat-file`` stopped answering (could not read the repository, or died)."""
+
+
 def _read_with_git(repo: GitRepository, proc, runs: Sequence[tuple[str, str]]) -> Iterator[RunBlobs]:
     stdin, stdout = proc.stdin, proc.stdout
-    failure: list[BaseException] = []
 
     def feed() -> None:
         try:
@@ -96,15 +101,15 @@ def _read_with_git(repo: GitRepository, proc, runs: Sequence[tuple[str, str]]) -
                     stdin.write(b"".join(batch))
                     batch.clear()
             stdin.write(b"".join(batch))
-        except (BrokenPipeError, OSError) as exc:  # git died: the reader reports it
-            failure.append(exc)
+        except OSError:  # git died: the reader sees the end of its output
+            pass
         finally:
             with contextlib.suppress(OSError):
                 stdin.close()
 
     writer = threading.Thread(target=feed, name="prov-cat-file-feed", daemon=True)
     writer.start()
-    finished = False
+    done = 0
     try:
         for run_id, tree in runs:
             record = _next_blob(stdout)
@@ -114,31 +119,33 @@ def _read_with_git(repo: GitRepository, proc, runs: Sequence[tuple[str, str]]) -
                 yield read_one(repo, run_id, tree)
             else:
                 yield RunBlobs(run_id, tree, record, state)
-        finished = True
+            done += 1
+    except _GitGone:
+        pass  # e.g. a repository extension this git does not know: the object layer reads on
     finally:
-        if not finished:
+        if done < len(runs):
             proc.kill()
         writer.join()
         stdout.close()
-        code = proc.wait()
-    if code != 0 or failure:
-        raise DataError(f"git cat-file failed reading the ledger (exit {code}); run 'prov verify'")
+        proc.wait()
+    for run_id, tree in runs[done:]:
+        yield read_one(repo, run_id, tree)
 
 
 def _next_blob(stdout) -> bytes | None:
     """The next answer of ``cat-file --batch``: a blob's bytes, or None when missing."""
     header = stdout.readline()
-    if not header:
-        raise DataError("git cat-file stopped answering while reading the ledger; run 'prov verify'")
+    if not header.endswith(b"\n"):
+        raise _GitGone
     if header.endswith(b" missing\n") or header.endswith(b" ambiguous\n"):
         return None
     parts = header.split()
-    if len(parts) != 3:
+    if len(parts) != 3 or not parts[2].isdigit():
         raise DataError(f"unexpected answer from git cat-file: {header[:80]!r}")
     size = int(parts[2])
     data = stdout.read(size + 1)
     if len(data) != size + 1:
-        raise DataError("git cat-file stopped answering while reading the ledger; run 'prov verify'")
+        raise _GitGone
     if parts[1] != b"blob":
         raise DataError(f"object {parts[0].decode()} is a {parts[1].decode()}, expected a blob")
     return data[:size]
