@@ -40,6 +40,9 @@ def test_every_node_of_a_pipeline_with_cycles_and_dangling_runs(make_repo):
         # consumes its own artifact, outputs another run's artifact and a model without version
         lineage.of(odd).with_input_artifact(odd.id, "self.bin").with_output_artifact(ids["prep"], "extra.csv") \
             .with_output_model("plain").with_output_artifact("cafe" * 10).register()
+    with repo.start_run(name="at", environment=False) as at:
+        # "a@b" without a version and "a" version "b" are one node id, as in load_edges
+        lineage.of(at).with_input_model("a@b").with_output_model("a", "b").register()
     db = repo.index().connection()
     nodes, _ = load_edges(db)
     same_graphs(db, [[n] for n in sorted(nodes)] + [sorted(nodes)[:3]])

@@ -57,9 +57,18 @@ class IndexEdges:
             yield from self.db.execute(sql.replace("(?*)", f"({marks})"), [*chunk, *args])
 
     def _parts_of(self, node: str) -> set[tuple[str, str, str]]:
-        if node not in self._parts:
-            self.with_prefix(node)  # a node id given directly (not met in a row yet)
-        return self._parts.get(node, set())
+        """Every ``(kind, name, item)`` whose node id is ``node``: a name may hold the
+        separator (model ``a@b`` and model ``a`` version ``b`` are one node, as in
+        ``load_edges``), so each split is asked for; splits no row has find nothing."""
+        kind, _, rest = node.partition(":")
+        cuts = [i for i, c in enumerate(rest) if c == ("/" if kind == "artifact" else "@")]
+        if kind == "model":
+            return {("model", rest, "")} | {("model", rest[:i], rest[i + 1 :]) for i in cuts if rest[i + 1 :]}
+        if kind == "dataset":
+            return {("dataset", rest[:i], rest[i + 1 :]) for i in cuts}
+        if kind == "artifact":
+            return {("run", rest[:i], rest[i + 1 :]) for i in cuts if rest[i + 1 :]}
+        return set()
 
     def with_prefix(self, prefix: str) -> list[str]:
         """Sorted ids of the model, dataset and artifact nodes starting with ``prefix``."""
@@ -105,7 +114,7 @@ class IndexEdges:
                     out[node] = {"kind": "run", "label": f"run {run_id[:12]} (missing)", "missing": True,
                                  "deleted": False}
                 continue
-            kind, name, item = min(self._parts_of(node))
+            kind, name, item = min(self._parts.get(node) or self._parts_of(node))
             if kind == "model":
                 out[node] = {"kind": "model", "label": f"model {name}@{item}" if item else f"model {name}"}
             elif kind == "dataset":
