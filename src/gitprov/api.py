@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .exchange.remote import ExchangeResult
     from .history import RelinkResult
     from .index import RunIndex
+    from .index.edges import IndexEdges
     from .index.graph import LineageGraph
     from .runs.run import Run
     from .runs.stage import CachedStage
@@ -314,17 +315,11 @@ class Repository:
     def runs(self, experiment: str | None = None, status: str | None = None,
              include_deleted: bool = False) -> list[Run]:
         """Stored runs, newest first, optionally filtered."""
-        from .runs.reading import all_run_entries, read_record, read_state
-        from .runs.run import Run
+        from .runs.reading import all_run_entries
 
-        tip = self.ledger.tip()
-        out = []
-        for run_id, _tree in all_run_entries(self.ledger, tip):
-            state = read_state(self.ledger, run_id, tip)
-            if (experiment is not None and state.experiment != experiment) or (
-                status is not None and state.status != status) or (state.deleted and not include_deleted):
-                continue
-            out.append(Run(self, run_id, read_record(self.ledger, run_id, tip), state))
+        out = [run for run in self._runs_from_trees(all_run_entries(self.ledger, self.ledger.tip()))
+               if (experiment is None or run.state.experiment == experiment)
+               and (status is None or run.state.status == status) and (include_deleted or not run.state.deleted)]
         out.sort(key=lambda r: r.record.created, reverse=True)
         return out
 
@@ -348,8 +343,6 @@ class Repository:
         import sqlite3
 
         from .index import parse_filter, select_run_ids
-        from .runs.reading import read_record, read_state
-        from .runs.run import Run
 
         if isinstance(query, str):
             query = parse_filter(query)
@@ -359,10 +352,21 @@ class Repository:
         db = index.connection()
         try:
             ids = select_run_ids(db, query, order_by, limit, include_deleted)
-            tip = index.indexed_tip()
+            trees = index.run_trees(ids)
         except sqlite3.Error as exc:
             raise DataError(f"the query index cannot answer ({exc}); delete {index.path} to rebuild it") from exc
-        return [Run(self, i, read_record(self.ledger, i, tip), read_state(self.ledger, i, tip)) for i in ids]
+        return self._runs_from_trees(trees)
+
+    def _runs_from_trees(self, trees: list[tuple[str, str]]) -> list[Run]:
+        """Runs read from their directory trees (known to the index): many at once
+        through the index's bulk reader, no path walk from the ledger root."""
+        from .index.reading import read_run_blobs
+        from .model import RunRecord, RunState
+        from .runs.run import Run
+
+        return [Run(self, b.run_id, codec.decode(b.record, RunRecord, f"record of run {b.run_id[:12]}"),
+                    codec.decode(b.state, RunState, f"state of run {b.run_id[:12]}"))
+                for b in read_run_blobs(self.git, trees)]
 
     def find_cached(self, stage_name: str, args_hash: str, commit: str | None = None) -> CachedStage | None:
         """The latest finished stage ``stage_name`` with the same ``args_hash`` (and,
@@ -394,12 +398,14 @@ class Repository:
         or an explicit node id: ``run:<id>``, ``model:<name>[@<version>]``,
         ``dataset:<key>@<digest>``, ``artifact:<run id>/<path>``.
         """
-        from .index.graph import build_graph, load_edges
+        from .index.edges import IndexEdges
+        from .index.graph import traverse
 
-        nodes, edges = load_edges(self.index().connection())
-        return build_graph(nodes, edges, self._lineage_roots(target, nodes), direction, depth)
+        # read from the index frontier by frontier: the cost follows what is reached
+        nodes = IndexEdges(self.index().connection())
+        return traverse(nodes, self._lineage_roots(target, nodes), direction, depth)
 
-    def _lineage_roots(self, target: str, nodes: dict[str, Any]) -> list[str]:
+    def _lineage_roots(self, target: str, nodes: IndexEdges) -> list[str]:
         from .runs.reading import resolve_run_id
 
         if not isinstance(target, str) or not target.strip():
@@ -414,7 +420,8 @@ class Repository:
             if kind == "artifact" and _artifact_node(rest, nodes):
                 return [_artifact_node(rest, nodes)]  # type: ignore[list-item]
             if kind == "model" or kind == "dataset":
-                found = [n for n in nodes if n.startswith(f"{kind}:{rest}@") or n == f"{kind}:{rest}"]
+                found = [n for n in nodes.with_prefix(f"{kind}:{rest}") if n.startswith(f"{kind}:{rest}@")
+                         or n == f"{kind}:{rest}"]
                 if found:
                     return sorted(found)
             raise UsageError(f"no {kind} {rest!r} in the lineage of any run")
@@ -426,9 +433,10 @@ class Repository:
                 return [f"run:{resolve_run_id(self.ledger, target)}"]
             except UsageError:
                 pass
-        found = [n for n in nodes if n == f"model:{target}" or n.startswith(f"model:{target}@")]
+        found = [n for n in nodes.with_prefix(f"model:{target}")
+                 if n == f"model:{target}" or n.startswith(f"model:{target}@")]
         if "@" in target:
-            found = [n for n in nodes if n == f"model:{target}"] or found
+            found = [n for n in found if n == f"model:{target}"] or found
         if found:
             return sorted(found)
         raise UsageError(
@@ -502,12 +510,12 @@ class Repository:
             print(f"prov: warning: cannot update refs/prov/keep: {exc}", file=sys.stderr)
 
 
-def _artifact_node(target: str, nodes: dict[str, Any]) -> str | None:
+def _artifact_node(target: str, nodes: IndexEdges) -> str | None:
     """The node of ``RUN/PATH`` (RUN a run id or unique prefix), if exactly one."""
     run_part, slash, path = target.partition("/")
     if not slash or len(run_part) < 4 or any(c not in "0123456789abcdef" for c in run_part.lower()):
         return None
-    found = [n for n in nodes if n.startswith(f"artifact:{run_part.lower()}") and n.split("/", 1)[1] == path]
+    found = [n for n in nodes.with_prefix(f"artifact:{run_part.lower()}") if n.split("/", 1)[1] == path]
     return found[0] if len(found) == 1 else None
 
 

@@ -11,15 +11,15 @@ artifacts) end it; they are found with Tarjan's algorithm and reported.
 from __future__ import annotations
 
 import json
-from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import UsageError
 
 if TYPE_CHECKING:
     import sqlite3
 
-__all__ = ["DIRECTIONS", "FORMATS", "LineageGraph", "build_graph", "load_edges"]
+__all__ = ["DIRECTIONS", "FORMATS", "LineageGraph", "MemoryEdges", "build_graph", "load_edges", "traverse"]
 
 DIRECTIONS = ("both", "upstream", "downstream")
 FORMATS = ("text", "json", "dot", "mermaid")
@@ -168,36 +168,67 @@ class LineageGraph:
         return "\n".join(out)
 
 
+class EdgeSource(Protocol):
+    """What a traversal asks of a graph (``MemoryEdges`` or ``edges.IndexEdges``)."""
+
+    def edges(self, frontier: list[str], forward: bool) -> set[tuple[str, str, str]]: ...
+
+    def info(self, nodes: Iterable[str]) -> dict[str, dict[str, Any]]: ...
+
+
+class MemoryEdges:
+    """A graph held in memory (what ``load_edges`` returns)."""
+
+    def __init__(self, nodes: dict[str, dict[str, Any]], edges: list[tuple[str, str, str]]) -> None:
+        self.nodes = nodes
+        self.forward: dict[str, list[tuple[str, str, str]]] = {}
+        self.backward: dict[str, list[tuple[str, str, str]]] = {}
+        for edge in edges:
+            self.forward.setdefault(edge[0], []).append(edge)
+            self.backward.setdefault(edge[1], []).append(edge)
+
+    def edges(self, frontier: list[str], forward: bool) -> set[tuple[str, str, str]]:
+        adjacency = self.forward if forward else self.backward
+        return {e for node in frontier for e in adjacency.get(node, ())}
+
+    def info(self, nodes: Iterable[str]) -> dict[str, dict[str, Any]]:
+        return {n: self.nodes[n] for n in nodes}
+
+
 def build_graph(nodes: dict[str, dict[str, Any]], edges: list[tuple[str, str, str]], roots: list[str],
                 direction: str = "both", depth: int | None = None) -> LineageGraph:
+    return traverse(MemoryEdges(nodes, edges), roots, direction, depth)
+
+
+def traverse(source: EdgeSource, roots: list[str], direction: str = "both", depth: int | None = None) -> LineageGraph:
+    """Breadth-first from ``roots``, one frontier at a time: what is reachable within
+    ``depth`` steps, the edges followed, and the cycles among them."""
     if direction not in DIRECTIONS:
         raise UsageError(f"direction must be one of {', '.join(DIRECTIONS)}, not {direction!r}")
     if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
         raise UsageError(f"depth must be a non-negative integer, not {depth!r}")
-    forward: dict[str, list[tuple[str, str]]] = {}
-    backward: dict[str, list[tuple[str, str]]] = {}
-    for a, b, label in edges:
-        forward.setdefault(a, []).append((b, label))
-        backward.setdefault(b, []).append((a, label))
     kept: set[tuple[str, str, str]] = set()
     depths: dict[str, int] = {r: 0 for r in roots}
-    for name, adjacency in (("downstream", forward), ("upstream", backward)):
+    for name, forward in (("downstream", True), ("upstream", False)):
         if direction not in (name, "both"):
             continue
         seen = {r: 0 for r in roots}
-        queue = deque(roots)
-        while queue:
-            node = queue.popleft()
-            if depth is not None and seen[node] >= depth:
-                continue
-            for nxt, label in adjacency.get(node, []):
-                kept.add((node, nxt, label) if adjacency is forward else (nxt, node, label))
+        frontier = list(dict.fromkeys(roots))
+        level = 0
+        while frontier and (depth is None or level < depth):
+            level += 1
+            following: list[str] = []
+            for edge in source.edges(frontier, forward):
+                kept.add(edge)
+                nxt = edge[1] if forward else edge[0]
                 if nxt not in seen:
-                    seen[nxt] = seen[node] + 1
-                    depths[nxt] = min(depths.get(nxt, seen[nxt]), seen[nxt])
-                    queue.append(nxt)
-    sub_nodes = {n: nodes[n] for n in sorted(depths, key=lambda n: (depths[n], n))}
-    sub_edges = sorted(e for e in kept if e[0] in sub_nodes and e[1] in sub_nodes)
+                    seen[nxt] = level
+                    depths[nxt] = min(depths.get(nxt, level), level)
+                    following.append(nxt)
+            frontier = following
+    info = source.info(depths)
+    sub_nodes = {n: info[n] for n in sorted(depths, key=lambda n: (depths[n], n))}
+    sub_edges = sorted(kept)
     return LineageGraph(roots, direction, depth, sub_nodes, sub_edges, _cycles(sub_nodes, sub_edges), depths)
 
 

@@ -21,11 +21,13 @@ from ..store.trees import read_tree
 if TYPE_CHECKING:
     import sqlite3
 
+    from .reading import RunBlobs
+
 __all__ = ["INDEX_FILE", "INDEX_VERSION", "RunIndex", "sql_value"]
 
 INDEX_FILE = "index.sqlite"
 #: bump when the tables change: an older index is rebuilt.
-INDEX_VERSION = "3"
+INDEX_VERSION = "4"
 
 _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);
@@ -47,7 +49,7 @@ CREATE INDEX attributes_kv ON attributes(key, value);
 CREATE TABLE lineage(run TEXT NOT NULL, direction TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
                      item TEXT NOT NULL);
 CREATE INDEX lineage_run ON lineage(run);
-CREATE INDEX lineage_target ON lineage(kind, name, item);
+CREATE INDEX lineage_target ON lineage(kind, name, item, direction, run);
 CREATE TABLE stages(run TEXT NOT NULL, name TEXT NOT NULL, args_hash TEXT, commit_id TEXT, dirty INTEGER,
                     status TEXT, ended TEXT, record TEXT NOT NULL);
 CREATE INDEX stages_key ON stages(name, args_hash);
@@ -56,6 +58,13 @@ CREATE INDEX stages_key ON stages(name, args_hash);
 _RUN_TABLES = ("runs", "params", "metrics", "tags", "attributes", "lineage", "stages")
 #: attributes holding pipeline stage records (``gitprov.runs.stage``)
 _STAGE_PREFIX = "prov.stage/"
+#: secondary indexes dropped during a cold build and created once at its end
+_SECONDARY_INDEXES = ("runs_shard", "runs_created", "params_kv", "metrics_kv", "tags_kv", "attributes_kv",
+                      "lineage_run", "lineage_target", "stages_key")
+#: a cold build of at least this many runs builds the indexes after the rows
+_BULK_INDEX_MIN = 1000
+#: runs decoded between two rounds of inserts
+_INSERT_BATCH = 2000
 
 
 def sql_value(value: Any) -> Any:
@@ -160,6 +169,16 @@ class RunIndex:
         row = db.execute("SELECT value FROM meta WHERE key='tip'").fetchone()
         return row[0] if row and row[0] else None
 
+    def run_trees(self, run_ids: list[str]) -> list[tuple[str, str]]:
+        """``(run id, run directory tree id)`` at the indexed tip, in the order given."""
+        db = self._db if self._db is not None else self.connection()
+        if len(run_ids) > 500:
+            trees = dict(db.execute("SELECT id, tree FROM runs"))
+        else:
+            marks = ",".join("?" * len(run_ids))
+            trees = dict(db.execute(f"SELECT id, tree FROM runs WHERE id IN ({marks})", run_ids))  # noqa: S608
+        return [(run_id, trees[run_id]) for run_id in run_ids]
+
     def _refresh(self, db: sqlite3.Connection) -> None:
         tip = self.ledger.tip()
         row = db.execute("SELECT value FROM meta WHERE key='tip'").fetchone()
@@ -180,54 +199,73 @@ class RunIndex:
         odb = self.ledger.repo.odb
         new_shards = {name: e.oid for name, e in self.ledger.list_dir("runs", tip).items() if e.is_tree}
         old_shards = dict(db.execute("SELECT name, oid FROM shards"))
-        runs_read = shards_read = 0
+        gone: list[str] = []
+        todo: list[tuple[str, str]] = []  # (run id, directory tree) to (re)read
+        shard_of: dict[str, str] = {}
+        shards_read = 0
         for shard in sorted(set(new_shards) | set(old_shards)):
             if new_shards.get(shard) == old_shards.get(shard):
                 continue
             shards_read += 1
             new_runs = {n: e.oid for n, e in read_tree(odb, new_shards[shard]).items()} if shard in new_shards else {}
             old_runs = dict(db.execute("SELECT id, tree FROM runs WHERE shard=?", (shard,)))
-            for run_id in set(old_runs) - set(new_runs):
-                self._delete_run(db, run_id)
-            for run_id, tree in new_runs.items():
+            gone.extend(run_id for run_id in old_runs if old_runs[run_id] != new_runs.get(run_id))
+            for run_id, tree in sorted(new_runs.items()):
                 if old_runs.get(run_id) != tree:
-                    self._delete_run(db, run_id)
-                    self._insert_run(db, run_id, tree, shard)
-                    runs_read += 1
-            if shard in new_shards:
-                db.execute("INSERT OR REPLACE INTO shards VALUES (?, ?)", (shard, new_shards[shard]))
-            else:
-                db.execute("DELETE FROM shards WHERE name=?", (shard,))
+                    todo.append((run_id, tree))
+                    shard_of[run_id] = shard
+        fresh = not old_shards and len(todo) >= _BULK_INDEX_MIN
+        if fresh:  # a cold build: fill the tables, then build their indexes once
+            for name in _SECONDARY_INDEXES:
+                db.execute(f"DROP INDEX IF EXISTS {name}")
+        self._delete_runs(db, gone)
+        rows = _Rows()
+        from .reading import read_run_blobs
+
+        for blobs in read_run_blobs(self.ledger.repo, todo):
+            rows.add(blobs, shard_of[blobs.run_id])
+            if rows.count >= _INSERT_BATCH:
+                rows.insert(db)
+        rows.insert(db)
+        if fresh:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip().startswith("CREATE INDEX"):
+                    db.execute(statement)
+        db.executemany("DELETE FROM shards WHERE name=?", [(s,) for s in old_shards if s not in new_shards])
+        db.executemany("INSERT OR REPLACE INTO shards VALUES (?, ?)",
+                       [(s, oid) for s, oid in new_shards.items() if old_shards.get(s) != oid])
         db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (tip or "",))
-        self.last_refresh = {"runs_read": runs_read, "shards_read": shards_read}
+        self.last_refresh = {"runs_read": len(todo), "shards_read": shards_read}
 
     @staticmethod
-    def _delete_run(db: sqlite3.Connection, run_id: str) -> None:
-        db.execute("DELETE FROM runs WHERE id=?", (run_id,))
+    def _delete_runs(db: sqlite3.Connection, run_ids: list[str]) -> None:
+        pairs = [(run_id,) for run_id in run_ids]
+        db.executemany("DELETE FROM runs WHERE id=?", pairs)
         for table in _RUN_TABLES[1:]:
-            db.execute(f"DELETE FROM {table} WHERE run=?", (run_id,))  # noqa: S608 (fixed names)
+            db.executemany(f"DELETE FROM {table} WHERE run=?", pairs)  # noqa: S608 (fixed names)
 
-    def _insert_run(self, db: sqlite3.Connection, run_id: str, tree: str, shard: str) -> None:
-        odb = self.ledger.repo.odb
-        entries = read_tree(odb, tree)
-        if "record" not in entries or "state" not in entries:
-            raise DataError(f"run {run_id[:12]} in {self.ledger.ref} has no record or state; run 'prov verify'")
-        record = codec.decode(odb.read_typed(entries["record"].oid, "blob"), RunRecord, f"record of run {run_id[:12]}")
-        state = codec.decode(odb.read_typed(entries["state"].oid, "blob"), RunState, f"state of run {run_id[:12]}")
-        db.execute(
-            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (run_id, tree, shard, state.name, state.experiment, state.status, record.created, state.ended,
-             state.updated, record.code.commit, record.parent, int(state.deleted)),
-        )
+
+class _Rows:
+    """Rows of decoded runs waiting to be inserted, table by table (one
+    ``executemany`` per table and batch instead of seven per run)."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, list[tuple]] = {t: [] for t in _RUN_TABLES}
+        self.count = 0
+
+    def add(self, blobs: RunBlobs, shard: str) -> None:
+        run_id = blobs.run_id
+        record = codec.decode(blobs.record, RunRecord, f"record of run {run_id[:12]}")
+        state = codec.decode(blobs.state, RunState, f"state of run {run_id[:12]}")
+        t = self.tables
+        t["runs"].append((run_id, blobs.tree, shard, state.name, state.experiment, state.status, record.created,
+                          state.ended, state.updated, record.code.commit, record.parent, int(state.deleted)))
         params = {**record.params, **state.params}
-        db.executemany("INSERT INTO params VALUES (?,?,?)", [(run_id, k, sql_value(v)) for k, v in params.items()])
-        db.executemany(
-            "INSERT INTO metrics VALUES (?,?,?,?,?)",
-            [(run_id, k, None if m.value != m.value else m.value, m.step, m.timestamp) for k, m in state.metrics.items()],
-        )
-        db.executemany("INSERT INTO tags VALUES (?,?,?)", [(run_id, k, v) for k, v in state.tags.items()])
-        db.executemany("INSERT INTO attributes VALUES (?,?,?)",
-                       [(run_id, k, sql_value(v)) for k, v in state.attributes.items()])
+        t["params"].extend((run_id, k, sql_value(v)) for k, v in params.items())
+        t["metrics"].extend((run_id, k, None if m.value != m.value else m.value, m.step, m.timestamp)
+                            for k, m in state.metrics.items())
+        t["tags"].extend((run_id, k, v) for k, v in state.tags.items())
+        t["attributes"].extend((run_id, k, sql_value(v)) for k, v in state.attributes.items())
         rows = set()
         for direction, side in (("in", state.lineage.inputs), ("out", state.lineage.outputs)):
             for key, items in side.items():
@@ -236,11 +274,20 @@ class RunIndex:
         # dataset versions (log_dataset_version, prov run --input/--output) are lineage too
         for key, version in state.datasets.items():
             rows.add((run_id, "out" if key.startswith("output/") else "in", "dataset", key, version.digest))
-        db.executemany("INSERT INTO lineage VALUES (?,?,?,?,?)", sorted(rows))
-        stages = [v for k, v in state.attributes.items() if k.startswith(_STAGE_PREFIX) and isinstance(v, dict)]
-        db.executemany("INSERT INTO stages VALUES (?,?,?,?,?,?,?,?)", [
+        t["lineage"].extend(sorted(rows))
+        t["stages"].extend(
             (run_id, str(s.get("name")), s.get("args_hash"), s.get("commit"), int(bool(s.get("dirty"))),
-             s.get("status"), s.get("ended"), codec.encode(s).decode()) for s in stages])
+             s.get("status"), s.get("ended"), codec.encode(s).decode())
+            for k, s in state.attributes.items() if k.startswith(_STAGE_PREFIX) and isinstance(s, dict))
+        self.count += 1
+
+    def insert(self, db: sqlite3.Connection) -> None:
+        for table, rows in self.tables.items():
+            if rows:
+                marks = ",".join("?" * len(rows[0]))
+                db.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)  # noqa: S608 (fixed names)
+                rows.clear()
+        self.count = 0
 
 
 def _corrupt(why: str) -> Exception:

@@ -1,0 +1,175 @@
+"""Lineage edges read from the run index a few nodes at a time.
+
+``graph.load_edges`` materialises the whole graph (every lineage row of every run: a
+few seconds for 100,000 runs) before a traversal looks at a corner of it. ``IndexEdges``
+answers the traversal's questions instead — the edges of this frontier, these nodes'
+labels, the nodes whose id starts with this — with indexed queries on the ``lineage``
+and ``runs`` tables, so a lineage query costs what it reaches, not the ledger's size.
+The edges and nodes are exactly those of ``load_edges`` (tested on the same graphs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import sqlite3
+
+__all__ = ["IndexEdges"]
+
+_CHUNK = 500  # ids per ``IN (...)``
+_TOP = "\U0010ffff"  # sorts after every character: the upper bound of a prefix range
+
+Edge = tuple[str, str, str]
+
+
+def _chunks(items: list[str]) -> Iterator[list[str]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
+class IndexEdges:
+    """The lineage graph of one index connection, read on demand."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        #: node id -> the (kind, name, item) of the lineage rows it stands for
+        self._parts: dict[str, set[tuple[str, str, str]]] = {}
+
+    # -- node ids ----------------------------------------------------------------------
+    def _node(self, kind: str, name: str, item: str) -> str:
+        if kind == "model":
+            node = f"model:{name}@{item}" if item else f"model:{name}"
+        elif kind == "dataset":
+            node = f"dataset:{name}@{item}"
+        elif item:
+            node = f"artifact:{name}/{item}"
+        else:
+            node = f"run:{name}"
+        self._parts.setdefault(node, set()).add((kind, name, item))
+        return node
+
+    def _rows(self, sql: str, ids: Iterable[str], *args: Any) -> Iterator[tuple]:
+        """Rows of ``sql`` whose first placeholder ``(?*)`` takes the ids, in chunks."""
+        for chunk in _chunks(sorted(set(ids))):
+            marks = ",".join("?" * len(chunk))
+            yield from self.db.execute(sql.replace("(?*)", f"({marks})"), [*chunk, *args])
+
+    def _parts_of(self, node: str) -> set[tuple[str, str, str]]:
+        """Every ``(kind, name, item)`` whose node id is ``node``: a name may hold the
+        separator (model ``a@b`` and model ``a`` version ``b`` are one node, as in
+        ``load_edges``), so each split is asked for; splits no row has find nothing."""
+        kind, _, rest = node.partition(":")
+        cuts = [i for i, c in enumerate(rest) if c == ("/" if kind == "artifact" else "@")]
+        if kind == "model":
+            return {("model", rest, "")} | {("model", rest[:i], rest[i + 1 :]) for i in cuts if rest[i + 1 :]}
+        if kind == "dataset":
+            return {("dataset", rest[:i], rest[i + 1 :]) for i in cuts}
+        if kind == "artifact":
+            return {("run", rest[:i], rest[i + 1 :]) for i in cuts if rest[i + 1 :]}
+        return set()
+
+    def with_prefix(self, prefix: str) -> list[str]:
+        """Sorted ids of the model, dataset and artifact nodes starting with ``prefix``."""
+        kind, _, rest = prefix.partition(":")
+        if kind not in ("model", "dataset", "artifact"):
+            return []
+        row_kind = "run" if kind == "artifact" else kind
+        # the row's name starts with the part of the id before the first separator
+        head = rest.split("/" if kind == "artifact" else "@", 1)[0]
+        found = set()
+        for name, item in self.db.execute(
+                "SELECT DISTINCT name, item FROM lineage WHERE kind = ? AND name >= ? AND name < ?",
+                (row_kind, head, head + _TOP)):
+            if kind == "artifact" and not item:
+                continue
+            node = self._node(row_kind, name, item)
+            if node.startswith(prefix):
+                found.add(node)
+        return sorted(found)
+
+    def __contains__(self, node: str) -> bool:
+        kind, _, rest = node.partition(":")
+        if kind == "run":
+            return (self.db.execute("SELECT 1 FROM runs WHERE id = ?", (rest,)).fetchone() is not None
+                    or self.db.execute("SELECT 1 FROM lineage WHERE kind = 'run' AND name = ? LIMIT 1",
+                                       (rest,)).fetchone() is not None)
+        return node in self.with_prefix(node)
+
+    def info(self, nodes: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Kind, label, missing and deleted of each node, as ``load_edges`` gives them."""
+        out: dict[str, dict[str, Any]] = {}
+        runs = [n[4:] for n in nodes if n.startswith("run:")]
+        known = {run_id: (name, deleted) for run_id, name, deleted in
+                 self._rows("SELECT id, name, deleted FROM runs WHERE id IN (?*)", runs)}
+        for node in nodes:
+            if node.startswith("run:"):
+                run_id = node[4:]
+                if run_id in known:
+                    name, deleted = known[run_id]
+                    out[node] = {"kind": "run", "label": f"run {run_id[:12]}" + (f" {name}" if name else ""),
+                                 "missing": False, "deleted": bool(deleted)}
+                else:
+                    out[node] = {"kind": "run", "label": f"run {run_id[:12]} (missing)", "missing": True,
+                                 "deleted": False}
+                continue
+            kind, name, item = min(self._parts.get(node) or self._parts_of(node))
+            if kind == "model":
+                out[node] = {"kind": "model", "label": f"model {name}@{item}" if item else f"model {name}"}
+            elif kind == "dataset":
+                out[node] = {"kind": "dataset", "label": f"dataset {name}@{item[:19]}"}
+            else:
+                out[node] = {"kind": "artifact", "label": f"artifact {name[:12]}/{item}"}
+            out[node].update(missing=False, deleted=False)
+        return out
+
+    # -- edges ---------------------------------------------------------------------------
+    def edges(self, frontier: list[str], forward: bool) -> set[Edge]:
+        """Every edge leaving (``forward``) or entering the ``frontier`` nodes."""
+        runs = [n[4:] for n in frontier if n.startswith("run:")]
+        others: dict[str, list[tuple[str, str, str]]] = {}  # row kind -> (node, name, item)
+        for node in frontier:
+            if not node.startswith("run:"):
+                for kind, name, item in self._parts_of(node):
+                    others.setdefault(kind, []).append((node, name, item))
+        found: set[Edge] = set()
+        mine, theirs = ("out", "in") if forward else ("in", "out")
+        # a run's own rows: what it produced (forward) or consumed
+        for run_id, kind, name, item in self._rows(
+                "SELECT run, kind, name, item FROM lineage WHERE run IN (?*) AND direction = ?", runs, mine):
+            if kind in ("model", "dataset", "run"):
+                other = self._node(kind, name, item)
+                found.add((f"run:{run_id}", other, "") if forward else (other, f"run:{run_id}", ""))
+        # rows of other runs that name these runs
+        for run_id, name, item in self._rows(
+                "SELECT run, name, item FROM lineage WHERE name IN (?*) AND kind = 'run' AND direction = ?",
+                runs, theirs):
+            if forward:  # name produced what run_id consumed
+                if not item:
+                    found.add((f"run:{name}", f"run:{run_id}", ""))
+                elif run_id != name:
+                    found.add((f"run:{name}", self._node("run", name, item), ""))
+            elif not item:  # run_id says it made the run ``name``
+                found.add((f"run:{run_id}", f"run:{name}", ""))
+        # models and datasets (few): the runs that consumed (forward) or produced them
+        for kind in ("model", "dataset"):
+            for node, name, item in others.get(kind, ()):
+                for (run_id,) in self.db.execute(
+                        "SELECT run FROM lineage WHERE kind = ? AND name = ? AND item = ? AND direction = ?",
+                        (kind, name, item, theirs)):
+                    found.add((node, f"run:{run_id}", "") if forward else (f"run:{run_id}", node, ""))
+        # artifacts (many): the runs that consumed (forward) or produced them, and the
+        # producer a consumer names
+        wanted = {(name, item): node for node, name, item in others.get("run", ())}
+        for run_id, direction, name, item in self._rows(
+                "SELECT run, direction, name, item FROM lineage WHERE name IN (?*) AND kind = 'run' AND item != ''",
+                [name for name, _ in wanted]):
+            node = wanted.get((name, item))
+            if node is None:
+                continue
+            if direction == theirs:
+                found.add((node, f"run:{run_id}", "") if forward else (f"run:{run_id}", node, ""))
+            elif not forward and run_id != name:
+                found.add((f"run:{name}", node, ""))
+        return found

@@ -1,0 +1,186 @@
+"""The index's bulk reader: one ``git cat-file --batch`` for many runs gives the same
+bytes as the object layer, falls back without git, and names missing objects."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+import gitprov
+from gitprov.errors import DataError
+from gitprov.index import reading
+from gitprov.index.reading import read_run_blobs
+from gitprov.runs.reading import all_run_entries
+from gitprov.store.odb import MissingObjectError
+from tests.conftest import run_git
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+
+from synthetic_ledger import build_ledger  # noqa: E402
+
+
+@pytest.fixture
+def ledger_repo(repo):
+    build_ledger(str(repo.path), 40, seed=3, series_fraction=0.2)
+    return gitprov.Repository(repo.path)
+
+
+def entries(prov):
+    return all_run_entries(prov.ledger, prov.ledger.tip())
+
+
+def test_bulk_and_per_run_reads_give_the_same_bytes(ledger_repo):
+    runs = entries(ledger_repo)
+    bulk = list(read_run_blobs(ledger_repo.git, runs, bulk=True))
+    one_by_one = list(read_run_blobs(ledger_repo.git, runs, bulk=False))
+    assert bulk == one_by_one
+    assert [b.run_id for b in bulk] == [r for r, _ in runs]
+    tip = ledger_repo.ledger.tip()
+    for blobs in bulk[:5]:
+        assert blobs.record == ledger_repo.ledger.read_file(f"runs/{blobs.run_id[:2]}/{blobs.run_id}/record", tip)
+
+
+def test_bulk_path_really_starts_git(ledger_repo, monkeypatch):
+    started = []
+    real = reading._start_cat_file
+    monkeypatch.setattr(reading, "_start_cat_file", lambda repo: started.append(1) or real(repo))
+    list(read_run_blobs(ledger_repo.git, entries(ledger_repo), bulk=True))
+    assert started == [1]
+    started.clear()
+    list(read_run_blobs(ledger_repo.git, entries(ledger_repo)[:3]))  # fewer than BULK_MIN: in-process
+    assert started == []
+
+
+def table_rows(path):
+    with sqlite3.connect(path) as db:
+        return {t: sorted(db.execute(f"SELECT * FROM {t}").fetchall())  # noqa: S608
+                for t in ("runs", "params", "metrics", "tags", "attributes", "lineage", "stages", "shards")}
+
+
+def test_index_built_in_bulk_equals_index_built_run_by_run(ledger_repo, monkeypatch, tmp_path):
+    from gitprov.index import RunIndex, store
+
+    monkeypatch.setattr(reading, "BULK_MIN", 1)
+    monkeypatch.setattr(store, "_BULK_INDEX_MIN", 1)  # the cold-build path that drops and recreates indexes
+    bulk = RunIndex(ledger_repo.ledger, str(tmp_path / "bulk.sqlite"))
+    bulk.connection()
+    bulk.close()
+    monkeypatch.setattr(reading, "BULK_MIN", 10**9)
+    monkeypatch.setattr(store, "_BULK_INDEX_MIN", 10**9)
+    single = RunIndex(ledger_repo.ledger, str(tmp_path / "single.sqlite"))
+    single.connection()
+    single.close()
+    assert table_rows(tmp_path / "bulk.sqlite") == table_rows(tmp_path / "single.sqlite")
+    with sqlite3.connect(tmp_path / "bulk.sqlite") as db:
+        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index' AND sql IS NOT NULL")}
+    assert names == set(store._SECONDARY_INDEXES)
+
+
+def test_without_git_the_object_layer_reads_everything(ledger_repo, monkeypatch):
+    expected = list(read_run_blobs(ledger_repo.git, entries(ledger_repo), bulk=False))
+
+    def no_git(*args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory: 'git'")
+
+    monkeypatch.setattr(subprocess, "Popen", no_git)
+    assert list(read_run_blobs(ledger_repo.git, entries(ledger_repo), bulk=True)) == expected
+    monkeypatch.setattr(reading, "BULK_MIN", 1)
+    assert len(ledger_repo.find_runs()) == 40
+
+
+def test_in_memory_repository_reads_through_the_object_layer():
+    from gitprov.store.repo import GitRepository
+
+    repo = GitRepository.memory()
+    tree_blob = repo.odb.write("blob", b"{}")
+    from gitprov.store.trees import build_tree
+
+    tree = build_tree(repo.odb, {"record": tree_blob, "state": tree_blob})
+    assert list(read_run_blobs(repo, [("ab" * 20, tree)], bulk=True)) == [
+        reading.RunBlobs("ab" * 20, tree, b"{}", b"{}")]
+
+
+def run_with_loose_objects(prov):
+    with prov.start_run(name="loose", environment=False) as run:
+        run.log_metric("acc", 0.5)
+    return run.id
+
+
+def test_missing_state_blob_is_the_same_error_on_both_paths(repo):
+    gitprov.init(repo.path, hooks=False)
+    prov = gitprov.Repository(repo.path)
+    run_id = run_with_loose_objects(prov)
+    tip = prov.ledger.tip()
+    state = prov.ledger.list_dir(f"runs/{run_id[:2]}/{run_id}", tip)["state"].oid
+    os.remove(os.path.join(repo.path, ".git", "objects", state[:2], state[2:]))
+    runs = entries(prov)
+    for bulk in (True, False):
+        with pytest.raises(MissingObjectError, match=state):
+            list(read_run_blobs(prov.git, runs, bulk=bulk))
+
+
+def test_run_directory_without_state_is_a_data_error_on_both_paths(repo):
+    gitprov.init(repo.path, hooks=False)
+    prov = gitprov.Repository(repo.path)
+    run_id = run_with_loose_objects(prov)
+    tip = prov.ledger.tip()
+    record = prov.ledger.list_dir(f"runs/{run_id[:2]}/{run_id}", tip)["record"].oid
+    tree = run_git(repo.path, "mktree", input=f"100644 blob {record}\trecord\n").strip()
+    for bulk in (True, False):
+        with pytest.raises(DataError, match="no record or state"):
+            list(read_run_blobs(prov.git, [(run_id, tree)], bulk=bulk))
+
+
+def test_a_tree_where_a_blob_belongs_is_refused(repo):
+    gitprov.init(repo.path, hooks=False)
+    prov = gitprov.Repository(repo.path)
+    blob = run_git(repo.path, "hash-object", "-w", "--stdin", input="{}").strip()
+    sub = run_git(repo.path, "mktree", input=f"100644 blob {blob}\tx\n").strip()
+    tree = run_git(repo.path, "mktree", input=f"040000 tree {sub}\trecord\n100644 blob {blob}\tstate\n").strip()
+    for bulk in (True, False):
+        with pytest.raises(DataError):
+            list(read_run_blobs(prov.git, [("ab" * 20, tree)], bulk=bulk))
+
+
+def test_find_runs_and_runs_through_the_bulk_reader_match_get_run(ledger_repo, monkeypatch):
+    monkeypatch.setattr(reading, "BULK_MIN", 1)
+    found = ledger_repo.find_runs({"metrics.acc": {"$gte": 0.0}}, order_by="metrics.acc desc")
+    listed = ledger_repo.runs()
+    assert len(found) == len(listed) == 40
+    for run in [*found, *listed]:
+        alone = ledger_repo.get_run(run.id)
+        assert (run.record, run.state) == (alone.record, alone.state)
+    accs = [r.state.metrics["acc"].value for r in found]
+    assert accs == sorted(accs, reverse=True)
+
+
+def test_git_that_cannot_read_the_repository_falls_back(ledger_repo, monkeypatch, tmp_path):
+    expected = list(read_run_blobs(ledger_repo.git, entries(ledger_repo), bulk=False))
+    monkeypatch.setattr(ledger_repo.git, "common_dir", str(tmp_path))  # not a git directory: git exits 128
+    assert list(read_run_blobs(ledger_repo.git, entries(ledger_repo), bulk=True)) == expected
+
+
+def test_git_dying_mid_stream_leaves_the_rest_to_the_object_layer(ledger_repo, monkeypatch):
+    expected = list(read_run_blobs(ledger_repo.git, entries(ledger_repo), bulk=False))
+    git_dir = ledger_repo.git.common_dir
+
+    def truncated(repo):  # the answers stop after 5,000 bytes, in the middle of an object
+        return subprocess.Popen(["sh", "-c", f"git --git-dir '{git_dir}' cat-file --batch | head -c 5000"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+    monkeypatch.setattr(reading, "_start_cat_file", truncated)
+    assert list(read_run_blobs(ledger_repo.git, entries(ledger_repo), bulk=True)) == expected
+
+
+def test_stopping_early_ends_git(ledger_repo, monkeypatch):
+    started = []
+    real = reading._start_cat_file
+    monkeypatch.setattr(reading, "_start_cat_file", lambda repo: started.append(real(repo)) or started[-1])
+    blobs = read_run_blobs(ledger_repo.git, entries(ledger_repo), bulk=True)
+    next(blobs)
+    blobs.close()
+    assert started[0].poll() is not None
