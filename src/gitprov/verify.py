@@ -15,7 +15,7 @@ import msgspec
 
 from . import codec
 from .errors import DataError
-from .model import CommitCapture, RewriteLink
+from .model import CommitCapture, RewriteLink, RunLink
 
 if TYPE_CHECKING:
     from .api import Repository
@@ -113,6 +113,7 @@ def verify_repository(repo: Repository) -> VerifyReport:
     except DataError as exc:
         report.problems.append(f"{NOTES_REF}: {exc}")
         items = []
+    linked: set[str] = set()
     for commit, blob in items:
         report.notes += 1
         if not git.odb.contains(commit):
@@ -133,6 +134,8 @@ def verify_repository(repo: Repository) -> VerifyReport:
         rewritten_from = {r.old for _, _, r in decoded if isinstance(r, RewriteLink)}
         for where, line, record in decoded:
             report.records += 1
+            if isinstance(record, RunLink):
+                linked.add(record.run)
             if isinstance(record, CommitCapture) and record.commit not in (commit, *rewritten_from):
                 report.problems.append(f"{where}: capture names commit {record.commit[:12]}, not its own")
             _check_pin(report, lexicons, record, line, where, commit if git.odb.contains(commit) else None)
@@ -149,6 +152,8 @@ def verify_repository(repo: Repository) -> VerifyReport:
                 report.problems.append(f"run {run_id[:12]}: no record")
             elif git.fmt.hash_object("blob", record) != run_id:
                 report.problems.append(f"run {run_id[:12]}: id does not match its record's content")
+            elif run_id not in linked:
+                _check_unlinked(report, run_id, record)
         _check_lineage(report, repo, run_ids)
         if run_ids:
             _check_reachable(report, repo)
@@ -157,6 +162,25 @@ def verify_repository(repo: Repository) -> VerifyReport:
     report.problems[:0] = lexicons.problems
     report.lexicons = sorted(lexicons.by_hash)
     return report
+
+
+def _check_unlinked(report: VerifyReport, run_id: str, record: bytes) -> None:
+    """A run whose commit's note lacks its ``run`` line: its writer stopped between
+    the ledger and notes updates of one transaction (the journal's recovery adds the
+    link), or the notes ref was rewound."""
+    from .model import RunRecord
+
+    try:
+        commit = codec.decode(record, RunRecord, f"record of run {run_id[:12]}").code.commit
+    except DataError as exc:
+        report.problems.append(str(exc))
+        return
+    if commit:
+        report.warnings.append(
+            f"run {run_id[:12]}: the note of its commit {commit[:12]} does not link it, so 'prov show' "
+            "does not list it (a writer stopped between its ledger and notes updates and its journal "
+            "is gone, or refs/notes/prov was reset)"
+        )
 
 
 def _check_reachable(report: VerifyReport, repo: Repository) -> None:
