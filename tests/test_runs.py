@@ -324,6 +324,49 @@ def test_sigkill_between_the_ledger_and_the_note_is_recovered(prov_repo):
     prov_repo.fsck()
 
 
+REUSED_JOURNAL_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    import gitprov
+    repo = gitprov.Repository(".")
+    journal = os.path.join(".git", "prov", "journal")
+    with repo.start_run(name="first", environment=False) as run:
+        run.log_metric("m", 1.0)
+    idle = os.listdir(journal)
+    assert len(idle) == 1 and os.path.getsize(os.path.join(journal, idle[0])) == 0, idle
+    second = repo.start_run(name="second", environment=False, spill_points=10)
+    assert os.listdir(journal) == idle  # the same file, a new header
+    for step in range(25):
+        second.log_metric("m", float(step))
+    print(run.id, second.id, flush=True)
+    if sys.argv[1] == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    second.end()
+    """
+)
+
+
+@pytest.mark.parametrize("ending", ["exit", "kill"])
+def test_a_process_reuses_its_journal_between_runs(prov_repo, ending):
+    path = prov_repo.path
+    proc = subprocess.run([sys.executable, "-c", REUSED_JOURNAL_SCRIPT, ending], cwd=path, capture_output=True, text=True)
+    first, second = proc.stdout.split()
+    journal = path / ".git" / "prov" / "journal"
+    if ending == "exit":
+        assert proc.returncode == 0, proc.stderr
+        assert not os.listdir(journal)  # the idle journal is removed at exit
+    else:
+        assert proc.returncode == -signal.SIGKILL, proc.stderr
+        assert len(os.listdir(journal)) == 1
+    repo = gitprov.Repository(path)
+    assert repo.get_run(first).status == "finished"
+    run = repo.get_run(second)
+    assert run.status == ("finished" if ending == "exit" else "crashed")
+    assert len(run.get_metric_history("m")) == (25 if ending == "exit" else 20)  # two spills of 10
+    assert not os.listdir(journal)
+    prov_repo.fsck()
+
+
 WRITER_SCRIPT = textwrap.dedent(
     """
     import sys, gitprov
