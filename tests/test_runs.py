@@ -239,6 +239,8 @@ CRASHING_SCRIPT = textwrap.dedent(
     import gitprov
     run = gitprov.start_run(name="doomed", spill_points=100)
     run.log_hyperparameter("lr", 0.5)
+    run.log_artifact("notes", b"kept")  # written with the next spill's pack
+    assert run.get_artifact("notes") == b"kept"
     for step in range(1000):          # spilled (journaled) in chunks of 100
         run.log_metric("loss", float(step), step=step)
     run.log_metric("loss", -1.0, step=1000)  # buffered only: may be lost
@@ -257,6 +259,7 @@ def test_sigkill_mid_run_is_recovered_as_crashed(prov_repo):
     run = gitprov.Repository(path).get_run(run_id)  # opening folds it in
     assert run.status == "crashed"
     assert run.get_hyperparameters() == {"lr": 0.5}
+    assert run.get_artifact("notes") == b"kept"
     assert [p.step for p in run.get_metric_history("loss")] == list(range(1000))
     assert not os.listdir(path / ".git" / "prov" / "journal")
     assert [r.run for r in gitprov.show("HEAD", path).runs] == [run_id]

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 __all__ = ["Run", "RunSettings"]
 
 _ENDED_STATUSES = ("finished", "failed", "killed", "crashed")
+#: artifacts up to this size are written with the run's next pack, not at once
+_DEFER_BYTES = 1 << 20
 
 
 class RunSettings:
@@ -96,6 +98,11 @@ class Run:
         self._buffered = 0
         self._pending: dict[str, bytes | str | None] = {}
         self._pending_chunks: dict[str, list[str]] = {}
+        #: small artifact blobs not written yet: they go into the next spill's or the
+        #: ledger transaction's pack, like metric points (``_DEFER_BYTES``)
+        self._deferred: dict[str, bytes] = {}
+        #: edits staged but not yet journaled (they name deferred blobs)
+        self._unjournaled: dict[str, str | None] = {}
         self._observations: dict[str, list[tuple[int, int, Any]]] = {}
         self._last_flush = time.time()
         self._spill_due = self._last_flush + self._settings.spill_seconds
@@ -310,11 +317,21 @@ class Run:
         check_key(key, "artifact key")
         if key in self._state.artifacts and not overwrite:
             raise UsageError(f"artifact {key!r} already exists; pass overwrite=True to replace it")
-        ref, blob = store_artifact(self._repo.git, key, source, media_type, self._settings.artifact_threshold)
+        ref, blob = store_artifact(self._repo.git, key, source, media_type, self._settings.artifact_threshold,
+                                   defer=self._defer_blob)
         self._state.artifacts[key] = ref
         # blob is None when the content lives in the local cache, not in the tree
-        self._stage({f"artifacts/{key_to_name(key)}": blob})
+        self._stage({f"artifacts/{key_to_name(key)}": blob}, journal=blob not in self._deferred)
         return ref
+
+    def _defer_blob(self, data: bytes) -> str | None:
+        """Keep a small blob for the next pack this run writes; its id, or None to
+        have it written now (large)."""
+        if len(data) > _DEFER_BYTES:
+            return None
+        oid = self._repo.git.fmt.hash_object("blob", data)
+        self._deferred[oid] = data
+        return oid
 
     def log_image(self, key: str, image: Any, overwrite: bool = False) -> ArtifactRef:
         """Store an image: PNG/JPEG bytes or path, a PIL image, or an array (H×W[×C] uint8)."""
@@ -334,6 +351,8 @@ class Run:
             raise UsageError(f"run {self.id[:12]} has no artifact {key!r}; it has {self.get_artifact_keys()}")
         path = f"artifacts/{key_to_name(key)}"
         pending = self._pending.get(path)
+        if isinstance(pending, str) and pending in self._deferred:
+            return self._deferred[pending]
         blob = pending if isinstance(pending, str) else (
             reading.artifact_blob_id(self._repo.ledger, self.id, key) if self._stored else None)
         return load_artifact(self._repo.git, ref, blob)
@@ -503,10 +522,13 @@ class Run:
         odb = self._repo.git.odb
         edits: dict[str, str | None] = {}
         with odb.batch():
+            for data in self._deferred.values():
+                odb.write("blob", data)
+            self._deferred = {}
             self._encode_buffers(odb, edits)
         self._observations = {}
         self._buffered = 0
-        if edits:
+        if edits or (journal and self._unjournaled):
             self._stage(edits, journal=journal)
 
     def _encode_buffers(self, odb: Any, edits: dict[str, str | None]) -> None:
@@ -540,7 +562,12 @@ class Run:
         journal them with the current state."""
         self._pending.update(edits)
         self._dirty = True
-        if journal and self._journal is not None:
+        if not journal:
+            self._unjournaled.update(edits)
+        elif self._journal is not None:
+            if self._unjournaled:
+                edits = {**self._unjournaled, **edits}
+                self._unjournaled = {}
             self._journal.append({"e": "edit", "changes": edits, "state": codec.encode(self._state)})
 
     def _state_bytes(self) -> bytes:
@@ -570,6 +597,7 @@ class Run:
         self._stored = True
         self._pending = {}
         self._pending_chunks = {}
+        self._unjournaled = {}
         self._dirty = False
         self._last_flush = time.time()
         if self._journal is not None:
