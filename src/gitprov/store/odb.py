@@ -555,14 +555,13 @@ class DiskObjectDatabase(ObjectDatabase):
                 self._packs = current = self._load_packs()  # again, under the lock
                 chosen = set(packs.mergeable_packs(pack_dir, {p.pack_path[:-5] + ".idx": p.count for p in current}))
                 old = [p for p in current if p.pack_path[:-5] + ".idx" in chosen]
-                entries: dict[str, bytes] = {}
+                unique = set()
                 for pack in old:
-                    for oid, body in self._raw_entries(pack):
-                        entries.setdefault(oid, body)
-                if not entries:
+                    unique.update(pack._name(i) for i in range(pack.count))
+                if not unique:
                     return
-                idx_path = packs.write_pack(pack_dir, self.fmt, sorted(entries.items()))
-            except (OSError, DataError):
+                idx_path = packs.write_pack(pack_dir, self.fmt, self._raw_entries(old), count=len(unique))
+            except (OSError, DataError, ValueError):
                 return
             keep = idx_path[:-4] + ".pack"
             for pack in old:
@@ -573,23 +572,33 @@ class DiskObjectDatabase(ObjectDatabase):
                     _remove_quietly(stem + ext)
             self._packs = self._load_packs()
 
-    def _raw_entries(self, pack: _PackIndex) -> list[tuple[str, bytes]]:
-        """``(oid, pack entry)`` of every object of ``pack``: whole entries copied as
-        they are (no inflate, no deflate), deltas resolved and stored whole."""
+    def _raw_entries(self, old: list[_PackIndex]):
+        """``(oid, pack entry)`` of every object of the ``old`` packs, each object once:
+        whole entries copied as they are (read with ``pread``, no inflate, no deflate,
+        nothing mapped), deltas resolved and stored whole."""
         from . import packs
 
-        listed = sorted(pack.entries(), key=lambda e: e[1])
-        buf = pack.pack
-        end_of_entries = len(buf) - self.fmt.raw_len
-        out = []
-        for i, (oid, off) in enumerate(listed):
-            end = listed[i + 1][1] if i + 1 < len(listed) else end_of_entries
-            if (buf[off] >> 4) & 7 in _TYPE_NAMES:
-                out.append((oid, bytes(buf[off:end])))
-            else:
-                kind, data = self._read_packed(pack, off)
-                out.append((oid, packs.pack_entry(kind, data)))
-        return out
+        seen: set[str] = set()
+        for pack in old:
+            listed = sorted(pack.entries(), key=lambda e: e[1])
+            fd = os.open(pack.pack_path, os.O_RDONLY)
+            try:
+                end_of_entries = os.fstat(fd).st_size - self.fmt.raw_len
+                for i, (oid, off) in enumerate(listed):
+                    if oid in seen:
+                        continue
+                    seen.add(oid)
+                    end = listed[i + 1][1] if i + 1 < len(listed) else end_of_entries
+                    body = os.pread(fd, end - off, off)
+                    if len(body) != end - off:
+                        raise DataError(f"{pack.pack_path} is truncated")
+                    if (body[0] >> 4) & 7 in _TYPE_NAMES:
+                        yield oid, body
+                    else:
+                        kind, data = self._read_packed(pack, off)
+                        yield oid, packs.pack_entry(kind, data)
+            finally:
+                os.close(fd)
 
     def all_ids(self) -> list[str]:
         """Every object id in this database (not its alternates); for verification."""

@@ -32,8 +32,9 @@ __all__ = ["MERGE_AT", "SMALL_PACK_OBJECTS", "MergeLock", "deflate", "encode_pac
 _TYPE_NUMBERS = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
 #: more packs than this in ``objects/pack`` triggers a merge of the small ones
 MERGE_AT = 12
-#: packs with more objects than this are never merged by prov (git's business)
+#: packs with more objects or bytes than this are never merged by prov (git's business)
 SMALL_PACK_OBJECTS = 1_000_000
+SMALL_PACK_BYTES = 256 << 20
 _MERGE_LOCK = "prov-merge.lock"
 _STALE_LOCK_SECONDS = 600
 
@@ -70,23 +71,24 @@ def pack_entry(type_name: str, data: bytes) -> bytes:
 
 
 def encode_pack(fmt: ObjectFormat, entries_in: Iterable[tuple[str, bytes]]) -> tuple[bytes, bytes, str]:
-    """``(pack bytes, idx bytes, pack checksum hex)`` for ``(oid, pack entry)`` pairs.
-
-    Objects are stored whole (no deltas: the objects of one transaction are small and
-    mostly unrelated; ``git gc`` deltifies later) in the order given; the index sorts.
-    """
-    parts = [b""]
-    entries: list[tuple[bytes, int, int]] = []  # (raw id, crc32, offset)
-    offset = 12
+    """``(pack bytes, idx bytes, pack checksum hex)`` for ``(oid, pack entry)`` pairs, in
+    memory (``write_pack`` streams the same bytes to a file)."""
+    entries_in = list(entries_in)
+    pack = bytearray(_pack_header(len(entries_in)))
+    entries: list[tuple[bytes, int, int]] = []
     for oid, body in entries_in:
-        parts.append(body)
-        entries.append((bytes.fromhex(oid), zlib.crc32(body), offset))
-        offset += len(body)
-    parts[0] = b"PACK" + struct.pack(">II", 2, len(entries))
-    pack = b"".join(parts)
+        entries.append((bytes.fromhex(oid), zlib.crc32(body), len(pack)))
+        pack += body
     checksum = hashlib.new(fmt.name, pack).digest()
-    pack += checksum
+    return bytes(pack) + checksum, _encode_idx(fmt, entries, checksum), checksum.hex()
 
+
+def _pack_header(count: int) -> bytes:
+    return b"PACK" + struct.pack(">II", 2, count)
+
+
+def _encode_idx(fmt: ObjectFormat, entries: list[tuple[bytes, int, int]], checksum: bytes) -> bytes:
+    """A version-2 ``.idx`` for ``(raw id, crc32, offset)`` entries (sorted here)."""
     entries.sort()
     fanout = [0] * 256
     for raw, _, _ in entries:
@@ -111,38 +113,62 @@ def encode_pack(fmt: ObjectFormat, entries_in: Iterable[tuple[str, bytes]]) -> t
         struct.pack(f">{len(large)}Q", *large),
         checksum,
     ])
-    idx += hashlib.new(fmt.name, idx).digest()
-    return pack, idx, checksum.hex()
+    return idx + hashlib.new(fmt.name, idx).digest()
 
 
-def _write_file(path: str, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
-def write_pack(pack_dir: str, fmt: ObjectFormat, objects: Iterable[tuple[str, bytes]]) -> str:
+def write_pack(pack_dir: str, fmt: ObjectFormat, objects: Iterable[tuple[str, bytes]], count: int | None = None) -> str:
     """Write a pack of ``(oid, pack entry)`` and its index into ``pack_dir``; returns
-    the ``.idx`` path.
+    the ``.idx`` path. ``count`` (the number of objects) is needed when ``objects`` is
+    an iterator: entries are streamed to the file, so a merge of large packs holds one
+    entry in memory at a time, not the pack.
 
-    Both are written under temporary names and renamed, the pack first, the index last:
-    a reader (git or prov) that sees the index sees a complete pack.
+    Both files are written under temporary names and renamed, the pack first, the index
+    last: a reader (git or prov) that sees the index sees a complete pack.
     """
-    pack, idx, name = encode_pack(fmt, objects)
-    base = os.path.join(pack_dir, f"pack-{name}")
-    if os.path.exists(base + ".idx"):  # the same objects in the same order: already there
-        return base + ".idx"
+    if count is None:
+        objects = list(objects)  # type: ignore[assignment]
+        count = len(objects)  # type: ignore[arg-type]
     os.makedirs(pack_dir, exist_ok=True)
     stamp = f"{os.getpid()}_{time.monotonic_ns()}"
     tmp_pack = os.path.join(pack_dir, f"tmp_pack_prov_{stamp}")
     tmp_idx = os.path.join(pack_dir, f"tmp_idx_prov_{stamp}")
     try:
-        _write_file(tmp_pack, pack)
-        _write_file(tmp_idx, idx)
+        fd = os.open(tmp_pack, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            digest = hashlib.new(fmt.name)
+            buf = bytearray(_pack_header(count))
+            offset = 0
+            entries: list[tuple[bytes, int, int]] = []
+            for oid, body in objects:
+                entries.append((bytes.fromhex(oid), zlib.crc32(body), offset + len(buf)))
+                buf += body
+                if len(buf) >= 1 << 20:
+                    digest.update(buf)
+                    _write_all(fd, buf)
+                    offset += len(buf)
+                    buf = bytearray()
+            if len(entries) != count:
+                raise ValueError(f"pack of {count} objects given {len(entries)}")
+            digest.update(buf)
+            checksum = digest.digest()
+            _write_all(fd, bytes(buf) + checksum)
+        finally:
+            os.close(fd)
+        base = os.path.join(pack_dir, f"pack-{checksum.hex()}")
+        if os.path.exists(base + ".idx"):  # the same objects in the same order: already there
+            os.remove(tmp_pack)
+            return base + ".idx"
+        fd = os.open(tmp_idx, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            _write_all(fd, _encode_idx(fmt, entries, checksum))
+        finally:
+            os.close(fd)
         os.replace(tmp_pack, base + ".pack")
         os.replace(tmp_idx, base + ".idx")
     except BaseException:
@@ -172,6 +198,9 @@ def mergeable_packs(pack_dir: str, counts: dict[str, int]) -> list[str]:
         stem = os.path.basename(idx_path)[:-4]
         if count > SMALL_PACK_OBJECTS or any(stem + ext in names for ext in (".keep", ".promisor", ".mtimes")):
             continue
+        with contextlib.suppress(OSError):  # (a pack that vanished fails the merge later)
+            if os.path.getsize(idx_path[:-4] + ".pack") > SMALL_PACK_BYTES:
+                continue
         candidates.append((count, idx_path))
     candidates.sort(reverse=True)
     rest = sum(count for count, _ in candidates)
