@@ -145,6 +145,7 @@ def verify_repository(repo: Repository) -> VerifyReport:
         if fmt is not None:
             codec.decode(fmt, dict, "ledger format marker")
         run_ids = list(repo.ledger.run_ids())
+        unlinked: list[tuple[str, str]] = []
         for run_id in run_ids:
             report.runs += 1
             record = repo.ledger.read_file(f"{run_dir(run_id)}/record")
@@ -153,7 +154,8 @@ def verify_repository(repo: Repository) -> VerifyReport:
             elif git.fmt.hash_object("blob", record) != run_id:
                 report.problems.append(f"run {run_id[:12]}: id does not match its record's content")
             elif run_id not in linked:
-                _check_unlinked(report, run_id, record)
+                _check_unlinked(report, run_id, record, unlinked)
+        _report_unlinked(report, unlinked)
         _check_lineage(report, repo, run_ids)
         if run_ids:
             _check_reachable(report, repo)
@@ -164,10 +166,10 @@ def verify_repository(repo: Repository) -> VerifyReport:
     return report
 
 
-def _check_unlinked(report: VerifyReport, run_id: str, record: bytes) -> None:
+def _check_unlinked(report: VerifyReport, run_id: str, record: bytes, unlinked: list[tuple[str, str]]) -> None:
     """A run whose commit's note lacks its ``run`` line: its writer stopped between
     the ledger and notes updates of one transaction (the journal's recovery adds the
-    link), or the notes ref was rewound."""
+    link), or the notes ref was reset."""
     from .model import RunRecord
 
     try:
@@ -176,11 +178,21 @@ def _check_unlinked(report: VerifyReport, run_id: str, record: bytes) -> None:
         report.problems.append(str(exc))
         return
     if commit:
+        unlinked.append((run_id, commit))
+
+
+def _report_unlinked(report: VerifyReport, unlinked: list[tuple[str, str]]) -> None:
+    why = ("so 'prov show' does not list it (a writer stopped between its ledger and notes updates and "
+           "its journal is gone, or refs/notes/prov was reset)")
+    if len(unlinked) <= 5:
+        for run_id, commit in unlinked:
+            report.warnings.append(f"run {run_id[:12]}: the note of its commit {commit[:12]} does not link it, {why}")
+    else:
+        shown = ", ".join(run_id[:12] for run_id, _ in unlinked[:3])
         report.warnings.append(
-            f"run {run_id[:12]}: the note of its commit {commit[:12]} does not link it, so 'prov show' "
-            "does not list it (a writer stopped between its ledger and notes updates and its journal "
-            "is gone, or refs/notes/prov was reset)"
-        )
+            f"{len(unlinked)} runs ({shown}, ...): the notes of their commits do not link them, so 'prov show' "
+            "does not list them (writers stopped between their ledger and notes updates and their journals "
+            "are gone, refs/notes/prov was reset, or the ledger was made without notes)")
 
 
 def _check_reachable(report: VerifyReport, repo: Repository) -> None:
