@@ -10,6 +10,7 @@ import pytest
 
 from gitprov.errors import UsageError
 from gitprov.store import packs
+from gitprov.store.ledger import Ledger
 from gitprov.store.objects import MODE_BLOB, TreeEntry, encode_commit, encode_tree
 from gitprov.store.odb import MemoryObjectDatabase
 from gitprov.store.repo import GitRepository
@@ -97,6 +98,7 @@ def test_small_packs_are_merged_and_git_gc_still_works(repo: GitRepo) -> None:
     for i in range(3 * packs.MERGE_AT):
         with git.odb.batch():
             objs = write_some(git, f"t{i}", n=2)
+        git.odb.maintain()  # what a transaction does once its refs moved
         written += objs
         tips.append(objs[-1][0])
         if i == 2:
@@ -119,6 +121,18 @@ def test_small_packs_are_merged_and_git_gc_still_works(repo: GitRepo) -> None:
     assert loose_count(repo) == 0
     for oid, kind, data in written:
         assert other.odb.read(oid) == (kind, data)  # after git's repack deleted every pack it knew
+
+
+def test_transactions_keep_the_pack_count_bounded(repo: GitRepo) -> None:
+    git = GitRepository.open(str(repo.path))
+    ledger = Ledger(git)
+    loose = loose_count(repo)  # the first commit's
+    for i in range(3 * packs.MERGE_AT):
+        ledger.apply({f"runs/{i:02x}/r{i}/state": b"%d" % i}, f"t{i}", b"{}")
+    assert len(idx_files(repo)) <= packs.MERGE_AT
+    assert loose_count(repo) == loose
+    assert len(ledger.list_dir("runs")) == 3 * packs.MERGE_AT
+    repo.fsck()
 
 
 def test_packs_git_made_are_not_merged(tmp_path) -> None:

@@ -60,6 +60,9 @@ class ObjectDatabase:
         """Make every write of this thread's open batch durable now (before a ref
         update that reaches them); the batch stays open."""
 
+    def maintain(self) -> None:
+        """Housekeeping after a transaction (on disk: merging small packs)."""
+
 
 class MemoryObjectDatabase(ObjectDatabase):
     """Objects in a dict: the fast twin used by unit tests.
@@ -528,7 +531,14 @@ class DiskObjectDatabase(ObjectDatabase):
             self._packs = self._load_packs()
         elif all(p.pack_path != idx_path[:-4] + ".pack" for p in self._packs):
             self._packs.append(_PackIndex(idx_path, self.fmt))
-        self._merge_small_packs(pack_dir)
+
+    def maintain(self) -> None:
+        """Merge small packs when there are too many; called after a transaction's refs
+        moved, so merging never widens the window of a compare-and-swap."""
+        from . import packs
+
+        if len(self._packs or ()) > packs.MERGE_AT:
+            self._merge_small_packs(os.path.join(self.path, "pack"))
 
     def _merge_small_packs(self, pack_dir: str) -> None:
         """Merge small packs into one when there are too many (``packs.mergeable_packs``).
@@ -538,8 +548,6 @@ class DiskObjectDatabase(ObjectDatabase):
         merged pack is complete before any old pack is removed."""
         from . import packs
 
-        if len(self._packs or ()) <= packs.MERGE_AT:
-            return
         try:
             self._packs = self._load_packs()
         except (OSError, DataError):
