@@ -21,6 +21,7 @@ from .objects import ObjectFormat
 __all__ = ["DiskObjectDatabase", "MemoryObjectDatabase", "MissingObjectError", "ObjectDatabase"]
 
 _TYPE_NAMES = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
+_READ_WHOLE = 8 << 20  # packs up to this size are read in one go when merged
 _OFS_DELTA, _REF_DELTA = 6, 7
 
 
@@ -592,12 +593,14 @@ class DiskObjectDatabase(ObjectDatabase):
             fd = os.open(pack.pack_path, os.O_RDONLY)
             try:
                 end_of_entries = os.fstat(fd).st_size - self.fmt.raw_len
+                # a small pack is read whole (one read, not one per entry)
+                whole = os.pread(fd, end_of_entries, 0) if end_of_entries <= _READ_WHOLE else None
                 for i, (oid, off) in enumerate(listed):
                     if oid in seen:
                         continue
                     seen.add(oid)
                     end = listed[i + 1][1] if i + 1 < len(listed) else end_of_entries
-                    body = os.pread(fd, end - off, off)
+                    body = whole[off:end] if whole is not None else os.pread(fd, end - off, off)
                     if len(body) != end - off:
                         raise DataError(f"{pack.pack_path} is truncated")
                     if (body[0] >> 4) & 7 in _TYPE_NAMES:
