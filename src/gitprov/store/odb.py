@@ -487,7 +487,9 @@ class DiskObjectDatabase(ObjectDatabase):
     @contextlib.contextmanager
     def batch(self):
         """Collect this thread's writes; the outermost exit writes them as one pack.
-        When the block raises, the collected objects are dropped (nothing reaches them)."""
+        When the block raises, they are still written (best effort, the error is the
+        block's): no ref reaches them, but a caller may hold their ids (a run's buffered
+        chunks and artifacts) and retry."""
         key = threading.get_ident()
         batch = self._batches.get(key)
         if batch is None:
@@ -503,6 +505,9 @@ class DiskObjectDatabase(ObjectDatabase):
                 try:
                     if ok:
                         self._flush_batch(batch)
+                    else:
+                        with contextlib.suppress(Exception):
+                            self._flush_batch(batch)
                 finally:
                     del self._batches[key]
 
