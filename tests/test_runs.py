@@ -239,6 +239,8 @@ CRASHING_SCRIPT = textwrap.dedent(
     import gitprov
     run = gitprov.start_run(name="doomed", spill_points=100)
     run.log_hyperparameter("lr", 0.5)
+    run.log_artifact("notes", b"kept")  # written with the next spill's pack
+    assert run.get_artifact("notes") == b"kept"
     for step in range(1000):          # spilled (journaled) in chunks of 100
         run.log_metric("loss", float(step), step=step)
     run.log_metric("loss", -1.0, step=1000)  # buffered only: may be lost
@@ -257,9 +259,114 @@ def test_sigkill_mid_run_is_recovered_as_crashed(prov_repo):
     run = gitprov.Repository(path).get_run(run_id)  # opening folds it in
     assert run.status == "crashed"
     assert run.get_hyperparameters() == {"lr": 0.5}
+    assert run.get_artifact("notes") == b"kept"
     assert [p.step for p in run.get_metric_history("loss")] == list(range(1000))
     assert not os.listdir(path / ".git" / "prov" / "journal")
     assert [r.run for r in gitprov.show("HEAD", path).runs] == [run_id]
+    prov_repo.fsck()
+
+
+HALF_TRANSACTION_SCRIPT = textwrap.dedent(
+    """
+    import os, signal
+    import gitprov
+    from gitprov.store import refs
+
+    compare_and_swap = refs.DiskRefs.compare_and_swap
+
+    def dies_before_the_note(self, name, old, new):
+        if name == "refs/notes/prov":   # the ledger ref has moved; the link has not
+            os.kill(os.getpid(), signal.SIGKILL)
+        return compare_and_swap(self, name, old, new)
+
+    refs.DiskRefs.compare_and_swap = dies_before_the_note
+    run = gitprov.start_run(name="half", environment=False)
+    run.log_hyperparameter("lr", 0.25)
+    run.log_metric("loss", 1.5)
+    print(run.id, flush=True)
+    run.end()
+    """
+)
+
+
+def test_sigkill_between_the_ledger_and_the_note_is_recovered(prov_repo):
+    """A run and its note link are one transaction (one pack) but two ref updates: a
+    writer killed between them leaves a finished run without its link, which the next
+    prov call adds from the journal; verify reports the gap meanwhile."""
+    path = prov_repo.path
+    proc = subprocess.run([sys.executable, "-c", HALF_TRANSACTION_SCRIPT], cwd=path, capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    run_id = proc.stdout.strip()
+    ledger = run_git(path, "ls-tree", "-r", "--name-only", "refs/prov/ledger")
+    assert f"runs/{run_id[:2]}/{run_id}/state" in ledger  # the ledger moved
+    note = run_git(path, "notes", "--ref=prov", "show", "HEAD", check=False)
+    assert run_id not in note  # the link did not
+    prov_repo.fsck()
+    from gitprov.verify import verify_repository
+
+    journal = path / ".git" / "prov" / "journal"
+    held = journal / "held.wal"  # keep recovery away while verify looks at the gap
+    (journal / os.listdir(journal)[0]).rename(held)
+    lock = os.open(held, os.O_RDONLY)
+    import fcntl
+
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        report = verify_repository(gitprov.Repository(path))
+    finally:
+        os.close(lock)
+    assert any(run_id[:12] in w and "does not link it" in w for w in report.warnings)
+    repo = gitprov.Repository(path)  # folds the journal in
+    run = repo.get_run(run_id)
+    assert run.status == "finished"  # the ledger's final state, not 'crashed'
+    assert run.get_hyperparameters() == {"lr": 0.25}
+    assert [p.value for p in run.get_metric_history("loss")] == [1.5]
+    assert [r.run for r in gitprov.show("HEAD", path).runs] == [run_id]
+    assert not os.listdir(journal)
+    assert not [w for w in verify_repository(gitprov.Repository(path)).warnings if "does not link" in w]
+    prov_repo.fsck()
+
+
+REUSED_JOURNAL_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    import gitprov
+    repo = gitprov.Repository(".")
+    journal = os.path.join(".git", "prov", "journal")
+    with repo.start_run(name="first", environment=False) as run:
+        run.log_metric("m", 1.0)
+    idle = os.listdir(journal)
+    assert len(idle) == 1 and os.path.getsize(os.path.join(journal, idle[0])) == 0, idle
+    second = repo.start_run(name="second", environment=False, spill_points=10)
+    assert os.listdir(journal) == idle  # the same file, a new header
+    for step in range(25):
+        second.log_metric("m", float(step))
+    print(run.id, second.id, flush=True)
+    if sys.argv[1] == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    second.end()
+    """
+)
+
+
+@pytest.mark.parametrize("ending", ["exit", "kill"])
+def test_a_process_reuses_its_journal_between_runs(prov_repo, ending):
+    path = prov_repo.path
+    proc = subprocess.run([sys.executable, "-c", REUSED_JOURNAL_SCRIPT, ending], cwd=path, capture_output=True, text=True)
+    first, second = proc.stdout.split()
+    journal = path / ".git" / "prov" / "journal"
+    if ending == "exit":
+        assert proc.returncode == 0, proc.stderr
+        assert not os.listdir(journal)  # the idle journal is removed at exit
+    else:
+        assert proc.returncode == -signal.SIGKILL, proc.stderr
+        assert len(os.listdir(journal)) == 1
+    repo = gitprov.Repository(path)
+    assert repo.get_run(first).status == "finished"
+    run = repo.get_run(second)
+    assert run.status == ("finished" if ending == "exit" else "crashed")
+    assert len(run.get_metric_history("m")) == (25 if ending == "exit" else 20)  # two spills of 10
+    assert not os.listdir(journal)
     prov_repo.fsck()
 
 

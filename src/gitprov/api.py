@@ -447,6 +447,10 @@ class Repository:
         """Add a ``run`` line to ``commit``'s note so ``prov show`` lists the run."""
         self.notes.add({commit: [codec.encode(link)]}, f"prov: link run {link.run[:12]}")
 
+    def link_update(self, commit: str, link: RunLink):
+        """``link_run`` as a ``RefUpdate``, to commit with the run's ledger transaction."""
+        return self.notes.update({commit: [codec.encode(link)]}, f"prov: link run {link.run[:12]}")
+
     def verify(self) -> VerifyReport:
         from .verify import verify_repository
 

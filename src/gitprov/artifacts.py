@@ -11,6 +11,7 @@ import os
 import re
 import struct
 import zlib
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from .errors import DataError, UsageError, WriteError
@@ -58,13 +59,17 @@ def _cas_path(git: GitRepository, sha256: str) -> str:
 
 
 def store_artifact(git: GitRepository, key: str, source: str | os.PathLike[str] | bytes | BinaryIO,
-                   media_type: str | None, threshold: int) -> tuple[ArtifactRef, str | None]:
-    """Store content; returns its descriptor and the blob id (None when cached)."""
+                   media_type: str | None, threshold: int,
+                   defer: Callable[[bytes], str | None] | None = None) -> tuple[ArtifactRef, str | None]:
+    """Store content; returns its descriptor and the blob id (None when cached).
+
+    ``defer(data)`` may take a blob in the tree to write later (returning its id), or
+    return None to have it written now."""
     data, ext = _read_source(source)
     digest = hashlib.sha256(data).hexdigest()
     media = media_type or _MEDIA_TYPES.get(ext or os.path.splitext(key)[1].lower(), "application/octet-stream")
     if len(data) <= threshold or git.prov_dir() is None:
-        blob = git.odb.write("blob", data)
+        blob = (defer(data) if defer is not None else None) or git.odb.write("blob", data)
         return ArtifactRef(key=key, sha256=digest, size=len(data), media_type=media, location="tree"), blob
     path = _cas_path(git, digest)
     if not os.path.exists(path):

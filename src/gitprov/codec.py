@@ -58,9 +58,28 @@ def _untag_nonfinite(value: Any) -> Any:
     return value
 
 
+def _needs_tagging(value: Any) -> bool:
+    """Whether ``_tag_nonfinite`` would change (or refuse) ``value``: a scan that builds
+    nothing, so the common record (all floats finite) is not copied."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, float):
+            if v != v or v in (math.inf, -math.inf):
+                return True
+        elif isinstance(v, dict):
+            if _FLOAT_TAG in v:
+                return True
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return False
+
+
 def to_plain(record: Any) -> Any:
     """The record as JSON-ready builtins (sorted keys, tagged non-finite floats)."""
-    return _tag_nonfinite(msgspec.to_builtins(record, order="sorted"))
+    plain = msgspec.to_builtins(record, order="sorted")
+    return _tag_nonfinite(plain) if _needs_tagging(plain) else plain
 
 
 def encode(record: Any) -> bytes:

@@ -49,10 +49,34 @@ CI_VARIABLES = (
 _DIST_RE = re.compile(r"^(?P<name>.+?)-(?P<version>[^-]+?)\.(?:dist-info|egg-info)$")
 
 
+#: ``(sys.path entries with their directory mtimes, distributions)`` of the last listing
+_listed: tuple[tuple[tuple[str, int], ...], list[str]] | None = None
+
+
 def distributions(paths: list[str] | None = None) -> list[str]:
-    """Sorted ``name==version`` of the distributions installed on ``sys.path``."""
+    """Sorted ``name==version`` of the distributions installed on ``sys.path``.
+
+    For ``sys.path`` the listing is kept for the process while no directory on it
+    changes (installing or removing a distribution changes its directory's mtime):
+    one ``stat`` per entry instead of listing and matching every name each run."""
+    global _listed
+    if paths is not None:
+        return _list_distributions(paths)
+    stamps = []
+    for entry in sys.path:
+        try:
+            stamps.append((entry, os.stat(entry or ".").st_mtime_ns))
+        except OSError:
+            stamps.append((entry, -1))
+    key = tuple(stamps)
+    if _listed is None or _listed[0] != key:
+        _listed = (key, _list_distributions(sys.path))
+    return list(_listed[1])
+
+
+def _list_distributions(paths: list[str]) -> list[str]:
     found: set[str] = set()
-    for entry in paths if paths is not None else sys.path:
+    for entry in paths:
         try:
             names = os.listdir(entry or ".")
         except OSError:

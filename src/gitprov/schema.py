@@ -159,12 +159,18 @@ def package_lexicon() -> Lexicon:
     return Lexicon.from_dir(_PACKAGED)
 
 
+_pin_cache: dict[str, Any] = {}
+
+
 def current_pin_fields() -> dict[str, Any]:
-    """``{"lexicon", "version"}`` for records written now, from the packaged manifest."""
-    with open(os.path.join(_PACKAGED, _MANIFEST), "rb") as f:
-        data = f.read()
-    version = json.loads(data)["schema_version"]
-    return {"lexicon": "sha256:" + hashlib.sha256(data).hexdigest(), "version": version}
+    """``{"lexicon", "version"}`` for records written now, from the packaged manifest
+    (read once per process: it is part of the installed package)."""
+    if not _pin_cache:
+        with open(os.path.join(_PACKAGED, _MANIFEST), "rb") as f:
+            data = f.read()
+        version = json.loads(data)["schema_version"]
+        _pin_cache.update({"lexicon": "sha256:" + hashlib.sha256(data).hexdigest(), "version": version})
+    return dict(_pin_cache)
 
 
 def current_pin() -> SchemaPin:

@@ -15,7 +15,7 @@ import msgspec
 
 from . import codec
 from .errors import DataError
-from .model import CommitCapture, RewriteLink
+from .model import CommitCapture, RewriteLink, RunLink
 
 if TYPE_CHECKING:
     from .api import Repository
@@ -113,6 +113,7 @@ def verify_repository(repo: Repository) -> VerifyReport:
     except DataError as exc:
         report.problems.append(f"{NOTES_REF}: {exc}")
         items = []
+    linked: set[str] = set()
     for commit, blob in items:
         report.notes += 1
         if not git.odb.contains(commit):
@@ -133,6 +134,8 @@ def verify_repository(repo: Repository) -> VerifyReport:
         rewritten_from = {r.old for _, _, r in decoded if isinstance(r, RewriteLink)}
         for where, line, record in decoded:
             report.records += 1
+            if isinstance(record, RunLink):
+                linked.add(record.run)
             if isinstance(record, CommitCapture) and record.commit not in (commit, *rewritten_from):
                 report.problems.append(f"{where}: capture names commit {record.commit[:12]}, not its own")
             _check_pin(report, lexicons, record, line, where, commit if git.odb.contains(commit) else None)
@@ -142,6 +145,7 @@ def verify_repository(repo: Repository) -> VerifyReport:
         if fmt is not None:
             codec.decode(fmt, dict, "ledger format marker")
         run_ids = list(repo.ledger.run_ids())
+        unlinked: list[tuple[str, str]] = []
         for run_id in run_ids:
             report.runs += 1
             record = repo.ledger.read_file(f"{run_dir(run_id)}/record")
@@ -149,6 +153,9 @@ def verify_repository(repo: Repository) -> VerifyReport:
                 report.problems.append(f"run {run_id[:12]}: no record")
             elif git.fmt.hash_object("blob", record) != run_id:
                 report.problems.append(f"run {run_id[:12]}: id does not match its record's content")
+            elif run_id not in linked:
+                _check_unlinked(report, run_id, record, unlinked)
+        _report_unlinked(report, unlinked)
         _check_lineage(report, repo, run_ids)
         if run_ids:
             _check_reachable(report, repo)
@@ -157,6 +164,35 @@ def verify_repository(repo: Repository) -> VerifyReport:
     report.problems[:0] = lexicons.problems
     report.lexicons = sorted(lexicons.by_hash)
     return report
+
+
+def _check_unlinked(report: VerifyReport, run_id: str, record: bytes, unlinked: list[tuple[str, str]]) -> None:
+    """A run whose commit's note lacks its ``run`` line: its writer stopped between
+    the ledger and notes updates of one transaction (the journal's recovery adds the
+    link), or the notes ref was reset."""
+    from .model import RunRecord
+
+    try:
+        commit = codec.decode(record, RunRecord, f"record of run {run_id[:12]}").code.commit
+    except DataError as exc:
+        report.problems.append(str(exc))
+        return
+    if commit:
+        unlinked.append((run_id, commit))
+
+
+def _report_unlinked(report: VerifyReport, unlinked: list[tuple[str, str]]) -> None:
+    why = ("so 'prov show' does not list it (a writer stopped between its ledger and notes updates and "
+           "its journal is gone, or refs/notes/prov was reset)")
+    if len(unlinked) <= 5:
+        for run_id, commit in unlinked:
+            report.warnings.append(f"run {run_id[:12]}: the note of its commit {commit[:12]} does not link it, {why}")
+    else:
+        shown = ", ".join(run_id[:12] for run_id, _ in unlinked[:3])
+        report.warnings.append(
+            f"{len(unlinked)} runs ({shown}, ...): the notes of their commits do not link them, so 'prov show' "
+            "does not list them (writers stopped between their ledger and notes updates and their journals "
+            "are gone, refs/notes/prov was reset, or the ledger was made without notes)")
 
 
 def _check_reachable(report: VerifyReport, repo: Repository) -> None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 from ..model import CodeVersion
 from ..scrub import scrub_url
-from ..store.repo import GitRepository
+from ..store.repo import GitRepository, spawn_output
 
 __all__ = ["code_version", "head_code_version"]
 
@@ -37,15 +36,13 @@ def code_version(git: GitRepository, exec_path: str | None = None) -> CodeVersio
     base = head_code_version(git, exec_path)
     if git.work_tree is None or base.commit is None:
         return base
-    try:
-        proc = subprocess.run(
-            ["git", "-C", git.work_tree, "diff", "--binary", "--no-color", "--no-ext-diff", "HEAD"],
-            capture_output=True, check=False,
-        )
+    try:  # posix_spawn, not subprocess: no fork of a large training process
+        status, out = spawn_output(["git", "--no-optional-locks", "-C", git.work_tree, "diff", "--binary",
+                                    "--no-color", "--no-ext-diff", "HEAD"])
     except OSError:
         return base
-    if proc.returncode != 0 or not proc.stdout:
+    if status != 0 or not out:
         return base
-    patch = git.odb.write("blob", proc.stdout)
+    patch = git.odb.write("blob", out)
     return CodeVersion(commit=base.commit, is_dirty=True, patch=patch,
                        exec_path=base.exec_path, repo_url=base.repo_url)

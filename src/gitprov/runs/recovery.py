@@ -10,6 +10,7 @@ from ..errors import DataError
 from ..model import RunRecord, RunState
 from ..store.journal import abandoned_journals, read_journal
 from ..store.ledger import run_dir
+from ..store.transaction import commit_on_refs
 
 if TYPE_CHECKING:
     from ..api import Repository
@@ -41,30 +42,33 @@ def recover_abandoned(repo: Repository) -> list[str]:
             record = codec.decode(header["record"], RunRecord, f"journal record of {run_id[:12]}")
             base = run_dir(run_id)
             changes: dict[str, bytes | str | None] = {}
-            state_bytes = repo.ledger.read_file(f"{base}/state")
+            journal_state = None
             for frame in frames:
                 for rel, oid in frame.get("changes", {}).items():
                     if oid is not None and repo.git.odb.contains(oid):
                         changes[f"{base}/{rel}"] = oid
-                state_bytes = frame.get("state", state_bytes)
+                journal_state = frame.get("state", journal_state)
             stored = repo.ledger.read_file(f"{base}/record") is not None
             if not stored:
                 changes[f"{base}/record"] = header["record"]
                 if record.code.patch and repo.git.odb.contains(record.code.patch):
                     changes[f"{base}/code.patch"] = record.code.patch
-            state = (codec.decode(state_bytes, RunState, f"journal state of {run_id[:12]}")
-                     if state_bytes else RunState(name=record.name, experiment=record.experiment))
+            state = _latest_state(repo.ledger.read_file(f"{base}/state"), journal_state, run_id) or RunState(
+                name=record.name, experiment=record.experiment)
             if state.status == "running":
                 state.status = "crashed"
                 state.ended = utc_timestamp()
             state.lamport += 1
             state.updated = utc_timestamp()
             changes[f"{base}/state"] = codec.encode(state)
-            repo.ledger.apply(changes, f"prov: recover crashed run {run_id[:12]}", LEDGER_FORMAT)
-            if not stored and record.code.commit:
-                repo.link_run(record.code.commit, RunLink(
-                    run=run_id, name=record.name, experiment=record.experiment,
-                    created=record.created, schema=record.schema))
+            updates = [repo.ledger.update(changes, f"prov: recover crashed run {run_id[:12]}", LEDGER_FORMAT)]
+            if record.code.commit:
+                link = RunLink(run=run_id, name=record.name, experiment=record.experiment,
+                               created=record.created, schema=record.schema)
+                # a writer that died between its ledger and notes updates left the run unlinked
+                if not stored or codec.encode(link) not in repo.notes.read(record.code.commit):
+                    updates.append(repo.link_update(record.code.commit, link))
+            commit_on_refs(repo.git, updates)
             os.remove(path)
             recovered.append(run_id)
         except (DataError, KeyError, TypeError) as exc:
@@ -75,3 +79,11 @@ def recover_abandoned(repo: Repository) -> list[str]:
         finally:
             os.close(fd)
     return recovered
+
+
+def _latest_state(stored: bytes | None, journaled: bytes | None, run_id: str) -> RunState | None:
+    """The newer (by lamport clock) of the ledger's state and the journal's last one:
+    a writer that died after its final ledger write left an older state journaled. On a
+    tie the journal wins (states journaled after a flush keep the flushed clock)."""
+    states = [codec.decode(data, RunState, f"state of run {run_id[:12]}") for data in (journaled, stored) if data]
+    return max(states, key=lambda s: s.lamport) if states else None

@@ -21,6 +21,7 @@ from ..model import ArtifactRef, DatasetVersion, MetricSummary, RunLink, RunReco
 from ..series import encode_metric_chunk, encode_observation_chunk
 from ..store.journal import Journal
 from ..store.ledger import run_dir
+from ..store.transaction import commit_on_refs
 from . import reading
 from .reading import MetricPoint, Observation
 
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 __all__ = ["Run", "RunSettings"]
 
 _ENDED_STATUSES = ("finished", "failed", "killed", "crashed")
+#: artifacts up to this size are written with the run's next pack, not at once
+_DEFER_BYTES = 1 << 20
 
 
 class RunSettings:
@@ -95,6 +98,11 @@ class Run:
         self._buffered = 0
         self._pending: dict[str, bytes | str | None] = {}
         self._pending_chunks: dict[str, list[str]] = {}
+        #: small artifact blobs not written yet: they go into the next spill's or the
+        #: ledger transaction's pack, like metric points (``_DEFER_BYTES``)
+        self._deferred: dict[str, bytes] = {}
+        #: edits staged but not yet journaled (they name deferred blobs)
+        self._unjournaled: dict[str, str | None] = {}
         self._observations: dict[str, list[tuple[int, int, Any]]] = {}
         self._last_flush = time.time()
         self._spill_due = self._last_flush + self._settings.spill_seconds
@@ -309,11 +317,21 @@ class Run:
         check_key(key, "artifact key")
         if key in self._state.artifacts and not overwrite:
             raise UsageError(f"artifact {key!r} already exists; pass overwrite=True to replace it")
-        ref, blob = store_artifact(self._repo.git, key, source, media_type, self._settings.artifact_threshold)
+        ref, blob = store_artifact(self._repo.git, key, source, media_type, self._settings.artifact_threshold,
+                                   defer=self._defer_blob)
         self._state.artifacts[key] = ref
         # blob is None when the content lives in the local cache, not in the tree
-        self._stage({f"artifacts/{key_to_name(key)}": blob})
+        self._stage({f"artifacts/{key_to_name(key)}": blob}, journal=blob not in self._deferred)
         return ref
+
+    def _defer_blob(self, data: bytes) -> str | None:
+        """Keep a small blob for the next pack this run writes; its id, or None to
+        have it written now (large)."""
+        if len(data) > _DEFER_BYTES:
+            return None
+        oid = self._repo.git.fmt.hash_object("blob", data)
+        self._deferred[oid] = data
+        return oid
 
     def log_image(self, key: str, image: Any, overwrite: bool = False) -> ArtifactRef:
         """Store an image: PNG/JPEG bytes or path, a PIL image, or an array (H×W[×C] uint8)."""
@@ -333,6 +351,8 @@ class Run:
             raise UsageError(f"run {self.id[:12]} has no artifact {key!r}; it has {self.get_artifact_keys()}")
         path = f"artifacts/{key_to_name(key)}"
         pending = self._pending.get(path)
+        if isinstance(pending, str) and pending in self._deferred:
+            return self._deferred[pending]
         blob = pending if isinstance(pending, str) else (
             reading.artifact_blob_id(self._repo.ledger, self.id, key) if self._stored else None)
         return load_artifact(self._repo.git, ref, blob)
@@ -473,30 +493,45 @@ class Run:
         """Write everything logged so far to the ledger now."""
         if not self._active:
             return
-        self._spill()
-        self._write_ledger()
+        with self._repo.git.odb.batch():  # chunks and the transaction: one pack
+            self._spill(journal=False)
+            self._write_ledger()
 
     def end(self, status: str = "finished", exit_code: int | None = None) -> None:
         """End the run; nothing can be logged afterwards."""
         if status not in _ENDED_STATUSES:
             raise UsageError(f"status must be one of {', '.join(_ENDED_STATUSES)}, not {status!r}")
         self._require_active("end the run")
-        self._spill()
-        self._state.status = status
-        self._state.ended = _utc_now()
-        self._state.exit_code = exit_code
-        self._dirty = True
-        self._write_ledger()
+        with self._repo.git.odb.batch():  # chunks and the transaction: one pack
+            self._spill(journal=False)
+            self._state.status = status
+            self._state.ended = _utc_now()
+            self._state.exit_code = exit_code
+            self._dirty = True
+            self._write_ledger()
         self._active = False
         if self._journal is not None:
             self._journal.close(remove=True)
             self._journal = None
 
     # -- persistence ---------------------------------------------------------------
-    def _spill(self) -> None:
-        """Turn buffered points into chunk blobs, journaled (survives SIGKILL)."""
+    def _spill(self, journal: bool = True) -> None:
+        """Turn buffered points into chunk blobs (one pack), journaled (survives
+        SIGKILL). Not journaled when a ledger transaction follows at once: the journal
+        names only objects that are already durable."""
         odb = self._repo.git.odb
         edits: dict[str, str | None] = {}
+        with odb.batch():
+            for data in self._deferred.values():
+                odb.write("blob", data)
+            self._deferred = {}
+            self._encode_buffers(odb, edits)
+        self._observations = {}
+        self._buffered = 0
+        if edits or (journal and self._unjournaled):
+            self._stage(edits, journal=journal)
+
+    def _encode_buffers(self, odb: Any, edits: dict[str, str | None]) -> None:
         for key, series in self._series.items():
             if not series.values:
                 continue
@@ -515,10 +550,6 @@ class Run:
             name = f"{self._writer}-{self._seq:08d}"
             self._seq += 1
             edits[f"observations/{key_to_name(key)}/{name}"] = blob
-        self._observations = {}
-        self._buffered = 0
-        if edits:
-            self._stage(edits)
 
     def _on_interval(self, now: float) -> None:
         self._spill()
@@ -526,12 +557,17 @@ class Run:
         if now - self._last_flush >= self._settings.flush_seconds:
             self._write_ledger()
 
-    def _stage(self, edits: dict[str, str | None]) -> None:
+    def _stage(self, edits: dict[str, str | None], journal: bool = True) -> None:
         """Add tree edits (paths relative to the run, blobs already written) and
         journal them with the current state."""
         self._pending.update(edits)
         self._dirty = True
-        if self._journal is not None:
+        if not journal:
+            self._unjournaled.update(edits)
+        elif self._journal is not None:
+            if self._unjournaled:
+                edits = {**self._unjournaled, **edits}
+                self._unjournaled = {}
             self._journal.append({"e": "edit", "changes": edits, "state": codec.encode(self._state)})
 
     def _state_bytes(self) -> bytes:
@@ -551,12 +587,17 @@ class Run:
         if not self._stored:
             changes[f"{base}/record"] = codec.encode(self.record)
         changes[f"{base}/state"] = self._state_bytes()
-        self._repo.ledger.apply(changes, f"prov: run {self.id[:12]} {self._state.status}", _ledger_format())
+        updates = [self._repo.ledger.update(changes, f"prov: run {self.id[:12]} {self._state.status}", _ledger_format())]
         if not self._stored and self.record.code.commit:
-            self._repo.link_run(self.record.code.commit, self._run_link())
+            # the run and its link in one transaction (one pack); the ledger moves first,
+            # so a crash in between leaves a stored run without its link, which the
+            # journal's recovery adds (runs/recovery.py)
+            updates.append(self._repo.link_update(self.record.code.commit, self._run_link()))
+        commit_on_refs(self._repo.git, updates)
         self._stored = True
         self._pending = {}
         self._pending_chunks = {}
+        self._unjournaled = {}
         self._dirty = False
         self._last_flush = time.time()
         if self._journal is not None:

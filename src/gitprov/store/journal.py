@@ -6,12 +6,19 @@ idempotent. The writer holds an exclusive ``flock`` on its journal while alive: 
 journal whose lock can be taken belongs to a dead process and is folded into the
 ledger by the next prov call (status ``crashed``). After each ledger flush the journal
 is cut back to its header.
+
+When a run ends, its journal is emptied but kept open and locked for the next run of
+the same process (creating and removing a file costs more than the rest of a short
+run's bookkeeping); an empty journal is removed at exit, or by the next prov call
+after a crash.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import threading
 from typing import Any
 
 import msgspec
@@ -26,6 +33,10 @@ except ImportError:  # pragma: no cover - Windows: no dead-writer detection by l
 __all__ = ["Journal", "abandoned_journals", "read_journal"]
 
 _SUFFIX = ".wal"
+#: ``{directory: (pid, empty journal)}``: at most one idle journal per directory
+_idle: dict[str, tuple[int, Journal]] = {}
+_idle_lock = threading.Lock()
+_cleanup_registered = False
 
 
 def _frame(obj: Any) -> bytes:
@@ -43,6 +54,13 @@ class Journal:
 
     @classmethod
     def create(cls, directory: str, name: str, header: dict[str, Any]) -> Journal:
+        with _idle_lock:
+            pid, idle = _idle.pop(directory, (None, None))
+        if idle is not None and pid == os.getpid():  # (never a parent's, after a fork)
+            data = _frame(header)
+            os.write(idle._fd, data)
+            idle._header_len = len(data)
+            return idle
         path = os.path.join(directory, name + _SUFFIX)
         try:
             os.makedirs(directory, exist_ok=True)
@@ -65,11 +83,43 @@ class Journal:
     def close(self, remove: bool = True) -> None:
         if self._fd < 0:
             return
+        if remove and _keep_idle(self):
+            return
         if remove:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(self.path)
         os.close(self._fd)
         self._fd = -1
+
+
+def _keep_idle(journal: Journal) -> bool:
+    """Empty ``journal`` and keep it (locked) for the next run of this process."""
+    directory = os.path.dirname(journal.path)
+    try:
+        os.ftruncate(journal._fd, 0)
+    except OSError:
+        return False
+    global _cleanup_registered
+    with _idle_lock:
+        if directory in _idle:
+            return False
+        if not _cleanup_registered:
+            atexit.register(_remove_idle)
+            _cleanup_registered = True
+        _idle[directory] = (os.getpid(), journal)
+    return True
+
+
+def _remove_idle() -> None:
+    with _idle_lock:
+        idle = [j for pid, j in _idle.values() if pid == os.getpid()]
+        _idle.clear()
+    for journal in idle:
+        with contextlib.suppress(OSError):
+            os.remove(journal.path)
+        with contextlib.suppress(OSError):
+            os.close(journal._fd)
+        journal._fd = -1
 
 
 def read_journal(path: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:

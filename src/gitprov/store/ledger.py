@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from .objects import TreeEntry
 from .repo import GitRepository
-from .transaction import commit_on_ref
+from .transaction import RefUpdate, commit_on_ref
 from .trees import edit_tree, read_path, read_tree
 
 __all__ = ["LEDGER_REF", "Ledger", "run_dir"]
@@ -64,6 +64,10 @@ class Ledger:
 
     def apply(self, changes: dict[str, bytes | str | None], message: str, format_blob: bytes) -> str | None:
         """Write ``{path: bytes | blob id | None}`` as one transaction; retries lost races."""
+        return commit_on_ref(self.repo, *self.update(changes, message, format_blob))
+
+    def update(self, changes: dict[str, bytes | str | None], message: str, format_blob: bytes) -> RefUpdate:
+        """The same change as a ``RefUpdate``, for ``commit_on_refs`` with other refs."""
         changes = dict(changes)
         changes.setdefault("format", format_blob)
-        return commit_on_ref(self.repo, self.ref, lambda tree: edit_tree(self.repo.odb, tree, changes), message)
+        return self.ref, lambda tree: edit_tree(self.repo.odb, tree, changes), message

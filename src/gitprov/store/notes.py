@@ -14,8 +14,8 @@ from ..errors import DataError
 from .objects import MODE_BLOB, MODE_TREE, TreeEntry, encode_tree
 from .odb import ObjectDatabase
 from .repo import GitRepository
-from .transaction import commit_on_ref
-from .trees import read_tree
+from .transaction import RefUpdate, commit_on_ref
+from .trees import read_tree, write_tree
 
 __all__ = ["NOTES_REF", "Notes", "build_notes_tree", "merge_note_lines", "merge_notes_trees", "note_entries", "split_note"]
 
@@ -32,6 +32,25 @@ def merge_note_lines(*groups: list[bytes]) -> bytes:
     """Union of note lines, sorted and unique (git's ``cat_sort_uniq``)."""
     lines = sorted({line for group in groups for line in group})
     return b"".join(line + b"\n" for line in lines)
+
+
+def add_note_line(data: bytes, line: bytes) -> bytes:
+    """``merge_note_lines(split_note(data), [line])`` for a canonical note ``data``
+    (sorted, unique, ``\n``-terminated lines), without splitting it: a binary search
+    over its line starts finds where ``line`` goes."""
+    lo, hi = 0, len(data)  # both always at line starts
+    while lo < hi:
+        mid = (lo + hi) // 2
+        start = max(data.rfind(b"\n", lo, mid) + 1, lo)  # the line holding byte mid
+        end = data.index(b"\n", start)
+        current = data[start:end]
+        if current == line:
+            return data
+        if current < line:
+            lo = end + 1
+        else:
+            hi = start
+    return data[:lo] + line + b"\n" + data[lo:]
 
 
 def note_entries(odb: ObjectDatabase, tree: str | None, prefix: str = "") -> Iterator[tuple[str, str]]:
@@ -124,19 +143,42 @@ class Notes:
         entries = read_tree(odb, tree)
         sub = entries.get(name[:2])
         if name in entries and not entries[name].is_tree:
-            old = split_note(odb.read_typed(entries[name].oid, "blob"))
-            entries[name] = TreeEntry(MODE_BLOB, name, odb.write("blob", merge_note_lines(old, lines)))
+            entries[name] = TreeEntry(MODE_BLOB, name, self._merged_note(entries[name].oid, lines))
         elif sub is not None and sub.is_tree and len(name) > 2:
             entries[name[:2]] = TreeEntry(MODE_TREE, name[:2], self._insert(sub.oid, name[2:], lines))
         elif len(name) > 2 and any(e.is_tree and len(e.name) == 2 for e in entries.values()):
             # this level is already fanned out: a new note gets its own subtree too
             entries[name[:2]] = TreeEntry(MODE_TREE, name[:2], self._insert(None, name[2:], lines))
         else:
-            entries[name] = TreeEntry(MODE_BLOB, name, odb.write("blob", merge_note_lines(lines)))
+            entries[name] = TreeEntry(MODE_BLOB, name, self._merged_note(None, lines))
             notes = [e for e in entries.values() if not e.is_tree and len(e.name) == len(name)]
             if len(notes) > _SPLIT_AT and len(name) > 2:
                 entries = self._split(entries, notes)
-        return odb.write("tree", encode_tree(entries))
+        return write_tree(odb, entries)
+
+    def _merged_note(self, blob: str | None, lines: list[bytes]) -> str:
+        """The blob of note ``blob`` (None: no note yet) with ``lines`` added.
+
+        A note blob this process wrote is known to be canonical, so a few new lines
+        are inserted in place (``add_note_line``) instead of splitting, sorting and
+        joining every line of a note that may hold thousands of run links."""
+        odb = self.repo.odb
+        known: set[str] = odb.__dict__.setdefault("_canonical_notes", set())
+        if blob is None:
+            data = merge_note_lines(lines)
+        else:
+            old = odb.read_typed(blob, "blob")
+            if blob in known and len(lines) <= 16 and all(b"\n" not in ln and ln.strip() for ln in lines):
+                data = old
+                for line in lines:
+                    data = add_note_line(data, line)
+            else:
+                data = merge_note_lines(split_note(old), lines)
+        oid = odb.write("blob", data)
+        if len(known) > 10_000:
+            known.clear()
+        known.add(oid)
+        return oid
 
     def _split(self, entries: dict[str, TreeEntry], notes: list[TreeEntry]) -> dict[str, TreeEntry]:
         """Move this level's notes into two-hex-digit subtrees."""
@@ -149,11 +191,15 @@ class Notes:
             sub = read_tree(self.repo.odb, existing.oid) if existing and existing.is_tree else {}
             for note in members:
                 sub[note.name[2:]] = TreeEntry(MODE_BLOB, note.name[2:], note.oid)
-            entries[prefix] = TreeEntry(MODE_TREE, prefix, self.repo.odb.write("tree", encode_tree(sub)))
+            entries[prefix] = TreeEntry(MODE_TREE, prefix, write_tree(self.repo.odb, sub))
         return entries
 
     def add(self, lines_by_commit: dict[str, list[bytes]], message: str = "prov: add notes") -> str | None:
         """Merge lines into the notes of several commits in one notes commit."""
+        return commit_on_ref(self.repo, *self.update(lines_by_commit, message))
+
+    def update(self, lines_by_commit: dict[str, list[bytes]], message: str = "prov: add notes") -> RefUpdate:
+        """The same change as a ``RefUpdate``, for ``commit_on_refs`` with other refs."""
 
         def build(tree: str | None) -> str | None:
             for commit, lines in sorted(lines_by_commit.items()):
@@ -161,4 +207,4 @@ class Notes:
                     tree = self._insert(tree, commit, lines)
             return tree
 
-        return commit_on_ref(self.repo, self.ref, build, message)
+        return self.ref, build, message

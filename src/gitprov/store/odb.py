@@ -1,8 +1,8 @@
 """Object databases: the repository's ``objects/`` directory, and an in-memory twin.
 
 The disk database reads loose objects and pack files (with their ``.idx`` v2 index and
-both delta kinds) and writes loose objects exactly as git does, so everything prov
-writes is read by ``git`` and passes ``git fsck --strict``. It is deliberately small:
+both delta kinds) and writes loose objects, or one pack per ``batch()``, exactly as git
+does, so everything prov writes is read by ``git`` and passes ``git fsck --strict``. It is deliberately small:
 importing dulwich's repository stack costs more than the whole budget of a commit hook.
 """
 
@@ -21,6 +21,7 @@ from .objects import ObjectFormat
 __all__ = ["DiskObjectDatabase", "MemoryObjectDatabase", "MissingObjectError", "ObjectDatabase"]
 
 _TYPE_NAMES = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
+_READ_WHOLE = 8 << 20  # packs up to this size are read in one go when merged
 _OFS_DELTA, _REF_DELTA = 6, 7
 
 
@@ -50,6 +51,18 @@ class ObjectDatabase:
         if kind != type_name:
             raise DataError(f"object {oid} is a {kind}, expected a {type_name}")
         return data
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Collect this thread's writes and store them together when the outermost
+        ``batch`` exits (on disk: one pack). Nothing to do in memory."""
+        return contextlib.nullcontext()
+
+    def flush(self) -> None:
+        """Make every write of this thread's open batch durable now (before a ref
+        update that reaches them); the batch stays open."""
+
+    def maintain(self) -> None:
+        """Housekeeping after a transaction (on disk: merging small packs)."""
 
 
 class MemoryObjectDatabase(ObjectDatabase):
@@ -153,6 +166,19 @@ class _PackIndex:
             return off
         return None
 
+    def entries(self) -> list[tuple[str, int]]:
+        """``(object id, offset)`` of every object in the pack."""
+        idx, size = self.idx, self.fmt.raw_len
+        out = []
+        for i in range(self.count):
+            at = self.offsets_at + i * 4
+            off = int.from_bytes(idx[at : at + 4], "big")
+            if off & 0x80000000:
+                at = self.large_at + (off & 0x7FFFFFFF) * 8
+                off = int.from_bytes(idx[at : at + 8], "big")
+            out.append((idx[self.names_at + i * size : self.names_at + (i + 1) * size].hex(), off))
+        return out
+
     def ids_with_prefix(self, prefix: str) -> set[str]:
         padded = prefix + "0" * (self.fmt.hex_len - len(prefix))
         i = self._search(bytes.fromhex(padded))
@@ -233,8 +259,23 @@ def apply_delta(base: bytes, delta: bytes) -> bytes:
     return bytes(out)
 
 
+class _Batch:
+    """The objects one thread wrote inside ``batch()``, not yet in a pack."""
+
+    __slots__ = ("depth", "objects")
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.objects: dict[str, tuple[str, bytes]] = {}
+
+
 class DiskObjectDatabase(ObjectDatabase):
-    """A repository's ``objects/`` directory (plus its alternates)."""
+    """A repository's ``objects/`` directory (plus its alternates).
+
+    Writes outside ``batch()`` are loose objects; inside, they collect in memory (per
+    thread, readable by that thread) and land as one pack when the outermost batch
+    exits or on ``flush()`` (see ``store/packs.py``).
+    """
 
     def __init__(self, path: str, fmt: ObjectFormat, *, _seen: frozenset[str] = frozenset()) -> None:
         self.path = path
@@ -243,6 +284,7 @@ class DiskObjectDatabase(ObjectDatabase):
         self._alternates: list[DiskObjectDatabase] | None = None
         self._seen = _seen | {os.path.realpath(path)}
         self._folders: set[str] = set()
+        self._batches: dict[int, _Batch] = {}
 
     # -- reading -------------------------------------------------------------
     def _loose_path(self, oid: str) -> str:
@@ -324,6 +366,15 @@ class DiskObjectDatabase(ObjectDatabase):
         return base_type, apply_delta(base, _inflate(buf, pos, size))
 
     def _read_local(self, oid: str) -> tuple[str, bytes] | None:
+        try:
+            return self._read_local_once(oid)
+        except FileNotFoundError:
+            # a pack listed a moment ago was deleted (a merge or a repack moved its
+            # objects into a new pack first): rescan and look again, as git does
+            self._packs = self._load_packs()
+            return self._read_local_once(oid)
+
+    def _read_local_once(self, oid: str) -> tuple[str, bytes] | None:
         # Packs already open first (no syscall; most objects of a real repository are
         # packed), then the loose file, then packs again after rescanning the pack
         # directory (a concurrent repack may have moved the object), as git does.
@@ -351,6 +402,10 @@ class DiskObjectDatabase(ObjectDatabase):
     def read(self, oid: str) -> tuple[str, bytes]:
         if not self.fmt.is_id(oid):
             raise DataError(f"{oid!r} is not a valid {self.fmt.name} object id")
+        if self._batches:
+            batch = self._batches.get(threading.get_ident())
+            if batch is not None and oid in batch.objects:
+                return batch.objects[oid]
         obj = self._read_local(oid)
         if obj is None:
             for alt in self.alternates:
@@ -365,6 +420,10 @@ class DiskObjectDatabase(ObjectDatabase):
         return os.path.exists(self._loose_path(oid)) or self._find_packed(oid) is not None
 
     def contains(self, oid: str) -> bool:
+        if self._batches:
+            batch = self._batches.get(threading.get_ident())
+            if batch is not None and oid in batch.objects:
+                return True
         return self._contains_local(oid) or any(a._contains_local(oid) for a in self.alternates)
 
     def ids_with_prefix(self, prefix: str) -> set[str]:
@@ -391,8 +450,15 @@ class DiskObjectDatabase(ObjectDatabase):
         return any(a._contains_local(oid) for a in self.alternates)
 
     def write(self, type_name: str, data: bytes) -> str:
-        """Write a loose object (if absent) and return its id."""
+        """Write an object (if absent) and return its id: loose, or into the open batch."""
         oid = self.fmt.hash_object(type_name, data)
+        batch = self._batches.get(threading.get_ident()) if self._batches else None
+        if batch is not None:
+            # no lookup on disk: a copy of an object already stored is harmless (git
+            # reads the first it finds) and merges and ``git gc`` drop it
+            if oid not in batch.objects:
+                batch.objects[oid] = (type_name, bytes(data))
+            return oid
         if self._known_without_rescan(oid):
             return oid
         path = self._loose_path(oid)
@@ -417,6 +483,138 @@ class DiskObjectDatabase(ObjectDatabase):
                 ) from exc
             raise WriteError(f"cannot write object to {self.path}: {exc.strerror}") from exc
         return oid
+
+    @contextlib.contextmanager
+    def batch(self):
+        """Collect this thread's writes; the outermost exit writes them as one pack.
+        When the block raises, they are still written (best effort, the error is the
+        block's): no ref reaches them, but a caller may hold their ids (a run's buffered
+        chunks and artifacts) and retry."""
+        key = threading.get_ident()
+        batch = self._batches.get(key)
+        if batch is None:
+            batch = self._batches[key] = _Batch()
+        batch.depth += 1
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            batch.depth -= 1
+            if batch.depth == 0:
+                try:
+                    if ok:
+                        self._flush_batch(batch)
+                    else:
+                        with contextlib.suppress(Exception):
+                            self._flush_batch(batch)
+                finally:
+                    del self._batches[key]
+
+    def flush(self) -> None:
+        batch = self._batches.get(threading.get_ident()) if self._batches else None
+        if batch is not None:
+            self._flush_batch(batch)
+
+    def _flush_batch(self, batch: _Batch) -> None:
+        if not batch.objects:
+            return
+        from . import packs
+
+        objects = [(oid, packs.pack_entry(kind, data)) for oid, (kind, data) in batch.objects.items()]
+        pack_dir = os.path.join(self.path, "pack")
+        try:
+            idx_path = packs.write_pack(pack_dir, self.fmt, objects)
+        except OSError as exc:
+            if isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
+                raise ReadOnlyRepositoryError(
+                    f"cannot write to {self.path}: {exc.strerror}; run prov as a user who can write the repository"
+                ) from exc
+            raise WriteError(f"cannot write a pack to {pack_dir}: {exc.strerror}") from exc
+        batch.objects = {}
+        # the new pack is visible to this process at once, without a directory rescan
+        if self._packs is None:
+            self._packs = self._load_packs()
+        elif all(p.pack_path != idx_path[:-4] + ".pack" for p in self._packs):
+            self._packs.append(_PackIndex(idx_path, self.fmt))
+
+    def maintain(self) -> None:
+        """Merge small packs when there are too many; called after a transaction's refs
+        moved, so merging never widens the window of a compare-and-swap."""
+        from . import packs
+
+        if len(self._packs or ()) > packs.MERGE_AT:
+            self._merge_small_packs(os.path.join(self.path, "pack"))
+
+    def _merge_small_packs(self, pack_dir: str) -> None:
+        """Merge small packs into one when there are too many (``packs.mergeable_packs``).
+
+        Best effort: a merge that loses a race with another merger or a ``git repack``
+        (a pack vanishes while being read) is abandoned; no object is ever lost, as the
+        merged pack is complete before any old pack is removed."""
+        from . import packs
+
+        try:
+            self._packs = self._load_packs()
+        except (OSError, DataError):
+            return
+        if os.path.exists(os.path.join(pack_dir, "multi-pack-index")):
+            return
+        if not packs.mergeable_packs(pack_dir, {p.pack_path[:-5] + ".idx": p.count for p in self._packs}):
+            return
+        with packs.MergeLock(pack_dir) as lock:
+            if not lock.held:
+                return
+            try:
+                self._packs = current = self._load_packs()  # again, under the lock
+                chosen = set(packs.mergeable_packs(pack_dir, {p.pack_path[:-5] + ".idx": p.count for p in current}))
+                old = [p for p in current if p.pack_path[:-5] + ".idx" in chosen]
+                unique = set()
+                for pack in old:
+                    unique.update(pack._name(i) for i in range(pack.count))
+                if not unique:
+                    return
+                idx_path = packs.write_pack(pack_dir, self.fmt, self._raw_entries(old), count=len(unique))
+            except (OSError, DataError, ValueError):
+                return
+            keep = idx_path[:-4] + ".pack"
+            for pack in old:
+                if pack.pack_path == keep:
+                    continue
+                stem = pack.pack_path[:-5]
+                for ext in (".idx", ".pack", ".rev", ".bitmap"):
+                    _remove_quietly(stem + ext)
+            self._packs = self._load_packs()
+
+    def _raw_entries(self, old: list[_PackIndex]):
+        """``(oid, pack entry)`` of every object of the ``old`` packs, each object once:
+        whole entries copied as they are (read with ``pread``, no inflate, no deflate,
+        nothing mapped), deltas resolved and stored whole."""
+        from . import packs
+
+        seen: set[str] = set()
+        for pack in old:
+            listed = sorted(pack.entries(), key=lambda e: e[1])
+            fd = os.open(pack.pack_path, os.O_RDONLY)
+            try:
+                end_of_entries = os.fstat(fd).st_size - self.fmt.raw_len
+                # a small pack is read whole (one read, not one per entry)
+                whole = os.pread(fd, end_of_entries, 0) if end_of_entries <= _READ_WHOLE else None
+                for i, (oid, off) in enumerate(listed):
+                    if oid in seen:
+                        continue
+                    seen.add(oid)
+                    end = listed[i + 1][1] if i + 1 < len(listed) else end_of_entries
+                    body = whole[off:end] if whole is not None else os.pread(fd, end - off, off)
+                    if len(body) != end - off:
+                        raise DataError(f"{pack.pack_path} is truncated")
+                    if (body[0] >> 4) & 7 in _TYPE_NAMES:
+                        yield oid, body
+                    else:
+                        kind, data = self._read_packed(pack, off)
+                        yield oid, packs.pack_entry(kind, data)
+            finally:
+                os.close(fd)
 
     def all_ids(self) -> list[str]:
         """Every object id in this database (not its alternates); for verification."""

@@ -15,7 +15,7 @@ from ..errors import ConcurrentUpdateError
 from .objects import encode_commit
 from .repo import GitRepository
 
-__all__ = ["commit_on_ref", "identity_line"]
+__all__ = ["RefUpdate", "commit_on_ref", "commit_on_refs", "identity_line"]
 
 MAX_ATTEMPTS = 100
 
@@ -33,6 +33,11 @@ def identity_line(repo: GitRepository, now: float | None = None) -> str:
     return f"{name} <{email}> {int(now)} {sign}{offset // 60:02d}{offset % 60:02d}"
 
 
+#: ``(ref, build_tree, message)``: ``build_tree(current tree id or None)`` returns the
+#: new tree id, or None to leave the ref alone.
+RefUpdate = tuple[str, Callable[[str | None], "str | None"], str]
+
+
 def commit_on_ref(
     repo: GitRepository,
     ref: str,
@@ -44,18 +49,52 @@ def commit_on_ref(
     ``build_tree`` gets the tip's tree id (None when the ref is new) and returns the
     new tree id, or None to leave the ref alone. Returns the ref's final value.
     """
+    return commit_on_refs(repo, [(ref, build_tree, message)])[ref]
+
+
+def commit_on_refs(repo: GitRepository, updates: list[RefUpdate]) -> dict[str, str | None]:
+    """Several ref updates as one transaction: every new object of every ref goes into
+    one pack (``odb.batch``), written before any ref moves; then the refs are
+    compare-and-swapped in the order given. A lost race rebuilds that ref and the ones
+    after it on their new tips (the refs before it stay done). Returns each ref's
+    final value.
+
+    A crash between two ref updates leaves the earlier refs updated and the later ones
+    not: callers order the updates so that this state is valid and repairable (the
+    ledger before the note that links a run to its commit; see ``runs/recovery.py``).
+    """
+    odb = repo.odb
+    done: dict[str, str | None] = {}
+    pending = list(updates)
     for attempt in range(MAX_ATTEMPTS):
-        tip = repo.refs.read(ref)
-        old_tree = repo.read_commit(tip).tree if tip else None
-        new_tree = build_tree(old_tree)
-        if new_tree is None or new_tree == old_tree:
-            return tip
-        commit = repo.odb.write(
-            "commit", encode_commit(new_tree, [tip] if tip else [], identity_line(repo), message)
-        )
-        if repo.refs.compare_and_swap(ref, tip, commit):
-            return commit
+        tips: dict[str, str | None] = {}
+        commits: dict[str, str] = {}
+        with odb.batch():
+            for ref, build_tree, message in pending:
+                tip = tips[ref] = repo.refs.read(ref)
+                old_tree = repo.read_commit(tip).tree if tip else None
+                new_tree = build_tree(old_tree)
+                if new_tree is not None and new_tree != old_tree:
+                    commits[ref] = odb.write(
+                        "commit", encode_commit(new_tree, [tip] if tip else [], identity_line(repo), message)
+                    )
+            odb.flush()  # objects are durable before any ref reaches them (also in an outer batch)
+        lost: list[RefUpdate] = []
+        for update in pending:
+            ref = update[0]
+            if lost:
+                lost.append(update)
+            elif ref not in commits:
+                done[ref] = tips[ref]
+            elif repo.refs.compare_and_swap(ref, tips[ref], commits[ref]):
+                done[ref] = commits[ref]
+            else:
+                lost.append(update)
+        if not lost:
+            odb.maintain()
+            return done
+        pending = lost
         import random  # only after a lost race: not on the path of every write
 
         time.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.1)))
-    raise ConcurrentUpdateError(f"{ref} kept changing; gave up after {MAX_ATTEMPTS} attempts, try again")
+    raise ConcurrentUpdateError(f"{pending[0][0]} kept changing; gave up after {MAX_ATTEMPTS} attempts, try again")

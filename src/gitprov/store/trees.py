@@ -7,7 +7,7 @@ from collections.abc import Callable
 from .objects import MODE_BLOB, MODE_TREE, TreeEntry, decode_tree, encode_tree
 from .odb import ObjectDatabase
 
-__all__ = ["build_tree", "edit_tree", "merge_trees", "read_path", "read_tree", "walk_blobs"]
+__all__ = ["build_tree", "edit_tree", "merge_trees", "read_path", "read_tree", "remember_tree", "walk_blobs", "write_tree"]
 
 
 _CACHE_LIMIT = 20_000  # decoded trees kept per object database
@@ -27,6 +27,21 @@ def read_tree(odb: ObjectDatabase, oid: str | None) -> dict[str, TreeEntry]:
             cache.clear()
         entries = cache[oid] = decode_tree(odb.read_typed(oid, "tree"), odb.fmt)
     return dict(entries)
+
+
+def remember_tree(odb: ObjectDatabase, oid: str, entries: dict[str, TreeEntry]) -> str:
+    """Put a tree just written into the decoded-tree cache (the caller no longer
+    changes ``entries``): the next transaction reads it back without decoding."""
+    cache = odb.__dict__.setdefault("_decoded_trees", {})
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[oid] = entries
+    return oid
+
+
+def write_tree(odb: ObjectDatabase, entries: dict[str, TreeEntry]) -> str:
+    """Write a tree of ``entries`` and remember it decoded."""
+    return remember_tree(odb, odb.write("tree", encode_tree(entries)), entries)
 
 
 def read_path(odb: ObjectDatabase, tree: str | None, path: str) -> TreeEntry | None:
@@ -67,7 +82,7 @@ def edit_tree(odb: ObjectDatabase, tree: str | None, changes: dict[str, bytes | 
             entries[name] = TreeEntry(MODE_TREE, name, sub)
     if not entries:
         return None
-    return odb.write("tree", encode_tree(entries))
+    return write_tree(odb, entries)
 
 
 def walk_blobs(odb: ObjectDatabase, tree: str | None, prefix: str = ""):
@@ -111,4 +126,4 @@ def merge_trees(odb: ObjectDatabase, ours: str | None, theirs: str | None, resol
                 sub = merge_trees(odb, mine.oid, other.oid, resolve, path + "/")
                 chosen = TreeEntry(MODE_TREE, name, sub)
             entries[name] = chosen._replace(name=name)
-    return odb.write("tree", encode_tree(entries))
+    return write_tree(odb, entries)

@@ -1,0 +1,174 @@
+"""Packs prov writes (one per transaction) and merges: the real git binary reads every
+object, ``git fsck --strict`` and ``git verify-pack`` accept them, and ``git gc`` /
+``git repack`` work on the repository afterwards, in SHA-1 and SHA-256 repositories."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from gitprov.errors import UsageError
+from gitprov.store import packs
+from gitprov.store.ledger import Ledger
+from gitprov.store.objects import MODE_BLOB, TreeEntry, encode_commit, encode_tree
+from gitprov.store.odb import MemoryObjectDatabase
+from gitprov.store.repo import GitRepository
+from tests.conftest import GitRepo
+
+pytestmark = pytest.mark.gitbin
+
+
+def pack_dir(repo: GitRepo):
+    return repo.path / ".git" / "objects" / "pack"
+
+
+def idx_files(repo: GitRepo) -> list[str]:
+    return sorted(n for n in os.listdir(pack_dir(repo)) if n.endswith(".idx")) if pack_dir(repo).exists() else []
+
+
+def loose_count(repo: GitRepo) -> int:
+    out = repo.git("count-objects", "-v")
+    return int(dict(line.split(": ") for line in out.splitlines())["count"])
+
+
+def write_some(git: GitRepository, tag: str, n: int = 5) -> list[tuple[str, str, bytes]]:
+    """Blobs, a tree and a commit: every object kind prov writes."""
+    written = []
+    entries = []
+    for i in range(n):
+        data = f"{tag} blob {i}\n".encode() * (i + 1)
+        oid = git.odb.write("blob", data)
+        written.append((oid, "blob", data))
+        entries.append(TreeEntry(MODE_BLOB, f"f{i}", oid))
+    tree = encode_tree(entries)
+    written.append((git.odb.write("tree", tree), "tree", tree))
+    commit = encode_commit(written[-1][0], [], "Prov <p@x> 1700000000 +0000", f"{tag}\n")
+    written.append((git.odb.write("commit", commit), "commit", commit))
+    return written
+
+
+def test_a_batch_is_one_pack_git_reads(repo: GitRepo) -> None:
+    git = GitRepository.open(str(repo.path))
+    before = loose_count(repo)
+    with git.odb.batch():
+        written = write_some(git, "one")
+        with git.odb.batch():  # nested: joins the outer batch
+            written += write_some(git, "nested")
+        # readable by this thread before the pack exists
+        assert git.odb.read(written[0][0]) == ("blob", written[0][2])
+        assert idx_files(repo) == []
+    assert loose_count(repo) == before
+    [idx] = idx_files(repo)
+    repo.git("verify-pack", str(pack_dir(repo) / idx))
+    for oid, kind, data in written:
+        assert repo.git("cat-file", "-t", oid).strip() == kind
+        assert GitRepository.open(str(repo.path)).odb.read(oid) == (kind, data)  # a fresh reader too
+    blob_oid, _, blob = written[0]
+    assert repo.git("cat-file", "blob", blob_oid).encode() == blob
+    repo.git("update-ref", "refs/prov/test", written[-1][0])  # reachable: fsck checks connectivity
+    repo.fsck()
+
+
+def test_a_batch_that_raises_still_stores_its_objects(repo: GitRepo) -> None:
+    """A caller may hold the ids (a run's chunks) and retry after the error."""
+    git = GitRepository.open(str(repo.path))
+    with pytest.raises(UsageError), git.odb.batch():
+        oid = git.odb.write("blob", b"stored all the same\n")
+        raise UsageError("stop")
+    assert len(idx_files(repo)) == 1
+    assert repo.git("cat-file", "-p", oid) == "stored all the same\n"
+
+
+def test_flush_inside_a_batch_makes_objects_durable(repo: GitRepo) -> None:
+    git = GitRepository.open(str(repo.path))
+    with git.odb.batch():
+        oid = git.odb.write("blob", b"flushed early\n")
+        git.odb.flush()
+        assert repo.git("cat-file", "-p", oid) == "flushed early\n"
+        late = git.odb.write("blob", b"flushed at exit\n")
+    assert len(idx_files(repo)) == 2
+    assert repo.git("cat-file", "-p", late) == "flushed at exit\n"
+
+
+def test_small_packs_are_merged_and_git_gc_still_works(repo: GitRepo) -> None:
+    git = GitRepository.open(str(repo.path))
+    other = GitRepository.open(str(repo.path))  # a reader whose pack list goes stale
+    written = []
+    tips = []
+    for i in range(3 * packs.MERGE_AT):
+        with git.odb.batch():
+            objs = write_some(git, f"t{i}", n=2)
+        git.odb.maintain()  # what a transaction does once its refs moved
+        written += objs
+        tips.append(objs[-1][0])
+        if i == 2:
+            assert other.odb.read(objs[0][0])[0] == "blob"  # loads the packs of that moment
+        assert len(idx_files(repo)) <= packs.MERGE_AT + 1
+    assert len(idx_files(repo)) < 3 * packs.MERGE_AT
+    for oid, kind, data in written:
+        assert other.odb.read(oid) == (kind, data)  # the packs it knew were merged away
+    batch = "\n".join(oid for oid, _, _ in written) + "\n"
+    listed = repo.git("cat-file", "--batch-check", input=batch)
+    assert "missing" not in listed and len(listed.splitlines()) == len(written)
+    for n, tip in enumerate(tips):
+        repo.git("update-ref", f"refs/prov/t{n}", tip)
+    for idx in idx_files(repo):
+        repo.git("verify-pack", str(pack_dir(repo) / idx))
+    repo.fsck()
+    repo.git("gc", "-q", "--prune=now")
+    repo.git("repack", "-a", "-d", "-q")
+    repo.fsck()
+    assert loose_count(repo) == 0
+    for oid, kind, data in written:
+        assert other.odb.read(oid) == (kind, data)  # after git's repack deleted every pack it knew
+
+
+def test_transactions_keep_the_pack_count_bounded(repo: GitRepo) -> None:
+    git = GitRepository.open(str(repo.path))
+    ledger = Ledger(git)
+    loose = loose_count(repo)  # the first commit's
+    for i in range(3 * packs.MERGE_AT):
+        ledger.apply({f"runs/{i:02x}/r{i}/state": b"%d" % i}, f"t{i}", b"{}")
+    assert len(idx_files(repo)) <= packs.MERGE_AT
+    assert loose_count(repo) == loose
+    assert len(ledger.list_dir("runs")) == 3 * packs.MERGE_AT
+    repo.fsck()
+
+
+def test_packs_git_made_are_not_merged(tmp_path) -> None:
+    d = tmp_path / "pack"
+    d.mkdir()
+    counts = {str(d / f"pack-{i:040x}.idx"): 10 for i in range(packs.MERGE_AT + 3)}
+    (d / f"pack-{0:040x}.keep").write_text("")
+    (d / f"pack-{1:040x}.promisor").write_text("")
+    chosen = packs.mergeable_packs(str(d), counts)
+    assert len(chosen) == packs.MERGE_AT + 1
+    assert not {str(d / f"pack-{i:040x}.idx") for i in (0, 1)} & set(chosen)
+    assert packs.mergeable_packs(str(d), dict(list(counts.items())[: packs.MERGE_AT])) == []
+
+
+def test_geometric_merging_keeps_large_packs() -> None:
+    big = {f"/p/pack-big{i}.idx": 1000 * 4**i for i in range(4)}  # a geometric progression
+    small = {f"/p/pack-small{i}.idx": 30 for i in range(packs.MERGE_AT)}
+    chosen = set(packs.mergeable_packs("/nonexistent", {**big, **small}))
+    assert chosen == set(small)
+
+
+def test_pack_bytes_match_git_index_pack(repo: GitRepo, tmp_path) -> None:
+    """git's own index-pack, given only prov's .pack, computes the .idx prov wrote."""
+    fmt = GitRepository.open(str(repo.path)).fmt
+    db = MemoryObjectDatabase(fmt)
+    objects = [(db.write("blob", b"x" * n), packs.pack_entry("blob", b"x" * n)) for n in (0, 1, 15, 16, 200, 70_000)]
+    pack, idx, name = packs.encode_pack(fmt, objects)
+    (tmp_path / "p.pack").write_bytes(pack)
+    repo.git("index-pack", f"--object-format={fmt.name}", "-o", str(tmp_path / "git.idx"), str(tmp_path / "p.pack"))
+    assert (tmp_path / "git.idx").read_bytes() == idx
+
+
+def test_memory_twin_batches_are_plain_writes() -> None:
+    db = MemoryObjectDatabase(GitRepository.memory().fmt)
+    with db.batch():
+        oid = db.write("blob", b"x")
+        db.flush()
+    assert db.read(oid) == ("blob", b"x")
