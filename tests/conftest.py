@@ -70,6 +70,16 @@ class GitRepo:
         self.git("fsck", "--strict", "--no-progress")
 
 
+def unpack_all(repo_path: Path) -> None:
+    """Turn every pack of the repository into loose objects (prov writes one pack per
+    transaction; tests that damage a single object file need it loose)."""
+    for pack in (repo_path / ".git" / "objects" / "pack").glob("*.pack"):
+        data = pack.read_bytes()
+        pack.with_suffix(".idx").unlink()
+        pack.unlink()
+        subprocess.run(["git", "unpack-objects", "-q"], cwd=repo_path, input=data, check=True)
+
+
 @pytest.fixture(params=["sha1", "sha256"])
 def object_format(request: pytest.FixtureRequest) -> str:
     return request.param

@@ -16,7 +16,7 @@ import pytest
 
 from gitprov import api, errors
 from gitprov.store.objects import encode_commit, format_named
-from tests.conftest import GitRepo, run_git, run_prov
+from tests.conftest import GitRepo, run_git, run_prov, unpack_all
 
 FAST = [("show",), ("capture",)]
 
@@ -183,11 +183,7 @@ def test_notes_ref_pointing_at_a_blob(repo: GitRepo) -> None:
 
 def test_corrupt_loose_object(repo: GitRepo) -> None:
     api.capture("HEAD", repo.path)
-    for pack in (repo.path / ".git" / "objects" / "pack").glob("*.pack"):  # the capture's pack, made loose
-        data = pack.read_bytes()
-        pack.with_suffix(".idx").unlink()
-        pack.unlink()
-        subprocess.run(["git", "unpack-objects", "-q"], cwd=repo.path, input=data, check=True)
+    unpack_all(repo.path)  # the capture's pack, made loose
     note_blob = repo.git("rev-parse", "refs/notes/prov:" + repo.git("rev-parse", "HEAD").strip()).strip()
     path = repo.path / ".git" / "objects" / note_blob[:2] / note_blob[2:]
     os.chmod(path, 0o644)

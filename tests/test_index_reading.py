@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +17,7 @@ from gitprov.index import reading
 from gitprov.index.reading import read_run_blobs
 from gitprov.runs.reading import all_run_entries
 from gitprov.store.odb import MissingObjectError
-from tests.conftest import run_git
+from tests.conftest import run_git, unpack_all
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
 
@@ -107,6 +108,7 @@ def test_in_memory_repository_reads_through_the_object_layer():
 def run_with_loose_objects(prov):
     with prov.start_run(name="loose", environment=False) as run:
         run.log_metric("acc", 0.5)
+    unpack_all(Path(prov.git.work_tree))
     return run.id
 
 
