@@ -307,3 +307,15 @@ def find_prov() -> list[str]:
     if found:
         return [found]
     return [sys.executable, "-m", "gitprov.cli.entry"]
+
+
+def isolate(root: str, **env: str) -> None:
+    """Point git, MLflow and W&B at ``root`` and pin git's identity, for this process and
+    its children; ``env`` adds variables."""
+    for key in [k for k in os.environ if k.startswith(("GIT_", "WANDB_", "MLFLOW_"))]:
+        del os.environ[key]
+    os.environ.pop("XDG_CONFIG_HOME", None)
+    home = os.path.join(root, "home")
+    os.makedirs(home, exist_ok=True)
+    os.environ.update(GIT_ENV)
+    os.environ.update({"HOME": home, **env})

@@ -82,13 +82,7 @@ TARGETS = {
 
 def isolate(root: str) -> None:
     """Point every tool at ``root`` and pin git's identity, for this process and children."""
-    for key in [k for k in os.environ if k.startswith(("GIT_", "WANDB_", "MLFLOW_"))]:
-        del os.environ[key]
-    os.environ.pop("XDG_CONFIG_HOME", None)
-    home = os.path.join(root, "home")
-    os.makedirs(home, exist_ok=True)
-    os.environ.update(h.GIT_ENV)
-    os.environ["HOME"] = home
+    h.isolate(root)
     wandb_root = os.path.join(root, "wandb")
     for sub in ("dir", "cache", "config", "data", "artifacts"):
         os.makedirs(os.path.join(wandb_root, sub), exist_ok=True)

@@ -59,17 +59,6 @@ import _harness as h  # noqa: E402
 REPRODUCE = "python benchmarks/bench_sync.py --out docs/performance.md"
 
 
-def isolate(root: str) -> None:
-    for key in [k for k in os.environ if k.startswith(("GIT_", "WANDB_", "MLFLOW_"))]:
-        del os.environ[key]
-    os.environ.pop("XDG_CONFIG_HOME", None)
-    home = os.path.join(root, "home")
-    os.makedirs(home, exist_ok=True)
-    os.environ.update(h.GIT_ENV)
-    os.environ.update({"HOME": home, "MLFLOW_ENABLE_ASYNC_LOGGING": "false", "MLFLOW_DISABLE_TELEMETRY": "true",
-                       "DO_NOT_TRACK": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
-
-
 def make_repository(root: str, runs: int, points: int, log) -> str:
     import gitprov
 
@@ -377,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--repeat, --runs, --points, --naive-runs must be positive and --naive-runs ≤ --runs")
 
     root = tempfile.mkdtemp(prefix="gitprov-bench-sync-")
-    isolate(root)
+    h.isolate(root, MLFLOW_ENABLE_ASYNC_LOGGING="false", MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true",
+              MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     try:
         load = os.getloadavg()

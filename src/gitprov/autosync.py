@@ -21,6 +21,7 @@ import os
 import sys
 
 from .errors import ConfigError
+from .logfile import trim
 
 TYPE_CHECKING = False  # typing is not imported at run time: hook path
 if TYPE_CHECKING:
@@ -132,18 +133,6 @@ def _take(lock: str) -> bool:
     return False
 
 
-def _trim(path: str) -> None:
-    try:
-        if os.path.getsize(path) <= _LOG_LIMIT:
-            return
-        with open(path, "rb") as f:
-            keep = f.read().splitlines(keepends=True)[-500:]
-        with open(path, "wb") as f:
-            f.writelines(keep)
-    except OSError:
-        pass
-
-
 def _bridge(target: str, config: GitConfig) -> Any:
     if target == "mlflow":
         from .sync.mlflow_bridge import MlflowBridge
@@ -171,7 +160,8 @@ def run(repo: Repository, *, lock_wait: float = 600.0, out: Callable[[str], None
     directory = _directory(repo.git)
     os.makedirs(directory, exist_ok=True)
     lock, pending = os.path.join(directory, LOCK), os.path.join(directory, PENDING)
-    _trim(os.path.join(directory, LOG))
+    with contextlib.suppress(OSError):
+        trim(os.path.join(directory, LOG), _LOG_LIMIT, 500)
     failed = False
     while True:
         if not _take(lock):

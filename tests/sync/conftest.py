@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,6 +18,15 @@ from pathlib import Path
 import pytest
 
 import gitprov
+
+
+def synced_prov_ids(db: Path) -> set[str]:
+    """The prov run ids an MLflow sqlite store holds runs for (their ``prov.run_id`` tags)."""
+    con = sqlite3.connect(db)
+    try:
+        return {row[0] for row in con.execute("SELECT value FROM tags WHERE key = 'prov.run_id'")}
+    finally:
+        con.close()
 
 
 @pytest.fixture

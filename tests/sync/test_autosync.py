@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import subprocess
 import sys
 import time
@@ -17,16 +16,9 @@ import gitprov
 from gitprov.autosync import LOCK, LOG, PENDING, configured_targets
 from gitprov.store.config import GitConfig
 from tests.conftest import run_git
+from tests.sync.conftest import synced_prov_ids
 
 pytest.importorskip("mlflow")
-
-
-def synced_prov_ids(db: Path) -> set[str]:
-    con = sqlite3.connect(db)
-    try:
-        return {row[0] for row in con.execute("SELECT value FROM tags WHERE key = 'prov.run_id'")}
-    finally:
-        con.close()
 
 
 def wait_for(condition, what: str, timeout: float = 180.0) -> None:

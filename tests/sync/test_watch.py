@@ -18,6 +18,7 @@ import pytest
 import gitprov
 from gitprov.sync.mlflow_bridge import MlflowBridge
 from gitprov.sync.watch import watch
+from tests.sync.conftest import synced_prov_ids
 
 pytest.importorskip("mlflow")
 
@@ -37,14 +38,6 @@ class Polls(threading.Event):
         if self.polls >= self.limit:
             self.set()
         return self.is_set()
-
-
-def synced_prov_ids(db: Path) -> set[str]:
-    con = sqlite3.connect(db)
-    try:
-        return {row[0] for row in con.execute("SELECT value FROM tags WHERE key = 'prov.run_id'")}
-    finally:
-        con.close()
 
 
 def total_rows(db: Path) -> int:

@@ -24,6 +24,7 @@ import os
 import sys
 from collections.abc import Callable
 
+from ..logfile import trim
 from . import HOOKS, STDIN_HOOKS
 
 TYPE_CHECKING = False  # typing is not imported at run time: hook path
@@ -265,14 +266,7 @@ def _log_failure(repo: Repository | None, entry: dict[str, Any]) -> None:
     path = os.path.join(directory, FAILURE_LOG)
     try:
         os.makedirs(directory, exist_ok=True)
-        try:
-            if os.path.getsize(path) > _LOG_LIMIT:
-                with open(path, "rb") as f:
-                    keep = f.read().splitlines(keepends=True)[-200:]
-                with open(path, "wb") as f:
-                    f.writelines(keep)
-        except FileNotFoundError:
-            pass
+        trim(path, _LOG_LIMIT, 200)
         import json
 
         with open(path, "a", encoding="utf-8") as f:
