@@ -22,6 +22,7 @@ import sys
 
 from .errors import ConfigError
 from .logfile import trim
+from .pidlock import holder, take
 
 TYPE_CHECKING = False  # typing is not imported at run time: hook path
 if TYPE_CHECKING:
@@ -68,24 +69,6 @@ def _directory(git: GitRepository) -> str:
     return os.path.join(prov_dir, "sync")
 
 
-def _holder(lock: str) -> int | None:
-    """The pid of the live process holding ``lock``, or None."""
-    try:
-        with open(lock, encoding="ascii") as f:
-            pid = int(f.read().strip() or "0")
-    except (OSError, ValueError):
-        return None
-    if pid <= 0:
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    return pid
-
-
 def start(git: GitRepository) -> int | None:
     """Hook side: ask for a sync; the pid of a new runner, or None (off, or a runner is
     alive and will see the request)."""
@@ -95,7 +78,7 @@ def start(git: GitRepository) -> int | None:
     os.makedirs(directory, exist_ok=True)
     with open(os.path.join(directory, PENDING), "w", encoding="ascii"):
         pass
-    if _holder(os.path.join(directory, LOCK)) is not None:
+    if holder(os.path.join(directory, LOCK)) is not None:
         return None
     argv = [sys.executable, "-c", _RUNNER]
     env = {k: v for k, v in os.environ.items() if k != "GIT_INDEX_FILE"}
@@ -116,21 +99,11 @@ def start(git: GitRepository) -> int | None:
 
 # -- the runner ------------------------------------------------------------------------
 def _take(lock: str) -> bool:
-    import contextlib
-
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            if _holder(lock) is not None:
-                return False
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(lock)  # left by a runner that died
-            continue
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
-        return True
-    return False
+    fd = take(lock)
+    if fd is None:
+        return False
+    os.close(fd)
+    return True
 
 
 def _bridge(target: str, config: GitConfig) -> Any:
@@ -165,7 +138,7 @@ def run(repo: Repository, *, lock_wait: float = 600.0, out: Callable[[str], None
     failed = False
     while True:
         if not _take(lock):
-            out(f"{utc_timestamp()} another auto-sync is running (pid {_holder(lock)}); it syncs this change too")
+            out(f"{utc_timestamp()} another auto-sync is running (pid {holder(lock)}); it syncs this change too")
             return 0
         try:
             with contextlib.suppress(FileNotFoundError):

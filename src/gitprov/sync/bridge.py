@@ -11,10 +11,39 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..errors import MissingExtraError
+
 if TYPE_CHECKING:
     from ..runs.run import Run
 
-__all__ = ["Bridge", "RunResult", "RunSource", "is_transient", "millis"]
+__all__ = ["Bridge", "RunResult", "RunSource", "import_tracker", "is_transient", "millis", "require_tracker"]
+
+def require_tracker(module: str, extra: str, purpose: str) -> None:
+    """Fail early, without importing it (mlflow takes seconds), when the tracker library
+    ``module`` is not installed: a ``MissingExtraError`` naming ``extra``."""
+    from importlib.util import find_spec
+
+    try:
+        found = find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise _missing(module, extra, purpose)
+
+
+def import_tracker(module: str, extra: str, purpose: str) -> Any:
+    """The tracker library ``module``, or a ``MissingExtraError`` naming ``extra``."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise _missing(module, extra, purpose) from exc
+
+
+def _missing(module: str, extra: str, purpose: str) -> MissingExtraError:
+    return MissingExtraError(f"{purpose} needs the {module} package: {extra}")
+
 
 #: result statuses: ``synced`` (data written), ``unchanged`` (nothing to write),
 #: ``would-sync`` (dry run), ``failed``, ``skipped`` (not attempted: tracker down).

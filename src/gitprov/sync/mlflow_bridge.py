@@ -22,9 +22,9 @@ import threading
 import time
 from typing import Any
 
-from ..errors import MissingExtraError, SyncError
+from ..errors import SyncError
 from ..scrub import scrub_url
-from .bridge import RunResult, RunSource, millis
+from .bridge import RunResult, RunSource, import_tracker, millis, require_tracker
 from .keymap import mlflow_key, prov_key
 from .state import value_digest
 
@@ -55,24 +55,12 @@ _STATUS = {"running": "RUNNING", "finished": "FINISHED", "failed": "FAILED", "ki
 
 def import_mlflow(purpose: str = "syncing to MLflow") -> Any:
     """``mlflow``, or a ``MissingExtraError`` naming the extra to install."""
-    try:
-        import mlflow
-        from mlflow import MlflowClient  # noqa: F401
-    except ImportError as exc:
-        raise MissingExtraError(f"{purpose} needs the mlflow package: {MLFLOW_EXTRA}") from exc
-    return mlflow
+    return import_tracker("mlflow", MLFLOW_EXTRA, purpose)
 
 
 def require_mlflow(purpose: str = "syncing to MLflow") -> None:
     """Fail early, without importing it, when mlflow is not installed."""
-    from importlib.util import find_spec
-
-    try:
-        found = find_spec("mlflow") is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
-        raise MissingExtraError(f"{purpose} needs the mlflow package: {MLFLOW_EXTRA}")
+    require_tracker("mlflow", MLFLOW_EXTRA, purpose)
 
 
 def canonical_value(value: Any) -> str:

@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from ..errors import DataError, SyncError, WriteError
+from ..pidlock import take
 
 __all__ = ["STATE_FORMAT", "RunEntry", "SyncState", "target_key"]
 
@@ -80,24 +81,15 @@ class SyncState:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         lock = self.path[:-5] + ".lock"
         deadline = time.monotonic() + wait
-        tries = 0
-        while tries < 2:
-            tries += 1
-            try:
-                self._lock_fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-                os.write(self._lock_fd, str(os.getpid()).encode())
+        while True:
+            fd = take(lock)
+            if fd is not None:
+                self._lock_fd = fd
                 return
-            except FileExistsError:
-                if not _stale(lock):
-                    if time.monotonic() < deadline:
-                        time.sleep(0.2)
-                        tries -= 1
-                        continue
-                    raise SyncError(f"another prov sync to {self.description} is running (lock {lock}); "
-                                    "wait for it, or delete the lock if no sync is running") from None
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(lock)
-        raise SyncError(f"cannot take the sync lock {lock}")
+            if time.monotonic() >= deadline:
+                raise SyncError(f"another prov sync to {self.description} is running (lock {lock}); "
+                                "wait for it, or delete the lock if no sync is running")
+            time.sleep(0.2)
 
     def release(self) -> None:
         if self._lock_fd is not None and self.path:
@@ -140,21 +132,3 @@ class SyncState:
                 os.replace(tmp, self.path)
             except OSError as exc:
                 raise WriteError(f"cannot write sync state {self.path}: {exc.strerror}") from exc
-
-
-def _stale(lock: str) -> bool:
-    """True when the process that wrote the lock is gone."""
-    try:
-        with open(lock, encoding="utf-8") as f:
-            pid = int(f.read().strip() or "0")
-    except (OSError, ValueError):
-        return True
-    if pid <= 0:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False

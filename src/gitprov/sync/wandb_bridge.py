@@ -20,9 +20,9 @@ import threading
 import time
 from typing import Any
 
-from ..errors import MissingExtraError, ProvError
+from ..errors import ProvError
 from ..scrub import scrub_url
-from .bridge import RunResult, RunSource
+from .bridge import RunResult, RunSource, import_tracker, require_tracker
 from .keymap import mlflow_key
 from .mlflow_bridge import canonical_value, observation_json
 
@@ -34,23 +34,12 @@ _FORBIDDEN = set(":;,#?/'")
 
 def import_wandb(purpose: str = "syncing to W&B") -> Any:
     """``wandb``, or a ``MissingExtraError`` naming the extra to install."""
-    try:
-        import wandb
-    except ImportError as exc:
-        raise MissingExtraError(f"{purpose} needs the wandb package: {WANDB_EXTRA}") from exc
-    return wandb
+    return import_tracker("wandb", WANDB_EXTRA, purpose)
 
 
 def require_wandb(purpose: str = "syncing to W&B") -> None:
     """Fail early, without importing it, when wandb is not installed."""
-    from importlib.util import find_spec
-
-    try:
-        found = find_spec("wandb") is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
-        raise MissingExtraError(f"{purpose} needs the wandb package: {WANDB_EXTRA}")
+    require_tracker("wandb", WANDB_EXTRA, purpose)
 
 
 def wandb_run_id(prov_run_id: str) -> str:
