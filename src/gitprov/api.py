@@ -48,9 +48,9 @@ LEDGER_FORMAT = codec.encode({"format_version": FORMAT_VERSION, "kind": "ledger"
 
 
 def _has_journals(folder: str) -> bool:
-    """Cheap check (hot path): any run journal, live or abandoned, in ``folder``."""
+    """Cheap check (hot path): any run journal or note queue, live or abandoned, in ``folder``."""
     try:
-        return any(name.endswith(".wal") for name in os.listdir(folder))
+        return any(name.endswith((".wal", ".notes")) for name in os.listdir(folder))
     except OSError:
         return False
 
@@ -117,10 +117,19 @@ class Repository:
         return self.git.work_tree
 
     # -- reading ---------------------------------------------------------------
-    def note_records(self, commit: str, notes_tip: str | None = None) -> list[Any]:
-        """Decoded records of ``commit``'s note, in stored order."""
+    def note_records(self, commit: str, notes_tip: str | None = None,
+                     pending: dict[str, list[bytes]] | None = None) -> list[Any]:
+        """Decoded records of ``commit``'s note, in stored order, then the run links
+        still waiting in a process's note queue (``pending``: read now when None)."""
+        from .store.note_queue import pending_lines
+
+        lines = self.notes.read(commit, notes_tip)
+        waiting = (pending_lines(self.notes) if pending is None else pending).get(commit)
+        if waiting:
+            stored = set(lines)
+            lines += sorted({line for line in waiting if line not in stored})
         records = []
-        for i, line in enumerate(self.notes.read(commit, notes_tip), 1):
+        for i, line in enumerate(lines, 1):
             try:
                 records.append(codec.decode_note_line(line, f"note of commit {commit[:12]}, line {i}"))
             except DataError as exc:
@@ -134,10 +143,11 @@ class Repository:
         commit = self.git.resolve(rev)
         return self._provenance(commit)
 
-    def _provenance(self, commit: str, notes_tip: str | None = None) -> CommitProvenance:
+    def _provenance(self, commit: str, notes_tip: str | None = None,
+                    pending: dict[str, list[bytes]] | None = None) -> CommitProvenance:
         info = self.git.read_commit(commit)
         prov = CommitProvenance(commit=commit, summary=info.summary)
-        for record in self.note_records(commit, notes_tip):
+        for record in self.note_records(commit, notes_tip, pending):
             if isinstance(record, CommitCapture):
                 prov.captures.append(record)
             elif isinstance(record, RunLink):
@@ -151,8 +161,11 @@ class Repository:
     def log(self, spec: str | None = None, limit: int | None = None) -> list[CommitProvenance]:
         """Provenance of each commit in ``spec`` (``A..B``, a rev; default HEAD), newest first."""
         include, exclude = self.git.resolve_range(spec) if spec else ([self.git.head()], [])
+        from .store.note_queue import pending_lines
+
         tip = self.notes.tip()
-        return [self._provenance(c, tip) for c in self.git.walk(include, exclude, limit)]
+        pending = pending_lines(self.notes)
+        return [self._provenance(c, tip, pending) for c in self.git.walk(include, exclude, limit)]
 
     # -- writing ---------------------------------------------------------------
     def build_capture(
@@ -443,12 +456,16 @@ class Repository:
             f"no run or model {target!r}; give a run id, MODEL[@VERSION], or a node id such as dataset:KEY@DIGEST"
         )
 
-    def link_run(self, commit: str, link: RunLink) -> None:
-        """Add a ``run`` line to ``commit``'s note so ``prov show`` lists the run."""
-        self.notes.add({commit: [codec.encode(link)]}, f"prov: link run {link.run[:12]}")
+    def flush_links(self) -> None:
+        """Write the run links waiting in this process's note queue into the notes now
+        (prov does it with the next run a second later, and at exit; see ``runs.md``)."""
+        from .store.note_queue import note_queue
+
+        note_queue(self.notes).flush()
 
     def link_update(self, commit: str, link: RunLink):
-        """``link_run`` as a ``RefUpdate``, to commit with the run's ledger transaction."""
+        """A ``run`` line in ``commit``'s note (so ``prov show`` lists the run), as a
+        ``RefUpdate`` to commit with the run's ledger transaction."""
         return self.notes.update({commit: [codec.encode(link)]}, f"prov: link run {link.run[:12]}")
 
     def verify(self) -> VerifyReport:

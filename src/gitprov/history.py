@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .errors import UsageError
+from .store.note_queue import settle
 from .store.objects import encode_commit
 from .store.transaction import identity_line
 
@@ -87,6 +88,7 @@ def relink(repo: Repository, pairs: list[tuple[str, str]], how: str) -> RelinkRe
     for _, new in pairs:
         if not repo.git.odb.contains(new):
             raise UsageError(f"new commit {new[:12]} is not in this repository; fetch it first")
+    settle(repo.notes)  # run links waiting in a note queue are copied too
     tip = repo.notes.tip()
     add: dict[str, list[bytes]] = {}
     result = RelinkResult()

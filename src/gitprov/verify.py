@@ -16,6 +16,7 @@ import msgspec
 from . import codec
 from .errors import DataError
 from .model import CommitCapture, RewriteLink, RunLink
+from .store.note_queue import pending_lines
 
 if TYPE_CHECKING:
     from .api import Repository
@@ -114,6 +115,15 @@ def verify_repository(repo: Repository) -> VerifyReport:
         report.problems.append(f"{NOTES_REF}: {exc}")
         items = []
     linked: set[str] = set()
+    for lines in pending_lines(repo.notes).values():  # links waiting in a note queue
+        for line in lines:
+            try:
+                record = codec.decode_note_line(line, "a run link waiting in a note queue")
+            except DataError as exc:
+                report.problems.append(str(exc))
+                continue
+            if isinstance(record, RunLink):
+                linked.add(record.run)
     for commit, blob in items:
         report.notes += 1
         if not git.odb.contains(commit):

@@ -167,6 +167,9 @@ def post_rewrite(ctx: _Context) -> None:
         pairs = _amend_from_reflog(repo)
     if not pairs:
         return
+    from ..store.note_queue import settle
+
+    settle(repo.notes)  # run links waiting in a note queue are copied too
     tip = repo.notes.tip()
     add: dict[str, list[bytes]] = {}
     for old, new in pairs:

@@ -10,6 +10,7 @@ from ..errors import DataError
 from ..model import RunRecord, RunState
 from ..store.journal import abandoned_journals, read_journal
 from ..store.ledger import run_dir
+from ..store.note_queue import settle
 from ..store.transaction import commit_on_refs
 
 if TYPE_CHECKING:
@@ -25,12 +26,19 @@ def journal_dir(repo: Repository) -> str | None:
 
 def recover_abandoned(repo: Repository) -> list[str]:
     """Fold every journal whose writer died; returns the recovered run ids."""
-    from ..api import LEDGER_FORMAT, utc_timestamp
-    from ..model import RunLink
-
     folder = journal_dir(repo)
     if folder is None or not os.path.isdir(folder):
         return []
+    recovered = _recover_runs(repo, folder)
+    # run links a dead process queued but never wrote (store/note_queue.py)
+    settle(repo.notes, abandoned_only=True)
+    return recovered
+
+
+def _recover_runs(repo: Repository, folder: str) -> list[str]:
+    from ..api import LEDGER_FORMAT, utc_timestamp
+    from ..model import RunLink
+
     recovered = []
     for path, fd in abandoned_journals(folder):
         try:

@@ -21,6 +21,7 @@ from ..model import ArtifactRef, DatasetVersion, MetricSummary, RunLink, RunReco
 from ..series import encode_metric_chunk, encode_observation_chunk
 from ..store.journal import Journal
 from ..store.ledger import run_dir
+from ..store.note_queue import note_queue
 from ..store.transaction import commit_on_refs
 from . import reading
 from .reading import MetricPoint, Observation
@@ -588,12 +589,23 @@ class Run:
             changes[f"{base}/record"] = codec.encode(self.record)
         changes[f"{base}/state"] = self._state_bytes()
         updates = [self._repo.ledger.update(changes, f"prov: run {self.id[:12]} {self._state.status}", _ledger_format())]
+        queue, link, taken = None, {}, None
         if not self._stored and self.record.code.commit:
-            # the run and its link in one transaction (one pack); the ledger moves first,
-            # so a crash in between leaves a stored run without its link, which the
-            # journal's recovery adds (runs/recovery.py)
-            updates.append(self._repo.link_update(self.record.code.commit, self._run_link()))
+            # the link to the commit goes with this transaction (one pack, the ledger
+            # first: a crash in between leaves a stored run without its link, which the
+            # run journal's recovery adds), or, while runs end back to back, waits in
+            # the process's note queue for the next batch (store/note_queue.py)
+            queue = note_queue(self._repo.notes)
+            link = {self.record.code.commit: [codec.encode(self._run_link())]}
+            taken = queue.take(link, f"prov: link run {self.id[:12]}")
+            if taken is not None:
+                updates.append(taken[0])
         commit_on_refs(self._repo.git, updates)
+        if queue is not None:
+            if taken is None:
+                queue.queue(link)
+            else:
+                queue.written(taken[1])
         self._stored = True
         self._pending = {}
         self._pending_chunks = {}

@@ -47,21 +47,26 @@ def _frame(obj: Any) -> bytes:
 class Journal:
     """The journal of one run writer; holds its lock until closed."""
 
-    def __init__(self, path: str, fd: int, header_len: int) -> None:
+    def __init__(self, path: str, fd: int, header_len: int, reuse: bool = True) -> None:
         self.path = path
         self._fd = fd
         self._header_len = header_len
+        self._reuse = reuse
 
     @classmethod
-    def create(cls, directory: str, name: str, header: dict[str, Any]) -> Journal:
-        with _idle_lock:
-            pid, idle = _idle.pop(directory, (None, None))
-        if idle is not None and pid == os.getpid():  # (never a parent's, after a fork)
-            data = _frame(header)
-            os.write(idle._fd, data)
-            idle._header_len = len(data)
-            return idle
-        path = os.path.join(directory, name + _SUFFIX)
+    def create(cls, directory: str, name: str, header: dict[str, Any], *,
+               suffix: str = _SUFFIX, reuse: bool = True) -> Journal:
+        """A new journal ``name + suffix`` (or this process's idle one, when ``reuse``),
+        locked, holding ``header``."""
+        if reuse:
+            with _idle_lock:
+                pid, idle = _idle.pop(directory, (None, None))
+            if idle is not None and pid == os.getpid():  # (never a parent's, after a fork)
+                data = _frame(header)
+                os.write(idle._fd, data)
+                idle._header_len = len(data)
+                return idle
+        path = os.path.join(directory, name + suffix)
         try:
             os.makedirs(directory, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
@@ -71,7 +76,7 @@ class Journal:
             fcntl.flock(fd, fcntl.LOCK_EX)
         data = _frame(header)
         os.write(fd, data)
-        return cls(path, fd, len(data))
+        return cls(path, fd, len(data), reuse)
 
     def append(self, frame: dict[str, Any]) -> None:
         os.write(self._fd, _frame(frame))
@@ -83,7 +88,7 @@ class Journal:
     def close(self, remove: bool = True) -> None:
         if self._fd < 0:
             return
-        if remove and _keep_idle(self):
+        if remove and self._reuse and _keep_idle(self):
             return
         if remove:
             with contextlib.suppress(FileNotFoundError):
@@ -142,10 +147,11 @@ def read_journal(path: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return frames[0], frames[1:]
 
 
-def abandoned_journals(directory: str) -> list[tuple[str, int]]:
-    """``(path, locked fd)`` of journals whose writer is gone; caller closes the fds."""
+def abandoned_journals(directory: str, suffix: str = _SUFFIX) -> list[tuple[str, int]]:
+    """``(path, locked fd)`` of journals (``*suffix``) whose writer is gone; the caller
+    closes the fds."""
     try:
-        names = sorted(n for n in os.listdir(directory) if n.endswith(_SUFFIX))
+        names = sorted(n for n in os.listdir(directory) if n.endswith(suffix))
     except FileNotFoundError:
         return []
     found = []
