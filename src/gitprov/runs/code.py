@@ -1,15 +1,39 @@
-"""The code version of a run: commit, dirty flag, patch of uncommitted changes."""
+"""The code version of a run: commit, dirty flag, patch of uncommitted changes.
+
+The patch is ``git diff --binary HEAD``, one git process (~1.5 ms, most of it starting
+the process). A process that starts many runs without touching the work tree gets the
+same patch each time, so the last diff is reused when nothing it depends on can have
+changed: the same HEAD commit, the same ``stat`` of the index, of the config and
+attributes files git reads and of every tracked file, and the same ``GIT_*``
+environment. As git's own "racy" rule: a snapshot holding a timestamp too close to the
+moment it was taken (a file could still change within the clock's granularity without
+changing its ``stat``) is not reused, and neither are repositories with submodules (a
+submodule's commit changes without a ``stat`` change above it) or with more tracked
+files than a diff costs to ``stat``.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
 
 from ..model import CodeVersion
 from ..scrub import scrub_url
 from ..store.repo import GitRepository, spawn_output
 
 __all__ = ["code_version", "head_code_version"]
+
+#: tracked files beyond which ``stat``-ing each one costs about what git's diff does
+MAX_CACHED_FILES = 2000
+#: a stat this close to the snapshot (ns) makes it racy: 0.1 s on filesystems with
+#: sub-second timestamps, 2 s where every timestamp is whole seconds (FAT, some NFS)
+_RACY_NS = 100_000_000
+_RACY_COARSE_NS = 2_000_000_000
+_DIFF = ["diff", "--binary", "--no-color", "--no-ext-diff", "HEAD"]
+
+StatKey = tuple[int, int, int, int, int, int] | None
 
 
 def _exec_path(work_tree: str | None) -> str | None:
@@ -36,13 +60,96 @@ def code_version(git: GitRepository, exec_path: str | None = None) -> CodeVersio
     base = head_code_version(git, exec_path)
     if git.work_tree is None or base.commit is None:
         return base
-    try:  # posix_spawn, not subprocess: no fork of a large training process
-        status, out = spawn_output(["git", "--no-optional-locks", "-C", git.work_tree, "diff", "--binary",
-                                    "--no-color", "--no-ext-diff", "HEAD"])
-    except OSError:
-        return base
-    if status != 0 or not out:
+    out = _diff_head(git, base.commit)
+    if not out:
         return base
     patch = git.odb.write("blob", out)
     return CodeVersion(commit=base.commit, is_dirty=True, patch=patch,
                        exec_path=base.exec_path, repo_url=base.repo_url)
+
+
+def _stat(path: str) -> StatKey:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+class _Snapshot:
+    """What one ``git diff`` depended on, and what it printed."""
+
+    __slots__ = ("key", "index", "paths", "stats", "out")
+
+    def __init__(self, key: tuple, index: StatKey, paths: list[str] | None,
+                 stats: list[StatKey] | None, out: bytes) -> None:
+        self.key, self.index, self.paths, self.stats, self.out = key, index, paths, stats, out
+
+
+_snapshots: dict[str, _Snapshot] = {}
+_snapshots_lock = threading.Lock()
+
+
+def _key(git: GitRepository, commit: str) -> tuple[tuple, StatKey]:
+    """``(everything but the tracked files that git's diff reads, the index's stat)``."""
+    git_dir = git.git_dir or ""
+    common = git.common_dir or git_dir
+    index = _stat(os.environ.get("GIT_INDEX_FILE") or os.path.join(git_dir, "index"))
+    home = os.path.expanduser("~")
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    files = (os.path.join(common, "config"), os.path.join(git_dir, "config.worktree"),
+             os.path.join(common, "info", "attributes"), os.path.join(home, ".gitconfig"),
+             os.path.join(xdg, "git", "config"), os.path.join(xdg, "git", "attributes"))
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("GIT_")))
+    return (commit, git.work_tree, index, tuple(_stat(f) for f in files), env), index
+
+
+def _tracked(work_tree: str) -> list[str] | None:
+    """Absolute paths of the tracked files, or None when the diff is not to be reused
+    (submodules, too many files, git failed)."""
+    try:
+        status, out = spawn_output(["git", "--no-optional-locks", "-C", work_tree, "ls-files", "-z", "--stage"])
+    except OSError:
+        return None
+    if status != 0:
+        return None
+    paths = []
+    for entry in out.split(b"\0"):
+        if not entry:
+            continue
+        meta, _, name = entry.partition(b"\t")
+        if meta.startswith(b"160000") or len(paths) >= MAX_CACHED_FILES:
+            return None
+        paths.append(os.path.join(work_tree, os.fsdecode(name)))
+    return paths
+
+
+def _racy(stats: list[StatKey], started_ns: int) -> bool:
+    stamps = [t for st in stats if st is not None for t in (st[2], st[3])]
+    coarse = bool(stamps) and all(t % 1_000_000_000 == 0 for t in stamps)
+    limit = started_ns - (_RACY_COARSE_NS if coarse else _RACY_NS)
+    return any(t >= limit for t in stamps)
+
+
+def _diff_head(git: GitRepository, commit: str) -> bytes | None:
+    """``git diff --binary HEAD`` in the work tree (None when git cannot run), reused
+    from this process's last diff of the same work tree when nothing it read changed."""
+    work_tree = git.work_tree or ""
+    started = time.time_ns()
+    key, index = _key(git, commit)
+    with _snapshots_lock:
+        last = _snapshots.get(work_tree)
+    if last is not None and last.key == key and last.paths is not None and [_stat(p) for p in last.paths] == last.stats:
+        return last.out
+    paths = last.paths if last is not None and last.index == index and last.index is not None else _tracked(work_tree)
+    stats = [_stat(p) for p in paths] if paths is not None else None
+    try:  # posix_spawn, not subprocess: no fork of a large training process
+        status, out = spawn_output(["git", "--no-optional-locks", "-C", work_tree, *_DIFF])
+    except OSError:
+        return None
+    if status != 0:
+        return None
+    reusable = stats is not None and not _racy([*stats, index], started) and _key(git, commit)[0] == key
+    with _snapshots_lock:
+        _snapshots[work_tree] = _Snapshot(key, index, paths, stats if reusable else None, out)
+    return out

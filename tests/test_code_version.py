@@ -1,0 +1,153 @@
+"""A run's code version: the patch of uncommitted changes, and the reuse of the last
+``git diff`` while nothing it read has changed (runs/code.py). The oracle is always a
+fresh ``git diff --binary HEAD`` by the real git."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from gitprov.runs import code
+from gitprov.store.repo import GitRepository
+from tests.conftest import GitRepo, run_git
+
+SETTLE = code._RACY_NS / 1e9 + 0.05  # long enough for a snapshot to stop being racy
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The git commands code.py spawns."""
+    calls: list[list[str]] = []
+    real = code.spawn_output
+
+    def spawn(argv, env=None):
+        calls.append(argv)
+        return real(argv, env)
+
+    monkeypatch.setattr(code, "spawn_output", spawn)
+    monkeypatch.setattr(code, "_snapshots", {})
+    return calls
+
+
+def diffs(calls: list[list[str]]) -> int:
+    return sum(1 for argv in calls if "diff" in argv)
+
+
+def patch_of(repo: GitRepo) -> bytes:
+    git = GitRepository.open(str(repo.path))
+    version = code.code_version(git)
+    if version.patch is None:
+        assert not version.is_dirty
+        return b""
+    return git.odb.read_typed(version.patch, "blob")
+
+
+def truth(repo: GitRepo) -> bytes:
+    return run_git(repo.path, "diff", "--binary", "--no-color", "--no-ext-diff", "HEAD").encode()
+
+
+def test_an_unchanged_work_tree_reuses_the_last_diff(repo: GitRepo, counted) -> None:
+    (repo.path / "file-c0.txt").write_text("edited\n")
+    time.sleep(SETTLE)
+    first = patch_of(repo)
+    assert first == truth(repo) and first
+    for _ in range(3):
+        assert patch_of(repo) == first
+    assert diffs(counted) == 1
+    (repo.path / "untracked.txt").write_text("not part of git diff HEAD\n")
+    assert patch_of(repo) == first and diffs(counted) == 1
+
+
+@pytest.mark.parametrize("change", ["same-size edit", "same size and mtime", "chmod", "delete",
+                                    "stage a new file", "commit", "config", "environment"])
+def test_any_change_git_diff_reads_makes_a_new_diff(repo: GitRepo, counted, change: str, monkeypatch) -> None:
+    target = repo.path / "file-c0.txt"
+    target.write_text("aaaa\n")
+    time.sleep(SETTLE)
+    before = patch_of(repo)
+    assert patch_of(repo) == before and diffs(counted) == 1  # cached
+    if change == "same-size edit":
+        target.write_text("bbbb\n")
+    elif change == "same size and mtime":
+        st = os.stat(target)
+        target.write_text("cccc\n")
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # only the ctime tells
+    elif change == "chmod":
+        target.chmod(0o755)
+    elif change == "delete":
+        target.unlink()
+    elif change == "stage a new file":
+        (repo.path / "new.txt").write_text("new\n")
+        repo.git("add", "new.txt")
+    elif change == "commit":
+        repo.git("commit", "-qam", "commit the edit")
+    elif change == "config":
+        repo.git("config", "diff.noprefix", "true")
+    elif change == "environment":
+        monkeypatch.setenv("GIT_DIFF_OPTS", "--unified=1")
+    after = patch_of(repo)
+    assert after == truth(repo)
+    assert diffs(counted) == 2
+    if change not in ("environment",):
+        assert after != before
+
+
+def test_a_racy_snapshot_is_not_reused(repo: GitRepo, counted) -> None:
+    (repo.path / "file-c0.txt").write_text("just written\n")
+    patch_of(repo)  # the file's timestamps are too fresh to trust
+    patch_of(repo)
+    assert diffs(counted) == 2
+    time.sleep(SETTLE)
+    patch_of(repo)
+    patch_of(repo)
+    assert diffs(counted) == 3
+
+
+def test_submodules_are_never_reused(repo: GitRepo, make_repo, counted) -> None:
+    sub = make_repo("sha1" if run_git(repo.path, "rev-parse", "--show-object-format").strip() == "sha1" else "sha256")
+    run_git(repo.path, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(sub.path), "sub")
+    repo.git("commit", "-qm", "submodule")
+    run_git(repo.path / "sub", "commit", "-q", "--allow-empty", "-m", "moved")  # the superproject's stat is unchanged
+    time.sleep(SETTLE)
+    first = patch_of(repo)
+    assert first == truth(repo) and b"Subproject commit" in first
+    patch_of(repo)
+    assert diffs(counted) == 2
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_edits_always_give_what_git_diff_gives(repo: GitRepo, counted, seed: int) -> None:
+    rng = random.Random(seed)
+    names = [f"f{i}.txt" for i in range(4)]
+    for name in names:
+        (repo.path / name).write_text(f"{name}\n")
+    repo.git("add", *names)
+    repo.git("commit", "-qm", "files")
+    for _ in range(25):
+        name = rng.choice(names)
+        path: Path = repo.path / name
+        op = rng.choice(["edit", "edit-same-size", "chmod", "delete", "restore", "stage", "commit", "wait", "none"])
+        if op == "edit":
+            path.write_text(rng.choice("xyz") * rng.randint(1, 20) + "\n")
+        elif op == "edit-same-size" and path.exists():
+            size = path.stat().st_size
+            path.write_text(rng.choice("pqr") * (size - 1) + "\n")
+        elif op == "chmod" and path.exists():
+            path.chmod(rng.choice([0o644, 0o755]))
+        elif op == "delete" and path.exists():
+            path.unlink()
+        elif op == "restore":
+            repo.git("checkout", "-q", "HEAD", "--", name, check=False)  # (gone from HEAD: nothing)
+        elif op == "stage":
+            repo.git("add", "-A")
+        elif op == "commit":
+            repo.git("commit", "-qam", "step", "--allow-empty")
+        elif op == "wait":
+            time.sleep(SETTLE)
+        assert patch_of(repo) == truth(repo), op
+        assert patch_of(repo) == truth(repo), op  # reused or not, the same
+    assert diffs(counted) < 50  # some of the 50 diffs were reused
