@@ -394,3 +394,21 @@ def test_four_processes_write_runs_at_once(prov_repo):
     assert all(len(r.get_metric_history("m")) == 20 for r in runs)
     assert len(gitprov.show("HEAD", path).runs) == 20
     prov_repo.fsck()
+
+
+def test_repositories_opened_on_one_repository_share_its_object_database(prov_repo, tmp_path):
+    """``gitprov.start_run`` opens the repository each time: what the object database
+    has read of immutable things (pack indexes, trees) is kept for the process."""
+    path = prov_repo.path
+    (path / "sub").mkdir()
+    first = gitprov.Repository(path).git.odb
+    assert gitprov.Repository(path / "sub").git.odb is first
+    other = tmp_path / "other"
+    run_git(tmp_path, "init", "-q", str(other))
+    assert gitprov.Repository(other).git.odb is not first
+    ids = []
+    for i in range(3):
+        with gitprov.start_run(name=f"m{i}", environment=False, path=path) as run:
+            run.log_metric("m", float(i))
+        ids.append(run.id)
+    assert {r.id for r in gitprov.Repository(path).runs()} >= set(ids)

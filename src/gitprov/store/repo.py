@@ -34,6 +34,21 @@ _HEX = re.compile(r"[0-9a-fA-F]{4,64}")
 _GIT_WALK_MIN = 1000
 
 
+_databases: dict[tuple[str, str], tuple[int, DiskObjectDatabase]] = {}
+
+
+def _object_database(path: str, fmt: ObjectFormat) -> DiskObjectDatabase:
+    """This process's object database of ``path``: every ``GitRepository`` opened on the
+    same repository shares it, so what it has read of immutable things (pack indexes,
+    decoded trees) is read once per process, not once per ``gitprov.start_run``."""
+    key = (os.path.realpath(path), fmt.name)
+    pid, odb = _databases.get(key, (None, None))
+    if odb is None or pid != os.getpid():
+        odb = DiskObjectDatabase(path, fmt)
+        _databases[key] = (os.getpid(), odb)
+    return odb
+
+
 def _spawn_output(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
     """``(exit status, stdout)`` of a short command; stderr is discarded."""
     status, out = spawn_output(argv, env)
@@ -184,7 +199,7 @@ class GitRepository:
             fmt = format_named(config.get("extensions.objectformat", "sha1") or "sha1")
         except ValueError as exc:
             raise RepositoryError(f"{git_dir}: {exc}") from exc
-        odb = DiskObjectDatabase(os.path.join(common_dir, "objects"), fmt)
+        odb = _object_database(os.path.join(common_dir, "objects"), fmt)
         refs = DiskRefs(git_dir, common_dir)
         return cls(odb, refs, git_dir=git_dir, common_dir=common_dir, work_tree=work_tree, config=config)
 
