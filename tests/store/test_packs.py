@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+import zlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gitprov.errors import UsageError
 from gitprov.store import packs
@@ -165,6 +168,42 @@ def test_pack_bytes_match_git_index_pack(repo: GitRepo, tmp_path) -> None:
     (tmp_path / "p.pack").write_bytes(pack)
     repo.git("index-pack", f"--object-format={fmt.name}", "-o", str(tmp_path / "git.idx"), str(tmp_path / "p.pack"))
     assert (tmp_path / "git.idx").read_bytes() == idx
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([0, 1, 2, 100, 65534, 65535, 65536, 65537, 131070, 131071, 200_000]) | st.integers(0, 3000), st.binary(max_size=64))
+def test_stored_is_a_zlib_stream_of_the_data(size: int, seed: bytes) -> None:
+    data = (seed or b"\x00") * (size // max(1, len(seed)) + 1)
+    data = data[:size]
+    stream = packs.stored(data)
+    inflater = zlib.decompressobj()
+    assert inflater.decompress(stream) == data
+    assert inflater.eof and not inflater.unused_data
+    assert len(stream) == len(data) + 6 + 5 * max(1, -(-size // 0xFFFF))
+
+
+def test_trees_stored_in_several_blocks_are_read_by_git(repo: GitRepo, tmp_path) -> None:
+    """A tree of 100 KB (two stored blocks) and an empty one, stored at level 0 in a
+    pack: git reads them, ``git index-pack`` computes the same index, fsck is clean."""
+    git = GitRepository.open(str(repo.path))
+    with git.odb.batch():
+        blob = git.odb.write("blob", b"shared\n")
+        entries = [TreeEntry(MODE_BLOB, f"file-{i:05d}-{'x' * 20}", blob) for i in range(2500)]
+        big = encode_tree(entries)
+        assert len(big) > 0xFFFF
+        tree = git.odb.write("tree", big)
+        empty = git.odb.write("tree", b"")
+        outer = git.odb.write("tree", encode_tree([TreeEntry("40000", "big", tree), TreeEntry("40000", "empty", empty)]))
+        commit = git.odb.write("commit", encode_commit(outer, [], "Prov <p@x> 1700000000 +0000", "trees\n"))
+    repo.git("update-ref", "refs/prov/trees", commit)
+    assert repo.git("cat-file", "-s", tree).strip() == str(len(big))
+    assert repo.git("ls-tree", tree).count("\n") == 2500
+    [idx] = idx_files(repo)
+    repo.git("verify-pack", str(pack_dir(repo) / idx))
+    repo.git("index-pack", f"--object-format={git.fmt.name}", "-o", str(tmp_path / "git.idx"), str(pack_dir(repo) / idx.replace(".idx", ".pack")))
+    assert (tmp_path / "git.idx").read_bytes() == (pack_dir(repo) / idx).read_bytes()
+    assert GitRepository.open(str(repo.path)).odb.read(tree) == ("tree", big)
+    repo.fsck()
 
 
 def test_memory_twin_batches_are_plain_writes() -> None:

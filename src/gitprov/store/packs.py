@@ -35,7 +35,8 @@ from ..errors import DataError
 from .objects import ObjectFormat
 
 __all__ = [
-    "MERGE_AT", "SMALL_PACK_OBJECTS", "MergeLock", "PackWriter", "copy_objects", "deflate", "encode_pack", "mergeable_packs", "pack_entry", "write_pack",
+    "MERGE_AT", "SMALL_PACK_OBJECTS", "MergeLock", "PackWriter", "copy_objects", "deflate", "encode_pack", "mergeable_packs", "pack_entry", "stored",
+    "write_pack",
 ]
 
 _TYPE_NUMBERS = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
@@ -67,11 +68,29 @@ def _entry_header(type_num: int, size: int) -> bytes:
 def deflate(data: bytes, level: int = 1) -> bytes:
     """zlib at ``level`` (1, as git's loose objects). A small object gets a window and
     hash table sized to it (about the same output), where ``zlib.compress`` sets up 256
-    KiB of state each call, 10-20x the work of compressing a few hundred bytes."""
+    KiB of state each call, 10-20x the work of compressing a few hundred bytes. Level 0
+    is ``stored``."""
+    if level == 0:
+        return stored(data)
     if len(data) > 16384:
         return zlib.compress(data, level)
     z = zlib.compressobj(level, zlib.DEFLATED, max(9, len(data).bit_length()), 4)
     return z.compress(data) + z.flush()
+
+
+def stored(data: bytes) -> bytes:
+    """``data`` as a zlib stream of stored (uncompressed) blocks, what level 0 makes,
+    built by hand: a 2-byte header, blocks of up to 65,535 bytes each led by its final
+    flag and its length (and the length's complement), then the Adler-32 of ``data``.
+    Setting up zlib's state costs more than this copy."""
+    size = len(data)
+    parts = [b"\x78\x01"]
+    for at in range(0, max(size, 1), 0xFFFF):
+        block = data[at : at + 0xFFFF]
+        parts.append(struct.pack("<BHH", at + 0xFFFF >= size, len(block), len(block) ^ 0xFFFF))
+        parts.append(block)
+    parts.append(struct.pack(">I", zlib.adler32(data)))
+    return b"".join(parts)
 
 
 def pack_entry(type_name: str, data: bytes) -> bytes:
