@@ -16,7 +16,7 @@ from gitprov.errors import UsageError
 from gitprov.store import packs
 from gitprov.store.ledger import Ledger
 from gitprov.store.objects import MODE_BLOB, TreeEntry, encode_commit, encode_tree
-from gitprov.store.odb import MemoryObjectDatabase
+from gitprov.store.odb import MemoryObjectDatabase, _PackIndex
 from gitprov.store.repo import GitRepository
 from tests.conftest import GitRepo
 
@@ -204,6 +204,20 @@ def test_trees_stored_in_several_blocks_are_read_by_git(repo: GitRepo, tmp_path)
     assert (tmp_path / "git.idx").read_bytes() == (pack_dir(repo) / idx).read_bytes()
     assert GitRepository.open(str(repo.path)).odb.read(tree) == ("tree", big)
     repo.fsck()
+
+
+def test_an_index_of_a_pack_past_2_gib_round_trips(tmp_path) -> None:
+    """Offsets past 2 GiB go to the index's table of 64-bit offsets; reading the index
+    back gives every offset and crc32, by id and in pack order."""
+    fmt = GitRepository.memory().fmt
+    ids = [bytes([i * 37 % 256]) * fmt.raw_len for i in range(6)]
+    offsets = [12, 3 << 30, 5000, (1 << 31) - 1, 1 << 31, 9 << 32]
+    crcs = [i * 1_000_003 for i in range(6)]
+    (tmp_path / "p.idx").write_bytes(packs._encode_idx(fmt, ids, crcs, offsets, b"\x00" * fmt.raw_len))
+    index = _PackIndex(str(tmp_path / "p.idx"), fmt)
+    assert [index.offset_of(raw.hex()) for raw in ids] == offsets
+    rows = sorted(zip(offsets, ids, crcs, strict=True))
+    assert index.by_offset() == tuple(tuple(column) for column in zip(*rows, strict=True))
 
 
 def test_memory_twin_batches_are_plain_writes() -> None:

@@ -35,7 +35,16 @@ from ..errors import DataError
 from .objects import ObjectFormat
 
 __all__ = [
-    "MERGE_AT", "SMALL_PACK_OBJECTS", "MergeLock", "PackWriter", "copy_objects", "deflate", "encode_pack", "mergeable_packs", "pack_entry", "stored",
+    "MERGE_AT",
+    "SMALL_PACK_OBJECTS",
+    "MergeLock",
+    "PackWriter",
+    "copy_objects",
+    "deflate",
+    "encode_pack",
+    "mergeable_packs",
+    "pack_entry",
+    "stored",
     "write_pack",
 ]
 
@@ -140,8 +149,9 @@ def _encode_idx(fmt: ObjectFormat, ids: list[bytes], crcs: list[int], offsets: l
     fanout = [0] * 256
     for first in names_table[:: fmt.raw_len]:
         fanout[first] += 1
-    large = [off for off in offsets if off >= 0x80000000] if count and max(offsets) >= 0x80000000 else []
-    if large:
+    large: list[int] = []
+    if count and max(offsets) >= 0x80000000:  # past 2 GiB: listed in the table of 64-bit offsets
+        large = [off for off in offsets if off >= 0x80000000]
         position = {off: i for i, off in enumerate(large)}
         offsets = [off if off < 0x80000000 else 0x80000000 | position[off] for off in offsets]
     idx = b"".join([
