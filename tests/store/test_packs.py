@@ -5,14 +5,18 @@ object, ``git fsck --strict`` and ``git verify-pack`` accept them, and ``git gc`
 from __future__ import annotations
 
 import os
+import subprocess
+import zlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gitprov.errors import UsageError
 from gitprov.store import packs
 from gitprov.store.ledger import Ledger
 from gitprov.store.objects import MODE_BLOB, TreeEntry, encode_commit, encode_tree
-from gitprov.store.odb import MemoryObjectDatabase
+from gitprov.store.odb import MemoryObjectDatabase, _PackIndex
 from gitprov.store.repo import GitRepository
 from tests.conftest import GitRepo
 
@@ -166,9 +170,159 @@ def test_pack_bytes_match_git_index_pack(repo: GitRepo, tmp_path) -> None:
     assert (tmp_path / "git.idx").read_bytes() == idx
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([0, 1, 2, 100, 65534, 65535, 65536, 65537, 131070, 131071, 200_000]) | st.integers(0, 3000), st.binary(max_size=64))
+def test_stored_is_a_zlib_stream_of_the_data(size: int, seed: bytes) -> None:
+    data = (seed or b"\x00") * (size // max(1, len(seed)) + 1)
+    data = data[:size]
+    stream = packs.stored(data)
+    inflater = zlib.decompressobj()
+    assert inflater.decompress(stream) == data
+    assert inflater.eof and not inflater.unused_data
+    assert len(stream) == len(data) + 6 + 5 * max(1, -(-size // 0xFFFF))
+
+
+def test_trees_stored_in_several_blocks_are_read_by_git(repo: GitRepo, tmp_path) -> None:
+    """A tree of 100 KB (two stored blocks) and an empty one, stored at level 0 in a
+    pack: git reads them, ``git index-pack`` computes the same index, fsck is clean."""
+    git = GitRepository.open(str(repo.path))
+    with git.odb.batch():
+        blob = git.odb.write("blob", b"shared\n")
+        entries = [TreeEntry(MODE_BLOB, f"file-{i:05d}-{'x' * 20}", blob) for i in range(2500)]
+        big = encode_tree(entries)
+        assert len(big) > 0xFFFF
+        tree = git.odb.write("tree", big)
+        empty = git.odb.write("tree", b"")
+        outer = git.odb.write("tree", encode_tree([TreeEntry("40000", "big", tree), TreeEntry("40000", "empty", empty)]))
+        commit = git.odb.write("commit", encode_commit(outer, [], "Prov <p@x> 1700000000 +0000", "trees\n"))
+    repo.git("update-ref", "refs/prov/trees", commit)
+    assert repo.git("cat-file", "-s", tree).strip() == str(len(big))
+    assert repo.git("ls-tree", tree).count("\n") == 2500
+    [idx] = idx_files(repo)
+    repo.git("verify-pack", str(pack_dir(repo) / idx))
+    repo.git("index-pack", f"--object-format={git.fmt.name}", "-o", str(tmp_path / "git.idx"), str(pack_dir(repo) / idx.replace(".idx", ".pack")))
+    assert (tmp_path / "git.idx").read_bytes() == (pack_dir(repo) / idx).read_bytes()
+    assert GitRepository.open(str(repo.path)).odb.read(tree) == ("tree", big)
+    repo.fsck()
+
+
+def test_an_index_of_a_pack_past_2_gib_round_trips(tmp_path) -> None:
+    """Offsets past 2 GiB go to the index's table of 64-bit offsets; reading the index
+    back gives every offset and crc32, by id and in pack order."""
+    fmt = GitRepository.memory().fmt
+    ids = [bytes([i * 37 % 256]) * fmt.raw_len for i in range(6)]
+    offsets = [12, 3 << 30, 5000, (1 << 31) - 1, 1 << 31, 9 << 32]
+    crcs = [i * 1_000_003 for i in range(6)]
+    (tmp_path / "p.idx").write_bytes(packs._encode_idx(fmt, ids, crcs, offsets, b"\x00" * fmt.raw_len))
+    index = _PackIndex(str(tmp_path / "p.idx"), fmt)
+    assert [index.offset_of(raw.hex()) for raw in ids] == offsets
+    rows = sorted(zip(offsets, ids, crcs, strict=True))
+    assert index.by_offset() == tuple(tuple(column) for column in zip(*rows, strict=True))
+
+
 def test_memory_twin_batches_are_plain_writes() -> None:
     db = MemoryObjectDatabase(GitRepository.memory().fmt)
     with db.batch():
         oid = db.write("blob", b"x")
         db.flush()
     assert db.read(oid) == ("blob", b"x")
+
+
+def git_made_packs(repo: GitRepo, ofs_delta: bool) -> tuple[str, str]:
+    """Two packs git wrote, ``(with deltas, kept)``: the first holds ten revisions of a
+    file (deltas against each other), the second has a ``.keep`` file."""
+    lines = [f"line {i}: {'x' * 40}\n" for i in range(200)]
+    for rev in range(10):
+        lines[rev * 7 % 200] = f"changed in revision {rev}\n"
+        repo.commit(f"rev{rev}", {"big.txt": "".join(lines)})
+    repo.git("-c", f"repack.useDeltaBaseOffset={str(ofs_delta).lower()}", "repack", "-d", "-q")
+    [deltas] = idx_files(repo)
+    verify = repo.git("verify-pack", "-v", str(pack_dir(repo) / deltas))
+    assert any(len(line.split()) == 7 for line in verify.splitlines()), "git made deltas"
+    repo.commit("kept")
+    repo.git("repack", "-d", "-q")
+    [kept] = set(idx_files(repo)) - {deltas}
+    (pack_dir(repo) / kept.replace(".idx", ".keep")).write_text("")
+    return deltas, kept
+
+
+def all_objects(repo: GitRepo) -> dict[str, tuple[str, bytes]]:
+    """Every object of the repository as git reads it: ``{oid: (type, data)}``."""
+    listed = repo.git("cat-file", "--batch-all-objects", "--batch-check=%(objectname)")
+    out = subprocess.run(["git", "cat-file", "--batch"], cwd=repo.path, input=listed.encode(), capture_output=True, check=True).stdout
+    objects = {}
+    while out:
+        header, _, out = out.partition(b"\n")
+        oid, kind, size = header.decode().split()
+        objects[oid] = (kind, out[: int(size)])
+        out = out[int(size) + 1 :]
+    return objects
+
+
+@pytest.mark.parametrize("window", [None, 300], ids=["one-read", "windows"])
+@pytest.mark.parametrize("ofs_delta", [True, False], ids=["ofs-delta", "ref-delta"])
+def test_a_merge_copies_entries_resolves_deltas_and_keeps_one_copy(repo: GitRepo, tmp_path, monkeypatch, window, ofs_delta) -> None:
+    """Prov's packs (with copies of one another's objects and of objects git packed)
+    and a pack git made with deltas are merged into one: every object once, whole,
+    read by git as before; ``git index-pack`` computes the very index prov wrote. A
+    ``.keep`` pack is left as it is. ``windows``: the old packs are read 300 bytes at a
+    time (an entry larger than that alone) and the new one written in small pieces."""
+    reads: list[int] = []
+    if window:
+        monkeypatch.setattr(packs, "_MERGE_WINDOW", window)
+        monkeypatch.setattr(packs, "_BUFFER_BYTES", 1000)
+        pread = os.pread
+        monkeypatch.setattr(os, "pread", lambda fd, n, at: reads.append(n) or pread(fd, n, at))
+    deltas, kept = git_made_packs(repo, ofs_delta)
+    kept_bytes = (pack_dir(repo) / kept.replace(".idx", ".pack")).read_bytes()
+    git = GitRepository.open(str(repo.path))
+    big = repo.git("cat-file", "blob", "HEAD~3:big.txt").encode()
+    tips = []
+    for i in range(packs.MERGE_AT):
+        with git.odb.batch():
+            git.odb.write("blob", big)  # also in git's pack (maybe as a delta)
+            git.odb.write("blob", os.urandom(1000))  # larger than a window
+            tips.append(write_some(git, f"t{i % 4}", n=3)[-1][0])  # every fourth batch repeats one
+    for n, tip in enumerate(tips):
+        repo.git("update-ref", f"refs/prov/t{n}", tip)
+    before = all_objects(repo)
+    assert len(idx_files(repo)) == packs.MERGE_AT + 2
+    git.odb.maintain()
+    if window:
+        assert len(reads) > 2 * packs.MERGE_AT and max(reads) < 1100, "a window or one entry at a time"
+    merged = (set(idx_files(repo)) - {kept}).pop()
+    assert set(idx_files(repo)) == {kept, merged}
+    assert (pack_dir(repo) / kept.replace(".idx", ".pack")).read_bytes() == kept_bytes
+    verify = repo.git("verify-pack", "-v", str(pack_dir(repo) / merged))
+    assert not [line for line in verify.splitlines() if len(line.split()) == 7], "every entry whole"
+    merged_pack = pack_dir(repo) / merged.replace(".idx", ".pack")
+    fmt = git.fmt.name
+    repo.git("index-pack", f"--object-format={fmt}", "-o", str(tmp_path / "git.idx"), str(merged_pack))
+    assert (tmp_path / "git.idx").read_bytes() == (pack_dir(repo) / merged).read_bytes()
+    listed = [line.split()[0] for line in verify.splitlines() if line.split()[0] in before]
+    assert len(listed) == len(set(listed)), "one copy of each object"
+    assert all_objects(repo) == before
+    fresh = GitRepository.open(str(repo.path))
+    for oid, obj in before.items():
+        assert fresh.odb.read(oid) == obj
+    repo.fsck()
+
+
+def test_a_merge_that_fails_leaves_the_old_packs(repo: GitRepo, monkeypatch) -> None:
+    """The old packs are removed only once the new one is complete: a merge that fails
+    while writing the index (a full disk) changes nothing and leaves no temporary file."""
+    git = GitRepository.open(str(repo.path))
+    written = []
+    for i in range(packs.MERGE_AT + 1):
+        with git.odb.batch():
+            written += write_some(git, f"f{i}", n=2)
+    listing = sorted(os.listdir(pack_dir(repo)))
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(packs, "_encode_idx", full_disk)
+    git.odb.maintain()
+    assert sorted(os.listdir(pack_dir(repo))) == listing
+    for oid, kind, data in written:
+        assert GitRepository.open(str(repo.path)).odb.read(oid) == (kind, data)

@@ -154,7 +154,8 @@ class Notes:
             notes = [e for e in entries.values() if not e.is_tree and len(e.name) == len(name)]
             if len(notes) > _SPLIT_AT and len(name) > 2:
                 entries = self._split(entries, notes)
-        return write_tree(odb, entries)
+                tree = None  # every note of this level moved: no base to splice into
+        return write_tree(odb, entries, tree, (name, name[:2]))
 
     def _merged_note(self, blob: str | None, lines: list[bytes]) -> str:
         """The blob of note ``blob`` (None: no note yet) with ``lines`` added.

@@ -17,6 +17,8 @@ __all__ = [
     "format_named",
     "decode_tree",
     "encode_tree",
+    "encode_tree_entry",
+    "tree_sort_key",
     "decode_commit",
     "encode_commit",
     "MODE_BLOB",
@@ -93,19 +95,22 @@ def decode_tree(data: bytes, fmt: ObjectFormat) -> dict[str, TreeEntry]:
     return entries
 
 
-def _tree_sort_key(entry: TreeEntry) -> bytes:
+def tree_sort_key(entry: TreeEntry) -> bytes:
+    """Where an entry goes in git's canonical order: its name as bytes, ``/`` appended
+    for a subtree; entries sort by these keys compared as bytes."""
     name = entry.name.encode("utf-8", "surrogateescape")
     return name + b"/" if entry.mode == MODE_TREE else name
+
+
+def encode_tree_entry(entry: TreeEntry) -> bytes:
+    """One entry as a tree object holds it: ``<mode> <name>\\0<raw id>``."""
+    return b"%s %s\x00" % (entry.mode.encode(), entry.name.encode("utf-8", "surrogateescape")) + bytes.fromhex(entry.oid)
 
 
 def encode_tree(entries: dict[str, TreeEntry] | list[TreeEntry]) -> bytes:
     """Serialize tree entries in git's canonical order."""
     values = entries.values() if isinstance(entries, dict) else entries
-    out = []
-    for e in sorted(values, key=_tree_sort_key):
-        out.append(b"%s %s\x00" % (e.mode.encode(), e.name.encode("utf-8", "surrogateescape")))
-        out.append(bytes.fromhex(e.oid))
-    return b"".join(out)
+    return b"".join(map(encode_tree_entry, sorted(values, key=tree_sort_key)))
 
 
 class Commit(namedtuple("Commit", "tree parents author committer message")):

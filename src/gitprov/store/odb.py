@@ -12,8 +12,10 @@ import contextlib
 import errno
 import mmap
 import os
+import struct
 import threading
 import zlib
+from functools import partial
 
 from ..errors import DataError, ReadOnlyRepositoryError, WriteError
 from .objects import ObjectFormat
@@ -21,7 +23,6 @@ from .objects import ObjectFormat
 __all__ = ["DiskObjectDatabase", "MemoryObjectDatabase", "MissingObjectError", "ObjectDatabase"]
 
 _TYPE_NAMES = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
-_READ_WHOLE = 8 << 20  # packs up to this size are read in one go when merged
 _OFS_DELTA, _REF_DELTA = 6, 7
 
 
@@ -129,11 +130,11 @@ class _PackIndex:
             self.idx = f.read()
         if self.idx[:4] != b"\xfftOc" or int.from_bytes(self.idx[4:8], "big") != 2:
             raise DataError(f"unsupported pack index {idx_path} (only version 2 is read)")
-        fanout = self.idx[8 : 8 + 1024]
-        self.fanout = [int.from_bytes(fanout[i * 4 : i * 4 + 4], "big") for i in range(256)]
+        self.fanout = struct.unpack_from(">256I", self.idx, 8)
         self.count = self.fanout[255]
         self.names_at = 8 + 1024
-        self.offsets_at = self.names_at + self.count * fmt.raw_len + self.count * 4
+        self.crcs_at = self.names_at + self.count * fmt.raw_len
+        self.offsets_at = self.crcs_at + self.count * 4
         self.large_at = self.offsets_at + self.count * 4
         self._pack: mmap.mmap | None = None
 
@@ -160,24 +161,27 @@ class _PackIndex:
         if i < self.count and self._name(i) == raw:
             at = self.offsets_at + i * 4
             off = int.from_bytes(self.idx[at : at + 4], "big")
-            if off & 0x80000000:
-                at = self.large_at + (off & 0x7FFFFFFF) * 8
-                off = int.from_bytes(self.idx[at : at + 8], "big")
-            return off
+            return self._large_offset(off) if off & 0x80000000 else off
         return None
 
-    def entries(self) -> list[tuple[str, int]]:
-        """``(object id, offset)`` of every object in the pack."""
-        idx, size = self.idx, self.fmt.raw_len
-        out = []
-        for i in range(self.count):
-            at = self.offsets_at + i * 4
-            off = int.from_bytes(idx[at : at + 4], "big")
-            if off & 0x80000000:
-                at = self.large_at + (off & 0x7FFFFFFF) * 8
-                off = int.from_bytes(idx[at : at + 8], "big")
-            out.append((idx[self.names_at + i * size : self.names_at + (i + 1) * size].hex(), off))
-        return out
+    def ids(self) -> list[bytes]:
+        """The raw id of every object, in id order."""
+        size, start = self.fmt.raw_len, self.names_at
+        return [self.idx[at : at + size] for at in range(start, start + self.count * size, size)]
+
+    def by_offset(self) -> tuple[tuple[int, ...], tuple[bytes, ...], tuple[int, ...]]:
+        """``(offsets, raw ids, crc32s)`` of every object, in pack order (by offset)."""
+        count = self.count
+        offsets = struct.unpack_from(f">{count}I", self.idx, self.offsets_at)
+        if count and max(offsets) & 0x80000000:
+            offsets = tuple(self._large_offset(off) if off & 0x80000000 else off for off in offsets)
+        crcs = struct.unpack_from(f">{count}I", self.idx, self.crcs_at)
+        order = sorted(range(count), key=offsets.__getitem__)
+        return tuple(tuple(map(column.__getitem__, order)) for column in (offsets, self.ids(), crcs))  # type: ignore[return-value]
+
+    def _large_offset(self, off: int) -> int:
+        at = self.large_at + (off & 0x7FFFFFFF) * 8
+        return int.from_bytes(self.idx[at : at + 8], "big")
 
     def ids_with_prefix(self, prefix: str) -> set[str]:
         padded = prefix + "0" * (self.fmt.hex_len - len(prefix))
@@ -569,12 +573,15 @@ class DiskObjectDatabase(ObjectDatabase):
                 self._packs = current = self._load_packs()  # again, under the lock
                 chosen = set(packs.mergeable_packs(pack_dir, {p.pack_path[:-5] + ".idx": p.count for p in current}))
                 old = [p for p in current if p.pack_path[:-5] + ".idx" in chosen]
-                unique = set()
-                for pack in old:
-                    unique.update(pack._name(i) for i in range(pack.count))
-                if not unique:
+                tables = [pack.by_offset() for pack in old]
+                count = len(set().union(*(ids for _, ids, _ in tables)))
+                if not count:
                     return
-                idx_path = packs.write_pack(pack_dir, self.fmt, self._raw_entries(old), count=len(unique))
+                seen: set[bytes] = set()
+                with packs.PackWriter(pack_dir, self.fmt, count) as writer:
+                    for pack, table in zip(old, tables, strict=True):
+                        packs.copy_objects(writer, pack.pack_path, table, seen, partial(self._whole_entry, pack))
+                    idx_path = writer.finish()
             except (OSError, DataError, ValueError):
                 return
             keep = idx_path[:-4] + ".pack"
@@ -586,35 +593,11 @@ class DiskObjectDatabase(ObjectDatabase):
                     _remove_quietly(stem + ext)
             self._packs = self._load_packs()
 
-    def _raw_entries(self, old: list[_PackIndex]):
-        """``(oid, pack entry)`` of every object of the ``old`` packs, each object once:
-        whole entries copied as they are (read with ``pread``, no inflate, no deflate,
-        nothing mapped), deltas resolved and stored whole."""
+    def _whole_entry(self, pack: _PackIndex, offset: int) -> bytes:
+        """The object at ``offset`` of ``pack`` (a delta) as a whole pack entry."""
         from . import packs
 
-        seen: set[str] = set()
-        for pack in old:
-            listed = sorted(pack.entries(), key=lambda e: e[1])
-            fd = os.open(pack.pack_path, os.O_RDONLY)
-            try:
-                end_of_entries = os.fstat(fd).st_size - self.fmt.raw_len
-                # a small pack is read whole (one read, not one per entry)
-                whole = os.pread(fd, end_of_entries, 0) if end_of_entries <= _READ_WHOLE else None
-                for i, (oid, off) in enumerate(listed):
-                    if oid in seen:
-                        continue
-                    seen.add(oid)
-                    end = listed[i + 1][1] if i + 1 < len(listed) else end_of_entries
-                    body = whole[off:end] if whole is not None else os.pread(fd, end - off, off)
-                    if len(body) != end - off:
-                        raise DataError(f"{pack.pack_path} is truncated")
-                    if (body[0] >> 4) & 7 in _TYPE_NAMES:
-                        yield oid, body
-                    else:
-                        kind, data = self._read_packed(pack, off)
-                        yield oid, packs.pack_entry(kind, data)
-            finally:
-                os.close(fd)
+        return packs.pack_entry(*self._read_packed(pack, offset))
 
     def all_ids(self) -> list[str]:
         """Every object id in this database (not its alternates); for verification."""
@@ -623,7 +606,7 @@ class DiskObjectDatabase(ObjectDatabase):
             if len(sub) == 2:
                 ids.update(sub + n for n in os.listdir(os.path.join(self.path, sub)))
         for pack in self._load_packs():
-            ids.update(pack._name(i).hex() for i in range(pack.count))
+            ids.update(raw.hex() for raw in pack.ids())
         return sorted(ids)
 
 

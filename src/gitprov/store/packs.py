@@ -10,31 +10,53 @@ Readers find a pack by its ``.idx``: until that rename the objects do not exist.
 Packs pile up at one per transaction, and each costs a reader a lookup, so once a
 repository holds more than ``MERGE_AT`` small packs, the small ones are merged into one
 (geometrically: a pack is left alone when it holds at least twice the objects of all
-smaller packs together, so each object is rewritten O(log n) times). Packs git made
-for itself (``.keep``, ``.promisor``, cruft ``.mtimes``) and large packs are never
-touched; ``git gc`` / ``git repack`` treat prov's packs like any other.
+smaller packs together, so each object is rewritten O(log n) times). A merge keeps one
+copy of each object and copies whole entries as they are, each run of them in one
+piece with the crc32 the old index lists (no inflate, no deflate, nothing per entry
+but bookkeeping); deltas (in packs git wrote) are resolved and stored whole. The new
+pack is complete before any old one is removed. Packs git made for itself
+(``.keep``, ``.promisor``, cruft ``.mtimes``) and large packs are never touched;
+``git gc`` / ``git repack`` treat prov's packs like any other.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import os
 import struct
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from itertools import accumulate
 
+from ..errors import DataError
 from .objects import ObjectFormat
 
-__all__ = ["MERGE_AT", "SMALL_PACK_OBJECTS", "MergeLock", "deflate", "encode_pack", "mergeable_packs", "pack_entry", "write_pack"]
+__all__ = [
+    "MERGE_AT",
+    "SMALL_PACK_OBJECTS",
+    "MergeLock",
+    "PackWriter",
+    "copy_objects",
+    "deflate",
+    "encode_pack",
+    "mergeable_packs",
+    "pack_entry",
+    "stored",
+    "write_pack",
+]
 
 _TYPE_NUMBERS = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
+_WHOLE_TYPES = frozenset(_TYPE_NUMBERS.values())  # the other types are deltas
 #: more packs than this in ``objects/pack`` triggers a merge of the small ones
 MERGE_AT = 12
 #: packs with more objects or bytes than this are never merged by prov (git's business)
 SMALL_PACK_OBJECTS = 1_000_000
 SMALL_PACK_BYTES = 256 << 20
+_BUFFER_BYTES = 1 << 20  # a pack is written to its file a MiB at a time
+_MERGE_WINDOW = 8 << 20  # a merge reads an old pack this many bytes at a time
 _MERGE_LOCK = "prov-merge.lock"
 _STALE_LOCK_SECONDS = 600
 
@@ -55,11 +77,29 @@ def _entry_header(type_num: int, size: int) -> bytes:
 def deflate(data: bytes, level: int = 1) -> bytes:
     """zlib at ``level`` (1, as git's loose objects). A small object gets a window and
     hash table sized to it (about the same output), where ``zlib.compress`` sets up 256
-    KiB of state each call, 10-20x the work of compressing a few hundred bytes."""
+    KiB of state each call, 10-20x the work of compressing a few hundred bytes. Level 0
+    is ``stored``."""
+    if level == 0:
+        return stored(data)
     if len(data) > 16384:
         return zlib.compress(data, level)
     z = zlib.compressobj(level, zlib.DEFLATED, max(9, len(data).bit_length()), 4)
     return z.compress(data) + z.flush()
+
+
+def stored(data: bytes) -> bytes:
+    """``data`` as a zlib stream of stored (uncompressed) blocks, what level 0 makes,
+    built by hand: a 2-byte header, blocks of up to 65,535 bytes each led by its final
+    flag and its length (and the length's complement), then the Adler-32 of ``data``.
+    Setting up zlib's state costs more than this copy."""
+    size = len(data)
+    parts = [b"\x78\x01"]
+    for at in range(0, max(size, 1), 0xFFFF):
+        block = data[at : at + 0xFFFF]
+        parts.append(struct.pack("<BHH", at + 0xFFFF >= size, len(block), len(block) ^ 0xFFFF))
+        parts.append(block)
+    parts.append(struct.pack(">I", zlib.adler32(data)))
+    return b"".join(parts)
 
 
 def pack_entry(type_name: str, data: bytes) -> bytes:
@@ -72,111 +112,212 @@ def pack_entry(type_name: str, data: bytes) -> bytes:
 
 def encode_pack(fmt: ObjectFormat, entries_in: Iterable[tuple[str, bytes]]) -> tuple[bytes, bytes, str]:
     """``(pack bytes, idx bytes, pack checksum hex)`` for ``(oid, pack entry)`` pairs, in
-    memory (``write_pack`` streams the same bytes to a file)."""
-    entries_in = list(entries_in)
-    pack = bytearray(_pack_header(len(entries_in)))
-    entries: list[tuple[bytes, int, int]] = []
-    for oid, body in entries_in:
-        entries.append((bytes.fromhex(oid), zlib.crc32(body), len(pack)))
-        pack += body
+    memory (``write_pack`` writes the same bytes to files)."""
+    ids, bodies = _split_objects(entries_in)
+    pack = _pack_header(len(bodies)) + b"".join(bodies)
     checksum = hashlib.new(fmt.name, pack).digest()
-    return bytes(pack) + checksum, _encode_idx(fmt, entries, checksum), checksum.hex()
+    offsets = [12 + off for off in _starts(bodies)]
+    return pack + checksum, _encode_idx(fmt, ids, list(map(zlib.crc32, bodies)), offsets, checksum), checksum.hex()
+
+
+def _split_objects(objects: Iterable[tuple[str, bytes]]) -> tuple[list[bytes], list[bytes]]:
+    """``(raw ids, pack entries)`` of ``(oid, pack entry)`` pairs."""
+    ids, bodies = [], []
+    for oid, body in objects:
+        ids.append(bytes.fromhex(oid))
+        bodies.append(body)
+    return ids, bodies
+
+
+def _starts(bodies: list[bytes]) -> list[int]:
+    """Where each of ``bodies`` starts when they are joined."""
+    return list(accumulate(map(len, bodies[:-1]), initial=0)) if bodies else []
 
 
 def _pack_header(count: int) -> bytes:
     return b"PACK" + struct.pack(">II", 2, count)
 
 
-def _encode_idx(fmt: ObjectFormat, entries: list[tuple[bytes, int, int]], checksum: bytes) -> bytes:
-    """A version-2 ``.idx`` for ``(raw id, crc32, offset)`` entries (sorted here)."""
-    entries.sort()
+def _encode_idx(fmt: ObjectFormat, ids: list[bytes], crcs: list[int], offsets: list[int], checksum: bytes) -> bytes:
+    """A version-2 ``.idx`` for objects ``ids`` with their ``crcs`` and ``offsets``
+    (parallel lists, sorted by id here)."""
+    count = len(ids)
+    order = sorted(range(count), key=ids.__getitem__)
+    names_table = b"".join(map(ids.__getitem__, order))
+    crcs = list(map(crcs.__getitem__, order))
+    offsets = list(map(offsets.__getitem__, order))
     fanout = [0] * 256
-    for raw, _, _ in entries:
-        fanout[raw[0]] += 1
-    total = 0
-    for i in range(256):
-        total += fanout[i]
-        fanout[i] = total
-    small: list[int] = []
+    for first in names_table[:: fmt.raw_len]:
+        fanout[first] += 1
     large: list[int] = []
-    for _, _, off in entries:
-        if off < 0x80000000:
-            small.append(off)
-        else:
-            small.append(0x80000000 | len(large))
-            large.append(off)
+    if count and max(offsets) >= 0x80000000:  # past 2 GiB: listed in the table of 64-bit offsets
+        large = [off for off in offsets if off >= 0x80000000]
+        position = {off: i for i, off in enumerate(large)}
+        offsets = [off if off < 0x80000000 else 0x80000000 | position[off] for off in offsets]
     idx = b"".join([
-        b"\xfftOc", struct.pack(">I", 2), struct.pack(">256I", *fanout),
-        b"".join(raw for raw, _, _ in entries),
-        struct.pack(f">{len(entries)}I", *(crc for _, crc, _ in entries)),
-        struct.pack(f">{len(small)}I", *small),
+        b"\xfftOc", struct.pack(">I", 2), struct.pack(">256I", *accumulate(fanout)),
+        names_table,
+        struct.pack(f">{count}I", *crcs),
+        struct.pack(f">{count}I", *offsets),
         struct.pack(f">{len(large)}Q", *large),
         checksum,
     ])
     return idx + hashlib.new(fmt.name, idx).digest()
 
 
-def _write_all(fd: int, data: bytes | bytearray) -> None:
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
 
 
-def write_pack(pack_dir: str, fmt: ObjectFormat, objects: Iterable[tuple[str, bytes]], count: int | None = None) -> str:
-    """Write a pack of ``(oid, pack entry)`` and its index into ``pack_dir``; returns
-    the ``.idx`` path. ``count`` (the number of objects) is needed when ``objects`` is
-    an iterator: entries are streamed to the file, so a merge of large packs holds one
-    entry in memory at a time, not the pack.
+class PackWriter:
+    """One pack and its index, written into ``pack_dir``.
 
-    Both files are written under temporary names and renamed, the pack first, the index
-    last: a reader (git or prov) that sees the index sees a complete pack.
+    Entries are streamed to a temporary file (buffered a MiB at a time, so a merge of
+    large packs never holds a whole pack); ``finish()`` writes the index under a
+    temporary name too and renames both, the pack first, the index last: a reader (git
+    or prov) that sees the index sees a complete pack. Leaving the ``with`` block
+    without ``finish()`` removes the temporary files.
     """
-    if count is None:
-        objects = list(objects)  # type: ignore[assignment]
-        count = len(objects)  # type: ignore[arg-type]
-    os.makedirs(pack_dir, exist_ok=True)
-    stamp = f"{os.getpid()}_{time.monotonic_ns()}"
-    tmp_pack = os.path.join(pack_dir, f"tmp_pack_prov_{stamp}")
-    tmp_idx = os.path.join(pack_dir, f"tmp_idx_prov_{stamp}")
-    try:
-        fd = os.open(tmp_pack, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-        try:
-            digest = hashlib.new(fmt.name)
-            buf = bytearray(_pack_header(count))
-            offset = 0
-            entries: list[tuple[bytes, int, int]] = []
-            for oid, body in objects:
-                entries.append((bytes.fromhex(oid), zlib.crc32(body), offset + len(buf)))
-                buf += body
-                if len(buf) >= 1 << 20:
-                    digest.update(buf)
-                    _write_all(fd, buf)
-                    offset += len(buf)
-                    buf = bytearray()
-            if len(entries) != count:
-                raise ValueError(f"pack of {count} objects given {len(entries)}")
-            digest.update(buf)
-            checksum = digest.digest()
-            _write_all(fd, bytes(buf) + checksum)
-        finally:
-            os.close(fd)
-        base = os.path.join(pack_dir, f"pack-{checksum.hex()}")
+
+    def __init__(self, pack_dir: str, fmt: ObjectFormat, count: int) -> None:
+        os.makedirs(pack_dir, exist_ok=True)
+        stamp = f"{os.getpid()}_{time.monotonic_ns()}"
+        self._pack_dir = pack_dir
+        self.fmt = fmt
+        self._count = count
+        self._tmp_pack = os.path.join(pack_dir, f"tmp_pack_prov_{stamp}")
+        self._tmp_idx = os.path.join(pack_dir, f"tmp_idx_prov_{stamp}")
+        self._fd: int | None = os.open(self._tmp_pack, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        self._digest = hashlib.new(fmt.name)
+        self._buffer = bytearray(_pack_header(count))
+        self._written = 0  # bytes in the file; the buffer follows them
+        self._ids: list[bytes] = []
+        self._crcs: list[int] = []
+        self._offsets: list[int] = []
+        self._finished = False
+
+    def __enter__(self) -> PackWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if not self._finished:
+            for tmp in (self._tmp_pack, self._tmp_idx):
+                with contextlib.suppress(OSError):
+                    os.remove(tmp)
+
+    def add(self, ids: list[bytes], entries: list[bytes]) -> None:
+        """Append pack ``entries`` (``pack_entry``) of the objects ``ids``."""
+        self.copy(b"".join(entries), ids, list(map(zlib.crc32, entries)), _starts(entries))
+
+    def copy(self, chunk: bytes | memoryview, ids: Sequence[bytes], crcs: Sequence[int], starts: Sequence[int]) -> None:
+        """Append ``chunk``: whole pack entries back to back, of the objects ``ids``,
+        beginning at ``starts`` in ``chunk``, with their ``crcs`` (as an index lists
+        them: a merge copies entries and their crc32 from the old pack unchanged)."""
+        at = self._written + len(self._buffer)
+        self._ids += ids
+        self._crcs += crcs
+        self._offsets += [at + start for start in starts]
+        if len(chunk) >= _BUFFER_BYTES:
+            self._drain()
+            self._write(chunk)
+        else:
+            self._buffer += chunk
+            if len(self._buffer) >= _BUFFER_BYTES:
+                self._drain()
+
+    def _write(self, data: bytes | bytearray | memoryview) -> None:
+        assert self._fd is not None
+        self._digest.update(data)
+        _write_all(self._fd, data)
+        self._written += len(data)
+
+    def _drain(self) -> None:
+        self._write(self._buffer)
+        self._buffer = bytearray()
+
+    def finish(self) -> str:
+        """Complete the pack, write its index, rename both; returns the ``.idx`` path."""
+        if len(self._ids) != self._count:
+            raise ValueError(f"pack of {self._count} objects given {len(self._ids)}")
+        assert self._fd is not None
+        self._digest.update(self._buffer)
+        checksum = self._digest.digest()
+        _write_all(self._fd, self._buffer + checksum)
+        os.close(self._fd)
+        self._fd = None
+        base = os.path.join(self._pack_dir, f"pack-{checksum.hex()}")
         if os.path.exists(base + ".idx"):  # the same objects in the same order: already there
-            os.remove(tmp_pack)
+            os.remove(self._tmp_pack)
+            self._finished = True
             return base + ".idx"
-        fd = os.open(tmp_idx, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        fd = os.open(self._tmp_idx, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         try:
-            _write_all(fd, _encode_idx(fmt, entries, checksum))
+            _write_all(fd, _encode_idx(self.fmt, self._ids, self._crcs, self._offsets, checksum))
         finally:
             os.close(fd)
-        os.replace(tmp_pack, base + ".pack")
-        os.replace(tmp_idx, base + ".idx")
-    except BaseException:
-        for tmp in (tmp_pack, tmp_idx):
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
-        raise
-    return base + ".idx"
+        os.replace(self._tmp_pack, base + ".pack")
+        os.replace(self._tmp_idx, base + ".idx")
+        self._finished = True
+        return base + ".idx"
+
+
+def write_pack(pack_dir: str, fmt: ObjectFormat, objects: Iterable[tuple[str, bytes]]) -> str:
+    """Write a pack of ``(oid, pack entry)`` and its index into ``pack_dir`` (see
+    ``PackWriter``); returns the ``.idx`` path."""
+    ids, bodies = _split_objects(objects)
+    with PackWriter(pack_dir, fmt, len(ids)) as writer:
+        writer.add(ids, bodies)
+        return writer.finish()
+
+
+def copy_objects(
+    writer: PackWriter,
+    pack_path: str,
+    table: tuple[Sequence[int], Sequence[bytes], Sequence[int]],
+    seen: set[bytes],
+    whole_entry: Callable[[int], bytes],
+) -> None:
+    """Append to ``writer`` the objects of a pack not in ``seen`` (and add them to it).
+
+    ``table`` is ``(offsets, raw ids, crc32s)`` of the pack's objects in pack order, as
+    its index lists them. Whole entries are copied as they are, with their crc32 (no
+    inflate, no deflate), every run of them in one piece; a delta is stored whole as
+    ``whole_entry(offset)`` makes it. The pack is read with ``pread``, at most
+    ``_MERGE_WINDOW`` bytes at a time (a larger entry alone).
+    """
+    offsets, ids, crcs = table
+    fd = os.open(pack_path, os.O_RDONLY)
+    try:
+        ends = [*offsets[1:], os.fstat(fd).st_size - writer.fmt.raw_len]
+        first = 0
+        while first < len(offsets):
+            last = max(first + 1, bisect.bisect_right(ends, offsets[first] + _MERGE_WINDOW, first))
+            base = offsets[first]
+            window = memoryview(os.pread(fd, ends[last - 1] - base, base))
+            if len(window) != ends[last - 1] - base:
+                raise DataError(f"{pack_path} is truncated")
+            run = first  # the entries [run, i) are copied in one piece when the run ends
+            for i in range(first, last + 1):  # (i == last: the end of the window)
+                new = i < last and ids[i] not in seen
+                if new:
+                    seen.add(ids[i])
+                    if window[offsets[i] - base] >> 4 & 7 in _WHOLE_TYPES:
+                        continue
+                if run < i:
+                    start = offsets[run]
+                    chunk = window[start - base : ends[i - 1] - base]
+                    writer.copy(chunk, ids[run:i], crcs[run:i], [off - start for off in offsets[run:i]])
+                run = i + 1
+                if new:  # a delta
+                    writer.add([ids[i]], [whole_entry(offsets[i])])
+            first = last
+    finally:
+        os.close(fd)
 
 
 def mergeable_packs(pack_dir: str, counts: dict[str, int]) -> list[str]:

@@ -1,16 +1,35 @@
-"""Reading and editing nested trees by path, writing only the trees that change."""
+"""Reading and editing nested trees by path, writing only the trees that change.
+
+Trees are immutable, so each is cached per object database: decoded, and for a large
+tree this process wrote, encoded in parts too, so that the next edit of it splices in
+the entries that changed instead of sorting and encoding them all again."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Callable, Iterable
 
-from .objects import MODE_BLOB, MODE_TREE, TreeEntry, decode_tree, encode_tree
+from .objects import (
+    MODE_BLOB,
+    MODE_TREE,
+    TreeEntry,
+    decode_tree,
+    encode_tree,
+    encode_tree_entry,
+    tree_sort_key,
+)
 from .odb import ObjectDatabase
 
 __all__ = ["build_tree", "edit_tree", "merge_trees", "read_path", "read_tree", "remember_tree", "walk_blobs", "write_tree"]
 
 
 _CACHE_LIMIT = 20_000  # decoded trees kept per object database
+_ENCODED_LIMIT = 1_000  # encodings kept per object database (of trees it wrote)
+_SPLICE_FROM = 32  # entries: a smaller tree is encoded whole, cheaper than keeping parts
+
+#: a tree's encoding in git's canonical order: ``(sort keys, encoded entries)``, the
+#: entries joined are the tree object
+Encoding = tuple[list[bytes], list[bytes]]
 
 
 def read_tree(odb: ObjectDatabase, oid: str | None) -> dict[str, TreeEntry]:
@@ -39,9 +58,48 @@ def remember_tree(odb: ObjectDatabase, oid: str, entries: dict[str, TreeEntry]) 
     return oid
 
 
-def write_tree(odb: ObjectDatabase, entries: dict[str, TreeEntry]) -> str:
-    """Write a tree of ``entries`` and remember it decoded."""
-    return remember_tree(odb, odb.write("tree", encode_tree(entries)), entries)
+def write_tree(odb: ObjectDatabase, entries: dict[str, TreeEntry], base: str | None = None, changed: Iterable[str] = ()) -> str:
+    """Write a tree of ``entries`` and remember it decoded (and encoded, when large).
+
+    ``base``: a tree that ``entries`` differ from at most at the names ``changed``.
+    When this process wrote ``base``, its encoding is reused with those entries spliced
+    in, instead of sorting and encoding every entry again (a ledger's ``runs/`` tree
+    has 256 of them and changes in one)."""
+    encodings: dict[str, Encoding] = odb.__dict__.setdefault("_encoded_trees", {})
+    known = encodings.get(base) if base is not None else None
+    if known is None and len(entries) < _SPLICE_FROM:
+        return remember_tree(odb, odb.write("tree", encode_tree(entries)), entries)
+    encoding = _encode(entries.values()) if known is None else _splice(known, entries, changed)
+    oid = odb.write("tree", b"".join(encoding[1]))
+    if len(encodings) >= _ENCODED_LIMIT:
+        encodings.clear()
+    encodings[oid] = encoding
+    return remember_tree(odb, oid, entries)
+
+
+def _encode(entries: Iterable[TreeEntry]) -> Encoding:
+    """The encoding of a tree of ``entries`` (``objects.encode_tree``, kept in parts)."""
+    ordered = sorted(entries, key=tree_sort_key)
+    return list(map(tree_sort_key, ordered)), list(map(encode_tree_entry, ordered))
+
+
+def _splice(encoding: Encoding, entries: dict[str, TreeEntry], changed: Iterable[str]) -> Encoding:
+    """``encoding`` with its entries named ``changed`` replaced by those of ``entries``
+    (or removed, where ``entries`` has none)."""
+    keys, parts = list(encoding[0]), list(encoding[1])
+    for name in changed:
+        raw = name.encode("utf-8", "surrogateescape")
+        for key in (raw, raw + b"/"):  # as a blob, as a subtree
+            at = bisect_left(keys, key)
+            if at < len(keys) and keys[at] == key:
+                del keys[at], parts[at]
+        entry = entries.get(name)
+        if entry is not None:
+            key = tree_sort_key(entry)
+            at = bisect_left(keys, key)
+            keys.insert(at, key)
+            parts.insert(at, encode_tree_entry(entry))
+    return keys, parts
 
 
 def read_path(odb: ObjectDatabase, tree: str | None, path: str) -> TreeEntry | None:
@@ -64,8 +122,10 @@ def edit_tree(odb: ObjectDatabase, tree: str | None, changes: dict[str, bytes | 
     """
     entries = read_tree(odb, tree)
     nested: dict[str, dict[str, bytes | str | None]] = {}
+    changed = set()
     for path, data in changes.items():
         head, sep, rest = path.partition("/")
+        changed.add(head)
         if sep:
             nested.setdefault(head, {})[rest] = data
         elif data is None:
@@ -82,7 +142,7 @@ def edit_tree(odb: ObjectDatabase, tree: str | None, changes: dict[str, bytes | 
             entries[name] = TreeEntry(MODE_TREE, name, sub)
     if not entries:
         return None
-    return write_tree(odb, entries)
+    return write_tree(odb, entries, tree, changed)
 
 
 def walk_blobs(odb: ObjectDatabase, tree: str | None, prefix: str = ""):
