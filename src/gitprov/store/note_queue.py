@@ -22,14 +22,12 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import secrets
 import threading
 import time
 from typing import TYPE_CHECKING
 
-from .journal import Journal, abandoned_journals, read_journal
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (the journal is imported when there is one: `prov show` stays lean)
+    from .journal import Journal
     from .notes import Notes
     from .transaction import RefUpdate
 
@@ -80,7 +78,9 @@ class NoteQueue:
         """Journal the lines and keep them for the next write."""
         with self._lock:
             if self._journal is None:
-                self._journal = Journal.create(self.directory or "", f"{self.pid}-{secrets.token_hex(4)}",
+                from .journal import Journal
+
+                self._journal = Journal.create(self.directory or "", f"{self.pid}-{os.urandom(4).hex()}",
                                                {"queue": "notes", "pid": self.pid}, suffix=QUEUE_SUFFIX, reuse=False)
             for commit, lines in lines_by_commit.items():
                 for line in lines:
@@ -164,6 +164,10 @@ def _queue_files(directory: str) -> list[str]:
 
 def _queued_lines(paths: list[str]) -> dict[str, list[bytes]]:
     found: dict[str, list[bytes]] = {}
+    if not paths:
+        return found
+    from .journal import read_journal
+
     for path in paths:
         try:
             _, frames = read_journal(path)
@@ -188,8 +192,10 @@ def settle(notes: Notes, *, abandoned_only: bool = False) -> int:
     and remove the journals of dead processes; returns how many lines were waiting.
     ``abandoned_only``: only dead processes' journals (crash recovery)."""
     directory = _journal_dir(notes)
-    if directory is None:
+    if directory is None or not _queue_files(directory):
         return 0
+    from .journal import abandoned_journals
+
     dead = abandoned_journals(directory, suffix=QUEUE_SUFFIX)
     try:
         lines = _queued_lines([path for path, _ in dead] if abandoned_only else _queue_files(directory))
