@@ -100,7 +100,9 @@ BURST_SCRIPT = textwrap.dedent(
         with repo.start_run(name=f"r{i}", code=False, environment=False) as run:
             run.log_metric("m", float(i))
         print(run.id, flush=True)
-    if sys.argv[1] == "kill":
+    if sys.argv[1] == "kill-running":
+        repo.start_run(name="in flight", code=False, environment=False).log_metric("m", 1.0)
+    if sys.argv[1].startswith("kill"):
         os.kill(os.getpid(), signal.SIGKILL)
     if sys.argv[1] == "wait":
         print("ready", flush=True)
@@ -112,7 +114,7 @@ BURST_SCRIPT = textwrap.dedent(
 def burst(path: Path, ending: str, runs: int) -> list[str]:
     proc = subprocess.run([sys.executable, "-c", BURST_SCRIPT, ending, str(runs)], cwd=path,
                           capture_output=True, text=True)
-    assert proc.returncode == (-signal.SIGKILL if ending == "kill" else 0), proc.stderr
+    assert proc.returncode == (-signal.SIGKILL if ending.startswith("kill") else 0), proc.stderr
     return proc.stdout.split()
 
 
@@ -233,3 +235,52 @@ def test_drop_keeps_lines_queued_while_a_batch_was_in_flight():
     assert queue._pending == [("a", b"3")]
     queue._drop(1)
     assert queue._pending == []
+
+
+SWEEPER_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time
+    from gitprov.store.journal import abandoned_journals
+    folder, suffix, until = sys.argv[1], sys.argv[2], time.time() + float(sys.argv[3])
+    while time.time() < until:   # what recovery does: take the dead writers' journals away
+        for path, fd in abandoned_journals(folder, suffix=suffix):
+            os.remove(path)
+            os.close(fd)
+    """
+)
+
+
+def test_a_journal_is_never_taken_for_a_dead_one_while_it_is_created(tmp_path):
+    """A journal appears under its own name already locked: another process looking
+    for dead writers' journals at that moment never removes a live one."""
+    from gitprov.store.journal import Journal
+
+    folder = tmp_path / "journal"
+    folder.mkdir()
+    sweeper = subprocess.Popen([sys.executable, "-c", SWEEPER_SCRIPT, str(folder), ".notes", "4"])
+    try:
+        lost = 0
+        for i in range(1500):
+            journal = Journal.create(str(folder), f"live-{i}", {"queue": "notes"}, suffix=".notes", reuse=False)
+            lost += not os.path.exists(journal.path)
+            journal.close(remove=True)
+    finally:
+        sweeper.wait(timeout=60)
+    assert lost == 0
+
+
+def test_waiting_links_of_a_dead_process_are_written_even_when_the_ledger_is_locked(prov_repo, monkeypatch, capsys):
+    from gitprov.store import refs
+
+    path = prov_repo.path
+    ids = burst(path, "kill-running", 10)
+    lock = path / ".git" / "refs" / "prov" / "ledger.lock"
+    lock.write_text("stale\n")  # left by a process killed inside its ref update
+    monkeypatch.setattr(refs, "_LOCK_WAIT_SECONDS", 0.05)
+    gitprov.Repository(path)  # recovery: the run in flight cannot be folded in, the links can
+    assert "refs/prov/ledger is locked" in capsys.readouterr().err
+    assert noted_runs(path) == sorted(ids)
+    assert queue_files(path) == []
+    lock.unlink()  # as the warning says
+    crashed = [r for r in gitprov.Repository(path).runs() if r.name == "in flight"]
+    assert [r.status for r in crashed] == ["crashed"]

@@ -412,3 +412,32 @@ def test_repositories_opened_on_one_repository_share_its_object_database(prov_re
             run.log_metric("m", float(i))
         ids.append(run.id)
     assert {r.id for r in gitprov.Repository(path).runs()} >= set(ids)
+
+
+MANY_RUNS_SCRIPT = textwrap.dedent(
+    """
+    import sys, gitprov
+    repo = gitprov.Repository(".")
+    for i in range(int(sys.argv[2])):
+        with repo.start_run(name=f"p{sys.argv[1]}-{i}", environment=False, code=False) as run:
+            run.log_metric("m", float(i))
+            run.log_artifact("a", b"x" * 64)
+    """
+)
+
+
+def test_many_writers_merging_packs_under_each_other(prov_repo):
+    """Six processes writing short runs at once: each run is a pack, packs are merged by
+    whoever crosses the threshold, so a pack can vanish (merged) between being written
+    or listed and being opened by another process; no run may fail or lose data."""
+    path = prov_repo.path
+    procs = [subprocess.Popen([sys.executable, "-c", MANY_RUNS_SCRIPT, str(w), "80"], cwd=path, stderr=subprocess.PIPE)
+             for w in range(6)]
+    errors = [p.stderr.read().decode() for p in procs if p.wait(timeout=300) != 0]
+    assert not errors, errors[0]
+    runs = gitprov.Repository(path).runs()
+    assert len(runs) == 480
+    assert {r.status for r in runs} == {"finished"}
+    assert all(r.get_metric("m") is not None and r.get_artifact("a") == b"x" * 64 for r in runs)
+    assert len(gitprov.show("HEAD", path).runs) == 480
+    prov_repo.fsck()

@@ -6,9 +6,9 @@ import os
 from typing import TYPE_CHECKING
 
 from .. import codec
-from ..errors import DataError
+from ..errors import DataError, WriteError
 from ..model import RunRecord, RunState
-from ..store.journal import abandoned_journals, read_journal
+from ..store.journal import NEW_SUFFIX, abandoned_journals, read_journal
 from ..store.ledger import run_dir
 from ..store.note_queue import settle
 from ..store.transaction import commit_on_refs
@@ -29,10 +29,34 @@ def recover_abandoned(repo: Repository) -> list[str]:
     folder = journal_dir(repo)
     if folder is None or not os.path.isdir(folder):
         return []
-    recovered = _recover_runs(repo, folder)
-    # run links a dead process queued but never wrote (store/note_queue.py)
-    settle(repo.notes, abandoned_only=True)
+    error: WriteError | None = None
+    try:
+        recovered = _recover_runs(repo, folder)
+    except WriteError as exc:  # (a ref locked by a dead process, say): the links still go
+        recovered, error = [], exc
+    try:  # run links a dead process queued but never wrote (store/note_queue.py)
+        settle(repo.notes, abandoned_only=True)
+    except WriteError as exc:
+        error = error or exc
+    _remove_stale_new_journals(folder)
+    if error is not None:
+        raise error
     return recovered
+
+
+def _remove_stale_new_journals(folder: str) -> None:
+    """Journals whose creator died before renaming them into place (``*.new``, a minute
+    old and unlocked): they hold a header at most."""
+    import time
+
+    for path, fd in abandoned_journals(folder, suffix=NEW_SUFFIX):
+        try:
+            if time.time() - os.fstat(fd).st_mtime > 60:
+                os.remove(path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def _recover_runs(repo: Repository, folder: str) -> list[str]:

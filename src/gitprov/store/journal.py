@@ -30,9 +30,11 @@ try:
 except ImportError:  # pragma: no cover - Windows: no dead-writer detection by lock
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["Journal", "abandoned_journals", "read_journal"]
+__all__ = ["NEW_SUFFIX", "Journal", "abandoned_journals", "read_journal"]
 
 _SUFFIX = ".wal"
+#: a journal being created (``<name><suffix>.new``) until it is locked and renamed
+NEW_SUFFIX = ".new"
 #: ``{directory: (pid, empty journal)}``: at most one idle journal per directory
 _idle: dict[str, tuple[int, Journal]] = {}
 _idle_lock = threading.Lock()
@@ -67,15 +69,26 @@ class Journal:
                 idle._header_len = len(data)
                 return idle
         path = os.path.join(directory, name + suffix)
+        # made under another name and locked before it is renamed into place: a journal
+        # under its own name is locked from its first moment, so another process never
+        # takes it for one whose writer died
+        tmp = path + NEW_SUFFIX
         try:
             os.makedirs(directory, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         except OSError as exc:
             raise WriteError(f"cannot create run journal {path}: {exc.strerror}") from exc
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        data = _frame(header)
-        os.write(fd, data)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            data = _frame(header)
+            os.write(fd, data)
+            os.rename(tmp, path)
+        except OSError as exc:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise WriteError(f"cannot create run journal {path}: {exc.strerror}") from exc
         return cls(path, fd, len(data), reuse)
 
     def append(self, frame: dict[str, Any]) -> None:

@@ -307,7 +307,12 @@ class DiskObjectDatabase(ObjectDatabase):
         for n in names:
             path = os.path.join(pack_dir, n)
             pack = known.get(path[:-4] + ".pack")
-            packs.append(pack if pack is not None else _PackIndex(path, self.fmt))
+            if pack is None:
+                try:
+                    pack = _PackIndex(path, self.fmt)
+                except FileNotFoundError:
+                    continue  # merged into a newer pack since the listing: a rescan finds it
+            packs.append(pack)
         return packs
 
     @property
@@ -540,7 +545,10 @@ class DiskObjectDatabase(ObjectDatabase):
         if self._packs is None:
             self._packs = self._load_packs()
         elif all(p.pack_path != idx_path[:-4] + ".pack" for p in self._packs):
-            self._packs.append(_PackIndex(idx_path, self.fmt))
+            try:
+                self._packs.append(_PackIndex(idx_path, self.fmt))
+            except FileNotFoundError:  # another process merged it already
+                self._packs = self._load_packs()
 
     def maintain(self) -> None:
         """Merge small packs when there are too many; called after a transaction's refs
