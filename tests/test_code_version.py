@@ -47,7 +47,7 @@ def patch_of(repo: GitRepo) -> bytes:
 
 
 def truth(repo: GitRepo) -> bytes:
-    return run_git(repo.path, "diff", "--binary", "--no-color", "--no-ext-diff", "HEAD").encode()
+    return run_git(repo.path, *code._DIFF).encode()
 
 
 def test_an_unchanged_work_tree_reuses_the_last_diff(repo: GitRepo, counted) -> None:
@@ -63,10 +63,15 @@ def test_an_unchanged_work_tree_reuses_the_last_diff(repo: GitRepo, counted) -> 
 
 
 @pytest.mark.parametrize("change", ["same-size edit", "same size and mtime", "chmod", "delete",
-                                    "stage a new file", "commit", "config", "environment"])
+                                    "stage a new file", "commit", "config", "environment",
+                                    "untracked .gitattributes", "attributes file"])
 def test_any_change_git_diff_reads_makes_a_new_diff(repo: GitRepo, counted, change: str, monkeypatch) -> None:
     target = repo.path / "file-c0.txt"
     target.write_text("aaaa\n")
+    attributes = repo.path / "attributes"
+    if change == "attributes file":
+        attributes.write_text("")
+        repo.git("config", "core.attributesFile", str(attributes))
     time.sleep(SETTLE)
     before = patch_of(repo)
     assert patch_of(repo) == before and diffs(counted) == 1  # cached
@@ -89,10 +94,14 @@ def test_any_change_git_diff_reads_makes_a_new_diff(repo: GitRepo, counted, chan
         repo.git("config", "diff.noprefix", "true")
     elif change == "environment":
         monkeypatch.setenv("GIT_DIFF_OPTS", "--unified=1")
+    elif change == "untracked .gitattributes":
+        (repo.path / ".gitattributes").write_text("*.txt -diff\n")
+    elif change == "attributes file":
+        attributes.write_text("*.txt -diff\n")
     after = patch_of(repo)
     assert after == truth(repo)
     assert diffs(counted) == 2
-    if change not in ("environment",):
+    if change not in ("environment", "config"):  # (re-run, and output unchanged: fine)
         assert after != before
 
 
@@ -151,3 +160,29 @@ def test_random_edits_always_give_what_git_diff_gives(repo: GitRepo, counted, se
         assert patch_of(repo) == truth(repo), op
         assert patch_of(repo) == truth(repo), op  # reused or not, the same
     assert diffs(counted) < 50  # some of the 50 diffs were reused
+
+
+def test_config_includes_are_never_reused(repo: GitRepo, tmp_path, counted) -> None:
+    included = tmp_path / "included.gitconfig"
+    included.write_text("")
+    repo.git("config", "include.path", str(included))
+    (repo.path / "file-c0.txt").write_text("edited\n")
+    time.sleep(SETTLE)
+    patch_of(repo)
+    included.write_text("[diff]\n\tcontext = 0\n")
+    assert patch_of(repo) == truth(repo)
+    assert diffs(counted) == 2
+
+
+def test_the_stored_patch_applies_whatever_the_users_diff_settings(repo: GitRepo, tmp_path, counted) -> None:
+    repo.git("config", "diff.noprefix", "true")
+    repo.git("config", "diff.upper.textconv", "tr a-z A-Z")
+    (repo.path / ".gitattributes").write_text("*.txt diff=upper\n")
+    repo.git("add", ".gitattributes")
+    repo.git("commit", "-qm", "attributes")
+    (repo.path / "file-c0.txt").write_text("changed, not committed\n")
+    patch = patch_of(repo)
+    clone = tmp_path / "clone"
+    run_git(tmp_path, "clone", "-q", str(repo.path), str(clone))
+    run_git(clone, "apply", "-", input=patch.decode())
+    assert (clone / "file-c0.txt").read_text() == "changed, not committed\n"

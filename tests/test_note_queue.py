@@ -67,6 +67,7 @@ def test_a_lone_run_is_linked_at_once_and_a_burst_waits_for_one_batch(prov_repo)
     assert proc.returncode == 0, proc.stderr
     assert sorted(burst + [first]) == sorted(r["run"] for r in json.loads(proc.stdout)["runs"])
     assert sorted(r.run for r in repo.show().runs) == sorted(burst + [first])
+    assert sorted(r.run for r in repo.note_records("HEAD")) == sorted(burst + [first])  # a revision works too
     assert not [w for w in repo.verify().warnings if "does not link" in w]
     repo.flush_links()
     assert noted_runs(path) == sorted(burst + [first])

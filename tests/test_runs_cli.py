@@ -114,3 +114,12 @@ def test_ambiguous_run_prefix(prov_repo):
         repo.get_run("abcd")
     proc = run_prov(prov_repo.path, "runs", "show", "abcd")
     assert proc.returncode == 2 and "ambiguous" in proc.stderr
+
+
+def test_an_empty_listing_says_whether_filters_hid_the_runs(prov_repo):
+    assert "no runs yet" in run_prov(prov_repo.path, "runs").stdout
+    with gitprov.Repository(prov_repo.path).start_run(name="one", environment=False):
+        pass
+    for args in (["--status", "crashed"], ["--experiment", "nope"], ["--where", "name = 'other'"]):
+        proc = run_prov(prov_repo.path, "runs", *args)
+        assert proc.returncode == 0 and proc.stdout.strip().startswith("no runs match"), (args, proc.stdout)

@@ -119,10 +119,13 @@ class Repository:
     # -- reading ---------------------------------------------------------------
     def note_records(self, commit: str, notes_tip: str | None = None,
                      pending: dict[str, list[bytes]] | None = None) -> list[Any]:
-        """Decoded records of ``commit``'s note, in stored order, then the run links
-        still waiting in a process's note queue (``pending``: read now when None)."""
+        """Decoded records of ``commit``'s note (a commit id or any revision), in stored
+        order, then the run links still waiting in a process's note queue (``pending``:
+        read now when None)."""
         from .store.note_queue import pending_lines
 
+        if not self.git.fmt.is_id(commit):
+            commit = self.git.resolve(commit)  # a revision: HEAD, a branch, a short id
         lines = self.notes.read(commit, notes_tip)
         waiting = (pending_lines(self.notes) if pending is None else pending).get(commit)
         if waiting:

@@ -145,7 +145,10 @@ def runs_group(ctx: click.Context, experiment: str | None, status: str | None, i
         render.emit_json([run_summary(r) for r in runs])
         return
     if not runs:
-        click.echo("no runs yet (start one with gitprov.start_run() or 'prov run -- CMD')")
+        if any(v is not None for v in (experiment, status, where, limit)) or include_deleted:
+            click.echo("no runs match (drop a filter, or see every run with 'prov runs')")
+        else:
+            click.echo("no runs yet (start one with gitprov.start_run() or 'prov run -- CMD')")
         return
     for r in runs:
         metrics = ", ".join(f"{k}={m.value:.4g}" for k, m in sorted(r.state.metrics.items())[:3])

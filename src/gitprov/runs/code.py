@@ -4,12 +4,15 @@ The patch is ``git diff --binary HEAD``, one git process (~1.5 ms, most of it st
 the process). A process that starts many runs without touching the work tree gets the
 same patch each time, so the last diff is reused when nothing it depends on can have
 changed: the same HEAD commit, the same ``stat`` of the index, of the config and
-attributes files git reads and of every tracked file, and the same ``GIT_*``
-environment. As git's own "racy" rule: a snapshot holding a timestamp too close to the
-moment it was taken (a file could still change within the clock's granularity without
-changing its ``stat``) is not reused, and neither are repositories with submodules (a
-submodule's commit changes without a ``stat`` change above it) or with more tracked
-files than a diff costs to ``stat``.
+attributes files git reads (``.gitattributes`` in every directory above a tracked file,
+tracked or not, ``core.attributesFile``, ``info/attributes``), and of every tracked
+file, and the same ``GIT_*`` environment. As git's own "racy" rule: a snapshot holding
+a timestamp too close to the moment it was taken (a file could still change within the
+clock's granularity without changing its ``stat``) is not reused, and neither are
+repositories with submodules (a submodule's commit changes without a ``stat`` change
+above it), with config ``include``s (more files than prov reads), or with more tracked
+files than a diff costs to ``stat``. The diff's options make a patch ``git apply``
+takes whatever the user's diff settings.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ MAX_CACHED_FILES = 2000
 #: sub-second timestamps, 2 s where every timestamp is whole seconds (FAT, some NFS)
 _RACY_NS = 100_000_000
 _RACY_COARSE_NS = 2_000_000_000
-_DIFF = ["diff", "--binary", "--no-color", "--no-ext-diff", "HEAD"]
+#: a patch ``git apply`` takes whatever the user's diff settings (prefixes, textconv)
+_DIFF = ["diff", "--binary", "--no-color", "--no-ext-diff", "--no-textconv", "--no-relative",
+         "--src-prefix=a/", "--dst-prefix=b/", "HEAD"]
 
 StatKey = tuple[int, int, int, int, int, int] | None
 
@@ -79,19 +84,20 @@ def _stat(path: str) -> StatKey:
 class _Snapshot:
     """What one ``git diff`` depended on, and what it printed."""
 
-    __slots__ = ("key", "index", "paths", "stats", "out")
+    __slots__ = ("key", "listing", "paths", "stats", "out")
 
-    def __init__(self, key: tuple, index: StatKey, paths: list[str] | None,
+    def __init__(self, key: tuple, listing: tuple, paths: list[str] | None,
                  stats: list[StatKey] | None, out: bytes) -> None:
-        self.key, self.index, self.paths, self.stats, self.out = key, index, paths, stats, out
+        self.key, self.listing, self.paths, self.stats, self.out = key, listing, paths, stats, out
 
 
 _snapshots: dict[str, _Snapshot] = {}
 _snapshots_lock = threading.Lock()
 
 
-def _key(git: GitRepository, commit: str) -> tuple[tuple, StatKey]:
-    """``(everything but the tracked files that git's diff reads, the index's stat)``."""
+def _key(git: GitRepository, commit: str) -> tuple[tuple, tuple]:
+    """``(everything but the watched files that git's diff reads, the part of it the
+    list of watched files depends on: the stat of the index and of the config files)``."""
     git_dir = git.git_dir or ""
     common = git.common_dir or git_dir
     index = _stat(os.environ.get("GIT_INDEX_FILE") or os.path.join(git_dir, "index"))
@@ -101,12 +107,21 @@ def _key(git: GitRepository, commit: str) -> tuple[tuple, StatKey]:
              os.path.join(common, "info", "attributes"), os.path.join(home, ".gitconfig"),
              os.path.join(xdg, "git", "config"), os.path.join(xdg, "git", "attributes"))
     env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("GIT_")))
-    return (commit, git.work_tree, index, tuple(_stat(f) for f in files), env), index
+    listing = (index, tuple(_stat(f) for f in files))
+    return (commit, git.work_tree, *listing, env), listing
 
 
-def _tracked(work_tree: str) -> list[str] | None:
-    """Absolute paths of the tracked files, or None when the diff is not to be reused
-    (submodules, too many files, git failed)."""
+def _watched(git: GitRepository) -> list[str] | None:
+    """The files whose ``stat`` a reused diff depends on beyond the key: every tracked
+    file, the ``.gitattributes`` (tracked or not) of every directory above one, and
+    ``core.attributesFile``; None when the diff is not to be reused (submodules, too
+    many files, config ``include``s, git failed)."""
+    from ..store.config import GitConfig
+
+    work_tree = git.work_tree or ""
+    config = GitConfig.for_repository(git.common_dir)  # as it is now, not when opened
+    if config.has_section("include") or config.has_section("includeif"):
+        return None
     try:
         status, out = spawn_output(["git", "--no-optional-locks", "-C", work_tree, "ls-files", "-z", "--stage"])
     except OSError:
@@ -114,14 +129,25 @@ def _tracked(work_tree: str) -> list[str] | None:
     if status != 0:
         return None
     paths = []
+    folders = {""}
     for entry in out.split(b"\0"):
         if not entry:
             continue
         meta, _, name = entry.partition(b"\t")
         if meta.startswith(b"160000") or len(paths) >= MAX_CACHED_FILES:
             return None
-        paths.append(os.path.join(work_tree, os.fsdecode(name)))
-    return paths
+        rel = os.fsdecode(name)
+        paths.append(os.path.join(work_tree, rel))
+        while "/" in rel:
+            rel = rel.rsplit("/", 1)[0]
+            if rel in folders:
+                break
+            folders.add(rel)
+    attributes = {os.path.join(work_tree, folder, ".gitattributes") for folder in folders}
+    extra = config.get("core.attributesFile")
+    if extra:
+        attributes.add(os.path.join(work_tree, os.path.expanduser(extra)))
+    return paths + sorted(attributes - set(paths))
 
 
 def _racy(stats: list[StatKey], started_ns: int) -> bool:
@@ -136,12 +162,12 @@ def _diff_head(git: GitRepository, commit: str) -> bytes | None:
     from this process's last diff of the same work tree when nothing it read changed."""
     work_tree = git.work_tree or ""
     started = time.time_ns()
-    key, index = _key(git, commit)
+    key, listing = _key(git, commit)
     with _snapshots_lock:
         last = _snapshots.get(work_tree)
     if last is not None and last.key == key and last.paths is not None and [_stat(p) for p in last.paths] == last.stats:
         return last.out
-    paths = last.paths if last is not None and last.index == index and last.index is not None else _tracked(work_tree)
+    paths = last.paths if last is not None and last.listing == listing and listing[0] is not None else _watched(git)
     stats = [_stat(p) for p in paths] if paths is not None else None
     try:  # posix_spawn, not subprocess: no fork of a large training process
         status, out = spawn_output(["git", "--no-optional-locks", "-C", work_tree, *_DIFF])
@@ -149,7 +175,7 @@ def _diff_head(git: GitRepository, commit: str) -> bytes | None:
         return None
     if status != 0:
         return None
-    reusable = stats is not None and not _racy([*stats, index], started) and _key(git, commit)[0] == key
+    reusable = stats is not None and not _racy([*stats, listing[0]], started) and _key(git, commit)[0] == key
     with _snapshots_lock:
-        _snapshots[work_tree] = _Snapshot(key, index, paths, stats if reusable else None, out)
+        _snapshots[work_tree] = _Snapshot(key, listing, paths, stats if reusable else None, out)
     return out

@@ -118,6 +118,11 @@ class GitConfig:
         value = vals[-1]
         return "true" if value is None else value
 
+    def has_section(self, section: str) -> bool:
+        """Any key in ``section`` (case-insensitive), e.g. ``include`` / ``includeIf``."""
+        prefix = section.lower() + "."
+        return any(key.lower().startswith(prefix) for key in self._values)
+
     def remote_names(self) -> list[str]:
         """Names of the remotes that have a URL (``remote.<name>.url``), in config order."""
         names = [key[len("remote."):-len(".url")] for key in self._values if key.startswith("remote.") and key.endswith(".url")]

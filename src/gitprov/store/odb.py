@@ -24,6 +24,7 @@ __all__ = ["DiskObjectDatabase", "MemoryObjectDatabase", "MissingObjectError", "
 
 _TYPE_NAMES = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
 _OFS_DELTA, _REF_DELTA = 6, 7
+_RESCANS = 20  # listings of the pack directory tried while merges remove packs under it
 
 
 class MissingObjectError(DataError):
@@ -295,24 +296,31 @@ class DiskObjectDatabase(ObjectDatabase):
         return os.path.join(self.path, oid[:2], oid[2:])
 
     def _load_packs(self) -> list[_PackIndex]:
+        """The packs of the directory now. A pack whose index vanished between the listing
+        and its reading was merged into a newer pack (written before the old ones are
+        removed) that the listing may have missed: the directory is listed again."""
         pack_dir = os.path.join(self.path, "pack")
-        try:
-            names = sorted(n for n in os.listdir(pack_dir) if n.endswith(".idx"))
-        except FileNotFoundError:
-            names = []
         # A pack is named by its checksum and never changes, so an index already read
         # is reused: a refresh (every write checks the packs) only reads new packs.
         known = {p.pack_path: p for p in self._packs or ()}
-        packs = []
-        for n in names:
-            path = os.path.join(pack_dir, n)
-            pack = known.get(path[:-4] + ".pack")
-            if pack is None:
-                try:
-                    pack = _PackIndex(path, self.fmt)
-                except FileNotFoundError:
-                    continue  # merged into a newer pack since the listing: a rescan finds it
-            packs.append(pack)
+        packs: list[_PackIndex] = []
+        for _ in range(_RESCANS):
+            try:
+                names = sorted(n for n in os.listdir(pack_dir) if n.endswith(".idx"))
+            except FileNotFoundError:
+                names = []
+            packs = []
+            for n in names:
+                path = os.path.join(pack_dir, n)
+                pack = known.get(path[:-4] + ".pack")
+                if pack is None:
+                    try:
+                        pack = known[path[:-4] + ".pack"] = _PackIndex(path, self.fmt)
+                    except FileNotFoundError:
+                        break
+                packs.append(pack)
+            else:
+                return packs
         return packs
 
     @property
