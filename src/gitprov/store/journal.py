@@ -54,6 +54,7 @@ class Journal:
         self._fd = fd
         self._header_len = header_len
         self._reuse = reuse
+        self._frames = False  # anything appended after the header
 
     @classmethod
     def create(cls, directory: str, name: str, header: dict[str, Any], *,
@@ -67,6 +68,7 @@ class Journal:
                 data = _frame(header)
                 os.write(idle._fd, data)
                 idle._header_len = len(data)
+                idle._frames = False
                 return idle
         path = os.path.join(directory, name + suffix)
         # made under another name and locked before it is renamed into place: a journal
@@ -93,10 +95,14 @@ class Journal:
 
     def append(self, frame: dict[str, Any]) -> None:
         os.write(self._fd, _frame(frame))
+        self._frames = True
 
     def mark_flushed(self) -> None:
-        """Everything journaled so far is in the ledger: cut back to the header."""
-        os.ftruncate(self._fd, self._header_len)
+        """Everything journaled so far is in the ledger: cut back to the header (no
+        file operation when nothing was appended since)."""
+        if self._frames:
+            os.ftruncate(self._fd, self._header_len)
+            self._frames = False
 
     def close(self, remove: bool = True) -> None:
         if self._fd < 0:
