@@ -131,7 +131,7 @@ def _by_commit(pending: list[tuple[str, bytes]]) -> dict[str, list[bytes]]:
 def note_queue(notes: Notes) -> NoteQueue:
     """This process's queue for ``notes``'s repository (a new one after a fork)."""
     directory = _journal_dir(notes)
-    key = os.path.realpath(directory) if directory else f"memory:{id(notes.repo)}"
+    key = directory or f"memory:{id(notes.repo)}"
     with _queues_lock:
         queue = _queues.get(key)
         if queue is None or queue.pid != os.getpid():

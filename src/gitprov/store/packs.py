@@ -182,14 +182,17 @@ class PackWriter:
     """
 
     def __init__(self, pack_dir: str, fmt: ObjectFormat, count: int) -> None:
-        os.makedirs(pack_dir, exist_ok=True)
         stamp = f"{os.getpid()}_{time.monotonic_ns()}"
         self._pack_dir = pack_dir
         self.fmt = fmt
         self._count = count
         self._tmp_pack = os.path.join(pack_dir, f"tmp_pack_prov_{stamp}")
         self._tmp_idx = os.path.join(pack_dir, f"tmp_idx_prov_{stamp}")
-        self._fd: int | None = os.open(self._tmp_pack, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            self._fd: int | None = os.open(self._tmp_pack, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        except FileNotFoundError:  # no objects/pack yet
+            os.makedirs(pack_dir, exist_ok=True)
+            self._fd = os.open(self._tmp_pack, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         self._digest = hashlib.new(fmt.name)
         self._buffer = bytearray(_pack_header(count))
         self._written = 0  # bytes in the file; the buffer follows them

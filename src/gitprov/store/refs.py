@@ -97,11 +97,19 @@ class DiskRefs(Refs):
         return self._packed
 
     def _read_raw(self, name: str) -> str | None:
+        # os.open/os.read, not open(): a ref is read several times a run, and a file
+        # object costs twice the system calls (fstat, ioctl, lseek) for 41 bytes
         try:
-            with open(self._path(name), encoding="utf-8", errors="surrogateescape") as f:
-                return f.read().strip()
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            fd = os.open(self._path(name), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except (FileNotFoundError, NotADirectoryError):
             return self._packed_refs().get(name)
+        try:
+            data = os.read(fd, 4096)
+        except IsADirectoryError:
+            return self._packed_refs().get(name)
+        finally:
+            os.close(fd)
+        return data.decode("utf-8", "surrogateescape").strip()
 
     def symbolic_target(self, name: str) -> str | None:
         raw = self._read_raw(name)
@@ -139,8 +147,11 @@ class DiskRefs(Refs):
         delay = 0.001
         while True:
             try:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                try:
+                    fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                except FileNotFoundError:  # a new ref directory (or git pruned an empty one)
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 break
             except FileExistsError:
                 if time.monotonic() > deadline:

@@ -64,6 +64,9 @@ def commit_on_refs(repo: GitRepository, updates: list[RefUpdate]) -> dict[str, s
     ledger before the note that links a run to its commit; see ``runs/recovery.py``).
     """
     odb = repo.odb
+    # the trees of the commits this process wrote: the next transaction on the same ref
+    # starts from one of them without reading it back
+    written: dict[str, str] = odb.__dict__.setdefault("_written_commit_trees", {})
     done: dict[str, str | None] = {}
     pending = list(updates)
     for attempt in range(MAX_ATTEMPTS):
@@ -72,12 +75,15 @@ def commit_on_refs(repo: GitRepository, updates: list[RefUpdate]) -> dict[str, s
         with odb.batch():
             for ref, build_tree, message in pending:
                 tip = tips[ref] = repo.refs.read(ref)
-                old_tree = repo.read_commit(tip).tree if tip else None
+                old_tree = (written.get(tip) or repo.read_commit(tip).tree) if tip else None
                 new_tree = build_tree(old_tree)
                 if new_tree is not None and new_tree != old_tree:
                     commits[ref] = odb.write(
                         "commit", encode_commit(new_tree, [tip] if tip else [], identity_line(repo), message)
                     )
+                    if len(written) > 1000:
+                        written.clear()
+                    written[commits[ref]] = new_tree
             odb.flush()  # objects are durable before any ref reaches them (also in an outer batch)
         lost: list[RefUpdate] = []
         for update in pending:
