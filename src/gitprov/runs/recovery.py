@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 __all__ = ["recover_abandoned"]
 
+#: seconds recovery waits for a ref lock (a run writer holds one for milliseconds)
+_LOCK_WAIT_SECONDS = 0.25
+
 
 def journal_dir(repo: Repository) -> str | None:
     prov_dir = repo.git.prov_dir()
@@ -30,14 +33,25 @@ def recover_abandoned(repo: Repository) -> list[str]:
     if folder is None or not os.path.isdir(folder):
         return []
     error: WriteError | None = None
+    # recovery is opportunistic (every prov call tries again): a ref lock that does not
+    # go away at once is not waited for (a process killed inside its ref update leaves
+    # one until the user removes it, as with git)
+    refs = repo.git.refs
+    wait = getattr(refs, "lock_wait", None)
+    if wait is not None:
+        refs.lock_wait = min(wait, _LOCK_WAIT_SECONDS)
     try:
-        recovered = _recover_runs(repo, folder)
-    except WriteError as exc:  # (a ref locked by a dead process, say): the links still go
-        recovered, error = [], exc
-    try:  # run links a dead process queued but never wrote (store/note_queue.py)
-        settle(repo.notes, abandoned_only=True)
-    except WriteError as exc:
-        error = error or exc
+        try:
+            recovered = _recover_runs(repo, folder)
+        except WriteError as exc:  # (a ref locked by a dead process, say): the links still go
+            recovered, error = [], exc
+        try:  # run links a dead process queued but never wrote (store/note_queue.py)
+            settle(repo.notes, abandoned_only=True)
+        except WriteError as exc:
+            error = error or exc
+    finally:
+        if wait is not None:
+            refs.lock_wait = wait
     _remove_stale_new_journals(folder)
     if error is not None:
         raise error

@@ -72,6 +72,8 @@ class DiskRefs(Refs):
         self.common_dir = common_dir
         self._packed: dict[str, str] | None = None
         self._packed_stamp: tuple[int, int] | None = None
+        #: seconds a ref update waits for another process's ``<ref>.lock``
+        self.lock_wait = _LOCK_WAIT_SECONDS
 
     def _path(self, name: str) -> str:
         base = self.git_dir if "/" not in name else self.common_dir
@@ -143,7 +145,7 @@ class DiskRefs(Refs):
     def compare_and_swap(self, name: str, old: str | None, new: str) -> bool:
         path = self._path(name)
         lock = path + ".lock"
-        deadline = time.monotonic() + _LOCK_WAIT_SECONDS
+        deadline = time.monotonic() + self.lock_wait
         delay = 0.001
         while True:
             try:
