@@ -1,5 +1,6 @@
 """Shared pieces of the git-prov benchmarks: building the 10,000-commit repository,
-timing whole processes, and writing results into ``docs/performance.md``.
+timing whole processes, a real ``mlflow server`` (also used by the sync tests), and
+writing results into ``docs/performance.md``.
 
 No dependency beyond the standard library and git-prov itself (for the build), so
 anyone can rerun the benchmarks with the interpreter git-prov is installed in.
@@ -7,14 +8,18 @@ anyone can rerun the benchmarks with the interpreter git-prov is installed in.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -319,3 +324,79 @@ def isolate(root: str, **env: str) -> None:
     os.makedirs(home, exist_ok=True)
     os.environ.update(GIT_ENV)
     os.environ.update({"HOME": home, **env})
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MlflowServer:
+    """A real ``mlflow server`` on 127.0.0.1 over a sqlite backend, in its own process
+    group (the ``mlflow`` script next to this interpreter). ``with`` starts it and
+    stops it cleanly; ``kill()`` is the crash the sync tests inject."""
+
+    def __init__(self, db: str | os.PathLike[str], artifacts: str | os.PathLike[str], log: str | os.PathLike[str]) -> None:
+        self.db, self.artifacts, self.log = os.fspath(db), os.fspath(artifacts), os.fspath(log)
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+
+    def start(self, timeout: float = 180.0) -> str:
+        """Start the server and wait until ``/health`` answers; returns its URL."""
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        exe = os.path.join(os.path.dirname(sys.executable), "mlflow")
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [exe, "server", "--backend-store-uri", f"sqlite:///{self.db}", "--default-artifact-root",
+                 self.artifacts, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mlflow server exited: {self._log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        return self.url
+            except OSError:
+                time.sleep(0.2)
+        self.kill()
+        raise RuntimeError(f"mlflow server did not come up in {timeout:.0f}s: {self._log_tail()}")
+
+    def stop(self) -> None:
+        """SIGTERM to its process group, SIGKILL if it has not gone in 30 s."""
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL to its process group at once."""
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+    def _log_tail(self) -> str:
+        try:
+            with open(self.log, encoding="utf-8", errors="replace") as f:
+                return f.read()[-2000:]
+        except OSError:
+            return f"see {self.log}"
+
+    def __enter__(self) -> MlflowServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

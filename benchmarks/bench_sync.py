@@ -41,15 +41,12 @@ import io
 import json
 import os
 import shutil
-import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from importlib import metadata
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -203,50 +200,6 @@ def resync(repo_path: str, uri: str, db: str, workers: int, artifacts: str, prov
 # -- the HTTP server ----------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, db: str, artifacts: str, log: str) -> None:
-        self.db, self.artifacts, self.log = db, artifacts, log
-        self.proc: subprocess.Popen | None = None
-        self.url = ""
-
-    def __enter__(self) -> Server:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        exe = os.path.join(os.path.dirname(sys.executable), "mlflow")
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [exe, "server", "--backend-store-uri", f"sqlite:///{self.db}", "--default-artifact-root",
-                 self.artifacts, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited; see {self.log}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("mlflow server did not come up")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-
 # -- the report ----------------------------------------------------------------------
 
 
@@ -388,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_http:
             log("mlflow server over HTTP:")
             db = fresh_db(template, root, "server")
-            with Server(db, os.path.join(root, "server-artifacts"), os.path.join(root, "server.log")) as server:
+            with h.MlflowServer(db, os.path.join(root, "server-artifacts"), os.path.join(root, "server.log")) as server:
                 results["http"] = measure_target("http", repo_path, lambda i: server.url, lambda i: db,
                                                  args, root, prov, log)
         packages = ", ".join(f"{p} {metadata.version(p)}" for p in ("git-prov", "mlflow", "sqlalchemy"))

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
-import socket
 import sqlite3
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 import gitprov
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "benchmarks"))
+
+from _harness import MlflowServer  # noqa: E402  (shared with benchmarks/bench_sync.py)
 
 
 def synced_prov_ids(db: Path) -> set[str]:
@@ -99,51 +97,6 @@ def mlflow_db(tmp_path: Path, mlflow_template: Path) -> Path:
     db = tmp_path / "mlflow.db"
     shutil.copy(mlflow_template, db)
     return db
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class MlflowServer:
-    """A real ``mlflow server`` on 127.0.0.1, in its own process group."""
-
-    def __init__(self, db: Path, artifacts: Path, log: Path) -> None:
-        self.db, self.artifacts, self.log = db, artifacts, log
-        self.proc: subprocess.Popen | None = None
-        self.url = ""
-
-    def start(self, timeout: float = 120.0) -> str:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        exe = Path(sys.executable).with_name("mlflow")
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [str(exe), "server", "--backend-store-uri", f"sqlite:///{self.db}", "--default-artifact-root",
-                 str(self.artifacts), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"mlflow server exited: {self.log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        return self.url
-            except OSError:
-                time.sleep(0.2)
-        self.kill()
-        raise AssertionError(f"mlflow server did not come up in {timeout}s: {self.log.read_text()[-2000:]}")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
-        self.proc = None
 
 
 @pytest.fixture
