@@ -105,19 +105,20 @@ def test_in_memory_repository_reads_through_the_object_layer():
         reading.RunBlobs("ab" * 20, tree, b"{}", b"{}")]
 
 
-def run_with_loose_objects(prov):
+def run_with_loose_objects(repo):
+    """``(Repository, run id, the run directory's entries)`` of one run in a fresh prov
+    repository whose objects are all loose (so one can be damaged)."""
+    gitprov.init(repo.path, hooks=False)
+    prov = gitprov.Repository(repo.path)
     with prov.start_run(name="loose", environment=False) as run:
         run.log_metric("acc", 0.5)
     unpack_all(Path(prov.git.work_tree))
-    return run.id
+    return prov, run.id, prov.ledger.list_dir(f"runs/{run.id[:2]}/{run.id}", prov.ledger.tip())
 
 
 def test_missing_state_blob_is_the_same_error_on_both_paths(repo):
-    gitprov.init(repo.path, hooks=False)
-    prov = gitprov.Repository(repo.path)
-    run_id = run_with_loose_objects(prov)
-    tip = prov.ledger.tip()
-    state = prov.ledger.list_dir(f"runs/{run_id[:2]}/{run_id}", tip)["state"].oid
+    prov, _, files = run_with_loose_objects(repo)
+    state = files["state"].oid
     os.remove(os.path.join(repo.path, ".git", "objects", state[:2], state[2:]))
     runs = entries(prov)
     for bulk in (True, False):
@@ -126,11 +127,8 @@ def test_missing_state_blob_is_the_same_error_on_both_paths(repo):
 
 
 def test_run_directory_without_state_is_a_data_error_on_both_paths(repo):
-    gitprov.init(repo.path, hooks=False)
-    prov = gitprov.Repository(repo.path)
-    run_id = run_with_loose_objects(prov)
-    tip = prov.ledger.tip()
-    record = prov.ledger.list_dir(f"runs/{run_id[:2]}/{run_id}", tip)["record"].oid
+    prov, run_id, files = run_with_loose_objects(repo)
+    record = files["record"].oid
     tree = run_git(repo.path, "mktree", input=f"100644 blob {record}\trecord\n").strip()
     for bulk in (True, False):
         with pytest.raises(DataError, match="no record or state"):
