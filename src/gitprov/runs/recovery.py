@@ -36,11 +36,7 @@ def recover_abandoned(repo: Repository) -> list[str]:
     # recovery is opportunistic (every prov call tries again): a ref lock that does not
     # go away at once is not waited for (a process killed inside its ref update leaves
     # one until the user removes it, as with git)
-    refs = repo.git.refs
-    wait = getattr(refs, "lock_wait", None)
-    if wait is not None:
-        refs.lock_wait = min(wait, _LOCK_WAIT_SECONDS)
-    try:
+    with repo.git.refs.lock_wait_at_most(_LOCK_WAIT_SECONDS):
         try:
             recovered = _recover_runs(repo, folder)
         except WriteError as exc:  # (a ref locked by a dead process, say): the links still go
@@ -49,9 +45,6 @@ def recover_abandoned(repo: Repository) -> list[str]:
             settle(repo.notes, abandoned_only=True)
         except WriteError as exc:
             error = error or exc
-    finally:
-        if wait is not None:
-            refs.lock_wait = wait
     _remove_stale_new_journals(folder)
     if error is not None:
         raise error

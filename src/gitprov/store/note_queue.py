@@ -192,13 +192,14 @@ def settle(notes: Notes, *, abandoned_only: bool = False) -> int:
     and remove the journals of dead processes; returns how many lines were waiting.
     ``abandoned_only``: only dead processes' journals (crash recovery)."""
     directory = _journal_dir(notes)
-    if directory is None or not _queue_files(directory):
+    files = _queue_files(directory) if directory else []
+    if not files:
         return 0
     from .journal import abandoned_journals
 
-    dead = abandoned_journals(directory, suffix=QUEUE_SUFFIX)
+    dead = abandoned_journals(directory or "", suffix=QUEUE_SUFFIX)
     try:
-        lines = _queued_lines([path for path, _ in dead] if abandoned_only else _queue_files(directory))
+        lines = _queued_lines([path for path, _ in dead] if abandoned_only else files)
         if lines:
             notes.add(lines, f"prov: link {sum(map(len, lines.values()))} waiting run(s)")
         for path, _ in dead:

@@ -21,6 +21,19 @@ _LOCK_WAIT_SECONDS = 5.0
 class Refs:
     """What every refs container offers. Values are object ids (hex)."""
 
+    #: seconds an update waits for another process's ``<ref>.lock`` (on disk)
+    lock_wait = _LOCK_WAIT_SECONDS
+
+    @contextlib.contextmanager
+    def lock_wait_at_most(self, seconds: float):
+        """Within the block, updates give up on a held ref lock after ``seconds``."""
+        saved = self.lock_wait
+        self.lock_wait = min(saved, seconds)
+        try:
+            yield
+        finally:
+            self.lock_wait = saved
+
     def read(self, name: str) -> str | None:
         """The object id ``name`` points at (symbolic refs followed), or None."""
         raise NotImplementedError
@@ -72,8 +85,6 @@ class DiskRefs(Refs):
         self.common_dir = common_dir
         self._packed: dict[str, str] | None = None
         self._packed_stamp: tuple[int, int] | None = None
-        #: seconds a ref update waits for another process's ``<ref>.lock``
-        self.lock_wait = _LOCK_WAIT_SECONDS
 
     def _path(self, name: str) -> str:
         base = self.git_dir if "/" not in name else self.common_dir
