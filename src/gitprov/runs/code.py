@@ -105,7 +105,8 @@ def _key(git: GitRepository, commit: str) -> tuple[tuple, tuple]:
     xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
     files = (os.path.join(common, "config"), os.path.join(git_dir, "config.worktree"),
              os.path.join(common, "info", "attributes"), os.path.join(home, ".gitconfig"),
-             os.path.join(xdg, "git", "config"), os.path.join(xdg, "git", "attributes"))
+             os.path.join(xdg, "git", "config"), os.path.join(xdg, "git", "attributes"),
+             os.environ.get("GIT_CONFIG_GLOBAL") or "", os.environ.get("GIT_CONFIG_SYSTEM") or "/etc/gitconfig")
     env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("GIT_")))
     listing = (index, tuple(_stat(f) for f in files))
     return (commit, git.work_tree, *listing, env), listing
