@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gitprov import codec
-from gitprov.clock import utc_timestamp
+from gitprov._util.clock import utc_timestamp
 from gitprov.model import (
     ArtifactRef,
     CodeVersion,
@@ -50,8 +50,8 @@ from gitprov.model import (
     RunState,
     SchemaPin,
 )
+from gitprov.runs.series import encode_metric_chunk
 from gitprov.schema import current_pin
-from gitprov.series import encode_metric_chunk
 from gitprov.store.ledger import LEDGER_REF
 from gitprov.store.objects import ObjectFormat, format_named
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gitprov import inputs
 from gitprov.errors import ConfigError
+from gitprov.runs import inputs
 
 
 def test_inputs_hashed_and_cached(tmp_path, monkeypatch):

@@ -1,6 +1,6 @@
 """Provenance across history rewrites git's hooks do not see, and against garbage collection.
 
-- ``relink``: a squash merge (or ``git filter-repo``, BFG…) replaces commits without a
+- ``relink``: a squash merge (or ``git filter-store``, BFG…) replaces commits without a
   ``post-rewrite`` hook. Relinking copies each old commit's note lines (its capture
   and ``run`` links) onto the new commit, as ``notes.rewriteMode=cat_sort_uniq`` does
   for amend and rebase, and records a ``rewrite`` link on both.
@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from .errors import UsageError
+from .errors import DataError, UsageError, WriteError
+from .index.store import index_of
 from .store.note_queue import settle
 from .store.objects import encode_commit
+from .store.prov_store import ProvStore
 from .store.transaction import identity_line
 
-if TYPE_CHECKING:
-    from .api import Repository
-
-__all__ = ["KEEP_REF", "RelinkResult", "keep_pinned", "parse_commit_map", "range_pairs", "relink", "rewrite_link", "unreachable_runs"]
+__all__ = ["KEEP_REF", "RelinkResult", "keep_pinned", "keep_quietly", "parse_commit_map", "range_pairs", "relink", "rewrite_link", "unreachable_runs"]
 
 KEEP_REF = "refs/prov/keep"
 #: Parents per keep commit (git handles octopus commits of any size; keep them readable).
@@ -42,7 +40,7 @@ class RelinkResult:
 def rewrite_link(old: str, new: str, how: str) -> bytes:
     """The canonical note line saying ``new`` replaced ``old``."""
     from . import codec
-    from .clock import utc_timestamp
+    from ._util.clock import utc_timestamp
     from .model import RewriteLink
     from .schema import current_pin
 
@@ -50,7 +48,7 @@ def rewrite_link(old: str, new: str, how: str) -> bytes:
 
 
 def parse_commit_map(text: str, is_id) -> list[tuple[str, str]]:
-    """``old new`` pairs from a commit map (``git filter-repo``'s ``commit-map``, BFG's
+    """``old new`` pairs from a commit map (``git filter-store``'s ``commit-map``, BFG's
     ``object-id-map.old-new.txt``, or any ``OLD NEW`` lines). A header line ``old new``,
     blank lines and ``#`` comments are skipped; a new id of zeros (a dropped commit) too."""
     pairs = []
@@ -69,100 +67,115 @@ def parse_commit_map(text: str, is_id) -> list[tuple[str, str]]:
     return pairs
 
 
-def range_pairs(repo: Repository, old_range: str, new: str) -> list[tuple[str, str]]:
+def range_pairs(store: ProvStore, old_range: str, new: str) -> list[tuple[str, str]]:
     """``(old, new)`` for every commit in ``old_range``: ``A..B`` or ``^A B`` as git
     means them; a single commit is that commit alone (not its whole history)."""
-    target = repo.git.resolve(new)
+    store = ProvStore.of(store)
+    target = store.git.resolve(new)
     if ".." not in old_range and not old_range.startswith("^") and len(old_range.split()) == 1:
-        olds = [c for c in [repo.git.resolve(old_range)] if c != target]
+        olds = [c for c in [store.git.resolve(old_range)] if c != target]
     else:
-        include, exclude = repo.git.resolve_range(old_range)
-        olds = [c for c in repo.git.walk(include, exclude) if c != target]
+        include, exclude = store.git.resolve_range(old_range)
+        olds = [c for c in store.git.walk(include, exclude) if c != target]
     if not olds:
         raise UsageError(f"{old_range!r} names no commits other than {new!r}")
     return [(old, target) for old in olds]
 
 
-def relink(repo: Repository, pairs: list[tuple[str, str]], how: str) -> RelinkResult:
+def relink(store: ProvStore, pairs: list[tuple[str, str]], how: str) -> RelinkResult:
     """Link each new commit to the provenance of the old commits it replaced."""
+    store = ProvStore.of(store)
     for _, new in pairs:
-        if not repo.git.odb.contains(new):
+        if not store.git.odb.contains(new):
             raise UsageError(f"new commit {new[:12]} is not in this repository; fetch it first")
-    settle(repo.notes)  # run links waiting in a note queue are copied too
-    tip = repo.notes.tip()
+    settle(store.notes)  # run links waiting in a note queue are copied too
+    tip = store.notes.tip()
     add: dict[str, list[bytes]] = {}
     result = RelinkResult()
     for old, new in pairs:
         link = rewrite_link(old, new, how)
-        copied = repo.notes.read(old, tip)
+        copied = store.notes.read(old, tip)
         result.runs += sum(1 for line in copied if b'"kind":"run"' in line)
         add.setdefault(new, []).extend(copied)
         add[new].append(link)
         add.setdefault(old, []).append(link)
-    repo.notes.add(add, f"prov: relink {len(pairs)} commit(s) ({how})")
+    store.notes.add(add, f"prov: relink {len(pairs)} commit(s) ({how})")
     result.new = sorted({n for _, n in pairs})
     result.old = sorted({o for o, _ in pairs})
-    keep_pinned(repo, [o for o, _ in pairs if repo.git.odb.contains(o)])
+    keep_pinned(store, [o for o, _ in pairs if store.git.odb.contains(o)])
     return result
 
 
-def _git(repo: Repository, *args: str) -> str:
-    proc = subprocess.run(["git", "--git-dir", repo.git.git_dir or ".", *args], capture_output=True, text=True, check=False)
+def _git(store: ProvStore, *args: str) -> str:
+    proc = subprocess.run(["git", "--git-dir", store.git.git_dir or ".", *args], capture_output=True, text=True, check=False)
     return proc.stdout if proc.returncode == 0 else ""
 
 
-def kept_commits(repo: Repository) -> set[str]:
+def kept_commits(store: ProvStore) -> set[str]:
     """Every commit ``refs/prov/keep`` reaches."""
-    tip = repo.git.refs.read(KEEP_REF)
-    return set(_git(repo, "rev-list", tip).split()) if tip else set()
+    store = ProvStore.of(store)
+    tip = store.git.refs.read(KEEP_REF)
+    return set(_git(store, "rev-list", tip).split()) if tip else set()
 
 
-def keep_enabled(repo: Repository) -> bool:
-    value = (repo.git.config.get("prov.keep") or "true").strip().lower()
+def keep_enabled(store: ProvStore) -> bool:
+    value = (store.git.config.get("prov.keep") or "true").strip().lower()
     return value not in ("false", "no", "off", "0")
 
 
-def pinned_commits(repo: Repository) -> set[str]:
+def pinned_commits(store: ProvStore) -> set[str]:
     """Commits that runs were made against (from the run index)."""
-    db = repo.index().connection()
+    db = index_of(store).connection()
     return {row[0] for row in db.execute("SELECT DISTINCT commit_id FROM runs WHERE commit_id IS NOT NULL AND commit_id != ''")}
 
 
-def keep_pinned(repo: Repository, commits: list[str] | None = None) -> list[str]:
+def keep_pinned(store: ProvStore, commits: list[str] | None = None) -> list[str]:
     """Add commits (default: every commit a run pins) to ``refs/prov/keep``; returns
     those newly kept. Commits missing from this clone (shallow, never fetched) are skipped."""
-    if not keep_enabled(repo):
+    store = ProvStore.of(store)
+    if not keep_enabled(store):
         return []
-    wanted = set(commits) if commits is not None else pinned_commits(repo)
-    wanted = {c for c in wanted if c and repo.git.fmt.is_id(c) and repo.git.odb.contains(c)}
+    wanted = set(commits) if commits is not None else pinned_commits(store)
+    wanted = {c for c in wanted if c and store.git.fmt.is_id(c) and store.git.odb.contains(c)}
     if not wanted:
         return []
-    new = sorted(wanted - kept_commits(repo))
+    new = sorted(wanted - kept_commits(store))
     if not new:
         return []
-    empty_tree = repo.git.odb.write("tree", b"")
+    empty_tree = store.git.odb.write("tree", b"")
     for _attempt in range(100):
-        tip = repo.git.refs.read(KEEP_REF)
+        tip = store.git.refs.read(KEEP_REF)
         head = tip
         for start in range(0, len(new), _KEEP_BATCH):
             batch = new[start:start + _KEEP_BATCH]
             parents = ([head] if head else []) + batch
-            body = encode_commit(empty_tree, parents, identity_line(repo.git), f"prov: keep {len(batch)} commit(s) runs pin")
-            head = repo.git.odb.write("commit", body)
-        if repo.git.refs.compare_and_swap(KEEP_REF, tip, head):
+            body = encode_commit(empty_tree, parents, identity_line(store.git), f"prov: keep {len(batch)} commit(s) runs pin")
+            head = store.git.odb.write("commit", body)
+        if store.git.refs.compare_and_swap(KEEP_REF, tip, head):
             return new
     return []
 
 
-def unreachable_runs(repo: Repository) -> list[tuple[str, str]]:
+def unreachable_runs(store: ProvStore) -> list[tuple[str, str]]:
     """``(run id, commit)`` for runs whose commit neither HEAD nor a branch, tag or remote
     branch reaches."""
+    store = ProvStore.of(store)
     pinned: dict[str, list[str]] = {}
-    db = repo.index().connection()
+    db = index_of(store).connection()
     for run_id, commit in db.execute("SELECT id, commit_id FROM runs WHERE commit_id IS NOT NULL AND commit_id != ''"):
         pinned.setdefault(commit, []).append(run_id)
     if not pinned:
         return []
-    heads = ["HEAD"] if repo.git.refs.read("HEAD") else []
-    reachable = set(_git(repo, "rev-list", "--branches", "--tags", "--remotes", *heads).split())
+    heads = ["HEAD"] if store.git.refs.read("HEAD") else []
+    reachable = set(_git(store, "rev-list", "--branches", "--tags", "--remotes", *heads).split())
     return sorted((run, commit) for commit, runs in pinned.items() if commit not in reachable for run in runs)
+
+
+def keep_quietly(store: ProvStore, commits: list[str] | None = None) -> None:
+    """``keep_pinned``, with a failure reported on stderr (pull and push go on)."""
+    try:
+        keep_pinned(store, commits)
+    except (DataError, WriteError) as exc:
+        import sys
+
+        print(f"prov: warning: cannot update refs/prov/keep: {exc}", file=sys.stderr)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import os
 
+from ._util.clock import utc_timestamp
 from ._version import FORMAT_VERSION, __version__
-from .clock import utc_timestamp
 from .names import SETTINGS_FILE
 from .store.repo import GitRepository
 

@@ -17,9 +17,9 @@ from . import codec
 from .errors import DataError
 from .model import CommitCapture, RewriteLink, RunLink
 from .store.note_queue import pending_lines
+from .store.prov_store import ProvStore
 
 if TYPE_CHECKING:
-    from .api import Repository
     from .schema import Lexicon
 
 __all__ = ["VerifyReport", "verify_repository"]
@@ -43,10 +43,10 @@ class VerifyReport(msgspec.Struct, kw_only=True):
 class _Lexicons:
     """Finds the lexicon a pin names: packaged, vendored, or in the pinned commit."""
 
-    def __init__(self, repo: Repository) -> None:
+    def __init__(self, store: ProvStore) -> None:
         from .schema import LEXICON_DIR, Lexicon, package_lexicon
 
-        self.repo = repo
+        self.store = store
         self.by_hash: dict[str, Lexicon] = {}
         self._dir = LEXICON_DIR
         self._lexicon_cls = Lexicon
@@ -61,15 +61,15 @@ class _Lexicons:
         self.by_hash.setdefault(lex.hash, lex)
 
     def _vendored(self) -> Lexicon | None:
-        if self.repo.work_tree is None:
+        if self.store.work_tree is None:
             return None
-        path = os.path.join(self.repo.work_tree, self._dir)
+        path = os.path.join(self.store.work_tree, self._dir)
         return self._lexicon_cls.from_dir(path) if os.path.isdir(path) else None
 
     def from_commit(self, commit: str) -> Lexicon | None:
         from .store.trees import read_path, read_tree
 
-        git = self.repo.git
+        git = self.store.git
         try:
             entry = read_path(git.odb, git.read_commit(commit).tree, self._dir)
         except DataError:
@@ -91,15 +91,16 @@ class _Lexicons:
         return self.by_hash.get(pin)
 
 
-def verify_repository(repo: Repository) -> VerifyReport:
+def verify_repository(store: ProvStore) -> VerifyReport:
+    store = ProvStore.of(store)
     from .store.ledger import run_dir
     from .store.notes import NOTES_REF
 
     report = VerifyReport()
-    git = repo.git
-    lexicons = _Lexicons(repo)
+    git = store.git
+    lexicons = _Lexicons(store)
 
-    for ref in (NOTES_REF, repo.ledger.ref):
+    for ref in (NOTES_REF, store.ledger.ref):
         tip = git.refs.read(ref)
         if tip is None:
             report.warnings.append(f"{ref} does not exist yet")
@@ -110,12 +111,12 @@ def verify_repository(repo: Repository) -> VerifyReport:
             report.problems.append(f"{ref}: {exc}")
 
     try:
-        items = list(repo.notes.items())
+        items = list(store.notes.items())
     except DataError as exc:
         report.problems.append(f"{NOTES_REF}: {exc}")
         items = []
     linked: set[str] = set()
-    for lines in pending_lines(repo.notes).values():  # links waiting in a note queue
+    for lines in pending_lines(store.notes).values():  # links waiting in a note queue
         for line in lines:
             try:
                 record = codec.decode_note_line(line, "a run link waiting in a note queue")
@@ -151,14 +152,14 @@ def verify_repository(repo: Repository) -> VerifyReport:
             _check_pin(report, lexicons, record, line, where, commit if git.odb.contains(commit) else None)
 
     try:
-        fmt = repo.ledger.read_file("format")
+        fmt = store.ledger.read_file("format")
         if fmt is not None:
             codec.decode(fmt, dict, "ledger format marker")
-        run_ids = list(repo.ledger.run_ids())
+        run_ids = list(store.ledger.run_ids())
         unlinked: list[tuple[str, str]] = []
         for run_id in run_ids:
             report.runs += 1
-            record = repo.ledger.read_file(f"{run_dir(run_id)}/record")
+            record = store.ledger.read_file(f"{run_dir(run_id)}/record")
             if record is None:
                 report.problems.append(f"run {run_id[:12]}: no record")
             elif git.fmt.hash_object("blob", record) != run_id:
@@ -166,11 +167,11 @@ def verify_repository(repo: Repository) -> VerifyReport:
             elif run_id not in linked:
                 _check_unlinked(report, run_id, record, unlinked)
         _report_unlinked(report, unlinked)
-        _check_lineage(report, repo, run_ids)
+        _check_lineage(report, store, run_ids)
         if run_ids:
-            _check_reachable(report, repo)
+            _check_reachable(report, store)
     except DataError as exc:
-        report.problems.append(f"{repo.ledger.ref}: {exc}")
+        report.problems.append(f"{store.ledger.ref}: {exc}")
     report.problems[:0] = lexicons.problems
     report.lexicons = sorted(lexicons.by_hash)
     return report
@@ -205,14 +206,14 @@ def _report_unlinked(report: VerifyReport, unlinked: list[tuple[str, str]]) -> N
             "are gone, refs/notes/prov was reset, or the ledger was made without notes)")
 
 
-def _check_reachable(report: VerifyReport, repo: Repository) -> None:
+def _check_reachable(report: VerifyReport, store: ProvStore) -> None:
     """Runs whose commit was rewritten away (squash merge, deleted branch) or never fetched."""
     from .history import KEEP_REF, kept_commits, unreachable_runs
 
-    lost = unreachable_runs(repo)
-    kept = kept_commits(repo) if lost and repo.git.refs.read(KEEP_REF) else set()
+    lost = unreachable_runs(store)
+    kept = kept_commits(store) if lost and store.git.refs.read(KEEP_REF) else set()
     for run_id, commit in lost:
-        present = repo.git.odb.contains(commit)
+        present = store.git.odb.contains(commit)
         report.unreachable.append({"run": run_id, "commit": commit, "kept": commit in kept, "present": present})
         if not present:
             why = "is not in this clone (a shallow clone, or never fetched)"
@@ -223,7 +224,7 @@ def _check_reachable(report: VerifyReport, repo: Repository) -> None:
         report.warnings.append(f"run {run_id[:12]}: its commit {commit[:12]} {why}")
 
 
-def _check_lineage(report: VerifyReport, repo: Repository, run_ids: list[str]) -> None:
+def _check_lineage(report: VerifyReport, store: ProvStore, run_ids: list[str]) -> None:
     """Lineage naming a run that is not in the ledger is kept (it may arrive with a
     fetch) and reported as a dangling reference."""
     from .model import RunState
@@ -231,7 +232,7 @@ def _check_lineage(report: VerifyReport, repo: Repository, run_ids: list[str]) -
 
     known = set(run_ids)
     for run_id in run_ids:
-        data = repo.ledger.read_file(f"{run_dir(run_id)}/state")
+        data = store.ledger.read_file(f"{run_dir(run_id)}/state")
         if data is None:
             continue
         try:

@@ -20,8 +20,8 @@ from gitprov import codec
 from gitprov.errors import DataError
 from gitprov.exchange.merge import merge_ledger_trees, merge_states
 from gitprov.model import ArtifactRef, CodeVersion, RunRecord, RunState
+from gitprov.runs.series import encode_metric_chunk
 from gitprov.schema import current_pin
-from gitprov.series import encode_metric_chunk
 from gitprov.store.ledger import run_dir
 from gitprov.store.notes import Notes, build_notes_tree, merge_notes_trees, note_entries, split_note
 from gitprov.store.objects import SHA1, SHA256

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import gitprov
-from gitprov.autosync import LOCK, LOG, PENDING, configured_targets
 from gitprov.store.config import GitConfig
+from gitprov.sync.auto import LOCK, LOG, PENDING, configured_targets
 from tests.conftest import run_git
 from tests.sync.conftest import synced_prov_ids
 
@@ -158,7 +158,7 @@ def test_prov_sync_auto_without_config_is_one_line(prov_repo: Path) -> None:
 
 def test_the_runner_syncs_to_wandb_offline_and_reports_a_missing_project(prov_repo: Path, wandb_dir: Path,
                                                                          make_run) -> None:
-    from gitprov.autosync import run
+    from gitprov.sync.auto import run
     from gitprov.sync.wandb_bridge import wandb_run_id
     from tests.sync.wandb_reader import read_run
 

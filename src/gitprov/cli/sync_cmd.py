@@ -223,7 +223,7 @@ def sync_auto_command(lock_wait: float) -> None:
     .experimentPrefix, .artifactLocation; prov.sync.wandb.project, .entity;
     prov.sync.workers.
     """
-    from ..autosync import configured_targets, run
+    from ..sync.auto import configured_targets, run
 
     _quiet_trackers()
     repo = _repo()

@@ -15,7 +15,7 @@ from .. import codec
 from ..errors import DataError, ProvError
 from ..keys import check_key, key_from_name
 from ..model import RunRecord, RunState
-from ..series import decode_metric_chunk, decode_observation_chunk
+from ..runs.series import decode_metric_chunk, decode_observation_chunk
 from ..store.notes import note_entries, split_note
 from ..store.objects import MODE_BLOB, MODE_TREE, TreeEntry
 from ..store.odb import ObjectDatabase

@@ -24,14 +24,14 @@ import os
 import sys
 from collections.abc import Callable
 
-from ..logfile import trim
+from .._util.logfile import trim
 from . import HOOKS, STDIN_HOOKS
 
 TYPE_CHECKING = False  # typing is not imported at run time: hook path
 if TYPE_CHECKING:
     from typing import Any
 
-    from ..api import Repository
+    from ..store.prov_store import ProvStore
     from ..store.repo import GitRepository
 
 __all__ = ["FAILURE_LOG", "STRICT_EXIT", "is_strict", "read_failures", "run"]
@@ -51,17 +51,20 @@ class _Context:
         self.name = name
         self.args = args
         self.stdin = stdin
-        self.repo: Repository | None = None
+        self.store: ProvStore | None = None
 
-    def open(self) -> Repository:
-        from ..api import Repository
+    def open(self) -> ProvStore:
+        """The repository's provenance store, journals of dead run writers folded in."""
+        from ..runs.recovery import recover_if_needed
+        from ..store.prov_store import ProvStore
 
-        self.repo = Repository(os.getcwd())
-        return self.repo
+        self.store = ProvStore.open(os.getcwd())
+        recover_if_needed(self.store)
+        return self.store
 
 
 # -- the hooks ------------------------------------------------------------------
-def _own_capture(repo: Repository, commit: str, lines: list[bytes]) -> bool:
+def _own_capture(store: ProvStore, commit: str, lines: list[bytes]) -> bool:
     """True when ``lines`` hold a capture of ``commit`` itself (not one copied to it)."""
     from .. import codec
     from ..model import CommitCapture
@@ -74,9 +77,9 @@ def _own_capture(repo: Repository, commit: str, lines: list[bytes]) -> bool:
     return False
 
 
-def _picked_from(repo: Repository, head: str) -> str | None:
+def _picked_from(store: ProvStore, head: str) -> str | None:
     """The commit HEAD was cherry-picked from, when git left a cheap trace of it."""
-    git = repo.git
+    git = store.git
     git_dir = git.git_dir or ""
     if os.path.isdir(os.path.join(git_dir, "rebase-merge")) or os.path.isdir(os.path.join(git_dir, "rebase-apply")):
         return None  # a rebase pick: post-rewrite links it when the rebase ends
@@ -103,43 +106,44 @@ def _start_auto_sync(ctx: _Context) -> None:
     """Start a background ``prov sync auto`` when ``prov.sync.auto`` is set; never
     waits for it, never fails the hook (one line on stderr and in the failure log)."""
     try:
-        from ..autosync import start
         from ..store.repo import GitRepository
+        from ..sync.auto import start
 
-        start(ctx.repo.git if ctx.repo is not None else GitRepository.open(os.getcwd()))
+        start(ctx.store.git if ctx.store is not None else GitRepository.open(os.getcwd()))
     except Exception as exc:  # noqa: BLE001 - a hook never fails because of auto-sync
         from ..errors import ProvError
 
         reason = str(exc) if isinstance(exc, ProvError) else f"{type(exc).__name__}: {exc}"
         print(f"prov: auto-sync not started: {reason}", file=sys.stderr)
-        from ..clock import utc_timestamp
+        from .._util.clock import utc_timestamp
 
-        _log_failure(ctx.repo, {"time": utc_timestamp(), "hook": ctx.name, "reason": f"auto-sync not started: {reason}",
+        _log_failure(ctx.store, {"time": utc_timestamp(), "hook": ctx.name, "reason": f"auto-sync not started: {reason}",
                                 "error": type(exc).__name__, "strict": False})
 
 
 def _capture_head_fully(ctx: _Context) -> None:
     from .. import codec
+    from ..capture import build_capture
     from ..history import rewrite_link
 
-    repo = ctx.open()
-    head = repo.git.head()
-    tip = repo.notes.tip()
+    store = ctx.open()
+    head = store.git.head()
+    tip = store.notes.tip()
     add: dict[str, list[bytes]] = {}
-    if not _own_capture(repo, head, repo.notes.read(head, tip)):
-        add[head] = [codec.encode(repo.build_capture(head, trigger="hook"))]
-    picked = _picked_from(repo, head)
+    if not _own_capture(store, head, store.notes.read(head, tip)):
+        add[head] = [codec.encode(build_capture(store, head, trigger="hook"))]
+    picked = _picked_from(store, head)
     if picked:
         link = rewrite_link(picked, head, "cherry-pick")
         add.setdefault(head, []).append(link)
         add.setdefault(picked, []).append(link)
     if add:
-        repo.notes.add(add, f"prov: capture {head[:12]} ({ctx.name})")
+        store.notes.add(add, f"prov: capture {head[:12]} ({ctx.name})")
 
 
-def _amend_from_reflog(repo: Repository) -> list[tuple[str, str]]:
+def _amend_from_reflog(store: ProvStore) -> list[tuple[str, str]]:
     """``[(old, new)]`` of the last amend, from HEAD's reflog (when git gave no stdin)."""
-    path = os.path.join(repo.git.git_dir or "", "logs", "HEAD")
+    path = os.path.join(store.git.git_dir or "", "logs", "HEAD")
     try:
         with open(path, "rb") as f:
             f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
@@ -147,60 +151,63 @@ def _amend_from_reflog(repo: Repository) -> list[tuple[str, str]]:
     except (OSError, IndexError):
         return []
     old, new = last.split(" ", 2)[:2]
-    head = repo.git.refs.read("HEAD")
-    return [(old, new)] if new == head and repo.git.fmt.is_id(old) and old.strip("0") else []
+    head = store.git.refs.read("HEAD")
+    return [(old, new)] if new == head and store.git.fmt.is_id(old) and old.strip("0") else []
 
 
 def post_rewrite(ctx: _Context) -> None:
     from .. import codec
+    from ..capture import build_capture
     from ..history import rewrite_link
 
-    repo = ctx.open()
+    store = ctx.open()
     how = (ctx.args[0] if ctx.args else os.environ.get("PRE_COMMIT_REWRITE_COMMAND", "")) or "rewrite"
-    is_id = repo.git.fmt.is_id
+    is_id = store.git.fmt.is_id
     pairs = []
     for line in ctx.stdin.decode("ascii", "replace").splitlines():
         fields = line.split()
         if len(fields) >= 2 and is_id(fields[0]) and is_id(fields[1]):
             pairs.append((fields[0], fields[1]))
     if not pairs and how == "amend":
-        pairs = _amend_from_reflog(repo)
+        pairs = _amend_from_reflog(store)
     if not pairs:
         return
     from ..store.note_queue import settle
 
-    settle(repo.notes)  # run links waiting in a note queue are copied too
-    tip = repo.notes.tip()
+    settle(store.notes)  # run links waiting in a note queue are copied too
+    tip = store.notes.tip()
     add: dict[str, list[bytes]] = {}
     for old, new in pairs:
         link = rewrite_link(old, new, how)
-        add.setdefault(new, []).extend(repo.notes.read(old, tip))
+        add.setdefault(new, []).extend(store.notes.read(old, tip))
         add[new].append(link)
         add.setdefault(old, []).append(link)
     base_env = None
     for new in dict.fromkeys(new for _, new in pairs):
-        if not _own_capture(repo, new, repo.notes.read(new, tip) + add[new]):
-            capture = repo.build_capture(new, trigger="hook", base_environment=base_env)
-            base_env = capture.environment
-            add[new].append(codec.encode(capture))
-    repo.notes.add(add, f"prov: {how} rewrote {len(pairs)} commit(s)")
-    pinned = [old for old, _ in pairs if any(b'"kind":"run"' in line for line in repo.notes.read(old, tip))]
+        if not _own_capture(store, new, store.notes.read(new, tip) + add[new]):
+            record = build_capture(store, new, trigger="hook", base_environment=base_env)
+            base_env = record.environment
+            add[new].append(codec.encode(record))
+    store.notes.add(add, f"prov: {how} rewrote {len(pairs)} commit(s)")
+    pinned = [old for old, _ in pairs if any(b'"kind":"run"' in line for line in store.notes.read(old, tip))]
     if pinned:  # the old commits are now unreachable: keep what runs were made against
         from ..history import keep_pinned
 
-        keep_pinned(repo, pinned)
+        keep_pinned(store, pinned)
 
 
 def post_merge(ctx: _Context) -> None:
     squash = (ctx.args[0] if ctx.args else os.environ.get("PRE_COMMIT_IS_SQUASH_MERGE", "0")) == "1"
     if squash:
         return  # nothing committed yet; the later 'git commit' runs post-commit
-    repo = ctx.open()
-    head = repo.git.head()
-    parents = repo.git.read_commit(head).parents
-    orig = repo.git.refs.read("ORIG_HEAD")
+    from ..capture import capture
+
+    store = ctx.open()
+    head = store.git.head()
+    parents = store.git.read_commit(head).parents
+    orig = store.git.refs.read("ORIG_HEAD")
     if len(parents) >= 2 and (orig is None or parents[0] == orig):
-        repo.capture(head, trigger="hook")
+        capture(store, head, trigger="hook")
 
 
 def pre_push(ctx: _Context) -> None:
@@ -212,13 +219,13 @@ def pre_push(ctx: _Context) -> None:
     remote = ctx.args[0] if ctx.args else os.environ.get("PRE_COMMIT_REMOTE_NAME", "")
     if not remote:
         raise UsageError("pre-push was run without a remote name")
-    repo = ctx.open()
+    store = ctx.open()
     pushed = [line.split()[0] for line in ctx.stdin.decode("utf-8", "replace").splitlines() if line.split()]
-    if not any(repo.git.refs.read(ref) for ref in EXCHANGED_REFS):
+    if not any(store.git.refs.read(ref) for ref in EXCHANGED_REFS):
         return  # nothing to carry
     if pushed and all(r in EXCHANGED_REFS or r.startswith(("refs/prov/", "refs/notes/")) for r in pushed):
         return  # this push already is a provenance push
-    push(repo.git, remote)
+    push(store.git, remote)
 
 
 _HANDLERS: dict[str, Callable[[_Context], None]] = {
@@ -255,15 +262,15 @@ def is_strict(git: GitRepository | None, work_tree: str | None) -> bool:
         return False
 
 
-def _log_dir(repo: Repository | None) -> str | None:
-    if repo is not None:
-        return repo.git.prov_dir()
+def _log_dir(store: ProvStore | None) -> str | None:
+    if store is not None:
+        return store.git.prov_dir()
     git_dir = os.environ.get("GIT_DIR") or ".git"
     return os.path.join(git_dir, "prov") if os.path.isdir(git_dir) else None
 
 
-def _log_failure(repo: Repository | None, entry: dict[str, Any]) -> None:
-    directory = _log_dir(repo)
+def _log_failure(store: ProvStore | None, entry: dict[str, Any]) -> None:
+    directory = _log_dir(store)
     if directory is None:
         return
     path = os.path.join(directory, FAILURE_LOG)
@@ -301,8 +308,8 @@ def read_failures(prov_dir: str | None, limit: int = 10) -> tuple[list[dict[str,
 def _fail(ctx: _Context, exc: BaseException) -> int:
     import traceback
 
+    from .._util.clock import utc_timestamp
     from .._version import __version__
-    from ..clock import utc_timestamp
     from ..errors import ProvError
     from ..scrub import scrub_argv, scrub_text
 
@@ -313,8 +320,8 @@ def _fail(ctx: _Context, exc: BaseException) -> int:
     else:
         reason = f"{type(exc).__name__}: {exc} (a bug in git-prov; details in .git/prov/{FAILURE_LOG})"
     reason = scrub_text(" ".join(reason.split()))
-    if ctx.repo is not None:
-        strict = is_strict(ctx.repo.git, ctx.repo.work_tree)
+    if ctx.store is not None:
+        strict = is_strict(ctx.store.git, ctx.store.work_tree)
     else:  # failed before the full repository was opened (e.g. on the lean capture path)
         try:
             from ..store.repo import GitRepository
@@ -337,7 +344,7 @@ def _fail(ctx: _Context, exc: BaseException) -> int:
     }
     if not isinstance(exc, (ProvError, KeyboardInterrupt)):
         entry["traceback"] = scrub_text("".join(traceback.format_exception(exc))[-4000:])
-    _log_failure(ctx.repo, entry)
+    _log_failure(ctx.store, entry)
     if not strict:
         return 0
     return exc.exit_code if isinstance(exc, ProvError) else STRICT_EXIT

@@ -1,10 +1,18 @@
-"""The SQLite query index over the ledger (derived, rebuildable) and run queries."""
+"""The SQLite query index over the ledger (derived, rebuildable) and run queries.
+
+Its modules load on first use: importing ``gitprov.index.lineage_query`` (what
+``gitprov.lineage`` re-exports) does not load sqlite3.
+"""
 
 from __future__ import annotations
 
-from .filter import parse_filter, parse_order
-from .query import QueryError, UnknownFieldError, compile_order, compile_query, select_run_ids
-from .store import INDEX_FILE, RunIndex
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .filter import parse_filter, parse_order
+    from .query import QueryError, UnknownFieldError, compile_order, compile_query, select_run_ids
+    from .store import INDEX_FILE, RunIndex, index_of
 
 __all__ = [
     "INDEX_FILE",
@@ -13,7 +21,20 @@ __all__ = [
     "UnknownFieldError",
     "compile_order",
     "compile_query",
+    "index_of",
     "parse_filter",
     "parse_order",
     "select_run_ids",
 ]
+
+_LAZY = {"parse_filter": "filter", "parse_order": "filter", "QueryError": "query", "UnknownFieldError": "query",
+         "compile_order": "query", "compile_query": "query", "select_run_ids": "query", "INDEX_FILE": "store",
+         "RunIndex": "store", "index_of": "store"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'gitprov.index' has no attribute {name!r}")

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ..nodes import graph_node
+
 if TYPE_CHECKING:
     import sqlite3
 
@@ -39,14 +41,7 @@ class IndexEdges:
 
     # -- node ids ----------------------------------------------------------------------
     def _node(self, kind: str, name: str, item: str) -> str:
-        if kind == "model":
-            node = f"model:{name}@{item}" if item else f"model:{name}"
-        elif kind == "dataset":
-            node = f"dataset:{name}@{item}"
-        elif item:
-            node = f"artifact:{name}/{item}"
-        else:
-            node = f"run:{name}"
+        node = graph_node(kind, name, item)
         self._parts.setdefault(node, set()).add((kind, name, item))
         return node
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import UsageError
+from ..nodes import graph_node
 
 if TYPE_CHECKING:
     import sqlite3
@@ -42,19 +43,19 @@ def load_edges(db: sqlite3.Connection) -> tuple[dict[str, dict[str, Any]], list[
             "SELECT run, direction, kind, name, item FROM lineage ORDER BY run, direction, kind, name, item"):
         me = f"run:{run_id}"
         if kind == "model":
-            other = node(f"model:{name}@{item}" if item else f"model:{name}", "model",
+            other = node(graph_node(kind, name, item), "model",
                          f"model {name}@{item}" if item else f"model {name}")
         elif kind == "dataset":
-            other = node(f"dataset:{name}@{item}", "dataset", f"dataset {name}@{item[:19]}")
+            other = node(graph_node(kind, name, item), "dataset", f"dataset {name}@{item[:19]}")
         elif kind == "run":
-            producer = node(f"run:{name}", "run", f"run {name[:12]} (missing)")
+            producer = node(graph_node(kind, name), "run", f"run {name[:12]} (missing)")
             if not item:
                 if direction == "in":
                     edges.append((producer, me, ""))
                 else:
                     edges.append((me, producer, ""))
                 continue
-            other = node(f"artifact:{name}/{item}", "artifact", f"artifact {name[:12]}/{item}")
+            other = node(graph_node(kind, name, item), "artifact", f"artifact {name[:12]}/{item}")
             if direction == "in" and producer != me:
                 edges.append((producer, other, ""))
         else:

@@ -10,12 +10,14 @@ Deleting the file loses nothing.
 from __future__ import annotations
 
 import os
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from .. import codec
 from ..errors import DataError, WriteError
 from ..model import RunRecord, RunState
 from ..store.ledger import Ledger
+from ..store.prov_store import ProvStore
 from ..store.trees import read_tree
 
 if TYPE_CHECKING:
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 
     from .reading import RunBlobs
 
-__all__ = ["INDEX_FILE", "INDEX_VERSION", "RunIndex", "sql_value"]
+__all__ = ["INDEX_FILE", "INDEX_VERSION", "RunIndex", "index_of", "sql_value"]
 
 INDEX_FILE = "index.sqlite"
 #: bump when the tables change: an older index is rebuilt.
@@ -302,3 +304,21 @@ def _regexp(pattern: str, value: Any) -> bool:
     if value is None:
         return False
     return re.search(pattern, value if isinstance(value, str) else str(value)) is not None
+
+
+#: the index of each open store (one per store object, like its caches)
+_OPEN: weakref.WeakKeyDictionary[ProvStore, RunIndex] = weakref.WeakKeyDictionary()
+
+
+def index_of(store: ProvStore) -> RunIndex:
+    """The run index of ``store``: ``.git/prov/index.sqlite``, or one in memory for this
+    process when the repository is read-only or in memory (refreshed before each answer)."""
+    store = ProvStore.of(store)
+    index = _OPEN.get(store)
+    if index is None:
+        prov_dir = store.prov_dir
+        path = os.path.join(prov_dir, INDEX_FILE) if prov_dir else ":memory:"
+        if prov_dir and not os.access(prov_dir if os.path.isdir(prov_dir) else os.path.dirname(prov_dir), os.W_OK):
+            path = ":memory:"  # a read-only repository: an index for this process only
+        index = _OPEN[store] = RunIndex(store.ledger, path)
+    return index

@@ -8,9 +8,9 @@ from .. import codec
 from ..errors import DataError, UsageError
 from ..keys import key_to_name
 from ..model import RunRecord, RunState
-from ..series import decode_metric_chunk, decode_observation_chunk
 from ..store.ledger import Ledger, run_dir
 from ..store.trees import read_tree
+from .series import decode_metric_chunk, decode_observation_chunk
 
 __all__ = ["MetricPoint", "Observation", "read_record", "read_state", "resolve_run_id"]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from .. import codec
 from ..errors import DataError, WriteError
@@ -11,38 +10,58 @@ from ..model import RunRecord, RunState
 from ..store.journal import NEW_SUFFIX, abandoned_journals, read_journal
 from ..store.ledger import run_dir
 from ..store.note_queue import settle
+from ..store.prov_store import ProvStore
 from ..store.transaction import commit_on_refs
 
-if TYPE_CHECKING:
-    from ..api import Repository
-
-__all__ = ["recover_abandoned"]
+__all__ = ["has_journals", "recover_abandoned", "recover_if_needed", "recover_quietly"]
 
 #: seconds recovery waits for a ref lock (a run writer holds one for milliseconds)
 _LOCK_WAIT_SECONDS = 0.25
 
 
-def journal_dir(repo: Repository) -> str | None:
-    prov_dir = repo.git.prov_dir()
-    return None if prov_dir is None else os.path.join(prov_dir, "journal")
+def has_journals(folder: str | None) -> bool:
+    """Cheap check (hot path): any run journal or note queue, live or abandoned, in ``folder``."""
+    if folder is None:
+        return False
+    try:
+        return any(name.endswith((".wal", ".notes")) for name in os.listdir(folder))
+    except OSError:
+        return False
 
 
-def recover_abandoned(repo: Repository) -> list[str]:
+def recover_if_needed(store: ProvStore) -> list[str]:
+    """What opening a repository does: fold dead writers' journals, if there are any."""
+    return recover_quietly(store) if has_journals(store.journal_dir()) else []
+
+
+def recover_quietly(store: ProvStore) -> list[str]:
+    """``recover_abandoned``, with a failure to write reported on stderr, not raised."""
+    try:
+        return recover_abandoned(store)
+    except WriteError as exc:
+        import sys
+
+        print(f"prov: warning: cannot recover crashed runs: {exc}", file=sys.stderr)
+        return []
+
+
+def recover_abandoned(store: ProvStore) -> list[str]:
     """Fold every journal whose writer died; returns the recovered run ids."""
-    folder = journal_dir(repo)
+    store = ProvStore.of(store)
+    folder = store.journal_dir()
     if folder is None or not os.path.isdir(folder):
         return []
     error: WriteError | None = None
     # recovery is opportunistic (every prov call tries again): a ref lock that does not
     # go away at once is not waited for (a process killed inside its ref update leaves
     # one until the user removes it, as with git)
-    with repo.git.refs.lock_wait_at_most(_LOCK_WAIT_SECONDS):
+    with store.git.refs.lock_wait_at_most(_LOCK_WAIT_SECONDS):
         try:
-            recovered = _recover_runs(repo, folder)
+            recovered = _recover_runs(store, folder)
         except WriteError as exc:  # (a ref locked by a dead process, say): the links still go
             recovered, error = [], exc
         try:  # run links a dead process queued but never wrote (store/note_queue.py)
-            settle(repo.notes, abandoned_only=True)
+            settle(store.notes, abandoned_only=True)
         except WriteError as exc:
             error = error or exc
     _remove_stale_new_journals(folder)
@@ -66,9 +85,9 @@ def _remove_stale_new_journals(folder: str) -> None:
             os.close(fd)
 
 
-def _recover_runs(repo: Repository, folder: str) -> list[str]:
-    from ..api import LEDGER_FORMAT, utc_timestamp
-    from ..model import RunLink
+def _recover_runs(store: ProvStore, folder: str) -> list[str]:
+    from .._util.clock import utc_timestamp
+    from .writer import run_link
 
     recovered = []
     for path, fd in abandoned_journals(folder):
@@ -84,15 +103,15 @@ def _recover_runs(repo: Repository, folder: str) -> list[str]:
             journal_state = None
             for frame in frames:
                 for rel, oid in frame.get("changes", {}).items():
-                    if oid is not None and repo.git.odb.contains(oid):
+                    if oid is not None and store.git.odb.contains(oid):
                         changes[f"{base}/{rel}"] = oid
                 journal_state = frame.get("state", journal_state)
-            stored = repo.ledger.read_file(f"{base}/record") is not None
+            stored = store.ledger.read_file(f"{base}/record") is not None
             if not stored:
                 changes[f"{base}/record"] = header["record"]
-                if record.code.patch and repo.git.odb.contains(record.code.patch):
+                if record.code.patch and store.git.odb.contains(record.code.patch):
                     changes[f"{base}/code.patch"] = record.code.patch
-            state = _latest_state(repo.ledger.read_file(f"{base}/state"), journal_state, run_id) or RunState(
+            state = _latest_state(store.ledger.read_file(f"{base}/state"), journal_state, run_id) or RunState(
                 name=record.name, experiment=record.experiment)
             if state.status == "running":
                 state.status = "crashed"
@@ -100,14 +119,13 @@ def _recover_runs(repo: Repository, folder: str) -> list[str]:
             state.lamport += 1
             state.updated = utc_timestamp()
             changes[f"{base}/state"] = codec.encode(state)
-            updates = [repo.ledger.update(changes, f"prov: recover crashed run {run_id[:12]}", LEDGER_FORMAT)]
+            updates = [store.ledger.update(changes, f"prov: recover crashed run {run_id[:12]}")]
             if record.code.commit:
-                link = RunLink(run=run_id, name=record.name, experiment=record.experiment,
-                               created=record.created, schema=record.schema)
+                line = codec.encode(run_link(run_id, record))
                 # a writer that died between its ledger and notes updates left the run unlinked
-                if not stored or codec.encode(link) not in repo.notes.read(record.code.commit):
-                    updates.append(repo.link_update(record.code.commit, link))
-            commit_on_refs(repo.git, updates)
+                if not stored or line not in store.notes.read(record.code.commit):
+                    updates.append(store.notes.update({record.code.commit: [line]}, f"prov: link run {run_id[:12]}"))
+            commit_on_refs(store.git, updates)
             os.remove(path)
             recovered.append(run_id)
         except (DataError, KeyError, TypeError) as exc:

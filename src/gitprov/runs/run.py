@@ -1,15 +1,14 @@
 """``Run``: an experiment run recorded in the repository's ledger.
 
-Logged values collect in memory; metric points spill into series chunk blobs every
-``spill_points`` points (each spill is journaled), and the ledger gets one transaction
-per ``flush()``, every ``flush_seconds``, and at ``end()``. A run killed with SIGKILL
-loses at most the points logged since the last spill.
+What a run logs is buffered by its ``RunWriter`` (``runs/writer.py``): points spill
+into journaled chunk blobs and the ledger gets one transaction per ``flush()``, every
+``flush_seconds`` and at ``end()``; a run killed with SIGKILL loses at most the points
+logged since the last spill. Build a stored run with ``Run.load``.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -17,48 +16,18 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from .. import codec
 from ..errors import UsageError
 from ..keys import check_json_value, check_key, key_to_name
-from ..model import ArtifactRef, DatasetVersion, MetricSummary, RunLink, RunRecord, RunState
-from ..series import encode_metric_chunk, encode_observation_chunk
+from ..model import ArtifactRef, DatasetVersion, RunRecord, RunState
 from ..store.journal import Journal
-from ..store.ledger import run_dir
-from ..store.note_queue import note_queue
-from ..store.transaction import commit_on_refs
 from . import reading
 from .reading import MetricPoint, Observation
+from .writer import RunSettings, RunWriter, SeriesBuffer
 
 if TYPE_CHECKING:
-    from ..api import Repository
+    from ..store.prov_store import ProvStore
 
 __all__ = ["Run", "RunSettings"]
 
 _ENDED_STATUSES = ("finished", "failed", "killed", "crashed")
-#: artifacts up to this size are written with the run's next pack, not at once
-_DEFER_BYTES = 1 << 20
-
-
-class RunSettings:
-    """Buffering knobs: points are journaled every ``spill_points`` points or
-    ``spill_seconds`` seconds, and the ledger written every ``flush_seconds``;
-    artifacts above ``artifact_threshold`` bytes go to the local cache."""
-
-    def __init__(self, spill_points: int = 100_000, spill_seconds: float = 5.0,
-                 flush_seconds: float = 30.0, artifact_threshold: int = 10 << 20) -> None:
-        if spill_points < 1 or spill_seconds <= 0 or flush_seconds <= 0 or artifact_threshold < 0:
-            raise UsageError("spill_points, spill_seconds and flush_seconds must be positive")
-        self.spill_points = spill_points
-        self.spill_seconds = spill_seconds
-        self.flush_seconds = flush_seconds
-        self.artifact_threshold = artifact_threshold
-
-
-class _Series:
-    __slots__ = ("steps", "stamps", "values", "next_step")
-
-    def __init__(self) -> None:
-        self.steps: list[int] = []
-        self.stamps: list[int] = []
-        self.values: list[float] = []
-        self.next_step = 0
 
 
 def _now_ms() -> int:
@@ -82,34 +51,34 @@ def _parse_time(text: str | None) -> datetime | None:
 class Run:
     """One run. Create with ``Repository.start_run``; load with ``Repository.get_run``."""
 
-    def __init__(self, repo: Repository, run_id: str, record: RunRecord, state: RunState,
+    def __init__(self, store: ProvStore, run_id: str, record: RunRecord, state: RunState,
                  *, settings: RunSettings | None = None, journal: Journal | None = None,
                  stored: bool = True, active: bool = False) -> None:
-        self._repo = repo
+        self._store = store
         self.id = run_id
         self.record = record
         self._state = state
-        self._settings = settings or RunSettings()
-        self._journal = journal
-        self._writer = secrets.token_hex(4)
-        self._stored = stored  # record already in the ledger
         self._active = active
-        self._series: dict[str, _Series] = {}
-        self._seq = 0
-        self._buffered = 0
-        self._pending: dict[str, bytes | str | None] = {}
-        self._pending_chunks: dict[str, list[str]] = {}
-        #: small artifact blobs not written yet: they go into the next spill's or the
-        #: ledger transaction's pack, like metric points (``_DEFER_BYTES``)
-        self._deferred: dict[str, bytes] = {}
-        #: edits staged but not yet journaled (they name deferred blobs)
-        self._unjournaled: dict[str, str | None] = {}
-        self._observations: dict[str, list[tuple[int, int, Any]]] = {}
-        self._last_flush = time.time()
-        self._spill_due = self._last_flush + self._settings.spill_seconds
-        self._dirty = not stored
-        if not stored and record.code.patch:  # keep the start-time patch reachable
-            self._pending["code.patch"] = record.code.patch
+        self._writer = RunWriter(store, run_id, record, state, settings=settings, journal=journal, stored=stored)
+
+    @classmethod
+    def load(cls, store: ProvStore, run_id: str, tip: str | None = None, *,
+             blobs: tuple[bytes, bytes] | None = None) -> Run:
+        """The stored run ``run_id`` (a full id) as of the ledger commit ``tip`` (default:
+        now), or from its ``(record, state)`` bytes already read (bulk readers)."""
+        if blobs is not None:
+            record = codec.decode(blobs[0], RunRecord, f"record of run {run_id[:12]}")
+            state = codec.decode(blobs[1], RunState, f"state of run {run_id[:12]}")
+        else:
+            tip = store.ledger.tip() if tip is None else tip
+            record = reading.read_record(store.ledger, run_id, tip)
+            state = reading.read_state(store.ledger, run_id, tip)
+        return cls(store, run_id, record, state)
+
+    @property
+    def store(self) -> ProvStore:
+        """The repository storage the run lives in."""
+        return self._store
 
     # -- identity ----------------------------------------------------------------
     @property
@@ -147,9 +116,9 @@ class Run:
             raise UsageError(f"cannot {what}: run {self.id[:12]} is not active in this process")
 
     def _touch(self) -> None:
-        self._dirty = True
+        self._writer.dirty = True
         if not self._active:  # metadata edit of a stored run: write it now
-            self._write_state_now()
+            self._writer.write_state_now()
 
     # -- hyperparameters ---------------------------------------------------------
     def log_hyperparameter(self, key: str, value: Any, overwrite: bool = False) -> None:
@@ -180,7 +149,8 @@ class Run:
     def log_metric(self, key: str, value: float, step: int | None = None, timestamp: Any = None) -> None:
         """Append a point to series ``key``; ``step`` defaults to the previous step + 1,
         ``timestamp`` (seconds or datetime) to now. NaN and ±Inf are kept exactly."""
-        series = self._series.get(key)
+        writer = self._writer
+        series = writer.series.get(key)
         if series is None or not self._active:
             series = self._open_series(key)
         if value.__class__ is not float:
@@ -194,9 +164,9 @@ class Run:
         series.next_step = step + 1
         series.stamps.append(int(now * 1000) if timestamp is None else _to_ms(timestamp))
         series.values.append(value)
-        self._buffered += 1
-        if self._buffered >= self._settings.spill_points or now >= self._spill_due:
-            self._on_interval(now)
+        writer.buffered += 1
+        if writer.buffered >= writer.spill_points or now >= writer.spill_due:
+            writer.on_interval(now)
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None, timestamp: Any = None) -> None:
         if not isinstance(metrics, dict):
@@ -204,12 +174,12 @@ class Run:
         for key, value in metrics.items():
             self.log_metric(key, value, step, timestamp)
 
-    def _open_series(self, key: str) -> _Series:
+    def _open_series(self, key: str) -> SeriesBuffer:
         self._require_active("log metrics")
         check_key(key, "metric key")
-        series = self._series.get(key)
+        series = self._writer.series.get(key)
         if series is None:
-            series = self._series[key] = _Series()
+            series = self._writer.series[key] = SeriesBuffer()
             summary = self._state.metrics.get(key)
             if summary is not None:
                 series.next_step = summary.step + 1
@@ -229,7 +199,7 @@ class Run:
 
     def get_metric(self, key: str) -> float | None:
         """The latest logged value of ``key`` (None if never logged)."""
-        series = self._series.get(key)
+        series = self._writer.series.get(key)
         if series is not None and series.values:
             return series.values[-1]
         summary = self._state.metrics.get(key)
@@ -237,17 +207,17 @@ class Run:
 
     def get_metric_history(self, key: str) -> list[MetricPoint]:
         """Every point of ``key`` in logging order: ``(step, timestamp_ms, value)``."""
-        odb = self._repo.git.odb
-        points = reading.metric_history(self._repo.ledger, self.id, key) if self._stored else []
-        pending = [odb.read_typed(oid, "blob") for oid in self._pending_chunks.get(key, [])]
+        writer, odb = self._writer, self._store.git.odb
+        points = reading.metric_history(self._store.ledger, self.id, key) if writer.stored else []
+        pending = [odb.read_typed(oid, "blob") for oid in writer.pending_chunks.get(key, [])]
         points += reading.metric_history_from_blobs(pending)
-        series = self._series.get(key)
+        series = writer.series.get(key)
         if series is not None:
             points += [MetricPoint(*p) for p in zip(series.steps, series.stamps, series.values, strict=True)]
         return points
 
     def get_metric_keys(self) -> list[str]:
-        return sorted(set(self._state.metrics) | {k for k, s in self._series.items() if s.values})
+        return sorted(set(self._state.metrics) | {k for k, s in self._writer.series.items() if s.values})
 
     # -- observations ------------------------------------------------------------
     def log_observation(self, key: str, value: Any, timestamp: Any = None, epoch_num: int | None = None) -> int:
@@ -258,14 +228,15 @@ class Run:
         count = self._state.observations.get(key, 0)
         epoch = count if epoch_num is None else self._coerce_step(epoch_num)
         stamp = _now_ms() if timestamp is None else _to_ms(timestamp)
-        self._observations.setdefault(key, []).append((epoch, stamp, value))
+        self._writer.observations.setdefault(key, []).append((epoch, stamp, value))
         self._state.observations[key] = max(count, epoch) + 1
-        self._dirty = True
+        self._writer.dirty = True
         return epoch
 
     def get_observations(self, key: str) -> list[Observation]:
-        stored = reading.observations(self._repo.ledger, self.id, key) if self._stored else []
-        return stored + [Observation(*o) for o in self._observations.get(key, [])]
+        writer = self._writer
+        stored = reading.observations(self._store.ledger, self.id, key) if writer.stored else []
+        return stored + [Observation(*o) for o in writer.observations.get(key, [])]
 
     def get_observation(self, key: str) -> Any:
         found = self.get_observations(key)
@@ -312,31 +283,23 @@ class Run:
     def log_artifact(self, key: str, source: str | os.PathLike[str] | bytes | BinaryIO,
                      overwrite: bool = False, media_type: str | None = None) -> ArtifactRef:
         """Store a file, bytes or a binary file object under ``key``."""
-        from ..artifacts import store_artifact
+        from .artifacts import store_artifact
 
         self._require_active("log artifacts")
         check_key(key, "artifact key")
         if key in self._state.artifacts and not overwrite:
             raise UsageError(f"artifact {key!r} already exists; pass overwrite=True to replace it")
-        ref, blob = store_artifact(self._repo.git, key, source, media_type, self._settings.artifact_threshold,
-                                   defer=self._defer_blob)
+        writer = self._writer
+        ref, blob = store_artifact(self._store.git, key, source, media_type, writer.settings.artifact_threshold,
+                                   defer=writer.defer_blob)
         self._state.artifacts[key] = ref
         # blob is None when the content lives in the local cache, not in the tree
-        self._stage({f"artifacts/{key_to_name(key)}": blob}, journal=blob not in self._deferred)
+        writer.stage_edits({f"artifacts/{key_to_name(key)}": blob}, journal=blob not in writer.deferred)
         return ref
-
-    def _defer_blob(self, data: bytes) -> str | None:
-        """Keep a small blob for the next pack this run writes; its id, or None to
-        have it written now (large)."""
-        if len(data) > _DEFER_BYTES:
-            return None
-        oid = self._repo.git.fmt.hash_object("blob", data)
-        self._deferred[oid] = data
-        return oid
 
     def log_image(self, key: str, image: Any, overwrite: bool = False) -> ArtifactRef:
         """Store an image: PNG/JPEG bytes or path, a PIL image, or an array (H×W[×C] uint8)."""
-        from ..artifacts import image_bytes
+        from .artifacts import image_bytes
 
         data, media_type = image_bytes(image)
         return self.log_artifact(key, data, overwrite=overwrite, media_type=media_type)
@@ -345,22 +308,23 @@ class Run:
         return sorted(self._state.artifacts)
 
     def get_artifact(self, key: str) -> bytes:
-        from ..artifacts import load_artifact
+        from .artifacts import load_artifact
 
         ref = self._state.artifacts.get(key)
         if ref is None:
             raise UsageError(f"run {self.id[:12]} has no artifact {key!r}; it has {self.get_artifact_keys()}")
         path = f"artifacts/{key_to_name(key)}"
-        pending = self._pending.get(path)
-        if isinstance(pending, str) and pending in self._deferred:
-            return self._deferred[pending]
+        writer = self._writer
+        pending = writer.pending.get(path)
+        if isinstance(pending, str) and pending in writer.deferred:
+            return writer.deferred[pending]
         blob = pending if isinstance(pending, str) else (
-            reading.artifact_blob_id(self._repo.ledger, self.id, key) if self._stored else None)
-        return load_artifact(self._repo.git, ref, blob)
+            reading.artifact_blob_id(self._store.ledger, self.id, key) if writer.stored else None)
+        return load_artifact(self._store.git, ref, blob)
 
     def download_artifact(self, key: str, to_path: str | os.PathLike[str]) -> str:
         """Write artifact ``key`` to ``to_path`` (a file, or a directory to put it in)."""
-        from ..artifacts import safe_file_name
+        from .artifacts import safe_file_name
 
         target = os.fspath(to_path)
         if os.path.isdir(target):
@@ -386,9 +350,9 @@ class Run:
         from .code import code_version
 
         self._require_active("log code")
-        code = code_version(self._repo.git)
+        code = code_version(self._store.git)
         self._state.attributes["prov.code"] = codec.to_plain(code)
-        self._stage({"code.patch": code.patch} if code.patch else {})
+        self._writer.stage_edits({"code.patch": code.patch} if code.patch else {})
         return code
 
     def get_code(self) -> Any:
@@ -402,20 +366,20 @@ class Run:
     def get_code_patch(self) -> bytes | None:
         """The uncommitted changes recorded with the code version (a git diff)."""
         code = self.get_code()
-        return self._repo.git.odb.read_typed(code.patch, "blob") if code.patch else None
+        return self._store.git.odb.read_typed(code.patch, "blob") if code.patch else None
 
     def log_dataset_version(self, key: str, path_or_digest: str | os.PathLike[str]) -> DatasetVersion:
-        from ..inputs import sha256_file
+        from .inputs import sha256_file
 
         self._require_active("log dataset versions")
         check_key(key, "dataset key")
         text = os.fspath(path_or_digest)
         if os.path.isfile(text):
-            rel = os.path.relpath(os.path.abspath(text), self._repo.work_tree or os.getcwd())
+            rel = os.path.relpath(os.path.abspath(text), self._store.work_tree or os.getcwd())
             version = DatasetVersion(key=key, digest="sha256:" + sha256_file(text),
                                      path=rel.replace(os.sep, "/"), size=os.path.getsize(text))
         elif os.path.isdir(text):
-            from ..artifacts import directory_digest
+            from .artifacts import directory_digest
 
             digest, size = directory_digest(text)
             version = DatasetVersion(key=key, digest=digest, path=text, size=size)
@@ -424,7 +388,7 @@ class Run:
                 raise UsageError(f"dataset {key!r}: {text!r} is neither an existing path nor a digest")
             version = DatasetVersion(key=key, digest=text)
         self._state.datasets[key] = version
-        self._dirty = True
+        self._writer.dirty = True
         return version
 
     def get_dataset_versions(self) -> dict[str, DatasetVersion]:
@@ -436,7 +400,7 @@ class Run:
         self._require_active("log the environment")
         env = environment()
         self._state.attributes["prov.environment"] = codec.to_plain(env)
-        self._dirty = True
+        self._writer.dirty = True
         return env
 
     def log_schema(self, input: Any, output: Any = None) -> None:
@@ -472,8 +436,10 @@ class Run:
 
     def clone(self, experiment: str | None = None) -> Run:
         """A new active run with this run's hyperparameters, tags and attributes."""
-        new = self._repo.start_run(
-            name=self.name, experiment=self.experiment if experiment is None else experiment,
+        from .start import start_run
+
+        new = start_run(
+            self._store, name=self.name, experiment=self.experiment if experiment is None else experiment,
             params=self.get_hyperparameters(), parent=self.id,
         )
         new.log_tags(self.get_tags())
@@ -492,147 +458,13 @@ class Run:
 
     def flush(self) -> None:
         """Write everything logged so far to the ledger now."""
-        if not self._active:
-            return
-        with self._repo.git.odb.batch():  # chunks and the transaction: one pack
-            self._spill(journal=False)
-            self._write_ledger()
+        if self._active:
+            self._writer.flush()
 
     def end(self, status: str = "finished", exit_code: int | None = None) -> None:
         """End the run; nothing can be logged afterwards."""
         if status not in _ENDED_STATUSES:
             raise UsageError(f"status must be one of {', '.join(_ENDED_STATUSES)}, not {status!r}")
         self._require_active("end the run")
-        with self._repo.git.odb.batch():  # chunks and the transaction: one pack
-            self._spill(journal=False)
-            self._state.status = status
-            self._state.ended = _utc_now()
-            self._state.exit_code = exit_code
-            self._dirty = True
-            self._write_ledger()
+        self._writer.finish(status, exit_code)
         self._active = False
-        if self._journal is not None:
-            self._journal.close(remove=True)
-            self._journal = None
-
-    # -- persistence ---------------------------------------------------------------
-    def _spill(self, journal: bool = True) -> None:
-        """Turn buffered points into chunk blobs (one pack), journaled (survives
-        SIGKILL). Not journaled when a ledger transaction follows at once: the journal
-        names only objects that are already durable."""
-        odb = self._repo.git.odb
-        edits: dict[str, str | None] = {}
-        with odb.batch():
-            for data in self._deferred.values():
-                odb.write("blob", data)
-            self._deferred = {}
-            self._encode_buffers(odb, edits)
-        self._observations = {}
-        self._buffered = 0
-        if edits or (journal and self._unjournaled):
-            self._stage(edits, journal=journal)
-
-    def _encode_buffers(self, odb: Any, edits: dict[str, str | None]) -> None:
-        for key, series in self._series.items():
-            if not series.values:
-                continue
-            blob = odb.write("blob", encode_metric_chunk(series.steps, series.stamps, series.values))
-            name = f"{self._writer}-{self._seq:08d}"
-            self._seq += 1
-            edits[f"series/{key_to_name(key)}/{name}"] = blob
-            self._pending_chunks.setdefault(key, []).append(blob)
-            self._state.metrics[key] = MetricSummary(value=series.values[-1], step=series.steps[-1], timestamp=series.stamps[-1])
-            series.steps, series.stamps, series.values = [], [], []
-        for key, items in self._observations.items():
-            if not items:
-                continue
-            epochs, stamps, values = zip(*items, strict=True)
-            blob = odb.write("blob", encode_observation_chunk(list(epochs), list(stamps), list(values)))
-            name = f"{self._writer}-{self._seq:08d}"
-            self._seq += 1
-            edits[f"observations/{key_to_name(key)}/{name}"] = blob
-
-    def _on_interval(self, now: float) -> None:
-        self._spill()
-        self._spill_due = now + self._settings.spill_seconds
-        if now - self._last_flush >= self._settings.flush_seconds:
-            self._write_ledger()
-
-    def _stage(self, edits: dict[str, str | None], journal: bool = True) -> None:
-        """Add tree edits (paths relative to the run, blobs already written) and
-        journal them with the current state."""
-        self._pending.update(edits)
-        self._dirty = True
-        if not journal:
-            self._unjournaled.update(edits)
-        elif self._journal is not None:
-            if self._unjournaled:
-                edits = {**self._unjournaled, **edits}
-                self._unjournaled = {}
-            self._journal.append({"e": "edit", "changes": edits, "state": codec.encode(self._state)})
-
-    def _state_bytes(self) -> bytes:
-        self._state.lamport += 1
-        self._state.writer = self._writer
-        self._state.updated = _utc_now()
-        return codec.encode(self._state)
-
-    def _write_ledger(self) -> None:
-        if not self._dirty:
-            return
-        base = run_dir(self.id)
-        changes: dict[str, bytes | str | None] = {}
-        for path, value in self._pending.items():
-            if value is not None:
-                changes[f"{base}/{path}"] = value
-        if not self._stored:
-            changes[f"{base}/record"] = codec.encode(self.record)
-        changes[f"{base}/state"] = self._state_bytes()
-        updates = [self._repo.ledger.update(changes, f"prov: run {self.id[:12]} {self._state.status}", _ledger_format())]
-        queue, link, taken = None, {}, None
-        if not self._stored and self.record.code.commit:
-            # the link to the commit goes with this transaction (one pack, the ledger
-            # first: a crash in between leaves a stored run without its link, which the
-            # run journal's recovery adds), or, while runs end back to back, waits in
-            # the process's note queue for the next batch (store/note_queue.py)
-            queue = note_queue(self._repo.notes)
-            link = {self.record.code.commit: [codec.encode(self._run_link())]}
-            taken = queue.take(link, f"prov: link run {self.id[:12]}")
-            if taken is not None:
-                updates.append(taken[0])
-        commit_on_refs(self._repo.git, updates)
-        if queue is not None:
-            if taken is None:
-                queue.queue(link)
-            else:
-                queue.written(taken[1])
-        self._stored = True
-        self._pending = {}
-        self._pending_chunks = {}
-        self._unjournaled = {}
-        self._dirty = False
-        self._last_flush = time.time()
-        if self._journal is not None:
-            self._journal.mark_flushed()
-
-    def _write_state_now(self) -> None:
-        base = run_dir(self.id)
-        self._repo.ledger.apply({f"{base}/state": self._state_bytes()}, f"prov: update run {self.id[:12]}", _ledger_format())
-        self._dirty = False
-
-    def _run_link(self) -> RunLink:
-        return RunLink(run=self.id, name=self.record.name, experiment=self.record.experiment,
-                       created=self.record.created, schema=self.record.schema)
-
-
-def _utc_now() -> str:
-    from ..api import utc_timestamp
-
-    return utc_timestamp()
-
-
-def _ledger_format() -> bytes:
-    from ..api import LEDGER_FORMAT
-
-    return LEDGER_FORMAT
-

@@ -45,7 +45,7 @@ def _digest(run: Run, name: str, value: Any, what: str) -> str:
     from .run import Run as RunClass
 
     if isinstance(value, RunClass):
-        tree = value._repo.ledger.list_dir(f"runs/{value.id[:2]}").get(value.id)
+        tree = value.store.ledger.list_dir(f"runs/{value.id[:2]}").get(value.id)
         return f"run:{tree.oid if tree is not None else value.id}"
     if isinstance(value, ArtifactRef):
         return f"sha256:{value.sha256}" if not value.sha256.startswith("sha256:") else value.sha256
@@ -54,11 +54,11 @@ def _digest(run: Run, name: str, value: Any, what: str) -> str:
     if isinstance(value, os.PathLike) or (isinstance(value, str) and os.path.exists(value)):
         path = os.fspath(value)
         if os.path.isdir(path):
-            from ..artifacts import directory_digest
+            from .artifacts import directory_digest
 
             return directory_digest(path)[0]
         if os.path.isfile(path):
-            from ..inputs import sha256_file
+            from .inputs import sha256_file
 
             return "sha256:" + sha256_file(path)
         raise UsageError(f"stage {what} {name!r}: {path!r} does not exist")
@@ -112,7 +112,7 @@ class Stage:
         }
         self.run.log_attributes({STAGE_PREFIX + self.name: record})
         if self.input_runs:
-            from ..lineage import of
+            from .lineage import of
 
             builder = of(self.run)
             for run_id in self.input_runs:
@@ -140,6 +140,6 @@ class CachedStage:
 
 
 def _now() -> str:
-    from ..api import utc_timestamp
+    from .._util.clock import utc_timestamp
 
     return utc_timestamp()

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from .._version import FORMAT_VERSION
 from .objects import TreeEntry
 from .repo import GitRepository
 from .transaction import RefUpdate, commit_on_ref
 from .trees import edit_tree, read_path, read_tree
 
-__all__ = ["LEDGER_REF", "Ledger", "run_dir"]
+__all__ = ["LEDGER_FORMAT", "LEDGER_REF", "Ledger", "run_dir"]
 
 LEDGER_REF = "refs/prov/ledger"
+#: the ``format`` blob at the ledger root: canonical JSON (what ``codec.encode`` gives)
+LEDGER_FORMAT = b'{"format_version":%d,"kind":"ledger"}' % FORMAT_VERSION
 
 
 def run_dir(run_id: str) -> str:
@@ -62,11 +65,13 @@ class Ledger:
             if shard.is_tree:
                 yield from sorted(read_tree(self.repo.odb, shard.oid))
 
-    def apply(self, changes: dict[str, bytes | str | None], message: str, format_blob: bytes) -> str | None:
+    def apply(self, changes: dict[str, bytes | str | None], message: str,
+              format_blob: bytes = LEDGER_FORMAT) -> str | None:
         """Write ``{path: bytes | blob id | None}`` as one transaction; retries lost races."""
         return commit_on_ref(self.repo, *self.update(changes, message, format_blob))
 
-    def update(self, changes: dict[str, bytes | str | None], message: str, format_blob: bytes) -> RefUpdate:
+    def update(self, changes: dict[str, bytes | str | None], message: str,
+               format_blob: bytes = LEDGER_FORMAT) -> RefUpdate:
         """The same change as a ``RefUpdate``, for ``commit_on_refs`` with other refs."""
         changes = dict(changes)
         changes.setdefault("format", format_blob)

@@ -6,14 +6,14 @@ and raises ``SyncError`` naming the extra to install when it is missing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from .bridge import Bridge, RunResult, RunSource
-from .engine import SyncReport, TargetStatus, sync_runs, sync_status
-from .watch import watch
-
+TYPE_CHECKING = False  # typing is not imported at run time: the hooks load sync.auto
 if TYPE_CHECKING:
-    from ..api import Repository
+    from typing import Any
+
+    from ..store.prov_store import ProvStore
+    from .bridge import Bridge, RunResult, RunSource
+    from .engine import SyncReport, TargetStatus, sync_runs, sync_status
+    from .watch import watch
 
 __all__ = [
     "Bridge",
@@ -29,20 +29,35 @@ __all__ = [
 ]
 
 
-def sync_mlflow(repo: Repository, tracking_uri: str | None = None, *, experiment_prefix: str = "",
+_LAZY = {"Bridge": "bridge", "RunResult": "bridge", "RunSource": "bridge", "SyncReport": "engine",
+         "TargetStatus": "engine", "sync_runs": "engine", "sync_status": "engine", "watch": "watch"}
+
+
+def __getattr__(name: str) -> Any:
+    """The engine and bridges load on first use (``sync.auto`` runs on git hook paths)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'gitprov.sync' has no attribute {name!r}")
+
+
+def sync_mlflow(store: ProvStore, tracking_uri: str | None = None, *, experiment_prefix: str = "",
                 artifact_location: str | None = None, **options: Any) -> SyncReport:
-    """Mirror ``repo``'s runs to MLflow (``options``: see ``sync_runs``)."""
+    """Mirror the store's runs to MLflow (``options``: see ``sync_runs``)."""
+    from .engine import sync_runs
     from .mlflow_bridge import MlflowBridge
 
     bridge = MlflowBridge(tracking_uri, experiment_prefix=experiment_prefix, artifact_location=artifact_location)
-    return sync_runs(repo, bridge, **options)
+    return sync_runs(store, bridge, **options)
 
 
-def sync_wandb(repo: Repository, project: str, *, entity: str | None = None, directory: str | None = None,
+def sync_wandb(store: ProvStore, project: str, *, entity: str | None = None, directory: str | None = None,
                **options: Any) -> SyncReport:
-    """Mirror ``repo``'s runs to Weights & Biases (``options``: see ``sync_runs``)."""
+    """Mirror the store's runs to Weights & Biases (``options``: see ``sync_runs``)."""
+    from .engine import sync_runs
     from .wandb_bridge import WandbBridge
 
     bridge = WandbBridge(project, entity=entity, directory=directory)
-    return sync_runs(repo, bridge, **options)
+    return sync_runs(store, bridge, **options)
 

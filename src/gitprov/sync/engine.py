@@ -17,14 +17,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import ProvError, UsageError
+from ..store.prov_store import ProvStore
 from .bridge import Bridge, RunResult, RunSource, is_transient
 from .state import SyncState, target_key
-
-if TYPE_CHECKING:
-    from ..api import Repository
 
 __all__ = ["SyncReport", "TargetStatus", "open_state", "sync_runs", "sync_status"]
 
@@ -55,26 +53,26 @@ class SyncReport:
                 "runs": [r.to_json() for r in self.results]}
 
 
-def open_state(repo: Repository, bridge: Bridge) -> SyncState:
-    prov_dir = repo.git.prov_dir()
+def open_state(store: ProvStore, bridge: Bridge) -> SyncState:
+    store = ProvStore.of(store)
+    prov_dir = store.git.prov_dir()
     directory = os.path.join(prov_dir, "sync") if prov_dir else None
     return SyncState(directory, target_key(bridge.kind, bridge.address), f"{bridge.kind} {bridge.address}")
 
 
-def _sources(repo: Repository, run_ids: list[str] | None) -> list[RunSource]:
-    from ..runs.reading import all_run_entries, read_record, read_state, resolve_run_id
+def _sources(store: ProvStore, run_ids: list[str] | None) -> list[RunSource]:
+    from ..runs.reading import all_run_entries, resolve_run_id
     from ..runs.run import Run
 
-    tip = repo.ledger.tip()
-    wanted = {resolve_run_id(repo.ledger, r) for r in run_ids} if run_ids else None
+    tip = store.ledger.tip()
+    wanted = {resolve_run_id(store.ledger, r) for r in run_ids} if run_ids else None
     out = []
-    for run_id, tree in all_run_entries(repo.ledger, tip):
+    for run_id, tree in all_run_entries(store.ledger, tip):
         if wanted is not None and run_id not in wanted:
             continue
-        state = read_state(repo.ledger, run_id, tip)
-        if state.deleted:
-            continue
-        out.append(RunSource(Run(repo, run_id, read_record(repo.ledger, run_id, tip), state), tree))
+        run = Run.load(store, run_id, tip)
+        if not run.state.deleted:
+            out.append(RunSource(run, tree))
     out.sort(key=lambda s: (s.run.record.created, s.id))
     return out
 
@@ -98,19 +96,20 @@ def _levels(sources: list[RunSource]) -> list[list[RunSource]]:
     return [groups[k] for k in sorted(groups)]
 
 
-def sync_runs(repo: Repository, bridge: Bridge, *, workers: int = 4, dry_run: bool = False,
+def sync_runs(store: ProvStore, bridge: Bridge, *, workers: int = 4, dry_run: bool = False,
               retries: int = 3, backoff: float = 0.5, run_ids: list[str] | None = None,
               on_result: Callable[[RunResult], None] | None = None,
               stop: threading.Event | None = None, lock_wait: float = 0.0) -> SyncReport:
     """Mirror the repository's runs (or ``run_ids``) to ``bridge``'s tracker; once
     ``stop`` is set no further run is started (those not started are ``skipped``);
     ``lock_wait``: seconds to wait for another sync to the same target to finish."""
+    store = ProvStore.of(store)
     if workers < 1:
         raise UsageError("--workers must be at least 1")
     started = time.monotonic()
-    state = open_state(repo, bridge)
+    state = open_state(store, bridge)
     report = SyncReport(target=bridge.address, kind=bridge.kind, dry_run=dry_run)
-    sources = _sources(repo, run_ids)
+    sources = _sources(store, run_ids)
     if not dry_run:
         state.acquire(wait=lock_wait)
     down = threading.Event()  # the tracker keeps failing: stop trying
@@ -213,18 +212,19 @@ class TargetStatus:
                 "pending": self.pending, "failed": self.failed}
 
 
-def sync_status(repo: Repository, target: str | None = None) -> list[TargetStatus]:
+def sync_status(store: ProvStore, target: str | None = None) -> list[TargetStatus]:
     """Synced / pending / failed runs for every target with local state (or ``target``:
     a kind like ``mlflow`` or a state key)."""
+    store = ProvStore.of(store)
     import json
 
     from ..runs.reading import all_run_entries, read_state
 
-    prov_dir = repo.git.prov_dir()
+    prov_dir = store.git.prov_dir()
     directory = os.path.join(prov_dir, "sync") if prov_dir else None
     names = sorted(n for n in os.listdir(directory) if n.endswith(".json")) if directory and os.path.isdir(directory) else []
-    tip = repo.ledger.tip()
-    runs = [(rid, tree) for rid, tree in all_run_entries(repo.ledger, tip) if not read_state(repo.ledger, rid, tip).deleted]
+    tip = store.ledger.tip()
+    runs = [(rid, tree) for rid, tree in all_run_entries(store.ledger, tip) if not read_state(store.ledger, rid, tip).deleted]
     out = []
     for name in names:
         key = name[:-5]

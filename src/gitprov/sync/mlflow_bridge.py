@@ -383,7 +383,7 @@ class MlflowBridge:
         store.update_run_info(external_id, run_status=RunStatus.from_string(status), end_time=end_time, run_name=None)
 
     def _upload(self, run: Any, external_id: str, keys: list[str]) -> None:
-        from ..artifacts import safe_file_name
+        from ..runs.artifacts import safe_file_name
 
         with tempfile.TemporaryDirectory(prefix="prov-sync-") as tmp:
             for key in keys:

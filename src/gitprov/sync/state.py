@@ -17,8 +17,8 @@ import threading
 import time
 from typing import Any
 
+from .._util.pidlock import take
 from ..errors import DataError, SyncError, WriteError
-from ..pidlock import take
 
 __all__ = ["STATE_FORMAT", "RunEntry", "SyncState", "target_key"]
 

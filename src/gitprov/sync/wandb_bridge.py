@@ -56,12 +56,14 @@ def use_input_artifacts(wb: Any, run: Any) -> list[str]:
     offline W&B run cannot reference another run's artifact. Input runs given by a
     prefix are resolved in the run's repository; ones it does not hold, or that logged
     no artifact, are skipped."""
-    from ..lineage import inputs_of
+    from ..runs.lineage import inputs_of
+    from ..runs.reading import resolve_run_id
+    from ..runs.run import Run
 
     names = []
     for ref in sorted(inputs_of(run).runs):
         try:
-            source = run._repo.get_run(ref)
+            source = Run.load(run.store, resolve_run_id(run.store.ledger, ref))
         except ProvError:  # a dangling input (prov verify reports it)
             continue
         if not source.state.artifacts:
@@ -172,7 +174,7 @@ class WandbBridge:
                 if new_artifacts:
                     art = wandb.Artifact(f"{wandb_run_id(run.id)}-artifacts", type="prov-artifacts",
                                          metadata={"prov.run_id": run.id, "sha256": artifacts})
-                    from ..artifacts import safe_file_name
+                    from ..runs.artifacts import safe_file_name
 
                     for key in artifacts:
                         name = "/".join(safe_file_name(p) for p in key.split("/") if p)

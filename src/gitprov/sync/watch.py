@@ -15,10 +15,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SyncError, UsageError
+from ..store.prov_store import ProvStore
 from .engine import SyncReport, sync_runs
 
 if TYPE_CHECKING:
-    from ..api import Repository
     from .bridge import Bridge
 
 __all__ = ["watch"]
@@ -26,23 +26,24 @@ __all__ = ["watch"]
 _UNSET = object()
 
 
-def watch(repo: Repository, bridge: Bridge, stop: threading.Event, *, interval: float = 5.0,
+def watch(store: ProvStore, bridge: Bridge, stop: threading.Event, *, interval: float = 5.0,
           on_report: Callable[[SyncReport], None] | None = None,
           on_busy: Callable[[SyncError], None] | None = None, **options: Any) -> int:
-    """Sync ``repo`` to ``bridge`` whenever its ledger moves, until ``stop`` is set;
+    """Sync the store to ``bridge`` whenever its ledger moves, until ``stop`` is set;
     returns how many syncs ran. ``options`` go to ``sync_runs``. A sync that cannot
     start (another sync holds the target's lock) is reported to ``on_busy`` and tried
     again at the next poll."""
+    store = ProvStore.of(store)
     if interval <= 0:
         raise UsageError("--interval must be positive")
     last: object = _UNSET
     again = False
     rounds = 0
     while not stop.is_set():
-        tip = repo.ledger.tip()  # read before the sync: a move during it is seen next time
+        tip = store.ledger.tip()  # read before the sync: a move during it is seen next time
         if tip != last or again:
             try:
-                report = sync_runs(repo, bridge, stop=stop, **options)
+                report = sync_runs(store, bridge, stop=stop, **options)
             except SyncError as exc:
                 if on_busy is None:
                     raise

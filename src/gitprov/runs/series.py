@@ -15,8 +15,8 @@ from typing import Any
 
 import msgspec
 
-from .errors import DataError, FormatVersionError
-from .model.common import FORMAT_VERSION
+from ..errors import DataError, FormatVersionError
+from ..model.common import FORMAT_VERSION
 
 __all__ = ["decode_metric_chunk", "decode_observation_chunk", "encode_metric_chunk", "encode_observation_chunk"]
 

@@ -12,8 +12,8 @@ import os
 
 import msgspec
 
-from .errors import ConfigError
-from .model.capture import InputFile
+from ..errors import ConfigError
+from ..model.capture import InputFile
 
 __all__ = ["hash_inputs", "sha256_file"]
 

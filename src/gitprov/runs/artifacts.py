@@ -14,9 +14,9 @@ import zlib
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-from .errors import DataError, UsageError, WriteError
-from .model import ArtifactRef
-from .store.repo import GitRepository
+from ..errors import DataError, UsageError, WriteError
+from ..model import ArtifactRef
+from ..store.repo import GitRepository
 
 __all__ = ["directory_digest", "image_bytes", "load_artifact", "safe_file_name", "store_artifact"]
 

@@ -20,18 +20,18 @@ from __future__ import annotations
 import os
 import sys
 
-from .errors import ConfigError
-from .logfile import trim
-from .pidlock import holder, take
+from .._util.logfile import trim
+from .._util.pidlock import holder, take
+from ..errors import ConfigError
 
 TYPE_CHECKING = False  # typing is not imported at run time: hook path
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from .api import Repository
-    from .store.config import GitConfig
-    from .store.repo import GitRepository
+    from ..store.config import GitConfig
+    from ..store.prov_store import ProvStore
+    from ..store.repo import GitRepository
 
 __all__ = ["AUTO_KEY", "LOCK", "LOG", "PENDING", "configured_targets", "run", "start"]
 
@@ -108,12 +108,12 @@ def _take(lock: str) -> bool:
 
 def _bridge(target: str, config: GitConfig) -> Any:
     if target == "mlflow":
-        from .sync.mlflow_bridge import MlflowBridge
+        from .mlflow_bridge import MlflowBridge
 
         return MlflowBridge(config.get("prov.sync.mlflow.trackingUri"),
                             experiment_prefix=config.get("prov.sync.mlflow.experimentPrefix") or "",
                             artifact_location=config.get("prov.sync.mlflow.artifactLocation"))
-    from .sync.wandb_bridge import WandbBridge
+    from .wandb_bridge import WandbBridge
 
     project = config.get("prov.sync.wandb.project")
     if not project:
@@ -121,16 +121,19 @@ def _bridge(target: str, config: GitConfig) -> Any:
     return WandbBridge(project, entity=config.get("prov.sync.wandb.entity"))
 
 
-def run(repo: Repository, *, lock_wait: float = 600.0, out: Callable[[str], None] = print) -> int:
+def run(store: ProvStore, *, lock_wait: float = 600.0, out: Callable[[str], None] = print) -> int:
     """Runner side: sync every configured target until no commit asks for more; 0, or
     10 when a run was not synced (it stays pending for the next sync)."""
+    from ..store.prov_store import ProvStore
+
+    store = ProvStore.of(store)
     import contextlib
 
-    from .clock import utc_timestamp
-    from .errors import ProvError
-    from .sync.engine import sync_runs
+    from .._util.clock import utc_timestamp
+    from ..errors import ProvError
+    from .engine import sync_runs
 
-    directory = _directory(repo.git)
+    directory = _directory(store.git)
     os.makedirs(directory, exist_ok=True)
     lock, pending = os.path.join(directory, LOCK), os.path.join(directory, PENDING)
     with contextlib.suppress(OSError):
@@ -144,7 +147,7 @@ def run(repo: Repository, *, lock_wait: float = 600.0, out: Callable[[str], None
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(pending)
             failed = False
-            config = repo.git.config
+            config = store.git.config
             targets = configured_targets(config)
             out(f"{utc_timestamp()} auto-sync (pid {os.getpid()}) to {', '.join(targets) or 'nothing'}")
             try:
@@ -155,7 +158,7 @@ def run(repo: Repository, *, lock_wait: float = 600.0, out: Callable[[str], None
             for target in targets:
                 try:
                     bridge = _bridge(target, config)
-                    report = sync_runs(repo, bridge, workers=workers, lock_wait=lock_wait)
+                    report = sync_runs(store, bridge, workers=workers, lock_wait=lock_wait)
                 except ProvError as exc:
                     out(f"{utc_timestamp()} {target}: error: {exc}")
                     failed = True

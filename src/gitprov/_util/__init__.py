@@ -1,0 +1,1 @@
+"""Small private helpers with no dependencies: timestamps, pid locks, log files."""

@@ -1,0 +1,56 @@
+"""``Query``: a MongoDB-style query on lineage, what ``Repository.find_runs`` takes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import UsageError
+from ..nodes import check_label, check_run_prefix
+
+__all__ = ["Query"]
+
+
+class Query:
+    """Builds a MongoDB-style query on lineage; a left-out version or path matches any."""
+
+    def __init__(self) -> None:
+        self._clauses: list[dict[str, Any]] = []
+
+    def _add(self, field: str, item: str | int | None, what: str) -> Query:
+        if item is None:
+            self._clauses.append({field: {"$exists": True}})
+        else:
+            self._clauses.append({field: check_label(item, what)})
+        return self
+
+    def with_input_model(self, name: str, version: str | int | None = None) -> Query:
+        return self._add(f"inputs.models.{check_label(name, 'model name')}", version, "model version")
+
+    def with_output_model(self, name: str, version: str | int | None = None) -> Query:
+        return self._add(f"outputs.models.{check_label(name, 'model name')}", version, "model version")
+
+    def with_input_artifact(self, run_id: str, path_in_run: str | None = None) -> Query:
+        return self._add(f"inputs.runs.{check_run_prefix(run_id)}", path_in_run, "path in run")
+
+    def with_output_artifact(self, run_id: str, path_in_run: str | None = None) -> Query:
+        return self._add(f"outputs.runs.{check_run_prefix(run_id)}", path_in_run, "path in run")
+
+    def with_input_dataset(self, key: str, digest: str | None = None) -> Query:
+        return self._add(f"inputs.datasets.{check_label(key, 'dataset key')}", digest, "dataset digest")
+
+    def with_output_dataset(self, key: str, digest: str | None = None) -> Query:
+        return self._add(f"outputs.datasets.{check_label(key, 'dataset key')}", digest, "dataset digest")
+
+    def where(self, condition: dict[str, Any]) -> Query:
+        """Add any other condition (``{"metrics.acc": {"$gte": 0.9}}``)."""
+        if not isinstance(condition, dict):
+            raise UsageError("Query.where() takes a dict")
+        self._clauses.append(condition)
+        return self
+
+    def render(self) -> dict[str, Any]:
+        if not self._clauses:
+            return {}
+        if len(self._clauses) == 1:
+            return dict(self._clauses[0])
+        return {"$and": [dict(c) for c in self._clauses]}

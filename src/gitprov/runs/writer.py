@@ -1,0 +1,243 @@
+"""``RunWriter``: the persistence buffer of one run.
+
+Logged points collect in memory; every ``spill_points`` points or ``spill_seconds``
+they become series chunk blobs (one pack, journaled, so a SIGKILL loses at most the
+points since the last spill), and the ledger gets one transaction per ``flush()``,
+every ``flush_seconds``, and at the end of the run. ``Run`` is the user-facing side;
+this class is everything it buffers and how that reaches the ledger.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+from .. import codec
+from .._util.clock import utc_timestamp
+from ..errors import UsageError
+from ..keys import key_to_name
+from ..model import MetricSummary, RunLink, RunRecord, RunState
+from ..store.journal import Journal
+from ..store.ledger import run_dir
+from ..store.note_queue import note_queue
+from ..store.transaction import commit_on_refs
+from .series import encode_metric_chunk, encode_observation_chunk
+
+if TYPE_CHECKING:
+    from ..store.prov_store import ProvStore
+
+__all__ = ["RunSettings", "RunWriter", "SeriesBuffer"]
+
+#: artifacts up to this size are written with the run's next pack, not at once
+DEFER_BYTES = 1 << 20
+
+
+class RunSettings:
+    """Buffering knobs: points are journaled every ``spill_points`` points or
+    ``spill_seconds`` seconds, and the ledger written every ``flush_seconds``;
+    artifacts above ``artifact_threshold`` bytes go to the local cache."""
+
+    def __init__(self, spill_points: int = 100_000, spill_seconds: float = 5.0,
+                 flush_seconds: float = 30.0, artifact_threshold: int = 10 << 20) -> None:
+        if spill_points < 1 or spill_seconds <= 0 or flush_seconds <= 0 or artifact_threshold < 0:
+            raise UsageError("spill_points, spill_seconds and flush_seconds must be positive")
+        self.spill_points = spill_points
+        self.spill_seconds = spill_seconds
+        self.flush_seconds = flush_seconds
+        self.artifact_threshold = artifact_threshold
+
+
+class SeriesBuffer:
+    """Points of one metric not yet in a chunk, and the step that comes next."""
+
+    __slots__ = ("steps", "stamps", "values", "next_step")
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.stamps: list[int] = []
+        self.values: list[float] = []
+        self.next_step = 0
+
+
+class RunWriter:
+    """What one run has logged but not yet written, and the writes that store it."""
+
+    def __init__(self, store: ProvStore, run_id: str, record: RunRecord, state: RunState, *,
+                 settings: RunSettings | None = None, journal: Journal | None = None, stored: bool = True) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.record = record
+        self.state = state
+        self.settings = settings = settings or RunSettings()
+        self.journal = journal
+        #: names this writer's chunks and orders its state writes (lamport, then writer)
+        self.writer_id = secrets.token_hex(4)
+        self.stored = stored  # record already in the ledger
+        self.series: dict[str, SeriesBuffer] = {}
+        self.observations: dict[str, list[tuple[int, int, Any]]] = {}
+        #: points in ``series`` since the last spill
+        self.buffered = 0
+        #: tree edits (paths relative to the run) not yet in the ledger
+        self.pending: dict[str, bytes | str | None] = {}
+        #: chunk blobs of each metric written since the last ledger transaction
+        self.pending_chunks: dict[str, list[str]] = {}
+        #: small artifact blobs not written yet: they go into the next spill's or the
+        #: ledger transaction's pack, like metric points (``DEFER_BYTES``)
+        self.deferred: dict[str, bytes] = {}
+        #: edits staged but not yet journaled (they name deferred blobs)
+        self.unjournaled: dict[str, str | None] = {}
+        self.seq = 0
+        self.last_flush = time.time()
+        self.spill_points = settings.spill_points
+        self.spill_due = self.last_flush + settings.spill_seconds
+        self.dirty = not stored
+        if not stored and record.code.patch:  # keep the start-time patch reachable
+            self.pending["code.patch"] = record.code.patch
+
+    # -- buffering -------------------------------------------------------------------
+    def defer_blob(self, data: bytes) -> str | None:
+        """Keep a small blob for the next pack this run writes; its id, or None to
+        have it written now (large)."""
+        if len(data) > DEFER_BYTES:
+            return None
+        oid = self.store.git.fmt.hash_object("blob", data)
+        self.deferred[oid] = data
+        return oid
+
+    def stage_edits(self, edits: dict[str, str | None], journal: bool = True) -> None:
+        """Add tree edits (paths relative to the run, blobs already written or
+        deferred) and journal them with the current state."""
+        self.pending.update(edits)
+        self.dirty = True
+        if not journal:
+            self.unjournaled.update(edits)
+        elif self.journal is not None:
+            if self.unjournaled:
+                edits = {**self.unjournaled, **edits}
+                self.unjournaled = {}
+            self.journal.append({"e": "edit", "changes": edits, "state": codec.encode(self.state)})
+
+    def on_interval(self, now: float) -> None:
+        """Called by the logging hot path when points or time call for a spill."""
+        self.spill()
+        self.spill_due = now + self.settings.spill_seconds
+        if now - self.last_flush >= self.settings.flush_seconds:
+            self.write_ledger()
+
+    def spill(self, journal: bool = True) -> None:
+        """Turn buffered points into chunk blobs (one pack), journaled (survives
+        SIGKILL). Not journaled when a ledger transaction follows at once: the journal
+        names only objects that are already durable."""
+        odb = self.store.git.odb
+        edits: dict[str, str | None] = {}
+        with odb.batch():
+            for data in self.deferred.values():
+                odb.write("blob", data)
+            self.deferred = {}
+            self._encode_buffers(odb, edits)
+        self.observations = {}
+        self.buffered = 0
+        if edits or (journal and self.unjournaled):
+            self.stage_edits(edits, journal=journal)
+
+    def _chunk_name(self) -> str:
+        name = f"{self.writer_id}-{self.seq:08d}"
+        self.seq += 1
+        return name
+
+    def _encode_buffers(self, odb: Any, edits: dict[str, str | None]) -> None:
+        for key, series in self.series.items():
+            if not series.values:
+                continue
+            blob = odb.write("blob", encode_metric_chunk(series.steps, series.stamps, series.values))
+            edits[f"series/{key_to_name(key)}/{self._chunk_name()}"] = blob
+            self.pending_chunks.setdefault(key, []).append(blob)
+            self.state.metrics[key] = MetricSummary(value=series.values[-1], step=series.steps[-1],
+                                                    timestamp=series.stamps[-1])
+            series.steps, series.stamps, series.values = [], [], []
+        for key, items in self.observations.items():
+            if not items:
+                continue
+            epochs, stamps, values = zip(*items, strict=True)
+            blob = odb.write("blob", encode_observation_chunk(list(epochs), list(stamps), list(values)))
+            edits[f"observations/{key_to_name(key)}/{self._chunk_name()}"] = blob
+
+    # -- ledger transactions -----------------------------------------------------------
+    def flush(self) -> None:
+        """Everything buffered into the ledger: chunks and the transaction in one pack."""
+        with self.store.git.odb.batch():
+            self.spill(journal=False)
+            self.write_ledger()
+
+    def finish(self, status: str, exit_code: int | None) -> None:
+        """The last transaction of an active run, then its journal is removed."""
+        with self.store.git.odb.batch():  # chunks and the transaction: one pack
+            self.spill(journal=False)
+            self.state.status = status
+            self.state.ended = utc_timestamp()
+            self.state.exit_code = exit_code
+            self.dirty = True
+            self.write_ledger()
+        if self.journal is not None:
+            self.journal.close(remove=True)
+            self.journal = None
+
+    def state_bytes(self) -> bytes:
+        """The state as the next write stores it (lamport clock advanced)."""
+        state = self.state
+        state.lamport += 1
+        state.writer = self.writer_id
+        state.updated = utc_timestamp()
+        return codec.encode(state)
+
+    def write_ledger(self) -> None:
+        if not self.dirty:
+            return
+        store, run_id = self.store, self.run_id
+        base = run_dir(run_id)
+        changes: dict[str, bytes | str | None] = {}
+        for path, value in self.pending.items():
+            if value is not None:
+                changes[f"{base}/{path}"] = value
+        if not self.stored:
+            changes[f"{base}/record"] = codec.encode(self.record)
+        changes[f"{base}/state"] = self.state_bytes()
+        updates = [store.ledger.update(changes, f"prov: run {run_id[:12]} {self.state.status}")]
+        queue, link, taken = None, {}, None
+        if not self.stored and self.record.code.commit:
+            # the link to the commit goes with this transaction (one pack, the ledger
+            # first: a crash in between leaves a stored run without its link, which the
+            # run journal's recovery adds), or, while runs end back to back, waits in
+            # the process's note queue for the next batch (store/note_queue.py)
+            queue = note_queue(store.notes)
+            link = {self.record.code.commit: [codec.encode(run_link(run_id, self.record))]}
+            taken = queue.take(link, f"prov: link run {run_id[:12]}")
+            if taken is not None:
+                updates.append(taken[0])
+        commit_on_refs(store.git, updates)
+        if queue is not None:
+            if taken is None:
+                queue.queue(link)
+            else:
+                queue.written(taken[1])
+        self.stored = True
+        self.pending = {}
+        self.pending_chunks = {}
+        self.unjournaled = {}
+        self.dirty = False
+        self.last_flush = time.time()
+        if self.journal is not None:
+            self.journal.mark_flushed()
+
+    def write_state_now(self) -> None:
+        """A metadata edit of a stored run (tags, name, lineage): its state, now."""
+        self.store.ledger.apply({f"{run_dir(self.run_id)}/state": self.state_bytes()},
+                                f"prov: update run {self.run_id[:12]}")
+        self.dirty = False
+
+
+def run_link(run_id: str, record: RunRecord) -> RunLink:
+    """The ``run`` line of the commit's note that lists this run."""
+    return RunLink(run=run_id, name=record.name, experiment=record.experiment,
+                   created=record.created, schema=record.schema)
