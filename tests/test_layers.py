@@ -36,16 +36,16 @@ ALLOWED: dict[str, set[str]] = {
     "runs": _BASE | {"model", "codec", "keys", "nodes", "schema", "scrub", "fingerprint", "store"},
     "index": _BASE | {"model", "codec", "nodes", "store", "runs"},
     "provenance": _BASE | {"model", "codec", "store"},
-    "capture": _BASE | {"model", "codec", "schema", "settings", "fingerprint", "store", "runs", "provenance"},
+    "captures": _BASE | {"model", "codec", "schema", "settings", "fingerprint", "store", "runs", "provenance"},
     "exchange": _BASE | {"model", "codec", "keys", "scrub", "store", "runs"},
     "history": _BASE | {"model", "codec", "schema", "store", "index"},
     "verify": _BASE | {"model", "codec", "schema", "store", "history"},
     "sync": _BASE | {"model", "codec", "scrub", "store", "runs", "index"},
     "githooks": _BASE | {"model", "codec", "schema", "settings", "scrub", "store", "runs", "quickcapture",
-                         "capture", "provenance", "history", "exchange", "sync"},
+                         "captures", "provenance", "history", "exchange", "sync"},
     # the facades: the verbs and the public lineage module
     "lineage": {"runs", "index"},
-    "api": _BASE | {"model", "codec", "schema", "store", "runs", "index", "provenance", "capture", "exchange",
+    "api": _BASE | {"model", "codec", "schema", "store", "runs", "index", "provenance", "captures", "exchange",
                     "history", "verify", "githooks"},
     # the front ends
     "integrations": _BASE | {"api", "lineage", "names", "schema", "scrub", "store", "runs", "sync"},
@@ -143,3 +143,10 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     graph = import_graph()
     graph["gitprov.store.repo"] = graph["gitprov.store.repo"] | {"gitprov.api"}  # a deliberate back-edge
     assert find_cycle(unit_graph(graph)) is not None
+
+
+def test_no_module_shadows_a_public_name() -> None:
+    """``import gitprov.x`` sets ``gitprov.x``: a module named like a public verb
+    (``capture``) would replace the verb once anything imported the module."""
+    modules = {p.stem for p in SRC.glob("*.py")} | {p.name for p in SRC.iterdir() if (p / "__init__.py").exists()}
+    assert modules & set(gitprov.__all__) == set()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ._util.clock import utc_timestamp
-from .capture import BackfillResult, CaptureResult
+from .captures import BackfillResult, CaptureResult
 from .errors import ReadOnlyRepositoryError, UsageError, WriteError
 from .provenance import CommitProvenance
 from .store.ledger import LEDGER_FORMAT, Ledger
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .history import RelinkResult
     from .index import RunIndex
     from .index.graph import LineageGraph
-    from .model import CommitCapture, Environment, RunLink
+    from .model import CommitCapture, Environment
     from .runs.run import Run
     from .runs.stage import CachedStage
     from .verify import VerifyReport
@@ -108,20 +108,20 @@ class Repository:
     def build_capture(self, commit: str, trigger: str = "cli", *,
                       base_environment: Environment | None = None) -> CommitCapture:
         """The capture record of ``commit`` as it would be written now."""
-        from .capture import build_capture
+        from .captures import build_capture
 
         return build_capture(self.store, commit, trigger, base_environment=base_environment)
 
     def capture(self, rev: str = "HEAD", *, force: bool = False, trigger: str = "cli") -> CaptureResult:
         """Record the provenance of ``rev`` in its note (once, unless ``force``)."""
-        from .capture import capture
+        from .captures import capture
 
         return capture(self.store, rev, force=force, trigger=trigger)
 
     def capture_missing(self, spec: str | None = None, *, trigger: str = "backfill") -> BackfillResult:
         """Capture every commit in ``spec`` (default: HEAD's history) that has no capture of
         its own, in one notes commit."""
-        from .capture import capture_missing
+        from .captures import capture_missing
 
         return capture_missing(self.store, spec, trigger=trigger)
 
@@ -201,13 +201,6 @@ class Repository:
         from .store.note_queue import note_queue
 
         note_queue(self.notes).flush()
-
-    def link_update(self, commit: str, link: RunLink):
-        """A ``run`` line in ``commit``'s note (so ``prov show`` lists the run), as a
-        ``RefUpdate`` to commit with the run's ledger transaction."""
-        from . import codec
-
-        return self.notes.update({commit: [codec.encode(link)]}, f"prov: link run {link.run[:12]}")
 
     def verify(self) -> VerifyReport:
         from .verify import verify_repository

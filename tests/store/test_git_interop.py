@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from gitprov import api
+from gitprov import api, codec
 from gitprov.errors import AmbiguousRevisionError, UnknownRevisionError
 from gitprov.store.ledger import Ledger, run_dir
 from gitprov.store.notes import Notes, merge_note_lines
@@ -56,7 +56,7 @@ def test_git_notes_and_log_show_prov_notes(repo: GitRepo) -> None:
     head = repo.git("rev-parse", "HEAD").strip()
     result = api.capture("HEAD", repo.path)
     line = repo.git("notes", "--ref=prov", "show", head).strip()
-    assert line.encode() == api.codec.encode(result.capture)
+    assert line.encode() == codec.encode(result.capture)
     assert line in repo.git("log", "--notes=prov", "-1")
     assert repo.git("notes", "--ref=prov", "list").split() == [repo.git("rev-parse", f"refs/notes/prov:{head}").strip(), head]
     repo.fsck()

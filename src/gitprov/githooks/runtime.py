@@ -123,7 +123,7 @@ def _start_auto_sync(ctx: _Context) -> None:
 
 def _capture_head_fully(ctx: _Context) -> None:
     from .. import codec
-    from ..capture import build_capture
+    from ..captures import build_capture
     from ..history import rewrite_link
 
     store = ctx.open()
@@ -157,7 +157,7 @@ def _amend_from_reflog(store: ProvStore) -> list[tuple[str, str]]:
 
 def post_rewrite(ctx: _Context) -> None:
     from .. import codec
-    from ..capture import build_capture
+    from ..captures import build_capture
     from ..history import rewrite_link
 
     store = ctx.open()
@@ -200,7 +200,7 @@ def post_merge(ctx: _Context) -> None:
     squash = (ctx.args[0] if ctx.args else os.environ.get("PRE_COMMIT_IS_SQUASH_MERGE", "0")) == "1"
     if squash:
         return  # nothing committed yet; the later 'git commit' runs post-commit
-    from ..capture import capture
+    from ..captures import capture
 
     store = ctx.open()
     head = store.git.head()
