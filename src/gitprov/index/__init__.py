@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ..errors import QueryError, UnknownFieldError
 from .filter import parse_filter, parse_order
-from .query import QueryError, UnknownFieldError, compile_order, compile_query, select_run_ids
+from .query import compile_order, compile_query, select_run_ids
 from .store import INDEX_FILE, RunIndex
 
 __all__ = [
