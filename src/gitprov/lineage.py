@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
+from .keys import check_label
 
 if TYPE_CHECKING:
     from .runs.run import Run
@@ -27,12 +28,10 @@ MODEL, RUN, DATASET = "model:", "run:", "dataset:"
 
 
 def _text(value: object, what: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise UsageError(f"{what} must be a string, got {type(value).__name__}")
-    text = str(value)
-    if not text or len(text) > 250 or any(ord(c) < 32 or ord(c) == 127 for c in text):
-        raise UsageError(f"{what} {text[:40]!r} must be 1 to 250 printable characters")
-    return text
+    """A non-empty label; an int (a model version such as 3) is taken as its digits."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return check_label(value, what, required=True)
 
 
 def _run_id(value: object) -> str:
