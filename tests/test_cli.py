@@ -218,3 +218,63 @@ def test_git_prov_works_as_a_git_subcommand(repo: GitRepo) -> None:
     env = {"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
     repo.git("prov", "capture", env=env)
     assert json.loads(repo.git("prov", "show", "--json", env=env))["captures"]
+
+
+# -- the repository every command gets (cli/options.py: with_repository) -------------------
+
+
+@pytest.fixture
+def outside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory that is no repository; GIT_CEILING_DIRECTORIES keeps git from
+    finding one above it."""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    monkeypatch.chdir(plain)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    return plain
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("capture", "--missing", "--force"), "--missing takes a RANGE of its own"),
+    (("runs", "--where", "params.lr >"), "cannot parse filter"),
+    (("relink", "--commit-map", "no-such-file"), "cannot read commit map no-such-file"),
+    (("sync", "revision", "--to", "wandb", "--tracking-uri", "x"), "--tracking-uri does not apply to --to wandb"),
+], ids=["capture", "runs", "relink", "sync-revision"])
+def test_mistakes_that_need_no_repository_come_before_opening_it(outside: Path, args, message) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "not a git repository" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [("log",), ("runs",), ("runs", "show", "abcd"), ("lineage", "x"), ("keep",),
+                                  ("sync", "status"), ("run", "--", "true"), ("capture", "--missing")], ids=" ".join)
+def test_commands_outside_a_repository_say_so(outside: Path, args) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 3, result.output
+    assert result.stderr.startswith("prov: error: not a git repository") and result.stdout == ""
+
+
+def test_a_group_running_a_subcommand_does_not_open_the_repository(outside: Path) -> None:
+    assert "Show one run" in ok("runs", "show", "--help")
+    # the group's own --where is neither parsed nor used then (as before)
+    assert invoke("runs", "--where", "params.lr >", "show", "abcd").exit_code == 3
+
+
+def test_schema_show_works_without_a_repository(outside: Path) -> None:
+    assert json.loads(ok("schema", "show", "--json"))["vendored"] is None
+
+
+def test_commands_open_the_current_repository_in_one_place() -> None:
+    """``Repository(os.getcwd())`` is spelled in with_repository, and in the click-free
+    fast path (entry.py), which cannot use a click decorator."""
+    import ast
+
+    import gitprov.cli
+
+    places = set()
+    for path in Path(gitprov.cli.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Repository"
+                    and node.args and "getcwd" in ast.unparse(node.args[0])):
+                places.add(path.name)
+    assert places == {"options.py", "entry.py"}

@@ -5,15 +5,20 @@ subprocesses."""
 
 from __future__ import annotations
 
+import ast
+import builtins
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
+import gitprov
 from gitprov import api, errors
 from gitprov.store.objects import encode_commit, format_named
 from tests.conftest import GitRepo, run_git, run_prov, unpack_all
@@ -69,6 +74,7 @@ def test_exit_codes_match_the_documentation() -> None:
         errors.UnknownRevisionError: 4, errors.AmbiguousRevisionError: 4, errors.DataError: 5,
         errors.FormatVersionError: 6, errors.WriteError: 7, errors.ReadOnlyRepositoryError: 7,
         errors.ConcurrentUpdateError: 7, errors.VerificationError: 8, errors.ConfigError: 9,
+        errors.QueryError: 2, errors.UnknownFieldError: 2,
     }
     for cls, code in documented.items():
         assert cls.exit_code == code, cls
@@ -79,6 +85,155 @@ def test_exit_codes_match_the_documentation() -> None:
         assert issubclass(cls, errors.ProvError), name
         assert name in errors.__doc__, f"{name} missing from the tree in errors.py"
         assert f"{cls.exit_code} " in app.__doc__, f"exit code {cls.exit_code} of {name} not documented"
+
+
+# -- the one exception tree: errors.py's drawing, the classes and docs/errors.md agree ------------
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
+_NODE = re.compile(r"^(?P<lead>(?:[│ ]   )*(?:[├└]── )?)(?P<name>[A-Z]\w*)(?: \((?P<code>\d+)\))?(?:\s|$)")
+
+
+def drawn_tree(drawing: str) -> dict[str, tuple[str | None, int | None]]:
+    """``name -> (parent, exit code written beside it or None)`` of a tree drawn with
+    ``├──``/``└──``, four columns a level; text to the right of a node is a comment."""
+    tree: dict[str, tuple[str | None, int | None]] = {}
+    path: list[str] = []
+    for line in textwrap.dedent(drawing).splitlines():
+        match = _NODE.match(line)
+        if not line.strip():
+            continue
+        assert match, f"not a node of the tree: {line!r}"
+        depth = len(match["lead"]) // 4
+        assert depth <= len(path), f"drawn below no parent: {line!r}"
+        del path[depth:]
+        assert match["name"] not in tree, f"{match['name']} drawn twice"
+        tree[match["name"]] = (path[-1] if path else None, int(match["code"]) if match["code"] else None)
+        path.append(match["name"])
+    return tree
+
+
+def class_tree() -> dict[str, tuple[str | None, int | None]]:
+    """The same shape read from the classes of ``gitprov.errors``: each class's parent in
+    the tree, and its exit code where it sets one itself (else it shares its parent's)."""
+    tree: dict[str, tuple[str | None, int | None]] = {}
+
+    def walk(cls: type, parent: str | None) -> None:
+        tree[cls.__name__] = (parent, cls.__dict__.get("exit_code"))
+        for sub in cls.__subclasses__():
+            if sub.__module__ == "gitprov.errors":  # classes elsewhere: test_no_exception_class_outside_errors_py
+                walk(sub, cls.__name__)
+
+    walk(errors.ProvError, None)
+    return tree
+
+
+def _docstring_drawing() -> str:
+    return errors.__doc__.split("::\n", 1)[1]
+
+
+def _docs_drawing() -> str:
+    text = DOCS.read_text(encoding="utf-8")
+    return text.split("The exception tree", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+
+
+def test_drawn_trees_are_the_class_tree() -> None:
+    classes = class_tree()
+    assert drawn_tree(_docstring_drawing()) == classes, "update the tree in errors.py's docstring"
+    assert drawn_tree(_docs_drawing()) == classes, "update the tree in docs/errors.md"
+    assert sorted(errors.__all__) == sorted(classes)
+    for name, (parent, own_code) in classes.items():  # undrawn codes are the parent's
+        if own_code is None:
+            assert getattr(errors, name).exit_code == getattr(errors, parent).exit_code, name
+
+
+def test_every_error_is_in_the_exit_code_table_and_its_sections() -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    rows = {int(m[1]): m[2] for m in re.finditer(r"^\| (\d+) \| ([^|]*) \|", text, re.M)}
+    for name in errors.__all__:
+        code = getattr(errors, name).exit_code
+        assert f"`{name}`" in rows.get(code, ""), f"docs/errors.md: {name} missing from the row of exit code {code}"
+    headings = re.findall(r"^### (\d+) — (.*)$", text, re.M)
+    assert headings
+    for code, title in headings:
+        for name in re.findall(r"`(\w+)`", title):
+            assert getattr(errors, name).exit_code == int(code), f"docs/errors.md: '### {code} — {title}'"
+
+
+def test_gitprov_exports_every_error() -> None:
+    for name in errors.__all__:
+        assert name in gitprov.__all__, name
+        assert getattr(gitprov, name) is getattr(errors, name), name
+
+
+# Exception classes still defined outside errors.py, to be moved there (issue 13). An entry
+# that no longer matches fails the test, so the list only shrinks.
+NOT_MOVED_YET = {("store/odb.py", "MissingObjectError")}
+
+
+def _exception_classes(trees: dict[Path, ast.Module]) -> dict[tuple[Path, str], ast.ClassDef]:
+    """Classes whose bases are exceptions: built-in ones, gitprov's, another class found
+    here, or a foreign name ending in Error/Exception/Warning (click's, msgspec's …)."""
+    known = {n for n in dir(builtins) if isinstance(getattr(builtins, n), type) and issubclass(getattr(builtins, n), BaseException)}
+    known |= set(errors.__all__)
+    classes = {(p, node.name): node for p, tree in trees.items() for node in ast.walk(tree) if isinstance(node, ast.ClassDef)}
+    found: dict[tuple[Path, str], ast.ClassDef] = {}
+    while True:
+        new = {
+            key: node for key, node in classes.items() if key not in found and any(
+                name in known or name.endswith(("Error", "Exception", "Warning"))
+                for name in (b.id if isinstance(b, ast.Name) else b.attr if isinstance(b, ast.Attribute) else "" for b in node.bases)
+            )
+        }
+        if not new:
+            return found
+        found |= new
+        known |= {name for _, name in new}
+
+
+def _caught_in(tree: ast.Module, name: str) -> bool:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ExceptHandler) and node.type is not None:
+            types = node.type.elts if isinstance(node.type, ast.Tuple) else [node.type]
+            if any(isinstance(t, ast.Name) and t.id == name for t in types):
+                return True
+    return False
+
+
+def test_no_exception_class_outside_errors_py() -> None:
+    """Every exception git-prov raises is one of errors.py's. The one kind allowed elsewhere
+    is a private class for control flow inside one module: it must be caught there."""
+    src = Path(gitprov.__file__).parent
+    trees = {p: ast.parse(p.read_text(encoding="utf-8")) for p in sorted(src.rglob("*.py")) if p != src / "errors.py"}
+    outside = set()
+    for (path, name) in _exception_classes(trees):
+        where = path.relative_to(src).as_posix()
+        if name.startswith("_"):
+            assert _caught_in(trees[path], name), f"{where}: private exception {name} escapes its module; define it in errors.py"
+        else:
+            outside.add((where, name))
+    assert outside - NOT_MOVED_YET == set(), "define these in gitprov/errors.py (and draw and document them there)"
+    assert NOT_MOVED_YET - outside == set(), "moved: remove them from NOT_MOVED_YET"
+
+
+def test_the_exception_scan_finds_what_it_must() -> None:
+    code = (
+        "class A(ValueError): pass\nclass B(A): pass\nclass C(click.ClickException): pass\n"
+        "class D(errors.DataError): pass\nclass E(msgspec.Struct): pass\nclass F: pass\n"
+    )
+    found = {name for _, name in _exception_classes({Path("m.py"): ast.parse(code)})}
+    assert found == {"A", "B", "C", "D"}
+    assert _caught_in(ast.parse("try:\n    pass\nexcept (OSError, _Gone):\n    pass\n"), "_Gone")
+    assert not _caught_in(ast.parse("try:\n    pass\nexcept OSError:\n    raise _Gone\n"), "_Gone")
+
+
+def test_a_tree_drawing_that_disagrees_fails() -> None:
+    good = drawn_tree(_docstring_drawing())
+    assert good["UnknownFieldError"] == ("QueryError", None) and good["ProvError"] == (None, 1)
+    moved = _docstring_drawing().replace("│   └── MissingExtraError", "└── MissingExtraError", 1)
+    assert drawn_tree(moved) != class_tree()
+    assert drawn_tree(_docstring_drawing().replace("ConfigError (9)", "ConfigError (12)")) != class_tree()
+    without = "\n".join(line for line in _docstring_drawing().splitlines() if "ConfigError" not in line)
+    assert drawn_tree(without) != class_tree()
 
 
 # -- repositories prov cannot work in -----------------------------------------------------

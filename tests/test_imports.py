@@ -53,8 +53,9 @@ def test_the_click_app_is_what_loads_click() -> None:
 def test_public_names() -> None:
     expected = {
         "AmbiguousRevisionError", "BareRepositoryError", "CommitProvenance", "ConcurrentUpdateError",
-        "ConfigError", "DataError", "EmptyRepositoryError", "FormatVersionError", "NotARepositoryError",
-        "ProvError", "ReadOnlyRepositoryError", "Repository", "RepositoryError", "RevisionError",
+        "ConfigError", "DataError", "EmptyRepositoryError", "FormatVersionError", "MissingExtraError",
+        "NotARepositoryError", "ProvError", "QueryError", "ReadOnlyRepositoryError", "RemoteDataError",
+        "RemoteError", "Repository", "RepositoryError", "RevisionError", "SyncError", "UnknownFieldError",
         "UnknownRevisionError", "UsageError", "VerificationError", "WriteError", "__version__",
         "capture", "init", "log", "show", "start_run", "Run", "MetricPoint", "Observation",
     }

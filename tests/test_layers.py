@@ -24,7 +24,7 @@ ALLOWED: dict[str, set[str]] = {
     "names": set(),
     "scrub": set(),
     "model": {"_version"},
-    "nodes": {"errors"},
+    "nodes": {"errors", "keys"},
     "codec": {"errors", "model"},
     "keys": {"errors", "scrub"},
     "settings": {"errors", "names"},

@@ -159,6 +159,8 @@ def test_bad_keys_are_refused_and_nothing_is_written(prov_repo, key):
         (lambda r: r.log_artifact("a", 12), "must be a path, bytes"),
         (lambda r: r.log_artifact("a", "/no/such/file"), "is not a file"),
         (lambda r: r.end("bogus"), "status must be one of"),
+        (lambda r: r.rename("a\x7fb"), "run name 'a.x7fb' must be at most 250 printable characters"),
+        (lambda r: r.rename(None), "run name must be a string"),
     ],
 )
 def test_bad_values_are_refused(prov_repo, call, message):

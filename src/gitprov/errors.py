@@ -6,6 +6,8 @@ translated at the boundary with ``raise ... from exc``::
 
     ProvError (1)
     ├── UsageError (2)                 bad arguments or values given by the caller
+    │   └── QueryError                 a run query or filter string cannot be used
+    │       └── UnknownFieldError      it names a field (or key) no run has
     ├── RepositoryError (3)
     │   ├── NotARepositoryError        no git repository at or above the path
     │   ├── BareRepositoryError        prov needs a work tree
@@ -39,12 +41,14 @@ __all__ = [
     "MissingExtraError",
     "NotARepositoryError",
     "ProvError",
+    "QueryError",
     "ReadOnlyRepositoryError",
     "RemoteDataError",
     "RemoteError",
     "RepositoryError",
     "RevisionError",
     "SyncError",
+    "UnknownFieldError",
     "UnknownRevisionError",
     "UsageError",
     "VerificationError",
@@ -62,6 +66,14 @@ class UsageError(ProvError):
     """The caller passed an argument or value that cannot be used."""
 
     exit_code = 2
+
+
+class QueryError(UsageError):
+    """A run query or filter string cannot be used (operator, type, syntax)."""
+
+
+class UnknownFieldError(QueryError):
+    """A query names a field (or a param, metric or attribute key) no run has."""
 
 
 class RepositoryError(ProvError):

@@ -3,7 +3,9 @@
 Keys name params, metrics, tags, attributes and artifacts. They become git tree entry
 names, so they must never act as paths: no ``..``, no leading ``/``, no control
 characters, at most 250 characters. ``/`` inside a key is allowed (``train/loss``) and
-percent-encoded in tree names, reversibly.
+percent-encoded in tree names, reversibly. Labels (run names, experiments, model names
+and versions, dataset keys) are free text with the same length limit and no control
+characters.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ __all__ = [
     "MAX_VALUE_BYTES",
     "check_json_value",
     "check_key",
+    "check_label",
     "key_from_name",
     "key_to_name",
 ]
@@ -45,6 +48,19 @@ def check_key(key: object, what: str = "key") -> str:
     if key.startswith("$"):
         raise UsageError(f"{what} {key!r} must not start with '$' (reserved)")
     return key
+
+
+def check_label(value: object, what: str, *, required: bool = False) -> str:
+    """Return ``value`` if it is a label: a string of at most 250 characters, none of them
+    a control character (below 32, or DEL); ``required``: not empty either. Else raise
+    ``UsageError`` naming ``what`` and the rule."""
+    rule = f"{'1 to' if required else 'at most'} {MAX_KEY_LENGTH} printable characters"
+    if not isinstance(value, str):
+        raise UsageError(f"{what} must be a string of {rule}, got {type(value).__name__}")
+    if (required and not value) or len(value) > MAX_KEY_LENGTH or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        shown = repr(value[:40]) + ("…" if len(value) > 40 else "")
+        raise UsageError(f"{what} {shown} must be {rule}")
+    return value
 
 
 def key_to_name(key: str) -> str:

@@ -9,6 +9,7 @@ node per thing: ``run:<id>``, ``model:<name>`` or ``model:<name>@<version>``,
 from __future__ import annotations
 
 from .errors import UsageError
+from .keys import check_label
 
 __all__ = [
     "ARTIFACT",
@@ -16,10 +17,10 @@ __all__ = [
     "KINDS",
     "MODEL",
     "RUN",
-    "check_label",
     "check_run_prefix",
     "graph_node",
     "is_run_prefix",
+    "lineage_label",
     "split_node",
 ]
 
@@ -51,20 +52,17 @@ def is_run_prefix(text: str) -> bool:
     return len(text) >= 4 and all(c in "0123456789abcdef" for c in text)
 
 
-def check_label(value: object, what: str) -> str:
-    """A name, version, path or digest of a lineage entry: 1 to 250 printable
-    characters (a string, or an int such as a model version)."""
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise UsageError(f"{what} must be a string, got {type(value).__name__}")
-    text = str(value)
-    if not text or len(text) > 250 or any(ord(c) < 32 or ord(c) == 127 for c in text):
-        raise UsageError(f"{what} {text[:40]!r} must be 1 to 250 printable characters")
-    return text
+def lineage_label(value: object, what: str) -> str:
+    """A name, version, path or digest of a lineage entry: a label (``keys.check_label``,
+    not empty); an int, such as model version 3, is taken as its digits."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return check_label(value, what, required=True)
 
 
 def check_run_prefix(value: object) -> str:
     """A run id or unique prefix given by a user, lower-cased."""
-    text = check_label(value, "run id").strip().lower()
+    text = lineage_label(value, "run id").strip().lower()
     if not is_run_prefix(text):
         raise UsageError(f"run id {text!r} is not a run id or a prefix of at least 4 hex characters")
     return text

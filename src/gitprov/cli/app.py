@@ -10,16 +10,19 @@ data under the prov refs; 6 record format newer than this git-prov; 7 cannot wri
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .._version import __version__
 from ..errors import ProvError, VerificationError
 from . import render
+from .options import with_repository
+
+if TYPE_CHECKING:
+    from ..api import Repository
 
 __all__ = ["cli"]
 
@@ -41,12 +44,6 @@ class ProvGroup(click.Group):
 
 def json_option(f: Callable) -> Callable:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
-
-
-def _repo():
-    from ..api import Repository
-
-    return Repository(os.getcwd())
 
 
 @click.group(cls=ProvGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -112,6 +109,11 @@ def _offer_remote(repo: Any) -> str | None:
         return None
 
 
+def _missing_alone(params: dict[str, Any]) -> None:
+    if params["missing"] is not None and (params["force"] or params["rev"] != "HEAD"):
+        raise click.UsageError("--missing takes a RANGE of its own; it cannot be combined with REV or --force")
+
+
 @cli.command()
 @click.argument("rev", default="HEAD")
 @click.option("--force", is_flag=True, help="Add a new capture even if the commit has one.")
@@ -125,12 +127,11 @@ def _offer_remote(repo: Any) -> str | None:
     help="Backfill every commit in RANGE (default: HEAD's history) that has no capture.",
 )
 @json_option
-def capture(rev: str, force: bool, missing: str | None, as_json: bool) -> None:
+@with_repository(before=_missing_alone)
+def capture(rev: str, force: bool, missing: str | None, as_json: bool, repo: Repository) -> None:
     """Record the provenance of the commit REV (default HEAD) in its note."""
     if missing is not None:
-        if force or rev != "HEAD":
-            raise click.UsageError("--missing takes a RANGE of its own; it cannot be combined with REV or --force")
-        backfill = _repo().capture_missing(missing or None)
+        backfill = repo.capture_missing(missing or None)
         if as_json:
             render.emit_json(backfill)
         else:
@@ -139,7 +140,7 @@ def capture(rev: str, force: bool, missing: str | None, as_json: bool) -> None:
                 f"{backfill.already} already had a capture"
             )
         return
-    result = _repo().capture(rev, force=force)
+    result = repo.capture(rev, force=force)
     if as_json:
         render.emit_json(result)
     else:
@@ -149,9 +150,9 @@ def capture(rev: str, force: bool, missing: str | None, as_json: bool) -> None:
 @cli.command()
 @click.argument("rev", default="HEAD")
 @json_option
-def show(rev: str, as_json: bool) -> None:
+@with_repository()
+def show(rev: str, as_json: bool, repo: Repository) -> None:
     """Show what produced the commit REV and which runs used it."""
-    repo = _repo()
     prov = repo.show(rev)
     if as_json:
         render.emit_json(prov)
@@ -163,12 +164,13 @@ def show(rev: str, as_json: bool) -> None:
 @click.argument("range_", metavar="[RANGE]", required=False)
 @click.option("-n", "--max-count", type=click.IntRange(min=1), help="Show at most N commits.")
 @json_option
-def log(range_: str | None, max_count: int | None, as_json: bool) -> None:
+@with_repository()
+def log(range_: str | None, max_count: int | None, as_json: bool, repo: Repository) -> None:
     """List commits (default: the history of HEAD) with their provenance.
 
     RANGE is a revision or A..B, as for git log.
     """
-    entries = _repo().log(range_, max_count)
+    entries = repo.log(range_, max_count)
     if as_json:
         render.emit_json(entries)
     else:
@@ -194,9 +196,10 @@ def _print_report(report: Any, as_json: bool) -> None:
 
 @cli.command()
 @json_option
-def verify(as_json: bool) -> None:
+@with_repository()
+def verify(as_json: bool, repo: Repository) -> None:
     """Check every stored record: decoding, format versions, pinned schemas, ledger."""
-    _print_report(_repo().verify(), as_json)
+    _print_report(repo.verify(), as_json)
 
 
 @cli.group()
@@ -206,15 +209,14 @@ def schema() -> None:
 
 @schema.command("show")
 @json_option
-def schema_show(as_json: bool) -> None:
+@with_repository(optional=True)
+def schema_show(as_json: bool, repo: Repository | None) -> None:
     """Show the lexicon this git-prov writes and the one vendored in the repository."""
     from ..schema import LEXICON_DIR, Lexicon, package_lexicon
 
     lex = package_lexicon()
     vendored = None
-    repo_dir = None
-    with contextlib.suppress(ProvError):
-        repo_dir = _repo().work_tree
+    repo_dir = repo.work_tree if repo is not None else None
     if repo_dir and os.path.isdir(os.path.join(repo_dir, LEXICON_DIR)):
         vendored = Lexicon.from_dir(os.path.join(repo_dir, LEXICON_DIR))
     info = {
@@ -241,9 +243,10 @@ def schema_show(as_json: bool) -> None:
 
 @schema.command("verify")
 @json_option
-def schema_verify(as_json: bool) -> None:
+@with_repository()
+def schema_verify(as_json: bool, repo: Repository) -> None:
     """Validate every stored record against the schema version it pins."""
-    _print_report(_repo().verify(), as_json)
+    _print_report(repo.verify(), as_json)
 
 
 @cli.command()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import os
+from typing import TYPE_CHECKING
 
 import click
+
+from .options import with_repository
+
+if TYPE_CHECKING:
+    from ..api import Repository
 
 __all__ = ["lineage_command"]
 
@@ -16,7 +21,8 @@ __all__ = ["lineage_command"]
 @click.option("--depth", type=click.IntRange(min=0), help="Follow at most N edges (default: all).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "dot", "mermaid"]), default="text",
               show_default=True, help="Output format (dot for Graphviz, mermaid for Markdown).")
-def lineage_command(target: str, direction: str | None, depth: int | None, fmt: str) -> None:
+@with_repository()
+def lineage_command(target: str, direction: str | None, depth: int | None, fmt: str, repo: Repository) -> None:
     """Show the lineage graph around TARGET: runs, models, datasets and artifacts.
 
     TARGET is a run id or unique prefix, a model name (every version) or NAME@VERSION,
@@ -25,9 +31,7 @@ def lineage_command(target: str, direction: str | None, depth: int | None, fmt: 
     Cycles are reported (a "cycle:" line, the JSON "cycles" list, a warning on
     stderr for dot and mermaid), never followed.
     """
-    from ..api import Repository
-
-    graph = Repository(os.getcwd()).lineage(target, direction or "both", depth)
+    graph = repo.lineage(target, direction or "both", depth)
     click.echo(graph.render(fmt))
     if graph.cycles and fmt in ("dot", "mermaid"):
         click.echo(f"prov: warning: {len(graph.cycles)} cycle(s) in this lineage graph", err=True)

@@ -3,23 +3,20 @@
 
 from __future__ import annotations
 
-import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import render
+from .options import with_repository
+
+if TYPE_CHECKING:
+    from ..api import Repository
 
 __all__ = ["fetch_command", "keep_command", "pull_command", "push_command", "relink_command"]
 
 _REMOTE = click.argument("remote", required=False, metavar="[REMOTE]")
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print what moved as JSON.")
-
-
-def _repo():
-    from ..api import Repository
-
-    return Repository(os.getcwd())
 
 
 def _short(oid: str | None) -> str:
@@ -54,36 +51,52 @@ def _print(result: Any, as_json: bool, verb: str) -> None:
 @click.command("fetch")
 @_REMOTE
 @_JSON
-def fetch_command(remote: str | None, as_json: bool) -> None:
+@with_repository()
+def fetch_command(remote: str | None, as_json: bool, repo: Repository) -> None:
     """Fetch REMOTE's provenance into refs/prov-remotes/REMOTE/ without merging it.
 
     REMOTE defaults to the current branch's upstream remote, else origin.
     """
-    _print(_repo().fetch(remote), as_json, "fetched from")
+    _print(repo.fetch(remote), as_json, "fetched from")
 
 
 @click.command("pull")
 @_REMOTE
 @_JSON
-def pull_command(remote: str | None, as_json: bool) -> None:
+@with_repository()
+def pull_command(remote: str | None, as_json: bool, repo: Repository) -> None:
     """Fetch REMOTE's provenance, validate it, and merge it into this clone.
 
     Runs are merged as a union: nothing recorded here is ever overwritten. Data that
     fails validation is rejected whole (exit code 5) and nothing local changes.
     """
-    _print(_repo().pull(remote), as_json, "pulled from")
+    _print(repo.pull(remote), as_json, "pulled from")
 
 
 @click.command("push")
 @_REMOTE
 @_JSON
-def push_command(remote: str | None, as_json: bool) -> None:
+@with_repository()
+def push_command(remote: str | None, as_json: bool, repo: Repository) -> None:
     """Push this clone's provenance to REMOTE (refs/notes/prov, refs/prov/ledger).
 
     Never forced: when the remote holds provenance this clone lacks, it is pulled and
     merged first, then the push is retried. The pre-push hook does this on 'git push'.
     """
-    _print(_repo().push(remote), as_json, "pushed to")
+    _print(repo.push(remote), as_json, "pushed to")
+
+
+def _read_commit_map(params: dict[str, Any]) -> None:
+    """--commit-map's file is read before the repository is opened: its text replaces the path."""
+    from ..errors import UsageError
+
+    path = params["commit_map"]
+    if path is not None:
+        try:
+            with click.open_file(path, "r", encoding="utf-8", errors="replace") as f:
+                params["commit_map"] = f.read()
+        except OSError as exc:
+            raise UsageError(f"cannot read commit map {path}: {exc.strerror}") from exc
 
 
 @click.command("relink")
@@ -92,7 +105,9 @@ def push_command(remote: str | None, as_json: bool) -> None:
 @click.option("--commit-map", "commit_map", type=click.Path(dir_okay=False, allow_dash=True),
               help="A file of 'OLD NEW' commit ids (git filter-repo's commit-map, BFG's object-id map); - for stdin.")
 @_JSON
-def relink_command(old_range: str | None, new_commit: str | None, commit_map: str | None, as_json: bool) -> None:
+@with_repository(before=_read_commit_map)
+def relink_command(old_range: str | None, new_commit: str | None, commit_map: str | None, as_json: bool,
+                   repo: Repository) -> None:
     """Link NEW_COMMIT to the provenance of the commits in OLD_RANGE.
 
     For history rewrites no git hook reports, such as a squash merge:
@@ -100,16 +115,7 @@ def relink_command(old_range: str | None, new_commit: str | None, commit_map: st
     links onto SQUASH_COMMIT, so 'prov show' lists its runs, and records a rewrite link
     on both. OLD_RANGE is A..B, "^A B", or one commit (that commit alone).
     """
-    from ..errors import UsageError
-
-    text = None
-    if commit_map is not None:
-        try:
-            with click.open_file(commit_map, "r", encoding="utf-8", errors="replace") as f:
-                text = f.read()
-        except OSError as exc:
-            raise UsageError(f"cannot read commit map {commit_map}: {exc.strerror}") from exc
-    result = _repo().relink(old_range, new_commit, commit_map=text)
+    result = repo.relink(old_range, new_commit, commit_map=commit_map)
     if as_json:
         render.emit_json({"new": result.new, "old": result.old, "runs": result.runs})
         return
@@ -119,13 +125,14 @@ def relink_command(old_range: str | None, new_commit: str | None, commit_map: st
 
 @click.command("keep")
 @_JSON
-def keep_command(as_json: bool) -> None:
+@with_repository()
+def keep_command(as_json: bool, repo: Repository) -> None:
     """Protect every commit a run was made against from 'git gc' (refs/prov/keep).
 
     Done on 'prov pull', 'prov push' and 'prov relink' too; 'git config prov.keep false'
     turns it off.
     """
-    kept = _repo().keep()
+    kept = repo.keep()
     if as_json:
         render.emit_json({"kept": kept})
     else:

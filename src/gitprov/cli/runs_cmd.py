@@ -6,20 +6,18 @@ import os
 import signal
 import subprocess
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import UsageError
 from . import render
+from .options import with_repository
 
-__all__ = ["run_command", "runs_group"]
-
-
-def _repo():
+if TYPE_CHECKING:
     from ..api import Repository
 
-    return Repository(os.getcwd())
+__all__ = ["run_command", "runs_group"]
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
@@ -67,15 +65,15 @@ def run_summary(run: Any) -> dict[str, Any]:
 @click.option("--input", "inputs", multiple=True, metavar="PATH", help="A file read by the command; its sha256 is recorded before (repeatable).")
 @click.option("--output", "outputs", multiple=True, metavar="PATH", help="A file written by the command; its sha256 is recorded after (repeatable).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@with_repository()
 def run_command(name: str, experiment: str, params: tuple[str, ...], inputs: tuple[str, ...],
-                outputs: tuple[str, ...], command: tuple[str, ...]) -> None:
+                outputs: tuple[str, ...], command: tuple[str, ...], repo: Repository) -> None:
     """Run COMMAND as a recorded run and exit with its exit code.
 
     Records the scrubbed command line, exit code, duration, sha256 of inputs before
     and outputs after, the code version and the environment. Put the command after
     ``--``: ``prov run --param lr=0.1 -- python train.py``.
     """
-    repo = _repo()
     parsed = dict(_parse_param(p) for p in params)
     for path in inputs:
         if not os.path.isfile(path) and not os.path.isdir(path):
@@ -111,6 +109,14 @@ def run_command(name: str, experiment: str, params: tuple[str, ...], inputs: tup
     raise SystemExit(code if code >= 0 else 128 - code)
 
 
+def _parse_where(params: dict[str, Any]) -> None:
+    """--where's filter becomes its query dict before the repository is opened."""
+    if params["where"] is not None:
+        from ..index import parse_filter
+
+        params["where"] = parse_filter(params["where"])
+
+
 @click.group("runs", invoke_without_command=True)
 @click.option("--experiment", help="Only runs of this experiment.")
 @click.option("--status", type=click.Choice(["running", "finished", "failed", "killed", "crashed"]), help="Only runs with this status.")
@@ -121,8 +127,10 @@ def run_command(name: str, experiment: str, params: tuple[str, ...], inputs: tup
 @click.option("--limit", type=click.IntRange(min=0), help="Show at most this many runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
+@with_repository(before=_parse_where)
 def runs_group(ctx: click.Context, experiment: str | None, status: str | None, include_deleted: bool,
-               where: str | None, order_by: str | None, limit: int | None, as_json: bool) -> None:
+               where: dict[str, Any] | None, order_by: str | None, limit: int | None, as_json: bool,
+               repo: Repository | None) -> None:
     """List runs (newest first); see also 'prov runs show' and 'prov runs diff'.
 
     --where takes MLflow-style filters over params.*, metrics.*, attributes.*, tags,
@@ -132,15 +140,15 @@ def runs_group(ctx: click.Context, experiment: str | None, status: str | None, i
     if ctx.invoked_subcommand is not None:
         return
     if where is None and order_by is None and limit is None:
-        runs = _repo().runs(experiment=experiment, status=status, include_deleted=include_deleted)
+        runs = repo.runs(experiment=experiment, status=status, include_deleted=include_deleted)
     else:
-        from ..index import parse_filter, parse_order
+        from ..index import parse_order
 
-        clauses = [parse_filter(where or "")]
+        clauses = [where or {}]
         clauses += [{"experiment": experiment}] if experiment is not None else []
         clauses += [{"status": status}] if status is not None else []
         query = {"$and": [c for c in clauses if c]} if any(clauses) else {}
-        runs = _repo().find_runs(query, parse_order(order_by), limit, include_deleted=include_deleted)
+        runs = repo.find_runs(query, parse_order(order_by), limit, include_deleted=include_deleted)
     if as_json:
         render.emit_json([run_summary(r) for r in runs])
         return
@@ -159,11 +167,12 @@ def runs_group(ctx: click.Context, experiment: str | None, status: str | None, i
 @runs_group.command("show")
 @click.argument("run_id", metavar="RUN")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def runs_show(run_id: str, as_json: bool) -> None:
+@with_repository()
+def runs_show(run_id: str, as_json: bool, repo: Repository) -> None:
     """Show one run (RUN is an id or a unique prefix)."""
     from .. import codec
 
-    run = _repo().get_run(run_id)
+    run = repo.get_run(run_id)
     if as_json:
         render.emit_json({"id": run.id, "record": codec.to_plain(run.record), "state": codec.to_plain(run.state)})
         return
@@ -174,9 +183,9 @@ def runs_show(run_id: str, as_json: bool) -> None:
 @click.argument("a", metavar="A")
 @click.argument("b", metavar="B")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def runs_diff(a: str, b: str, as_json: bool) -> None:
+@with_repository()
+def runs_diff(a: str, b: str, as_json: bool, repo: Repository) -> None:
     """Compare two runs: params, metrics, code, data and environment."""
-    repo = _repo()
     rows = render.diff_runs(repo.get_run(a), repo.get_run(b))
     if as_json:
         render.emit_json(rows)

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import SyncError
 from . import render
+from .options import with_repository
 
-__all__ = ["sync_group"]
-
-
-def _repo():
+if TYPE_CHECKING:
     from ..api import Repository
 
-    return Repository(os.getcwd())
+__all__ = ["sync_group"]
 
 
 def _quiet_trackers() -> None:
@@ -136,9 +134,10 @@ def sync_group() -> None:
 @click.option("--experiment-prefix", default="", metavar="P", help="Prefix for the MLflow experiment names.")
 @click.option("--artifact-location", metavar="URI", help="Artifact root for experiments this sync creates.")
 @_common
+@with_repository()
 def sync_mlflow_command(tracking_uri: str | None, experiment_prefix: str, artifact_location: str | None,
                         workers: int, retries: int, run_ids: tuple[str, ...], dry_run: bool, as_json: bool,
-                        watch: bool, interval: float) -> None:
+                        watch: bool, interval: float, repo: Repository) -> None:
     """Mirror every run to MLflow: params, metric histories, tags, git commit, artifacts, datasets.
 
     A run is found again by its prov.run_id tag, so a repeated sync writes only what is new.
@@ -146,7 +145,6 @@ def sync_mlflow_command(tracking_uri: str | None, experiment_prefix: str, artifa
     from ..sync.mlflow_bridge import MlflowBridge
 
     _quiet_trackers()
-    repo = _repo()
     bridge = MlflowBridge(tracking_uri, experiment_prefix=experiment_prefix, artifact_location=artifact_location)
     _run(repo, bridge, workers, retries, dry_run, run_ids, as_json, watch, interval)
 
@@ -155,8 +153,9 @@ def sync_mlflow_command(tracking_uri: str | None, experiment_prefix: str, artifa
 @click.option("--project", required=True, metavar="P", help="W&B project.")
 @click.option("--entity", metavar="E", help="W&B entity (user or team).")
 @_common
+@with_repository()
 def sync_wandb_command(project: str, entity: str | None, workers: int, retries: int, run_ids: tuple[str, ...],
-                       dry_run: bool, as_json: bool, watch: bool, interval: float) -> None:
+                       dry_run: bool, as_json: bool, watch: bool, interval: float, repo: Repository) -> None:
     """Mirror every run to Weights & Biases (offline too: WANDB_MODE=offline).
 
     Each run gets a W&B run id derived from its prov run id.
@@ -164,9 +163,17 @@ def sync_wandb_command(project: str, entity: str | None, workers: int, retries: 
     from ..sync.wandb_bridge import WandbBridge
 
     _quiet_trackers()
-    repo = _repo()
     bridge = WandbBridge(project, entity=entity)
     _run(repo, bridge, workers, retries, dry_run, run_ids, as_json, watch, interval)
+
+
+def _options_apply(params: dict[str, Any]) -> None:
+    """Options of the other tracker are refused before the repository is opened."""
+    backend = params["backend"]
+    others = ("project", "entity") if backend == "mlflow" else ("tracking_uri", "experiment", "artifact_location")
+    wrong = ["--" + name.replace("_", "-") for name in others if params[name]]
+    if wrong:
+        raise click.UsageError(f"{', '.join(wrong)} does not apply to --to {backend}")
 
 
 @sync_group.command("revision")
@@ -180,9 +187,10 @@ def sync_wandb_command(project: str, entity: str | None, workers: int, retries: 
 @click.option("--run-id", metavar="ID", help="Add to this existing tracker run instead of starting a new one.")
 @click.option("--run-name", metavar="NAME", help="Name of the new tracker run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run id and the bundle as JSON.")
+@with_repository(before=_options_apply)
 def sync_revision_command(revision: str, backend: str, tracking_uri: str | None, experiment: str | None,
                           artifact_location: str | None, project: str | None, entity: str | None,
-                          run_id: str | None, run_name: str | None, as_json: bool) -> None:
+                          run_id: str | None, run_name: str | None, as_json: bool, repo: Repository) -> None:
     """Log REVISION (default HEAD) to a tracker run: the commit, not a copy of the data.
 
     The run gets a provenance bundle (commit id, lexicon tree id and manifest hash,
@@ -193,16 +201,10 @@ def sync_revision_command(revision: str, backend: str, tracking_uri: str | None,
 
     options: dict[str, Any] = {"run_id": run_id, "run_name": run_name}
     if backend == "mlflow":
-        wrong = [n for n, v in (("--project", project), ("--entity", entity)) if v]
         options.update(tracking_uri=tracking_uri, experiment=experiment, artifact_location=artifact_location)
     else:
-        wrong = [n for n, v in (("--tracking-uri", tracking_uri), ("--experiment", experiment),
-                                ("--artifact-location", artifact_location)) if v]
         options.update(project=project, entity=entity)
-    if wrong:
-        raise click.UsageError(f"{', '.join(wrong)} does not apply to --to {backend}")
     _quiet_trackers()
-    repo = _repo()
     bundle = provenance_bundle(repo, revision)
     external = log_revision(repo, bundle.revision, backend, **{k: v for k, v in options.items() if v is not None})
     if as_json:
@@ -215,7 +217,8 @@ def sync_revision_command(revision: str, backend: str, tracking_uri: str | None,
 @sync_group.command("auto")
 @click.option("--lock-wait", type=click.FloatRange(min=0), default=600.0, show_default=True, metavar="S",
               help="Seconds to wait for another sync to the same target to finish.")
-def sync_auto_command(lock_wait: float) -> None:
+@with_repository()
+def sync_auto_command(lock_wait: float, repo: Repository) -> None:
     """Sync to every target in git config prov.sync.auto (what the post-commit hook
     starts in the background; its output goes to .git/prov/sync/auto.log).
 
@@ -226,7 +229,6 @@ def sync_auto_command(lock_wait: float) -> None:
     from ..sync.auto import configured_targets, run
 
     _quiet_trackers()
-    repo = _repo()
     if not configured_targets(repo.git.config):
         raise SyncError("no auto-sync target: set one with 'git config prov.sync.auto mlflow' (or wandb)")
     code = run(repo, lock_wait=lock_wait, out=click.echo)
@@ -237,11 +239,12 @@ def sync_auto_command(lock_wait: float) -> None:
 @sync_group.command("status")
 @click.argument("target", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def sync_status_command(target: str | None, as_json: bool) -> None:
+@with_repository()
+def sync_status_command(target: str | None, as_json: bool, repo: Repository) -> None:
     """List synced, pending and failed runs per target (TARGET: mlflow, wandb or a state key)."""
     from ..sync.engine import sync_status
 
-    statuses = sync_status(_repo(), target)
+    statuses = sync_status(repo, target)
     if as_json:
         render.emit_json([s.to_json() for s in statuses])
         return

@@ -10,8 +10,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ..errors import QueryError, UnknownFieldError
     from .filter import parse_filter, parse_order
-    from .query import QueryError, UnknownFieldError, compile_order, compile_query, select_run_ids
+    from .query import compile_order, compile_query, select_run_ids
     from .store import INDEX_FILE, RunIndex, index_of
 
 __all__ = [
@@ -27,7 +28,7 @@ __all__ = [
     "select_run_ids",
 ]
 
-_LAZY = {"parse_filter": "filter", "parse_order": "filter", "QueryError": "query", "UnknownFieldError": "query",
+_LAZY = {"parse_filter": "filter", "parse_order": "filter", "QueryError": "..errors", "UnknownFieldError": "..errors",
          "compile_order": "query", "compile_query": "query", "select_run_ids": "query", "INDEX_FILE": "store",
          "RunIndex": "store", "index_of": "store"}
 
@@ -36,5 +37,6 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        where = _LAZY[name]
+        return getattr(importlib.import_module(where if where.startswith("..") else f".{where}", __name__), name)
     raise AttributeError(f"module 'gitprov.index' has no attribute {name!r}")

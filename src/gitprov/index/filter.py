@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .query import QueryError
+from ..errors import QueryError
 
 __all__ = ["parse_filter", "parse_order"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import UsageError
-from ..nodes import check_label, check_run_prefix
+from ..nodes import check_run_prefix, lineage_label
 
 __all__ = ["Query"]
 
@@ -20,14 +20,14 @@ class Query:
         if item is None:
             self._clauses.append({field: {"$exists": True}})
         else:
-            self._clauses.append({field: check_label(item, what)})
+            self._clauses.append({field: lineage_label(item, what)})
         return self
 
     def with_input_model(self, name: str, version: str | int | None = None) -> Query:
-        return self._add(f"inputs.models.{check_label(name, 'model name')}", version, "model version")
+        return self._add(f"inputs.models.{lineage_label(name, 'model name')}", version, "model version")
 
     def with_output_model(self, name: str, version: str | int | None = None) -> Query:
-        return self._add(f"outputs.models.{check_label(name, 'model name')}", version, "model version")
+        return self._add(f"outputs.models.{lineage_label(name, 'model name')}", version, "model version")
 
     def with_input_artifact(self, run_id: str, path_in_run: str | None = None) -> Query:
         return self._add(f"inputs.runs.{check_run_prefix(run_id)}", path_in_run, "path in run")
@@ -36,10 +36,10 @@ class Query:
         return self._add(f"outputs.runs.{check_run_prefix(run_id)}", path_in_run, "path in run")
 
     def with_input_dataset(self, key: str, digest: str | None = None) -> Query:
-        return self._add(f"inputs.datasets.{check_label(key, 'dataset key')}", digest, "dataset digest")
+        return self._add(f"inputs.datasets.{lineage_label(key, 'dataset key')}", digest, "dataset digest")
 
     def with_output_dataset(self, key: str, digest: str | None = None) -> Query:
-        return self._add(f"outputs.datasets.{check_label(key, 'dataset key')}", digest, "dataset digest")
+        return self._add(f"outputs.datasets.{lineage_label(key, 'dataset key')}", digest, "dataset digest")
 
     def where(self, condition: dict[str, Any]) -> Query:
         """Add any other condition (``{"metrics.acc": {"$gte": 0.9}}``)."""

@@ -16,20 +16,12 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UsageError
+from ..errors import QueryError, UnknownFieldError
 
 if TYPE_CHECKING:
     import sqlite3
 
-__all__ = ["QueryError", "UnknownFieldError", "compile_order", "compile_query", "select_run_ids"]
-
-
-class QueryError(UsageError):
-    """A run query or filter string cannot be used (operator, type, syntax)."""
-
-
-class UnknownFieldError(QueryError):
-    """A query names a field (or a param, metric or attribute key) no run has."""
+__all__ = ["compile_order", "compile_query", "select_run_ids"]
 
 
 _COLUMNS = {

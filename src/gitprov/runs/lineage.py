@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from ..nodes import DATASET, MODEL, RUN, check_label, check_run_prefix
+from ..nodes import DATASET, MODEL, RUN, check_run_prefix, lineage_label
 
 if TYPE_CHECKING:
     from .run import Run
@@ -84,15 +84,15 @@ class LineageBuilder:
         self.outputs = Outputs()
 
     def _model(self, side: _Side, name: str, version: str | int | None) -> LineageBuilder:
-        items = side.models.setdefault(check_label(name, "model name"), set())
+        items = side.models.setdefault(lineage_label(name, "model name"), set())
         if version is not None:
-            items.add(check_label(version, "model version"))
+            items.add(lineage_label(version, "model version"))
         return self
 
     def _artifact(self, side: _Side, run_id: str, path_in_run: str | None) -> LineageBuilder:
         items = side.runs.setdefault(self._resolve(run_id), set())
         if path_in_run is not None:
-            items.add(check_label(path_in_run, "path in run"))
+            items.add(lineage_label(path_in_run, "path in run"))
         return self
 
     def _resolve(self, run_id: str) -> str:
@@ -123,11 +123,11 @@ class LineageBuilder:
         return self._artifact(self.outputs, run_id, path_in_run)
 
     def with_input_dataset(self, key: str, digest: str) -> LineageBuilder:
-        self.inputs.datasets.setdefault(check_label(key, "dataset key"), set()).add(check_label(digest, "dataset digest"))
+        self.inputs.datasets.setdefault(lineage_label(key, "dataset key"), set()).add(lineage_label(digest, "dataset digest"))
         return self
 
     def with_output_dataset(self, key: str, digest: str) -> LineageBuilder:
-        self.outputs.datasets.setdefault(check_label(key, "dataset key"), set()).add(check_label(digest, "dataset digest"))
+        self.outputs.datasets.setdefault(lineage_label(key, "dataset key"), set()).add(lineage_label(digest, "dataset digest"))
         return self
 
     def register(self) -> Run:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .. import codec
 from ..errors import UsageError
-from ..keys import check_json_value, check_key, key_to_name
+from ..keys import check_json_value, check_key, check_label, key_to_name
 from ..model import ArtifactRef, DatasetVersion, RunRecord, RunState
 from ..store.journal import Journal
 from . import reading
@@ -429,9 +429,7 @@ class Run:
         return _parse_time(self._state.updated) or self.get_date_created()
 
     def rename(self, name: str) -> None:
-        if not isinstance(name, str) or len(name) > 250 or any(ord(c) < 32 for c in name):
-            raise UsageError("run name must be a string of at most 250 printable characters")
-        self._state.name = name
+        self._state.name = check_label(name, "run name")
         self._touch()
 
     def clone(self, experiment: str | None = None) -> Run:

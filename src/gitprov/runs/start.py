@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import codec
 from .._util.clock import utc_timestamp
-from ..errors import UsageError
-from ..keys import check_json_value, check_key
+from ..keys import check_json_value, check_key, check_label
 from ..model import RunRecord, RunState
 from .run import Run
 from .writer import RunSettings
@@ -48,9 +47,8 @@ def start_run(
     from .code import code_version, head_code_version
 
     settings = RunSettings(spill_points, spill_seconds, flush_seconds, artifact_threshold)
-    for label, value in (("name", name), ("experiment", experiment)):
-        if not isinstance(value, str) or len(value) > 250 or any(ord(c) < 32 for c in value):
-            raise UsageError(f"run {label} must be a string of at most 250 printable characters")
+    check_label(name, "run name")
+    check_label(experiment, "run experiment")
     params = dict(params or {})
     for key, value in params.items():
         check_key(key, "hyperparameter key")
