@@ -17,13 +17,14 @@ from ..errors import (
     BareRepositoryError,
     DataError,
     EmptyRepositoryError,
+    MissingObjectError,
     NotARepositoryError,
     RepositoryError,
     UnknownRevisionError,
 )
 from .config import GitConfig
 from .objects import SHA1, Commit, ObjectFormat, decode_commit, format_named
-from .odb import DiskObjectDatabase, MemoryObjectDatabase, MissingObjectError, ObjectDatabase
+from .odb import DiskObjectDatabase, MemoryObjectDatabase, ObjectDatabase
 from .refs import DiskRefs, MemoryRefs, Refs
 
 __all__ = ["GitRepository", "find_git_dir", "spawn_output"]
