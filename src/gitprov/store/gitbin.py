@@ -23,7 +23,8 @@ command and git's reason, ``start`` leaves git running (``git cat-file --batch``
 ``output`` is the cheap form for a short command: ``os.posix_spawnp`` where there is one
 (importing and running ``subprocess`` costs ~30 ms of a ``prov show`` that has 80 ms in
 all, and its fork + exec a few ms per call in a large process; posix_spawn uses vfork).
-``subprocess`` is imported only by ``run`` and ``start``.
+``subprocess`` is imported only when ``run`` or ``start`` is called (or ``output``
+where there is no ``posix_spawnp``).
 """
 
 from __future__ import annotations
