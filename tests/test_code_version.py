@@ -22,13 +22,13 @@ SETTLE = code._RACY_NS / 1e9 + 0.05  # long enough for a snapshot to stop being 
 def counted(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """The git commands code.py spawns."""
     calls: list[list[str]] = []
-    real = code.spawn_output
+    real = code.gitbin.output
 
-    def spawn(argv, env=None):
-        calls.append(argv)
-        return real(argv, env)
+    def spawn(args, **kwargs):
+        calls.append(args)
+        return real(args, **kwargs)
 
-    monkeypatch.setattr(code, "spawn_output", spawn)
+    monkeypatch.setattr(code.gitbin, "output", spawn)
     monkeypatch.setattr(code, "_snapshots", {})
     return calls
 

@@ -53,7 +53,7 @@ def test_the_click_app_is_what_loads_click() -> None:
 def test_public_names() -> None:
     expected = {
         "AmbiguousRevisionError", "BareRepositoryError", "CommitProvenance", "ConcurrentUpdateError",
-        "ConfigError", "DataError", "EmptyRepositoryError", "FormatVersionError", "MissingExtraError",
+        "ConfigError", "DataError", "EmptyRepositoryError", "FormatVersionError", "MissingExtraError", "MissingObjectError",
         "NotARepositoryError", "ProvError", "QueryError", "ReadOnlyRepositoryError", "RemoteDataError",
         "RemoteError", "Repository", "RepositoryError", "RevisionError", "SyncError", "UnknownFieldError",
         "UnknownRevisionError", "UsageError", "VerificationError", "WriteError", "__version__",

@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 
 import gitprov
-from gitprov.errors import DataError
+from gitprov.errors import DataError, MissingObjectError
 from gitprov.index import reading
 from gitprov.index.reading import read_run_blobs
 from gitprov.runs.reading import all_run_entries
-from gitprov.store.odb import MissingObjectError
 from tests.conftest import run_git, unpack_all
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))

@@ -16,7 +16,7 @@ import msgspec
 
 from ._util.clock import utc_timestamp
 from .captures import BackfillResult, CaptureResult
-from .errors import ReadOnlyRepositoryError, UsageError, WriteError
+from .errors import ReadOnlyRepositoryError, UsageError
 from .provenance import CommitProvenance
 from .store.ledger import LEDGER_FORMAT, Ledger
 from .store.notes import NOTES_REF, Notes
@@ -266,34 +266,10 @@ class InitResult(msgspec.Struct, kw_only=True):
     hooks: list[str] = []
 
 
-def _git_config_values(git_dir: str, key: str) -> list[str]:
-    import subprocess
-
-    proc = subprocess.run(
-        ["git", "--git-dir", git_dir, "config", "--local", "--get-all", key],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return proc.stdout.split() if proc.returncode == 0 else []
-
-
-def _git_config_set(git_dir: str, key: str, value: str, *, add: bool = False) -> None:
-    import subprocess
-
-    args = ["git", "--git-dir", git_dir, "config", "--local"]
-    args += ["--add", key, value] if add else [key, value]
-    try:
-        proc = subprocess.run(args, capture_output=True, text=True, check=False)
-    except OSError as exc:
-        raise WriteError(f"cannot run git to set {key}: {exc.strerror}; is git installed?") from exc
-    if proc.returncode != 0:
-        raise WriteError(f"cannot set git config {key}: {proc.stderr.strip() or 'git config failed'}")
-
-
 def init(path: str | os.PathLike[str] = ".", *, hooks: bool = True) -> InitResult:
     """Prepare a repository: lexicon, notes-rewrite config, ledger, and hooks."""
     from .schema import LEXICON_DIR, package_lexicon
+    from .store.config import local_config_values, set_local_config
 
     git = GitRepository.open(os.fspath(path))
     assert git.work_tree is not None and git.git_dir is not None
@@ -320,11 +296,11 @@ def init(path: str | os.PathLike[str] = ".", *, hooks: bool = True) -> InitResul
     except PermissionError as exc:
         raise ReadOnlyRepositoryError(f"cannot write {dest}: permission denied") from exc
     config_set = []
-    if NOTES_REF not in _git_config_values(git.git_dir, "notes.rewriteRef"):
-        _git_config_set(git.git_dir, "notes.rewriteRef", NOTES_REF, add=True)
+    if NOTES_REF not in local_config_values(git.git_dir, "notes.rewriteRef"):
+        set_local_config(git.git_dir, "notes.rewriteRef", NOTES_REF, add=True)
         config_set.append(f"notes.rewriteRef={NOTES_REF}")
-    if _git_config_values(git.git_dir, "notes.rewriteMode") != ["cat_sort_uniq"]:
-        _git_config_set(git.git_dir, "notes.rewriteMode", "cat_sort_uniq")
+    if local_config_values(git.git_dir, "notes.rewriteMode") != ["cat_sort_uniq"]:
+        set_local_config(git.git_dir, "notes.rewriteMode", "cat_sort_uniq")
         config_set.append("notes.rewriteMode=cat_sort_uniq")
     prov_dir = git.prov_dir()
     if prov_dir:

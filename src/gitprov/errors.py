@@ -17,6 +17,7 @@ translated at the boundary with ``raise ... from exc``::
     │   └── AmbiguousRevisionError
     ├── DataError (5)                  corrupt or foreign data under the prov refs
     │   ├── FormatVersionError (6)     written by a newer git-prov: upgrade
+    │   ├── MissingObjectError         an object a ref or tree names is not in the repository
     │   └── RemoteDataError            a remote's provenance failed validation
     ├── WriteError (7)
     │   ├── ReadOnlyRepositoryError    no permission to write objects or refs
@@ -39,6 +40,7 @@ __all__ = [
     "EmptyRepositoryError",
     "FormatVersionError",
     "MissingExtraError",
+    "MissingObjectError",
     "NotARepositoryError",
     "ProvError",
     "QueryError",
@@ -119,6 +121,10 @@ class FormatVersionError(DataError):
     """A record carries a format version this git-prov does not know."""
 
     exit_code = 6
+
+
+class MissingObjectError(DataError):
+    """An object that a ref or tree names is not in the repository."""
 
 
 class WriteError(ProvError):

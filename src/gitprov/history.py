@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass, field
 
 from .errors import DataError, UsageError, WriteError
@@ -107,7 +106,10 @@ def relink(store: ProvStore, pairs: list[tuple[str, str]], how: str) -> RelinkRe
 
 
 def _git(store: ProvStore, *args: str) -> str:
-    proc = subprocess.run(["git", "--git-dir", store.git.git_dir or ".", *args], capture_output=True, text=True, check=False)
+    """git's output, or nothing when it fails (a commit missing from a shallow clone)."""
+    from .store import gitbin
+
+    proc = gitbin.run(args, git_dir=store.git.git_dir or ".", text=True)
     return proc.stdout if proc.returncode == 0 else ""
 
 

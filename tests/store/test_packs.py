@@ -16,7 +16,8 @@ from gitprov.errors import UsageError
 from gitprov.store import packs
 from gitprov.store.ledger import Ledger
 from gitprov.store.objects import MODE_BLOB, TreeEntry, encode_commit, encode_tree
-from gitprov.store.odb import MemoryObjectDatabase, _PackIndex
+from gitprov.store.odb import MemoryObjectDatabase
+from gitprov.store.packfile import Pack
 from gitprov.store.repo import GitRepository
 from tests.conftest import GitRepo
 
@@ -214,7 +215,7 @@ def test_an_index_of_a_pack_past_2_gib_round_trips(tmp_path) -> None:
     offsets = [12, 3 << 30, 5000, (1 << 31) - 1, 1 << 31, 9 << 32]
     crcs = [i * 1_000_003 for i in range(6)]
     (tmp_path / "p.idx").write_bytes(packs._encode_idx(fmt, ids, crcs, offsets, b"\x00" * fmt.raw_len))
-    index = _PackIndex(str(tmp_path / "p.idx"), fmt)
+    index = Pack(str(tmp_path / "p.idx"), fmt)
     assert [index.offset_of(raw.hex()) for raw in ids] == offsets
     rows = sorted(zip(offsets, ids, crcs, strict=True))
     assert index.by_offset() == tuple(tuple(column) for column in zip(*rows, strict=True))

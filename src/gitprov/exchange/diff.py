@@ -7,8 +7,7 @@ directories, with their new tree ids, in milliseconds.
 
 from __future__ import annotations
 
-import subprocess
-
+from ..store import gitbin
 from ..store.objects import TreeEntry
 from ..store.repo import GitRepository
 
@@ -32,10 +31,7 @@ def ledger_diff(repo: GitRepository, ours: str | None, theirs: str) -> LedgerDif
     caller walks the trees itself)."""
     if repo.git_dir is None or ours is None:
         return None
-    proc = subprocess.run(
-        ["git", "--git-dir", repo.git_dir, "diff-tree", "-r", "-t", "-z", "--no-renames", "--no-commit-id", ours, theirs],
-        capture_output=True, check=False,
-    )
+    proc = gitbin.run(["diff-tree", "-r", "-t", "-z", "--no-renames", "--no-commit-id", ours, theirs], git_dir=repo.git_dir)
     if proc.returncode != 0:
         return None
     diff = LedgerDiff()

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import ConcurrentUpdateError, RemoteDataError, RemoteError, UsageError
+from ..store import gitbin
 from ..store.ledger import LEDGER_REF
 from ..store.note_queue import settle
 from ..store.notes import NOTES_REF, Notes, merge_notes_trees
@@ -164,11 +164,7 @@ def _tree(repo: GitRepository, commit: str | None) -> str | None:
 
 def _is_ancestor(repo: GitRepository, ancestor: str, descendant: str) -> bool:
     """``git merge-base --is-ancestor`` (git's commit-graph makes it fast on long chains)."""
-    proc = subprocess.run(
-        ["git", "--git-dir", repo.git_dir or ".", "merge-base", "--is-ancestor", ancestor, descendant],
-        capture_output=True, check=False,
-    )
-    return proc.returncode == 0
+    return gitbin.run(["merge-base", "--is-ancestor", ancestor, descendant], git_dir=repo.git_dir or ".").returncode == 0
 
 
 def merge_into(repo: GitRepository, ref: str, theirs: str, message: str, result: ExchangeResult | None = None) -> RefOutcome:

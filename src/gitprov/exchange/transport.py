@@ -7,14 +7,17 @@ Incoming objects are checked by git (``fetch.fsckObjects``) before any ref moves
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import RemoteDataError, RemoteError, UsageError
 from ..scrub import scrub_url
+from ..store import gitbin
 from ..store.repo import GitRepository
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import subprocess
 
 __all__ = ["PushReply", "PushStatus", "Transport"]
 
@@ -61,23 +64,10 @@ class Transport:
         self.where = scrub_url(remote)
 
     def _git(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        argv = ["git", "--git-dir", self.repo.git_dir or ".", *args]
-        env = dict(os.environ)
-        env.setdefault("GIT_TERMINAL_PROMPT", "0")  # never hang on a password prompt
-        try:
-            return subprocess.run(argv, capture_output=True, text=True, input=input, env=env, check=False,
-                                  stdin=None if input is not None else subprocess.DEVNULL)
-        except OSError as exc:
-            raise RemoteError(f"cannot run git: {exc.strerror}") from exc
+        return gitbin.run(args, git_dir=self.repo.git_dir or ".", input=input, text=True, error=RemoteError)
 
     def _fail(self, action: str, proc: subprocess.CompletedProcess[str]) -> RemoteError:
-        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("hint:")]
-        at = next((i for i, ln in enumerate(lines) if ln.startswith(("fatal:", "error:", "remote:"))), len(lines) - 1)
-        detail = lines[at] if lines else ""
-        if detail.endswith(":") and at + 1 < len(lines):  # "unable to connect to HOST:" + the reason below
-            detail = f"{detail} {lines[at + 1]}"
-        detail = scrub_url(detail.removeprefix("fatal: ").removeprefix("error: "))
-        return RemoteError(f"cannot {action} {self.where}: {detail or f'git exited with {proc.returncode}'}")
+        return RemoteError(f"cannot {action} {self.where}: {scrub_url(gitbin.failure(proc))}")
 
     def list_refs(self, patterns: Sequence[str]) -> dict[str, str]:
         """The remote's refs matching ``patterns`` (``git ls-remote``)."""

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import sys
 from typing import Any
 
 import msgspec
 
-from ..errors import ConfigError, WriteError
+from ..errors import ConfigError, ProvError, WriteError
+from ..store import gitbin
 from ..store.repo import GitRepository
 from . import HOOKS
 from .runtime import is_strict, read_failures
@@ -70,11 +70,8 @@ def _open(repo: GitRepository | str | os.PathLike[str]) -> GitRepository:
 def _git_config_path(git: GitRepository, key: str) -> str | None:
     """``git config --type=path`` (follows includes, expands ``~``); None when unset."""
     try:
-        proc = subprocess.run(
-            ["git", "--git-dir", git.git_dir or ".", "config", "--type=path", "--get", key],
-            capture_output=True, text=True, check=False,
-        )
-    except OSError:
+        proc = gitbin.run(["config", "--type=path", "--get", key], git_dir=git.git_dir or ".", text=True)
+    except ProvError:  # git cannot be started
         return git.config.get(key)
     value = proc.stdout.strip()
     return value or None if proc.returncode == 0 else None
@@ -216,11 +213,8 @@ def status(repo: GitRepository | str | os.PathLike[str] = ".", *, failures: int 
 
     recent, total = read_failures(git.prov_dir(), failures)
     try:
-        rewrite_refs = subprocess.run(
-            ["git", "--git-dir", git.git_dir or ".", "config", "--get-all", "notes.rewriteRef"],
-            capture_output=True, text=True, check=False,
-        ).stdout.split()
-    except OSError:
+        rewrite_refs = gitbin.run(["config", "--get-all", "notes.rewriteRef"], git_dir=git.git_dir or ".", text=True).stdout.split()
+    except ProvError:  # git cannot be started
         rewrite_refs = []
     return HooksStatus(
         hooks_dir=directory,

@@ -15,12 +15,12 @@ so its error is the same on both paths; if ``git`` cannot read the repository at
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
-from ..errors import DataError
+from ..errors import DataError, ProvError
+from ..store import gitbin
 from ..store.repo import GitRepository
 from ..store.trees import read_tree
 
@@ -73,15 +73,12 @@ def _start_cat_file(repo: GitRepository):  # -> subprocess.Popen | None
     git_dir = repo.common_dir or repo.git_dir
     if git_dir is None:
         return None
-    import subprocess
-
-    env = {k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_OBJECT_DIRECTORY", "GIT_WORK_TREE")}
-    env["GIT_NO_LAZY_FETCH"] = "1"  # a partial clone: report missing, never fetch while indexing
     try:
-        return subprocess.Popen(["git", "--git-dir", git_dir, "cat-file", "--batch", "--buffer"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                env=env, bufsize=1 << 16)
-    except OSError:
+        return gitbin.start(["cat-file", "--batch", "--buffer"], git_dir=git_dir, bufsize=1 << 16,
+                            drop=("GIT_OBJECT_DIRECTORY", "GIT_WORK_TREE"),
+                            # a partial clone: report missing, never fetch while indexing
+                            extra={"GIT_NO_LAZY_FETCH": "1"})
+    except ProvError:  # git cannot be started
         return None
 
 

@@ -22,9 +22,11 @@ import sys
 import threading
 import time
 
+from ..errors import ProvError
 from ..model import CodeVersion
 from ..scrub import scrub_url
-from ..store.repo import GitRepository, spawn_output
+from ..store import gitbin
+from ..store.repo import GitRepository
 
 __all__ = ["code_version", "head_code_version"]
 
@@ -124,8 +126,8 @@ def _watched(git: GitRepository) -> list[str] | None:
     if config.has_section("include") or config.has_section("includeif"):
         return None
     try:
-        status, out = spawn_output(["git", "--no-optional-locks", "-C", work_tree, "ls-files", "-z", "--stage"])
-    except OSError:
+        status, out = gitbin.output(["--no-optional-locks", "-C", work_tree, "ls-files", "-z", "--stage"])
+    except ProvError:  # git cannot be started
         return None
     if status != 0:
         return None
@@ -171,8 +173,8 @@ def _diff_head(git: GitRepository, commit: str) -> bytes | None:
     paths = last.paths if last is not None and last.listing == listing and listing[0] is not None else _watched(git)
     stats = [_stat(p) for p in paths] if paths is not None else None
     try:  # posix_spawn, not subprocess: no fork of a large training process
-        status, out = spawn_output(["git", "--no-optional-locks", "-C", work_tree, *_DIFF])
-    except OSError:
+        status, out = gitbin.output(["--no-optional-locks", "-C", work_tree, *_DIFF])
+    except ProvError:  # git cannot be started
         return None
     if status != 0:
         return None

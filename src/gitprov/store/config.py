@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["GitConfig", "parse_config"]
+__all__ = ["GitConfig", "local_config_values", "parse_config", "set_local_config"]
 
 _ESCAPES = {"n": "\n", "t": "\t", "b": "\b", "\\": "\\", '"': '"'}
 
@@ -133,3 +133,21 @@ class GitConfig:
         if value is None:
             return default
         return value.strip().lower() in ("true", "yes", "on", "1", "")
+
+
+def local_config_values(git_dir: str, key: str) -> list[str]:
+    """Every value of ``key`` in the repository's own config (``git config --local``)."""
+    from . import gitbin
+
+    proc = gitbin.run(["config", "--local", "--get-all", key], git_dir=git_dir, text=True)
+    return proc.stdout.split() if proc.returncode == 0 else []
+
+
+def set_local_config(git_dir: str, key: str, value: str, *, add: bool = False) -> None:
+    """Set (or, with ``add``, add) ``key`` in the repository's own config, with git
+    itself, as ``prov init`` does: writing config is git's business."""
+    from ..errors import WriteError
+    from . import gitbin
+
+    gitbin.run_checked(["config", "--local", *(["--add", key, value] if add else [key, value])], git_dir=git_dir,
+                       text=True, what=f"set git config {key}", error=WriteError)

@@ -1,34 +1,27 @@
 """Object databases: the repository's ``objects/`` directory, and an in-memory twin.
 
-The disk database reads loose objects and pack files (with their ``.idx`` v2 index and
-both delta kinds) and writes loose objects, or one pack per ``batch()``, exactly as git
-does, so everything prov writes is read by ``git`` and passes ``git fsck --strict``. It is deliberately small:
-importing dulwich's repository stack costs more than the whole budget of a commit hook.
+The disk database reads loose objects and pack files (``store/packfile.py``) and writes
+loose objects, or one pack per ``batch()`` (``store/packs.py``), exactly as git does, so
+everything prov writes is read by ``git`` and passes ``git fsck --strict``. It is
+deliberately small: importing dulwich's repository stack costs more than the whole
+budget of a commit hook.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import mmap
 import os
-import struct
 import threading
 import zlib
-from functools import partial
 
-from ..errors import DataError, ReadOnlyRepositoryError, WriteError
+from ..errors import DataError, MissingObjectError, ReadOnlyRepositoryError, WriteError
 from .objects import ObjectFormat
+from .packfile import TYPE_NAMES, Pack
 
-__all__ = ["DiskObjectDatabase", "MemoryObjectDatabase", "MissingObjectError", "ObjectDatabase"]
+__all__ = ["DiskObjectDatabase", "MemoryObjectDatabase", "ObjectDatabase"]
 
-_TYPE_NAMES = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
-_OFS_DELTA, _REF_DELTA = 6, 7
 _RESCANS = 20  # listings of the pack directory tried while merges remove packs under it
-
-
-class MissingObjectError(DataError):
-    """An object that a ref or tree names is not in the repository."""
 
 
 class ObjectDatabase:
@@ -109,7 +102,7 @@ def _dulwich_check(fmt: ObjectFormat, type_name: str, data: bytes, oid: str) -> 
     from dulwich.object_format import get_object_format
     from dulwich.objects import ShaFile
 
-    type_num = {v: k for k, v in _TYPE_NAMES.items()}[type_name]
+    type_num = {v: k for k, v in TYPE_NAMES.items()}[type_name]
     dformat = get_object_format(fmt.name)
     try:
         obj = ShaFile.from_raw_string(type_num, data, object_format=dformat)
@@ -119,149 +112,6 @@ def _dulwich_check(fmt: ObjectFormat, type_name: str, data: bytes, oid: str) -> 
     theirs = obj.get_id(dformat).decode("ascii")
     if theirs != oid:
         raise DataError(f"{type_name} id mismatch: ours {oid}, dulwich {theirs}")
-
-
-class _PackIndex:
-    """A pack's ``.idx`` (version 2) and its ``.pack``, memory-mapped."""
-
-    def __init__(self, idx_path: str, fmt: ObjectFormat) -> None:
-        self.fmt = fmt
-        self.pack_path = idx_path[:-4] + ".pack"
-        with open(idx_path, "rb") as f:
-            self.idx = f.read()
-        if self.idx[:4] != b"\xfftOc" or int.from_bytes(self.idx[4:8], "big") != 2:
-            raise DataError(f"unsupported pack index {idx_path} (only version 2 is read)")
-        self.fanout = struct.unpack_from(">256I", self.idx, 8)
-        self.count = self.fanout[255]
-        self.names_at = 8 + 1024
-        self.crcs_at = self.names_at + self.count * fmt.raw_len
-        self.offsets_at = self.crcs_at + self.count * 4
-        self.large_at = self.offsets_at + self.count * 4
-        self._pack: mmap.mmap | None = None
-
-    def _name(self, i: int) -> bytes:
-        size = self.fmt.raw_len
-        return self.idx[self.names_at + i * size : self.names_at + (i + 1) * size]
-
-    def _search(self, raw: bytes) -> int:
-        lo = self.fanout[raw[0] - 1] if raw[0] else 0
-        hi = self.fanout[raw[0]]
-        idx, base, size = self.idx, self.names_at, self.fmt.raw_len  # _name() inlined: hot loop
-        while lo < hi:
-            mid = (lo + hi) // 2
-            at = base + mid * size
-            if idx[at : at + size] < raw:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
-
-    def offset_of(self, oid: str) -> int | None:
-        raw = bytes.fromhex(oid)
-        i = self._search(raw)
-        if i < self.count and self._name(i) == raw:
-            at = self.offsets_at + i * 4
-            off = int.from_bytes(self.idx[at : at + 4], "big")
-            return self._large_offset(off) if off & 0x80000000 else off
-        return None
-
-    def ids(self) -> list[bytes]:
-        """The raw id of every object, in id order."""
-        size, start = self.fmt.raw_len, self.names_at
-        return [self.idx[at : at + size] for at in range(start, start + self.count * size, size)]
-
-    def by_offset(self) -> tuple[tuple[int, ...], tuple[bytes, ...], tuple[int, ...]]:
-        """``(offsets, raw ids, crc32s)`` of every object, in pack order (by offset)."""
-        count = self.count
-        offsets = struct.unpack_from(f">{count}I", self.idx, self.offsets_at)
-        if count and max(offsets) & 0x80000000:
-            offsets = tuple(self._large_offset(off) if off & 0x80000000 else off for off in offsets)
-        crcs = struct.unpack_from(f">{count}I", self.idx, self.crcs_at)
-        order = sorted(range(count), key=offsets.__getitem__)
-        return tuple(tuple(map(column.__getitem__, order)) for column in (offsets, self.ids(), crcs))  # type: ignore[return-value]
-
-    def _large_offset(self, off: int) -> int:
-        at = self.large_at + (off & 0x7FFFFFFF) * 8
-        return int.from_bytes(self.idx[at : at + 8], "big")
-
-    def ids_with_prefix(self, prefix: str) -> set[str]:
-        padded = prefix + "0" * (self.fmt.hex_len - len(prefix))
-        i = self._search(bytes.fromhex(padded))
-        found = set()
-        while i < self.count:
-            name = self._name(i).hex()
-            if not name.startswith(prefix):
-                break
-            found.add(name)
-            i += 1
-        return found
-
-    @property
-    def pack(self) -> mmap.mmap:
-        if self._pack is None:
-            with open(self.pack_path, "rb") as f:
-                self._pack = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        return self._pack
-
-
-def _inflate(buf: mmap.mmap | bytes, pos: int, size: int) -> bytes:
-    d = zlib.decompressobj()
-    chunk = max(size + 64, 512)
-    out = []
-    while not d.eof:
-        piece = buf[pos : pos + chunk]
-        if not piece:
-            raise DataError("truncated pack entry")
-        out.append(d.decompress(piece))
-        pos += chunk
-        chunk *= 2
-    data = b"".join(out)
-    if len(data) != size:
-        raise DataError("pack entry has the wrong size")
-    return data
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        c = data[pos]
-        pos += 1
-        value |= (c & 0x7F) << shift
-        shift += 7
-        if not c & 0x80:
-            return value, pos
-
-
-def apply_delta(base: bytes, delta: bytes) -> bytes:
-    """Apply a git pack delta to ``base``."""
-    src_size, pos = _read_varint(delta, 0)
-    dst_size, pos = _read_varint(delta, pos)
-    if src_size != len(base):
-        raise DataError("delta base has the wrong size")
-    out = bytearray()
-    end = len(delta)
-    while pos < end:
-        op = delta[pos]
-        pos += 1
-        if op & 0x80:
-            off = size = 0
-            for i in range(4):
-                if op & (1 << i):
-                    off |= delta[pos] << (8 * i)
-                    pos += 1
-            for i in range(3):
-                if op & (0x10 << i):
-                    size |= delta[pos] << (8 * i)
-                    pos += 1
-            out += base[off : off + (size or 0x10000)]
-        elif op:
-            out += delta[pos : pos + op]
-            pos += op
-        else:
-            raise DataError("invalid delta instruction")
-    if len(out) != dst_size:
-        raise DataError("delta result has the wrong size")
-    return bytes(out)
 
 
 class _Batch:
@@ -285,7 +135,7 @@ class DiskObjectDatabase(ObjectDatabase):
     def __init__(self, path: str, fmt: ObjectFormat, *, _seen: frozenset[str] = frozenset()) -> None:
         self.path = path
         self.fmt = fmt
-        self._packs: list[_PackIndex] | None = None
+        self._packs: list[Pack] | None = None
         self._alternates: list[DiskObjectDatabase] | None = None
         self._seen = _seen | {os.path.realpath(path)}
         self._folders: set[str] = set()
@@ -295,7 +145,7 @@ class DiskObjectDatabase(ObjectDatabase):
     def _loose_path(self, oid: str) -> str:
         return os.path.join(self.path, oid[:2], oid[2:])
 
-    def _load_packs(self) -> list[_PackIndex]:
+    def _load_packs(self) -> list[Pack]:
         """The packs of the directory now. A pack whose index vanished between the listing
         and its reading was merged into a newer pack (written before the old ones are
         removed) that the listing may have missed: the directory is listed again."""
@@ -303,7 +153,7 @@ class DiskObjectDatabase(ObjectDatabase):
         # A pack is named by its checksum and never changes, so an index already read
         # is reused: a refresh (every write checks the packs) only reads new packs.
         known = {p.pack_path: p for p in self._packs or ()}
-        packs: list[_PackIndex] = []
+        packs: list[Pack] = []
         for _ in range(_RESCANS):
             try:
                 names = sorted(n for n in os.listdir(pack_dir) if n.endswith(".idx"))
@@ -315,7 +165,7 @@ class DiskObjectDatabase(ObjectDatabase):
                 pack = known.get(path[:-4] + ".pack")
                 if pack is None:
                     try:
-                        pack = known[path[:-4] + ".pack"] = _PackIndex(path, self.fmt)
+                        pack = known[path[:-4] + ".pack"] = Pack(path, self.fmt)
                     except FileNotFoundError:
                         break
                 packs.append(pack)
@@ -340,7 +190,7 @@ class DiskObjectDatabase(ObjectDatabase):
                     self._alternates.append(DiskObjectDatabase(alt, self.fmt, _seen=self._seen))
         return self._alternates
 
-    def _find_packed(self, oid: str, *, refresh: bool = True) -> tuple[_PackIndex, int] | None:
+    def _find_packed(self, oid: str, *, refresh: bool = True) -> tuple[Pack, int] | None:
         for again in (False, True) if refresh else (False,):
             if self._packs is None or again:
                 self._packs = self._load_packs()
@@ -349,38 +199,6 @@ class DiskObjectDatabase(ObjectDatabase):
                 if off is not None:
                     return pack, off
         return None
-
-    def _read_packed(self, pack: _PackIndex, offset: int, depth: int = 0) -> tuple[str, bytes]:
-        if depth > 4096:
-            raise DataError(f"delta chain too deep in {pack.pack_path}")
-        buf = pack.pack
-        c = buf[offset]
-        type_num = (c >> 4) & 7
-        size = c & 15
-        shift, pos = 4, offset + 1
-        while c & 0x80:
-            c = buf[pos]
-            pos += 1
-            size |= (c & 0x7F) << shift
-            shift += 7
-        if type_num in _TYPE_NAMES:
-            return _TYPE_NAMES[type_num], _inflate(buf, pos, size)
-        if type_num == _OFS_DELTA:
-            c = buf[pos]
-            pos += 1
-            rel = c & 0x7F
-            while c & 0x80:
-                c = buf[pos]
-                pos += 1
-                rel = ((rel + 1) << 7) | (c & 0x7F)
-            base_type, base = self._read_packed(pack, offset - rel, depth + 1)
-        elif type_num == _REF_DELTA:
-            base_oid = bytes(buf[pos : pos + self.fmt.raw_len]).hex()
-            pos += self.fmt.raw_len
-            base_type, base = self.read(base_oid)
-        else:
-            raise DataError(f"unknown pack entry type {type_num} in {pack.pack_path}")
-        return base_type, apply_delta(base, _inflate(buf, pos, size))
 
     def _read_local(self, oid: str) -> tuple[str, bytes] | None:
         try:
@@ -397,7 +215,8 @@ class DiskObjectDatabase(ObjectDatabase):
         # directory (a concurrent repack may have moved the object), as git does.
         found = self._find_packed(oid, refresh=False)
         if found is not None:
-            return self._read_packed(*found)
+            pack, offset = found
+            return pack.read_at(offset, self.read)
         try:
             with open(self._loose_path(oid), "rb") as f:
                 raw = zlib.decompress(f.read())
@@ -413,7 +232,8 @@ class DiskObjectDatabase(ObjectDatabase):
             return type_name.decode("ascii"), data
         found = self._find_packed(oid)
         if found is not None:
-            return self._read_packed(*found)
+            pack, offset = found
+            return pack.read_at(offset, self.read)
         return None
 
     def read(self, oid: str) -> tuple[str, bytes]:
@@ -493,7 +313,8 @@ class DiskObjectDatabase(ObjectDatabase):
                 os.close(fd)
             os.replace(tmp, path)
         except OSError as exc:
-            _remove_quietly(tmp)
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
             if isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
                 raise ReadOnlyRepositoryError(
                     f"cannot write to {self.path}: {exc.strerror}; run prov as a user who can write the repository"
@@ -554,7 +375,7 @@ class DiskObjectDatabase(ObjectDatabase):
             self._packs = self._load_packs()
         elif all(p.pack_path != idx_path[:-4] + ".pack" for p in self._packs):
             try:
-                self._packs.append(_PackIndex(idx_path, self.fmt))
+                self._packs.append(Pack(idx_path, self.fmt))
             except FileNotFoundError:  # another process merged it already
                 self._packs = self._load_packs()
 
@@ -564,56 +385,12 @@ class DiskObjectDatabase(ObjectDatabase):
         from . import packs
 
         if len(self._packs or ()) > packs.MERGE_AT:
-            self._merge_small_packs(os.path.join(self.path, "pack"))
+            packs.merge_small_packs(os.path.join(self.path, "pack"), self.fmt, self._reload_packs, self.read)
 
-    def _merge_small_packs(self, pack_dir: str) -> None:
-        """Merge small packs into one when there are too many (``packs.mergeable_packs``).
-
-        Best effort: a merge that loses a race with another merger or a ``git repack``
-        (a pack vanishes while being read) is abandoned; no object is ever lost, as the
-        merged pack is complete before any old pack is removed."""
-        from . import packs
-
-        try:
-            self._packs = self._load_packs()
-        except (OSError, DataError):
-            return
-        if os.path.exists(os.path.join(pack_dir, "multi-pack-index")):
-            return
-        if not packs.mergeable_packs(pack_dir, {p.pack_path[:-5] + ".idx": p.count for p in self._packs}):
-            return
-        with packs.MergeLock(pack_dir) as lock:
-            if not lock.held:
-                return
-            try:
-                self._packs = current = self._load_packs()  # again, under the lock
-                chosen = set(packs.mergeable_packs(pack_dir, {p.pack_path[:-5] + ".idx": p.count for p in current}))
-                old = [p for p in current if p.pack_path[:-5] + ".idx" in chosen]
-                tables = [pack.by_offset() for pack in old]
-                count = len(set().union(*(ids for _, ids, _ in tables)))
-                if not count:
-                    return
-                seen: set[bytes] = set()
-                with packs.PackWriter(pack_dir, self.fmt, count) as writer:
-                    for pack, table in zip(old, tables, strict=True):
-                        packs.copy_objects(writer, pack.pack_path, table, seen, partial(self._whole_entry, pack))
-                    idx_path = writer.finish()
-            except (OSError, DataError, ValueError):
-                return
-            keep = idx_path[:-4] + ".pack"
-            for pack in old:
-                if pack.pack_path == keep:
-                    continue
-                stem = pack.pack_path[:-5]
-                for ext in (".idx", ".pack", ".rev", ".bitmap"):
-                    _remove_quietly(stem + ext)
-            self._packs = self._load_packs()
-
-    def _whole_entry(self, pack: _PackIndex, offset: int) -> bytes:
-        """The object at ``offset`` of ``pack`` (a delta) as a whole pack entry."""
-        from . import packs
-
-        return packs.pack_entry(*self._read_packed(pack, offset))
+    def _reload_packs(self) -> list[Pack]:
+        """The packs of the directory now, remembered (a merge rescans through this)."""
+        self._packs = self._load_packs()
+        return self._packs
 
     def all_ids(self) -> list[str]:
         """Every object id in this database (not its alternates); for verification."""
@@ -624,9 +401,4 @@ class DiskObjectDatabase(ObjectDatabase):
         for pack in self._load_packs():
             ids.update(raw.hex() for raw in pack.ids())
         return sorted(ids)
-
-
-def _remove_quietly(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.remove(path)
 

@@ -16,7 +16,8 @@ piece with the crc32 the old index lists (no inflate, no deflate, nothing per en
 but bookkeeping); deltas (in packs git wrote) are resolved and stored whole. The new
 pack is complete before any old one is removed. Packs git made for itself
 (``.keep``, ``.promisor``, cruft ``.mtimes``) and large packs are never touched;
-``git gc`` / ``git repack`` treat prov's packs like any other.
+``git gc`` / ``git repack`` treat prov's packs like any other. Reading packs is
+``store/packfile.py``.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ import struct
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from itertools import accumulate
 
 from ..errors import DataError
 from .objects import ObjectFormat
+from .packfile import Pack
 
 __all__ = [
     "MERGE_AT",
@@ -42,6 +45,7 @@ __all__ = [
     "copy_objects",
     "deflate",
     "encode_pack",
+    "merge_small_packs",
     "mergeable_packs",
     "pack_entry",
     "stored",
@@ -355,6 +359,62 @@ def mergeable_packs(pack_dir: str, counts: dict[str, int]) -> list[str]:
             break
         candidates.pop(0)
     return [path for _, path in candidates] if len(candidates) > 1 else []
+
+
+def merge_small_packs(
+    pack_dir: str,
+    fmt: ObjectFormat,
+    load_packs: Callable[[], list[Pack]],
+    read_base: Callable[[str], tuple[str, bytes]],
+) -> None:
+    """Merge the small packs of ``pack_dir`` into one when there are too many
+    (``mergeable_packs``). ``load_packs`` lists the packs of the directory now (the
+    object database remembers each listing); ``read_base`` reads the base of a
+    ``REF_DELTA``, which is resolved and stored whole.
+
+    Best effort: a merge that loses a race with another merger or a ``git repack``
+    (a pack vanishes while being read) is abandoned; no object is ever lost, as the
+    merged pack is complete before any old pack is removed."""
+    try:
+        packs = load_packs()
+    except (OSError, DataError):
+        return
+    if os.path.exists(os.path.join(pack_dir, "multi-pack-index")):
+        return
+    if not mergeable_packs(pack_dir, {p.pack_path[:-5] + ".idx": p.count for p in packs}):
+        return
+    with MergeLock(pack_dir) as lock:
+        if not lock.held:
+            return
+        try:
+            current = load_packs()  # again, under the lock
+            chosen = set(mergeable_packs(pack_dir, {p.pack_path[:-5] + ".idx": p.count for p in current}))
+            old = [p for p in current if p.pack_path[:-5] + ".idx" in chosen]
+            tables = [pack.by_offset() for pack in old]
+            count = len(set().union(*(ids for _, ids, _ in tables)))
+            if not count:
+                return
+            seen: set[bytes] = set()
+            with PackWriter(pack_dir, fmt, count) as writer:
+                for pack, table in zip(old, tables, strict=True):
+                    copy_objects(writer, pack.pack_path, table, seen, partial(_whole_entry, pack, read_base))
+                idx_path = writer.finish()
+        except (OSError, DataError, ValueError):
+            return
+        keep = idx_path[:-4] + ".pack"
+        for pack in old:
+            if pack.pack_path == keep:
+                continue
+            stem = pack.pack_path[:-5]
+            for ext in (".idx", ".pack", ".rev", ".bitmap"):
+                with contextlib.suppress(OSError):
+                    os.remove(stem + ext)
+        load_packs()
+
+
+def _whole_entry(pack: Pack, read_base: Callable[[str], tuple[str, bytes]], offset: int) -> bytes:
+    """The object at ``offset`` of ``pack`` (a delta) as a whole pack entry."""
+    return pack_entry(*pack.read_at(offset, read_base))
 
 
 class MergeLock:

@@ -17,16 +17,19 @@ from ..errors import (
     BareRepositoryError,
     DataError,
     EmptyRepositoryError,
+    MissingObjectError,
     NotARepositoryError,
+    ProvError,
     RepositoryError,
     UnknownRevisionError,
 )
+from . import gitbin
 from .config import GitConfig
 from .objects import SHA1, Commit, ObjectFormat, decode_commit, format_named
-from .odb import DiskObjectDatabase, MemoryObjectDatabase, MissingObjectError, ObjectDatabase
+from .odb import DiskObjectDatabase, MemoryObjectDatabase, ObjectDatabase
 from .refs import DiskRefs, MemoryRefs, Refs
 
-__all__ = ["GitRepository", "find_git_dir", "spawn_output"]
+__all__ = ["GitRepository", "find_git_dir"]
 
 _SUFFIX = re.compile(r"(\^\{commit\}|\^\{\}|\^[0-9]*|~[0-9]*)$")
 _HEX = re.compile(r"[0-9a-fA-F]{4,64}")
@@ -47,46 +50,6 @@ def _object_database(path: str, fmt: ObjectFormat) -> DiskObjectDatabase:
         odb = DiskObjectDatabase(path, fmt)
         _databases[key] = (os.getpid(), odb)
     return odb
-
-
-def _spawn_output(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
-    """``(exit status, stdout)`` of a short command; stderr is discarded."""
-    status, out = spawn_output(argv, env)
-    return status, out.decode("utf-8", "replace")
-
-
-def spawn_output(argv: list[str], env: dict[str, str] | None = None) -> tuple[int, bytes]:
-    """``(exit status, stdout bytes)`` of a short command; stderr is discarded.
-
-    ``os.posix_spawnp`` where there is one: importing and running ``subprocess`` costs
-    ~30 ms of a ``prov show`` that has 80 ms in all, and its fork + exec a few ms per
-    call in a large process (posix_spawn uses vfork).
-    """
-    env = os.environ if env is None else env
-    if not hasattr(os, "posix_spawnp"):
-        import subprocess
-
-        proc = subprocess.run(argv, env=env, capture_output=True, check=False)
-        return proc.returncode, proc.stdout
-    r, w = os.pipe()
-    try:
-        pid = os.posix_spawnp(
-            argv[0], argv, env,
-            file_actions=[(os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)],
-        )
-    except BaseException:
-        os.close(r)
-        raise
-    finally:
-        os.close(w)
-    chunks = []
-    try:
-        while chunk := os.read(r, 65536):
-            chunks.append(chunk)
-    finally:
-        os.close(r)
-        _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), b"".join(chunks)
 
 
 def _read_gitfile(path: str) -> str | None:
@@ -346,29 +309,20 @@ class GitRepository:
         """
         if self.git_dir is None:
             return None
-        argv = ["git", "--no-replace-objects", "--git-dir", self.git_dir, "rev-parse", "--verify",
-                "--quiet", "--end-of-options", f"{oid}~{count}"]
-        env = {**os.environ, "GIT_GRAFT_FILE": os.devnull}
+        args = ["--no-replace-objects", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{oid}~{count}"]
         try:
-            status, out = _spawn_output(argv, env)
-        except OSError:
+            status, raw = gitbin.output(args, git_dir=self.git_dir, extra={"GIT_GRAFT_FILE": os.devnull})
+        except ProvError:  # git cannot be started
             return None
-        out = out.strip()
+        out = raw.decode("utf-8", "replace").strip()
         return out if status == 0 and self.fmt.is_id(out) else None
 
     def _resolve_with_git(self, rev: str) -> str:
         if self.git_dir is None:
             raise UnknownRevisionError(f"unknown revision {rev!r}")
-        import subprocess
-
         try:
-            proc = subprocess.run(
-                ["git", "--git-dir", self.git_dir, "rev-parse", "--verify", "--quiet", "--end-of-options", rev],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-        except OSError:
+            proc = gitbin.run(["rev-parse", "--verify", "--quiet", "--end-of-options", rev], git_dir=self.git_dir, text=True)
+        except ProvError:  # git cannot be started
             raise UnknownRevisionError(f"unknown revision {rev!r}") from None
         out = proc.stdout.strip()
         if proc.returncode != 0 or not self.fmt.is_id(out):

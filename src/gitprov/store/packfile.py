@@ -1,0 +1,204 @@
+"""Reading pack files: a pack's ``.idx`` (version 2), its entries, and both delta kinds.
+
+A ``Pack`` finds an object's offset by binary search in the memory of its index, and
+reads the entry at an offset from the ``.pack``, memory-mapped: whole objects are
+inflated, ``OFS_DELTA`` entries resolve their base in the same pack, ``REF_DELTA``
+entries through the caller's object database. Writing and merging packs is
+``store/packs.py``.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+import zlib
+
+from ..errors import DataError
+from .objects import ObjectFormat
+
+TYPE_CHECKING = False  # collections.abc is not imported at run time: hook path
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["TYPE_NAMES", "Pack", "apply_delta"]
+
+#: pack entry type number -> object type (the other numbers are deltas)
+TYPE_NAMES = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
+_OFS_DELTA, _REF_DELTA = 6, 7
+
+
+class Pack:
+    """A pack's ``.idx`` (version 2) and its ``.pack``, memory-mapped."""
+
+    def __init__(self, idx_path: str, fmt: ObjectFormat) -> None:
+        self.fmt = fmt
+        self.pack_path = idx_path[:-4] + ".pack"
+        with open(idx_path, "rb") as f:
+            self.idx = f.read()
+        if self.idx[:4] != b"\xfftOc" or int.from_bytes(self.idx[4:8], "big") != 2:
+            raise DataError(f"unsupported pack index {idx_path} (only version 2 is read)")
+        self.fanout = struct.unpack_from(">256I", self.idx, 8)
+        self.count = self.fanout[255]
+        self.names_at = 8 + 1024
+        self.crcs_at = self.names_at + self.count * fmt.raw_len
+        self.offsets_at = self.crcs_at + self.count * 4
+        self.large_at = self.offsets_at + self.count * 4
+        self._pack: mmap.mmap | None = None
+
+    def _name(self, i: int) -> bytes:
+        size = self.fmt.raw_len
+        return self.idx[self.names_at + i * size : self.names_at + (i + 1) * size]
+
+    def _search(self, raw: bytes) -> int:
+        lo = self.fanout[raw[0] - 1] if raw[0] else 0
+        hi = self.fanout[raw[0]]
+        idx, base, size = self.idx, self.names_at, self.fmt.raw_len  # _name() inlined: hot loop
+        while lo < hi:
+            mid = (lo + hi) // 2
+            at = base + mid * size
+            if idx[at : at + size] < raw:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def offset_of(self, oid: str) -> int | None:
+        raw = bytes.fromhex(oid)
+        i = self._search(raw)
+        if i < self.count and self._name(i) == raw:
+            at = self.offsets_at + i * 4
+            off = int.from_bytes(self.idx[at : at + 4], "big")
+            return self._large_offset(off) if off & 0x80000000 else off
+        return None
+
+    def ids(self) -> list[bytes]:
+        """The raw id of every object, in id order."""
+        size, start = self.fmt.raw_len, self.names_at
+        return [self.idx[at : at + size] for at in range(start, start + self.count * size, size)]
+
+    def by_offset(self) -> tuple[tuple[int, ...], tuple[bytes, ...], tuple[int, ...]]:
+        """``(offsets, raw ids, crc32s)`` of every object, in pack order (by offset)."""
+        count = self.count
+        offsets = struct.unpack_from(f">{count}I", self.idx, self.offsets_at)
+        if count and max(offsets) & 0x80000000:
+            offsets = tuple(self._large_offset(off) if off & 0x80000000 else off for off in offsets)
+        crcs = struct.unpack_from(f">{count}I", self.idx, self.crcs_at)
+        order = sorted(range(count), key=offsets.__getitem__)
+        return tuple(tuple(map(column.__getitem__, order)) for column in (offsets, self.ids(), crcs))  # type: ignore[return-value]
+
+    def _large_offset(self, off: int) -> int:
+        at = self.large_at + (off & 0x7FFFFFFF) * 8
+        return int.from_bytes(self.idx[at : at + 8], "big")
+
+    def ids_with_prefix(self, prefix: str) -> set[str]:
+        padded = prefix + "0" * (self.fmt.hex_len - len(prefix))
+        i = self._search(bytes.fromhex(padded))
+        found = set()
+        while i < self.count:
+            name = self._name(i).hex()
+            if not name.startswith(prefix):
+                break
+            found.add(name)
+            i += 1
+        return found
+
+    @property
+    def pack(self) -> mmap.mmap:
+        if self._pack is None:
+            with open(self.pack_path, "rb") as f:
+                self._pack = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        return self._pack
+
+    def read_at(self, offset: int, read_base: Callable[[str], tuple[str, bytes]], depth: int = 0) -> tuple[str, bytes]:
+        """``(type, data)`` of the entry at ``offset``, deltas applied; ``read_base``
+        reads the base object a ``REF_DELTA`` names (from any pack, or loose)."""
+        if depth > 4096:
+            raise DataError(f"delta chain too deep in {self.pack_path}")
+        buf = self.pack
+        c = buf[offset]
+        type_num = (c >> 4) & 7
+        size = c & 15
+        shift, pos = 4, offset + 1
+        while c & 0x80:
+            c = buf[pos]
+            pos += 1
+            size |= (c & 0x7F) << shift
+            shift += 7
+        if type_num in TYPE_NAMES:
+            return TYPE_NAMES[type_num], _inflate(buf, pos, size)
+        if type_num == _OFS_DELTA:
+            c = buf[pos]
+            pos += 1
+            rel = c & 0x7F
+            while c & 0x80:
+                c = buf[pos]
+                pos += 1
+                rel = ((rel + 1) << 7) | (c & 0x7F)
+            base_type, base = self.read_at(offset - rel, read_base, depth + 1)
+        elif type_num == _REF_DELTA:
+            base_oid = bytes(buf[pos : pos + self.fmt.raw_len]).hex()
+            pos += self.fmt.raw_len
+            base_type, base = read_base(base_oid)
+        else:
+            raise DataError(f"unknown pack entry type {type_num} in {self.pack_path}")
+        return base_type, apply_delta(base, _inflate(buf, pos, size))
+
+
+def _inflate(buf: mmap.mmap | bytes, pos: int, size: int) -> bytes:
+    d = zlib.decompressobj()
+    chunk = max(size + 64, 512)
+    out = []
+    while not d.eof:
+        piece = buf[pos : pos + chunk]
+        if not piece:
+            raise DataError("truncated pack entry")
+        out.append(d.decompress(piece))
+        pos += chunk
+        chunk *= 2
+    data = b"".join(out)
+    if len(data) != size:
+        raise DataError("pack entry has the wrong size")
+    return data
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        c = data[pos]
+        pos += 1
+        value |= (c & 0x7F) << shift
+        shift += 7
+        if not c & 0x80:
+            return value, pos
+
+
+def apply_delta(base: bytes, delta: bytes) -> bytes:
+    """Apply a git pack delta to ``base``."""
+    src_size, pos = _read_varint(delta, 0)
+    dst_size, pos = _read_varint(delta, pos)
+    if src_size != len(base):
+        raise DataError("delta base has the wrong size")
+    out = bytearray()
+    end = len(delta)
+    while pos < end:
+        op = delta[pos]
+        pos += 1
+        if op & 0x80:
+            off = size = 0
+            for i in range(4):
+                if op & (1 << i):
+                    off |= delta[pos] << (8 * i)
+                    pos += 1
+            for i in range(3):
+                if op & (0x10 << i):
+                    size |= delta[pos] << (8 * i)
+                    pos += 1
+            out += base[off : off + (size or 0x10000)]
+        elif op:
+            out += delta[pos : pos + op]
+            pos += op
+        else:
+            raise DataError("invalid delta instruction")
+    if len(out) != dst_size:
+        raise DataError("delta result has the wrong size")
+    return bytes(out)
