@@ -37,6 +37,12 @@ def test_a_section_that_is_not_a_table(tmp_path: Path) -> None:
         load_settings(write(tmp_path, 'hooks = true\n[extra]\n'))
 
 
+def test_a_key_with_a_control_character_stays_on_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"invalid: hooks\.'a\\nb': unknown field; fix") as info:
+        load_settings(write(tmp_path, '[hooks]\n"a\\nb" = 1\n'))
+    assert "\n" not in str(info.value)
+
+
 def test_broken_toml_keeps_the_parser_message(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^\.provenance\.toml is invalid: .*line 1.*; see docs/concepts.md#settings$"):
         load_settings(write(tmp_path, "[inputs\n"))

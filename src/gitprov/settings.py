@@ -80,8 +80,8 @@ def _invalid_fields(document: dict[str, object]) -> str:
     try:
         _pydantic_twin(Settings).model_validate(document)
     except pydantic.ValidationError as exc:
-        return "; ".join(f"{'.'.join(map(str, err['loc']))}: {_PROBLEMS.get(err['type'], err['msg'])}"
-                         for err in exc.errors(include_url=False))
+        return "; ".join(f"{'.'.join(str(p) if str(p).isprintable() else repr(p) for p in err['loc'])}: "
+                         f"{_PROBLEMS.get(err['type'], err['msg'])}" for err in exc.errors(include_url=False))
     return ""
 
 
