@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,11 @@ def loaded_after(statement: str) -> set[str]:
         "import gitprov.cli.entry",
         "import gitprov; gitprov.Repository; gitprov.show",
         "from gitprov.cli import render",
+        # the hook path and what a training loop calls
+        "import gitprov.githooks.runtime",
+        "import gitprov.quickcapture",
+        "import gitprov.runs.start",
+        "import gitprov.settings",
     ],
 )
 def test_import_loads_no_heavy_or_optional_dependency(statement: str) -> None:
@@ -48,6 +54,35 @@ def test_lower_layers_load_nothing_above_them() -> None:
 
 def test_the_click_app_is_what_loads_click() -> None:
     assert "click" in loaded_after("import gitprov.cli.app")
+
+
+def test_the_user_facing_models_are_what_load_pydantic() -> None:
+    for statement in ("import gitprov.lineage", "import gitprov.integrations.tracking"):
+        assert "pydantic" in loaded_after(statement), statement
+
+
+def test_a_run_loads_no_pydantic(make_repo) -> None:
+    """``start_run``, ``log_metric`` and ``end`` (and ``init`` before them)."""
+    path = make_repo("sha1").path
+    statement = (f"import gitprov; gitprov.init({str(path)!r}, hooks=False)\n"
+                 f"run = gitprov.Repository({str(path)!r}).start_run(name='r', environment=False)\n"
+                 "run.log_metric('loss', 0.5); run.log_metric('loss', 0.25, step=1); run.end()")
+    assert sorted(m for m in loaded_after(statement) if m.split(".")[0] in FORBIDDEN) == []
+
+
+def test_every_required_dependency_is_imported() -> None:
+    """A dependency every install pays for must be used by the package; test-only ones
+    (dulwich, the memory twin's oracle) belong in the ``test`` extra."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    project = tomllib.loads((SRC.parents[1] / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    required = {re.split(r"[<>=;\[ ]", dep, maxsplit=1)[0] for dep in project["dependencies"]}
+    indirect = {"tomli": "msgspec.toml reads TOML with it before Python 3.11"}
+    imported = {m.split(".")[0] for path in SRC.rglob("*.py") for m in imports_of(path)}
+    assert sorted(required - imported - set(indirect)) == []
+    assert "dulwich" not in required and any(dep.startswith("dulwich") for dep in project["optional-dependencies"]["test"])
 
 
 def test_public_names() -> None:

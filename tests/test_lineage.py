@@ -89,6 +89,75 @@ def test_query_render():
     ]}
 
 
+# -- the pydantic models (as in mlopus) ---------------------------------------------------
+
+
+def test_lineage_of_a_run_is_its_registered_lineage_as_a_model(prov_repo):
+    with start(prov_repo.path, "up") as up:
+        pass
+    with start(prov_repo.path) as run:
+        lineage.of(run).with_input_model("bert", "v3").with_input_artifact(up.id[:8], "w").register()
+    stored = gitprov.Repository(prov_repo.path).get_run(run.id)
+    model = lineage.Lineage.of(stored)
+    assert isinstance(model, lineage.Lineage) and model.run is stored
+    assert model.model_dump() == {
+        "inputs": {"models": {"bert": {"v3"}}, "runs": {up.id: {"w"}}, "datasets": {}},
+        "outputs": {"models": {}, "runs": {}, "datasets": {}},
+    }
+    assert lineage.Lineage.model_validate_json(model.model_dump_json()) == lineage.Lineage(
+        inputs=lineage.inputs_of(stored), outputs=lineage.outputs_of(stored))
+    model.with_output_model("clf", 1).register()  # bound to the run, additive like of()
+    again = gitprov.Repository(prov_repo.path).get_run(run.id)
+    assert lineage.Lineage.of(again).outputs.models == {"clf": {"1"}}
+    assert lineage.inputs_of(again).models == {"bert": {"v3"}}
+    assert lineage.of(again).model_dump()["inputs"]["models"] == {}  # of() starts empty, as before
+
+
+def test_a_lineage_on_its_own_is_built_fluently_and_round_trips():
+    built = lineage.Lineage().with_input_model("bert", 3).with_output_artifact("ABCD1234", "w") \
+        .with_input_dataset("train", "sha256:ab")
+    assert built.inputs.models == {"bert": {"3"}} and built.outputs.runs == {"abcd1234": {"w"}}
+    data = built.model_dump(mode="json")
+    assert data["inputs"]["datasets"] == {"train": ["sha256:ab"]}
+    assert lineage.Lineage.model_validate(data) == built
+    assert lineage.Inputs.model_validate({"runs": {"ABCD": ["x"]}}).runs == {"abcd": {"x"}}
+
+
+def test_the_models_have_a_json_schema():
+    schema = lineage.Lineage.model_json_schema()
+    assert set(schema["properties"]) == {"inputs", "outputs"} and schema["additionalProperties"] is False
+    inputs = schema["$defs"]["Inputs"]["properties"]
+    assert set(inputs) == {"models", "runs", "datasets"}
+    assert inputs["models"]["additionalProperties"]["items"] == {"type": "string", "minLength": 1, "maxLength": 250}
+    assert set(lineage.Query.model_json_schema()["properties"]) == {"clauses"}
+
+
+@pytest.mark.parametrize(("cls", "data", "fields"), [
+    (lineage.Inputs, {"models": {"bert": [3]}, "runs": {"xyz": []}},
+     ["models.bert.0: Input should be a valid string", "runs.xyz.[key]: run id 'xyz' is not a run id"]),
+    (lineage.Lineage, {"inputs": {"datasets": {"d": ["a\nb"]}}, "outputs": 3, "extra": 1},
+     ["inputs.datasets.d.0: dataset digest 'a\\nb' must be 1 to 250 printable characters",
+      "outputs: Input should be a", "extra: Extra inputs are not permitted"]),
+    (lineage.Query, {"clauses": {"a": 1}}, ["clauses: Input should be a valid"]),
+])
+def test_invalid_model_data_is_one_usage_error_naming_every_field(cls, data, fields):
+    import json
+
+    for validate in (lambda: cls.model_validate(data), lambda: cls(**data),
+                     lambda: cls.model_validate_json(json.dumps(data))):
+        with pytest.raises(UsageError) as info:
+            validate()
+        message = str(info.value)
+        assert message.startswith(f"invalid {cls.__name__}: ") and "\n" not in message
+        assert all(f in message for f in fields), message
+
+
+def test_query_is_a_model():
+    query = lineage.Query().with_input_model("bert", "v3").where({"metrics.acc": {"$gte": 0.9}})
+    assert query.model_dump() == {"clauses": [{"inputs.models.bert": "v3"}, {"metrics.acc": {"$gte": 0.9}}]}
+    assert lineage.Query.model_validate(query.model_dump()).render() == query.render()
+
+
 # -- the lineage graph ------------------------------------------------------------------
 
 

@@ -9,21 +9,26 @@ strict = false                                  # true: a failed capture blocks 
 ```
 
 Validated with msgspec (already loaded on the hook path); unknown keys are errors so
-typos do not silently disable a setting.
+typos do not silently disable a setting. Only when a file is invalid is pydantic
+imported, to name every invalid field at once (msgspec stops at the first).
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import types
+import typing
 
 import msgspec
 
 from .errors import ConfigError
 from .names import SETTINGS_FILE
 
+if typing.TYPE_CHECKING:
+    import pydantic
+
 __all__ = ["SETTINGS_FILE", "HooksSettings", "InputsSettings", "Settings", "load_settings"]
-
-
 
 class InputsSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     paths: list[str] = []
@@ -52,7 +57,10 @@ def load_settings(work_tree: str | None) -> Settings:
         raise ConfigError(f"cannot read {SETTINGS_FILE}: {exc.strerror}") from exc
     try:
         settings = msgspec.toml.decode(data, type=Settings)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except msgspec.ValidationError as exc:  # well-formed TOML, wrong keys or types
+        problems = _invalid_fields(msgspec.toml.decode(data)) or str(exc)
+        raise ConfigError(f"{SETTINGS_FILE} is invalid: {problems}; fix these keys (see docs/concepts.md#settings)") from exc
+    except msgspec.DecodeError as exc:
         raise ConfigError(f"{SETTINGS_FILE} is invalid: {exc}; see docs/concepts.md#settings") from exc
     except ImportError as exc:  # msgspec.toml needs tomllib/tomli
         raise ConfigError(f"cannot parse {SETTINGS_FILE}: {exc}") from exc
@@ -62,3 +70,44 @@ def load_settings(work_tree: str | None) -> Settings:
                 f"{SETTINGS_FILE}: input pattern {pattern!r} leaves the work tree; use a relative glob"
             )
     return settings
+
+
+def _invalid_fields(document: dict[str, object]) -> str:
+    """Every invalid key of ``document`` as ``location: problem``, joined with ``'; '``
+    (empty when pydantic, checking strictly as msgspec does, finds nothing)."""
+    import pydantic
+
+    try:
+        _pydantic_twin(Settings).model_validate(document)
+    except pydantic.ValidationError as exc:
+        return "; ".join(f"{'.'.join(str(p) if str(p).isprintable() else repr(p) for p in err['loc'])}: "
+                         f"{_PROBLEMS.get(err['type'], err['msg'])}" for err in exc.errors(include_url=False))
+    return ""
+
+
+#: pydantic's words where they would name the twin's classes or read oddly for TOML
+_PROBLEMS = {"extra_forbidden": "unknown field", "model_type": "Input should be a table"}
+
+
+@functools.cache
+def _pydantic_twin(struct: type[msgspec.Struct]) -> type[pydantic.BaseModel]:
+    """A pydantic model with the fields of ``struct`` (strict, unknown keys forbidden), so
+    the settings schema is written once, as msgspec Structs."""
+    import pydantic
+
+    fields: dict[str, object] = {}
+    for field in msgspec.structs.fields(struct):
+        optional = field.default is not msgspec.NODEFAULT or field.default_factory is not msgspec.NODEFAULT
+        fields[field.encode_name] = (_twin_type(field.type), None if optional else ...)
+    config = pydantic.ConfigDict(strict=True, extra="forbid")
+    return pydantic.create_model(struct.__name__, __config__=config, **fields)  # type: ignore[call-overload]
+
+
+def _twin_type(tp: object) -> object:
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        return _pydantic_twin(tp)
+    args = typing.get_args(tp)
+    if not args:
+        return tp
+    origin = typing.get_origin(tp)
+    return (typing.Union if origin is types.UnionType else origin)[tuple(_twin_type(a) for a in args)]

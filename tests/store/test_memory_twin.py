@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from gitprov.errors import DataError
@@ -11,6 +14,7 @@ from gitprov.store.odb import MemoryObjectDatabase
 
 @pytest.mark.parametrize("fmt", [SHA1, SHA256], ids=["sha1", "sha256"])
 def test_malformed_objects_are_refused(fmt):
+    pytest.importorskip("dulwich")
     odb = MemoryObjectDatabase(fmt)
     blob = odb.write("blob", b"x")
     raw = bytes.fromhex(blob)
@@ -25,3 +29,13 @@ def test_malformed_objects_are_refused(fmt):
 def test_check_can_be_turned_off_for_speed():
     odb = MemoryObjectDatabase(SHA1, check=False)
     assert odb.write("tree", b"100644 b\x00" + bytes(20) + b"100644 a\x00" + bytes(20))
+
+
+def test_without_dulwich_the_check_is_skipped():
+    """dulwich is a test dependency: a memory twin still works where it is not installed."""
+    code = ("import sys\nsys.modules['dulwich'] = None  # not installed\n"
+            "from gitprov.store.objects import SHA1\nfrom gitprov.store.odb import MemoryObjectDatabase\n"
+            "odb = MemoryObjectDatabase(SHA1)\n"
+            "print(odb.write('tree', b'100644 b\\x00' + bytes(20) + b'100644 a\\x00' + bytes(20)))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and len(proc.stdout.strip()) == 40, proc.stderr

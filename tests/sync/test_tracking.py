@@ -60,6 +60,21 @@ def test_bundle_pins_commit_and_committed_lexicon(pinned_repo: Path) -> None:
     assert bundle.to_json() == expected_bundle(pinned_repo)
 
 
+def test_bundle_is_a_frozen_pydantic_model_with_a_json_schema(pinned_repo: Path) -> None:
+    import pydantic
+
+    from gitprov.integrations.tracking import _bundle_text
+
+    bundle = provenance_bundle(pinned_repo, "HEAD")
+    assert ProvenanceBundle.model_validate_json(_bundle_text(bundle)) == bundle  # a logged bundle reads back
+    with pytest.raises(pydantic.ValidationError):
+        bundle.revision = "0" * 40
+    schema = ProvenanceBundle.model_json_schema()
+    assert set(schema["properties"]) == set(expected_bundle(pinned_repo))
+    assert set(schema["required"]) == {"revision", "lexicon_tree_hash", "schema_version", "working_dir", "lexicon"}
+    assert schema["properties"]["schema_version"]["type"] == "integer"
+
+
 def test_bundle_of_a_commit_without_lexicon_uses_the_running_pin(pinned_repo: Path) -> None:
     from gitprov.schema import current_pin_fields
 

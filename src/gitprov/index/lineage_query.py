@@ -1,26 +1,33 @@
-"""``Query``: a MongoDB-style query on lineage, what ``Repository.find_runs`` takes."""
+"""``Query``: a MongoDB-style query on lineage, what ``Repository.find_runs`` takes.
+
+A pydantic model like the other lineage models (``runs/lineage.py``), so importing this
+module loads pydantic: nothing on a hot path imports it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from ..errors import UsageError
 from ..nodes import check_run_prefix, lineage_label
+from ..runs.lineage import LineageModel
 
 __all__ = ["Query"]
 
 
-class Query:
+class Query(LineageModel):
     """Builds a MongoDB-style query on lineage; a left-out version or path matches any."""
 
-    def __init__(self) -> None:
-        self._clauses: list[dict[str, Any]] = []
+    clauses: list[dict[str, Any]] = Field(
+        default_factory=list, description="conditions that must all hold, in the order they were added")
 
     def _add(self, field: str, item: str | int | None, what: str) -> Query:
         if item is None:
-            self._clauses.append({field: {"$exists": True}})
+            self.clauses.append({field: {"$exists": True}})
         else:
-            self._clauses.append({field: lineage_label(item, what)})
+            self.clauses.append({field: lineage_label(item, what)})
         return self
 
     def with_input_model(self, name: str, version: str | int | None = None) -> Query:
@@ -45,12 +52,12 @@ class Query:
         """Add any other condition (``{"metrics.acc": {"$gte": 0.9}}``)."""
         if not isinstance(condition, dict):
             raise UsageError("Query.where() takes a dict")
-        self._clauses.append(condition)
+        self.clauses.append(condition)
         return self
 
     def render(self) -> dict[str, Any]:
-        if not self._clauses:
+        if not self.clauses:
             return {}
-        if len(self._clauses) == 1:
-            return dict(self._clauses[0])
-        return {"$and": [dict(c) for c in self._clauses]}
+        if len(self.clauses) == 1:
+            return dict(self.clauses[0])
+        return {"$and": [dict(c) for c in self.clauses]}

@@ -12,7 +12,10 @@ repository's data:
 - W&B: an artifact of type ``git-revision`` holding the bundle file, a reference to the
   revision (nothing uploaded) and the bundle as metadata; the run's git commit is set.
 
-Neither mlflow nor wandb is imported until a run is logged.
+Neither mlflow nor wandb is imported until a run is logged. ``ProvenanceBundle`` is a
+frozen pydantic model (``model_dump``, ``model_validate_json`` to read a logged bundle
+back, ``model_json_schema``), so importing this module loads pydantic; the CLI imports
+it only for ``prov sync revision``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
-import msgspec
+from pydantic import BaseModel, ConfigDict
 
 from ..errors import ProvError, SyncError, UsageError
 from ..names import LEXICON_DIR
@@ -41,13 +44,15 @@ _MLFLOW_OPTIONS = {"tracking_uri", "experiment", "run_id", "run_name", "artifact
 _WANDB_OPTIONS = {"project", "entity", "directory", "run_id", "run_name"}
 
 
-class ProvenanceBundle(msgspec.Struct, frozen=True, kw_only=True):
+class ProvenanceBundle(BaseModel):
     """What a tracker run pins: the commit and the lexicon its records were made against.
 
     ``lexicon_tree_hash`` is the git tree id of ``.provenance-schema/`` in that commit
     (None when the commit has no lexicon committed); ``lexicon`` is the ``sha256:`` of
     its manifest, the pin every prov record carries (the running git-prov's own lexicon
     when the commit has none); ``working_dir`` is the repository's work tree."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     revision: str
     lexicon_tree_hash: str | None
@@ -57,7 +62,7 @@ class ProvenanceBundle(msgspec.Struct, frozen=True, kw_only=True):
     repo_url: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return msgspec.to_builtins(self)
+        return self.model_dump(mode="json")
 
 
 def _git(repo: Repository | GitRepository | str | os.PathLike[str]) -> GitRepository:
