@@ -19,6 +19,15 @@ IDENTITY = {
 }
 
 
+@pytest.fixture(autouse=True, scope="session")
+def memory_twin_oracle() -> None:
+    """Every object a memory twin stores is checked by dulwich (tests/oracles.py)."""
+    from gitprov.store.odb import MemoryObjectDatabase
+    from tests.oracles import dulwich_check
+
+    MemoryObjectDatabase.write_check = staticmethod(dulwich_check)
+
+
 @pytest.fixture(autouse=True)
 def isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private HOME with a minimal git config; no system or user config leaks in."""
