@@ -596,9 +596,8 @@ def rounds_by_floor(res: dict[str, list[float]], fast_us: float = 100.0) -> str:
     text = (f"Across the rounds, creating a file took {min(res['create_us']):.0f}–{max(res['create_us']):.0f} µs "
             "(on this ext4 disk a file is created in about 11 µs while nothing is being deleted, and in "
             "60–300 µs and more after rounds that each delete hundreds of files, as ext4 holds freed inodes "
-            "back until its journal commits; so the benchmark deletes nothing before it ends: an earlier "
-            "version removed 2,000 files a round and its medians fell to lean 289/s, default 277/s), and "
-            "runs/s on disk follow it: ")
+            "back until its journal commits; so the benchmark deletes nothing before it ends: deleting "
+            "2,000 files a round about halves the medians), and runs/s on disk follow it: ")
     parts = []
     if fast:
         parts.append(f"in the {len(fast)} rounds where a create took under {fast_us:.0f} µs, lean {span(fast, 1)} "
@@ -759,6 +758,10 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join([
         "## Run tracking",
         "",
+        "git-prov's run tracking beside MLflow (local sqlite backend) and W&B (offline mode), in one process: "
+        "(a) per-call `log_metric` throughput, (b) complete runs a second, (c) peak memory of one long run, "
+        "(d) stored bytes per metric point.",
+        "",
         f"Machine: {machine}; `nproc` {os.cpu_count()}. Packages: {versions}.",
         "",
         f"One process, one run, medians of {args.repeat} repetitions run round-robin (after one "
@@ -822,10 +825,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{BUSY_COMMIT_RUNS:,} runs on HEAD, alternating run by run with a fresh repository: "
         f"{fmt_rate(busy['busy_rate'])} against {fmt_rate(busy['fresh_rate'])}, and {busy['busy_kib']:.0f} KiB "
         f"of disk a run against {busy['fresh_kib']:.1f} KiB; the sweep row shows the same from the runs' side. "
-        "(Written run by run, as before the note queue — the same sweep run against commit 470d750's code — "
-        "its last quarter ran at 140 runs/s against 255 for its first, at 48.5 KiB of disk a run.) A run "
-        "that ends alone still rewrites its commit's note, and every replaced note blob stays in the packs "
-        "until `git gc` drops it.",
+        "A run that ends alone still rewrites its commit's note, and every replaced note blob stays in the "
+        "packs until `git gc` drops it.",
         f"- `code=True` runs `git diff --binary HEAD` in a child process started with `posix_spawn` (median "
         f"{g('code_fresh_ms'):.1f} ms here) so uncommitted changes are stored as a patch; a process that starts "
         "many runs reuses its last diff while nothing git's diff reads has changed (HEAD, the index, the config "
