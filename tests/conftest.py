@@ -11,6 +11,11 @@ from pathlib import Path
 
 import pytest
 
+#: the project checkout (tests read docs/, the lexicon, pyproject.toml from it)
+ROOT = Path(__file__).resolve().parents[1]
+# the benchmarks' data generators (synthetic_ledger, _harness) are shared with tests
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
 IDENTITY = {
     "GIT_AUTHOR_NAME": "Test User",
     "GIT_AUTHOR_EMAIL": "test@example.com",
@@ -114,6 +119,25 @@ def make_repo(tmp_path: Path) -> Callable[..., GitRepo]:
 def repo(make_repo: Callable[..., GitRepo], object_format: str) -> GitRepo:
     """A real repository (SHA-1 and SHA-256) with one commit."""
     return make_repo(object_format)
+
+
+@pytest.fixture
+def prov_repo(repo: GitRepo) -> GitRepo:
+    """``repo`` after ``prov init`` without hooks (a module that wants one object format
+    overrides the ``object_format`` fixture)."""
+    import gitprov
+
+    gitprov.init(repo.path, hooks=False)
+    return repo
+
+
+@pytest.fixture
+def memory_store(object_format: str):
+    """A ``ProvStore`` over an in-memory repository (no disk, no git binary)."""
+    from gitprov.store.objects import SHA1, SHA256
+    from gitprov.store.prov_store import ProvStore
+
+    return ProvStore.memory(SHA1 if object_format == "sha1" else SHA256)
 
 
 def run_prov(cwd: Path | str, *args: str, env: dict | None = None, input: str | None = None) -> subprocess.CompletedProcess:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import gitprov
+from tests.test_layers import imports_of
 
 SRC = Path(gitprov.__file__).parent
 FORBIDDEN = ("click", "pydantic", "mlflow", "wandb", "dulwich", "rich")
@@ -116,52 +117,21 @@ def test_every_module_declares_all_that_exists() -> None:
             assert hasattr(mod, name), f"{module}.__all__ names {name!r}, which does not exist"
 
 
-def imports_of(path: Path) -> set[str]:
-    """Absolute module names a file imports anywhere (relative imports resolved)."""
-    package = ["gitprov", *path.relative_to(SRC).parent.parts]
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package[: len(package) - node.level + 1]
-                mod = ".".join(base + ([node.module] if node.module else []))
-                found.add(mod)
-                found.update(f"{mod}.{alias.name}" for alias in node.names)
-            elif node.module:
-                found.add(node.module)
-    return found
-
-
 def _layer(name: str) -> list[Path]:
     return sorted((SRC / name).rglob("*.py"))
 
 
 @pytest.mark.parametrize("path", _layer("model"), ids=lambda p: p.name)
-def test_model_knows_nothing_of_git_or_the_cli(path: Path) -> None:
-    bad = {
-        m for m in imports_of(path)
-        if m.split(".")[0] in FORBIDDEN
-        or m.startswith(("gitprov.store", "gitprov.api", "gitprov.cli", "gitprov.codec", "gitprov.schema"))
-    }
+def test_model_imports_no_third_party_library_but_msgspec(path: Path) -> None:
+    """(Which gitprov units each layer may import: tests/test_layers.py.)"""
+    bad = {m for m in imports_of(path) if m.split(".")[0] in FORBIDDEN}
     assert bad == set(), f"{path.name} imports {sorted(bad)}"
 
 
 @pytest.mark.parametrize("path", _layer("store"), ids=lambda p: p.name)
-def test_store_does_not_reach_up(path: Path) -> None:
-    bad = {
-        m for m in imports_of(path)
-        if m.split(".")[0] in ("click", "pydantic", "mlflow", "wandb")
-        or m.startswith(("gitprov.api", "gitprov.cli", "gitprov.runs", "gitprov.sync", "gitprov.integrations"))
-    }
+def test_store_imports_no_optional_or_heavy_library(path: Path) -> None:
+    bad = {m for m in imports_of(path) if m.split(".")[0] in FORBIDDEN}
     assert bad == set(), f"{path.name} imports {sorted(bad)}"
-
-
-def test_codec_and_schema_sit_below_the_store() -> None:
-    for name in ("codec.py", "schema.py", "errors.py"):
-        bad = {m for m in imports_of(SRC / name) if m.startswith(("gitprov.store", "gitprov.api", "gitprov.cli"))}
-        assert bad == set(), f"{name} imports {sorted(bad)}"
 
 
 def test_only_the_cli_imports_click() -> None:

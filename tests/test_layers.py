@@ -60,26 +60,37 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def imports_of(path: Path, modules: set[str] | None = None) -> set[str]:
+    """Absolute names of every module ``path`` imports, anywhere in its source
+    (relative imports resolved). ``from pkg import name`` counts ``pkg.name`` when that
+    is one of ``modules`` (``from . import codec`` imports ``gitprov.codec``, not the
+    package), else ``pkg``; without ``modules``, both."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                full = f"{target}.{alias.name}"
+                if modules is None:
+                    found.update((target, full))
+                else:
+                    found.add(full if full in modules else target)
+    return found
+
+
 def import_graph() -> dict[str, set[str]]:
     """Module -> the gitprov modules it imports, anywhere in its source."""
-    modules = {_module_name(p): p for p in SRC.rglob("*.py")}
-    graph: dict[str, set[str]] = {}
-    for name, path in modules.items():
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        found: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                found.update(a.name for a in node.names)
-            elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    target = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    target = node.module or ""
-                for alias in node.names:  # ``from . import codec`` imports the module
-                    found.add(f"{target}.{alias.name}" if f"{target}.{alias.name}" in modules else target)
-        graph[name] = {t for t in found if t in modules and t != name}
-    return graph
+    paths = {_module_name(p): p for p in SRC.rglob("*.py")}
+    modules = set(paths)
+    return {name: {t for t in imports_of(path, modules) if t in modules and t != name} for name, path in paths.items()}
 
 
 def unit_of(module: str) -> str:

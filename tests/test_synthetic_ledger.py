@@ -3,17 +3,11 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
+from synthetic_ledger import append_runs, build_ledger, init_repository, run_id_of  # noqa: E402
 
 import gitprov
 from tests.conftest import run_git, run_prov
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
-
-from synthetic_ledger import append_runs, build_ledger, init_repository, run_id_of  # noqa: E402
 
 
 @pytest.fixture

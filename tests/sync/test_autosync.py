@@ -147,32 +147,32 @@ def test_the_hook_side_stays_lean(hooked_repo: Path) -> None:
     assert "auto.log" not in [p.name for p in sync_dir.iterdir()]  # no runner was started
 
 
-def test_prov_sync_auto_without_config_is_one_line(prov_repo: Path) -> None:
+def test_prov_sync_auto_without_config_is_one_line(prov_path: Path) -> None:
     from tests.conftest import run_prov
 
-    proc = run_prov(prov_repo, "sync", "auto")
+    proc = run_prov(prov_path, "sync", "auto")
     assert proc.returncode == 10
     assert proc.stderr.strip() == ("prov: error: no auto-sync target: set one with "
                                    "'git config prov.sync.auto mlflow' (or wandb)")
 
 
-def test_the_runner_syncs_to_wandb_offline_and_reports_a_missing_project(prov_repo: Path, wandb_dir: Path,
+def test_the_runner_syncs_to_wandb_offline_and_reports_a_missing_project(prov_path: Path, wandb_dir: Path,
                                                                          make_run) -> None:
     from gitprov.sync.auto import run
     from gitprov.sync.wandb_bridge import wandb_run_id
     from tests.sync.wandb_reader import read_run
 
-    run_id = make_run(prov_repo, "train")
-    run_git(prov_repo, "config", "prov.sync.auto", "wandb")
+    run_id = make_run(prov_path, "train")
+    run_git(prov_path, "config", "prov.sync.auto", "wandb")
     lines: list[str] = []
-    assert run(gitprov.Repository(prov_repo), out=lines.append) == 10
+    assert run(gitprov.Repository(prov_path), out=lines.append) == 10
     assert "wandb: error: auto-sync to wandb needs a project: git config prov.sync.wandb.project NAME" in lines[-1]
-    run_git(prov_repo, "config", "prov.sync.wandb.project", "auto-demo")
+    run_git(prov_path, "config", "prov.sync.wandb.project", "auto-demo")
     lines.clear()
-    assert run(gitprov.Repository(prov_repo), out=lines.append) == 0
+    assert run(gitprov.Repository(prov_path), out=lines.append) == 0
     assert "synced to wandb auto-demo: 1 synced" in lines[-1]
     wid = wandb_run_id(run_id)
     [path] = wandb_dir.glob(f"wandb/offline-run-*-{wid}/run-{wid}.wandb")
     got = read_run(path)
     assert got["project"] == "auto-demo" and got["config"]["prov"]["run_id"] == run_id
-    assert not (prov_repo / ".git" / "prov" / "sync" / LOCK).exists()
+    assert not (prov_path / ".git" / "prov" / "sync" / LOCK).exists()

@@ -79,15 +79,15 @@ def assert_mirrors(repo: Path, db: Path, run_id: str, tmp: Path) -> None:
         assert version.digest in datasets[key].profile
 
 
-def test_round_trip(prov_repo: Path, mlflow_db: Path, tmp_path: Path, make_run) -> None:
-    first = make_run(prov_repo, "base", experiment="exp-a", params={"lr": 0.1, "opt": {"name": "sgd"}, "long": "x" * 7000},
+def test_round_trip(prov_path: Path, mlflow_db: Path, tmp_path: Path, make_run) -> None:
+    first = make_run(prov_path, "base", experiment="exp-a", params={"lr": 0.1, "opt": {"name": "sgd"}, "long": "x" * 7000},
                      tags={"team": "vision", "bad key?": "yes"})
-    child = gitprov.Repository(prov_repo).get_run(first).clone()
+    child = gitprov.Repository(prov_path).get_run(first).clone()
     child.log_metric("loss", float("nan"), step=3, timestamp=1_700_000_100)
     child.log_metric("loss", float("inf"), step=4, timestamp=1_700_000_101)
     child.log_artifact("report.txt", b"report")
     child.end("failed")
-    report = do_sync(prov_repo, mlflow_db, tmp_path, workers=2)
+    report = do_sync(prov_path, mlflow_db, tmp_path, workers=2)
     assert [r.status for r in report.results] == ["synced", "synced"], report.to_json()
     base_remote = external_runs(mlflow_db, first)[0]
     assert base_remote.data.params["long"].startswith("x" * 5000) and len(base_remote.data.params["long"]) == 6000
@@ -98,32 +98,32 @@ def test_round_trip(prov_repo: Path, mlflow_db: Path, tmp_path: Path, make_run) 
     assert client(mlflow_db).get_experiment(base_remote.info.experiment_id).name == "exp-a"
     history = client(mlflow_db).get_metric_history(child_remote.info.run_id, "loss")
     assert math.isnan(history[0].value) and history[1].value > 1e300  # MLflow stores +inf as max float
-    assert len(gitprov.Repository(prov_repo).get_run(first).get_hyperparameter("long")) == 7000
+    assert len(gitprov.Repository(prov_path).get_run(first).get_hyperparameter("long")) == 7000
     assert base_remote.data.params["opt"] == '{"name":"sgd"}'
-    assert_mirrors(prov_repo, mlflow_db, first, tmp_path)
-    assert_mirrors(prov_repo, mlflow_db, child.id, tmp_path)
+    assert_mirrors(prov_path, mlflow_db, first, tmp_path)
+    assert_mirrors(prov_path, mlflow_db, child.id, tmp_path)
 
 
 def test_resync_writes_nothing_and_increments_write_only_what_is_new(
-        prov_repo: Path, mlflow_db: Path, tmp_path: Path, make_run) -> None:
-    ids = [make_run(prov_repo, f"r{i}", points=30) for i in range(3)]
-    report = do_sync(prov_repo, mlflow_db, tmp_path, workers=3)
+        prov_path: Path, mlflow_db: Path, tmp_path: Path, make_run) -> None:
+    ids = [make_run(prov_path, f"r{i}", points=30) for i in range(3)]
+    report = do_sync(prov_path, mlflow_db, tmp_path, workers=3)
     assert {r.status for r in report.results} == {"synced"}
     for run_id in ids:
-        assert_mirrors(prov_repo, mlflow_db, run_id, tmp_path)
+        assert_mirrors(prov_path, mlflow_db, run_id, tmp_path)
     before = table_rows(mlflow_db)
-    again = do_sync(prov_repo, mlflow_db, tmp_path)
+    again = do_sync(prov_path, mlflow_db, tmp_path)
     assert {r.status for r in again.results} == {"unchanged"} and all(not r.written for r in again.results)
     assert table_rows(mlflow_db) == before
 
     # a new run, and new points of an active run: only those are written
-    repo = gitprov.Repository(prov_repo)
+    repo = gitprov.Repository(prov_path)
     live = repo.start_run("live", environment=False)
     for i in range(1500):  # more than one log_batch
         live.log_metric("loss", float(i), step=i, timestamp=1_700_000_000 + i / 10)
     live.flush()
-    new_id = make_run(prov_repo, "new")
-    report = do_sync(prov_repo, mlflow_db, tmp_path)
+    new_id = make_run(prov_path, "new")
+    report = do_sync(prov_path, mlflow_db, tmp_path)
     by_id = {r.run_id: r for r in report.results}
     assert by_id[new_id].status == "synced" and by_id[live.id].written["metrics"] == 1500
     assert {by_id[i].status for i in ids} == {"unchanged"}
@@ -132,22 +132,22 @@ def test_resync_writes_nothing_and_increments_write_only_what_is_new(
     for i in range(1500, 1700):
         live.log_metric("loss", float(i), step=i)
     live.end("finished")
-    report = do_sync(prov_repo, mlflow_db, tmp_path)
+    report = do_sync(prov_path, mlflow_db, tmp_path)
     by_id = {r.run_id: r for r in report.results}
     assert by_id[live.id].written == {"metrics": 200, "tags": 1, "status": 1}, by_id[live.id]
     [remote] = external_runs(mlflow_db, live.id)
     assert remote.info.status == "FINISHED"
     history = client(mlflow_db).get_metric_history(remote.info.run_id, "loss")
     assert sorted(m.step for m in history) == list(range(1700))
-    assert_mirrors(prov_repo, mlflow_db, new_id, tmp_path)
+    assert_mirrors(prov_path, mlflow_db, new_id, tmp_path)
 
 
-def test_lost_local_state_finds_runs_by_tag(prov_repo: Path, mlflow_db: Path, tmp_path: Path, make_run) -> None:
-    ids = [make_run(prov_repo, f"r{i}") for i in range(2)]
-    do_sync(prov_repo, mlflow_db, tmp_path)
+def test_lost_local_state_finds_runs_by_tag(prov_path: Path, mlflow_db: Path, tmp_path: Path, make_run) -> None:
+    ids = [make_run(prov_path, f"r{i}") for i in range(2)]
+    do_sync(prov_path, mlflow_db, tmp_path)
     before = table_rows(mlflow_db)
-    shutil.rmtree(prov_repo / ".git" / "prov" / "sync")
-    report = do_sync(prov_repo, mlflow_db, tmp_path)
+    shutil.rmtree(prov_path / ".git" / "prov" / "sync")
+    report = do_sync(prov_path, mlflow_db, tmp_path)
     # only artifacts are uploaded again (an overwrite); no run, param, metric or tag is added
     assert all(set(r.written) <= {"artifacts"} for r in report.results), report.to_json()
     assert table_rows(mlflow_db) == before
@@ -156,13 +156,13 @@ def test_lost_local_state_finds_runs_by_tag(prov_repo: Path, mlflow_db: Path, tm
 
 
 def test_lineage_models_become_logged_models_linked_as_inputs_and_outputs(
-        prov_repo: Path, mlflow_db: Path, tmp_path: Path, make_run) -> None:
-    repo = gitprov.Repository(prov_repo)
-    train = repo.get_run(make_run(prov_repo, "train", experiment="a"))
+        prov_path: Path, mlflow_db: Path, tmp_path: Path, make_run) -> None:
+    repo = gitprov.Repository(prov_path)
+    train = repo.get_run(make_run(prov_path, "train", experiment="a"))
     gitprov.lineage.of(train).with_input_model("bert/base", "v3").with_output_model("clf", "1").register()
-    evaluate = repo.get_run(make_run(prov_repo, "eval", experiment="b"))
+    evaluate = repo.get_run(make_run(prov_path, "eval", experiment="b"))
     gitprov.lineage.of(evaluate).with_input_model("clf", "1").with_input_model("tokenizer").register()
-    report = do_sync(prov_repo, mlflow_db, tmp_path)
+    report = do_sync(prov_path, mlflow_db, tmp_path)
     assert {r.written.get("models") for r in report.results} == {2}, report.to_json()
 
     c = client(mlflow_db)
@@ -182,71 +182,71 @@ def test_lineage_models_become_logged_models_linked_as_inputs_and_outputs(
                                                                       models["tokenizer", ""].model_id}
 
     before = table_rows(mlflow_db)
-    assert all(not r.written for r in do_sync(prov_repo, mlflow_db, tmp_path).results)
-    shutil.rmtree(prov_repo / ".git" / "prov" / "sync")  # lost state: links are read back, not made twice
-    report = do_sync(prov_repo, mlflow_db, tmp_path)
+    assert all(not r.written for r in do_sync(prov_path, mlflow_db, tmp_path).results)
+    shutil.rmtree(prov_path / ".git" / "prov" / "sync")  # lost state: links are read back, not made twice
+    report = do_sync(prov_path, mlflow_db, tmp_path)
     assert all("models" not in r.written for r in report.results), report.to_json()
     assert table_rows(mlflow_db) == before
 
     gitprov.lineage.of(evaluate).with_output_model("report", "2026-11").register()
-    report = do_sync(prov_repo, mlflow_db, tmp_path)
+    report = do_sync(prov_path, mlflow_db, tmp_path)
     assert {r.run_id: r.written.get("models") for r in report.results} == {train.id: None, evaluate.id: 1}
     assert len(c.search_logged_models(experiments)) == 4
 
 
 def test_a_run_that_failed_half_way_is_completed_without_duplicates(
-        prov_repo: Path, mlflow_db: Path, tmp_path: Path, make_run, monkeypatch: pytest.MonkeyPatch) -> None:
+        prov_path: Path, mlflow_db: Path, tmp_path: Path, make_run, monkeypatch: pytest.MonkeyPatch) -> None:
     from gitprov.sync.mlflow_bridge import MlflowBridge
 
-    run_id = make_run(prov_repo, "r", points=50)
+    run_id = make_run(prov_path, "r", points=50)
 
     def broken(*_a, **_k):
         raise ConnectionError("connection refused")
 
     monkeypatch.setattr(MlflowBridge, "_upload", broken)  # after params and metrics were written
-    report = do_sync(prov_repo, mlflow_db, tmp_path, retries=1, backoff=0.01)
+    report = do_sync(prov_path, mlflow_db, tmp_path, retries=1, backoff=0.01)
     [result] = report.results
     assert result.status == "failed" and result.attempts == 2 and "connection refused" in result.error
-    [status] = gitprov.sync.sync_status(gitprov.Repository(prov_repo), "mlflow")
+    [status] = gitprov.sync.sync_status(gitprov.Repository(prov_path), "mlflow")
     assert status.failed and not status.synced
     monkeypatch.undo()
-    report = do_sync(prov_repo, mlflow_db, tmp_path)
+    report = do_sync(prov_path, mlflow_db, tmp_path)
     assert report.results[0].status == "synced"
     assert report.results[0].written.get("metrics", 0) == 0  # found the half-written run and its points
-    assert_mirrors(prov_repo, mlflow_db, run_id, tmp_path)
-    [status] = gitprov.sync.sync_status(gitprov.Repository(prov_repo), "mlflow")
+    assert_mirrors(prov_path, mlflow_db, run_id, tmp_path)
+    [status] = gitprov.sync.sync_status(gitprov.Repository(prov_path), "mlflow")
     assert status.synced == [run_id] and not status.pending and not status.failed
 
 
-def test_dry_run_writes_nothing(prov_repo: Path, mlflow_db: Path, tmp_path: Path, make_run) -> None:
-    make_run(prov_repo)
+def test_dry_run_writes_nothing(prov_path: Path, mlflow_db: Path, tmp_path: Path, make_run) -> None:
+    make_run(prov_path)
     before = table_rows(mlflow_db)
-    report = do_sync(prov_repo, mlflow_db, tmp_path, dry_run=True)
+    report = do_sync(prov_path, mlflow_db, tmp_path, dry_run=True)
     assert [r.status for r in report.results] == ["would-sync"]
     assert report.results[0].written["metrics"] == 10
     assert table_rows(mlflow_db) == before
-    assert not (prov_repo / ".git" / "prov" / "sync").exists() or not list((prov_repo / ".git" / "prov" / "sync").glob("*.json"))
+    assert not (prov_path / ".git" / "prov" / "sync").exists() or not list((prov_path / ".git" / "prov" / "sync").glob("*.json"))
 
 
-def test_deleted_runs_are_not_synced(prov_repo: Path, mlflow_db: Path, tmp_path: Path, make_run) -> None:
-    keep, gone = make_run(prov_repo, "keep"), make_run(prov_repo, "gone")
-    gitprov.Repository(prov_repo).get_run(gone).delete()
-    report = do_sync(prov_repo, mlflow_db, tmp_path)
+def test_deleted_runs_are_not_synced(prov_path: Path, mlflow_db: Path, tmp_path: Path, make_run) -> None:
+    keep, gone = make_run(prov_path, "keep"), make_run(prov_path, "gone")
+    gitprov.Repository(prov_path).get_run(gone).delete()
+    report = do_sync(prov_path, mlflow_db, tmp_path)
     assert [r.run_id for r in report.results] == [keep]
     assert external_runs(mlflow_db, gone) == []
 
 
-def test_observations_become_metrics_by_epoch_and_json_artifacts(prov_repo: Path, mlflow_db: Path, tmp_path: Path) -> None:
+def test_observations_become_metrics_by_epoch_and_json_artifacts(prov_path: Path, mlflow_db: Path, tmp_path: Path) -> None:
     import json
 
-    repo = gitprov.Repository(prov_repo)
+    repo = gitprov.Repository(prov_path)
     live = repo.start_run("obs", environment=False)
     for epoch in range(3):
         live.log_observation("val loss", 1.0 / (epoch + 1), timestamp=1_700_000_000 + epoch)
         live.log_observation("confusion", {"tp": epoch, "fp": 1}, timestamp=1_700_000_000 + epoch)
     live.log_observation("val loss", "n/a", timestamp=1_700_000_010, epoch_num=7)  # not a number: JSON only
     live.flush()
-    report = do_sync(prov_repo, mlflow_db, tmp_path)
+    report = do_sync(prov_path, mlflow_db, tmp_path)
     assert report.results[0].written["observations"] == 2
     [remote] = external_runs(mlflow_db, live.id)
     c = client(mlflow_db)
@@ -264,11 +264,11 @@ def test_observations_become_metrics_by_epoch_and_json_artifacts(prov_repo: Path
     assert artifact("val loss")["points"][-1] == {"epoch": 7, "timestamp": 1_700_000_010_000, "value": "n/a"}
 
     before = table_rows(mlflow_db)
-    assert [r.status for r in do_sync(prov_repo, mlflow_db, tmp_path).results] == ["unchanged"]
+    assert [r.status for r in do_sync(prov_path, mlflow_db, tmp_path).results] == ["unchanged"]
     assert table_rows(mlflow_db) == before
     live.log_observation("val loss", 0.1, timestamp=1_700_000_020)  # epoch 8
     live.end("finished")
-    again = do_sync(prov_repo, mlflow_db, tmp_path).results[0]
+    again = do_sync(prov_path, mlflow_db, tmp_path).results[0]
     assert again.written["observations"] == 1 and again.written["metrics"] == 1
     history = c.get_metric_history(remote.info.run_id, "obs/val loss")
     assert sorted(m.step for m in history) == [0, 1, 2, 8]

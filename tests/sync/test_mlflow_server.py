@@ -46,11 +46,11 @@ def metric_rows(db: Path, mlflow_id: str) -> int:
 
 
 @pytest.mark.slow
-def test_http_round_trip_and_a_server_killed_mid_sync(prov_repo: Path, mlflow_db: Path, mlflow_server, make_run,
+def test_http_round_trip_and_a_server_killed_mid_sync(prov_path: Path, mlflow_db: Path, mlflow_server, make_run,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    repo = gitprov.Repository(prov_repo)
-    first = make_run(prov_repo, "first", points=20)
+    repo = gitprov.Repository(prov_path)
+    first = make_run(prov_path, "first", points=20)
     server = mlflow_server()
     report = sync_mlflow(repo, server.url)
     assert [r.status for r in report.results] == ["synced"]
@@ -60,12 +60,12 @@ def test_http_round_trip_and_a_server_killed_mid_sync(prov_repo: Path, mlflow_db
     [remote] = c.search_runs([c.get_experiment_by_name("Default").experiment_id], "tags.`prov.run_id` = '" + first + "'")
     history = c.get_metric_history(remote.info.run_id, "loss")
     assert [(m.step, m.timestamp, m.value) for m in history] == [tuple(p) for p in repo.get_run(first).get_metric_history("loss")]
-    assert c.download_artifacts(remote.info.run_id, "model/weights.bin", str(prov_repo.parent / "dl")).endswith("weights.bin")
+    assert c.download_artifacts(remote.info.run_id, "model/weights.bin", str(prov_path.parent / "dl")).endswith("weights.bin")
     assert [r.status for r in sync_mlflow(repo, server.url).results] == ["unchanged"]
 
     # many runs, four workers, and the server dies in the middle
-    ids = [make_run(prov_repo, f"r{i}", points=400) for i in range(60)]
-    proc = prov_cli(prov_repo, "sync", "mlflow", "--tracking-uri", server.url, "--workers", "4", "--retries", "1", "--json")
+    ids = [make_run(prov_path, f"r{i}", points=400) for i in range(60)]
+    proc = prov_cli(prov_path, "sync", "mlflow", "--tracking-uri", server.url, "--workers", "4", "--retries", "1", "--json")
     deadline = time.monotonic() + 120
     while len(remote_runs(mlflow_db)) < 8 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -84,7 +84,7 @@ def test_http_round_trip_and_a_server_killed_mid_sync(prov_repo: Path, mlflow_db
         assert metric_rows(mlflow_db, remote[run_id][0]) == (800 if run_id in ids else 40)
 
     server = mlflow_server()  # restarted on the same backend
-    proc = prov_cli(prov_repo, "sync", "mlflow", "--tracking-uri", server.url, "--workers", "4", "--json")
+    proc = prov_cli(prov_path, "sync", "mlflow", "--tracking-uri", server.url, "--workers", "4", "--json")
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, (out, err)
     remote = remote_runs(mlflow_db)

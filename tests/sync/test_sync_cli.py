@@ -18,50 +18,50 @@ def invoke(cwd: Path, *args: str, monkeypatch: pytest.MonkeyPatch):
     return CliRunner().invoke(cli, list(args))
 
 
-def test_sync_mlflow_json_then_status(prov_repo: Path, mlflow_db: Path, tmp_path: Path, make_run,
+def test_sync_mlflow_json_then_status(prov_path: Path, mlflow_db: Path, tmp_path: Path, make_run,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    run_id = make_run(prov_repo)
+    run_id = make_run(prov_path)
     uri = f"sqlite:///{mlflow_db}"
-    result = invoke(prov_repo, "sync", "mlflow", "--tracking-uri", uri, "--artifact-location", str(tmp_path / "a"),
+    result = invoke(prov_path, "sync", "mlflow", "--tracking-uri", uri, "--artifact-location", str(tmp_path / "a"),
                     "--json", monkeypatch=monkeypatch)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["counts"] == {"synced": 1} and report["runs"][0]["run_id"] == run_id
-    result = invoke(prov_repo, "sync", "mlflow", "--tracking-uri", uri, monkeypatch=monkeypatch)
+    result = invoke(prov_path, "sync", "mlflow", "--tracking-uri", uri, monkeypatch=monkeypatch)
     assert result.exit_code == 0
     assert "1 unchanged" in result.stdout and run_id[:12] in result.stdout
-    status = json.loads(invoke(prov_repo, "sync", "status", "mlflow", "--json", monkeypatch=monkeypatch).stdout)
+    status = json.loads(invoke(prov_path, "sync", "status", "mlflow", "--json", monkeypatch=monkeypatch).stdout)
     assert [(s["kind"], s["synced"], s["pending"]) for s in status] == [("mlflow", [run_id], [])]
-    assert invoke(prov_repo, "sync", "status", "wandb", monkeypatch=monkeypatch).stdout.startswith("no sync yet")
-    make_run(prov_repo, "second")
-    text = invoke(prov_repo, "sync", "status", monkeypatch=monkeypatch).stdout
+    assert invoke(prov_path, "sync", "status", "wandb", monkeypatch=monkeypatch).stdout.startswith("no sync yet")
+    make_run(prov_path, "second")
+    text = invoke(prov_path, "sync", "status", monkeypatch=monkeypatch).stdout
     assert "1 synced, 1 pending, 0 failed" in text
 
 
-def test_unreachable_tracker_fails_every_run_and_exits_10(prov_repo: Path, make_run,
+def test_unreachable_tracker_fails_every_run_and_exits_10(prov_path: Path, make_run,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    make_run(prov_repo)
-    make_run(prov_repo, "b")
+    make_run(prov_path)
+    make_run(prov_path, "b")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
-    result = invoke(prov_repo, "sync", "mlflow", "--tracking-uri", "http://127.0.0.1:9", "--retries", "0",
+    result = invoke(prov_path, "sync", "mlflow", "--tracking-uri", "http://127.0.0.1:9", "--retries", "0",
                     "--workers", "1", monkeypatch=monkeypatch)
     assert result.exit_code == 10, result.output
     assert "2 of 2 run(s) not synced" in result.stderr
-    status = json.loads(invoke(prov_repo, "sync", "status", "--json", monkeypatch=monkeypatch).stdout)
+    status = json.loads(invoke(prov_path, "sync", "status", "--json", monkeypatch=monkeypatch).stdout)
     assert len(status[0]["failed"]) == 2 and status[0]["synced"] == []
 
 
-def test_missing_mlflow_extra_is_one_clear_line(prov_repo: Path, make_run) -> None:
-    make_run(prov_repo)
+def test_missing_mlflow_extra_is_one_clear_line(prov_path: Path, make_run) -> None:
+    make_run(prov_path)
     code = ("import sys; sys.modules['mlflow'] = None\n"
             "from gitprov.cli.entry import main\n"
             "sys.argv = ['prov', 'sync', 'mlflow', '--tracking-uri', 'sqlite:///x.db']\nmain()\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=prov_repo, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=prov_path, capture_output=True, text=True)
     assert proc.returncode == 10, proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "prov: error: syncing to MLflow needs the mlflow package: pip install 'git-prov[mlflow]'"]
-    assert "Traceback" not in proc.stderr and not (prov_repo / "x.db").exists()
+    assert "Traceback" not in proc.stderr and not (prov_path / "x.db").exists()
 
 
 def test_importing_sync_loads_no_tracker() -> None:
@@ -71,26 +71,26 @@ def test_importing_sync_loads_no_tracker() -> None:
     assert json.loads(proc.stdout) == []
 
 
-def test_a_resync_with_nothing_new_does_not_import_mlflow(prov_repo: Path, mlflow_db: Path, make_run,
+def test_a_resync_with_nothing_new_does_not_import_mlflow(prov_path: Path, mlflow_db: Path, make_run,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    make_run(prov_repo)
+    make_run(prov_path)
     uri = f"sqlite:///{mlflow_db}"
-    assert invoke(prov_repo, "sync", "mlflow", "--tracking-uri", uri, monkeypatch=monkeypatch).exit_code == 0
+    assert invoke(prov_path, "sync", "mlflow", "--tracking-uri", uri, monkeypatch=monkeypatch).exit_code == 0
     code = ("import sys, json\nfrom gitprov.cli.entry import main\n"
             f"try:\n    main(['sync', 'mlflow', '--tracking-uri', {uri!r}, '--json'])\nexcept SystemExit:\n    pass\n"
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow')))")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=prov_repo, capture_output=True, text=True, check=True)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=prov_path, capture_output=True, text=True, check=True)
     *report, modules = proc.stdout.strip().splitlines()
     assert json.loads("\n".join(report))["counts"] == {"unchanged": 1}
     assert json.loads(modules) == []
 
 
-def test_a_first_sync_to_a_new_sqlite_store_prints_only_the_report(prov_repo: Path, make_run, tmp_path: Path) -> None:
+def test_a_first_sync_to_a_new_sqlite_store_prints_only_the_report(prov_path: Path, make_run, tmp_path: Path) -> None:
     """MLflow's own INFO lines ("Creating initial MLflow database tables...") are quieted."""
     from tests.conftest import run_prov
 
-    make_run(prov_repo)
-    proc = run_prov(prov_repo, "sync", "mlflow", "--tracking-uri", f"sqlite:///{tmp_path / 'new.db'}",
+    make_run(prov_path)
+    proc = run_prov(prov_path, "sync", "mlflow", "--tracking-uri", f"sqlite:///{tmp_path / 'new.db'}",
                     "--artifact-location", str(tmp_path / "a"))
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "" and proc.stdout.splitlines()[-1].startswith("synced to mlflow")

@@ -24,12 +24,12 @@ from tests.conftest import run_git
 
 
 @pytest.fixture
-def pinned_repo(prov_repo: Path) -> Path:
+def pinned_repo(prov_path: Path) -> Path:
     """A repository whose HEAD commits the lexicon ``prov init`` vendored."""
-    run_git(prov_repo, "add", ".provenance-schema")
-    run_git(prov_repo, "commit", "-q", "-m", "lexicon")
-    run_git(prov_repo, "remote", "add", "origin", "https://user:secret@example.com/team/demo.git")
-    return prov_repo
+    run_git(prov_path, "add", ".provenance-schema")
+    run_git(prov_path, "commit", "-q", "-m", "lexicon")
+    run_git(prov_path, "remote", "add", "origin", "https://user:secret@example.com/team/demo.git")
+    return prov_path
 
 
 def expected_bundle(repo: Path, rev: str = "HEAD") -> dict:

@@ -37,12 +37,12 @@ def merged(root: Path, prov_run_id: str) -> dict:
     return out
 
 
-def test_offline_round_trip(prov_repo: Path, wandb_dir: Path, make_run) -> None:
-    run_id = make_run(prov_repo, "train", experiment="exp", params={"lr": 0.1, "layers": [64, 32]},
+def test_offline_round_trip(prov_path: Path, wandb_dir: Path, make_run) -> None:
+    run_id = make_run(prov_path, "train", experiment="exp", params={"lr": 0.1, "layers": [64, 32]},
                       tags={"team": "vision", "best": ""})
-    report = sync_wandb(gitprov.Repository(prov_repo), "demo", workers=2)
+    report = sync_wandb(gitprov.Repository(prov_path), "demo", workers=2)
     assert [r.status for r in report.results] == ["synced"], report.to_json()
-    run = gitprov.Repository(prov_repo).get_run(run_id)
+    run = gitprov.Repository(prov_path).get_run(run_id)
     [path] = run_files(wandb_dir, run_id)
     got = read_run(path)
     assert got["id"] == wandb_run_id(run_id) and len(got["id"]) <= 64 and got["project"] == "demo"
@@ -66,9 +66,9 @@ def test_offline_round_trip(prov_repo: Path, wandb_dir: Path, make_run) -> None:
     assert got["exit_code"] == 0
 
 
-def test_resync_is_a_no_op_and_increments_append(prov_repo: Path, wandb_dir: Path, make_run) -> None:
-    repo = gitprov.Repository(prov_repo)
-    done = make_run(prov_repo, "done")
+def test_resync_is_a_no_op_and_increments_append(prov_path: Path, wandb_dir: Path, make_run) -> None:
+    repo = gitprov.Repository(prov_path)
+    done = make_run(prov_path, "done")
     live = repo.start_run("live", environment=False)
     for i in range(10):
         live.log_metric("loss", float(i), step=i)
@@ -89,19 +89,19 @@ def test_resync_is_a_no_op_and_increments_append(prov_repo: Path, wandb_dir: Pat
     assert [row["loss"] for row in merged(wandb_dir, live.id)["history"]] == [float(i) for i in range(15)]
 
 
-def test_missing_wandb_extra_is_one_clear_line(prov_repo: Path) -> None:
+def test_missing_wandb_extra_is_one_clear_line(prov_path: Path) -> None:
     code = ("import sys; sys.modules['wandb'] = None\n"
             "from gitprov.cli.entry import main\n"
             "sys.argv = ['prov', 'sync', 'wandb', '--project', 'p']\nmain()\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=prov_repo, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=prov_path, capture_output=True, text=True)
     assert proc.returncode == 10, proc.stderr
     assert proc.stderr.strip() == "prov: error: syncing to W&B needs the wandb package: pip install 'git-prov[wandb]'"
 
 
-def test_lineage_goes_to_config_and_offline_runs_use_no_artifact(prov_repo: Path, wandb_dir: Path, make_run) -> None:
-    repo = gitprov.Repository(prov_repo)
-    producer = make_run(prov_repo, "produce")
-    consumer = repo.get_run(make_run(prov_repo, "consume", artifact=None))
+def test_lineage_goes_to_config_and_offline_runs_use_no_artifact(prov_path: Path, wandb_dir: Path, make_run) -> None:
+    repo = gitprov.Repository(prov_path)
+    producer = make_run(prov_path, "produce")
+    consumer = repo.get_run(make_run(prov_path, "consume", artifact=None))
     gitprov.lineage.of(consumer).with_input_artifact(producer[:8], "model/weights.bin").with_input_model("bert", "v3") \
         .with_output_model("clf", "1").register()
     report = sync_wandb(repo, "demo")
@@ -123,13 +123,13 @@ class RecordingRun:
         self.used.append(name)
 
 
-def test_online_input_lineage_uses_the_producers_artifacts(prov_repo: Path, make_run) -> None:
+def test_online_input_lineage_uses_the_producers_artifacts(prov_path: Path, make_run) -> None:
     from gitprov.sync.wandb_bridge import use_input_artifacts
 
-    repo = gitprov.Repository(prov_repo)
-    producer = make_run(prov_repo, "produce")
-    no_artifacts = make_run(prov_repo, "nothing-logged", artifact=None)
-    consumer = repo.get_run(make_run(prov_repo, "consume", artifact=None))
+    repo = gitprov.Repository(prov_path)
+    producer = make_run(prov_path, "produce")
+    no_artifacts = make_run(prov_path, "nothing-logged", artifact=None)
+    consumer = repo.get_run(make_run(prov_path, "consume", artifact=None))
     gitprov.lineage.of(consumer).with_input_artifact(producer[:8]).with_input_artifact(no_artifacts) \
         .with_input_artifact("deadbeef" * 5).register()  # a dangling input
     wb = RecordingRun()
@@ -137,13 +137,13 @@ def test_online_input_lineage_uses_the_producers_artifacts(prov_repo: Path, make
     assert wb.used == [f"{wandb_run_id(producer)}-artifacts:latest"]
 
 
-def test_observations_go_to_summary_and_an_artifact(prov_repo: Path, wandb_dir: Path) -> None:
+def test_observations_go_to_summary_and_an_artifact(prov_path: Path, wandb_dir: Path) -> None:
     import base64
     import hashlib
 
     from gitprov.sync.mlflow_bridge import observation_json
 
-    repo = gitprov.Repository(prov_repo)
+    repo = gitprov.Repository(prov_path)
     run = repo.start_run("obs", environment=False)
     for epoch in range(3):
         run.log_observation("val loss", 1.0 / (epoch + 1), timestamp=1_700_000_000 + epoch)

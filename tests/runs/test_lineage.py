@@ -9,12 +9,6 @@ import gitprov.lineage as lineage
 from gitprov import UsageError
 
 
-@pytest.fixture
-def prov_repo(repo):
-    gitprov.init(repo.path, hooks=False)
-    return repo
-
-
 def start(path, name="r", **kw):
     return gitprov.Repository(path).start_run(name=name, environment=False, **kw)
 

@@ -18,13 +18,7 @@ import pytest
 import gitprov
 from gitprov.store import note_queue as nq
 from gitprov.store.repo import GitRepository
-from tests.conftest import GitRepo, run_git, run_prov
-
-
-@pytest.fixture
-def prov_repo(repo: GitRepo) -> GitRepo:
-    gitprov.init(repo.path, hooks=False)
-    return repo
+from tests.conftest import run_git, run_prov
 
 
 def noted_runs(path: Path, rev: str = "HEAD") -> list[str]:

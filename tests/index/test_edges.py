@@ -3,20 +3,14 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
+from synthetic_ledger import build_ledger  # noqa: E402
 
 import gitprov
 import gitprov.lineage as lineage
 from gitprov.index.edges import IndexEdges
 from gitprov.index.graph import build_graph, load_edges, traverse
-from tests.test_lineage import pipeline
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
-
-from synthetic_ledger import build_ledger  # noqa: E402
+from tests.runs.test_lineage import pipeline
 
 
 def same_graphs(db, roots_list):

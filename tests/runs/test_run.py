@@ -19,12 +19,6 @@ from gitprov.store.repo import GitRepository
 from tests.conftest import run_git
 
 
-@pytest.fixture
-def prov_repo(repo):
-    gitprov.init(repo.path, hooks=False)
-    return repo
-
-
 def ledger_tip(path) -> str:
     return run_git(path, "rev-parse", "refs/prov/ledger").strip()
 

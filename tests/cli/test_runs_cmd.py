@@ -14,10 +14,9 @@ from tests.conftest import run_prov
 
 
 @pytest.fixture
-def prov_repo(make_repo):
-    repo = make_repo("sha1")
-    gitprov.init(repo.path, hooks=False)
-    return repo
+def object_format() -> str:
+    """The CLI is the same over either object format: SHA-1 only here (see tests/store)."""
+    return "sha1"
 
 
 def test_prov_run_records_command_digests_and_exit_code(prov_repo):

@@ -18,11 +18,10 @@ from gitprov.githooks import HOOKS
 from gitprov.githooks.install import install, status, uninstall
 from gitprov.githooks.shims import render
 from gitprov.model import CommitCapture, RewriteLink
-from tests.conftest import GitRepo, run_git, run_prov
+from tests.conftest import ROOT, GitRepo, run_git, run_prov
 
 pytestmark = pytest.mark.gitbin
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def records(repo: GitRepo, rev: str = "HEAD") -> list:
@@ -46,7 +45,7 @@ def git_proc(cwd: Path, *args: str, env: dict | None = None, input: str | None =
 
 
 @pytest.fixture
-def prov_repo(make_repo) -> GitRepo:
+def hooked_repo(make_repo) -> GitRepo:
     """A repository after ``prov init`` (hooks installed), with one commit before it."""
     from gitprov.api import init
 
@@ -60,147 +59,147 @@ def notes_commits(repo: GitRepo) -> int:
 
 
 # -- commit, amend, rebase, cherry-pick, merge ---------------------------------------
-def test_commit_is_captured_by_the_hook_before_git_returns(prov_repo: GitRepo) -> None:
-    head = prov_repo.commit("one")
-    [cap] = own_captures(prov_repo)
+def test_commit_is_captured_by_the_hook_before_git_returns(hooked_repo: GitRepo) -> None:
+    head = hooked_repo.commit("one")
+    [cap] = own_captures(hooked_repo)
     assert cap.commit == head and cap.trigger == "hook"
-    shown = run_prov(prov_repo.path, "show", "--json")
+    shown = run_prov(hooked_repo.path, "show", "--json")
     assert json.loads(shown.stdout)["captures"][0]["commit"] == head
 
 
-def test_amend_copies_the_old_provenance_and_links_old_to_new(prov_repo: GitRepo) -> None:
-    old = prov_repo.commit("one")
-    prov_repo.git("commit", "-q", "--amend", "-m", "one, amended")
-    new = prov_repo.git("rev-parse", "HEAD").strip()
-    recs = records(prov_repo)
+def test_amend_copies_the_old_provenance_and_links_old_to_new(hooked_repo: GitRepo) -> None:
+    old = hooked_repo.commit("one")
+    hooked_repo.git("commit", "-q", "--amend", "-m", "one, amended")
+    new = hooked_repo.git("rev-parse", "HEAD").strip()
+    recs = records(hooked_repo)
     assert {c.commit for c in recs if isinstance(c, CommitCapture)} == {old, new}
-    [link] = links(prov_repo)
+    [link] = links(hooked_repo)
     assert (link.old, link.new, link.how) == (old, new, "amend")
-    assert link in links(prov_repo, old)  # the old commit says what replaced it
-    assert "replaces" in run_prov(prov_repo.path, "show").stdout
+    assert link in links(hooked_repo, old)  # the old commit says what replaced it
+    assert "replaces" in run_prov(hooked_repo.path, "show").stdout
 
 
-def test_rebase_links_every_rewritten_commit(prov_repo: GitRepo) -> None:
-    prov_repo.git("checkout", "-q", "-b", "feature")
-    olds = [prov_repo.commit("f1"), prov_repo.commit("f2")]
-    prov_repo.git("checkout", "-q", "main")
-    prov_repo.commit("m1")
-    prov_repo.git("checkout", "-q", "feature")
-    prov_repo.git("rebase", "-q", "main")
-    news = prov_repo.git("rev-list", "--reverse", "main..feature").split()
+def test_rebase_links_every_rewritten_commit(hooked_repo: GitRepo) -> None:
+    hooked_repo.git("checkout", "-q", "-b", "feature")
+    olds = [hooked_repo.commit("f1"), hooked_repo.commit("f2")]
+    hooked_repo.git("checkout", "-q", "main")
+    hooked_repo.commit("m1")
+    hooked_repo.git("checkout", "-q", "feature")
+    hooked_repo.git("rebase", "-q", "main")
+    news = hooked_repo.git("rev-list", "--reverse", "main..feature").split()
     for old, new in zip(olds, news, strict=True):
-        assert own_captures(prov_repo, new)
-        assert [(x.old, x.how) for x in links(prov_repo, new)] == [(old, "rebase")]
-        assert old in {c.commit for c in records(prov_repo, new) if isinstance(c, CommitCapture)}
+        assert own_captures(hooked_repo, new)
+        assert [(x.old, x.how) for x in links(hooked_repo, new)] == [(old, "rebase")]
+        assert old in {c.commit for c in records(hooked_repo, new) if isinstance(c, CommitCapture)}
 
 
-def test_interactive_rebase_squash_and_reword(prov_repo: GitRepo) -> None:
-    base = prov_repo.git("rev-parse", "HEAD").strip()
-    a, b, c = (prov_repo.commit(n) for n in ("a", "b", "c"))
+def test_interactive_rebase_squash_and_reword(hooked_repo: GitRepo) -> None:
+    base = hooked_repo.git("rev-parse", "HEAD").strip()
+    a, b, c = (hooked_repo.commit(n) for n in ("a", "b", "c"))
     script = "sed -i -e '2s/^pick/squash/' -e '3s/^pick/reword/'"
-    prov_repo.git("rebase", "-q", "-i", base, env={"GIT_SEQUENCE_EDITOR": script, "GIT_EDITOR": "sed -i 1s/^/edited-/"})
-    squashed, reworded = prov_repo.git("rev-list", "--reverse", f"{base}..HEAD").split()
-    assert prov_repo.git("log", "-1", "--format=%s", reworded).strip() == "edited-c"
-    olds = {x.old for x in links(prov_repo, squashed) if x.new == squashed}
+    hooked_repo.git("rebase", "-q", "-i", base, env={"GIT_SEQUENCE_EDITOR": script, "GIT_EDITOR": "sed -i 1s/^/edited-/"})
+    squashed, reworded = hooked_repo.git("rev-list", "--reverse", f"{base}..HEAD").split()
+    assert hooked_repo.git("log", "-1", "--format=%s", reworded).strip() == "edited-c"
+    olds = {x.old for x in links(hooked_repo, squashed) if x.new == squashed}
     assert {a, b} <= olds  # both squashed commits lead to the result
-    assert c in {x.old for x in links(prov_repo, reworded)}
-    assert own_captures(prov_repo, squashed) and own_captures(prov_repo, reworded)
+    assert c in {x.old for x in links(hooked_repo, reworded)}
+    assert own_captures(hooked_repo, squashed) and own_captures(hooked_repo, reworded)
 
 
-def test_cherry_pick_is_captured_and_linked_to_the_picked_commit(prov_repo: GitRepo) -> None:
-    prov_repo.git("checkout", "-q", "-b", "side")
-    picked = prov_repo.commit("side1")
-    picked_x = prov_repo.commit("side2")
-    prov_repo.git("checkout", "-q", "main")
-    prov_repo.git("cherry-pick", picked)
-    assert own_captures(prov_repo)
+def test_cherry_pick_is_captured_and_linked_to_the_picked_commit(hooked_repo: GitRepo) -> None:
+    hooked_repo.git("checkout", "-q", "-b", "side")
+    picked = hooked_repo.commit("side1")
+    picked_x = hooked_repo.commit("side2")
+    hooked_repo.git("checkout", "-q", "main")
+    hooked_repo.git("cherry-pick", picked)
+    assert own_captures(hooked_repo)
     # without -x the link depends on git leaving CHERRY_PICK_HEAD during the hook,
     # which git does not guarantee
-    assert [(x.old, x.how) for x in links(prov_repo)] in ([], [(picked, "cherry-pick")])
-    prov_repo.git("cherry-pick", "-x", picked_x)
-    assert [(x.old, x.how) for x in links(prov_repo)] == [(picked_x, "cherry-pick")]
-    assert own_captures(prov_repo)
-    assert links(prov_repo, picked_x)  # the picked commit knows where it went
+    assert [(x.old, x.how) for x in links(hooked_repo)] in ([], [(picked, "cherry-pick")])
+    hooked_repo.git("cherry-pick", "-x", picked_x)
+    assert [(x.old, x.how) for x in links(hooked_repo)] == [(picked_x, "cherry-pick")]
+    assert own_captures(hooked_repo)
+    assert links(hooked_repo, picked_x)  # the picked commit knows where it went
 
 
-def test_merge_no_ff_captures_the_merge_commit_and_ff_adds_nothing(prov_repo: GitRepo) -> None:
-    prov_repo.git("checkout", "-q", "-b", "topic")
-    tip = prov_repo.commit("t1")
-    prov_repo.git("checkout", "-q", "main")
-    prov_repo.git("merge", "-q", "topic")  # fast-forward: no new commit
-    assert prov_repo.git("rev-parse", "HEAD").strip() == tip
-    assert len([x for x in records(prov_repo) if isinstance(x, CommitCapture)]) == 1
-    prov_repo.git("checkout", "-q", "-b", "topic2")
-    prov_repo.commit("t2")
-    prov_repo.git("checkout", "-q", "main")
-    prov_repo.commit("m2")
-    prov_repo.git("merge", "-q", "--no-ff", "-m", "merge topic2", "topic2")
-    assert len(prov_repo.git("rev-list", "--parents", "-1", "HEAD").split()) == 3
-    [cap] = own_captures(prov_repo)
+def test_merge_no_ff_captures_the_merge_commit_and_ff_adds_nothing(hooked_repo: GitRepo) -> None:
+    hooked_repo.git("checkout", "-q", "-b", "topic")
+    tip = hooked_repo.commit("t1")
+    hooked_repo.git("checkout", "-q", "main")
+    hooked_repo.git("merge", "-q", "topic")  # fast-forward: no new commit
+    assert hooked_repo.git("rev-parse", "HEAD").strip() == tip
+    assert len([x for x in records(hooked_repo) if isinstance(x, CommitCapture)]) == 1
+    hooked_repo.git("checkout", "-q", "-b", "topic2")
+    hooked_repo.commit("t2")
+    hooked_repo.git("checkout", "-q", "main")
+    hooked_repo.commit("m2")
+    hooked_repo.git("merge", "-q", "--no-ff", "-m", "merge topic2", "topic2")
+    assert len(hooked_repo.git("rev-list", "--parents", "-1", "HEAD").split()) == 3
+    [cap] = own_captures(hooked_repo)
     assert cap.trigger == "hook"
 
 
 # -- push ------------------------------------------------------------------------------
-def test_push_carries_the_provenance_refs(prov_repo: GitRepo, make_repo) -> None:
+def test_push_carries_the_provenance_refs(hooked_repo: GitRepo, make_repo) -> None:
     bare = make_repo(bare=True)
-    prov_repo.commit("one")
-    prov_repo.git("remote", "add", "origin", str(bare.path))
-    prov_repo.git("push", "-q", "origin", "main")
+    hooked_repo.commit("one")
+    hooked_repo.git("remote", "add", "origin", str(bare.path))
+    hooked_repo.git("push", "-q", "origin", "main")
     remote = dict(reversed(line.split("\t")) for line in run_git(bare.path, "ls-remote", ".").splitlines())
     for ref in ("refs/notes/prov", "refs/prov/ledger"):
-        assert remote[ref] == prov_repo.git("rev-parse", ref).strip()
+        assert remote[ref] == hooked_repo.git("rev-parse", ref).strip()
 
 
-def test_push_merges_provenance_someone_else_pushed(prov_repo: GitRepo, make_repo) -> None:
+def test_push_merges_provenance_someone_else_pushed(hooked_repo: GitRepo, make_repo) -> None:
     bare = make_repo(bare=True)
-    prov_repo.git("remote", "add", "origin", str(bare.path))
-    prov_repo.commit("shared")
-    prov_repo.git("push", "-q", "origin", "main")
-    other = prov_repo.path.parent / "other"
-    run_git(prov_repo.path.parent, "clone", "-q", str(bare.path), str(other))
+    hooked_repo.git("remote", "add", "origin", str(bare.path))
+    hooked_repo.commit("shared")
+    hooked_repo.git("push", "-q", "origin", "main")
+    other = hooked_repo.path.parent / "other"
+    run_git(hooked_repo.path.parent, "clone", "-q", str(bare.path), str(other))
     assert run_prov(other, "init").returncode == 0
     assert run_prov(other, "pull").returncode == 0
     run_git(other, "commit", "-q", "--allow-empty", "-m", "theirs")  # captured by their hook
     run_git(other, "push", "-q", "origin", "HEAD:refs/heads/theirs")
-    prov_repo.commit("ours")
-    proc = git_proc(prov_repo.path, "push", "origin", "main")
+    hooked_repo.commit("ours")
+    proc = git_proc(hooked_repo.path, "push", "origin", "main")
     assert proc.returncode == 0 and "prov:" not in proc.stderr, proc.stderr
     theirs = run_git(other, "rev-parse", "HEAD").strip()
     notes = run_git(bare.path, "notes", "--ref=prov", "list").split()
-    assert theirs in notes and prov_repo.git("rev-parse", "main").strip() in notes
+    assert theirs in notes and hooked_repo.git("rev-parse", "main").strip() in notes
 
 
-def _diverge_remote_notes(prov_repo: GitRepo, make_repo) -> Path:
+def _diverge_remote_notes(hooked_repo: GitRepo, make_repo) -> Path:
     bare = make_repo(bare=True)
-    prov_repo.git("remote", "add", "origin", str(bare.path))
-    prov_repo.commit("shared")
-    prov_repo.git("push", "-q", "origin", "main")
-    other = prov_repo.path.parent / "other"
-    run_git(prov_repo.path.parent, "clone", "-q", str(bare.path), str(other))
+    hooked_repo.git("remote", "add", "origin", str(bare.path))
+    hooked_repo.commit("shared")
+    hooked_repo.git("push", "-q", "origin", "main")
+    other = hooked_repo.path.parent / "other"
+    run_git(hooked_repo.path.parent, "clone", "-q", str(bare.path), str(other))
     run_git(other, "fetch", "-q", "origin", "refs/notes/prov:refs/notes/prov")
     run_git(other, "notes", "--ref=prov", "add", "-f", "-m", "{}", "HEAD")
     run_git(other, "push", "-q", "--no-verify", "origin", "refs/notes/prov")
-    prov_repo.commit("local")
+    hooked_repo.commit("local")
     return bare.path
 
 
-def test_rejected_provenance_push_warns_and_never_blocks(prov_repo: GitRepo, make_repo) -> None:
-    bare = _diverge_remote_notes(prov_repo, make_repo)
-    proc = git_proc(prov_repo.path, "push", "origin", "main")
+def test_rejected_provenance_push_warns_and_never_blocks(hooked_repo: GitRepo, make_repo) -> None:
+    bare = _diverge_remote_notes(hooked_repo, make_repo)
+    proc = git_proc(hooked_repo.path, "push", "origin", "main")
     assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("prov:")]
     assert len(warnings) == 1 and "not pushed" in warnings[0] and "rejected provenance" in warnings[0]
-    assert run_git(bare, "rev-parse", "main").strip() == prov_repo.git("rev-parse", "main").strip()
-    assert status(prov_repo.path).failures[-1]["hook"] == "pre-push"
+    assert run_git(bare, "rev-parse", "main").strip() == hooked_repo.git("rev-parse", "main").strip()
+    assert status(hooked_repo.path).failures[-1]["hook"] == "pre-push"
 
 
-def test_strict_mode_blocks_the_push(prov_repo: GitRepo, make_repo) -> None:
-    bare = _diverge_remote_notes(prov_repo, make_repo)
-    prov_repo.git("config", "prov.strict", "true")
-    proc = git_proc(prov_repo.path, "push", "origin", "main")
+def test_strict_mode_blocks_the_push(hooked_repo: GitRepo, make_repo) -> None:
+    bare = _diverge_remote_notes(hooked_repo, make_repo)
+    hooked_repo.git("config", "prov.strict", "true")
+    proc = git_proc(hooked_repo.path, "push", "origin", "main")
     assert proc.returncode != 0
     assert "strict mode" in proc.stderr
-    assert run_git(bare, "rev-parse", "main").strip() != prov_repo.git("rev-parse", "main").strip()
+    assert run_git(bare, "rev-parse", "main").strip() != hooked_repo.git("rev-parse", "main").strip()
 
 
 # -- installing ------------------------------------------------------------------------
@@ -331,24 +330,24 @@ def test_commit_succeeds_when_the_interpreter_lacks_git_prov(make_repo, tmp_path
     assert "prov: provenance not captured: cannot import git-prov" in proc.stderr
 
 
-def test_corrupt_provenance_fails_open_and_is_logged(prov_repo: GitRepo) -> None:
-    notes_ref = prov_repo.path / ".git" / "refs" / "notes" / "prov"
+def test_corrupt_provenance_fails_open_and_is_logged(hooked_repo: GitRepo) -> None:
+    notes_ref = hooked_repo.path / ".git" / "refs" / "notes" / "prov"
     notes_ref.parent.mkdir(parents=True, exist_ok=True)
-    notes_ref.write_text(prov_repo.git("rev-parse", "HEAD^{tree}"))  # a tree, not a commit
-    proc = git_proc(prov_repo.path, "commit", "--allow-empty", "-m", "still works")
+    notes_ref.write_text(hooked_repo.git("rev-parse", "HEAD^{tree}"))  # a tree, not a commit
+    proc = git_proc(hooked_repo.path, "commit", "--allow-empty", "-m", "still works")
     assert proc.returncode == 0
     lines = [line for line in proc.stderr.splitlines() if line.startswith("prov:")]
     assert len(lines) == 1 and lines[0].startswith("prov: provenance not captured: ")
-    st = status(prov_repo.path)
+    st = status(hooked_repo.path)
     assert st.failures_total == 1 and st.failures[0]["hook"] == "post-commit"
     # strict mode turns the failure into a failing hook (git still keeps the commit)
-    prov_repo.git("config", "prov.strict", "true")
-    assert run_prov(prov_repo.path, "hooks", "run", "post-commit").returncode != 0
+    hooked_repo.git("config", "prov.strict", "true")
+    assert run_prov(hooked_repo.path, "hooks", "run", "post-commit").returncode != 0
 
 
-def test_hooks_can_be_disabled_for_one_command(prov_repo: GitRepo) -> None:
-    prov_repo.git("commit", "-q", "--allow-empty", "-m", "skip", env={"PROV_HOOKS_DISABLED": "1"})
-    assert not own_captures(prov_repo)
+def test_hooks_can_be_disabled_for_one_command(hooked_repo: GitRepo) -> None:
+    hooked_repo.git("commit", "-q", "--allow-empty", "-m", "skip", env={"PROV_HOOKS_DISABLED": "1"})
+    assert not own_captures(hooked_repo)
 
 
 # -- backfill -------------------------------------------------------------------------------
@@ -382,18 +381,18 @@ SECRETS = {
 }
 
 
-def test_no_secret_from_the_environment_or_remote_url_enters_git(prov_repo: GitRepo) -> None:
-    prov_repo.git("remote", "add", "origin", "https://user:pass-9f8e7d@example.com/x.git")
+def test_no_secret_from_the_environment_or_remote_url_enters_git(hooked_repo: GitRepo) -> None:
+    hooked_repo.git("remote", "add", "origin", "https://user:pass-9f8e7d@example.com/x.git")
     env = dict(SECRETS)
     # allow-listed CI variables carrying secrets are scrubbed, not stored
     env["GITHUB_REF"] = "refs/heads/" + SECRETS["GITHUB_TOKEN"]
     env["CI_COMMIT_REF_NAME"] = SECRETS["GITLAB_PAT"]
     env["GITHUB_REPOSITORY"] = "https://user:pass-9f8e7d@example.com/x.git"
-    prov_repo.git("commit", "-q", "--allow-empty", "-m", "with secrets around", env=env)
-    prov_repo.git("commit", "-q", "--amend", "--allow-empty", "-m", "amended with secrets", env=env)
-    assert own_captures(prov_repo)[0].ci  # CI values were captured (scrubbed)
+    hooked_repo.git("commit", "-q", "--allow-empty", "-m", "with secrets around", env=env)
+    hooked_repo.git("commit", "-q", "--amend", "--allow-empty", "-m", "amended with secrets", env=env)
+    assert own_captures(hooked_repo)[0].ci  # CI values were captured (scrubbed)
     dump = subprocess.run(
-        ["git", "cat-file", "--batch-all-objects", "--batch"], cwd=prov_repo.path, capture_output=True, check=True
+        ["git", "cat-file", "--batch-all-objects", "--batch"], cwd=hooked_repo.path, capture_output=True, check=True
     ).stdout
     for value in [*SECRETS.values(), "pass-9f8e7d"]:
         assert value.encode() not in dump, value
@@ -420,7 +419,7 @@ def test_pre_commit_manifest_lists_every_stage() -> None:
         assert f"stages: [{stage}]" in text
 
 
-def test_hook_path_imports_neither_click_nor_dulwich(prov_repo: GitRepo) -> None:
+def test_hook_path_imports_neither_click_nor_dulwich(hooked_repo: GitRepo) -> None:
     code = (
         "import sys\n"
         "from gitprov.cli.entry import main\n"
@@ -428,24 +427,24 @@ def test_hook_path_imports_neither_click_nor_dulwich(prov_repo: GitRepo) -> None
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('click', 'dulwich', 'pydantic', 'jsonschema'))\n"
         "print(rc, heavy)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=prov_repo.path, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=hooked_repo.path, capture_output=True, text=True)
     assert proc.stdout.strip() == "0 []", proc.stderr
 
 
-def test_rewrite_without_stdin_falls_back_to_the_reflog_for_amend(prov_repo: GitRepo) -> None:
+def test_rewrite_without_stdin_falls_back_to_the_reflog_for_amend(hooked_repo: GitRepo) -> None:
     """The pre-commit framework gives post-rewrite no stdin; amend still gets its link."""
-    old = prov_repo.commit("one")
-    prov_repo.git("commit", "-q", "--amend", "-m", "amended", "--no-post-rewrite")
-    assert not links(prov_repo)
-    proc = run_prov(prov_repo.path, "hooks", "run", "post-rewrite", env={"PRE_COMMIT_REWRITE_COMMAND": "amend"})
+    old = hooked_repo.commit("one")
+    hooked_repo.git("commit", "-q", "--amend", "-m", "amended", "--no-post-rewrite")
+    assert not links(hooked_repo)
+    proc = run_prov(hooked_repo.path, "hooks", "run", "post-rewrite", env={"PRE_COMMIT_REWRITE_COMMAND": "amend"})
     assert proc.returncode == 0, proc.stderr
-    assert [(x.old, x.how) for x in links(prov_repo)] == [(old, "amend")]
+    assert [(x.old, x.how) for x in links(hooked_repo)] == [(old, "amend")]
 
 
-def test_note_lines_stay_sorted_and_unique(prov_repo: GitRepo) -> None:
-    prov_repo.commit("one")
-    prov_repo.git("commit", "-q", "--amend", "-m", "again")
-    text = prov_repo.git("notes", "--ref=prov", "show", "HEAD")
+def test_note_lines_stay_sorted_and_unique(hooked_repo: GitRepo) -> None:
+    hooked_repo.commit("one")
+    hooked_repo.git("commit", "-q", "--amend", "-m", "again")
+    text = hooked_repo.git("notes", "--ref=prov", "show", "HEAD")
     lines = text.splitlines()
     assert lines == sorted(set(lines))
     for line in lines:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from synthetic_ledger import build_ledger  # noqa: E402
 
 import gitprov
 from gitprov.errors import DataError, MissingObjectError
@@ -17,10 +17,6 @@ from gitprov.index import reading
 from gitprov.index.reading import read_run_blobs
 from gitprov.runs.reading import all_run_entries
 from tests.conftest import run_git, unpack_all
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
-
-from synthetic_ledger import build_ledger  # noqa: E402
 
 
 @pytest.fixture
