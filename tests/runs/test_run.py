@@ -15,7 +15,6 @@ import pytest
 
 import gitprov
 from gitprov import ProvError, UsageError
-from gitprov.store.repo import GitRepository
 from tests.conftest import run_git
 
 
@@ -222,8 +221,8 @@ def test_dirty_code_is_stored_as_a_patch_that_rebuilds_the_code(prov_repo, tmp_p
     assert (clone / tracked.name).read_text() == "changed, not committed\n"
 
 
-def test_memory_twin_runs():
-    repo = gitprov.Repository(GitRepository.memory())
+def test_memory_twin_runs(memory_store):
+    repo = gitprov.Repository(memory_store)
     with repo.start_run(name="mem", environment=False) as run:
         run.log_metric("m", 2.0)
     assert repo.get_run(run.id).get_metric_history("m")[0].value == 2.0

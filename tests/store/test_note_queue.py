@@ -17,7 +17,6 @@ import pytest
 
 import gitprov
 from gitprov.store import note_queue as nq
-from gitprov.store.repo import GitRepository
 from tests.conftest import run_git, run_prov
 
 
@@ -212,10 +211,10 @@ def test_runs_from_several_threads_all_get_their_link(prov_repo):
     prov_repo.fsck()
 
 
-def test_without_a_journal_directory_every_link_goes_at_once():
+def test_without_a_journal_directory_every_link_goes_at_once(memory_store):
     """A repository without ``.git/prov`` (the in-memory twin) cannot journal a
     waiting line, so it never queues one."""
-    repo = gitprov.Repository(GitRepository.memory())
+    repo = gitprov.Repository(memory_store)
     queue = nq.note_queue(repo.notes)
     assert queue.directory is None
     for _ in range(3):
