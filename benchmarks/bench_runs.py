@@ -222,6 +222,7 @@ class GitProv:
 
         import gitprov
         from gitprov import codec
+        from gitprov.runs.writer import run_link
 
         repos = {}
         for label, count in (("fresh", 0), ("busy", existing)):
@@ -229,7 +230,7 @@ class GitProv:
             repo = gitprov.Repository(path)
             if count:  # one notes transaction with `count` run links, like `count` earlier runs
                 seed = one_run(repo, 0, artifact, False)
-                link = seed._run_link()
+                link = run_link(seed.id, seed.record)
                 lines = [codec.encode(msgspec.structs.replace(link, run=hashlib.sha1(b"%d" % i).hexdigest()))
                          for i in range(count)]
                 repo.notes.add({repo.git.head(): lines}, "bench: earlier run links")
