@@ -305,6 +305,8 @@ def init(path: str | os.PathLike[str] = ".", *, hooks: bool = True) -> InitResul
     prov_dir = git.prov_dir()
     if prov_dir:
         os.makedirs(prov_dir, exist_ok=True)
+    for ref in (repo.ledger.ref, NOTES_REF):  # reflogs git appends to as well, if core.logAllRefUpdates has them
+        git.refs.ensure_reflog(ref)
     ledger = repo.ensure_ledger()
     installed: list[str] = []
     if hooks:

@@ -145,6 +145,7 @@ def keep_pinned(store: ProvStore, commits: list[str] | None = None) -> list[str]
     if not new:
         return []
     empty_tree = store.git.odb.write("tree", b"")
+    message = f"prov: keep {len(new)} commit(s) runs pin"
     for _attempt in range(100):
         tip = store.git.refs.read(KEEP_REF)
         head = tip
@@ -153,7 +154,7 @@ def keep_pinned(store: ProvStore, commits: list[str] | None = None) -> list[str]
             parents = ([head] if head else []) + batch
             body = encode_commit(empty_tree, parents, identity_line(store.git), f"prov: keep {len(batch)} commit(s) runs pin")
             head = store.git.odb.write("commit", body)
-        if store.git.refs.compare_and_swap(KEEP_REF, tip, head):
+        if store.git.refs.compare_and_swap(KEEP_REF, tip, head, message):
             return new
     return []
 

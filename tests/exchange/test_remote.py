@@ -82,6 +82,27 @@ def test_fetch_never_moves_the_live_prov_refs(remote: GitRepo, tmp_path: Path) -
     assert after["refs/prov-remotes/origin/prov/ledger"] == prov_refs(a)[LEDGER_REF]
 
 
+def test_every_prov_ref_an_exchange_moves_has_a_reflog(remote: GitRepo, tmp_path: Path) -> None:
+    """The remotes' copies are logged like remote-tracking branches: git logs its fetch
+    into them (prov created the log), prov its push and merge."""
+    a = clone(remote, tmp_path / "a")
+    b = clone(remote, tmp_path / "b")
+    make_run(a.path, "a")
+    assert run_prov(a.path, "push").returncode == 0
+    copy = "refs/prov-remotes/origin/prov/ledger"
+    assert a.git("reflog", "show", "--format=%gs", copy).splitlines() == ["prov: push refs/prov/ledger to origin"]
+    make_run(b.path, "b")
+    assert run_prov(b.path, "pull").returncode == 0
+    fetched = b.git("reflog", "show", "--format=%H %gs", copy).splitlines()
+    assert [line.split(" ", 1)[0] for line in fetched] == [prov_refs(a)[LEDGER_REF]]
+    assert fetched[0].split(" ", 1)[1].startswith("fetch"), "git's own entry"
+    merged = b.git("reflog", "show", "--format=%H %gs", LEDGER_REF).splitlines()[0]
+    assert merged == f"{prov_refs(b)[LEDGER_REF]} prov: merge {LEDGER_REF} from origin: merged"
+    kept = b.git("reflog", "show", "--format=%H %gs", "refs/prov/keep").splitlines()
+    assert kept[0] == f"{prov_refs(b)['refs/prov/keep']} prov: keep 1 commit(s) runs pin"
+    b.fsck()
+
+
 def test_the_same_run_edited_in_two_clones_keeps_the_later_state(remote: GitRepo, tmp_path: Path) -> None:
     a = clone(remote, tmp_path / "a")
     b = clone(remote, tmp_path / "b")

@@ -269,10 +269,10 @@ HALF_TRANSACTION_SCRIPT = textwrap.dedent(
 
     compare_and_swap = refs.DiskRefs.compare_and_swap
 
-    def dies_before_the_note(self, name, old, new):
+    def dies_before_the_note(self, name, old, new, message=""):
         if name == "refs/notes/prov":   # the ledger ref has moved; the link has not
             os.kill(os.getpid(), signal.SIGKILL)
-        return compare_and_swap(self, name, old, new)
+        return compare_and_swap(self, name, old, new, message)
 
     refs.DiskRefs.compare_and_swap = dies_before_the_note
     run = gitprov.start_run(name="half", environment=False)

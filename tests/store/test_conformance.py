@@ -7,6 +7,8 @@ import hashlib
 import zlib
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gitprov.errors import ConcurrentUpdateError, UnknownRevisionError
 from gitprov.store import refs as refs_module
@@ -133,6 +135,123 @@ def test_compare_and_swap(store: GitRepository) -> None:
     assert not refs.compare_and_swap("refs/prov/test", a, c), "stale old value must lose"
     assert refs.read("refs/prov/test") == b
     assert refs.list("refs/prov/") == {"refs/prov/test": b}
+
+
+# -- reflogs ------------------------------------------------------------------------------
+
+
+def test_reflog_records_each_update_in_gits_format(store: GitRepository) -> None:
+    a, b = (make_commit(store, m) for m in "ab")
+    refs, zero = store.refs, "0" * store.fmt.hex_len
+    assert refs.reflog("refs/prov/test") == []
+    assert refs.compare_and_swap("refs/prov/test", None, a, "prov: first\n\n  second  line ")
+    assert not refs.compare_and_swap("refs/prov/test", None, b, "lost"), "a lost race logs nothing"
+    assert refs.compare_and_swap("refs/prov/test", a, a, "no-op"), "an update to the same value succeeds"
+    assert refs.compare_and_swap("refs/prov/test", a, b)
+    log = refs.reflog("refs/prov/test")
+    assert [(e.old, e.new, e.message) for e in log] == [(zero, a, "prov: first second line"), (a, b, "")]
+    name, _, rest = log[0].committer.partition(" <")
+    email, _, when = rest.partition("> ")
+    epoch, tz = when.split(" ")
+    assert (name, email) == ("Test User", "test@example.com")  # the committer of prov's commits
+    assert epoch.isdigit() and len(tz) == 5 and tz[0] in "+-"
+
+
+@pytest.mark.parametrize(("mode", "logged"), [
+    ("true", {"HEAD", "refs/heads/x", "refs/remotes/o/x", "refs/notes/x", "refs/prov/x", "refs/prov-remotes/o/prov/x"}),
+    ("always", {"HEAD", "refs/heads/x", "refs/remotes/o/x", "refs/notes/x", "refs/prov/x", "refs/prov-remotes/o/prov/x",
+                "refs/tags/x", "refs/other/x"}),
+    ("false", set()),
+])
+def test_core_log_all_ref_updates_decides_which_reflogs_an_update_creates(store: GitRepository, mode: str,
+                                                                           logged: set[str]) -> None:
+    names = ["refs/heads/x", "refs/remotes/o/x", "refs/notes/x", "refs/prov/x", "refs/prov-remotes/o/prov/x",
+             "refs/tags/x", "refs/other/x"]
+    store.refs.log_updates = mode
+    commit = make_commit(store, "c")
+    for name in names:
+        assert store.refs.compare_and_swap(name, None, commit, f"create {name}")
+    have = {name for name in names if store.refs.reflog(name)}
+    assert have == logged - {"HEAD"}
+    assert {name for name in [*names, "HEAD"] if store.refs.autocreates_reflog(name)} == logged
+
+
+def test_an_existing_reflog_is_appended_to_whatever_the_setting(store: GitRepository) -> None:
+    refs = store.refs
+    a, b = (make_commit(store, m) for m in "ab")
+    refs.log_updates = "false"
+    assert not refs.ensure_reflog("refs/other/x"), "with false, no reflog is created"
+    refs.log_updates = "always"
+    assert refs.ensure_reflog("refs/other/x") and refs.reflog("refs/other/x") == []
+    refs.log_updates = "false"
+    assert refs.compare_and_swap("refs/other/x", None, a, "one")
+    assert refs.compare_and_swap("refs/other/x", a, b, "two")
+    assert [e.message for e in refs.reflog("refs/other/x")] == ["one", "two"]
+
+
+def test_updating_the_current_branch_logs_head_too(store: GitRepository) -> None:
+    if store.git_dir is not None:  # on disk, HEAD points at refs/heads/main (init.defaultBranch)
+        assert store.refs.symbolic_target("HEAD") == "refs/heads/main"
+    a = make_commit(store, "a")
+    assert store.refs.compare_and_swap("refs/heads/main", None, a, "commit (initial): a")
+    assert store.refs.compare_and_swap("refs/heads/other", None, a, "branch: other")
+    assert [e.message for e in store.refs.reflog("HEAD")] == ["commit (initial): a"]
+
+
+def test_delete_removes_the_ref_and_its_reflog(store: GitRepository) -> None:
+    refs = store.refs
+    a, b = (make_commit(store, m) for m in "ab")
+    assert refs.compare_and_swap("refs/prov/gone", None, a, "create")
+    assert not refs.delete("refs/prov/gone", b), "a stale old value loses"
+    assert not refs.delete("refs/prov/missing", a)
+    assert refs.read("refs/prov/gone") == a and len(refs.reflog("refs/prov/gone")) == 1
+    assert refs.delete("refs/prov/gone", a)
+    assert refs.read("refs/prov/gone") is None and refs.reflog("refs/prov/gone") == []
+    assert refs.list("refs/prov/") == {}
+    assert refs.compare_and_swap("refs/prov/gone", None, b, "again"), "a deleted ref can be created again"
+    assert [(e.new, e.message) for e in refs.reflog("refs/prov/gone")] == [(b, "again")], "with a fresh reflog"
+
+
+_NAMES = ["refs/prov/a", "refs/notes/b", "refs/heads/main", "refs/other/c"]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(["swap", "stale", "delete", "ensure", "mode"]), st.sampled_from(_NAMES),
+                          st.integers(0, 2), st.sampled_from(["true", "always", "false"])), max_size=15))
+def test_memory_and_disk_reflogs_agree(make_repo, ops: list[tuple[str, str, int, str]]) -> None:
+    """The same updates on the twin and on disk: the same refs, the same reflogs."""
+    disk = GitRepository.open(str(make_repo("sha1", commits=0).path))
+    memory = GitRepository.memory()
+    commits = [make_commit(disk, f"c{i}") for i in range(3)]
+    assert [make_commit(memory, f"c{i}") for i in range(3)] == commits
+    for n, (op, name, i, mode) in enumerate(ops):
+        answers = []
+        for repo in (memory, disk):
+            refs, current = repo.refs, repo.refs.read(name)
+            if op == "swap":
+                answers.append(refs.compare_and_swap(name, current, commits[i], f"op {n}"))
+            elif op == "stale":
+                stale = commits[i] if commits[i] != current else None
+                answers.append(refs.compare_and_swap(name, stale, commits[(i + 1) % 3], f"op {n}"))
+            elif op == "delete":
+                answers.append(refs.delete(name, current or commits[i]))
+            elif op == "ensure":
+                answers.append(refs.ensure_reflog(name))
+            else:
+                refs.log_updates = mode
+        assert len(set(answers)) <= 1, answers
+        for name_ in [*_NAMES, "HEAD"]:
+            assert memory.refs.read(name_) == disk.refs.read(name_)
+            assert [e[:2] + e[3:] for e in memory.refs.reflog(name_)] == [e[:2] + e[3:] for e in disk.refs.reflog(name_)]
+
+
+def test_transactions_log_their_commit_messages(store: GitRepository) -> None:
+    ledger = Ledger(store)
+    first = ledger.apply({"a": b"1"}, "prov: one")
+    second = ledger.apply({"a": b"2"}, "prov: two")
+    log = store.refs.reflog(ledger.ref)
+    assert [(e.new, e.message) for e in log] == [(first, "prov: one"), (second, "prov: two")]
+    assert log[1].old == first
 
 
 def test_head_and_revisions(store: GitRepository) -> None:

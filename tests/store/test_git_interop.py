@@ -337,3 +337,107 @@ def test_objects_through_alternates(repo: GitRepo, tmp_path) -> None:
     assert api.show(head[:9], shared).commit == head
     assert [e.commit for e in api.log(None, shared)] == run_git(shared, "rev-list", "HEAD").split()
     GitRepo(shared).fsck()
+
+
+# -- reflogs: what prov logs, git reads ------------------------------------------------------
+
+
+def _run(path, name: str) -> str:
+    with api.Repository(path).start_run(name=name, code=False, environment=False) as run:
+        run.log_metric("loss", 1.0)
+    return run.id
+
+
+def test_git_reflog_lists_prov_updates_newest_first(repo: GitRepo) -> None:
+    api.init(repo.path, hooks=False)
+    runs = [_run(repo.path, f"r{i}") for i in range(3)]
+    api.Repository(repo.path).flush_links()
+    git = open_repo(repo)
+    for ref in ("refs/prov/ledger", "refs/notes/prov"):
+        ours = git.refs.reflog(ref)
+        shown = repo.git("reflog", "show", "--format=%H %gs", ref).splitlines()
+        assert shown == [f"{e.new} {e.message}" for e in reversed(ours)]
+        assert shown[0].split()[0] == repo.git("rev-parse", ref).strip()
+    messages = repo.git("reflog", "show", "--format=%gs", "refs/prov/ledger").splitlines()
+    assert messages == [f"prov: run {r[:12]} finished" for r in reversed(runs)] + ["prov: initialise ledger"]
+    assert all(m.startswith("prov: link") for m in repo.git("reflog", "show", "--format=%gs", "refs/notes/prov").splitlines())
+    assert repo.git("reflog", "show", "--format=%gn <%ge>", "refs/prov/ledger").splitlines()[0] == "Test User <test@example.com>"
+    repo.fsck()
+
+
+def test_gc_keeps_what_only_a_reflog_reaches_until_it_expires(repo: GitRepo) -> None:
+    api.init(repo.path, hooks=False)
+    _run(repo.path, "r")
+    git = open_repo(repo)
+    old = git.refs.read("refs/prov/ledger")
+    root = git.odb.write("commit", encode_commit(git.read_commit(old).tree, [], "Prov <p@x> 1700000000 +0000", "squashed"))
+    assert git.refs.compare_and_swap("refs/prov/ledger", old, root, "prov: squash the ledger")
+    assert old not in repo.git("rev-list", "--all").split(), "only the reflog reaches the old tip"
+    repo.git("gc", "--prune=now", "--quiet")
+    assert repo.git("cat-file", "-t", old).strip() == "commit", "the reflog kept it through gc"
+    repo.fsck()
+    repo.git("reflog", "expire", "--expire=now", "--expire-unreachable=now", "--all")
+    repo.git("gc", "--prune=now", "--quiet")
+    gone = subprocess.run(["git", "cat-file", "-e", old], cwd=repo.path, capture_output=True)
+    assert gone.returncode != 0, "gone once its reflog entry expired"
+
+
+def test_init_gives_an_existing_ledger_a_reflog_git_appends_to(repo: GitRepo) -> None:
+    api.init(repo.path, hooks=False)
+    logs = repo.path / ".git" / "logs" / "refs" / "prov"
+    for log in logs.iterdir():  # a repository prov initialised before it kept reflogs
+        log.unlink()
+    api.init(repo.path, hooks=False)
+    assert (logs / "ledger").read_text() == "", "created empty: the ledger did not move"
+    tip = repo.git("rev-parse", "refs/prov/ledger").strip()
+    moved = repo.git("commit-tree", f"{tip}^{{tree}}", "-p", tip, "-m", "by git").strip()
+    repo.git("update-ref", "-m", "by git", "refs/prov/ledger", moved, tip)  # git appends to it ...
+    run_id = _run(repo.path, "r")  # ... and so does prov
+    assert repo.git("reflog", "show", "--format=%gs", "refs/prov/ledger").splitlines() == [
+        f"prov: run {run_id[:12]} finished", "by git"]
+
+
+def test_core_log_all_ref_updates_false_logs_nothing_new(repo: GitRepo) -> None:
+    repo.git("config", "core.logAllRefUpdates", "false")
+    api.init(repo.path, hooks=False)
+    _run(repo.path, "r")
+    api.Repository(repo.path).flush_links()
+    assert not (repo.path / ".git" / "logs" / "refs" / "prov").exists()
+    assert not (repo.path / ".git" / "logs" / "refs" / "notes").exists()
+    assert subprocess.run(["git", "reflog", "exists", "refs/prov/ledger"], cwd=repo.path).returncode != 0
+
+
+@pytest.mark.parametrize(("value", "bare", "mode"), [
+    (None, False, "true"), (None, True, "false"), ("always", False, "always"), ("Always", True, "always"),
+    ("false", False, "false"), ("true", True, "true"), ("yes", False, "true"), ("0", False, "false"),
+])
+def test_core_log_all_ref_updates_is_read_as_git_reads_it(make_repo, value: str | None, bare: bool, mode: str) -> None:
+    repo = make_repo(bare=bare)
+    if value is not None:
+        repo.git("config", "core.logAllRefUpdates", value)
+    assert GitRepository.open(str(repo.path), require_work_tree=False).refs.log_updates == mode
+
+
+def test_deleting_a_ref_as_git_does(repo: GitRepo) -> None:
+    git = open_repo(repo)
+    head = git.head()
+    repo.git("tag", "-a", "-m", "annotated", "v1")
+    for name in ("refs/prov/packed", "refs/prov/loose"):
+        assert git.refs.compare_and_swap(name, None, head, "create")
+    repo.git("pack-refs", "--all")  # both only in packed-refs from now on
+    second = repo.commit("second")
+    assert git.refs.compare_and_swap("refs/prov/loose", head, second, "move")  # loose again, and packed
+    assert git.refs.delete("refs/prov/packed", head)
+    listed = repo.git("show-ref", "--dereference").split()
+    assert "refs/prov/packed" not in listed and "refs/tags/v1^{}" in listed, "other refs and peeled tags kept"
+    assert subprocess.run(["git", "reflog", "exists", "refs/prov/packed"], cwd=repo.path).returncode != 0
+    assert subprocess.run(["git", "reflog", "exists", "refs/prov/loose"], cwd=repo.path).returncode == 0
+    assert not git.refs.delete("refs/prov/loose", head), "the loose value, not the packed one, counts"
+    assert git.refs.delete("refs/prov/loose", second)
+    assert "refs/prov/loose" not in (repo.path / ".git" / "packed-refs").read_text(), "its packed entry too"
+    assert not (repo.path / ".git" / "logs" / "refs" / "prov").exists(), "empty log directories removed"
+    assert not (repo.path / ".git" / "refs" / "prov").exists(), "and empty ref directories"
+    assert not git.refs.delete("refs/prov/never/there", head)
+    assert not (repo.path / ".git" / "refs" / "prov").exists(), "a delete that finds nothing leaves nothing"
+    assert repo.git("for-each-ref", "refs/prov/") == ""
+    repo.fsck()

@@ -114,6 +114,7 @@ def fetch(repo: GitRepository, remote: str | None = None, result: ExchangeResult
         else:
             refspecs.append(f"+{ref}:{local}")
             result.fetched.append(RefOutcome(ref, before, after, "fetched"))
+            repo.refs.ensure_reflog(local)  # git logs its update there when the log exists
     transport.fetch(refspecs)
     return result
 
@@ -186,7 +187,7 @@ def merge_into(repo: GitRepository, ref: str, theirs: str, message: str, result:
             else:
                 body = encode_commit(tree, [ours, theirs], identity_line(repo), message)
                 new, action = repo.odb.write("commit", body), "merged"
-        if repo.refs.compare_and_swap(ref, ours, new):
+        if repo.refs.compare_and_swap(ref, ours, new, f"{message}: {action}"):
             if result is not None:
                 _count_changes(repo, ref, before_tree, _tree(repo, new), result)
             return RefOutcome(ref, ours, new, action if ours else "created")
@@ -263,7 +264,7 @@ def push(repo: GitRepository, remote: str | None = None) -> ExchangeResult:
                 for ref in refs
             ]
             for ref in refs:  # the remote now holds our tips: remember them as its copy
-                _set_tracking(repo, tracking_ref(remote, ref), local[ref])
+                _set_tracking(repo, tracking_ref(remote, ref), local[ref], f"prov: push {ref} to {_label(remote)}")
             return result
         fetch(repo, remote, result)
         _merge_fetched(repo, remote, result)
@@ -271,10 +272,10 @@ def push(repo: GitRepository, remote: str | None = None) -> ExchangeResult:
     raise RemoteError(f"{transport.where} kept moving; gave up after {MAX_PUSH_ATTEMPTS} push attempts, try again")
 
 
-def _set_tracking(repo: GitRepository, ref: str, oid: str | None) -> None:
+def _set_tracking(repo: GitRepository, ref: str, oid: str | None, message: str) -> None:
     if oid is None:
         return
     for _ in range(10):
         current = repo.refs.read(ref)
-        if current == oid or repo.refs.compare_and_swap(ref, current, oid):
+        if current == oid or repo.refs.compare_and_swap(ref, current, oid, message):
             return

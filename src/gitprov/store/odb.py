@@ -16,6 +16,7 @@ import threading
 import zlib
 
 from ..errors import DataError, MissingObjectError, ReadOnlyRepositoryError, WriteError
+from .durability import LOOSE_OBJECT, Durability
 from .objects import ObjectFormat
 from .packfile import Pack
 
@@ -131,6 +132,8 @@ class DiskObjectDatabase(ObjectDatabase):
         self._seen = _seen | {os.path.realpath(path)}
         self._folders: set[str] = set()
         self._batches: dict[int, _Batch] = {}
+        #: which files are flushed (``core.fsync``); ``GitRepository.open`` sets it
+        self.durability = Durability()
 
     # -- reading -------------------------------------------------------------
     def _loose_path(self, oid: str) -> str:
@@ -300,6 +303,7 @@ class DiskObjectDatabase(ObjectDatabase):
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
             try:
                 os.write(fd, payload)
+                self.durability.sync(fd, LOOSE_OBJECT)
             finally:
                 os.close(fd)
             os.replace(tmp, path)
@@ -353,7 +357,9 @@ class DiskObjectDatabase(ObjectDatabase):
         objects = [(oid, packs.pack_entry(kind, data)) for oid, (kind, data) in batch.objects.items()]
         pack_dir = os.path.join(self.path, "pack")
         try:
-            idx_path = packs.write_pack(pack_dir, self.fmt, objects)
+            # the objects of one command, git's loose objects in another form: flushed as
+            # loose objects (docs/design/durability.md); a merge's pack is a pack
+            idx_path = packs.write_pack(pack_dir, self.fmt, objects, self.durability, (LOOSE_OBJECT, LOOSE_OBJECT))
         except OSError as exc:
             if isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
                 raise ReadOnlyRepositoryError(
@@ -376,7 +382,8 @@ class DiskObjectDatabase(ObjectDatabase):
         from . import packs
 
         if len(self._packs or ()) > packs.MERGE_AT:
-            packs.merge_small_packs(os.path.join(self.path, "pack"), self.fmt, self._reload_packs, self.read)
+            packs.merge_small_packs(os.path.join(self.path, "pack"), self.fmt, self._reload_packs, self.read,
+                                    self.durability)
 
     def _reload_packs(self) -> list[Pack]:
         """The packs of the directory now, remembered (a merge rescans through this)."""

@@ -3,9 +3,11 @@
 A loose object costs a file of its own (open, write, close, rename: ~0.2-0.5 ms and a
 4 KiB block each). A ledger transaction writes ~30 small objects, so it writes them as
 one pack instead: ``pack-<checksum>.pack`` (version 2, every object whole, zlib level
-1) and its ``.idx`` (version 2), each written to a temporary file and renamed, the
-``.idx`` last, exactly what git expects of a pack another process may be reading.
-Readers find a pack by its ``.idx``: until that rename the objects do not exist.
+1) and its ``.idx`` (version 2), each written to a temporary file, flushed when
+``core.fsync`` says so (``store/durability.py``: a transaction's pack stands in for
+git's loose objects, a merged pack is a ``pack``) and renamed, the ``.idx`` last,
+exactly what git expects of a pack another process may be reading. Readers find a pack
+by its ``.idx``: until that rename the objects do not exist.
 
 Packs pile up at one per transaction, and each costs a reader a lookup, so once a
 repository holds more than ``MERGE_AT`` small packs, the small ones are merged into one
@@ -34,6 +36,7 @@ from functools import partial
 from itertools import accumulate
 
 from ..errors import DataError
+from .durability import PACK, PACK_METADATA, Durability
 from .objects import ObjectFormat
 from .packfile import Pack
 
@@ -185,10 +188,13 @@ class PackWriter:
     without ``finish()`` removes the temporary files.
     """
 
-    def __init__(self, pack_dir: str, fmt: ObjectFormat, count: int) -> None:
+    def __init__(self, pack_dir: str, fmt: ObjectFormat, count: int, durability: Durability | None = None,
+                 components: tuple[int, int] = (PACK, PACK_METADATA)) -> None:
         stamp = f"{os.getpid()}_{time.monotonic_ns()}"
         self._pack_dir = pack_dir
         self.fmt = fmt
+        self._durability = durability or Durability()
+        self._components = components  # (the .pack's, the .idx's) core.fsync component
         self._count = count
         self._tmp_pack = os.path.join(pack_dir, f"tmp_pack_prov_{stamp}")
         self._tmp_idx = os.path.join(pack_dir, f"tmp_idx_prov_{stamp}")
@@ -255,6 +261,7 @@ class PackWriter:
         self._digest.update(self._buffer)
         checksum = self._digest.digest()
         _write_all(self._fd, self._buffer + checksum)
+        self._durability.sync(self._fd, self._components[0])
         os.close(self._fd)
         self._fd = None
         base = os.path.join(self._pack_dir, f"pack-{checksum.hex()}")
@@ -265,6 +272,7 @@ class PackWriter:
         fd = os.open(self._tmp_idx, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         try:
             _write_all(fd, _encode_idx(self.fmt, self._ids, self._crcs, self._offsets, checksum))
+            self._durability.sync(fd, self._components[1])
         finally:
             os.close(fd)
         os.replace(self._tmp_pack, base + ".pack")
@@ -273,11 +281,13 @@ class PackWriter:
         return base + ".idx"
 
 
-def write_pack(pack_dir: str, fmt: ObjectFormat, objects: Iterable[tuple[str, bytes]]) -> str:
+def write_pack(pack_dir: str, fmt: ObjectFormat, objects: Iterable[tuple[str, bytes]],
+               durability: Durability | None = None, components: tuple[int, int] = (PACK, PACK_METADATA)) -> str:
     """Write a pack of ``(oid, pack entry)`` and its index into ``pack_dir`` (see
-    ``PackWriter``); returns the ``.idx`` path."""
+    ``PackWriter``), flushed as ``durability`` says for ``components`` (of the
+    ``.pack``, of the ``.idx``); returns the ``.idx`` path."""
     ids, bodies = _split_objects(objects)
-    with PackWriter(pack_dir, fmt, len(ids)) as writer:
+    with PackWriter(pack_dir, fmt, len(ids), durability, components) as writer:
         writer.add(ids, bodies)
         return writer.finish()
 
@@ -366,11 +376,13 @@ def merge_small_packs(
     fmt: ObjectFormat,
     load_packs: Callable[[], list[Pack]],
     read_base: Callable[[str], tuple[str, bytes]],
+    durability: Durability | None = None,
 ) -> None:
     """Merge the small packs of ``pack_dir`` into one when there are too many
     (``mergeable_packs``). ``load_packs`` lists the packs of the directory now (the
     object database remembers each listing); ``read_base`` reads the base of a
-    ``REF_DELTA``, which is resolved and stored whole.
+    ``REF_DELTA``, which is resolved and stored whole. The merged pack is flushed as
+    ``durability`` says, before any old pack is removed.
 
     Best effort: a merge that loses a race with another merger or a ``git repack``
     (a pack vanishes while being read) is abandoned; no object is ever lost, as the
@@ -395,7 +407,7 @@ def merge_small_packs(
             if not count:
                 return
             seen: set[bytes] = set()
-            with PackWriter(pack_dir, fmt, count) as writer:
+            with PackWriter(pack_dir, fmt, count, durability) as writer:
                 for pack, table in zip(old, tables, strict=True):
                     copy_objects(writer, pack.pack_path, table, seen, partial(_whole_entry, pack, read_base))
                 idx_path = writer.finish()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import heapq
 import os
 import re
+import weakref
+from collections.abc import Callable
 
 from ..errors import (
     AmbiguousRevisionError,
@@ -25,9 +27,10 @@ from ..errors import (
 )
 from . import gitbin
 from .config import GitConfig
+from .durability import Durability
 from .objects import SHA1, Commit, ObjectFormat, decode_commit, format_named
 from .odb import DiskObjectDatabase, MemoryObjectDatabase, ObjectDatabase
-from .refs import DiskRefs, MemoryRefs, Refs
+from .refs import DiskRefs, MemoryRefs, Refs, reflog_mode
 
 __all__ = ["GitRepository", "find_git_dir"]
 
@@ -50,6 +53,20 @@ def _object_database(path: str, fmt: ObjectFormat) -> DiskObjectDatabase:
         odb = DiskObjectDatabase(path, fmt)
         _databases[key] = (os.getpid(), odb)
     return odb
+
+
+def _committer_of(repo: GitRepository) -> Callable[[], str]:
+    """The identity of ``repo``'s reflog entries: the committer of the commits prov
+    writes (``identity_line``). Held weakly: the refs do not keep the repository alive."""
+    owner = weakref.ref(repo)
+
+    def committer() -> str:
+        from .transaction import identity_line  # (transaction imports this module)
+
+        repo = owner()
+        return identity_line(repo) if repo is not None else Refs.committer()
+
+    return committer
 
 
 def _read_gitfile(path: str) -> str | None:
@@ -132,6 +149,7 @@ class GitRepository:
         self.work_tree = work_tree
         self.config = config or GitConfig({})
         self._shallow: frozenset[str] | None = None
+        refs.committer = _committer_of(self)
 
     @property
     def fmt(self) -> ObjectFormat:
@@ -162,8 +180,12 @@ class GitRepository:
             fmt = format_named(config.get("extensions.objectformat", "sha1") or "sha1")
         except ValueError as exc:
             raise RepositoryError(f"{git_dir}: {exc}") from exc
+        durability = Durability.from_config(config)
         odb = _object_database(os.path.join(common_dir, "objects"), fmt)
-        refs = DiskRefs(git_dir, common_dir)
+        odb.durability = durability
+        log_updates = config.get("core.logAllRefUpdates")
+        refs = DiskRefs(git_dir, common_dir, durability=durability, log_updates=reflog_mode(
+            log_updates, log_updates is not None and config.get_bool("core.logAllRefUpdates"), bare=work_tree is None))
         return cls(odb, refs, git_dir=git_dir, common_dir=common_dir, work_tree=work_tree, config=config)
 
     @classmethod

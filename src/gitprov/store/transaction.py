@@ -92,7 +92,7 @@ def commit_on_refs(repo: GitRepository, updates: list[RefUpdate]) -> dict[str, s
                 lost.append(update)
             elif ref not in commits:
                 done[ref] = tips[ref]
-            elif repo.refs.compare_and_swap(ref, tips[ref], commits[ref]):
+            elif repo.refs.compare_and_swap(ref, tips[ref], commits[ref], update[2]):
                 done[ref] = commits[ref]
             else:
                 lost.append(update)
