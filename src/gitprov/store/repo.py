@@ -146,7 +146,7 @@ class GitRepository:
         if os.path.isfile(commondir_file):
             with open(commondir_file, encoding="utf-8") as f:
                 common_dir = os.path.normpath(os.path.join(git_dir, f.read().strip()))
-        config = GitConfig.for_repository(common_dir)
+        config = GitConfig.for_repository(common_dir, git_dir)
         if work_tree is not None and config.get_bool("core.bare") and "GIT_WORK_TREE" not in os.environ:
             work_tree = None
         if work_tree is None and require_work_tree:
