@@ -326,8 +326,9 @@ class GitConfig:
 
     @classmethod
     def from_git(cls, git_dir: str | None) -> GitConfig:
-        """The same view, read by ``git config --list`` itself (a subprocess: not for
-        hot paths; the tests' oracle)."""
+        """The same view, read by ``git config --list`` itself in ``git_dir`` (None: the
+        repository git finds from the working directory), a subprocess: not for hot
+        paths; the tests' oracle."""
         from . import gitbin
 
         proc = gitbin.run(["config", "--list", "-z"], git_dir=git_dir, error=ConfigError)
