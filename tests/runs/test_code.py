@@ -162,15 +162,38 @@ def test_random_edits_always_give_what_git_diff_gives(repo: GitRepo, counted, se
     assert diffs(counted) < 50  # some of the 50 diffs were reused
 
 
-def test_config_includes_are_never_reused(repo: GitRepo, tmp_path, counted) -> None:
-    included = tmp_path / "included.gitconfig"
-    included.write_text("")
+def test_config_includes_are_watched(repo: GitRepo, tmp_path, counted) -> None:
+    """Files the config includes (nested, conditional, not there yet) are watched like
+    the config itself: the diff is reused until one of them changes."""
+    included, nested = tmp_path / "included.gitconfig", tmp_path / "nested.gitconfig"
+    included.write_text(f"[include]\n\tpath = {nested}\n")
     repo.git("config", "include.path", str(included))
+    repo.git("config", "includeIf.onbranch:main.path", str(tmp_path / "on-main.gitconfig"))
     (repo.path / "file-c0.txt").write_text("edited\n")
     time.sleep(SETTLE)
-    patch_of(repo)
-    included.write_text("[diff]\n\tcontext = 0\n")
+    first = patch_of(repo)
+    assert patch_of(repo) == first == truth(repo)
+    assert diffs(counted) == 1
+    nested.write_text("[diff]\n\tcontext = 0\n")  # a file that did not exist when the diff was taken
+    time.sleep(SETTLE)
     assert patch_of(repo) == truth(repo)
+    assert diffs(counted) == 2
+    included.write_text("")
+    (tmp_path / "on-main.gitconfig").write_text("[diff]\n\tcontext = 1\n")
+    time.sleep(SETTLE)
+    assert patch_of(repo) == truth(repo)
+    assert patch_of(repo) == truth(repo)
+    assert diffs(counted) == 3
+
+
+def test_a_config_git_cannot_read_is_never_reused(repo: GitRepo, counted) -> None:
+    (repo.path / "file-c0.txt").write_text("edited\n")
+    time.sleep(SETTLE)
+    git = GitRepository.open(str(repo.path))
+    with open(repo.path / ".git" / "config", "a") as f:
+        f.write("[broken\n")
+    for _ in range(2):
+        code.code_version(git)
     assert diffs(counted) == 2
 
 

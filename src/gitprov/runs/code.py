@@ -3,14 +3,15 @@
 The patch is ``git diff --binary HEAD``, one git process (~1.5 ms, most of it starting
 the process). A process that starts many runs without touching the work tree gets the
 same patch each time, so the last diff is reused when nothing it depends on can have
-changed: the same HEAD commit, the same ``stat`` of the index, of the config and
-attributes files git reads (``.gitattributes`` in every directory above a tracked file,
-tracked or not, ``core.attributesFile``, ``info/attributes``), and of every tracked
-file, and the same ``GIT_*`` environment. As git's own "racy" rule: a snapshot holding
-a timestamp too close to the moment it was taken (a file could still change within the
-clock's granularity without changing its ``stat``) is not reused, and neither are
-repositories with submodules (a submodule's commit changes without a ``stat`` change
-above it), with config ``include``s (more files than prov reads), or with more tracked
+changed: the same HEAD commit, the same ``stat`` of the index, of the config files git
+reads (those it includes too, and HEAD when an ``includeIf onbranch:`` was evaluated:
+``GitConfig.files``) and attributes files (``.gitattributes`` in every directory above
+a tracked file, tracked or not, ``core.attributesFile``, ``info/attributes``), and of
+every tracked file, and the same ``GIT_*``, ``HOME`` and ``XDG_CONFIG_HOME``. As git's
+own "racy" rule: a snapshot holding a timestamp too close to the moment it was taken (a
+file could still change within the clock's granularity without changing its ``stat``)
+is not reused, and neither are repositories with submodules (a submodule's commit
+changes without a ``stat`` change above it), a config git cannot read, or more tracked
 files than a diff costs to ``stat``. The diff's options make a patch ``git apply``
 takes whatever the user's diff settings.
 """
@@ -22,10 +23,11 @@ import sys
 import threading
 import time
 
-from ..errors import ProvError
+from ..errors import ConfigError, ProvError
 from ..model import CodeVersion
 from ..scrub import scrub_url
 from ..store import gitbin
+from ..store.config import GitConfig
 from ..store.repo import GitRepository
 
 __all__ = ["code_version", "head_code_version"]
@@ -36,6 +38,8 @@ MAX_CACHED_FILES = 2000
 #: sub-second timestamps, 2 s where every timestamp is whole seconds (FAT, some NFS)
 _RACY_NS = 100_000_000
 _RACY_COARSE_NS = 2_000_000_000
+#: variables beyond ``GIT_*`` that say which config files git reads
+_CONFIG_ENV = ("HOME", "XDG_CONFIG_HOME")
 #: a patch ``git apply`` takes whatever the user's diff settings (prefixes, textconv)
 _DIFF = ["diff", "--binary", "--no-color", "--no-ext-diff", "--no-textconv", "--no-relative",
          "--src-prefix=a/", "--dst-prefix=b/", "HEAD"]
@@ -86,44 +90,50 @@ def _stat(path: str) -> StatKey:
 class _Snapshot:
     """What one ``git diff`` depended on, and what it printed."""
 
-    __slots__ = ("key", "listing", "paths", "stats", "out")
+    __slots__ = ("key", "listing", "paths", "stats", "out", "config_files")
 
     def __init__(self, key: tuple, listing: tuple, paths: list[str] | None,
-                 stats: list[StatKey] | None, out: bytes) -> None:
+                 stats: list[StatKey] | None, out: bytes, config_files: tuple[str, ...]) -> None:
         self.key, self.listing, self.paths, self.stats, self.out = key, listing, paths, stats, out
+        self.config_files = config_files
 
 
 _snapshots: dict[str, _Snapshot] = {}
 _snapshots_lock = threading.Lock()
 
 
-def _key(git: GitRepository, commit: str) -> tuple[tuple, tuple]:
+def _config(git: GitRepository) -> GitConfig | None:
+    """The config as it is now, not when the repository was opened; None when git
+    cannot read it (git's diff says what is wrong; nothing is reused meanwhile)."""
+    try:
+        return GitConfig.for_repository(git.common_dir, git.git_dir)
+    except ConfigError:
+        return None
+
+
+def _key(git: GitRepository, commit: str, config_files: tuple[str, ...]) -> tuple[tuple, tuple]:
     """``(everything but the watched files that git's diff reads, the part of it the
-    list of watched files depends on: the stat of the index and of the config files)``."""
+    list of watched files depends on: the stat of the index, of the config files (as
+    the config last read named them: while none of them changes, the config and so
+    the list are the same) and of the attributes files)``."""
     git_dir = git.git_dir or ""
     common = git.common_dir or git_dir
     index = _stat(os.environ.get("GIT_INDEX_FILE") or os.path.join(git_dir, "index"))
     home = os.path.expanduser("~")
     xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
-    files = (os.path.join(common, "config"), os.path.join(git_dir, "config.worktree"),
-             os.path.join(common, "info", "attributes"), os.path.join(home, ".gitconfig"),
-             os.path.join(xdg, "git", "config"), os.path.join(xdg, "git", "attributes"),
-             os.environ.get("GIT_CONFIG_GLOBAL") or "", os.environ.get("GIT_CONFIG_SYSTEM") or "/etc/gitconfig")
-    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("GIT_")))
-    listing = (index, tuple(_stat(f) for f in files))
+    files = (*config_files, os.path.join(common, "info", "attributes"), os.path.join(xdg, "git", "attributes"))
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("GIT_") or k in _CONFIG_ENV))
+    listing = (index, tuple((f, _stat(f)) for f in files))
     return (commit, git.work_tree, *listing, env), listing
 
 
-def _watched(git: GitRepository) -> list[str] | None:
+def _watched(git: GitRepository, config: GitConfig | None) -> list[str] | None:
     """The files whose ``stat`` a reused diff depends on beyond the key: every tracked
     file, the ``.gitattributes`` (tracked or not) of every directory above one, and
     ``core.attributesFile``; None when the diff is not to be reused (submodules, too
-    many files, config ``include``s, git failed)."""
-    from ..store.config import GitConfig
-
+    many files, an unreadable config, git failed)."""
     work_tree = git.work_tree or ""
-    config = GitConfig.for_repository(git.common_dir)  # as it is now, not when opened
-    if config.has_section("include") or config.has_section("includeif"):
+    if config is None:
         return None
     try:
         status, out = gitbin.output(["--no-optional-locks", "-C", work_tree, "ls-files", "-z", "--stage"])
@@ -165,12 +175,18 @@ def _diff_head(git: GitRepository, commit: str) -> bytes | None:
     from this process's last diff of the same work tree when nothing it read changed."""
     work_tree = git.work_tree or ""
     started = time.time_ns()
-    key, listing = _key(git, commit)
     with _snapshots_lock:
         last = _snapshots.get(work_tree)
-    if last is not None and last.key == key and last.paths is not None and [_stat(p) for p in last.paths] == last.stats:
+    if last is not None and last.paths is not None and _key(git, commit, last.config_files)[0] == last.key \
+            and [_stat(p) for p in last.paths] == last.stats:
         return last.out
-    paths = last.paths if last is not None and last.listing == listing and listing[0] is not None else _watched(git)
+    config = _config(git)
+    config_files = config.files if config is not None else ()
+    key, listing = _key(git, commit, config_files)
+    if last is not None and last.listing == listing and listing[0] is not None and config is not None:
+        paths = last.paths
+    else:
+        paths = _watched(git, config)
     stats = [_stat(p) for p in paths] if paths is not None else None
     try:  # posix_spawn, not subprocess: no fork of a large training process
         status, out = gitbin.output(["--no-optional-locks", "-C", work_tree, *_DIFF])
@@ -178,7 +194,8 @@ def _diff_head(git: GitRepository, commit: str) -> bytes | None:
         return None
     if status != 0:
         return None
-    reusable = stats is not None and not _racy([*stats, listing[0]], started) and _key(git, commit)[0] == key
+    read = [*stats, listing[0], *(st for _, st in listing[1])] if stats is not None else []
+    reusable = stats is not None and not _racy(read, started) and _key(git, commit, config_files)[0] == key
     with _snapshots_lock:
-        _snapshots[work_tree] = _Snapshot(key, listing, paths, stats if reusable else None, out)
+        _snapshots[work_tree] = _Snapshot(key, listing, paths, stats if reusable else None, out, config_files)
     return out

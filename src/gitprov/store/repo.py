@@ -164,7 +164,7 @@ class GitRepository:
         if os.path.isfile(commondir_file):
             with open(commondir_file, encoding="utf-8") as f:
                 common_dir = os.path.normpath(os.path.join(git_dir, f.read().strip()))
-        config = GitConfig.for_repository(common_dir)
+        config = GitConfig.for_repository(common_dir, git_dir)
         if work_tree is not None and config.get_bool("core.bare") and "GIT_WORK_TREE" not in os.environ:
             work_tree = None
         if work_tree is None and require_work_tree:
@@ -184,8 +184,11 @@ class GitRepository:
         odb = _object_database(os.path.join(common_dir, "objects"), fmt)
         odb.durability = durability
         log_updates = config.get("core.logAllRefUpdates")
-        refs = DiskRefs(git_dir, common_dir, durability=durability, log_updates=reflog_mode(
-            log_updates, log_updates is not None and config.get_bool("core.logAllRefUpdates"), bare=work_tree is None))
+        # "always" is not a boolean: git checks for it before reading one
+        enabled = log_updates is not None and (log_updates.strip().lower() == "always"
+                                               or config.get_bool("core.logAllRefUpdates"))
+        refs = DiskRefs(git_dir, common_dir, durability=durability,
+                        log_updates=reflog_mode(log_updates, enabled, bare=work_tree is None))
         return cls(odb, refs, git_dir=git_dir, common_dir=common_dir, work_tree=work_tree, config=config)
 
     @classmethod

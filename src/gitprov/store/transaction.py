@@ -7,11 +7,11 @@ that reaches them, so a crash at any point leaves the ref valid.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 
 from ..errors import ConcurrentUpdateError
+from .ident import committer
 from .objects import encode_commit
 from .repo import GitRepository
 
@@ -21,11 +21,10 @@ MAX_ATTEMPTS = 100
 
 
 def identity_line(repo: GitRepository, now: float | None = None) -> str:
-    """``Name <email> epoch tz`` for commits prov writes on its own refs."""
-    name = os.environ.get("GIT_COMMITTER_NAME") or repo.config.get("user.name") or "git-prov"
-    email = os.environ.get("GIT_COMMITTER_EMAIL") or repo.config.get("user.email") or "git-prov@localhost"
-    name = "".join(ch for ch in name if ch not in "<>\n").strip() or "git-prov"
-    email = "".join(ch for ch in email if ch not in "<>\n").strip()
+    """``Name <email> epoch tz`` for commits prov writes on its own refs: the committer
+    git would use (``ident.committer``), or ``git-prov <git-prov@localhost>`` where git
+    would refuse to commit."""
+    name, email = committer(repo.config) or ("git-prov", "git-prov@localhost")
     now = time.time() if now is None else now
     offset = time.localtime(now).tm_gmtoff // 60
     sign = "+" if offset >= 0 else "-"
