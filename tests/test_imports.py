@@ -138,3 +138,12 @@ def test_only_the_cli_imports_click() -> None:
     for path in sorted(SRC.rglob("*.py")):
         if "click" in {m.split(".")[0] for m in imports_of(path)}:
             assert path.relative_to(SRC).parts[0] == "cli", path
+
+
+def test_opening_a_repository_and_show_load_no_run_code(prov_repo) -> None:
+    """``prov show`` opens a ``Repository``: without journals of dead runs that must not
+    load the run package or its recovery (it cost ``prov show`` 14 ms once)."""
+    code = ("import sys, json, gitprov\nrepo = gitprov.Repository('.')\nrepo.show()\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('gitprov.runs', 'secrets')))))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=prov_repo.path)
+    assert json.loads(proc.stdout) == []

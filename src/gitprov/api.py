@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ._util.clock import utc_timestamp
-from .captures import BackfillResult, CaptureResult
 from .errors import ReadOnlyRepositoryError, UsageError
 from .provenance import CommitProvenance
 from .store.ledger import LEDGER_FORMAT, Ledger
@@ -24,6 +22,8 @@ from .store.prov_store import ProvStore
 from .store.repo import GitRepository
 
 if TYPE_CHECKING:
+    from ._util.clock import utc_timestamp
+    from .captures import BackfillResult, CaptureResult
     from .exchange.remote import ExchangeResult
     from .history import RelinkResult
     from .index import RunIndex
@@ -49,6 +49,19 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    """Names that load on first use (``prov show`` needs none of them)."""
+    if name in ("BackfillResult", "CaptureResult"):
+        from . import captures
+
+        return getattr(captures, name)
+    if name == "utc_timestamp":
+        from ._util.clock import utc_timestamp
+
+        return utc_timestamp
+    raise AttributeError(f"module 'gitprov.api' has no attribute {name!r}")
+
+
 class Repository:
     """Provenance of one git repository (found from ``path`` like git does)."""
 
@@ -57,9 +70,10 @@ class Repository:
             self.store = path
         else:
             self.store = ProvStore(path if isinstance(path, GitRepository) else GitRepository.open(os.fspath(path)))
-        from .runs.recovery import recover_if_needed
+        if self.store.has_journals():  # the recovery code loads only when needed
+            from .runs.recovery import recover_quietly
 
-        recover_if_needed(self.store)
+            recover_quietly(self.store)
 
     @property
     def git(self) -> GitRepository:

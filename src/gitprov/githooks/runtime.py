@@ -55,11 +55,13 @@ class _Context:
 
     def open(self) -> ProvStore:
         """The repository's provenance store, journals of dead run writers folded in."""
-        from ..runs.recovery import recover_if_needed
         from ..store.prov_store import ProvStore
 
         self.store = ProvStore.open(os.getcwd())
-        recover_if_needed(self.store)
+        if self.store.has_journals():
+            from ..runs.recovery import recover_quietly
+
+            recover_quietly(self.store)
         return self.store
 
 

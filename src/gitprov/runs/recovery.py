@@ -13,25 +13,10 @@ from ..store.note_queue import settle
 from ..store.prov_store import ProvStore
 from ..store.transaction import commit_on_refs
 
-__all__ = ["has_journals", "recover_abandoned", "recover_if_needed", "recover_quietly"]
+__all__ = ["recover_abandoned", "recover_quietly"]
 
 #: seconds recovery waits for a ref lock (a run writer holds one for milliseconds)
 _LOCK_WAIT_SECONDS = 0.25
-
-
-def has_journals(folder: str | None) -> bool:
-    """Cheap check (hot path): any run journal or note queue, live or abandoned, in ``folder``."""
-    if folder is None:
-        return False
-    try:
-        return any(name.endswith((".wal", ".notes")) for name in os.listdir(folder))
-    except OSError:
-        return False
-
-
-def recover_if_needed(store: ProvStore) -> list[str]:
-    """What opening a repository does: fold dead writers' journals, if there are any."""
-    return recover_quietly(store) if has_journals(store.journal_dir()) else []
 
 
 def recover_quietly(store: ProvStore) -> list[str]:

@@ -21,7 +21,6 @@ import re
 
 from ..errors import ConfigError
 from .config_file import canonical_key, parse_config, parse_parameters
-from .wildmatch import wildmatch
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,8 +30,8 @@ __all__ = ["MAX_INCLUDE_DEPTH", "GitConfig", "local_config_values", "parse_bool"
 
 MAX_INCLUDE_DEPTH = 10  # git's
 _SYSTEM_CONFIG = "/etc/gitconfig"
-_INT = re.compile(r"[ \t\n\v\f\r]*([+-]?(?:0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*))(.*)", re.S)
-_OCTAL = re.compile(r"[+-]?0[0-7]+")
+_INT = r"[ \t\n\v\f\r]*([+-]?(?:0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*))(.*)"  # compiled on first use, with re.S
+_OCTAL = r"[+-]?0[0-7]+"
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 _INT_MAX = (1 << 31) - 1
 
@@ -40,7 +39,7 @@ _INT_MAX = (1 << 31) - 1
 def _git_int(text: str) -> int | None:
     """git's ``git_parse_int``: C integer syntax (``0x``, leading-0 octal) and a
     ``k``/``m``/``g`` unit, within a C ``int``; None when git rejects it."""
-    m = _INT.fullmatch(text)
+    m = re.compile(_INT, re.S).fullmatch(text)
     if m is None:
         return None
     unit = m.group(2)
@@ -48,7 +47,7 @@ def _git_int(text: str) -> int | None:
     if factor is None:
         return None
     digits = m.group(1)
-    value = int(digits, 8) if _OCTAL.fullmatch(digits) else int(digits, 0)
+    value = int(digits, 8) if re.compile(_OCTAL).fullmatch(digits) else int(digits, 0)
     if abs(value) > _INT_MAX // factor:
         return None
     return value * factor
@@ -239,6 +238,8 @@ class _Reader:
             if self.unconditional_remote_url:
                 return True
             glob = condition[len("hasconfig:remote.*.url:"):]
+            from .wildmatch import wildmatch
+
             return any(wildmatch(glob, url) for url in self._remote_urls())
         return False  # unknown conditions are false, as in git
 
@@ -263,6 +264,8 @@ class _Reader:
                 head, want = text[:prefix], pattern[:prefix]
                 if len(text) < prefix or (head.lower() != want.lower() if icase else head != want):
                     return False  # git compares the prefix once, not again for the absolute path
+            from .wildmatch import wildmatch
+
             if wildmatch(pattern[prefix:], text[prefix:], casefold=icase):
                 return True
         return False
@@ -272,6 +275,8 @@ class _Reader:
             self.branch = self._head_branch()
         if self.branch is None:
             return False
+        from .wildmatch import wildmatch
+
         return wildmatch(pattern + "**" if pattern.endswith("/") else pattern, self.branch)
 
     def _head_branch(self) -> str | None:

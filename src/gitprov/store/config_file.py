@@ -34,14 +34,16 @@ _FAST = re.compile(r"""[ \t\r\n]*(?:
   | \[([A-Za-z0-9.-]+)(?:[ \t\r]+(")([^"\\\n]*)")?\]
   | ([A-Za-z][A-Za-z0-9-]*)[ \t]*(?:(=)([^"\\\n#;]*)(?:[#;][^\n]*)?)?(?=\n|\Z)
 )?""", re.X)
-_HEADER = re.compile(r'\[([A-Za-z0-9.-]*)(?:\]|[ \t\r]+"((?:[^"\\\n]|\\[^\n])*)"\])')
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]*[ \t]*")
-_UNESCAPE = re.compile(r"\\(.)")
+#: the patterns below are compiled on first use (re caches them): a process reading
+#: plain config needs none of them
+_HEADER = r'\[([A-Za-z0-9.-]*)(?:\]|[ \t\r]+"((?:[^"\\\n]|\\[^\n])*)"\])'
+_NAME = r"[A-Za-z][A-Za-z0-9-]*[ \t]*"
+_UNESCAPE = r"\\(.)"
 _SPACES = str.maketrans("\t\r", "  ")
 _ESCAPES = {"n": "\n", "t": "\t", "b": "\b", "\\": "\\", '"': '"'}
-_KEY_PART = re.compile(r"[A-Za-z0-9-]*")
-_NAME_PART = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
-_COUNT = re.compile(r"[ \t\n\v\f\r]*\+?(-?[0-9]+)")  # strtoul's
+_KEY_PART = r"[A-Za-z0-9-]*"
+_NAME_PART = r"[A-Za-z][A-Za-z0-9-]*"
+_COUNT = r"[ \t\n\v\f\r]*\+?(-?[0-9]+)"  # strtoul's
 
 
 class _BadLine(Exception):
@@ -128,14 +130,14 @@ def _step(text: str, pos: int, section: str, entries: list[Entry]) -> tuple[int,
     """What the fast pattern leaves at ``pos``: a ``[section "subsection"]`` header or
     a value with quotes or escapes; anything else is a line git rejects."""
     if text[pos] == "[":
-        m = _HEADER.match(text, pos)
+        m = re.compile(_HEADER).match(text, pos)
         if m is None or not (m.group(1) or m.group(2) is not None):
             raise _BadLine(pos)
         base, sub = m.group(1).lower(), m.group(2)
         if sub is not None and "\\" in sub:
-            sub = _UNESCAPE.sub(r"\1", sub)
+            sub = re.compile(_UNESCAPE).sub(r"\1", sub)
         return m.end(), base if sub is None else f"{base}.{sub}"
-    m = _NAME.match(text, pos)
+    m = re.compile(_NAME).match(text, pos)
     if m is None or not text.startswith("=", m.end()):
         raise _BadLine(m.end() if m else pos)
     name = m.group().rstrip(" \t").lower()
@@ -151,7 +153,7 @@ def canonical_key(key: str) -> str | None:
     if first < 0 or last == 0 or last == len(key) - 1:
         return None
     section, name = key[:first], key[last + 1:]
-    if not _KEY_PART.fullmatch(section) or not _NAME_PART.fullmatch(name) or "\n" in key:
+    if not re.compile(_KEY_PART).fullmatch(section) or not re.compile(_NAME_PART).fullmatch(name) or "\n" in key:
         return None
     middle = key[first:last + 1]
     return f"{section.lower()}{middle}{name.lower()}"
@@ -193,7 +195,7 @@ def parse_parameters(environ: Mapping[str, str] | None = None) -> list[tuple[str
     entries: list[tuple[str, str | None]] = []
     count = env.get("GIT_CONFIG_COUNT")
     if count is not None:
-        number = _COUNT.fullmatch(count)
+        number = re.compile(_COUNT).fullmatch(count)
         if (number is None and count) or (number is not None and int(number.group(1)) < 0):
             raise ConfigError("GIT_CONFIG_COUNT is not a number; unset it or set it to the number of GIT_CONFIG_KEY_<n>")
         for i in range(int(number.group(1)) if number else 0):

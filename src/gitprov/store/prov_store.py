@@ -63,5 +63,16 @@ class ProvStore:
         prov_dir = self.git.prov_dir()
         return None if prov_dir is None else os.path.join(prov_dir, "journal")
 
+    def has_journals(self) -> bool:
+        """Cheap check (every open does it): any run journal or note queue, live or
+        abandoned. Only then is recovery (``runs/recovery.py``) worth importing."""
+        folder = self.journal_dir()
+        if folder is None:
+            return False
+        try:
+            return any(name.endswith((".wal", ".notes")) for name in os.listdir(folder))
+        except OSError:
+            return False
+
     def __repr__(self) -> str:
         return f"<ProvStore {self.git.git_dir or 'memory'}>"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import heapq
 import os
 import re
-import weakref
 from collections.abc import Callable
 
 from ..errors import (
@@ -25,7 +24,6 @@ from ..errors import (
     RepositoryError,
     UnknownRevisionError,
 )
-from . import gitbin
 from .config import GitConfig
 from .durability import Durability
 from .objects import SHA1, Commit, ObjectFormat, decode_commit, format_named
@@ -55,16 +53,14 @@ def _object_database(path: str, fmt: ObjectFormat) -> DiskObjectDatabase:
     return odb
 
 
-def _committer_of(repo: GitRepository) -> Callable[[], str]:
-    """The identity of ``repo``'s reflog entries: the committer of the commits prov
-    writes (``identity_line``). Held weakly: the refs do not keep the repository alive."""
-    owner = weakref.ref(repo)
+def _committer_of(config: GitConfig) -> Callable[[], str]:
+    """The identity of a repository's reflog entries: the committer of the commits prov
+    writes (``identity_line``), from its config (the refs keep no repository alive)."""
 
     def committer() -> str:
-        from .transaction import identity_line  # (transaction imports this module)
+        from .transaction import committer_line  # (transaction imports this module)
 
-        repo = owner()
-        return identity_line(repo) if repo is not None else Refs.committer()
+        return committer_line(config)
 
     return committer
 
@@ -149,7 +145,7 @@ class GitRepository:
         self.work_tree = work_tree
         self.config = config or GitConfig({})
         self._shallow: frozenset[str] | None = None
-        refs.committer = _committer_of(self)
+        refs.committer = _committer_of(self.config)
 
     @property
     def fmt(self) -> ObjectFormat:
@@ -336,6 +332,8 @@ class GitRepository:
             return None
         args = ["--no-replace-objects", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{oid}~{count}"]
         try:
+            from . import gitbin  # a long walk: worth a process, not an import on every open
+
             status, raw = gitbin.output(args, git_dir=self.git_dir, extra={"GIT_GRAFT_FILE": os.devnull})
         except ProvError:  # git cannot be started
             return None
@@ -346,6 +344,8 @@ class GitRepository:
         if self.git_dir is None:
             raise UnknownRevisionError(f"unknown revision {rev!r}")
         try:
+            from . import gitbin
+
             proc = gitbin.run(["rev-parse", "--verify", "--quiet", "--end-of-options", rev], git_dir=self.git_dir, text=True)
         except ProvError:  # git cannot be started
             raise UnknownRevisionError(f"unknown revision {rev!r}") from None

@@ -11,11 +11,14 @@ import time
 from collections.abc import Callable
 
 from ..errors import ConcurrentUpdateError
-from .ident import committer
 from .objects import encode_commit
 from .repo import GitRepository
 
-__all__ = ["RefUpdate", "commit_on_ref", "commit_on_refs", "identity_line"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .config import GitConfig
+
+__all__ = ["RefUpdate", "commit_on_ref", "commit_on_refs", "committer_line", "identity_line"]
 
 MAX_ATTEMPTS = 100
 
@@ -24,7 +27,14 @@ def identity_line(repo: GitRepository, now: float | None = None) -> str:
     """``Name <email> epoch tz`` for commits prov writes on its own refs: the committer
     git would use (``ident.committer``), or ``git-prov <git-prov@localhost>`` where git
     would refuse to commit."""
-    name, email = committer(repo.config) or ("git-prov", "git-prov@localhost")
+    return committer_line(repo.config, now)
+
+
+def committer_line(config: GitConfig, now: float | None = None) -> str:
+    """``identity_line`` from the repository's config alone (what its reflogs use)."""
+    from .ident import committer  # only a write needs it
+
+    name, email = committer(config) or ("git-prov", "git-prov@localhost")
     now = time.time() if now is None else now
     offset = time.localtime(now).tm_gmtoff // 60
     sign = "+" if offset >= 0 else "-"
