@@ -22,6 +22,8 @@ from .store.prov_store import ProvStore
 from .store.repo import GitRepository
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from ._util.clock import utc_timestamp
     from .captures import BackfillResult, CaptureResult
     from .exchange.remote import ExchangeResult
@@ -190,6 +192,14 @@ class Repository:
         from .index.search import find_runs
 
         return find_runs(self.store, query, order_by, limit, include_deleted=include_deleted)
+
+    def iter_runs(self, query: dict[str, Any] | str | None = None, order_by: str | list[str] | None = None,
+                  limit: int | None = None, *, include_deleted: bool = False) -> Iterator[Run]:
+        """The runs of ``find_runs``, yielded as they are read, a page at a time: a
+        listing of any length in bounded memory, its first runs at once."""
+        from .index.search import iter_runs
+
+        return iter_runs(self.store, query, order_by, limit, include_deleted=include_deleted)
 
     def find_cached(self, stage_name: str, args_hash: str, commit: str | None = None) -> CachedStage | None:
         """The latest finished stage ``stage_name`` with the same ``args_hash`` (and,

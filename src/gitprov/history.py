@@ -127,8 +127,7 @@ def keep_enabled(store: ProvStore) -> bool:
 
 def pinned_commits(store: ProvStore) -> set[str]:
     """Commits that runs were made against (from the run index)."""
-    db = index_of(store).connection()
-    return {row[0] for row in db.execute("SELECT DISTINCT commit_id FROM runs WHERE commit_id IS NOT NULL AND commit_id != ''")}
+    return {commit for _, commit in index_of(store).run_commits()}
 
 
 def keep_pinned(store: ProvStore, commits: list[str] | None = None) -> list[str]:
@@ -164,8 +163,7 @@ def unreachable_runs(store: ProvStore) -> list[tuple[str, str]]:
     branch reaches."""
     store = ProvStore.of(store)
     pinned: dict[str, list[str]] = {}
-    db = index_of(store).connection()
-    for run_id, commit in db.execute("SELECT id, commit_id FROM runs WHERE commit_id IS NOT NULL AND commit_id != ''"):
+    for run_id, commit in index_of(store).run_commits():
         pinned.setdefault(commit, []).append(run_id)
     if not pinned:
         return []

@@ -122,3 +122,49 @@ def test_an_empty_listing_says_whether_filters_hid_the_runs(prov_repo):
     for args in (["--status", "crashed"], ["--experiment", "nope"], ["--where", "name = 'other'"]):
         proc = run_prov(prov_repo.path, "runs", *args)
         assert proc.returncode == 0 and proc.stdout.strip().startswith("no runs match"), (args, proc.stdout)
+
+
+@pytest.mark.parametrize("items", [[], [{}], [1, "two", None, []],
+                                   [{"a": [1, {}], "b": "line\nbreak", "c": {"d": {"e": []}}},
+                                    {"nan": float("nan"), "inf": -float("inf"), "u": "é ✓"}]])
+def test_a_streamed_json_array_is_the_json_of_the_list(items, capsys):
+    from gitprov.cli import render
+
+    render.emit_json(items)
+    whole = capsys.readouterr().out
+    render.emit_json_array(iter(items))
+    assert capsys.readouterr().out == whole
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_prov_runs_prints_its_first_runs_before_it_reads_the_last(prov_repo, monkeypatch, as_json):
+    import click
+    from synthetic_ledger import append_runs
+
+    from gitprov.cli import runs_cmd
+    from gitprov.index import reading, search
+
+    append_runs(str(prov_repo.path), 30, seed=2, start=0)  # on the ledger 'prov init' made
+    monkeypatch.setattr(search, "FIRST_PAGE", 3)
+    monkeypatch.setattr(reading, "PAGE", 4)
+    monkeypatch.setattr(reading, "BULK_MIN", 2)
+    events: list[str] = []
+    real_read, real_echo, real_summary = search.read_run_blobs, click.echo, runs_cmd.run_summary
+
+    def read(repo, runs, **kw):
+        for blobs in real_read(repo, runs, **kw):
+            events.append(blobs.run_id)
+            yield blobs
+
+    monkeypatch.setattr(search, "read_run_blobs", read)
+    monkeypatch.setattr(click, "echo", lambda *a, **kw: events.append("printed") or real_echo(*a, **kw))
+    monkeypatch.setattr(runs_cmd, "run_summary", lambda run: events.append("printed") or real_summary(run))
+    monkeypatch.chdir(prov_repo.path)
+    result = CliRunner().invoke(cli, ["runs", *(["--json"] if as_json else [])])
+    assert result.exit_code == 0, result.output
+    runs = gitprov.Repository(prov_repo.path).find_runs()
+    assert len(runs) == 30 and events.index("printed") < events.index(runs[-1].id)
+    if as_json:
+        assert json.loads(result.output) == json.loads(json.dumps([real_summary(r) for r in runs]))
+    else:
+        assert [line.split()[0] for line in result.output.splitlines()] == [r.id[:12] for r in runs]

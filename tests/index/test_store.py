@@ -9,7 +9,9 @@ import pytest
 
 import gitprov
 import gitprov.lineage as lineage
+from gitprov.errors import UnknownFieldError
 from gitprov.index import INDEX_FILE
+from gitprov.index.store import INDEX_VERSION
 from tests.conftest import run_git
 
 
@@ -36,7 +38,7 @@ def test_index_is_built_on_demand_and_keyed_by_the_ledger_tip(prov):
     assert prov.index().indexed_tip() == prov.ledger.tip()
     with sqlite3.connect(index_path(prov)) as db:
         assert db.execute("SELECT name, status FROM runs").fetchall() == [("a", "finished")]
-        assert db.execute("SELECT key, value FROM metrics").fetchall() == [("acc", 0.5)]
+        assert db.execute("SELECT k.name, m.value FROM metrics m JOIN keys k ON k.kid = m.key").fetchall() == [("acc", 0.5)]
 
 
 def test_only_changed_runs_are_re_read(prov):
@@ -144,3 +146,86 @@ def test_read_only_repository_gets_an_in_memory_index(prov, monkeypatch):
     fresh = gitprov.Repository(prov.work_tree)
     assert [r.name for r in fresh.find_runs()] == ["a"] and fresh.index().path == ":memory:"
     assert not os.path.exists(index_path(fresh))
+
+
+#: the tables of index format 4 (the release before the lean layout), as it made them
+V4_SCHEMA = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE shards(name TEXT PRIMARY KEY, oid TEXT NOT NULL);
+CREATE TABLE runs(id TEXT PRIMARY KEY, tree TEXT NOT NULL, shard TEXT NOT NULL, name TEXT, experiment TEXT,
+                  status TEXT, created TEXT, ended TEXT, updated TEXT, commit_id TEXT, parent TEXT,
+                  deleted INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE params(run TEXT NOT NULL, key TEXT NOT NULL, value, PRIMARY KEY(run, key)) WITHOUT ROWID;
+CREATE TABLE metrics(run TEXT NOT NULL, key TEXT NOT NULL, value REAL, step INTEGER, timestamp INTEGER,
+                     PRIMARY KEY(run, key)) WITHOUT ROWID;
+CREATE TABLE tags(run TEXT NOT NULL, key TEXT NOT NULL, value TEXT, PRIMARY KEY(run, key)) WITHOUT ROWID;
+CREATE TABLE attributes(run TEXT NOT NULL, key TEXT NOT NULL, value, PRIMARY KEY(run, key)) WITHOUT ROWID;
+CREATE TABLE lineage(run TEXT NOT NULL, direction TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
+                     item TEXT NOT NULL);
+CREATE TABLE stages(run TEXT NOT NULL, name TEXT NOT NULL, args_hash TEXT, commit_id TEXT, dirty INTEGER,
+                    status TEXT, ended TEXT, record TEXT NOT NULL);
+"""
+
+
+def test_an_index_of_the_previous_format_is_rebuilt(prov):
+    with start(prov, "a", params={"lr": 1}) as run:
+        run.log_metric("acc", 0.5)
+    os.makedirs(os.path.dirname(index_path(prov)), exist_ok=True)
+    with sqlite3.connect(index_path(prov)) as db:  # what format 4 left for this very ledger tip
+        db.executescript(V4_SCHEMA)
+        db.execute("INSERT INTO meta VALUES ('version', '4'), ('tip', ?)", (prov.ledger.tip(),))
+        db.execute("INSERT INTO runs(id, tree, shard, name) VALUES (?, 'x', ?, 'stale')", (run.id, run.id[:2]))
+    db.close()
+    fresh = gitprov.Repository(prov.work_tree)
+    assert [(r.id, r.name) for r in fresh.find_runs({"params.lr": 1, "metrics.acc": 0.5})] == [(run.id, "a")]
+    with sqlite3.connect(index_path(prov)) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()[0] == INDEX_VERSION != "4"
+        assert db.execute("SELECT id, name FROM runs").fetchall() == [(bytes.fromhex(run.id), "a")]
+    db.close()
+
+
+def test_a_run_id_is_stored_once(prov):
+    with start(prov, "a", params={"p": 1}, tags={"t": "x"}) as run:
+        run.log_metrics({"m": 1.0, "n": 2.0})
+    with start(prov, "b") as other:
+        lineage.of(other).with_input_artifact(run.id, "model.pt").register()
+    prov.find_runs()
+    prov.index().close()
+    with open(index_path(prov), "rb") as f:
+        data = f.read()
+    assert run.id.encode() in data  # as the name of the artifact node 'b' consumed: text, once
+    assert data.count(run.id.encode()) == 2  # that node's row and its entry in nodes_key
+    assert data.count(bytes.fromhex(run.id)) == 2  # runs row and runs_id: every other table says its rid
+
+
+def test_shard_entries_that_are_not_run_ids_are_not_indexed(prov):
+    from gitprov.api import LEDGER_FORMAT
+
+    with start(prov, "real"):
+        pass
+    prov.ledger.apply({"runs/ab/not-a-run/record": b"{}", "runs/ab/cd" + "0" * 38 + "/record": b"{}",
+                       "runs/zz/zz00/record": b"{}"}, "test: foreign entries", LEDGER_FORMAT)
+    assert [r.name for r in prov.find_runs()] == ["real"]
+    assert [r.name for r in prov.iter_runs()] == ["real"]
+
+
+def test_keys_and_lineage_nodes_go_with_the_last_run_that_had_them(prov):
+    with start(prov, "base", params={"common": 1}):
+        pass
+    before = prov.ledger.tip()
+    with start(prov, "extra", params={"common": 2, "rare": 3}) as extra:
+        extra.log_metric("only_here", 1.0)
+    lineage.of(prov.get_run(extra.id)).with_input_model("bert", "v1").register()
+    assert [r.name for r in prov.find_runs({"params.rare": 3, "inputs.models.bert": "v1"})] == ["extra"]
+    assert "model:bert@v1" in prov.lineage("bert").nodes
+    run_git(prov.work_tree, "update-ref", "refs/prov/ledger", before)
+    with pytest.raises(UnknownFieldError, match="rare"):
+        prov.find_runs({"params.rare": 3})
+    with pytest.raises(UnknownFieldError, match="only_here"):
+        prov.find_runs({"metrics.only_here": {"$gt": 0}})
+    with pytest.raises(gitprov.UsageError, match="bert"):
+        prov.lineage("bert")
+    assert [r.name for r in prov.find_runs({"params.common": 1})] == ["base"]
+    with sqlite3.connect(index_path(prov)) as db:
+        assert db.execute("SELECT count(*) FROM nodes").fetchone()[0] == 0
+    db.close()

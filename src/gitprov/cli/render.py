@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["emit_json", "render_log", "render_show"]
+__all__ = ["emit_json", "emit_json_array", "render_log", "render_show"]
 
 
 def emit_json(obj: Any) -> None:
@@ -15,6 +16,23 @@ def emit_json(obj: Any) -> None:
     from .. import codec
 
     sys.stdout.write(msgspec.json.format(codec.encode(obj), indent=2).decode("utf-8") + "\n")
+
+
+def emit_json_array(items: Iterable[Any]) -> None:
+    """Print ``items`` as one JSON array, the same text as ``emit_json(list(items))``,
+    each item written (and flushed) as it comes."""
+    import msgspec
+
+    from .. import codec
+
+    out = sys.stdout
+    opening = "[\n  "
+    for item in items:
+        # an item's own lines, indented one level: JSON strings hold no raw newline
+        out.write(opening + msgspec.json.format(codec.encode(item), indent=2).decode("utf-8").replace("\n", "\n  "))
+        out.flush()
+        opening = ",\n  "
+    out.write("[]\n" if opening == "[\n  " else "\n]\n")
 
 
 def _size(n: int) -> str:

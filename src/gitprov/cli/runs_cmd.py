@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -139,26 +140,25 @@ def runs_group(ctx: click.Context, experiment: str | None, status: str | None, i
     """
     if ctx.invoked_subcommand is not None:
         return
-    if where is None and order_by is None and limit is None:
-        runs = repo.runs(experiment=experiment, status=status, include_deleted=include_deleted)
-    else:
-        from ..index import parse_order
+    from ..index import parse_order
 
-        clauses = [where or {}]
-        clauses += [{"experiment": experiment}] if experiment is not None else []
-        clauses += [{"status": status}] if status is not None else []
-        query = {"$and": [c for c in clauses if c]} if any(clauses) else {}
-        runs = repo.find_runs(query, parse_order(order_by), limit, include_deleted=include_deleted)
+    clauses = [where or {}]
+    clauses += [{"experiment": experiment}] if experiment is not None else []
+    clauses += [{"status": status}] if status is not None else []
+    query = {"$and": [c for c in clauses if c]} if any(clauses) else {}
+    # streamed: each page of runs is printed as it is read, whatever the ledger's size
+    runs = repo.iter_runs(query, parse_order(order_by), limit, include_deleted=include_deleted)
     if as_json:
-        render.emit_json([run_summary(r) for r in runs])
+        render.emit_json_array(run_summary(r) for r in runs)
         return
-    if not runs:
+    first = next(runs, None)
+    if first is None:
         if any(v is not None for v in (experiment, status, where, limit)) or include_deleted:
             click.echo("no runs match (drop a filter, or see every run with 'prov runs')")
         else:
             click.echo("no runs yet (start one with gitprov.start_run() or 'prov run -- CMD')")
         return
-    for r in runs:
+    for r in itertools.chain([first], runs):
         metrics = ", ".join(f"{k}={m.value:.4g}" for k, m in sorted(r.state.metrics.items())[:3])
         label = r.state.name + (f" [{r.state.experiment}]" if r.state.experiment else "")
         click.echo(f"{r.id[:12]}  {r.state.status:8}  {r.record.created[:19]}  {label}  {metrics}".rstrip())

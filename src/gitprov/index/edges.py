@@ -3,17 +3,19 @@
 ``graph.load_edges`` materialises the whole graph (every lineage row of every run: a
 few seconds for 100,000 runs) before a traversal looks at a corner of it. ``IndexEdges``
 answers the traversal's questions instead — the edges of this frontier, these nodes'
-labels, the nodes whose id starts with this — with indexed queries on the ``lineage``
-and ``runs`` tables, so a lineage query costs what it reaches, not the ledger's size.
+labels, the nodes whose id starts with this — with indexed queries on the ``lineage``,
+``nodes`` and ``runs`` tables, so a lineage query costs what it reaches, not the ledger's size.
 The edges and nodes are exactly those of ``load_edges`` (tested on the same graphs).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..nodes import graph_node
+from .store import DIRECTIONS, id_bytes
 
 if TYPE_CHECKING:
     import sqlite3
@@ -24,6 +26,18 @@ _CHUNK = 500  # ids per ``IN (...)``
 _TOP = "\U0010ffff"  # sorts after every character: the upper bound of a prefix range
 
 Edge = tuple[str, str, str]
+#: a lineage row with its run id and its node's kind, name and item
+_ROWS = "runs r JOIN lineage l ON l.run = r.rid JOIN nodes n ON n.nid = l.node"
+_DIRECTION_NAMES = {v: k for k, v in DIRECTIONS.items()}
+
+
+def _run_keys(run_ids: Iterable[str]) -> list[bytes]:
+    """The index keys of the run ids that can be run ids at all (hex)."""
+    out = []
+    for run_id in run_ids:
+        with contextlib.suppress(ValueError):
+            out.append(id_bytes(run_id))
+    return out
 
 
 def _chunks(items: list[str]) -> Iterator[list[str]]:
@@ -45,7 +59,7 @@ class IndexEdges:
         self._parts.setdefault(node, set()).add((kind, name, item))
         return node
 
-    def _rows(self, sql: str, ids: Iterable[str], *args: Any) -> Iterator[tuple]:
+    def _rows(self, sql: str, ids: Iterable[Any], *args: Any) -> Iterator[tuple]:
         """Rows of ``sql`` whose first placeholder ``(?*)`` takes the ids, in chunks."""
         for chunk in _chunks(sorted(set(ids))):
             marks = ",".join("?" * len(chunk))
@@ -75,8 +89,7 @@ class IndexEdges:
         head = rest.split("/" if kind == "artifact" else "@", 1)[0]
         found = set()
         for name, item in self.db.execute(
-                "SELECT DISTINCT name, item FROM lineage WHERE kind = ? AND name >= ? AND name < ?",
-                (row_kind, head, head + _TOP)):
+                "SELECT name, item FROM nodes WHERE kind = ? AND name >= ? AND name < ?", (row_kind, head, head + _TOP)):
             if kind == "artifact" and not item:
                 continue
             node = self._node(row_kind, name, item)
@@ -87,8 +100,9 @@ class IndexEdges:
     def __contains__(self, node: str) -> bool:
         kind, _, rest = node.partition(":")
         if kind == "run":
-            return (self.db.execute("SELECT 1 FROM runs WHERE id = ?", (rest,)).fetchone() is not None
-                    or self.db.execute("SELECT 1 FROM lineage WHERE kind = 'run' AND name = ? LIMIT 1",
+            keys = _run_keys([rest])
+            return ((bool(keys) and self.db.execute("SELECT 1 FROM runs WHERE id = ?", keys).fetchone() is not None)
+                    or self.db.execute("SELECT 1 FROM nodes WHERE kind = 'run' AND name = ? LIMIT 1",
                                        (rest,)).fetchone() is not None)
         return node in self.with_prefix(node)
 
@@ -96,8 +110,8 @@ class IndexEdges:
         """Kind, label, missing and deleted of each node, as ``load_edges`` gives them."""
         out: dict[str, dict[str, Any]] = {}
         runs = [n[4:] for n in nodes if n.startswith("run:")]
-        known = {run_id: (name, deleted) for run_id, name, deleted in
-                 self._rows("SELECT id, name, deleted FROM runs WHERE id IN (?*)", runs)}
+        known = {run_id.hex(): (name, deleted) for run_id, name, deleted in
+                 self._rows("SELECT id, name, deleted FROM runs WHERE id IN (?*)", _run_keys(runs))}
         for node in nodes:
             if node.startswith("run:"):
                 run_id = node[4:]
@@ -131,15 +145,18 @@ class IndexEdges:
         found: set[Edge] = set()
         mine, theirs = ("out", "in") if forward else ("in", "out")
         # a run's own rows: what it produced (forward) or consumed
-        for run_id, kind, name, item in self._rows(
-                "SELECT run, kind, name, item FROM lineage WHERE run IN (?*) AND direction = ?", runs, mine):
+        for key, kind, name, item in self._rows(
+                f"SELECT r.id, n.kind, n.name, n.item FROM {_ROWS} WHERE r.id IN (?*) AND l.direction = ?",
+                _run_keys(runs), DIRECTIONS[mine]):
+            run_id = key.hex()
             if kind in ("model", "dataset", "run"):
                 other = self._node(kind, name, item)
                 found.add((f"run:{run_id}", other, "") if forward else (other, f"run:{run_id}", ""))
         # rows of other runs that name these runs
-        for run_id, name, item in self._rows(
-                "SELECT run, name, item FROM lineage WHERE name IN (?*) AND kind = 'run' AND direction = ?",
-                runs, theirs):
+        for key, name, item in self._rows(
+                f"SELECT r.id, n.name, n.item FROM {_ROWS} WHERE n.name IN (?*) AND n.kind = 'run' AND l.direction = ?",
+                runs, DIRECTIONS[theirs]):
+            run_id = key.hex()
             if forward:  # name produced what run_id consumed
                 if not item:
                     found.add((f"run:{name}", f"run:{run_id}", ""))
@@ -150,19 +167,21 @@ class IndexEdges:
         # models and datasets (few): the runs that consumed (forward) or produced them
         for kind in ("model", "dataset"):
             for node, name, item in others.get(kind, ()):
-                for (run_id,) in self.db.execute(
-                        "SELECT run FROM lineage WHERE kind = ? AND name = ? AND item = ? AND direction = ?",
-                        (kind, name, item, theirs)):
+                for (key,) in self.db.execute(
+                        f"SELECT r.id FROM {_ROWS} WHERE n.kind = ? AND n.name = ? AND n.item = ? AND l.direction = ?",
+                        (kind, name, item, DIRECTIONS[theirs])):
+                    run_id = key.hex()
                     found.add((node, f"run:{run_id}", "") if forward else (f"run:{run_id}", node, ""))
         # artifacts (many): the runs that consumed (forward) or produced them, and the
         # producer a consumer names
         wanted = {(name, item): node for node, name, item in others.get("run", ())}
-        for run_id, direction, name, item in self._rows(
-                "SELECT run, direction, name, item FROM lineage WHERE name IN (?*) AND kind = 'run' AND item != ''",
-                [name for name, _ in wanted]):
+        for key, direction_id, name, item in self._rows(
+                f"SELECT r.id, l.direction, n.name, n.item FROM {_ROWS} WHERE n.name IN (?*) AND n.kind = 'run' "
+                "AND n.item != ''", [name for name, _ in wanted]):
             node = wanted.get((name, item))
             if node is None:
                 continue
+            run_id, direction = key.hex(), _DIRECTION_NAMES[direction_id]
             if direction == theirs:
                 found.add((node, f"run:{run_id}", "") if forward else (f"run:{run_id}", node, ""))
             elif not forward and run_id != name:

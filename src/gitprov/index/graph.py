@@ -29,7 +29,8 @@ FORMATS = ("text", "json", "dot", "mermaid")
 def load_edges(db: sqlite3.Connection) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str, str]]]:
     """Every node (with its kind, label, and whether it is missing) and every edge."""
     nodes: dict[str, dict[str, Any]] = {}
-    for run_id, name, deleted in db.execute("SELECT id, name, deleted FROM runs"):
+    for key, name, deleted in db.execute("SELECT id, name, deleted FROM runs"):
+        run_id = key.hex()
         nodes[f"run:{run_id}"] = {"kind": "run", "label": f"run {run_id[:12]}" + (f" {name}" if name else ""),
                                   "missing": False, "deleted": bool(deleted)}
     edges: list[tuple[str, str, str]] = []
@@ -39,9 +40,10 @@ def load_edges(db: sqlite3.Connection) -> tuple[dict[str, dict[str, Any]], list[
             nodes[node_id] = {"kind": kind, "label": label, "missing": kind == "run", "deleted": False}
         return node_id
 
-    for run_id, direction, kind, name, item in db.execute(
-            "SELECT run, direction, kind, name, item FROM lineage ORDER BY run, direction, kind, name, item"):
-        me = f"run:{run_id}"
+    for key, direction_id, kind, name, item in db.execute(
+            "SELECT r.id, l.direction, n.kind, n.name, n.item FROM runs r JOIN lineage l ON l.run = r.rid "
+            "JOIN nodes n ON n.nid = l.node ORDER BY r.id, l.direction, n.kind, n.name, n.item"):
+        me, direction = f"run:{key.hex()}", "in" if direction_id == 0 else "out"
         if kind == "model":
             other = node(graph_node(kind, name, item), "model",
                          f"model {name}@{item}" if item else f"model {name}")

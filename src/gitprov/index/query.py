@@ -17,6 +17,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..errors import QueryError, UnknownFieldError
+from .store import DIRECTIONS, KEYED_TABLES, hex_sql, key_sql
 
 if TYPE_CHECKING:
     import sqlite3
@@ -26,9 +27,12 @@ __all__ = ["compile_order", "compile_query", "select_run_ids"]
 
 _COLUMNS = {
     "status": "r.status", "experiment": "r.experiment", "name": "r.name", "created": "r.created",
-    "ended": "r.ended", "updated": "r.updated", "commit": "r.commit_id", "parent": "r.parent", "id": "r.id",
+    "ended": "r.ended", "updated": "r.updated", "commit": hex_sql("r.commit_id"), "parent": hex_sql("r.parent"),
+    "id": "lower(hex(r.id))",
 }
-_KEYED = ("params", "metrics", "attributes", "tags")
+_KEYED = KEYED_TABLES
+#: the lineage rows of a run, with their node's kind, name and item
+_LINEAGE = "lineage l JOIN nodes x ON x.nid = l.node"
 _LINEAGE_KINDS = {"models": "model", "runs": "run", "datasets": "dataset"}
 _COMPARE = {"$eq": "=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _FIELD_OPS = {*_COMPARE, "$ne", "$in", "$nin", "$exists", "$regex", "$not", "$options"}
@@ -53,8 +57,9 @@ class _Target:
         """SQL true when some value of the field satisfies ``cond``."""
         if self.table is None:
             return f"COALESCE(({cond}), 0)", args
-        where = " AND ".join(p for p in ("x.run = r.id", self.match, f"({cond})" if cond else "") if p)
-        return f"EXISTS (SELECT 1 FROM {self.table} x WHERE {where})", [*self.match_args, *args]
+        source, run = (_LINEAGE, "l.run") if self.table == "lineage" else (f"{self.table} x", "x.run")
+        where = " AND ".join(p for p in (f"{run} = r.rid", self.match, f"({cond})" if cond else "") if p)
+        return f"EXISTS (SELECT 1 FROM {source} WHERE {where})", [*self.match_args, *args]
 
 
 def _target(field: str) -> _Target:
@@ -63,12 +68,12 @@ def _target(field: str) -> _Target:
     if field in _COLUMNS:
         return _Target(field, _COLUMNS[field], text_only=True)
     if field == "tags":
-        return _Target(field, "x.key", "tags", text_only=True)
+        return _Target(field, "(SELECT name FROM keys WHERE kid = x.key)", "tags", text_only=True)
     head, dot, rest = field.partition(".")
     if head in _KEYED and dot:
         if not rest:
             raise QueryError(f"query field {field!r} names no key")
-        return _Target(field, "x.value", head, "x.key = ?", (rest,), numeric_only=head == "metrics",
+        return _Target(field, "x.value", head, f"x.key = {key_sql(head)}", (rest,), numeric_only=head == "metrics",
                        text_only=head == "tags")
     if head in ("inputs", "outputs") and dot:
         kind_name, dot2, name = rest.partition(".")
@@ -76,16 +81,16 @@ def _target(field: str) -> _Target:
         if kind is None:
             raise UnknownFieldError(
                 f"unknown query field {field!r}; lineage fields are {head}.models, {head}.runs, {head}.datasets")
-        direction = "in" if head == "inputs" else "out"
+        direction = DIRECTIONS["in" if head == "inputs" else "out"]
         if not dot2:
-            return _Target(field, "x.name", "lineage", "x.direction = ? AND x.kind = ?", (direction, kind), text_only=True)
+            return _Target(field, "x.name", "lineage", "l.direction = ? AND x.kind = ?", (direction, kind), text_only=True)
         if not name:
             raise QueryError(f"query field {field!r} names no {kind}")
         if kind == "run":  # a run id or a prefix of one
             prefix = name.lower()
-            return _Target(field, "x.item", "lineage", "x.direction = ? AND x.kind = ? AND substr(x.name, 1, ?) = ?",
+            return _Target(field, "x.item", "lineage", "l.direction = ? AND x.kind = ? AND substr(x.name, 1, ?) = ?",
                            (direction, kind, len(prefix), prefix), text_only=True)
-        return _Target(field, "x.item", "lineage", "x.direction = ? AND x.kind = ? AND x.name = ?",
+        return _Target(field, "x.item", "lineage", "l.direction = ? AND x.kind = ? AND x.name = ?",
                        (direction, kind, name), text_only=True)
     raise UnknownFieldError(
         f"unknown query field {field!r}; use params.<key>, metrics.<key>, attributes.<key>, tags, tags.<key>, "
@@ -225,8 +230,10 @@ class _Compiler:
         if self.db is None or target.table not in ("params", "metrics", "attributes"):
             return
         key = target.match_args[0]
-        if self.db.execute(f"SELECT 1 FROM {target.table} WHERE key = ? LIMIT 1", (key,)).fetchone() is None:
-            known = [k for (k,) in self.db.execute(f"SELECT DISTINCT key FROM {target.table} ORDER BY key LIMIT 20")]
+        if self.db.execute("SELECT 1 FROM keys WHERE kind = ? AND name = ? AND uses > 0",
+                           (target.table, key)).fetchone() is None:
+            known = [k for (k,) in self.db.execute(
+                "SELECT name FROM keys WHERE kind = ? AND uses > 0 ORDER BY name LIMIT 20", (target.table,))]
             hint = f"; known: {', '.join(known)}" if known else ""
             raise UnknownFieldError(f"no run has {target.table[:-1] if target.table != 'metrics' else 'metric'} "
                                     f"{key!r} (query field {target.field!r}){hint}")
@@ -259,17 +266,18 @@ def select_run_ids(db: sqlite3.Connection, query: dict[str, Any] | None, order_b
     if limit is None or first is None:
         sql = f"SELECT r.id FROM runs r WHERE {where} ORDER BY {order}"
         tail = [limit] if limit is not None else []
-        return [row[0] for row in db.execute(sql + (" LIMIT ?" if limit is not None else ""), [*args, *order_args, *tail])]
+        return [row[0].hex() for row in db.execute(sql + (" LIMIT ?" if limit is not None else ""),
+                                                   [*args, *order_args, *tail])]
     table, key, direction = first
     rest = order.split(", ", 1)[1]
     rest_args = order_args[1:]
-    with_key = (f"SELECT r.id FROM {table} o JOIN runs r ON r.id = o.run WHERE o.key = ? AND o.value IS NOT NULL "
-                f"AND {where} ORDER BY o.value {direction}, {rest} LIMIT ?")
-    ids = [row[0] for row in db.execute(with_key, [key, *args, *rest_args, limit])]
+    with_key = (f"SELECT r.id FROM {table} o JOIN runs r ON r.rid = o.run WHERE o.key = {key_sql(table)} "
+                f"AND o.value IS NOT NULL AND {where} ORDER BY o.value {direction}, {rest} LIMIT ?")
+    ids = [row[0].hex() for row in db.execute(with_key, [key, *args, *rest_args, limit])]
     if len(ids) < limit:
-        without = (f"SELECT r.id FROM runs r WHERE NOT EXISTS (SELECT 1 FROM {table} x WHERE x.run = r.id AND "
-                   f"x.key = ? AND x.value IS NOT NULL) AND {where} ORDER BY {rest} LIMIT ?")
-        ids += [row[0] for row in db.execute(without, [key, *args, *rest_args, limit - len(ids)])]
+        without = (f"SELECT r.id FROM runs r WHERE NOT EXISTS (SELECT 1 FROM {table} x WHERE x.run = r.rid AND "
+                   f"x.key = {key_sql(table)} AND x.value IS NOT NULL) AND {where} ORDER BY {rest} LIMIT ?")
+        ids += [row[0].hex() for row in db.execute(without, [key, *args, *rest_args, limit - len(ids)])]
     return ids
 
 
@@ -297,7 +305,8 @@ def _order(order_by: str | list[str] | None) -> tuple[str, list[Any], tuple[str,
         if target.table in ("params", "metrics", "attributes", "tags") and target.match_args:
             if not terms:
                 first = (target.table, target.match_args[0], direction)
-            sql.append(f"(SELECT x.value FROM {target.table} x WHERE x.run = r.id AND x.key = ?) {direction} NULLS LAST")
+            sql.append(f"(SELECT x.value FROM {target.table} x WHERE x.run = r.rid AND x.key = {key_sql(target.table)}) "
+                       f"{direction} NULLS LAST")
             args.append(target.match_args[0])
         elif target.table is None:
             sql.append(f"{target.value_sql} {direction} NULLS LAST")

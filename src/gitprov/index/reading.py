@@ -15,8 +15,11 @@ so its error is the same on both paths; if ``git`` cannot read the repository at
 from __future__ import annotations
 
 import contextlib
+import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain, islice
 from typing import NamedTuple
 
 from ..errors import DataError, ProvError
@@ -24,10 +27,12 @@ from ..store import gitbin
 from ..store.repo import GitRepository
 from ..store.trees import read_tree
 
-__all__ = ["BULK_MIN", "RunBlobs", "read_run_blobs"]
+__all__ = ["BULK_MIN", "PAGE", "RunBlobs", "read_run_blobs"]
 
 #: from this many runs on, one ``git cat-file --batch`` process reads them
 BULK_MIN = 200
+#: runs asked for at a time when ``runs`` is not a sequence (a streamed listing)
+PAGE = 500
 
 
 class RunBlobs(NamedTuple):
@@ -39,23 +44,42 @@ class RunBlobs(NamedTuple):
     state: bytes
 
 
-def read_run_blobs(repo: GitRepository, runs: Sequence[tuple[str, str]], *,
+def read_run_blobs(repo: GitRepository, runs: Iterable[tuple[str, str]], *,
                    bulk: bool | None = None) -> Iterator[RunBlobs]:
     """``RunBlobs`` for each ``(run id, run directory tree id)`` of ``runs``, in order.
 
-    ``bulk``: ``None`` chooses by count (``BULK_MIN``), ``True`` asks for the
-    ``git cat-file`` path (still falling back when git cannot be started), ``False``
-    forces the object layer. Raises ``DataError`` for a run directory without a
-    record or state, ``MissingObjectError`` for a missing object.
+    ``runs`` is a sequence (all of it asked for at once) or any other iterable, which is
+    drawn ``PAGE`` runs at a time, a page ahead of what has been yielded, so a caller
+    can stream a listing of any length in bounded memory. ``bulk``: ``None`` chooses by
+    count (``BULK_MIN``), ``True`` asks for the ``git cat-file`` path (still falling back
+    when git cannot be started), ``False`` forces the object layer. Raises ``DataError``
+    for a run directory without a record or state, ``MissingObjectError`` for a missing
+    object.
     """
+    if isinstance(runs, Sequence):
+        pages: Iterator[list[tuple[str, str]]] = iter([list(runs)] if runs else [])
+        count = len(runs)
+    else:
+        source = iter(runs)
+        head = list(islice(source, BULK_MIN))
+        pages = chain([head] if head else [], _pages(source))
+        count = len(head)
     if bulk is None:
-        bulk = len(runs) >= BULK_MIN
-    proc = _start_cat_file(repo) if bulk and runs else None
+        bulk = count >= BULK_MIN
+    proc = None
+    if bulk and count:
+        proc = _start_cat_file(repo) if isinstance(runs, Sequence) else _start_cat_file(repo, buffered=False)
     if proc is None:
-        for run_id, tree in runs:
-            yield read_one(repo, run_id, tree)
+        for page in pages:
+            for run_id, tree in page:
+                yield read_one(repo, run_id, tree)
         return
-    yield from _read_with_git(repo, proc, runs)
+    yield from _read_with_git(repo, proc, pages, ahead=None if isinstance(runs, Sequence) else 1)
+
+
+def _pages(source: Iterator[tuple[str, str]]) -> Iterator[list[tuple[str, str]]]:
+    while page := list(islice(source, PAGE)):
+        yield page
 
 
 def read_one(repo: GitRepository, run_id: str, tree: str) -> RunBlobs:
@@ -67,15 +91,18 @@ def read_one(repo: GitRepository, run_id: str, tree: str) -> RunBlobs:
     return RunBlobs(run_id, tree, repo.odb.read_typed(record.oid, "blob"), repo.odb.read_typed(state.oid, "blob"))
 
 
-def _start_cat_file(repo: GitRepository):  # -> subprocess.Popen | None
+def _start_cat_file(repo: GitRepository, buffered: bool = True):  # -> subprocess.Popen | None
     """A ``git cat-file --batch`` process on ``repo``, or None when there is no git
-    directory (in-memory repository) or no git binary to run."""
+    directory (in-memory repository) or no git binary to run. ``buffered``: git holds
+    its answers until its output buffer fills or its input ends (every request is
+    written at once); otherwise each answer is flushed as it is made (requests come a
+    page at a time, and the reader waits for the answers of the page before the last)."""
     git_dir = repo.common_dir or repo.git_dir
     if git_dir is None:
         return None
     try:
-        return gitbin.start(["cat-file", "--batch", "--buffer"], git_dir=git_dir, bufsize=1 << 16,
-                            drop=("GIT_OBJECT_DIRECTORY", "GIT_WORK_TREE"),
+        return gitbin.start(["cat-file", "--batch", *(["--buffer"] if buffered else [])], git_dir=git_dir,
+                            bufsize=1 << 16, drop=("GIT_OBJECT_DIRECTORY", "GIT_WORK_TREE"),
                             # a partial clone: report missing, never fetch while indexing
                             extra={"GIT_NO_LAZY_FETCH": "1"})
     except ProvError:  # git cannot be started
@@ -86,47 +113,75 @@ class _GitGone(Exception):
     """``git cat-file`` stopped answering (could not read the repository, or died)."""
 
 
-def _read_with_git(repo: GitRepository, proc, runs: Sequence[tuple[str, str]]) -> Iterator[RunBlobs]:
+def _read_with_git(repo: GitRepository, proc, pages: Iterator[list[tuple[str, str]]],
+                   ahead: int | None) -> Iterator[RunBlobs]:
+    """Answers of ``proc`` for the runs of ``pages``: a writer thread sends the requests
+    of each page handed to it (all of them when ``ahead`` is None, else ``ahead`` pages
+    beyond the one being read) while this generator reads the answers."""
     stdin, stdout = proc.stdin, proc.stdout
+    requests: queue.SimpleQueue[list[tuple[str, str]] | None] = queue.SimpleQueue()
 
     def feed() -> None:
         try:
-            batch: list[bytes] = []
-            for _, tree in runs:
-                batch.append(b"%s:record\n%s:state\n" % (tree.encode(), tree.encode()))
-                if len(batch) >= 2048:
-                    stdin.write(b"".join(batch))
-                    batch.clear()
-            stdin.write(b"".join(batch))
+            for page in iter(requests.get, None):
+                stdin.write(b"".join(b"%s:record\n%s:state\n" % (tree.encode(), tree.encode()) for _, tree in page))
+                stdin.flush()
         except OSError:  # git died: the reader sees the end of its output
             pass
         finally:
             with contextlib.suppress(OSError):
                 stdin.close()
 
+    sent: deque[list[tuple[str, str]]] = deque()
+
+    def send() -> bool:
+        page = next(pages, None)
+        requests.put(page)
+        if page is None:
+            return False
+        sent.append(page)
+        return True
+
     writer = threading.Thread(target=feed, name="prov-cat-file-feed", daemon=True)
     writer.start()
-    done = 0
+    more = True
+    while more and (ahead is None or len(sent) <= ahead):
+        more = send()
+    done = 0  # runs of sent[0] answered
+    finished = False
     try:
-        for run_id, tree in runs:
-            record = _next_blob(stdout)
-            state = _next_blob(stdout)
-            if record is None or state is None:
-                # git says missing: the object layer names what is wrong (or finds it)
-                yield read_one(repo, run_id, tree)
-            else:
-                yield RunBlobs(run_id, tree, record, state)
-            done += 1
+        while sent:
+            page = sent[0]
+            while done < len(page):
+                run_id, tree = page[done]
+                record = _next_blob(stdout)
+                state = _next_blob(stdout)
+                if record is None or state is None:
+                    # git says missing: the object layer names what is wrong (or finds it)
+                    yield read_one(repo, run_id, tree)
+                else:
+                    yield RunBlobs(run_id, tree, record, state)
+                done += 1
+            sent.popleft()
+            done = 0
+            if more:
+                more = send()
+        finished = True
     except _GitGone:
         pass  # e.g. a repository extension this git does not know: the object layer reads on
     finally:
-        if done < len(runs):
+        if not finished:
             proc.kill()
+            requests.put(None)
         writer.join()
         stdout.close()
         proc.wait()
-    for run_id, tree in runs[done:]:
-        yield read_one(repo, run_id, tree)
+    if finished:
+        return
+    rest = chain([sent.popleft()[done:]] if sent else [], sent, pages if more else [])
+    for page in rest:
+        for run_id, tree in page:
+            yield read_one(repo, run_id, tree)
 
 
 def _next_blob(stdout) -> bytes | None:

@@ -4,13 +4,16 @@ Derived data: it records the ledger tip it reflects and, with it, that tip's tre
 (the ``runs/<shard>`` tree ids and each run directory's tree id). Before answering it
 compares them with the current tip's tree and re-reads only the runs whose directory
 tree changed; a missing, corrupt or older-format index is rebuilt from the ledger.
-Deleting the file loses nothing.
+Deleting the file loses nothing. A shard entry that is not a run id (lowercase hex,
+under the shard its first two characters name) is not a run and is not indexed.
 """
 
 from __future__ import annotations
 
 import os
 import weakref
+from collections import Counter
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from .. import codec
@@ -25,48 +28,90 @@ if TYPE_CHECKING:
 
     from .reading import RunBlobs
 
-__all__ = ["INDEX_FILE", "INDEX_VERSION", "RunIndex", "index_of", "sql_value"]
+__all__ = ["DIRECTIONS", "INDEX_FILE", "INDEX_VERSION", "KEYED_TABLES", "RunIndex", "hex_sql", "hexish", "id_bytes",
+           "index_of", "key_sql", "sql_value", "unhex"]
 
 INDEX_FILE = "index.sqlite"
 #: bump when the tables change: an older index is rebuilt.
-INDEX_VERSION = "4"
+INDEX_VERSION = "5"
 
+# Lean by design (docs/design/query-index.md): a run's ids are stored once, in ``runs``,
+# as bytes; every other table refers to the run by its integer ``rid``, to keys and
+# lineage nodes by small integers too; only the indexes a query shape needs exist.
 _SCHEMA = """
-CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE shards(name TEXT PRIMARY KEY, oid TEXT NOT NULL);
-CREATE TABLE runs(id TEXT PRIMARY KEY, tree TEXT NOT NULL, shard TEXT NOT NULL, name TEXT, experiment TEXT,
-                  status TEXT, created TEXT, ended TEXT, updated TEXT, commit_id TEXT, parent TEXT,
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+CREATE TABLE shards(name TEXT PRIMARY KEY, oid BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE runs(rid INTEGER PRIMARY KEY, id BLOB NOT NULL, tree BLOB NOT NULL, name TEXT, experiment TEXT,
+                  status TEXT, created TEXT, ended TEXT, updated TEXT, commit_id, parent,
                   deleted INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX runs_shard ON runs(shard);
+CREATE UNIQUE INDEX runs_id ON runs(id);
 CREATE INDEX runs_created ON runs(created);
-CREATE TABLE params(run TEXT NOT NULL, key TEXT NOT NULL, value, PRIMARY KEY(run, key)) WITHOUT ROWID;
-CREATE INDEX params_kv ON params(key, value);
-CREATE TABLE metrics(run TEXT NOT NULL, key TEXT NOT NULL, value REAL, step INTEGER, timestamp INTEGER,
-                     PRIMARY KEY(run, key)) WITHOUT ROWID;
+CREATE TABLE keys(kid INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, uses INTEGER NOT NULL);
+CREATE UNIQUE INDEX keys_name ON keys(kind, name);
+CREATE TABLE params(run INTEGER NOT NULL, key INTEGER NOT NULL, value, PRIMARY KEY(run, key)) WITHOUT ROWID;
+CREATE TABLE metrics(run INTEGER NOT NULL, key INTEGER NOT NULL, value REAL, PRIMARY KEY(run, key)) WITHOUT ROWID;
 CREATE INDEX metrics_kv ON metrics(key, value);
-CREATE TABLE tags(run TEXT NOT NULL, key TEXT NOT NULL, value TEXT, PRIMARY KEY(run, key)) WITHOUT ROWID;
-CREATE INDEX tags_kv ON tags(key, value);
-CREATE TABLE attributes(run TEXT NOT NULL, key TEXT NOT NULL, value, PRIMARY KEY(run, key)) WITHOUT ROWID;
-CREATE INDEX attributes_kv ON attributes(key, value);
-CREATE TABLE lineage(run TEXT NOT NULL, direction TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
-                     item TEXT NOT NULL);
-CREATE INDEX lineage_run ON lineage(run);
-CREATE INDEX lineage_target ON lineage(kind, name, item, direction, run);
-CREATE TABLE stages(run TEXT NOT NULL, name TEXT NOT NULL, args_hash TEXT, commit_id TEXT, dirty INTEGER,
-                    status TEXT, ended TEXT, record TEXT NOT NULL);
+CREATE TABLE tags(run INTEGER NOT NULL, key INTEGER NOT NULL, value TEXT, PRIMARY KEY(run, key)) WITHOUT ROWID;
+CREATE TABLE attributes(run INTEGER NOT NULL, key INTEGER NOT NULL, value, PRIMARY KEY(run, key)) WITHOUT ROWID;
+CREATE TABLE nodes(nid INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, item TEXT NOT NULL);
+CREATE UNIQUE INDEX nodes_key ON nodes(kind, name, item);
+CREATE TABLE lineage(run INTEGER NOT NULL, direction INTEGER NOT NULL, node INTEGER NOT NULL,
+                     PRIMARY KEY(run, direction, node)) WITHOUT ROWID;
+CREATE INDEX lineage_node ON lineage(node, direction);
+CREATE TABLE stages(run INTEGER NOT NULL, key INTEGER NOT NULL, name TEXT NOT NULL, args_hash TEXT, commit_id TEXT,
+                    dirty INTEGER, status TEXT, ended TEXT);
 CREATE INDEX stages_key ON stages(name, args_hash);
 """
 
-_RUN_TABLES = ("runs", "params", "metrics", "tags", "attributes", "lineage", "stages")
+#: tables with one row or more per run, keyed by its ``rid`` in column ``run``
+_RUN_TABLES = ("params", "metrics", "tags", "attributes", "lineage", "stages")
+#: tables whose ``key`` is a ``keys.kid`` (``keys.kind`` is the table's name)
+KEYED_TABLES = ("params", "metrics", "tags", "attributes")
+#: ``lineage.direction``: what a run consumed (``in``) or produced (``out``)
+DIRECTIONS = {"in": 0, "out": 1}
 #: attributes holding pipeline stage records (``gitprov.runs.stage``)
 _STAGE_PREFIX = "prov.stage/"
-#: secondary indexes dropped during a cold build and created once at its end
-_SECONDARY_INDEXES = ("runs_shard", "runs_created", "params_kv", "metrics_kv", "tags_kv", "attributes_kv",
-                      "lineage_run", "lineage_target", "stages_key")
+#: secondary indexes dropped during a cold build and created once at its end (the
+#: lookups made while rows go in, ``keys_name`` and ``nodes_key``, stay)
+_SECONDARY_INDEXES = ("runs_id", "runs_created", "metrics_kv", "lineage_node", "stages_key")
 #: a cold build of at least this many runs builds the indexes after the rows
 _BULK_INDEX_MIN = 1000
 #: runs decoded between two rounds of inserts
 _INSERT_BATCH = 2000
+_HEX = frozenset("0123456789abcdef")
+
+
+def id_bytes(text: str) -> bytes:
+    """A (lowercase hex) object or run id as the index stores it."""
+    return bytes.fromhex(text)
+
+
+def hexish(text: str | None) -> bytes | str | None:
+    """A value that is usually an id (a commit, a parent run): bytes when it is lowercase
+    hex of even length, else as given."""
+    if text and len(text) % 2 == 0 and _HEX.issuperset(text):
+        return bytes.fromhex(text)
+    return text
+
+
+def unhex(value: Any) -> Any:
+    """What ``hexish`` stored, as it was given."""
+    return value.hex() if isinstance(value, bytes) else value
+
+
+def hex_sql(column: str) -> str:
+    """SQL giving ``column`` (stored by ``hexish`` or ``id_bytes``) as text again."""
+    return f"(CASE typeof({column}) WHEN 'blob' THEN lower(hex({column})) ELSE {column} END)"
+
+
+def key_sql(kind: str) -> str:
+    """SQL for the key id of a ``kind`` key named by the next parameter (NULL: no run has it)."""
+    return f"(SELECT kid FROM keys WHERE kind = '{kind}' AND name = ?)"
+
+
+def _run_id_in(shard: str, name: str) -> bool:
+    """A run directory's name: lowercase hex of even length, under its own shard."""
+    return len(name) % 2 == 0 and name.startswith(shard) and len(shard) == 2 and _HEX.issuperset(name)
 
 
 def sql_value(value: Any) -> Any:
@@ -172,14 +217,22 @@ class RunIndex:
         return row[0] if row and row[0] else None
 
     def run_trees(self, run_ids: list[str]) -> list[tuple[str, str]]:
-        """``(run id, run directory tree id)`` at the indexed tip, in the order given."""
+        """``(run id, run directory tree id)`` at the indexed tip, in the order given;
+        ids the index does not hold are left out."""
         db = self._db if self._db is not None else self.connection()
-        if len(run_ids) > 500:
-            trees = dict(db.execute("SELECT id, tree FROM runs"))
-        else:
-            marks = ",".join("?" * len(run_ids))
-            trees = dict(db.execute(f"SELECT id, tree FROM runs WHERE id IN ({marks})", run_ids))  # noqa: S608
-        return [(run_id, trees[run_id]) for run_id in run_ids]
+        trees: dict[bytes, bytes] = {}
+        keys = [id_bytes(run_id) for run_id in run_ids]
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start:start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            trees.update(db.execute(f"SELECT id, tree FROM runs WHERE id IN ({marks})", chunk))  # noqa: S608
+        return [(run_id, trees[key].hex()) for run_id, key in zip(run_ids, keys, strict=True) if key in trees]
+
+    def run_commits(self) -> list[tuple[str, str]]:
+        """``(run id, commit)`` of every run made against a commit."""
+        db = self._db if self._db is not None else self.connection()
+        return [(run_id.hex(), unhex(commit)) for run_id, commit in
+                db.execute("SELECT id, commit_id FROM runs WHERE commit_id IS NOT NULL AND commit_id != ''")]
 
     def _refresh(self, db: sqlite3.Connection) -> None:
         tip = self.ledger.tip()
@@ -200,94 +253,146 @@ class RunIndex:
     def _apply_tip(self, db: sqlite3.Connection, tip: str | None) -> None:
         odb = self.ledger.repo.odb
         new_shards = {name: e.oid for name, e in self.ledger.list_dir("runs", tip).items() if e.is_tree}
-        old_shards = dict(db.execute("SELECT name, oid FROM shards"))
-        gone: list[str] = []
+        old_shards = {name: oid.hex() for name, oid in db.execute("SELECT name, oid FROM shards")}
+        gone: list[int] = []  # rids of runs gone or changed
         todo: list[tuple[str, str]] = []  # (run id, directory tree) to (re)read
-        shard_of: dict[str, str] = {}
         shards_read = 0
         for shard in sorted(set(new_shards) | set(old_shards)):
             if new_shards.get(shard) == old_shards.get(shard):
                 continue
             shards_read += 1
-            new_runs = {n: e.oid for n, e in read_tree(odb, new_shards[shard]).items()} if shard in new_shards else {}
-            old_runs = dict(db.execute("SELECT id, tree FROM runs WHERE shard=?", (shard,)))
-            gone.extend(run_id for run_id in old_runs if old_runs[run_id] != new_runs.get(run_id))
-            for run_id, tree in sorted(new_runs.items()):
-                if old_runs.get(run_id) != tree:
-                    todo.append((run_id, tree))
-                    shard_of[run_id] = shard
+            new_runs = {n: e.oid for n, e in read_tree(odb, new_shards[shard]).items()
+                        if _run_id_in(shard, n)} if shard in new_shards else {}
+            old_runs = {run_id.hex(): (rid, tree.hex()) for rid, run_id, tree in _shard_rows(db, shard)}
+            gone.extend(rid for run_id, (rid, tree) in old_runs.items() if new_runs.get(run_id) != tree)
+            todo.extend((run_id, tree) for run_id, tree in sorted(new_runs.items())
+                        if old_runs.get(run_id, (0, None))[1] != tree)
         fresh = not old_shards and len(todo) >= _BULK_INDEX_MIN
         if fresh:  # a cold build: fill the tables, then build their indexes once
             for name in _SECONDARY_INDEXES:
                 db.execute(f"DROP INDEX IF EXISTS {name}")
-        self._delete_runs(db, gone)
-        rows = _Rows()
+        _delete_runs(db, gone)
+        rows = _Rows(db)
         from .reading import read_run_blobs
 
         for blobs in read_run_blobs(self.ledger.repo, todo):
-            rows.add(blobs, shard_of[blobs.run_id])
+            rows.add(blobs)
             if rows.count >= _INSERT_BATCH:
-                rows.insert(db)
-        rows.insert(db)
+                rows.insert()
+        rows.insert()
         if fresh:
             for statement in _SCHEMA.split(";"):
-                if statement.strip().startswith("CREATE INDEX"):
+                name = statement.split(" ON ", 1)[0].split()[-1] if " INDEX " in statement else ""
+                if name in _SECONDARY_INDEXES:
                     db.execute(statement)
         db.executemany("DELETE FROM shards WHERE name=?", [(s,) for s in old_shards if s not in new_shards])
         db.executemany("INSERT OR REPLACE INTO shards VALUES (?, ?)",
-                       [(s, oid) for s, oid in new_shards.items() if old_shards.get(s) != oid])
+                       [(s, id_bytes(oid)) for s, oid in new_shards.items() if old_shards.get(s) != oid])
         db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (tip or "",))
         self.last_refresh = {"runs_read": len(todo), "shards_read": shards_read}
 
-    @staticmethod
-    def _delete_runs(db: sqlite3.Connection, run_ids: list[str]) -> None:
-        pairs = [(run_id,) for run_id in run_ids]
-        db.executemany("DELETE FROM runs WHERE id=?", pairs)
-        for table in _RUN_TABLES[1:]:
-            db.executemany(f"DELETE FROM {table} WHERE run=?", pairs)  # noqa: S608 (fixed names)
+
+#: ids per ``IN (...)``
+_CHUNK = 500
+
+
+def _shard_rows(db: sqlite3.Connection, shard: str) -> list[tuple[int, bytes, bytes]]:
+    """``(rid, id, tree)`` of the indexed runs of ``shard`` (their ids start with it)."""
+    if len(shard) != 2 or not _HEX.issuperset(shard):
+        return []
+    low = bytes.fromhex(shard)
+    high = bytes([low[0] + 1]) if low[0] < 255 else b"\xff" * 128
+    return db.execute("SELECT rid, id, tree FROM runs WHERE id >= ? AND id < ?", (low, high)).fetchall()
+
+
+def _delete_runs(db: sqlite3.Connection, rids: list[int]) -> None:
+    """Remove runs and their rows; keys and lineage nodes keep count of their users."""
+    for start in range(0, len(rids), _CHUNK):
+        chunk = rids[start:start + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        for table in KEYED_TABLES:
+            db.executemany("UPDATE keys SET uses = uses - ? WHERE kid = ?", [(n, kid) for kid, n in db.execute(
+                f"SELECT key, count(*) FROM {table} WHERE run IN ({marks}) GROUP BY key", chunk)])  # noqa: S608
+        nodes = [(nid, nid) for (nid,) in db.execute(f"SELECT DISTINCT node FROM lineage WHERE run IN ({marks})", chunk)]  # noqa: S608
+        for table in ("runs", *_RUN_TABLES):
+            column = "rid" if table == "runs" else "run"
+            db.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)  # noqa: S608 (fixed names)
+        db.executemany("DELETE FROM nodes WHERE nid = ? AND NOT EXISTS (SELECT 1 FROM lineage WHERE node = ?)", nodes)
 
 
 class _Rows:
     """Rows of decoded runs waiting to be inserted, table by table (one
-    ``executemany`` per table and batch instead of seven per run)."""
+    ``executemany`` per table and batch instead of several per run)."""
 
-    def __init__(self) -> None:
-        self.tables: dict[str, list[tuple]] = {t: [] for t in _RUN_TABLES}
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.tables: dict[str, list[tuple]] = {t: [] for t in ("runs", *_RUN_TABLES)}
         self.count = 0
+        self.next_rid = (db.execute("SELECT max(rid) FROM runs").fetchone()[0] or 0) + 1
+        #: per table, key name -> ``keys.kid``
+        self.kids: dict[str, dict[str, int]] = {table: {} for table in KEYED_TABLES}
+        for kid, kind, name in db.execute("SELECT kid, kind, name FROM keys"):
+            self.kids.setdefault(kind, {})[name] = kid
 
-    def add(self, blobs: RunBlobs, shard: str) -> None:
+    def keyed(self, table: str, rid: int, items: Any) -> None:
+        kids = self.kids[table]
+        rows = self.tables[table]
+        for name, value in items:
+            kid = kids.get(name)
+            if kid is None:
+                kid = kids[name] = self.db.execute("INSERT INTO keys(kind, name, uses) VALUES (?, ?, 0)",
+                                                   (table, name)).lastrowid
+            rows.append((rid, kid, value))
+
+    def add(self, blobs: RunBlobs) -> None:
         run_id = blobs.run_id
         record = codec.decode(blobs.record, RunRecord, f"record of run {run_id[:12]}")
         state = codec.decode(blobs.state, RunState, f"state of run {run_id[:12]}")
+        rid = self.next_rid
+        self.next_rid += 1
         t = self.tables
-        t["runs"].append((run_id, blobs.tree, shard, state.name, state.experiment, state.status, record.created,
-                          state.ended, state.updated, record.code.commit, record.parent, int(state.deleted)))
+        t["runs"].append((rid, id_bytes(run_id), id_bytes(blobs.tree), state.name, state.experiment, state.status,
+                          record.created, state.ended, state.updated, hexish(record.code.commit),
+                          hexish(record.parent), int(state.deleted)))
         params = {**record.params, **state.params}
-        t["params"].extend((run_id, k, sql_value(v)) for k, v in params.items())
-        t["metrics"].extend((run_id, k, None if m.value != m.value else m.value, m.step, m.timestamp)
-                            for k, m in state.metrics.items())
-        t["tags"].extend((run_id, k, v) for k, v in state.tags.items())
-        t["attributes"].extend((run_id, k, sql_value(v)) for k, v in state.attributes.items())
+        self.keyed("params", rid, ((k, sql_value(v)) for k, v in params.items()))
+        self.keyed("metrics", rid, ((k, None if m.value != m.value else m.value) for k, m in state.metrics.items()))
+        self.keyed("tags", rid, state.tags.items())
+        self.keyed("attributes", rid, ((k, sql_value(v)) for k, v in state.attributes.items()))
         rows = set()
         for direction, side in (("in", state.lineage.inputs), ("out", state.lineage.outputs)):
             for key, items in side.items():
                 kind, _, name = key.partition(":")
-                rows.update((run_id, direction, kind, name, item) for item in (items or [""]))
+                rows.update((rid, DIRECTIONS[direction], kind, name, item) for item in (items or [""]))
         # dataset versions (log_dataset_version, prov run --input/--output) are lineage too
         for key, version in state.datasets.items():
-            rows.add((run_id, "out" if key.startswith("output/") else "in", "dataset", key, version.digest))
+            rows.add((rid, DIRECTIONS["out" if key.startswith("output/") else "in"], "dataset", key, version.digest))
         t["lineage"].extend(sorted(rows))
         t["stages"].extend(
-            (run_id, str(s.get("name")), s.get("args_hash"), s.get("commit"), int(bool(s.get("dirty"))),
-             s.get("status"), s.get("ended"), codec.encode(s).decode())
+            (rid, self.kids["attributes"][k], str(s.get("name")), s.get("args_hash"),
+             s.get("commit"), int(bool(s.get("dirty"))), s.get("status"), s.get("ended"))
             for k, s in state.attributes.items() if k.startswith(_STAGE_PREFIX) and isinstance(s, dict))
         self.count += 1
 
-    def insert(self, db: sqlite3.Connection) -> None:
+    def insert(self) -> None:
+        db = self.db
+        lineage = self.tables["lineage"]
+        if lineage:  # each (kind, name, item) once in nodes; the rows refer to it by its nid
+            db.execute("CREATE TEMP TABLE IF NOT EXISTS lineage_rows(run, direction, kind, name, item)")
+            db.executemany("INSERT INTO temp.lineage_rows VALUES (?, ?, ?, ?, ?)", lineage)
+            db.execute("INSERT OR IGNORE INTO nodes(kind, name, item) SELECT DISTINCT kind, name, item "
+                       "FROM temp.lineage_rows ORDER BY 1, 2, 3")
+            db.execute("INSERT INTO lineage SELECT s.run, s.direction, n.nid FROM temp.lineage_rows s JOIN nodes n "
+                       "ON n.kind = s.kind AND n.name = s.name AND n.item = s.item ORDER BY 1, 2, 3")
+            db.execute("DELETE FROM temp.lineage_rows")
+            lineage.clear()
         for table, rows in self.tables.items():
             if rows:
                 marks = ",".join("?" * len(rows[0]))
                 db.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)  # noqa: S608 (fixed names)
+                if table in KEYED_TABLES:
+                    uses = Counter(map(itemgetter(1), rows))
+                    db.executemany("UPDATE keys SET uses = uses + ? WHERE kid = ?", [(n, k) for k, n in uses.items()])
                 rows.clear()
         self.count = 0
 
