@@ -147,3 +147,9 @@ def test_opening_a_repository_and_show_load_no_run_code(prov_repo) -> None:
             "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('gitprov.runs', 'secrets')))))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=prov_repo.path)
     assert json.loads(proc.stdout) == []
+
+
+def test_the_rewrite_hooks_history_module_loads_no_index() -> None:
+    """post-rewrite and the full post-commit path import ``history`` for its rewrite
+    links; the run index (and what it loads) is for keep and verify only."""
+    assert not {m for m in loaded_after("import gitprov.history") if m.startswith("gitprov.index")}

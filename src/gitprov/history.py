@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import DataError, UsageError, WriteError
-from .index.store import index_of
 from .store.note_queue import settle
 from .store.objects import encode_commit
 from .store.prov_store import ProvStore
@@ -127,6 +126,8 @@ def keep_enabled(store: ProvStore) -> bool:
 
 def pinned_commits(store: ProvStore) -> set[str]:
     """Commits that runs were made against (from the run index)."""
+    from .index.store import index_of  # the index (and the records' codec) only for keep/verify
+
     return {commit for _, commit in index_of(store).run_commits()}
 
 
@@ -163,6 +164,8 @@ def unreachable_runs(store: ProvStore) -> list[tuple[str, str]]:
     branch reaches."""
     store = ProvStore.of(store)
     pinned: dict[str, list[str]] = {}
+    from .index.store import index_of
+
     for run_id, commit in index_of(store).run_commits():
         pinned.setdefault(commit, []).append(run_id)
     if not pinned:

@@ -89,6 +89,7 @@ class RunWriter:
         self.unjournaled: dict[str, str | None] = {}
         self.seq = 0
         self.last_flush = time.time()
+        #: copied from settings: Run.log_metric reads it on every point
         self.spill_points = settings.spill_points
         self.spill_due = self.last_flush + settings.spill_seconds
         self.dirty = not stored
