@@ -33,6 +33,9 @@ __all__ = ["BULK_MIN", "PAGE", "RunBlobs", "read_run_blobs"]
 BULK_MIN = 200
 #: runs asked for at a time when ``runs`` is not a sequence (a streamed listing)
 PAGE = 500
+#: answers parsed ahead of the caller: ``_QUEUED`` chunks of ``_CHUNK`` blobs (a few MB)
+_CHUNK = 64
+_QUEUED = 64
 
 
 class RunBlobs(NamedTuple):
@@ -115,22 +118,61 @@ class _GitGone(Exception):
 
 def _read_with_git(repo: GitRepository, proc, pages: Iterator[list[tuple[str, str]]],
                    ahead: int | None) -> Iterator[RunBlobs]:
-    """Answers of ``proc`` for the runs of ``pages``: a writer thread sends the requests
+    """Answers of ``proc`` for the runs of ``pages``. A writer thread sends the requests
     of each page handed to it (all of them when ``ahead`` is None, else ``ahead`` pages
-    beyond the one being read) while this generator reads the answers."""
+    beyond the one being read); a reader thread parses the answers into a bounded
+    queue, so git keeps working while the caller is busy with what it was given (a
+    cold build inserting rows), and this generator pairs them with their runs."""
     stdin, stdout = proc.stdin, proc.stdout
     requests: queue.SimpleQueue[list[tuple[str, str]] | None] = queue.SimpleQueue()
+    answers: queue.Queue[list[bytes | None] | BaseException] = queue.Queue(maxsize=_QUEUED)
+    stop = threading.Event()
 
     def feed() -> None:
         try:
             for page in iter(requests.get, None):
-                stdin.write(b"".join(b"%s:record\n%s:state\n" % (tree.encode(), tree.encode()) for _, tree in page))
+                for start in range(0, len(page), 4096):  # a page may be every run of a cold build
+                    stdin.write(b"".join(b"%s:record\n%s:state\n" % (tree.encode(), tree.encode())
+                                         for _, tree in page[start:start + 4096]))
                 stdin.flush()
         except OSError:  # git died: the reader sees the end of its output
             pass
         finally:
             with contextlib.suppress(OSError):
                 stdin.close()
+
+    def put(item: list[bytes | None] | BaseException) -> bool:
+        while not stop.is_set():
+            try:
+                answers.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    # every request written at once: the last answers come with the end of git's output;
+    # a page at a time: each answer is passed on as it comes, or a page would wait on the next
+    size = _CHUNK if ahead is None else 1
+
+    def parse() -> None:
+        chunk: list[bytes | None] = []
+        try:
+            while True:
+                chunk.append(_next_blob(stdout))
+                if len(chunk) >= size:
+                    if not put(chunk):
+                        return
+                    chunk = []
+        except (_GitGone, DataError) as exc:  # the end of git's output, or an answer that makes no sense
+            if not chunk or put(chunk):
+                put(exc)
+
+    def received() -> Iterator[bytes | None]:
+        while True:
+            item = answers.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield from item
 
     sent: deque[list[tuple[str, str]]] = deque()
 
@@ -143,19 +185,22 @@ def _read_with_git(repo: GitRepository, proc, pages: Iterator[list[tuple[str, st
         return True
 
     writer = threading.Thread(target=feed, name="prov-cat-file-feed", daemon=True)
+    reader = threading.Thread(target=parse, name="prov-cat-file-read", daemon=True)
     writer.start()
+    reader.start()
     more = True
     while more and (ahead is None or len(sent) <= ahead):
         more = send()
     done = 0  # runs of sent[0] answered
     finished = False
+    blobs = received()
     try:
         while sent:
             page = sent[0]
             while done < len(page):
                 run_id, tree = page[done]
-                record = _next_blob(stdout)
-                state = _next_blob(stdout)
+                record = next(blobs)
+                state = next(blobs)
                 if record is None or state is None:
                     # git says missing: the object layer names what is wrong (or finds it)
                     yield read_one(repo, run_id, tree)
@@ -170,10 +215,12 @@ def _read_with_git(repo: GitRepository, proc, pages: Iterator[list[tuple[str, st
     except _GitGone:
         pass  # e.g. a repository extension this git does not know: the object layer reads on
     finally:
+        stop.set()
         if not finished:
             proc.kill()
             requests.put(None)
         writer.join()
+        reader.join()
         stdout.close()
         proc.wait()
     if finished:
