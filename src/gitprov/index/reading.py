@@ -33,6 +33,11 @@ __all__ = ["BULK_MIN", "PAGE", "RunBlobs", "read_run_blobs"]
 BULK_MIN = 200
 #: runs asked for at a time when ``runs`` is not a sequence (a streamed listing)
 PAGE = 500
+#: git maps a pack into memory a window at a time and keeps the windows it used (8 GiB
+#: of them by default): reading every run maps the whole pack, which counts in git's
+#: resident memory. Small windows, few kept, hold that to git's delta-base cache (96 MB
+#: by default; a streamed listing, which git keeps ahead of easily, takes a smaller one).
+_BOUNDED = ("-c", "core.packedGitWindowSize=1m", "-c", "core.packedGitLimit=16m")
 #: answers parsed ahead of the caller: ``_QUEUED`` chunks of ``_CHUNK`` blobs (a few MB)
 _CHUNK = 64
 _QUEUED = 64
@@ -104,7 +109,8 @@ def _start_cat_file(repo: GitRepository, buffered: bool = True):  # -> subproces
     if git_dir is None:
         return None
     try:
-        return gitbin.start(["cat-file", "--batch", *(["--buffer"] if buffered else [])], git_dir=git_dir,
+        bounded = _BOUNDED if buffered else (*_BOUNDED, "-c", "core.deltaBaseCacheLimit=32m")
+        return gitbin.start([*bounded, "cat-file", "--batch", *(["--buffer"] if buffered else [])], git_dir=git_dir,
                             bufsize=1 << 16, drop=("GIT_OBJECT_DIRECTORY", "GIT_WORK_TREE"),
                             # a partial clone: report missing, never fetch while indexing
                             extra={"GIT_NO_LAZY_FETCH": "1"})
