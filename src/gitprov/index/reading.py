@@ -27,7 +27,7 @@ from ..store import gitbin
 from ..store.repo import GitRepository
 from ..store.trees import read_tree
 
-__all__ = ["BULK_MIN", "PAGE", "RunBlobs", "read_run_blobs"]
+__all__ = ["BULK_MIN", "PAGE", "RunBlobs", "read_run_blobs", "read_run_pages"]
 
 #: from this many runs on, one ``git cat-file --batch`` process reads them
 BULK_MIN = 200
@@ -56,33 +56,43 @@ def read_run_blobs(repo: GitRepository, runs: Iterable[tuple[str, str]], *,
                    bulk: bool | None = None) -> Iterator[RunBlobs]:
     """``RunBlobs`` for each ``(run id, run directory tree id)`` of ``runs``, in order.
 
-    ``runs`` is a sequence (all of it asked for at once) or any other iterable, which is
-    drawn ``PAGE`` runs at a time, a page ahead of what has been yielded, so a caller
-    can stream a listing of any length in bounded memory. ``bulk``: ``None`` chooses by
-    count (``BULK_MIN``), ``True`` asks for the ``git cat-file`` path (still falling back
-    when git cannot be started), ``False`` forces the object layer. Raises ``DataError``
-    for a run directory without a record or state, ``MissingObjectError`` for a missing
-    object.
+    ``runs`` is a sequence (all of it asked for at once) or any other iterable, drawn
+    ``PAGE`` runs at a time (``read_run_pages``), so a caller can stream a listing of
+    any length in bounded memory. ``bulk``: ``None`` chooses by count (``BULK_MIN``),
+    ``True`` asks for the ``git cat-file`` path (still falling back when git cannot be
+    started), ``False`` forces the object layer. Raises ``DataError`` for a run
+    directory without a record or state, ``MissingObjectError`` for a missing object.
     """
-    if isinstance(runs, Sequence):
-        pages: Iterator[list[tuple[str, str]]] = iter([list(runs)] if runs else [])
-        count = len(runs)
-    else:
+    if not isinstance(runs, Sequence):
         source = iter(runs)
         head = list(islice(source, BULK_MIN))
-        pages = chain([head] if head else [], _pages(source))
-        count = len(head)
+        yield from read_run_pages(repo, chain([head] if head else [], _pages(source)),
+                                  bulk=len(head) >= BULK_MIN if bulk is None else bulk)
+        return
     if bulk is None:
-        bulk = count >= BULK_MIN
-    proc = None
-    if bulk and count:
-        proc = _start_cat_file(repo) if isinstance(runs, Sequence) else _start_cat_file(repo, buffered=False)
+        bulk = len(runs) >= BULK_MIN
+    proc = _start_cat_file(repo) if bulk and runs else None
+    if proc is None:
+        for run_id, tree in runs:
+            yield read_one(repo, run_id, tree)
+        return
+    yield from _read_with_git(repo, proc, iter([list(runs)]), ahead=None)
+
+
+def read_run_pages(repo: GitRepository, pages: Iterable[list[tuple[str, str]]], *,
+                   bulk: bool = True) -> Iterator[RunBlobs]:
+    """``RunBlobs`` for the runs of each page of ``(run id, tree id)``, in order, through
+    one ``git cat-file`` (``bulk``) or the object layer. A page is drawn from ``pages``
+    when the one before it has begun to be yielded, so the first runs come as soon as
+    the first page is answered, whatever it costs to make the next."""
+    pages = iter(pages)
+    proc = _start_cat_file(repo, buffered=False) if bulk else None
     if proc is None:
         for page in pages:
             for run_id, tree in page:
                 yield read_one(repo, run_id, tree)
         return
-    yield from _read_with_git(repo, proc, pages, ahead=None if isinstance(runs, Sequence) else 1)
+    yield from _read_with_git(repo, proc, pages, ahead=1)
 
 
 def _pages(source: Iterator[tuple[str, str]]) -> Iterator[list[tuple[str, str]]]:
@@ -194,8 +204,8 @@ def _read_with_git(repo: GitRepository, proc, pages: Iterator[list[tuple[str, st
     reader = threading.Thread(target=parse, name="prov-cat-file-read", daemon=True)
     writer.start()
     reader.start()
-    more = True
-    while more and (ahead is None or len(sent) <= ahead):
+    more = send()
+    while more and ahead is None:
         more = send()
     done = 0  # runs of sent[0] answered
     finished = False
@@ -213,10 +223,10 @@ def _read_with_git(repo: GitRepository, proc, pages: Iterator[list[tuple[str, st
                 else:
                     yield RunBlobs(run_id, tree, record, state)
                 done += 1
+                while more and ahead is not None and len(sent) <= ahead:
+                    more = send()
             sent.popleft()
             done = 0
-            if more:
-                more = send()
         finished = True
     except _GitGone:
         pass  # e.g. a repository extension this git does not know: the object layer reads on
