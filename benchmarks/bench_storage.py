@@ -53,47 +53,53 @@ TARGETS = {"ratio": 0.5, "cold": 10.0, "cold_rss": 150.0, "first": 0.200, "runs_
 # -- setup -------------------------------------------------------------------------------
 
 
-def ledger_repo(root: str, runs: int, env: dict[str, str], prov: list[str], log) -> dict:
-    """A repository whose ledger holds ``runs`` synthetic runs, and the ledger's sizes."""
-    path = os.path.join(root, f"ledger-{runs}")
-    stamp = os.path.join(root, f"ledger-{runs}.json")
+def cached(root: str, name: str, make) -> dict:
+    """What ``make(path)`` returned for the repository ``root/name``, made once."""
+    path = os.path.join(root, name)
+    stamp = path + ".json"
     if os.path.exists(stamp):
         with open(stamp) as f:
             return json.load(f)
     shutil.rmtree(path, ignore_errors=True)
     init_repository(path)
-    log(f"building a ledger of {runs:,} runs ...")
-    seconds = build_ledger(path, runs).seconds
-    subprocess.run([*prov, "init", "--no-hooks"], cwd=path, env=env, check=True, capture_output=True)
-    stored = int(h.git(path, "rev-list", "--objects", "--disk-usage", "refs/prov/ledger", env=env))
-    pack = subprocess.run(["git", "pack-objects", "--revs", "--stdout", "-q", "--no-reuse-delta"], cwd=path, env=env,
-                          check=True,
-                          input=b"refs/prov/ledger\n", stdout=subprocess.PIPE).stdout
-    info = {"path": path, "runs": runs, "stored": stored, "repacked": len(pack), "build_seconds": seconds}
+    info = {"path": path, **make(path)}
     with open(stamp, "w") as f:
         json.dump(info, f)
     return info
+
+
+def ledger_repo(root: str, runs: int, env: dict[str, str], prov: list[str], log) -> dict:
+    """A repository whose ledger holds ``runs`` synthetic runs, and the ledger's sizes."""
+
+    def make(path: str) -> dict:
+        log(f"building a ledger of {runs:,} runs ...")
+        seconds = build_ledger(path, runs).seconds
+        subprocess.run([*prov, "init", "--no-hooks"], cwd=path, env=env, check=True, capture_output=True)
+        pack = subprocess.run(["git", "pack-objects", "--revs", "--stdout", "-q", "--no-reuse-delta"], cwd=path,
+                              env=env, check=True, input=b"refs/prov/ledger\n", stdout=subprocess.PIPE).stdout
+        return {"runs": runs, "stored": ledger_bytes(path, env), "repacked": len(pack), "build_seconds": seconds}
+
+    return cached(root, f"ledger-{runs}", make)
 
 
 def prov_written_repo(root: str, runs: int, env: dict[str, str], prov: list[str], log) -> dict:
     """A repository whose ledger holds ``runs`` runs written by git-prov itself, the
     issue's workload: three params, 100 points of one metric, a 1 KiB artifact."""
-    path = os.path.join(root, f"written-{runs}")
-    stamp = os.path.join(root, f"written-{runs}.json")
-    if os.path.exists(stamp):
-        with open(stamp) as f:
-            return json.load(f)
-    shutil.rmtree(path, ignore_errors=True)
-    init_repository(path)
-    subprocess.run([*prov, "init", "--no-hooks"], cwd=path, env=env, check=True, capture_output=True)
-    log(f"writing {runs:,} runs through the API ...")
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, os.path.abspath(__file__), "--probe-write", path, str(runs)], env=env, check=True)
-    stored = int(h.git(path, "rev-list", "--objects", "--disk-usage", "refs/prov/ledger", env=env))
-    info = {"path": path, "runs": runs, "stored": stored, "write_seconds": time.perf_counter() - t0}
-    with open(stamp, "w") as f:
-        json.dump(info, f)
-    return info
+
+    def make(path: str) -> dict:
+        subprocess.run([*prov, "init", "--no-hooks"], cwd=path, env=env, check=True, capture_output=True)
+        log(f"writing {runs:,} runs through the API ...")
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, os.path.abspath(__file__), "--probe-write", path, str(runs)], env=env,
+                       check=True)
+        return {"runs": runs, "stored": ledger_bytes(path, env), "write_seconds": time.perf_counter() - t0}
+
+    return cached(root, f"written-{runs}", make)
+
+
+def ledger_bytes(path: str, env: dict[str, str]) -> int:
+    """The bytes on disk of every object reachable from the ledger ref."""
+    return int(h.git(path, "rev-list", "--objects", "--disk-usage", "refs/prov/ledger", env=env))
 
 
 def probe_write(path: str, runs: int) -> None:
@@ -222,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--cold-repeat", type=int, default=3)
     p.add_argument("--baseline-src", help="a checkout's src/ to measure as 'before'")
+    p.add_argument("--baseline-label", help="what --baseline-src is, for the report (e.g. a commit)")
     p.add_argument("--root", default=os.path.join(h.default_root(), "storage"))
     p.add_argument("--out", help="write the results into this Markdown file")
     p.add_argument("--prov-written", default="1000,10000",
@@ -311,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{fmt_mib(w[variant])} ({w[variant] / w['runs']:,.0f} B/run) | {w[variant] / w['stored']:.2f}× |"
               for w in written for variant in variants),
         ]
-    baseline = (f" --baseline-src {args.baseline_src}" if args.baseline_src else "")
+    baseline = " --baseline-src BEFORE/src" if args.baseline_src else ""
     text = "\n".join([
         "## Storage: index size, cold build, whole-ledger listings",
         "",
@@ -320,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         "params, four summary metrics, three tags, a dataset and lineage to a base model, two earlier runs' "
         "artifacts and an output model; one run in a hundred with metric series), written in one commit by "
         "`git fast-import`."
-        + (" \"before\" is the code of `--baseline-src`, measured in the same run." if args.baseline_src else ""),
+        + (f" \"before\" is {args.baseline_label or 'the code of `--baseline-src`'} (`BEFORE`, a checkout of it), "
+           "measured in the same run." if args.baseline_src else ""),
         "",
         "Reproduce:",
         "",
