@@ -132,6 +132,12 @@ def _timed(fn, repeat: int) -> list[float]:
     return out
 
 
+def newest_run(index) -> str:
+    """The id of the newest run (index format 5 stores ids as bytes, format 4 as text)."""
+    run_id = index.connection().execute("SELECT id FROM runs ORDER BY created DESC LIMIT 1").fetchone()[0]
+    return run_id.hex() if isinstance(run_id, bytes) else run_id
+
+
 def probe(kind: str, path: str, repeat: int, extra: str) -> dict:
     """Run one in-process measurement in this (fresh) process; returns what to report."""
     if kind == "mlflow":
@@ -182,7 +188,7 @@ def probe(kind: str, path: str, repeat: int, extra: str) -> dict:
         return {"times": times}
     if kind == "lineage":
         depth = int(extra) if extra else None
-        newest = index.connection().execute("SELECT id FROM runs ORDER BY created DESC LIMIT 1").fetchone()[0]
+        newest = newest_run(index)
         graph = repo.lineage(newest, "upstream", depth)
         text = _timed(lambda: repo.lineage(newest, "upstream", depth).render("text"), repeat)
         bare = _timed(lambda: repo.lineage(newest, "upstream", depth), repeat)
@@ -197,7 +203,7 @@ def probe(kind: str, path: str, repeat: int, extra: str) -> dict:
         return {"times": bare, "text": text, "before": before, "nodes": len(graph.nodes),
                 "edges": len(graph.edges), "run": newest}
     if kind == "depth":  # the depth whose upstream of the newest run reaches LINEAGE_NODES nodes
-        newest = index.connection().execute("SELECT id FROM runs ORDER BY created DESC LIMIT 1").fetchone()[0]
+        newest = newest_run(index)
         lo, hi = 1, 4096
         while lo < hi:
             mid = (lo + hi) // 2

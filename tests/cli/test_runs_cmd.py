@@ -149,14 +149,17 @@ def test_prov_runs_prints_its_first_runs_before_it_reads_the_last(prov_repo, mon
     monkeypatch.setattr(reading, "PAGE", 4)
     monkeypatch.setattr(reading, "BULK_MIN", 2)
     events: list[str] = []
-    real_read, real_echo, real_summary = search.read_run_blobs, click.echo, runs_cmd.run_summary
+    real_echo, real_summary = click.echo, runs_cmd.run_summary
 
-    def read(repo, runs, **kw):
-        for blobs in real_read(repo, runs, **kw):
-            events.append(blobs.run_id)
-            yield blobs
+    def recording(real):
+        def read(repo, runs, **kw):
+            for blobs in real(repo, runs, **kw):
+                events.append(blobs.run_id)
+                yield blobs
+        return read
 
-    monkeypatch.setattr(search, "read_run_blobs", read)
+    for name in ("read_run_blobs", "read_run_pages"):
+        monkeypatch.setattr(search, name, recording(getattr(search, name)))
     monkeypatch.setattr(click, "echo", lambda *a, **kw: events.append("printed") or real_echo(*a, **kw))
     monkeypatch.setattr(runs_cmd, "run_summary", lambda run: events.append("printed") or real_summary(run))
     monkeypatch.chdir(prov_repo.path)

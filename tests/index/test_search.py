@@ -60,14 +60,16 @@ def test_iter_runs_checks_its_arguments_when_called(ledger_repo):
 
 def test_the_first_runs_come_before_the_last_is_read(ledger_repo, small_pages, monkeypatch):
     events: list[str] = []
-    real = search.read_run_blobs
 
-    def recording(repo, runs, **kw):
-        for blobs in real(repo, runs, **kw):
-            events.append(f"read {blobs.run_id}")
-            yield blobs
+    def recording(real):
+        def read(repo, runs, **kw):
+            for blobs in real(repo, runs, **kw):
+                events.append(f"read {blobs.run_id}")
+                yield blobs
+        return read
 
-    monkeypatch.setattr(search, "read_run_blobs", recording)
+    for name in ("read_run_blobs", "read_run_pages"):
+        monkeypatch.setattr(search, name, recording(getattr(search, name)))
     runs = ledger_repo.iter_runs()
     next(runs)
     events.append("first yielded")

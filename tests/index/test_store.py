@@ -229,3 +229,78 @@ def test_keys_and_lineage_nodes_go_with_the_last_run_that_had_them(prov):
     with sqlite3.connect(index_path(prov)) as db:
         assert db.execute("SELECT count(*) FROM nodes").fetchone()[0] == 0
     db.close()
+
+
+def table_rows(path) -> dict[str, list]:
+    with sqlite3.connect(path) as db:
+        rows = {t: sorted(db.execute(f"SELECT * FROM {t}").fetchall(), key=repr)  # noqa: S608
+                for t in ("runs", "params", "metrics", "tags", "attributes", "keys", "nodes", "lineage", "stages")}
+    db.close()
+    return rows
+
+
+def test_lean_decoding_makes_the_rows_the_full_model_makes(prov, tmp_path, monkeypatch):
+    from gitprov.index import rows
+    from gitprov.index.store import RunIndex
+
+    with start(prov, "odd", params={"nested": {"a": [1, None]}, "flag": True, "big": 2**40, "none": None},
+               tags={"t": "x"}) as run:
+        run.log_metrics({"nan": float("nan"), "inf": float("inf"), "plain": 0.25})
+        run.log_attributes({"prov.stage/fit": {"name": "fit", "args_hash": "sha256:ab", "status": "finished",
+                                               "dirty": False, "commit": None, "ended": "2026-01-01T00:00:00Z"}})
+        run.log_dataset_version("output/model.bin", "sha256:feed")
+    with start(prov, "plain", params={"lr": 0.1}) as plain:
+        plain.log_metric("acc", 0.5)
+    lineage.of(prov.get_run(plain.id)).with_input_artifact(run.id, "model.pt").with_output_model("m", 1).register()
+    lean = RunIndex(prov.ledger, str(tmp_path / "lean.sqlite"))
+    lean.connection()
+    lean.close()
+    full_only = []  # every record and state through codec.decode into the full model
+    monkeypatch.setattr(rows, "_decode", lambda data, lean, model, what: full_only.append(model)
+                        or rows.codec.decode(data, model, what))
+    full = RunIndex(prov.ledger, str(tmp_path / "full.sqlite"))
+    full.connection()
+    full.close()
+    assert len(full_only) == 4
+    assert table_rows(tmp_path / "lean.sqlite") == table_rows(tmp_path / "full.sqlite")
+
+
+def test_a_state_of_a_newer_format_is_refused_by_the_index_too(prov):
+    import msgspec
+
+    from gitprov.errors import FormatVersionError
+
+    with start(prov, "a") as run:
+        pass
+    path = f"runs/{run.id[:2]}/{run.id}/state"
+    state = msgspec.json.decode(prov.ledger.read_file(path))
+    state["format_version"] = 99
+    prov.ledger.apply({path: msgspec.json.encode(state)}, "test: a state from the future")
+    with pytest.raises(FormatVersionError, match="format version 99"):
+        prov.find_runs()
+
+
+def test_a_failed_insert_in_a_cold_build_reaches_the_caller_and_leaves_no_half_index(prov, monkeypatch):
+    import sqlite3 as sqlite
+
+    from gitprov.errors import WriteError
+    from gitprov.index import rows, store
+
+    for i in range(5):
+        with start(prov, f"r{i}", params={"i": i}):
+            pass
+    monkeypatch.setattr(store, "_BULK_INDEX_MIN", 1)  # a cold build: rows go in from a thread of their own
+    monkeypatch.setattr(store, "_INSERT_BATCH", 2)
+    real, calls = rows.RunRows._insert, []
+
+    def failing(self, tables):
+        calls.append(1)
+        if len(calls) == 2:
+            raise sqlite.OperationalError("disk I/O error")
+        real(self, tables)
+
+    monkeypatch.setattr(rows.RunRows, "_insert", failing)
+    with pytest.raises(WriteError, match="disk I/O error"):
+        prov.find_runs()
+    monkeypatch.setattr(rows.RunRows, "_insert", real)
+    assert sorted(r.name for r in prov.find_runs({"params.i": {"$gte": 0}})) == [f"r{i}" for i in range(5)]

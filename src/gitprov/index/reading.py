@@ -27,12 +27,20 @@ from ..store import gitbin
 from ..store.repo import GitRepository
 from ..store.trees import read_tree
 
-__all__ = ["BULK_MIN", "PAGE", "RunBlobs", "read_run_blobs"]
+__all__ = ["BULK_MIN", "PAGE", "RunBlobs", "read_run_blobs", "read_run_pages"]
 
 #: from this many runs on, one ``git cat-file --batch`` process reads them
 BULK_MIN = 200
 #: runs asked for at a time when ``runs`` is not a sequence (a streamed listing)
 PAGE = 500
+#: git maps a pack into memory a window at a time and keeps the windows it used (8 GiB
+#: of them by default): reading every run maps the whole pack, which counts in git's
+#: resident memory. Small windows, few kept, hold that to git's delta-base cache (96 MB
+#: by default; a streamed listing, which git keeps ahead of easily, takes a smaller one).
+_BOUNDED = ("-c", "core.packedGitWindowSize=1m", "-c", "core.packedGitLimit=16m")
+#: answers parsed ahead of the caller: ``_QUEUED`` chunks of ``_CHUNK`` blobs (a few MB)
+_CHUNK = 64
+_QUEUED = 64
 
 
 class RunBlobs(NamedTuple):
@@ -48,33 +56,43 @@ def read_run_blobs(repo: GitRepository, runs: Iterable[tuple[str, str]], *,
                    bulk: bool | None = None) -> Iterator[RunBlobs]:
     """``RunBlobs`` for each ``(run id, run directory tree id)`` of ``runs``, in order.
 
-    ``runs`` is a sequence (all of it asked for at once) or any other iterable, which is
-    drawn ``PAGE`` runs at a time, a page ahead of what has been yielded, so a caller
-    can stream a listing of any length in bounded memory. ``bulk``: ``None`` chooses by
-    count (``BULK_MIN``), ``True`` asks for the ``git cat-file`` path (still falling back
-    when git cannot be started), ``False`` forces the object layer. Raises ``DataError``
-    for a run directory without a record or state, ``MissingObjectError`` for a missing
-    object.
+    ``runs`` is a sequence (all of it asked for at once) or any other iterable, drawn
+    ``PAGE`` runs at a time (``read_run_pages``), so a caller can stream a listing of
+    any length in bounded memory. ``bulk``: ``None`` chooses by count (``BULK_MIN``),
+    ``True`` asks for the ``git cat-file`` path (still falling back when git cannot be
+    started), ``False`` forces the object layer. Raises ``DataError`` for a run
+    directory without a record or state, ``MissingObjectError`` for a missing object.
     """
-    if isinstance(runs, Sequence):
-        pages: Iterator[list[tuple[str, str]]] = iter([list(runs)] if runs else [])
-        count = len(runs)
-    else:
+    if not isinstance(runs, Sequence):
         source = iter(runs)
         head = list(islice(source, BULK_MIN))
-        pages = chain([head] if head else [], _pages(source))
-        count = len(head)
+        yield from read_run_pages(repo, chain([head] if head else [], _pages(source)),
+                                  bulk=len(head) >= BULK_MIN if bulk is None else bulk)
+        return
     if bulk is None:
-        bulk = count >= BULK_MIN
-    proc = None
-    if bulk and count:
-        proc = _start_cat_file(repo) if isinstance(runs, Sequence) else _start_cat_file(repo, buffered=False)
+        bulk = len(runs) >= BULK_MIN
+    proc = _start_cat_file(repo) if bulk and runs else None
+    if proc is None:
+        for run_id, tree in runs:
+            yield read_one(repo, run_id, tree)
+        return
+    yield from _read_with_git(repo, proc, iter([list(runs)]), ahead=None)
+
+
+def read_run_pages(repo: GitRepository, pages: Iterable[list[tuple[str, str]]], *,
+                   bulk: bool = True) -> Iterator[RunBlobs]:
+    """``RunBlobs`` for the runs of each page of ``(run id, tree id)``, in order, through
+    one ``git cat-file`` (``bulk``) or the object layer. A page is drawn from ``pages``
+    when the one before it has begun to be yielded, so the first runs come as soon as
+    the first page is answered, whatever it costs to make the next."""
+    pages = iter(pages)
+    proc = _start_cat_file(repo, buffered=False) if bulk else None
     if proc is None:
         for page in pages:
             for run_id, tree in page:
                 yield read_one(repo, run_id, tree)
         return
-    yield from _read_with_git(repo, proc, pages, ahead=None if isinstance(runs, Sequence) else 1)
+    yield from _read_with_git(repo, proc, pages, ahead=1)
 
 
 def _pages(source: Iterator[tuple[str, str]]) -> Iterator[list[tuple[str, str]]]:
@@ -101,7 +119,8 @@ def _start_cat_file(repo: GitRepository, buffered: bool = True):  # -> subproces
     if git_dir is None:
         return None
     try:
-        return gitbin.start(["cat-file", "--batch", *(["--buffer"] if buffered else [])], git_dir=git_dir,
+        bounded = _BOUNDED if buffered else (*_BOUNDED, "-c", "core.deltaBaseCacheLimit=32m")
+        return gitbin.start([*bounded, "cat-file", "--batch", *(["--buffer"] if buffered else [])], git_dir=git_dir,
                             bufsize=1 << 16, drop=("GIT_OBJECT_DIRECTORY", "GIT_WORK_TREE"),
                             # a partial clone: report missing, never fetch while indexing
                             extra={"GIT_NO_LAZY_FETCH": "1"})
@@ -115,22 +134,61 @@ class _GitGone(Exception):
 
 def _read_with_git(repo: GitRepository, proc, pages: Iterator[list[tuple[str, str]]],
                    ahead: int | None) -> Iterator[RunBlobs]:
-    """Answers of ``proc`` for the runs of ``pages``: a writer thread sends the requests
+    """Answers of ``proc`` for the runs of ``pages``. A writer thread sends the requests
     of each page handed to it (all of them when ``ahead`` is None, else ``ahead`` pages
-    beyond the one being read) while this generator reads the answers."""
+    beyond the one being read); a reader thread parses the answers into a bounded
+    queue, so git keeps working while the caller is busy with what it was given (a
+    cold build inserting rows), and this generator pairs them with their runs."""
     stdin, stdout = proc.stdin, proc.stdout
     requests: queue.SimpleQueue[list[tuple[str, str]] | None] = queue.SimpleQueue()
+    answers: queue.Queue[list[bytes | None] | BaseException] = queue.Queue(maxsize=_QUEUED)
+    stop = threading.Event()
 
     def feed() -> None:
         try:
             for page in iter(requests.get, None):
-                stdin.write(b"".join(b"%s:record\n%s:state\n" % (tree.encode(), tree.encode()) for _, tree in page))
+                for start in range(0, len(page), 4096):  # a page may be every run of a cold build
+                    stdin.write(b"".join(b"%s:record\n%s:state\n" % (tree.encode(), tree.encode())
+                                         for _, tree in page[start:start + 4096]))
                 stdin.flush()
         except OSError:  # git died: the reader sees the end of its output
             pass
         finally:
             with contextlib.suppress(OSError):
                 stdin.close()
+
+    def put(item: list[bytes | None] | BaseException) -> bool:
+        while not stop.is_set():
+            try:
+                answers.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    # every request written at once: the last answers come with the end of git's output;
+    # a page at a time: each answer is passed on as it comes, or a page would wait on the next
+    size = _CHUNK if ahead is None else 1
+
+    def parse() -> None:
+        chunk: list[bytes | None] = []
+        try:
+            while True:
+                chunk.append(_next_blob(stdout))
+                if len(chunk) >= size:
+                    if not put(chunk):
+                        return
+                    chunk = []
+        except (_GitGone, DataError) as exc:  # the end of git's output, or an answer that makes no sense
+            if not chunk or put(chunk):
+                put(exc)
+
+    def received() -> Iterator[bytes | None]:
+        while True:
+            item = answers.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield from item
 
     sent: deque[list[tuple[str, str]]] = deque()
 
@@ -143,37 +201,42 @@ def _read_with_git(repo: GitRepository, proc, pages: Iterator[list[tuple[str, st
         return True
 
     writer = threading.Thread(target=feed, name="prov-cat-file-feed", daemon=True)
+    reader = threading.Thread(target=parse, name="prov-cat-file-read", daemon=True)
     writer.start()
-    more = True
-    while more and (ahead is None or len(sent) <= ahead):
+    reader.start()
+    more = send()
+    while more and ahead is None:
         more = send()
     done = 0  # runs of sent[0] answered
     finished = False
+    blobs = received()
     try:
         while sent:
             page = sent[0]
             while done < len(page):
                 run_id, tree = page[done]
-                record = _next_blob(stdout)
-                state = _next_blob(stdout)
+                record = next(blobs)
+                state = next(blobs)
                 if record is None or state is None:
                     # git says missing: the object layer names what is wrong (or finds it)
                     yield read_one(repo, run_id, tree)
                 else:
                     yield RunBlobs(run_id, tree, record, state)
                 done += 1
+                while more and ahead is not None and len(sent) <= ahead:
+                    more = send()
             sent.popleft()
             done = 0
-            if more:
-                more = send()
         finished = True
     except _GitGone:
         pass  # e.g. a repository extension this git does not know: the object layer reads on
     finally:
+        stop.set()
         if not finished:
             proc.kill()
             requests.put(None)
         writer.join()
+        reader.join()
         stdout.close()
         proc.wait()
     if finished:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError, UsageError
 from ..runs.run import Run
-from .reading import read_run_blobs
+from .reading import read_run_blobs, read_run_pages
 from .store import RunIndex, index_of
 
 if TYPE_CHECKING:
@@ -35,9 +35,9 @@ def find_runs(store: ProvStore, query: dict[str, Any] | str | None = None,
 def iter_runs(store: ProvStore, query: dict[str, Any] | str | None = None,
               order_by: str | list[str] | None = None, limit: int | None = None, *,
               include_deleted: bool = False) -> Iterator[Run]:
-    """The runs of ``find_runs``, yielded as they are read: the first ``FIRST_PAGE``
-    at once, then the rest through one ``git cat-file`` process a page at a time
-    (``reading.PAGE``), so memory stays bounded whatever the number of runs. The index
+    """The runs of ``find_runs``, yielded as they are read through one ``git cat-file``:
+    the first ``FIRST_PAGE`` at once, the rest a page at a time (``reading.PAGE``) once
+    they have begun, so memory stays bounded whatever the number of runs. The index
     is read in short statements, never held open while runs are yielded: a run another
     process changes meanwhile is yielded as it is when its page is read, one it removes
     is left out."""
@@ -49,24 +49,25 @@ def _stream(store: ProvStore, query: dict[str, Any] | None, order_by: str | list
     index = index_of(store)
     size = FIRST_PAGE if limit is None else min(limit, FIRST_PAGE)
     first = _run_ids(index, query, order_by, size, include_deleted)
-    yield from load_runs(store, _trees(index, first))
-    if len(first) < size or size == limit:
+    if len(first) < size or size == limit:  # that is the whole listing
+        yield from load_runs(store, _trees(index, first))
         return
-    ids = _run_ids(index, query, order_by, limit, include_deleted)
-    if ids[:len(first)] == first:
-        rest = ids[len(first):]
-    else:  # the index changed in between: go on without repeating a run
-        shown = set(first)
-        rest = [run_id for run_id in ids if run_id not in shown]
-    del ids
 
-    def pairs() -> Iterator[tuple[str, str]]:
+    def pages() -> Iterator[list[tuple[str, str]]]:
         from .reading import PAGE
 
+        yield _trees(index, first)
+        ids = _run_ids(index, query, order_by, limit, include_deleted)  # asked once the first page is out
+        if ids[:len(first)] == first:
+            rest = ids[len(first):]
+        else:  # the index changed in between: go on without repeating a run
+            shown = set(first)
+            rest = [run_id for run_id in ids if run_id not in shown]
+        del ids
         for start in range(0, len(rest), PAGE):
-            yield from _trees(index, rest[start:start + PAGE])
+            yield _trees(index, rest[start:start + PAGE])
 
-    for blobs in read_run_blobs(store.git, pairs()):
+    for blobs in read_run_pages(store.git, pages()):
         yield Run.load(store, blobs.run_id, blobs=(blobs.record, blobs.state))
 
 

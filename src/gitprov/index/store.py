@@ -12,24 +12,18 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections import Counter
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from .. import codec
 from ..errors import DataError, WriteError
-from ..model import RunRecord, RunState
 from ..store.ledger import Ledger
+from ..store.objects import decode_tree
 from ..store.prov_store import ProvStore
-from ..store.trees import read_tree
 
 if TYPE_CHECKING:
     import sqlite3
 
-    from .reading import RunBlobs
-
-__all__ = ["DIRECTIONS", "INDEX_FILE", "INDEX_VERSION", "KEYED_TABLES", "RunIndex", "hex_sql", "hexish", "id_bytes",
-           "index_of", "key_sql", "sql_value", "unhex"]
+__all__ = ["DIRECTIONS", "INDEX_FILE", "INDEX_VERSION", "KEYED_TABLES", "RUN_TABLES", "RunIndex", "hex_sql", "hexish",
+           "id_bytes", "index_of", "key_sql", "unhex"]
 
 INDEX_FILE = "index.sqlite"
 #: bump when the tables change: an older index is rebuilt.
@@ -64,15 +58,13 @@ CREATE INDEX stages_key ON stages(name, args_hash);
 """
 
 #: tables with one row or more per run, keyed by its ``rid`` in column ``run``
-_RUN_TABLES = ("params", "metrics", "tags", "attributes", "lineage", "stages")
+RUN_TABLES = ("params", "metrics", "tags", "attributes", "lineage", "stages")
 #: tables whose ``key`` is a ``keys.kid`` (``keys.kind`` is the table's name)
 KEYED_TABLES = ("params", "metrics", "tags", "attributes")
 #: ``lineage.direction``: what a run consumed (``in``) or produced (``out``)
 DIRECTIONS = {"in": 0, "out": 1}
-#: attributes holding pipeline stage records (``gitprov.runs.stage``)
-_STAGE_PREFIX = "prov.stage/"
-#: secondary indexes dropped during a cold build and created once at its end (the
-#: lookups made while rows go in, ``keys_name`` and ``nodes_key``, stay)
+#: secondary indexes dropped during a cold build and created once at its end (the ones
+#: looked up while rows go in, ``keys_name`` and ``nodes_key``, stay)
 _SECONDARY_INDEXES = ("runs_id", "runs_created", "metrics_kv", "lineage_node", "stages_key")
 #: a cold build of at least this many runs builds the indexes after the rows
 _BULK_INDEX_MIN = 1000
@@ -114,13 +106,6 @@ def _run_id_in(shard: str, name: str) -> bool:
     return len(name) % 2 == 0 and name.startswith(shard) and len(shard) == 2 and _HEX.issuperset(name)
 
 
-def sql_value(value: Any) -> Any:
-    """A JSON value as SQLite stores it: scalars natively (bools as 0/1), the rest as JSON."""
-    if value is None or isinstance(value, (str, int, float)):
-        return int(value) if isinstance(value, bool) else value
-    return codec.encode(value).decode()
-
-
 class RunIndex:
     """The query index of one ledger, kept at ``path`` (``:memory:`` for none)."""
 
@@ -138,7 +123,8 @@ class RunIndex:
         if self.path != ":memory:":
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
         try:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            # check_same_thread: a cold build inserts from a thread of its own (rows.RunRows)
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise WriteError(f"cannot open the query index {self.path}: {exc}") from exc
         db.execute("PRAGMA synchronous=NORMAL")
@@ -261,7 +247,8 @@ class RunIndex:
             if new_shards.get(shard) == old_shards.get(shard):
                 continue
             shards_read += 1
-            new_runs = {n: e.oid for n, e in read_tree(odb, new_shards[shard]).items()
+            # decoded, not cached (read_tree's cache would hold every run's entry through a cold build)
+            new_runs = {n: e.oid for n, e in decode_tree(odb.read_typed(new_shards[shard], "tree"), odb.fmt).items()
                         if _run_id_in(shard, n)} if shard in new_shards else {}
             old_runs = {run_id.hex(): (rid, tree.hex()) for rid, run_id, tree in _shard_rows(db, shard)}
             gone.extend(rid for run_id, (rid, tree) in old_runs.items() if new_runs.get(run_id) != tree)
@@ -272,14 +259,12 @@ class RunIndex:
             for name in _SECONDARY_INDEXES:
                 db.execute(f"DROP INDEX IF EXISTS {name}")
         _delete_runs(db, gone)
-        rows = _Rows(db)
         from .reading import read_run_blobs
+        from .rows import RunRows
 
-        for blobs in read_run_blobs(self.ledger.repo, todo):
-            rows.add(blobs)
-            if rows.count >= _INSERT_BATCH:
-                rows.insert()
-        rows.insert()
+        with RunRows(db, batch=_INSERT_BATCH, background=fresh) as rows:
+            for blobs in read_run_blobs(self.ledger.repo, todo):
+                rows.add(blobs)
         if fresh:
             for statement in _SCHEMA.split(";"):
                 name = statement.split(" ON ", 1)[0].split()[-1] if " INDEX " in statement else ""
@@ -314,87 +299,10 @@ def _delete_runs(db: sqlite3.Connection, rids: list[int]) -> None:
             db.executemany("UPDATE keys SET uses = uses - ? WHERE kid = ?", [(n, kid) for kid, n in db.execute(
                 f"SELECT key, count(*) FROM {table} WHERE run IN ({marks}) GROUP BY key", chunk)])  # noqa: S608
         nodes = [(nid, nid) for (nid,) in db.execute(f"SELECT DISTINCT node FROM lineage WHERE run IN ({marks})", chunk)]  # noqa: S608
-        for table in ("runs", *_RUN_TABLES):
+        for table in ("runs", *RUN_TABLES):
             column = "rid" if table == "runs" else "run"
             db.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)  # noqa: S608 (fixed names)
         db.executemany("DELETE FROM nodes WHERE nid = ? AND NOT EXISTS (SELECT 1 FROM lineage WHERE node = ?)", nodes)
-
-
-class _Rows:
-    """Rows of decoded runs waiting to be inserted, table by table (one
-    ``executemany`` per table and batch instead of several per run)."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-        self.tables: dict[str, list[tuple]] = {t: [] for t in ("runs", *_RUN_TABLES)}
-        self.count = 0
-        self.next_rid = (db.execute("SELECT max(rid) FROM runs").fetchone()[0] or 0) + 1
-        #: per table, key name -> ``keys.kid``
-        self.kids: dict[str, dict[str, int]] = {table: {} for table in KEYED_TABLES}
-        for kid, kind, name in db.execute("SELECT kid, kind, name FROM keys"):
-            self.kids.setdefault(kind, {})[name] = kid
-
-    def keyed(self, table: str, rid: int, items: Any) -> None:
-        kids = self.kids[table]
-        rows = self.tables[table]
-        for name, value in items:
-            kid = kids.get(name)
-            if kid is None:
-                kid = kids[name] = self.db.execute("INSERT INTO keys(kind, name, uses) VALUES (?, ?, 0)",
-                                                   (table, name)).lastrowid
-            rows.append((rid, kid, value))
-
-    def add(self, blobs: RunBlobs) -> None:
-        run_id = blobs.run_id
-        record = codec.decode(blobs.record, RunRecord, f"record of run {run_id[:12]}")
-        state = codec.decode(blobs.state, RunState, f"state of run {run_id[:12]}")
-        rid = self.next_rid
-        self.next_rid += 1
-        t = self.tables
-        t["runs"].append((rid, id_bytes(run_id), id_bytes(blobs.tree), state.name, state.experiment, state.status,
-                          record.created, state.ended, state.updated, hexish(record.code.commit),
-                          hexish(record.parent), int(state.deleted)))
-        params = {**record.params, **state.params}
-        self.keyed("params", rid, ((k, sql_value(v)) for k, v in params.items()))
-        self.keyed("metrics", rid, ((k, None if m.value != m.value else m.value) for k, m in state.metrics.items()))
-        self.keyed("tags", rid, state.tags.items())
-        self.keyed("attributes", rid, ((k, sql_value(v)) for k, v in state.attributes.items()))
-        rows = set()
-        for direction, side in (("in", state.lineage.inputs), ("out", state.lineage.outputs)):
-            for key, items in side.items():
-                kind, _, name = key.partition(":")
-                rows.update((rid, DIRECTIONS[direction], kind, name, item) for item in (items or [""]))
-        # dataset versions (log_dataset_version, prov run --input/--output) are lineage too
-        for key, version in state.datasets.items():
-            rows.add((rid, DIRECTIONS["out" if key.startswith("output/") else "in"], "dataset", key, version.digest))
-        t["lineage"].extend(sorted(rows))
-        t["stages"].extend(
-            (rid, self.kids["attributes"][k], str(s.get("name")), s.get("args_hash"),
-             s.get("commit"), int(bool(s.get("dirty"))), s.get("status"), s.get("ended"))
-            for k, s in state.attributes.items() if k.startswith(_STAGE_PREFIX) and isinstance(s, dict))
-        self.count += 1
-
-    def insert(self) -> None:
-        db = self.db
-        lineage = self.tables["lineage"]
-        if lineage:  # each (kind, name, item) once in nodes; the rows refer to it by its nid
-            db.execute("CREATE TEMP TABLE IF NOT EXISTS lineage_rows(run, direction, kind, name, item)")
-            db.executemany("INSERT INTO temp.lineage_rows VALUES (?, ?, ?, ?, ?)", lineage)
-            db.execute("INSERT OR IGNORE INTO nodes(kind, name, item) SELECT DISTINCT kind, name, item "
-                       "FROM temp.lineage_rows ORDER BY 1, 2, 3")
-            db.execute("INSERT INTO lineage SELECT s.run, s.direction, n.nid FROM temp.lineage_rows s JOIN nodes n "
-                       "ON n.kind = s.kind AND n.name = s.name AND n.item = s.item ORDER BY 1, 2, 3")
-            db.execute("DELETE FROM temp.lineage_rows")
-            lineage.clear()
-        for table, rows in self.tables.items():
-            if rows:
-                marks = ",".join("?" * len(rows[0]))
-                db.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)  # noqa: S608 (fixed names)
-                if table in KEYED_TABLES:
-                    uses = Counter(map(itemgetter(1), rows))
-                    db.executemany("UPDATE keys SET uses = uses + ? WHERE kid = ?", [(n, k) for k, n in uses.items()])
-                rows.clear()
-        self.count = 0
 
 
 def _corrupt(why: str) -> Exception:

@@ -1,0 +1,234 @@
+"""What the index keeps of a run: its record and state decoded for the fields the
+tables hold, and the rows made of them, inserted a batch at a time.
+
+Decoding is the larger part of a cold build's Python time, so record and state are
+decoded straight from their bytes into structs of only the indexed fields (``_Record``,
+``_State``; other fields are skipped, not validated: ``Run.load`` checks the whole run
+when one is read). Anything out of the ordinary — a tagged non-finite float, a
+format version this release does not write, a field of the wrong type — takes the
+general path (``codec.decode`` into the full model), so its result or its error is
+exactly that of reading the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections import Counter
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
+
+from .. import codec
+from ..model import RunRecord, RunState
+from ..model.common import FORMAT_VERSION
+from ..runs.stage import STAGE_PREFIX
+from .store import DIRECTIONS, KEYED_TABLES, RUN_TABLES, hexish, id_bytes
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from .reading import RunBlobs
+
+__all__ = ["RunRows", "sql_value"]
+
+T = TypeVar("T")
+
+
+class _Code(msgspec.Struct):
+    commit: str | None
+
+
+class _Record(msgspec.Struct, tag="run-record", tag_field="kind"):
+    format_version: int
+    created: str
+    code: _Code
+    params: dict[str, Any] = {}
+    parent: str | None = None
+
+
+class _Metric(msgspec.Struct):
+    value: float
+
+
+class _Dataset(msgspec.Struct):
+    digest: str
+
+
+class _Lineage(msgspec.Struct, frozen=True):
+    inputs: dict[str, list[str]] = {}
+    outputs: dict[str, list[str]] = {}
+
+
+class _State(msgspec.Struct, tag="run-state", tag_field="kind"):
+    format_version: int
+    name: str = ""
+    experiment: str = ""
+    status: str = "running"
+    updated: str = ""
+    ended: str | None = None
+    deleted: bool = False
+    tags: dict[str, str] = {}
+    attributes: dict[str, Any] = {}
+    params: dict[str, Any] = {}
+    metrics: dict[str, _Metric] = {}
+    datasets: dict[str, _Dataset] = {}
+    lineage: _Lineage = _Lineage()
+
+
+_DECODERS = {_Record: msgspec.json.Decoder(_Record), _State: msgspec.json.Decoder(_State)}
+_FLOAT_TAG = b"$float"
+
+
+def _decode(data: bytes, lean: type, full: type[T], what: str) -> Any:
+    """``data`` as the lean struct, or, when it is anything but plain, as ``codec.decode``
+    reads it (the full model, with the same fields, or its error)."""
+    if _FLOAT_TAG not in data:
+        try:
+            value = _DECODERS[lean].decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            pass
+        else:
+            if 1 <= value.format_version <= FORMAT_VERSION:
+                return value
+    return codec.decode(data, full, what)
+
+
+def sql_value(value: Any) -> Any:
+    """A JSON value as SQLite stores it: scalars natively (bools as 0/1), the rest as JSON."""
+    if value is None or isinstance(value, (str, int, float)):
+        return int(value) if isinstance(value, bool) else value
+    return codec.encode(value).decode()
+
+
+class RunRows:
+    """Rows of decoded runs, inserted a batch at a time, table by table (one
+    ``executemany`` per table and batch instead of several per run).
+
+    With ``background``, batches are inserted by a thread of their own while the next
+    batch is decoded (SQLite runs without the GIL): a cold build overlaps its two halves.
+    Use it as a context manager; the thread is the only user of ``db`` until the block
+    ends, and it has finished (its error raised, if it had one) when the block ends."""
+
+    def __init__(self, db: sqlite3.Connection, *, batch: int = 2000, background: bool = False) -> None:
+        self.db = db
+        self.batch = batch
+        self.tables = self._empty()
+        self.count = 0
+        self.next_rid = (db.execute("SELECT max(rid) FROM runs").fetchone()[0] or 0) + 1
+        self.next_kid = (db.execute("SELECT max(kid) FROM keys").fetchone()[0] or 0) + 1
+        #: per table, key name -> ``keys.kid``
+        self.kids: dict[str, dict[str, int]] = {table: {} for table in KEYED_TABLES}
+        for kid, kind, name in db.execute("SELECT kid, kind, name FROM keys"):
+            self.kids.setdefault(kind, {})[name] = kid
+        self._batches: queue.Queue[dict[str, list[tuple]] | None] | None = None
+        self._worker: threading.Thread | None = None
+        self._error: BaseException | None = None
+        if background:
+            self._batches = queue.Queue(maxsize=1)  # one batch waiting, one going in
+            self._worker = threading.Thread(target=self._insert_all, name="prov-index-insert", daemon=True)
+            self._worker.start()
+
+    @staticmethod
+    def _empty() -> dict[str, list[tuple]]:
+        return {t: [] for t in ("runs", "keys", *RUN_TABLES)}
+
+    def __enter__(self) -> RunRows:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            self.flush()
+        if self._worker is not None and self._batches is not None:
+            if kind is not None:  # give up what waits: the transaction rolls back
+                with contextlib.suppress(queue.Empty):
+                    self._batches.get_nowait()
+            self._batches.put(None)
+            self._worker.join()
+            self._worker = None
+        if self._error is not None and kind is None:
+            raise self._error
+
+    def keyed(self, table: str, rid: int, items: Any) -> None:
+        kids = self.kids[table]
+        rows = self.tables[table]
+        for name, value in items:
+            kid = kids.get(name)
+            if kid is None:
+                kid = kids[name] = self.next_kid
+                self.next_kid += 1
+                self.tables["keys"].append((kid, table, name, 0))
+            rows.append((rid, kid, value))
+
+    def add(self, blobs: RunBlobs) -> None:
+        """Make the rows of one run; a full batch is handed on to be inserted."""
+        run_id = blobs.run_id
+        record = _decode(blobs.record, _Record, RunRecord, f"record of run {run_id[:12]}")
+        state = _decode(blobs.state, _State, RunState, f"state of run {run_id[:12]}")
+        rid = self.next_rid
+        self.next_rid += 1
+        t = self.tables
+        t["runs"].append((rid, id_bytes(run_id), id_bytes(blobs.tree), state.name, state.experiment, state.status,
+                          record.created, state.ended, state.updated, hexish(record.code.commit),
+                          hexish(record.parent), int(state.deleted)))
+        params = {**record.params, **state.params}
+        self.keyed("params", rid, ((k, sql_value(v)) for k, v in params.items()))
+        self.keyed("metrics", rid, ((k, None if m.value != m.value else m.value) for k, m in state.metrics.items()))
+        self.keyed("tags", rid, state.tags.items())
+        self.keyed("attributes", rid, ((k, sql_value(v)) for k, v in state.attributes.items()))
+        rows = set()
+        for direction, side in (("in", state.lineage.inputs), ("out", state.lineage.outputs)):
+            for key, items in side.items():
+                kind, _, name = key.partition(":")
+                rows.update((rid, DIRECTIONS[direction], kind, name, item) for item in (items or [""]))
+        # dataset versions (log_dataset_version, prov run --input/--output) are lineage too
+        for key, version in state.datasets.items():
+            rows.add((rid, DIRECTIONS["out" if key.startswith("output/") else "in"], "dataset", key, version.digest))
+        t["lineage"].extend(sorted(rows))
+        t["stages"].extend(
+            (rid, self.kids["attributes"][k], str(s.get("name")), s.get("args_hash"),
+             s.get("commit"), int(bool(s.get("dirty"))), s.get("status"), s.get("ended"))
+            for k, s in state.attributes.items() if k.startswith(STAGE_PREFIX) and isinstance(s, dict))
+        self.count += 1
+        if self.count >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        """Insert the rows made so far (or hand them to the inserting thread)."""
+        tables, self.tables, self.count = self.tables, self._empty(), 0
+        if self._batches is None:
+            self._insert(tables)
+            return
+        if self._error is not None:
+            raise self._error
+        self._batches.put(tables)
+
+    def _insert_all(self) -> None:
+        assert self._batches is not None
+        for tables in iter(self._batches.get, None):
+            if self._error is None:
+                try:
+                    self._insert(tables)
+                except BaseException as exc:  # raised in the building thread
+                    self._error = exc
+
+    def _insert(self, tables: dict[str, list[tuple]]) -> None:
+        db = self.db
+        lineage = tables.pop("lineage")
+        for table, rows in tables.items():
+            if rows:
+                marks = ",".join("?" * len(rows[0]))
+                db.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)  # noqa: S608 (fixed names)
+                if table in KEYED_TABLES:
+                    uses = Counter(map(itemgetter(1), rows))
+                    db.executemany("UPDATE keys SET uses = uses + ? WHERE kid = ?", [(n, k) for k, n in uses.items()])
+        if lineage:  # each (kind, name, item) once in nodes; the rows refer to it by its nid
+            db.execute("CREATE TEMP TABLE IF NOT EXISTS lineage_rows(run, direction, kind, name, item)")
+            db.executemany("INSERT INTO temp.lineage_rows VALUES (?, ?, ?, ?, ?)", lineage)
+            db.execute("INSERT OR IGNORE INTO nodes(kind, name, item) SELECT DISTINCT kind, name, item "
+                       "FROM temp.lineage_rows ORDER BY 1, 2, 3")
+            db.execute("INSERT INTO lineage SELECT s.run, s.direction, n.nid FROM temp.lineage_rows s JOIN nodes n "
+                       "ON n.kind = s.kind AND n.name = s.name AND n.item = s.item ORDER BY 1, 2, 3")
+            db.execute("DELETE FROM temp.lineage_rows")
