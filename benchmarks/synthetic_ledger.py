@@ -20,8 +20,8 @@ reproducible.
     append_runs(path, 1_000, seed=0)            # a second one on top (runs 100,000..100,999)
 
 CLI: ``python benchmarks/synthetic_ledger.py PATH --runs 100000 [--append 1000]``.
-Nothing is written to ``refs/notes/prov`` (real runs also add a ``run`` line to their
-commit's note; ``prov show`` would list them), and artifacts are external URIs, so no
+Runs are listed under their commit (``commits/…``) as git-prov does; nothing is written
+to ``refs/notes/prov`` (a real first run at a commit adds its ``runs`` line), and artifacts are external URIs, so no
 artifact content is stored.
 """
 
@@ -52,7 +52,7 @@ from gitprov.model import (
 )
 from gitprov.runs.series import encode_metric_chunk
 from gitprov.schema import current_pin
-from gitprov.store.ledger import LEDGER_REF
+from gitprov.store.ledger import LEDGER_FORMAT, LEDGER_REF, run_link_path
 from gitprov.store.objects import ObjectFormat, format_named
 
 __all__ = ["LedgerBuild", "append_runs", "build_ledger", "init_repository", "run_id_of", "synthetic_run"]
@@ -61,7 +61,7 @@ __all__ = ["LedgerBuild", "append_runs", "build_ledger", "init_repository", "run
 EPOCH = 1_700_000_000
 SPACING = 37
 #: the ledger format marker, exactly as ``prov init`` writes it
-FORMAT_BLOB = codec.encode({"format_version": 1, "kind": "ledger"})
+FORMAT_BLOB = LEDGER_FORMAT
 IDENTITY = b"git-prov <git-prov@localhost>"
 #: how many earlier runs' artifacts a run consumes, chosen among the last WINDOW runs
 INPUT_RUNS = 2
@@ -260,6 +260,8 @@ def _write(repo: str, start: int, count: int, *, seed: int, parent: str | None, 
             state, files = gen.state(i, record, run_id)
             base = f"runs/{run_id[:2]}/{run_id}/"
             out.append(_blob(base + "record", data))
+            if record.code.commit:  # listed under its commit (the same blob: git stores it once)
+                out.append(_blob(run_link_path(record.code.commit, run_id), data))
             out.append(_blob(base + "state", state))
             out.extend(_blob(base + name, blob) for name, blob in files.items())
             ids.append(run_id)

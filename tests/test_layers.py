@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "scrub": set(),
     "model": {"_version"},
     "nodes": {"errors", "keys"},
-    "codec": {"errors", "model"},
+    "codec": {"_version", "errors", "model"},
     "keys": {"errors", "scrub"},
     "settings": {"errors", "names"},
     "fingerprint": {"model", "scrub"},

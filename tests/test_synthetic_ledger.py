@@ -26,6 +26,8 @@ def test_git_and_prov_verify_accept_the_synthetic_ledger(built):
     assert report.ok, report.problems
     assert report.runs == 35
     assert not [w for w in report.warnings if "dangling" in w]  # lineage to earlier runs resolves
+    assert not [w for w in report.warnings if "not listed under" in w]  # each run under its commit
+    assert len(gitprov.Repository(repo.path).show("HEAD").runs) == 35
     proc = run_prov(repo.path, "verify")
     assert proc.returncode == 0, proc.stderr
 

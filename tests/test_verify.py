@@ -4,7 +4,7 @@ reports (tampered notes through the CLI: tests/test_schema.py)."""
 from __future__ import annotations
 
 import gitprov
-from gitprov.store.ledger import run_dir
+from gitprov.store.ledger import run_dir, run_link_path
 from gitprov.store.prov_store import ProvStore
 from gitprov.verify import verify_repository
 
@@ -17,7 +17,6 @@ def _prov(repo) -> gitprov.Repository:
 def _run(repo: gitprov.Repository, name: str = "r", **kw) -> str:
     with repo.start_run(name, environment=False, **kw) as run:
         run.log_metric("loss", 0.5)
-    repo.flush_links()
     return run.id
 
 
@@ -35,7 +34,7 @@ def test_counts_notes_records_runs_and_lexicons(make_repo) -> None:
     _run(repo, "b")
     report = verify_repository(repo.store)
     assert report.ok, report.problems
-    assert (report.notes, report.records, report.runs) == (1, 3, 2)  # a capture and two run links
+    assert (report.notes, report.records, report.runs) == (1, 2, 2)  # a capture and the runs line
     assert report.lexicons == [gitprov.Repository(repo.work_tree).show().schema]
     assert report.warnings == []
 
@@ -76,30 +75,70 @@ def test_a_note_line_that_is_not_a_record_is_a_problem(make_repo) -> None:
     assert report.records == 1  # the good line still counts
 
 
-def test_an_unlinked_run_is_a_warning_naming_it(make_repo) -> None:
+def test_a_note_without_its_runs_line_is_a_warning_and_the_runs_still_show(make_repo) -> None:
     raw = make_repo()
     repo = _prov(raw)
     run_id = _run(repo)
-    raw.git("update-ref", "-d", "refs/notes/prov")  # the notes ref reset: the link is gone
+    head = raw.git("rev-parse", "HEAD").strip()
+    raw.git("update-ref", "-d", "refs/notes/prov")  # the notes ref reset: the runs line is gone
     report = verify_repository(repo.store)
-    assert report.ok
-    assert any(w.startswith(f"run {run_id[:12]}: the note of its commit") for w in report.warnings), report.warnings
+    assert report.ok, report.problems
+    assert f"the note of commit {head[:12]} has no runs line, so 'git notes --ref=prov show' does not say " \
+        "where its runs are listed (the next run at it adds the line)" in report.warnings
+    assert [r.run for r in repo.show("HEAD").runs] == [run_id]
 
 
-def test_many_unlinked_runs_are_one_warning(make_repo) -> None:
+def _unlist(repo: gitprov.Repository, *run_ids: str) -> str:
+    head = repo.git.head()
+    repo.store.ledger.apply({run_link_path(head, r): None for r in run_ids}, "test: unlist")
+    return head
+
+
+def test_an_unlisted_run_is_a_warning_naming_it(make_repo) -> None:
+    repo = _prov(make_repo())
+    run_id = _run(repo)
+    head = _unlist(repo, run_id)
+    report = verify_repository(repo.store)
+    assert report.ok, report.problems
+    assert any(w.startswith(f"run {run_id[:12]}: not listed under its commit {head[:12]}") for w in report.warnings)
+
+
+def test_many_unlisted_runs_are_five_warnings_and_a_count(make_repo) -> None:
+    repo = _prov(make_repo())
+    ids = [_run(repo, f"r{i}") for i in range(7)]
+    _unlist(repo, *ids)
+    warnings = [w for w in verify_repository(repo.store).warnings if "not listed under" in w]
+    assert len(warnings) == 6 and warnings[-1] == "... and 2 more runs not listed under their commits"
+
+
+def test_a_run_listed_under_another_commit_is_a_problem(make_repo) -> None:
     raw = make_repo()
     repo = _prov(raw)
-    ids = [_run(repo, f"r{i}") for i in range(7)]
-    raw.git("update-ref", "-d", "refs/notes/prov")
-    unlinked = [w for w in verify_repository(repo.store).warnings if "do not link them" in w]
-    assert len(unlinked) == 1 and unlinked[0].startswith(f"{len(ids)} runs (")
+    run_id = _run(repo)
+    other = raw.commit("another")
+    repo.store.ledger.apply({run_link_path(other, run_id): run_id}, "test: a false link")
+    problems = verify_repository(repo.store).problems
+    assert problems == [f"run {run_id[:12]}: listed under commit {other[:12]}, but made at "
+                        f"{raw.git('rev-parse', 'HEAD~1').strip()[:12]}"]
+
+
+def test_a_listed_entry_must_be_the_runs_record_and_the_run_must_exist(make_repo) -> None:
+    raw = make_repo()
+    repo = _prov(raw)
+    run_id = _run(repo)
+    head = repo.git.head()
+    ghost = repo.git.fmt.hash_object("blob", b"no such run")
+    wrong = repo.git.odb.write("blob", b"something else")
+    repo.store.ledger.apply({run_link_path(head, ghost): ghost, run_link_path(head, run_id): wrong}, "test: forged")
+    problems = verify_repository(repo.store).problems
+    assert f"commits/{head[:12]}…/{run_id[:12]}: names blob {wrong[:12]}, not the record of that run" in problems
+    assert f"commits/{head[:12]}…: lists run {ghost[:12]}, which is not in the ledger" in problems
 
 
 def test_lineage_naming_an_unknown_run_is_a_dangling_reference(make_repo) -> None:
     repo = _prov(make_repo())
     with repo.start_run("consumer", environment=False) as run:
         gitprov.lineage.of(run).with_input_artifact("abcd" * 10, "model.pt").register()
-    repo.flush_links()
     warnings = verify_repository(repo.store).warnings
     assert [w for w in warnings if "dangling" in w] == [
         f"run {run.id[:12]}: lineage input names run {'abcd' * 3}, which is not in the ledger "

@@ -100,13 +100,11 @@ class Repository:
         return recover_quietly(self.store)
 
     # -- reading ---------------------------------------------------------------
-    def note_records(self, commit: str, notes_tip: str | None = None,
-                     pending: dict[str, list[bytes]] | None = None) -> list[Any]:
-        """Decoded records of ``commit``'s note (a commit id or any revision), in stored
-        order, then the run links still waiting in a process's note queue."""
+    def note_records(self, commit: str, notes_tip: str | None = None) -> list[Any]:
+        """Decoded records of ``commit``'s note (a commit id or any revision), in stored order."""
         from .provenance import note_records
 
-        return note_records(self.store, commit, notes_tip, pending)
+        return note_records(self.store, commit, notes_tip)
 
     def show(self, rev: str = "HEAD") -> CommitProvenance:
         """What produced the commit ``rev`` and which runs used it."""
@@ -220,11 +218,12 @@ class Repository:
         return lineage(self.store, target, direction, depth)
 
     def flush_links(self) -> None:
-        """Write the run links waiting in this process's note queue into the notes now
-        (prov does it with the next run a second later, and at exit; see ``runs.md``)."""
-        from .store.note_queue import note_queue
+        """Deprecated, does nothing: since format 2 a run's link to its commit is written
+        with the run's first ledger transaction, so no link ever waits."""
+        import warnings
 
-        note_queue(self.notes).flush()
+        warnings.warn("Repository.flush_links() is no longer needed: run links are written with the run",
+                      DeprecationWarning, stacklevel=2)
 
     def verify(self) -> VerifyReport:
         from .verify import verify_repository

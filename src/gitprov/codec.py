@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from ._version import upgrade_command
 from .errors import DataError, FormatVersionError
 from .model.common import FORMAT_VERSION
 
@@ -99,7 +100,7 @@ def _check_version(obj: Any, what: str) -> None:
     if version > FORMAT_VERSION:
         raise FormatVersionError(
             f"{what} uses format version {version}, newer than this git-prov reads "
-            f"({FORMAT_VERSION}); upgrade with: pip install -U git-prov"
+            f"({FORMAT_VERSION}); upgrade with: {upgrade_command(obj.get('requires'))}"
         )
     if version < 1:
         raise DataError(f"{what} has invalid format_version {version}")

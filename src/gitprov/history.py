@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import DataError, UsageError, WriteError
-from .store.note_queue import settle
 from .store.objects import encode_commit
 from .store.prov_store import ProvStore
 from .store.transaction import identity_line
@@ -86,14 +85,13 @@ def relink(store: ProvStore, pairs: list[tuple[str, str]], how: str) -> RelinkRe
     for _, new in pairs:
         if not store.git.odb.contains(new):
             raise UsageError(f"new commit {new[:12]} is not in this repository; fetch it first")
-    settle(store.notes)  # run links waiting in a note queue are copied too
-    tip = store.notes.tip()
+    tip, ledger_tip = store.notes.tip(), store.ledger.tip()
     add: dict[str, list[bytes]] = {}
     result = RelinkResult()
     for old, new in pairs:
         link = rewrite_link(old, new, how)
         copied = store.notes.read(old, tip)
-        result.runs += sum(1 for line in copied if b'"kind":"run"' in line)
+        result.runs += _runs_linked(store, copied, ledger_tip)
         add.setdefault(new, []).extend(copied)
         add[new].append(link)
         add.setdefault(old, []).append(link)
@@ -102,6 +100,19 @@ def relink(store: ProvStore, pairs: list[tuple[str, str]], how: str) -> RelinkRe
     result.old = sorted({o for o, _ in pairs})
     keep_pinned(store, [o for o, _ in pairs if store.git.odb.contains(o)])
     return result
+
+
+def _runs_linked(store: ProvStore, lines: list[bytes], ledger_tip: str | None) -> int:
+    """How many runs copied note lines link: a format-1 ``run`` line each, a ``runs``
+    line (``{"commit":"<id>",...``) all the runs the ledger lists under its commit."""
+    count = 0
+    for line in lines:
+        if b'"kind":"run",' in line:
+            count += 1
+        elif b'"kind":"runs",' in line and ledger_tip is not None:
+            commit = line[11:11 + store.git.fmt.hex_len].decode("ascii", "replace")
+            count += len(store.ledger.commit_run_ids(commit, ledger_tip)) if store.git.fmt.is_id(commit) else 0
+    return count
 
 
 def _git(store: ProvStore, *args: str) -> str:

@@ -1,5 +1,5 @@
-"""Reading a commit's provenance: its note's records (captures, run links, rewrite
-links) and the run links still waiting in a process's note queue."""
+"""Reading a commit's provenance: its note's records (captures, rewrite links, the
+``runs`` line) and the runs the ledger lists under it."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import msgspec
 
 from . import codec
 from .errors import DataError
-from .model import CommitCapture, RewriteLink, RunLink
-from .store.note_queue import pending_lines
+from .model import CommitCapture, CommitRuns, RewriteLink, RunLink, RunRecord
 from .store.notes import NOTES_REF
 
 if TYPE_CHECKING:
@@ -25,6 +24,8 @@ class CommitProvenance(msgspec.Struct, kw_only=True):
     commit: str
     summary: str
     captures: list[CommitCapture] = []
+    #: runs made against this commit, and against the commits it replaced whose notes
+    #: were copied to it (amend, rebase), oldest first
     runs: list[RunLink] = []
     rewrites: list[RewriteLink] = []
     #: the lexicon manifest hash the records pin (None without records).
@@ -38,20 +39,12 @@ class CommitProvenance(msgspec.Struct, kw_only=True):
         return codec.to_plain(self)
 
 
-def note_records(store: ProvStore, commit: str, notes_tip: str | None = None,
-                 pending: dict[str, list[bytes]] | None = None) -> list[Any]:
-    """Decoded records of ``commit``'s note (a commit id or any revision), in stored
-    order, then the run links still waiting in a process's note queue (``pending``:
-    read now when None)."""
+def note_records(store: ProvStore, commit: str, notes_tip: str | None = None) -> list[Any]:
+    """Decoded records of ``commit``'s note (a commit id or any revision), in stored order."""
     if not store.git.fmt.is_id(commit):
         commit = store.git.resolve(commit)  # a revision: HEAD, a branch, a short id
-    lines = store.notes.read(commit, notes_tip)
-    waiting = (pending_lines(store.notes) if pending is None else pending).get(commit)
-    if waiting:
-        stored = set(lines)
-        lines += sorted({line for line in waiting if line not in stored})
     records = []
-    for i, line in enumerate(lines, 1):
+    for i, line in enumerate(store.notes.read(commit, notes_tip), 1):
         try:
             records.append(codec.decode_note_line(line, f"note of commit {commit[:12]}, line {i}"))
         except DataError as exc:
@@ -62,25 +55,42 @@ def note_records(store: ProvStore, commit: str, notes_tip: str | None = None,
 
 
 def commit_provenance(store: ProvStore, commit: str, notes_tip: str | None = None,
-                      pending: dict[str, list[bytes]] | None = None) -> CommitProvenance:
+                      ledger_tip: str | None = None) -> CommitProvenance:
     """The provenance of the commit id ``commit``."""
     info = store.git.read_commit(commit)
     prov = CommitProvenance(commit=commit, summary=info.summary)
-    for record in note_records(store, commit, notes_tip, pending):
+    runs: dict[str, RunLink] = {}
+    listed = {commit}  # commits whose runs the ledger lists: this one, and those copied here
+    for record in note_records(store, commit, notes_tip):
         if isinstance(record, CommitCapture):
             prov.captures.append(record)
-        elif isinstance(record, RunLink):
-            prov.runs.append(record)
+        elif isinstance(record, CommitRuns):
+            listed.add(record.commit)
+        elif isinstance(record, RunLink):  # format 1: a line per run
+            runs.setdefault(record.run, record)
         elif isinstance(record, RewriteLink):
             prov.rewrites.append(record)
+    ledger_tip = ledger_tip if ledger_tip is not None else store.ledger.tip()
+    if ledger_tip is not None:
+        for made_at in sorted(listed):
+            for run_id in store.ledger.commit_run_ids(made_at, ledger_tip):
+                if run_id not in runs:
+                    runs[run_id] = _run_link(store, run_id)
+    prov.runs = sorted(runs.values(), key=lambda link: (link.created, link.run))
     pins = [r.schema.lexicon for r in (*prov.captures, *prov.runs, *prov.rewrites)]
     prov.schema = pins[0] if pins else None
     return prov
 
 
+def _run_link(store: ProvStore, run_id: str) -> RunLink:
+    """A listed run as ``prov show`` reports it; the ledger's entry is its record blob."""
+    record = codec.decode(store.git.odb.read_typed(run_id, "blob"), RunRecord, f"record of run {run_id[:12]}")
+    return RunLink(run=run_id, name=record.name, experiment=record.experiment, created=record.created,
+                   schema=record.schema)
+
+
 def history_provenance(store: ProvStore, spec: str | None = None, limit: int | None = None) -> list[CommitProvenance]:
     """Provenance of each commit in ``spec`` (``A..B``, a rev; default HEAD), newest first."""
     include, exclude = store.git.resolve_range(spec) if spec else ([store.git.head()], [])
-    tip = store.notes.tip()
-    pending = pending_lines(store.notes)
-    return [commit_provenance(store, c, tip, pending) for c in store.git.walk(include, exclude, limit)]
+    notes_tip, ledger_tip = store.notes.tip(), store.ledger.tip()
+    return [commit_provenance(store, c, notes_tip, ledger_tip) for c in store.git.walk(include, exclude, limit)]

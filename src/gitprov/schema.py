@@ -39,11 +39,12 @@ _MANIFEST = "manifest.json"
 
 
 def _record_types() -> dict[str, Any]:
-    from .model import CommitCapture, RewriteLink, RunLink, RunRecord, RunState
+    from .model import CommitCapture, CommitRuns, RewriteLink, RunLink, RunRecord, RunState
 
     return {
         "commit": CommitCapture,
         "run": RunLink,
+        "runs": CommitRuns,
         "rewrite": RewriteLink,
         "run-record": RunRecord,
         "run-state": RunState,

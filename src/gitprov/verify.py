@@ -15,8 +15,7 @@ import msgspec
 
 from . import codec
 from .errors import DataError
-from .model import CommitCapture, RewriteLink, RunLink
-from .store.note_queue import pending_lines
+from .model import CommitCapture, CommitRuns, RewriteLink, RunLink
 from .store.prov_store import ProvStore
 
 if TYPE_CHECKING:
@@ -115,16 +114,8 @@ def verify_repository(store: ProvStore) -> VerifyReport:
     except DataError as exc:
         report.problems.append(f"{NOTES_REF}: {exc}")
         items = []
-    linked: set[str] = set()
-    for lines in pending_lines(store.notes).values():  # links waiting in a note queue
-        for line in lines:
-            try:
-                record = codec.decode_note_line(line, "a run link waiting in a note queue")
-            except DataError as exc:
-                report.problems.append(str(exc))
-                continue
-            if isinstance(record, RunLink):
-                linked.add(record.run)
+    linked: set[str] = set()  # runs a format-1 note line links
+    pointed: set[str] = set()  # commits whose note has its runs line
     for commit, blob in items:
         report.notes += 1
         if not git.odb.contains(commit):
@@ -147,6 +138,8 @@ def verify_repository(store: ProvStore) -> VerifyReport:
             report.records += 1
             if isinstance(record, RunLink):
                 linked.add(record.run)
+            elif isinstance(record, CommitRuns) and record.commit == commit:
+                pointed.add(commit)
             if isinstance(record, CommitCapture) and record.commit not in (commit, *rewritten_from):
                 report.problems.append(f"{where}: capture names commit {record.commit[:12]}, not its own")
             _check_pin(report, lexicons, record, line, where, commit if git.odb.contains(commit) else None)
@@ -156,6 +149,7 @@ def verify_repository(store: ProvStore) -> VerifyReport:
         if fmt is not None:
             codec.decode(fmt, dict, "ledger format marker")
         run_ids = list(store.ledger.run_ids())
+        listed = _listed_runs(report, store, pointed)
         unlinked: list[tuple[str, str]] = []
         for run_id in run_ids:
             report.runs += 1
@@ -164,8 +158,10 @@ def verify_repository(store: ProvStore) -> VerifyReport:
                 report.problems.append(f"run {run_id[:12]}: no record")
             elif git.fmt.hash_object("blob", record) != run_id:
                 report.problems.append(f"run {run_id[:12]}: id does not match its record's content")
-            elif run_id not in linked:
-                _check_unlinked(report, run_id, record, unlinked)
+            else:
+                _check_link(report, run_id, record, listed.pop(run_id, []), run_id in linked, unlinked)
+        for run_id, commits in sorted(listed.items()):
+            report.problems.append(f"commits/{commits[0][:12]}…: lists run {run_id[:12]}, which is not in the ledger")
         _report_unlinked(report, unlinked)
         _check_lineage(report, store, run_ids)
         if run_ids:
@@ -177,33 +173,58 @@ def verify_repository(store: ProvStore) -> VerifyReport:
     return report
 
 
-def _check_unlinked(report: VerifyReport, run_id: str, record: bytes, unlinked: list[tuple[str, str]]) -> None:
-    """A run whose commit's note lacks its ``run`` line: its writer stopped between
-    the ledger and notes updates of one transaction (the journal's recovery adds the
-    link), or the notes ref was reset."""
-    from .model import RunRecord
+def _listed_runs(report: VerifyReport, store: ProvStore, pointed: set[str]) -> dict[str, list[str]]:
+    """``{run id: [commits listing it]}`` from the ledger's ``commits/`` directory; an
+    entry must name the record blob of the run it is named after, and the commit's
+    note should point at the list (its ``runs`` line)."""
+    from .store.trees import read_tree
 
+    odb = store.git.odb
+    listed: dict[str, list[str]] = {}
+    unpointed = []
+    for shard in store.ledger.list_dir("commits").values():
+        for commit, runs in read_tree(odb, shard.oid).items() if shard.is_tree else ():
+            for fan in read_tree(odb, runs.oid).values() if runs.is_tree else ():
+                for run_id, entry in read_tree(odb, fan.oid).items() if fan.is_tree else ():
+                    if entry.oid != run_id:
+                        report.problems.append(f"commits/{commit[:12]}…/{run_id[:12]}: names blob {entry.oid[:12]}, "
+                                               "not the record of that run")
+                    listed.setdefault(run_id, []).append(commit)
+            if commit not in pointed:
+                unpointed.append(commit)
+    for commit in unpointed[:5]:
+        report.warnings.append(f"the note of commit {commit[:12]} has no runs line, so 'git notes --ref=prov show' "
+                               f"does not say where its runs are listed (the next run at it adds the line)")
+    if len(unpointed) > 5:
+        report.warnings.append(f"... and {len(unpointed) - 5} more commits whose notes have no runs line")
+    return listed
+
+
+def _check_link(report: VerifyReport, run_id: str, record: bytes, listed_at: list[str], note_links: bool,
+                unlinked: list[tuple[str, str]]) -> None:
+    """A run must be listed under its own commit, and only there; a run of format 1 is
+    linked by its note line until the ledger's upgrade lists it."""
     try:
-        commit = codec.decode(record, RunRecord, f"record of run {run_id[:12]}").code.commit
-    except DataError as exc:
-        report.problems.append(str(exc))
+        code = msgspec.json.decode(record).get("code") or {}
+        commit = code.get("commit") if isinstance(code, dict) else None
+    except (msgspec.DecodeError, AttributeError):
+        report.problems.append(f"run {run_id[:12]}: record is not a JSON object")
         return
-    if commit:
+    for other in listed_at:
+        if other != commit:
+            report.problems.append(f"run {run_id[:12]}: listed under commit {other[:12]}, but made at "
+                                   f"{str(commit)[:12]}")
+    if commit and commit not in listed_at and not note_links:
         unlinked.append((run_id, commit))
 
 
 def _report_unlinked(report: VerifyReport, unlinked: list[tuple[str, str]]) -> None:
-    why = ("so 'prov show' does not list it (a writer stopped between its ledger and notes updates and "
-           "its journal is gone, or refs/notes/prov was reset)")
-    if len(unlinked) <= 5:
-        for run_id, commit in unlinked:
-            report.warnings.append(f"run {run_id[:12]}: the note of its commit {commit[:12]} does not link it, {why}")
-    else:
-        shown = ", ".join(run_id[:12] for run_id, _ in unlinked[:3])
-        report.warnings.append(
-            f"{len(unlinked)} runs ({shown}, ...): the notes of their commits do not link them, so 'prov show' "
-            "does not list them (writers stopped between their ledger and notes updates and their journals "
-            "are gone, refs/notes/prov was reset, or the ledger was made without notes)")
+    why = ("so 'prov show' does not list it (a release older than 0.2 wrote the run, and the next write "
+           "of this one lists it; or the ledger was edited by hand)")
+    for run_id, commit in unlinked[:5]:
+        report.warnings.append(f"run {run_id[:12]}: not listed under its commit {commit[:12]}, {why}")
+    if len(unlinked) > 5:
+        report.warnings.append(f"... and {len(unlinked) - 5} more runs not listed under their commits")
 
 
 def _check_reachable(report: VerifyReport, store: ProvStore) -> None:

@@ -12,7 +12,7 @@ from gitprov import codec
 from gitprov.api import Repository
 from gitprov.errors import RemoteDataError, UsageError
 from gitprov.exchange import validate
-from gitprov.model import RunState
+from gitprov.model import FORMAT_VERSION, RunState
 from gitprov.store.ledger import LEDGER_REF, run_dir
 from gitprov.store.notes import NOTES_REF
 from gitprov.store.objects import TreeEntry, encode_commit, encode_tree
@@ -142,7 +142,7 @@ FORGERIES = {
     "id does not match": lambda run_id: lambda odb, tree: edit_tree(
         odb, tree, {f"{run_dir(run_id)}/record": codec.encode({"format_version": 1, "kind": "run-record"})}),
     "newer than this git-prov": lambda run_id: lambda odb, tree: edit_tree(
-        odb, tree, {f"{run_dir(run_id)}/state": _state_of(odb, tree, run_id).replace(b'"format_version":1', b'"format_version":99')}),
+        odb, tree, {f"{run_dir(run_id)}/state": _state_of(odb, tree, run_id).replace(b'"format_version":%d' % FORMAT_VERSION, b'"format_version":99')}),
     "unexpected entry 'evil'": lambda run_id: lambda odb, tree: edit_tree(odb, tree, {f"{run_dir(run_id)}/evil": b"x"}),
     "not a run id": lambda run_id: lambda odb, tree: edit_tree(odb, tree, {f"runs/{run_id[:2]}/zz-not-an-id/record": b"x"}),
     "at the ledger root": lambda run_id: lambda odb, tree: edit_tree(odb, tree, {"payload": b"x"}),
@@ -285,5 +285,5 @@ def test_ci_checkout_without_prov_prov_refs(remote: GitRepo, tmp_path: Path) -> 
 
 
 def test_state_of_a_forged_future_version_names_the_upgrade(remote: GitRepo, tmp_path: Path) -> None:
-    state = codec.encode(RunState(lamport=1, writer="x")).replace(b'"format_version":1', b'"format_version":99')
+    state = codec.encode(RunState(lamport=1, writer="x")).replace(b'"format_version":%d' % FORMAT_VERSION, b'"format_version":99')
     assert b"99" in state

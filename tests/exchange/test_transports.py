@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from gitprov import Repository
 from tests.conftest import GitRepo, run_git, run_prov
 from tests.exchange.clones import (
     LEDGER,
@@ -301,7 +300,6 @@ def test_pre_receive_refusal_over_git_daemon(served, tmp_path: Path) -> None:
     hook.write_text("#!/bin/sh\necho 'read-only mirror: pushes are disabled' >&2\nexit 1\n")
     hook.chmod(0o755)
     make_run(a.path, "second")
-    Repository(a.path).flush_links()  # its link may still wait in this process's note queue
     before = prov_refs(a)
     remote_before = bare.git("for-each-ref", "refs/prov", "refs/notes")
     proc = run_prov(a.path, "push")

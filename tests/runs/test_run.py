@@ -285,17 +285,21 @@ HALF_TRANSACTION_SCRIPT = textwrap.dedent(
 
 
 def test_sigkill_between_the_ledger_and_the_note_is_recovered(prov_repo):
-    """A run and its note link are one transaction (one pack) but two ref updates: a
-    writer killed between them leaves a finished run without its link, which the next
-    prov call adds from the journal; verify reports the gap meanwhile."""
+    """A run, its entry under its commit and the note's ``runs`` line are one
+    transaction (one pack) but two ref updates: a writer killed between them leaves a
+    finished run that is listed under its commit already (``prov show`` has it), with
+    a note that does not point at the list yet; the next prov call adds that line from
+    the journal, and verify reports the gap meanwhile."""
     path = prov_repo.path
     proc = subprocess.run([sys.executable, "-c", HALF_TRANSACTION_SCRIPT], cwd=path, capture_output=True, text=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     run_id = proc.stdout.strip()
+    head = run_git(path, "rev-parse", "HEAD").strip()
     ledger = run_git(path, "ls-tree", "-r", "--name-only", "refs/prov/ledger")
     assert f"runs/{run_id[:2]}/{run_id}/state" in ledger  # the ledger moved
+    assert f"commits/{head[:2]}/{head}/{run_id[:2]}/{run_id}" in ledger  # with the link
     note = run_git(path, "notes", "--ref=prov", "show", "HEAD", check=False)
-    assert run_id not in note  # the link did not
+    assert '"kind":"runs"' not in note  # the note did not
     prov_repo.fsck()
     from gitprov.verify import verify_repository
 
@@ -308,17 +312,21 @@ def test_sigkill_between_the_ledger_and_the_note_is_recovered(prov_repo):
     fcntl.flock(lock, fcntl.LOCK_EX)
     try:
         report = verify_repository(gitprov.Repository(path))
+        shown = [r.run for r in gitprov.show("HEAD", path).runs]
     finally:
         os.close(lock)
-    assert any(run_id[:12] in w and "does not link it" in w for w in report.warnings)
+    assert report.ok, report.problems
+    assert any(head[:12] in w and "has no runs line" in w for w in report.warnings), report.warnings
+    assert shown == [run_id]  # listed by the ledger, whatever the note says
     repo = gitprov.Repository(path)  # folds the journal in
     run = repo.get_run(run_id)
     assert run.status == "finished"  # the ledger's final state, not 'crashed'
     assert run.get_hyperparameters() == {"lr": 0.25}
     assert [p.value for p in run.get_metric_history("loss")] == [1.5]
     assert [r.run for r in gitprov.show("HEAD", path).runs] == [run_id]
+    assert '"kind":"runs"' in run_git(path, "notes", "--ref=prov", "show", "HEAD")
     assert not os.listdir(journal)
-    assert not [w for w in verify_repository(gitprov.Repository(path)).warnings if "does not link" in w]
+    assert not verify_repository(gitprov.Repository(path)).warnings
     prov_repo.fsck()
 
 

@@ -22,8 +22,7 @@ from typing import Any
 from ..errors import ConcurrentUpdateError, RemoteDataError, RemoteError, UsageError
 from ..store import gitbin
 from ..store.ledger import LEDGER_REF
-from ..store.note_queue import settle
-from ..store.notes import NOTES_REF, Notes, merge_notes_trees
+from ..store.notes import NOTES_REF, merge_notes_trees
 from ..store.objects import encode_commit
 from ..store.repo import GitRepository
 from ..store.transaction import identity_line
@@ -237,7 +236,6 @@ def push(repo: GitRepository, remote: str | None = None) -> ExchangeResult:
     remote = remote or default_remote(repo)
     result = ExchangeResult(remote)
     transport = Transport(repo, remote)
-    settle(Notes(repo))  # run links still waiting in a process's note queue go too
     for attempt in range(1, MAX_PUSH_ATTEMPTS + 1):
         result.push_attempts = attempt
         local = {ref: repo.refs.read(ref) for ref in EXCHANGED_REFS}

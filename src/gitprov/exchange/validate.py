@@ -106,18 +106,36 @@ def validate_ledger(odb: ObjectDatabase, local: str | None, remote: str | None,
             continue
         if name == "runs":
             _validate_runs(odb, mine.get("runs"), entry, report)
+        elif name == "commits":
+            _validate_commits(odb, mine.get("commits"), entry, name, report)
         else:
             _validate_outside_runs(odb, name, entry, report)
     return report.problems
 
 
+def _validate_commits(odb: ObjectDatabase, local: TreeEntry | None, remote: TreeEntry, path: str,
+                      report: _Report) -> None:
+    """Every entry of ``commits/`` that differs from the local one (subtrees both sides
+    hold are skipped)."""
+    _validate_outside_runs(odb, path, remote, report)
+    if not remote.is_tree or report.full() or path.count("/") >= 4:
+        return
+    mine = read_tree(odb, local.oid) if local is not None and local.is_tree else {}
+    for name, entry in sorted(read_tree(odb, remote.oid).items()):
+        if mine.get(name) != entry and not report.full():
+            _validate_commits(odb, mine.get(name), entry, f"{path}/{name}", report)
+
+
 def _validate_outside_runs(odb: ObjectDatabase, path: str, entry: TreeEntry, report: _Report) -> None:
-    """The ``format`` marker, the ``runs`` directory and its shards; nothing else belongs."""
+    """The ``format`` marker, the ``runs`` directory and its shards, the ``commits``
+    directory; nothing else belongs."""
     parts = path.split("/")
     if path == "format":
         data = _blob(odb, entry, LIMITS["format"], "format", report)
         if data is not None:
             _decode(lambda d=data: codec.decode(d, dict, "ledger format marker"), report)
+    elif parts[0] == "commits":
+        _validate_commits_entry(odb, parts, entry, report)
     elif parts[0] == "runs" and len(parts) <= 2:
         if entry.mode != MODE_TREE:
             report.add(f"{path}: must be a directory")
@@ -125,6 +143,34 @@ def _validate_outside_runs(odb: ObjectDatabase, path: str, entry: TreeEntry, rep
             report.add(f"{path}: not a two-hex-digit shard")
     else:
         report.add(f"unexpected entry {parts[0]!r} at the ledger root")
+
+
+def _hex(text: str, length: int) -> bool:
+    return len(text) == length and not text.strip("0123456789abcdef")
+
+
+def _validate_commits_entry(odb: ObjectDatabase, parts: list[str], entry: TreeEntry, report: _Report) -> None:
+    """``commits/<c[:2]>/<c>/<id[:2]>/<id>``: directories down to the entry, which names
+    the record blob of run ``<id>``, a run made at commit ``<c>``."""
+    path, depth, hex_len = "/".join(parts), len(parts), odb.fmt.hex_len
+    names_ok = depth <= 5 and all(
+        _hex(name, 2 if i in (1, 3) else hex_len) for i, name in enumerate(parts[1:], 1)
+    ) and (depth < 3 or parts[2].startswith(parts[1])) and (depth < 5 or parts[4].startswith(parts[3]))
+    if not names_ok:
+        report.add(f"{path[:120]}: not a commits/<id[:2]>/<commit>/<id[:2]>/<run id> path of this repository")
+    elif depth < 5:
+        if entry.mode != MODE_TREE:
+            report.add(f"{path}: must be a directory")
+    elif entry.oid != parts[4]:
+        report.add(f"{path}: names blob {entry.oid[:12]}, not the record of run {parts[4][:12]}")
+    else:
+        data = _blob(odb, entry, LIMITS["record"], path, report)
+        if data is None:
+            return
+        record = _decode(lambda: codec.decode(data, RunRecord, f"record of run {parts[4][:12]}"), report)
+        if record is not None and record.code.commit != parts[2]:
+            report.add(f"{path}: run {parts[4][:12]} was made at commit {str(record.code.commit)[:12]}, "
+                       f"not {parts[2][:12]}")
 
 
 def _decode(fn, report: _Report):

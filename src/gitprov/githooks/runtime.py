@@ -174,9 +174,6 @@ def post_rewrite(ctx: _Context) -> None:
         pairs = _amend_from_reflog(store)
     if not pairs:
         return
-    from ..store.note_queue import settle
-
-    settle(store.notes)  # run links waiting in a note queue are copied too
     tip = store.notes.tip()
     add: dict[str, list[bytes]] = {}
     for old, new in pairs:
@@ -191,7 +188,8 @@ def post_rewrite(ctx: _Context) -> None:
             base_env = record.environment
             add[new].append(codec.encode(record))
     store.notes.add(add, f"prov: {how} rewrote {len(pairs)} commit(s)")
-    pinned = [old for old, _ in pairs if any(b'"kind":"run"' in line for line in store.notes.read(old, tip))]
+    pinned = [old for old, _ in pairs if store.ledger.commit_run_ids(old)  # runs made at it (format 2)
+              or any(b'"kind":"run"' in line for line in store.notes.read(old, tip))]  # (format 1)
     if pinned:  # the old commits are now unreachable: keep what runs were made against
         from ..history import keep_pinned
 

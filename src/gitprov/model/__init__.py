@@ -5,7 +5,7 @@ Every stored record carries ``format_version``; note lines are tagged by ``kind`
 
 from .capture import CommitCapture, Environment, InputFile
 from .common import FORMAT_VERSION, SchemaPin
-from .links import NoteLine, RewriteLink, RunLink
+from .links import CommitRuns, NoteLine, RewriteLink, RunLink
 from .run import (
     RUN_STATUSES,
     ArtifactRef,
@@ -22,6 +22,7 @@ __all__ = [
     "ArtifactRef",
     "CodeVersion",
     "CommitCapture",
+    "CommitRuns",
     "DatasetVersion",
     "Environment",
     "InputFile",

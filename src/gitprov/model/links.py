@@ -7,11 +7,25 @@ import msgspec
 from .capture import CommitCapture
 from .common import FORMAT_VERSION, SchemaPin
 
-__all__ = ["NoteLine", "RewriteLink", "RunLink"]
+__all__ = ["CommitRuns", "NoteLine", "RewriteLink", "RunLink"]
+
+
+class CommitRuns(msgspec.Struct, frozen=True, kw_only=True, tag="runs", tag_field="kind"):
+    """Where the runs made against ``commit`` are listed: the ledger directory ``path``
+    (one entry per run, named by its id) under ``ref``. Written once, with the first run
+    of the commit, so a run never rewrites the note (format 2)."""
+
+    format_version: int = FORMAT_VERSION
+    commit: str
+    ref: str
+    path: str
+    schema: SchemaPin
 
 
 class RunLink(msgspec.Struct, frozen=True, kw_only=True, tag="run", tag_field="kind"):
-    """A run made against this commit; the run itself lives in the ledger."""
+    """A run made against this commit; the run itself lives in the ledger. Format 1
+    wrote one such note line per run; format 2 lists runs in the ledger
+    (``CommitRuns``), and ``prov show`` reports them in this shape."""
 
     format_version: int = FORMAT_VERSION
     run: str
@@ -32,4 +46,4 @@ class RewriteLink(msgspec.Struct, frozen=True, kw_only=True, tag="rewrite", tag_
     schema: SchemaPin
 
 
-NoteLine = CommitCapture | RunLink | RewriteLink
+NoteLine = CommitCapture | CommitRuns | RunLink | RewriteLink

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from .. import codec
@@ -9,7 +10,6 @@ from ..errors import DataError, WriteError
 from ..model import RunRecord, RunState
 from ..store.journal import NEW_SUFFIX, abandoned_journals, read_journal
 from ..store.ledger import run_dir
-from ..store.note_queue import settle
 from ..store.prov_store import ProvStore
 from ..store.transaction import commit_on_refs
 
@@ -43,13 +43,10 @@ def recover_abandoned(store: ProvStore) -> list[str]:
     with store.git.refs.lock_wait_at_most(_LOCK_WAIT_SECONDS):
         try:
             recovered = _recover_runs(store, folder)
-        except WriteError as exc:  # (a ref locked by a dead process, say): the links still go
+        except WriteError as exc:  # (a ref locked by a dead process, say)
             recovered, error = [], exc
-        try:  # run links a dead process queued but never wrote (store/note_queue.py)
-            settle(store.notes, abandoned_only=True)
-        except WriteError as exc:
-            error = error or exc
     _remove_stale_new_journals(folder)
+    _remove_note_queues(store, folder)
     if error is not None:
         raise error
     return recovered
@@ -70,9 +67,25 @@ def _remove_stale_new_journals(folder: str) -> None:
             os.close(fd)
 
 
+def _remove_note_queues(store: ProvStore, folder: str) -> None:
+    """Note queue journals (``*.notes``) of dead processes of git-prov 0.1, which
+    batched run links there: the runs they name are in the ledger, and upgrading it to
+    format 2 (done here first) lists them under their commits."""
+    queues = abandoned_journals(folder, suffix=".notes")
+    try:
+        if queues:
+            store.ledger.apply({}, "prov: upgrade the ledger to format 2")
+        for path, _ in queues:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+    finally:
+        for _, fd in queues:
+            os.close(fd)
+
+
 def _recover_runs(store: ProvStore, folder: str) -> list[str]:
     from .._util.clock import utc_timestamp
-    from .writer import run_link
+    from .writer import commit_link
 
     recovered = []
     for path, fd in abandoned_journals(folder):
@@ -104,13 +117,12 @@ def _recover_runs(store: ProvStore, folder: str) -> list[str]:
             state.lamport += 1
             state.updated = utc_timestamp()
             changes[f"{base}/state"] = codec.encode(state)
+            # the commit's entry (again, if the run's first write landed: the same bytes)
+            # and its note's runs line when a writer died between the ledger and the notes
+            links, pointer = commit_link(store, run_id, record)
+            changes.update(links)
             updates = [store.ledger.update(changes, f"prov: recover crashed run {run_id[:12]}")]
-            if record.code.commit:
-                line = codec.encode(run_link(run_id, record))
-                # a writer that died between its ledger and notes updates left the run unlinked
-                if not stored or line not in store.notes.read(record.code.commit):
-                    updates.append(store.notes.update({record.code.commit: [line]}, f"prov: link run {run_id[:12]}"))
-            commit_on_refs(store.git, updates)
+            commit_on_refs(store.git, updates if pointer is None else [*updates, pointer])
             os.remove(path)
             recovered.append(run_id)
         except (DataError, KeyError, TypeError) as exc:

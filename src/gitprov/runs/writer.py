@@ -17,17 +17,16 @@ from .. import codec
 from .._util.clock import utc_timestamp
 from ..errors import UsageError
 from ..keys import key_to_name
-from ..model import MetricSummary, RunLink, RunRecord, RunState
+from ..model import CommitRuns, MetricSummary, RunRecord, RunState
 from ..store.journal import Journal
-from ..store.ledger import run_dir
-from ..store.note_queue import note_queue
-from ..store.transaction import commit_on_refs
+from ..store.ledger import LEDGER_REF, commit_runs_dir, run_dir, run_link_path
+from ..store.transaction import RefUpdate, commit_on_refs
 from .series import encode_metric_chunk, encode_observation_chunk
 
 if TYPE_CHECKING:
     from ..store.prov_store import ProvStore
 
-__all__ = ["RunSettings", "RunWriter", "SeriesBuffer"]
+__all__ = ["RunSettings", "RunWriter", "SeriesBuffer", "commit_link"]
 
 #: artifacts up to this size are written with the run's next pack, not at once
 DEFER_BYTES = 1 << 20
@@ -204,24 +203,13 @@ class RunWriter:
         if not self.stored:
             changes[f"{base}/record"] = codec.encode(self.record)
         changes[f"{base}/state"] = self.state_bytes()
+        pointer = None
+        if not self.stored:
+            # the link to the commit goes in this same ledger transaction
+            links, pointer = commit_link(store, run_id, self.record)
+            changes.update(links)
         updates = [store.ledger.update(changes, f"prov: run {run_id[:12]} {self.state.status}")]
-        queue, link, taken = None, {}, None
-        if not self.stored and self.record.code.commit:
-            # the link to the commit goes with this transaction (one pack, the ledger
-            # first: a crash in between leaves a stored run without its link, which the
-            # run journal's recovery adds), or, while runs end back to back, waits in
-            # the process's note queue for the next batch (store/note_queue.py)
-            queue = note_queue(store.notes)
-            link = {self.record.code.commit: [codec.encode(run_link(run_id, self.record))]}
-            taken = queue.take(link, f"prov: link run {run_id[:12]}")
-            if taken is not None:
-                updates.append(taken[0])
-        commit_on_refs(store.git, updates)
-        if queue is not None:
-            if taken is None:
-                queue.queue(link)
-            else:
-                queue.written(taken[1])
+        commit_on_refs(store.git, updates if pointer is None else [*updates, pointer])
         self.stored = True
         self.pending = {}
         self.pending_chunks = {}
@@ -238,7 +226,28 @@ class RunWriter:
         self.dirty = False
 
 
-def run_link(run_id: str, record: RunRecord) -> RunLink:
-    """The ``run`` line of the commit's note that lists this run."""
-    return RunLink(run=run_id, name=record.name, experiment=record.experiment,
-                   created=record.created, schema=record.schema)
+def commit_link(store: ProvStore, run_id: str, record: RunRecord) -> tuple[dict[str, str], RefUpdate | None]:
+    """What links a run to its commit: the ledger entry ``commits/…/<run id>`` (to go
+    with the run's first transaction) and, when the commit's note does not point at its
+    runs yet, the notes update adding the ``runs`` line (once per commit: a run never
+    rewrites a note that grows with the commit's runs)."""
+    commit = record.code.commit
+    if not commit:
+        return {}, None
+    links = {run_link_path(commit, run_id): run_id}
+    known = (store.git.common_dir, commit)
+    if known in _pointed or has_runs_line(store.notes.read(commit), commit):
+        _pointed.add(known)
+        return links, None
+    line = codec.encode(CommitRuns(commit=commit, ref=LEDGER_REF, path=commit_runs_dir(commit), schema=record.schema))
+    return links, store.notes.update({commit: [line]}, f"prov: list the runs of {commit[:12]} in {LEDGER_REF}")
+
+
+#: (git dir, commit) whose note this process has seen with its ``runs`` line
+_pointed: set[tuple[str | None, str]] = set()
+
+
+def has_runs_line(lines: list[bytes], commit: str) -> bool:
+    """Whether a note's lines hold the ``runs`` line of ``commit`` (any release's)."""
+    head = b'{"commit":"%s",' % commit.encode()
+    return any(line.startswith(head) and b'"kind":"runs"' in line for line in lines)

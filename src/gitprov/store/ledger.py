@@ -1,34 +1,56 @@
-"""``refs/prov/ledger``: a commit chain whose tree holds every run, sharded.
+"""``refs/prov/ledger``: a commit chain whose tree holds every run, sharded, and the
+runs made against each commit.
 
 Each ledger commit is one write transaction. The tree layout (see
 ``docs/design/data-model.md``)::
 
-    format                       {"format_version": 1, "kind": "ledger"}
-    runs/<id[:2]>/<id>/record    immutable run header
-    runs/<id[:2]>/<id>/state     mutable scalars
-    runs/<id[:2]>/<id>/...       series chunks, artifacts, lineage
+    format                                   {"format_version": 2, "kind": "ledger", ...}
+    runs/<id[:2]>/<id>/record                immutable run header
+    runs/<id[:2]>/<id>/state                 mutable scalars
+    runs/<id[:2]>/<id>/...                   series chunks, artifacts, lineage
+    commits/<c[:2]>/<c>/<id[:2]>/<id>        the run's record blob: run <id> was made at commit <c>
+
+A ledger of an older format is upgraded by the first transaction that meets it
+(``upgrade_tree``): the ``commits/`` entries of every run are added, in that same
+transaction, so a write never leaves a half-upgraded ledger.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-from .._version import FORMAT_VERSION
+from .._version import FORMAT_RELEASES, FORMAT_VERSION, upgrade_command
+from ..errors import DataError, FormatVersionError
 from .objects import TreeEntry
+from .odb import ObjectDatabase
 from .repo import GitRepository
 from .transaction import RefUpdate, commit_on_ref
 from .trees import edit_tree, read_path, read_tree
 
-__all__ = ["LEDGER_FORMAT", "LEDGER_REF", "Ledger", "run_dir"]
+__all__ = ["LEDGER_FORMAT", "LEDGER_REF", "Ledger", "commit_runs_dir", "run_dir", "run_link_path", "upgrade_tree"]
 
 LEDGER_REF = "refs/prov/ledger"
-#: the ``format`` blob at the ledger root: canonical JSON (what ``codec.encode`` gives)
-LEDGER_FORMAT = b'{"format_version":%d,"kind":"ledger"}' % FORMAT_VERSION
+#: the ``format`` blob at the ledger root: canonical JSON (what ``codec.encode`` gives);
+#: ``requires`` names the release that reads it, for the message of an older reader
+LEDGER_FORMAT = b'{"format_version":%d,"kind":"ledger","requires":"git-prov>=%s"}' % (
+    FORMAT_VERSION, FORMAT_RELEASES[FORMAT_VERSION].encode())
 
 
 def run_dir(run_id: str) -> str:
     """The directory of a run inside the ledger tree (two-character fan-out)."""
     return f"runs/{run_id[:2]}/{run_id}"
+
+
+def commit_runs_dir(commit: str) -> str:
+    """The directory listing the runs made against ``commit``."""
+    return f"commits/{commit[:2]}/{commit}"
+
+
+def run_link_path(commit: str, run_id: str) -> str:
+    """The entry that says run ``run_id`` was made at ``commit``; it names the run's
+    record blob, whose id is the run id. Fanned out by run id, so adding a run to a
+    commit with thousands rewrites a small tree, not one that grows with them."""
+    return f"{commit_runs_dir(commit)}/{run_id[:2]}/{run_id}"
 
 
 class Ledger:
@@ -65,6 +87,14 @@ class Ledger:
             if shard.is_tree:
                 yield from sorted(read_tree(self.repo.odb, shard.oid))
 
+    def commit_run_ids(self, commit: str, tip: str | None = None) -> list[str]:
+        """The ids of the runs made against ``commit`` (format 2's ``commits/``)."""
+        ids = []
+        for shard in self.list_dir(commit_runs_dir(commit), tip).values():
+            if shard.is_tree:
+                ids.extend(name for name, e in read_tree(self.repo.odb, shard.oid).items() if not e.is_tree)
+        return sorted(ids)
+
     def apply(self, changes: dict[str, bytes | str | None], message: str,
               format_blob: bytes = LEDGER_FORMAT) -> str | None:
         """Write ``{path: bytes | blob id | None}`` as one transaction; retries lost races."""
@@ -75,4 +105,82 @@ class Ledger:
         """The same change as a ``RefUpdate``, for ``commit_on_refs`` with other refs."""
         changes = dict(changes)
         changes.setdefault("format", format_blob)
-        return self.ref, lambda tree: edit_tree(self.repo.odb, tree, changes), message
+        odb = self.repo.odb
+
+        def build(tree: str | None) -> str | None:
+            if format_blob == LEDGER_FORMAT:
+                tree = upgrade_tree(odb, tree)
+            return edit_tree(odb, tree, changes)
+
+        return self.ref, build, message
+
+
+_record_commit: Callable[[bytes], str | None] | None = None
+_current_marker: dict[str, str] = {}  # object format name -> blob id of LEDGER_FORMAT
+
+
+def upgrade_tree(odb: ObjectDatabase, tree: str | None) -> str | None:
+    """``tree`` in the current layout: unchanged when its ``format`` marker is the
+    current one (one tree read), else every run's ``commits/`` entry added (a ledger of
+    format 1, or one merged with a clone that runs an older release). A marker of a
+    newer format is refused: an older release never rewrites what it cannot read."""
+    if tree is None:
+        return None
+    marker = read_path(odb, tree, "format")
+    current = _current_marker.get(odb.fmt.name)
+    if current is None:
+        current = _current_marker[odb.fmt.name] = odb.fmt.hash_object("blob", LEDGER_FORMAT)
+    if marker is not None and marker.oid == current:
+        return tree
+    if marker is not None and not marker.is_tree:
+        _refuse_newer(odb.read_typed(marker.oid, "blob"))
+    commit_of = _record_commit or _make_record_commit()
+    links: dict[str, bytes | str | None] = {}
+    runs = read_path(odb, tree, "runs")
+    for shard in (read_tree(odb, runs.oid) if runs is not None and runs.is_tree else {}).values():
+        if not shard.is_tree:
+            continue
+        for run_id, run in read_tree(odb, shard.oid).items():
+            record = read_path(odb, run.oid, "record") if run.is_tree else None
+            if record is None or record.is_tree:
+                continue
+            try:
+                commit = commit_of(odb.read_typed(record.oid, "blob"))
+            except DataError:
+                continue  # not a record prov can read: verify names it; nothing to link
+            if commit and odb.fmt.is_id(commit) and record.oid == run_id:
+                links[run_link_path(commit, run_id)] = run_id
+    links["format"] = LEDGER_FORMAT
+    return edit_tree(odb, tree, links)
+
+
+def _make_record_commit() -> Callable[[bytes], str | None]:
+    """A reader of a record's ``code.commit`` (msgspec loads here: not on the commit
+    hook's path)."""
+    global _record_commit
+    import msgspec
+
+    def commit_of(data: bytes) -> str | None:
+        try:
+            code = msgspec.json.decode(data).get("code")
+        except (msgspec.DecodeError, AttributeError):
+            return None
+        commit = code.get("commit") if isinstance(code, dict) else None
+        return commit if isinstance(commit, str) else None
+
+    _record_commit = commit_of
+    return commit_of
+
+
+def _refuse_newer(data: bytes) -> None:
+    import msgspec
+
+    try:
+        marker = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return  # not JSON: verify reports it; the write puts the current marker back
+    version = marker.get("format_version") if isinstance(marker, dict) else None
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise FormatVersionError(
+            f"the ledger ({LEDGER_REF}) uses format version {version}, newer than this git-prov "
+            f"writes ({FORMAT_VERSION}); upgrade with: {upgrade_command(marker.get('requires'))}")
