@@ -328,3 +328,22 @@ def test_long_chains_and_big_cycles_render_without_recursion():
     text = graph.render("text")
     assert text.count("\n") > n and "(cycle)" in text
     assert len(build_graph(nodes, edges, ["run:0"], "upstream", depth=3).nodes) == 4
+
+
+def test_a_long_chain_prints_in_linear_size_and_json_streams_as_json_dumps():
+    import json
+
+    from gitprov.index.graph import MAX_INDENT, build_graph
+
+    n = 3000
+    nodes = {f"run:{i}": {"kind": "run", "label": f"run {i}", "missing": False, "deleted": False} for i in range(n)}
+    edges = [(f"run:{i}", f"run:{i + 1}", "") for i in range(n - 1)]  # a chain, no cycle
+    graph = build_graph(nodes, edges, ["run:0"], "downstream")
+    lines = list(graph.lines("text"))
+    assert len(lines) == n + 1  # the title, "downstream:", one line per later run
+    assert max(map(len, lines)) < 2 * MAX_INDENT + 40  # was n * 2 spaces deep: O(n²) in all
+    assert lines[-1] == f"{'  ' * MAX_INDENT}[{n - 1}] -> run {n - 1}"
+    assert lines[2 + MAX_INDENT - 1] == f"{'  ' * MAX_INDENT}-> run {MAX_INDENT}"
+    assert "\n".join(graph.lines("json")) == json.dumps(graph.to_json(), indent=2, sort_keys=True)
+    empty = build_graph(nodes, [], ["run:0"], "upstream")
+    assert "\n".join(empty.lines("json")) == json.dumps(empty.to_json(), indent=2, sort_keys=True)

@@ -32,6 +32,7 @@ def lineage_command(target: str, direction: str | None, depth: int | None, fmt: 
     stderr for dot and mermaid), never followed.
     """
     graph = repo.lineage(target, direction or "both", depth)
-    click.echo(graph.render(fmt))
+    for line in graph.lines(fmt):
+        click.echo(line)
     if graph.cycles and fmt in ("dot", "mermaid"):
         click.echo(f"prov: warning: {len(graph.cycles)} cycle(s) in this lineage graph", err=True)

@@ -11,7 +11,7 @@ artifacts) end it; they are found with Tarjan's algorithm and reported.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import UsageError
@@ -89,8 +89,13 @@ class LineageGraph:
         }
 
     def render(self, fmt: str = "text") -> str:
+        return "\n".join(self.lines(fmt))
+
+    def lines(self, fmt: str = "text") -> Iterator[str]:
+        """The rendering line by line, made as it is consumed (a graph of 100,000 runs
+        prints without its text ever being held whole)."""
         if fmt == "json":
-            return json.dumps(self.to_json(), indent=2, sort_keys=True)
+            return _json_lines(self.to_json())
         if fmt == "dot":
             return self._dot()
         if fmt == "mermaid":
@@ -104,21 +109,21 @@ class LineageGraph:
         extra = " (missing)" if info["missing"] and "(missing)" not in info["label"] else ""
         return info["label"] + extra + (" (deleted)" if info.get("deleted") else "")
 
-    def _text(self) -> str:
-        lines = [f"lineage of {', '.join(self._label(r) for r in self.roots)} ({self.direction}"
-                 + (f", depth {self.depth})" if self.depth is not None else ")")]
+    def _text(self) -> Iterator[str]:
+        yield (f"lineage of {', '.join(self._label(r) for r in self.roots)} ({self.direction}"
+               + (f", depth {self.depth})" if self.depth is not None else ")"))
         cycle_of = {node: i for i, cycle in enumerate(self.cycles) for node in cycle}
         for label, forward in (("upstream", False), ("downstream", True)):
             if self.direction not in (label, "both"):
                 continue
-            lines.append(f"{label}:")
+            yield f"{label}:"
             shown: set[str] = set()
             adjacency: dict[str, list[str]] = {}
             for a, b, _ in self.edges:
                 src, dst = (a, b) if forward else (b, a)
                 adjacency.setdefault(src, []).append(dst)
             arrow = "->" if forward else "<-"
-            count = len(lines)
+            printed = False
 
             # depth-first with an explicit stack (long chains need no recursion); a node
             # already shown is marked, as a cycle when it shares a cycle with its parent
@@ -127,11 +132,12 @@ class LineageGraph:
             while stack:
                 node, indent = stack.pop()
                 if indent < 0:  # a line queued in order
-                    lines.append(node)
+                    printed = True
+                    yield node
                     continue
                 todo: list[tuple[str, int]] = []
                 for nxt in adjacency.get(node, []):
-                    prefix = f"{'  ' * indent}{arrow} {self._label(nxt)}"
+                    prefix = f"{_indent(indent)}{arrow} {self._label(nxt)}"
                     if nxt in shown:
                         same = cycle_of.get(nxt) is not None and cycle_of.get(nxt) == cycle_of.get(node)
                         todo.append((f"{prefix}  ({'cycle' if same else 'see above'})", -1))
@@ -139,36 +145,64 @@ class LineageGraph:
                         shown.add(nxt)
                         todo += [(prefix, -1), (nxt, indent + 1)]
                 stack.extend(reversed(todo))
-            if len(lines) == count:
-                lines.append("  (nothing)")
+            if not printed:
+                yield "  (nothing)"
         for cycle in self.cycles:
-            lines.append("cycle: " + " -> ".join(self._label(n) for n in (*cycle, cycle[0])))
-        return "\n".join(lines)
+            yield "cycle: " + " -> ".join(self._label(n) for n in (*cycle, cycle[0]))
 
     def _ids(self) -> dict[str, str]:
         return {node: f"n{i}" for i, node in enumerate(self.nodes)}
 
-    def _dot(self) -> str:
+    def _dot(self) -> Iterator[str]:
         shapes = {"run": "box", "model": "ellipse", "dataset": "cylinder", "artifact": "note"}
         ids = self._ids()
-        out = ["digraph lineage {", "  rankdir=LR;"]
+        yield "digraph lineage {"
+        yield "  rankdir=LR;"
         for node, info in self.nodes.items():
             style = ", style=bold" if node in self.roots else (", style=dashed" if info["missing"] else "")
-            out.append(f"  {ids[node]} [label={json.dumps(self._label(node))}, shape={shapes[info['kind']]}{style}];")
+            yield f"  {ids[node]} [label={json.dumps(self._label(node))}, shape={shapes[info['kind']]}{style}];"
         for a, b, label in self.edges:
-            out.append(f"  {ids[a]} -> {ids[b]}" + (f" [label={json.dumps(label)}]" if label else "") + ";")
-        out.append("}")
-        return "\n".join(out)
+            yield f"  {ids[a]} -> {ids[b]}" + (f" [label={json.dumps(label)}]" if label else "") + ";"
+        yield "}"
 
-    def _mermaid(self) -> str:
+    def _mermaid(self) -> Iterator[str]:
         ids = self._ids()
-        out = ["flowchart LR"]
+        yield "flowchart LR"
         for node in self.nodes:
             text = self._label(node).replace('"', "#quot;")
-            out.append(f'  {ids[node]}["{text}"]')
+            yield f'  {ids[node]}["{text}"]'
         for a, b, label in self.edges:
-            out.append(f"  {ids[a]} -->" + (f"|{label}|" if label else "") + f" {ids[b]}")
-        return "\n".join(out)
+            yield f"  {ids[a]} -->" + (f"|{label}|" if label else "") + f" {ids[b]}"
+
+
+def _json_lines(doc: dict[str, Any]) -> Iterator[str]:
+    """``json.dumps(doc, indent=2, sort_keys=True)`` line by line, a top-level list's
+    items dumped one at a time."""
+    def dumped(value: Any, pad: str) -> str:
+        return json.dumps(value, indent=2, sort_keys=True).replace("\n", "\n" + pad)
+
+    yield "{"
+    keys = sorted(doc)
+    for i, key in enumerate(keys):
+        end = "," if i < len(keys) - 1 else ""
+        value = doc[key]
+        if isinstance(value, list) and value:
+            yield f"  {json.dumps(key)}: ["
+            for j, item in enumerate(value):
+                yield f"    {dumped(item, '    ')}" + ("," if j < len(value) - 1 else "")
+            yield f"  ]{end}"
+        else:
+            yield f"  {json.dumps(key)}: {dumped(value, '  ')}{end}"
+    yield "}"
+
+
+#: the text tree indents this many levels at most; deeper lines say their level instead,
+#: so a chain of n runs prints O(n) characters, not O(n²)
+MAX_INDENT = 24
+
+
+def _indent(level: int) -> str:
+    return "  " * level if level <= MAX_INDENT else f"{'  ' * MAX_INDENT}[{level}] "
 
 
 class EdgeSource(Protocol):
