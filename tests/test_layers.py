@@ -39,7 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     "captures": _BASE | {"model", "codec", "schema", "settings", "fingerprint", "store", "runs", "provenance"},
     "exchange": _BASE | {"model", "codec", "keys", "scrub", "store", "runs"},
     "history": _BASE | {"model", "codec", "schema", "store", "index"},
-    "verify": _BASE | {"model", "codec", "schema", "store", "history"},
+    "verify": _BASE | {"model", "codec", "schema", "store", "index", "history"},
     "sync": _BASE | {"model", "codec", "scrub", "store", "runs", "index"},
     "githooks": _BASE | {"model", "codec", "schema", "settings", "scrub", "store", "runs", "quickcapture",
                          "captures", "provenance", "history", "exchange", "sync"},

@@ -153,3 +153,26 @@ def test_a_note_on_a_missing_commit_is_a_warning_with_the_prune_command(make_rep
     repo.notes.add({ghost: [b"x"]}, "test: a note on a commit that is not here")
     report = verify_repository(repo.store)
     assert any("git notes --ref=prov prune" in w and ghost[:12] in w for w in report.warnings)
+
+
+def test_a_big_ledger_is_read_in_bulk_and_a_broken_run_in_it_is_named(make_repo) -> None:
+    """Past ``BULK_MIN`` runs verify reads through one git cat-file; a run it cannot
+    read there is read alone, named, and the runs after it are still checked."""
+    from synthetic_ledger import build_ledger
+
+    from gitprov.index.reading import BULK_MIN
+
+    raw = make_repo()
+    raw.commit("code")
+    ids = build_ledger(str(raw.path), BULK_MIN + 50, seed=3).run_ids
+    repo = gitprov.Repository(raw.path)
+    broken = sorted(ids)[BULK_MIN // 2]
+    repo.ledger.apply({f"{run_dir(broken)}/state": None}, "test: drop a state")
+    report = verify_repository(repo.store)
+    assert report.runs == BULK_MIN + 50
+    assert report.ok, report.problems  # a run without a state: its record still checks out
+    wrong = sorted(ids)[-1]
+    repo.ledger.apply({f"{run_dir(wrong)}/record": b'{"format_version":2}'}, "test: a forged record")
+    report = verify_repository(repo.store)
+    assert report.runs == BULK_MIN + 50
+    assert report.problems == [f"run {wrong[:12]}: id does not match its record's content"]

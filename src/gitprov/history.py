@@ -174,16 +174,31 @@ def unreachable_runs(store: ProvStore) -> list[tuple[str, str]]:
     """``(run id, commit)`` for runs whose commit neither HEAD nor a branch, tag or remote
     branch reaches."""
     store = ProvStore.of(store)
-    pinned: dict[str, list[str]] = {}
-    from .index.store import index_of
+    from .store.ledger import LEDGER_FORMAT
 
-    for run_id, commit in index_of(store).run_commits():
-        pinned.setdefault(commit, []).append(run_id)
-    if not pinned:
+    if store.ledger.read_file("format") == LEDGER_FORMAT:  # every run is listed under its commit
+        commits = _listed_commits(store)
+        runs_of = store.ledger.commit_run_ids
+    else:  # a ledger not upgraded yet: the index knows each run's commit
+        from .index.store import index_of
+
+        pinned: dict[str, list[str]] = {}
+        for run_id, commit in index_of(store).run_commits():
+            pinned.setdefault(commit, []).append(run_id)
+        commits, runs_of = list(pinned), pinned.__getitem__
+    if not commits:
         return []
     heads = ["HEAD"] if store.git.refs.read("HEAD") else []
     reachable = set(_git(store, "rev-list", "--branches", "--tags", "--remotes", *heads).split())
-    return sorted((run, commit) for commit, runs in pinned.items() if commit not in reachable for run in runs)
+    return sorted((run, commit) for commit in commits if commit not in reachable for run in runs_of(commit))
+
+
+def _listed_commits(store: ProvStore) -> list[str]:
+    """The commits the ledger lists runs under (``commits/<c[:2]>/<c>``)."""
+    from .store.trees import read_tree
+
+    return [commit for shard in store.ledger.list_dir("commits").values() if shard.is_tree
+            for commit in read_tree(store.git.odb, shard.oid)]
 
 
 def keep_quietly(store: ProvStore, commits: list[str] | None = None) -> None:

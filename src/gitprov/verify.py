@@ -9,6 +9,7 @@ lexicon it pins; the ledger's format marker and run directories are well formed.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -92,7 +93,6 @@ class _Lexicons:
 
 def verify_repository(store: ProvStore) -> VerifyReport:
     store = ProvStore.of(store)
-    from .store.ledger import run_dir
     from .store.notes import NOTES_REF
 
     report = VerifyReport()
@@ -148,23 +148,25 @@ def verify_repository(store: ProvStore) -> VerifyReport:
         fmt = store.ledger.read_file("format")
         if fmt is not None:
             codec.decode(fmt, dict, "ledger format marker")
-        run_ids = list(store.ledger.run_ids())
+        run_dirs = _run_dirs(report, store)
+        known = {run_id for run_id, _ in run_dirs}
         listed = _listed_runs(report, store, pointed)
         unlinked: list[tuple[str, str]] = []
-        for run_id in run_ids:
+        for run_id, record, state in _run_blobs(store, run_dirs):
             report.runs += 1
-            record = store.ledger.read_file(f"{run_dir(run_id)}/record")
+            listed_at = listed.pop(run_id, [])
             if record is None:
                 report.problems.append(f"run {run_id[:12]}: no record")
             elif git.fmt.hash_object("blob", record) != run_id:
                 report.problems.append(f"run {run_id[:12]}: id does not match its record's content")
             else:
-                _check_link(report, run_id, record, listed.pop(run_id, []), run_id in linked, unlinked)
+                _check_link(report, run_id, record, listed_at, run_id in linked, unlinked)
+            if state is not None:
+                _check_lineage(report, run_id, state, known)
         for run_id, commits in sorted(listed.items()):
             report.problems.append(f"commits/{commits[0][:12]}…: lists run {run_id[:12]}, which is not in the ledger")
         _report_unlinked(report, unlinked)
-        _check_lineage(report, store, run_ids)
-        if run_ids:
+        if run_dirs:
             _check_reachable(report, store)
     except DataError as exc:
         report.problems.append(f"{store.ledger.ref}: {exc}")
@@ -245,29 +247,65 @@ def _check_reachable(report: VerifyReport, store: ProvStore) -> None:
         report.warnings.append(f"run {run_id[:12]}: its commit {commit[:12]} {why}")
 
 
-def _check_lineage(report: VerifyReport, store: ProvStore, run_ids: list[str]) -> None:
+def _run_dirs(report: VerifyReport, store: ProvStore) -> list[tuple[str, str]]:
+    """``(run id, directory tree id)`` of every run in the ledger."""
+    from .store.trees import read_tree
+
+    dirs = []
+    for shard_name, shard in sorted(store.ledger.list_dir("runs").items()):
+        if not shard.is_tree:
+            report.problems.append(f"runs/{shard_name}: not a directory")
+            continue
+        for run_id, entry in sorted(read_tree(store.git.odb, shard.oid).items()):
+            if entry.is_tree:
+                dirs.append((run_id, entry.oid))
+            else:
+                report.problems.append(f"runs/{shard_name}/{run_id[:12]}: not a run directory")
+    return dirs
+
+
+def _run_blobs(store: ProvStore, run_dirs: list[tuple[str, str]]) -> Iterator[tuple[str, bytes | None, bytes | None]]:
+    """``(run id, record, state)`` of each run directory, read in bulk through ``git
+    cat-file`` (index/reading.py); a run it cannot read (a missing file) is read alone,
+    its missing files None, and the bulk read goes on after it."""
+    from .index.reading import read_run_blobs
+    from .store.trees import read_tree
+
+    remaining = run_dirs
+    while remaining:
+        done = 0
+        try:
+            for blobs in read_run_blobs(store.git, remaining):
+                done += 1
+                yield blobs.run_id, blobs.record, blobs.state
+            return
+        except DataError:
+            run_id, tree = remaining[done]
+            entries = read_tree(store.git.odb, tree)
+            found = [entries.get(name) for name in ("record", "state")]
+            record, state = (store.git.odb.read_typed(e.oid, "blob") if e is not None and not e.is_tree else None
+                             for e in found)
+            yield run_id, record, state
+            remaining = remaining[done + 1:]
+
+
+def _check_lineage(report: VerifyReport, run_id: str, data: bytes, known: set[str]) -> None:
     """Lineage naming a run that is not in the ledger is kept (it may arrive with a
     fetch) and reported as a dangling reference."""
     from .model import RunState
-    from .store.ledger import run_dir
 
-    known = set(run_ids)
-    for run_id in run_ids:
-        data = store.ledger.read_file(f"{run_dir(run_id)}/state")
-        if data is None:
-            continue
-        try:
-            state = codec.decode(data, RunState, f"state of run {run_id[:12]}")
-        except DataError as exc:
-            report.problems.append(str(exc))
-            continue
-        for side, refs in (("input", state.lineage.inputs), ("output", state.lineage.outputs)):
-            for key in refs:
-                if key.startswith("run:") and key[4:] not in known:
-                    report.warnings.append(
-                        f"run {run_id[:12]}: lineage {side} names run {key[4:][:12]}, which is not in the ledger "
-                        "(a dangling reference; fetch it or ignore)"
-                    )
+    try:
+        state = codec.decode(data, RunState, f"state of run {run_id[:12]}")
+    except DataError as exc:
+        report.problems.append(str(exc))
+        return
+    for side, refs in (("input", state.lineage.inputs), ("output", state.lineage.outputs)):
+        for key in refs:
+            if key.startswith("run:") and key[4:] not in known:
+                report.warnings.append(
+                    f"run {run_id[:12]}: lineage {side} names run {key[4:][:12]}, which is not in the ledger "
+                    "(a dangling reference; fetch it or ignore)"
+                )
 
 
 def _check_pin(report: VerifyReport, lexicons: _Lexicons, record, line: bytes, where: str, commit: str | None) -> None:
