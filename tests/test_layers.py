@@ -35,7 +35,7 @@ ALLOWED: dict[str, set[str]] = {
     "quickcapture": _BASE | {"names", "schema", "fingerprint", "store"},
     "runs": _BASE | {"model", "codec", "keys", "nodes", "schema", "scrub", "fingerprint", "store"},
     "index": _BASE | {"model", "codec", "nodes", "store", "runs"},
-    "provenance": _BASE | {"model", "codec", "store"},
+    "provenance": _BASE | {"model", "codec", "store", "index"},
     "captures": _BASE | {"model", "codec", "schema", "settings", "fingerprint", "store", "runs", "provenance"},
     "exchange": _BASE | {"model", "codec", "keys", "scrub", "store", "runs"},
     "history": _BASE | {"model", "codec", "schema", "store", "index"},

@@ -76,3 +76,17 @@ def test_init_repository_is_reproducible(tmp_path, object_format):
     one = init_repository(str(tmp_path / "one"), object_format)
     two = init_repository(str(tmp_path / "two"), object_format)
     assert one == two and len(one) == (64 if object_format == "sha256" else 40)
+
+
+def test_show_reads_many_runs_at_one_commit_in_bulk(make_repo):
+    """More than BULK_MIN runs at a commit: prov show reads their records through git
+    cat-file, and lists the same runs as the object layer would."""
+    from gitprov.index.reading import BULK_MIN
+
+    repo = make_repo()
+    repo.commit("code")
+    ids = build_ledger(str(repo.path), BULK_MIN + 20, seed=5).run_ids
+    shown = gitprov.Repository(repo.path).show("HEAD").runs
+    assert sorted(link.run for link in shown) == sorted(ids)
+    assert [link.created for link in shown] == sorted(link.created for link in shown)
+    assert all(link.name for link in shown)

@@ -72,21 +72,45 @@ def commit_provenance(store: ProvStore, commit: str, notes_tip: str | None = Non
             prov.rewrites.append(record)
     ledger_tip = ledger_tip if ledger_tip is not None else store.ledger.tip()
     if ledger_tip is not None:
-        for made_at in sorted(listed):
-            for run_id in store.ledger.commit_run_ids(made_at, ledger_tip):
-                if run_id not in runs:
-                    runs[run_id] = _run_link(store, run_id)
+        ids = [run_id for made_at in sorted(listed) for run_id in store.ledger.commit_run_ids(made_at, ledger_tip)
+               if run_id not in runs]
+        runs.update((link.run, link) for link in _run_links(store, list(dict.fromkeys(ids)), ledger_tip))
     prov.runs = sorted(runs.values(), key=lambda link: (link.created, link.run))
     pins = [r.schema.lexicon for r in (*prov.captures, *prov.runs, *prov.rewrites)]
     prov.schema = pins[0] if pins else None
     return prov
 
 
-def _run_link(store: ProvStore, run_id: str) -> RunLink:
-    """A listed run as ``prov show`` reports it; the ledger's entry is its record blob."""
-    record = codec.decode(store.git.odb.read_typed(run_id, "blob"), RunRecord, f"record of run {run_id[:12]}")
-    return RunLink(run=run_id, name=record.name, experiment=record.experiment, created=record.created,
-                   schema=record.schema)
+def _run_links(store: ProvStore, run_ids: list[str], ledger_tip: str) -> list[RunLink]:
+    """Listed runs as ``prov show`` reports them, from their records (the ledger's
+    entries are the record blobs): read in process for a few, through one ``git
+    cat-file`` (index/reading.py) for many (a sweep of thousands at one commit)."""
+    from .store.ledger import run_dir
+
+    def link(run_id: str, data: bytes) -> RunLink:
+        record = codec.decode(data, RunRecord, f"record of run {run_id[:12]}")
+        return RunLink(run=run_id, name=record.name, experiment=record.experiment, created=record.created,
+                       schema=record.schema)
+
+    from .index.reading import BULK_MIN
+
+    if len(run_ids) < BULK_MIN:
+        return [link(run_id, store.git.odb.read_typed(run_id, "blob")) for run_id in run_ids]
+    from .index.reading import read_run_blobs
+    from .store.trees import read_tree
+
+    dirs, shards = [], {}
+    runs_root = store.ledger.list_dir("runs", ledger_tip)
+    for run_id in run_ids:
+        shard = shards.get(run_id[:2])
+        if shard is None:
+            entry = runs_root.get(run_id[:2])
+            shard = shards[run_id[:2]] = read_tree(store.git.odb, entry.oid) if entry is not None else {}
+        entry = shard.get(run_id)
+        if entry is None or not entry.is_tree:
+            raise DataError(f"{run_dir(run_id)}: listed under its commit but not in the ledger; run 'prov verify'")
+        dirs.append((run_id, entry.oid))
+    return [link(blobs.run_id, blobs.record) for blobs in read_run_blobs(store.git, dirs)]
 
 
 def history_provenance(store: ProvStore, spec: str | None = None, limit: int | None = None) -> list[CommitProvenance]:
