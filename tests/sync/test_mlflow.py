@@ -142,6 +142,29 @@ def test_resync_writes_nothing_and_increments_write_only_what_is_new(
     assert_mirrors(prov_path, mlflow_db, new_id, tmp_path)
 
 
+def test_a_resync_reads_only_the_runs_that_changed_a_page_at_a_time(
+        prov_path: Path, mlflow_db: Path, tmp_path: Path, make_run, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gitprov.runs.run import Run
+    from gitprov.sync import engine
+
+    ids = [make_run(prov_path, f"r{i}", points=2) for i in range(5)]
+    do_sync(prov_path, mlflow_db, tmp_path)
+    changed = make_run(prov_path, "new")
+    loaded: list[str] = []
+    real_load = Run.load.__func__
+
+    def counting_load(cls, store, run_id, *args, **kwargs):
+        loaded.append(run_id)
+        return real_load(cls, store, run_id, *args, **kwargs)
+
+    monkeypatch.setattr(Run, "load", classmethod(counting_load))
+    monkeypatch.setattr(engine, "PAGE", 2)  # 6 runs in 3 pages
+    report = do_sync(prov_path, mlflow_db, tmp_path, workers=2)
+    assert loaded == [changed]  # the unchanged runs were decided from the local state alone
+    assert [r.run_id for r in report.results if r.status == "unchanged"] == ids
+    assert {r.run_id: r.status for r in report.results}[changed] == "synced"
+
+
 def test_lost_local_state_finds_runs_by_tag(prov_path: Path, mlflow_db: Path, tmp_path: Path, make_run) -> None:
     ids = [make_run(prov_path, f"r{i}") for i in range(2)]
     do_sync(prov_path, mlflow_db, tmp_path)

@@ -43,7 +43,7 @@ def _common(f: Any) -> Any:
 
 def _run(repo: Any, bridge: Any, workers: int, retries: int, dry_run: bool, run_ids: tuple[str, ...],
          as_json: bool, watch: bool = False, interval: float = 5.0) -> None:
-    from ..sync.engine import _sources, sync_runs
+    from ..sync.engine import sync_plan, sync_runs
 
     if watch:
         if dry_run:
@@ -53,7 +53,7 @@ def _run(repo: Any, bridge: Any, workers: int, retries: int, dry_run: bool, run_
 
     show_bar = not as_json and sys.stderr.isatty()
     if show_bar:
-        total = len(_sources(repo, list(run_ids) or None))
+        total = len(sync_plan(repo.store, list(run_ids) or None)[1])
         with click.progressbar(length=total, label=f"syncing to {bridge.kind}", file=sys.stderr) as bar:
             report = sync_runs(repo, bridge, workers=workers, retries=retries, dry_run=dry_run,
                                run_ids=list(run_ids) or None, on_result=lambda _r: bar.update(1))

@@ -214,6 +214,13 @@ class RunIndex:
             trees.update(db.execute(f"SELECT id, tree FROM runs WHERE id IN ({marks})", chunk))  # noqa: S608
         return [(run_id, trees[key].hex()) for run_id, key in zip(run_ids, keys, strict=True) if key in trees]
 
+    def live_runs(self) -> list[tuple[str, str, str, str | None]]:
+        """``(run id, directory tree id, name, parent run id)`` of every run not deleted,
+        oldest first (a parent before the runs cloned from it), at the ledger's tip now."""
+        db = self.connection()
+        return [(run_id.hex(), tree.hex(), name or "", unhex(parent) or None) for run_id, tree, name, parent in
+                db.execute("SELECT id, tree, name, parent FROM runs WHERE deleted = 0 ORDER BY created, id")]
+
     def run_commits(self) -> list[tuple[str, str]]:
         """``(run id, commit)`` of every run made against a commit."""
         db = self._db if self._db is not None else self.connection()

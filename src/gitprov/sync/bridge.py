@@ -102,6 +102,13 @@ class Bridge(Protocol):
         the target lacks; return the result and the new entry."""
         ...
 
+    def unchanged(self, run_id: str, name: str, version: str, entry: dict[str, Any] | None,
+                  parent_pending: bool) -> RunResult | None:
+        """The ``unchanged`` result ``sync_run`` would give, decided from the local state
+        alone (the run is not read), or None when the run must be read. ``parent_pending``:
+        the run has a parent that is synced and ``entry`` does not point at it yet."""
+        ...
+
 
 _TRANSIENT_TEXT = (
     "connection refused", "max retries exceeded", "failed to establish a new connection",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +24,7 @@ from ..store.prov_store import ProvStore
 from .bridge import Bridge, RunResult, RunSource, is_transient
 from .state import SyncState, target_key
 
-__all__ = ["SyncReport", "TargetStatus", "open_state", "sync_runs", "sync_status"]
+__all__ = ["PAGE", "SyncReport", "TargetStatus", "open_state", "sync_plan", "sync_runs", "sync_status"]
 
 
 @dataclass
@@ -60,21 +60,45 @@ def open_state(store: ProvStore, bridge: Bridge) -> SyncState:
     return SyncState(directory, target_key(bridge.kind, bridge.address), f"{bridge.kind} {bridge.address}")
 
 
-def _sources(store: ProvStore, run_ids: list[str] | None) -> list[RunSource]:
-    from ..runs.reading import all_run_entries, resolve_run_id
+#: runs read from the ledger and synced at a time: a sync of any ledger holds this many
+PAGE = 256
+
+
+def sync_plan(store: ProvStore, run_ids: list[str] | None) -> tuple[str | None, list[tuple[str, str, str, str | None]]]:
+    """The ledger tip and ``(run id, tree, name, parent)`` of each run to sync, oldest
+    first, deleted runs left out, from the run index (no run is read)."""
+    from ..index.store import index_of
+    from ..runs.reading import resolve_run_id
+
+    index = index_of(store)
+    plan = index.live_runs()
+    tip = index.indexed_tip()
+    if run_ids:
+        wanted = {resolve_run_id(store.ledger, r) for r in run_ids}
+        plan = [row for row in plan if row[0] in wanted]
+    return tip, plan
+
+
+def _pages(store: ProvStore, bridge: Bridge, state: SyncState, tip: str | None,
+           plan: list[tuple[str, str, str, str | None]]) -> Iterator[tuple[list[RunResult], list[RunSource]]]:
+    """The plan a page at a time: the results of runs the state shows unchanged (not
+    read), and the runs to hand to the bridge, read now. A page is made when the one
+    before it has been synced, so parents synced there count for their children."""
     from ..runs.run import Run
 
-    tip = store.ledger.tip()
-    wanted = {resolve_run_id(store.ledger, r) for r in run_ids} if run_ids else None
-    out = []
-    for run_id, tree in all_run_entries(store.ledger, tip):
-        if wanted is not None and run_id not in wanted:
-            continue
-        run = Run.load(store, run_id, tip)
-        if not run.state.deleted:
-            out.append(RunSource(run, tree))
-    out.sort(key=lambda s: (s.run.record.created, s.id))
-    return out
+    for start in range(0, len(plan), PAGE):
+        same: list[RunResult] = []
+        sources: list[RunSource] = []
+        for run_id, tree, name, parent in plan[start:start + PAGE]:
+            entry = state.get(run_id)
+            parent_entry = state.get(parent) if parent else None
+            parent_synced = bool(parent_entry and parent_entry.get("version") and parent_entry.get("external_id"))
+            result = bridge.unchanged(run_id, name, tree, entry, parent_synced and not (entry or {}).get("parent"))
+            if result is not None:
+                same.append(result)
+            else:
+                sources.append(RunSource(Run.load(store, run_id, tip), tree))
+        yield same, sources
 
 
 def _levels(sources: list[RunSource]) -> list[list[RunSource]]:
@@ -109,7 +133,7 @@ def sync_runs(store: ProvStore, bridge: Bridge, *, workers: int = 4, dry_run: bo
     started = time.monotonic()
     state = open_state(store, bridge)
     report = SyncReport(target=bridge.address, kind=bridge.kind, dry_run=dry_run)
-    sources = _sources(store, run_ids)
+    tip, plan = sync_plan(store, run_ids)
     if not dry_run:
         state.acquire(wait=lock_wait)
     down = threading.Event()  # the tracker keeps failing: stop trying
@@ -167,21 +191,22 @@ def sync_runs(store: ProvStore, bridge: Bridge, *, workers: int = 4, dry_run: bo
         result.seconds = time.monotonic() - t0
         return result
 
+    def done(result: RunResult) -> None:
+        report.results.append(result)
+        if on_result:
+            on_result(result)
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prov-sync") if workers > 1 else None
     try:
-        for group in _levels(sources):
-            if workers == 1 or len(group) == 1:
-                results = map(one, group)
-                for r in results:
-                    report.results.append(r)
-                    if on_result:
-                        on_result(r)
-            else:
-                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prov-sync") as pool:
-                    for r in pool.map(one, group):
-                        report.results.append(r)
-                        if on_result:
-                            on_result(r)
+        for same, sources in _pages(store, bridge, state, tip, plan):
+            for result in same:
+                done(result)
+            for group in _levels(sources):
+                for result in (map(one, group) if pool is None or len(group) == 1 else pool.map(one, group)):
+                    done(result)
     finally:
+        if pool is not None:
+            pool.shutdown()
         if not dry_run:
             try:
                 state.save()

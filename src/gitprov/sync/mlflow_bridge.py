@@ -256,6 +256,13 @@ class MlflowBridge:
         return sorted(out)
 
     # -- the sync ----------------------------------------------------------------------
+    def unchanged(self, run_id: str, name: str, version: str, entry: dict[str, Any] | None,
+                  parent_pending: bool) -> RunResult | None:
+        trusted = bool(entry and entry.get("version") and entry.get("external_id"))
+        if trusted and entry["version"] == version and not parent_pending:  # type: ignore[index]
+            return RunResult(run_id=run_id, name=name, status="unchanged", external_id=entry["external_id"])  # type: ignore[index]
+        return None
+
     def sync_run(self, source: RunSource, entry: dict[str, Any] | None, *,
                  dry_run: bool = False) -> tuple[RunResult, dict[str, Any]]:
         started = time.monotonic()
@@ -264,9 +271,9 @@ class MlflowBridge:
         trusted = bool(entry and entry.get("version") and entry.get("external_id"))
         parent_pending = bool(run.record.parent and source.parent_external_id
                               and not (entry or {}).get("parent"))
-        if trusted and entry["version"] == source.version and not parent_pending:  # type: ignore[index]
-            result.external_id = entry["external_id"]  # type: ignore[index]
-            return result, entry  # type: ignore[return-value]
+        same = self.unchanged(run.id, run.name, source.version, entry, parent_pending)
+        if same is not None:
+            return same, entry  # type: ignore[return-value]
         want = self.desired(source)
         external_id = entry.get("external_id") if entry else None
         if trusted:

@@ -110,14 +110,21 @@ class WandbBridge:
         except Exception:  # noqa: BLE001 - "not found" has no stable exception type
             return None
 
+    def unchanged(self, run_id: str, name: str, version: str, entry: dict[str, Any] | None,
+                  parent_pending: bool) -> RunResult | None:
+        if entry and entry.get("version") == version:
+            return RunResult(run_id=run_id, name=name, status="unchanged", external_id=wandb_run_id(run_id))
+        return None
+
     def sync_run(self, source: RunSource, entry: dict[str, Any] | None, *,
                  dry_run: bool = False) -> tuple[RunResult, dict[str, Any]]:
         started = time.monotonic()
         run = source.run
         state = run.state
         result = RunResult(run_id=run.id, name=run.name, status="unchanged", external_id=wandb_run_id(run.id))
-        if entry and entry.get("version") == source.version:
-            return result, entry
+        same = self.unchanged(run.id, run.name, source.version, entry, False)
+        if same is not None:
+            return same, entry  # type: ignore[return-value]
         have = (entry or {}).get("series", {}) if entry and entry.get("version") else {}
         last_step = (entry or {}).get("last_step", -1) if entry and entry.get("version") else -1
         rows: dict[int, dict[str, Any]] = {}
