@@ -3,10 +3,10 @@
 Every transaction writes one pack of whole objects (``store/packs.py``). When enough of
 them lie outside a geometric progression, ``DiskObjectDatabase.maintain`` calls
 ``start_repack``: ``git repack --geometric=2 -d -q`` in a session of its own (stdin and
-stdout /dev/null, stderr appended to ``.git/prov/repack.log``), never waited for. git
-rolls the small packs (and loose objects) into one pack with deltas, reusing the deltas
-already there and leaving ``.keep`` and cruft packs alone, at a cost that follows the
-packs rolled up, not the size of the repository.
+stdout /dev/null, stderr appended to ``.git/prov/repack.log``, ten steps nicer than
+prov), never waited for. git rolls the small packs (and loose objects) into one pack
+with deltas, reusing the deltas already there and leaving ``.keep`` and cruft packs
+alone, at a cost that follows the packs rolled up, not the size of the repository.
 
 ``.git/prov/repack.lock`` holds the pid of the repack prov started: while it runs, no
 other prov process starts one. A lock whose process is gone, or older than ten
@@ -84,6 +84,8 @@ def start_repack(common_dir: str, *, write_midx: bool = False) -> int | None:
                 os.unlink(lock)
             return None
         _children.add(pid)
+        with contextlib.suppress(OSError):  # background work: behind the user's own (git's pack-objects inherits it)
+            os.setpriority(os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10))
         with contextlib.suppress(OSError):  # the lock names the repack from now on
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(pid).encode(), 0)
