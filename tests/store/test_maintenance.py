@@ -20,6 +20,7 @@ import gitprov
 from gitprov.store import gitbin, maintenance, packs
 from gitprov.store.config import GitConfig
 from gitprov.store.ledger import LEDGER_REF, Ledger
+from gitprov.store.packfile import Pack
 from gitprov.store.repo import GitRepository
 from tests.conftest import GitRepo
 from tests.store.test_packs import all_objects
@@ -47,6 +48,20 @@ def wait_for_repack(repo: GitRepo, timeout: float = 60.0) -> None:
     while maintenance.running(str(repo.path / ".git")) is not None:
         assert time.monotonic() < deadline, "the repack prov started did not finish"
         time.sleep(0.05)
+
+
+def settle(repo: GitRepo, limit: int) -> None:
+    """Runs, each once the last repack finished, until no more than
+    ``limit`` packs lie outside the geometric progression: packs written while a repack
+    ran wait for the next transactions, as after a burst of runs."""
+    fmt = GitRepository.open(str(repo.path)).fmt
+    for i in range(4 * limit):
+        wait_for_repack(repo)
+        counts = [Pack(str(p.with_suffix(".idx")), fmt).count for p in (repo.path / ".git" / "objects" / "pack").glob("*.pack")]
+        if packs.packs_to_roll_up(counts) <= limit:
+            return
+        complete_runs(repo, 1, start=1000 + i)
+    raise AssertionError(f"more than {limit} packs outside the progression after {4 * limit} transactions")
 
 
 def complete_runs(repo: GitRepo, n: int, start: int = 0) -> list[str]:
@@ -131,7 +146,7 @@ def test_many_runs_start_gits_repack_and_prov_objects_get_deltas(prov_repo: GitR
     repo = prov_repo
     repo.git("config", "prov.autoPackLimit", "4")
     ids = complete_runs(repo, 60)
-    wait_for_repack(repo)
+    settle(repo, 4)
     assert (repo.path / ".git" / "prov" / maintenance.LOCK).exists(), "a repack was started"
     assert len(pack_names(repo)) < 15, "git rolled prov's packs up"
     ledger_objects = {line.split()[0] for line in repo.git("rev-list", "--objects", LEDGER_REF).splitlines()}
@@ -166,7 +181,7 @@ def test_a_pack_git_wrote_is_never_rewritten_by_prov(make_repo) -> None:
     assert path.read_bytes() == before and len(pack_names(repo)) > 15
     repo.git("config", "prov.autoPackLimit", "3")
     ids += complete_runs(repo, 15, start=15)
-    wait_for_repack(repo)
+    settle(repo, 3)
     assert path.read_bytes() == before, "git's pack is as git wrote it"
     assert len(pack_names(repo)) < 10, "prov's packs were rolled up around it"
     assert objects.items() <= all_objects(repo).items()
@@ -208,7 +223,7 @@ def test_nothing_is_started_when_automatic_maintenance_is_off(prov_repo: GitRepo
     monkeypatch.setattr(gitbin, "detach", lambda *a, **kw: started.append(a))
     ledger = Ledger(GitRepository.open(str(repo.path)))
     for i in range(20):
-        ledger.apply({f"runs/{i:02x}/r{i}/state": b"%d" % i}, f"t{i}", b"{}")
+        ledger.apply({f"runs/{i:02x}/r{i}/state": b"%d" % i}, f"t{i}")
     assert started == []
     assert not (repo.path / ".git" / "prov" / maintenance.LOCK).exists()
     assert len(pack_names(repo)) >= 20
@@ -232,20 +247,23 @@ def test_a_transaction_never_waits_for_the_repack_and_starts_one_at_a_time(prov_
     repo = prov_repo
     repo.git("config", "prov.autoPackLimit", "2")
     folder, record = slow_git(tmp_path, 3)
-    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    path = os.environ["PATH"]
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{path}")
     ledger = Ledger(GitRepository.open(str(repo.path)))
     common = str(repo.path / ".git")
     slowest = 0.0
     for i in range(12):
         t = time.monotonic()
-        ledger.apply({f"runs/{i:02x}/r{i}/state": b"%d" % i}, f"t{i}", b"{}")
+        ledger.apply({f"runs/{i:02x}/r{i}/state": b"%d" % i}, f"t{i}")
         slowest = max(slowest, time.monotonic() - t)
     assert slowest < 1.5, "a transaction waited for git"
     pid = maintenance.running(common)
     assert pid is not None, "the repack is still running after the transactions returned"
     assert os.getsid(pid) == pid != os.getsid(0), "in a session of its own"
+    assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10), "nicer than prov"
     assert record.read_text().split() == [str(pid)], "one repack at a time"
-    wait_for_repack(repo)
+    monkeypatch.setenv("PATH", path)
+    settle(repo, 2)
     assert len(pack_names(repo)) < 12
     assert len(ledger.list_dir("runs")) == 12
     repo.fsck()
@@ -255,10 +273,11 @@ def test_a_repack_that_cannot_start_is_logged_and_the_transaction_succeeds(prov_
     repo = prov_repo
     repo.git("config", "prov.autoPackLimit", "2")
     ledger = Ledger(GitRepository.open(str(repo.path)))
+    path = os.environ["PATH"]
     monkeypatch.setenv("PATH", os.path.dirname(sys.executable))  # no git on PATH
     for i in range(6):
-        ledger.apply({f"runs/{i:02x}/r{i}/state": b"%d" % i}, f"t{i}", b"{}")
-    monkeypatch.undo()
+        ledger.apply({f"runs/{i:02x}/r{i}/state": b"%d" % i}, f"t{i}")
+    monkeypatch.setenv("PATH", path)
     log = (repo.path / ".git" / "prov" / maintenance.LOG).read_text()
     assert "prov: git repack not started: cannot run git" in log
     assert not (repo.path / ".git" / "prov" / maintenance.LOCK).exists()
@@ -271,10 +290,12 @@ def test_runs_commits_gc_and_repacks_in_any_order_lose_nothing(make_repo, steps:
     """Runs, user commits, ``git gc``, ``git gc --auto`` (with a low pack limit), a
     manual geometric repack and prov's own repacks (limit 2, left running while the
     next step goes on) interleaved: every run reads back, ``prov verify`` and ``git
-    fsck --strict`` pass."""
+    fsck --strict`` pass. A git repack or gc that meets prov's running repack may fail,
+    as two repacks at once may in any repository; it loses nothing."""
     repo = make_repo()
     repo.git("config", "prov.autoPackLimit", "2")
     repo.git("config", "gc.autoPackLimit", "4")
+    repo.git("config", "gc.autoDetach", "false")
     gitprov.init(repo.path, hooks=False)
     ids: list[str] = []
     for n, step in enumerate(steps):
@@ -282,11 +303,11 @@ def test_runs_commits_gc_and_repacks_in_any_order_lose_nothing(make_repo, steps:
             ids += complete_runs(repo, 2, start=len(ids))
         elif step == "commit":
             repo.commit(f"user {n}")
-        elif step == "repack":
-            repo.git("repack", "--geometric=2", "-d", "-q")
         elif step == "wait":
             wait_for_repack(repo)
         else:
-            repo.git(*step.split(), "-q")
+            racing = maintenance.running(str(repo.path / ".git")) is not None
+            command = ["repack", "--geometric=2", "-d"] if step == "repack" else step.split()
+            repo.git(*command, "-q", check=not racing)
     wait_for_repack(repo)
     assert_nothing_lost(repo, ids)
