@@ -1,5 +1,6 @@
 """Shared fixtures. Every test runs with git config isolated from the machine:
-``HOME`` is a fresh directory, ``GIT_CONFIG_NOSYSTEM=1`` and a fixed identity."""
+``HOME`` is a fresh directory, ``GIT_CONFIG_NOSYSTEM=1``, a fixed identity, and no
+repack started behind a test's back (``prov.autoPackLimit = 0``)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ def isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     (home / ".gitconfig").write_text(
         "[user]\n\tname = Test User\n\temail = test@example.com\n"
         "[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n"
+        # no background git repack racing a test's own checks (tests/store/test_maintenance.py turns it on)
+        "[prov]\n\tautoPackLimit = 0\n"
     )
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")

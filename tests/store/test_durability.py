@@ -22,7 +22,6 @@ from gitprov.store.durability import (
     parse_fsync_components,
 )
 from gitprov.store.objects import MODE_BLOB, TreeEntry, encode_tree
-from gitprov.store.packs import MERGE_AT
 from gitprov.store.repo import GitRepository
 from gitprov.store.transaction import commit_on_ref
 from tests.conftest import GitRepo
@@ -165,28 +164,6 @@ def test_the_method_is_read_unknown_ones_are_fsync(repo: GitRepo) -> None:
     assert _open(repo).odb.durability.method == "fsync"
     assert _open(repo, **{"core.fsyncMethod": "batch"}).refs.durability.method == "batch"
     assert _open(repo, **{"core.fsyncMethod": "sometimes"}).odb.durability.method == "fsync"
-
-
-@pytest.mark.parametrize(("value", "synced"), [
-    (None, ["pack", "pack index"]),  # a merge is a repack: git's default flushes it
-    ("none", []),
-    ("-pack-metadata", ["pack"]),
-    ("loose-object", ["pack", "pack index"]),
-])
-def test_a_merge_of_small_packs_is_flushed_as_a_pack(repo: GitRepo, monkeypatch: pytest.MonkeyPatch,
-                                                     value: str | None, synced: list[str]) -> None:
-    git = _open(repo, **({"core.fsync": value} if value is not None else {}))
-    odb = git.odb
-    seen = _synced(monkeypatch)
-    for i in range(MERGE_AT + 1):
-        with odb.batch():
-            odb.write("blob", b"object %d" % i)
-    seen_before_merge = list(seen)
-    odb.maintain()
-    assert len(os.listdir(os.path.join(odb.path, "pack"))) == 2, "merged into one pack and its index"
-    expected_before = [] if value in (None, "none", "-pack-metadata") else ["pack", "pack index"] * (MERGE_AT + 1)
-    assert seen_before_merge == expected_before
-    assert seen[len(seen_before_merge):] == synced
 
 
 def test_rewriting_packed_refs_is_flushed_as_a_reference(repo: GitRepo, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -369,6 +369,17 @@ class GitConfig:
         vals = self._values.get(self._normal(key))
         return parse_bool(canonical_key(key) or key, vals[-1]) if vals else default
 
+    def get_int(self, key: str, default: int) -> int:
+        """The last value of ``key`` as an integer, as git reads it (``k``/``m``/``g``
+        units too); a value git rejects raises ``ConfigError`` naming the key."""
+        value = self.get(key)
+        if value is None:
+            return default
+        number = _git_int(value)
+        if number is None:
+            raise ConfigError(f"git config {key} = {value!r} is not a number; set it to an integer")
+        return number
+
     def items(self) -> list[tuple[str, list[str | None]]]:
         """``(canonical key, every value)`` for each key, keys in order of first appearance."""
         return [(key, list(vals)) for key, vals in self._values.items()]

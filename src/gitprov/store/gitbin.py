@@ -19,7 +19,8 @@ Every git that prov runs for its own work starts here (not the user's command of
   ``ProvError`` (``ProvError`` itself unless the caller names a subclass), in one line.
 
 ``run`` waits for git, ``run_checked`` also turns a failure into ``error`` naming the
-command and git's reason, ``start`` leaves git running (``git cat-file --batch``), and
+command and git's reason, ``start`` leaves git running (``git cat-file --batch``),
+``detach`` starts git in a session of its own and never waits for it, and
 ``output`` is the cheap form for a short command: ``os.posix_spawnp`` where there is one
 (importing and running ``subprocess`` costs ~30 ms of a ``prov show`` that has 80 ms in
 all, and its fork + exec a few ms per call in a large process; posix_spawn uses vfork).
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     import subprocess
     from collections.abc import Iterable, Mapping, Sequence
 
-__all__ = ["failure", "output", "run", "run_checked", "start"]
+__all__ = ["detach", "failure", "output", "run", "run_checked", "start"]
 
 
 def _command(args: Sequence[str], git_dir: str | None) -> list[str]:
@@ -149,3 +150,28 @@ def start(args: Sequence[str], *, git_dir: str | None = None, drop: Iterable[str
                                 stderr=subprocess.DEVNULL, env=_environment(git_dir, drop, extra), bufsize=bufsize)
     except OSError as exc:
         raise _cannot_run(exc, error) from exc
+
+
+def detach(args: Sequence[str], *, git_dir: str | None = None, drop: Iterable[str] = (),
+           log: str | None = None, error: type[ProvError] = ProvError) -> int:
+    """Start git in a session of its own and leave it: stdin and stdout are /dev/null,
+    stderr is appended to ``log`` (or /dev/null). Returns its pid; nobody here waits
+    for it (the caller reaps it, or it outlives the caller)."""
+    argv, env = _command(args, git_dir), _environment(git_dir, drop, None)
+    try:
+        err = os.open(log or os.devnull, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError:
+        err = os.open(os.devnull, os.O_WRONLY)
+    try:
+        if hasattr(os, "posix_spawnp"):
+            actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                       (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0), (os.POSIX_SPAWN_DUP2, err, 2)]
+            return os.posix_spawnp(argv[0], argv, env, file_actions=actions, setsid=True)
+        import subprocess
+
+        return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                start_new_session=True).pid
+    except OSError as exc:
+        raise _cannot_run(exc, error) from exc
+    finally:
+        os.close(err)

@@ -24,9 +24,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from .config import GitConfig
+
 __all__ = ["DiskObjectDatabase", "MemoryObjectDatabase", "ObjectDatabase"]
 
-_RESCANS = 20  # listings of the pack directory tried while merges remove packs under it
+_RESCANS = 20  # listings of the pack directory tried while a repack removes packs under it
 
 
 class ObjectDatabase:
@@ -61,8 +63,9 @@ class ObjectDatabase:
         """Make every write of this thread's open batch durable now (before a ref
         update that reaches them); the batch stays open."""
 
-    def maintain(self) -> None:
-        """Housekeeping after a transaction (on disk: merging small packs)."""
+    def maintain(self, config: GitConfig) -> None:
+        """Housekeeping after a transaction (on disk: git's repack of the packs when
+        they pile up)."""
 
 
 class MemoryObjectDatabase(ObjectDatabase):
@@ -132,6 +135,7 @@ class DiskObjectDatabase(ObjectDatabase):
         self._seen = _seen | {os.path.realpath(path)}
         self._folders: set[str] = set()
         self._batches: dict[int, _Batch] = {}
+        self._quiet_below = 0  # maintain() has nothing to do while this many packs or fewer are known
         #: which files are flushed (``core.fsync``); ``GitRepository.open`` sets it
         self.durability = Durability()
 
@@ -141,7 +145,7 @@ class DiskObjectDatabase(ObjectDatabase):
 
     def _load_packs(self) -> list[Pack]:
         """The packs of the directory now. A pack whose index vanished between the listing
-        and its reading was merged into a newer pack (written before the old ones are
+        and its reading was repacked into a newer pack (written before the old ones are
         removed) that the listing may have missed: the directory is listed again."""
         pack_dir = os.path.join(self.path, "pack")
         # A pack is named by its checksum and never changes, so an index already read
@@ -198,7 +202,7 @@ class DiskObjectDatabase(ObjectDatabase):
         try:
             return self._read_local_once(oid)
         except FileNotFoundError:
-            # a pack listed a moment ago was deleted (a merge or a repack moved its
+            # a pack listed a moment ago was deleted (a repack moved its
             # objects into a new pack first): rescan and look again, as git does
             self._packs = self._load_packs()
             return self._read_local_once(oid)
@@ -286,7 +290,7 @@ class DiskObjectDatabase(ObjectDatabase):
         batch = self._batches.get(threading.get_ident()) if self._batches else None
         if batch is not None:
             # no lookup on disk: a copy of an object already stored is harmless (git
-            # reads the first it finds) and merges and ``git gc`` drop it
+            # reads the first it finds) and ``git repack`` drops it
             if oid not in batch.objects:
                 batch.objects[oid] = (type_name, bytes(data))
             return oid
@@ -358,7 +362,7 @@ class DiskObjectDatabase(ObjectDatabase):
         pack_dir = os.path.join(self.path, "pack")
         try:
             # the objects of one command, git's loose objects in another form: flushed as
-            # loose objects (docs/design/durability.md); a merge's pack is a pack
+            # loose objects (docs/design/durability.md)
             idx_path = packs.write_pack(pack_dir, self.fmt, objects, self.durability, (LOOSE_OBJECT, LOOSE_OBJECT))
         except OSError as exc:
             if isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
@@ -373,22 +377,39 @@ class DiskObjectDatabase(ObjectDatabase):
         elif all(p.pack_path != idx_path[:-4] + ".pack" for p in self._packs):
             try:
                 self._packs.append(Pack(idx_path, self.fmt))
-            except FileNotFoundError:  # another process merged it already
+            except FileNotFoundError:  # a repack rolled it up already
                 self._packs = self._load_packs()
 
-    def maintain(self) -> None:
-        """Merge small packs when there are too many; called after a transaction's refs
-        moved, so merging never widens the window of a compare-and-swap."""
+    def maintain(self, config: GitConfig) -> None:
+        """After a transaction's refs moved: when more than ``prov.autoPackLimit`` packs
+        lie outside a geometric progression, have git roll them up, detached
+        (``store/maintenance.py``). Reads the pack list this process keeps; the
+        directory is listed again only when that list says a repack is due."""
+        known = self._packs
+        if not known or len(known) <= self._quiet_below:
+            return
         from . import packs
 
-        if len(self._packs or ()) > packs.MERGE_AT:
-            packs.merge_small_packs(os.path.join(self.path, "pack"), self.fmt, self._reload_packs, self.read,
-                                    self.durability)
+        limit = packs.auto_pack_limit(config)
+        if limit is None:  # off (the config is read again at the next transaction)
+            return
+        rolled = packs.packs_to_roll_up(p.count for p in known)
+        if rolled > limit:  # the list may be stale (a repack removed packs): look again
+            known = self._packs = self._load_packs()
+            try:
+                names = set(os.listdir(os.path.join(self.path, "pack")))
+            except OSError:
+                names = set()
+            # git leaves kept and cruft packs out of the progression
+            rolled = packs.packs_to_roll_up(p.count for p in known if not any(
+                os.path.basename(p.pack_path[:-5]) + ext in names for ext in (".keep", ".mtimes")))
+            if rolled > limit:
+                from . import maintenance
 
-    def _reload_packs(self) -> list[Pack]:
-        """The packs of the directory now, remembered (a merge rescans through this)."""
-        self._packs = self._load_packs()
-        return self._packs
+                maintenance.start_repack(os.path.dirname(self.path), write_midx="multi-pack-index" in names)
+                self._quiet_below = len(known) + max(1, limit // 2)  # started, or one runs already
+                return
+        self._quiet_below = len(known) + limit - rolled
 
     def all_ids(self) -> list[str]:
         """Every object id in this database (not its alternates); for verification."""

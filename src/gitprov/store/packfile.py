@@ -3,7 +3,7 @@
 A ``Pack`` finds an object's offset by binary search in the memory of its index, and
 reads the entry at an offset from the ``.pack``, memory-mapped: whole objects are
 inflated, ``OFS_DELTA`` entries resolve their base in the same pack, ``REF_DELTA``
-entries through the caller's object database. Writing and merging packs is
+entries through the caller's object database. Writing packs is
 ``store/packs.py``.
 """
 
@@ -75,16 +75,6 @@ class Pack:
         """The raw id of every object, in id order."""
         size, start = self.fmt.raw_len, self.names_at
         return [self.idx[at : at + size] for at in range(start, start + self.count * size, size)]
-
-    def by_offset(self) -> tuple[tuple[int, ...], tuple[bytes, ...], tuple[int, ...]]:
-        """``(offsets, raw ids, crc32s)`` of every object, in pack order (by offset)."""
-        count = self.count
-        offsets = struct.unpack_from(f">{count}I", self.idx, self.offsets_at)
-        if count and max(offsets) & 0x80000000:
-            offsets = tuple(self._large_offset(off) if off & 0x80000000 else off for off in offsets)
-        crcs = struct.unpack_from(f">{count}I", self.idx, self.crcs_at)
-        order = sorted(range(count), key=offsets.__getitem__)
-        return tuple(tuple(map(column.__getitem__, order)) for column in (offsets, self.ids(), crcs))  # type: ignore[return-value]
 
     def _large_offset(self, off: int) -> int:
         at = self.large_at + (off & 0x7FFFFFFF) * 8

@@ -1,71 +1,58 @@
-"""Writing pack files: one pack per write transaction, and merging small packs.
+"""Writing pack files, one per write transaction; and when to let git repack them.
 
 A loose object costs a file of its own (open, write, close, rename: ~0.2-0.5 ms and a
 4 KiB block each). A ledger transaction writes ~30 small objects, so it writes them as
 one pack instead: ``pack-<checksum>.pack`` (version 2, every object whole, zlib level
 1) and its ``.idx`` (version 2), each written to a temporary file, flushed when
 ``core.fsync`` says so (``store/durability.py``: a transaction's pack stands in for
-git's loose objects, a merged pack is a ``pack``) and renamed, the ``.idx`` last,
-exactly what git expects of a pack another process may be reading. Readers find a pack
-by its ``.idx``: until that rename the objects do not exist.
+git's loose objects) and renamed, the ``.idx`` last, exactly what git expects of a pack
+another process may be reading. Readers find a pack by its ``.idx``: until that rename
+the objects do not exist.
 
-Packs pile up at one per transaction, and each costs a reader a lookup, so once a
-repository holds more than ``MERGE_AT`` small packs, the small ones are merged into one
-(geometrically: a pack is left alone when it holds at least twice the objects of all
-smaller packs together, so each object is rewritten O(log n) times). A merge keeps one
-copy of each object and copies whole entries as they are, each run of them in one
-piece with the crc32 the old index lists (no inflate, no deflate, nothing per entry
-but bookkeeping); deltas (in packs git wrote) are resolved and stored whole. The new
-pack is complete before any old one is removed. Packs git made for itself
-(``.keep``, ``.promisor``, cruft ``.mtimes``) and large packs are never touched;
-``git gc`` / ``git repack`` treat prov's packs like any other. Reading packs is
-``store/packfile.py``.
+Packs pile up at one per transaction. prov never rewrites or removes a pack: when more
+than ``prov.autoPackLimit`` of them lie outside a geometric progression
+(``packs_to_roll_up``), ``DiskObjectDatabase.maintain`` has git roll them up with
+deltas (``git repack --geometric=2 -d``, started detached: ``store/maintenance.py``).
+Reading packs is ``store/packfile.py``.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import hashlib
 import os
 import struct
 import time
 import zlib
-from collections.abc import Callable, Iterable, Sequence
-from functools import partial
+from collections.abc import Iterable
 from itertools import accumulate
 
-from ..errors import DataError
+from ..errors import ConfigError
 from .durability import PACK, PACK_METADATA, Durability
 from .objects import ObjectFormat
-from .packfile import Pack
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .config import GitConfig
 
 __all__ = [
-    "MERGE_AT",
-    "SMALL_PACK_OBJECTS",
-    "MergeLock",
-    "PackWriter",
-    "copy_objects",
+    "AUTO_PACK_LIMIT_KEY",
+    "DEFAULT_AUTO_PACK_LIMIT",
+    "auto_pack_limit",
     "deflate",
     "encode_pack",
-    "merge_small_packs",
-    "mergeable_packs",
     "pack_entry",
+    "packs_to_roll_up",
     "stored",
     "write_pack",
 ]
 
 _TYPE_NUMBERS = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
-_WHOLE_TYPES = frozenset(_TYPE_NUMBERS.values())  # the other types are deltas
-#: more packs than this in ``objects/pack`` triggers a merge of the small ones
-MERGE_AT = 12
-#: packs with more objects or bytes than this are never merged by prov (git's business)
-SMALL_PACK_OBJECTS = 1_000_000
-SMALL_PACK_BYTES = 256 << 20
-_BUFFER_BYTES = 1 << 20  # a pack is written to its file a MiB at a time
-_MERGE_WINDOW = 8 << 20  # a merge reads an old pack this many bytes at a time
-_MERGE_LOCK = "prov-merge.lock"
-_STALE_LOCK_SECONDS = 600
+#: git config: how many packs may lie outside the geometric progression before prov
+#: starts ``git repack --geometric=2 -d``; 0 turns it off
+AUTO_PACK_LIMIT_KEY = "prov.autoPackLimit"
+DEFAULT_AUTO_PACK_LIMIT = 12
+_FACTOR = 2  # git repack --geometric=2
 
 
 def _entry_header(type_num: int, size: int) -> bytes:
@@ -172,292 +159,75 @@ def _encode_idx(fmt: ObjectFormat, ids: list[bytes], crcs: list[int], offsets: l
     return idx + hashlib.new(fmt.name, idx).digest()
 
 
-def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-class PackWriter:
-    """One pack and its index, written into ``pack_dir``.
-
-    Entries are streamed to a temporary file (buffered a MiB at a time, so a merge of
-    large packs never holds a whole pack); ``finish()`` writes the index under a
-    temporary name too and renames both, the pack first, the index last: a reader (git
-    or prov) that sees the index sees a complete pack. Leaving the ``with`` block
-    without ``finish()`` removes the temporary files.
-    """
-
-    def __init__(self, pack_dir: str, fmt: ObjectFormat, count: int, durability: Durability | None = None,
-                 components: tuple[int, int] = (PACK, PACK_METADATA)) -> None:
-        stamp = f"{os.getpid()}_{time.monotonic_ns()}"
-        self._pack_dir = pack_dir
-        self.fmt = fmt
-        self._durability = durability or Durability()
-        self._components = components  # (the .pack's, the .idx's) core.fsync component
-        self._count = count
-        self._tmp_pack = os.path.join(pack_dir, f"tmp_pack_prov_{stamp}")
-        self._tmp_idx = os.path.join(pack_dir, f"tmp_idx_prov_{stamp}")
-        try:
-            self._fd: int | None = os.open(self._tmp_pack, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-        except FileNotFoundError:  # no objects/pack yet
-            os.makedirs(pack_dir, exist_ok=True)
-            self._fd = os.open(self._tmp_pack, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-        self._digest = hashlib.new(fmt.name)
-        self._buffer = bytearray(_pack_header(count))
-        self._written = 0  # bytes in the file; the buffer follows them
-        self._ids: list[bytes] = []
-        self._crcs: list[int] = []
-        self._offsets: list[int] = []
-        self._finished = False
-
-    def __enter__(self) -> PackWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        if not self._finished:
-            for tmp in (self._tmp_pack, self._tmp_idx):
-                with contextlib.suppress(OSError):
-                    os.remove(tmp)
-
-    def add(self, ids: list[bytes], entries: list[bytes]) -> None:
-        """Append pack ``entries`` (``pack_entry``) of the objects ``ids``."""
-        self.copy(b"".join(entries), ids, list(map(zlib.crc32, entries)), _starts(entries))
-
-    def copy(self, chunk: bytes | memoryview, ids: Sequence[bytes], crcs: Sequence[int], starts: Sequence[int]) -> None:
-        """Append ``chunk``: whole pack entries back to back, of the objects ``ids``,
-        beginning at ``starts`` in ``chunk``, with their ``crcs`` (as an index lists
-        them: a merge copies entries and their crc32 from the old pack unchanged)."""
-        at = self._written + len(self._buffer)
-        self._ids += ids
-        self._crcs += crcs
-        self._offsets += [at + start for start in starts]
-        if len(chunk) >= _BUFFER_BYTES:
-            self._drain()
-            self._write(chunk)
-        else:
-            self._buffer += chunk
-            if len(self._buffer) >= _BUFFER_BYTES:
-                self._drain()
-
-    def _write(self, data: bytes | bytearray | memoryview) -> None:
-        assert self._fd is not None
-        self._digest.update(data)
-        _write_all(self._fd, data)
-        self._written += len(data)
-
-    def _drain(self) -> None:
-        self._write(self._buffer)
-        self._buffer = bytearray()
-
-    def finish(self) -> str:
-        """Complete the pack, write its index, rename both; returns the ``.idx`` path."""
-        if len(self._ids) != self._count:
-            raise ValueError(f"pack of {self._count} objects given {len(self._ids)}")
-        assert self._fd is not None
-        self._digest.update(self._buffer)
-        checksum = self._digest.digest()
-        _write_all(self._fd, self._buffer + checksum)
-        self._durability.sync(self._fd, self._components[0])
-        os.close(self._fd)
-        self._fd = None
-        base = os.path.join(self._pack_dir, f"pack-{checksum.hex()}")
-        if os.path.exists(base + ".idx"):  # the same objects in the same order: already there
-            os.remove(self._tmp_pack)
-            self._finished = True
-            return base + ".idx"
-        fd = os.open(self._tmp_idx, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-        try:
-            _write_all(fd, _encode_idx(self.fmt, self._ids, self._crcs, self._offsets, checksum))
-            self._durability.sync(fd, self._components[1])
-        finally:
-            os.close(fd)
-        os.replace(self._tmp_pack, base + ".pack")
-        os.replace(self._tmp_idx, base + ".idx")
-        self._finished = True
-        return base + ".idx"
-
-
-def write_pack(pack_dir: str, fmt: ObjectFormat, objects: Iterable[tuple[str, bytes]],
-               durability: Durability | None = None, components: tuple[int, int] = (PACK, PACK_METADATA)) -> str:
-    """Write a pack of ``(oid, pack entry)`` and its index into ``pack_dir`` (see
-    ``PackWriter``), flushed as ``durability`` says for ``components`` (of the
-    ``.pack``, of the ``.idx``); returns the ``.idx`` path."""
-    ids, bodies = _split_objects(objects)
-    with PackWriter(pack_dir, fmt, len(ids), durability, components) as writer:
-        writer.add(ids, bodies)
-        return writer.finish()
-
-
-def copy_objects(
-    writer: PackWriter,
-    pack_path: str,
-    table: tuple[Sequence[int], Sequence[bytes], Sequence[int]],
-    seen: set[bytes],
-    whole_entry: Callable[[int], bytes],
-) -> None:
-    """Append to ``writer`` the objects of a pack not in ``seen`` (and add them to it).
-
-    ``table`` is ``(offsets, raw ids, crc32s)`` of the pack's objects in pack order, as
-    its index lists them. Whole entries are copied as they are, with their crc32 (no
-    inflate, no deflate), every run of them in one piece; a delta is stored whole as
-    ``whole_entry(offset)`` makes it. The pack is read with ``pread``, at most
-    ``_MERGE_WINDOW`` bytes at a time (a larger entry alone).
-    """
-    offsets, ids, crcs = table
-    fd = os.open(pack_path, os.O_RDONLY)
+def _write_file(path: str, data: bytes, durability: Durability, component: int) -> None:
+    """``data`` into a new read-only file ``path``, flushed as ``durability`` says."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
     try:
-        ends = [*offsets[1:], os.fstat(fd).st_size - writer.fmt.raw_len]
-        first = 0
-        while first < len(offsets):
-            last = max(first + 1, bisect.bisect_right(ends, offsets[first] + _MERGE_WINDOW, first))
-            base = offsets[first]
-            window = memoryview(os.pread(fd, ends[last - 1] - base, base))
-            if len(window) != ends[last - 1] - base:
-                raise DataError(f"{pack_path} is truncated")
-            run = first  # the entries [run, i) are copied in one piece when the run ends
-            for i in range(first, last + 1):  # (i == last: the end of the window)
-                new = i < last and ids[i] not in seen
-                if new:
-                    seen.add(ids[i])
-                    if window[offsets[i] - base] >> 4 & 7 in _WHOLE_TYPES:
-                        continue
-                if run < i:
-                    start = offsets[run]
-                    chunk = window[start - base : ends[i - 1] - base]
-                    writer.copy(chunk, ids[run:i], crcs[run:i], [off - start for off in offsets[run:i]])
-                run = i + 1
-                if new:  # a delta
-                    writer.add([ids[i]], [whole_entry(offsets[i])])
-            first = last
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        durability.sync(fd, component)
     finally:
         os.close(fd)
 
 
-def mergeable_packs(pack_dir: str, counts: dict[str, int]) -> list[str]:
-    """The ``.idx`` paths to merge into one, given ``{idx path: object count}`` of the
-    packs in ``pack_dir``; empty when there are few enough packs.
-
-    Only small packs without ``.keep``, ``.promisor`` or ``.mtimes`` companions are
-    candidates. Largest first, a pack is kept as it is while it holds at least twice
-    the objects of all smaller candidates together; the rest are merged.
-    """
-    if len(counts) <= MERGE_AT:
-        return []
+def write_pack(pack_dir: str, fmt: ObjectFormat, objects: Iterable[tuple[str, bytes]],
+               durability: Durability | None = None, components: tuple[int, int] = (PACK, PACK_METADATA)) -> str:
+    """Write a pack of ``(oid, pack entry)`` and its index into ``pack_dir``, each to a
+    temporary file flushed as ``durability`` says for ``components`` (of the ``.pack``,
+    of the ``.idx``), then renamed, the ``.idx`` last; returns the ``.idx`` path."""
+    pack, idx, name = encode_pack(fmt, objects)
+    durability = durability or Durability()
+    base = os.path.join(pack_dir, f"pack-{name}")
+    if os.path.exists(base + ".idx"):  # the same objects in the same order: already there
+        return base + ".idx"
+    stamp = f"{os.getpid()}_{time.monotonic_ns()}"
+    tmp_pack, tmp_idx = (os.path.join(pack_dir, f"tmp_{kind}_prov_{stamp}") for kind in ("pack", "idx"))
     try:
-        names = set(os.listdir(pack_dir))
-    except OSError:
-        names = set()
-    candidates = []
-    for idx_path, count in counts.items():
-        stem = os.path.basename(idx_path)[:-4]
-        if count > SMALL_PACK_OBJECTS or any(stem + ext in names for ext in (".keep", ".promisor", ".mtimes")):
-            continue
-        with contextlib.suppress(OSError):  # (a pack that vanished fails the merge later)
-            if os.path.getsize(idx_path[:-4] + ".pack") > SMALL_PACK_BYTES:
-                continue
-        candidates.append((count, idx_path))
-    candidates.sort(reverse=True)
-    rest = sum(count for count, _ in candidates)
-    while candidates:
-        count, _ = candidates[0]
-        rest -= count
-        if count < 2 * rest:
-            break
-        candidates.pop(0)
-    return [path for _, path in candidates] if len(candidates) > 1 else []
-
-
-def merge_small_packs(
-    pack_dir: str,
-    fmt: ObjectFormat,
-    load_packs: Callable[[], list[Pack]],
-    read_base: Callable[[str], tuple[str, bytes]],
-    durability: Durability | None = None,
-) -> None:
-    """Merge the small packs of ``pack_dir`` into one when there are too many
-    (``mergeable_packs``). ``load_packs`` lists the packs of the directory now (the
-    object database remembers each listing); ``read_base`` reads the base of a
-    ``REF_DELTA``, which is resolved and stored whole. The merged pack is flushed as
-    ``durability`` says, before any old pack is removed.
-
-    Best effort: a merge that loses a race with another merger or a ``git repack``
-    (a pack vanishes while being read) is abandoned; no object is ever lost, as the
-    merged pack is complete before any old pack is removed."""
-    try:
-        packs = load_packs()
-    except (OSError, DataError):
-        return
-    if os.path.exists(os.path.join(pack_dir, "multi-pack-index")):
-        return
-    if not mergeable_packs(pack_dir, {p.pack_path[:-5] + ".idx": p.count for p in packs}):
-        return
-    with MergeLock(pack_dir) as lock:
-        if not lock.held:
-            return
         try:
-            current = load_packs()  # again, under the lock
-            chosen = set(mergeable_packs(pack_dir, {p.pack_path[:-5] + ".idx": p.count for p in current}))
-            old = [p for p in current if p.pack_path[:-5] + ".idx" in chosen]
-            tables = [pack.by_offset() for pack in old]
-            count = len(set().union(*(ids for _, ids, _ in tables)))
-            if not count:
-                return
-            seen: set[bytes] = set()
-            with PackWriter(pack_dir, fmt, count, durability) as writer:
-                for pack, table in zip(old, tables, strict=True):
-                    copy_objects(writer, pack.pack_path, table, seen, partial(_whole_entry, pack, read_base))
-                idx_path = writer.finish()
-        except (OSError, DataError, ValueError):
-            return
-        keep = idx_path[:-4] + ".pack"
-        for pack in old:
-            if pack.pack_path == keep:
-                continue
-            stem = pack.pack_path[:-5]
-            for ext in (".idx", ".pack", ".rev", ".bitmap"):
-                with contextlib.suppress(OSError):
-                    os.remove(stem + ext)
-        load_packs()
-
-
-def _whole_entry(pack: Pack, read_base: Callable[[str], tuple[str, bytes]], offset: int) -> bytes:
-    """The object at ``offset`` of ``pack`` (a delta) as a whole pack entry."""
-    return pack_entry(*pack.read_at(offset, read_base))
-
-
-class MergeLock:
-    """``objects/pack/prov-merge.lock``, taken with O_EXCL: one merger at a time. A
-    lock older than ten minutes is left by a dead process and taken over."""
-
-    def __init__(self, pack_dir: str) -> None:
-        self.path = os.path.join(pack_dir, _MERGE_LOCK)
-        self.held = False
-
-    def __enter__(self) -> MergeLock:
-        for _ in range(2):
-            try:
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-                self.held = True
-                break
-            except FileExistsError:
-                try:
-                    stale = time.time() - os.stat(self.path).st_mtime > _STALE_LOCK_SECONDS
-                except FileNotFoundError:
-                    continue
-                if not stale:
-                    break
-                with contextlib.suppress(OSError):
-                    os.remove(self.path)
-            except OSError:
-                break
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.held:
+            _write_file(tmp_pack, pack, durability, components[0])
+        except FileNotFoundError:  # no objects/pack yet
+            os.makedirs(pack_dir, exist_ok=True)
+            _write_file(tmp_pack, pack, durability, components[0])
+        _write_file(tmp_idx, idx, durability, components[1])
+        os.replace(tmp_pack, base + ".pack")
+        os.replace(tmp_idx, base + ".idx")
+    except BaseException:
+        for tmp in (tmp_pack, tmp_idx):
             with contextlib.suppress(OSError):
-                os.remove(self.path)
-            self.held = False
+                os.remove(tmp)
+        raise
+    return base + ".idx"
+
+
+def auto_pack_limit(config: GitConfig) -> int | None:
+    """``prov.autoPackLimit`` (default 12), or None when automatic repacking is off:
+    git's own switches (``gc.auto`` or ``gc.autoPackLimit`` at 0 or below,
+    ``maintenance.auto`` false), ``prov.autoPackLimit`` at 0 or below, or a value git
+    would reject."""
+    try:
+        limit = config.get_int(AUTO_PACK_LIMIT_KEY, DEFAULT_AUTO_PACK_LIMIT)
+        if (limit <= 0 or config.get_int("gc.auto", 1) <= 0 or config.get_int("gc.autoPackLimit", 1) <= 0
+                or not config.get_bool("maintenance.auto", True)):
+            return None
+    except ConfigError:
+        return None
+    return limit
+
+
+def packs_to_roll_up(counts: Iterable[int]) -> int:
+    """How many of the packs holding ``counts`` objects ``git repack --geometric=2``
+    would roll into one, as git's ``split_pack_geometry`` counts them: from the
+    largest down, the packs that each hold at least twice the objects of the next stay;
+    the rest are rolled up, with any pack above them that holds less than twice the
+    roll-up."""
+    weights = sorted(counts)
+    i = len(weights) - 1
+    while i > 0 and weights[i] >= _FACTOR * weights[i - 1]:
+        i -= 1
+    split = i + 1 if i > 0 else 0
+    total = sum(weights[:split])
+    while split < len(weights) and weights[split] < _FACTOR * total:
+        total += weights[split]
+        split += 1
+    return split

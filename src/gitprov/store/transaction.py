@@ -106,7 +106,7 @@ def commit_on_refs(repo: GitRepository, updates: list[RefUpdate]) -> dict[str, s
             else:
                 lost.append(update)
         if not lost:
-            odb.maintain()
+            odb.maintain(repo.config)
             return done
         pending = lost
         import random  # only after a lost race: not on the path of every write
