@@ -429,11 +429,13 @@ MANY_RUNS_SCRIPT = textwrap.dedent(
 )
 
 
-def test_many_writers_merging_packs_under_each_other(prov_repo):
-    """Six processes writing short runs at once: each run is a pack, packs are merged by
-    whoever crosses the threshold, so a pack can vanish (merged) between being written
-    or listed and being opened by another process; no run may fail or lose data."""
+def test_many_writers_while_git_repacks_under_them(prov_repo):
+    """Six processes writing short runs at once: each run is a pack, and with a low
+    ``prov.autoPackLimit`` git's geometric repack keeps rolling them up in the
+    background, so a pack can vanish between being listed and being opened by another
+    process, more than once for one read; no run may fail or lose data."""
     path = prov_repo.path
+    prov_repo.git("config", "prov.autoPackLimit", "2")
     procs = [subprocess.Popen([sys.executable, "-c", MANY_RUNS_SCRIPT, str(w), "80"], cwd=path, stderr=subprocess.PIPE)
              for w in range(6)]
     errors = [p.stderr.read().decode() for p in procs if p.wait(timeout=300) != 0]

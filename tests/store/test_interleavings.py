@@ -1,5 +1,6 @@
-"""Random interleavings of runs, commits, amends, ``git gc`` and git's automatic
-maintenance in one real repository never lose a run or its link to its commit."""
+"""Random interleavings of runs, commits, amends, ``git gc``, git's automatic
+maintenance and the repacks prov starts in the background, in one real repository,
+never lose a run or its link to its commit."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ class Interleavings(RuleBasedStateMachine):
         run_git(self.path, "config", "gc.autoPackLimit", "2")
         run_git(self.path, "config", "gc.auto", "5")
         run_git(self.path, "config", "gc.autoDetach", "false")
+        run_git(self.path, "config", "prov.autoPackLimit", "2")  # prov starts git's geometric repack too
         (self.path / "f.txt").write_text("0\n")
         run_git(self.path, "add", "f.txt")
         run_git(self.path, "commit", "-q", "-m", "start")
@@ -64,15 +66,15 @@ class Interleavings(RuleBasedStateMachine):
 
     @rule()
     def git_gc(self) -> None:
-        run_git(self.path, "gc", "--quiet")
+        run_git(self.path, "gc", "--quiet", check=False)  # may lose a race with prov's own repack, as two repacks may
 
     @rule()
     def git_gc_auto(self) -> None:
-        run_git(self.path, "gc", "--auto", "--quiet")
+        run_git(self.path, "gc", "--auto", "--quiet", check=False)  # may lose a race with prov's own repack, as two repacks may
 
     @rule()
     def git_repack_geometric(self) -> None:
-        run_git(self.path, "repack", "--geometric=2", "-d", "-q")
+        run_git(self.path, "repack", "--geometric=2", "-d", "-q", check=False)  # may lose a race with prov's own repack, as two repacks may
 
     @invariant()
     def nothing_is_lost(self) -> None:

@@ -173,3 +173,27 @@ def all_objects(repo: GitRepo) -> dict[str, tuple[str, bytes]]:
         objects[oid] = (kind, out[: int(size)])
         out = out[int(size) + 1 :]
     return objects
+
+
+def test_a_read_survives_packs_vanishing_under_it_more_than_once(repo: GitRepo, monkeypatch) -> None:
+    """Repacks one after another (git's geometric roll-ups) can delete a pack a reader
+    just listed, and the pack it rescanned to: every read rescans again until it finds
+    the object, as git does."""
+    git = GitRepository.open(str(repo.path))
+    with git.odb.batch():
+        written = write_some(git, "gone")
+    repo.git("update-ref", "refs/prov/test", written[-1][0])
+    stale = git.odb._load_packs()  # lists the pack about to be repacked away
+    repo.git("repack", "-a", "-d", "-q")  # its objects now live in another pack only
+    real = git.odb._load_packs
+    rescans = []
+
+    def late_rescan():  # the first rescans still see the vanished pack
+        rescans.append(1)
+        return stale if len(rescans) < 3 else real()
+
+    monkeypatch.setattr(git.odb, "_load_packs", late_rescan)
+    git.odb._packs = stale
+    for oid, kind, data in written:
+        assert git.odb.read(oid) == (kind, data)
+    assert len(rescans) >= 3

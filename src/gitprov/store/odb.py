@@ -28,8 +28,10 @@ if TYPE_CHECKING:
 
 __all__ = ["DiskObjectDatabase", "MemoryObjectDatabase", "ObjectDatabase"]
 
-_RESCANS = 20  # listings of the pack directory tried while a repack removes packs under it
+_RESCANS = 80  # listings of the pack directory tried while a repack removes packs under it
 
+#: times a read rescans the pack directory after a listed pack vanished under it
+_READ_RESCANS = 8
 
 class ObjectDatabase:
     """What every object database offers; ids are lowercase hex strings."""
@@ -199,13 +201,17 @@ class DiskObjectDatabase(ObjectDatabase):
         return None
 
     def _read_local(self, oid: str) -> tuple[str, bytes] | None:
-        try:
-            return self._read_local_once(oid)
-        except FileNotFoundError:
-            # a pack listed a moment ago was deleted (a repack moved its
-            # objects into a new pack first): rescan and look again, as git does
-            self._packs = self._load_packs()
-            return self._read_local_once(oid)
+        for attempt in range(_READ_RESCANS):
+            try:
+                return self._read_local_once(oid)
+            except FileNotFoundError:
+                # a pack listed a moment ago was deleted (a repack moved its objects
+                # into a new pack first): rescan and look again, as git does; repacks
+                # in a row (git's, one after another) can do it more than once
+                if attempt == _READ_RESCANS - 1:
+                    raise
+                self._packs = self._load_packs()
+        return None
 
     def _read_local_once(self, oid: str) -> tuple[str, bytes] | None:
         # Packs already open first (no syscall; most objects of a real repository are
