@@ -142,9 +142,13 @@ def test_only_the_cli_imports_click() -> None:
 
 def test_opening_a_repository_and_show_load_no_run_code(prov_repo) -> None:
     """``prov show`` opens a ``Repository``: without journals of dead runs that must not
-    load the run package or its recovery (it cost ``prov show`` 14 ms once)."""
-    code = ("import sys, json, gitprov\nrepo = gitprov.Repository('.')\nrepo.show()\n"
-            "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('gitprov.runs', 'secrets')))))")
+    load the run package or its recovery (it cost ``prov show`` 14 ms once), nor the
+    index's bulk reader for a commit with a few runs (git, subprocess: 10-20 ms)."""
+    make = "import gitprov\nwith gitprov.Repository('.').start_run('r', environment=False): pass\n"
+    subprocess.run([sys.executable, "-c", make], capture_output=True, text=True, check=True, cwd=prov_repo.path)
+    code = ("import sys, json, gitprov\nrepo = gitprov.Repository('.')\nassert len(repo.show().runs) == 1\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('gitprov.runs', 'gitprov.index', "
+            "'secrets', 'subprocess')))))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=prov_repo.path)
     assert json.loads(proc.stdout) == []
 

@@ -82,7 +82,9 @@ def test_show_reads_many_runs_at_one_commit_in_bulk(make_repo):
     """More than BULK_MIN runs at a commit: prov show reads their records through git
     cat-file, and lists the same runs as the object layer would."""
     from gitprov.index.reading import BULK_MIN
+    from gitprov.provenance import BULK_RUNS
 
+    assert BULK_RUNS == BULK_MIN
     repo = make_repo()
     repo.commit("code")
     ids = build_ledger(str(repo.path), BULK_MIN + 20, seed=5).run_ids

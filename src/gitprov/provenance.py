@@ -15,7 +15,12 @@ from .store.notes import NOTES_REF
 if TYPE_CHECKING:
     from .store.prov_store import ProvStore
 
-__all__ = ["CommitProvenance", "commit_provenance", "history_provenance", "note_records"]
+__all__ = ["BULK_RUNS", "CommitProvenance", "commit_provenance", "history_provenance", "note_records"]
+
+#: from this many runs at a commit on, their records are read through git cat-file
+#: (``index.reading.BULK_MIN``; that module, which starts threads and git, is imported
+#: only then: ``prov show`` of a commit with a few runs stays lean)
+BULK_RUNS = 200
 
 
 class CommitProvenance(msgspec.Struct, kw_only=True):
@@ -92,9 +97,7 @@ def _run_links(store: ProvStore, run_ids: list[str], ledger_tip: str) -> list[Ru
         return RunLink(run=run_id, name=record.name, experiment=record.experiment, created=record.created,
                        schema=record.schema)
 
-    from .index.reading import BULK_MIN
-
-    if len(run_ids) < BULK_MIN:
+    if len(run_ids) < BULK_RUNS:
         return [link(run_id, store.git.odb.read_typed(run_id, "blob")) for run_id in run_ids]
     from .index.reading import read_run_blobs
     from .store.trees import read_tree

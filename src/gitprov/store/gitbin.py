@@ -153,11 +153,12 @@ def start(args: Sequence[str], *, git_dir: str | None = None, drop: Iterable[str
 
 
 def detach(args: Sequence[str], *, git_dir: str | None = None, drop: Iterable[str] = (),
-           log: str | None = None, error: type[ProvError] = ProvError) -> int:
+           log: str | None = None, error: type[ProvError] = ProvError, wrap: Sequence[str] = ()) -> int:
     """Start git in a session of its own and leave it: stdin and stdout are /dev/null,
     stderr is appended to ``log`` (or /dev/null). Returns its pid; nobody here waits
-    for it (the caller reaps it, or it outlives the caller)."""
-    argv, env = _command(args, git_dir), _environment(git_dir, drop, None)
+    for it (the caller reaps it, or it outlives the caller). ``wrap``: a command that
+    runs the git command line it is given as its last arguments (a shell loop)."""
+    argv, env = [*wrap, *_command(args, git_dir)], _environment(git_dir, drop, None)
     try:
         err = os.open(log or os.devnull, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     except OSError:

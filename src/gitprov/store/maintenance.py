@@ -53,9 +53,22 @@ def running(common_dir: str) -> int | None:
     return holder(os.path.join(common_dir, "prov", LOCK))
 
 
-def start_repack(common_dir: str, *, write_midx: bool = False) -> int | None:
+#: the repack again while packs written during the last one leave more than the limit
+#: (at most ``_ROUNDS`` times): a burst of transactions that all met a running repack
+#: is rolled up without waiting for the next transaction. ``$1`` the pack directory,
+#: ``$2`` the limit, the rest the git command line.
+_DRAIN = ('dir=$1 limit=$2; shift 2; round=0; while [ "$round" -lt %d ]; do round=$((round + 1)); '
+          '"$@" || exit $?; count=0; for p in "$dir"/pack-*.pack; do [ -e "$p" ] && count=$((count + 1)); '
+          'done; [ "$count" -le "$limit" ] && exit 0; done; exit 0')
+_ROUNDS = 4
+
+
+def start_repack(common_dir: str, *, write_midx: bool = False, pack_dir: str | None = None,
+                 limit: int | None = None) -> int | None:
     """Start ``git repack --geometric=2 -d -q`` (``--write-midx`` too when the
-    repository has a multi-pack-index) detached, unless one prov started still runs.
+    repository has a multi-pack-index) detached, unless one prov started still runs;
+    given ``pack_dir`` and ``limit``, it is run again while more than ``limit`` packs
+    remain (packs written while it ran), up to four times.
     Its pid, or None: one runs already, or git could not be started (one line in
     ``repack.log``). Never raises for a repack it could not start."""
     directory = os.path.join(common_dir, "prov")
@@ -76,7 +89,9 @@ def start_repack(common_dir: str, *, write_midx: bool = False) -> int | None:
             trim(log, _LOG_LIMIT, 100)
         args = ["repack", "--geometric=2", "-d", "-q", *(["--write-midx"] if write_midx else [])]
         try:
-            pid = gitbin.detach(args, git_dir=common_dir, drop=_DROP, log=log)
+            wrap = ("sh", "-c", _DRAIN % _ROUNDS, "prov-repack", pack_dir, str(limit)) \
+                if pack_dir is not None and limit is not None else ()
+            pid = gitbin.detach(args, git_dir=common_dir, drop=_DROP, log=log, wrap=wrap)
         except ProvError as exc:
             with contextlib.suppress(OSError), open(log, "a", encoding="utf-8") as f:
                 f.write(f"prov: git repack not started: {exc}\n")
