@@ -87,6 +87,7 @@ def test_the_first_write_upgrades_it_and_loses_nothing(old_repo: Path) -> None:
     before_notes = _note_lines(old_repo)
     shown = {rev: _shown_runs(repo, rev) for rev in ("HEAD", "HEAD~1")}
     ledger_before = repo.store.ledger.tip()
+    dangling_before = run_git(old_repo, "fsck", "--dangling", "--no-progress")
 
     with repo.start_run(name="after-upgrade") as run:
         run.log_metric("loss", 0.5)
@@ -112,6 +113,8 @@ def test_the_first_write_upgrades_it_and_loses_nothing(old_repo: Path) -> None:
         assert odb.read_typed(read_path(odb, tree, "format").oid, "blob") == LEDGER_FORMAT
         assert _runs_in(odb, tree) == _listed_in(odb, tree)
     run_git(old_repo, "fsck", "--strict")
+    # the upgrade's edits went into the transaction's own trees: none left dangling
+    assert run_git(old_repo, "fsck", "--dangling", "--no-progress") == dangling_before
     report = repo.verify()
     assert report.ok, report.problems
     assert not [w for w in report.warnings if "not listed" in w], report.warnings

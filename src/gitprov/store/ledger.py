@@ -11,7 +11,7 @@ Each ledger commit is one write transaction. The tree layout (see
     commits/<c[:2]>/<c>/<id[:2]>/<id>        the run's record blob: run <id> was made at commit <c>
 
 A ledger of an older format is upgraded by the first transaction that meets it
-(``upgrade_tree``): the ``commits/`` entries of every run are added, in that same
+(``upgrade_changes``): the ``commits/`` entries of every run are added, in that same
 transaction, so a write never leaves a half-upgraded ledger.
 """
 
@@ -27,7 +27,7 @@ from .repo import GitRepository
 from .transaction import RefUpdate, commit_on_ref
 from .trees import edit_tree, read_path, read_tree
 
-__all__ = ["LEDGER_FORMAT", "LEDGER_REF", "Ledger", "commit_runs_dir", "run_dir", "run_link_path", "upgrade_tree"]
+__all__ = ["LEDGER_FORMAT", "LEDGER_REF", "Ledger", "commit_runs_dir", "run_dir", "run_link_path", "upgrade_changes"]
 
 LEDGER_REF = "refs/prov/ledger"
 #: the ``format`` blob at the ledger root: canonical JSON (what ``codec.encode`` gives);
@@ -108,9 +108,8 @@ class Ledger:
         odb = self.repo.odb
 
         def build(tree: str | None) -> str | None:
-            if format_blob == LEDGER_FORMAT:
-                tree = upgrade_tree(odb, tree)
-            return edit_tree(odb, tree, changes)
+            upgrade = upgrade_changes(odb, tree) if format_blob == LEDGER_FORMAT else {}
+            return edit_tree(odb, tree, {**upgrade, **changes})
 
         return self.ref, build, message
 
@@ -119,19 +118,21 @@ _record_commit: Callable[[bytes], str | None] | None = None
 _current_marker: dict[str, str] = {}  # object format name -> blob id of LEDGER_FORMAT
 
 
-def upgrade_tree(odb: ObjectDatabase, tree: str | None) -> str | None:
-    """``tree`` in the current layout: unchanged when its ``format`` marker is the
-    current one (one tree read), else every run's ``commits/`` entry added (a ledger of
-    format 1, or one merged with a clone that runs an older release). A marker of a
-    newer format is refused: an older release never rewrites what it cannot read."""
+def upgrade_changes(odb: ObjectDatabase, tree: str | None) -> dict[str, bytes | str | None]:
+    """The edits that bring ``tree`` to the current layout, made with the transaction's
+    own (one tree written, none left dangling): none when its ``format`` marker is the
+    current one (one tree read), else every run's ``commits/`` entry and the marker (a
+    ledger of format 1, or one merged with a clone that runs an older release). A
+    marker of a newer format is refused: an older release never rewrites what it
+    cannot read."""
     if tree is None:
-        return None
+        return {}
     marker = read_path(odb, tree, "format")
     current = _current_marker.get(odb.fmt.name)
     if current is None:
         current = _current_marker[odb.fmt.name] = odb.fmt.hash_object("blob", LEDGER_FORMAT)
     if marker is not None and marker.oid == current:
-        return tree
+        return {}
     if marker is not None and not marker.is_tree:
         _refuse_newer(odb.read_typed(marker.oid, "blob"))
     commit_of = _record_commit or _make_record_commit()
@@ -151,7 +152,7 @@ def upgrade_tree(odb: ObjectDatabase, tree: str | None) -> str | None:
             if commit and odb.fmt.is_id(commit) and record.oid == run_id:
                 links[run_link_path(commit, run_id)] = run_id
     links["format"] = LEDGER_FORMAT
-    return edit_tree(odb, tree, links)
+    return links
 
 
 def _make_record_commit() -> Callable[[bytes], str | None]:
