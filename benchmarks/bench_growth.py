@@ -105,6 +105,16 @@ def artifact_of(k: int, kind: str) -> tuple[str, bytes]:
     return "summary.json", text.encode()
 
 
+def artifact_file(directory: str, k: int, kind: str) -> str:
+    """Run ``k``'s artifact written to a file in ``directory`` (the peers log files); its path."""
+    key, content = artifact_of(k, kind)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, key)
+    with open(path, "wb") as f:
+        f.write(content)
+    return path
+
+
 def gitprov_run(repo, k: int, points: int, kind: str) -> None:
     """One run of the workload through git-prov's public API."""
     key, content = artifact_of(k, kind)
@@ -157,14 +167,10 @@ def mlflow_worker(spec: dict) -> dict:
         exp_id = exp.experiment_id if exp else client.create_experiment(
             "growth", artifact_location="file://" + os.path.join(root, "artifacts"))
     scratch = os.path.join(os.path.dirname(root), "mlflow-scratch")
-    os.makedirs(scratch, exist_ok=True)
     t0 = time.perf_counter()
     with quiet():
         for k in range(spec["start"], spec["stop"]):
-            key, content = artifact_of(k, spec["artifact"])
-            path = os.path.join(scratch, key)
-            with open(path, "wb") as f:
-                f.write(content)
+            path = artifact_file(scratch, k, spec["artifact"])
             run_id = client.create_run(exp_id, run_name=f"run-{k:06d}").info.run_id
             now = int(time.time() * 1000)
             client.log_batch(run_id, metrics=[Metric("loss", v, now + i, i) for i, v in
@@ -179,14 +185,10 @@ def wandb_worker(spec: dict) -> dict:
     with quiet():
         import wandb
     scratch = os.path.join(os.path.dirname(spec["path"]), "wandb-scratch")
-    os.makedirs(scratch, exist_ok=True)
     t0 = time.perf_counter()
     with quiet():
         for k in range(spec["start"], spec["stop"]):
-            key, content = artifact_of(k, spec["artifact"])
-            path = os.path.join(scratch, key)
-            with open(path, "wb") as f:
-                f.write(content)
+            path = artifact_file(scratch, k, spec["artifact"])
             run = wandb.init(project="growth", name=f"run-{k:06d}", config=params_of(k))
             for i, v in enumerate(series_of(k, spec["points"])):
                 run.log({"loss": v}, step=i)
@@ -370,7 +372,10 @@ def runs_stored(path: str) -> dict:
     note = subprocess.run(["git", "notes", "--ref=prov", "show", head], cwd=path, env=env, capture_output=True,
                           text=True).stdout
     listed += sum(1 for line in note.splitlines() if '"kind":"run"' in line)
-    return {"records": records, "listed": listed}
+    commits = {ref: int(h.git(path, "rev-list", "--count", ref, env=env))
+               for ref in ("refs/prov/ledger", "refs/notes/prov")}
+    return {"records": records, "listed": listed, "ledger_commits": commits["refs/prov/ledger"],
+            "notes_commits": commits["refs/notes/prov"]}
 
 
 def copy_repo(path: str, dest: str) -> str:
@@ -606,15 +611,21 @@ def growth_table(res: dict) -> list[str]:
     row("ms a run, median of the step's first / last tenth",
         lambda a, b, n: f"{a['first'] * 1000:.1f} / {a['last'] * 1000:.1f}")
     row("runs stored / listed under the commit", lambda a, b, n: f"{a['stored']['records']:,} / {a['stored']['listed']:,}")
+    row("ledger / notes commits a run", lambda a, b, n: f"{a['stored']['ledger_commits'] / n:.2f} / "
+        f"{a['stored']['notes_commits'] / n:.3f}")
     for name, data in peers.items():
         if not any(n in data for n in sizes):
             continue
-        rows.append(f"| {name}: bytes a run (database + artifacts), KiB | " + " | ".join(
+        what = "database + artifact directory" if name.startswith("MLflow") else "its directories: runs, logs, cache"
+        rows.append(f"| {name}: bytes a run ({what}), KiB | " + " | ".join(
             kib(data[n]["bytes"] / n) if n in data else "" for _label, n in cols) + " | |")
         rows.append(f"| {name} / git-prov as prov leaves it | " + " | ".join(
             f"{(data[n]['bytes'] / n) / ((at[label][n]['prov']['git'] - base[label]['git']) / n):.1f}×"
             if n in data else "" for label, n in cols)
             + (f" | ≥ {TARGETS['vs_mlflow']:.0f}× |" if name.startswith("MLflow") else " | |"))
+        rows.append(f"| {name} / git-prov after `repack -adf` | " + " | ".join(
+            f"{(data[n]['bytes'] / n) / ((at[label][n]['repack']['git'] - base[label]['git']) / n):.1f}×"
+            if n in data else "" for label, n in cols) + " | |")
     return rows
 
 
@@ -647,6 +658,8 @@ def commit_table(res: dict) -> list[str]:
                 f"≤ {TARGETS['tenth_ratio']}×")
     row("all processes, s", lambda lb: f"{sum(x['seconds'] for x in times[lb]):.0f}")
     row("runs stored / listed under the commit", lambda lb: f"{at[lb]['stored']['records']:,} / {at[lb]['stored']['listed']:,}")
+    row("ledger / notes commits a run", lambda lb: f"{at[lb]['stored']['ledger_commits'] / n:.2f} / "
+        f"{at[lb]['stored']['notes_commits'] / n:.3f}")
     row("`git gc --auto`: did it act", lambda lb: "yes" if at[lb]["gc_auto_acted"] else "no")
     row("after `git gc --auto`", lambda lb: mib(at[lb]["gc_auto"]["git"]))
     row("after `git gc`", lambda lb: f"{mib(at[lb]['gc']['git'])} ({at[lb]['gc_s']:.1f} s)")
