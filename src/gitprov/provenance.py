@@ -100,16 +100,11 @@ def _run_links(store: ProvStore, run_ids: list[str], ledger_tip: str) -> list[Ru
     if len(run_ids) < BULK_RUNS:
         return [link(run_id, store.git.odb.read_typed(run_id, "blob")) for run_id in run_ids]
     from .index.reading import read_run_blobs
-    from .store.trees import read_tree
 
-    dirs, shards = [], {}
-    runs_root = store.ledger.list_dir("runs", ledger_tip)
+    dirs = []
+    entries = dict(store.ledger.run_entries(ledger_tip))
     for run_id in run_ids:
-        shard = shards.get(run_id[:2])
-        if shard is None:
-            entry = runs_root.get(run_id[:2])
-            shard = shards[run_id[:2]] = read_tree(store.git.odb, entry.oid) if entry is not None else {}
-        entry = shard.get(run_id)
+        entry = entries.get(run_id)
         if entry is None or not entry.is_tree:
             raise DataError(f"{run_dir(run_id)}: listed under its commit but not in the ledger; run 'prov verify'")
         dirs.append((run_id, entry.oid))

@@ -249,18 +249,15 @@ def _check_reachable(report: VerifyReport, store: ProvStore) -> None:
 
 def _run_dirs(report: VerifyReport, store: ProvStore) -> list[tuple[str, str]]:
     """``(run id, directory tree id)`` of every run in the ledger."""
-    from .store.trees import read_tree
-
-    dirs = []
     for shard_name, shard in sorted(store.ledger.list_dir("runs").items()):
         if not shard.is_tree:
             report.problems.append(f"runs/{shard_name}: not a directory")
-            continue
-        for run_id, entry in sorted(read_tree(store.git.odb, shard.oid).items()):
-            if entry.is_tree:
-                dirs.append((run_id, entry.oid))
-            else:
-                report.problems.append(f"runs/{shard_name}/{run_id[:12]}: not a run directory")
+    dirs = []
+    for run_id, entry in store.ledger.run_entries():
+        if entry.is_tree:
+            dirs.append((run_id, entry.oid))
+        else:
+            report.problems.append(f"runs/{run_id[:2]}/{run_id[:12]}: not a run directory")
     return dirs
 
 

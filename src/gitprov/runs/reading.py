@@ -9,7 +9,6 @@ from ..errors import DataError, UsageError
 from ..keys import key_to_name
 from ..model import RunRecord, RunState
 from ..store.ledger import Ledger, run_dir
-from ..store.trees import read_tree
 from .series import decode_metric_chunk, decode_observation_chunk
 
 __all__ = ["MetricPoint", "Observation", "read_record", "read_state", "resolve_run_id"]
@@ -93,9 +92,4 @@ def artifact_blob_id(ledger: Ledger, run_id: str, key: str, tip: str | None = No
 
 def all_run_entries(ledger: Ledger, tip: str | None = None) -> list[tuple[str, str]]:
     """``(run id, run directory tree id)`` for every run."""
-    out = []
-    odb = ledger.repo.odb
-    for shard in ledger.list_dir("runs", tip).values():
-        if shard.is_tree:
-            out.extend((name, e.oid) for name, e in sorted(read_tree(odb, shard.oid).items()))
-    return out
+    return [(run_id, entry.oid) for run_id, entry in ledger.run_entries(tip)]

@@ -82,10 +82,15 @@ class Ledger:
             return {}
         return read_tree(self.repo.odb, entry.oid)
 
-    def run_ids(self, tip: str | None = None) -> Iterator[str]:
-        for shard in self.list_dir("runs", tip).values():
+    def run_entries(self, tip: str | None = None) -> Iterator[tuple[str, TreeEntry]]:
+        """``(run id, its entry)`` under every shard of ``runs/``, shard by shard, sorted
+        (an entry that is not a directory is for ``prov verify`` to name)."""
+        for _, shard in sorted(self.list_dir("runs", tip).items()):
             if shard.is_tree:
-                yield from sorted(read_tree(self.repo.odb, shard.oid))
+                yield from sorted(read_tree(self.repo.odb, shard.oid).items())
+
+    def run_ids(self, tip: str | None = None) -> Iterator[str]:
+        return (run_id for run_id, _ in self.run_entries(tip))
 
     def commit_run_ids(self, commit: str, tip: str | None = None) -> list[str]:
         """The ids of the runs made against ``commit`` (format 2's ``commits/``)."""
