@@ -77,10 +77,10 @@ def check_json_value(value: Any, what: str, *, allow_nonfinite: bool = False) ->
     and holds nothing shaped like a secret (DESIGN.md §8)."""
     import msgspec
 
-    from .scrub import scrub_text
+    from .scrub import contains_token, is_redaction
 
     def walk(v: Any, depth: int = 0) -> None:
-        if isinstance(v, str) and scrub_text(v) != v:
+        if isinstance(v, str) and contains_token(v):
             raise UsageError(
                 f"{what} looks like a secret (a token or a URL with credentials); secrets must "
                 "never enter git history: pass them through the environment instead"
@@ -90,6 +90,8 @@ def check_json_value(value: Any, what: str, *, allow_nonfinite: bool = False) ->
         if isinstance(v, float) and not allow_nonfinite and not math.isfinite(v):
             raise UsageError(f"{what} is {v}; NaN and infinity are only allowed for metrics")
         if isinstance(v, dict):
+            if is_redaction(v):  # a secret hyperparameter, as stored
+                return
             for k, item in v.items():
                 if not isinstance(k, str):
                     raise UsageError(f"{what} has a non-string key {k!r}")

@@ -6,6 +6,10 @@ paths = ["data/*.csv", "data/**/*.parquet"]   # hashed into every commit capture
 
 [hooks]
 strict = false                                  # true: a failed capture blocks the commit
+
+[secrets]
+patterns = ["acme_[0-9a-f]{32}"]                # more token shapes to redact (regular expressions)
+names = ["vault"]                               # more words that make a name secret
 ```
 
 Validated with msgspec (already loaded on the hook path); unknown keys are errors so
@@ -28,7 +32,9 @@ from .names import SETTINGS_FILE
 if typing.TYPE_CHECKING:
     import pydantic
 
-__all__ = ["SETTINGS_FILE", "HooksSettings", "InputsSettings", "Settings", "load_settings"]
+    from .scrub import Scrubber
+
+__all__ = ["SETTINGS_FILE", "HooksSettings", "InputsSettings", "SecretsSettings", "Settings", "load_settings", "scrubber"]
 
 class InputsSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     paths: list[str] = []
@@ -38,9 +44,18 @@ class HooksSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     strict: bool = False
 
 
+class SecretsSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    patterns: list[str] = []
+    names: list[str] = []
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     inputs: InputsSettings = msgspec.field(default_factory=InputsSettings)
     hooks: HooksSettings = msgspec.field(default_factory=HooksSettings)
+    secrets: SecretsSettings = msgspec.field(default_factory=SecretsSettings)
+
+#: longest accepted ``[secrets] patterns`` entry (a cloned repository's file is not trusted)
+MAX_PATTERN = 200
 
 
 def load_settings(work_tree: str | None) -> Settings:
@@ -69,7 +84,39 @@ def load_settings(work_tree: str | None) -> Settings:
             raise ConfigError(
                 f"{SETTINGS_FILE}: input pattern {pattern!r} leaves the work tree; use a relative glob"
             )
+    _check_secrets(settings.secrets)
     return settings
+
+
+def _check_secrets(secrets: SecretsSettings) -> None:
+    import re
+
+    for pattern in secrets.patterns:
+        if not pattern or len(pattern) > MAX_PATTERN:
+            raise ConfigError(f"{SETTINGS_FILE}: secrets pattern {pattern[:40]!r} must be 1 to {MAX_PATTERN} "
+                              "characters; shorten it")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"{SETTINGS_FILE}: secrets pattern {pattern!r} is not a regular expression "
+                              f"({exc}); fix it") from exc
+    for name in secrets.names:
+        if not re.fullmatch(r"[A-Za-z0-9]{1,40}", name):
+            raise ConfigError(f"{SETTINGS_FILE}: secrets name {name[:40]!r} must be one word of letters and "
+                              "digits (it matches a word of a name, in any case)")
+
+
+def scrubber(work_tree: str | None) -> Scrubber:
+    """The redaction rules with the work tree's ``[secrets]`` additions."""
+    secrets = load_settings(work_tree).secrets
+    return _scrubber(tuple(secrets.patterns), tuple(secrets.names))
+
+
+@functools.lru_cache(maxsize=8)
+def _scrubber(patterns: tuple[str, ...], names: tuple[str, ...]) -> Scrubber:
+    from . import scrub
+
+    return scrub.Scrubber(patterns, names) if patterns or names else scrub.DEFAULT
 
 
 def _invalid_fields(document: dict[str, object]) -> str:

@@ -128,10 +128,14 @@ class Run:
         self._require_active("log hyperparameters")
         if not isinstance(params, dict):
             raise UsageError("hyperparameters must be a dict of key -> value")
+        from ..settings import scrubber
+
         current = self.get_hyperparameters()
         for key, value in params.items():
             check_key(key, "hyperparameter key")
             check_json_value(value, f"hyperparameter {key!r}")
+        params = scrubber(self._store.work_tree).redact_params(params, self._store.redaction_key)
+        for key, value in params.items():
             if key in current and current[key] != value and not overwrite:
                 raise UsageError(
                     f"hyperparameter {key!r} is already {current[key]!r}; pass overwrite=True to change it to {value!r}"

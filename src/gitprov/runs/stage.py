@@ -77,8 +77,11 @@ class Stage:
         self.name = check_key(name, "stage name")
         if params is not None and not isinstance(params, dict):
             raise UsageError("stage params must be a dict")
-        self.params = dict(params or {})
-        check_json_value(self.params, f"params of stage {name!r}")
+        check_json_value(dict(params or {}), f"params of stage {name!r}")
+        from ..settings import scrubber
+
+        store = run.store
+        self.params = scrubber(store.work_tree).redact_params(dict(params or {}), store.redaction_key)
         self.args_hash = args_hash(self.params)
         if isinstance(inputs, (list, tuple)):  # e.g. the runs a stage aggregates
             inputs = {getattr(v, "id", str(i)): v for i, v in enumerate(inputs)}

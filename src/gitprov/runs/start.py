@@ -42,7 +42,7 @@ def start_run(
     Inside ``prov run``, the wrapping run (``PROV_RUN_ID``) becomes the parent.
     """
     from ..schema import current_pin
-    from ..scrub import scrub_argv
+    from ..settings import scrubber
     from ..store.journal import Journal
     from .code import code_version, head_code_version
 
@@ -53,6 +53,8 @@ def start_run(
     for key, value in params.items():
         check_key(key, "hyperparameter key")
         check_json_value(value, f"hyperparameter {key!r}")
+    rules = scrubber(store.work_tree)
+    params = rules.redact_params(params, store.redaction_key)
     env = None
     if environment:
         from ..fingerprint import environment as fingerprint_environment
@@ -67,7 +69,7 @@ def start_run(
         code=code_version(git, exec_path) if code else head_code_version(git, exec_path),
         params=params,
         environment=env,
-        command=scrub_argv(list(command)) if command else [],
+        command=rules.scrub_argv(list(command)) if command else [],
         parent=parent or os.environ.get("PROV_RUN_ID") or None,
         schema=current_pin(),
     )
