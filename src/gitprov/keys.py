@@ -47,7 +47,15 @@ def check_key(key: object, what: str = "key") -> str:
         raise UsageError(f"{what} {key!r} contains control characters")
     if key.startswith("$"):
         raise UsageError(f"{what} {key!r} must not start with '$' (reserved)")
+    _check_utf8(key, what)
     return key
+
+
+def _check_utf8(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UsageError(f"{what} {text[:40]!r} holds a lone surrogate ({exc.reason}); pass valid Unicode text") from exc
 
 
 def check_label(value: object, what: str, *, required: bool = False) -> str:
@@ -60,6 +68,7 @@ def check_label(value: object, what: str, *, required: bool = False) -> str:
     if (required and not value) or len(value) > MAX_KEY_LENGTH or any(ord(c) < 32 or ord(c) == 127 for c in value):
         shown = repr(value[:40]) + ("…" if len(value) > 40 else "")
         raise UsageError(f"{what} {shown} must be {rule}")
+    _check_utf8(value, what)
     return value
 
 
@@ -107,6 +116,8 @@ def check_json_value(value: Any, what: str, *, allow_nonfinite: bool = False) ->
     walk(value)
     try:
         size = len(msgspec.json.encode(value))
+    except UnicodeEncodeError as exc:
+        raise UsageError(f"{what} holds a lone surrogate ({exc.reason}); pass valid Unicode text") from exc
     except (TypeError, OverflowError, msgspec.EncodeError) as exc:
         raise UsageError(f"{what} cannot be stored as JSON: {exc}") from exc
     if size > MAX_VALUE_BYTES:

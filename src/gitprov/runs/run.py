@@ -34,12 +34,23 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+#: steps are stored as int64 deltas: any two must differ by less than 2**63
+STEP_LIMIT = 1 << 62
+#: timestamps: from the epoch to the year 10000, in seconds
+LAST_TIMESTAMP = 253_402_300_800
+
+
 def _to_ms(timestamp: Any) -> int:
     if isinstance(timestamp, datetime):
-        return int(timestamp.timestamp() * 1000)
-    if isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool):
-        return int(timestamp * 1000)
-    raise UsageError(f"timestamp must be seconds since the epoch or a datetime, got {type(timestamp).__name__}")
+        seconds = timestamp.timestamp()
+    elif isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool):
+        seconds = timestamp
+    else:
+        raise UsageError(f"timestamp must be seconds since the epoch or a datetime, got {type(timestamp).__name__}")
+    if not 0 <= seconds < LAST_TIMESTAMP:  # NaN fails this too
+        raise UsageError(f"timestamp {timestamp!r} is not between 1970 and the year 10000; pass seconds since the "
+                         "epoch (time.time()) or a datetime")
+    return int(seconds * 1000)
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -161,12 +172,20 @@ class Run:
             value = self._coerce_value(key, value)
         if step is None:
             step = series.next_step
-        elif step.__class__ is not int:
-            step = self._coerce_step(step)
+            if step >= 0x4000000000000000:  # STEP_LIMIT; a default step only grows
+                raise UsageError(f"the next step of metric {key!r} would be 2**62 or more; steps must lie strictly "
+                                 "between -2**62 and 2**62")
+        else:
+            if step.__class__ is not int:
+                step = self._coerce_step(step)
+            if not -0x4000000000000000 < step < 0x4000000000000000:  # STEP_LIMIT, as a constant: no lookup
+                raise UsageError(f"step {step} of metric {key!r} is out of range; steps must lie strictly between "
+                                 "-2**62 and 2**62")
         now = time.time()
+        stamp = int(now * 1000) if timestamp is None else _to_ms(timestamp)
         series.steps.append(step)
         series.next_step = step + 1
-        series.stamps.append(int(now * 1000) if timestamp is None else _to_ms(timestamp))
+        series.stamps.append(stamp)
         series.values.append(value)
         writer.buffered += 1
         if writer.buffered >= writer.spill_points or now >= writer.spill_due:
@@ -193,7 +212,10 @@ class Run:
     def _coerce_value(key: str, value: Any) -> float:
         if isinstance(value, bool) or not hasattr(value, "__float__"):
             raise UsageError(f"metric {key!r} must be a number, got {type(value).__name__}")
-        return float(value)
+        try:
+            return float(value)
+        except (OverflowError, ValueError, TypeError) as exc:
+            raise UsageError(f"metric {key!r} cannot be stored as a float64: {exc}") from exc
 
     @staticmethod
     def _coerce_step(step: Any) -> int:
