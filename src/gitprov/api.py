@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from .errors import ReadOnlyRepositoryError, UsageError
+from .errors import ConfigError, ReadOnlyRepositoryError, UsageError, WriteError
 from .provenance import CommitProvenance
 from .store.ledger import LEDGER_FORMAT, Ledger
 from .store.notes import NOTES_REF, Notes
@@ -301,23 +301,7 @@ def init(path: str | os.PathLike[str] = ".", *, hooks: bool = True) -> InitResul
             f"cannot write to {git.common_dir}: permission denied; run prov as a user who can write the repository"
         )
     repo = Repository(git)
-    written = []
-    dest = os.path.join(git.work_tree, LEXICON_DIR)
-    try:
-        os.makedirs(dest, exist_ok=True)
-        for name, data in package_lexicon().files.items():
-            target = os.path.join(dest, name)
-            try:
-                with open(target, "rb") as f:
-                    if f.read() == data:
-                        continue
-            except FileNotFoundError:
-                pass
-            with open(target, "wb") as f:
-                f.write(data)
-            written.append(os.path.join(LEXICON_DIR, name))
-    except PermissionError as exc:
-        raise ReadOnlyRepositoryError(f"cannot write {dest}: permission denied") from exc
+    written = _write_lexicon(git.work_tree, LEXICON_DIR, package_lexicon().files)
     config_set = []
     if NOTES_REF not in local_config_values(git.git_dir, "notes.rewriteRef"):
         set_local_config(git.git_dir, "notes.rewriteRef", NOTES_REF, add=True)
@@ -327,6 +311,8 @@ def init(path: str | os.PathLike[str] = ".", *, hooks: bool = True) -> InitResul
         config_set.append("notes.rewriteMode=cat_sort_uniq")
     prov_dir = git.prov_dir()
     if prov_dir:
+        if os.path.lexists(prov_dir) and (os.path.islink(prov_dir) or not os.path.isdir(prov_dir)):
+            raise ConfigError(f"{prov_dir} exists and is not a directory; move it away, then run prov init again")
         os.makedirs(prov_dir, exist_ok=True)
     for ref in (repo.ledger.ref, NOTES_REF):  # reflogs git appends to as well, if core.logAllRefUpdates has them
         git.refs.ensure_reflog(ref)
@@ -344,6 +330,41 @@ def init(path: str | os.PathLike[str] = ".", *, hooks: bool = True) -> InitResul
         ledger=ledger,
         hooks=installed,
     )
+
+
+def _write_lexicon(work_tree: str, folder: str, files: dict[str, bytes]) -> list[str]:
+    """Write the lexicon's files into ``work_tree/folder``, never through a symlink; the
+    names of the files that changed."""
+    from ._util.paths import replace_file
+
+    dest = os.path.join(work_tree, folder)
+    if os.path.islink(dest):
+        raise ConfigError(f"{folder} is a symbolic link and git-prov never writes through one; remove it "
+                          "(git rm, or rm) and run prov init again")
+    if os.path.lexists(dest) and not os.path.isdir(dest):
+        raise ConfigError(f"{folder} exists and is not a directory; remove or rename it, then run prov init again")
+    written = []
+    try:
+        os.makedirs(dest, exist_ok=True)
+        for name, data in files.items():
+            target = os.path.join(dest, name)
+            if os.path.islink(target) or (os.path.lexists(target) and not os.path.isfile(target)):
+                raise ConfigError(f"{folder}/{name} is a symbolic link or not a file, and git-prov never writes "
+                                  "through one; remove it and run prov init again")
+            try:
+                with open(target, "rb") as f:
+                    if f.read() == data:
+                        continue
+            except FileNotFoundError:
+                pass
+            replace_file(target, data)
+            written.append(f"{folder}/{name}")
+    except PermissionError as exc:
+        raise ReadOnlyRepositoryError(f"cannot write {dest}: permission denied; run prov as a user who can "
+                                      "write the work tree") from exc
+    except OSError as exc:
+        raise WriteError(f"cannot write {dest}: {exc.strerror}") from exc
+    return written
 
 
 def capture(rev: str = "HEAD", path: str | os.PathLike[str] = ".", *, force: bool = False) -> CaptureResult:

@@ -114,6 +114,20 @@ def _write_shim(path: str, text: str) -> None:
         raise WriteError(f"cannot write hook {path}: {exc.strerror}") from exc
 
 
+def _check_inside(git: GitRepository, directory: str, configured: str | None) -> None:
+    """Hooks go inside this repository only: a ``core.hooksPath`` shared by every
+    repository (``~/.githooks``) would make them all run git-prov."""
+    from .._util.paths import is_inside
+
+    roots = [r for r in (git.work_tree, git.common_dir, git.git_dir) if r]
+    if configured and not any(is_inside(directory, root) for root in roots):
+        raise ConfigError(
+            f"core.hooksPath is {configured}, outside this repository; git-prov installs hooks only inside it: "
+            "set 'git config --local core.hooksPath .git/hooks' for this repository, or call 'prov hooks run "
+            "<hook>' from your shared hooks (see docs/hooks.md)"
+        )
+
+
 def install(
     repo: GitRepository | str | os.PathLike[str] = ".",
     *,
@@ -123,7 +137,8 @@ def install(
     """Install the shims running ``python`` (default: this interpreter), chaining foreign hooks."""
     git = _open(repo)
     python = os.path.abspath(python or sys.executable)
-    directory, _ = hooks_dir(git)
+    directory, configured = hooks_dir(git)
+    _check_inside(git, directory, configured)
     plan = []
     for hook in hooks:
         path = os.path.join(directory, hook)

@@ -56,10 +56,15 @@ def hash_inputs(work_tree: str, patterns: list[str], prov_dir: str | None) -> li
     """sha256 and size of every file matching ``patterns`` below ``work_tree``."""
     if not patterns:
         return []
+    from .._util.paths import is_inside
+
     paths: set[str] = set()
     for pattern in patterns:
         for rel in glob.glob(pattern, root_dir=work_tree, recursive=True):
-            if os.path.isfile(os.path.join(work_tree, rel)):
+            full = os.path.join(work_tree, rel)
+            # a symlink (of the file or of a directory on its way) may lead out of the work
+            # tree, where a pattern must not reach: such a match is not an input
+            if os.path.isfile(full) and is_inside(full, work_tree):
                 paths.add(rel.replace(os.sep, "/"))
     cache = _load_cache(prov_dir)
     fresh: dict[str, list] = {}
