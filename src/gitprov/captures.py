@@ -85,7 +85,7 @@ def capture(store: ProvStore, rev: str = "HEAD", *, force: bool = False, trigger
     """Record the provenance of ``rev`` in its note (once, unless ``force``)."""
     commit = store.git.resolve(rev)
     if not force:
-        existing = own_capture(note_records(store, commit), commit)
+        existing = own_capture(note_records(store, commit, problems=[]), commit)  # a foreign line does not block a capture
         if existing is not None:
             return CaptureResult(commit=commit, created=False, capture=existing)
     record = build_capture(store, commit, trigger)
@@ -100,7 +100,7 @@ def capture_missing(store: ProvStore, spec: str | None = None, *, trigger: str =
     include, exclude = git.resolve_range(spec) if spec else ([git.head()], [])
     tip = store.notes.tip()
     commits = git.walk(include, exclude)
-    missing = [c for c in commits if own_capture(note_records(store, c, tip), c) is None]
+    missing = [c for c in commits if own_capture(note_records(store, c, tip, []), c) is None]
     lines: dict[str, list[bytes]] = {}
     env = None
     for commit in missing:

@@ -35,6 +35,9 @@ class CommitProvenance(msgspec.Struct, kw_only=True):
     rewrites: list[RewriteLink] = []
     #: the lexicon manifest hash the records pin (None without records).
     schema: str | None = None
+    #: what could not be read and was left out (a foreign note line, a corrupt or
+    #: missing run record), each naming the command that shows or repairs it
+    problems: list[str] = []
 
     @property
     def has_provenance(self) -> bool:
@@ -44,8 +47,12 @@ class CommitProvenance(msgspec.Struct, kw_only=True):
         return codec.to_plain(self)
 
 
-def note_records(store: ProvStore, commit: str, notes_tip: str | None = None) -> list[Any]:
-    """Decoded records of ``commit``'s note (a commit id or any revision), in stored order."""
+def note_records(store: ProvStore, commit: str, notes_tip: str | None = None,
+                 problems: list[str] | None = None) -> list[Any]:
+    """Decoded records of ``commit``'s note (a commit id or any revision), in stored order.
+
+    A line that is not a record (a teammate's ``git notes append -m "reviewed"``) raises
+    ``DataError``, or, given ``problems``, is described there and skipped."""
     if not store.git.fmt.is_id(commit):
         commit = store.git.resolve(commit)  # a revision: HEAD, a branch, a short id
     records = []
@@ -53,9 +60,10 @@ def note_records(store: ProvStore, commit: str, notes_tip: str | None = None) ->
         try:
             records.append(codec.decode_note_line(line, f"note of commit {commit[:12]}, line {i}"))
         except DataError as exc:
-            raise type(exc)(
-                f"{NOTES_REF}: {exc}; inspect it with 'git notes --ref=prov show {commit[:12]}'"
-            ) from exc
+            message = f"{NOTES_REF}: {exc}; inspect it with 'git notes --ref=prov show {commit[:12]}'"
+            if problems is None:
+                raise type(exc)(message) from exc
+            problems.append(message)
     return records
 
 
@@ -66,7 +74,7 @@ def commit_provenance(store: ProvStore, commit: str, notes_tip: str | None = Non
     prov = CommitProvenance(commit=commit, summary=info.summary)
     runs: dict[str, RunLink] = {}
     listed = {commit}  # commits whose runs the ledger lists: this one, and those copied here
-    for record in note_records(store, commit, notes_tip):
+    for record in note_records(store, commit, notes_tip, prov.problems):
         if isinstance(record, CommitCapture):
             prov.captures.append(record)
         elif isinstance(record, CommitRuns):
@@ -79,26 +87,32 @@ def commit_provenance(store: ProvStore, commit: str, notes_tip: str | None = Non
     if ledger_tip is not None:
         ids = [run_id for made_at in sorted(listed) for run_id in store.ledger.commit_run_ids(made_at, ledger_tip)
                if run_id not in runs]
-        runs.update((link.run, link) for link in _run_links(store, list(dict.fromkeys(ids)), ledger_tip))
+        runs.update((link.run, link) for link in _run_links(store, list(dict.fromkeys(ids)), ledger_tip, prov.problems))
     prov.runs = sorted(runs.values(), key=lambda link: (link.created, link.run))
     pins = [r.schema.lexicon for r in (*prov.captures, *prov.runs, *prov.rewrites)]
     prov.schema = pins[0] if pins else None
     return prov
 
 
-def _run_links(store: ProvStore, run_ids: list[str], ledger_tip: str) -> list[RunLink]:
+def _run_links(store: ProvStore, run_ids: list[str], ledger_tip: str, problems: list[str]) -> list[RunLink]:
     """Listed runs as ``prov show`` reports them, from their records (the ledger's
     entries are the record blobs): read in process for a few, through one ``git
-    cat-file`` (index/reading.py) for many (a sweep of thousands at one commit)."""
+    cat-file`` (index/reading.py) for many (a sweep of thousands at one commit). A run
+    whose record cannot be read is described in ``problems`` and left out."""
     from .store.ledger import run_dir
 
-    def link(run_id: str, data: bytes) -> RunLink:
-        record = codec.decode(data, RunRecord, f"record of run {run_id[:12]}")
+    def link(run_id: str, read: Any) -> RunLink | None:
+        try:
+            record = codec.decode(read(), RunRecord, f"record of run {run_id[:12]}")
+        except DataError as exc:
+            problems.append(f"{run_dir(run_id)}: {exc}; left out, run 'prov verify' for the repair")
+            return None
         return RunLink(run=run_id, name=record.name, experiment=record.experiment, created=record.created,
                        schema=record.schema)
 
     if len(run_ids) < BULK_RUNS:
-        return [link(run_id, store.git.odb.read_typed(run_id, "blob")) for run_id in run_ids]
+        links = [link(run_id, lambda r=run_id: store.git.odb.read_typed(r, "blob")) for run_id in run_ids]
+        return [x for x in links if x is not None]
     from .index.reading import read_run_blobs
 
     dirs = []
@@ -106,9 +120,12 @@ def _run_links(store: ProvStore, run_ids: list[str], ledger_tip: str) -> list[Ru
     for run_id in run_ids:
         entry = entries.get(run_id)
         if entry is None or not entry.is_tree:
-            raise DataError(f"{run_dir(run_id)}: listed under its commit but not in the ledger; run 'prov verify'")
+            problems.append(f"{run_dir(run_id)}: listed under its commit but not in the ledger; left out, run "
+                            "'prov verify'")
+            continue
         dirs.append((run_id, entry.oid))
-    return [link(blobs.run_id, blobs.record) for blobs in read_run_blobs(store.git, dirs)]
+    links = [link(blobs.run_id, lambda b=blobs: b.record) for blobs in read_run_blobs(store.git, dirs)]
+    return [x for x in links if x is not None]
 
 
 def history_provenance(store: ProvStore, spec: str | None = None, limit: int | None = None) -> list[CommitProvenance]:

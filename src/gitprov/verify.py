@@ -131,7 +131,8 @@ def verify_repository(store: ProvStore) -> VerifyReport:
             try:
                 decoded.append((where, line, codec.decode_note_line(line, where)))
             except DataError as exc:
-                report.problems.append(str(exc))
+                report.problems.append(f"{exc} (prov show and prov log skip it; move it out of prov's notes with "
+                                       f"'git notes --ref=prov edit {commit[:12]}')")
         # notes.rewriteRef copies a note to the rewritten commit, next to the link to its old id
         rewritten_from = {r.old for _, _, r in decoded if isinstance(r, RewriteLink)}
         for where, line, record in decoded:

@@ -158,6 +158,7 @@ def show(rev: str, as_json: bool, repo: Repository) -> None:
         render.emit_json(prov)
     else:
         click.echo(render.render_show(prov, repo.notes.tip() is not None or not repo.git.config.remote_names()))
+    render.warn_problems([prov])
 
 
 @cli.command()
@@ -175,6 +176,7 @@ def log(range_: str | None, max_count: int | None, as_json: bool, repo: Reposito
         render.emit_json(entries)
     else:
         click.echo(render.render_log(entries))
+    render.warn_problems(entries)
 
 
 def _print_report(report: Any, as_json: bool) -> None:

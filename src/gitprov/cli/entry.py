@@ -60,6 +60,7 @@ def run_fast(command: str, rev: str, flags: set[str]) -> int:
             render.emit_json(prov)
         else:
             print(render.render_show(prov, repo.notes.tip() is not None or not repo.git.config.remote_names()))
+        render.warn_problems([prov])
         return 0
     result = repo.capture(rev, force="--force" in flags)
     if "--json" in flags:

@@ -98,6 +98,15 @@ def render_log(entries: list[Any]) -> str:
     return "\n".join(out) if out else "no commits in range"
 
 
+def warn_problems(entries: list[Any]) -> None:
+    """Print, on stderr, what each commit's provenance had to leave out."""
+    import sys
+
+    for prov in entries:
+        for problem in prov.problems:
+            print(f"prov: warning: {problem}", file=sys.stderr)
+
+
 def capture_message(commit: str, created: bool) -> str:
     if created:
         return f"captured provenance of {commit[:12]}"

@@ -1,0 +1,57 @@
+"""Degrade, don't fail (issue 16): one bad note line or one unreadable run record is
+left out with a warning naming it, everything else is shown, and ``prov verify`` names
+it with the command that repairs it."""
+
+from __future__ import annotations
+
+import os
+
+import gitprov
+
+from .conftest import GitRepo, run_prov, unpack_all
+
+
+def _made(prov_repo: GitRepo) -> tuple[str, list[str]]:
+    repo = gitprov.Repository(prov_repo.path)
+    gitprov.capture("HEAD", prov_repo.path)
+    ids = []
+    for name in ("a", "b"):
+        with repo.start_run(name=name, code=False, environment=False) as run:
+            ids.append(run.id)
+    return prov_repo.git("rev-parse", "HEAD").strip(), ids
+
+
+def test_a_teammates_plain_note_line_is_skipped_with_a_warning(prov_repo: GitRepo) -> None:
+    head, ids = _made(prov_repo)
+    prov_repo.git("notes", "--ref=prov", "append", "-m", "reviewed by alice", "HEAD")
+    for args in (("show",), ("show", "--json"), ("log",), ("log", "--json"), ("show", head[:12])):
+        proc = run_prov(prov_repo.path, *args)
+        assert proc.returncode == 0, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("prov: warning:")]
+        assert len(warnings) == 1 and f"git notes --ref=prov show {head[:12]}" in warnings[0], proc.stderr
+    shown = run_prov(prov_repo.path, "show").stdout
+    assert all(run_id[:12] in shown for run_id in ids) and "capture" in shown.lower()
+    verify = run_prov(prov_repo.path, "verify")
+    assert verify.returncode == 8
+    assert f"git notes --ref=prov edit {head[:12]}" in verify.stdout
+
+
+def test_a_capture_still_works_on_a_commit_with_a_foreign_line(prov_repo: GitRepo) -> None:
+    prov_repo.git("notes", "--ref=prov", "add", "-m", "hello", "HEAD")
+    proc = run_prov(prov_repo.path, "capture")
+    assert proc.returncode == 0, proc.stderr
+    assert gitprov.Repository(prov_repo.path).show("HEAD").captures
+
+
+def test_a_missing_run_record_leaves_that_run_out_of_prov_show(prov_repo: GitRepo) -> None:
+    head, ids = _made(prov_repo)
+    unpack_all(prov_repo.path)
+    gone = ids[0]
+    os.remove(prov_repo.path / ".git" / "objects" / gone[:2] / gone[2:])
+    proc = run_prov(prov_repo.path, "show")
+    assert proc.returncode == 0, proc.stderr
+    assert ids[1][:12] in proc.stdout and gone[:12] not in proc.stdout
+    assert "prov: warning:" in proc.stderr and gone[:2] in proc.stderr and "prov verify" in proc.stderr
+    data = run_prov(prov_repo.path, "show", "--json")
+    assert data.returncode == 0 and '"problems"' in data.stdout
