@@ -92,7 +92,7 @@ def test_capture_an_older_revision(in_repo: GitRepo) -> None:
 def test_commit_without_provenance(in_repo: GitRepo) -> None:
     head = in_repo.git("rev-parse", "HEAD").strip()
     data = json.loads(ok("show", "--json"))
-    assert data == {"captures": [], "commit": head, "rewrites": [], "runs": [], "schema": None, "summary": "c0"}
+    assert data == {"captures": [], "commit": head, "problems": [], "rewrites": [], "runs": [], "schema": None, "summary": "c0"}
     text = ok("show")
     assert "no provenance recorded for this commit" in text
     assert f"prov capture {head[:12]}" in text
