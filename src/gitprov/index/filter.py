@@ -36,6 +36,10 @@ _KEYWORDS = {"and", "or", "not", "in", "is", "null", "true", "false", "exists"}
 _OPS = {"=": "$eq", "==": "$eq", "!=": "$ne", "<>": "$ne", "<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte", "~": "$regex"}
 
 
+#: deepest nesting a filter may have (a parser recursion per level; Python's stack is ~1,000)
+MAX_NESTING = 64
+
+
 class _Parser:
     def __init__(self, text: str) -> None:
         if not isinstance(text, str):
@@ -55,10 +59,12 @@ class _Parser:
                 self.tokens.append((kind, value, pos))
             pos = m.end()
         self.i = 0
+        self.depth = 0  # parentheses and 'not's open around the current position
 
     def fail(self, pos: int, expected: str) -> None:
         shown = repr(self.text[pos:pos + 20]) if pos < len(self.text) else "the end"
-        raise QueryError(f"cannot parse filter at position {pos + 1} ({shown}): {expected}; filter was {self.text!r}")
+        whole = repr(self.text) if len(self.text) <= 200 else repr(self.text[:200]) + f"… ({len(self.text)} characters)"
+        raise QueryError(f"cannot parse filter at position {pos + 1} ({shown}): {expected}; filter was {whole}")
 
     def peek(self) -> tuple[str, str, int]:
         return self.tokens[self.i] if self.i < len(self.tokens) else ("end", "", len(self.text))
@@ -96,12 +102,21 @@ class _Parser:
 
     def unary(self) -> dict[str, Any]:
         if self.take("kw", "not"):
-            return {"$not": self.unary()}
-        if self.take("punct", "("):
+            self.nest()
+            inner = {"$not": self.unary()}
+        elif self.take("punct", "("):
+            self.nest()
             inner = self.expr()
             self.expect("punct", ")", "')'")
-            return inner
-        return self.comparison()
+        else:
+            return self.comparison()
+        self.depth -= 1
+        return inner
+
+    def nest(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            self.fail(self.peek()[2], f"at most {MAX_NESTING} nested parentheses and 'not's")
 
     def comparison(self) -> dict[str, Any]:
         kind, value, pos = self.peek()

@@ -135,10 +135,22 @@ def _typed(target: _Target, op_sql: str, value: Any, op: str) -> tuple[str, list
 class _Compiler:
     def __init__(self, db: sqlite3.Connection | None) -> None:
         self.db = db
+        self.depth = 0
 
     def document(self, query: Any, where: str = "query") -> tuple[str, list[Any]]:
         if not isinstance(query, dict):
             raise QueryError(f"{where} must be a dict, got {type(query).__name__}")
+        from .filter import MAX_NESTING
+
+        self.depth += 1
+        try:
+            if self.depth > MAX_NESTING + 1:
+                raise QueryError(f"the query nests $and/$or/$nor/$not more than {MAX_NESTING} deep; flatten it")
+            return self._document(query)
+        finally:
+            self.depth -= 1
+
+    def _document(self, query: dict[str, Any]) -> tuple[str, list[Any]]:
         parts: list[str] = []
         args: list[Any] = []
         for key, value in query.items():
