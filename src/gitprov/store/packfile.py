@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = ["TYPE_NAMES", "Pack", "apply_delta"]
 
+_REPAIR = "run 'git fsck' and restore the damaged pack from another clone (see docs/errors.md)"
+
 #: pack entry type number -> object type (the other numbers are deltas)
 TYPE_NAMES = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
 _OFS_DELTA, _REF_DELTA = 6, 7
@@ -37,12 +39,16 @@ class Pack:
             self.idx = f.read()
         if self.idx[:4] != b"\xfftOc" or int.from_bytes(self.idx[4:8], "big") != 2:
             raise DataError(f"unsupported pack index {idx_path} (only version 2 is read)")
+        if len(self.idx) < 8 + 1024:
+            raise DataError(f"pack index {idx_path} is truncated; {_REPAIR}")
         self.fanout = struct.unpack_from(">256I", self.idx, 8)
         self.count = self.fanout[255]
         self.names_at = 8 + 1024
         self.crcs_at = self.names_at + self.count * fmt.raw_len
         self.offsets_at = self.crcs_at + self.count * 4
         self.large_at = self.offsets_at + self.count * 4
+        if len(self.idx) < self.large_at + 2 * fmt.raw_len:  # the pack's and the index's checksums end it
+            raise DataError(f"pack index {idx_path} is truncated; {_REPAIR}")
         self._pack: mmap.mmap | None = None
 
     def _name(self, i: int) -> bytes:
@@ -96,12 +102,22 @@ class Pack:
     def pack(self) -> mmap.mmap:
         if self._pack is None:
             with open(self.pack_path, "rb") as f:
-                self._pack = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                try:
+                    self._pack = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                except ValueError as exc:  # an empty file cannot be mapped
+                    raise DataError(f"pack {self.pack_path} is empty; {_REPAIR}") from exc
         return self._pack
 
-    def read_at(self, offset: int, read_base: Callable[[str], tuple[str, bytes]], depth: int = 0) -> tuple[str, bytes]:
+    def read_at(self, offset: int, read_base: Callable[[str], tuple[str, bytes]]) -> tuple[str, bytes]:
         """``(type, data)`` of the entry at ``offset``, deltas applied; ``read_base``
-        reads the base object a ``REF_DELTA`` names (from any pack, or loose)."""
+        reads the base object a ``REF_DELTA`` names (from any pack, or loose). A damaged
+        or truncated pack is a ``DataError`` naming it."""
+        try:
+            return self._read_at(offset, read_base, 0)
+        except (IndexError, ValueError, OverflowError, struct.error, zlib.error) as exc:
+            raise DataError(f"pack {self.pack_path} is damaged at offset {offset} ({exc}); {_REPAIR}") from exc
+
+    def _read_at(self, offset: int, read_base: Callable[[str], tuple[str, bytes]], depth: int) -> tuple[str, bytes]:
         if depth > 4096:
             raise DataError(f"delta chain too deep in {self.pack_path}")
         buf = self.pack
@@ -124,7 +140,7 @@ class Pack:
                 c = buf[pos]
                 pos += 1
                 rel = ((rel + 1) << 7) | (c & 0x7F)
-            base_type, base = self.read_at(offset - rel, read_base, depth + 1)
+            base_type, base = self._read_at(offset - rel, read_base, depth + 1)
         elif type_num == _REF_DELTA:
             base_oid = bytes(buf[pos : pos + self.fmt.raw_len]).hex()
             pos += self.fmt.raw_len
