@@ -88,3 +88,20 @@ def test_a_default_step_past_the_limit_is_refused_too(prov_repo: GitRepo) -> Non
         run.log_metric("loss", 1.0, step=0)
         run_id = run.id
     assert len(repo.get_run(run_id).get_metric_history("loss")) == 3
+
+
+@pytest.mark.parametrize("text", ["typo.csv", "data/train.parquet", "./x", "../data"])
+def test_a_dataset_path_that_does_not_exist_is_refused(prov_repo: GitRepo, text: str) -> None:
+    repo = gitprov.Repository(prov_repo.path)
+    with repo.start_run(name="r", code=False, environment=False) as run:
+        with pytest.raises(UsageError, match="does not exist"):
+            run.log_dataset_version("train", text)
+        assert run.get_dataset_versions() == {}
+
+
+@pytest.mark.parametrize("text", ["sha256:" + "ab" * 32, "md5:0123abcd", "mnist:v3", "s3://bucket/train.csv?versionId=7",
+                                  "hf://datasets/x/y@main", "v1.2", "0123456789abcdef0123456789abcdef"])
+def test_digests_versions_and_uris_are_kept_as_given(prov_repo: GitRepo, text: str) -> None:
+    repo = gitprov.Repository(prov_repo.path)
+    with repo.start_run(name="r", code=False, environment=False) as run:
+        assert run.log_dataset_version("train", text).digest == text

@@ -125,6 +125,53 @@ def find_git_dir(start: str) -> tuple[str, str | None]:
         current = parent
 
 
+def _check_ownership(top: str, git_dir: str) -> None:
+    """Refuse, as git does (``safe.directory``), a repository owned by another user: its
+    config and hooks would run as you. Costs a stat or two when the owner is you."""
+    if not hasattr(os, "geteuid"):
+        return
+    me = os.geteuid()
+    if me == 0 and os.environ.get("SUDO_UID", "").isdigit():
+        me = int(os.environ["SUDO_UID"])  # git trusts the sudo caller's repositories
+    for path in dict.fromkeys((top, git_dir)):
+        try:
+            owner = os.stat(path).st_uid
+        except OSError:
+            continue
+        if owner == me or (owner == 0 and os.geteuid() == 0):
+            continue
+        if _listed_safe(top):
+            return
+        raise RepositoryError(
+            f"detected dubious ownership in repository at '{top}': owned by uid {owner}, you are uid {me}; "
+            f"git refuses it too. If you trust it: git config --global --add safe.directory {top}"
+        )
+
+
+def _listed_safe(top: str) -> bool:
+    """Does ``safe.directory`` (system, global or command-line config only, as in git)
+    list ``top``?"""
+    config = GitConfig.for_repository(None)
+    allowed: list[str] = []
+    for value in config.get_all("safe.directory"):
+        if not value:  # an empty value resets the list
+            allowed = []
+        else:
+            allowed.append(value)
+    real = os.path.realpath(top)
+    for entry in allowed:
+        if entry == "*":
+            return True
+        path = os.path.expanduser(entry)
+        if path.endswith("/*"):
+            prefix = os.path.realpath(path[:-2])
+            if real == prefix or real.startswith(prefix.rstrip("/") + "/"):
+                return True
+        elif os.path.realpath(path) == real:
+            return True
+    return False
+
+
 class GitRepository:
     """Object database + refs + config of one repository (on disk or in memory)."""
 
@@ -160,6 +207,7 @@ class GitRepository:
         if os.path.isfile(commondir_file):
             with open(commondir_file, encoding="utf-8") as f:
                 common_dir = os.path.normpath(os.path.join(git_dir, f.read().strip()))
+        _check_ownership(work_tree or git_dir, git_dir)
         config = GitConfig.for_repository(common_dir, git_dir)
         if work_tree is not None and config.get_bool("core.bare") and "GIT_WORK_TREE" not in os.environ:
             work_tree = None
