@@ -55,3 +55,16 @@ def test_a_missing_run_record_leaves_that_run_out_of_prov_show(prov_repo: GitRep
     assert "prov: warning:" in proc.stderr and gone[:2] in proc.stderr and "prov verify" in proc.stderr
     data = run_prov(prov_repo.path, "show", "--json")
     assert data.returncode == 0 and '"problems"' in data.stdout
+
+
+def test_a_ledger_ref_moved_to_a_code_commit_is_named_and_never_written_into(prov_repo: GitRepo) -> None:
+    _made(prov_repo)
+    head = prov_repo.git("rev-parse", "HEAD").strip()
+    prov_repo.git("update-ref", "refs/prov/ledger", head)
+    verify = run_prov(prov_repo.path, "verify")
+    assert verify.returncode == 8 and "does not point at a git-prov ledger" in verify.stdout, verify.stdout
+    assert "git reflog refs/prov/ledger" in verify.stdout
+    proc = run_prov(prov_repo.path, "run", "--", "true")
+    assert proc.returncode == 5, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "does not point at a git-prov ledger" in proc.stderr
+    assert prov_repo.git("rev-parse", "refs/prov/ledger").strip() == head

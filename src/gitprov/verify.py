@@ -148,7 +148,15 @@ def verify_repository(store: ProvStore) -> VerifyReport:
     try:
         fmt = store.ledger.read_file("format")
         if fmt is not None:
-            codec.decode(fmt, dict, "ledger format marker")
+            marker = codec.decode(fmt, dict, "ledger format marker")
+            if marker.get("kind", "ledger") != "ledger":
+                report.problems.append(f"{store.ledger.ref}: its format marker is of kind {marker.get('kind')!r}, "
+                                       "not 'ledger'")
+        elif store.ledger.tip() is not None and _ledger_has_files(store):
+            from .store.ledger import FOREIGN_LEDGER
+
+            report.problems.append(FOREIGN_LEDGER)
+            return _finish(report, lexicons)
         run_dirs = _run_dirs(report, store)
         known = {run_id for run_id, _ in run_dirs}
         listed = _listed_runs(report, store, pointed)
@@ -171,9 +179,20 @@ def verify_repository(store: ProvStore) -> VerifyReport:
             _check_reachable(report, store)
     except DataError as exc:
         report.problems.append(f"{store.ledger.ref}: {exc}")
+    return _finish(report, lexicons)
+
+
+def _finish(report: VerifyReport, lexicons: _Lexicons) -> VerifyReport:
     report.problems[:0] = lexicons.problems
     report.lexicons = sorted(lexicons.by_hash)
     return report
+
+
+def _ledger_has_files(store: ProvStore) -> bool:
+    from .store.trees import read_tree
+
+    tip = store.ledger.tip()
+    return bool(tip and read_tree(store.git.odb, store.git.read_commit(tip).tree))
 
 
 def _listed_runs(report: VerifyReport, store: ProvStore, pointed: set[str]) -> dict[str, list[str]]:

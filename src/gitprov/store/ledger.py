@@ -119,6 +119,11 @@ class Ledger:
         return self.ref, build, message
 
 
+#: what a ledger ref that points at something else (a code commit) is told
+FOREIGN_LEDGER = (f"{LEDGER_REF} does not point at a git-prov ledger (its tree has no format marker; was the ref "
+                  f"moved?); find its last good commit with 'git reflog {LEDGER_REF}' and restore it with "
+                  f"'git update-ref {LEDGER_REF} <commit>'")
+
 _record_commit: Callable[[bytes], str | None] | None = None
 _current_marker: dict[str, str] = {}  # object format name -> blob id of LEDGER_FORMAT
 
@@ -138,6 +143,8 @@ def upgrade_changes(odb: ObjectDatabase, tree: str | None) -> dict[str, bytes | 
         current = _current_marker[odb.fmt.name] = odb.fmt.hash_object("blob", LEDGER_FORMAT)
     if marker is not None and marker.oid == current:
         return {}
+    if marker is None and read_tree(odb, tree):  # every release writes the marker with every transaction
+        raise DataError(FOREIGN_LEDGER)
     if marker is not None and not marker.is_tree:
         _refuse_newer(odb.read_typed(marker.oid, "blob"))
     commit_of = _record_commit or _make_record_commit()
