@@ -68,3 +68,14 @@ def test_a_ledger_ref_moved_to_a_code_commit_is_named_and_never_written_into(pro
     assert proc.returncode == 5, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "does not point at a git-prov ledger" in proc.stderr
     assert prov_repo.git("rev-parse", "refs/prov/ledger").strip() == head
+
+
+def test_messages_name_the_next_step(prov_repo: GitRepo) -> None:
+    prov_repo.commit("second")
+    proc = run_prov(prov_repo.path, "show", "HEAD~1..HEAD")
+    assert proc.returncode == 2 and "prov log HEAD~1..HEAD" in proc.stderr and "Traceback" not in proc.stderr
+    blob = prov_repo.git("hash-object", "-w", "--stdin", input="x").strip()
+    prov_repo.git("update-ref", "refs/notes/prov", blob)
+    proc = run_prov(prov_repo.path, "show")
+    assert proc.returncode == 5 and "git reflog refs/notes/prov" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

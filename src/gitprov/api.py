@@ -110,6 +110,9 @@ class Repository:
         """What produced the commit ``rev`` and which runs used it."""
         from .provenance import commit_provenance
 
+        if isinstance(rev, str) and (".." in rev or rev.startswith("^")):
+            raise UsageError(f"show takes one revision, not a range ({rev!r}); for every commit of a range use: "
+                             f"prov log {rev}")
         return commit_provenance(self.store, self.git.resolve(rev))
 
     def log(self, spec: str | None = None, limit: int | None = None) -> list[CommitProvenance]:

@@ -112,7 +112,8 @@ class Notes:
         try:
             return self.repo.read_commit(tip).tree
         except DataError as exc:
-            raise DataError(f"{self.ref} does not point at a notes commit: {exc}") from exc
+            raise DataError(f"{self.ref} does not point at a notes commit: {exc}; find its last good commit with "
+                            f"'git reflog {self.ref}' and restore it with 'git update-ref {self.ref} <commit>'") from exc
 
     def _find(self, tree: str, name: str) -> str | None:
         entries = read_tree(self.repo.odb, tree)
