@@ -149,24 +149,24 @@ def test_a_newer_format_version_is_refused() -> None:
         decode_metric_chunk(raw_chunk(format_version=FORMAT_VERSION + 1))
 
 
-def test_format_version_edges_today() -> None:
-    """Unlike records (``codec``), a chunk without a version is called *newer*, and 0 or a
-    bool pass."""
-    with pytest.raises(FormatVersionError, match="format version None is newer"):
-        decode_metric_chunk(raw_chunk(format_version=None))
-    for version in (0, -1, True):
-        assert decode_metric_chunk(raw_chunk(format_version=version)) == ([0], [0], [1.0])
+@pytest.mark.parametrize("version", [None, 0, -1, True, "1", 1.0])
+def test_a_chunk_without_a_positive_integer_version_is_not_a_chunk(version: object) -> None:
+    with pytest.raises(DataError, match="not written by git-prov"):
+        decode_metric_chunk(raw_chunk(format_version=version))
 
 
-@pytest.mark.parametrize(("fields", "error"), [
-    ({"step": None}, KeyError),                     # a column missing
-    ({"step": [0]}, TypeError),                     # a column that is not bytes
-    ({"step": b"\x00" * 7}, ValueError),            # a column cut mid-number
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"step": None}, "no 'step' column"),
+    ({"step": [0]}, "8-byte values"),
+    ({"step": b"\x00" * 7}, "8-byte values"),
+    ({"count": -1}, "not a count"),
+    ({"count": True}, "not a count"),
+    ({"count": 2}, "different lengths"),
 ])
-def test_malformed_columns_raise_foreign_exceptions_today(fields: dict, error: type[Exception]) -> None:
-    """Callers reading untrusted chunks (``exchange.validate``) catch these themselves."""
-    with pytest.raises(error):
-        decode_metric_chunk(raw_chunk(**fields))
+def test_malformed_columns_are_data_errors(fields: dict, message: str) -> None:
+    """Chunks come from remotes too: whatever is wrong is a ``DataError`` naming it."""
+    with pytest.raises(DataError, match=message):
+        decode_metric_chunk(raw_chunk(**fields))  # a None field is left out
 
 
 # -- observation chunks --------------------------------------------------------------
@@ -213,5 +213,8 @@ def test_decode_observation_refuses(data: bytes, error: type[Exception], message
         decode_observation_chunk(data)
 
 
-def test_observation_columns_of_different_lengths_are_not_checked_today() -> None:
-    assert decode_observation_chunk(encode_observation_chunk([1, 2], [3], ["a"])) == ([1, 2], [3], ["a"])
+def test_observation_columns_of_different_lengths_are_refused() -> None:
+    with pytest.raises(DataError, match="different lengths"):
+        decode_observation_chunk(encode_observation_chunk([1, 2], [3], ["a"]))
+    with pytest.raises(DataError, match="integers"):
+        decode_observation_chunk(encode_observation_chunk(["x"], [3], ["a"]))

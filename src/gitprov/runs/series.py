@@ -73,8 +73,23 @@ def _check(obj: Any, kind: str) -> None:
     if not isinstance(obj, dict) or obj.get("kind") != kind:
         raise DataError(f"not a {kind}")
     version = obj.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if version is None or isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise DataError(f"{kind} has format_version {version!r}, not a positive integer; it was not written by git-prov")
+    if version > FORMAT_VERSION:
         raise FormatVersionError(f"{kind} format version {version} is newer than this git-prov reads; upgrade with: pip install -U git-prov")
+
+
+def _columns(obj: dict[str, Any], kind: str, names: tuple[str, ...]) -> list[Any]:
+    """The named columns and the count, each of the right type, else a ``DataError``."""
+    count = obj.get("count")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise DataError(f"{kind} count is {count!r}, not a count")
+    columns = []
+    for name in names:
+        if name not in obj:
+            raise DataError(f"{kind} has no {name!r} column")
+        columns.append(obj[name])
+    return [count, *columns]
 
 
 def decode_metric_chunk(data: bytes) -> tuple[list[int], list[int], list[float]]:
@@ -84,10 +99,14 @@ def decode_metric_chunk(data: bytes) -> tuple[list[int], list[int], list[float]]
     except msgspec.DecodeError as exc:
         raise DataError(f"metric chunk is corrupt: {exc}") from exc
     _check(obj, "metric-chunk")
-    steps = _undelta(_unpack("q", obj["step"]))
-    stamps = _undelta(_unpack("q", obj["timestamp"]))
-    values = _unpack("d", obj["value"]).tolist()
-    if not len(steps) == len(stamps) == len(values) == obj["count"]:
+    count, *columns = _columns(obj, "metric-chunk", ("step", "timestamp", "value"))
+    for name, column in zip(("step", "timestamp", "value"), columns, strict=True):
+        if not isinstance(column, bytes) or len(column) % 8:
+            raise DataError(f"metric-chunk column {name!r} is not a whole number of 8-byte values")
+    steps = _undelta(_unpack("q", columns[0]))
+    stamps = _undelta(_unpack("q", columns[1]))
+    values = _unpack("d", columns[2]).tolist()
+    if not len(steps) == len(stamps) == len(values) == count:
         raise DataError("metric chunk columns have different lengths")
     return steps, stamps, values
 
@@ -111,4 +130,11 @@ def decode_observation_chunk(data: bytes) -> tuple[list[int], list[int], list[An
     except msgspec.DecodeError as exc:
         raise DataError(f"observation chunk is corrupt: {exc}") from exc
     _check(obj, "observation-chunk")
-    return obj["epoch"], obj["timestamp"], obj["value"]
+    count, epochs, stamps, values = _columns(obj, "observation-chunk", ("epoch", "timestamp", "value"))
+    if not all(isinstance(c, list) for c in (epochs, stamps, values)):
+        raise DataError("observation-chunk columns must be arrays")
+    if not len(epochs) == len(stamps) == len(values) == count:
+        raise DataError("observation chunk columns have different lengths")
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in (*epochs, *stamps)):
+        raise DataError("observation-chunk epochs and timestamps must be integers")
+    return epochs, stamps, values
