@@ -9,13 +9,15 @@ this class is everything it buffers and how that reaches the ledger.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .. import codec
 from .._util.clock import utc_timestamp
-from ..errors import UsageError
+from ..errors import UsageError, WriteError
 from ..keys import key_to_name
 from ..model import CommitRuns, MetricSummary, RunRecord, RunState
 from ..store.journal import Journal
@@ -92,6 +94,9 @@ class RunWriter:
         self.spill_points = settings.spill_points
         self.spill_due = self.last_flush + settings.spill_seconds
         self.dirty = not stored
+        #: the last write the logging path could not make (kept points wait for the next)
+        self.write_failure: WriteError | None = None
+        self._undo: tuple | None = None  # what _all_or_nothing restores, while it runs
         if not stored and record.code.patch:  # keep the start-time patch reachable
             self.pending["code.patch"] = record.code.patch
 
@@ -119,27 +124,63 @@ class RunWriter:
             self.journal.append({"e": "edit", "changes": edits, "state": codec.encode(self.state)})
 
     def on_interval(self, now: float) -> None:
-        """Called by the logging hot path when points or time call for a spill."""
-        self.spill()
+        """Called by the logging hot path when points or time call for a spill. A spill
+        or flush that cannot write (a full disk) keeps every point buffered and is tried
+        again at the next interval; ``flush()`` and ``end()`` raise it."""
         self.spill_due = now + self.settings.spill_seconds
-        if now - self.last_flush >= self.settings.flush_seconds:
-            self.write_ledger()
+        try:
+            self.spill()
+            if now - self.last_flush >= self.settings.flush_seconds:
+                self.write_ledger()
+        except WriteError as exc:
+            self.write_failure = exc
+            self.buffered = 0  # the next try waits for another interval, not the next point
 
     def spill(self, journal: bool = True) -> None:
         """Turn buffered points into chunk blobs (one pack), journaled (survives
         SIGKILL). Not journaled when a ledger transaction follows at once: the journal
-        names only objects that are already durable."""
+        names only objects that are already durable. All or nothing: if the pack cannot
+        be written, every point stays buffered."""
         odb = self.store.git.odb
         edits: dict[str, str | None] = {}
-        with odb.batch():
+        with self._all_or_nothing(), odb.batch():
             for data in self.deferred.values():
                 odb.write("blob", data)
-            self.deferred = {}
             self._encode_buffers(odb, edits)
+        self.deferred = {}
         self.observations = {}
         self.buffered = 0
         if edits or (journal and self.unjournaled):
             self.stage_edits(edits, journal=journal)
+
+    @contextlib.contextmanager
+    def _all_or_nothing(self) -> Iterator[None]:
+        """Undo what encoding buffers did to this writer when the block raises (its
+        objects never became durable): the points go back into their buffers."""
+        if self._undo is not None:  # an outer block (flush, finish) undoes it all
+            yield
+            return
+        buffers = {key: (b.steps, b.stamps, b.values, b.next_step) for key, b in self.series.items()}
+        chunks = {key: list(blobs) for key, blobs in self.pending_chunks.items()}
+        status = (self.state.status, self.state.ended, self.state.exit_code)
+        undo = self._undo = (buffers, chunks, dict(self.state.metrics), self.seq, status, self.dirty)
+        try:
+            yield
+        except BaseException:
+            for key, (steps, stamps, values, next_step) in buffers.items():
+                b = self.series[key]
+                if b.steps is not steps:  # encoded: the points go back in front of any newer
+                    b.steps, b.stamps, b.values = steps + b.steps, stamps + b.stamps, values + b.values
+                b.next_step = max(b.next_step, next_step)
+            self.pending_chunks = chunks
+            self.state.metrics.clear()
+            self.state.metrics.update(undo[2])
+            self.seq = undo[3]
+            self.state.status, self.state.ended, self.state.exit_code = status
+            self.dirty = undo[5]
+            raise
+        finally:
+            self._undo = None
 
     def _chunk_name(self) -> str:
         name = f"{self.writer_id}-{self.seq:08d}"
@@ -165,14 +206,17 @@ class RunWriter:
 
     # -- ledger transactions -----------------------------------------------------------
     def flush(self) -> None:
-        """Everything buffered into the ledger: chunks and the transaction in one pack."""
-        with self.store.git.odb.batch():
+        """Everything buffered into the ledger: chunks and the transaction in one pack.
+        All or nothing: on a failure every point stays buffered for the next try."""
+        with self._all_or_nothing(), self.store.git.odb.batch():
             self.spill(journal=False)
             self.write_ledger()
+        self.write_failure = None
 
     def finish(self, status: str, exit_code: int | None) -> None:
-        """The last transaction of an active run, then its journal is removed."""
-        with self.store.git.odb.batch():  # chunks and the transaction: one pack
+        """The last transaction of an active run, then its journal is removed. On a
+        failure the run stays active with every point, and ``finish`` can be tried again."""
+        with self._all_or_nothing(), self.store.git.odb.batch():  # chunks and the transaction: one pack
             self.spill(journal=False)
             self.state.status = status
             self.state.ended = utc_timestamp()
