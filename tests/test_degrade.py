@@ -79,3 +79,37 @@ def test_messages_name_the_next_step(prov_repo: GitRepo) -> None:
     proc = run_prov(prov_repo.path, "show")
     assert proc.returncode == 5 and "git reflog refs/notes/prov" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def _corrupt_one_record(prov_repo: GitRepo) -> tuple[str, list[str]]:
+    repo = gitprov.Repository(prov_repo.path)
+    ids = []
+    for name in ("a", "b", "c"):
+        with repo.start_run(name=name, code=False, environment=False) as run:
+            ids.append(run.id)
+    unpack_all(prov_repo.path)
+    bad = ids[1]
+    path = prov_repo.path / ".git" / "objects" / bad[:2] / bad[2:]
+    path.chmod(0o644)
+    path.write_bytes(b"not zlib at all")
+    return bad, ids
+
+
+def test_a_corrupt_run_is_left_out_of_prov_runs_with_a_warning(prov_repo: GitRepo) -> None:
+    bad, ids = _corrupt_one_record(prov_repo)
+    for args in (("runs",), ("runs", "--json"), ("runs",)):  # a cold build, then the built index
+        proc = run_prov(prov_repo.path, *args)
+        assert proc.returncode == 0, proc.stderr
+        assert all(i[:12] in proc.stdout for i in ids if i != bad) and bad[:12] not in proc.stdout
+        warnings = proc.stderr.strip().splitlines()
+        assert len(warnings) == 1 and warnings[0].startswith(f"prov: warning: run {bad[:12]} left out")
+
+
+def test_a_corrupt_run_through_git_cat_file_is_left_out_too(prov_repo: GitRepo, monkeypatch) -> None:
+    from gitprov.index import reading
+
+    bad, ids = _corrupt_one_record(prov_repo)
+    monkeypatch.setattr(reading, "BULK_MIN", 1)
+    repo = gitprov.Repository(prov_repo.path)
+    assert sorted(r.id for r in repo.find_runs()) == sorted(i for i in ids if i != bad)
+    assert list(repo.index().skipped()) == [bad]

@@ -150,10 +150,16 @@ def runs_group(ctx: click.Context, experiment: str | None, status: str | None, i
     runs = repo.iter_runs(query, parse_order(order_by), limit, include_deleted=include_deleted)
     if as_json:
         render.emit_json_array(run_summary(r) for r in runs)
-        return
+    else:
+        _print_runs(runs, any(v is not None for v in (experiment, status, where, limit)) or include_deleted)
+    for run_id, why in sorted(repo.index().skipped().items()):
+        click.echo(f"prov: warning: run {run_id[:12]} left out: {why}; see prov verify", err=True)
+
+
+def _print_runs(runs: Any, filtered: bool) -> None:
     first = next(runs, None)
     if first is None:
-        if any(v is not None for v in (experiment, status, where, limit)) or include_deleted:
+        if filtered:
             click.echo("no runs match (drop a filter, or see every run with 'prov runs')")
         else:
             click.echo("no runs yet (start one with gitprov.start_run() or 'prov run -- CMD')")

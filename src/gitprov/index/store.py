@@ -10,11 +10,12 @@ under the shard its first two characters name) is not a run and is not indexed.
 
 from __future__ import annotations
 
+import json
 import os
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DataError, WriteError
+from ..errors import DataError, FormatVersionError, WriteError
 from ..store.ledger import Ledger
 from ..store.objects import decode_tree
 from ..store.prov_store import ProvStore
@@ -227,6 +228,21 @@ class RunIndex:
         return [(run_id.hex(), unhex(commit)) for run_id, commit in
                 db.execute("SELECT id, commit_id FROM runs WHERE commit_id IS NOT NULL AND commit_id != ''")]
 
+    def skipped(self) -> dict[str, str]:
+        """``{run id: why}`` of the runs the index left out because they could not be
+        read (a missing or corrupt object); ``prov runs`` warns of each."""
+        db = self._db if self._db is not None else self.connection()
+        return self._skipped(db)
+
+    @staticmethod
+    def _skipped(db: sqlite3.Connection) -> dict[str, str]:
+        row = db.execute("SELECT value FROM meta WHERE key='skipped'").fetchone()
+        try:
+            value = json.loads(row[0]) if row and row[0] else {}
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
     def _refresh(self, db: sqlite3.Connection) -> None:
         tip = self.ledger.tip()
         row = db.execute("SELECT value FROM meta WHERE key='tip'").fetchone()
@@ -269,9 +285,27 @@ class RunIndex:
         from .reading import read_run_blobs
         from .rows import RunRows
 
+        skipped = {run_id: why for run_id, why in self._skipped(db).items()
+                   if new_shards.get(run_id[:2]) == old_shards.get(run_id[:2])}  # shards not re-read keep theirs
         with RunRows(db, batch=_INSERT_BATCH, background=fresh) as rows:
-            for blobs in read_run_blobs(self.ledger.repo, todo):
-                rows.add(blobs)
+            done = 0
+            try:
+                for blobs in read_run_blobs(self.ledger.repo, todo):
+                    rows.add(blobs)
+                    done += 1
+            except FormatVersionError:
+                raise  # a newer release wrote it: upgrading is the answer, not leaving runs out
+            except DataError:  # one unreadable run: the rest one by one, that one left out
+                from .reading import read_one
+
+                for run_id, tree in todo[done:]:
+                    try:
+                        rows.add(read_one(self.ledger.repo, run_id, tree))
+                    except FormatVersionError:
+                        raise
+                    except DataError as exc:
+                        skipped[run_id] = str(exc)
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('skipped', ?)", (json.dumps(skipped, sort_keys=True),))
         if fresh:
             for statement in _SCHEMA.split(";"):
                 name = statement.split(" ON ", 1)[0].split()[-1] if " INDEX " in statement else ""
