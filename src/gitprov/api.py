@@ -228,10 +228,12 @@ class Repository:
         warnings.warn("Repository.flush_links() is no longer needed: run links are written with the run",
                       DeprecationWarning, stacklevel=2)
 
-    def verify(self) -> VerifyReport:
+    def verify(self, *, signatures: bool = False) -> VerifyReport:
+        """Check every stored record; ``signatures``: also every prov commit's signature,
+        by git's own verification."""
         from .verify import verify_repository
 
-        return verify_repository(self.store)
+        return verify_repository(self.store, signatures=signatures)
 
     # -- collaboration -----------------------------------------------------------
     def fetch(self, remote: str | None = None) -> ExchangeResult:

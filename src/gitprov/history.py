@@ -15,9 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import DataError, UsageError, WriteError
-from .store.objects import encode_commit
 from .store.prov_store import ProvStore
-from .store.transaction import identity_line
+from .store.transaction import commit_object
 
 __all__ = ["KEEP_REF", "RelinkResult", "keep_pinned", "keep_quietly", "parse_commit_map", "range_pairs", "relink", "rewrite_link", "unreachable_runs"]
 
@@ -163,7 +162,7 @@ def keep_pinned(store: ProvStore, commits: list[str] | None = None) -> list[str]
         for start in range(0, len(new), _KEEP_BATCH):
             batch = new[start:start + _KEEP_BATCH]
             parents = ([head] if head else []) + batch
-            body = encode_commit(empty_tree, parents, identity_line(store.git), f"prov: keep {len(batch)} commit(s) runs pin")
+            body = commit_object(store.git, empty_tree, parents, f"prov: keep {len(batch)} commit(s) runs pin")
             head = store.git.odb.write("commit", body)
         if store.git.refs.compare_and_swap(KEEP_REF, tip, head, message):
             return new

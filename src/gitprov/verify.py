@@ -34,6 +34,8 @@ class VerifyReport(msgspec.Struct, kw_only=True):
     unreachable: list[dict[str, Any]] = []
     problems: list[str] = []
     warnings: list[str] = []
+    #: with ``signatures``: prov's commits by git's verdict (good, unsigned, bad, …)
+    signatures: dict[str, int] = {}
 
     @property
     def ok(self) -> bool:
@@ -91,7 +93,55 @@ class _Lexicons:
         return self.by_hash.get(pin)
 
 
-def verify_repository(store: ProvStore) -> VerifyReport:
+#: git's ``%G?`` letters, as ``prov verify --signatures`` counts them
+SIGNATURE_VERDICTS = {"G": "good", "U": "signed by a key that is not an allowed signer", "N": "unsigned", "B": "bad",
+                      "X": "good, signature expired", "Y": "good, key expired", "R": "good, key revoked",
+                      "E": "cannot be checked"}
+#: only a good signature by an allowed signer: for ssh keys git says ``U`` of a key
+#: missing from ``gpg.ssh.allowedSignersFile``, for OpenPGP of a key nobody certified
+_ACCEPTED = ("G",)
+
+
+def check_signatures(store: ProvStore, report: VerifyReport) -> None:
+    """Every commit of the prov refs checked by git itself (``git log --format=%G?``,
+    the rules of ``git verify-commit``: ``gpg.ssh.allowedSignersFile`` for ssh keys):
+    anything but a good signature is a problem."""
+    from .store import gitbin
+    from .store.notes import NOTES_REF
+
+    refs = [ref for ref in (store.ledger.ref, NOTES_REF) if store.git.refs.read(ref)]
+    if not refs:
+        return
+    proc = gitbin.run(["log", "--format=%H %G? %GS", *refs, "--"], git_dir=store.git.git_dir or ".", text=True)
+    if proc.returncode != 0:
+        report.problems.append(f"git log could not check signatures: {gitbin.failure(proc)}")
+        return
+    counts: dict[str, int] = {}
+    shown = 0
+    for line in proc.stdout.splitlines():
+        commit, _, rest = line.partition(" ")
+        verdict, _, signer = rest.partition(" ")
+        name = SIGNATURE_VERDICTS.get(verdict, f"unknown ({verdict})")
+        counts[name] = counts.get(name, 0) + 1
+        if verdict not in _ACCEPTED:
+            shown += 1
+            if shown <= 20:
+                who = f" by {signer}" if signer else ""
+                report.problems.append(f"prov commit {commit[:12]} is {name}{who}; see: git verify-commit {commit[:12]}")
+    if shown > 20:
+        report.problems.append(f"and {shown - 20} more prov commits not signed by an allowed signer")
+    report.signatures = counts
+
+
+def verify_repository(store: ProvStore, *, signatures: bool = False) -> VerifyReport:
+    """Check every stored record; ``signatures``: every prov commit's signature too."""
+    report = _verify(store)
+    if signatures:
+        check_signatures(ProvStore.of(store), report)
+    return report
+
+
+def _verify(store: ProvStore) -> VerifyReport:
     store = ProvStore.of(store)
     from .store.notes import NOTES_REF
 

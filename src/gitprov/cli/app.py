@@ -187,6 +187,8 @@ def _print_report(report: Any, as_json: bool) -> None:
             f"checked {report.notes} notes, {report.records} records, {report.runs} runs "
             f"against {len(report.lexicons)} lexicon(s)"
         )
+        if report.signatures:
+            click.echo("signatures: " + ", ".join(f"{n} {name}" for name, n in sorted(report.signatures.items())))
         for warning in report.warnings:
             click.echo(f"warning: {warning}")
         for problem in report.problems:
@@ -197,11 +199,13 @@ def _print_report(report: Any, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option("--signatures", is_flag=True,
+              help="Also check that every prov commit is signed by an allowed signer (git's own verification).")
 @json_option
 @with_repository()
-def verify(as_json: bool, repo: Repository) -> None:
+def verify(signatures: bool, as_json: bool, repo: Repository) -> None:
     """Check every stored record: decoding, format versions, pinned schemas, ledger."""
-    _print_report(repo.verify(), as_json)
+    _print_report(repo.verify(signatures=signatures), as_json)
 
 
 @cli.group()

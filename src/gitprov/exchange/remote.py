@@ -23,9 +23,8 @@ from ..errors import ConcurrentUpdateError, RemoteDataError, RemoteError, UsageE
 from ..store import gitbin
 from ..store.ledger import LEDGER_REF
 from ..store.notes import NOTES_REF, merge_notes_trees
-from ..store.objects import encode_commit
 from ..store.repo import GitRepository
-from ..store.transaction import identity_line
+from ..store.transaction import commit_object
 from ..store.trees import read_tree
 from .diff import ledger_diff
 from .merge import merge_ledger_trees
@@ -184,7 +183,7 @@ def merge_into(repo: GitRepository, ref: str, theirs: str, message: str, result:
             if tree == their_tree:
                 new, action = theirs, "fast-forward"
             else:
-                body = encode_commit(tree, [ours, theirs], identity_line(repo), message)
+                body = commit_object(repo, tree, [ours, theirs], message)
                 new, action = repo.odb.write("commit", body), "merged"
         if repo.refs.compare_and_swap(ref, ours, new, f"{message}: {action}"):
             if result is not None:

@@ -18,7 +18,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .config import GitConfig
 
-__all__ = ["RefUpdate", "commit_on_ref", "commit_on_refs", "committer_line", "identity_line"]
+__all__ = ["RefUpdate", "commit_object", "commit_on_ref", "commit_on_refs", "committer_line", "identity_line"]
 
 MAX_ATTEMPTS = 100
 
@@ -40,6 +40,25 @@ def committer_line(config: GitConfig, now: float | None = None) -> str:
     sign = "+" if offset >= 0 else "-"
     offset = abs(offset)
     return f"{name} <{email}> {int(now)} {sign}{offset // 60:02d}{offset % 60:02d}"
+
+
+_UNSET = object()
+
+
+def commit_object(repo: GitRepository, tree: str, parents: list[str], message: str) -> bytes:
+    """The body of a commit prov writes on its own refs, signed when the repository
+    signs its commits (``store/signing.py``; the choice is read once per config)."""
+    body = encode_commit(tree, parents, identity_line(repo), message)
+    signer = repo.config.__dict__.get("_prov_signer", _UNSET)
+    if signer is _UNSET:
+        from .signing import signer_for
+
+        signer = repo.config.__dict__["_prov_signer"] = signer_for(repo.config)
+    if signer is None:
+        return body
+    from .signing import sign_commit
+
+    return sign_commit(body, signer, repo.fmt.name)
 
 
 #: ``(ref, build_tree, message)``: ``build_tree(current tree id or None)`` returns the
@@ -87,9 +106,7 @@ def commit_on_refs(repo: GitRepository, updates: list[RefUpdate]) -> dict[str, s
                 old_tree = (written.get(tip) or repo.read_commit(tip).tree) if tip else None
                 new_tree = build_tree(old_tree)
                 if new_tree is not None and new_tree != old_tree:
-                    commits[ref] = odb.write(
-                        "commit", encode_commit(new_tree, [tip] if tip else [], identity_line(repo), message)
-                    )
+                    commits[ref] = odb.write("commit", commit_object(repo, new_tree, [tip] if tip else [], message))
                     if len(written) > 1000:
                         written.clear()
                     written[commits[ref]] = new_tree
