@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from ..errors import ConfigError, ProvError, WriteError
+from ..errors import ConfigError, ProvError, UsageError, WriteError
 from ..store import gitbin
 from ..store.repo import GitRepository
 from . import HOOKS
@@ -137,6 +137,9 @@ def install(
     """Install the shims running ``python`` (default: this interpreter), chaining foreign hooks."""
     git = _open(repo)
     python = os.path.abspath(python or sys.executable)
+    if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+        raise UsageError(f"{python} is not an executable Python interpreter; the hooks would fail at every commit: "
+                         "give one that has git-prov installed (--python)")
     directory, configured = hooks_dir(git)
     _check_inside(git, directory, configured)
     plan = []

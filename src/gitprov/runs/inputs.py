@@ -15,7 +15,7 @@ import msgspec
 from ..errors import ConfigError
 from ..model.capture import InputFile
 
-__all__ = ["hash_inputs", "sha256_file"]
+__all__ = ["hash_inputs", "looks_like_a_path", "sha256_file"]
 
 _CACHE_NAME = "stat-cache.json"
 
@@ -87,3 +87,18 @@ def hash_inputs(work_tree: str, patterns: list[str], prov_dir: str | None) -> li
     if fresh != cache:
         _save_cache(prov_dir, fresh)
     return out
+
+
+#: endings of data files: a string with one that names no file is a mistyped path
+_DATA_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".arrow", ".feather", ".avro", ".orc", ".txt",
+                  ".npy", ".npz", ".pt", ".pth", ".pkl", ".pickle", ".h5", ".hdf5", ".tfrecord", ".zip", ".tar",
+                  ".gz", ".bz2", ".xz", ".zst", ".xlsx", ".xls", ".db", ".sqlite", ".png", ".jpg", ".jpeg", ".wav",
+                  ".mp3", ".safetensors", ".bin", ".yaml", ".yml", ".xml", ".html")
+
+
+def looks_like_a_path(text: str) -> bool:
+    """Is ``text``, which names nothing on disk, shaped as a path rather than a digest,
+    a version or a URI (``sha256:…``, ``mnist:v3``, ``s3://b/k?versionId=…``)?"""
+    if "://" in text or ":" in text.split("/", 1)[0]:
+        return False
+    return "/" in text or os.sep in text or text.startswith(".") or text.lower().endswith(_DATA_SUFFIXES)

@@ -28,6 +28,8 @@ class Observation(NamedTuple):
 
 def resolve_run_id(ledger: Ledger, prefix: str) -> str:
     """The full id of the run whose id starts with ``prefix`` (unique prefix)."""
+    if not isinstance(prefix, str):
+        raise UsageError(f"a run id is a string of hex characters, not {type(prefix).__name__}")
     prefix = prefix.strip().lower()
     if len(prefix) < 4 or any(c not in "0123456789abcdef" for c in prefix):
         raise UsageError(f"run id {prefix!r} is not a run id or a prefix of at least 4 hex characters")

@@ -53,21 +53,6 @@ def _to_ms(timestamp: Any) -> int:
     return int(seconds * 1000)
 
 
-#: endings of data files: a string with one that names no file is a mistyped path
-_DATA_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".arrow", ".feather", ".avro", ".orc", ".txt",
-                  ".npy", ".npz", ".pt", ".pth", ".pkl", ".pickle", ".h5", ".hdf5", ".tfrecord", ".zip", ".tar",
-                  ".gz", ".bz2", ".xz", ".zst", ".xlsx", ".xls", ".db", ".sqlite", ".png", ".jpg", ".jpeg", ".wav",
-                  ".mp3", ".safetensors", ".bin", ".yaml", ".yml", ".xml", ".html")
-
-
-def _looks_like_a_path(text: str) -> bool:
-    """Is ``text``, which names nothing on disk, shaped as a path rather than a digest,
-    a version or a URI (``sha256:…``, ``mnist:v3``, ``s3://b/k?versionId=…``)?"""
-    if "://" in text or ":" in text.split("/", 1)[0]:
-        return False
-    return "/" in text or os.sep in text or text.startswith(".") or text.lower().endswith(_DATA_SUFFIXES)
-
-
 def _parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
@@ -410,7 +395,7 @@ class Run:
         return self._store.git.odb.read_typed(code.patch, "blob") if code.patch else None
 
     def log_dataset_version(self, key: str, path_or_digest: str | os.PathLike[str]) -> DatasetVersion:
-        from .inputs import sha256_file
+        from .inputs import looks_like_a_path, sha256_file
 
         self._require_active("log dataset versions")
         check_key(key, "dataset key")
@@ -427,7 +412,7 @@ class Run:
         else:
             if not text or len(text) > 200 or any(ord(c) < 33 for c in text):
                 raise UsageError(f"dataset {key!r}: {text!r} is neither an existing path nor a digest")
-            if _looks_like_a_path(text):
+            if looks_like_a_path(text):
                 raise UsageError(f"dataset {key!r}: {text!r} does not exist (from {os.getcwd()}); pass an existing "
                                  "file or directory, or a digest or version such as sha256:<hex> or s3://bucket/key?versionId=…")
             version = DatasetVersion(key=key, digest=text)

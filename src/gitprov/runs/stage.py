@@ -63,6 +63,11 @@ def _digest(run: Run, name: str, value: Any, what: str) -> str:
             return "sha256:" + sha256_file(path)
         raise UsageError(f"stage {what} {name!r}: {path!r} does not exist")
     if isinstance(value, str) and value and len(value) <= 200 and not any(ord(c) < 33 for c in value):
+        from .inputs import looks_like_a_path
+
+        if looks_like_a_path(value):
+            raise UsageError(f"stage {what} {name!r}: {value!r} does not exist; pass an existing path, or a digest "
+                             "such as sha256:<hex>")
         return value
     raise UsageError(f"stage {what} {name!r} must be a Run, a path, bytes, an artifact or a digest string, "
                      f"not {type(value).__name__}")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import codec
 from .._util.clock import utc_timestamp
+from ..errors import UsageError
 from ..keys import check_json_value, check_key, check_label
 from ..model import RunRecord, RunState
 from .run import Run
@@ -49,6 +50,8 @@ def start_run(
     settings = RunSettings(spill_points, spill_seconds, flush_seconds, artifact_threshold)
     check_label(name, "run name")
     check_label(experiment, "run experiment")
+    if params is not None and not isinstance(params, dict):
+        raise UsageError(f"params must be a dict of key -> value, not {type(params).__name__}")
     params = dict(params or {})
     for key, value in params.items():
         check_key(key, "hyperparameter key")
