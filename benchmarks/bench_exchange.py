@@ -60,7 +60,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import contextlib
 
 import _harness as h  # noqa: E402
-from bench_growth import parse_srcs  # noqa: E402
+from bench_growth import parse_srcs, src_label  # noqa: E402
 from synthetic_ledger import append_runs, build_ledger, init_repository  # noqa: E402
 
 LEDGER = "refs/prov/ledger"
@@ -227,10 +227,12 @@ class Bench:
         return paths
 
     def fresh_clone(self, remote: str, name: str, label: str | None) -> str:
-        """``git clone`` (the branch only, as a user has) + ``prov init --no-hooks --no-pull``."""
+        """``git clone --no-local`` (the branch only, through git's transport as from a server:
+        a local clone would hard-link every object, the ledger's too) + ``prov init
+        --no-hooks --no-pull``."""
         dest = os.path.join(self.work, name)
         shutil.rmtree(dest, ignore_errors=True)
-        self.git(self.work, "clone", "-q", remote, dest)
+        self.git(self.work, "clone", "-q", "--no-local", remote, dest)
         if label is not None:
             self.prov(label, dest, "init", "--no-hooks", "--no-pull")
         return dest
@@ -629,7 +631,7 @@ def command(args: argparse.Namespace, part: str) -> str:
 
 def section(args: argparse.Namespace, part: str, title: str, intro: str, rows: list[str], machine: str,
             srcs: dict[str, str], minutes: float) -> str:
-    trees = "; ".join(f"{lb} = `{path}`" for lb, path in srcs.items())
+    trees = "; ".join(f"{lb} = `{path}` {src_label(path)}" for lb, path in srcs.items())
     return "\n".join([
         f"### {title}", "", intro, "",
         f"Reproduce: `{command(args, part)}` (source trees: {trees}; {machine}; "
@@ -670,7 +672,7 @@ def prepare(root: str, runs: int, new: int, env: dict[str, str], prov: list[str]
     log(f"  {built.seconds:.1f} s")
     h.git(root, "init", "-q", "--bare", paths["remote.git"], env=env)
     h.git(paths["upstream"], "push", "-q", paths["remote.git"], "HEAD:refs/heads/main", f"{LEDGER}:{LEDGER}", env=env)
-    h.git(root, "clone", "-q", paths["remote.git"], paths["base"], env=env)
+    h.git(root, "clone", "-q", "--no-local", paths["remote.git"], paths["base"], env=env)
     run([*prov, "init", "--no-hooks"], paths["base"], env)
     log("initial prov pull of the whole ledger ...")
     first = run([*prov, "pull"], paths["base"], env)
