@@ -28,7 +28,8 @@ Parts (``--only``, comma-separated; default every part but ``bulk``):
   bytes, stored in the ledger); peak RSS of the ``prov`` process itself
   (``getrusage(RUSAGE_SELF)`` in a launcher that runs the CLI in-process) and of its whole
   process tree (RSS of prov and its git children summed, sampled from ``/proc`` every
-  10 ms; ``RUSAGE_CHILDREN`` would count each forked child at its parent's size), beside
+  10 ms, without the remote's upload-pack and its children; ``RUSAGE_CHILDREN`` would
+  count each forked child at its parent's size), beside
   ``git fetch`` of the same refs.
 - ``bulk``: the first version of this benchmark: pull and push of ``--new`` runs with
   ``--runs`` in the ledger (kept for the figures in the summary of docs/performance.md).
@@ -462,8 +463,20 @@ class Bench:
         return res
 
 
+def _serves(pid: int) -> bool:
+    """Whether ``pid`` is the remote's side of a transfer (``upload-pack``/``receive-pack``,
+    which git starts as its own child for a remote on the local disk)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read()
+    except OSError:
+        return False
+    return b"upload-pack" in argv or b"receive-pack" in argv
+
+
 def tree_rss(pid: int) -> int:
-    """Resident bytes of ``pid`` and all its descendants now (``/proc``)."""
+    """Resident bytes of ``pid`` and its descendants now (``/proc``), leaving out the
+    remote's side of a transfer and everything under it (the server's memory)."""
     children: dict[int, list[int]] = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -476,6 +489,8 @@ def tree_rss(pid: int) -> int:
     total, todo, page = 0, [pid], os.sysconf("SC_PAGE_SIZE")
     while todo:
         p = todo.pop()
+        if p != pid and _serves(p):
+            continue
         todo.extend(children.get(p, ()))
         try:
             with open(f"/proc/{p}/statm") as f:
@@ -862,7 +877,8 @@ def main(argv: list[str] | None = None) -> int:
              f"One run holding a {args.artifact_mb} MB artifact of random bytes in the ledger; a fresh clone pulls "
              "it. Peak RSS of the `prov` process (`getrusage(RUSAGE_SELF)` in a launcher that runs the CLI "
              "in-process) and of its whole process tree (the sum over prov and its git children: fetch, index-pack, "
-             "cat-file, …, sampled every 10 ms), "
+             "cat-file, …, sampled every 10 ms; the remote's upload-pack and pack-objects, which git starts as "
+             "children for a remote on the local disk, are left out: they are the server's memory), "
              f"beside `git fetch` of the same refs. Medians of {args.repeat}.",
              rss_table(res_r, args.artifact_mb), t0)
     if "bulk" in parts:
