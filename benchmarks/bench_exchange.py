@@ -842,8 +842,8 @@ def main(argv: list[str] | None = None) -> int:
         emit("contention", f"{args.clones} clones pushing at the same moment",
              f"Each of {args.clones} clones (copies of one that pulled a {args.contention_runs:,}-run ledger) makes "
              "2 runs with the API (pinned to HEAD: both the ledger and the notes change), then all start "
-             "`prov push --json` at one instant against one bare remote (`file://` path). Then each clone runs "
-             "one `prov pull`, and holds the remote's ledger and notes trees or not.",
+             "`prov push --json` at one instant against one bare remote (a path on this disk: git's local "
+             "transport). Then each clone runs one `prov pull`, and holds the remote's ledger and notes trees or not.",
              contention_table(res, 60.0), t0)
     if "pushers" in parts:
         t0 = time.perf_counter()
