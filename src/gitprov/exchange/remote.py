@@ -64,6 +64,7 @@ class ExchangeResult:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         del data["pinned"]
+        data["remote"] = _label(self.remote)  # a URL's credentials never reach the output
         data["runs_added"] = len(self.runs_added)
         data["run_ids_added"] = self.runs_added
         return data
