@@ -265,9 +265,9 @@ class _LedgerCheck:
         """``commits/<c[:2]>/<c>/<id[:2]>/<id>``: directories down to the entry, which names
         the record blob of run ``<id>``, a run made at commit ``<c>``."""
         path, depth, hex_len = entry.path, len(parts), self.fmt.hex_len
-        names_ok = depth <= 5 and all(
-            _hex(name, 2 if i in (1, 3) else hex_len) for i, name in enumerate(parts[1:], 1)
-        ) and (depth < 3 or parts[2].startswith(parts[1])) and (depth < 5 or parts[4].startswith(parts[3]))
+        # the directories above were listed (and found fine) before: only the last name is new
+        names_ok = depth == 1 or depth <= 5 and _hex(parts[-1], 2 if depth in (2, 4) else hex_len) and (
+            depth % 2 == 0 or parts[-1].startswith(parts[-2]))
         if not names_ok:
             return self._problem(f"{path[:120]}: not a commits/<id[:2]>/<commit>/<id[:2]>/<run id> path of this repository")
         if depth < 5:
