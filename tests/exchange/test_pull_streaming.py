@@ -24,7 +24,7 @@ from gitprov.store.ledger import LEDGER_REF, run_dir, run_link_path
 from gitprov.store.trees import edit_tree, read_path
 from tests.conftest import GitRepo, run_prov
 from tests.exchange.clones import clone, make_run, prov_ok, prov_refs, seed_bare
-from tests.exchange.test_remote import _forge
+from tests.exchange.test_remote import _forge, assert_forgery_rejected
 
 
 @pytest.fixture
@@ -56,19 +56,7 @@ FORGERIES = {
 
 @pytest.mark.parametrize("what", sorted(FORGERIES))
 def test_more_malformed_remote_ledgers_are_rejected(remote: GitRepo, tmp_path: Path, what: str) -> None:
-    evil = clone(remote, tmp_path / "evil")
-    run_id = make_run(evil.path, "evil", loss=1.0)
-    prov_ok(evil.path, "push")
-    victim = clone(remote, tmp_path / "victim")
-    prov_ok(victim.path, "pull")  # the run as first pushed: later pulls see only what changed
-    make_run(victim.path, "mine")
-    _forge(evil, FORGERIES[what](run_id))
-    before = _local(victim)
-    proc = run_prov(victim.path, "pull")
-    assert proc.returncode == 5, proc.stderr
-    assert what in proc.stderr and "nothing merged" in proc.stderr, proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
-    assert _local(victim) == before
+    assert_forgery_rejected(remote, tmp_path, FORGERIES[what], what, pull_first=True)
 
 
 def test_a_run_listed_under_another_commit_than_its_own_is_rejected(remote: GitRepo, tmp_path: Path) -> None:
