@@ -372,9 +372,8 @@ def _run(repo: GitRepository, jobs: Iterator[_Job], verdict: Verdict) -> None:
     def check_sizes() -> None:
         try:
             while not stop.is_set():
-                try:
-                    header = catfile.read_header(sizer.stdout)
-                except catfile.GitGone:
+                header = catfile.read_header(sizer.stdout)
+                if header is None:
                     break
                 job = sized.popleft()
                 if header.type is None:
@@ -401,9 +400,8 @@ def _run(repo: GitRepository, jobs: Iterator[_Job], verdict: Verdict) -> None:
     finished = False
     try:
         while True:
-            try:
-                header = catfile.read_header(reader.stdout)
-            except catfile.GitGone:
+            header = catfile.read_header(reader.stdout)
+            if header is None:
                 break
             job = wanted.popleft()
             data = reader.stdout.read(header.size + 1) if header.type is not None else b""

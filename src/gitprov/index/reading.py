@@ -24,7 +24,6 @@ from typing import NamedTuple
 
 from ..errors import DataError
 from ..store import catfile
-from ..store.catfile import GitGone as _GitGone
 from ..store.repo import GitRepository
 from ..store.trees import read_tree
 
@@ -112,6 +111,10 @@ def _start_cat_file(repo: GitRepository, buffered: bool = True):  # -> subproces
     (requests come a page at a time, and the reader waits for the answers of the page
     before the last), and a streamed listing takes a smaller delta-base cache."""
     return catfile.start(repo, buffered=buffered, config=() if buffered else ("-c", "core.deltaBaseCacheLimit=32m"))
+
+
+class _GitGone(Exception):
+    """``git cat-file`` stopped answering (could not read the repository, or died)."""
 
 
 def _read_with_git(repo: GitRepository, proc, pages: Iterator[list[tuple[str, str]]],
@@ -232,6 +235,8 @@ def _read_with_git(repo: GitRepository, proc, pages: Iterator[list[tuple[str, st
 def _next_blob(stdout) -> bytes | None:
     """The next answer of ``cat-file --batch``: a blob's bytes, or None when missing."""
     header = catfile.read_header(stdout)
+    if header is None:
+        raise _GitGone
     if header.type is None:
         return None
     data = stdout.read(header.size + 1)

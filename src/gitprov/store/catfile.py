@@ -20,16 +20,12 @@ if TYPE_CHECKING:
     import subprocess
     from typing import BinaryIO
 
-__all__ = ["BOUNDED", "GitGone", "Header", "read_header", "start"]
+__all__ = ["BOUNDED", "Header", "read_header", "start"]
 
 #: git maps a pack into memory a window at a time and keeps the windows it used (8 GiB
 #: of them by default): reading every object maps the whole pack, which counts in git's
 #: resident memory. Small windows, few kept, hold that to git's delta-base cache.
 BOUNDED = ("-c", "core.packedGitWindowSize=1m", "-c", "core.packedGitLimit=16m")
-
-
-class GitGone(Exception):
-    """``git cat-file`` stopped answering (could not read the repository, or died)."""
 
 
 class Header(NamedTuple):
@@ -59,11 +55,12 @@ def start(repo: GitRepository, *, check: bool = False, buffered: bool = True,
         return None
 
 
-def read_header(stdout: BinaryIO) -> Header:
-    """The next answer's header; ``GitGone`` at the end of git's output."""
+def read_header(stdout: BinaryIO) -> Header | None:
+    """The next answer's header; None at the end of git's output (all answered, or git
+    stopped: it could not read the repository, or died)."""
     line = stdout.readline()
     if not line.endswith(b"\n"):
-        raise GitGone
+        return None
     parts = line.split()
     if len(parts) == 2 and parts[1] in (b"missing", b"ambiguous"):
         return Header(parts[0].decode("ascii", "replace"), None, 0)
