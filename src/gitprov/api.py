@@ -10,7 +10,7 @@ tracker, and the modules behind the verbs load on first use.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import msgspec
 
@@ -236,18 +236,22 @@ class Repository:
         return verify_repository(self.store, signatures=signatures)
 
     # -- collaboration -----------------------------------------------------------
-    def fetch(self, remote: str | None = None) -> ExchangeResult:
-        """Copy ``remote``'s prov refs into ``refs/prov-remotes/<remote>/`` (nothing local moves)."""
+    def fetch(self, remote: str | None = None, *, progress: TextIO | None = None) -> ExchangeResult:
+        """Copy ``remote``'s prov refs into ``refs/prov-remotes/<remote>/`` (nothing local moves).
+        ``progress``: a terminal to show git's transfer progress on."""
+        from .exchange.progress import Progress
         from .exchange.remote import fetch
 
-        return fetch(self.git, remote)
+        return fetch(self.git, remote, progress=Progress(progress) if progress is not None else None)
 
-    def pull(self, remote: str | None = None) -> ExchangeResult:
-        """Fetch ``remote``'s provenance, validate it, and merge it into the local refs."""
+    def pull(self, remote: str | None = None, *, progress: TextIO | None = None) -> ExchangeResult:
+        """Fetch ``remote``'s provenance, validate it, and merge it into the local refs.
+        ``progress``: a terminal to show the transfer, validation and merge on."""
+        from .exchange.progress import Progress
         from .exchange.remote import pull
         from .history import keep_quietly
 
-        result = pull(self.git, remote)
+        result = pull(self.git, remote, Progress(progress) if progress is not None else None)
         if result.pinned:
             keep_quietly(self.store, sorted(result.pinned))
         return result

@@ -151,20 +151,31 @@ FORGERIES = {
 }
 
 
-@pytest.mark.parametrize("what", sorted(FORGERIES))
-def test_malformed_remote_ledgers_are_rejected_and_nothing_moves(remote: GitRepo, tmp_path: Path, what: str) -> None:
+def assert_forgery_rejected(remote: GitRepo, tmp_path: Path, forgery, what: str, pull_first: bool = False) -> GitRepo:
+    """A run pushed, then forged by ``forgery(run_id)``: the victim's pull is refused
+    naming ``what``, and nothing local moves. ``pull_first``: the victim pulled the run
+    as first pushed (so only what the forgery changed is new to it)."""
     evil = clone(remote, tmp_path / "evil")
     run_id = make_run(evil.path, "evil", loss=1.0)
     run_prov(evil.path, "push")
     victim = clone(remote, tmp_path / "victim")
+    if pull_first:
+        assert run_prov(victim.path, "pull").returncode == 0
     make_run(victim.path, "mine")
-    _forge(evil, FORGERIES[what](run_id))
-    before = prov_refs(victim)
+    _forge(evil, forgery(run_id))
+    local = lambda: {k: v for k, v in prov_refs(victim).items() if not k.startswith("refs/prov-remotes/")}  # noqa: E731
+    before = local()
     proc = run_prov(victim.path, "pull")
     assert proc.returncode == 5, proc.stderr
-    assert what in proc.stderr and "nothing merged" in proc.stderr
+    assert what in proc.stderr and "nothing merged" in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
-    assert {k: v for k, v in prov_refs(victim).items() if not k.startswith("refs/prov-remotes/")} == before
+    assert local() == before
+    return victim
+
+
+@pytest.mark.parametrize("what", sorted(FORGERIES))
+def test_malformed_remote_ledgers_are_rejected_and_nothing_moves(remote: GitRepo, tmp_path: Path, what: str) -> None:
+    victim = assert_forgery_rejected(remote, tmp_path, FORGERIES[what], what)
     assert run_prov(victim.path, "push").returncode == 5  # a push needs the merge too: refused the same way
 
 

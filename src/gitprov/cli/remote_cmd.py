@@ -23,6 +23,23 @@ def _short(oid: str | None) -> str:
     return oid[:12] if oid else "(none)"
 
 
+def _terminal() -> Any:
+    """stderr when it is a terminal (progress is shown there), else None (quiet)."""
+    import sys
+
+    return sys.stderr if sys.stderr.isatty() else None
+
+
+def _timed(call: Any) -> Any:
+    """``call()``'s result, with the seconds it took as ``elapsed``."""
+    import time
+
+    start = time.monotonic()
+    result = call()
+    result.elapsed = time.monotonic() - start
+    return result
+
+
 def _print(result: Any, as_json: bool, verb: str) -> None:
     if as_json:
         render.emit_json(result.to_json())
@@ -57,7 +74,7 @@ def fetch_command(remote: str | None, as_json: bool, repo: Repository) -> None:
 
     REMOTE defaults to the current branch's upstream remote, else origin.
     """
-    _print(repo.fetch(remote), as_json, "fetched from")
+    _print(_timed(lambda: repo.fetch(remote, progress=_terminal())), as_json, "fetched from")
 
 
 @click.command("pull")
@@ -69,8 +86,11 @@ def pull_command(remote: str | None, as_json: bool, repo: Repository) -> None:
 
     Runs are merged as a union: nothing recorded here is ever overwritten. Data that
     fails validation is rejected whole (exit code 5) and nothing local changes.
+    On a terminal, the transfer (git's own progress), validation and merge show
+    progress on stderr; --json prints what moved, the runs checked and added, what git
+    received and the seconds it took.
     """
-    _print(repo.pull(remote), as_json, "pulled from")
+    _print(_timed(lambda: repo.pull(remote, progress=_terminal())), as_json, "pulled from")
 
 
 @click.command("push")
@@ -83,7 +103,7 @@ def push_command(remote: str | None, as_json: bool, repo: Repository) -> None:
     Never forced: when the remote holds provenance this clone lacks, it is pulled and
     merged first, then the push is retried. The pre-push hook does this on 'git push'.
     """
-    _print(repo.push(remote), as_json, "pushed to")
+    _print(_timed(lambda: repo.push(remote)), as_json, "pushed to")
 
 
 def _read_commit_map(params: dict[str, Any]) -> None:

@@ -1,17 +1,100 @@
-"""What differs between two ledger trees, computed by ``git diff-tree`` (in C).
+"""What differs between two trees, listed by ``git diff-tree`` (in C) and streamed.
 
 A pull of 1,000 runs into a 100,000-run ledger touches most of the 256 shards; decoding
-both sides of every shard in Python costs seconds, while git lists the changed run
-directories, with their new tree ids, in milliseconds.
+both sides of every shard in Python costs seconds, while git lists the changed entries,
+with their new ids, in milliseconds. The listing is read as git writes it, so holding
+it never costs more than one entry, whatever the size of the change (a first pull of
+100,000 runs lists ~400,000 entries).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import NamedTuple
+
+from ..errors import DataError
 from ..store import gitbin
 from ..store.objects import TreeEntry
 from ..store.repo import GitRepository
 
-__all__ = ["LedgerDiff", "ledger_diff"]
+__all__ = ["DiffEntry", "LedgerDiff", "diff_entries", "ledger_diff", "runs_added"]
+
+
+class DiffEntry(NamedTuple):
+    """One changed path: ``status`` is git's (``A`` added, ``M`` modified, ``D`` deleted,
+    ``T`` type changed); ``mode`` and ``oid`` are the new side's (the old side's for
+    ``D``), a directory's mode written ``40000`` as in a tree."""
+
+    status: str
+    mode: str
+    oid: str
+    path: str
+
+
+def diff_entries(repo: GitRepository, ours: str | None, theirs: str) -> Iterator[DiffEntry]:
+    """Every entry of tree ``theirs`` that differs from tree ``ours`` (None: the empty
+    tree), directories before what they hold, in git's path order, streamed from
+    ``git diff-tree -r -t``. Raises ``DataError`` when git cannot compare them."""
+    git_dir = repo.common_dir or repo.git_dir
+    if git_dir is None:
+        raise DataError("comparing trees needs a repository on disk")
+    base = ours or repo.fmt.hash_object("tree", b"")  # git knows the empty tree without storing it
+    proc = gitbin.start(["diff-tree", "-r", "-t", "-z", "--no-renames", base, theirs], git_dir=git_dir,
+                        bufsize=1 << 16, drop=("GIT_OBJECT_DIRECTORY", "GIT_WORK_TREE"), error=DataError)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.close()
+    finished = False
+    try:
+        fields = _fields(proc.stdout)
+        for header in fields:
+            path = next(fields, None)
+            if path is None:
+                break
+            parts = header.decode("ascii", "replace").lstrip(":").split()
+            if len(parts) < 5:
+                continue
+            status = parts[4][:1]
+            mode, oid = (parts[0], parts[2]) if status == "D" else (parts[1], parts[3])
+            yield DiffEntry(status, mode[1:] if mode.startswith("04") else mode, oid,
+                            path.decode("utf-8", "surrogateescape"))
+        finished = True
+    finally:
+        if not finished:
+            with contextlib.suppress(OSError):
+                proc.kill()
+        proc.stdout.close()
+        code = proc.wait()
+    if code != 0:
+        raise DataError(f"cannot compare ledger trees {base[:12]} and {theirs[:12]}: git diff-tree exited {code}")
+
+
+def _fields(stream) -> Iterator[bytes]:
+    """The NUL-terminated fields of ``git … -z`` output, as they arrive."""
+    rest = b""
+    while chunk := stream.read1(1 << 16):
+        parts = (rest + chunk).split(b"\0")
+        rest = parts.pop()
+        yield from parts
+
+
+def _run_dir(path: str) -> tuple[str, str] | None:
+    """``(shard, run id)`` when ``path`` is a run directory, ``runs/<shard>/<run id>``."""
+    if path.startswith("runs/") and path.count("/") == 2:
+        _, shard, run_id = path.split("/")
+        return shard, run_id
+    return None
+
+
+def runs_added(repo: GitRepository, ours: str | None, theirs: str | None) -> list[str]:
+    """Ids of the run directories ledger tree ``theirs`` has and ``ours`` has not."""
+    if theirs is None or theirs == ours:
+        return []
+    added = []
+    for entry in diff_entries(repo, ours, theirs):
+        if entry.status == "A" and (where := _run_dir(entry.path)):
+            added.append(where[1])
+    return sorted(added)
 
 
 class LedgerDiff:
@@ -31,24 +114,19 @@ def ledger_diff(repo: GitRepository, ours: str | None, theirs: str) -> LedgerDif
     caller walks the trees itself)."""
     if repo.git_dir is None or ours is None:
         return None
-    proc = gitbin.run(["diff-tree", "-r", "-t", "-z", "--no-renames", "--no-commit-id", ours, theirs], git_dir=repo.git_dir)
-    if proc.returncode != 0:
-        return None
     diff = LedgerDiff()
-    fields = proc.stdout.split(b"\0")
-    for i in range(0, len(fields) - 1, 2):
-        header, path = fields[i].decode("ascii", "replace"), fields[i + 1].decode("utf-8", "surrogateescape")
-        parts = header.lstrip(":").split()
-        if len(parts) < 5 or parts[4] == "D":
-            continue  # a deletion adds nothing to validate
-        new_mode, new_oid = parts[1], parts[3]
-        segments = path.split("/")
-        entry = TreeEntry(new_mode.lstrip("0") if new_mode.startswith("04") else new_mode, segments[-1], new_oid)
-        if len(segments) == 3 and segments[0] == "runs":
-            diff.runs[segments[2]] = (segments[1], entry)
-            if parts[4] == "A":
-                diff.added.add(segments[2])
-        elif len(segments) <= 2 or segments[0] != "runs":
-            diff.other[path] = entry
+    try:
+        for entry in diff_entries(repo, ours, theirs):
+            if entry.status == "D":
+                continue  # a deletion adds nothing to validate
+            segments = entry.path.split("/")
+            tree_entry = TreeEntry(entry.mode, segments[-1], entry.oid)
+            if where := _run_dir(entry.path):
+                diff.runs[where[1]] = (where[0], tree_entry)
+                if entry.status == "A":
+                    diff.added.add(where[1])
+            elif len(segments) <= 2 or segments[0] != "runs":
+                diff.other[entry.path] = tree_entry
+    except DataError:
+        return None
     return diff
-

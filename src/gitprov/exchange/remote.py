@@ -26,10 +26,14 @@ from ..store.notes import NOTES_REF, merge_notes_trees
 from ..store.repo import GitRepository
 from ..store.transaction import commit_object
 from ..store.trees import read_tree
-from .diff import ledger_diff
+from .diff import ledger_diff, runs_added
 from .merge import merge_ledger_trees
 from .transport import Transport
 from .validate import validate_ledger, validate_notes
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .progress import Progress
 
 __all__ = ["EXCHANGED_REFS", "ExchangeResult", "default_remote", "fetch", "pull", "push", "tracking_ref", "unpushed_runs"]
 
@@ -58,6 +62,14 @@ class ExchangeResult:
     runs_added: list[str] = field(default_factory=list)
     notes_changed: int = 0
     push_attempts: int = 0
+    #: run directories and notes the remote added or changed, validated before merging
+    runs_checked: int = 0
+    notes_checked: int = 0
+    #: what git said about the transfer (None: nothing fetched, or git did not say)
+    objects_received: int | None = None
+    bytes_received: int | None = None
+    #: seconds the whole command took (set by its caller)
+    elapsed: float | None = None
     #: commits the runs that came in were made against (validated records), for refs/prov/keep.
     pinned: set[str] = field(default_factory=set)
 
@@ -67,6 +79,11 @@ class ExchangeResult:
         data["remote"] = _label(self.remote)  # a URL's credentials never reach the output
         data["runs_added"] = len(self.runs_added)
         data["run_ids_added"] = self.runs_added
+        data["refs_moved"] = [{"phase": phase, "ref": o.ref, "before": o.before, "after": o.after}
+                              for phase, outcomes in (("fetched", self.fetched), ("merged", self.merged),
+                                                      ("pushed", self.pushed))
+                              for o in outcomes if o.before != o.after]
+        data["elapsed"] = None if self.elapsed is None else round(self.elapsed, 3)
         return data
 
 
@@ -95,8 +112,10 @@ def tracking_ref(remote: str, ref: str) -> str:
     return f"refs/prov-remotes/{name}/{ref.removeprefix('refs/')}"
 
 
-def fetch(repo: GitRepository, remote: str | None = None, result: ExchangeResult | None = None) -> ExchangeResult:
-    """Copy the remote's prov refs into ``refs/prov-remotes/<remote>/``."""
+def fetch(repo: GitRepository, remote: str | None = None, result: ExchangeResult | None = None,
+          progress: Progress | None = None) -> ExchangeResult:
+    """Copy the remote's prov refs into ``refs/prov-remotes/<remote>/`` (git's own
+    progress to ``progress``)."""
     remote = remote or default_remote(repo)
     result = result or ExchangeResult(remote)
     transport = Transport(repo, remote)
@@ -114,19 +133,24 @@ def fetch(repo: GitRepository, remote: str | None = None, result: ExchangeResult
             refspecs.append(f"+{ref}:{local}")
             result.fetched.append(RefOutcome(ref, before, after, "fetched"))
             repo.refs.ensure_reflog(local)  # git logs its update there when the log exists
-    transport.fetch(refspecs)
+    stats = transport.fetch(refspecs, progress)
+    if stats.objects is not None:
+        result.objects_received = (result.objects_received or 0) + stats.objects
+    if stats.bytes is not None:
+        result.bytes_received = (result.bytes_received or 0) + stats.bytes
     return result
 
 
-def pull(repo: GitRepository, remote: str | None = None) -> ExchangeResult:
-    """Fetch, validate and merge the remote's provenance into the live refs."""
+def pull(repo: GitRepository, remote: str | None = None, progress: Progress | None = None) -> ExchangeResult:
+    """Fetch, validate and merge the remote's provenance into the live refs (counts of
+    each phase to ``progress``)."""
     remote = remote or default_remote(repo)
-    result = fetch(repo, remote)
-    _merge_fetched(repo, remote, result)
+    result = fetch(repo, remote, progress=progress)
+    _merge_fetched(repo, remote, result, progress)
     return result
 
 
-def _merge_fetched(repo: GitRepository, remote: str, result: ExchangeResult) -> None:
+def _merge_fetched(repo: GitRepository, remote: str, result: ExchangeResult, progress: Progress | None = None) -> None:
     # validate everything before moving anything: a rejected remote leaves both refs alone
     plans = []
     problems: list[str] = []
@@ -136,20 +160,24 @@ def _merge_fetched(repo: GitRepository, remote: str, result: ExchangeResult) -> 
         if theirs is None or theirs == ours or (ours is not None and _is_ancestor(repo, theirs, ours)):
             result.merged.append(RefOutcome(ref, ours, ours, "up to date"))
             continue
+        ours_tree, their_tree = _tree(repo, ours), _tree(repo, theirs)
         if ref == LEDGER_REF:
-            records: dict[str, Any] = {}
-            diff = ledger_diff(repo, _tree(repo, ours), _tree(repo, theirs))
-            found = validate_ledger(repo.odb, _tree(repo, ours), _tree(repo, theirs), records, diff)
-            result.pinned.update(r.code.commit for r in records.values() if r.code.commit)
+            verdict = validate_ledger(repo, ours_tree, their_tree, progress)
+            result.pinned.update(verdict.pinned)
+            result.runs_checked += verdict.checked
         else:
-            found = validate_notes(repo.odb, _tree(repo, ours), _tree(repo, theirs))
-        problems.extend(f"{ref}: {p}" for p in found)
-        plans.append((ref, theirs))
+            verdict = validate_notes(repo, ours_tree, their_tree)
+            result.notes_checked += verdict.checked
+        problems.extend(f"{ref}: {p}" for p in verdict.problems)
+        plans.append((ref, theirs, (ours_tree, verdict.added)))
     if problems:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise RemoteDataError(f"rejected provenance from {Transport(repo, remote).where}, nothing merged: {shown}")
-    for ref, theirs in plans:
-        result.merged.append(merge_into(repo, ref, theirs, f"prov: merge {ref} from {_label(remote)}", result))
+    for ref, theirs, known in plans:
+        outcome = merge_into(repo, ref, theirs, f"prov: merge {ref} from {_label(remote)}", result, known)
+        result.merged.append(outcome)
+        if progress is not None and ref == LEDGER_REF:
+            progress.done(f"merging {ref}", len(result.runs_added), note=f" runs added ({outcome.action})")
 
 
 def _label(remote: str) -> str:
@@ -167,8 +195,11 @@ def _is_ancestor(repo: GitRepository, ancestor: str, descendant: str) -> bool:
     return gitbin.run(["merge-base", "--is-ancestor", ancestor, descendant], git_dir=repo.git_dir or ".").returncode == 0
 
 
-def merge_into(repo: GitRepository, ref: str, theirs: str, message: str, result: ExchangeResult | None = None) -> RefOutcome:
-    """Merge the commit ``theirs`` into the local ``ref`` (compare-and-swap, retried)."""
+def merge_into(repo: GitRepository, ref: str, theirs: str, message: str, result: ExchangeResult | None = None,
+               known: tuple[str | None, list[str]] | None = None) -> RefOutcome:
+    """Merge the commit ``theirs`` into the local ``ref`` (compare-and-swap, retried).
+    ``known``: a ledger tree and the runs ``theirs`` adds to it (from validation), so
+    they are not listed again when the ref still holds that tree."""
     merge_tree: Callable[[Any, str | None, str | None], str | None] = (
         merge_ledger_trees if ref == LEDGER_REF else merge_notes_trees)
     for attempt in range(100):
@@ -188,16 +219,22 @@ def merge_into(repo: GitRepository, ref: str, theirs: str, message: str, result:
                 new, action = repo.odb.write("commit", body), "merged"
         if repo.refs.compare_and_swap(ref, ours, new, f"{message}: {action}"):
             if result is not None:
-                _count_changes(repo, ref, before_tree, _tree(repo, new), result)
+                _count_changes(repo, ref, before_tree, _tree(repo, new), result, known)
             return RefOutcome(ref, ours, new, action if ours else "created")
         time.sleep(min(0.002 * 2**attempt, 0.1))
     raise ConcurrentUpdateError(f"{ref} kept changing during the merge; try again")
 
 
-def _count_changes(repo: GitRepository, ref: str, before: str | None, after: str | None, result: ExchangeResult) -> None:
+def _count_changes(repo: GitRepository, ref: str, before: str | None, after: str | None, result: ExchangeResult,
+                   known: tuple[str | None, list[str]] | None = None) -> None:
     if ref == LEDGER_REF:
-        diff = ledger_diff(repo, before, after) if after else None
-        result.runs_added.extend(sorted(diff.added) if diff is not None else added_runs(repo, before, after))
+        if known is not None and known[0] == before:
+            # the merge is a union: it adds to ``before`` exactly the runs ``theirs`` adds to it
+            result.runs_added.extend(sorted(known[1]))
+        elif repo.git_dir is not None:
+            result.runs_added.extend(runs_added(repo, before, after))
+        else:
+            result.runs_added.extend(added_runs(repo, before, after))
     else:
         from ..store.notes import note_entries
 

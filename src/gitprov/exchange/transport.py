@@ -7,6 +7,7 @@ Incoming objects are checked by git (``fetch.fsckObjects``) before any ref moves
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,7 +20,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import subprocess
 
-__all__ = ["PushReply", "PushStatus", "Transport"]
+    from .progress import Progress
+
+__all__ = ["FetchStats", "PushReply", "PushStatus", "Transport"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,56 @@ class PushReply:
     remote_says: list[str]
 
 
+@dataclass
+class FetchStats:
+    """What git said about a fetch's transfer (None where it did not say)."""
+
+    objects: int | None = None
+    bytes: int | None = None
+
+
+_UNITS = {"bytes": 1, "byte": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+_TOTAL = re.compile(r"remote: Total (\d+)")
+_SIZE = re.compile(r"\((\d+)/(\d+)\), ([0-9.]+) (bytes|byte|KiB|MiB|GiB)\b")
+
+
+def _fetch_stats(stderr: str) -> FetchStats:
+    """Objects (the server's ``Total``) and bytes received (the last ``Receiving objects``
+    count, which git prints for transfers it indexes as a pack) from git's progress."""
+    stats = FetchStats()
+    segments = re.split(r"[\r\n]", stderr)
+    total = next((m for m in map(_TOTAL.search, segments) if m), None)
+    if total:
+        stats.objects = int(total.group(1))
+    sizes = [m for m in map(_SIZE.search, segments) if m and not m.string.startswith("remote:")]
+    if sizes:
+        stats.objects = stats.objects if stats.objects is not None else int(sizes[-1].group(2))
+        stats.bytes = int(float(sizes[-1].group(3)) * _UNITS[sizes[-1].group(4)])
+    return stats
+
+
+class _Relay:
+    """Passes git's progress lines on to ``progress``: its ``remote:`` lines and its own
+    counters, not the ``From URL`` line, ref updates or errors (prov reports those)."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.rest = ""
+
+    def __call__(self, chunk: bytes) -> None:
+        if self.progress is None:
+            return
+        text = self.rest + chunk.decode("utf-8", "replace")
+        pieces = re.split(r"([\r\n])", text)
+        self.rest = pieces.pop()
+        out = []
+        for piece, end in zip(pieces[::2], pieces[1::2], strict=True):
+            if piece and not piece.startswith(("From ", " ", "fatal:", "error:", "warning:", "hint:")):
+                out.append(scrub_url(piece) + end)
+        if out:
+            self.progress.passthrough("".join(out))
+
+
 class Transport:
     """``git ls-remote`` / ``fetch`` / ``push`` against one remote of one repository."""
 
@@ -81,19 +134,26 @@ class Transport:
                 refs[name] = oid
         return refs
 
-    def fetch(self, refspecs: Sequence[str]) -> None:
-        """Fetch ``refspecs``; git verifies every incoming object first."""
+    def fetch(self, refspecs: Sequence[str], progress: Progress | None = None) -> FetchStats:
+        """Fetch ``refspecs``; git verifies every incoming object first. git's progress
+        goes to ``progress`` as it comes (scrubbed of credentials); what it says about
+        the transfer is returned either way."""
+        stats = FetchStats()
         if not refspecs:
-            return
-        proc = self._git("-c", "fetch.fsckObjects=true", "-c", "transfer.fsckObjects=true",
-                         "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules",
-                         "--", self.remote, *refspecs)
+            return stats
+        relay = _Relay(progress)
+        proc = gitbin.run_relaying(["-c", "fetch.fsckObjects=true", "-c", "transfer.fsckObjects=true",
+                                    "fetch", "--progress", "--no-tags", "--no-write-fetch-head",
+                                    "--no-recurse-submodules", "--", self.remote, *refspecs],
+                                   relay, git_dir=self.repo.git_dir or ".", error=RemoteError)
+        stderr = proc.stderr.decode("utf-8", "replace")
         if proc.returncode != 0:
-            if "fsck error" in proc.stderr or "error: object " in proc.stderr:
-                bad = next((ln for ln in proc.stderr.splitlines() if ln.startswith("error: object")), "")
+            if "fsck error" in stderr or "error: object " in stderr:
+                bad = next((ln for ln in stderr.splitlines() if ln.startswith("error: object")), "")
                 raise RemoteDataError(f"rejected provenance from {self.where}, nothing merged: git found a malformed "
                                       f"object ({scrub_url(bad.removeprefix('error: ')) or 'fsck failed'})")
             raise self._fail("fetch from", proc)
+        return _fetch_stats(stderr)
 
     def push(self, refspecs: Sequence[str]) -> PushReply:
         """Push ``refspecs`` (never forced)."""

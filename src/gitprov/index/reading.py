@@ -22,8 +22,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, islice
 from typing import NamedTuple
 
-from ..errors import DataError, ProvError
-from ..store import gitbin
+from ..errors import DataError
+from ..store import catfile
 from ..store.repo import GitRepository
 from ..store.trees import read_tree
 
@@ -33,11 +33,6 @@ __all__ = ["BULK_MIN", "PAGE", "RunBlobs", "read_run_blobs", "read_run_pages"]
 BULK_MIN = 200
 #: runs asked for at a time when ``runs`` is not a sequence (a streamed listing)
 PAGE = 500
-#: git maps a pack into memory a window at a time and keeps the windows it used (8 GiB
-#: of them by default): reading every run maps the whole pack, which counts in git's
-#: resident memory. Small windows, few kept, hold that to git's delta-base cache (96 MB
-#: by default; a streamed listing, which git keeps ahead of easily, takes a smaller one).
-_BOUNDED = ("-c", "core.packedGitWindowSize=1m", "-c", "core.packedGitLimit=16m")
 #: answers parsed ahead of the caller: ``_QUEUED`` chunks of ``_CHUNK`` blobs (a few MB)
 _CHUNK = 64
 _QUEUED = 64
@@ -110,22 +105,12 @@ def read_one(repo: GitRepository, run_id: str, tree: str) -> RunBlobs:
 
 
 def _start_cat_file(repo: GitRepository, buffered: bool = True):  # -> subprocess.Popen | None
-    """A ``git cat-file --batch`` process on ``repo``, or None when there is no git
-    directory (in-memory repository) or no git binary to run. ``buffered``: git holds
-    its answers until its output buffer fills or its input ends (every request is
-    written at once); otherwise each answer is flushed as it is made (requests come a
-    page at a time, and the reader waits for the answers of the page before the last)."""
-    git_dir = repo.common_dir or repo.git_dir
-    if git_dir is None:
-        return None
-    try:
-        bounded = _BOUNDED if buffered else (*_BOUNDED, "-c", "core.deltaBaseCacheLimit=32m")
-        return gitbin.start([*bounded, "cat-file", "--batch", *(["--buffer"] if buffered else [])], git_dir=git_dir,
-                            bufsize=1 << 16, drop=("GIT_OBJECT_DIRECTORY", "GIT_WORK_TREE"),
-                            # a partial clone: report missing, never fetch while indexing
-                            extra={"GIT_NO_LAZY_FETCH": "1"})
-    except ProvError:  # git cannot be started
-        return None
+    """A ``git cat-file --batch`` process on ``repo`` (``catfile.start``), or None.
+    ``buffered``: git holds its answers until its output buffer fills or its input ends
+    (every request is written at once); otherwise each answer is flushed as it is made
+    (requests come a page at a time, and the reader waits for the answers of the page
+    before the last), and a streamed listing takes a smaller delta-base cache."""
+    return catfile.start(repo, buffered=buffered, config=() if buffered else ("-c", "core.deltaBaseCacheLimit=32m"))
 
 
 class _GitGone(Exception):
@@ -249,18 +234,14 @@ def _read_with_git(repo: GitRepository, proc, pages: Iterator[list[tuple[str, st
 
 def _next_blob(stdout) -> bytes | None:
     """The next answer of ``cat-file --batch``: a blob's bytes, or None when missing."""
-    header = stdout.readline()
-    if not header.endswith(b"\n"):
+    header = catfile.read_header(stdout)
+    if header is None:
         raise _GitGone
-    if header.endswith(b" missing\n") or header.endswith(b" ambiguous\n"):
+    if header.type is None:
         return None
-    parts = header.split()
-    if len(parts) != 3 or not parts[2].isdigit():
-        raise DataError(f"unexpected answer from git cat-file: {header[:80]!r}")
-    size = int(parts[2])
-    data = stdout.read(size + 1)
-    if len(data) != size + 1:
+    data = stdout.read(header.size + 1)
+    if len(data) != header.size + 1:
         raise _GitGone
-    if parts[1] != b"blob":
-        raise DataError(f"object {parts[0].decode()} is a {parts[1].decode()}, expected a blob")
-    return data[:size]
+    if header.type != "blob":
+        raise DataError(f"object {header.oid} is a {header.type}, expected a blob")
+    return data[:header.size]

@@ -37,9 +37,9 @@ from ..errors import ProvError
 TYPE_CHECKING = False  # typing and subprocess are not imported at run time: hook path
 if TYPE_CHECKING:
     import subprocess
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
-__all__ = ["detach", "failure", "output", "run", "run_checked", "start"]
+__all__ = ["detach", "failure", "output", "run", "run_checked", "run_relaying", "start"]
 
 
 def _command(args: Sequence[str], git_dir: str | None) -> list[str]:
@@ -112,6 +112,26 @@ def run(args: Sequence[str], *, git_dir: str | None = None, input: str | bytes |
                               stdin=None if input is not None else subprocess.DEVNULL)
     except OSError as exc:
         raise _cannot_run(exc, error) from exc
+
+
+def run_relaying(args: Sequence[str], relay: Callable[[bytes], None], *, git_dir: str | None = None,
+                 error: type[ProvError] = ProvError) -> subprocess.CompletedProcess:
+    """Run git to completion, stdin and stdout on /dev/null, handing each piece of its
+    stderr to ``relay`` as it comes (git's progress), and keeping all of it (bytes)."""
+    import subprocess
+
+    try:
+        proc = subprocess.Popen(_command(args, git_dir), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, env=_environment(git_dir, (), None))
+    except OSError as exc:
+        raise _cannot_run(exc, error) from exc
+    assert proc.stderr is not None
+    said = []
+    with proc.stderr:
+        while chunk := proc.stderr.read1(1 << 16):
+            said.append(chunk)
+            relay(chunk)
+    return subprocess.CompletedProcess(proc.args, proc.wait(), b"", b"".join(said))
 
 
 def failure(proc: subprocess.CompletedProcess) -> str:
