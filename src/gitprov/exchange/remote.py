@@ -45,7 +45,7 @@ from .transport import PushStatus, Transport
 from .validate import validate_ledger, validate_notes
 
 __all__ = ["EXCHANGED_REFS", "ExchangeResult", "backoff_delay", "default_remote", "fetch", "pull", "push", "tracking_ref",
-           "unpushed_runs"]
+           "unpushed_notes", "unpushed_runs"]
 
 #: The refs prov exchanges, and how two versions of each are merged.
 EXCHANGED_REFS = (LEDGER_REF, NOTES_REF)
@@ -250,6 +250,27 @@ def unpushed_runs(repo: GitRepository, remote: str) -> list[str] | None:
     return sorted(diff.added) if diff is not None else added_runs(repo, _tree(repo, theirs), _tree(repo, ours))
 
 
+def unpushed_notes(repo: GitRepository, remote: str) -> list[str] | None:
+    """Commits whose note (capture, run or rewrite links) is new or changed locally since
+    ``remote`` was last seen (None: never exchanged with it). ``git diff-tree`` of the
+    two notes trees: costs what changed, not the number of notes."""
+    seen = repo.refs.read(tracking_ref(remote, LEDGER_REF))
+    theirs = repo.refs.read(tracking_ref(remote, NOTES_REF))
+    ours = repo.refs.read(NOTES_REF)
+    if seen is None or (theirs is not None and not repo.odb.contains(theirs)):
+        return None
+    if ours is None or ours == theirs:
+        return []
+    if theirs is None:  # the remote had no notes: every local one is new there
+        args = ["ls-tree", "-r", "-z", "--name-only", ours]
+    else:
+        args = ["diff-tree", "-r", "-z", "--no-renames", "--name-only", "--diff-filter=AM", theirs, ours]
+    proc = gitbin.run(args, git_dir=repo.git_dir or ".")
+    if proc.returncode != 0:
+        return None
+    return sorted({p.decode("ascii", "replace").replace("/", "") for p in proc.stdout.split(b"\0") if p})
+
+
 def push(repo: GitRepository, remote: str | None = None, *, timeout: float | None = None,
          sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None) -> ExchangeResult:
     """Push the live prov refs together; on a lost race, pull, merge and push again.
@@ -337,30 +358,17 @@ def _push(repo: GitRepository, remote: str, timeout: float, sleep: Callable[[flo
                 reason = status.summary.replace("[", "").replace("]", "").strip()
                 told = f"; the remote said: {' / '.join(said[:3])}" if said else ""
                 raise RemoteError(f"{transport.where} refused {status.ref}: {reason}{told}")
-        if not rejected:  # git lists no line for a ref already up to date there
-            result.pushed = [
-                RefOutcome(ref, repo.refs.read(tracking_ref(remote, ref)), oid,
-                           "pushed" if ref in by_ref and by_ref[ref].flag != "=" else "up to date")
-                for ref, oid in local.items()
-            ]
+        if not rejected:  # (``--quiet``: git lists rejected refs only)
+            result.pushed = []
+            for ref, oid in local.items():
+                before = repo.refs.read(tracking_ref(remote, ref))
+                same = before == oid or (ref in by_ref and by_ref[ref].flag == "=")
+                result.pushed.append(RefOutcome(ref, before, oid, "up to date" if same else "pushed"))
             for ref, oid in local.items():  # the remote now holds our tips: remember them as its copy
                 _set_tracking(repo, tracking_ref(remote, ref), oid, f"prov: push {ref} to {_label(remote)}")
             return result
-        # lost a race: bring in what landed, merge it, and go again
-        seen = len(result.fetched)
-        fetch(repo, remote, result)
-        moved = any(o.action == "fetched" for o in result.fetched[seen:])
-        _merge_fetched(repo, remote, result)
-        if moved:
-            landed, stalled = landed + 1, 0
-        else:
-            stalled += 1
-        if stalled >= MAX_STALLED:
-            cause = causes[0] if causes else rejected[0]
-            raise RemoteError(
-                f"cannot push to {transport.where}: {cause.ref} was rejected {stalled} times in a row while it did "
-                f"not move ({cause.summary.replace('[', '').replace(']', '').strip()}); if no one else is pushing, "
-                "a stale lock file on the server may need removing")
+        # lost a race: wait (full jitter), then bring in what landed, merge it and push at
+        # once, so the merged tips are as fresh as they can be when they go out
         delay = backoff_delay(result.push_attempts, rng)
         if time.monotonic() + delay - started > timeout:
             raise RemoteError(
@@ -368,6 +376,17 @@ def _push(repo: GitRepository, remote: str, timeout: float, sleep: Callable[[flo
                 "it kept moving; try again (the outbox keeps this pending), or allow longer: "
                 "git config prov.push.timeout SECONDS")
         sleep(delay)
+        seen = len(result.fetched)
+        fetch(repo, remote, result)
+        moved = any(o.action == "fetched" for o in result.fetched[seen:])
+        _merge_fetched(repo, remote, result)
+        landed, stalled = (landed + 1, 0) if moved else (landed, stalled + 1)
+        if stalled >= MAX_STALLED:
+            cause = causes[0] if causes else rejected[0]
+            raise RemoteError(
+                f"cannot push to {transport.where}: {cause.ref} was rejected {stalled} times in a row while it did "
+                f"not move ({cause.summary.replace('[', '').replace(']', '').strip()}); if no one else is pushing, "
+                "a stale lock file on the server may need removing")
 
 
 def _set_tracking(repo: GitRepository, ref: str, oid: str | None, message: str) -> None:
