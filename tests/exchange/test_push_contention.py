@@ -241,6 +241,8 @@ def _fake_remote(monkeypatch, racing: _Racing, moves: bool) -> list[int]:
 
     monkeypatch.setattr(remote_mod, "Transport", lambda repo, remote: racing_transport(racing, remote))
     monkeypatch.setattr(remote_mod, "fetch", fake_fetch)
+    monkeypatch.setattr(remote_mod, "_fetch_moved", lambda repo, remote, transport, refs, result:
+                        fake_fetch(repo, remote, result))
     monkeypatch.setattr(remote_mod, "_merge_fetched", lambda repo, remote, result: None)
     return fetched
 

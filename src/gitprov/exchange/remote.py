@@ -377,7 +377,12 @@ def _push(repo: GitRepository, remote: str, timeout: float, sleep: Callable[[flo
                 "git config prov.push.timeout SECONDS")
         sleep(delay)
         seen = len(result.fetched)
-        fetch(repo, remote, result)
+        told = [s.ref for s in causes if s.needs_fetch]
+        if told and len(told) == len(causes) and all(ref in by_ref for ref in local):
+            # every ref was answered, those that moved are there: no ls-remote needed
+            _fetch_moved(repo, remote, transport, told, result)
+        else:
+            fetch(repo, remote, result)
         moved = any(o.action == "fetched" for o in result.fetched[seen:])
         _merge_fetched(repo, remote, result)
         landed, stalled = (landed + 1, 0) if moved else (landed, stalled + 1)
@@ -387,6 +392,19 @@ def _push(repo: GitRepository, remote: str, timeout: float, sleep: Callable[[flo
                 f"cannot push to {transport.where}: {cause.ref} was rejected {stalled} times in a row while it did "
                 f"not move ({cause.summary.replace('[', '').replace(']', '').strip()}); if no one else is pushing, "
                 "a stale lock file on the server may need removing")
+
+
+def _fetch_moved(repo: GitRepository, remote: str, transport: Transport, refs: list[str],
+                 result: ExchangeResult) -> None:
+    """Fetch ``refs`` a rejected push said moved (so the remote has them) in one ``git
+    fetch``: a round trip fewer than ``fetch``'s ``ls-remote`` first, on every lost race."""
+    before = {ref: repo.refs.read(tracking_ref(remote, ref)) for ref in refs}
+    for ref in refs:
+        repo.refs.ensure_reflog(tracking_ref(remote, ref))
+    transport.fetch([f"+{ref}:{tracking_ref(remote, ref)}" for ref in refs])
+    for ref in refs:
+        after = repo.refs.read(tracking_ref(remote, ref))
+        result.fetched.append(RefOutcome(ref, before[ref], after, "up to date" if after == before[ref] else "fetched"))
 
 
 def _set_tracking(repo: GitRepository, ref: str, oid: str | None, message: str) -> None:
