@@ -55,7 +55,7 @@ PUSH_TIMEOUT = 600.0
 MAX_STALLED = 8
 #: Full-jitter backoff: the n-th retry waits up to ``min(BACKOFF_CAP, BACKOFF_BASE * 2**n)`` s.
 BACKOFF_BASE = 0.05
-BACKOFF_CAP = 5.0
+BACKOFF_CAP = 15.0
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
 
