@@ -50,12 +50,12 @@ __all__ = ["EXCHANGED_REFS", "ExchangeResult", "backoff_delay", "default_remote"
 #: The refs prov exchanges, and how two versions of each are merged.
 EXCHANGED_REFS = (LEDGER_REF, NOTES_REF)
 #: Seconds ``prov push`` keeps retrying while the remote keeps moving (``prov.push.timeout``).
-PUSH_TIMEOUT = 600.0
+PUSH_TIMEOUT = 1800.0
 #: Retries in a row in which the remote did not move before a push gives up.
 MAX_STALLED = 8
 #: Full-jitter backoff: the n-th retry waits up to ``min(BACKOFF_CAP, BACKOFF_BASE * 2**n)`` s.
 BACKOFF_BASE = 0.05
-BACKOFF_CAP = 15.0
+BACKOFF_CAP = 30.0
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
 
@@ -277,7 +277,7 @@ def push(repo: GitRepository, remote: str | None = None, *, timeout: float | Non
 
     Retries back off exponentially with full jitter (``rng``, ``sleep``) and go on while
     the remote keeps moving (others landing is progress) until ``timeout`` seconds
-    (default ``prov.push.timeout``, else 600). A failure is remembered in the outbox
+    (default ``prov.push.timeout``, else 1800). A failure is remembered in the outbox
     (``outbox.py``) and a later push that delivers clears it."""
     remote = remote or default_remote(repo)
     try:
