@@ -41,16 +41,18 @@ ALLOWED: dict[str, set[str]] = {
     "history": _BASE | {"model", "codec", "schema", "store", "index"},
     "verify": _BASE | {"model", "codec", "schema", "store", "index", "history"},
     "sync": _BASE | {"model", "codec", "scrub", "store", "runs", "index"},
+    "status": _BASE | {"model", "codec", "store", "index", "history", "exchange", "sync"},
     "githooks": _BASE | {"model", "codec", "schema", "settings", "scrub", "store", "runs", "quickcapture",
                          "captures", "provenance", "history", "exchange", "sync"},
     # the facades: the verbs and the public lineage module
     "lineage": {"runs", "index"},
     "api": _BASE | {"model", "codec", "schema", "store", "runs", "index", "provenance", "captures", "exchange",
-                    "history", "verify", "githooks"},
+                    "history", "verify", "githooks", "status"},
     # the front ends
     "integrations": _BASE | {"api", "lineage", "names", "schema", "scrub", "store", "runs", "sync"},
     "cli": _BASE | {"api", "codec", "model", "names", "schema", "scrub", "store", "runs", "index", "exchange",
-                    "history", "verify", "githooks", "quickcapture", "integrations", "sync", "lineage", "__init__"},
+                    "history", "verify", "githooks", "quickcapture", "integrations", "sync", "lineage", "__init__",
+                    "status"},
     "__init__": {"_version", "errors", "api", "runs", "lineage"},
 }
 

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .model import CommitCapture, Environment
     from .runs.run import Run
     from .runs.stage import CachedStage
+    from .status import ProvStatus
     from .verify import VerifyReport
 
 __all__ = [
@@ -287,6 +288,13 @@ class Repository:
         from .history import keep_pinned
 
         return keep_pinned(self.store)
+
+    def status(self) -> ProvStatus:
+        """What is not delivered yet: runs and notes each remote lacks (as last seen), pushes
+        waiting in the outbox, runs not synced per tracker, commits awaiting ``relink``."""
+        from .status import prov_status
+
+        return prov_status(self.store)
 
 
 class InitResult(msgspec.Struct, kw_only=True):

@@ -7,18 +7,21 @@
 - ``keep``: ``refs/prov/keep`` is a chain of commits whose extra parents are the
   commits runs pin, so ``git gc`` never prunes the code a run was made with, even after
   its branch is deleted. It is local (never pushed); ``prov.keep=false`` turns it off.
-- ``unreachable_runs``: runs whose commit no branch, tag or remote-tracking branch reaches.
+- ``unreachable_runs``: runs whose commit no branch, tag or remote-tracking branch reaches;
+  ``pending_relinks``: those of them no rewrite link carried on (``prov status``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .errors import DataError, UsageError, WriteError
 from .store.prov_store import ProvStore
 from .store.transaction import commit_object
 
-__all__ = ["KEEP_REF", "RelinkResult", "keep_pinned", "keep_quietly", "parse_commit_map", "range_pairs", "relink", "rewrite_link", "unreachable_runs"]
+__all__ = ["KEEP_REF", "RelinkResult", "keep_pinned", "keep_quietly", "parse_commit_map", "pending_relinks",
+           "range_pairs", "relink", "rewrite_link", "unreachable_commits", "unreachable_runs"]
 
 KEEP_REF = "refs/prov/keep"
 #: Parents per keep commit (git handles octopus commits of any size; keep them readable).
@@ -171,25 +174,72 @@ def keep_pinned(store: ProvStore, commits: list[str] | None = None) -> list[str]
 
 def unreachable_runs(store: ProvStore) -> list[tuple[str, str]]:
     """``(run id, commit)`` for runs whose commit neither HEAD nor a branch, tag or remote
-    branch reaches."""
+    branch reaches (or that this clone lacks)."""
     store = ProvStore.of(store)
+    commits, runs_of = _run_commits(store)
+    lost = unreachable_commits(store, commits) | {c for c in commits if not store.git.odb.contains(c)}
+    return sorted((run, commit) for commit in commits if commit in lost for run in runs_of(commit))
+
+
+def pending_relinks(store: ProvStore) -> list[tuple[str, list[str]]]:
+    """``(commit, run ids)`` for commits runs were made against that no branch, tag, remote
+    branch or HEAD reaches any more and that no rewrite link leads away from: history
+    rewritten where no hook saw it (a squash merge, a deleted branch), so ``prov relink``
+    has yet to carry their runs to the commits that replaced them."""
+    store = ProvStore.of(store)
+    commits, runs_of = _run_commits(store)
+    lost = unreachable_commits(store, commits)
+    if not lost:
+        return []
+    from . import codec
+    from .model import RewriteLink
+
+    tip = store.notes.tip()
+    out = []
+    for commit in sorted(lost):
+        lines = [line for line in store.notes.read(commit, tip) if b'"rewrite"' in line and commit.encode() in line]
+        linked = False
+        for line in lines:
+            try:
+                record = codec.decode_note_line(line, f"note of commit {commit[:12]}")
+            except DataError:
+                continue
+            linked = linked or (isinstance(record, RewriteLink) and record.old == commit)
+        if not linked:
+            out.append((commit, sorted(runs_of(commit))))
+    return out
+
+
+def unreachable_commits(store: ProvStore, commits: list[str]) -> set[str]:
+    """Those of ``commits`` present here that neither HEAD nor a branch, tag or remote
+    branch reaches: ``git rev-list`` walks from them only until it meets history the
+    refs reach (not the whole history)."""
+    if not commits:
+        return set()
+    from .store import gitbin
+
+    heads = ["HEAD"] if store.git.refs.read("HEAD") else []
+    proc = gitbin.run(["rev-list", "--ignore-missing", "--stdin", "--not", "--branches", "--tags", "--remotes", *heads],
+                      git_dir=store.git.git_dir or ".", input="".join(c + "\n" for c in commits), text=True)
+    if proc.returncode != 0:
+        raise DataError(f"cannot tell which commits runs pin are reachable: {gitbin.failure(proc)}")
+    wanted = set(commits)
+    return {c for c in proc.stdout.split() if c in wanted}
+
+
+def _run_commits(store: ProvStore) -> tuple[list[str], Callable[[str], list[str]]]:
+    """The commits runs were made against, and a function naming the runs of one."""
     from .store.ledger import LEDGER_FORMAT
 
     if store.ledger.read_file("format") == LEDGER_FORMAT:  # every run is listed under its commit
-        commits = _listed_commits(store)
-        runs_of = store.ledger.commit_run_ids
-    else:  # a ledger not upgraded yet: the index knows each run's commit
-        from .index.store import index_of
+        return _listed_commits(store), store.ledger.commit_run_ids
+    # a ledger not upgraded yet: the index knows each run's commit
+    from .index.store import index_of
 
-        pinned: dict[str, list[str]] = {}
-        for run_id, commit in index_of(store).run_commits():
-            pinned.setdefault(commit, []).append(run_id)
-        commits, runs_of = list(pinned), pinned.__getitem__
-    if not commits:
-        return []
-    heads = ["HEAD"] if store.git.refs.read("HEAD") else []
-    reachable = set(_git(store, "rev-list", "--branches", "--tags", "--remotes", *heads).split())
-    return sorted((run, commit) for commit in commits if commit not in reachable for run in runs_of(commit))
+    pinned: dict[str, list[str]] = {}
+    for run_id, commit in index_of(store).run_commits():
+        pinned.setdefault(commit, []).append(run_id)
+    return list(pinned), pinned.__getitem__
 
 
 def _listed_commits(store: ProvStore) -> list[str]:

@@ -6,40 +6,59 @@
   into the live refs (``merge.py``): a fast-forward when one side contains the other,
   else a merge commit with both tips as parents. The ref update is a compare-and-swap
   retried on a lost race, so a concurrent local run is never overwritten.
-- **push** pushes the live refs without force; when the remote moved (someone else
-  pushed), it pulls, merges and pushes again, up to ``MAX_PUSH_ATTEMPTS`` times.
+- **push** pushes the live refs without force and together (``git push --atomic``; a
+  remote without it gets the ledger first, then the notes). When the remote moved
+  (someone else pushed), it pulls, merges and pushes again, backing off with jitter,
+  for as long as the remote keeps moving and ``prov.push.timeout`` allows. What could
+  not be pushed waits in the outbox (``outbox.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import random
 import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import ConcurrentUpdateError, RemoteDataError, RemoteError, UsageError
+from ..errors import (
+    ConcurrentUpdateError,
+    ConfigError,
+    ProvError,
+    RemoteDataError,
+    RemoteError,
+    UsageError,
+)
 from ..store import gitbin
 from ..store.ledger import LEDGER_REF
 from ..store.notes import NOTES_REF, merge_notes_trees
 from ..store.repo import GitRepository
 from ..store.transaction import commit_object
 from ..store.trees import read_tree
+from . import outbox
 from .diff import ledger_diff, runs_added
 from .merge import merge_ledger_trees
-from .transport import Transport
+from .transport import PushStatus, Transport
 from .validate import validate_ledger, validate_notes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .progress import Progress
 
-__all__ = ["EXCHANGED_REFS", "ExchangeResult", "default_remote", "fetch", "pull", "push", "tracking_ref", "unpushed_runs"]
+__all__ = ["EXCHANGED_REFS", "ExchangeResult", "backoff_delay", "default_remote", "fetch", "pull", "push", "tracking_ref",
+           "unpushed_notes", "unpushed_runs"]
 
 #: The refs prov exchanges, and how two versions of each are merged.
 EXCHANGED_REFS = (LEDGER_REF, NOTES_REF)
-MAX_PUSH_ATTEMPTS = 10
+#: Seconds ``prov push`` keeps retrying while the remote keeps moving (``prov.push.timeout``).
+PUSH_TIMEOUT = 1800.0
+#: Retries in a row in which the remote did not move before a push gives up.
+MAX_STALLED = 8
+#: Full-jitter backoff: the n-th retry waits up to ``min(BACKOFF_CAP, BACKOFF_BASE * 2**n)`` s.
+BACKOFF_BASE = 0.05
+BACKOFF_CAP = 30.0
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
 
@@ -268,43 +287,161 @@ def unpushed_runs(repo: GitRepository, remote: str) -> list[str] | None:
     return sorted(diff.added) if diff is not None else added_runs(repo, _tree(repo, theirs), _tree(repo, ours))
 
 
-def push(repo: GitRepository, remote: str | None = None) -> ExchangeResult:
-    """Push the live prov refs; on a non-fast-forward, pull, merge and push again."""
+def unpushed_notes(repo: GitRepository, remote: str) -> list[str] | None:
+    """Commits whose note (capture, run or rewrite links) is new or changed locally since
+    ``remote`` was last seen (None: never exchanged with it). ``git diff-tree`` of the
+    two notes trees: costs what changed, not the number of notes."""
+    seen = repo.refs.read(tracking_ref(remote, LEDGER_REF))
+    theirs = repo.refs.read(tracking_ref(remote, NOTES_REF))
+    ours = repo.refs.read(NOTES_REF)
+    if seen is None or (theirs is not None and not repo.odb.contains(theirs)):
+        return None
+    if ours is None or ours == theirs:
+        return []
+    if theirs is None:  # the remote had no notes: every local one is new there
+        args = ["ls-tree", "-r", "-z", "--name-only", ours]
+    else:
+        args = ["diff-tree", "-r", "-z", "--no-renames", "--name-only", "--diff-filter=AM", theirs, ours]
+    proc = gitbin.run(args, git_dir=repo.git_dir or ".")
+    if proc.returncode != 0:
+        return None
+    return sorted({p.decode("ascii", "replace").replace("/", "") for p in proc.stdout.split(b"\0") if p})
+
+
+def push(repo: GitRepository, remote: str | None = None, *, timeout: float | None = None,
+         sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None) -> ExchangeResult:
+    """Push the live prov refs together; on a lost race, pull, merge and push again.
+
+    Retries back off exponentially with full jitter (``rng``, ``sleep``) and go on while
+    the remote keeps moving (others landing is progress) until ``timeout`` seconds
+    (default ``prov.push.timeout``, else 1800). A failure is remembered in the outbox
+    (``outbox.py``) and a later push that delivers clears it."""
     remote = remote or default_remote(repo)
+    try:
+        result = _push(repo, remote, _push_timeout(repo) if timeout is None else timeout, sleep, rng or random.Random())
+    except UsageError:
+        raise  # not a remote prov can push to: nothing to retry later
+    except (Exception, KeyboardInterrupt) as exc:
+        reason = str(exc) if isinstance(exc, ProvError) else ("interrupted" if isinstance(exc, KeyboardInterrupt)
+                                                              else f"{type(exc).__name__}: {exc}")
+        outbox.record(repo, remote, reason, {ref: oid for ref in EXCHANGED_REFS if (oid := repo.refs.read(ref))})
+        raise
+    sent = {o.ref: o.after for o in result.pushed if o.after}
+    outbox.clear(repo, remote, lambda refs: all(
+        oid == sent.get(ref) or (sent.get(ref) is not None and _is_ancestor(repo, oid, sent[ref]))
+        for ref, oid in refs.items()))
+    return result
+
+
+def _push_timeout(repo: GitRepository) -> float:
+    value = repo.config.get("prov.push.timeout")
+    if value is None:
+        return PUSH_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ConfigError(f"prov.push.timeout is {value!r}; set it to a number of seconds, e.g. "
+                          "git config prov.push.timeout 600")
+    return seconds
+
+
+def backoff_delay(attempt: int, rng: random.Random) -> float:
+    """Seconds to wait before retry ``attempt`` (1, 2, ...): full jitter, uniform in
+    ``[0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))``, so pushers that lost the same
+    race do not come back at the same moment."""
+    return rng.uniform(0.0, min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** min(attempt, 32)))
+
+
+def _send(transport: Transport, local: dict[str, str], atomic: bool) -> tuple[list[PushStatus], list[str], bool]:
+    """One push of the local tips: ``--atomic`` when the remote offers it (both refs or
+    neither), else one ref at a time, ledger first, stopping at the first rejection.
+    Returns the statuses, what the remote said, and whether it was atomic."""
+    specs = [(ref, f"{oid}:{ref}") for ref, oid in local.items()]
+    if atomic and len(specs) > 1:
+        reply = transport.push([spec for _, spec in specs], atomic=True)
+        if not reply.atomic_unsupported:
+            return reply.statuses, reply.remote_says, True
+    statuses: list[PushStatus] = []
+    said: list[str] = []
+    for _, spec in specs:  # EXCHANGED_REFS order: the ledger first, so notes never name runs it lacks
+        reply = transport.push([spec])
+        statuses.extend(reply.statuses)
+        said.extend(reply.remote_says)
+        if any(s.rejected for s in reply.statuses):
+            break
+    return statuses, said, False
+
+
+def _push(repo: GitRepository, remote: str, timeout: float, sleep: Callable[[float], None],
+          rng: random.Random) -> ExchangeResult:
     result = ExchangeResult(remote)
     transport = Transport(repo, remote)
-    for attempt in range(1, MAX_PUSH_ATTEMPTS + 1):
-        result.push_attempts = attempt
-        local = {ref: repo.refs.read(ref) for ref in EXCHANGED_REFS}
-        refs = [ref for ref, oid in local.items() if oid]
-        if not refs:
+    started = time.monotonic()
+    atomic = True
+    stalled = landed = 0
+    while True:
+        result.push_attempts += 1
+        local = {ref: oid for ref in EXCHANGED_REFS if (oid := repo.refs.read(ref))}
+        if not local:
             return result
-        reply = transport.push([f"{oid}:{ref}" for ref, oid in local.items() if oid])
-        by_ref = {s.ref: s for s in reply.statuses}
-        retry = False
-        for ref in refs:
-            status = by_ref.get(ref)
-            if status is None or not status.rejected:
-                continue
-            if status.needs_fetch or status.lock_race:
-                retry = True
-            else:
+        statuses, said, atomic = _send(transport, local, atomic)
+        by_ref = {s.ref: s for s in statuses}
+        rejected = [s for s in statuses if s.rejected]
+        causes = [s for s in rejected if not s.atomic_casualty]
+        for status in causes:
+            if not (status.needs_fetch or status.lock_race):
                 reason = status.summary.replace("[", "").replace("]", "").strip()
-                said = f"; the remote said: {' / '.join(reply.remote_says[:3])}" if reply.remote_says else ""
-                raise RemoteError(f"{transport.where} refused {ref}: {reason}{said}")
-        if not retry:
-            result.pushed = [
-                RefOutcome(ref, repo.refs.read(tracking_ref(remote, ref)), local[ref],
-                           "up to date" if by_ref.get(ref) and by_ref[ref].flag == "=" else "pushed")
-                for ref in refs
-            ]
-            for ref in refs:  # the remote now holds our tips: remember them as its copy
-                _set_tracking(repo, tracking_ref(remote, ref), local[ref], f"prov: push {ref} to {_label(remote)}")
+                told = f"; the remote said: {' / '.join(said[:3])}" if said else ""
+                raise RemoteError(f"{transport.where} refused {status.ref}: {reason}{told}")
+        if not rejected:  # (``--quiet``: git lists rejected refs only)
+            result.pushed = []
+            for ref, oid in local.items():
+                before = repo.refs.read(tracking_ref(remote, ref))
+                same = before == oid or (ref in by_ref and by_ref[ref].flag == "=")
+                result.pushed.append(RefOutcome(ref, before, oid, "up to date" if same else "pushed"))
+            for ref, oid in local.items():  # the remote now holds our tips: remember them as its copy
+                _set_tracking(repo, tracking_ref(remote, ref), oid, f"prov: push {ref} to {_label(remote)}")
             return result
-        fetch(repo, remote, result)
+        # lost a race: wait (full jitter), then bring in what landed, merge it and push at
+        # once, so the merged tips are as fresh as they can be when they go out
+        delay = backoff_delay(result.push_attempts, rng)
+        if time.monotonic() + delay - started > timeout:
+            raise RemoteError(
+                f"cannot push to {transport.where} within {timeout:g} s: others landed {landed} time(s) first and "
+                "it kept moving; try again (the outbox keeps this pending), or allow longer: "
+                "git config prov.push.timeout SECONDS")
+        sleep(delay)
+        seen = len(result.fetched)
+        told = [s.ref for s in causes if s.needs_fetch]
+        if told and len(told) == len(causes) and all(ref in by_ref for ref in local):
+            # every ref was answered, those that moved are there: no ls-remote needed
+            _fetch_moved(repo, remote, transport, told, result)
+        else:
+            fetch(repo, remote, result)
+        moved = any(o.action == "fetched" for o in result.fetched[seen:])
         _merge_fetched(repo, remote, result)
-        time.sleep(min(0.05 * attempt, 0.5))
-    raise RemoteError(f"{transport.where} kept moving; gave up after {MAX_PUSH_ATTEMPTS} push attempts, try again")
+        landed, stalled = (landed + 1, 0) if moved else (landed, stalled + 1)
+        if stalled >= MAX_STALLED:
+            cause = causes[0] if causes else rejected[0]
+            raise RemoteError(
+                f"cannot push to {transport.where}: {cause.ref} was rejected {stalled} times in a row while it did "
+                f"not move ({cause.summary.replace('[', '').replace(']', '').strip()}); if no one else is pushing, "
+                "a stale lock file on the server may need removing")
+
+
+def _fetch_moved(repo: GitRepository, remote: str, transport: Transport, refs: list[str],
+                 result: ExchangeResult) -> None:
+    """Fetch ``refs`` a rejected push said moved (so the remote has them) in one ``git
+    fetch``: a round trip fewer than ``fetch``'s ``ls-remote`` first, on every lost race."""
+    before = {ref: repo.refs.read(tracking_ref(remote, ref)) for ref in refs}
+    for ref in refs:
+        repo.refs.ensure_reflog(tracking_ref(remote, ref))
+    transport.fetch([f"+{ref}:{tracking_ref(remote, ref)}" for ref in refs])
+    for ref in refs:
+        after = repo.refs.read(tracking_ref(remote, ref))
+        result.fetched.append(RefOutcome(ref, before[ref], after, "up to date" if after == before[ref] else "fetched"))
 
 
 def _set_tracking(repo: GitRepository, ref: str, oid: str | None, message: str) -> None:

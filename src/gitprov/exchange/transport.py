@@ -46,6 +46,11 @@ class PushStatus:
     def lock_race(self) -> bool:
         return self.rejected and any(w in self.summary for w in ("failed to lock", "cannot lock", "failed to update ref"))
 
+    @property
+    def atomic_casualty(self) -> bool:
+        """Rejected only because another ref of the same ``--atomic`` push was."""
+        return self.rejected and any(w in self.summary for w in ("atomic push failed", "atomic transaction failed"))
+
 
 @dataclass(frozen=True)
 class PushReply:
@@ -54,6 +59,8 @@ class PushReply:
 
     statuses: list[PushStatus]
     remote_says: list[str]
+    #: ``--atomic`` was asked for and the remote does not offer it: nothing was sent
+    atomic_unsupported: bool = False
 
 
 @dataclass
@@ -155,9 +162,13 @@ class Transport:
             raise self._fail("fetch from", proc)
         return _fetch_stats(stderr)
 
-    def push(self, refspecs: Sequence[str]) -> PushReply:
-        """Push ``refspecs`` (never forced)."""
-        proc = self._git("push", "--porcelain", "--no-verify", "--quiet", "--", self.remote, *refspecs)
+    def push(self, refspecs: Sequence[str], *, atomic: bool = False) -> PushReply:
+        """Push ``refspecs`` (never forced); ``atomic``: all or none of them move (``--atomic``,
+        when the remote offers it; else nothing is sent and the reply says so)."""
+        proc = self._git("push", "--porcelain", "--no-verify", "--quiet", *(["--atomic"] if atomic else []),
+                         "--", self.remote, *refspecs)
+        if atomic and proc.returncode != 0 and "does not support --atomic" in proc.stderr:
+            return PushReply([], [], atomic_unsupported=True)
         statuses = []
         for line in proc.stdout.splitlines():
             parts = line.split("\t")

@@ -11,7 +11,8 @@ by ``cli.entry`` without click), and that lands in ``run`` here:
   capture of its own if it has none; all in one notes commit.
 - ``post-merge``: capture the merge commit ``git merge`` just made (not fast-forwards,
   not ``--squash``, whose commit comes later through post-commit).
-- ``pre-push``: push ``refs/notes/prov`` and ``refs/prov/ledger`` to the same remote.
+- ``pre-push``: push ``refs/notes/prov`` and ``refs/prov/ledger`` to the same remote;
+  what cannot be pushed stays in the outbox (``exchange/outbox.py``) for the next push.
 
 Every failure prints one line on stderr, is appended to ``.git/prov/hook-failures.log``
 and exits 0, unless strict mode is on (``git config prov.strict true``,
@@ -314,7 +315,7 @@ def _fail(ctx: _Context, exc: BaseException) -> int:
 
     from .._util.clock import utc_timestamp
     from .._version import __version__
-    from ..errors import ProvError
+    from ..errors import ProvError, UsageError
     from ..scrub import scrub_argv, scrub_text
 
     if isinstance(exc, ProvError):
@@ -336,6 +337,8 @@ def _fail(ctx: _Context, exc: BaseException) -> int:
         strict = is_strict(git, git.work_tree if git else None)
     verb = "pushed" if ctx.name == "pre-push" else "captured"
     suffix = " (strict mode: the hook fails)" if strict else ""
+    if ctx.name == "pre-push" and not isinstance(exc, UsageError):  # push() kept it in the outbox
+        suffix += "; it stays pending: the next 'git push' or 'prov push' retries it ('prov status' lists it)"
     print(f"prov: provenance not {verb}: {reason}{suffix}", file=sys.stderr)
     entry: dict[str, Any] = {
         "time": utc_timestamp(),
