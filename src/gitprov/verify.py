@@ -206,7 +206,7 @@ def _verify(store: ProvStore) -> VerifyReport:
             from .store.ledger import FOREIGN_LEDGER
 
             report.problems.append(FOREIGN_LEDGER)
-            return _finish(report, lexicons)
+            return _finish(report, lexicons, store)
         run_dirs = _run_dirs(report, store)
         known = {run_id for run_id, _ in run_dirs}
         listed = _listed_runs(report, store, pointed)
@@ -229,13 +229,29 @@ def _verify(store: ProvStore) -> VerifyReport:
             _check_reachable(report, store)
     except DataError as exc:
         report.problems.append(f"{store.ledger.ref}: {exc}")
-    return _finish(report, lexicons)
+    return _finish(report, lexicons, store)
 
 
-def _finish(report: VerifyReport, lexicons: _Lexicons) -> VerifyReport:
+def _finish(report: VerifyReport, lexicons: _Lexicons, store: ProvStore | None = None) -> VerifyReport:
+    if store is not None:
+        _report_quarantine(report, store)
     report.problems[:0] = lexicons.problems
     report.lexicons = sorted(lexicons.by_hash)
     return report
+
+
+def _report_quarantine(report: VerifyReport, store: ProvStore) -> None:
+    """Remote provenance a pull refused, still held under its tracking refs."""
+    from .exchange.quarantine import entries
+
+    for remote, entry in sorted(entries(store.git).items()):
+        refs = {ref: oid for ref, oid in (entry.get("refs") or {}).items() if store.git.refs.read(ref) == oid}
+        if not refs:
+            continue
+        first = (entry.get("problems") or ["no reason recorded"])[0]
+        shown = ", ".join(sorted(refs))
+        report.warnings.append(f"provenance from {remote} was refused on pull and is kept unmerged under {shown} "
+                               f"({first}); inspect it with: git log -p {sorted(refs)[0]}")
 
 
 def _ledger_has_files(store: ProvStore) -> bool:

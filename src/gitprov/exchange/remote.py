@@ -173,6 +173,7 @@ def _merge_fetched(repo: GitRepository, remote: str, result: ExchangeResult, pro
     # validate everything before moving anything: a rejected remote leaves both refs alone
     plans = []
     problems: list[str] = []
+    refused: dict[str, str] = {}  # tracking ref -> the refused tip it holds
     for ref in EXCHANGED_REFS:
         theirs = repo.refs.read(tracking_ref(remote, ref))
         ours = repo.refs.read(ref)
@@ -188,10 +189,20 @@ def _merge_fetched(repo: GitRepository, remote: str, result: ExchangeResult, pro
             verdict = validate_notes(repo, ours_tree, their_tree)
             result.notes_checked += verdict.checked
         problems.extend(f"{ref}: {p}" for p in verdict.problems)
+        if verdict.problems:
+            refused[tracking_ref(remote, ref)] = theirs
         plans.append((ref, theirs, (ours_tree, verdict.added)))
     if problems:
+        from . import quarantine
+
+        quarantine.record(repo, _label(remote), refused, problems)
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-        raise RemoteDataError(f"rejected provenance from {Transport(repo, remote).where}, nothing merged: {shown}")
+        raise RemoteDataError(f"rejected provenance from {Transport(repo, remote).where}, nothing merged (kept "
+                              f"for inspection under refs/prov-remotes/): {shown}")
+    if plans or result.merged:
+        from . import quarantine
+
+        quarantine.clear(repo, _label(remote))
     for ref, theirs, known in plans:
         outcome = merge_into(repo, ref, theirs, f"prov: merge {ref} from {_label(remote)}", result, known)
         result.merged.append(outcome)
@@ -225,8 +236,17 @@ def merge_into(repo: GitRepository, ref: str, theirs: str, message: str, result:
         ours = repo.refs.read(ref)
         before_tree = _tree(repo, ours)
         their_tree = _tree(repo, theirs)
-        if ours is None or _is_ancestor(repo, ours, theirs):
+        if ours is None or (_is_ancestor(repo, ours, theirs) and ref != LEDGER_REF):
             new, action = theirs, "fast-forward"
+        elif ref == LEDGER_REF and _is_ancestor(repo, ours, theirs):
+            # a fast-forward, unless the remote deleted what this ledger holds (git-prov
+            # never deletes a run's files): then the union keeps them, on top of theirs
+            tree = merge_tree(repo.odb, before_tree, their_tree)
+            if tree == their_tree:
+                new, action = theirs, "fast-forward"
+            else:
+                body = commit_object(repo, tree, [theirs], f"{message} (kept what it deleted)")
+                new, action = repo.odb.write("commit", body), "merged"
         elif _is_ancestor(repo, theirs, ours):
             return RefOutcome(ref, ours, ours, "up to date")
         else:

@@ -21,11 +21,12 @@ import re
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import NamedTuple
 
 from .. import codec
-from ..errors import DataError, ProvError
-from ..keys import check_key, key_from_name
+from ..errors import DataError, ProvError, UsageError
+from ..keys import check_json_value, check_key, check_label, key_from_name
 from ..model import RunRecord, RunState
 from ..runs.series import decode_metric_chunk, decode_observation_chunk
 from ..store import catfile
@@ -38,7 +39,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .progress import Progress
 
-__all__ = ["LIMITS", "Verdict", "validate_ledger", "validate_notes"]
+__all__ = ["LIMITS", "MAX_LAMPORT", "MAX_LAMPORT_JUMP", "RECORDED_FIELDS", "Verdict", "check_record_values",
+           "check_state_values", "rewrites_of", "validate_ledger", "validate_notes"]
 
 #: Largest sizes accepted from a remote, in bytes.
 LIMITS = {
@@ -96,7 +98,7 @@ def validate_ledger(repo: GitRepository, ours: str | None, theirs: str | None,
     verdict = Verdict()
     if theirs is None or theirs == ours:
         return verdict
-    _run(repo, _LedgerCheck(repo, verdict, progress).jobs(diff_entries(repo, ours, theirs)), verdict)
+    _run(repo, _LedgerCheck(repo, verdict, progress, ours).jobs(diff_entries(repo, ours, theirs)), verdict)
     if progress is not None:
         progress.done("checking runs", verdict.checked)
     return verdict
@@ -139,8 +141,11 @@ class _LedgerCheck:
     """Turns the listing of a ledger diff into problems found by name and mode, and
     jobs for the blobs whose size and content are to be checked."""
 
-    def __init__(self, repo: GitRepository, verdict: Verdict, progress: Progress | None) -> None:
+    def __init__(self, repo: GitRepository, verdict: Verdict, progress: Progress | None,
+                 ours: str | None = None) -> None:
         self.fmt = repo.fmt
+        self.odb = repo.odb
+        self.ours = ours  # the local ledger tree: a finished local run's record is not rewritten
         self.verdict = verdict
         self.progress = progress
         #: record blobs read as a commit's run listing: their run directory's copy is the same blob
@@ -242,7 +247,8 @@ class _LedgerCheck:
                     return self._problem(f"{where}: id does not match its record's content")
                 if name == "record" and entry.oid in self.linked:
                     return True  # read (and its size checked) as its commit's listing
-                check = {"record": self._record, "state": self._state, "code.patch": None}[name]
+                check = {"record": self._record, "state": partial(self._state, run_id=parts[2]),
+                         "code.patch": None}[name]
                 return self._blob(entry, f"{where}/{name}", LIMITS[name], check)
             if name in ("series", "observations", "artifacts"):
                 return self._tree(entry, f"{where}/{name}")
@@ -284,21 +290,54 @@ class _LedgerCheck:
 
     def _record(self, data: bytes, where: str) -> None:
         record = _decode(lambda: codec.decode(data, RunRecord, where), self.verdict)
-        if record is not None and record.code.commit:
+        if record is None:
+            return
+        self._local_rules(where, lambda: check_record_values(record))
+        if record.code.commit:
             self.verdict.pinned.add(record.code.commit)
+
+    def _local_rules(self, where: str, check: Callable[[], None]) -> None:
+        """Remote data obeys the limits of the local API calls that make it."""
+        try:
+            check()
+        except ProvError as exc:
+            self.verdict.add(f"{where}: {exc} (refused as a local call would be)")
 
     def _link(self, data: bytes, path: str, commit: str, run_id: str) -> None:
         record = _decode(lambda: codec.decode(data, RunRecord, f"record of run {run_id[:12]}"), self.verdict)
         if record is None:
             return
+        self._local_rules(f"run {run_id[:12]}/record", lambda: check_record_values(record))
         if record.code.commit != commit:
             self.verdict.add(f"{path}: run {run_id[:12]} was made at commit {str(record.code.commit)[:12]}, "
                              f"not {commit[:12]}")
         else:
             self.verdict.pinned.add(commit)
 
-    def _state(self, data: bytes, where: str) -> None:
-        _decode(lambda: codec.decode(data, RunState, where), self.verdict)
+    def _state(self, data: bytes, where: str, run_id: str) -> None:
+        state = _decode(lambda: codec.decode(data, RunState, where), self.verdict)
+        if state is None:
+            return
+        self._local_rules(where, lambda: check_state_values(state))
+        mine = self._our_state(run_id)
+        if mine is not None:
+            for problem in rewrites_of(mine, state):
+                self.verdict.add(f"{where}: {problem}")
+
+    def _our_state(self, run_id: str) -> RunState | None:
+        """This clone's state of ``run_id``, or None (a run new here, or unreadable: the
+        merge reports that)."""
+        if self.ours is None:
+            return None
+        from ..store.trees import read_path
+
+        try:
+            entry = read_path(self.odb, self.ours, f"runs/{run_id[:2]}/{run_id}/state")
+            if entry is None or entry.is_tree:
+                return None
+            return codec.decode(self.odb.read_typed(entry.oid, "blob"), RunState, "state")
+        except ProvError:
+            return None
 
     def _chunk(self, decode, data: bytes, path: str) -> None:
         try:
@@ -307,6 +346,69 @@ class _LedgerCheck:
             self.verdict.add(str(exc))
         except Exception as exc:  # a malformed msgpack payload raises many kinds
             self.verdict.add(f"{path}: not a valid chunk ({exc})")
+
+
+# -- the rules of local calls, for remote values ---------------------------------------------
+
+#: largest Lamport clock accepted (exactly representable in JSON numbers everywhere)
+MAX_LAMPORT = 1 << 53
+#: most writes a remote state may be ahead of the local one: a clock that jumps further
+#: is a forged win, not a teammate's edits
+MAX_LAMPORT_JUMP = 1 << 20
+#: what a run has recorded once it ended: no later state may change it
+RECORDED_FIELDS = ("status", "ended", "exit_code", "experiment", "params", "metrics", "observations", "datasets",
+                   "artifacts")
+
+
+def check_record_values(record: RunRecord) -> None:
+    """A run record's values under ``start_run``'s rules (``UsageError`` naming the field)."""
+    check_label(record.name, "run name")
+    check_label(record.experiment, "run experiment")
+    _check_mapping(record.params, "hyperparameter")
+    for i, arg in enumerate(record.command):
+        if not isinstance(arg, str) or len(arg) > 1 << 16:
+            raise UsageError(f"command argument {i} is longer than 65,536 characters")
+
+
+def check_state_values(state: RunState) -> None:
+    """A run state's values under the rules of the calls that set them."""
+    if isinstance(state.lamport, bool) or not 0 <= state.lamport <= MAX_LAMPORT:
+        raise UsageError(f"lamport clock {state.lamport} is outside 0 to 2**53")
+    check_label(state.name, "run name")
+    check_label(state.experiment, "run experiment")
+    check_label(state.writer, "writer")
+    _check_mapping(state.params, "hyperparameter")
+    _check_mapping(state.attributes, "attribute")
+    for key, value in state.tags.items():
+        check_key(key, "tag key")
+        check_json_value(value, f"tag {key!r}")
+    for kind, keys in (("metric key", state.metrics), ("observation key", state.observations),
+                       ("dataset key", state.datasets), ("artifact key", state.artifacts)):
+        for key in keys:
+            check_key(key, kind)
+
+
+def _check_mapping(values: dict, what: str) -> None:
+    for key, value in values.items():
+        check_key(key, f"{what} key")
+        check_json_value(value, f"{what} {key!r}")
+
+
+def rewrites_of(mine: RunState, theirs: RunState) -> list[str]:
+    """Why a remote ``theirs`` may not replace this clone's ``mine`` of the same run:
+    a clock that jumps ahead further than edits explain, or a change to what the run
+    recorded once it had ended (a teammate may still rename, tag or delete it)."""
+    problems = []
+    if theirs.lamport > mine.lamport + MAX_LAMPORT_JUMP:
+        problems.append(f"lamport clock {theirs.lamport} jumps more than 2**20 ahead of this clone's "
+                        f"{mine.lamport}; refused")
+    wins = (theirs.lamport, theirs.writer) > (mine.lamport, mine.writer)
+    if mine.status != "running" and wins:
+        changed = [f for f in RECORDED_FIELDS if getattr(mine, f) != getattr(theirs, f)]
+        if changed:
+            problems.append(f"would change {', '.join(changed)} of a run that ended here ({mine.status}); what a "
+                            "finished run recorded never changes")
+    return problems
 
 
 # -- notes -------------------------------------------------------------------------------

@@ -156,7 +156,9 @@ class DiskObjectDatabase(ObjectDatabase):
         packs: list[Pack] = []
         for _ in range(_RESCANS):
             try:
-                names = sorted(n for n in os.listdir(pack_dir) if n.endswith(".idx"))
+                # pack-*.idx only, as git reads them: git's repack writes ``.tmp-*`` files
+                # first and renames them, so one read now may be gone a moment later
+                names = sorted(n for n in os.listdir(pack_dir) if n.startswith("pack-") and n.endswith(".idx"))
             except FileNotFoundError:
                 names = []
             packs = []
