@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
     from .progress import Progress
 
+#: incoming blobs from this size on are streamed by git's index-pack, not held in memory
+BIG_FILE = "32m"
+
 __all__ = ["FetchStats", "PushReply", "PushStatus", "Transport"]
 
 
@@ -149,7 +152,11 @@ class Transport:
         if not refspecs:
             return stats
         relay = _Relay(progress)
-        proc = gitbin.run_relaying(["-c", "fetch.fsckObjects=true", "-c", "transfer.fsckObjects=true",
+        # git's index-pack holds every incoming blob under core.bigFileThreshold (512 MiB by
+        # default) in memory whole: an artifact of a few hundred MB would be the pull's
+        # peak. Streamed above 32 MiB unless the user chose a threshold.
+        bounded = [] if self.repo.config.get("core.bigfilethreshold") else ["-c", f"core.bigFileThreshold={BIG_FILE}"]
+        proc = gitbin.run_relaying([*bounded, "-c", "fetch.fsckObjects=true", "-c", "transfer.fsckObjects=true",
                                     "fetch", "--progress", "--no-tags", "--no-write-fetch-head",
                                     "--no-recurse-submodules", "--", self.remote, *refspecs],
                                    relay, git_dir=self.repo.git_dir or ".", error=RemoteError)
