@@ -308,18 +308,28 @@ def _note(repo: GitRepo, text: str) -> None:
 
 
 CORRUPT = {
-    "garbage": ("garbage", 5, "not valid JSON"),
-    "foreign": ('{"kind": "commit", "commit": "x"}', 5, "not written by git-prov"),
-    "future": ('{"format_version": 99, "kind": "commit"}', 6, "upgrade"),
+    "garbage": ("garbage", "not valid JSON"),
+    "foreign": ('{"kind": "commit", "commit": "x"}', "not written by git-prov"),
+    "future": ('{"format_version": 99, "kind": "commit"}', "upgrade"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CORRUPT))
 def test_unreadable_notes(repo: GitRepo, case: str) -> None:
-    text, code, needle = CORRUPT[case]
+    """A note line prov cannot read does not stop the others: show and log leave it out
+    with one warning naming it, a capture still lands, verify reports it."""
+    text, needle = CORRUPT[case]
     _note(repo, text)
-    for args in FAST + [("log",), ("show", "--json")]:
-        check(repo.path, repo.path / ".git", args, code, needle, "refs/notes/prov", "git notes --ref=prov show")
+    for args in [("show",), ("log",), ("show", "--json")]:
+        before = snapshot(repo.path / ".git")
+        proc = run_prov(repo.path, *args)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        lines = proc.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("prov: warning: "), proc.stderr
+        for word in (needle, "refs/notes/prov", "git notes --ref=prov show"):
+            assert word in lines[0], (word, lines[0])
+        assert snapshot(repo.path / ".git") == before
+    assert run_prov(repo.path, "capture").returncode == 0
     # prov verify reports the line as a problem (exit 8) instead of stopping at it
     before = snapshot(repo.path / ".git")
     proc = run_prov(repo.path, "verify")

@@ -242,7 +242,7 @@ def _finish(report: VerifyReport, lexicons: _Lexicons, store: ProvStore | None =
 
 def _report_quarantine(report: VerifyReport, store: ProvStore) -> None:
     """Remote provenance a pull refused, still held under its tracking refs."""
-    from .exchange.quarantine import entries
+    from .store.quarantine import entries
 
     for remote, entry in sorted(entries(store.git).items()):
         refs = {ref: oid for ref, oid in (entry.get("refs") or {}).items() if store.git.refs.read(ref) == oid}

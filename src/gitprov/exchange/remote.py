@@ -193,14 +193,14 @@ def _merge_fetched(repo: GitRepository, remote: str, result: ExchangeResult, pro
             refused[tracking_ref(remote, ref)] = theirs
         plans.append((ref, theirs, (ours_tree, verdict.added)))
     if problems:
-        from . import quarantine
+        from ..store import quarantine
 
         quarantine.record(repo, _label(remote), refused, problems)
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise RemoteDataError(f"rejected provenance from {Transport(repo, remote).where}, nothing merged (kept "
                               f"for inspection under refs/prov-remotes/): {shown}")
     if plans or result.merged:
-        from . import quarantine
+        from ..store import quarantine
 
         quarantine.clear(repo, _label(remote))
     for ref, theirs, known in plans:

@@ -49,11 +49,16 @@ def commit_object(repo: GitRepository, tree: str, parents: list[str], message: s
     """The body of a commit prov writes on its own refs, signed when the repository
     signs its commits (``store/signing.py``; the choice is read once per config)."""
     body = encode_commit(tree, parents, identity_line(repo), message)
-    signer = repo.config.__dict__.get("_prov_signer", _UNSET)
+    config = repo.config
+    signer = config.__dict__.get("_prov_signer", _UNSET)
     if signer is _UNSET:
-        from .signing import signer_for
+        setting = "prov.sign" if config.get("prov.sign") is not None else "commit.gpgsign"
+        signer = None
+        if config.get_bool(setting):  # signing.py (subprocess) loads only when it signs
+            from .signing import signer_for
 
-        signer = repo.config.__dict__["_prov_signer"] = signer_for(repo.config)
+            signer = signer_for(config)
+        config.__dict__["_prov_signer"] = signer
     if signer is None:
         return body
     from .signing import sign_commit

@@ -18,7 +18,7 @@ from .._util.clock import utc_timestamp
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ..store.repo import GitRepository
+    from .repo import GitRepository
 
 __all__ = ["QUARANTINE", "clear", "entries", "record"]
 
