@@ -245,14 +245,18 @@ class Repository:
 
         return fetch(self.git, remote, progress=Progress(progress) if progress is not None else None)
 
-    def pull(self, remote: str | None = None, *, progress: TextIO | None = None) -> ExchangeResult:
+    def pull(self, remote: str | None = None, *, progress: TextIO | None = None,
+             require_signed: bool | None = None) -> ExchangeResult:
         """Fetch ``remote``'s provenance, validate it, and merge it into the local refs.
-        ``progress``: a terminal to show the transfer, validation and merge on."""
+        ``progress``: a terminal to show the transfer, validation and merge on;
+        ``require_signed`` (default: git config ``prov.pull.requireSigned``): refuse
+        provenance not signed by an allowed signer."""
         from .exchange.progress import Progress
         from .exchange.remote import pull
         from .history import keep_quietly
 
-        result = pull(self.git, remote, Progress(progress) if progress is not None else None)
+        result = pull(self.git, remote, Progress(progress) if progress is not None else None,
+                      require_signed=require_signed)
         if result.pinned:
             keep_quietly(self.store, sorted(result.pinned))
         return result

@@ -99,3 +99,63 @@ def test_a_signing_failure_is_one_line_and_writes_nothing(prov_repo: GitRepo, tm
     assert len([ln for ln in lines if ln.startswith("prov: error")]) == 1 and "prov.sign false" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert prov_repo.git("rev-parse", "refs/prov/ledger").strip() == before
+
+
+# -- signed round trip: A signs, B requires signatures, C's and Mallory's are refused ----------
+
+def _signed_clone(remote: GitRepo, path: Path, key: Path | None, allowed: Path) -> GitRepo:
+    from tests.conftest import run_git
+
+    run_git(path.parent, "clone", "-q", str(remote.path), str(path))
+    repo = GitRepo(path)
+    repo.git("config", "gpg.ssh.allowedSignersFile", str(allowed))
+    if key is not None:
+        sign_with(repo, key, allowed)
+    assert run_prov(path, "init", "--no-hooks", "--no-pull").returncode == 0
+    return repo
+
+
+def test_signed_round_trip_with_require_signed(make_repo, keys, tmp_path: Path) -> None:
+    from tests.exchange.clones import make_run, seed_bare
+
+    remote = seed_bare(make_repo)
+    (alice, alice_pub), (mallory, _) = keys["alice"], keys["mallory"]
+    allowed = allowed_signers(tmp_path, ("test@example.com", alice_pub))
+    a = _signed_clone(remote, tmp_path / "a", alice, allowed)
+    first = make_run(a.path, "signed by alice")
+    assert run_prov(a.path, "push").returncode == 0
+
+    b = _signed_clone(remote, tmp_path / "b", None, allowed)
+    proc = run_prov(b.path, "pull", "--require-signed")
+    assert proc.returncode == 0, proc.stderr
+    assert first in run_prov(b.path, "runs", "--json").stdout
+
+    c = _signed_clone(remote, tmp_path / "c", None, allowed)  # signs nothing
+    assert run_prov(c.path, "pull").returncode == 0
+    make_run(c.path, "unsigned")
+    assert run_prov(c.path, "push").returncode == 0
+    before = b.git("rev-parse", "refs/prov/ledger").strip()
+    proc = run_prov(b.path, "pull", "--require-signed")
+    assert proc.returncode == 5 and "not signed by an allowed signer" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert b.git("rev-parse", "refs/prov/ledger").strip() == before
+    b.git("config", "prov.pull.requireSigned", "true")  # the setting does the same
+    assert run_prov(b.path, "pull").returncode == 5
+    assert run_prov(b.path, "pull", "--no-require-signed").returncode == 0  # the user's explicit choice
+    assert "refused on pull" not in run_prov(b.path, "verify").stdout
+
+
+def test_a_signature_by_a_key_outside_the_allowed_signers_is_refused(make_repo, keys, tmp_path: Path) -> None:
+    from tests.exchange.clones import make_run, seed_bare
+
+    remote = seed_bare(make_repo)
+    alice_pub, mallory = keys["alice"][1], keys["mallory"][0]
+    allowed = allowed_signers(tmp_path, ("test@example.com", alice_pub))
+    m = _signed_clone(remote, tmp_path / "m", mallory, allowed)
+    make_run(m.path, "signed by mallory")
+    assert run_prov(m.path, "push").returncode == 0
+    b = _signed_clone(remote, tmp_path / "b", None, allowed)
+    proc = run_prov(b.path, "pull", "--require-signed")
+    assert proc.returncode == 5 and "not signed by an allowed signer" in proc.stderr, proc.stderr
+    verify = run_prov(b.path, "verify")
+    assert "refused on pull" in verify.stdout

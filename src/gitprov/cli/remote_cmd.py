@@ -79,9 +79,11 @@ def fetch_command(remote: str | None, as_json: bool, repo: Repository) -> None:
 
 @click.command("pull")
 @_REMOTE
+@click.option("--require-signed/--no-require-signed", "require_signed", default=None,
+              help="Refuse provenance not signed by an allowed signer (default: git config prov.pull.requireSigned).")
 @_JSON
 @with_repository()
-def pull_command(remote: str | None, as_json: bool, repo: Repository) -> None:
+def pull_command(remote: str | None, require_signed: bool | None, as_json: bool, repo: Repository) -> None:
     """Fetch REMOTE's provenance, validate it, and merge it into this clone.
 
     Runs are merged as a union: nothing recorded here is ever overwritten. Data that
@@ -90,7 +92,8 @@ def pull_command(remote: str | None, as_json: bool, repo: Repository) -> None:
     progress on stderr; --json prints what moved, the runs checked and added, what git
     received and the seconds it took.
     """
-    _print(_timed(lambda: repo.pull(remote, progress=_terminal())), as_json, "pulled from")
+    _print(_timed(lambda: repo.pull(remote, progress=_terminal(), require_signed=require_signed)), as_json,
+           "pulled from")
 
 
 @click.command("push")

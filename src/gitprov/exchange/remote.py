@@ -160,13 +160,43 @@ def fetch(repo: GitRepository, remote: str | None = None, result: ExchangeResult
     return result
 
 
-def pull(repo: GitRepository, remote: str | None = None, progress: Progress | None = None) -> ExchangeResult:
+def pull(repo: GitRepository, remote: str | None = None, progress: Progress | None = None, *,
+         require_signed: bool | None = None) -> ExchangeResult:
     """Fetch, validate and merge the remote's provenance into the live refs (counts of
-    each phase to ``progress``)."""
+    each phase to ``progress``). ``require_signed`` (default: ``prov.pull.requireSigned``):
+    every commit the remote adds must carry a good signature of an allowed signer."""
     remote = remote or default_remote(repo)
     result = fetch(repo, remote, progress=progress)
+    if require_signed if require_signed is not None else repo.config.get_bool("prov.pull.requiresigned"):
+        _check_signed(repo, remote)
     _merge_fetched(repo, remote, result, progress)
     return result
+
+
+def _check_signed(repo: GitRepository, remote: str) -> None:
+    """Refuse the fetched refs unless every commit they add to the local ones is signed
+    by an allowed signer, as git's own verification (``%G?``) judges it."""
+    problems = []
+    for ref in EXCHANGED_REFS:
+        theirs, ours = repo.refs.read(tracking_ref(remote, ref)), repo.refs.read(ref)
+        if theirs is None or theirs == ours:
+            continue
+        proc = gitbin.run(["log", "--format=%H %G?", theirs, *([f"^{ours}"] if ours else []), "--"],
+                          git_dir=repo.git_dir or ".", text=True, error=RemoteError)
+        if proc.returncode != 0:
+            raise RemoteError(f"cannot check the signatures of {ref} from {_label(remote)}: {gitbin.failure(proc)}")
+        bad = [line.split()[0] for line in proc.stdout.splitlines() if line.split()[1:] != ["G"]]
+        if bad:
+            problems.append(f"{ref}: {len(bad)} commit(s) not signed by an allowed signer, e.g. {bad[0][:12]} "
+                            f"(see: git verify-commit {bad[0][:12]})")
+    if problems:
+        from ..store import quarantine
+
+        refused = {tracking_ref(remote, ref): oid for ref in EXCHANGED_REFS
+                   if (oid := repo.refs.read(tracking_ref(remote, ref)))}
+        quarantine.record(repo, _label(remote), refused, problems)
+        raise RemoteDataError(f"rejected provenance from {Transport(repo, remote).where}, nothing merged (signed "
+                              f"provenance required): {'; '.join(problems)}")
 
 
 def _merge_fetched(repo: GitRepository, remote: str, result: ExchangeResult, progress: Progress | None = None) -> None:
