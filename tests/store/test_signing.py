@@ -119,7 +119,7 @@ def test_signed_round_trip_with_require_signed(make_repo, keys, tmp_path: Path) 
     from tests.exchange.clones import make_run, seed_bare
 
     remote = seed_bare(make_repo)
-    (alice, alice_pub), (mallory, _) = keys["alice"], keys["mallory"]
+    alice, alice_pub = keys["alice"]
     allowed = allowed_signers(tmp_path, ("test@example.com", alice_pub))
     a = _signed_clone(remote, tmp_path / "a", alice, allowed)
     first = make_run(a.path, "signed by alice")
