@@ -318,8 +318,12 @@ def init(path: str | os.PathLike[str] = ".", *, hooks: bool = True) -> InitResul
     git = GitRepository.open(os.fspath(path))
     assert git.work_tree is not None and git.git_dir is not None
     if not os.access(git.common_dir or git.git_dir, os.W_OK):
+        where = git.common_dir or git.git_dir
+        if hasattr(os, "statvfs") and os.statvfs(where).f_flag & getattr(os, "ST_RDONLY", 1):
+            raise ReadOnlyRepositoryError(f"cannot write to {where}: it is on a read-only file system; run prov "
+                                          "where the repository can be written (or on a writable clone)")
         raise ReadOnlyRepositoryError(
-            f"cannot write to {git.common_dir}: permission denied; run prov as a user who can write the repository"
+            f"cannot write to {where}: permission denied; run prov as a user who can write the repository"
         )
     repo = Repository(git)
     written = _write_lexicon(git.work_tree, LEXICON_DIR, package_lexicon().files)

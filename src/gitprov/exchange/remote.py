@@ -119,8 +119,10 @@ def default_remote(repo: GitRepository) -> str:
     if len(remotes) == 1:
         return remotes[0]
     if not remotes:
-        raise UsageError("this repository has no remote; add one with 'git remote add origin URL' or name it: prov pull URL")
-    raise UsageError(f"several remotes ({', '.join(remotes)}) and no upstream; name one: prov pull REMOTE")
+        raise UsageError("this repository has no remote; add one with 'git remote add origin URL', or name a URL "
+                         "after the command (prov pull URL, prov push URL)")
+    raise UsageError(f"several remotes ({', '.join(remotes)}) and no upstream; name one after the command "
+                     "(prov pull REMOTE, prov push REMOTE)")
 
 
 def tracking_ref(remote: str, ref: str) -> str:
