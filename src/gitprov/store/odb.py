@@ -111,6 +111,9 @@ class MemoryObjectDatabase(ObjectDatabase):
         return list(self._objects)
 
 
+_DAMAGED = "run 'git fsck' to see what is damaged, and restore it from another clone (see docs/errors.md)"
+
+
 class _Batch:
     """The objects one thread wrote inside ``batch()``, not yet in a pack."""
 
@@ -229,12 +232,12 @@ class DiskObjectDatabase(ObjectDatabase):
         except FileNotFoundError:
             pass
         except zlib.error as exc:
-            raise DataError(f"object {oid} is corrupt: {exc}") from exc
+            raise DataError(f"object {oid} is corrupt ({exc}); {_DAMAGED}") from exc
         else:
             header, _, data = raw.partition(b"\x00")
             type_name, _, size = header.partition(b" ")
-            if int(size) != len(data):
-                raise DataError(f"object {oid} is corrupt: wrong size")
+            if not size.isdigit() or int(size) != len(data) or not type_name.isalpha():
+                raise DataError(f"object {oid} is corrupt (its header does not match its content); {_DAMAGED}")
             return type_name.decode("ascii"), data
         found = self._find_packed(oid)
         if found is not None:
@@ -244,7 +247,7 @@ class DiskObjectDatabase(ObjectDatabase):
 
     def read(self, oid: str) -> tuple[str, bytes]:
         if not self.fmt.is_id(oid):
-            raise DataError(f"{oid!r} is not a valid {self.fmt.name} object id")
+            raise DataError(f"{oid!r} is not a valid {self.fmt.name} object id ({self.fmt.hex_len} hex digits)")
         if self._batches:
             batch = self._batches.get(threading.get_ident())
             if batch is not None and oid in batch.objects:
@@ -256,7 +259,8 @@ class DiskObjectDatabase(ObjectDatabase):
                 if obj is not None:
                     break
             else:
-                raise MissingObjectError(f"object {oid} is missing from {self.path}")
+                raise MissingObjectError(f"object {oid} is missing from {self.path}; run 'git fsck' to see what "
+                                         "else is, and fetch it from a clone that has it (prov pull)")
         return obj
 
     def _contains_local(self, oid: str) -> bool:
