@@ -130,3 +130,11 @@ def test_an_invalid_secrets_pattern_is_one_line_naming_it(prov_repo: GitRepo) ->
     assert proc.returncode != 0
     assert "secrets pattern 'acme_[0-9' is not a regular expression" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_prov_runs_show_prints_a_redacted_param_as_its_mark(prov_repo: GitRepo) -> None:
+    proc = run_prov(prov_repo.path, "run", "--param", "api_key=hunter2", "--", "true")
+    assert proc.returncode == 0, proc.stderr
+    run_id = gitprov.Repository(prov_repo.path).find_runs()[0].id
+    shown = run_prov(prov_repo.path, "runs", "show", run_id[:12]).stdout
+    assert "[redacted] hmac-sha256:" in shown and "hunter2" not in shown

@@ -118,8 +118,12 @@ def short(value: Any, width: int = 24) -> str:
 
     from .. import codec
 
+    from ..scrub import REDACTION_FIELD, is_redaction
+
     if isinstance(value, float):
         text = repr(value)
+    elif is_redaction(value):  # a secret hyperparameter: its keyed digest, for comparing
+        text = "[redacted] " + value[REDACTION_FIELD]
     else:
         text = value if isinstance(value, str) else msgspec.json.encode(codec.to_plain(value)).decode()
     return text if len(text) <= width else text[: width - 1] + "…"
