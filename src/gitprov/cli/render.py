@@ -117,7 +117,6 @@ def short(value: Any, width: int = 24) -> str:
     import msgspec
 
     from .. import codec
-
     from ..scrub import REDACTION_FIELD, is_redaction
 
     if isinstance(value, float):
