@@ -284,6 +284,10 @@ SPOILED: list[tuple[str, Any, list[str], int]] = [
      ["init", "--no-hooks"], 9),
     ("prov dir is a file", lambda p: (_rmtree(p / ".git" / "prov"), (p / ".git" / "prov").write_text("x")),
      ["init", "--no-hooks"], 9),
+    ("prov dir is a file: runs", lambda p: (_rmtree(p / ".git" / "prov"), (p / ".git" / "prov").write_text("x")),
+     ["runs"], 7),
+    ("prov dir is a file: run", lambda p: (_rmtree(p / ".git" / "prov"), (p / ".git" / "prov").write_text("x")),
+     ["run", "--", "true"], 7),
     ("hooks path outside", lambda p: _git(p, "config", "core.hooksPath", "/tmp/prov-shared-hooks-test"), ["init"], 9),
     ("GIT_CONFIG_NOSYSTEM not a boolean", None, ["show"], 9),
 ]

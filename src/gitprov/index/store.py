@@ -122,7 +122,12 @@ class RunIndex:
         import sqlite3
 
         if self.path != ":memory:":
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            folder = os.path.dirname(self.path)
+            try:
+                os.makedirs(folder, exist_ok=True)
+            except OSError as exc:
+                raise WriteError(f"cannot create {folder} for the query index: {exc.strerror}; it must be a "
+                                 "writable directory (move a file of that name away)") from exc
         try:
             # check_same_thread: a cold build inserts from a thread of its own (rows.RunRows)
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
