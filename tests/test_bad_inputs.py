@@ -172,6 +172,9 @@ def shared(tmp_path_factory: pytest.TempPathFactory):
     path = tmp_path_factory.mktemp("catalogue") / "repo"
     subprocess.run(["git", "init", "-q", str(path)], check=True)
     repo = GitRepo(path)
+    # module-scoped: made before the per-test git isolation, so it names its own identity
+    repo.git("config", "user.name", "Catalogue")
+    repo.git("config", "user.email", "catalogue@example.com")
     repo.commit("one")
     repo.commit("two")
     gitprov.init(path, hooks=False)

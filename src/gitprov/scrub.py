@@ -23,11 +23,12 @@ Environment variables are never dumped: callers take values only from an allow-l
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
 import re
-from collections.abc import Callable, Iterable
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the capture hook loads this module (CI values): no typing at run time
+    from collections.abc import Callable, Iterable
+    from typing import Any
 
 __all__ = [
     "REDACTED", "REDACTION_FIELD", "Scrubber", "contains_token", "is_redaction", "is_secret_name",
@@ -200,6 +201,9 @@ class Scrubber:
 
 def redaction_of(value: Any, key: bytes) -> dict[str, str]:
     """The marked redaction of ``value``: equal values (under one key) give equal marks."""
+    import hashlib
+    import hmac
+
     import msgspec
 
     canonical = msgspec.json.encode(value, order="sorted")
