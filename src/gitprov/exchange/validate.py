@@ -25,8 +25,8 @@ from functools import partial
 from typing import NamedTuple
 
 from .. import codec
-from ..errors import DataError, ProvError, UsageError
-from ..keys import check_json_value, check_key, check_label, key_from_name
+from ..errors import DataError, ProvError
+from ..keys import check_key, key_from_name
 from ..model import RunRecord, RunState
 from ..runs.series import decode_metric_chunk, decode_observation_chunk
 from ..store import catfile
@@ -34,13 +34,13 @@ from ..store.notes import split_note
 from ..store.objects import MODE_BLOB, MODE_TREE
 from ..store.repo import GitRepository
 from .diff import DiffEntry, diff_entries
+from .remote_values import check_record_values, check_state_values, rewrites_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .progress import Progress
 
-__all__ = ["LIMITS", "MAX_LAMPORT", "MAX_LAMPORT_JUMP", "RECORDED_FIELDS", "Verdict", "check_record_values",
-           "check_state_values", "rewrites_of", "validate_ledger", "validate_notes"]
+__all__ = ["LIMITS", "Verdict", "validate_ledger", "validate_notes"]
 
 #: Largest sizes accepted from a remote, in bytes.
 LIMITS = {
@@ -346,105 +346,6 @@ class _LedgerCheck:
             self.verdict.add(str(exc))
         except Exception as exc:  # a malformed msgpack payload raises many kinds
             self.verdict.add(f"{path}: not a valid chunk ({exc})")
-
-
-# -- the rules of local calls, for remote values ---------------------------------------------
-
-#: largest Lamport clock accepted (exactly representable in JSON numbers everywhere)
-MAX_LAMPORT = 1 << 53
-#: most writes a remote state may be ahead of the local one: a clock that jumps further
-#: is a forged win, not a teammate's edits
-MAX_LAMPORT_JUMP = 1 << 20
-#: what a run has recorded once it ended: no later state may change it
-RECORDED_FIELDS = ("status", "ended", "exit_code", "experiment", "params", "metrics", "observations", "datasets",
-                   "artifacts")
-
-
-def check_record_values(record: RunRecord) -> None:
-    """A run record's values under ``start_run``'s rules (``UsageError`` naming the field)."""
-    _label(record.name, "run name")
-    _label(record.experiment, "run experiment")
-    _check_mapping(record.params, "hyperparameter")
-    for i, arg in enumerate(record.command):
-        if not isinstance(arg, str) or len(arg) > 1 << 16:
-            raise UsageError(f"command argument {i} is longer than 65,536 characters")
-
-
-def check_state_values(state: RunState) -> None:
-    """A run state's values under the rules of the calls that set them."""
-    if isinstance(state.lamport, bool) or not 0 <= state.lamport <= MAX_LAMPORT:
-        raise UsageError(f"lamport clock {state.lamport} is outside 0 to 2**53")
-    _label(state.name, "run name")
-    _label(state.experiment, "run experiment")
-    _label(state.writer, "writer")
-    _check_mapping(state.params, "hyperparameter")
-    _check_mapping(state.attributes, "attribute")
-    _check_mapping(state.tags, "tag")
-    for kind, keys in (("metric key", state.metrics), ("observation key", state.observations),
-                       ("dataset key", state.datasets), ("artifact key", state.artifacts)):
-        for key in keys:
-            _key_ok(key, kind)
-
-
-# A first pull checks hundreds of thousands of records and states whose keys, names and
-# small values repeat: what passed once is remembered (bounded), and scalars take a
-# short path with the same rules as ``check_json_value`` (measured: 117 µs a state
-# before, on a 100,000-run first pull about half its time).
-_PASSED: set[tuple[str, object]] = set()
-_PASSED_MAX = 1 << 16
-_SHORT_TEXT = 16  # no token shape is shorter
-
-
-def _remember(item: tuple[str, object]) -> None:
-    if len(_PASSED) >= _PASSED_MAX:
-        _PASSED.clear()
-    _PASSED.add(item)
-
-
-def _label(value: object, what: str) -> None:
-    if ("label", value) not in _PASSED:
-        check_label(value, what)
-        _remember(("label", value))
-
-
-def _key_ok(key: object, what: str) -> None:
-    if ("key", key) not in _PASSED:
-        check_key(key, what)
-        _remember(("key", key))
-
-
-def _check_mapping(values: dict, what: str) -> None:
-    import math
-
-    for key, value in values.items():
-        _key_ok(key, f"{what} key")
-        kind = value.__class__
-        if kind is int or kind is bool or value is None:
-            continue
-        if kind is float:
-            if not math.isfinite(value):
-                raise UsageError(f"{what} {key!r} is {value}; NaN and infinity are only allowed for metrics")
-            continue
-        if kind is str and len(value) < _SHORT_TEXT and value.isprintable():
-            continue  # too short for a token shape or URL credentials, valid text
-        check_json_value(value, f"{what} {key!r}")
-
-
-def rewrites_of(mine: RunState, theirs: RunState) -> list[str]:
-    """Why a remote ``theirs`` may not replace this clone's ``mine`` of the same run:
-    a clock that jumps ahead further than edits explain, or a change to what the run
-    recorded once it had ended (a teammate may still rename, tag or delete it)."""
-    problems = []
-    if theirs.lamport > mine.lamport + MAX_LAMPORT_JUMP:
-        problems.append(f"lamport clock {theirs.lamport} jumps more than 2**20 ahead of this clone's "
-                        f"{mine.lamport}; refused")
-    wins = (theirs.lamport, theirs.writer) > (mine.lamport, mine.writer)
-    if mine.status != "running" and wins:
-        changed = [f for f in RECORDED_FIELDS if getattr(mine, f) != getattr(theirs, f)]
-        if changed:
-            problems.append(f"would change {', '.join(changed)} of a run that ended here ({mine.status}); what a "
-                            "finished run recorded never changes")
-    return problems
 
 
 # -- notes -------------------------------------------------------------------------------
