@@ -263,7 +263,8 @@ class Repository:
 
     def push(self, remote: str | None = None) -> ExchangeResult:
         """Push the prov refs to ``remote``, merging first when someone else pushed."""
-        from .exchange.remote import default_remote, push, unpushed_runs
+        from .exchange.push import push
+        from .exchange.remote import default_remote, unpushed_runs
         from .history import keep_quietly
         from .runs.reading import read_record
 
