@@ -86,7 +86,9 @@ def _watch(repo: Any, bridge: Any, interval: float, as_json: bool, **options: An
 
     def on_report(report: Any) -> None:
         if as_json:
-            sys.stdout.write(json.dumps(report.to_json(), sort_keys=True) + "\n")
+            from ..codec import to_output
+
+            sys.stdout.write(json.dumps(to_output(report.to_json()), sort_keys=True) + "\n")
         else:
             click.echo(render_report(report, changed_only=True))
         sys.stdout.flush()
