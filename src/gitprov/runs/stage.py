@@ -118,7 +118,7 @@ class Stage:
             "outputs": outputs, "commit": code.commit, "dirty": bool(code.is_dirty),
             "status": self.status, "started": self.started, "ended": _now(),
         }
-        self.run.log_attributes({STAGE_PREFIX + self.name: record})
+        self.run.log_attributes({STAGE_PREFIX + self.name: record}, overwrite=True)
         if self.input_runs:
             from .lineage import of
 
