@@ -203,12 +203,16 @@ class Repository:
 
         return iter_runs(self.store, query, order_by, limit, include_deleted=include_deleted)
 
-    def find_cached(self, stage_name: str, args_hash: str, commit: str | None = None) -> CachedStage | None:
-        """The latest finished stage ``stage_name`` with the same ``args_hash`` (and,
-        when given, run on the clean commit ``commit``, a revision), or ``None``."""
+    def find_cached(self, stage_name: str, args_hash: str, commit: str | None = None, *, inputs: Any = None,
+                    code: bool = False, data: dict[str, Any] | None = None) -> CachedStage | None:
+        """The latest finished stage ``stage_name`` whose cache key matches: the same
+        ``args_hash`` and ``inputs`` (as ``run.stage`` takes them; none: a stage without
+        inputs) and, when asked, the same code as now (``code=True``) and ``data``
+        (dataset key -> path or digest); with ``commit``, run on that clean commit.
+        ``stage.find_cached()`` does the same with everything the stage knows."""
         from .index.stages import find_cached
 
-        return find_cached(self.store, stage_name, args_hash, commit)
+        return find_cached(self.store, stage_name, args_hash, commit, inputs=inputs, code=code, data=data)
 
     def lineage(self, target: str, direction: str = "both", depth: int | None = None) -> LineageGraph:
         """What fed ``target`` (``upstream``), what it fed (``downstream``), or both.

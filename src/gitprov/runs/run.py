@@ -589,12 +589,14 @@ class Run:
         return self.download_artifact(MODEL_KEY, to_path)
 
     # -- pipeline stages -------------------------------------------------------------
-    def stage(self, name: str, params: dict[str, Any] | None = None, inputs: Any = None) -> Any:
-        """A named pipeline stage with a cache key (``stage.args_hash``); see
-        ``gitprov.runs.stage`` and ``Repository.find_cached``."""
+    def stage(self, name: str, params: dict[str, Any] | None = None, inputs: Any = None, *,
+              code: bool = False, data: bool | dict[str, Any] = False) -> Any:
+        """A named pipeline stage with a cache key (``stage.cache_key``: arguments and
+        inputs, and the code and data when asked); see ``gitprov.runs.stage``,
+        ``stage.find_cached()`` and ``Repository.find_cached``."""
         from .stage import Stage
 
-        return Stage(self, name, params, inputs)
+        return Stage(self, name, params, inputs, code=code, data=data)
 
     # -- dates and lifecycle ---------------------------------------------------------
     def get_date_created(self) -> datetime:
