@@ -98,6 +98,5 @@ def test_tagged_records_are_still_refused_when_stored(nonfinite):
     # the output path accepts tags; the storing path still refuses a user's '$float' key
     a, _ = nonfinite
     repo = gitprov.Repository(os.getcwd())
-    with pytest.raises(gitprov.UsageError):
-        with repo.start_run("x") as run:
-            run.log_attribute("bad", {"$float": "NaN"})
+    with pytest.raises(gitprov.UsageError), repo.start_run("x") as run:
+        run.log_attribute("bad", {"$float": "NaN"})

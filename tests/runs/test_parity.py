@@ -31,7 +31,7 @@ def repo(prov_repo) -> gitprov.Repository:
 
 def _aggregate(repo: gitprov.Repository, name: str, inputs: list, **cover) -> tuple:
     with repo.start_run(name) as run, run.stage("aggregate", params={"how": "mean"}, inputs=inputs, **cover) as st:
-        hit = st.find_cached()
+        hit = repo.find_cached(st)
         st.outputs["table"] = f"from {sorted(r.name for r in inputs)}".encode()
     return run, st, hit
 
@@ -63,7 +63,7 @@ def test_the_key_covers_code_and_data_when_asked(repo, prov_repo):
     with repo.start_run("a") as run:
         run.log_dataset_version("train", path / "train.csv")
         with run.stage("fit", params={"lr": 1}, code=True, data=True) as st:
-            assert st.find_cached() is None
+            assert repo.find_cached(st) is None
     assert st.covers == ["args", "inputs", "code", "data"]
     assert repo.find_cached("fit", st.args_hash, code=True, data={"train": path / "train.csv"}).run_id == run.id
     assert repo.find_cached("fit", st.args_hash) is None  # the code and data are part of the key
@@ -78,7 +78,7 @@ def test_the_key_covers_code_and_data_when_asked(repo, prov_repo):
 
 def test_managed_cache_paths_are_handed_back_by_find_cached(repo):
     with repo.start_run("first") as run, run.stage("featurize", params={"n": 3}) as st:
-        assert st.find_cached() is None
+        assert repo.find_cached(st) is None
         target = st.get_path("features.csv")
         with open(target, "w") as f:
             f.write("a,b\n")
@@ -89,14 +89,14 @@ def test_managed_cache_paths_are_handed_back_by_find_cached(repo):
     assert os.path.commonpath([target, repo.git.prov_dir()]) == repo.git.prov_dir()
     assert st.cache_key.removeprefix("sha256:") in target  # content-addressed by the cache key
     with repo.start_run("second") as again, again.stage("featurize", params={"n": 3}) as st2:
-        hit = st2.find_cached()
+        hit = repo.find_cached(st2)
         assert hit is not None and hit.run_id == run.id
         assert hit.get_path("features.csv") == st2.get_path("features.csv") == target
         with open(hit.get_path("features.csv")) as f:
             assert f.read() == "a,b\n"
         assert os.listdir(hit.get_dir("images")) == ["0.png"] and hit.cache_dir() == os.path.dirname(target)
     with repo.start_run("third") as other, other.stage("featurize", params={"n": 4}) as st3:
-        assert st3.find_cached() is None and st3.get_path("features.csv") != target
+        assert repo.find_cached(st3) is None and st3.get_path("features.csv") != target
     with open(target, "w") as f:
         f.write("changed")
     with pytest.raises(DataError, match="missing or changed"):

@@ -8,7 +8,14 @@ import msgspec
 
 from ..errors import UsageError
 from ..runs.run import Run
-from ..runs.stage import CachedStage, cache_key, code_digest, combined_hash, data_digests, inputs_digests
+from ..runs.stage import (
+    CachedStage,
+    cache_key,
+    code_digest,
+    combined_hash,
+    data_digests,
+    inputs_digests,
+)
 from .store import index_of
 
 if TYPE_CHECKING:

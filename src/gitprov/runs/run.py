@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from .. import codec
 from ..errors import UsageError
@@ -365,7 +365,7 @@ class Run:
 
         files = directory_files(path, key)
         listing: dict[str, Any] = {}
-        for rel, full in files:
+        for rel, _full in files:
             file_key = f"{key}/{rel}"
             check_key(file_key, "artifact key")
             if file_key in self._state.artifacts and not overwrite:
@@ -592,8 +592,8 @@ class Run:
     def stage(self, name: str, params: dict[str, Any] | None = None, inputs: Any = None, *,
               code: bool = False, data: bool | dict[str, Any] = False) -> Any:
         """A named pipeline stage with a cache key (``stage.cache_key``: arguments and
-        inputs, and the code and data when asked); see ``gitprov.runs.stage``,
-        ``stage.find_cached()`` and ``Repository.find_cached``."""
+        inputs, and the code and data when asked); see ``gitprov.runs.stage`` and
+        ``Repository.find_cached(stage)``."""
         from .stage import Stage
 
         return Stage(self, name, params, inputs, code=code, data=data)

@@ -11,8 +11,8 @@ Its ``cache_key`` covers the stage name, the arguments and the inputs (runs by t
 stored version, artifacts by sha256, files and directories by content) and, when
 asked, the code (``code=True``: commit and uncommitted patch) and the data
 (``data=True``: the run's dataset versions, or a dict of paths or digests).
-``stage.find_cached()`` and ``Repository.find_cached`` return a finished stage only
-when the whole key matches.
+``Repository.find_cached(stage)`` (or with the pieces of the key) returns a finished
+stage only when the whole key matches.
 """
 
 from __future__ import annotations
@@ -177,13 +177,6 @@ class Stage:
         path = self.get_path(name)
         os.makedirs(path, exist_ok=True)
         return path
-
-    def find_cached(self, commit: str | None = None) -> CachedStage | None:
-        """The latest finished stage of another run with this stage's whole cache key
-        (and, when given, run on the clean commit ``commit``), or None."""
-        from ..index.stages import find_cached
-
-        return find_cached(self.run.store, self.name, self.args_hash, commit, key=self.cache_key)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.status = "finished" if exc_type is None else "failed"
