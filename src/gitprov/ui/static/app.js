@@ -401,6 +401,11 @@
     dims.forEach((d, i) => {
       el("line", { x1: x(i), x2: x(i), y1: 10, y2: H - 10, stroke: "#999" });
       el("text", { x: x(i), y: H + 16, "text-anchor": "middle", "font-size": 11 }, (d.kind === "metrics" ? "▲ " : "") + d.key);
+      if (d.numeric) {
+        const nums = d.vals.filter((v) => typeof v === "number" && isFinite(v));
+        el("text", { x: x(i) + 4, y: 12, "font-size": 10, fill: "#6b7385" }, fmt(Math.max(...nums)));
+        el("text", { x: x(i) + 4, y: H - 4, "font-size": 10, fill: "#6b7385" }, fmt(Math.min(...nums)));
+      }
     });
     cmp.runs.forEach((run, j) => {
       let dPath = "", pen = "M";
