@@ -29,6 +29,8 @@ REPORT_DEPTH = 3
 MAX_RUNS = 200
 CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:"
 _STATIC = os.path.join(os.path.dirname(__file__), "static")
+#: scripts the server's page loads only for the lineage view; a report inlines them
+LAZY_SCRIPTS = ("vendor/dagre.min.js", "vendor/cytoscape.min.js")
 
 
 def _key(path: str, params: dict[str, Any] | None = None) -> str:
@@ -106,14 +108,17 @@ def _page(payload: str) -> str:
     def style(match: re.Match[str]) -> str:
         return "<style>" + _read(match.group(1).removeprefix("static/")) + "</style>"
 
-    def script(match: re.Match[str]) -> str:
-        code = _read(match.group(1).removeprefix("static/")).replace("</script", "<\\/script")
-        return "<script>" + code + "</script>"
+    def script(name: str) -> str:
+        return "<script>" + _read(name.removeprefix("static/")).replace("</script", "<\\/script") + "</script>"
 
-    html = re.sub(r'<link rel="stylesheet" href="([^"]+)">', lambda m: style(m), html)
-    html = re.sub(r'<script src="([^"]+)"></script>',
-                  lambda m: (f'<script type="application/json" id="prov-data">{safe}</script>\n'
-                             if m.group(1).endswith("app.js") else "") + script(m), html)
+    def scripts(match: re.Match[str]) -> str:
+        if not match.group(1).endswith("app.js"):
+            return script(match.group(1))
+        lazy = "".join(script(name) for name in LAZY_SCRIPTS)
+        return f'{lazy}<script type="application/json" id="prov-data">{safe}</script>\n{script(match.group(1))}'
+
+    html = re.sub(r'<link rel="stylesheet" href="([^"]+)">', style, html)
+    html = re.sub(r'<script src="([^"]+)"></script>', scripts, html)
     return html.replace('<meta charset="utf-8">',
                         f'<meta charset="utf-8">\n<meta http-equiv="Content-Security-Policy" content="{CSP}">', 1)
 

@@ -418,7 +418,84 @@
   }
 
   // -- lineage ------------------------------------------------------------------------------
+  const NODE_W = 150, NODE_H = 26, RANK_GAP = 90, NODE_GAP = 12;
+  // dagre (network simplex ranks, crossing minimisation, Brandes-Köpf coordinates) for
+  // graphs it lays out at once; beyond DAGRE_MAX nodes it takes seconds (13.9 s for 940
+  // nodes), so larger graphs get a layered layout made here: longest-path ranks, four
+  // barycentre sweeps to cut crossings, nodes stacked in each rank.
+  const DAGRE_MAX = 150;
+  function layoutGraph(g) {
+    const place = new Map();
+    if (g.nodes.length <= DAGRE_MAX) {
+      const d = new dagre.graphlib.Graph();
+      d.setGraph({ rankdir: "LR", nodesep: NODE_GAP, ranksep: RANK_GAP, edgesep: 6 });
+      d.setDefaultEdgeLabel(() => ({}));
+      for (const n of g.nodes) d.setNode(n.id, { width: NODE_W, height: NODE_H });
+      for (const e of g.edges) d.setEdge(e.from, e.to);
+      dagre.layout(d);
+      for (const n of g.nodes) { const p = d.node(n.id); place.set(n.id, { x: p.x, y: p.y }); }
+      return place;
+    }
+    const out = new Map(), preds = new Map(), indeg = new Map();
+    for (const n of g.nodes) { out.set(n.id, []); preds.set(n.id, []); indeg.set(n.id, 0); }
+    for (const e of g.edges) {
+      if (!out.has(e.from) || !out.has(e.to) || e.from === e.to) continue;
+      out.get(e.from).push(e.to); preds.get(e.to).push(e.from); indeg.set(e.to, indeg.get(e.to) + 1);
+    }
+    const rank = new Map(), queue = [];
+    for (const n of g.nodes) if (!indeg.get(n.id)) { queue.push(n.id); rank.set(n.id, 0); }
+    for (let i = 0; i < queue.length; i++) {
+      const v = queue[i];
+      for (const w of out.get(v)) {
+        rank.set(w, Math.max(rank.get(w) || 0, rank.get(v) + 1));
+        indeg.set(w, indeg.get(w) - 1);
+        if (!indeg.get(w)) queue.push(w);
+      }
+    }
+    for (const n of g.nodes) if (!rank.has(n.id)) rank.set(n.id, 0); // in a cycle: kept where first met
+    const layers = [];
+    const queued = new Set(queue);
+    for (const v of [...queue, ...g.nodes.map((n) => n.id).filter((id) => !queued.has(id))]) {
+      const r = rank.get(v);
+      (layers[r] = layers[r] || []).push(v);
+    }
+    const pos = new Map();
+    const index = () => layers.forEach((layer) => layer && layer.forEach((v, i) => pos.set(v, (i + 0.5) / layer.length)));
+    index();
+    for (let sweep = 0; sweep < 4; sweep++) {
+      const down = sweep % 2 === 0;
+      const order = down ? layers.keys() : [...layers.keys()].reverse();
+      for (const r of order) {
+        const layer = layers[r];
+        if (!layer) continue;
+        const bary = new Map(layer.map((v) => {
+          const ns = down ? preds.get(v) : out.get(v);
+          return [v, ns.length ? ns.reduce((a, w) => a + pos.get(w), 0) / ns.length : pos.get(v)];
+        }));
+        layer.sort((a, b) => bary.get(a) - bary.get(b));
+        layer.forEach((v, i) => pos.set(v, (i + 0.5) / layer.length));
+      }
+    }
+    layers.forEach((layer, r) => layer && layer.forEach((v, i) =>
+      place.set(v, { x: r * (NODE_W + RANK_GAP), y: (i - layer.length / 2) * (NODE_H + NODE_GAP) })));
+    return place;
+  }
+
   const KIND_COLOR = { run: "#2f6fde", model: "#8e44ad", dataset: "#1f8a4c", artifact: "#e08a00" };
+  // the graph libraries load with the first lineage page (a report has them inline)
+  function loadScript(src) {
+    return new Promise((resolve, reject) => {
+      const el = h("script", { src });
+      el.addEventListener("load", resolve);
+      el.addEventListener("error", () => reject(new Error("cannot load " + src)));
+      document.head.appendChild(el);
+    });
+  }
+  async function graphLibraries() {
+    if (!window.dagre) await loadScript("static/vendor/dagre.min.js");
+    if (!window.cytoscape) await loadScript("static/vendor/cytoscape.min.js");
+  }
+
   async function lineagePage(r, seq) {
     let node = r.q.get("node") || "";
     const direction = r.q.get("direction") || "both", depth = r.q.get("depth") || "";
@@ -430,20 +507,15 @@
     const toolbar = h("div", { class: "toolbar" }, input, dirSel, depthIn, h("button", { class: "primary", onclick: show }, "Show"));
     if (!node) { setMain(h("h1", {}, "Lineage"), toolbar, h("p", { class: "muted" }, "Name a run, model, dataset or artifact (or open a run and follow its lineage link).")); return; }
     const t0 = performance.now();
-    const g = await api("/api/lineage", REPORT ? { node } : { node, direction, depth });
+    const [g] = await Promise.all([api("/api/lineage", REPORT ? { node } : { node, direction, depth }), graphLibraries()]);
     if (seq !== routeSeq) return;
     const aside = h("aside", { id: "node-info" }, h("p", { class: "muted" }, "Click a node; double-click to center the graph on it."));
     const graphBox = h("div", { id: "graph" });
     setMain(h("h1", {}, "Lineage"), toolbar, h("p", { class: "muted", id: "graph-size" }, g.nodes.length + " nodes, " + g.edges.length + " edges" + (g.cycles.length ? ", " + g.cycles.length + " cycle(s)" : "")),
       h("div", { class: "side" }, graphBox, aside));
-    const layout = new dagre.graphlib.Graph();
-    layout.setGraph({ rankdir: "LR", nodesep: 12, ranksep: 90, edgesep: 6 });
-    layout.setDefaultEdgeLabel(() => ({}));
-    for (const n of g.nodes) layout.setNode(n.id, { width: 150, height: 26 });
-    for (const e of g.edges) layout.setEdge(e.from, e.to);
-    dagre.layout(layout);
+    const place = layoutGraph(g);
     const roots = new Set(g.roots);
-    const elements = g.nodes.map((n) => { const p = layout.node(n.id); return { group: "nodes", data: { id: n.id, label: n.label.length > 40 ? n.label.slice(0, 39) + "…" : n.label, kind: n.kind, info: n, root: roots.has(n.id) ? 1 : 0 }, position: { x: p.x, y: p.y } }; })
+    const elements = g.nodes.map((n) => { const p = place.get(n.id); return { group: "nodes", data: { id: n.id, label: n.label.length > 40 ? n.label.slice(0, 39) + "…" : n.label, kind: n.kind, info: n, root: roots.has(n.id) ? 1 : 0 }, position: { x: p.x, y: p.y } }; })
       .concat(g.edges.map((e, i) => ({ group: "edges", data: { id: "e" + i, source: e.from, target: e.to } })));
     const cy = cytoscape({
       container: graphBox, elements, layout: { name: "preset" }, wheelSensitivity: 0.3, minZoom: 0.02, maxZoom: 4,
