@@ -513,24 +513,26 @@
     const graphBox = h("div", { id: "graph" });
     setMain(h("h1", {}, "Lineage"), toolbar, h("p", { class: "muted", id: "graph-size" }, g.nodes.length + " nodes, " + g.edges.length + " edges" + (g.cycles.length ? ", " + g.cycles.length + " cycle(s)" : "")),
       h("div", { class: "side" }, graphBox, aside));
+    const t1 = performance.now();
     const place = layoutGraph(g);
-    const roots = new Set(g.roots);
-    const elements = g.nodes.map((n) => { const p = place.get(n.id); return { group: "nodes", data: { id: n.id, label: n.label.length > 40 ? n.label.slice(0, 39) + "…" : n.label, kind: n.kind, info: n, root: roots.has(n.id) ? 1 : 0 }, position: { x: p.x, y: p.y } }; })
+    graphBox.dataset.layoutMs = String(Math.round(performance.now() - t1));
+    const roots = new Set(g.roots), infos = new Map(g.nodes.map((n) => [n.id, n])), big = g.nodes.length > DAGRE_MAX;
+    const elements = g.nodes.map((n) => { const p = place.get(n.id); return { group: "nodes", data: { id: n.id, label: n.label.length > 34 ? n.label.slice(0, 33) + "…" : n.label, kind: n.kind, root: roots.has(n.id) ? 1 : 0 }, position: { x: p.x, y: p.y } }; })
       .concat(g.edges.map((e, i) => ({ group: "edges", data: { id: "e" + i, source: e.from, target: e.to } })));
     const cy = cytoscape({
       container: graphBox, elements, layout: { name: "preset" }, wheelSensitivity: 0.3, minZoom: 0.02, maxZoom: 4,
-      textureOnViewport: g.nodes.length > 400, hideEdgesOnViewport: g.nodes.length > 400,
+      textureOnViewport: big, hideEdgesOnViewport: g.edges.length > 2000,
       style: [
-        { selector: "node", style: { shape: "round-rectangle", width: 150, height: 26, label: "data(label)", "font-size": 9, "text-valign": "center", "text-halign": "center", color: "#fff", "text-max-width": 146, "text-wrap": "ellipsis",
-          "background-color": (ele) => KIND_COLOR[ele.data("kind")] || "#7f8c8d" } },
+        { selector: "node", style: { shape: "round-rectangle", width: NODE_W, height: NODE_H, label: "data(label)", "font-size": 9, "text-valign": "center", "text-halign": "center", color: "#fff", "background-color": "#7f8c8d", "min-zoomed-font-size": big ? 7 : 0 } },
+        ...Object.entries(KIND_COLOR).map(([kind, color]) => ({ selector: `node[kind = "${kind}"]`, style: { "background-color": color } })),
         { selector: "node[root = 1]", style: { "border-width": 3, "border-color": "#111" } },
         { selector: "node:selected", style: { "border-width": 3, "border-color": "#f1c40f" } },
-        { selector: "edge", style: { width: 1, "line-color": "#aab", "target-arrow-color": "#aab", "target-arrow-shape": "triangle", "curve-style": g.edges.length > 1500 ? "haystack" : "bezier", "arrow-scale": 0.7 } },
+        { selector: "edge", style: { width: 1, "line-color": "#aab", "target-arrow-color": "#aab", "target-arrow-shape": "triangle", "curve-style": big ? "straight" : "bezier", "arrow-scale": 0.7 } },
       ],
     });
     window.provGraph = cy;
     cy.on("tap", "node", (evt) => {
-      const n = evt.target.data("info");
+      const n = infos.get(evt.target.id());
       const runId = n.id.startsWith("run:") ? n.id.slice(4) : n.id.startsWith("artifact:") ? n.id.slice(9).split("/")[0] : null;
       aside.replaceChildren(h("h3", {}, n.label), h("div", { class: "kv" }, h("div", {}, "kind"), h("div", {}, n.kind), h("div", {}, "id"), h("div", { class: "mono" }, n.id),
         h("div", {}, "distance"), h("div", {}, fmt(n.distance)), h("div", {}, "missing"), h("div", {}, n.missing ? "yes" : "no")),
