@@ -233,6 +233,34 @@ def test_a_running_run_updates_live(page: Any, sample: Any, tmp_path: Path) -> N
         srv.stop()
 
 
+def test_zooming_a_long_series_asks_for_the_points_of_that_range(page: Any, server: Server, sample: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    path, _, env = sample
+    import gitprov
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with gitprov.Repository(str(path)).start_run("long", "zoom") as run:
+        for step in range(6000):
+            run.log_metric("loss", (step % 97) / 97.0, step=step)
+    page.goto(f"http://{server.netloc}/#/run/{run.id}")
+    ready(page, "run")
+    page.wait_for_selector("#charts[data-ready='1']")
+    chart = page.locator("#charts .chart").first
+    assert chart.get_attribute("data-drawn") == "2000"
+    assert "6,000 points, 2,000 shown (LTTB)" in chart.inner_text()
+    over = chart.locator(".u-over").bounding_box()
+    page.mouse.move(over["x"] + over["width"] * 0.40, over["y"] + over["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(over["x"] + over["width"] * 0.45, over["y"] + over["height"] / 2, steps=5)
+    page.mouse.up()
+    until(page, "+document.querySelector('#charts .chart').dataset.drawn < 2000")
+    shown = int(chart.get_attribute("data-drawn"))
+    assert 200 < shown < 400  # every point of the ~5 % of 6,000 steps selected
+    page.mouse.dblclick(over["x"] + over["width"] / 2, over["y"] + over["height"] / 2)
+    until(page, "document.querySelector('#charts .chart').dataset.drawn === '2000'")
+
+
 def test_the_token_in_a_browser(page: Any, browser: Any, sample: Any) -> None:
     path, _, env = sample
     srv = start_ui(path, "--host", "0.0.0.0", env=env)

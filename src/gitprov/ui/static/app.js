@@ -210,7 +210,8 @@
     return h("div", { class: "toolbar" }, xSel, log, h("label", {}, "smoothing ", sm));
   }
   // series: [{label, payload}] -> a uPlot chart in `into`
-  function drawChart(into, title, series, note) {
+  // zoom(lo, hi): a denser payload for that x range (server mode, one series), or null
+  function drawChart(into, title, series, note, zoom) {
     const o = chartOptions();
     const xsOf = (p) => (o.x === "time" ? p.time.map((t) => t / 1000) : p.step);
     const ys = (p) => { let v = smooth(p.value, o.smooth); if (o.log) v = v.map((x) => (x > 0 ? x : null)); return v; };
@@ -223,6 +224,28 @@
       series: [{ label: o.x }, ...series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length], width: 1.25, spanGaps: true, points: { show: false } }))],
       axes: [{}, { size: 70 }],
     };
+    if (zoom) {
+      // a drag-zoom asks the server for the points of that range (LTTB again); a
+      // double-click (uPlot resets x to the data shown) brings the whole series back
+      let busy = false, zoomed = false, timer = null;
+      const full = series[0].payload;
+      opts.hooks = { setScale: [(u, key) => {
+        if (key !== "x" || busy) return;
+        clearTimeout(timer);
+        timer = setTimeout(async () => {
+          const { min, max } = u.scales.x, xs = u.data[0];
+          const reset = zoomed && xs.length && min <= xs[0] && max >= xs[xs.length - 1];
+          const scale = o.x === "time" ? 1000 : 1;
+          const p = reset ? full : await zoom(min * scale, max * scale).catch(() => null);
+          if (!p) return;
+          busy = true;
+          u.setData([xsOf(p), ys(p)], reset);
+          busy = false;
+          zoomed = !reset;
+          box.dataset.drawn = String(p.shown);
+        }, 200);
+      }] };
+    }
     const box = h("div", { class: "chart", "data-metric": title }, h("div", { class: "title" }, title), note ? h("div", { class: "note" }, note) : null);
     into.appendChild(box);
     opts.width = Math.max(300, box.clientWidth - 14);
@@ -244,7 +267,9 @@
       const payloads = await Promise.all(keys.map((k) => api("/api/run/" + run.id + "/metric", { key: k, x: "step" })));
       if (seq !== routeSeq) return;
       charts.replaceChildren();
-      keys.forEach((k, i) => drawChart(charts, k, [{ label: run.name || short(run.id), payload: payloads[i] }], pointsNote(payloads[i])));
+      const zoom = (k) => (REPORT || payloads[keys.indexOf(k)].total <= payloads[keys.indexOf(k)].shown ? null
+        : (lo, hi) => api("/api/run/" + run.id + "/metric", { key: k, x: chartOptions().x, lo: Math.floor(lo), hi: Math.ceil(hi) }));
+      keys.forEach((k, i) => drawChart(charts, k, [{ label: run.name || short(run.id), payload: payloads[i] }], pointsNote(payloads[i]), zoom(k)));
       charts.dataset.ready = "1";
     }
     const c = run.code || {};
