@@ -93,36 +93,54 @@ def runs_page(store: ProvStore, where: str | None = None, order: str | None = No
               metrics: list[str] | None = None) -> dict[str, Any]:
     """One page of the runs table: the matching runs' count, the page's rows with the
     chosen param and metric columns (default: the most used), and, grouped, each
-    group's size with the rows ordered group by group (the order kept within)."""
+    group's size with the rows ordered group by group (``order`` within a group).
+    The index counts and orders; only the page's runs are read."""
+    import sqlite3
+
+    from ..index.query import compile_order, compile_query, select_run_ids
+
     if not 0 < limit <= PAGE_LIMIT or offset < 0:
         raise UsageError(f"a page holds 1 to {PAGE_LIMIT} runs from a non-negative offset")
     if group and group not in GROUPS:
         raise UsageError(f"runs group by one of {', '.join(GROUPS)}, not {group!r}")
-    ids = run_ids(store, where, order)
+    index = _index(store)
+    db = index.connection()
+    query = _query(where)
     keys = key_names(store)
     params = keys["params"][:4] if params is None else params
     metrics = keys["metrics"][:4] if metrics is None else metrics
     groups: list[dict[str, Any]] = []
-    of: dict[str, Any] = {}
-    if group:
-        db = _index(store).connection()
-        column = GROUPS[group]
-        of = {key.hex(): (value.hex() if isinstance(value, bytes) else value) or ""
-              for key, value in db.execute(f"SELECT id, {column} FROM runs")}
-        counts: dict[str, int] = {}
-        for run_id in ids:
-            counts[of.get(run_id, "")] = counts.get(of.get(run_id, ""), 0) + 1
-        first_seen = list(counts)
-        rank = {value: i for i, value in enumerate(first_seen)}
-        ids.sort(key=lambda run_id: rank[of.get(run_id, "")])
-        groups = [{"value": value, "count": counts[value]} for value in first_seen]
-    page = load(store, ids[offset:offset + limit])
+    try:
+        cond, args = compile_query(query, db)
+        cond = f"({cond}) AND r.deleted = 0"
+        total = db.execute(f"SELECT count(*) FROM runs r WHERE {cond}", args).fetchone()[0]
+        if group:
+            column = f"r.{GROUPS[group]}"
+            groups = [{"value": _plain(value), "count": count} for value, count in db.execute(
+                f"SELECT {column}, count(*) FROM runs r WHERE {cond} GROUP BY {column} ORDER BY {column}", args)]
+            order_sql, order_args = compile_order(order or None)
+            ids = [row[0].hex() for row in db.execute(
+                f"SELECT r.id FROM runs r WHERE {cond} ORDER BY {column}, {order_sql} LIMIT ? OFFSET ?",
+                [*args, *order_args, limit, offset])]
+        else:
+            ids = select_run_ids(db, query, order or None, offset + limit)[offset:]
+    except sqlite3.Error as exc:
+        raise DataError(f"the query index cannot answer ({exc}); delete {index.path} to rebuild it") from exc
+    page = load(store, ids)
     rows = [run_row(run, params, metrics) for run in page]
     if group:
+        of = {key.hex(): _plain(value) for key, value in db.execute(
+            f"SELECT id, {GROUPS[group]} FROM runs WHERE id IN ({', '.join('?' * len(ids))})",
+            [bytes.fromhex(i) for i in ids])}
         for row in rows:
             row["group"] = of.get(row["id"], "")
-    return {"total": len(ids), "offset": offset, "limit": limit, "rows": rows, "groups": groups,
+    return {"total": total, "offset": offset, "limit": limit, "rows": rows, "groups": groups,
             "columns": {"params": params, "metrics": metrics}, "keys": keys, "group": group or ""}
+
+
+def _plain(value: Any) -> str:
+    """A grouping value as the table shows it (ids the index keeps as bytes in hex)."""
+    return (value.hex() if isinstance(value, bytes) else str(value)) if value is not None else ""
 
 
 def _child_ids(store: ProvStore, run_id: str) -> list[str]:
