@@ -124,10 +124,14 @@ class Run:
         (default ``report-<id12>.html``) and return its path. Needs the ui extra."""
         import importlib
 
-        # the report is a front end (gitprov.ui, above this layer): loaded by name at call time
-        report = importlib.import_module("gitprov.ui.report")
         if self._active:
             self.flush()
+        try:
+            import numpy  # noqa: F401  (the ui extra)
+        except ImportError as exc:
+            raise UsageError("Run.report needs the ui extra: pip install 'git-prov[ui]'") from exc
+        # the report is a front end (gitprov.ui, above this layer): loaded by name at call time
+        report = importlib.import_module("gitprov.ui.report")
         return report.write_report(self._store, [self.id], path or f"report-{self.id[:12]}.html", title)
 
     def __enter__(self) -> Run:

@@ -58,6 +58,28 @@ class SeriesCache:
         self.max_points = max_points
         self._entries: OrderedDict[tuple[str, str], tuple[tuple[str, ...], Any]] = OrderedDict()
         self._lock = threading.Lock()
+        #: whole-range payloads already cut down, by (run, key, chunk ids, points, x)
+        self._payloads: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+
+    def payload(self, store: ProvStore, run_id: str, key: str, points: int = DEFAULT_POINTS, x: str = "step",
+                lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
+        """``series_payload`` of metric ``key``; the whole-range ones are kept (a chart
+        reloaded, or polled while its run is finished, is not cut down again)."""
+        cols = self.columns(store, run_id, key)
+        if lo is not None or hi is not None:
+            return series_payload(cols, points, x, lo, hi)
+        with self._lock:
+            oids = self._entries[(run_id, key)][0] if (run_id, key) in self._entries else None
+        ident = (run_id, key, oids, points, x)
+        with self._lock:
+            found = self._payloads.get(ident)
+        if found is None:
+            found = series_payload(cols, points, x)
+            with self._lock:
+                self._payloads[ident] = found
+                while len(self._payloads) > 256:
+                    self._payloads.popitem(last=False)
+        return found
 
     def columns(self, store: ProvStore, run_id: str, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(steps, timestamps_ms, values)`` of metric ``key`` of run ``run_id``."""

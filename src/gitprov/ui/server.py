@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .. import codec
 from ..errors import ProvError, UsageError
 from . import data
-from .series import DEFAULT_POINTS, SeriesCache, series_payload
+from .series import DEFAULT_POINTS, SeriesCache
 
 if TYPE_CHECKING:
     from ..store.prov_store import ProvStore
@@ -123,7 +123,7 @@ def build_app(store: ProvStore, *, token: str | None = None, loopback: bool = Tr
         if x not in ("step", "time"):
             raise UsageError("x is step or time")
         points = min(max(number(request, "points", DEFAULT_POINTS), 3), 20_000)
-        return series_payload(cache.columns(store, run.id, key), points, x, real(request, "lo"), real(request, "hi"))
+        return cache.payload(store, run.id, key, points, x, real(request, "lo"), real(request, "hi"))
 
     def observations(request: Request) -> Any:
         return data.observations(the_run(request), arg(request, "key") or "")
