@@ -11,7 +11,7 @@ from ..model import RunRecord, RunState
 from ..store.ledger import Ledger, run_dir
 from .series import decode_metric_chunk, decode_observation_chunk
 
-__all__ = ["MetricPoint", "Observation", "metric_chunks", "read_record", "read_state", "resolve_run_id"]
+__all__ = ["MetricPoint", "Observation", "metric_chunk_ids", "read_record", "read_state", "resolve_run_id"]
 
 
 class MetricPoint(NamedTuple):
@@ -75,11 +75,10 @@ def metric_history_from_blobs(blobs: list[bytes]) -> list[MetricPoint]:
     return out
 
 
-def metric_chunks(ledger: Ledger, run_id: str, key: str, tip: str | None = None) -> list[tuple[str, bytes]]:
-    """``(blob id, bytes)`` of each stored chunk of metric ``key``, in logging order."""
+def metric_chunk_ids(ledger: Ledger, run_id: str, key: str, tip: str | None = None) -> list[str]:
+    """The blob ids of the stored chunks of metric ``key``, in logging order."""
     listing = ledger.list_dir(f"{run_dir(run_id)}/series/{key_to_name(key)}", tip)
-    odb = ledger.repo.odb
-    return [(listing[name].oid, odb.read_typed(listing[name].oid, "blob")) for name in sorted(listing, key=_chunk_order)]
+    return [listing[name].oid for name in sorted(listing, key=_chunk_order)]
 
 
 def metric_history(ledger: Ledger, run_id: str, key: str, tip: str | None = None) -> list[MetricPoint]:
