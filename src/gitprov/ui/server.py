@@ -276,7 +276,7 @@ def serve(store: ProvStore, host: str = "127.0.0.1", port: int = 8470, *, open_b
     app = build_app(store, token=token, loopback=loopback)
     from .._util.ui_address import forget_url, remember_url
 
-    prov_dir = store.git.prov_dir()
+    prov_dir = store.git.prov_dir() if loopback else None  # Run.url names a loopback interface only
     remember_url(prov_dir, f"http://{shown}:{bound}/")
     announce(f"prov ui: serving {os.path.basename(store.work_tree or '') or 'the repository'} read-only at {url}")
     if not loopback:
