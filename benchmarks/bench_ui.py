@@ -171,7 +171,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--points", type=int, default=10_000_000)
-    parser.add_argument("--lineage-runs", type=int, default=330, help="runs of the ledger the lineage graph is cut from")
+    parser.add_argument("--lineage-runs", type=int, default=375, help="runs of the ledger the lineage graph is cut from")
+    parser.add_argument("--only", default="runs,points,lineage,report", help="which measures (comma-separated)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--root", default=os.path.join(default_root(), "ui"))
     parser.add_argument("--write", action="store_true", help="write the results into docs/performance.md")
@@ -184,86 +185,15 @@ def main() -> int:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium(), args=FLAGS, headless=True)
 
-        # 1. the runs table at 100,000 runs
-        repo = build_runs_repo(args.root, args.runs)
-        t0 = time.perf_counter()
-        subprocess.run([*find_prov(), "runs", "--limit", "1"], cwd=repo, check=True, capture_output=True)
-        log(f"query index of {args.runs:,} runs built in {time.perf_counter() - t0:.1f} s")
-        ui = Ui(repo)
-        try:
-            med, times = median_ms(lambda: ready_ms(browser, ui.url + "#/runs", "body[data-ready='runs']"), args.repeat)
-            rows.append(f"| runs table, {args.runs:,} runs: first paint (50 rows, 4 param + 4 metric columns) | "
-                        f"{med:,.0f} ms | {min(times):,.0f} ms | ≤ 1,000 ms: {'met' if med <= TARGETS['runs'] else '**missed**'} |")
-            sorted_med, _ = median_ms(lambda: ready_ms(browser, ui.url + "#/runs?order=metrics.loss+desc",
-                                                       "body[data-ready='runs']"), args.repeat)
-            rows.append(f"| the same, sorted by a metric | {sorted_med:,.0f} ms | | |")
-            filtered, _ = median_ms(lambda: ready_ms(browser, ui.url + "#/runs?where=params.lr+%3E+0.005&group=experiment",
-                                                     "body[data-ready='runs']"), args.repeat)
-            rows.append(f"| the same, filtered (`params.lr > 0.005`) and grouped by experiment | {filtered:,.0f} ms | | |")
-        finally:
-            ui.close()
-
-        # 2. a metric of 10,000,000 points
-        repo, run_id = build_points_repo(args.root, args.points)
-        ui = Ui(repo)
-        try:
-            url = ui.url + f"#/run/{run_id}"
-            cold = ready_ms(browser, url, "#charts[data-ready='1']")
-            med, times = median_ms(lambda: ready_ms(browser, url, "#charts[data-ready='1']"), args.repeat)
-            rows.append(f"| a run whose metric has {args.points:,} points: chart drawn (2,000 points by LTTB) | "
-                        f"{med:,.0f} ms | {min(times):,.0f} ms | ≤ 1,000 ms: {'met' if med <= TARGETS['points_warm'] else '**missed**'} |")
-            rows.append(f"| the same, first view after the server started (series decoded) | {cold:,.0f} ms | | |")
-        finally:
-            ui.close()
-
-        # 3. lineage of about 1,000 nodes
-        from synthetic_ledger import build_ledger, init_repository
-
-        lpath = os.path.join(args.root, f"lineage-{args.lineage_runs}")
-        if not os.path.isdir(lpath):
-            init_repository(lpath)
-            build_ledger(lpath, args.lineage_runs, series_fraction=0.0)
-        node, size = lineage_target(lpath, 1000)
-        ui = Ui(lpath)
-        try:
-            from urllib.parse import quote
-
-            url = ui.url + "#/lineage?node=" + quote(node, safe="")
-            med, times = median_ms(lambda: ready_ms(browser, url, "#graph[data-ready='1']"), args.repeat)
-            context = browser.new_context(viewport={"width": 1280, "height": 900})
-            page = context.new_page()
-            page.goto(url)
-            page.wait_for_selector("#graph[data-ready='1']", state="attached")
-            box = page.locator("#graph").bounding_box()
-            pos = page.evaluate("(() => { const n = window.provGraph.nodes()[0]; window.provGraph.center(n);"
-                                " const p = n.renderedPosition(); return [p.x, p.y]; })()")
-            t0 = time.perf_counter()
-            page.mouse.click(box["x"] + pos[0], box["y"] + pos[1])
-            page.wait_for_selector("#node-info h3")
-            click = (time.perf_counter() - t0) * 1000
-            context.close()
-            rows.append(f"| lineage graph of {size:,} nodes: fetched, laid out (dagre), drawn (cytoscape.js) | "
-                        f"{med:,.0f} ms | {min(times):,.0f} ms | ≤ 2,000 ms: {'met' if med <= TARGETS['lineage'] else '**missed**'} |")
-            rows.append(f"| then a click on a node until its details show | {click:,.0f} ms | | |")
-        finally:
-            ui.close()
-
-        # 4. the report of 20 runs x 10,000 points
-        repo, ids = build_report_repo(args.root, 20, 10_000)
-        out = os.path.join(args.root, "report.html")
-        t0 = time.perf_counter()
-        subprocess.run([*find_prov(), "report", *ids, "-o", out], cwd=repo, check=True, capture_output=True)
-        made = (time.perf_counter() - t0) * 1000
-        size = os.path.getsize(out)
-        med, times = median_ms(lambda: ready_ms(browser, "file://" + out, "body[data-ready='runs']", offline=True),
-                               args.repeat)
-        compare, _ = median_ms(lambda: ready_ms(browser, "file://" + out + "#/compare", "#compare-charts[data-ready='1']",
-                                                offline=True), args.repeat)
-        rows.append(f"| `prov report` of 20 runs × 10,000 points: size | {size / 1024 / 1024:.2f} MB | | "
-                    f"≤ 3 MB: {'met' if size <= TARGETS['report_bytes'] else '**missed**'} |")
-        rows.append(f"| the same: written by `prov report` (whole command) | {made:,.0f} ms | | |")
-        rows.append(f"| the same: opened from disk, network blocked, runs table drawn | {med:,.0f} ms | {min(times):,.0f} ms | |")
-        rows.append(f"| the same: compare view of the 20 runs, curves overlaid | {compare:,.0f} ms | | |")
+        only = set(args.only.split(","))
+        if "runs" in only:
+            _runs_table(browser, args, rows)
+        if "points" in only:
+            _long_series(browser, args, rows)
+        if "lineage" in only:
+            _lineage(browser, args, rows)
+        if "report" in only:
+            _report(browser, args, rows)
         browser.close()
 
     text = "\n".join([
@@ -276,6 +206,91 @@ def main() -> int:
         doc = os.path.join(os.path.dirname(__file__), "..", "docs", "performance.md")
         write_section(doc, "bench-ui", text)
     return 0
+
+
+def _runs_table(browser: Any, args: Any, rows: list[str]) -> None:
+    repo = build_runs_repo(args.root, args.runs)
+    t0 = time.perf_counter()
+    subprocess.run([*find_prov(), "runs", "--limit", "1"], cwd=repo, check=True, capture_output=True)
+    log(f"query index of {args.runs:,} runs built in {time.perf_counter() - t0:.1f} s")
+    ui = Ui(repo)
+    try:
+        med, times = median_ms(lambda: ready_ms(browser, ui.url + "#/runs", "body[data-ready='runs']"), args.repeat)
+        rows.append(f"| runs table, {args.runs:,} runs: first paint (50 rows, 4 param + 4 metric columns) | "
+                    f"{med:,.0f} ms | {min(times):,.0f} ms | ≤ 1,000 ms: {'met' if med <= TARGETS['runs'] else '**missed**'} |")
+        sorted_med, _ = median_ms(lambda: ready_ms(browser, ui.url + "#/runs?order=metrics.loss+desc",
+                                                   "body[data-ready='runs']"), args.repeat)
+        rows.append(f"| the same, sorted by a metric | {sorted_med:,.0f} ms | | |")
+        filtered, _ = median_ms(lambda: ready_ms(browser, ui.url + "#/runs?where=params.lr+%3E+0.005&group=experiment",
+                                                 "body[data-ready='runs']"), args.repeat)
+        rows.append(f"| the same, filtered (`params.lr > 0.005`) and grouped by experiment | {filtered:,.0f} ms | | |")
+    finally:
+        ui.close()
+
+
+def _long_series(browser: Any, args: Any, rows: list[str]) -> None:
+    repo, run_id = build_points_repo(args.root, args.points)
+    ui = Ui(repo)
+    try:
+        url = ui.url + f"#/run/{run_id}"
+        cold = ready_ms(browser, url, "#charts[data-ready='1']")
+        med, times = median_ms(lambda: ready_ms(browser, url, "#charts[data-ready='1']"), args.repeat)
+        rows.append(f"| a run whose metric has {args.points:,} points: chart drawn (2,000 points by LTTB) | "
+                    f"{med:,.0f} ms | {min(times):,.0f} ms | ≤ 1,000 ms: {'met' if med <= TARGETS['points_warm'] else '**missed**'} |")
+        rows.append(f"| the same, first view after the server started (series decoded) | {cold:,.0f} ms | | |")
+    finally:
+        ui.close()
+
+
+def _lineage(browser: Any, args: Any, rows: list[str]) -> None:
+    from synthetic_ledger import build_ledger, init_repository
+
+    lpath = os.path.join(args.root, f"lineage-{args.lineage_runs}")
+    if not os.path.isdir(lpath):
+        init_repository(lpath)
+        build_ledger(lpath, args.lineage_runs, series_fraction=0.0)
+    node, size = lineage_target(lpath, 1000)
+    ui = Ui(lpath)
+    try:
+        from urllib.parse import quote
+
+        url = ui.url + "#/lineage?node=" + quote(node, safe="")
+        med, times = median_ms(lambda: ready_ms(browser, url, "#graph[data-ready='1']"), args.repeat)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_selector("#graph[data-ready='1']", state="attached")
+        box = page.locator("#graph").bounding_box()
+        pos = page.evaluate("(() => { const n = window.provGraph.nodes()[0]; window.provGraph.center(n);"
+                            " const p = n.renderedPosition(); return [p.x, p.y]; })()")
+        t0 = time.perf_counter()
+        page.mouse.click(box["x"] + pos[0], box["y"] + pos[1])
+        page.wait_for_selector("#node-info h3")
+        click = (time.perf_counter() - t0) * 1000
+        context.close()
+        rows.append(f"| lineage graph of {size:,} nodes: fetched, laid out (layered, over 150 nodes without dagre), drawn (cytoscape.js) | "
+                    f"{med:,.0f} ms | {min(times):,.0f} ms | ≤ 2,000 ms: {'met' if med <= TARGETS['lineage'] else '**missed**'} |")
+        rows.append(f"| then a click on a node until its details show | {click:,.0f} ms | | |")
+    finally:
+        ui.close()
+
+
+def _report(browser: Any, args: Any, rows: list[str]) -> None:
+    repo, ids = build_report_repo(args.root, 20, 10_000)
+    out = os.path.join(args.root, "report.html")
+    t0 = time.perf_counter()
+    subprocess.run([*find_prov(), "report", *ids, "-o", out], cwd=repo, check=True, capture_output=True)
+    made = (time.perf_counter() - t0) * 1000
+    size = os.path.getsize(out)
+    med, times = median_ms(lambda: ready_ms(browser, "file://" + out, "body[data-ready='runs']", offline=True),
+                           args.repeat)
+    compare, _ = median_ms(lambda: ready_ms(browser, "file://" + out + "#/compare", "#compare-charts[data-ready='1']",
+                                            offline=True), args.repeat)
+    rows.append(f"| `prov report` of 20 runs × 10,000 points: size | {size / 1024 / 1024:.2f} MB | | "
+                f"≤ 3 MB: {'met' if size <= TARGETS['report_bytes'] else '**missed**'} |")
+    rows.append(f"| the same: written by `prov report` (whole command) | {made:,.0f} ms | | |")
+    rows.append(f"| the same: opened from disk, network blocked, runs table drawn | {med:,.0f} ms | {min(times):,.0f} ms | |")
+    rows.append(f"| the same: compare view of the 20 runs, curves overlaid | {compare:,.0f} ms | | |")
 
 
 if __name__ == "__main__":
