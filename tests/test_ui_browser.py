@@ -206,11 +206,11 @@ def test_a_running_run_updates_live(page: Any, sample: Any, tmp_path: Path) -> N
         import sys, time, gitprov
         repo = gitprov.Repository(sys.argv[1])
         with repo.start_run("live", "live", spill_seconds=0.1, flush_seconds=0.2) as run:
-            for step in range(400):
+            for step in range(250):
                 run.log_metric("loss", 1.0 / (step + 1), step=step)
                 if step % 20 == 0:
                     run.flush()
-                time.sleep(0.03)
+                time.sleep(0.02)
     """))
     srv = start_ui(path, env=env)
     writer = subprocess.Popen([sys.executable, str(script), str(path)], env={**os.environ, **env})
