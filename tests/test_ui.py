@@ -268,8 +268,9 @@ def test_a_token_is_required_off_the_loopback(sample: Any) -> None:
         assert status == 401 and b"token" in body
         assert srv.get("/api/info?token=wrong")[0] == 401
         status, headers, _ = srv.get(f"/?token={srv.token}")
-        assert status == 200
+        assert status == 303 and headers["location"] == "/"  # the token leaves the address bar
         cookie = headers["set-cookie"].split(";")[0]
+        assert srv.get(f"/api/info?token={srv.token}")[0] == 200
         assert "HttpOnly" in headers["set-cookie"] and "SameSite=Strict" in headers["set-cookie"]
         assert srv.get("/api/info", headers={"Cookie": cookie})[0] == 200
         assert srv.get("/api/info", headers={"X-Prov-Token": srv.token})[0] == 200

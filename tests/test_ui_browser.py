@@ -268,6 +268,7 @@ def test_the_token_in_a_browser(page: Any, browser: Any, sample: Any) -> None:
         port = srv.netloc.rsplit(":", 1)[1]
         page.goto(f"http://127.0.0.1:{port}/?token={srv.token}#/runs")
         ready(page, "runs")  # the cookie carries the token to every API call
+        assert "token" not in page.url and page.url.endswith("/#/runs")
         assert page.locator("#runs tbody tr").count() >= 10
         other = browser.new_context()
         try:

@@ -199,11 +199,16 @@ def build_app(store: ProvStore, *, token: str | None = None, loopback: bool = Tr
             await Response(text, status, media_type="text/plain", headers=_headers())(scope, receive, send)
             return
         query = _query_token(scope)
-        if token is not None and query is not None:  # the token came in the address: keep it in a cookie
+        cookie = f"{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"
+        if token is not None and query is not None and scope["path"] == "/":
+            # the page's address carried the token: keep it in a cookie, and drop it from
+            # the address bar (and the history) by sending the browser to the bare page
+            await Response("", 303, headers=_headers({"Location": "/", "Set-Cookie": cookie}))(scope, receive, send)
+            return
+        if token is not None and query is not None:  # an API call with ?token=: keep it in a cookie too
             async def send_with_cookie(message: dict[str, Any]) -> None:
                 if message["type"] == "http.response.start":
-                    message["headers"] = [*message.get("headers", []),
-                                          (b"set-cookie", f"{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/".encode())]
+                    message["headers"] = [*message.get("headers", []), (b"set-cookie", cookie.encode())]
                 await send(message)
 
             await inner(scope, receive, send_with_cookie)
