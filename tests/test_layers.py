@@ -49,10 +49,11 @@ ALLOWED: dict[str, set[str]] = {
     "api": _BASE | {"model", "codec", "schema", "store", "runs", "index", "provenance", "captures", "exchange",
                     "history", "verify", "githooks", "status"},
     # the front ends
+    "ui": _BASE | {"codec", "keys", "model", "store", "runs", "index", "provenance"},
     "integrations": _BASE | {"api", "lineage", "names", "schema", "scrub", "store", "runs", "sync"},
     "cli": _BASE | {"api", "codec", "model", "names", "schema", "scrub", "store", "runs", "index", "exchange",
                     "history", "verify", "githooks", "quickcapture", "integrations", "sync", "lineage", "__init__",
-                    "status"},
+                    "status", "ui"},
     "__init__": {"_version", "errors", "api", "runs", "lineage"},
 }
 

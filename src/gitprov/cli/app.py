@@ -289,3 +289,8 @@ for _command in (fetch_command, pull_command, push_command, relink_command, keep
 from .status_cmd import status_command  # noqa: E402
 
 cli.add_command(status_command)
+
+from .ui_cmd import report_command, ui_command  # noqa: E402
+
+cli.add_command(ui_command)
+cli.add_command(report_command)

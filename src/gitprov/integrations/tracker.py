@@ -39,6 +39,14 @@ class GitMetadataTracker:
         self._environment = environment  # fingerprint the interpreter in each new resource
         self._active: dict[str, Run] = {}
 
+    @property
+    def url(self) -> str:
+        """The web interface of this repository (``prov ui``); a resource's page is
+        ``run.url``."""
+        from .._util.ui_address import ui_url
+
+        return ui_url(self.repo.store.git.prov_dir())
+
     # -- resources -------------------------------------------------------------------
     def create_resource(self, id: str, type: str | None = None) -> Run:
         """A new version of resource ``id`` (a new active run, visible at once)."""

@@ -11,7 +11,7 @@ from ..model import RunRecord, RunState
 from ..store.ledger import Ledger, run_dir
 from .series import decode_metric_chunk, decode_observation_chunk
 
-__all__ = ["MetricPoint", "Observation", "read_record", "read_state", "resolve_run_id"]
+__all__ = ["MetricPoint", "Observation", "metric_chunk_ids", "read_record", "read_state", "resolve_run_id"]
 
 
 class MetricPoint(NamedTuple):
@@ -73,6 +73,12 @@ def metric_history_from_blobs(blobs: list[bytes]) -> list[MetricPoint]:
         steps, stamps, values = decode_metric_chunk(blob)
         out.extend(MetricPoint(s, t, v) for s, t, v in zip(steps, stamps, values, strict=True))
     return out
+
+
+def metric_chunk_ids(ledger: Ledger, run_id: str, key: str, tip: str | None = None) -> list[str]:
+    """The blob ids of the stored chunks of metric ``key``, in logging order."""
+    listing = ledger.list_dir(f"{run_dir(run_id)}/series/{key_to_name(key)}", tip)
+    return [listing[name].oid for name in sorted(listing, key=_chunk_order)]
 
 
 def metric_history(ledger: Ledger, run_id: str, key: str, tip: str | None = None) -> list[MetricPoint]:

@@ -111,6 +111,29 @@ class Run:
     def __repr__(self) -> str:
         return f"<Run {self.id[:12]} {self.name!r} {self.status}>"
 
+    @property
+    def url(self) -> str:
+        """This run's page in the web interface: the ``prov ui`` serving this repository
+        now, else where ``prov ui`` serves it by default (``http://127.0.0.1:8470/``)."""
+        from .._util.ui_address import ui_url
+
+        return f"{ui_url(self._store.git.prov_dir())}#/run/{self.id}"
+
+    def report(self, path: str | os.PathLike[str] | None = None, title: str | None = None) -> str:
+        """Write a self-contained HTML report of this run (``prov report``) to ``path``
+        (default ``report-<id12>.html``) and return its path. Needs the ui extra."""
+        import importlib
+
+        if self._active:
+            self.flush()
+        try:
+            import numpy  # noqa: F401  (the ui extra)
+        except ImportError as exc:
+            raise UsageError("Run.report needs the ui extra: pip install 'git-prov[ui]'") from exc
+        # the report is a front end (gitprov.ui, above this layer): loaded by name at call time
+        report = importlib.import_module("gitprov.ui.report")
+        return report.write_report(self._store, [self.id], path or f"report-{self.id[:12]}.html", title)
+
     def __enter__(self) -> Run:
         return self
 

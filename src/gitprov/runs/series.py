@@ -18,7 +18,8 @@ import msgspec
 from ..errors import DataError, FormatVersionError
 from ..model.common import FORMAT_VERSION
 
-__all__ = ["decode_metric_chunk", "decode_observation_chunk", "encode_metric_chunk", "encode_observation_chunk"]
+__all__ = ["decode_metric_chunk", "decode_observation_chunk", "encode_metric_chunk", "encode_observation_chunk",
+           "metric_chunk_columns"]
 
 _LITTLE = sys.byteorder == "little"
 
@@ -92,8 +93,9 @@ def _columns(obj: dict[str, Any], kind: str, names: tuple[str, ...]) -> list[Any
     return [count, *columns]
 
 
-def decode_metric_chunk(data: bytes) -> tuple[list[int], list[int], list[float]]:
-    """``(steps, timestamps_ms, values)`` of a metric chunk."""
+def metric_chunk_columns(data: bytes) -> tuple[int, bytes, bytes, bytes]:
+    """``(count, step deltas, timestamp deltas, values)`` of a metric chunk, checked, its
+    columns still little-endian bytes (for readers that decode them in bulk)."""
     try:
         obj = msgspec.msgpack.decode(data)
     except msgspec.DecodeError as exc:
@@ -103,6 +105,14 @@ def decode_metric_chunk(data: bytes) -> tuple[list[int], list[int], list[float]]
     for name, column in zip(("step", "timestamp", "value"), columns, strict=True):
         if not isinstance(column, bytes) or len(column) % 8:
             raise DataError(f"metric-chunk column {name!r} is not a whole number of 8-byte values")
+        if len(column) != 8 * count:
+            raise DataError("metric chunk columns have different lengths")
+    return count, columns[0], columns[1], columns[2]
+
+
+def decode_metric_chunk(data: bytes) -> tuple[list[int], list[int], list[float]]:
+    """``(steps, timestamps_ms, values)`` of a metric chunk."""
+    count, *columns = metric_chunk_columns(data)
     steps = _undelta(_unpack("q", columns[0]))
     stamps = _undelta(_unpack("q", columns[1]))
     values = _unpack("d", columns[2]).tolist()

@@ -1,0 +1,178 @@
+"""Metric series for charts: the stored chunks decoded in bulk with numpy, cached by
+their blob ids, and cut down on the server with largest-triangle-three-buckets (LTTB)
+so a chart of 10,000,000 points ships a few thousand."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..store.prov_store import ProvStore
+
+__all__ = ["DEFAULT_POINTS", "lttb", "series_payload", "SeriesCache"]
+
+#: points a chart asks for by default: more than a wide screen has pixels
+DEFAULT_POINTS = 2000
+
+
+def lttb(x: np.ndarray, y: np.ndarray, n_out: int) -> np.ndarray:
+    """Indices of the ``n_out`` points that keep the shape of ``(x, y)`` (Steinarsson's
+    largest-triangle-three-buckets): the first and last point, and in each bucket
+    between them the point making the largest triangle with the point kept before it
+    and the mean of the next bucket. ``x`` ascending; ``y`` finite."""
+    import numpy as np
+
+    n = len(x)
+    if n_out >= n or n_out < 3:
+        return np.arange(n)
+    edges = np.linspace(1, n - 1, n_out - 1).astype(np.int64)  # n_out - 2 buckets over the inner points
+    # mean of every bucket at once (the "next bucket" point of the one before it)
+    sums_x, sums_y = np.add.reduceat(x[1:n - 1], edges[:-1] - 1), np.add.reduceat(y[1:n - 1], edges[:-1] - 1)
+    sizes = np.diff(edges)
+    sizes[sizes == 0] = 1
+    mean_x, mean_y = np.append(sums_x / sizes, x[-1]), np.append(sums_y / sizes, y[-1])
+    out = np.empty(n_out, dtype=np.int64)
+    out[0], out[-1] = 0, n - 1
+    a = 0
+    for i in range(n_out - 2):
+        lo, hi = edges[i], max(edges[i + 1], edges[i] + 1)
+        bx, by = x[lo:hi], y[lo:hi]
+        cx, cy = mean_x[i + 1], mean_y[i + 1]
+        ax, ay = x[a], y[a]
+        area = np.abs((ax - cx) * (by - ay) - (ax - bx) * (cy - ay))
+        a = lo + int(area.argmax())
+        out[i + 1] = a
+    return np.unique(out)
+
+
+class SeriesCache:
+    """Decoded series by ``(run, key)``, valid while their chunk blob ids are the same
+    (a running run's new chunks make a new entry); least recently used dropped past
+    ``max_points`` points."""
+
+    def __init__(self, max_points: int = 30_000_000) -> None:
+        self.max_points = max_points
+        self._entries: OrderedDict[tuple[str, str], tuple[tuple[str, ...], Any]] = OrderedDict()
+        self._lock = threading.Lock()
+        #: whole-range payloads already cut down, by (run, key, chunk ids, points, x)
+        self._payloads: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+
+    def payload(self, store: ProvStore, run_id: str, key: str, points: int = DEFAULT_POINTS, x: str = "step",
+                lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
+        """``series_payload`` of metric ``key``; the whole-range ones are kept (a chart
+        reloaded, or polled while its run is finished, is not cut down again)."""
+        cols = self.columns(store, run_id, key)
+        if lo is not None or hi is not None:
+            return series_payload(cols, points, x, lo, hi)
+        with self._lock:
+            oids = self._entries[(run_id, key)][0] if (run_id, key) in self._entries else None
+        ident = (run_id, key, oids, points, x)
+        with self._lock:
+            found = self._payloads.get(ident)
+        if found is None:
+            found = series_payload(cols, points, x)
+            with self._lock:
+                self._payloads[ident] = found
+                while len(self._payloads) > 256:
+                    self._payloads.popitem(last=False)
+        return found
+
+    def columns(self, store: ProvStore, run_id: str, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(steps, timestamps_ms, values)`` of metric ``key`` of run ``run_id``."""
+        import numpy as np
+
+        from ..runs.reading import metric_chunk_ids
+        from ..runs.series import metric_chunk_columns
+
+        ids = metric_chunk_ids(store.ledger, run_id, key)
+        oids = tuple(ids)
+        with self._lock:
+            hit = self._entries.get((run_id, key))
+            if hit is not None and hit[0] == oids:
+                self._entries.move_to_end((run_id, key))
+                return hit[1]
+        steps, stamps, values = [], [], []
+        for blob in _blobs(store, ids):  # decoded here while git inflates the next ones
+            _, dstep, dstamp, value = metric_chunk_columns(blob)
+            steps.append(np.cumsum(np.frombuffer(dstep, dtype="<i8")))
+            stamps.append(np.cumsum(np.frombuffer(dstamp, dtype="<i8")))
+            values.append(np.frombuffer(value, dtype="<f8"))
+        empty = np.empty(0, dtype=np.int64)
+        cols = (np.concatenate(steps) if steps else empty, np.concatenate(stamps) if stamps else empty,
+                np.concatenate(values) if values else np.empty(0))
+        with self._lock:
+            self._entries[(run_id, key)] = (oids, cols)
+            total = sum(len(c[1][2]) for c in self._entries.values())
+            while total > self.max_points and len(self._entries) > 1:
+                _, (_, old) = self._entries.popitem(last=False)
+                total -= len(old[2])
+        return cols
+
+
+#: from this many chunks on, a series is read through ``git cat-file --batch`` (pack
+#: deltas and inflation in C, in a process of its own) rather than the object layer
+CATFILE_CHUNKS = 3
+
+
+def _blobs(store: ProvStore, oids: list[str]) -> Iterator[bytes]:
+    """The blobs ``oids``, in order."""
+    from ..errors import DataError
+    from ..store import catfile
+
+    proc = catfile.start(store.git) if len(oids) >= CATFILE_CHUNKS else None
+    if proc is None:
+        for oid in oids:
+            yield store.git.odb.read_typed(oid, "blob")
+        return
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write("".join(f"{oid}\n" for oid in oids).encode("ascii"))
+        proc.stdin.close()
+        for oid in oids:
+            header = catfile.read_header(proc.stdout)
+            if header is None or header.type != "blob":
+                raise DataError(f"metric chunk {oid} is missing from the repository; run 'git fsck'")
+            data = proc.stdout.read(header.size)
+            proc.stdout.read(1)
+            yield data
+    finally:
+        proc.stdout.close()
+        proc.kill()
+        proc.wait()
+
+
+def series_payload(cols: tuple[np.ndarray, np.ndarray, np.ndarray], points: int = DEFAULT_POINTS,
+                   x: str = "step", lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
+    """What a chart draws: at most ``points`` points of the series chosen by LTTB along
+    ``x`` (``step`` or ``time``) within ``[lo, hi]`` when given, each with its step,
+    time (ms) and value; non-finite values are left out of the curve and counted."""
+    import numpy as np
+
+    steps, stamps, values = cols
+    xs = (steps if x == "step" else stamps).astype(np.float64)
+    order = None
+    if len(xs) > 1 and not bool(np.all(xs[1:] >= xs[:-1])):  # steps logged out of order
+        order = np.argsort(xs, kind="stable")
+        xs, steps, stamps, values = xs[order], steps[order], stamps[order], values[order]
+    finite = np.isfinite(values)
+    bad = len(values) - int(np.count_nonzero(finite))
+    nan = int(np.count_nonzero(np.isnan(values))) if bad else 0
+    if not bad and lo is None and hi is None:  # the common case: no copy of the columns
+        chosen = lttb(xs, values, points)
+    else:
+        keep = finite
+        if lo is not None:
+            keep = keep & (xs >= lo)
+        if hi is not None:
+            keep = keep & (xs <= hi)
+        idx = np.flatnonzero(keep)
+        chosen = idx[lttb(xs[idx], values[idx], points)] if len(idx) else idx
+    return {
+        "total": int(len(values)), "shown": int(len(chosen)), "x": x, "nan": nan, "inf": bad - nan,
+        "step": steps[chosen].tolist(), "time": stamps[chosen].tolist(), "value": values[chosen].tolist(),
+    }
