@@ -286,6 +286,10 @@ from .remote_cmd import fetch_command, keep_command, pull_command, push_command,
 for _command in (fetch_command, pull_command, push_command, relink_command, keep_command):
     cli.add_command(_command)
 
+from .export_cmd import export_command  # noqa: E402
+
+cli.add_command(export_command)
+
 from .status_cmd import status_command  # noqa: E402
 
 cli.add_command(status_command)

@@ -1,0 +1,94 @@
+"""``prov export``: runs and their lineage in the standards' own formats.
+
+``select_runs`` picks the runs (targets, a filter), ``graph.build_graph`` turns them
+into one neutral graph, and one module per standard writes it: ``w3c_prov`` (PROV-JSON,
+PROV-N, PROV-O), ``openlineage`` (RunEvents), ``intoto`` (in-toto Statements with SLSA
+Provenance v1). The standards' libraries are optional extras loaded here only.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ..runs.run import Run
+    from ..store.prov_store import ProvStore
+    from .graph import ExportGraph
+
+__all__ = ["FORMATS", "check_format", "export_bytes", "export_graph", "select_runs"]
+
+FORMATS = ("prov-json", "prov-n", "prov-o", "openlineage", "in-toto")
+
+
+def select_runs(store: ProvStore, targets: Iterable[str] = (), where: dict[str, Any] | str | None = None, *,
+                upstream: bool = False) -> list[Run]:
+    """The runs to export: every run (not deleted) matching ``where``; with ``targets``,
+    only those runs (a run id or prefix), or the runs that produced a model, dataset or
+    artifact; ``upstream``: everything upstream of the targets too."""
+    from ..index.edges import IndexEdges
+    from ..index.graph import traverse
+    from ..index.lineage import lineage_roots
+    from ..index.search import find_runs
+    from ..index.store import index_of
+
+    targets = list(targets)
+    if not targets:
+        return find_runs(store, where)
+    nodes = IndexEdges(index_of(store).connection())
+    wanted: set[str] = set()
+    for target in targets:
+        roots = lineage_roots(store, target, nodes)
+        if upstream or any(not r.startswith("run:") for r in roots):
+            graph = traverse(nodes, roots, "upstream", None if upstream else 1)
+            wanted.update(n[4:] for n, info in graph.nodes.items() if n.startswith("run:") and not info["missing"])
+        wanted.update(r[4:] for r in roots if r.startswith("run:"))
+    runs = find_runs(store, where)
+    found = [r for r in runs if r.id in wanted]
+    if where is None and len(found) < len(wanted):  # deleted runs named explicitly are exported too
+        from ..runs.run import Run
+
+        have = {r.id for r in found}
+        found += [Run.load(store, run_id) for run_id in sorted(wanted - have)]
+    return found
+
+
+def check_format(fmt: str, *, sign: bool = False, url: str | None = None) -> None:
+    """Refuse an unknown format, and options the format does not take."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}")
+    if sign and fmt != "in-toto":
+        raise UsageError(f"--sign applies to the in-toto format only, not {fmt}")
+    if url is not None and fmt != "openlineage":
+        raise UsageError(f"--url sends OpenLineage events; it does not apply to {fmt}")
+
+
+def export_graph(store: ProvStore, runs: Iterable[Run]) -> ExportGraph:
+    from .graph import build_graph
+
+    return build_graph(store, runs)
+
+
+def export_bytes(store: ProvStore, fmt: str, runs: Iterable[Run], *, sign: bool = False,
+                 url: str | None = None) -> bytes:
+    """The export of ``runs`` in ``fmt`` (one of ``FORMATS``); ``sign``: in-toto only,
+    each statement in a DSSE envelope signed with the user's ssh key; ``url``:
+    OpenLineage only, the events are also sent there (openlineage-python's HTTP client)."""
+    check_format(fmt, sign=sign, url=url)
+    graph = export_graph(store, runs)
+    if fmt.startswith("prov-"):
+        from .w3c_prov import write_prov
+
+        return write_prov(graph, fmt)
+    if fmt == "openlineage":
+        from .openlineage import openlineage_events, send_events, write_openlineage
+
+        if url is not None:
+            send_events(openlineage_events(store, graph), url)
+        return write_openlineage(store, graph)
+    from .intoto import write_intoto
+
+    return write_intoto(store, graph, sign=sign)
