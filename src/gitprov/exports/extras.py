@@ -24,6 +24,6 @@ def require(module: str, purpose: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise MissingExtraError(
-            f"{purpose} needs the {PACKAGES.get(module, module)} package: pip install 'git-prov[export]' "
-            f"(or pip install {PACKAGES.get(module, module)})") from exc
+        package = PACKAGES.get(module.split(".")[0], module)
+        raise MissingExtraError(f"{purpose} needs the {package} package: pip install 'git-prov[export]' "
+                                f"(or pip install {package})") from exc

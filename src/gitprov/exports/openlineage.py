@@ -171,6 +171,7 @@ def openlineage_events(store: ProvStore, graph: ExportGraph, namespace: str | No
 
 def write_openlineage(store: ProvStore, graph: ExportGraph, namespace: str | None = None) -> bytes:
     """The events of ``graph`` as JSON Lines: keys sorted, one event a line."""
+    require("openlineage.client", "OpenLineage export")
     from openlineage.client.serde import Serde
 
     return b"".join(Serde.to_json(e, ensure_ascii=False).encode("utf-8") + b"\n"
