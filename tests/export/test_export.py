@@ -75,13 +75,13 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             lineage.of(child).with_input_artifact(prep.id).with_input_model("classifier", "1").register()
         ids["child"] = child.id
         for name in ("pipeline-1", "pipeline-2"):
-            with repo.start_run(name=name) as run:
-                with run.stage("featurize", params={"cols": ["x"]}, inputs={"raw": b"x,y\n1,2\n"}) as stage:
-                    hit = repo.find_cached("featurize", stage.args_hash)
-                    if hit is not None:
-                        stage.outputs = dict(hit.outputs)
-                    else:
-                        stage.outputs["features"] = run.log_artifact("features", b"1\n3\n")
+            with repo.start_run(name=name) as run, \
+                    run.stage("featurize", params={"cols": ["x"]}, inputs={"raw": b"x,y\n1,2\n"}) as stage:
+                hit = repo.find_cached("featurize", stage.args_hash)
+                if hit is not None:
+                    stage.outputs = dict(hit.outputs)
+                else:
+                    stage.outputs["features"] = run.log_artifact("features", b"1\n3\n")
             ids[name] = run.id
         failing = repo.start_run(name="failing")
         failing.end("failed")
@@ -319,7 +319,7 @@ def test_openlineage_events_are_sent_with_the_client(built):
     lines = [json.loads(line) for line in data.splitlines()]
     assert [r["path"] for r in received] == ["/api/v1/lineage"] * 2
     assert [r["event"]["eventType"] for r in received] == ["START", "COMPLETE"]
-    for sent, written in zip(received, lines):  # the client adds its own tags facet, and nothing else
+    for sent, written in zip(received, lines, strict=True):  # the client adds its own tags facet, and nothing else
         assert sent["event"]["run"]["runId"] == written["run"]["runId"]
         assert sent["event"]["run"]["facets"]["gitprov"] == written["run"]["facets"]["gitprov"]
         assert sent["event"]["inputs"] == written["inputs"] and sent["event"]["outputs"] == written["outputs"]
@@ -456,3 +456,13 @@ def test_a_missing_extra_is_one_line_naming_the_install(built, module):
     assert proc.returncode == 10
     assert proc.stderr.strip().count("\n") == 0
     assert "pip install 'git-prov[export]'" in proc.stderr
+
+
+def test_cli_unreachable_endpoint_is_one_line_and_writes_nothing(built):
+    env = {"HOME": str(built["home"]), "GIT_CONFIG_NOSYSTEM": "1"}
+    proc = run_prov(built["path"], "export", "--format", "openlineage", built["ids"]["prep"], "--url",
+                    "http://127.0.0.1:9", "-o", "events.jsonl", env=env)
+    assert proc.returncode == 11 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("prov: error: cannot send OpenLineage event 1 of 2 to http://127.0.0.1:9")
+    assert proc.stderr.count("\n") == 1
+    assert not (built["path"] / "events.jsonl").exists()

@@ -18,14 +18,17 @@ _FORMATS = ("prov-json", "prov-n", "prov-o", "openlineage", "in-toto")
 
 
 def _check(params: dict[str, Any]) -> None:
+    from ..errors import UsageError
     from ..exports import check_format
 
+    if params["fmt"] is None:
+        raise UsageError(f"prov export needs --format, one of: {', '.join(_FORMATS)}")
     check_format(params["fmt"], sign=params["sign"], url=params["url"])
 
 
 @click.command("export")
 @click.argument("targets", nargs=-1, metavar="[TARGET]...")
-@click.option("--format", "fmt", type=click.Choice(_FORMATS), required=True,
+@click.option("--format", "fmt", type=click.Choice(_FORMATS),
               help="prov-json, prov-n, prov-o (W3C PROV: JSON, PROV-N, Turtle), openlineage (RunEvents, "
                    "JSON Lines) or in-toto (SLSA provenance statements, JSON Lines).")
 @click.option("--where", metavar="FILTER", help="Only runs matching this filter (as prov runs --where).")
