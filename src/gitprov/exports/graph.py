@@ -61,10 +61,18 @@ class ExportGraph:
     #: the lexicon pins (``sha256:`` of the manifest) the runs' records were written against
     lexicons: list[str] = field(default_factory=list)
 
+    #: run node id -> its edges, made on first use
+    _by_run: dict[str, list[Edge]] | None = field(default=None, repr=False)
+
     def edges_of(self, run_id: str) -> list[Edge]:
-        """The edges that name ``run:<run_id>``."""
-        node = f"run:{run_id}"
-        return [e for e in self.edges if node in (e.subject, e.object)]
+        """The edges that name ``run:<run_id>``, in graph order."""
+        if self._by_run is None:
+            self._by_run = {}
+            for e in self.edges:
+                for node in {e.subject, e.object}:
+                    if node.startswith("run:"):
+                        self._by_run.setdefault(node, []).append(e)
+        return self._by_run.get(f"run:{run_id}", [])
 
 
 def lineage_rows(run: Run) -> set[tuple[str, str, str, str]]:

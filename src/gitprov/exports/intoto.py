@@ -153,9 +153,9 @@ def intoto_statements(store: ProvStore, graph: ExportGraph) -> list[dict[str, An
         statement = Statement([ResourceDescriptor(name=name, digest={"sha256": sha}).pb
                                for name, sha in sorted(set(subjects))], PREDICATE_TYPE, predicate)
         statement.validate()
-        plain = json_format.MessageToDict(statement.pb)
-        plain["predicate"] = predicate  # as built: protobuf's Struct would turn every integer into a float
-        out.append(plain)
+        # the predicate as built: protobuf's Struct would turn every integer into a float
+        out.append({"_type": statement.pb.type, "predicateType": statement.pb.predicate_type, "predicate": predicate,
+                    "subject": [json_format.MessageToDict(s) for s in statement.pb.subject]})
     return out
 
 
