@@ -5,7 +5,7 @@ format, time and size.
 
 The ledger is written by ``synthetic_ledger.py`` (runs with parameters, metrics, a
 dataset version, lineage to two earlier runs' artifacts, a base model and an output
-model; one ledger commit) and its query index is built before measuring. Each format
+model; one ledger commit), cached under ``--root`` as ``bench_index.py`` caches it. Each format
 is measured in a fresh child process (``--probe``), imports and one warm-up export
 untimed: the median of ``--repeat`` calls of ``Repository.export(FORMAT)`` (run
 selection, the graph, the document, serialisation), the size of the output, its
@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -29,28 +28,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _harness as h  # noqa: E402
-from synthetic_ledger import build_ledger, init_repository  # noqa: E402
+from bench_index import ledger_repo  # noqa: E402
 
 FORMATS = ("prov-json", "prov-n", "prov-o", "openlineage", "in-toto")
-
-
-def ledger_repo(root: str, runs: int, log) -> str:
-    """A repository whose ledger holds ``runs`` synthetic runs, initialised, index built."""
-    path = os.path.join(root, f"export-ledger-{runs}")
-    stamp = path + ".done"
-    if os.path.exists(stamp):
-        return path
-    shutil.rmtree(path, ignore_errors=True)
-    init_repository(path)
-    log(f"building a ledger of {runs:,} runs ...")
-    log(f"  {build_ledger(path, runs).seconds:.1f} s")
-    import gitprov
-
-    gitprov.init(path, hooks=False)
-    gitprov.Repository(path).index().connection()
-    with open(stamp, "w") as f:
-        f.write("ok\n")
-    return path
 
 
 def probe(path: str, fmt: str, repeat: int) -> dict:
@@ -81,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     os.makedirs(args.root, exist_ok=True)
     h.isolate(args.root)
-    path = ledger_repo(args.root, args.runs, print)
+    path = ledger_repo(args.root, args.runs, dict(os.environ), h.find_prov(), print)
     rows = []
     for fmt in FORMATS:
         proc = subprocess.run([sys.executable, __file__, "--probe", path, fmt, "--repeat", str(args.repeat)],

@@ -27,8 +27,9 @@ FORMATS = ("prov-json", "prov-n", "prov-o", "openlineage", "in-toto")
 def select_runs(store: ProvStore, targets: Iterable[str] = (), where: dict[str, Any] | str | None = None, *,
                 upstream: bool = False) -> list[Run]:
     """The runs to export: every run (not deleted) matching ``where``; with ``targets``,
-    only those runs (a run id or prefix), or the runs that produced a model, dataset or
-    artifact; ``upstream``: everything upstream of the targets too."""
+    only those runs (a run id or prefix, deleted or not), or the runs (not deleted) that
+    produced a model, dataset or artifact; ``upstream``: the runs upstream of the
+    targets too."""
     from ..index.edges import IndexEdges
     from ..index.graph import traverse
     from ..index.lineage import lineage_roots
@@ -44,16 +45,15 @@ def select_runs(store: ProvStore, targets: Iterable[str] = (), where: dict[str, 
         roots = lineage_roots(store, target, nodes)
         if upstream or any(not r.startswith("run:") for r in roots):
             graph = traverse(nodes, roots, "upstream", None if upstream else 1)
-            wanted.update(n[4:] for n, info in graph.nodes.items() if n.startswith("run:") and not info["missing"])
+            wanted.update(n[4:] for n, info in graph.nodes.items()
+                          if n.startswith("run:") and not info["missing"] and not info["deleted"])
         wanted.update(r[4:] for r in roots if r.startswith("run:"))
-    runs = find_runs(store, where)
-    found = [r for r in runs if r.id in wanted]
-    if where is None and len(found) < len(wanted):  # deleted runs named explicitly are exported too
-        from ..runs.run import Run
+    if where is not None:
+        return [r for r in find_runs(store, where) if r.id in wanted]
+    from ..runs.run import Run
 
-        have = {r.id for r in found}
-        found += [Run.load(store, run_id) for run_id in sorted(wanted - have)]
-    return found
+    tip = store.ledger.tip()
+    return [Run.load(store, run_id, tip) for run_id in sorted(wanted)]  # a deleted run named is exported too
 
 
 def check_format(fmt: str, *, sign: bool = False, url: str | None = None) -> None:
