@@ -424,6 +424,13 @@ def test_targets_and_filters_select_runs(built):
     one = json.loads(repo.export("prov-json", [ids["train"]]))
     # the producer of an input that is not selected is named, marked as not selected
     assert one["activity"][f"run:{ids['prep']}"]["gitprov:selected"] is False
+    # a cache hit alone: it used what the earlier run's stage made, and that run made it
+    hit = build_graph(repo.store, [repo.get_run(ids["pipeline-2"])])
+    features = f"artifact:{ids['pipeline-1']}/features"
+    assert {(e.relation, e.subject, e.object, e.role) for e in hit.edges if features in (e.subject, e.object)} == {
+        ("used", f"run:{ids['pipeline-2']}", features, "cache"),
+        ("wasGeneratedBy", features, f"run:{ids['pipeline-1']}", "stage")}
+    assert list(hit.other_runs) == [ids["pipeline-1"]]
 
 
 def test_cli_export_to_stdout(built):

@@ -172,7 +172,9 @@ class _Builder:
                 assert first is not None
                 producer = self.store_run(first[0])
                 for digest in sorted(set((stage.get("outputs") or {}).values())):
-                    self.add("used", me, self.output_entity(producer, first[0], name, digest), "cache")
+                    made = self.output_entity(producer, first[0], name, digest)
+                    self.add("used", me, made, "cache")
+                    self.add("wasGeneratedBy", made, self.run_node(first[0]), "stage")
                 continue
             for digest in sorted(set((stage.get("outputs") or {}).values())):
                 out = by_digest.get(digest) or self.entity(f"digest:{digest}", kind="digest", digest=digest, stage=name)
@@ -191,7 +193,6 @@ class _Builder:
     def output_entity(self, artifacts: dict[str, str], run_id: str, stage: str, digest: str) -> str:
         node = artifacts.get(digest)
         if node is not None:
-            self.run_node(run_id)
             return self.entity(node, kind="artifact", run=run_id, path=node.split("/", 1)[1],
                                sha256=digest.removeprefix("sha256:"))
         return self.entity(f"digest:{digest}", kind="digest", digest=digest, stage=stage)
