@@ -473,3 +473,24 @@ def test_cli_unreachable_endpoint_is_one_line_and_writes_nothing(built):
     assert proc.stderr.startswith("prov: error: cannot send OpenLineage event 1 of 2 to http://127.0.0.1:9")
     assert proc.stderr.count("\n") == 1
     assert not (built["path"] / "events.jsonl").exists()
+
+
+def test_a_sha256_repository_exports_its_own_ids(make_repo):
+    path = make_repo("sha256").path
+    gitprov.init(path, hooks=False)
+    repo = gitprov.Repository(path)
+    with repo.start_run(name="made", environment=False) as made:
+        made.log_artifact("x.bin", b"x")
+    with repo.start_run(name="used", parent=made.id, environment=False) as used:
+        lineage.of(used).with_input_artifact(made.id, "x.bin").register()
+    from prov.model import ProvDocument
+
+    doc = ProvDocument.deserialize(content=repo.export("prov-n").decode(), format="provn", profile="strict")
+    assert ("used", f"run:{used.id}", f"artifact:{made.id}/x.bin") in _prov_edges(doc)
+    statement = _statements(repo.export("in-toto", [made.id]))[0]
+    commit = made.record.code.commit
+    assert len(made.id) == len(commit) == 64
+    deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+    assert {"gitCommit": commit} in [d["digest"] for d in deps]
+    events = [json.loads(line) for line in repo.export("openlineage", [used.id]).splitlines()]
+    assert events[0]["run"]["facets"]["parent"]["run"]["runId"] == openlineage_run_id(made.id)

@@ -17,6 +17,7 @@ import functools
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ProvError
 from .extras import require
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ def openlineage_events(store: ProvStore, graph: ExportGraph, namespace: str | No
             if parent is None:
                 try:
                     parent = ProvRun.load(store, record.parent)
-                except Exception:  # a parent not in this ledger: named by id only
+                except ProvError:  # a parent not in this ledger: named by id only
                     parent = None
             run_facets["parent"] = parent_run.ParentRunFacet(
                 run=parent_run.Run(runId=openlineage_run_id(record.parent)),
@@ -192,7 +193,7 @@ def send_events(events: list[Any], url: str, endpoint: str = "api/v1/lineage", t
     for i, event in enumerate(events):
         try:
             client.emit(event)
-        except Exception as exc:  # requests' and the transport's errors, whatever their class
+        except (OSError, RuntimeError, ValueError) as exc:  # requests' errors are OSErrors
             raise RemoteError(f"cannot send OpenLineage event {i + 1} of {len(events)} to {url}: "
                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; check the URL "
                               "and that the endpoint accepts OpenLineage events") from exc
