@@ -224,7 +224,7 @@ class Repository:
 
     def export(self, format: str, targets: str | list[str] | tuple[str, ...] = (),
                where: dict[str, Any] | str | None = None, *, upstream: bool = False, sign: bool = False,
-               url: str | None = None) -> bytes:
+               url: str | None = None, namespace: str | None = None) -> bytes:
         """The provenance of the selected runs in a standard's format: ``prov-json``,
         ``prov-n``, ``prov-o`` (W3C PROV), ``openlineage`` (RunEvents, JSON Lines) or
         ``in-toto`` (SLSA provenance statements, JSON Lines).
@@ -232,14 +232,15 @@ class Repository:
         ``targets``: run ids or prefixes, models, datasets or artifacts (the runs that
         produced them; ``upstream``: and everything upstream); none: every run matching
         ``where`` (a filter string or query dict). ``sign``: in-toto statements in DSSE
-        envelopes signed with your ssh key; ``url``: also send the OpenLineage events there.
+        envelopes signed with your ssh key; ``url``: also send the OpenLineage events there;
+        ``namespace``: of the OpenLineage jobs and datasets (default ``git-prov``).
         """
         from .exports import check_format, export_bytes, select_runs
 
-        check_format(format, sign=sign, url=url)
+        check_format(format, sign=sign, url=url, namespace=namespace)
         runs = select_runs(self.store, [targets] if isinstance(targets, str) else targets, where,
                            upstream=upstream)
-        return export_bytes(self.store, format, runs, sign=sign, url=url)
+        return export_bytes(self.store, format, runs, sign=sign, url=url, namespace=namespace)
 
     def flush_links(self) -> None:
         """Deprecated, does nothing: since format 2 a run's link to its commit is written

@@ -494,3 +494,25 @@ def test_a_sha256_repository_exports_its_own_ids(make_repo):
     assert {"gitCommit": commit} in [d["digest"] for d in deps]
     events = [json.loads(line) for line in repo.export("openlineage", [used.id]).splitlines()]
     assert events[0]["run"]["facets"]["parent"]["run"]["runId"] == openlineage_run_id(made.id)
+
+
+def test_openlineage_namespace_and_a_running_run(make_repo):
+    path = make_repo("sha1").path
+    gitprov.init(path, hooks=False)
+    repo = gitprov.Repository(path)
+    run = repo.start_run(name="live", environment=False)
+    run.log_artifact("out.txt", b"1")
+    run.flush()
+    try:
+        events = [json.loads(line) for line in repo.export("openlineage", namespace="team/proj").splitlines()]
+        assert [e["eventType"] for e in events] == ["START"]  # a running run has started, nothing more
+        assert events[0]["job"]["namespace"] == "team/proj"
+    finally:
+        run.end()
+    events = [json.loads(line) for line in repo.export("openlineage", namespace="team/proj").splitlines()]
+    assert [e["eventType"] for e in events] == ["START", "COMPLETE"]
+    assert {d["namespace"] for d in events[1]["outputs"]} == {"team/proj"}
+    with pytest.raises(gitprov.UsageError, match="--namespace names OpenLineage"):
+        repo.export("prov-json", namespace="x")
+    with pytest.raises(gitprov.UsageError, match="--namespace must be a non-empty name"):
+        repo.export("openlineage", namespace=" ")

@@ -23,7 +23,7 @@ def _check(params: dict[str, Any]) -> None:
 
     if params["fmt"] is None:
         raise UsageError(f"prov export needs --format, one of: {', '.join(_FORMATS)}")
-    check_format(params["fmt"], sign=params["sign"], url=params["url"])
+    check_format(params["fmt"], sign=params["sign"], url=params["url"], namespace=params["namespace"])
 
 
 @click.command("export")
@@ -39,9 +39,11 @@ def _check(params: dict[str, Any]) -> None:
                                            "ssh key (gpg.format=ssh, user.signingKey).")
 @click.option("--url", metavar="URL", help="openlineage: also send the events to this endpoint "
                                            "(Marquez: http://HOST:5000, posted to /api/v1/lineage).")
+@click.option("--namespace", metavar="NAME", help="openlineage: the namespace of the jobs and datasets "
+                                                  "(default git-prov; one per repository keeps them apart).")
 @with_repository(before=_check)
 def export_command(targets: tuple[str, ...], fmt: str, where: str | None, upstream: bool, output: str | None,
-                   sign: bool, url: str | None, repo: Repository) -> None:
+                   sign: bool, url: str | None, namespace: str | None, repo: Repository) -> None:
     """Export runs and their lineage in a provenance standard's format.
 
     TARGETs are run ids or prefixes, models (MODEL[@VERSION]), artifacts (RUN/PATH)
@@ -49,7 +51,7 @@ def export_command(targets: tuple[str, ...], fmt: str, where: str | None, upstre
     that produced it; --upstream adds everything upstream. Without TARGET, every
     run (matching --where). The same provenance always gives the same bytes.
     """
-    data = repo.export(fmt, list(targets), where, upstream=upstream, sign=sign, url=url)
+    data = repo.export(fmt, list(targets), where, upstream=upstream, sign=sign, url=url, namespace=namespace)
     if output is None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()

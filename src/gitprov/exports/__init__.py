@@ -56,7 +56,7 @@ def select_runs(store: ProvStore, targets: Iterable[str] = (), where: dict[str, 
     return [Run.load(store, run_id, tip) for run_id in sorted(wanted)]  # a deleted run named is exported too
 
 
-def check_format(fmt: str, *, sign: bool = False, url: str | None = None) -> None:
+def check_format(fmt: str, *, sign: bool = False, url: str | None = None, namespace: str | None = None) -> None:
     """Refuse an unknown format, and options the format does not take."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}")
@@ -64,6 +64,11 @@ def check_format(fmt: str, *, sign: bool = False, url: str | None = None) -> Non
         raise UsageError(f"--sign applies to the in-toto format only, not {fmt}")
     if url is not None and fmt != "openlineage":
         raise UsageError(f"--url sends OpenLineage events; it does not apply to {fmt}")
+    if namespace is not None and fmt != "openlineage":
+        raise UsageError(f"--namespace names OpenLineage jobs and datasets; it does not apply to {fmt}")
+    if namespace is not None and (not isinstance(namespace, str) or not namespace.strip()
+                                  or any(ord(c) < 32 for c in namespace)):
+        raise UsageError(f"--namespace must be a non-empty name without control characters, not {namespace!r}")
 
 
 def export_graph(store: ProvStore, runs: Iterable[Run]) -> ExportGraph:
@@ -73,11 +78,12 @@ def export_graph(store: ProvStore, runs: Iterable[Run]) -> ExportGraph:
 
 
 def export_bytes(store: ProvStore, fmt: str, runs: Iterable[Run], *, sign: bool = False,
-                 url: str | None = None) -> bytes:
+                 url: str | None = None, namespace: str | None = None) -> bytes:
     """The export of ``runs`` in ``fmt`` (one of ``FORMATS``); ``sign``: in-toto only,
     each statement in a DSSE envelope signed with the user's ssh key; ``url``:
-    OpenLineage only, the events are also sent there (openlineage-python's HTTP client)."""
-    check_format(fmt, sign=sign, url=url)
+    OpenLineage only, the events are also sent there (openlineage-python's HTTP client);
+    ``namespace``: OpenLineage only, of the jobs and datasets (default ``git-prov``)."""
+    check_format(fmt, sign=sign, url=url, namespace=namespace)
     import gc
 
     # the documents are millions of small objects that live to the end: the cyclic
@@ -86,13 +92,14 @@ def export_bytes(store: ProvStore, fmt: str, runs: Iterable[Run], *, sign: bool 
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _export(store, fmt, runs, sign=sign, url=url)
+        return _export(store, fmt, runs, sign=sign, url=url, namespace=namespace)
     finally:
         if collecting:
             gc.enable()
 
 
-def _export(store: ProvStore, fmt: str, runs: Iterable[Run], *, sign: bool, url: str | None) -> bytes:
+def _export(store: ProvStore, fmt: str, runs: Iterable[Run], *, sign: bool, url: str | None,
+            namespace: str | None) -> bytes:
     graph = export_graph(store, runs)
     if fmt.startswith("prov-"):
         from .w3c_prov import write_prov
@@ -102,8 +109,8 @@ def _export(store: ProvStore, fmt: str, runs: Iterable[Run], *, sign: bool, url:
         from .openlineage import openlineage_events, send_events, write_openlineage
 
         if url is not None:
-            send_events(openlineage_events(store, graph), url)
-        return write_openlineage(store, graph)
+            send_events(openlineage_events(store, graph, namespace), url)
+        return write_openlineage(store, graph, namespace)
     from .intoto import write_intoto
 
     return write_intoto(store, graph, sign=sign)
