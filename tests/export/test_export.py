@@ -326,7 +326,7 @@ def test_openlineage_events_are_sent_with_the_client(built):
 
 
 def test_openlineage_unreachable_endpoint_is_one_line(built):
-    with pytest.raises(gitprov.RemoteError, match=r"cannot send OpenLineage event 1 of 2 to http://127.0.0.1:9"):
+    with pytest.raises(gitprov.SyncError, match=r"cannot send OpenLineage event 1 of 2 to http://127.0.0.1:9"):
         built["repo"].export("openlineage", [built["ids"]["train"]], url="http://127.0.0.1:9")
 
 
@@ -469,7 +469,7 @@ def test_cli_unreachable_endpoint_is_one_line_and_writes_nothing(built):
     env = {"HOME": str(built["home"]), "GIT_CONFIG_NOSYSTEM": "1"}
     proc = run_prov(built["path"], "export", "--format", "openlineage", built["ids"]["prep"], "--url",
                     "http://127.0.0.1:9", "-o", "events.jsonl", env=env)
-    assert proc.returncode == 11 and "Traceback" not in proc.stderr
+    assert proc.returncode == 10 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("prov: error: cannot send OpenLineage event 1 of 2 to http://127.0.0.1:9")
     assert proc.stderr.count("\n") == 1
     assert not (built["path"] / "events.jsonl").exists()

@@ -185,7 +185,7 @@ def send_events(events: list[Any], url: str, endpoint: str = "api/v1/lineage", t
     from openlineage.client import OpenLineageClient
     from openlineage.client.transport.http import HttpConfig, HttpTransport
 
-    from ..errors import RemoteError
+    from ..errors import SyncError
 
     transport = HttpTransport(HttpConfig(url=url, endpoint=endpoint, timeout=timeout,
                                          retry={"total": 0, "connect": 0, "read": 0}))
@@ -194,7 +194,7 @@ def send_events(events: list[Any], url: str, endpoint: str = "api/v1/lineage", t
         try:
             client.emit(event)
         except (OSError, RuntimeError, ValueError) as exc:  # requests' errors are OSErrors
-            raise RemoteError(f"cannot send OpenLineage event {i + 1} of {len(events)} to {url}: "
+            raise SyncError(f"cannot send OpenLineage event {i + 1} of {len(events)} to {url}: "
                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; check the URL "
                               "and that the endpoint accepts OpenLineage events") from exc
     return len(events)
