@@ -77,7 +77,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         for name in ("pipeline-1", "pipeline-2"):
             with repo.start_run(name=name) as run, \
                     run.stage("featurize", params={"cols": ["x"]}, inputs={"raw": b"x,y\n1,2\n"}) as stage:
-                hit = repo.find_cached("featurize", stage.args_hash)
+                hit = repo.find_cached(stage)
                 if hit is not None:
                     stage.outputs = dict(hit.outputs)
                 else:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ..nodes import graph_node
-from ..runs.stage import STAGE_PREFIX
+from ..runs.stage import STAGE_PREFIX, cache_key
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -151,32 +151,33 @@ class _Builder:
         if run.record.parent:
             self.add("wasInformedBy", me, self.run_node(run.record.parent), "parent")
 
-    def stages(self, run: Run, earliest: dict[tuple[str, str], tuple[str, dict[str, Any]] | None]) -> None:
-        """A stage's outputs derive from its inputs; outputs an earlier run's same stage
-        (name and arguments) produced are a cache hit: used, not generated."""
+    def stages(self, run: Run, earliest: dict[tuple[str, str], tuple[str, dict[str, Any]]]) -> None:
+        """A stage's outputs derive from its inputs. A stage whose cache key an earlier
+        run's finished stage had is a cache hit: what that stage made (outputs, cache
+        files) is used, not generated again."""
         me = f"run:{run.id}"
         by_digest = {"sha256:" + a.sha256.removeprefix("sha256:"): graph_node("run", run.id, k)
                      for k, a in sorted(run.state.artifacts.items(), reverse=True)}
         for key, stage in sorted(run.state.attributes.items()):
             if not key.startswith(STAGE_PREFIX) or not isinstance(stage, dict) or stage.get("status") != "finished":
                 continue
-            name, args = str(stage.get("name")), str(stage.get("args_hash"))
-            first = earliest.get((name, args))
-            hit = (first is not None and first[0] != run.id and str(first[1].get("ended", "")) <= str(stage.get("started", ""))
-                   and first[1].get("outputs") == stage.get("outputs"))
+            name = str(stage.get("name"))
+            first = earliest.get((name, stage_key(stage)))
+            hit = first is not None and first[0] != run.id and str(first[1].get("ended")) <= str(stage.get("started"))
             inputs = [self.entity(f"digest:{d}", kind="digest", digest=d, stage=name)
                       for d in sorted(set((stage.get("inputs") or {}).values())) if not str(d).startswith("run:")]
             for used in inputs:
                 self.add("used", me, used, "stage")
+            reused: set[str] = set()
             if hit:
                 assert first is not None
                 producer = self.store_run(first[0])
-                for digest in sorted(set((stage.get("outputs") or {}).values())):
+                for digest in sorted(set(_made(stage)) & set(_made(first[1]))):
                     made = self.output_entity(producer, first[0], name, digest)
                     self.add("used", me, made, "cache")
                     self.add("wasGeneratedBy", made, self.run_node(first[0]), "stage")
-                continue
-            for digest in sorted(set((stage.get("outputs") or {}).values())):
+                    reused.add(digest)
+            for digest in sorted(set(_made(stage)) - reused):
                 out = by_digest.get(digest) or self.entity(f"digest:{digest}", kind="digest", digest=digest, stage=name)
                 self.add("wasGeneratedBy", out, me, "stage")
                 for used in inputs:
@@ -232,8 +233,20 @@ def build_graph(store: ProvStore, runs: Iterable[Run]) -> ExportGraph:
     return b.graph
 
 
-def _earliest_stages(store: ProvStore, runs: Iterable[Run]) -> dict[tuple[str, str], tuple[str, dict[str, Any]] | None]:
-    """(stage name, args hash) -> the run and record of the earliest finished stage with
+def stage_key(record: dict[str, Any]) -> str:
+    """The cache key of a stage record (as ``find_cached`` reads it: older records have
+    none stored, and theirs covers the name, arguments and inputs)."""
+    return str(record.get("cache_key") or cache_key(str(record.get("name")), str(record.get("args_hash")),
+                                                     record.get("inputs_hash")))
+
+
+def _made(record: dict[str, Any]) -> list[str]:
+    """The digests a stage made: its outputs and the files it left in its cache directory."""
+    return [str(d) for d in [*(record.get("outputs") or {}).values(), *(record.get("cache_files") or {}).values()]]
+
+
+def _earliest_stages(store: ProvStore, runs: Iterable[Run]) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
+    """(stage name, cache key) -> the run and record of the earliest finished stage with
     them in the whole ledger (the run index's ``stages`` table), for the stages of ``runs``."""
     wanted = sorted({(str(s.get("name")), str(s.get("args_hash"))) for run in runs
                      for k, s in run.state.attributes.items()
@@ -243,13 +256,14 @@ def _earliest_stages(store: ProvStore, runs: Iterable[Run]) -> dict[tuple[str, s
     from ..index.store import index_of
 
     db = index_of(store).connection()
-    out: dict[tuple[str, str], tuple[str, dict[str, Any]] | None] = {}
+    out: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
     for name, args in wanted:
-        row = db.execute(
-            "SELECT r.id, a.value FROM stages s JOIN runs r ON r.rid = s.run JOIN attributes a ON a.run = s.run "
-            "AND a.key = s.key WHERE s.name = ? AND s.args_hash = ? AND s.status = 'finished' AND r.deleted = 0 "
-            "ORDER BY s.ended, r.id LIMIT 1", (name, args)).fetchone()
-        out[(name, args)] = (row[0].hex(), msgspec.json.decode(row[1])) if row is not None else None
+        for key, value in db.execute(
+                "SELECT r.id, a.value FROM stages s JOIN runs r ON r.rid = s.run JOIN attributes a ON a.run = s.run "
+                "AND a.key = s.key WHERE s.name = ? AND s.args_hash = ? AND s.status = 'finished' AND r.deleted = 0 "
+                "ORDER BY s.ended, r.id", (name, args)):
+            record = msgspec.json.decode(value)
+            out.setdefault((name, stage_key(record)), (key.hex(), record))
     return out
 
 
