@@ -516,3 +516,22 @@ def test_openlineage_namespace_and_a_running_run(make_repo):
         repo.export("prov-json", namespace="x")
     with pytest.raises(gitprov.UsageError, match="--namespace must be a non-empty name"):
         repo.export("openlineage", namespace=" ")
+
+
+def test_a_cache_hit_through_the_stage_cache_directory(make_repo):
+    path = make_repo("sha1").path
+    gitprov.init(path, hooks=False)
+    repo = gitprov.Repository(path)
+    with repo.start_run(name="first", environment=False) as first, first.stage("fit", params={"k": 1}) as stage:
+        Path(stage.get_path("model.bin")).write_bytes(b"m")
+    with repo.start_run(name="again", environment=False) as again, again.stage("fit", params={"k": 1}) as stage:
+        hit = repo.find_cached(stage)
+        assert hit is not None
+        Path(stage.get_path("model.bin")).write_bytes(Path(hit.get_path("model.bin")).read_bytes())
+    with repo.start_run(name="other", environment=False) as other, other.stage("fit", params={"k": 2}) as stage:
+        Path(stage.get_path("model.bin")).write_bytes(b"m")  # same bytes, another key: made, not reused
+    node = "digest:sha256:" + hashlib.sha256(b"m").hexdigest()
+    graph = build_graph(repo.store, [repo.get_run(r.id) for r in (first, again, other)])
+    assert {(e.relation, e.subject, e.object, e.role) for e in graph.edges if node in (e.subject, e.object)} == {
+        ("wasGeneratedBy", node, f"run:{first.id}", "stage"), ("used", f"run:{again.id}", node, "cache"),
+        ("wasGeneratedBy", node, f"run:{other.id}", "stage")}
