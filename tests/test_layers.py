@@ -44,16 +44,18 @@ ALLOWED: dict[str, set[str]] = {
     "status": _BASE | {"model", "codec", "store", "index", "history", "exchange", "sync"},
     "githooks": _BASE | {"model", "codec", "schema", "settings", "scrub", "store", "runs", "quickcapture",
                          "captures", "provenance", "history", "exchange", "sync"},
+    # the standards' formats of runs and lineage (prov export)
+    "exports": _BASE | {"model", "codec", "nodes", "store", "runs", "index"},
     # the facades: the verbs and the public lineage module
     "lineage": {"runs", "index"},
     "api": _BASE | {"model", "codec", "schema", "store", "runs", "index", "provenance", "captures", "exchange",
-                    "history", "verify", "githooks", "status"},
+                    "history", "verify", "githooks", "status", "exports"},
     # the front ends
     "ui": _BASE | {"codec", "keys", "model", "store", "runs", "index", "provenance"},
     "integrations": _BASE | {"api", "lineage", "names", "schema", "scrub", "store", "runs", "sync"},
     "cli": _BASE | {"api", "codec", "model", "names", "schema", "scrub", "store", "runs", "index", "exchange",
                     "history", "verify", "githooks", "quickcapture", "integrations", "sync", "lineage", "__init__",
-                    "status", "ui"},
+                    "status", "ui", "exports"},
     "__init__": {"_version", "errors", "api", "runs", "lineage"},
 }
 

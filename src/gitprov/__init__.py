@@ -37,7 +37,7 @@ TYPE_CHECKING = False  # typing is not imported at run time: hook path
 if TYPE_CHECKING:
     from typing import Any
 
-    from .api import CommitProvenance, Repository, capture, init, log, show, start_run
+    from .api import CommitProvenance, Repository, capture, export, init, log, show, start_run
     from .runs import MetricPoint, Observation, Run
 
 __all__ = [
@@ -68,6 +68,7 @@ __all__ = [
     "WriteError",
     "__version__",
     "capture",
+    "export",
     "init",
     "log",
     "show",
@@ -77,7 +78,7 @@ __all__ = [
     "Observation",
 ]
 
-_LAZY = {"Repository", "CommitProvenance", "capture", "init", "log", "show", "start_run"}
+_LAZY = {"Repository", "CommitProvenance", "capture", "export", "init", "log", "show", "start_run"}
 _LAZY_RUNS = {"Run", "MetricPoint", "Observation"}
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "LEDGER_FORMAT",
     "Repository",
     "capture",
+    "export",
     "init",
     "log",
     "show",
@@ -231,6 +232,26 @@ class Repository:
 
         return lineage(self.store, target, direction, depth)
 
+    def export(self, format: str, targets: str | list[str] | tuple[str, ...] = (),
+               where: dict[str, Any] | str | None = None, *, upstream: bool = False, sign: bool = False,
+               url: str | None = None, namespace: str | None = None) -> bytes:
+        """The provenance of the selected runs in a standard's format: ``prov-json``,
+        ``prov-n``, ``prov-o`` (W3C PROV), ``openlineage`` (RunEvents, JSON Lines) or
+        ``in-toto`` (SLSA provenance statements, JSON Lines).
+
+        ``targets``: run ids or prefixes, models, datasets or artifacts (the runs that
+        produced them; ``upstream``: and everything upstream); none: every run matching
+        ``where`` (a filter string or query dict). ``sign``: in-toto statements in DSSE
+        envelopes signed with your ssh key; ``url``: also send the OpenLineage events there;
+        ``namespace``: of the OpenLineage jobs and datasets (default ``git-prov``).
+        """
+        from .exports import check_format, export_bytes, select_runs
+
+        check_format(format, sign=sign, url=url, namespace=namespace)
+        runs = select_runs(self.store, [targets] if isinstance(targets, str) else targets, where,
+                           upstream=upstream)
+        return export_bytes(self.store, format, runs, sign=sign, url=url, namespace=namespace)
+
     def flush_links(self) -> None:
         """Deprecated, does nothing: since format 2 a run's link to its commit is written
         with the run's first ledger transaction, so no link ever waits."""
@@ -417,6 +438,13 @@ def log(spec: str | None = None, path: str | os.PathLike[str] = ".", limit: int 
     """Provenance of the commits in ``spec`` (default: the history of HEAD)."""
     return Repository(path).log(spec, limit)
 
+
+
+def export(format: str, targets: str | list[str] | tuple[str, ...] = (), where: dict[str, Any] | str | None = None,
+           *, path: str | os.PathLike[str] = ".", **options: Any) -> bytes:
+    """The provenance of the runs in the repository at ``path`` in a standard's format
+    (see ``Repository.export``)."""
+    return Repository(path).export(format, targets, where, **options)
 
 
 def start_run(name: str = "", experiment: str = "", params: dict[str, Any] | None = None,

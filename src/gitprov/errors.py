@@ -25,7 +25,7 @@ translated at the boundary with ``raise ... from exc``::
     ├── VerificationError (8)          ``prov verify`` found problems
     ├── ConfigError (9)                invalid ``.provenance.toml`` or git config
     ├── SyncError (10)                 a tracker (MLflow, W&B) is missing or failed a sync
-    │   └── MissingExtraError          its library is not installed (also an ImportError)
+    │   └── MissingExtraError          its library (or an export's) is not installed (also an ImportError)
     └── RemoteError (11)               a git remote is unreachable or refused a fetch/push
 """
 
@@ -161,8 +161,8 @@ class SyncError(ProvError):
 
 
 class MissingExtraError(SyncError, ImportError):
-    """The tracker library of an optional extra is not installed; the message names
-    the ``pip install`` command (an ``ImportError`` too)."""
+    """The library of an optional extra (a tracker's, or ``prov export``'s) is not
+    installed; the message names the ``pip install`` command (an ``ImportError`` too)."""
 
 
 class RemoteError(ProvError):

@@ -4,7 +4,8 @@ Exit codes: 0 success; 1 unexpected provenance error; 2 bad usage; 3 not a usabl
 repository (none, bare, empty); 4 unknown or ambiguous revision; 5 corrupt or foreign
 data under the prov refs; 6 record format newer than this git-prov; 7 cannot write
 (read-only repository, lock held); 8 ``verify`` found problems; 9 invalid configuration;
-10 a sync to a tracker failed (extra missing, tracker unreachable, a run not synced);
+10 a sync to a tracker failed (extra missing, tracker unreachable, a run not synced), or an
+export's library is missing or its endpoint unreachable;
 11 a git remote could not be reached or refused a fetch or push.
 """
 
@@ -285,6 +286,10 @@ from .remote_cmd import fetch_command, keep_command, pull_command, push_command,
 
 for _command in (fetch_command, pull_command, push_command, relink_command, keep_command):
     cli.add_command(_command)
+
+from .export_cmd import export_command  # noqa: E402
+
+cli.add_command(export_command)
 
 from .status_cmd import status_command  # noqa: E402
 

@@ -34,24 +34,24 @@ class Signer:
     key: str
     program: str
 
-    def sign(self, payload: bytes) -> bytes:
-        """An ASCII-armoured detached signature of ``payload``."""
+    def sign(self, payload: bytes, namespace: str = "git") -> bytes:
+        """An ASCII-armoured detached signature of ``payload`` (ssh: in ``namespace``)."""
         if self.format == "ssh":
-            return self._ssh(payload)
+            return self._ssh(payload, namespace)
         proc = self._run([self.program, "--status-fd=2", "-bsau", self.key], payload)
         if proc.returncode != 0 or b"[GNUPG:] SIG_CREATED " not in proc.stderr:
             raise WriteError(f"gpg could not sign with key {self.key!r}: {_said(proc)}; check 'user.signingKey' or "
                              "turn signing off for prov: git config prov.sign false")
         return proc.stdout
 
-    def _ssh(self, payload: bytes) -> bytes:
+    def _ssh(self, payload: bytes, namespace: str = "git") -> bytes:
         with tempfile.TemporaryDirectory(prefix="prov-sign-") as folder:
             buffer = os.path.join(folder, "payload")
             with open(buffer, "wb") as f:
                 f.write(payload)
             key = self.key
             literal = key.startswith("key::") or key.startswith(("ssh-", "ecdsa-", "sk-"))
-            args = [self.program, "-Y", "sign", "-n", "git", "-f"]
+            args = [self.program, "-Y", "sign", "-n", namespace, "-f"]
             if literal:  # a public key given inline: the agent holds its private half
                 key_file = os.path.join(folder, "key.pub")
                 with open(key_file, "w", encoding="utf-8") as f:
@@ -81,11 +81,12 @@ def _said(proc: subprocess.CompletedProcess[bytes]) -> str:
     return lines[-1].strip() if lines else f"exit code {proc.returncode}"
 
 
-def signer_for(config: GitConfig) -> Signer | None:
+def signer_for(config: GitConfig, *, asked: bool = False) -> Signer | None:
     """The signer git would use for ``git commit -S`` in this repository, when prov's
-    commits are to be signed (``prov.sign``, else ``commit.gpgSign``); else None."""
+    commits are to be signed (``prov.sign``, else ``commit.gpgSign``), or whenever
+    ``asked`` (``prov export --sign``); else None."""
     setting = "prov.sign" if config.get("prov.sign") is not None else "commit.gpgsign"
-    if not config.get_bool(setting):
+    if not asked and not config.get_bool(setting):
         return None
     fmt = (config.get("gpg.format") or "openpgp").lower()
     if fmt not in ("openpgp", "ssh"):

@@ -1,0 +1,93 @@
+"""``prov export`` at scale: every run of a synthetic 10,000-run ledger (issue 20) to each
+format, time and size.
+
+    python benchmarks/bench_export.py [--runs 10000] [--repeat 3] [--out docs/performance.md]
+
+The ledger is written by ``synthetic_ledger.py`` (runs with parameters, metrics, a
+dataset version, lineage to two earlier runs' artifacts, a base model and an output
+model; one ledger commit), cached under ``--root`` as ``bench_index.py`` caches it. Each format
+is measured in a fresh child process (``--probe``), imports and one warm-up export
+untimed: the median of ``--repeat`` calls of ``Repository.export(FORMAT)`` (run
+selection, the graph, the document, serialisation), the size of the output, its
+sha256 (the same on every call: exports are deterministic) and the process's peak RSS.
+Not a test: nothing asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _harness as h  # noqa: E402
+from bench_index import ledger_repo  # noqa: E402
+
+FORMATS = ("prov-json", "prov-n", "prov-o", "openlineage", "in-toto")
+
+
+def probe(path: str, fmt: str, repeat: int) -> dict:
+    import gitprov
+
+    repo = gitprov.Repository(path)
+    data = repo.export(fmt)  # warm-up: imports, first reads
+    times, digests = [], set()
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        data = repo.export(fmt)
+        times.append(time.perf_counter() - t0)
+        digests.add(hashlib.sha256(data).hexdigest())
+    return {"times": times, "size": len(data), "records": data.count(b"\n"), "digests": sorted(digests),
+            "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--root", default=h.default_root())
+    parser.add_argument("--out", help="write the results into this Markdown file (docs/performance.md)")
+    parser.add_argument("--probe", nargs=2, metavar=("PATH", "FORMAT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.probe:
+        print(json.dumps(probe(args.probe[0], args.probe[1], args.repeat)))
+        return 0
+    os.makedirs(args.root, exist_ok=True)
+    h.isolate(args.root)
+    path = ledger_repo(args.root, args.runs, dict(os.environ), h.find_prov(), print)
+    rows = []
+    for fmt in FORMATS:
+        proc = subprocess.run([sys.executable, __file__, "--probe", path, fmt, "--repeat", str(args.repeat)],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise SystemExit(f"{fmt}: {proc.stderr}")
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        med = statistics.median(result["times"])
+        deterministic = "yes" if len(result["digests"]) == 1 else "**no**"
+        rows.append(f"| `{fmt}` | {med:.1f} s | {min(result['times']):.1f} s | {result['size'] / 2**20:.1f} MiB | "
+                    f"{result['size'] / args.runs / 1024:.2f} KiB | {result['records']:,} | "
+                    f"{result['rss'] / 2**20:.0f} MiB | {deterministic} |")
+        print(rows[-1], flush=True)
+    text = "\n".join([
+        f"Export of every run of a synthetic ledger of {args.runs:,} runs (`Repository.export(FORMAT)`, "
+        f"median of {args.repeat} after a warm-up, each format in a fresh process), {h.machine()}.",
+        "",
+        "| format | median | min | size | per run | lines | peak RSS | same bytes every call |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        *rows,
+    ])
+    print(text)
+    if args.out:
+        h.write_section(args.out, "bench_export", text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
