@@ -5,7 +5,8 @@ repository (none, bare, empty); 4 unknown or ambiguous revision; 5 corrupt or fo
 data under the prov refs; 6 record format newer than this git-prov; 7 cannot write
 (read-only repository, lock held); 8 ``verify`` found problems; 9 invalid configuration;
 10 a sync to a tracker failed (extra missing, tracker unreachable, a run not synced);
-11 a git remote could not be reached or refused a fetch or push.
+11 a git remote could not be reached or refused a fetch or push; 12 ``prov rerun``: an
+input changed, or ``--check`` found drift; 13 ``prov rerun``: the run cannot be rebuilt.
 """
 
 from __future__ import annotations
@@ -289,3 +290,7 @@ for _command in (fetch_command, pull_command, push_command, relink_command, keep
 from .status_cmd import status_command  # noqa: E402
 
 cli.add_command(status_command)
+
+from .rerun_cmd import rerun_command  # noqa: E402
+
+cli.add_command(rerun_command)
