@@ -25,6 +25,7 @@ __all__ = [
     "code_changes",
     "data_changes",
     "environment_changes",
+    "explain",
     "package_changes",
     "param_changes",
     "result_changes",
@@ -172,3 +173,21 @@ def seed_suggestion(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
                 "run.log_seed(seed); look for clocks, threads and unordered iteration too")
     return ("the recorded seeds and generator states are the same: look for clocks, threads, unordered iteration "
             "or nondeterministic kernels (torch.use_deterministic_algorithms)")
+
+
+def explain(a: Any, b: Any, tolerance: Tolerance | None = None) -> dict[str, Any]:
+    """The cause analysis of two stored runs (``Run``): what differs in code, data,
+    environment and params, the results compared, the verdict and its causes."""
+    report: dict[str, Any] = {
+        "code": code_changes(a.record, b.record),
+        "data": data_changes(a.state, b.state),
+        "environment": environment_changes(a.record, b.record),
+        "params": param_changes(a.get_hyperparameters(), b.get_hyperparameters()),
+        "results": result_changes(a.state, b.state, tolerance),
+    }
+    report["verdict"] = verdict(report["results"])
+    report["causes"] = causes(code=report["code"], data=report["data"], environment=report["environment"],
+                              params=report["params"]) if report["verdict"] == DRIFTED else []
+    report["suggestion"] = seed_suggestion(a.get_seeds(), b.get_seeds()) \
+        if report["causes"] == ["nondeterminism"] else None
+    return report

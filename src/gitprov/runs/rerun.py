@@ -81,8 +81,8 @@ def _git(args: list[str], what: str, input: bytes | None = None) -> None:
     gitbin.run_checked(args, what=what, input=input, error=RerunError)
 
 
-def _rebuild(store: ProvStore, run_id: str, record: RunRecord, dest: str) -> None:
-    """A detached worktree at ``dest`` with the run's code: its commit and its patch."""
+def _rebuild(store: ProvStore, run_id: str, record: RunRecord, dest: str) -> bytes | None:
+    """A detached worktree at ``dest`` at the run's commit; the patch to apply to it."""
     git = store.git
     commit = record.code.commit or ""
     if not git.odb.contains(commit):
@@ -95,6 +95,12 @@ def _rebuild(store: ProvStore, run_id: str, record: RunRecord, dest: str) -> Non
         patch = git.odb.read_typed(record.code.patch, "blob")
     _git(["-C", store.work_tree or ".", "worktree", "add", "--detach", "--quiet", dest, commit],
          f"make a worktree at {commit[:12]} in {dest}")
+    return patch
+
+
+def _apply(run_id: str, record: RunRecord, dest: str, patch: bytes | None) -> None:
+    """The run's uncommitted changes applied to the worktree (and its index)."""
+    commit = record.code.commit or ""
     if patch:
         proc = gitbin.run(["-C", dest, "apply", "--index", "--binary", "--whitespace=nowarn", "-"], input=patch,
                           error=RerunError)
@@ -278,8 +284,9 @@ def rerun(store: ProvStore, run_ref: str, *, workdir: str | None = None, keep: b
         dest = tempfile.mkdtemp(prefix="prov-rerun-")
     made = False
     try:
-        _rebuild(store, original.id, rec, dest)
+        patch = _rebuild(store, original.id, rec, dest)
         made = True
+        _apply(original.id, rec, dest, patch)
         say(f"rebuilt {rec.code.commit[:12] if rec.code.commit else ''}"
             + (" + recorded patch" if rec.code.patch else "") + f" in {dest}")
         inputs = _check_inputs(store, original, dest)
