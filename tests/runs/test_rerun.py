@@ -287,3 +287,29 @@ def test_a_package_version_change_is_named_as_environment_drift(project: GitRepo
     diff = run_prov(project.path, "runs", "diff", run_id, report["rerun"])
     assert "provtoy" in diff.stdout and "1.0" in diff.stdout and "2.0" in diff.stdout
     assert "cause: environment" in diff.stdout
+
+
+def test_unseeded_generators_are_named_in_the_nondeterminism_suggestion(project: GitRepo) -> None:
+    script = "import numpy as np\nimport gitprov\nwith gitprov.start_run(name='noise') as run:\n" \
+             "    run.log_metric('x', float(np.random.random()))\n"
+    (project.path / "train.py").write_text(script)
+    project.git("add", "train.py")
+    project.git("commit", "-q", "-m", "noise")
+    subprocess.run([PY, "train.py"], cwd=project.path, check=True)
+    run_id = _newest(project)
+    seeds = gitprov.Repository(project.path).get_run(run_id).get_seeds()
+    assert seeds["numpy.random@end"].startswith("state:") and "torch" not in seeds  # torch is not imported
+    proc, report = _rerun(project, run_id)
+    assert proc.returncode == 0, proc.stderr
+    assert report["verdict"] == "drifted" and report["causes"] == ["nondeterminism"]
+    assert "numpy.random" in report["suggestion"] and "log_seed" in report["suggestion"]
+    diff = run_prov(project.path, "runs", "diff", run_id, report["rerun"], "--json")
+    cause = [row for row in json.loads(diff.stdout) if row["section"] == "cause"]
+    assert cause == [{"section": "cause", "key": "nondeterminism", "a": None, "b": report["suggestion"]}]
+
+
+def test_a_wrapped_command_records_no_generator_states_of_its_wrapper(project: GitRepo) -> None:
+    run_id = _prov_run(project, DETERMINISTIC, "--input", "data.txt")
+    run = gitprov.Repository(project.path).get_run(run_id)
+    assert run.get_seeds() == {} and run.record.launcher == "command" and run.record.cwd == "."
+    assert run.record.distributions and any(d.startswith("msgspec==") for d in run.record.distributions)

@@ -164,7 +164,8 @@ def causes(*, code: list, data: list, environment: list, params: list) -> list[s
 
 def seed_suggestion(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
     """What to do about nondeterminism, from the seeds and generator states recorded."""
-    unseeded = sorted(k for k in set(a) | set(b) if str(a.get(k, "")).startswith("state:") and a.get(k) != b.get(k))
+    unseeded = sorted({k.removesuffix("@end") for k in set(a) | set(b)
+                       if str(a.get(k, "")).startswith("state:") and a.get(k) != b.get(k)})
     if unseeded:
         return (f"the random generators {', '.join(unseeded)} started from different states: seed them "
                 "(random.seed, numpy.random.seed, torch.manual_seed) and record the seed with run.log_seed(seed)")

@@ -510,5 +510,11 @@ class Run:
         if status not in _ENDED_STATUSES:
             raise UsageError(f"status must be one of {', '.join(_ENDED_STATUSES)}, not {status!r}")
         self._require_active("end the run")
+        if self.record.launcher != "command":  # the generators' states at the end, beside those at start
+            from .seeds import generator_states
+
+            ending = {f"{key}@end": value for key, value in generator_states().items()}
+            if ending:
+                self._state.attributes["prov.seeds"] = {**(self._state.attributes.get("prov.seeds") or {}), **ending}
         self._writer.finish(status, exit_code)
         self._active = False

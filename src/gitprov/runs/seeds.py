@@ -4,9 +4,11 @@ At the start of a run made in the process that trains (not a wrapped ``prov run`
 command), the state of each generator whose library is already imported is recorded in
 the attribute ``prov.seeds``: Python's ``random`` and NumPy's global generator as a digest
 of their state (a seed cannot be read back from them; two runs seeded alike start from
-the same state), PyTorch's as ``torch.initial_seed()``. Nothing is imported here: a
-library the process has not imported is not recorded. ``Run.log_seed`` records a seed
-the script chose itself.
+the same state), PyTorch's as ``torch.initial_seed()``; at the end of the run they are
+recorded again (``random@end``…: a generator first used during the run, or seeded after
+it started, shows there). Nothing is imported here: a library (or NumPy's lazily loaded
+``numpy.random``) the process has not imported is not recorded. ``Run.log_seed``
+records a seed the script chose itself.
 """
 
 from __future__ import annotations
