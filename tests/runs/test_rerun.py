@@ -313,3 +313,26 @@ def test_a_wrapped_command_records_no_generator_states_of_its_wrapper(project: G
     run = gitprov.Repository(project.path).get_run(run_id)
     assert run.get_seeds() == {} and run.record.launcher == "command" and run.record.cwd == "."
     assert run.record.distributions and any(d.startswith("msgspec==") for d in run.record.distributions)
+
+
+def test_a_module_run_from_a_subdirectory_reruns_there(project: GitRepo, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not in the repository\n")
+    script = "import gitprov, os, sys\nwith gitprov.start_run(name='mod') as run:\n" \
+             f"    run.log_dataset_version('far', {str(outside)!r})\n" \
+             "    run.log_attribute('in', os.path.basename(os.getcwd()))\n" \
+             "    run.log_attribute('argv', sys.argv[1:])\n"
+    (project.path / "pkg").mkdir()
+    (project.path / "pkg" / "job.py").write_text(script)
+    project.git("add", "pkg")
+    project.git("commit", "-q", "-m", "module")
+    subprocess.run([PY, "-m", "job", "--fast"], cwd=project.path / "pkg", check=True)
+    run_id = _newest(project)
+    rec = gitprov.Repository(project.path).get_run(run_id).record
+    assert rec.command == ["python", "-m", "job", "--fast"] and rec.cwd == "pkg"
+    proc, report = _rerun(project, run_id, "--check")
+    assert proc.returncode == 0, proc.stderr
+    # the dataset outside the work tree is listed, not checked, and nothing was copied
+    assert [(r["key"], r["status"]) for r in report["inputs"]] == [("far", "unchecked")]
+    new = gitprov.Repository(project.path).get_run(report["rerun"])
+    assert new.get_attribute("argv") == ["--fast"] and new.get_attribute("in") == "pkg" and new.record.cwd == "pkg"

@@ -13,6 +13,7 @@ this interpreter and its first run takes ``PROV_REPRODUCES`` (and overridden par
 from __future__ import annotations
 
 import os
+import posixpath
 import shutil
 import signal
 import subprocess
@@ -151,8 +152,9 @@ def _check_inputs(store: ProvStore, run: Run, dest: str) -> list[dict[str, Any]]
     for key, version in sorted(run.state.datasets.items()):
         if key.startswith(OUTPUT_PREFIX):
             continue
-        if version.path and not os.path.isabs(version.path) and not version.path.startswith(".."):
-            wanted[key] = (version.path, version.digest)
+        rel = posixpath.normpath(version.path) if version.path else ""
+        if rel and not posixpath.isabs(rel) and rel != ".." and not rel.startswith("../"):
+            wanted[key] = (rel, version.digest)
         else:
             wanted[key] = ("", version.digest)
     for path, digest in _declared_inputs(store, run.record.code.commit or "").items():
@@ -163,13 +165,16 @@ def _check_inputs(store: ProvStore, run: Run, dest: str) -> list[dict[str, Any]]
             rows.append({"key": key, "path": None, "recorded": recorded, "now": None, "status": "unchecked"})
             continue
         target, source = os.path.join(dest, rel), os.path.join(work_tree, rel)
+        if not is_inside(target, dest):  # a path through a symlink of the commit that leads out
+            rows.append({"key": key, "path": rel, "recorded": recorded, "now": None, "status": "missing"})
+            continue
         if not os.path.exists(target) and os.path.exists(source) and is_inside(source, work_tree):
             os.makedirs(os.path.dirname(target), exist_ok=True)
             if os.path.isdir(source):
                 shutil.copytree(source, target, symlinks=True)
             else:
                 shutil.copy2(source, target)
-        now = _digest(target) if is_inside(target, dest) else None
+        now = _digest(target)
         status = "missing" if now is None else "same" if now == recorded else "changed"
         rows.append({"key": key, "path": rel, "recorded": recorded, "now": now, "status": status})
     return rows
