@@ -336,3 +336,22 @@ def test_a_module_run_from_a_subdirectory_reruns_there(project: GitRepo, tmp_pat
     assert [(r["key"], r["status"]) for r in report["inputs"]] == [("far", "unchecked")]
     new = gitprov.Repository(project.path).get_run(report["rerun"])
     assert new.get_attribute("argv") == ["--fast"] and new.get_attribute("in") == "pkg" and new.record.cwd == "pkg"
+
+
+@pytest.mark.parametrize(("field", "value", "what"), [
+    ("cwd", "../outside", "cwd"), ("cwd", "/etc", "cwd"), ("cwd", "a/../../b", "cwd"),
+    ("launcher", "daemon", "launcher"), ("reproduces", "../x", "reproduces"),
+    ("distributions", ["x==1"] * 100_001, "distributions"),
+])
+def test_a_remote_record_with_hostile_rerun_fields_is_refused(field: str, value: object, what: str) -> None:
+    from gitprov.errors import UsageError
+    from gitprov.exchange.remote_values import check_record_values
+    from gitprov.model import CodeVersion, RunRecord
+    from gitprov.schema import current_pin
+
+    record = RunRecord(created="2026-01-01T00:00:00.000000Z", nonce="00", code=CodeVersion(commit=None),
+                       schema=current_pin(), **{field: value})
+    with pytest.raises(UsageError, match=what):
+        check_record_values(record)
+    check_record_values(RunRecord(created="2026-01-01T00:00:00.000000Z", nonce="00", code=CodeVersion(commit=None),
+                                  schema=current_pin(), cwd="pkg/sub", launcher="script", reproduces="a" * 40))
