@@ -355,3 +355,14 @@ def test_a_remote_record_with_hostile_rerun_fields_is_refused(field: str, value:
         check_record_values(record)
     check_record_values(RunRecord(created="2026-01-01T00:00:00.000000Z", nonce="00", code=CodeVersion(commit=None),
                                   schema=current_pin(), cwd="pkg/sub", launcher="script", reproduces="a" * 40))
+
+
+def test_a_wrapped_command_gets_the_overrides_in_prov_params(project: GitRepo) -> None:
+    script = "import json, os\nopen('out.txt', 'w').write(str(json.loads(os.environ.get('PROV_PARAMS') or '{}')))\n"
+    run_id = _prov_run(project, script, "--param", "lr=0.1", "--output", "out.txt")
+    same, report = _rerun(project, run_id, "--check")
+    assert same.returncode == 0 and report["verdict"] == "identical"
+    proc, report = _rerun(project, run_id, "--param", "lr=0.2")
+    assert proc.returncode == 0 and report["causes"] == ["params"]
+    assert report["params"] == [{"what": "lr", "a": 0.1, "b": 0.2}]
+    assert gitprov.Repository(project.path).get_run(report["rerun"]).get_hyperparameter("lr") == 0.2

@@ -224,7 +224,7 @@ def _run_command(store: ProvStore, scratch: ProvStore, original: Run, dest: str,
         if key.startswith("input/") and version.path and os.path.exists(os.path.join(dest, version.path)):
             new.log_dataset_version(key, os.path.join(dest, version.path))
     new.flush()
-    env = dict(os.environ, PROV_RUN_ID=new.id)
+    env = dict(os.environ, PROV_RUN_ID=new.id, PROV_PARAMS=codec.encode(overrides).decode())
     env.pop("PROV_REPRODUCES", None)
     started = time.time()
     try:
