@@ -227,6 +227,14 @@ def test_a_run_from_an_interactive_session_says_it_cannot_be_rerun(project: GitR
     assert "rerun      cannot: it was made in an interactive session" in shown.stdout
     proc = run_prov(project.path, "rerun", run_id)
     assert proc.returncode == 13 and "cannot be rerun: it was made in an interactive session" in proc.stderr
+    # a kernel's process (ipykernel imported) is a notebook, even when started from a file
+    (project.path / "kernel.py").write_text("import sys, types\nsys.modules['ipykernel'] = types.ModuleType('ipykernel')\n"
+                                            "import gitprov\nwith gitprov.start_run(name='nb') as r: print(r.id)\n")
+    out = subprocess.run([PY, "kernel.py"], cwd=project.path, capture_output=True, text=True, check=True)
+    run = gitprov.Repository(project.path).get_run(out.stdout.strip())
+    assert run.record.launcher == "notebook" and run.record.command == []
+    proc = run_prov(project.path, "rerun", run.id)
+    assert proc.returncode == 13 and "it was made in a notebook" in proc.stderr
 
 
 # -- environment drift: two virtualenvs with provtoy 1.0 and 2.0 --------------------------------
