@@ -345,10 +345,11 @@ def _report(store: ProvStore, original: Run, new_id: str | None, exit_code: int,
         if new.record.environment is not None:
             environment = compare.environment_changes(rec, new.record)
         results = compare.result_changes(original.state, new.state, tolerance)
-        if rec.launcher == "script":  # a script's process exits 0 when its run ended
+        if rec.launcher == "script":  # the process's exit code was not recorded: its run's status stands for it
             results = [r for r in results if r["key"] != "exit code"]
-            results.append({"kind": "exit", "key": "process exit code", "a": 0, "b": exit_code,
-                            "status": compare.IDENTICAL if exit_code == 0 else compare.DRIFTED})
+            if original.state.status == "finished":  # a script whose run finished exited 0
+                results.append({"kind": "exit", "key": "process exit code", "a": 0, "b": exit_code,
+                                "status": compare.IDENTICAL if exit_code == 0 else compare.DRIFTED})
         code = compare.code_changes(rec, new.record)
         params = compare.param_changes(original.get_hyperparameters(), new.get_hyperparameters())
         seen = {row["what"] for row in data}
