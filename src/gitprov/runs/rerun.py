@@ -186,8 +186,9 @@ def _current_record(store: ProvStore) -> RunRecord:
     from ..model import CodeVersion
     from ..schema import current_pin
 
-    return RunRecord(created="", nonce="", code=CodeVersion(commit=None), environment=environment(),
-                     distributions=distributions(), schema=current_pin())
+    dists = distributions()
+    return RunRecord(created="", nonce="", code=CodeVersion(commit=None), environment=environment(dists=dists),
+                     distributions=dists, schema=current_pin())
 
 
 def _execute(argv: list[str], cwd: str, env: dict[str, str], quiet: bool) -> int:

@@ -446,7 +446,7 @@ class Run:
         self._touch()
 
     def get_seeds(self) -> dict[str, Any]:
-        """Seeds logged with ``log_seed`` and generator states recorded at start."""
+        """Seeds logged with ``log_seed`` and generator states recorded at start and end."""
         return dict(self._state.attributes.get("prov.seeds") or {})
 
     def log_schema(self, input: Any, output: Any = None) -> None:
@@ -510,7 +510,7 @@ class Run:
         if status not in _ENDED_STATUSES:
             raise UsageError(f"status must be one of {', '.join(_ENDED_STATUSES)}, not {status!r}")
         self._require_active("end the run")
-        if self.record.launcher != "command":  # the generators' states at the end, beside those at start
+        if self.record.environment is not None and self.record.launcher != "command":  # beside those at start
             from .seeds import generator_states
 
             ending = {f"{key}@end": value for key, value in generator_states().items()}

@@ -13,6 +13,7 @@ records a seed the script chose itself.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import hashlib
 import sys
@@ -32,7 +33,8 @@ def generator_states() -> dict[str, Any]:
     random = sys.modules.get("random")
     if random is not None:
         with contextlib.suppress(Exception):  # a patched module must not break a run
-            out["random"] = _digest(repr(random.getstate()).encode())
+            version, internal, gauss = random.getstate()
+            out["random"] = _digest(array.array("Q", internal).tobytes() + repr((version, gauss)).encode())
     numpy = sys.modules.get("numpy")
     if numpy is not None and "numpy.random" in sys.modules:
         with contextlib.suppress(Exception):

@@ -79,8 +79,8 @@ def start_run(
         from ..fingerprint import distributions
         from ..fingerprint import environment as fingerprint_environment
 
-        env = fingerprint_environment()
-        dists = distributions()  # the listing environment() just made, kept for the process
+        dists = distributions()
+        env = fingerprint_environment(dists=dists)
     git = store.git
     record = RunRecord(
         created=utc_timestamp(),
@@ -106,7 +106,7 @@ def start_run(
         journal = Journal.create(folder, run_id, {"run": run_id, "record": record_bytes, "pid": os.getpid()})
     run = Run(store, run_id, record, RunState(name=name, experiment=experiment),
               settings=settings, journal=journal, stored=False, active=True)
-    if launcher != "command":  # a wrapped command's generators live in another process
+    if environment and launcher != "command":  # a wrapped command's generators live in another process
         from .seeds import generator_states
 
         states = generator_states()
