@@ -180,10 +180,10 @@ def diff_runs(a: Any, b: Any) -> list[dict[str, Any]]:
             return {}
         view = {"python": f"{env.python_implementation} {env.python_version}", "platform": f"{env.platform} {env.machine}",
                 "distributions": env.distributions_digest}
-        if a.record.distributions is not None and b.record.distributions is not None:
+        if a.record.packages is not None and b.record.packages is not None:
             del view["distributions"]  # each package instead
             view.update({f"package {name}": version for name, _, version in
-                         (item.partition("==") for item in run.record.distributions)})
+                         (item.partition("==") for item in run.record.packages.splitlines())})
         view.update({f"lockfile {k}": v for k, v in env.lockfiles.items()})
         return view
 

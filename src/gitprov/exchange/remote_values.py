@@ -38,7 +38,7 @@ LAUNCHERS = ("", "command", "script", "interactive", "notebook")
 
 def _check_rerun_fields(record: RunRecord) -> None:
     """The fields ``prov rerun`` reads: how the run was started, a working directory
-    inside the work tree, a run id, a bounded number of packages."""
+    inside the work tree, a run id (the package list is bounded by the record's size)."""
     if record.launcher not in LAUNCHERS:
         raise UsageError(f"launcher {record.launcher[:40]!r} is not one of {', '.join(map(repr, LAUNCHERS))}")
     cwd = record.cwd
@@ -47,9 +47,6 @@ def _check_rerun_fields(record: RunRecord) -> None:
     if record.reproduces is not None and (len(record.reproduces) not in (40, 64)
                                           or any(c not in "0123456789abcdef" for c in record.reproduces)):
         raise UsageError("reproduces is not a run id")
-    # the count only: a first pull checks every record, and each holds hundreds of names
-    if record.distributions is not None and len(record.distributions) > 100_000:
-        raise UsageError("distributions holds more than 100,000 packages")
 
 
 def check_state_values(state: RunState) -> None:

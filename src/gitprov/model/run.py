@@ -83,9 +83,11 @@ class RunRecord(msgspec.Struct, frozen=True, kw_only=True, tag="run-record", tag
     launcher: str = ""
     #: the working directory of the command, relative to the work tree ("." its root).
     cwd: str | None = None
-    #: sorted ``name==version`` of every installed distribution (the environment's digest
-    #: is over this list), so a rerun can name each package that differs.
-    distributions: list[str] | None = None
+    #: the sorted ``name==version`` of every installed distribution, one a line: the text
+    #: whose sha256 is the environment's ``distributions_digest``, so a rerun can name each
+    #: package that differs (one string, not a list: records are scanned element by element
+    #: when encoded, and a run's start and end encode its record).
+    packages: str | None = None
     #: the run this one re-executes (``prov rerun``).
     reproduces: str | None = None
 

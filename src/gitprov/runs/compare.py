@@ -64,12 +64,13 @@ def _name_version(item: str) -> tuple[str, str]:
     return name, version
 
 
-def package_changes(a: list[str] | None, b: list[str] | None) -> list[dict[str, Any]]:
+def package_changes(a: str | None, b: str | None) -> list[dict[str, Any]]:
     """``{"package", "a", "b"}`` for each distribution whose version differs (None:
-    not installed on that side); empty when either list was not recorded."""
+    not installed on that side), from two records' ``packages``; empty when either
+    list was not recorded."""
     if a is None or b is None:
         return []
-    va, vb = dict(map(_name_version, a)), dict(map(_name_version, b))
+    va, vb = dict(map(_name_version, a.splitlines())), dict(map(_name_version, b.splitlines()))
     return [{"package": name, "a": va.get(name), "b": vb.get(name)}
             for name in sorted(set(va) | set(vb)) if va.get(name) != vb.get(name)]
 
@@ -87,7 +88,7 @@ def environment_changes(a: RunRecord, b: RunRecord) -> list[dict[str, Any]]:
                        ("platform", f"{ea.platform} {ea.machine}", f"{eb.platform} {eb.machine}")):
         if x != y:
             rows.append({"what": what, "a": x, "b": y})
-    packages = package_changes(a.distributions, b.distributions)
+    packages = package_changes(a.packages, b.packages)
     rows += [{"what": f"package {p['package']}", "a": p["a"], "b": p["b"]} for p in packages]
     if not packages and ea.distributions_digest != eb.distributions_digest:
         rows.append({"what": "packages", "a": f"{ea.distributions_count} ({ea.distributions_digest[:19]}…)",

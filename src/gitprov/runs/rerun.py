@@ -188,7 +188,7 @@ def _current_record(store: ProvStore) -> RunRecord:
 
     dists = distributions()
     return RunRecord(created="", nonce="", code=CodeVersion(commit=None), environment=environment(dists=dists),
-                     distributions=dists, schema=current_pin())
+                     packages="\n".join(dists), schema=current_pin())
 
 
 def _execute(argv: list[str], cwd: str, env: dict[str, str], quiet: bool) -> int:

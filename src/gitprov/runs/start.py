@@ -95,7 +95,7 @@ def start_run(
         schema=current_pin(),
         launcher=launcher,
         cwd=_work_dir(store.work_tree) if cwd is None else cwd,
-        distributions=dists,
+        packages="\n".join(dists) if dists is not None else None,
         reproduces=reproduces,
     )
     record_bytes = codec.encode(record)
