@@ -90,7 +90,8 @@ def test_every_required_dependency_is_imported() -> None:
 def test_public_names() -> None:
     expected = {
         "AmbiguousRevisionError", "BareRepositoryError", "CommitProvenance", "ConcurrentUpdateError",
-        "ConfigError", "DataError", "EmptyRepositoryError", "FormatVersionError", "MissingExtraError", "MissingObjectError",
+        "ConfigError", "DataError", "DriftError", "EmptyRepositoryError", "FormatVersionError", "MissingExtraError",
+        "MissingObjectError", "RerunError",
         "NotARepositoryError", "ProvError", "QueryError", "ReadOnlyRepositoryError", "RemoteDataError",
         "RemoteError", "Repository", "RepositoryError", "RevisionError", "SyncError", "UnknownFieldError",
         "UnknownRevisionError", "UsageError", "VerificationError", "WriteError", "__version__",

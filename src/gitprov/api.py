@@ -162,6 +162,13 @@ class Repository:
 
         return start_run(self.store, name, experiment, params, tags, **options)
 
+    def rerun(self, run_id: str, **options: Any) -> dict[str, Any]:
+        """Execute run ``run_id`` again from its record and compare the results (the
+        report of ``prov rerun``); options: see ``gitprov.runs.rerun.rerun``."""
+        from .runs.rerun import rerun
+
+        return rerun(self.store, run_id, **options)
+
     def get_run(self, run_id: str) -> Run:
         """A stored run by id or unique id prefix."""
         from .runs.reading import resolve_run_id

@@ -26,7 +26,9 @@ translated at the boundary with ``raise ... from exc``::
     ├── ConfigError (9)                invalid ``.provenance.toml`` or git config
     ├── SyncError (10)                 a tracker (MLflow, W&B) is missing or failed a sync
     │   └── MissingExtraError          its library (or an export's) is not installed (also an ImportError)
-    └── RemoteError (11)               a git remote is unreachable or refused a fetch/push
+    ├── RemoteError (11)               a git remote is unreachable or refused a fetch/push
+    ├── DriftError (12)                ``prov rerun``: an input changed, or ``--check`` found drift
+    └── RerunError (13)                ``prov rerun``: the run cannot be rebuilt or executed again
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "ConcurrentUpdateError",
     "ConfigError",
     "DataError",
+    "DriftError",
     "EmptyRepositoryError",
     "FormatVersionError",
     "MissingExtraError",
@@ -48,6 +51,7 @@ __all__ = [
     "RemoteDataError",
     "RemoteError",
     "RepositoryError",
+    "RerunError",
     "RevisionError",
     "SyncError",
     "UnknownFieldError",
@@ -174,3 +178,17 @@ class RemoteError(ProvError):
 
 class RemoteDataError(DataError):
     """Provenance fetched from a remote failed validation; nothing was merged."""
+
+
+class DriftError(ProvError):
+    """``prov rerun``: an input of the run changed (without ``--allow-drift``), or with
+    ``--check`` the rerun's results drifted from the run's."""
+
+    exit_code = 12
+
+
+class RerunError(ProvError):
+    """``prov rerun``: the run cannot be rebuilt or executed again (its commit is not in
+    this clone, its patch no longer applies, it recorded no command)."""
+
+    exit_code = 13

@@ -100,9 +100,10 @@ def ci_identifiers(env: dict[str, str] | None = None) -> dict[str, str]:
     return {k: scrub_text(env[k])[:200] for k in present}
 
 
-def environment_fields(lockfiles: dict[str, str] | None = None) -> dict[str, Any]:
-    """The fields of an ``Environment`` as plain values (no msgspec: hook path)."""
-    dists = distributions()
+def environment_fields(lockfiles: dict[str, str] | None = None, dists: list[str] | None = None) -> dict[str, Any]:
+    """The fields of an ``Environment`` as plain values (no msgspec: hook path);
+    ``dists``: the listing of ``distributions()`` when the caller has it already."""
+    dists = distributions() if dists is None else dists
     digest = hashlib.sha256("\n".join(dists).encode()).hexdigest()
     return {
         "python_implementation": sys.implementation.name,
@@ -115,11 +116,11 @@ def environment_fields(lockfiles: dict[str, str] | None = None) -> dict[str, Any
     }
 
 
-def environment(lockfiles: dict[str, str] | None = None) -> Environment:
+def environment(lockfiles: dict[str, str] | None = None, dists: list[str] | None = None) -> Environment:
     """Fingerprint the running interpreter and its installed distributions."""
     from .model.capture import Environment
 
-    return Environment(**environment_fields(lockfiles))
+    return Environment(**environment_fields(lockfiles, dists))
 
 
 def _machine() -> str:

@@ -6,7 +6,8 @@ data under the prov refs; 6 record format newer than this git-prov; 7 cannot wri
 (read-only repository, lock held); 8 ``verify`` found problems; 9 invalid configuration;
 10 a sync to a tracker failed (extra missing, tracker unreachable, a run not synced), or an
 export's library is missing or its endpoint unreachable;
-11 a git remote could not be reached or refused a fetch or push.
+11 a git remote could not be reached or refused a fetch or push; 12 ``prov rerun``: an
+input changed, or ``--check`` found drift; 13 ``prov rerun``: the run cannot be rebuilt.
 """
 
 from __future__ import annotations
@@ -299,3 +300,7 @@ from .ui_cmd import report_command, ui_command  # noqa: E402
 
 cli.add_command(ui_command)
 cli.add_command(report_command)
+
+from .rerun_cmd import rerun_command  # noqa: E402
+
+cli.add_command(rerun_command)

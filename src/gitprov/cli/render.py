@@ -148,6 +148,12 @@ def render_run(run: Any) -> str:
         lines.append(f"command    {' '.join(rec.command)}")
     if rec.parent:
         lines.append(f"parent     {rec.parent}")
+    if rec.reproduces:
+        lines.append(f"reproduces {rec.reproduces}")
+    from ..runs.rerun import rerunnable
+
+    why = rerunnable(rec)
+    lines.append(f"rerun      {'cannot: ' + why if why else 'prov rerun ' + run.id[:12]}")
     sections = [
         ("params", run.get_hyperparameters()),
         ("metrics", {k: f"{m.value:.6g} (step {m.step})" for k, m in sorted(st.metrics.items())}),
@@ -176,6 +182,10 @@ def diff_runs(a: Any, b: Any) -> list[dict[str, Any]]:
             return {}
         view = {"python": f"{env.python_implementation} {env.python_version}", "platform": f"{env.platform} {env.machine}",
                 "distributions": env.distributions_digest}
+        if a.record.packages is not None and b.record.packages is not None:
+            del view["distributions"]  # each package instead
+            view.update({f"package {name}": version for name, _, version in
+                         (item.partition("==") for item in run.record.packages.splitlines())})
         view.update({f"lockfile {k}": v for k, v in env.lockfiles.items()})
         return view
 

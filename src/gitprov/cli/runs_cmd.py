@@ -191,12 +191,23 @@ def runs_show(run_id: str, as_json: bool, repo: Repository) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @with_repository()
 def runs_diff(a: str, b: str, as_json: bool, repo: Repository) -> None:
-    """Compare two runs: params, metrics, code, data and environment."""
-    rows = render.diff_runs(repo.get_run(a), repo.get_run(b))
+    """Compare two runs: params, metrics, code, data and environment (each package
+    that differs), and name what can explain different results: code, data,
+    environment, params, or nondeterminism when nothing else differs."""
+    from ..runs.compare import explain
+
+    run_a, run_b = repo.get_run(a), repo.get_run(b)
+    rows = render.diff_runs(run_a, run_b)
+    why = explain(run_a, run_b)
+    if why["causes"]:
+        rows.append({"section": "cause", "key": ", ".join(why["causes"]), "a": None, "b": why["suggestion"]})
     if as_json:
         render.emit_json(rows)
         return
     if not rows:
         click.echo("no differences")
     for row in rows:
+        if row["section"] == "cause":
+            click.echo(f"cause: {row['key']}" + (f" ({row['b']})" if row["b"] else ""))
+            continue
         click.echo(f"{row['section']:11} {row['key']:30} {render.short(row['a']):>24}  →  {render.short(row['b'])}")

@@ -29,6 +29,24 @@ def check_record_values(record: RunRecord) -> None:
     for i, arg in enumerate(record.command):
         if not isinstance(arg, str) or len(arg) > 1 << 16:
             raise UsageError(f"command argument {i} is longer than 65,536 characters")
+    _check_rerun_fields(record)
+
+
+#: ``RunRecord.launcher`` values ``start_run`` writes
+LAUNCHERS = ("", "command", "script", "interactive", "notebook")
+
+
+def _check_rerun_fields(record: RunRecord) -> None:
+    """The fields ``prov rerun`` reads: how the run was started, a working directory
+    inside the work tree, a run id (the package list is bounded by the record's size)."""
+    if record.launcher not in LAUNCHERS:
+        raise UsageError(f"launcher {record.launcher[:40]!r} is not one of {', '.join(map(repr, LAUNCHERS))}")
+    cwd = record.cwd
+    if cwd is not None and (len(cwd) > 4096 or cwd.startswith("/") or ".." in cwd.split("/") or "\0" in cwd):
+        raise UsageError("cwd is not a relative path inside the work tree")
+    if record.reproduces is not None and (len(record.reproduces) not in (40, 64)
+                                          or any(c not in "0123456789abcdef" for c in record.reproduces)):
+        raise UsageError("reproduces is not a run id")
 
 
 def check_state_values(state: RunState) -> None:

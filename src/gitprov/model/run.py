@@ -77,6 +77,19 @@ class RunRecord(msgspec.Struct, frozen=True, kw_only=True, tag="run-record", tag
     #: the run this one was cloned from, or its parent.
     parent: str | None = None
     schema: SchemaPin
+    #: how the run was started, which says whether ``prov rerun`` can execute it again:
+    #: "command" (``prov run``), "script" (``start_run`` in a script), "interactive",
+    #: "notebook"; "" in records older than ``prov rerun``.
+    launcher: str = ""
+    #: the working directory of the command, relative to the work tree ("." its root).
+    cwd: str | None = None
+    #: the sorted ``name==version`` of every installed distribution, one a line: the text
+    #: whose sha256 is the environment's ``distributions_digest``, so a rerun can name each
+    #: package that differs (one string, not a list: records are scanned element by element
+    #: when encoded, and a run's start and end encode its record).
+    packages: str | None = None
+    #: the run this one re-executes (``prov rerun``).
+    reproduces: str | None = None
 
 
 class MetricSummary(msgspec.Struct, frozen=True, kw_only=True):

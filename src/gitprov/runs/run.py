@@ -565,6 +565,23 @@ class Run:
         self._writer.dirty = True
         return env
 
+    def log_seed(self, seed: int | str, key: str = "seed") -> None:
+        """Record a seed the script chose (``random.seed(seed)``, ``np.random.seed(seed)``)
+        in the attribute ``prov.seeds``, beside the generator states recorded at start:
+        ``prov rerun`` then tells nondeterminism apart from drift."""
+        check_key(key, "seed key")
+        if isinstance(seed, bool) or not isinstance(seed, (int, str)):
+            raise UsageError(f"seed {key!r} must be an integer or a string, got {type(seed).__name__}")
+        check_json_value(seed, f"seed {key!r}")
+        seeds = dict(self._state.attributes.get("prov.seeds") or {})
+        seeds[key] = seed
+        self._state.attributes["prov.seeds"] = seeds
+        self._touch()
+
+    def get_seeds(self) -> dict[str, Any]:
+        """Seeds logged with ``log_seed`` and generator states recorded at start and end."""
+        return dict(self._state.attributes.get("prov.seeds") or {})
+
     def log_schema(self, input: Any, output: Any = None) -> None:
         """Record the input (and output) schema of the model this run trained."""
         check_json_value(input, "input schema")
@@ -675,6 +692,12 @@ class Run:
         if status not in _ENDED_STATUSES:
             raise UsageError(f"status must be one of {', '.join(_ENDED_STATUSES)}, not {status!r}")
         self._require_active("end the run")
+        if self.record.environment is not None and self.record.launcher != "command":  # beside those at start
+            from .seeds import generator_states
+
+            ending = {f"{key}@end": value for key, value in generator_states().items()}
+            if ending:
+                self._state.attributes["prov.seeds"] = {**(self._state.attributes.get("prov.seeds") or {}), **ending}
         self._writer.finish(status, exit_code)
         self._active = False
 
