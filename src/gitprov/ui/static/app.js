@@ -246,7 +246,7 @@
         }, 200);
       }] };
     }
-    const box = h("div", { class: "chart", "data-metric": title }, h("div", { class: "title" }, title), note ? h("div", { class: "note" }, note) : null);
+    const box = h("div", { class: "chart", "data-metric": title, "data-x": o.x }, h("div", { class: "title" }, title), note ? h("div", { class: "note" }, note) : null);
     into.appendChild(box);
     opts.width = Math.max(300, box.clientWidth - 14);
     const plot = new uPlot(opts, data, box);
@@ -263,9 +263,12 @@
     if (seq !== routeSeq) return;
     const charts = h("div", { class: "charts", id: "charts" });
     const keys = Object.keys(run.metrics).sort();
+    let draws = 0;
     async function drawAll() {
+      const mine = ++draws; // a later redraw (another control changed meanwhile) wins
+      charts.dataset.ready = "0";
       const payloads = await Promise.all(keys.map((k) => api("/api/run/" + run.id + "/metric", { key: k, x: "step" })));
-      if (seq !== routeSeq) return;
+      if (seq !== routeSeq || mine !== draws) return;
       charts.replaceChildren();
       const zoom = (k) => (REPORT || payloads[keys.indexOf(k)].total <= payloads[keys.indexOf(k)].shown ? null
         : (lo, hi) => api("/api/run/" + run.id + "/metric", { key: k, x: chartOptions().x, lo: Math.floor(lo), hi: Math.ceil(hi) }));
@@ -366,9 +369,12 @@
     fill();
     const charts = h("div", { class: "charts", id: "compare-charts" });
     const keys = cmp.metrics.slice(0, 24);
+    let draws = 0;
     async function drawAll() {
+      const mine = ++draws; // a later redraw (another control changed meanwhile) wins
+      charts.dataset.ready = "0";
       const all = await Promise.all(keys.map((k) => Promise.all(runs.map((run) => (k in run.metrics ? api("/api/run/" + run.id + "/metric", { key: k, x: "step" }).catch(() => null) : null)))));
-      if (seq !== routeSeq) return;
+      if (seq !== routeSeq || mine !== draws) return;
       charts.replaceChildren();
       keys.forEach((k, i) => {
         const series = runs.map((run, j) => ({ label: label(run), payload: all[i][j] })).filter((s) => s.payload);
