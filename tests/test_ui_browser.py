@@ -180,6 +180,7 @@ def test_click_through_runs_compare_run_lineage_commits(page: Any, server: Serve
     page.mouse.click(box["x"] + pos[0], box["y"] + pos[1])
     page.wait_for_selector("#node-info h3")
     assert page.locator("#node-info h3").inner_text() == "model classifier@1"
+    assert "null" not in page.locator("#node-info").inner_text()
     shot(page, "lineage")
 
     page.click("header nav >> text=Commits")

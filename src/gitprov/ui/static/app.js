@@ -565,10 +565,10 @@
     cy.on("tap", "node", (evt) => {
       const n = infos.get(evt.target.id());
       const runId = n.id.startsWith("run:") ? n.id.slice(4) : n.id.startsWith("artifact:") ? n.id.slice(9).split("/")[0] : null;
-      aside.replaceChildren(h("h3", {}, n.label), h("div", { class: "kv" }, h("div", {}, "kind"), h("div", {}, n.kind), h("div", {}, "id"), h("div", { class: "mono" }, n.id),
+      aside.replaceChildren(...[h("h3", {}, n.label), h("div", { class: "kv" }, h("div", {}, "kind"), h("div", {}, n.kind), h("div", {}, "id"), h("div", { class: "mono" }, n.id),
         h("div", {}, "distance"), h("div", {}, fmt(n.distance)), h("div", {}, "missing"), h("div", {}, n.missing ? "yes" : "no")),
         runId && !n.missing ? h("p", {}, runLink(runId, "open run")) : null,
-        h("p", {}, link("#/lineage?" + new URLSearchParams({ node: n.id, direction }).toString(), "center here")));
+        h("p", {}, link("#/lineage?" + new URLSearchParams({ node: n.id, direction }).toString(), "center here"))].filter((x) => x)); // (a null child would print "null")
     });
     cy.on("dbltap", "node", (evt) => go("lineage", "", { node: evt.target.id(), direction, depth }));
     cy.ready(() => { graphBox.dataset.ready = "1"; graphBox.dataset.ms = String(Math.round(performance.now() - t0)); });
