@@ -125,6 +125,11 @@ def test_an_edited_data_file_is_named_as_data_drift(project: GitRepo) -> None:
     assert stopped.returncode == 12
     assert f"input data.txt changed: recorded {recorded}, now {now}" in stopped.stderr
     assert "--allow-drift" in stopped.stderr and _newest(project) == before, "nothing was executed"
+    stopped_json, stopped_report = _rerun(project, run_id)
+    assert stopped_json.returncode == 12 and "input data.txt changed" in stopped_json.stderr
+    assert stopped_report is not None and stopped_report["verdict"] == "stopped"
+    assert stopped_report["causes"] == ["data"] and stopped_report["rerun"] is None
+    assert stopped_report["data"] == [{"what": "data.txt", "a": recorded, "b": now}]
     proc, report = _rerun(project, run_id, "--allow-drift")
     assert proc.returncode == 0, proc.stderr
     assert report["verdict"] == "drifted" and report["causes"] == ["data"]

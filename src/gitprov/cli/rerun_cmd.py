@@ -70,9 +70,14 @@ def rerun_command(run_id: str, workdir: str | None, keep: bool, params: dict[str
     from ..runs.compare import Tolerance
 
     tolerance = Tolerance(rtol[0], atol[0], rtol[1], atol[1])
-    report = repo.rerun(run_id, workdir=workdir, keep=keep, params=params, tolerance=tolerance,
-                        allow_drift=allow_drift, quiet=as_json,
-                        progress=None if as_json else lambda text: click.echo(f"prov: {text}", err=True))
+    try:
+        report = repo.rerun(run_id, workdir=workdir, keep=keep, params=params, tolerance=tolerance,
+                            allow_drift=allow_drift, quiet=as_json,
+                            progress=None if as_json else lambda text: click.echo(f"prov: {text}", err=True))
+    except DriftError as exc:  # stopped before executing: --json still gets its report
+        if as_json and getattr(exc, "report", None) is not None:
+            render.emit_json(exc.report)  # type: ignore[attr-defined]
+        raise
     if as_json:
         render.emit_json(report)
     else:

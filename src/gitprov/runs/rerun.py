@@ -300,8 +300,10 @@ def rerun(store: ProvStore, run_ref: str, *, workdir: str | None = None, keep: b
         if drifted and not allow_drift:
             first = drifted[0]
             more = f" (and {len(drifted) - 1} more)" if len(drifted) > 1 else ""
-            raise DriftError(f"input {first['path']} {first['status']}: recorded {first['recorded']}, now "
-                             f"{first['now'] or 'missing'}{more}; restore it, or pass --allow-drift to rerun anyway")
+            error = DriftError(f"input {first['path']} {first['status']}: recorded {first['recorded']}, now "
+                               f"{first['now'] or 'missing'}{more}; restore it, or pass --allow-drift to rerun anyway")
+            error.report = _stopped_report(original, inputs, drifted)  # type: ignore[attr-defined]
+            raise error
         environment = compare.environment_changes(rec, _current_record(store))
         cwd = os.path.normpath(os.path.join(dest, rec.cwd or "."))
         if not (cwd == dest or cwd.startswith(dest + os.sep)) or not os.path.isdir(cwd):
@@ -322,6 +324,17 @@ def rerun(store: ProvStore, run_ref: str, *, workdir: str | None = None, keep: b
                 _remove(store, dest)
             elif workdir is None:
                 shutil.rmtree(dest, ignore_errors=True)
+
+
+def _stopped_report(original: Run, inputs: list[dict[str, Any]], drifted: list[dict[str, Any]]) -> dict[str, Any]:
+    """The report of a rerun stopped before executing because inputs changed (what
+    ``--json`` prints with the error): verdict ``stopped``, cause ``data``."""
+    rec = original.record
+    return {"run": original.id, "rerun": None, "commit": rec.code.commit, "patch": rec.code.patch,
+            "command": list(rec.command), "exit_code": None, "variant": None, "inputs": inputs,
+            "code": [], "data": [{"what": r["path"] or r["key"], "a": r["recorded"], "b": r["now"]} for r in drifted],
+            "environment": [], "params": [], "results": [], "verdict": "stopped", "causes": ["data"],
+            "suggestion": "restore the inputs, or pass --allow-drift to rerun anyway"}
 
 
 def _report(store: ProvStore, original: Run, new_id: str | None, exit_code: int, inputs: list[dict[str, Any]],
