@@ -198,7 +198,10 @@ def test_lineage_models_become_logged_models_linked_as_inputs_and_outputs(
     assert models["clf", "1"].source_run_id in (None, train_remote.info.run_id)
     assert models["clf", "1"].tags["prov.model.produced_by"] == train_remote.info.run_id
     assert "prov.model.produced_by" not in models["tokenizer", ""].tags
-    assert models["bert/base", "v3"].name == "bert_base-v3"  # MLflow refuses '/' in model names
+    assert models["bert/base", "v3"].name == "bert_base"  # MLflow refuses '/' in model names
+    # every version of a model carries the model's name: MLflow's search by name finds them
+    assert [m.model_id for m in c.search_logged_models(experiments, filter_string="name = 'clf'")] == [
+        models["clf", "1"].model_id]
     assert [m.model_id for m in train_remote.outputs.model_outputs] == [models["clf", "1"].model_id]
     assert {m.model_id for m in train_remote.inputs.model_inputs} == {models["bert/base", "v3"].model_id}
     assert {m.model_id for m in eval_remote.inputs.model_inputs} == {models["clf", "1"].model_id,

@@ -130,32 +130,43 @@ def sync_group() -> None:
 
 
 @sync_group.command("mlflow")
-@click.option("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or MLflow's default).")
+@click.option("--tracking-uri", metavar="URI",
+              help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else a store in .git/prov/mlflow).")
 @click.option("--experiment-prefix", default="", metavar="P", help="Prefix for the MLflow experiment names.")
 @click.option("--artifact-location", metavar="URI", help="Artifact root for experiments this sync creates.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True, metavar="S",
+              help="Seconds to wait for the tracking server (first contact in all, then each request).")
+@click.option("--register-models", is_flag=True,
+              help="Also register each lineage model in MLflow's model registry (a version per prov version).")
 @_common
 @with_repository()
 def sync_mlflow_command(tracking_uri: str | None, experiment_prefix: str, artifact_location: str | None,
-                        workers: int, retries: int, run_ids: tuple[str, ...], dry_run: bool, as_json: bool,
-                        watch: bool, interval: float, repo: Repository) -> None:
+                        timeout: float, register_models: bool, workers: int, retries: int,
+                        run_ids: tuple[str, ...], dry_run: bool, as_json: bool, watch: bool, interval: float,
+                        repo: Repository) -> None:
     """Mirror every run to MLflow: params, metric histories, tags, git commit, artifacts, datasets.
 
     A run is found again by its prov.run_id tag, so a repeated sync writes only what is new.
+    A server that cannot be reached ends the sync with exit code 10 within --timeout seconds.
     """
     from ..sync.mlflow_bridge import MlflowBridge
 
     _quiet_trackers()
-    bridge = MlflowBridge(tracking_uri, experiment_prefix=experiment_prefix, artifact_location=artifact_location)
+    bridge = MlflowBridge(tracking_uri, experiment_prefix=experiment_prefix, artifact_location=artifact_location,
+                          store=repo.store, retries=retries, timeout=timeout, register_models=register_models)
     _run(repo, bridge, workers, retries, dry_run, run_ids, as_json, watch, interval)
 
 
 @sync_group.command("wandb")
 @click.option("--project", required=True, metavar="P", help="W&B project.")
 @click.option("--entity", metavar="E", help="W&B entity (user or team).")
+@click.option("--dir", "directory", metavar="PATH",
+              help="Where W&B keeps its run files (default: $WANDB_DIR, else .git/prov).")
 @_common
 @with_repository()
-def sync_wandb_command(project: str, entity: str | None, workers: int, retries: int, run_ids: tuple[str, ...],
-                       dry_run: bool, as_json: bool, watch: bool, interval: float, repo: Repository) -> None:
+def sync_wandb_command(project: str, entity: str | None, directory: str | None, workers: int, retries: int,
+                       run_ids: tuple[str, ...], dry_run: bool, as_json: bool, watch: bool, interval: float,
+                       repo: Repository) -> None:
     """Mirror every run to Weights & Biases (offline too: WANDB_MODE=offline).
 
     Each run gets a W&B run id derived from its prov run id.
@@ -163,7 +174,7 @@ def sync_wandb_command(project: str, entity: str | None, workers: int, retries: 
     from ..sync.wandb_bridge import WandbBridge
 
     _quiet_trackers()
-    bridge = WandbBridge(project, entity=entity)
+    bridge = WandbBridge(project, entity=entity, directory=directory, store=repo.store)
     _run(repo, bridge, workers, retries, dry_run, run_ids, as_json, watch, interval)
 
 

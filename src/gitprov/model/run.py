@@ -77,6 +77,10 @@ class RunRecord(msgspec.Struct, frozen=True, kw_only=True, tag="run-record", tag
     #: the run this one was cloned from, or its parent.
     parent: str | None = None
     schema: SchemaPin
+    #: who ran it: the git identity ``Name <email>`` when it started (empty: unknown).
+    user: str = ""
+    #: the machine it ran on (recorded with the environment; empty: unknown).
+    host: str = ""
 
 
 class MetricSummary(msgspec.Struct, frozen=True, kw_only=True):

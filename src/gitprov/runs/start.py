@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from typing import TYPE_CHECKING, Any
 
 from .. import codec
@@ -75,6 +76,8 @@ def start_run(
         command=rules.scrub_argv(list(command)) if command else [],
         parent=parent or os.environ.get("PROV_RUN_ID") or None,
         schema=current_pin(),
+        user=_identity(git),
+        host=socket.gethostname() if environment else "",
     )
     record_bytes = codec.encode(record)
     run_id = git.fmt.hash_object("blob", record_bytes)
@@ -87,3 +90,11 @@ def start_run(
     if tags:
         run.log_tags(tags)
     return run
+
+
+def _identity(git: Any) -> str:
+    """``Name <email>``: the identity git would commit with (empty when git would fail)."""
+    from ..store.ident import committer
+
+    ident = committer(git.config)
+    return f"{ident[0]} <{ident[1]}>" if ident else ""

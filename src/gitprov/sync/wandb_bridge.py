@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ProvError
 from ..scrub import scrub_url
 from .bridge import RunResult, RunSource, import_tracker, require_tracker
 from .keymap import mlflow_key
 from .mlflow_bridge import canonical_value, observation_json
+
+if TYPE_CHECKING:
+    from ..store.prov_store import ProvStore
 
 __all__ = ["WANDB_EXTRA", "WandbBridge", "import_wandb", "wandb_run_id"]
 
@@ -79,15 +82,21 @@ class WandbBridge:
 
     kind = "wandb"
 
-    def __init__(self, project: str, *, entity: str | None = None, directory: str | None = None) -> None:
+    def __init__(self, project: str, *, entity: str | None = None, directory: str | None = None,
+                 store: ProvStore | None = None) -> None:
         require_wandb()
         self._wandb: Any = None
         self.project = project
         self.entity = entity
         import os
 
-        # read now: wandb's process-wide setup keeps the WANDB_DIR it saw first
-        self.directory = directory or os.environ.get("WANDB_DIR") or None
+        # read now: wandb's process-wide setup keeps the WANDB_DIR it saw first; by
+        # default W&B's files (its ``wandb/`` folder) go under .git/prov, never into
+        # the work tree
+        prov_dir = store.git.prov_dir() if store is not None else None
+        self.directory = directory or os.environ.get("WANDB_DIR") or prov_dir or None
+        if self.directory:
+            os.makedirs(self.directory, exist_ok=True)
         self.address = f"{entity}/{project}" if entity else project
         self._lock = threading.Lock()  # wandb runs one run at a time per process here
 
