@@ -211,11 +211,16 @@ def sync_revision_command(revision: str, backend: str, tracking_uri: str | None,
     from ..integrations.tracking import log_revision, provenance_bundle
 
     options: dict[str, Any] = {"run_id": run_id, "run_name": run_name}
+    _quiet_trackers()
     if backend == "mlflow":
+        from ..sync.mlflow_bridge import local_store
+
+        # files prov makes stay out of the work tree (.git/prov/mlflow by default)
+        tracking_uri, artifact_location = local_store(repo.store, tracking_uri, artifact_location)
         options.update(tracking_uri=tracking_uri, experiment=experiment, artifact_location=artifact_location)
     else:
-        options.update(project=project, entity=entity)
-    _quiet_trackers()
+        options.update(project=project, entity=entity,
+                       directory=os.environ.get("WANDB_DIR") or repo.git.prov_dir())
     bundle = provenance_bundle(repo, revision)
     external = log_revision(repo, bundle.revision, backend, **{k: v for k, v in options.items() if v is not None})
     if as_json:

@@ -33,7 +33,7 @@ from .state import value_digest
 if TYPE_CHECKING:
     from ..store.prov_store import ProvStore
 
-__all__ = ["MLFLOW_EXTRA", "MlflowBridge", "import_mlflow"]
+__all__ = ["MLFLOW_EXTRA", "MlflowBridge", "import_mlflow", "local_store"]
 
 MLFLOW_EXTRA = "pip install 'git-prov[mlflow]'"
 MAX_METRICS_PER_BATCH = 1000
@@ -633,6 +633,23 @@ def _create_local_store(uri: str, artifact_root: str | None) -> None:
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     SqlAlchemyStore(uri, artifact_root).engine.dispose()
+
+
+def local_store(store: ProvStore, tracking_uri: str | None, artifact_location: str | None) -> tuple[str | None, str | None]:
+    """The tracking URI and artifact location ``prov sync revision`` uses: without a URI
+    (and no ``$MLFLOW_TRACKING_URI``) the store in ``.git/prov/mlflow``; for a local
+    sqlite store, artifacts out of the work tree; the store made now if it is missing."""
+    home = _home(store)
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri and home is not None:
+        uri = "sqlite:///" + os.path.join(home, "mlflow.db")
+    if not uri:
+        return tracking_uri, artifact_location
+    location = artifact_location or _local_artifact_root(uri, home, store)
+    if _sqlite_path(uri) is not None:
+        import_mlflow()
+        _create_local_store(uri, location)
+    return uri, location
 
 
 def _is_http(uri: str) -> bool:
