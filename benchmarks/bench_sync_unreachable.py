@@ -30,7 +30,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _harness as h  # noqa: E402
 
-REPRODUCE = "python benchmarks/bench_sync_unreachable.py --src after=. --out docs/performance.md"
+REPRODUCE = ("python benchmarks/bench_sync_unreachable.py --src before=BEFORE --src after=. --repeat 3 "
+             "--before-cap 300 --out docs/performance.md   # BEFORE: a checkout from before issue 17")
 
 
 def make_repository(root: str, runs: int, src: str) -> str:
@@ -107,9 +108,9 @@ def main(argv: list[str] | None = None) -> int:
                  "| --- | --- | --- | --- | --- | --- |"]
         lines += [f"| {n} | {lbl} | {t} | {k} | {c} | {e} |" for n, lbl, t, k, c, e, _ in rows]
         lines += ["", "The last line on stderr:", ""]
-        lines += [f"- {n}, {lbl}: `{msg[:200]}`" for n, lbl, _, _, _, _, msg in rows]
-        lines += ["", f"- Machine: {h.machine()}; load average at the start: "
-                      f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}."]
+        lines += [f"- {n}, {lbl}: " + (f"`{msg[:200]}`" if msg else "(nothing yet when it was stopped)")
+                  for n, lbl, _, _, _, _, msg in rows]
+        lines += ["", f"- Machine: {h.machine()}."]
         text = "\n".join(lines)
         print(text)
         if args.out:

@@ -6,6 +6,7 @@ server that goes away, and nothing left in the work tree."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -119,7 +120,11 @@ def test_wrapper_runs_models_and_datasets_as_mlflow_shows_them(prov_path: Path, 
 
     again = prov(prov_path, "sync", "mlflow", "--tracking-uri", server.url, "--register-models", "--json")
     assert json.loads(again.stdout)["counts"] == {"unchanged": 3}
+    shutil.rmtree(prov_path / ".git" / "prov" / "sync")  # state lost: versions are found, not made twice
+    again = prov(prov_path, "sync", "mlflow", "--tracking-uri", server.url, "--register-models", "--json")
+    assert again.returncode == 0, again.stderr
     assert len(c.search_model_versions("name = 'classifier'")) == 2
+    assert len(c.search_logged_models(exps, filter_string="name = 'classifier'")) == 2
 
     # the server goes away: the next sync stops at once with one line, exit 10
     server.kill()
