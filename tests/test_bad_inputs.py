@@ -77,8 +77,8 @@ RUN_CALLS: list[tuple[str, Any]] = [
     ("artifact path missing", lambda r: r.log_artifact("model", "no/such/file.bin")),
     ("artifact key dotdot", lambda r: r.log_artifact("../m", b"x")),
     ("artifact key empty", lambda r: r.log_artifact("", b"x")),
-    ("artifact source int", lambda r: r.log_artifact("m", 5)),
-    ("artifact source None", lambda r: r.log_artifact("m", None)),
+    ("artifact source unpicklable function", lambda r: r.log_artifact("m", lambda: 1)),
+    ("artifact source unpicklable generator", lambda r: r.log_artifact("m", (i for i in ()))),
     # datasets
     ("dataset path missing", lambda r: r.log_dataset_version("train", "data/missing.csv")),
     ("dataset typo file", lambda r: r.log_dataset_version("train", "typo.csv")),
@@ -96,6 +96,19 @@ RUN_CALLS: list[tuple[str, Any]] = [
     ("stage input missing path", lambda r: r.stage("fit", inputs={"x": "no/such.csv"})),
     ("end with a bad status", lambda r: r.end("done")),
     ("end with an int status", lambda r: r.end(3)),
+    # the calls of issue 17 (Verta, curifactory)
+    ("attribute replaced without overwrite", lambda r: (r.log_attribute("o", 1), r.log_attribute("o", 2))),
+    ("setup script invalid Python", lambda r: r.log_setup_script("def (:")),
+    ("setup script not text", lambda r: r.log_setup_script(b"x = 1")),
+    ("log_code exec_path missing", lambda r: r.log_code(exec_path="no/such.py")),
+    ("log_code unknown commit", lambda r: r.log_code(commit_hash="no-such-rev")),
+    ("log_model missing path", lambda r: r.log_model("no/such/model.pkl")),
+    ("log_model bad requirements", lambda r: r.log_model(b"m", requirements=5)),
+    ("log_model unpicklable", lambda r: r.log_model(lambda: 1)),
+    ("get_model without one", lambda r: r.get_model()),
+    ("stage data not a dict", lambda r: r.stage("fit", data=5)),
+    ("stage cache path with a slash", lambda r: r.stage("fit").get_path("a/b")),
+    ("stage cache path dotdot", lambda r: r.stage("fit").get_dir("..")),
 ]
 
 #: refused by the repository or ``start_run``: (id, call on the ``gitprov.Repository`` ``repo``)
@@ -131,6 +144,8 @@ REPO_CALLS: list[tuple[str, Any]] = [
     ("find_runs regex error", lambda repo: repo.find_runs({"name": {"$regex": "("}})),
     ("find_runs NaN", lambda repo: repo.find_runs({"metrics.acc": {"$gt": math.nan}})),
     ("find_runs bad status", lambda repo: repo.find_runs({"status": "done"})),
+    ("find_cached without args_hash", lambda repo: repo.find_cached("fit")),
+    ("find_cached bad inputs", lambda repo: repo.find_cached("fit", "sha256:00", inputs=5)),
     ("lineage unknown", lambda repo: repo.lineage("nope")),
     ("lineage bad direction", lambda repo: repo.lineage("run:" + "0" * 40, direction="sideways")),
     ("lineage negative depth", lambda repo: repo.lineage("run:" + "0" * 40, depth=-1)),

@@ -203,12 +203,22 @@ class Repository:
 
         return iter_runs(self.store, query, order_by, limit, include_deleted=include_deleted)
 
-    def find_cached(self, stage_name: str, args_hash: str, commit: str | None = None) -> CachedStage | None:
-        """The latest finished stage ``stage_name`` with the same ``args_hash`` (and,
-        when given, run on the clean commit ``commit``, a revision), or ``None``."""
+    def find_cached(self, stage_name: str | Any, args_hash: str | None = None, commit: str | None = None, *,
+                    inputs: Any = None, code: bool = False, data: dict[str, Any] | None = None) -> CachedStage | None:
+        """The latest finished stage whose whole cache key matches: given a ``Stage``
+        (``repo.find_cached(stage)``), its own key; given a stage name and
+        ``args_hash``, the key of those arguments, these ``inputs`` (as ``run.stage``
+        takes them; none: a stage without inputs) and, when asked, the code now
+        (``code=True``) and ``data`` (dataset key -> path or digest). With ``commit``
+        (a revision): only a stage run on that commit without uncommitted changes."""
         from .index.stages import find_cached
 
-        return find_cached(self.store, stage_name, args_hash, commit)
+        key = getattr(stage_name, "cache_key", None)
+        if key is not None:
+            return find_cached(self.store, stage_name.name, stage_name.args_hash, commit, key=key)
+        if args_hash is None:
+            raise UsageError("find_cached takes a Stage, or a stage name and its args_hash")
+        return find_cached(self.store, stage_name, args_hash, commit, inputs=inputs, code=code, data=data)
 
     def lineage(self, target: str, direction: str = "both", depth: int | None = None) -> LineageGraph:
         """What fed ``target`` (``upstream``), what it fed (``downstream``), or both.
@@ -263,7 +273,8 @@ class Repository:
 
     def push(self, remote: str | None = None) -> ExchangeResult:
         """Push the prov refs to ``remote``, merging first when someone else pushed."""
-        from .exchange.remote import default_remote, push, unpushed_runs
+        from .exchange.push import push
+        from .exchange.remote import default_remote, unpushed_runs
         from .history import keep_quietly
         from .runs.reading import read_record
 

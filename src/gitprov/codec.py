@@ -20,7 +20,7 @@ from ._version import upgrade_command
 from .errors import DataError, FormatVersionError
 from .model.common import FORMAT_VERSION
 
-__all__ = ["decode", "decode_note_line", "encode", "to_plain"]
+__all__ = ["decode", "decode_note_line", "encode", "to_output", "to_plain"]
 
 T = TypeVar("T")
 
@@ -29,7 +29,7 @@ _FLOAT_TAG = "$float"
 _encoder = msgspec.json.Encoder(order="sorted")
 
 
-def _tag_nonfinite(value: Any) -> Any:
+def _tag_nonfinite(value: Any, keep_tags: bool = False) -> Any:
     if isinstance(value, float):
         if value != value:
             return {_FLOAT_TAG: "NaN"}
@@ -38,11 +38,13 @@ def _tag_nonfinite(value: Any) -> Any:
         return value
     if isinstance(value, dict):
         if len(value) == 1 and _FLOAT_TAG in value:
+            if keep_tags and isinstance(value[_FLOAT_TAG], str) and value[_FLOAT_TAG] in _NONFINITE:
+                return value  # tagged already (a record made with to_plain)
             # would decode as a float (or not at all): refuse it rather than store it
             raise DataError(f"cannot encode {value!r}: the key {_FLOAT_TAG!r} is reserved; rename it")
-        return {k: _tag_nonfinite(v) for k, v in value.items()}
+        return {k: _tag_nonfinite(v, keep_tags) for k, v in value.items()}
     if isinstance(value, list):
-        return [_tag_nonfinite(v) for v in value]
+        return [_tag_nonfinite(v, keep_tags) for v in value]
     return value
 
 
@@ -81,6 +83,14 @@ def to_plain(record: Any) -> Any:
     """The record as JSON-ready builtins (sorted keys, tagged non-finite floats)."""
     plain = msgspec.to_builtins(record, order="sorted")
     return _tag_nonfinite(plain) if _needs_tagging(plain) else plain
+
+
+def to_output(value: Any) -> Any:
+    """``value`` as JSON-ready builtins for printing (``--json``): like ``to_plain``, but
+    parts tagged already (a record turned into builtins with ``to_plain``) pass as they
+    are, so every ``--json`` output reads back with the same tags as stored records."""
+    plain = msgspec.to_builtins(value, order="sorted")
+    return _tag_nonfinite(plain, keep_tags=True) if _needs_tagging(plain) else plain
 
 
 def encode(record: Any) -> bytes:

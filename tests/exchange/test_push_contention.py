@@ -19,8 +19,8 @@ import pytest
 
 from gitprov.api import Repository
 from gitprov.errors import ConfigError, RemoteError
-from gitprov.exchange import remote as remote_mod
-from gitprov.exchange.remote import BACKOFF_BASE, BACKOFF_CAP, backoff_delay
+from gitprov.exchange import push as push_mod
+from gitprov.exchange.push import BACKOFF_BASE, BACKOFF_CAP, backoff_delay
 from gitprov.exchange.transport import PushReply, PushStatus
 from tests.conftest import GitRepo, run_git, run_prov
 from tests.exchange.clones import (
@@ -183,7 +183,7 @@ def test_a_push_rejected_on_one_ref_moves_the_other_only_without_atomic(make_rep
     remote_notes = bare.git("rev-parse", NOTES).strip()
     git = Repository(a.path).git
     local = {ref: git.refs.read(ref) for ref in (LEDGER, NOTES)}
-    statuses, _, used_atomic = remote_mod._send(remote_mod.Transport(git, "origin"), local, True)
+    statuses, _, used_atomic = push_mod._send(push_mod.Transport(git, "origin"), local, True)
     assert used_atomic is atomic
     by_ref = {s.ref: s for s in statuses}
     assert by_ref[NOTES].rejected and by_ref[NOTES].needs_fetch
@@ -236,14 +236,14 @@ def _fake_remote(monkeypatch, racing: _Racing, moves: bool) -> list[int]:
 
     def fake_fetch(repo, remote=None, result=None):
         fetched.append(1)
-        result.fetched.append(remote_mod.RefOutcome(LEDGER, None, None, "fetched" if moves else "up to date"))
+        result.fetched.append(push_mod.RefOutcome(LEDGER, None, None, "fetched" if moves else "up to date"))
         return result
 
-    monkeypatch.setattr(remote_mod, "Transport", lambda repo, remote: racing_transport(racing, remote))
-    monkeypatch.setattr(remote_mod, "fetch", fake_fetch)
-    monkeypatch.setattr(remote_mod, "_fetch_moved", lambda repo, remote, transport, refs, result:
+    monkeypatch.setattr(push_mod, "Transport", lambda repo, remote: racing_transport(racing, remote))
+    monkeypatch.setattr(push_mod, "fetch", fake_fetch)
+    monkeypatch.setattr(push_mod, "_fetch_moved", lambda repo, remote, transport, refs, result:
                         fake_fetch(repo, remote, result))
-    monkeypatch.setattr(remote_mod, "_merge_fetched", lambda repo, remote, result: None)
+    monkeypatch.setattr(push_mod, "merge_fetched", lambda repo, remote, result: None)
     return fetched
 
 
@@ -259,7 +259,7 @@ def test_retries_go_on_while_the_remote_keeps_moving(make_repo, monkeypatch) -> 
     racing = _Racing(lose=30, summary="[rejected] (fetch first)")  # far past the old limit of 10
     _fake_remote(monkeypatch, racing, moves=True)
     waits: list[float] = []
-    result = remote_mod.push(Repository(repo.path).git, "origin", timeout=3600, sleep=waits.append,
+    result = push_mod.push(Repository(repo.path).git, "origin", timeout=3600, sleep=waits.append,
                              rng=random.Random(7))
     assert result.push_attempts == 31 and len(waits) == 30
     assert len(set(waits)) == 30 and max(waits) <= BACKOFF_CAP
@@ -272,14 +272,14 @@ def test_a_push_that_keeps_losing_stops_at_its_deadline_and_names_it(make_repo, 
     make_run(repo.path, "r")
     _fake_remote(monkeypatch, _Racing(lose=10**6, summary="[rejected] (fetch first)"), moves=True)
     clock = [0.0]
-    monkeypatch.setattr(remote_mod.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(push_mod.time, "monotonic", lambda: clock[0])
 
     def sleep(seconds: float) -> None:
         clock[0] += seconds
 
     git = Repository(repo.path).git
     with pytest.raises(RemoteError, match=r"within 60 s: others landed \d+ time\(s\) first.*prov.push.timeout"):
-        remote_mod.push(git, "origin", timeout=60, sleep=sleep, rng=random.Random(3))
+        push_mod.push(git, "origin", timeout=60, sleep=sleep, rng=random.Random(3))
     assert 50 < clock[0] <= 60
     from gitprov.exchange.outbox import pending
 
@@ -295,8 +295,8 @@ def test_a_remote_that_rejects_without_moving_fails_soon(make_repo, monkeypatch)
     _fake_remote(monkeypatch, racing, moves=False)
     waits: list[float] = []
     with pytest.raises(RemoteError, match="rejected 8 times in a row while it did not move.*stale lock"):
-        remote_mod.push(Repository(repo.path).git, "origin", timeout=3600, sleep=waits.append, rng=random.Random(1))
-    assert racing.pushes == remote_mod.MAX_STALLED and len(waits) == remote_mod.MAX_STALLED
+        push_mod.push(Repository(repo.path).git, "origin", timeout=3600, sleep=waits.append, rng=random.Random(1))
+    assert racing.pushes == push_mod.MAX_STALLED and len(waits) == push_mod.MAX_STALLED
 
 
 def test_push_timeout_setting(make_repo) -> None:

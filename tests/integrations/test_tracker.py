@@ -45,11 +45,15 @@ def test_artifacts_tags_metadata_and_vc(tracker, tmp_path):
     assert tracker.get_tag(res, "split") == "train" and tracker.get_tag(res, "nope") is None
     tracker.log_metadata(res, "schema", {"cols": ["a", "b"]})
     assert tracker.get_metadata(res, "schema") == {"cols": ["a", "b"]}
-    assert tracker.get_vc_info(res) == res.record.code.commit  # default: the run's commit
+    # a dict, as the interface returns: get_vc_info(r)["hexsha"]
+    assert tracker.get_vc_info(res) == {"hexsha": res.record.code.commit}  # default: the run's commit
     tracker.register_vc_resource(res, {"hexsha": "abc123", "url": "https://example.com/repo"}, key="data",
                                  additional_metadata={"path": "data.csv"})
-    assert tracker.get_vc_info(res) == "abc123" and tracker.get_vc_info(res, "path") == "data.csv"
-    assert tracker.get_vc_info(res, "missing") is None
+    registered = {"hexsha": "abc123", "url": "https://example.com/repo", "path": "data.csv"}
+    assert tracker.get_vc_info(res) == registered and tracker.get_vc_info(res)["hexsha"] == "abc123"
+    assert tracker.get_vc_info(res, "data") == tracker.get_vc_info(res, "data_hexsha") == registered
+    assert tracker.get_vc_info(res, "path")["path"] == "data.csv"
+    assert tracker.get_vc_info(res, "missing") == {"hexsha": None}
     for method, folder in ((tracker.log_data_profile, "data_profile"), (tracker.log_checks, "checks"),
                            (tracker.log_data_comparison, "data_comparison")):
         method(res, tmp_path / "data.csv")

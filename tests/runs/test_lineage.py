@@ -273,16 +273,18 @@ def test_stage_records_and_find_cached(prov_repo, tmp_path):
     code = "import gitprov.runs.stage as s; print(s.args_hash({'mode': 'fast', 'n': 3}))"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert other == key  # stable across processes and key order
-    found = repo.find_cached("featurize", key)
+    raw = {"raw": str(tmp_path / "raw.txt")}
+    found = repo.find_cached("featurize", key, inputs=raw)
     assert found is not None and found.run_id == run.id and found.run.name == "a"
     assert found.outputs["given"] == "sha256:abcd" and found.outputs["features"].startswith("sha256:")
     assert found.inputs["raw"].startswith("sha256:") and found.params == {"n": 3, "mode": "fast"}
-    assert found.commit == run.record.code.commit
-    assert repo.find_cached("featurize", key, commit="HEAD") is not None
-    assert repo.find_cached("featurize", st.args_hash.replace("a", "b", 1)) is None
-    assert repo.find_cached("other", key) is None
+    assert found.commit == run.record.code.commit and found.cache_key == st.cache_key
+    assert repo.find_cached("featurize", key, commit="HEAD", inputs=raw) is not None
+    assert repo.find_cached("featurize", key) is None  # the key covers the inputs: none given, no hit
+    assert repo.find_cached("featurize", st.args_hash.replace("a", "b", 1), inputs=raw) is None
+    assert repo.find_cached("other", key, inputs=raw) is None
     prov_repo.commit("new code")
-    assert repo.find_cached("featurize", key, commit="HEAD") is None  # different code
+    assert repo.find_cached("featurize", key, commit="HEAD", inputs=raw) is None  # different code
 
 
 def test_failed_stage_is_not_a_cache_hit_and_aggregates_hash_their_inputs(prov_repo):

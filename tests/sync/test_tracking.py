@@ -75,6 +75,15 @@ def test_bundle_is_a_frozen_pydantic_model_with_a_json_schema(pinned_repo: Path)
     assert schema["properties"]["schema_version"]["type"] == "integer"
 
 
+def test_layers_version_is_the_schema_version_under_the_lairs_name(pinned_repo: Path) -> None:
+    bundle = provenance_bundle(pinned_repo, "HEAD")
+    assert bundle.layers_version == bundle.schema_version
+    data = {**bundle.to_json()}
+    data["layers_version"] = data.pop("schema_version")
+    assert ProvenanceBundle.model_validate(data) == bundle
+    assert ProvenanceBundle(**data).to_json() == bundle.to_json()  # written back as schema_version
+
+
 def test_bundle_of_a_commit_without_lexicon_uses_the_running_pin(pinned_repo: Path) -> None:
     from gitprov.schema import current_pin_fields
 
@@ -87,9 +96,12 @@ def test_log_revision_to_mlflow_sqlite(pinned_repo: Path, mlflow_db: Path, tmp_p
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{mlflow_db}"
-    run_id = log_revision(pinned_repo, "HEAD", "mlflow", tracking_uri=uri, experiment="pins",
+    logged = log_revision(pinned_repo, "HEAD", "mlflow", tracking_uri=uri, experiment="pins",
                           artifact_location=str(tmp_path / "art"))
     want = expected_bundle(pinned_repo)
+    # what lairs returns: the tracked artifact's identifier, "<artifact name>:<revision>"
+    assert isinstance(logged, str) and logged == f"git-demo:{want['revision']}" and logged.backend == "mlflow"
+    run_id = logged.run_id
     c = MlflowClient(tracking_uri=uri)
     run = c.get_run(run_id)
     assert c.get_experiment(run.info.experiment_id).name == "pins" and run.info.status == "FINISHED"
@@ -106,7 +118,7 @@ def test_log_revision_to_mlflow_sqlite(pinned_repo: Path, mlflow_db: Path, tmp_p
 
     # into an existing run: nothing new is created, the run keeps its status
     other = c.create_run(run.info.experiment_id).info.run_id
-    assert log_revision(pinned_repo, "HEAD~1", "mlflow", tracking_uri=uri, run_id=other) == other
+    assert log_revision(pinned_repo, "HEAD~1", "mlflow", tracking_uri=uri, run_id=other).run_id == other
     assert c.get_run(other).data.tags["prov.revision"] == run_git(pinned_repo, "rev-parse", "HEAD~1").strip()
     assert c.get_run(other).info.status == "RUNNING"
 
@@ -149,7 +161,8 @@ def test_importing_the_module_loads_no_tracker() -> None:
 def test_log_revision_to_wandb_offline(pinned_repo: Path, wandb_dir: Path) -> None:
     from tests.sync.wandb_reader import read_run
 
-    run_id = log_revision(pinned_repo, "HEAD", "wandb", project="pins")
+    logged = log_revision(pinned_repo, "HEAD", "wandb", project="pins")
+    run_id = logged.run_id
     [path] = wandb_dir.glob(f"wandb/offline-run-*-{run_id}/run-{run_id}.wandb")
     got = read_run(path)
     want = expected_bundle(pinned_repo)
@@ -159,6 +172,8 @@ def test_log_revision_to_wandb_offline(pinned_repo: Path, wandb_dir: Path) -> No
     assert art["type"] == "git-revision" and art["name"] == "git-demo" and art["metadata"] == want
     assert set(art["files"]) == {"provenance_bundle.json", "revision"}
     assert art["refs"]["revision"] == f"git+https://example.com/team/demo.git@{want['revision']}"
+    # what lairs returns, here also a valid W&B artifact reference: the full revision is an alias
+    assert logged == f"git-demo:{want['revision']}" and want["revision"] in art["aliases"]
 
 
 def test_cli_sync_revision(pinned_repo: Path, mlflow_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -218,7 +233,7 @@ def test_inside_an_active_mlflow_run_the_revision_goes_to_that_run(pinned_repo: 
     exp = mlflow.MlflowClient().create_experiment("train", artifact_location=str(tmp_path / "art"))
     try:
         with mlflow.start_run(experiment_id=exp) as active:
-            assert log_revision(pinned_repo, "HEAD", "mlflow") == active.info.run_id
+            assert log_revision(pinned_repo, "HEAD", "mlflow").run_id == active.info.run_id
             assert mlflow.MlflowClient().get_run(active.info.run_id).info.status == "RUNNING"
     finally:
         mlflow.set_tracking_uri("")
@@ -235,7 +250,7 @@ def test_inside_an_active_wandb_run_the_revision_goes_to_that_run(pinned_repo: P
     # dir: wandb keeps the WANDB_DIR its first run in this process saw
     run = wandb.init(project="train", dir=str(wandb_dir), settings=wandb.Settings(silent=True, x_disable_stats=True))
     try:
-        assert log_revision(pinned_repo, "HEAD", "wandb") == run.id
+        assert log_revision(pinned_repo, "HEAD", "wandb").run_id == run.id
         run.log({"loss": 1.0})  # still open: log_revision did not finish it
     finally:
         run.finish()

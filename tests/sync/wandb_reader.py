@@ -97,7 +97,7 @@ def _read_run(path: Path) -> dict[str, Any]:
             run["artifacts"].append({"name": a.name, "type": a.type, "digest": a.digest,
                                      "files": {e.path: e.digest for e in a.manifest.contents},
                                      "refs": {e.path: e.ref for e in a.manifest.contents if e.ref},
-                                     "metadata": json.loads(a.metadata or "{}")})
+                                     "metadata": json.loads(a.metadata or "{}"), "aliases": list(a.aliases)})
         elif kind == "files":
             run.setdefault("files", []).extend(f.path for f in record.files.files)
         elif kind == "exit":

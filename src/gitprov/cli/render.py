@@ -15,7 +15,8 @@ def emit_json(obj: Any) -> None:
 
     from .. import codec
 
-    sys.stdout.write(msgspec.json.format(codec.encode(obj), indent=2).decode("utf-8") + "\n")
+    text = msgspec.json.encode(codec.to_output(obj), order="sorted")
+    sys.stdout.write(msgspec.json.format(text, indent=2).decode("utf-8") + "\n")
 
 
 def emit_json_array(items: Iterable[Any]) -> None:
@@ -29,7 +30,8 @@ def emit_json_array(items: Iterable[Any]) -> None:
     opening = "[\n  "
     for item in items:
         # an item's own lines, indented one level: JSON strings hold no raw newline
-        out.write(opening + msgspec.json.format(codec.encode(item), indent=2).decode("utf-8").replace("\n", "\n  "))
+        text = msgspec.json.encode(codec.to_output(item), order="sorted")
+        out.write(opening + msgspec.json.format(text, indent=2).decode("utf-8").replace("\n", "\n  "))
         out.flush()
         opening = ",\n  "
     out.write("[]\n" if opening == "[\n  " else "\n]\n")

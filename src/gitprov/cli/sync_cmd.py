@@ -86,7 +86,9 @@ def _watch(repo: Any, bridge: Any, interval: float, as_json: bool, **options: An
 
     def on_report(report: Any) -> None:
         if as_json:
-            sys.stdout.write(json.dumps(report.to_json(), sort_keys=True) + "\n")
+            from ..codec import to_output
+
+            sys.stdout.write(json.dumps(to_output(report.to_json()), sort_keys=True) + "\n")
         else:
             click.echo(render_report(report, changed_only=True))
         sys.stdout.flush()
@@ -224,9 +226,10 @@ def sync_revision_command(revision: str, backend: str, tracking_uri: str | None,
     bundle = provenance_bundle(repo, revision)
     external = log_revision(repo, bundle.revision, backend, **{k: v for k, v in options.items() if v is not None})
     if as_json:
-        render.emit_json({"backend": backend, "external_id": external, "bundle": bundle.to_json()})
+        render.emit_json({"backend": backend, "external_id": external.run_id, "artifact": str(external),
+                          "bundle": bundle.to_json()})
     else:
-        click.echo(f"logged revision {bundle.revision[:12]} to {backend} run {external} "
+        click.echo(f"logged revision {bundle.revision[:12]} to {backend} run {external.run_id} "
                    f"(lexicon {bundle.lexicon[:19]}, schema version {bundle.schema_version})")
 
 

@@ -1,4 +1,4 @@
-"""``prov fetch`` / ``pull`` / ``push``: exchanging provenance through any git remote.
+"""``prov fetch`` / ``pull``: exchanging provenance through any git remote.
 
 - **fetch** copies the remote's ``refs/notes/prov`` and ``refs/prov/ledger`` into
   ``refs/prov-remotes/<remote>/…``: never into the live refs, so nothing local moves.
@@ -6,17 +6,12 @@
   into the live refs (``merge.py``): a fast-forward when one side contains the other,
   else a merge commit with both tips as parents. The ref update is a compare-and-swap
   retried on a lost race, so a concurrent local run is never overwritten.
-- **push** pushes the live refs without force and together (``git push --atomic``; a
-  remote without it gets the ledger first, then the notes). When the remote moved
-  (someone else pushed), it pulls, merges and pushes again, backing off with jitter,
-  for as long as the remote keeps moving and ``prov.push.timeout`` allows. What could
-  not be pushed waits in the outbox (``outbox.py``).
+- **push** lives in ``push.py``; it uses the tracking refs and merges defined here.
 """
 
 from __future__ import annotations
 
 import hashlib
-import random
 import re
 import time
 from collections.abc import Callable
@@ -25,8 +20,6 @@ from typing import Any
 
 from ..errors import (
     ConcurrentUpdateError,
-    ConfigError,
-    ProvError,
     RemoteDataError,
     RemoteError,
     UsageError,
@@ -37,28 +30,20 @@ from ..store.notes import NOTES_REF, merge_notes_trees
 from ..store.repo import GitRepository
 from ..store.transaction import commit_object
 from ..store.trees import read_tree
-from . import outbox
 from .diff import ledger_diff, runs_added
 from .merge import merge_ledger_trees
-from .transport import PushStatus, Transport
+from .transport import Transport
 from .validate import validate_ledger, validate_notes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .progress import Progress
 
-__all__ = ["EXCHANGED_REFS", "ExchangeResult", "backoff_delay", "default_remote", "fetch", "pull", "push", "tracking_ref",
-           "unpushed_notes", "unpushed_runs"]
+__all__ = ["EXCHANGED_REFS", "ExchangeResult", "RefOutcome", "default_remote", "fetch", "is_ancestor", "merge_fetched",
+           "merge_into", "pull", "remote_label", "set_tracking", "tracking_ref", "unpushed_notes", "unpushed_runs"]
 
 #: The refs prov exchanges, and how two versions of each are merged.
 EXCHANGED_REFS = (LEDGER_REF, NOTES_REF)
-#: Seconds ``prov push`` keeps retrying while the remote keeps moving (``prov.push.timeout``).
-PUSH_TIMEOUT = 1800.0
-#: Retries in a row in which the remote did not move before a push gives up.
-MAX_STALLED = 8
-#: Full-jitter backoff: the n-th retry waits up to ``min(BACKOFF_CAP, BACKOFF_BASE * 2**n)`` s.
-BACKOFF_BASE = 0.05
-BACKOFF_CAP = 30.0
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
 
@@ -95,7 +80,7 @@ class ExchangeResult:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         del data["pinned"]
-        data["remote"] = _label(self.remote)  # a URL's credentials never reach the output
+        data["remote"] = remote_label(self.remote)  # a URL's credentials never reach the output
         data["runs_added"] = len(self.runs_added)
         data["run_ids_added"] = self.runs_added
         data["refs_moved"] = [{"phase": phase, "ref": o.ref, "before": o.before, "after": o.after}
@@ -171,7 +156,7 @@ def pull(repo: GitRepository, remote: str | None = None, progress: Progress | No
     result = fetch(repo, remote, progress=progress)
     if require_signed if require_signed is not None else repo.config.get_bool("prov.pull.requiresigned"):
         _check_signed(repo, remote)
-    _merge_fetched(repo, remote, result, progress)
+    merge_fetched(repo, remote, result, progress)
     return result
 
 
@@ -186,7 +171,7 @@ def _check_signed(repo: GitRepository, remote: str) -> None:
         proc = gitbin.run(["log", "--format=%H %G?", theirs, *([f"^{ours}"] if ours else []), "--"],
                           git_dir=repo.git_dir or ".", text=True, error=RemoteError)
         if proc.returncode != 0:
-            raise RemoteError(f"cannot check the signatures of {ref} from {_label(remote)}: {gitbin.failure(proc)}")
+            raise RemoteError(f"cannot check the signatures of {ref} from {remote_label(remote)}: {gitbin.failure(proc)}")
         bad = [line.split()[0] for line in proc.stdout.splitlines() if line.split()[1:] != ["G"]]
         if bad:
             problems.append(f"{ref}: {len(bad)} commit(s) not signed by an allowed signer, e.g. {bad[0][:12]} "
@@ -196,12 +181,12 @@ def _check_signed(repo: GitRepository, remote: str) -> None:
 
         refused = {tracking_ref(remote, ref): oid for ref in EXCHANGED_REFS
                    if (oid := repo.refs.read(tracking_ref(remote, ref)))}
-        quarantine.record(repo, _label(remote), refused, problems)
+        quarantine.record(repo, remote_label(remote), refused, problems)
         raise RemoteDataError(f"rejected provenance from {Transport(repo, remote).where}, nothing merged (signed "
                               f"provenance required): {'; '.join(problems)}")
 
 
-def _merge_fetched(repo: GitRepository, remote: str, result: ExchangeResult, progress: Progress | None = None) -> None:
+def merge_fetched(repo: GitRepository, remote: str, result: ExchangeResult, progress: Progress | None = None) -> None:
     # validate everything before moving anything: a rejected remote leaves both refs alone
     plans = []
     problems: list[str] = []
@@ -209,7 +194,7 @@ def _merge_fetched(repo: GitRepository, remote: str, result: ExchangeResult, pro
     for ref in EXCHANGED_REFS:
         theirs = repo.refs.read(tracking_ref(remote, ref))
         ours = repo.refs.read(ref)
-        if theirs is None or theirs == ours or (ours is not None and _is_ancestor(repo, theirs, ours)):
+        if theirs is None or theirs == ours or (ours is not None and is_ancestor(repo, theirs, ours)):
             result.merged.append(RefOutcome(ref, ours, ours, "up to date"))
             continue
         ours_tree, their_tree = _tree(repo, ours), _tree(repo, theirs)
@@ -227,22 +212,22 @@ def _merge_fetched(repo: GitRepository, remote: str, result: ExchangeResult, pro
     if problems:
         from ..store import quarantine
 
-        quarantine.record(repo, _label(remote), refused, problems)
+        quarantine.record(repo, remote_label(remote), refused, problems)
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise RemoteDataError(f"rejected provenance from {Transport(repo, remote).where}, nothing merged (kept "
                               f"for inspection under refs/prov-remotes/): {shown}")
     if plans or result.merged:
         from ..store import quarantine
 
-        quarantine.clear(repo, _label(remote))
+        quarantine.clear(repo, remote_label(remote))
     for ref, theirs, known in plans:
-        outcome = merge_into(repo, ref, theirs, f"prov: merge {ref} from {_label(remote)}", result, known)
+        outcome = merge_into(repo, ref, theirs, f"prov: merge {ref} from {remote_label(remote)}", result, known)
         result.merged.append(outcome)
         if progress is not None and ref == LEDGER_REF:
             progress.done(f"merging {ref}", len(result.runs_added), note=f" runs added ({outcome.action})")
 
 
-def _label(remote: str) -> str:
+def remote_label(remote: str) -> str:
     from ..scrub import scrub_url
 
     return scrub_url(remote)
@@ -252,7 +237,7 @@ def _tree(repo: GitRepository, commit: str | None) -> str | None:
     return repo.read_commit(commit).tree if commit else None
 
 
-def _is_ancestor(repo: GitRepository, ancestor: str, descendant: str) -> bool:
+def is_ancestor(repo: GitRepository, ancestor: str, descendant: str) -> bool:
     """``git merge-base --is-ancestor`` (git's commit-graph makes it fast on long chains)."""
     return gitbin.run(["merge-base", "--is-ancestor", ancestor, descendant], git_dir=repo.git_dir or ".").returncode == 0
 
@@ -268,9 +253,9 @@ def merge_into(repo: GitRepository, ref: str, theirs: str, message: str, result:
         ours = repo.refs.read(ref)
         before_tree = _tree(repo, ours)
         their_tree = _tree(repo, theirs)
-        if ours is None or (_is_ancestor(repo, ours, theirs) and ref != LEDGER_REF):
+        if ours is None or (is_ancestor(repo, ours, theirs) and ref != LEDGER_REF):
             new, action = theirs, "fast-forward"
-        elif ref == LEDGER_REF and _is_ancestor(repo, ours, theirs):
+        elif ref == LEDGER_REF and is_ancestor(repo, ours, theirs):
             # a fast-forward, unless the remote deleted what this ledger holds (git-prov
             # never deletes a run's files): then the union keeps them, on top of theirs
             tree = merge_tree(repo.odb, before_tree, their_tree)
@@ -279,7 +264,7 @@ def merge_into(repo: GitRepository, ref: str, theirs: str, message: str, result:
             else:
                 body = commit_object(repo, tree, [theirs], f"{message} (kept what it deleted)")
                 new, action = repo.odb.write("commit", body), "merged"
-        elif _is_ancestor(repo, theirs, ours):
+        elif is_ancestor(repo, theirs, ours):
             return RefOutcome(ref, ours, ours, "up to date")
         else:
             tree = merge_tree(repo.odb, before_tree, their_tree)
@@ -360,143 +345,7 @@ def unpushed_notes(repo: GitRepository, remote: str) -> list[str] | None:
     return sorted({p.decode("ascii", "replace").replace("/", "") for p in proc.stdout.split(b"\0") if p})
 
 
-def push(repo: GitRepository, remote: str | None = None, *, timeout: float | None = None,
-         sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None) -> ExchangeResult:
-    """Push the live prov refs together; on a lost race, pull, merge and push again.
-
-    Retries back off exponentially with full jitter (``rng``, ``sleep``) and go on while
-    the remote keeps moving (others landing is progress) until ``timeout`` seconds
-    (default ``prov.push.timeout``, else 1800). A failure is remembered in the outbox
-    (``outbox.py``) and a later push that delivers clears it."""
-    remote = remote or default_remote(repo)
-    try:
-        result = _push(repo, remote, _push_timeout(repo) if timeout is None else timeout, sleep, rng or random.Random())
-    except UsageError:
-        raise  # not a remote prov can push to: nothing to retry later
-    except (Exception, KeyboardInterrupt) as exc:
-        reason = str(exc) if isinstance(exc, ProvError) else ("interrupted" if isinstance(exc, KeyboardInterrupt)
-                                                              else f"{type(exc).__name__}: {exc}")
-        outbox.record(repo, remote, reason, {ref: oid for ref in EXCHANGED_REFS if (oid := repo.refs.read(ref))})
-        raise
-    sent = {o.ref: o.after for o in result.pushed if o.after}
-    outbox.clear(repo, remote, lambda refs: all(
-        oid == sent.get(ref) or (sent.get(ref) is not None and _is_ancestor(repo, oid, sent[ref]))
-        for ref, oid in refs.items()))
-    return result
-
-
-def _push_timeout(repo: GitRepository) -> float:
-    value = repo.config.get("prov.push.timeout")
-    if value is None:
-        return PUSH_TIMEOUT
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not seconds > 0:
-        raise ConfigError(f"prov.push.timeout is {value!r}; set it to a number of seconds, e.g. "
-                          "git config prov.push.timeout 600")
-    return seconds
-
-
-def backoff_delay(attempt: int, rng: random.Random) -> float:
-    """Seconds to wait before retry ``attempt`` (1, 2, ...): full jitter, uniform in
-    ``[0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))``, so pushers that lost the same
-    race do not come back at the same moment."""
-    return rng.uniform(0.0, min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** min(attempt, 32)))
-
-
-def _send(transport: Transport, local: dict[str, str], atomic: bool) -> tuple[list[PushStatus], list[str], bool]:
-    """One push of the local tips: ``--atomic`` when the remote offers it (both refs or
-    neither), else one ref at a time, ledger first, stopping at the first rejection.
-    Returns the statuses, what the remote said, and whether it was atomic."""
-    specs = [(ref, f"{oid}:{ref}") for ref, oid in local.items()]
-    if atomic and len(specs) > 1:
-        reply = transport.push([spec for _, spec in specs], atomic=True)
-        if not reply.atomic_unsupported:
-            return reply.statuses, reply.remote_says, True
-    statuses: list[PushStatus] = []
-    said: list[str] = []
-    for _, spec in specs:  # EXCHANGED_REFS order: the ledger first, so notes never name runs it lacks
-        reply = transport.push([spec])
-        statuses.extend(reply.statuses)
-        said.extend(reply.remote_says)
-        if any(s.rejected for s in reply.statuses):
-            break
-    return statuses, said, False
-
-
-def _push(repo: GitRepository, remote: str, timeout: float, sleep: Callable[[float], None],
-          rng: random.Random) -> ExchangeResult:
-    result = ExchangeResult(remote)
-    transport = Transport(repo, remote)
-    started = time.monotonic()
-    atomic = True
-    stalled = landed = 0
-    while True:
-        result.push_attempts += 1
-        local = {ref: oid for ref in EXCHANGED_REFS if (oid := repo.refs.read(ref))}
-        if not local:
-            return result
-        statuses, said, atomic = _send(transport, local, atomic)
-        by_ref = {s.ref: s for s in statuses}
-        rejected = [s for s in statuses if s.rejected]
-        causes = [s for s in rejected if not s.atomic_casualty]
-        for status in causes:
-            if not (status.needs_fetch or status.lock_race):
-                reason = status.summary.replace("[", "").replace("]", "").strip()
-                told = f"; the remote said: {' / '.join(said[:3])}" if said else ""
-                raise RemoteError(f"{transport.where} refused {status.ref}: {reason}{told}")
-        if not rejected:  # (``--quiet``: git lists rejected refs only)
-            result.pushed = []
-            for ref, oid in local.items():
-                before = repo.refs.read(tracking_ref(remote, ref))
-                same = before == oid or (ref in by_ref and by_ref[ref].flag == "=")
-                result.pushed.append(RefOutcome(ref, before, oid, "up to date" if same else "pushed"))
-            for ref, oid in local.items():  # the remote now holds our tips: remember them as its copy
-                _set_tracking(repo, tracking_ref(remote, ref), oid, f"prov: push {ref} to {_label(remote)}")
-            return result
-        # lost a race: wait (full jitter), then bring in what landed, merge it and push at
-        # once, so the merged tips are as fresh as they can be when they go out
-        delay = backoff_delay(result.push_attempts, rng)
-        if time.monotonic() + delay - started > timeout:
-            raise RemoteError(
-                f"cannot push to {transport.where} within {timeout:g} s: others landed {landed} time(s) first and "
-                "it kept moving; try again (the outbox keeps this pending), or allow longer: "
-                "git config prov.push.timeout SECONDS")
-        sleep(delay)
-        seen = len(result.fetched)
-        told = [s.ref for s in causes if s.needs_fetch]
-        if told and len(told) == len(causes) and all(ref in by_ref for ref in local):
-            # every ref was answered, those that moved are there: no ls-remote needed
-            _fetch_moved(repo, remote, transport, told, result)
-        else:
-            fetch(repo, remote, result)
-        moved = any(o.action == "fetched" for o in result.fetched[seen:])
-        _merge_fetched(repo, remote, result)
-        landed, stalled = (landed + 1, 0) if moved else (landed, stalled + 1)
-        if stalled >= MAX_STALLED:
-            cause = causes[0] if causes else rejected[0]
-            raise RemoteError(
-                f"cannot push to {transport.where}: {cause.ref} was rejected {stalled} times in a row while it did "
-                f"not move ({cause.summary.replace('[', '').replace(']', '').strip()}); if no one else is pushing, "
-                "a stale lock file on the server may need removing")
-
-
-def _fetch_moved(repo: GitRepository, remote: str, transport: Transport, refs: list[str],
-                 result: ExchangeResult) -> None:
-    """Fetch ``refs`` a rejected push said moved (so the remote has them) in one ``git
-    fetch``: a round trip fewer than ``fetch``'s ``ls-remote`` first, on every lost race."""
-    before = {ref: repo.refs.read(tracking_ref(remote, ref)) for ref in refs}
-    for ref in refs:
-        repo.refs.ensure_reflog(tracking_ref(remote, ref))
-    transport.fetch([f"+{ref}:{tracking_ref(remote, ref)}" for ref in refs])
-    for ref in refs:
-        after = repo.refs.read(tracking_ref(remote, ref))
-        result.fetched.append(RefOutcome(ref, before[ref], after, "up to date" if after == before[ref] else "fetched"))
-
-
-def _set_tracking(repo: GitRepository, ref: str, oid: str | None, message: str) -> None:
+def set_tracking(repo: GitRepository, ref: str, oid: str | None, message: str) -> None:
     if oid is None:
         return
     for _ in range(10):

@@ -219,7 +219,8 @@ def pre_push(ctx: _Context) -> None:
     """Carry provenance with every push: ``prov push`` to the same remote (merging the
     remote's provenance first when someone else pushed)."""
     from ..errors import UsageError
-    from ..exchange.remote import EXCHANGED_REFS, push
+    from ..exchange.push import push
+    from ..exchange.remote import EXCHANGED_REFS
 
     remote = ctx.args[0] if ctx.args else os.environ.get("PRE_COMMIT_REMOTE_NAME", "")
     if not remote:

@@ -177,9 +177,11 @@ class LineageGraph:
 
 def _json_lines(doc: dict[str, Any]) -> Iterator[str]:
     """``json.dumps(doc, indent=2, sort_keys=True)`` line by line, a top-level list's
-    items dumped one at a time."""
+    items dumped one at a time; non-finite floats tagged as in every ``--json`` output."""
+    from ..codec import to_output
+
     def dumped(value: Any, pad: str) -> str:
-        return json.dumps(value, indent=2, sort_keys=True).replace("\n", "\n" + pad)
+        return json.dumps(to_output(value), indent=2, sort_keys=True).replace("\n", "\n" + pad)
 
     yield "{"
     keys = sorted(doc)

@@ -67,7 +67,7 @@ class GitMetadataTracker:
             parent = updates.pop("parent")
             run.log_tags({PARENT_TAG: parent.id if hasattr(parent, "id") else str(parent)})
         if updates:
-            run.log_attributes(updates)
+            run.log_attributes(updates, overwrite=True)
         return self._flush(run)
 
     def clean_resource(self, resource: Run, type: str | None = None) -> int:
@@ -119,13 +119,26 @@ class GitMetadataTracker:
             raise UsageError("vc_info must be a dict such as {'hexsha': ..., 'url': ...}")
         self._flush(self._run(resource), attributes={f"vc/{key or 'default'}": {**vc_info, **(additional_metadata or {})}})
 
-    def get_vc_info(self, resource: Run, key: str = "hexsha") -> Any:
-        """``key`` from the registered VC information; ``hexsha`` defaults to the run's commit."""
+    def get_vc_info(self, resource: Run, key: str = "hexsha") -> dict[str, Any]:
+        """The registered version-control information, a dict as the interface returns
+        (``get_vc_info(r)["hexsha"]``): the one registered under ``key`` (or
+        ``<key>_hexsha``), else the first holding a field ``key`` (the default
+        registration first); with nothing registered, ``{"hexsha": <the run's commit>}``
+        (and its ``uri``), or ``{"hexsha": None}`` for another key."""
         run = self._run(resource)
-        for name, value in sorted(run.get_attributes().items()):
-            if name.startswith("vc/") and isinstance(value, dict) and key in value:
-                return value[key]
-        return run.get_code().commit if key == "hexsha" else None
+        registered = {name[3:]: value for name, value in sorted(run.get_attributes().items())
+                      if name.startswith("vc/") and isinstance(value, dict)}
+        base = key.removesuffix("_hexsha") if key != "hexsha" else key
+        found = registered.get(base)
+        if found is None:
+            order = sorted(registered, key=lambda k: k != "default")
+            found = next((registered[k] for k in order if key in registered[k]), None)
+        if found is not None:
+            return dict(found)
+        if key == "hexsha":
+            code = run.get_code()
+            return {"hexsha": code.commit, **({"uri": code.repo_url} if code.repo_url else {})}
+        return {"hexsha": None}
 
     def log_data_profile(self, resource: Run, file_path: str | os.PathLike[str]) -> Any:
         return self._log_file(resource, "data_profile", file_path)
@@ -239,7 +252,7 @@ class GitMetadataTracker:
         if tags:
             run.log_tags(tags)
         if attributes:
-            run.log_attributes(attributes)
+            run.log_attributes(attributes, overwrite=True)  # the interface replaces metadata
         run.flush()  # visible to queries at once (a no-op for a stored run, written already)
         return run
 

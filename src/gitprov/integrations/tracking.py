@@ -26,7 +26,7 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from ..errors import ProvError, SyncError, UsageError
 from ..names import LEXICON_DIR
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ..api import Repository
     from ..store.repo import GitRepository
 
-__all__ = ["BACKENDS", "BUNDLE_ARTIFACT", "ProvenanceBundle", "log_revision", "provenance_bundle"]
+__all__ = ["BACKENDS", "BUNDLE_ARTIFACT", "LoggedRevision", "ProvenanceBundle", "log_revision", "provenance_bundle"]
 
 BACKENDS = ("mlflow", "wandb")
 #: where the bundle lands among the MLflow run's artifacts (and its file name in W&B).
@@ -50,19 +50,44 @@ class ProvenanceBundle(BaseModel):
     ``lexicon_tree_hash`` is the git tree id of ``.provenance-schema/`` in that commit
     (None when the commit has no lexicon committed); ``lexicon`` is the ``sha256:`` of
     its manifest, the pin every prov record carries (the running git-prov's own lexicon
-    when the commit has none); ``working_dir`` is the repository's work tree."""
+    when the commit has none); ``working_dir`` is the repository's work tree.
+    ``layers_version``, the name lairs gives the schema version, is accepted for
+    ``schema_version`` (``model_validate({"layers_version": 1, ...})``) and read as a
+    property; the bundle is written with ``schema_version``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     revision: str
     lexicon_tree_hash: str | None
-    schema_version: int
+    schema_version: int = Field(validation_alias=AliasChoices("schema_version", "layers_version"))
     working_dir: str | None
     lexicon: str
     repo_url: str | None = None
 
+    @property
+    def layers_version(self) -> int:
+        """``schema_version`` under the name lairs uses."""
+        return self.schema_version
+
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+class LoggedRevision(str):
+    """What ``log_revision`` returns: as lairs, the tracked artifact's identifier
+    ``"<artifact name>:<revision>"`` (a ``str``; in W&B a valid artifact reference, the
+    full revision being one of the artifact's aliases), with the tracker's run id,
+    the artifact name, the revision and the backend as attributes."""
+
+    run_id: str
+    artifact: str
+    revision: str
+    backend: str
+
+    def __new__(cls, artifact: str, revision: str, run_id: str, backend: str) -> LoggedRevision:
+        self = super().__new__(cls, f"{artifact}:{revision}")
+        self.artifact, self.revision, self.run_id, self.backend = artifact, revision, run_id, backend
+        return self
 
 
 def _git(repo: Repository | GitRepository | str | os.PathLike[str]) -> GitRepository:
@@ -92,7 +117,8 @@ def provenance_bundle(repo: Repository | GitRepository | str | os.PathLike[str],
         data = git.odb.read_typed(manifest.oid, "blob")
         lexicon = "sha256:" + hashlib.sha256(data).hexdigest()
         try:
-            version = int(json.loads(data)["schema_version"])
+            fields = json.loads(data)
+            version = int(fields["schema_version"] if "schema_version" in fields else fields["layers_version"])
         except (ValueError, KeyError, TypeError):
             from ..errors import DataError
 
@@ -108,8 +134,10 @@ def provenance_bundle(repo: Repository | GitRepository | str | os.PathLike[str],
 
 
 def log_revision(repo: Repository | GitRepository | str | os.PathLike[str], revision: str = "HEAD",
-                 backend: str = "mlflow", **options: Any) -> str:
-    """Log ``revision`` of ``repo`` to a tracker run; returns the external run id.
+                 backend: str = "mlflow", **options: Any) -> LoggedRevision:
+    """Log ``revision`` of ``repo`` to a tracker run; returns, as lairs does, the
+    tracked artifact's identifier ``"git-<repository>:<revision>"`` (a ``str``), whose
+    ``run_id`` is the tracker's run id.
 
     MLflow options: ``tracking_uri``, ``experiment`` (name, default ``Default``),
     ``run_id`` (an existing run to add to; default: the active run, else a new run),
@@ -140,7 +168,7 @@ def log_revision(repo: Repository | GitRepository | str | os.PathLike[str], revi
         import_wandb("logging a revision to W&B")
         logger = _log_wandb
     try:
-        return logger(bundle, **options)
+        return LoggedRevision(f"git-{_repo_name(bundle)}", bundle.revision, logger(bundle, **options), backend)
     except ProvError:
         raise
     except Exception as exc:
@@ -237,7 +265,7 @@ def _log_wandb(bundle: ProvenanceBundle, *, project: str | None = None, entity: 
         where = bundle.repo_url or f"file://{bundle.working_dir}"
         # a reference, not a copy: W&B records the URI and checks nothing
         art.add_reference(f"git+{where}@{bundle.revision}", name="revision", checksum=False)
-        run.log_artifact(art, aliases=["latest", f"rev-{bundle.revision[:12]}"])
+        run.log_artifact(art, aliases=["latest", f"rev-{bundle.revision[:12]}", bundle.revision])
         external = run.id
     finally:
         if own:

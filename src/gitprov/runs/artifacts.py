@@ -18,7 +18,23 @@ from ..errors import DataError, UsageError, WriteError
 from ..model import ArtifactRef
 from ..store.repo import GitRepository
 
-__all__ = ["directory_digest", "image_bytes", "load_artifact", "safe_file_name", "store_artifact"]
+__all__ = [
+    "DIRECTORY_TYPE",
+    "PICKLE_TYPE",
+    "directory_digest",
+    "directory_files",
+    "image_bytes",
+    "load_artifact",
+    "safe_file_name",
+    "serialize_object",
+    "store_artifact",
+    "write_tree",
+]
+
+#: the media type of a Python object logged as an artifact (pickled)
+PICKLE_TYPE = "application/x-pickle"
+#: the media type of a directory's listing (its files are artifacts ``<key>/<path>``)
+DIRECTORY_TYPE = "application/vnd.git-prov.directory+json"
 
 _MEDIA_TYPES = {
     ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
@@ -106,6 +122,52 @@ def load_artifact(git: GitRepository, ref: ArtifactRef, blob: str | None) -> byt
     return data
 
 
+def serialize_object(key: str, obj: Any) -> bytes:
+    """``obj`` pickled (protocol 4: readable by every Python git-prov runs on)."""
+    import pickle
+
+    try:
+        return pickle.dumps(obj, protocol=4)
+    except Exception as exc:  # pickling raises whatever the object's __reduce__ raises
+        raise UsageError(f"artifact {key!r}: cannot serialize {type(obj).__name__} with pickle ({exc}); pass a "
+                         "path, bytes or a binary file object instead") from exc
+
+
+def directory_files(path: str, key: str) -> list[tuple[str, str]]:
+    """``(relative posix path, full path)`` of every file below ``path``, sorted; a
+    symbolic link is refused (git-prov never follows one)."""
+    out = []
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            full = os.path.join(root, name)
+            if os.path.islink(full):
+                raise UsageError(f"artifact {key!r}: {full} is a symbolic link and git-prov never follows one; "
+                                 "remove it or log the files it points to")
+        out += [(os.path.relpath(os.path.join(root, f), path).replace(os.sep, "/"), os.path.join(root, f))
+                for f in sorted(files)]
+    if not out:
+        raise UsageError(f"artifact {key!r}: directory {path!r} holds no files")
+    return out
+
+
+def write_tree(target: str, files: dict[str, bytes]) -> str:
+    """Write ``{relative path: content}`` below ``target``; a path that would leave it
+    (absolute, ``..``) is refused, whatever the stored listing says."""
+    for rel in files:
+        parts = rel.split("/")
+        if rel.startswith("/") or "\\" in rel or any(p in ("", ".", "..") for p in parts):
+            raise DataError(f"directory artifact lists {rel!r}, which is not a plain relative path")
+    for rel, data in files.items():
+        dest = os.path.join(target, *rel.split("/"))
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        tmp = f"{dest}.prov-tmp-{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, dest)
+    return target
+
+
 def directory_digest(path: str) -> tuple[str, int]:
     """A digest over every file (relative path + sha256) below ``path``, and total size."""
     h = hashlib.sha256()
@@ -143,6 +205,12 @@ def image_bytes(image: Any) -> tuple[bytes, str]:
         if data.startswith(b"\xff\xd8"):
             return data, "image/jpeg"
         raise UsageError("image bytes must be PNG or JPEG")
+    if hasattr(image, "savefig"):  # a matplotlib Figure, or pyplot (its current figure)
+        import io
+
+        buf = io.BytesIO()
+        image.savefig(buf, format="png")
+        return buf.getvalue(), "image/png"
     if hasattr(image, "save") and hasattr(image, "mode"):  # PIL
         import io
 

@@ -30,7 +30,7 @@ from ..store import gitbin
 from ..store.config import GitConfig
 from ..store.repo import GitRepository
 
-__all__ = ["code_version", "head_code_version", "lockfiles_at"]
+__all__ = ["code_version", "given_code_version", "head_code_version", "lockfiles_at"]
 
 #: tracked files beyond which ``stat``-ing each one costs about what git's diff does
 MAX_CACHED_FILES = 2000
@@ -77,6 +77,34 @@ def code_version(git: GitRepository, exec_path: str | None = None) -> CodeVersio
     patch = git.odb.write("blob", out)
     return CodeVersion(commit=base.commit, is_dirty=True, patch=patch,
                        exec_path=base.exec_path, repo_url=base.repo_url)
+
+
+def given_code_version(git: GitRepository, exec_path: str | os.PathLike[str] | None, repo_url: str | None,
+                       commit_hash: str | None, is_dirty: bool | None, autocapture: bool) -> CodeVersion:
+    """The code version of Verta's ``log_code`` arguments: what is found here (with
+    ``autocapture``) with each given value in its place. A commit other than HEAD
+    carries no patch (the work tree's changes are against HEAD); a given commit must
+    name a commit of this repository."""
+    from ..errors import UsageError
+
+    rel_exec = None
+    if exec_path is not None:
+        path = os.path.expanduser(os.fspath(exec_path))
+        if not os.path.isfile(path):
+            raise UsageError(f"exec_path {os.fspath(exec_path)!r} is not a file; pass the script or notebook that ran")
+        full = os.path.abspath(path)
+        work = os.path.abspath(git.work_tree) if git.work_tree else None
+        rel_exec = (os.path.relpath(full, work).replace(os.sep, "/") if work and full.startswith(work + os.sep)
+                    else full)
+    commit = git.resolve(commit_hash) if commit_hash is not None else None
+    url = scrub_url(repo_url) if repo_url else None
+    if not autocapture:
+        return CodeVersion(commit=commit, is_dirty=bool(is_dirty), exec_path=rel_exec, repo_url=url)
+    found = code_version(git, rel_exec)
+    same = commit is None or commit == found.commit
+    dirty = found.is_dirty if same and is_dirty is None else bool(is_dirty)
+    return CodeVersion(commit=commit or found.commit, is_dirty=dirty, patch=found.patch if same and dirty else None,
+                       exec_path=found.exec_path, repo_url=url or found.repo_url)
 
 
 def _stat(path: str) -> StatKey:

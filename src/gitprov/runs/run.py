@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from .. import codec
 from ..errors import UsageError
@@ -245,6 +245,10 @@ class Run:
     def get_metric_keys(self) -> list[str]:
         return sorted(set(self._state.metrics) | {k for k, s in self._writer.series.items() if s.values})
 
+    def get_metrics(self) -> dict[str, float]:
+        """The latest value of every metric, by key (Verta's ``get_metrics()``)."""
+        return {key: self.get_metric(key) for key in self.get_metric_keys()}  # type: ignore[misc]
+
     # -- observations ------------------------------------------------------------
     def log_observation(self, key: str, value: Any, timestamp: Any = None, epoch_num: int | None = None) -> int:
         """Record an observation (any JSON value); epochs count up per key."""
@@ -259,25 +263,45 @@ class Run:
         self._writer.dirty = True
         return epoch
 
-    def get_observations(self, key: str) -> list[Observation]:
+    def _observation_series(self, key: str) -> list[Observation]:
         writer = self._writer
         stored = reading.observations(self._store.ledger, self.id, key) if writer.stored else []
         return stored + [Observation(*o) for o in writer.observations.get(key, [])]
 
-    def get_observation(self, key: str) -> Any:
-        found = self.get_observations(key)
+    def get_observations(self, key: str | None = None) -> Any:
+        """The observations of ``key`` in logging order (``(epoch, timestamp_ms, value)``);
+        with no key, every series by key (Verta's ``get_observations()``)."""
+        if key is None:
+            keys = sorted(set(self._state.observations) | set(self._writer.observations))
+            return {k: self._observation_series(k) for k in keys}
+        return self._observation_series(key)
+
+    def get_observation(self, key: str) -> list[Observation]:
+        """The observation series ``key``, a list, as Verta's ``get_observation`` returns;
+        the latest value alone is ``get_latest_observation``."""
+        return self._observation_series(key)
+
+    def get_latest_observation(self, key: str) -> Any:
+        """The value of the latest observation of ``key`` (None if never logged)."""
+        found = self._observation_series(key)
         return found[-1].value if found else None
 
     # -- attributes and tags -----------------------------------------------------
-    def log_attribute(self, key: str, value: Any) -> None:
-        self.log_attributes({key: value})
+    def log_attribute(self, key: str, value: Any, overwrite: bool = False) -> None:
+        self.log_attributes({key: value}, overwrite=overwrite)
 
-    def log_attributes(self, attributes: dict[str, Any]) -> None:
+    def log_attributes(self, attributes: dict[str, Any], overwrite: bool = False) -> None:
+        """Set attributes; one that exists with another value is replaced only with
+        ``overwrite=True`` (as in Verta; the same value again is fine)."""
         if not isinstance(attributes, dict):
             raise UsageError("attributes must be a dict of key -> JSON value")
+        current = self._state.attributes
         for key, value in attributes.items():
             check_key(key, "attribute key")
             check_json_value(value, f"attribute {key!r}")
+            if not overwrite and key in current and current[key] != value:
+                raise UsageError(f"attribute {key!r} is already {_short(current[key])}; pass overwrite=True to replace "
+                                 "it, or log a value that changes as an observation")
         self._state.attributes.update(attributes)
         self._touch()
 
@@ -306,15 +330,28 @@ class Run:
         return dict(self._state.tags)
 
     # -- artifacts ---------------------------------------------------------------
-    def log_artifact(self, key: str, source: str | os.PathLike[str] | bytes | BinaryIO,
-                     overwrite: bool = False, media_type: str | None = None) -> ArtifactRef:
-        """Store a file, bytes or a binary file object under ``key``."""
-        from .artifacts import store_artifact
+    def log_artifact(self, key: str, source: Any, overwrite: bool = False,
+                     media_type: str | None = None) -> ArtifactRef:
+        """Store ``source`` under ``key``: a file, bytes or a binary file object as it is;
+        a directory as a tree (each file its own artifact ``key/<path>``, identical
+        content stored once, and at ``key`` a listing of type ``DIRECTORY_TYPE``); any
+        other Python object serialized with pickle (type ``PICKLE_TYPE``; read it back
+        with ``get_artifact_object``)."""
+        from .artifacts import PICKLE_TYPE, serialize_object
 
         self._require_active("log artifacts")
         check_key(key, "artifact key")
         if key in self._state.artifacts and not overwrite:
             raise UsageError(f"artifact {key!r} already exists; pass overwrite=True to replace it")
+        if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
+            return self._log_directory(key, os.fspath(source), overwrite)
+        if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)) and not hasattr(source, "read"):
+            source, media_type = serialize_object(key, source), media_type or PICKLE_TYPE
+        return self._store_artifact(key, source, media_type)
+
+    def _store_artifact(self, key: str, source: Any, media_type: str | None) -> ArtifactRef:
+        from .artifacts import store_artifact
+
         writer = self._writer
         ref, blob = store_artifact(self._store.git, key, source, media_type, writer.settings.artifact_threshold,
                                    defer=writer.defer_blob)
@@ -323,8 +360,24 @@ class Run:
         writer.stage_edits({f"artifacts/{key_to_name(key)}": blob}, journal=blob not in writer.deferred)
         return ref
 
+    def _log_directory(self, key: str, path: str, overwrite: bool) -> ArtifactRef:
+        from .artifacts import DIRECTORY_TYPE, directory_files
+
+        files = directory_files(path, key)
+        listing: dict[str, Any] = {}
+        for rel, _full in files:
+            file_key = f"{key}/{rel}"
+            check_key(file_key, "artifact key")
+            if file_key in self._state.artifacts and not overwrite:
+                raise UsageError(f"artifact {file_key!r} already exists; pass overwrite=True to replace it")
+        for rel, full in files:
+            ref = self._store_artifact(f"{key}/{rel}", full, None)
+            listing[rel] = {"sha256": ref.sha256, "size": ref.size, "media_type": ref.media_type}
+        return self._store_artifact(key, codec.encode({"files": listing}), DIRECTORY_TYPE)
+
     def log_image(self, key: str, image: Any, overwrite: bool = False) -> ArtifactRef:
-        """Store an image: PNG/JPEG bytes or path, a PIL image, or an array (H×W[×C] uint8)."""
+        """Store an image: PNG/JPEG bytes or path, a matplotlib figure (or ``pyplot``), a
+        PIL image, or an array (H×W[×C] uint8)."""
         from .artifacts import image_bytes
 
         data, media_type = image_bytes(image)
@@ -348,11 +401,32 @@ class Run:
             reading.artifact_blob_id(self._store.ledger, self.id, key) if writer.stored else None)
         return load_artifact(self._store.git, ref, blob)
 
+    def get_artifact_object(self, key: str) -> Any:
+        """Artifact ``key`` as what was logged: a pickled object loaded (only load what you
+        trust: unpickling runs code), a directory's listing as a dict, else the bytes."""
+        from .artifacts import DIRECTORY_TYPE, PICKLE_TYPE
+
+        data = self.get_artifact(key)
+        media = self._state.artifacts[key].media_type
+        if media == PICKLE_TYPE:
+            import pickle
+
+            return pickle.loads(data)  # noqa: S301 (the caller's own artifact; documented)
+        if media == DIRECTORY_TYPE:
+            import msgspec
+
+            return msgspec.json.decode(data)
+        return data
+
     def download_artifact(self, key: str, to_path: str | os.PathLike[str]) -> str:
-        """Write artifact ``key`` to ``to_path`` (a file, or a directory to put it in)."""
-        from .artifacts import safe_file_name
+        """Write artifact ``key`` to ``to_path`` (a file, or a directory to put it in);
+        a directory artifact is written back as the directory tree it was."""
+        from .artifacts import DIRECTORY_TYPE, safe_file_name
 
         target = os.fspath(to_path)
+        ref = self._state.artifacts.get(key)
+        if ref is not None and ref.media_type == DIRECTORY_TYPE:
+            return self._download_directory(key, target)
         if os.path.isdir(target):
             target = os.path.join(target, safe_file_name(key))
         data = self.get_artifact(key)
@@ -361,6 +435,12 @@ class Run:
             f.write(data)
         os.replace(tmp, target)
         return target
+
+    def _download_directory(self, key: str, target: str) -> str:
+        from .artifacts import write_tree
+
+        listing = self.get_artifact_object(key)
+        return write_tree(target, {rel: self.get_artifact(f"{key}/{rel}") for rel in listing["files"]})
 
     def fetch_artifacts(self, keys: list[str] | None = None, to_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         """Artifacts by key: bytes, or file paths when ``to_dir`` is given."""
@@ -371,13 +451,23 @@ class Run:
         return {k: self.download_artifact(k, to_dir) for k in keys}
 
     # -- code, data, environment, schema -------------------------------------------
-    def log_code(self) -> Any:
-        """Record the code version now (commit, dirty flag + patch, exec path, repo URL)."""
-        from .code import code_version
+    def log_code(self, exec_path: str | os.PathLike[str] | None = None, repo_url: str | None = None,
+                 commit_hash: str | None = None, overwrite: bool = False, is_dirty: bool | None = None,
+                 autocapture: bool = True) -> Any:
+        """Record the code version now, as Verta's ``log_code``: with ``autocapture``, the
+        commit, dirty flag + patch, exec path and repo URL found here, each replaced by the
+        value given; without it, only the values given. ``exec_path`` must be an existing
+        file (kept relative to the work tree); ``overwrite=False`` refuses to replace a
+        code version logged before with another."""
+        from .code import given_code_version
 
         self._require_active("log code")
-        code = code_version(self._store.git)
-        self._state.attributes["prov.code"] = codec.to_plain(code)
+        code = given_code_version(self._store.git, exec_path, repo_url, commit_hash, is_dirty, autocapture)
+        plain = codec.to_plain(code)
+        earlier = self._state.attributes.get("prov.code")
+        if not overwrite and earlier is not None and earlier != plain:
+            raise UsageError("a code version was logged already; pass overwrite=True to replace it")
+        self._state.attributes["prov.code"] = plain
         self._writer.stage_edits({"code.patch": code.patch} if code.patch else {})
         return code
 
@@ -423,6 +513,26 @@ class Run:
     def get_dataset_versions(self) -> dict[str, DatasetVersion]:
         return dict(self._state.datasets)
 
+    @property
+    def has_environment(self) -> bool:
+        """Whether the run records its Python environment (at start, or ``log_environment``)."""
+        return self.record.environment is not None or "prov.environment" in self._state.attributes
+
+    def log_setup_script(self, script: str, overwrite: bool = False) -> ArtifactRef:
+        """Store a Python setup script for deploying the model (artifact ``setup_script``),
+        checked to be valid Python first, as Verta's ``log_setup_script``."""
+        import ast
+
+        if not isinstance(script, str):
+            raise UsageError(f"the setup script must be Python source text (str), not {type(script).__name__}; "
+                             "read a file with open(path).read()")
+        try:
+            ast.parse(script)
+        except SyntaxError as exc:
+            raise UsageError(f"the setup script is not valid Python: {exc.msg} on line {exc.lineno}") from exc
+        return self.log_artifact("setup_script", script.encode("utf-8"), overwrite=overwrite,
+                                 media_type="text/x-python")
+
     def log_environment(self) -> Any:
         from ..fingerprint import environment
 
@@ -436,19 +546,57 @@ class Run:
         """Record the input (and output) schema of the model this run trained."""
         check_json_value(input, "input schema")
         check_json_value(output, "output schema")
-        self._state.io_schema = {"input": input, "output": output}
+        self._state.io_schema = {"input": input} if output is None else {"input": input, "output": output}
         self._touch()
 
     def get_schema(self) -> dict[str, Any] | None:
-        return self._state.io_schema
+        """``{"input": ..., "output": ...}``; ``output`` left out when none was logged (as Verta)."""
+        schema = self._state.io_schema
+        if schema is None:
+            return None
+        return {k: v for k, v in schema.items() if not (k == "output" and v is None)}
+
+    # -- models --------------------------------------------------------------------
+    def log_model(self, model: Any, framework: str | None = None, signature: Any = None,
+                  requirements: list[str] | str | os.PathLike[str] | None = None, *, name: str | None = None,
+                  version: str | None = None, overwrite: bool = False) -> dict[str, Any]:
+        """Store a model (artifact ``model``): a file or directory path, bytes, or a Python
+        object (pickled); see ``gitprov.runs.models``. Returns what is recorded."""
+        from .models import log_model
+
+        return log_model(self, model, framework, signature, requirements, name, version, overwrite)
+
+    def get_model_info(self) -> dict[str, Any] | None:
+        """What ``log_model`` recorded (framework, signature, requirements, name,
+        version, format), or None."""
+        return self._state.attributes.get("prov.model")
+
+    def get_model(self) -> Any:
+        """The logged model: the object for a pickled one, the listing for a directory,
+        else the bytes (only load what you trust: unpickling runs code)."""
+        from .models import MODEL_KEY
+
+        if MODEL_KEY not in self._state.artifacts:
+            raise UsageError(f"run {self.id[:12]} has no model; log one with run.log_model(model)")
+        return self.get_artifact_object(MODEL_KEY)
+
+    def download_model(self, to_path: str | os.PathLike[str]) -> str:
+        """Write the logged model to ``to_path`` (a directory model as its tree)."""
+        from .models import MODEL_KEY
+
+        if MODEL_KEY not in self._state.artifacts:
+            raise UsageError(f"run {self.id[:12]} has no model; log one with run.log_model(model)")
+        return self.download_artifact(MODEL_KEY, to_path)
 
     # -- pipeline stages -------------------------------------------------------------
-    def stage(self, name: str, params: dict[str, Any] | None = None, inputs: Any = None) -> Any:
-        """A named pipeline stage with a cache key (``stage.args_hash``); see
-        ``gitprov.runs.stage`` and ``Repository.find_cached``."""
+    def stage(self, name: str, params: dict[str, Any] | None = None, inputs: Any = None, *,
+              code: bool = False, data: bool | dict[str, Any] = False) -> Any:
+        """A named pipeline stage with a cache key (``stage.cache_key``: arguments and
+        inputs, and the code and data when asked); see ``gitprov.runs.stage`` and
+        ``Repository.find_cached(stage)``."""
         from .stage import Stage
 
-        return Stage(self, name, params, inputs)
+        return Stage(self, name, params, inputs, code=code, data=data)
 
     # -- dates and lifecycle ---------------------------------------------------------
     def get_date_created(self) -> datetime:
@@ -461,8 +609,13 @@ class Run:
         self._state.name = check_label(name, "run name")
         self._touch()
 
-    def clone(self, experiment: str | None = None) -> Run:
-        """A new active run with this run's hyperparameters, tags and attributes."""
+    def clone(self, experiment: str | None = None, *, full: bool = True) -> Run:
+        """A new active run (its parent: this one) that is a copy of this run: its
+        hyperparameters, tags, attributes, every metric point and observation (steps,
+        epochs and timestamps kept), artifacts (by reference: no blob is written
+        again), dataset versions, schema, lineage and model record. The clone's code
+        version is its own (HEAD now). ``full=False``: hyperparameters, tags and user
+        attributes only."""
         from .start import start_run
 
         new = start_run(
@@ -470,9 +623,15 @@ class Run:
             params=self.get_hyperparameters(), parent=self.id,
         )
         new.log_tags(self.get_tags())
-        attributes = {k: v for k, v in self.get_attributes().items() if not k.startswith("prov.")}
+        keep = (lambda k: k not in ("prov.code", "prov.environment", "prov.duration_seconds")) if full else (
+            lambda k: not k.startswith("prov."))
+        attributes = {k: v for k, v in self.get_attributes().items() if keep(k)}
         if attributes:
             new.log_attributes(attributes)
+        if full:
+            from .cloning import copy_contents
+
+            copy_contents(self, new)
         return new
 
     def delete(self) -> None:
@@ -495,3 +654,8 @@ class Run:
         self._require_active("end the run")
         self._writer.finish(status, exit_code)
         self._active = False
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
