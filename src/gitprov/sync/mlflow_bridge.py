@@ -25,6 +25,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SyncError
+from ..runs.artifacts import (
+    DIRECTORY_TYPE,  # a directory's listing: its files are artifacts of their own
+)
+from ..runs.models import MODEL_ATTRIBUTE
 from ..scrub import scrub_url
 from .bridge import RunResult, RunSource, import_tracker, millis, require_tracker
 from .keymap import mlflow_key, prov_key
@@ -293,7 +297,8 @@ class MlflowBridge:
             "tags": tags,
             "metrics": {k: mlflow_key(k) for k in run.get_metric_keys()},
             "observations": {k: mlflow_key(OBSERVATION_METRIC_PREFIX + k) for k in sorted(state.observations)},
-            "artifacts": {k: ref.sha256 for k, ref in sorted(state.artifacts.items())},
+            "artifacts": {k: ref.sha256 for k, ref in sorted(state.artifacts.items())
+                          if ref.media_type != DIRECTORY_TYPE},
             "datasets": dict(sorted(state.datasets.items())),
             "models": model_links(state.lineage),
             "status": _STATUS.get(state.status, "RUNNING"),
@@ -434,7 +439,7 @@ class MlflowBridge:
             self._log_datasets(external_id, datasets, run.get_code())
         if models:
             self._link_models(external_id, self.parent_experiment(source) or self.experiment_id(run.experiment) or "0",
-                              models)
+                              models, run)
         if register:
             self._register(external_id, self.parent_experiment(source) or self.experiment_id(run.experiment) or "0",
                            register)
@@ -499,7 +504,7 @@ class MlflowBridge:
             inputs.append(DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "prov")]))
         self.client.log_inputs(external_id, datasets=inputs)
 
-    def _link_models(self, external_id: str, experiment_id: str, links: list[str]) -> None:
+    def _link_models(self, external_id: str, experiment_id: str, links: list[str], run: Any = None) -> None:
         """Link the run to a logged model per lineage model: its inputs through
         ``log_inputs``, its outputs through ``log_outputs``. A model version is one
         logged model per tracking store, named after the prov model (so every version of
@@ -508,9 +513,15 @@ class MlflowBridge:
         from mlflow.entities import LoggedModelInput, LoggedModelOutput
 
         inputs, outputs = [], []
+        logged = model_info(run) if run is not None else None
         for link in links:
             direction, name, version = link.split("\t")
-            model_id = self._logged_model(experiment_id, name, version, external_id if direction == "out" else None)
+            info = logged if direction == "out" and logged and (logged.get("name"), logged.get("version")) == (
+                name, version) else None
+            model_id = self._logged_model(experiment_id, name, version, external_id if direction == "out" else None,
+                                          info)
+            if info is not None:
+                self._model_files(model_id, run, info)
             if direction == "in":
                 inputs.append(LoggedModelInput(model_id))
             else:
@@ -547,12 +558,56 @@ class MlflowBridge:
                     f"name = '{_quoted(registered)}' and tags.`{MODEL_KEY_TAG}` = '{key}'", max_results=1)
                 if found:
                     continue
-                self.client.create_model_version(
-                    registered, f"models:/{model_id}", run_id=external_id if direction == "out" else None,
-                    tags={MODEL_KEY_TAG: key, "prov.model.version": version}, model_id=model_id,
-                    description=f"prov model {name} version {version}")
+                with self._global_uri():
+                    self.client.create_model_version(
+                        registered, f"models:/{model_id}", run_id=external_id if direction == "out" else None,
+                        tags={MODEL_KEY_TAG: key, "prov.model.version": version}, model_id=model_id,
+                        description=f"prov model {name} version {version}")
 
-    def _logged_model(self, experiment_id: str, name: str, version: str, source_run: str | None) -> str:
+    @contextlib.contextmanager
+    def _global_uri(self) -> Iterator[None]:
+        """A local registry resolves ``models:/<id>`` through MLflow's global tracking URI,
+        not its client's (MLflow's own TODO): point it at this store meanwhile."""
+        if _is_http(self.tracking_uri):
+            yield
+            return
+        from mlflow.tracking._tracking_service import utils
+
+        previous = utils._tracking_uri
+        utils.set_tracking_uri(self.tracking_uri)
+        try:
+            yield
+        finally:
+            utils._tracking_uri = previous
+
+    def _model_files(self, model_id: str, run: Any, info: dict[str, Any]) -> None:
+        """The files of a model the run logged (``run.log_model``) as the logged model's
+        artifacts: the model (``model.pkl`` for a pickled object, ``model`` for a file,
+        the tree ``model/`` for a directory), ``requirements.txt`` and ``prov_model.json``
+        (what git-prov recorded: format, framework, signature, sha256)."""
+        from ..runs.artifacts import safe_file_name
+
+        key = info.get("artifact") or "model"
+        with tempfile.TemporaryDirectory(prefix="prov-model-") as tmp:
+            for k, ref in sorted(run.state.artifacts.items()):
+                if not (k == key or k.startswith(key + "/")) or ref.media_type == DIRECTORY_TYPE:
+                    continue
+                parts = [safe_file_name(p) for p in k.split("/") if p]
+                if k == key and info.get("format") == "pickle":
+                    parts[-1] += ".pkl"
+                path = os.path.join(tmp, *parts)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "wb") as f:
+                    f.write(run.get_artifact(k))
+            if info.get("requirements"):
+                with open(os.path.join(tmp, "requirements.txt"), "w", encoding="utf-8") as f:
+                    f.write("".join(f"{r}\n" for r in info["requirements"]))
+            with open(os.path.join(tmp, "prov_model.json"), "w", encoding="utf-8") as f:
+                f.write(canonical_value(info))
+            self.client.log_model_artifacts(model_id, tmp)
+
+    def _logged_model(self, experiment_id: str, name: str, version: str, source_run: str | None,
+                      info: dict[str, Any] | None = None) -> str:
         key = value_digest(f"{name}\0{version}")
         with self._model_lock:
             if key in self._models:
@@ -564,13 +619,24 @@ class MlflowBridge:
                 model_id = found[0].model_id
             else:
                 tags = {MODEL_KEY_TAG: key, "prov.model.name": name, "prov.model.version": version}
-                params = {"prov.model.version": version} if version else None
+                params = {"prov.model.version": version} if version else {}
+                framework = (info or {}).get("framework")
+                if info is not None:
+                    tags.update({"prov.model.format": str(info.get("format")), "prov.model.sha256": str(info.get("sha256"))})
+                    params.update({"framework": framework} if framework else {})
                 model = self.client.create_logged_model(experiment_id, name=logged_model_name(name),
-                                                        source_run_id=source_run, tags=tags, params=params)
+                                                        source_run_id=source_run, tags=tags, params=params or None,
+                                                        model_type=framework)
                 self.client.finalize_logged_model(model.model_id, "READY")
                 model_id = model.model_id
             self._models[key] = model_id
             return model_id
+
+
+def model_info(run: Any) -> dict[str, Any] | None:
+    """What ``run.log_model`` recorded (the attribute ``prov.model``), or None."""
+    info = run.state.attributes.get(MODEL_ATTRIBUTE)
+    return info if isinstance(info, dict) and info.get("name") else None
 
 
 def logged_model_name(name: str) -> str:

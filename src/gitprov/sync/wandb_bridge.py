@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ProvError
+from ..runs.artifacts import DIRECTORY_TYPE
 from ..scrub import scrub_url
 from .bridge import RunResult, RunSource, import_tracker, millis, require_tracker
 from .keymap import mlflow_key
@@ -220,7 +221,7 @@ class WandbBridge:
                 row[key] = p.value
                 row["_timestamp"] = max(row.get("_timestamp", 0), p.timestamp / 1000)
                 sent += 1
-        artifacts = {k: ref.sha256 for k, ref in sorted(state.artifacts.items())}
+        artifacts = {k: ref.sha256 for k, ref in sorted(state.artifacts.items()) if ref.media_type != DIRECTORY_TYPE}
         new_artifacts = [k for k, sha in artifacts.items() if (entry or {}).get("artifacts", {}).get(k) != sha]
         observations = {k: run.get_observations(k) for k in sorted(state.observations)}
         observation_counts = {k: len(v) for k, v in observations.items()}
