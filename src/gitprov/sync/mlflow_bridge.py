@@ -25,9 +25,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SyncError
-from ..runs.artifacts import (
-    DIRECTORY_TYPE,  # a directory's listing: its files are artifacts of their own
-)
+from ..runs.artifacts import DIRECTORY_TYPE
 from ..runs.models import MODEL_ATTRIBUTE
 from ..scrub import scrub_url
 from .bridge import RunResult, RunSource, import_tracker, millis, require_tracker

@@ -148,8 +148,6 @@ class WandbBridge:
         self._wandb: Any = None
         self.project = project
         self.entity = entity
-        import os
-
         # read now: wandb's process-wide setup keeps the WANDB_DIR it saw first; by
         # default W&B's files (its ``wandb/`` folder) go under .git/prov, never into
         # the work tree
