@@ -49,6 +49,7 @@ def test_offline_round_trip(prov_path: Path, wandb_dir: Path, make_run) -> None:
     assert got["name"] == "train" and got["group"] == "exp"
     assert sorted(got["tags"]) == ["best", "team:vision"]
     assert got["commit"] == run.record.code.commit
+    assert run.record.host == got["host"] == ""  # not recorded (environment=False): not this machine's either
     assert got["config"]["lr"] == 0.1 and got["config"]["layers"] == [64, 32]
     assert got["config"]["prov"]["run_id"] == run_id
     for key in run.get_metric_keys():

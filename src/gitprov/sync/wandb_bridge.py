@@ -236,7 +236,7 @@ class WandbBridge:
         used: list[str] = list((entry or {}).get("used", [])) if used_before else []
         # the run's own machine and requirements, not the syncing machine's
         settings = wandb.Settings(silent=True, x_disable_stats=True, x_disable_machine_info=True,
-                                  x_save_requirements=False, host=run.record.host or None,
+                                  x_save_requirements=False, host=run.record.host,  # "": unknown, not this machine
                                   git_commit=code.commit or None,
                                   git_remote_url=scrub_url(code.repo_url) if code.repo_url else None)
         tags = sorted({(f"{k}:{v}" if v else k)[:64] for k, v in state.tags.items()})
