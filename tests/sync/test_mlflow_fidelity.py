@@ -158,3 +158,22 @@ def test_a_default_store_lives_under_git_prov(prov_path: Path, make_run, monkeyp
     done = prov(prov_path, "sync", "mlflow", "--tracking-uri", "sqlite:///mine.db")
     assert done.returncode == 0, done.stderr
     assert porcelain(prov_path) == "?? mine.db\n"
+
+
+def test_a_tracking_uri_set_in_the_process_is_used(prov_path: Path, mlflow_db: Path, make_run,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow
+
+    from gitprov.sync import sync_mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    run_id = make_run(prov_path)
+    previous = mlflow.get_tracking_uri() if mlflow.tracking._tracking_service.utils.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(f"sqlite:///{mlflow_db}")
+    try:
+        report = sync_mlflow(gitprov.Repository(prov_path))
+    finally:
+        mlflow.tracking._tracking_service.utils._tracking_uri = previous
+    assert report.target == f"sqlite:///{mlflow_db}" and [r.status for r in report.results] == ["synced"]
+    c = MlflowClient(tracking_uri=f"sqlite:///{mlflow_db}")
+    assert [r.data.tags["prov.run_id"] for r in c.search_runs(["0"])] == [run_id]

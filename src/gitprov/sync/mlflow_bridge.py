@@ -122,7 +122,7 @@ class MlflowBridge:
                  register_models: bool = False) -> None:
         require_mlflow()
         home = _home(store)
-        uri = tracking_uri or (None if "mlflow" in sys.modules else os.environ.get("MLFLOW_TRACKING_URI"))
+        uri = tracking_uri or (_set_in_process() if "mlflow" in sys.modules else os.environ.get("MLFLOW_TRACKING_URI"))
         if not uri and home is not None:
             uri = "sqlite:///" + os.path.join(home, "mlflow.db")
         if not uri:
@@ -649,6 +649,14 @@ def registry_name(name: str) -> str:
 
 def _quoted(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _set_in_process() -> str | None:
+    """The tracking URI the process gave mlflow (``mlflow.set_tracking_uri`` or
+    ``$MLFLOW_TRACKING_URI``), or None when it runs on MLflow's default."""
+    from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
+
+    return import_mlflow().get_tracking_uri() if is_tracking_uri_set() else None
 
 
 def _home(store: ProvStore | None) -> str | None:
