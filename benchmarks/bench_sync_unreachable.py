@@ -7,7 +7,8 @@
 Setup (untimed): a repository with ``--runs`` ended runs made with git-prov's API. Each
 round runs a whole ``prov sync mlflow --tracking-uri http://127.0.0.1:<port>`` process
 (``python -m gitprov.cli.entry`` with ``PYTHONPATH=SRC/src``: every ``--src`` checkout in
-turn) against a port nothing listens on, off a terminal (stdin from /dev/null, output to
+turn) against a port nothing listens on (and, except for ``before``, a socket that
+accepts connections and never answers), off a terminal (stdin from /dev/null, output to
 pipes), with default options and again with ``--retries 0``, and records the exit code,
 the wall time to exit and the lines printed on stderr. A round that runs past
 ``--before-cap`` seconds is stopped and reported as "more than" that (the code before
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -89,11 +91,18 @@ def main(argv: list[str] | None = None) -> int:
         repo = make_repository(root, args.runs, os.path.abspath(sources[-1][1]))
         port = h.free_port()
         rows = []
+        silent = socket.socket()  # accepts connections (the kernel's backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        cases = [("default options", port, []), ("--retries 0", port, ["--retries", "0"]),
+                 ("a server that never answers, default options", silent.getsockname()[1], [])]
         for name, src in sources:
-            for label, extra in (("default options", []), ("--retries 0", ["--retries", "0"])):
+            for label, target, extra in cases:
+                if name == "before" and target != port:
+                    continue  # MLflow's 120 s timeout, seven retries: not worth the wait
                 rounds = []
                 for i in range(args.repeat if name != "before" else 1):
-                    r = one(repo, os.path.abspath(src), port, extra, args.before_cap)
+                    r = one(repo, os.path.abspath(src), target, extra, args.before_cap)
                     print(f"{name} {label} round {i}: {r['seconds']:.1f}s exit {r['code']} "
                           f"({len(r['stderr'])} stderr lines)", file=sys.stderr)
                     rounds.append(r)
@@ -103,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append((name, label, shown, len(rounds), "killed" if last["capped"] else last["code"],
                              len(last["stderr"]), last["stderr"][-1] if last["stderr"] else ""))
         lines = [f"`prov sync mlflow` of {args.runs} ended runs to `http://127.0.0.1:<port>` with nothing listening "
-                 "(connection refused), a whole process off a terminal. Reproduce:", "", "```bash", REPRODUCE,
+                 "(connection refused), and to a socket that accepts connections and never answers, a whole "
+                 "process off a terminal. Reproduce:", "", "```bash", REPRODUCE,
                  "```", "", "| checkout | options | time to exit, s (median) | rounds | exit code | stderr lines |",
                  "| --- | --- | --- | --- | --- | --- |"]
         lines += [f"| {n} | {lbl} | {t} | {k} | {c} | {e} |" for n, lbl, t, k, c, e, _ in rows]
@@ -115,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         if args.out:
             h.write_section(args.out, "bench_sync_unreachable", text)
+        silent.close()
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

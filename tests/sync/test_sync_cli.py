@@ -100,3 +100,19 @@ def test_a_first_sync_to_a_new_sqlite_store_prints_only_the_report(prov_path: Pa
                     "--artifact-location", str(tmp_path / "a"))
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "" and proc.stdout.splitlines()[-1].startswith("synced to mlflow")
+
+
+def test_a_server_that_never_answers_is_given_up_after_the_timeout(prov_path: Path, make_run,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    make_run(prov_path)
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        result = invoke(prov_path, "sync", "mlflow", "--tracking-uri", url, "--timeout", "1.5",
+                        monkeypatch=monkeypatch)
+    assert result.exit_code == 10, result.output
+    assert result.stderr.startswith(f"prov: error: cannot reach MLflow at {url}: timed out (1 try in ")
+    assert len(result.stderr.splitlines()) == 1
