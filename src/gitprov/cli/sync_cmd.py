@@ -136,7 +136,7 @@ def sync_group() -> None:
               help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else a store in .git/prov/mlflow).")
 @click.option("--experiment-prefix", default="", metavar="P", help="Prefix for the MLflow experiment names.")
 @click.option("--artifact-location", metavar="URI", help="Artifact root for experiments this sync creates.")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True, metavar="S",
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=8.0, show_default=True, metavar="S",
               help="Seconds to wait for the tracking server (first contact in all, then each request).")
 @click.option("--register-models", is_flag=True,
               help="Also register each lineage model in MLflow's model registry (a version per prov version).")

@@ -43,7 +43,7 @@ def __getattr__(name: str) -> Any:
 
 
 def sync_mlflow(store: ProvStore, tracking_uri: str | None = None, *, experiment_prefix: str = "",
-                artifact_location: str | None = None, timeout: float = 10.0, register_models: bool = False,
+                artifact_location: str | None = None, timeout: float = 8.0, register_models: bool = False,
                 **options: Any) -> SyncReport:
     """Mirror the store's runs to MLflow (``options``: see ``sync_runs``; ``retries`` and
     ``timeout`` also govern MLflow's own HTTP requests). Without a tracking URI or

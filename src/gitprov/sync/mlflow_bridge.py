@@ -60,7 +60,7 @@ DEFAULT_EXPERIMENT = "Default"
 #: ``--retries`` and ``--timeout`` (seconds) when not given: an unreachable server ends
 #: a sync in a few seconds (MLflow's own defaults wait about four minutes a request).
 DEFAULT_RETRIES = 3
-DEFAULT_TIMEOUT = 10.0
+DEFAULT_TIMEOUT = 8.0
 _STATUS = {"running": "RUNNING", "finished": "FINISHED", "failed": "FAILED", "killed": "KILLED", "crashed": "FAILED"}
 
 
