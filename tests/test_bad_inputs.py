@@ -300,6 +300,7 @@ CLI_CASES: list[tuple[str, list[str], int]] = [
     ("relink without a new commit", ["relink", "nope..HEAD"], 2),
     ("relink unknown", ["relink", "nope..HEAD", "HEAD"], 4),
     ("sync unknown target", ["sync", "nope"], 2),
+    ("sync mlflow zero timeout", ["sync", "mlflow", "--timeout", "0"], 2),
 ]
 
 

@@ -198,7 +198,10 @@ def test_lineage_models_become_logged_models_linked_as_inputs_and_outputs(
     assert models["clf", "1"].source_run_id in (None, train_remote.info.run_id)
     assert models["clf", "1"].tags["prov.model.produced_by"] == train_remote.info.run_id
     assert "prov.model.produced_by" not in models["tokenizer", ""].tags
-    assert models["bert/base", "v3"].name == "bert_base-v3"  # MLflow refuses '/' in model names
+    assert models["bert/base", "v3"].name == "bert_base"  # MLflow refuses '/' in model names
+    # every version of a model carries the model's name: MLflow's search by name finds them
+    assert [m.model_id for m in c.search_logged_models(experiments, filter_string="name = 'clf'")] == [
+        models["clf", "1"].model_id]
     assert [m.model_id for m in train_remote.outputs.model_outputs] == [models["clf", "1"].model_id]
     assert {m.model_id for m in train_remote.inputs.model_inputs} == {models["bert/base", "v3"].model_id}
     assert {m.model_id for m in eval_remote.inputs.model_inputs} == {models["clf", "1"].model_id,
@@ -296,3 +299,42 @@ def test_observations_become_metrics_by_epoch_and_json_artifacts(prov_path: Path
     history = c.get_metric_history(remote.info.run_id, "obs/val loss")
     assert sorted(m.step for m in history) == [0, 1, 2, 8]
     assert len(artifact("val loss")["points"]) == 5
+
+
+def test_a_logged_model_becomes_a_logged_model_with_its_files_and_registers(
+        prov_path: Path, mlflow_db: Path, tmp_path: Path) -> None:
+    import pickle
+
+    repo = gitprov.Repository(prov_path)
+    with repo.start_run("train", environment=False) as run:
+        run.log_model({"weights": [1, 2]}, framework="sklearn", requirements=["scikit-learn==1.5.0"],
+                      name="classifier", version="1")
+    folder = tmp_path / "tok"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "vocab.txt").write_text("a\nb\n")
+    (folder / "sub" / "merges.txt").write_text("ab\n")
+    with repo.start_run("tokenizer", environment=False) as tok:
+        tok.log_model(str(folder), name="tokenizer", version="7")
+        tok.log_artifact("notes", str(folder))  # a directory artifact: a tree of files in MLflow too
+    report = do_sync(prov_path, mlflow_db, tmp_path, register_models=True)
+    assert {r.status for r in report.results} == {"synced"}, [r.error for r in report.results]
+
+    c = client(mlflow_db)
+    exps = [e.experiment_id for e in c.search_experiments()]
+    [model] = c.search_logged_models(exps, filter_string="name = 'classifier'")
+    assert model.model_type == "sklearn" and model.params["prov.model.version"] == "1"
+    assert model.tags["prov.model.format"] == "pickle"
+    files = sorted(f.path for f in c.list_logged_model_artifacts(model.model_id))
+    assert files == ["model.pkl", "prov_model.json", "requirements.txt"]
+    local = mlflow.artifacts.download_artifacts(f"{model.artifact_location}/model.pkl", dst_path=str(tmp_path / "dl"))
+    assert pickle.loads(Path(local).read_bytes()) == {"weights": [1, 2]}
+    [version] = c.search_model_versions("name = 'classifier'")
+    assert version.source == f"models:/{model.model_id}" and version.tags["prov.model.version"] == "1"
+    assert version.run_id == external_runs(mlflow_db, run.id)[0].info.run_id
+
+    [tokenizer] = c.search_logged_models(exps, filter_string="name = 'tokenizer'")
+    assert sorted(f.path for f in c.list_logged_model_artifacts(tokenizer.model_id, "model")) == [
+        "model/sub", "model/vocab.txt"]
+    remote = external_runs(mlflow_db, tok.id)[0].info.run_id
+    assert sorted(f.path for f in c.list_artifacts(remote, "notes")) == ["notes/sub", "notes/vocab.txt"]
+    assert [f.path for f in c.list_artifacts(remote, "notes/sub")] == ["notes/sub/merges.txt"]

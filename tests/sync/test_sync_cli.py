@@ -38,18 +38,24 @@ def test_sync_mlflow_json_then_status(prov_path: Path, mlflow_db: Path, tmp_path
     assert "1 synced, 1 pending, 0 failed" in text
 
 
-def test_unreachable_tracker_fails_every_run_and_exits_10(prov_path: Path, make_run,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    make_run(prov_path)
-    make_run(prov_path, "b")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
-    result = invoke(prov_path, "sync", "mlflow", "--tracking-uri", "http://127.0.0.1:9", "--retries", "0",
-                    "--workers", "1", monkeypatch=monkeypatch)
+def test_unreachable_tracker_ends_the_sync_with_one_line_and_exit_10(prov_path: Path, make_run,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from _harness import free_port
+
+    ids = {make_run(prov_path), make_run(prov_path, "b")}
+    url = f"http://127.0.0.1:{free_port()}"  # a closed port
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)  # MLflow's own default: 7 retries
+    result = invoke(prov_path, "sync", "mlflow", "--tracking-uri", url, "--workers", "1", monkeypatch=monkeypatch)
     assert result.exit_code == 10, result.output
-    assert "2 of 2 run(s) not synced" in result.stderr
+    assert result.stdout == ""
+    assert result.stderr == (f"prov: error: cannot reach MLflow at {url}: connection refused "
+                             f"({result.stderr.split('(', 1)[1].split(')', 1)[0]}); start the server or fix "
+                             "--tracking-uri (nothing was synced; the runs stay pending)\n")
+    assert "(4 tries in " in result.stderr  # --retries 3 by default: three more tries, then it stops
+    result = invoke(prov_path, "sync", "mlflow", "--tracking-uri", url, "--retries", "0", monkeypatch=monkeypatch)
+    assert result.exit_code == 10 and "(1 try in " in result.stderr, result.output
     status = json.loads(invoke(prov_path, "sync", "status", "--json", monkeypatch=monkeypatch).stdout)
-    assert len(status[0]["failed"]) == 2 and status[0]["synced"] == []
+    assert status == [] or (set(status[0]["pending"]) == ids and not status[0]["failed"])
 
 
 def test_missing_mlflow_extra_is_one_clear_line(prov_path: Path, make_run) -> None:
@@ -94,3 +100,19 @@ def test_a_first_sync_to_a_new_sqlite_store_prints_only_the_report(prov_path: Pa
                     "--artifact-location", str(tmp_path / "a"))
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "" and proc.stdout.splitlines()[-1].startswith("synced to mlflow")
+
+
+def test_a_server_that_never_answers_is_given_up_after_the_timeout(prov_path: Path, make_run,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    make_run(prov_path)
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        result = invoke(prov_path, "sync", "mlflow", "--tracking-uri", url, "--timeout", "1.5",
+                        monkeypatch=monkeypatch)
+    assert result.exit_code == 10, result.output
+    assert result.stderr.startswith(f"prov: error: cannot reach MLflow at {url}: timed out (1 try in ")
+    assert len(result.stderr.splitlines()) == 1

@@ -190,6 +190,30 @@ def test_cli_sync_revision(pinned_repo: Path, mlflow_db: Path, monkeypatch: pyte
     assert result.exit_code == 2 and "--tracking-uri does not apply to --to wandb" in result.output
 
 
+def test_cli_sync_revision_leaves_the_work_tree_clean(pinned_repo: Path, wandb_dir: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    monkeypatch.chdir(pinned_repo)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("WANDB_DIR")
+    before = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], capture_output=True,
+                            text=True, check=True).stdout
+    result = CliRunner().invoke(cli, ["sync", "revision", "HEAD", "--to", "mlflow", "--json"])
+    assert result.exit_code == 0, result.output
+    from mlflow import MlflowClient
+
+    db = pinned_repo / ".git" / "prov" / "mlflow" / "mlflow.db"
+    run = MlflowClient(tracking_uri=f"sqlite:///{db}").get_run(json.loads(result.stdout)["external_id"])
+    assert run.info.artifact_uri.startswith(str(db.parent / "mlruns"))
+    result = CliRunner().invoke(cli, ["sync", "revision", "HEAD", "--to", "wandb", "--project", "p"])
+    assert result.exit_code == 0, result.output
+    assert list((pinned_repo / ".git" / "prov" / "wandb").glob("offline-run-*"))
+    after = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], capture_output=True,
+                           text=True, check=True).stdout
+    assert after == before
+
+
 def test_cli_mistyped_revision_is_one_line_exit_4(pinned_repo: Path, mlflow_db: Path) -> None:
     from tests.conftest import run_prov
 

@@ -41,7 +41,7 @@ def test_offline_round_trip(prov_path: Path, wandb_dir: Path, make_run) -> None:
     run_id = make_run(prov_path, "train", experiment="exp", params={"lr": 0.1, "layers": [64, 32]},
                       tags={"team": "vision", "best": ""})
     report = sync_wandb(gitprov.Repository(prov_path), "demo", workers=2)
-    assert [r.status for r in report.results] == ["synced"], report.to_json()
+    assert [r.status for r in report.results] == ["synced"], report.results[0].error
     run = gitprov.Repository(prov_path).get_run(run_id)
     [path] = run_files(wandb_dir, run_id)
     got = read_run(path)
@@ -49,6 +49,7 @@ def test_offline_round_trip(prov_path: Path, wandb_dir: Path, make_run) -> None:
     assert got["name"] == "train" and got["group"] == "exp"
     assert sorted(got["tags"]) == ["best", "team:vision"]
     assert got["commit"] == run.record.code.commit
+    assert run.record.host == got["host"] == ""  # not recorded (environment=False): not this machine's either
     assert got["config"]["lr"] == 0.1 and got["config"]["layers"] == [64, 32]
     assert got["config"]["prov"]["run_id"] == run_id
     for key in run.get_metric_keys():
@@ -82,11 +83,31 @@ def test_resync_is_a_no_op_and_increments_append(prov_path: Path, wandb_dir: Pat
     live.end("finished")
     report = sync_wandb(repo, "demo")
     by_id = {r.run_id: r for r in report.results}
-    assert by_id[live.id].written == {"metrics": 5} and by_id[done].status == "unchanged"
-    files = run_files(wandb_dir, live.id)
-    assert len(files) == 2
-    assert [row["_step"] for row in read_run(files[1])["history"]] == list(range(10, 15))
-    assert [row["loss"] for row in merged(wandb_dir, live.id)["history"]] == [float(i) for i in range(15)]
+    # not uploaded yet: the run's one offline directory is written again, whole
+    assert by_id[live.id].written == {"metrics": 15} and by_id[done].status == "unchanged"
+    [path] = run_files(wandb_dir, live.id)
+    assert [row["loss"] for row in read_run(path)["history"]] == [float(i) for i in range(15)]
+
+    # a later change (a new tag) updates the same run, in the same single directory
+    steps = [row["_step"] for row in read_run(run_files(wandb_dir, done)[0])["history"]]
+    repo.get_run(done).log_tags({"late": "yes"})
+    report = sync_wandb(repo, "demo")
+    assert {r.run_id: r.status for r in report.results} == {done: "synced", live.id: "unchanged"}
+    [path] = run_files(wandb_dir, done)
+    assert "late:yes" in read_run(path)["tags"]
+    assert [row["_step"] for row in read_run(path)["history"]] == steps
+
+    # once `wandb sync` has uploaded a directory (it leaves this marker), what is new
+    # goes in a resumed run: W&B applies it to the same run
+    path.with_suffix(".wandb.synced").write_bytes(b"")
+    repo.get_run(done).log_tags({"later": ""})
+    by_id = {r.run_id: r for r in sync_wandb(repo, "demo").results}
+    assert by_id[done].status == "synced" and "metrics" not in by_id[done].written
+    files = run_files(wandb_dir, done)
+    assert len(files) == 2 and path in files
+    [second] = [f for f in files if f != path]
+    assert read_run(second)["id"] == read_run(path)["id"] == wandb_run_id(done)
+    assert "later" in read_run(second)["tags"] and read_run(second)["history"] == []
 
 
 def test_missing_wandb_extra_is_one_clear_line(prov_path: Path) -> None:
@@ -165,3 +186,48 @@ def test_observations_go_to_summary_and_an_artifact(prov_path: Path, wandb_dir: 
         "val loss.json": md5(observation_json("val loss", run.get_observations("val loss"))),
     }
     assert [r.status for r in sync_wandb(repo, "demo").results] == ["unchanged"]
+
+
+def test_a_synced_run_keeps_its_timeline_host_and_requirements(prov_path: Path, wandb_dir: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import time
+
+    from gitprov.sync.bridge import millis
+
+    (prov_path / "requirements.txt").write_text("numpy==1.26.4\n")
+    subprocess.run(["git", "-C", str(prov_path), "add", "requirements.txt", ".provenance-schema"], check=True)
+    subprocess.run(["git", "-C", str(prov_path), "commit", "-qm", "pin numpy"], check=True)
+    repo = gitprov.Repository(prov_path)
+    with monkeypatch.context() as m:
+        m.setattr(socket, "gethostname", lambda: "gpu-box-7")  # the run's machine, not this one
+        run = repo.start_run("train")
+    run.log_metric("loss", 0.5, step=0, timestamp=time.time() + 3)  # a point 3 s into the run
+    run.flush()
+    report = sync_wandb(repo, "demo")
+    assert [r.status for r in report.results] == ["synced"], report.results[0].error
+    [path] = run_files(wandb_dir, run.id)
+    got = read_run(path)
+    assert got["start_ms"] == millis(run.record.created)  # W&B's own would be the time of the sync
+    assert got["runtime"] == 3
+    assert got["host"] == "gpu-box-7" != socket.gethostname()
+    assert got["config"]["prov"]["user"] == run.record.user == "Test User <test@example.com>"
+    # the code's requirements (from the run's commit), not this machine's packages
+    assert got["files"] == ["requirements.txt"]
+    assert (path.parent / "files" / "requirements.txt").read_text() == "numpy==1.26.4\n"
+
+
+
+def test_wandb_files_stay_out_of_the_work_tree(prov_path: Path, wandb_dir: Path, make_run,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    subprocess.run(["git", "-C", str(prov_path), "add", ".provenance-schema"], check=True)
+    subprocess.run(["git", "-C", str(prov_path), "commit", "-qm", "schema"], check=True)
+    monkeypatch.delenv("WANDB_DIR")
+    monkeypatch.chdir(prov_path)
+    run_id = make_run(prov_path)
+    report = sync_wandb(gitprov.Repository(prov_path), "demo")
+    assert [r.status for r in report.results] == ["synced"], report.results[0].error
+    assert run_files(prov_path / ".git" / "prov", run_id)  # .git/prov/wandb/offline-run-…
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=prov_path,
+                            capture_output=True, text=True, check=True).stdout
+    assert status == ""

@@ -201,3 +201,16 @@ def test_watch_to_wandb_offline_sends_a_new_run_once(prov_path: Path, wandb_dir:
     for run_id in (first, new[0]):
         wid = wandb_run_id(run_id)
         assert len(list(wandb_dir.glob(f"wandb/offline-run-*-{wid}/run-{wid}.wandb"))) == 1
+
+
+def test_a_watch_warns_about_an_unreachable_server_and_keeps_looking(prov_path: Path, make_run) -> None:
+    from _harness import free_port
+
+    make_run(prov_path)
+    url = f"http://127.0.0.1:{free_port()}"
+    busy: list[str] = []
+    stop = Polls(limit=2)
+    rounds = watch(gitprov.Repository(prov_path), MlflowBridge(url, retries=0), stop, interval=0.01,
+                   on_busy=lambda exc: busy.append(str(exc)))
+    assert rounds == 0 and len(busy) == 2  # each look tried again, none got through
+    assert all(b.startswith(f"cannot reach MLflow at {url}: connection refused") for b in busy)

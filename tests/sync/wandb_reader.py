@@ -79,7 +79,8 @@ def _read_run(path: Path) -> dict[str, Any]:
         if kind == "run":
             r = record.run
             run.update(id=r.run_id, project=r.project, name=r.display_name, tags=list(r.tags),
-                       commit=r.git.commit, remote=r.git.remote_url, group=r.run_group)
+                       commit=r.git.commit, remote=r.git.remote_url, group=r.run_group, host=r.host,
+                       start_ms=r.start_time.ToMilliseconds(), runtime=r.runtime)
             for item in r.config.update:
                 run["config"][item.key] = json.loads(item.value_json)
         elif kind == "config":
@@ -97,6 +98,8 @@ def _read_run(path: Path) -> dict[str, Any]:
                                      "files": {e.path: e.digest for e in a.manifest.contents},
                                      "refs": {e.path: e.ref for e in a.manifest.contents if e.ref},
                                      "metadata": json.loads(a.metadata or "{}"), "aliases": list(a.aliases)})
+        elif kind == "files":
+            run.setdefault("files", []).extend(f.path for f in record.files.files)
         elif kind == "exit":
             run["exit_code"] = record.exit.exit_code
     return run

@@ -132,32 +132,43 @@ def sync_group() -> None:
 
 
 @sync_group.command("mlflow")
-@click.option("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or MLflow's default).")
+@click.option("--tracking-uri", metavar="URI",
+              help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else a store in .git/prov/mlflow).")
 @click.option("--experiment-prefix", default="", metavar="P", help="Prefix for the MLflow experiment names.")
 @click.option("--artifact-location", metavar="URI", help="Artifact root for experiments this sync creates.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=8.0, show_default=True, metavar="S",
+              help="Seconds to wait for the tracking server (first contact in all, then each request).")
+@click.option("--register-models", is_flag=True,
+              help="Also register each lineage model in MLflow's model registry (a version per prov version).")
 @_common
 @with_repository()
 def sync_mlflow_command(tracking_uri: str | None, experiment_prefix: str, artifact_location: str | None,
-                        workers: int, retries: int, run_ids: tuple[str, ...], dry_run: bool, as_json: bool,
-                        watch: bool, interval: float, repo: Repository) -> None:
+                        timeout: float, register_models: bool, workers: int, retries: int,
+                        run_ids: tuple[str, ...], dry_run: bool, as_json: bool, watch: bool, interval: float,
+                        repo: Repository) -> None:
     """Mirror every run to MLflow: params, metric histories, tags, git commit, artifacts, datasets.
 
     A run is found again by its prov.run_id tag, so a repeated sync writes only what is new.
+    A server that cannot be reached ends the sync with exit code 10 within --timeout seconds.
     """
     from ..sync.mlflow_bridge import MlflowBridge
 
     _quiet_trackers()
-    bridge = MlflowBridge(tracking_uri, experiment_prefix=experiment_prefix, artifact_location=artifact_location)
+    bridge = MlflowBridge(tracking_uri, experiment_prefix=experiment_prefix, artifact_location=artifact_location,
+                          store=repo.store, retries=retries, timeout=timeout, register_models=register_models)
     _run(repo, bridge, workers, retries, dry_run, run_ids, as_json, watch, interval)
 
 
 @sync_group.command("wandb")
 @click.option("--project", required=True, metavar="P", help="W&B project.")
 @click.option("--entity", metavar="E", help="W&B entity (user or team).")
+@click.option("--dir", "directory", metavar="PATH",
+              help="Where W&B keeps its run files (default: $WANDB_DIR, else .git/prov).")
 @_common
 @with_repository()
-def sync_wandb_command(project: str, entity: str | None, workers: int, retries: int, run_ids: tuple[str, ...],
-                       dry_run: bool, as_json: bool, watch: bool, interval: float, repo: Repository) -> None:
+def sync_wandb_command(project: str, entity: str | None, directory: str | None, workers: int, retries: int,
+                       run_ids: tuple[str, ...], dry_run: bool, as_json: bool, watch: bool, interval: float,
+                       repo: Repository) -> None:
     """Mirror every run to Weights & Biases (offline too: WANDB_MODE=offline).
 
     Each run gets a W&B run id derived from its prov run id.
@@ -165,7 +176,7 @@ def sync_wandb_command(project: str, entity: str | None, workers: int, retries: 
     from ..sync.wandb_bridge import WandbBridge
 
     _quiet_trackers()
-    bridge = WandbBridge(project, entity=entity)
+    bridge = WandbBridge(project, entity=entity, directory=directory, store=repo.store)
     _run(repo, bridge, workers, retries, dry_run, run_ids, as_json, watch, interval)
 
 
@@ -202,11 +213,16 @@ def sync_revision_command(revision: str, backend: str, tracking_uri: str | None,
     from ..integrations.tracking import log_revision, provenance_bundle
 
     options: dict[str, Any] = {"run_id": run_id, "run_name": run_name}
+    _quiet_trackers()
     if backend == "mlflow":
+        from ..sync.mlflow_bridge import local_store
+
+        # files prov makes stay out of the work tree (.git/prov/mlflow by default)
+        tracking_uri, artifact_location = local_store(repo.store, tracking_uri, artifact_location)
         options.update(tracking_uri=tracking_uri, experiment=experiment, artifact_location=artifact_location)
     else:
-        options.update(project=project, entity=entity)
-    _quiet_trackers()
+        options.update(project=project, entity=entity,
+                       directory=os.environ.get("WANDB_DIR") or repo.git.prov_dir())
     bundle = provenance_bundle(repo, revision)
     external = log_revision(repo, bundle.revision, backend, **{k: v for k, v in options.items() if v is not None})
     if as_json:

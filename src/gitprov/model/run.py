@@ -90,6 +90,10 @@ class RunRecord(msgspec.Struct, frozen=True, kw_only=True, tag="run-record", tag
     packages: str | None = None
     #: the run this one re-executes (``prov rerun``).
     reproduces: str | None = None
+    #: who ran it: the git identity ``Name <email>`` when it started (empty: unknown).
+    user: str = ""
+    #: the machine it ran on (recorded with the environment; empty: unknown).
+    host: str = ""
 
 
 class MetricSummary(msgspec.Struct, frozen=True, kw_only=True):

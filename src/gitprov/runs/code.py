@@ -30,7 +30,7 @@ from ..store import gitbin
 from ..store.config import GitConfig
 from ..store.repo import GitRepository
 
-__all__ = ["code_version", "given_code_version", "head_code_version"]
+__all__ = ["code_version", "given_code_version", "head_code_version", "lockfiles_at"]
 
 #: tracked files beyond which ``stat``-ing each one costs about what git's diff does
 MAX_CACHED_FILES = 2000
@@ -227,3 +227,21 @@ def _diff_head(git: GitRepository, commit: str) -> bytes | None:
     with _snapshots_lock:
         _snapshots[work_tree] = _Snapshot(key, listing, paths, stats if reusable else None, out, config_files)
     return out
+
+
+def lockfiles_at(git: GitRepository, commit: str | None) -> dict[str, bytes]:
+    """The lock and requirement files (``requirements*.txt``, ``pyproject.toml``,
+    ``uv.lock`` …) at the root of ``commit``, by name: what that code required. Empty
+    when there is no commit or this clone lacks it."""
+    from ..fingerprint import is_lockfile
+    from ..store.trees import read_tree
+
+    if not commit:
+        return {}
+    try:
+        entries = read_tree(git.odb, git.read_commit(commit).tree)
+        return {name: git.odb.read_typed(e.oid, "blob") for name, e in sorted(entries.items())
+                if not e.is_tree and is_lockfile(name)}
+    except (ProvError, KeyError, ValueError):
+        return {}
+

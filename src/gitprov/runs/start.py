@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -97,6 +98,8 @@ def start_run(
         cwd=_work_dir(store.work_tree) if cwd is None else cwd,
         packages="\n".join(dists) if dists is not None else None,
         reproduces=reproduces,
+        user=_identity(git),
+        host=socket.gethostname() if environment else "",
     )
     record_bytes = codec.encode(record)
     run_id = git.fmt.hash_object("blob", record_bytes)
@@ -165,3 +168,11 @@ def _rerun_context() -> tuple[str | None, dict[str, Any]]:
     except msgspec.DecodeError:
         overrides = {}
     return reproduces, overrides if isinstance(overrides, dict) else {}
+
+
+def _identity(git: Any) -> str:
+    """``Name <email>``: the identity git would commit with (empty when git would fail)."""
+    from ..store.ident import committer
+
+    ident = committer(git.config)
+    return f"{ident[0]} <{ident[1]}>" if ident else ""

@@ -43,21 +43,30 @@ def __getattr__(name: str) -> Any:
 
 
 def sync_mlflow(store: ProvStore, tracking_uri: str | None = None, *, experiment_prefix: str = "",
-                artifact_location: str | None = None, **options: Any) -> SyncReport:
-    """Mirror the store's runs to MLflow (``options``: see ``sync_runs``)."""
+                artifact_location: str | None = None, timeout: float = 8.0, register_models: bool = False,
+                **options: Any) -> SyncReport:
+    """Mirror the store's runs to MLflow (``options``: see ``sync_runs``; ``retries`` and
+    ``timeout`` also govern MLflow's own HTTP requests). Without a tracking URI or
+    ``$MLFLOW_TRACKING_URI``, the store is ``.git/prov/mlflow/mlflow.db``."""
+    from ..store.prov_store import ProvStore
     from .engine import sync_runs
-    from .mlflow_bridge import MlflowBridge
+    from .mlflow_bridge import DEFAULT_RETRIES, MlflowBridge
 
-    bridge = MlflowBridge(tracking_uri, experiment_prefix=experiment_prefix, artifact_location=artifact_location)
+    store = ProvStore.of(store)
+    bridge = MlflowBridge(tracking_uri, experiment_prefix=experiment_prefix, artifact_location=artifact_location,
+                          store=store, retries=options.get("retries", DEFAULT_RETRIES), timeout=timeout,
+                          register_models=register_models)
     return sync_runs(store, bridge, **options)
 
 
 def sync_wandb(store: ProvStore, project: str, *, entity: str | None = None, directory: str | None = None,
                **options: Any) -> SyncReport:
-    """Mirror the store's runs to Weights & Biases (``options``: see ``sync_runs``)."""
+    """Mirror the store's runs to Weights & Biases (``options``: see ``sync_runs``);
+    without ``directory`` or ``$WANDB_DIR``, W&B's files go under ``.git/prov/wandb``."""
+    from ..store.prov_store import ProvStore
     from .engine import sync_runs
     from .wandb_bridge import WandbBridge
 
-    bridge = WandbBridge(project, entity=entity, directory=directory)
+    store = ProvStore.of(store)
+    bridge = WandbBridge(project, entity=entity, directory=directory, store=store)
     return sync_runs(store, bridge, **options)
-

@@ -106,19 +106,26 @@ def _take(lock: str) -> bool:
     return True
 
 
-def _bridge(target: str, config: GitConfig) -> Any:
+def _bridge(target: str, config: GitConfig, store: ProvStore) -> Any:
     if target == "mlflow":
-        from .mlflow_bridge import MlflowBridge
+        from .mlflow_bridge import DEFAULT_TIMEOUT, MlflowBridge
 
+        try:
+            timeout = float(config.get("prov.sync.mlflow.timeout") or DEFAULT_TIMEOUT)
+        except ValueError:
+            raise ConfigError("git config prov.sync.mlflow.timeout is not a number of seconds") from None
         return MlflowBridge(config.get("prov.sync.mlflow.trackingUri"),
                             experiment_prefix=config.get("prov.sync.mlflow.experimentPrefix") or "",
-                            artifact_location=config.get("prov.sync.mlflow.artifactLocation"))
+                            artifact_location=config.get("prov.sync.mlflow.artifactLocation"),
+                            store=store, timeout=timeout,
+                            register_models=(config.get("prov.sync.mlflow.registerModels") or "").lower()
+                            in ("true", "yes", "on", "1"))
     from .wandb_bridge import WandbBridge
 
     project = config.get("prov.sync.wandb.project")
     if not project:
         raise ConfigError("auto-sync to wandb needs a project: git config prov.sync.wandb.project NAME")
-    return WandbBridge(project, entity=config.get("prov.sync.wandb.entity"))
+    return WandbBridge(project, entity=config.get("prov.sync.wandb.entity"), store=store)
 
 
 def run(store: ProvStore, *, lock_wait: float = 600.0, out: Callable[[str], None] = print) -> int:
@@ -157,7 +164,7 @@ def run(store: ProvStore, *, lock_wait: float = 600.0, out: Callable[[str], None
                 workers = 4
             for target in targets:
                 try:
-                    bridge = _bridge(target, config)
+                    bridge = _bridge(target, config, store)
                     report = sync_runs(store, bridge, workers=workers, lock_wait=lock_wait)
                 except ProvError as exc:
                     out(f"{utc_timestamp()} {target}: error: {exc}")

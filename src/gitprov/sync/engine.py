@@ -11,6 +11,7 @@ SIGTERM) lets the runs in progress finish and skips the rest, which stay pending
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -136,6 +137,9 @@ def sync_runs(store: ProvStore, bridge: Bridge, *, workers: int = 4, dry_run: bo
     tip, plan = sync_plan(store, run_ids)
     if not dry_run:
         state.acquire(wait=lock_wait)
+    # a bridge whose tracker library retries each request itself (MLflow over HTTP) is
+    # not retried run by run on top of that: ``retries`` already governs those tries
+    run_retries = 0 if getattr(bridge, "retries_requests", False) else retries
     down = threading.Event()  # the tracker keeps failing: stop trying
     streak = [0]
     lock = threading.Lock()
@@ -166,7 +170,7 @@ def sync_runs(store: ProvStore, bridge: Bridge, *, workers: int = 4, dry_run: bo
                 break
             except Exception as exc:  # noqa: BLE001 - every failure becomes a per-run result
                 transient = is_transient(exc) and not isinstance(exc, ProvError)
-                if transient and attempt <= retries and not down.is_set() and not (stop and stop.is_set()):
+                if transient and attempt <= run_retries and not down.is_set() and not (stop and stop.is_set()):
                     if stop is not None:
                         stop.wait(backoff * (2 ** (attempt - 1)))
                     else:
@@ -197,13 +201,11 @@ def sync_runs(store: ProvStore, bridge: Bridge, *, workers: int = 4, dry_run: bo
             on_result(result)
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prov-sync") if workers > 1 else None
+    session = getattr(bridge, "session", None)
+    connect = getattr(bridge, "connect", None)
     try:
-        for same, sources in _pages(store, bridge, state, tip, plan):
-            for result in same:
-                done(result)
-            for group in _levels(sources):
-                for result in (map(one, group) if pool is None or len(group) == 1 else pool.map(one, group)):
-                    done(result)
+        with session() if session is not None else contextlib.nullcontext():
+            _sync_pages(store, bridge, state, tip, plan, pool, one, done, connect)
     finally:
         if pool is not None:
             pool.shutdown()
@@ -214,6 +216,24 @@ def sync_runs(store: ProvStore, bridge: Bridge, *, workers: int = 4, dry_run: bo
                 state.release()
     report.seconds = time.monotonic() - started
     return report
+
+
+def _sync_pages(store: ProvStore, bridge: Bridge, state: SyncState, tip: str | None,
+                plan: list[tuple[str, str, str, str | None]], pool: ThreadPoolExecutor | None,
+                one: Callable[[RunSource], RunResult], done: Callable[[RunResult], None],
+                connect: Callable[[], None] | None) -> None:
+    """Hand the plan to ``one`` page by page, parents first; ``connect`` (the bridge's
+    reachability check, raising a ``SyncError``) runs once, before the first run that
+    needs the tracker, so an unreachable tracker ends the sync at once."""
+    for same, sources in _pages(store, bridge, state, tip, plan):
+        for result in same:
+            done(result)
+        if sources and connect is not None:
+            connect()
+            connect = None
+        for group in _levels(sources):
+            for result in (map(one, group) if pool is None or len(group) == 1 else pool.map(one, group)):
+                done(result)
 
 
 def _one_line(exc: BaseException) -> str:

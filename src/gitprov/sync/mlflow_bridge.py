@@ -13,6 +13,7 @@ imported on first use.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import posixpath
@@ -20,15 +21,21 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SyncError
+from ..runs.artifacts import DIRECTORY_TYPE
+from ..runs.models import MODEL_ATTRIBUTE
 from ..scrub import scrub_url
 from .bridge import RunResult, RunSource, import_tracker, millis, require_tracker
 from .keymap import mlflow_key, prov_key
 from .state import value_digest
 
-__all__ = ["MLFLOW_EXTRA", "MlflowBridge", "import_mlflow"]
+if TYPE_CHECKING:
+    from ..store.prov_store import ProvStore
+
+__all__ = ["MLFLOW_EXTRA", "MlflowBridge", "import_mlflow", "local_store"]
 
 MLFLOW_EXTRA = "pip install 'git-prov[mlflow]'"
 MAX_METRICS_PER_BATCH = 1000
@@ -50,6 +57,10 @@ _MODEL_NAME_FORBIDDEN = str.maketrans({c: "_" for c in "/:.%\"'"})
 OBSERVATION_METRIC_PREFIX = "obs/"
 OBSERVATION_ARTIFACTS = "prov/observations"
 DEFAULT_EXPERIMENT = "Default"
+#: ``--retries`` and ``--timeout`` (seconds) when not given: an unreachable server ends
+#: a sync in a few seconds (MLflow's own defaults wait about four minutes a request).
+DEFAULT_RETRIES = 3
+DEFAULT_TIMEOUT = 8.0
 _STATUS = {"running": "RUNNING", "finished": "FINISHED", "failed": "FAILED", "killed": "KILLED", "crashed": "FAILED"}
 
 
@@ -106,22 +117,67 @@ class MlflowBridge:
     kind = "mlflow"
 
     def __init__(self, tracking_uri: str | None = None, *, experiment_prefix: str = "",
-                 artifact_location: str | None = None) -> None:
+                 artifact_location: str | None = None, store: ProvStore | None = None,
+                 retries: int = DEFAULT_RETRIES, timeout: float = DEFAULT_TIMEOUT,
+                 register_models: bool = False) -> None:
         require_mlflow()
-        uri = tracking_uri or (None if "mlflow" in sys.modules else os.environ.get("MLFLOW_TRACKING_URI"))
+        home = _home(store)
+        uri = tracking_uri or (_set_in_process() if "mlflow" in sys.modules else os.environ.get("MLFLOW_TRACKING_URI"))
+        if not uri and home is not None:
+            uri = "sqlite:///" + os.path.join(home, "mlflow.db")
         if not uri:
             uri = import_mlflow().get_tracking_uri()
         self.tracking_uri = uri
         #: what keys the local state and is shown to people: never credentials.
         self.address = scrub_url(uri)
         self.experiment_prefix = experiment_prefix
-        self.artifact_location = artifact_location
+        self.artifact_location = artifact_location or _local_artifact_root(uri, home, store)
+        self.retries = retries
+        self.timeout = timeout
+        self.register_models = register_models
+        #: an HTTP server: MLflow retries each request itself (``retries`` times), so the
+        #: engine does not retry the whole run on top of that.
+        self.retries_requests = _is_http(uri)
+        self._reached = False
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._experiments: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._parents: dict[str, str] = {}
         self._models: dict[str, str] = {}
         self._model_lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """MLflow's own HTTP retries, backoff and timeout set from ``retries`` and
+        ``timeout`` while a sync runs (MLflow reads them from the environment at each
+        request; the previous values come back afterwards)."""
+        values = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.retries),
+                  "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                  "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+                  "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, int(self.timeout + 0.5)))}
+        saved = {k: os.environ.get(k) for k in values}
+        os.environ.update(values)
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    def connect(self) -> None:
+        """Fail fast, before mlflow is imported, when an HTTP tracking server cannot be
+        reached: ``retries`` more tries with a short backoff, ``timeout`` seconds in all,
+        then a ``SyncError``. Local stores need no check."""
+        if self._reached or not _is_http(self.tracking_uri):
+            return
+        reason = reach(self.tracking_uri, self.retries, self.timeout)
+        if reason is not None:
+            raise SyncError(f"cannot reach MLflow at {self.address}: {reason}; start the server or fix "
+                            "--tracking-uri (nothing was synced; the runs stay pending)")
+        self._reached = True
 
     @property
     def client(self) -> Any:
@@ -132,6 +188,7 @@ class MlflowBridge:
                 import_mlflow()
                 from mlflow import MlflowClient
 
+                _create_local_store(self.tracking_uri, self.artifact_location)
                 self._client = MlflowClient(tracking_uri=self.tracking_uri)
             return self._client
 
@@ -162,14 +219,29 @@ class MlflowBridge:
             self._experiments[name] = found.experiment_id
             return found.experiment_id
 
-    def find_existing(self, prov_run_id: str, experiment: str = "") -> str | None:
-        """The MLflow run tagged ``prov.run_id`` = ``prov_run_id`` (oldest if several)."""
-        exp = self.experiment_id(experiment, create=False)
-        if exp is None:
+    def find_existing(self, prov_run_id: str, experiment: str = "", also: str | None = None) -> str | None:
+        """The MLflow run tagged ``prov.run_id`` = ``prov_run_id`` (oldest if several), in
+        the run's experiment or the experiment id ``also`` (its parent's)."""
+        exps = [e for e in (self.experiment_id(experiment, create=False), also) if e is not None]
+        if not exps:
             return None
-        found = self.client.search_runs([exp], filter_string=f"tags.`{RUN_ID_TAG}` = '{prov_run_id}'",
+        found = self.client.search_runs(sorted(set(exps)), filter_string=f"tags.`{RUN_ID_TAG}` = '{prov_run_id}'",
                                         max_results=10, order_by=["attributes.start_time ASC"])
         return found[0].info.run_id if found else None
+
+    def parent_experiment(self, source: RunSource) -> str | None:
+        """The MLflow experiment id of the run's synced parent: a child run goes there,
+        since MLflow's UI nests runs only within one experiment."""
+        parent = source.parent_external_id
+        if not parent:
+            return None
+        with self._lock:
+            if parent in self._parents:
+                return self._parents[parent]
+        exp = self.client.get_run(parent).info.experiment_id
+        with self._lock:
+            self._parents[parent] = exp
+        return exp
 
     # -- what the target should hold -------------------------------------------------
     def desired(self, source: RunSource) -> dict[str, Any]:
@@ -181,6 +253,10 @@ class MlflowBridge:
                   for k, v in sorted(run.get_hyperparameters().items())}
         tags: dict[str, str] = {RUN_ID_TAG: run.id, "prov.status": state.status,
                                 "prov.created": record.created, "prov.lexicon": record.schema.lexicon}
+        if record.user:
+            tags["mlflow.user"] = record.user
+        if record.host:
+            tags["prov.host"] = record.host
         if state.experiment:
             tags["prov.experiment"] = state.experiment
         if state.name:
@@ -219,7 +295,8 @@ class MlflowBridge:
             "tags": tags,
             "metrics": {k: mlflow_key(k) for k in run.get_metric_keys()},
             "observations": {k: mlflow_key(OBSERVATION_METRIC_PREFIX + k) for k in sorted(state.observations)},
-            "artifacts": {k: ref.sha256 for k, ref in sorted(state.artifacts.items())},
+            "artifacts": {k: ref.sha256 for k, ref in sorted(state.artifacts.items())
+                          if ref.media_type != DIRECTORY_TYPE},
             "datasets": dict(sorted(state.datasets.items())),
             "models": model_links(state.lineage),
             "status": _STATUS.get(state.status, "RUNNING"),
@@ -259,7 +336,8 @@ class MlflowBridge:
     def unchanged(self, run_id: str, name: str, version: str, entry: dict[str, Any] | None,
                   parent_pending: bool) -> RunResult | None:
         trusted = bool(entry and entry.get("version") and entry.get("external_id"))
-        if trusted and entry["version"] == version and not parent_pending:  # type: ignore[index]
+        registered = not self.register_models or bool(entry and entry.get("registered"))
+        if trusted and entry["version"] == version and not parent_pending and registered:  # type: ignore[index]
             return RunResult(run_id=run_id, name=name, status="unchanged", external_id=entry["external_id"])  # type: ignore[index]
         return None
 
@@ -281,14 +359,14 @@ class MlflowBridge:
             have["status"] = entry.get("status", "RUNNING")  # type: ignore[union-attr]
             have["models"] = entry.get("models", [])  # type: ignore[union-attr]
         else:
-            external_id = external_id or self.find_existing(run.id, run.experiment)
+            external_id = external_id or self.find_existing(run.id, run.experiment, self.parent_experiment(source))
             if external_id is None:
                 have = {"params": {}, "tags": {}, "series": {}, "artifacts": {}, "datasets": {}, "observations": {},
                         "models": [], "status": "RUNNING"}
             else:
                 have = self._remote_view(external_id, [*want["metrics"].values(), *want["observations"].values()])
         written = {"params": 0, "tags": 0, "metrics": 0, "artifacts": 0, "datasets": 0, "observations": 0, "models": 0,
-                   "status": 0}
+                   "registered": 0, "status": 0}
 
         from mlflow.entities import Metric, Param, RunTag
 
@@ -325,11 +403,13 @@ class MlflowBridge:
         artifacts = [k for k, sha in want["artifacts"].items() if have["artifacts"].get(k) != sha]
         datasets = [d for k, d in want["datasets"].items() if have["datasets"].get(k) != _digest36(d.digest)]
         models = [link for link in want["models"] if link not in have["models"]]
+        register = ([link for link in want["models"] if link.split("\t")[2]]
+                    if self.register_models and not (trusted and (entry or {}).get("registered")) else [])
         end_status = want["status"] if want["status"] != "RUNNING" else None
         status_due = end_status is not None and have["status"] != end_status
         written.update(params=len(params), tags=len(tags), metrics=len(metrics), artifacts=len(artifacts),
                        datasets=len(datasets), observations=len(observations), models=len(models),
-                       status=int(status_due))
+                       registered=len(register), status=int(status_due))
         result.written = {k: v for k, v in written.items() if v}
         changed = any(written.values()) or external_id is None
         if dry_run:
@@ -342,7 +422,9 @@ class MlflowBridge:
             first = {RUN_ID_TAG: run.id, **{t.key: t.value for t in tags[:MAX_PARAMS_TAGS_PER_BATCH - 1]
                                             if t.key != RUN_ID_TAG}}
             tags = [t for t in tags if t.key not in first]
-            exp = self.experiment_id(run.experiment)
+            exp = self.parent_experiment(source) or self.experiment_id(run.experiment)
+            if run.record.user:
+                first["mlflow.user"] = run.record.user  # MLflow takes the run's user_id from it
             created = self.client.create_run(exp, start_time=millis(run.record.created),
                                              tags=first, run_name=run.name or None)
             external_id = created.info.run_id
@@ -352,9 +434,13 @@ class MlflowBridge:
         if artifacts:
             self._upload(run, external_id, artifacts)
         if datasets:
-            self._log_datasets(external_id, datasets)
+            self._log_datasets(external_id, datasets, run.get_code())
         if models:
-            self._link_models(external_id, self.experiment_id(run.experiment) or "0", models)
+            self._link_models(external_id, self.parent_experiment(source) or self.experiment_id(run.experiment) or "0",
+                              models, run)
+        if register:
+            self._register(external_id, self.parent_experiment(source) or self.experiment_id(run.experiment) or "0",
+                           register)
         for key, points in observations.items():
             self.client.log_text(external_id, observation_json(key, points),
                                  f"{OBSERVATION_ARTIFACTS}/{mlflow_key(key)}.json")
@@ -373,6 +459,8 @@ class MlflowBridge:
             "status": want["status"],
             "parent": bool(source.parent_external_id),
         }
+        if self.register_models or (entry or {}).get("registered"):
+            new_entry["registered"] = True
         result.status = "synced" if changed else "unchanged"
         result.external_id = external_id
         result.seconds = time.monotonic() - started
@@ -402,29 +490,36 @@ class MlflowBridge:
                 self.client.log_artifact(external_id, path, folder)
                 os.unlink(path)
 
-    def _log_datasets(self, external_id: str, datasets: list[Any]) -> None:
+    def _log_datasets(self, external_id: str, datasets: list[Any], code: Any) -> None:
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
         inputs = []
         for d in datasets:
-            source = {"uri": d.path} if d.path else {}
+            source_type, source = dataset_source(d, code)
             profile = {"digest": d.digest, **({"size": d.size} if d.size is not None else {})}
-            dataset = Dataset(name=d.key, digest=_digest36(d.digest), source_type="prov",
+            dataset = Dataset(name=d.key, digest=_digest36(d.digest), source_type=source_type,
                               source=json.dumps(source, sort_keys=True), profile=json.dumps(profile, sort_keys=True))
             inputs.append(DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "prov")]))
         self.client.log_inputs(external_id, datasets=inputs)
 
-    def _link_models(self, external_id: str, experiment_id: str, links: list[str]) -> None:
+    def _link_models(self, external_id: str, experiment_id: str, links: list[str], run: Any = None) -> None:
         """Link the run to a logged model per lineage model: its inputs through
-        ``log_inputs``, its outputs through ``log_outputs``. A model (name and version) is
-        one logged model per tracking store, found again by its ``prov.model.key`` tag and
-        created in the experiment of the first run that links it."""
+        ``log_inputs``, its outputs through ``log_outputs``. A model version is one
+        logged model per tracking store, named after the prov model (so every version of
+        ``classifier`` is found by ``name = 'classifier'``), found again by its
+        ``prov.model.key`` tag and created in the experiment of the first run that links it."""
         from mlflow.entities import LoggedModelInput, LoggedModelOutput
 
         inputs, outputs = [], []
+        logged = model_info(run) if run is not None else None
         for link in links:
             direction, name, version = link.split("\t")
-            model_id = self._logged_model(experiment_id, name, version, external_id if direction == "out" else None)
+            info = logged if direction == "out" and logged and (logged.get("name"), logged.get("version")) == (
+                name, version) else None
+            model_id = self._logged_model(experiment_id, name, version, external_id if direction == "out" else None,
+                                          info)
+            if info is not None:
+                self._model_files(model_id, run, info)
             if direction == "in":
                 inputs.append(LoggedModelInput(model_id))
             else:
@@ -437,7 +532,80 @@ class MlflowBridge:
         if outputs:
             self.client.log_outputs(external_id, outputs)
 
-    def _logged_model(self, experiment_id: str, name: str, version: str, source_run: str | None) -> str:
+    def _register(self, external_id: str, experiment_id: str, links: list[str]) -> None:
+        """Register each versioned lineage model in MLflow's model registry: registered
+        model = the prov model name, one model version per prov version (its source the
+        logged model, its run the producer when this run produced it), found again by
+        its ``prov.model.key`` tag."""
+        from mlflow.exceptions import MlflowException
+
+        for link in links:
+            direction, name, version = link.split("\t")
+            if not version:
+                continue
+            registered = registry_name(name)
+            key = value_digest(f"{name}\0{version}")
+            model_id = self._logged_model(experiment_id, name, version, external_id if direction == "out" else None)
+            with self._model_lock:
+                try:
+                    self.client.create_registered_model(registered, tags={"prov.model.name": name})
+                except MlflowException as exc:
+                    if "already exists" not in str(exc).lower():
+                        raise
+                found = self.client.search_model_versions(
+                    f"name = '{_quoted(registered)}' and tags.`{MODEL_KEY_TAG}` = '{key}'", max_results=1)
+                if found:
+                    continue
+                with self._global_uri():
+                    self.client.create_model_version(
+                        registered, f"models:/{model_id}", run_id=external_id if direction == "out" else None,
+                        tags={MODEL_KEY_TAG: key, "prov.model.version": version}, model_id=model_id,
+                        description=f"prov model {name} version {version}")
+
+    @contextlib.contextmanager
+    def _global_uri(self) -> Iterator[None]:
+        """A local registry resolves ``models:/<id>`` through MLflow's global tracking URI,
+        not its client's (MLflow's own TODO): point it at this store meanwhile."""
+        if _is_http(self.tracking_uri):
+            yield
+            return
+        from mlflow.tracking._tracking_service import utils
+
+        previous = utils._tracking_uri
+        utils.set_tracking_uri(self.tracking_uri)
+        try:
+            yield
+        finally:
+            utils._tracking_uri = previous
+
+    def _model_files(self, model_id: str, run: Any, info: dict[str, Any]) -> None:
+        """The files of a model the run logged (``run.log_model``) as the logged model's
+        artifacts: the model (``model.pkl`` for a pickled object, ``model`` for a file,
+        the tree ``model/`` for a directory), ``requirements.txt`` and ``prov_model.json``
+        (what git-prov recorded: format, framework, signature, sha256)."""
+        from ..runs.artifacts import safe_file_name
+
+        key = info.get("artifact") or "model"
+        with tempfile.TemporaryDirectory(prefix="prov-model-") as tmp:
+            for k, ref in sorted(run.state.artifacts.items()):
+                if not (k == key or k.startswith(key + "/")) or ref.media_type == DIRECTORY_TYPE:
+                    continue
+                parts = [safe_file_name(p) for p in k.split("/") if p]
+                if k == key and info.get("format") == "pickle":
+                    parts[-1] += ".pkl"
+                path = os.path.join(tmp, *parts)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "wb") as f:
+                    f.write(run.get_artifact(k))
+            if info.get("requirements"):
+                with open(os.path.join(tmp, "requirements.txt"), "w", encoding="utf-8") as f:
+                    f.write("".join(f"{r}\n" for r in info["requirements"]))
+            with open(os.path.join(tmp, "prov_model.json"), "w", encoding="utf-8") as f:
+                f.write(canonical_value(info))
+            self.client.log_model_artifacts(model_id, tmp)
+
+    def _logged_model(self, experiment_id: str, name: str, version: str, source_run: str | None,
+                      info: dict[str, Any] | None = None) -> str:
         key = value_digest(f"{name}\0{version}")
         with self._model_lock:
             if key in self._models:
@@ -449,12 +617,190 @@ class MlflowBridge:
                 model_id = found[0].model_id
             else:
                 tags = {MODEL_KEY_TAG: key, "prov.model.name": name, "prov.model.version": version}
-                display = (f"{name}-{version}" if version else name).translate(_MODEL_NAME_FORBIDDEN)[:200]
-                model = self.client.create_logged_model(experiment_id, name=display, source_run_id=source_run, tags=tags)
+                params = {"prov.model.version": version} if version else {}
+                framework = (info or {}).get("framework")
+                if info is not None:
+                    tags.update({"prov.model.format": str(info.get("format")), "prov.model.sha256": str(info.get("sha256"))})
+                    params.update({"framework": framework} if framework else {})
+                model = self.client.create_logged_model(experiment_id, name=logged_model_name(name),
+                                                        source_run_id=source_run, tags=tags, params=params or None,
+                                                        model_type=framework)
                 self.client.finalize_logged_model(model.model_id, "READY")
                 model_id = model.model_id
             self._models[key] = model_id
             return model_id
+
+
+def model_info(run: Any) -> dict[str, Any] | None:
+    """What ``run.log_model`` recorded (the attribute ``prov.model``), or None."""
+    info = run.state.attributes.get(MODEL_ATTRIBUTE)
+    return info if isinstance(info, dict) and info.get("name") else None
+
+
+def logged_model_name(name: str) -> str:
+    """The MLflow logged-model name of a prov model (characters MLflow refuses -> ``_``)."""
+    return name.translate(_MODEL_NAME_FORBIDDEN)[:200] or "_"
+
+
+def registry_name(name: str) -> str:
+    """The registered-model name of a prov model (``/`` and ``:`` -> ``_``)."""
+    return name.replace("/", "_").replace(":", "_")[:200] or "_"
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _set_in_process() -> str | None:
+    """The tracking URI the process gave mlflow (``mlflow.set_tracking_uri`` or
+    ``$MLFLOW_TRACKING_URI``), or None when it runs on MLflow's default."""
+    from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
+
+    return import_mlflow().get_tracking_uri() if is_tracking_uri_set() else None
+
+
+def _home(store: ProvStore | None) -> str | None:
+    """``.git/prov/mlflow`` of ``store``: where prov keeps an MLflow store it makes."""
+    prov_dir = store.git.prov_dir() if store is not None else None
+    return os.path.join(prov_dir, "mlflow") if prov_dir else None
+
+
+def _sqlite_path(uri: str) -> str | None:
+    """The database file of a local ``sqlite:///`` URI (None for anything else)."""
+    if not uri.startswith("sqlite:///") or uri == "sqlite:///:memory:":
+        return None
+    from urllib.parse import unquote
+
+    return os.path.abspath(unquote(uri[len("sqlite:///"):].split("?", 1)[0]))
+
+
+def _inside(path: str, folder: str | None) -> bool:
+    if not folder:
+        return False
+    folder = os.path.realpath(folder)
+    return os.path.realpath(path) == folder or os.path.realpath(path).startswith(folder + os.sep)
+
+
+def _local_artifact_root(uri: str, home: str | None, store: ProvStore | None) -> str | None:
+    """Where experiments this sync creates keep artifacts, for a local sqlite store:
+    ``mlruns`` next to the database, or under ``.git/prov/mlflow`` when the database
+    is in the work tree (never a ``mlruns/`` left untracked in it). None: MLflow's."""
+    path = _sqlite_path(uri)
+    if path is None:
+        return None
+    folder = os.path.join(os.path.dirname(path), "mlruns")
+    work_tree = getattr(store, "work_tree", None) if store is not None else None
+    if home is not None and _inside(folder, work_tree) and not _inside(folder, os.path.dirname(home)):
+        folder = os.path.join(home, "mlruns")
+    return folder
+
+
+def _create_local_store(uri: str, artifact_root: str | None) -> None:
+    """A local sqlite store that does not exist yet is made with ``artifact_root``, so
+    its ``Default`` experiment keeps artifacts there, not in ``./mlruns``."""
+    path = _sqlite_path(uri)
+    if path is None or artifact_root is None or os.path.exists(path):
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    SqlAlchemyStore(uri, artifact_root).engine.dispose()
+
+
+def local_store(store: ProvStore, tracking_uri: str | None, artifact_location: str | None) -> tuple[str | None, str | None]:
+    """The tracking URI and artifact location ``prov sync revision`` uses: without a URI
+    (and no ``$MLFLOW_TRACKING_URI``) the store in ``.git/prov/mlflow``; for a local
+    sqlite store, artifacts out of the work tree; the store made now if it is missing."""
+    home = _home(store)
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri and home is not None:
+        uri = "sqlite:///" + os.path.join(home, "mlflow.db")
+    if not uri:
+        return tracking_uri, artifact_location
+    location = artifact_location or _local_artifact_root(uri, home, store)
+    if _sqlite_path(uri) is not None:
+        import_mlflow()
+        _create_local_store(uri, location)
+    return uri, location
+
+
+def _is_http(uri: str) -> bool:
+    return uri.split("://", 1)[0].lower() in ("http", "https")
+
+
+def reach(uri: str, retries: int, timeout: float) -> str | None:
+    """None when the HTTP server at ``uri`` answers (any HTTP status but 502/503/504,
+    or a TLS handshake: MLflow handles those), else why not. At most ``retries`` more
+    tries (0.5 s, 1 s, 2 s … apart) within ``timeout`` seconds in all."""
+    import ssl
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    url = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", ""))
+    started = time.monotonic()
+    reason = "no answer"
+    tries = 0
+    for attempt in range(retries + 1):
+        left = timeout - (time.monotonic() - started)
+        if left <= 0:
+            break
+        tries += 1
+        try:
+            with urllib.request.urlopen(url, timeout=left):  # noqa: S310 - the user's tracking server
+                return None
+        except urllib.error.HTTPError as exc:
+            if exc.code not in (502, 503, 504):
+                return None
+            reason = f"HTTP {exc.code} {exc.reason}"
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, ssl.SSLError):
+                return None
+            reason = _reason(exc.reason)
+        except (OSError, ValueError) as exc:  # a timeout while reading, a bad URL
+            if isinstance(exc, ssl.SSLError):
+                return None
+            reason = _reason(exc)
+        pause = 0.5 * (2 ** attempt)
+        if attempt == retries or time.monotonic() - started + pause >= timeout:
+            break
+        time.sleep(pause)
+    return f"{reason} ({tries} {'try' if tries == 1 else 'tries'} in {time.monotonic() - started:.1f}s)"
+
+
+def _reason(exc: object) -> str:
+    if isinstance(exc, TimeoutError) or "timed out" in str(exc):
+        return "timed out"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    text = getattr(exc, "strerror", None) or str(exc)
+    return " ".join(str(text).split()).lower() or type(exc).__name__
+
+
+def dataset_source(dataset: Any, code: Any) -> tuple[str, dict[str, Any]]:
+    """MLflow's source type and source of a prov dataset version: a path in the
+    repository -> ``git`` (the run's remote URL, commit and the path) or, without a
+    remote, ``local`` (the path and commit); an absolute path -> ``local``; a digest that
+    is a URI (``s3://…``) -> its scheme; a bare digest -> ``git`` at the run's commit."""
+    path, digest = dataset.path, dataset.digest
+    repo = scrub_url(code.repo_url) if code.repo_url else None
+    if path and not (os.path.isabs(path) or path.startswith("/")):
+        if repo:
+            return "git", {"uri": repo, "revision": code.commit, "path": path}
+        return "local", {"uri": path, "revision": code.commit}
+    if path:
+        return "local", {"uri": path}
+    scheme = digest.split("://", 1)[0] if "://" in digest else ""
+    if scheme and scheme.isascii() and scheme.replace("+", "").replace("-", "").isalnum():
+        return scheme.lower(), {"uri": scrub_url(digest)}
+    if repo or code.commit:
+        return "git", {"uri": repo or "", "revision": code.commit, "digest": digest}
+    return "prov", {"digest": digest}
 
 
 def _is_number(value: Any) -> bool:

@@ -16,15 +16,23 @@ sent (online, ``find_existing`` asks the public API).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import threading
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ProvError
+from ..runs.artifacts import DIRECTORY_TYPE
 from ..scrub import scrub_url
-from .bridge import RunResult, RunSource, import_tracker, require_tracker
+from .bridge import RunResult, RunSource, import_tracker, millis, require_tracker
 from .keymap import mlflow_key
 from .mlflow_bridge import canonical_value, observation_json
+
+if TYPE_CHECKING:
+    from ..store.prov_store import ProvStore
 
 __all__ = ["WANDB_EXTRA", "WandbBridge", "import_wandb", "wandb_run_id"]
 
@@ -74,20 +82,79 @@ def use_input_artifacts(wb: Any, run: Any) -> list[str]:
     return names
 
 
+def code_requirements(run: Any) -> dict[str, bytes]:
+    """The lock and requirement files at the root of the run's commit, by name."""
+    from ..runs.code import lockfiles_at
+
+    return lockfiles_at(run.store.git, run.get_code().commit)
+
+
+def _environment(env: Any) -> dict[str, Any] | None:
+    if env is None:
+        return None
+    return {"python": f"{env.python_implementation} {env.python_version}", "platform": env.platform,
+            "machine": env.machine, "distributions_digest": env.distributions_digest,
+            "distributions": env.distributions_count}
+
+
+def _uploaded(directory: str) -> bool:
+    """``wandb sync`` marks an uploaded offline run with ``run-<id>.wandb.synced``."""
+    try:
+        return any(name.endswith(".wandb.synced") for name in os.listdir(directory))
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _timeline(run: Any) -> Iterator[None]:
+    """While W&B starts the run: its start time is the prov run's start and its runtime
+    so far the prov run's duration (W&B takes both from the clock of the syncing
+    machine otherwise). W&B exposes no setting for them, so the record it sends is
+    amended where it is made (``InterfaceBase._make_run``); a W&B without that hook
+    keeps its own times."""
+    try:
+        from wandb.sdk.interface.interface import InterfaceBase
+    except ImportError:
+        yield
+        return
+    original = getattr(InterfaceBase, "_make_run", None)
+    start = millis(run.record.created)
+    if original is None or start is None:
+        yield
+        return
+    end = millis(run.state.ended) or max([start, *(m.timestamp for m in run.state.metrics.values())])
+
+    def make_run(self: Any, wandb_run: Any) -> Any:
+        proto = original(self, wandb_run)
+        proto.start_time.FromMilliseconds(start)
+        proto.runtime = max(0, (end - start) // 1000)
+        return proto
+
+    InterfaceBase._make_run = make_run
+    try:
+        yield
+    finally:
+        InterfaceBase._make_run = original
+
+
 class WandbBridge:
     """Sync target: one W&B project (online or offline)."""
 
     kind = "wandb"
 
-    def __init__(self, project: str, *, entity: str | None = None, directory: str | None = None) -> None:
+    def __init__(self, project: str, *, entity: str | None = None, directory: str | None = None,
+                 store: ProvStore | None = None) -> None:
         require_wandb()
         self._wandb: Any = None
         self.project = project
         self.entity = entity
-        import os
-
-        # read now: wandb's process-wide setup keeps the WANDB_DIR it saw first
-        self.directory = directory or os.environ.get("WANDB_DIR") or None
+        # read now: wandb's process-wide setup keeps the WANDB_DIR it saw first; by
+        # default W&B's files (its ``wandb/`` folder) go under .git/prov, never into
+        # the work tree
+        prov_dir = store.git.prov_dir() if store is not None else None
+        self.directory = directory or os.environ.get("WANDB_DIR") or prov_dir or None
+        if self.directory:
+            os.makedirs(self.directory, exist_ok=True)
         self.address = f"{entity}/{project}" if entity else project
         self._lock = threading.Lock()  # wandb runs one run at a time per process here
 
@@ -98,9 +165,13 @@ class WandbBridge:
             self._wandb = import_wandb()
         return self._wandb
 
+    def offline(self) -> bool:
+        """True when W&B writes offline run directories (``WANDB_MODE=offline``)."""
+        return self.wandb.setup().settings.mode in ("offline", "disabled")
+
     def find_existing(self, prov_run_id: str, experiment: str = "") -> str | None:
         """The W&B run id if the run exists online (offline: unknown, None)."""
-        if self.wandb.setup().settings.mode in ("offline", "disabled"):
+        if self.offline():
             return None
         try:
             api = self.wandb.Api()
@@ -125,6 +196,14 @@ class WandbBridge:
         same = self.unchanged(run.id, run.name, source.version, entry, False)
         if same is not None:
             return same, entry  # type: ignore[return-value]
+        offline = self.offline()
+        previous_dir = (entry or {}).get("offline_dir")
+        # offline, a run directory W&B has not uploaded yet is written again whole and
+        # the old one removed: one directory per run, holding all of it; once uploaded
+        # (``wandb sync`` left its marker), only what is new goes in a resumed run
+        rewrite = bool(offline and previous_dir and os.path.isdir(previous_dir) and not _uploaded(previous_dir))
+        if rewrite:
+            entry = {"version": None}
         have = (entry or {}).get("series", {}) if entry and entry.get("version") else {}
         last_step = (entry or {}).get("last_step", -1) if entry and entry.get("version") else -1
         rows: dict[int, dict[str, Any]] = {}
@@ -140,7 +219,7 @@ class WandbBridge:
                 row[key] = p.value
                 row["_timestamp"] = max(row.get("_timestamp", 0), p.timestamp / 1000)
                 sent += 1
-        artifacts = {k: ref.sha256 for k, ref in sorted(state.artifacts.items())}
+        artifacts = {k: ref.sha256 for k, ref in sorted(state.artifacts.items()) if ref.media_type != DIRECTORY_TYPE}
         new_artifacts = [k for k, sha in artifacts.items() if (entry or {}).get("artifacts", {}).get(k) != sha]
         observations = {k: run.get_observations(k) for k in sorted(state.observations)}
         observation_counts = {k: len(v) for k, v in observations.items()}
@@ -153,10 +232,11 @@ class WandbBridge:
             return result, entry or {}
         code = run.get_code()
         wandb = self.wandb
-        offline = wandb.setup().settings.mode in ("offline", "disabled")
         used_before = bool((entry or {}).get("used")) and (entry or {}).get("inputs") == state.lineage.inputs
         used: list[str] = list((entry or {}).get("used", [])) if used_before else []
+        # the run's own machine and requirements, not the syncing machine's
         settings = wandb.Settings(silent=True, x_disable_stats=True, x_disable_machine_info=True,
+                                  x_save_requirements=False, host=run.record.host,  # "": unknown, not this machine
                                   git_commit=code.commit or None,
                                   git_remote_url=scrub_url(code.repo_url) if code.repo_url else None)
         tags = sorted({(f"{k}:{v}" if v else k)[:64] for k, v in state.tags.items()})
@@ -164,12 +244,20 @@ class WandbBridge:
         config["prov"] = {"run_id": run.id, "commit": code.commit, "dirty": code.is_dirty,
                           "created": run.record.created, "lexicon": run.record.schema.lexicon,
                           "parent": run.record.parent, "experiment": state.experiment,
+                          "ended": state.ended, "user": run.record.user, "host": run.record.host,
+                          "environment": _environment(run.record.environment),
                           "lineage": {"inputs": state.lineage.inputs, "outputs": state.lineage.outputs}}
-        with self._lock:
+        requirements = code_requirements(run)
+        with self._lock, _timeline(run):
             wb = wandb.init(project=self.project, entity=self.entity, id=wandb_run_id(run.id), name=run.name or None,
                             group=state.experiment or None, config=config, tags=tags, dir=self.directory,
                             resume="allow", settings=settings, reinit="finish_previous")
             try:
+                if requirements and not (entry or {}).get("requirements"):
+                    for name, data in requirements.items():
+                        with open(os.path.join(wb.dir, name), "wb") as f:
+                            f.write(data)
+                        wb.save(os.path.join(wb.dir, name), base_path=wb.dir, policy="now")
                 for step in sorted(rows):
                     wb.log(rows[step], step=step)
                 for key, summary in state.metrics.items():
@@ -202,11 +290,16 @@ class WandbBridge:
                     used = use_input_artifacts(wb, run)
                 exit_code = {"finished": 0, "running": 0}.get(state.status, 1)
             finally:
+                written_dir = getattr(wb.settings, "sync_dir", None)
                 wb.finish(exit_code=locals().get("exit_code", 1))
         last = max([last_step, *rows]) if rows else last_step
         new_entry = {"version": source.version, "external_id": result.external_id, "series": counts,
                      "last_step": last, "artifacts": artifacts, "observations": observation_counts,
-                     "inputs": state.lineage.inputs, "used": used}
+                     "inputs": state.lineage.inputs, "used": used, "requirements": sorted(requirements)}
+        if offline:
+            new_entry["offline_dir"] = written_dir
+            if rewrite and previous_dir != written_dir:
+                shutil.rmtree(previous_dir, ignore_errors=True)
         result.status = "synced"
         result.seconds = time.monotonic() - started
         return result, new_entry
