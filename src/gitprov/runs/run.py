@@ -27,6 +27,12 @@ if TYPE_CHECKING:
 
 __all__ = ["Run", "RunSettings"]
 
+#: git-prov's attributes that describe the run that holds them, so a full clone makes its
+#: own rather than copying them: its code, environment, duration, generator states, and
+#: the verdict of a rerun (a clone reproduces nothing).
+_CLONE_OWN_ATTRIBUTES = frozenset({"prov.code", "prov.environment", "prov.duration_seconds", "prov.seeds",
+                                   "prov.rerun"})
+
 _ENDED_STATUSES = ("finished", "failed", "killed", "crashed")
 
 
@@ -663,7 +669,7 @@ class Run:
             params=self.get_hyperparameters(), parent=self.id,
         )
         new.log_tags(self.get_tags())
-        keep = (lambda k: k not in ("prov.code", "prov.environment", "prov.duration_seconds")) if full else (
+        keep = (lambda k: k not in _CLONE_OWN_ATTRIBUTES) if full else (
             lambda k: not k.startswith("prov."))
         attributes = {k: v for k, v in self.get_attributes().items() if keep(k)}
         if attributes:
