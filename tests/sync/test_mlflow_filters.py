@@ -221,3 +221,12 @@ def test_what_has_no_meaning_here_is_an_error_not_an_empty_answer(world, text):
 def test_no_mlruns_left_in_the_work_tree(world):
     repo = world[0]
     assert not os.path.exists(os.path.join(repo.work_tree, "mlruns"))
+
+
+@pytest.mark.parametrize("order", [["metrics.acc DESC"], ["metric.acc"], ["attributes.run_name"],
+                                   ["attributes.run_name DESC"], ["params.opt DESC"], ["tags.team", "run_name"]])
+def test_the_same_order_as_mlflow(world, order):
+    repo, client, experiments, ids = world
+    names = {run_id: name for name, run_id in ids.items()}
+    theirs = [names[r.data.tags["prov.run_id"]] for r in client.search_runs(experiments, order_by=order)]
+    assert [names[r.id] for r in repo.find_runs(order_by=order)] == theirs

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..errors import QueryError
 
-__all__ = ["MLFLOW_ATTRIBUTES", "mlflow_field", "parse_filter", "parse_order"]
+__all__ = ["MLFLOW_ATTRIBUTES", "mlflow_field", "named_field", "parse_filter", "parse_order"]
 
 _TOKEN = re.compile(
     r"""(?P<ws>\s+)
@@ -134,8 +134,7 @@ class _Parser:
         if kind != "field":
             self.fail(pos, "expected a field such as params.lr or metrics.acc")
         self.i += 1
-        parts = [next(g for g in m.groups() if g is not None) for m in _PART.finditer(value)]
-        field = mlflow_field(parts)
+        field = named_field(value)
         kind, op, pos = self.peek()
         if kind == "op":
             self.i += 1
@@ -203,6 +202,13 @@ _SHARED = {"status", "created"}
 #: fields that may have no value, which ``!=`` and ``not in`` require to have one (as MLflow does:
 #: a run without the param, or a running run's ``end_time``, is neither equal nor different)
 _KEYED = ("params.", "metrics.", "tags.", "mlflow.")
+
+
+def named_field(text: str) -> str:
+    """The git-prov field a field as written names (``metric.`my-metric``` ->
+    ``metrics.my-metric``, ``attributes.start_time`` -> ``mlflow.start_time``)."""
+    parts = [next(g for g in m.groups() if g is not None) for m in _PART.finditer(text)]
+    return mlflow_field(parts) if parts else text
 
 
 def mlflow_field(parts: list[str]) -> str:

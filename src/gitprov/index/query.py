@@ -361,6 +361,20 @@ def select_runs(db: sqlite3.Connection, query: dict[str, Any] | None, order_by: 
     return found
 
 
+#: MLflow's run attributes sort as the run's own fields do
+_ORDER_AS = {"mlflow.start_time": "created", "mlflow.end_time": "ended", "mlflow.run_name": "name",
+             "mlflow.run_id": "id"}
+
+
+def _order_field(field: str) -> str:
+    """The field an ``order_by`` term names, MLflow's names (``attributes.start_time``,
+    ``metric.acc``, backquoted keys) included."""
+    from .filter import named_field
+
+    named = named_field(field)
+    return _ORDER_AS.get(named, named)
+
+
 def _sort_value(table: str, alias: str) -> str:
     """What a run sorts by in a keyed table: a param's number, else its text."""
     return f"COALESCE({alias}.num, {alias}.value)" if table == "params" else f"{alias}.value"
@@ -380,12 +394,14 @@ def _order(order_by: str | list[str] | None) -> tuple[list[str], list[Any], tupl
     sql: list[str] = []
     args: list[Any] = []
     for item in items:
-        words = item.split()
-        if not words or len(words) > 2 or (len(words) == 2 and words[1].lower() not in ("asc", "desc")):
-            raise QueryError(f"cannot order by {item.strip()!r}; write 'field', 'field asc' or 'field desc'")
-        field, direction = words[0], (words[1].upper() if len(words) == 2 else "ASC")
+        text = item.strip()
+        head, _, last = text.rpartition(" ")
+        field, direction = (head.strip(), last.upper()) if head and last.lower() in ("asc", "desc") else (text, "ASC")
+        if not field or (" " in field.replace("` ", "`").strip("`") and "`" not in field):
+            raise QueryError(f"cannot order by {text!r}; write 'field', 'field asc' or 'field desc'")
         if field.startswith("-"):
             field, direction = field[1:], "DESC"
+        field = _order_field(field)
         target = _target(field)
         if target.table in ("params", "metrics", "attributes", "tags") and target.match_args:
             if not terms:
