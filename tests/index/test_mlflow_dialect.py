@@ -134,3 +134,19 @@ def test_an_older_index_is_rebuilt_in_the_new_format(runs):
     index.close()
     assert names(repo.find_runs("params.lr = '0.01'")) == ["a", "b"]
     assert index.connection().execute("SELECT value FROM meta WHERE key = 'version'").fetchone()[0] == INDEX_VERSION
+
+
+def test_prov_runs_where_takes_the_dialect(runs, monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    from gitprov.cli.app import cli
+
+    repo, ids = runs
+    monkeypatch.chdir(repo.work_tree)
+    result = CliRunner().invoke(cli, ["runs", "--where",
+                                      "params.lr = '0.01' AND tags.t ILIKE 'A%'", "--order-by",
+                                      "attributes.run_name DESC", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [r["id"] for r in json.loads(result.output)] == [ids["b"], ids["a"]]

@@ -50,6 +50,8 @@ _MLFLOW_MISSING = {
 }
 #: a param's number, when it is one (its ``value`` is its text, ``rows.param_text``)
 _PARAM_NUMBER = "x.num"
+#: what the text of a number or a boolean param can look like (``rows.param_text``)
+_NUMBER_TEXT = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?|true|false")
 #: the lineage rows of a run, with their node's kind, name and item
 _LINEAGE = "lineage l JOIN nodes x ON x.nid = l.node"
 _LINEAGE_KINDS = {"models": "model", "runs": "run", "datasets": "dataset"}
@@ -157,7 +159,9 @@ def _typed(target: _Target, op_sql: str, value: Any, op: str) -> tuple[str, list
         return f"(typeof({n}) IN ('integer', 'real') AND {n} {op_sql} ?)", [value]
     if target.numeric_only:
         raise QueryError(f"{op} on {target.field!r} takes a number, not {value!r}")
-    if target.num_sql is not None:  # a param's text (the index holds every param's)
+    if target.num_sql is not None:  # a param's text; ``params_kv`` holds those of the params that are no number
+        if op_sql == "=" and not _NUMBER_TEXT.fullmatch(value):
+            return f"({n} IS NULL AND {v} = ?)", [value]
         return f"{v} {op_sql} ?", [value]
     if target.field == "status" and op_sql == "=":
         from ..model import RUN_STATUSES

@@ -45,7 +45,7 @@ CREATE TABLE keys(kid INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NUL
 CREATE UNIQUE INDEX keys_name ON keys(kind, name);
 CREATE TABLE params(run INTEGER NOT NULL, key INTEGER NOT NULL, value TEXT NOT NULL, num, PRIMARY KEY(run, key))
                      WITHOUT ROWID;
-CREATE INDEX params_kv ON params(key, value);
+CREATE INDEX params_kv ON params(key, value) WHERE num IS NULL;
 CREATE TABLE metrics(run INTEGER NOT NULL, key INTEGER NOT NULL, value REAL, PRIMARY KEY(run, key)) WITHOUT ROWID;
 CREATE INDEX metrics_kv ON metrics(key, value);
 CREATE TABLE tags(run INTEGER NOT NULL, key INTEGER NOT NULL, value TEXT, PRIMARY KEY(run, key)) WITHOUT ROWID;
