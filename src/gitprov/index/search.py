@@ -14,11 +14,8 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError, UsageError
-from ..model import RunRecord, RunState
 from ..runs.run import Run
-from ..runs.writer import RunWriter
 from .reading import read_run_blobs, read_run_pages
-from .rows import decode_part
 from .store import RunIndex, index_of
 
 if TYPE_CHECKING:
@@ -158,8 +155,13 @@ class _LazyRun(Run):
         if value is not None:
             return value
         if slot == "_lazy_writer":
+            from ..runs.writer import RunWriter
+
             value = vars(self)[slot] = RunWriter(self._store, self.id, self.record, self._state)
             return value
+        from ..model import RunRecord, RunState
+        from .rows import decode_part  # not imported before a run is used: the CLI's start
+
         record, state = self._batch.take(self.id)
         if slot == "_lazy_record":
             value = decode_part(record, RunRecord, RunRecord, f"record of run {self.id[:12]}")
