@@ -111,20 +111,34 @@ def param_text(value: Any) -> str:
     """A param as text, as MLflow holds it once the run is synced: a string as it is,
     anything else as compact JSON with sorted keys (``0.01`` -> ``"0.01"``, ``True`` ->
     ``"true"``, ``[1, 2]`` -> ``"[1,2]"``)."""
-    if isinstance(value, str):
+    kind = type(value)
+    if kind is str:
         return value
+    if kind is float and value - value == 0:  # finite: JSON writes a float as repr() does
+        return repr(value)
+    if kind is int:
+        return repr(value)
     import json
 
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+_INT64 = (-2**63, 2**63)
+
+
 def _param_row(name: str, value: Any) -> tuple[str, str, int | float | None]:
     """``(name, text, number)`` of a params row: the param as text (``param_text``, what a
     string compares with), and as a number when it is one (booleans as 0 and 1)."""
-    if isinstance(value, str):
+    kind = type(value)
+    if kind is str:
         return name, value, None
-    number = value if isinstance(value, (int, float)) and value == value and -2**63 <= value < 2**63 else None
-    return name, param_text(value), int(number) if isinstance(number, bool) else number
+    if kind is float:
+        return name, param_text(value), value if value - value == 0 else None
+    if isinstance(value, int):  # bool and int
+        return name, param_text(value), int(value) if _INT64[0] <= value < _INT64[1] else None
+    if isinstance(value, float):
+        return name, param_text(value), float(value) if value - value == 0 else None
+    return name, param_text(value), None
 
 
 class RunRows:
