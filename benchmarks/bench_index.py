@@ -11,7 +11,10 @@ Measured, medians of ``--repeat`` repetitions (fewer for the cold build, see bel
 (b) warm ``find_runs`` with two predicates, an order and a limit
     (``params.optimizer = 'adam' and metrics.acc >= 0.9``, ``metrics.acc desc``, 10),
     Run objects included; also the issue's ``params.lr > 0.01`` form and the same query
-    through ``prov runs --where`` (a whole process);
+    through ``prov runs --where`` (a whole process); and the query shapes of ``SHAPES``
+    (top 10 by a metric, newest 20 with an unordered filter, 1,000 results) at
+    ``--peer-runs`` runs beside MLflow, each as the call alone and as the call plus
+    reading every result's ``acc`` (which makes git-prov read the runs it answered);
 (c) incremental update after one new run: a run made with ``start_run`` (params,
     metrics, tags; untimed), then the index refresh that brings it in (timed);
 (d) lineage over a 10,000-node graph: the upstream of the newest run, to the depth that
@@ -57,6 +60,15 @@ LIMIT = 10
 LINEAGE_NODES = 10_000
 
 TARGETS = {"cold": 60.0, "find": 0.100, "incremental": 0.050, "lineage": 1.0}  # seconds, at most
+#: query shapes measured beside MLflow: (git-prov filter, order, limit), MLflow's (filter, order_by);
+#: the filters are in MLflow's dialect, so both get the same string
+SHAPES = {
+    "top 10 by a metric": (MLFLOW_FILTER, ORDER, LIMIT, ["metrics.acc DESC"]),
+    "newest 20, unordered filter": (MLFLOW_FILTER, None, 20, None),
+    "1,000 results": ("params.optimizer = 'adam'", None, 1000, None),
+}
+#: at least this many times faster than MLflow on every shape (issue 17)
+SHAPE_TARGET = 30
 
 
 # -- setup -------------------------------------------------------------------------------
@@ -140,6 +152,21 @@ def newest_run(index) -> str:
 
 def probe(kind: str, path: str, repeat: int, extra: str) -> dict:
     """Run one in-process measurement in this (fresh) process; returns what to report."""
+    if kind == "mlflow-shape":
+        client_class = quiet_mlflow()
+        client = client_class(tracking_uri=f"sqlite:///{path}")
+        exp = client.get_experiment_by_name("bench").experiment_id
+        text, _, limit, mlflow_order = SHAPES[extra]
+
+        def search():
+            return client.search_runs([exp], text, order_by=mlflow_order, max_results=limit)
+
+        def search_and_use():
+            return [r.data.metrics["acc"] for r in search()]
+
+        found = search_and_use()  # warm-up
+        return {"times": _timed(search, repeat), "used": _timed(search_and_use, repeat), "found": len(found),
+                "acc": found}
     if kind == "mlflow":
         client_class = quiet_mlflow()
         client = client_class(tracking_uri=f"sqlite:///{path}")
@@ -174,6 +201,18 @@ def probe(kind: str, path: str, repeat: int, extra: str) -> dict:
         found = find()
         return {"times": _timed(find, repeat), "found": len(found),
                 "best": [r.state.metrics["acc"].value for r in found]}
+    if kind == "shape":
+        text, order, limit, _ = SHAPES[extra]
+
+        def call():
+            return repo.find_runs(text, order_by=order, limit=limit)
+
+        def call_and_use():
+            return [r.state.metrics["acc"].value for r in call()]
+
+        found = call_and_use()
+        return {"times": _timed(call, repeat), "used": _timed(call_and_use, repeat), "found": len(found),
+                "acc": found}
     if kind == "incremental":
         times = []
         for i in range(repeat):
@@ -281,6 +320,11 @@ def main(argv: list[str] | None = None) -> int:
     res["find big cli"] = {"times": cli_times(where, big, env, r)}
     if db:
         res["mlflow"] = run_probe("mlflow", db, 5 * r, env)
+    shapes = {}
+    for shape in SHAPES:
+        shapes[shape] = {"prov": run_probe("shape", small, 5 * r, env, shape)}
+        if db:
+            shapes[shape]["mlflow"] = run_probe("mlflow-shape", db, r, env, shape)
     print("(c) incremental update ...")
     ledger_ref = "refs/prov/ledger"
     saved = {ref: h.git(big, "rev-parse", ref, env=env).strip() for ref in (ledger_ref, "refs/notes/prov")
@@ -331,6 +375,22 @@ def main(argv: list[str] | None = None) -> int:
         f"{fmt(statistics.median(lb['before']))} | {fmt(statistics.median(ls['before']))} | | |",
     ]
     ratio = f"{med['mlflow'] / med['find small']:.0f}×" if db else "n/a"
+    shape_rows = [f"| query shape, {m} runs | git-prov `find_runs` | MLflow `search_runs` | MLflow / git-prov | "
+                  f"same, reading each result's `acc`: git-prov | MLflow | MLflow / git-prov | target |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for shape, got in shapes.items():
+        p_call, p_used = statistics.median(got["prov"]["times"]), statistics.median(got["prov"]["used"])
+        if "mlflow" in got:
+            m_call, m_used = statistics.median(got["mlflow"]["times"]), statistics.median(got["mlflow"]["used"])
+            same = "" if got["mlflow"]["acc"] == got["prov"]["acc"] else " (**different results**)"
+            worst = min(m_call / p_call, m_used / p_used)
+            shape_rows.append(
+                f"| {shape} ({got['prov']['found']:,} runs){same} | {fmt(p_call)} | {fmt(m_call)} | {m_call / p_call:.0f}× "
+                f"| {fmt(p_used)} | {fmt(m_used)} | {m_used / p_used:.0f}× | ≥ {SHAPE_TARGET}×: "
+                f"{'met' if worst >= SHAPE_TARGET else '**missed**'} |")
+        else:
+            shape_rows.append(f"| {shape} ({got['prov']['found']:,} runs) | {fmt(p_call)} | skipped | | "
+                              f"{fmt(p_used)} | skipped | | |")
     text = "\n".join([
         "## Lineage and queries",
         "",
@@ -350,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *rows,
         "",
+        *shape_rows,
+        "",
         f"- Medians: (a) {len(res['cold big']['times'])} cold builds of the {n}-run index and "
         f"{len(res['cold small']['times'])} of the {m}-run one; (b) {len(res['find big']['times'])} queries each "
         f"after one untimed; (c) {len(res['incremental']['times'])} new runs; (d) {len(lb['times'])} walks "
@@ -361,6 +423,14 @@ def main(argv: list[str] | None = None) -> int:
         + (f" (MLflow: {res['mlflow']['found']}, the same accuracies: "
            f"{'yes' if res['mlflow']['best'] == res['find small']['best'] else 'no'})" if db else "")
         + f". Like for like at {m} runs, MLflow takes {ratio} git-prov's time.",
+        f"- Query shapes ({5 * r} calls each for git-prov, {r} for MLflow, after one untimed; the same filter "
+        "string for both, in MLflow's dialect): "
+        + "; ".join(f"{shape}: `{text}`" + (f", ordered by `{order}`" if order else ", newest first")
+                    + f", limit {limit:,}" for shape, (text, order, limit, _) in SHAPES.items())
+        + ". `find_runs` answers from the index and reads the runs it returns at their first use, all of them "
+        "through one `git cat-file` (`index/search.py`); the second half of the table makes it read them "
+        "(every result's `acc`), as MLflow's answer has them. \"different results\" would flag answers that "
+        "differ (compared by `acc`, in order).",
         "- (c): a run made with `Repository.start_run` (params, two metrics, a tag; untimed), then the index "
         "refresh that finds the new ledger tip, re-reads the one changed shard tree and inserts the one run (timed).",
         f"- (d): upstream of the newest run, `--depth {depth}`: the smallest depth that reaches "

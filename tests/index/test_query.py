@@ -185,7 +185,7 @@ def test_bad_order_or_limit(runs, kwargs):
      {"$or": [{"a.b": {"$eq": 1}}, {"$not": {"$and": [{"c.d": {"$ne": "x"}}, {"e.f": {"$lte": -2000.0}}]}}]}),
     ("params.`my key` == \"it's\"", {"params.my key": {"$eq": "it's"}}),
     ("tags.team in ('nlp', 'cv')", {"tags.team": {"$in": ["nlp", "cv"]}}),
-    ("tags.team not in ('nlp')", {"tags.team": {"$nin": ["nlp"]}}),
+    ("tags.team not in ('nlp')", {"tags.team": {"$exists": True, "$nin": ["nlp"]}}),  # MLflow's meaning
     ("metrics.acc is null", {"metrics.acc": {"$exists": False}}),
     ("metrics.acc IS NOT NULL", {"metrics.acc": {"$exists": True}}),
     ("name ~ '^b' and params.flag = true", {"$and": [{"name": {"$regex": "^b"}}, {"params.flag": {"$eq": True}}]}),

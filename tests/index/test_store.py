@@ -256,7 +256,7 @@ def test_lean_decoding_makes_the_rows_the_full_model_makes(prov, tmp_path, monke
     lean.connection()
     lean.close()
     full_only = []  # every record and state through codec.decode into the full model
-    monkeypatch.setattr(rows, "_decode", lambda data, lean, model, what: full_only.append(model)
+    monkeypatch.setattr(rows, "decode_part", lambda data, lean, model, what: full_only.append(model)
                         or rows.codec.decode(data, model, what))
     full = RunIndex(prov.ledger, str(tmp_path / "full.sqlite"))
     full.connection()

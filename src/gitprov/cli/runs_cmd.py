@@ -134,9 +134,11 @@ def runs_group(ctx: click.Context, experiment: str | None, status: str | None, i
                repo: Repository | None) -> None:
     """List runs (newest first); see also 'prov runs show' and 'prov runs diff'.
 
-    --where takes MLflow-style filters over params.*, metrics.*, attributes.*, tags,
-    tags.*, inputs.*, outputs.*, status, experiment, name, created and commit, combined
-    with and, or, not and parentheses. The query index under .git/prov is used.
+    --where takes filters in MLflow's dialect (what mlflow.search_runs takes, with the
+    same meaning: like, ilike, in, is null, params compared as strings,
+    attributes.run_name/status/start_time) over params.*, metrics.*, attributes.*,
+    tags, tags.*, inputs.*, outputs.*, status, experiment, name, created and commit,
+    combined with and, or, not and parentheses. The query index under .git/prov is used.
     """
     if ctx.invoked_subcommand is not None:
         return

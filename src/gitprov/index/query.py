@@ -4,11 +4,14 @@ Fields: ``params.<key>``, ``metrics.<key>``, ``attributes.<key>``, ``tags.<key>`
 tag's value), ``tags`` (tag names), ``inputs.models.<name>`` / ``inputs.runs.<id>`` /
 ``inputs.datasets.<key>`` (versions, paths, digests) and ``inputs.models`` etc. (names),
 the same under ``outputs.``, and ``status``, ``experiment``, ``name``, ``created``,
-``ended``, ``commit``, ``parent``, ``id``. Operators: ``$eq $ne $gt $gte $lt $lte $in
-$nin $exists $regex $not`` on fields, ``$and $or $nor $not`` on documents. Several
-values per field (tags, lineage) match like MongoDB arrays: a condition holds when one
-value satisfies it; ``$ne``/``$nin`` when none equals. User values only ever travel as
-SQL parameters.
+``ended``, ``commit``, ``parent``, ``id``; MLflow's run attributes as ``mlflow.run_id``,
+``mlflow.run_name``, ``mlflow.status`` (``FINISHED``), ``mlflow.start_time`` and
+``mlflow.end_time`` (milliseconds). Operators: ``$eq $ne $gt $gte $lt $lte $in $nin
+$exists $regex $like $ilike $not`` on fields, ``$and $or $nor $not`` on documents.
+Several values per field (tags, lineage) match like MongoDB arrays: a condition holds
+when one value satisfies it; ``$ne``/``$nin`` when none equals. A string compared with a
+param compares the param's text (``param_text``: what MLflow holds once the run is
+synced), so ``'0.01'`` matches ``lr=0.01``. User values only ever travel as SQL parameters.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from .store import DIRECTIONS, KEYED_TABLES, hex_sql, key_sql
 if TYPE_CHECKING:
     import sqlite3
 
-__all__ = ["compile_order", "compile_query", "select_run_ids"]
+__all__ = ["compile_order", "compile_query", "like_glob", "select_run_ids", "select_runs"]
 
 
 _COLUMNS = {
@@ -31,11 +34,29 @@ _COLUMNS = {
     "id": "lower(hex(r.id))",
 }
 _KEYED = KEYED_TABLES
+#: MLflow's run status of a git-prov run (what sync sets)
+_MLFLOW_STATUS = ("(CASE r.status WHEN 'running' THEN 'RUNNING' WHEN 'finished' THEN 'FINISHED' "
+                  "WHEN 'failed' THEN 'FAILED' WHEN 'crashed' THEN 'FAILED' WHEN 'killed' THEN 'KILLED' "
+                  "ELSE upper(r.status) END)")
+#: MLflow's run attributes: (SQL, numeric)
+_MLFLOW_COLUMNS = {
+    "mlflow.run_id": ("lower(hex(r.id))", False), "mlflow.run_name": ("r.name", False),
+    "mlflow.status": (_MLFLOW_STATUS, False), "mlflow.start_time": ("epoch_ms(r.created)", True),
+    "mlflow.end_time": ("epoch_ms(r.ended)", True),
+}
+_MLFLOW_MISSING = {
+    "mlflow.user_id": "git-prov records no user for a run",
+    "mlflow.artifact_uri": "a run's artifacts live in the ledger, not at a URI",
+}
+#: a param's number, when it is one (its ``value`` is its text, ``rows.param_text``)
+_PARAM_NUMBER = "x.num"
+#: what the text of a number or a boolean param can look like (``rows.param_text``)
+_NUMBER_TEXT = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?|true|false")
 #: the lineage rows of a run, with their node's kind, name and item
 _LINEAGE = "lineage l JOIN nodes x ON x.nid = l.node"
 _LINEAGE_KINDS = {"models": "model", "runs": "run", "datasets": "dataset"}
 _COMPARE = {"$eq": "=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
-_FIELD_OPS = {*_COMPARE, "$ne", "$in", "$nin", "$exists", "$regex", "$not", "$options"}
+_FIELD_OPS = {*_COMPARE, "$ne", "$in", "$nin", "$exists", "$regex", "$like", "$ilike", "$not", "$options"}
 _DOC_OPS = ("$and", "$or", "$nor", "$not")
 
 
@@ -44,7 +65,7 @@ class _Target:
 
     def __init__(self, field: str, value_sql: str, table: str | None = None,
                  match: str = "", match_args: tuple = (), numeric_only: bool = False,
-                 text_only: bool = False) -> None:
+                 text_only: bool = False, num_sql: str | None = None) -> None:
         self.field = field
         self.value_sql = value_sql
         self.table = table
@@ -52,12 +73,19 @@ class _Target:
         self.match_args = match_args
         self.numeric_only = numeric_only
         self.text_only = text_only
+        #: SQL for the field's value as a number, when ``value_sql`` is its text (params)
+        self.num_sql = num_sql
 
-    def rows(self, cond: str, args: list[Any]) -> tuple[str, list[Any]]:
-        """SQL true when some value of the field satisfies ``cond``."""
+    def rows(self, cond: str, args: list[Any], sets: bool = False) -> tuple[str, list[Any]]:
+        """SQL true when some value of the field satisfies ``cond``: a lookup per run
+        (``EXISTS``, cheap when a short answer stops early), or with ``sets`` the runs
+        that satisfy it found once (``IN``, through the ``(key, value)`` indexes)."""
         if self.table is None:
             return f"COALESCE(({cond}), 0)", args
         source, run = (_LINEAGE, "l.run") if self.table == "lineage" else (f"{self.table} x", "x.run")
+        if sets:
+            where = " AND ".join(p for p in (self.match, f"({cond})" if cond else "") if p) or "1"
+            return f"r.rid IN (SELECT {run} FROM {source} WHERE {where})", [*self.match_args, *args]
         where = " AND ".join(p for p in (f"{run} = r.rid", self.match, f"({cond})" if cond else "") if p)
         return f"EXISTS (SELECT 1 FROM {source} WHERE {where})", [*self.match_args, *args]
 
@@ -67,6 +95,12 @@ def _target(field: str) -> _Target:
         raise QueryError(f"query field {field!r} must be a non-empty string")
     if field in _COLUMNS:
         return _Target(field, _COLUMNS[field], text_only=True)
+    if field in _MLFLOW_COLUMNS:
+        sql, numeric = _MLFLOW_COLUMNS[field]
+        return _Target(field, sql, numeric_only=numeric, text_only=not numeric)
+    if field in _MLFLOW_MISSING:
+        raise UnknownFieldError(f"query field {field!r} (MLflow's attributes.{field[7:]}) has no meaning here: "
+                                f"{_MLFLOW_MISSING[field]}")
     if field == "tags":
         return _Target(field, "(SELECT name FROM keys WHERE kid = x.key)", "tags", text_only=True)
     head, dot, rest = field.partition(".")
@@ -74,7 +108,7 @@ def _target(field: str) -> _Target:
         if not rest:
             raise QueryError(f"query field {field!r} names no key")
         return _Target(field, "x.value", head, f"x.key = {key_sql(head)}", (rest,), numeric_only=head == "metrics",
-                       text_only=head == "tags")
+                       text_only=head == "tags", num_sql=_PARAM_NUMBER if head == "params" else None)
     if head in ("inputs", "outputs") and dot:
         kind_name, dot2, name = rest.partition(".")
         kind = _LINEAGE_KINDS.get(kind_name)
@@ -108,22 +142,27 @@ def _typed(target: _Target, op_sql: str, value: Any, op: str) -> tuple[str, list
     """``value_sql op ?`` restricted to values of the argument's type (no cross-type
     matches such as SQLite's "every string is greater than every number")."""
     v = target.value_sql
+    n = target.num_sql or v
     if value is None:
         if op_sql != "=":
             raise QueryError(f"{op} on {target.field!r} cannot compare with null")
-        return f"{v} IS NULL", []
+        return (f"({v} = 'null' AND {n} IS NULL)" if target.num_sql else f"{v} IS NULL"), []
     if isinstance(value, bool):
         if target.numeric_only or target.text_only:
             raise QueryError(f"{op} on {target.field!r} takes a {'number' if target.numeric_only else 'string'}, not a boolean")
-        return f"(typeof({v}) = 'integer' AND {v} {op_sql} ?)", [int(value)]
+        return f"(typeof({n}) = 'integer' AND {n} {op_sql} ?)", [int(value)]
     if isinstance(value, (int, float)):
         if target.text_only:
             raise QueryError(f"{op} on {target.field!r} takes a string, not {value!r}")
         if value != value:
             raise QueryError(f"{op} on {target.field!r}: NaN compares with nothing")
-        return f"(typeof({v}) IN ('integer', 'real') AND {v} {op_sql} ?)", [value]
+        return f"(typeof({n}) IN ('integer', 'real') AND {n} {op_sql} ?)", [value]
     if target.numeric_only:
         raise QueryError(f"{op} on {target.field!r} takes a number, not {value!r}")
+    if target.num_sql is not None:  # a param's text; ``params_kv`` holds those of the params that are no number
+        if op_sql == "=" and not _NUMBER_TEXT.fullmatch(value):
+            return f"({n} IS NULL AND {v} = ?)", [value]
+        return f"{v} {op_sql} ?", [value]
     if target.field == "status" and op_sql == "=":
         from ..model import RUN_STATUSES
 
@@ -133,8 +172,9 @@ def _typed(target: _Target, op_sql: str, value: Any, op: str) -> tuple[str, list
 
 
 class _Compiler:
-    def __init__(self, db: sqlite3.Connection | None) -> None:
+    def __init__(self, db: sqlite3.Connection | None, sets: bool = False) -> None:
         self.db = db
+        self.sets = sets
         self.depth = 0
 
     def document(self, query: Any, where: str = "query") -> tuple[str, list[Any]]:
@@ -197,7 +237,7 @@ class _Compiler:
     def operator(self, target: _Target, op: str, arg: Any, ops: dict[str, Any]) -> tuple[str, list[Any]]:
         field = target.field
         if op in _COMPARE:
-            return target.rows(*_typed(target, _COMPARE[op], _scalar(arg, field, op), op))
+            return target.rows(*_typed(target, _COMPARE[op], _scalar(arg, field, op), op), self.sets)
         if op in ("$ne", "$nin"):
             sql, args = self.operator(target, "$eq" if op == "$ne" else "$in", arg, ops)
             return f"NOT ({sql})", args
@@ -207,11 +247,11 @@ class _Compiler:
             if not arg:
                 return "0", []
             conds = [_typed(target, "=", _scalar(v, field, op), op) for v in arg]
-            return target.rows(" OR ".join(f"({c})" for c, _ in conds), [x for _, sub in conds for x in sub])
+            return target.rows(" OR ".join(f"({c})" for c, _ in conds), [x for _, sub in conds for x in sub], self.sets)
         if op == "$exists":
             if not isinstance(arg, bool):
                 raise QueryError(f"$exists on {field!r} takes true or false, not {arg!r}")
-            sql, args = target.rows(f"{target.value_sql} IS NOT NULL" if target.table is None else "", [])
+            sql, args = target.rows(f"{target.value_sql} IS NOT NULL" if target.table is None else "", [], self.sets)
             return (sql, args) if arg else (f"NOT ({sql})", args)
         if op == "$regex":
             if not isinstance(arg, str):
@@ -225,7 +265,15 @@ class _Compiler:
             except re.error as exc:
                 raise QueryError(f"$regex on {field!r}: {arg!r} is not a regular expression ({exc})") from exc
             v = target.value_sql
-            return target.rows(f"(typeof({v}) = 'text' AND {v} REGEXP ?)", [pattern])
+            return target.rows(f"(typeof({v}) = 'text' AND {v} REGEXP ?)", [pattern], self.sets)
+        if op in ("$like", "$ilike"):
+            if not isinstance(arg, str):
+                raise QueryError(f"{op} on {field!r} takes a string pattern, not {type(arg).__name__}")
+            if target.numeric_only:
+                raise QueryError(f"{op} on {field!r}: only text fields (params, tags, names) take a pattern")
+            v = target.value_sql
+            cond = f"{v} GLOB ?" if op == "$like" else f"lower({v}) GLOB lower(?)"
+            return target.rows(f"(typeof({v}) = 'text' AND {cond})", [like_glob(arg)], self.sets)
         if op == "$options":
             if "$regex" not in ops:
                 raise QueryError(f"$options on {field!r} needs $regex")
@@ -251,49 +299,92 @@ class _Compiler:
                                     f"{key!r} (query field {target.field!r}){hint}")
 
 
-def compile_query(query: dict[str, Any] | None, db: sqlite3.Connection | None = None) -> tuple[str, list[Any]]:
-    """``(where_sql, args)`` for ``query`` over ``runs r``; ``db`` checks keys exist."""
-    return _Compiler(db).document(query or {}, "query")
+def like_glob(pattern: str) -> str:
+    """A SQL ``LIKE`` pattern (``%`` any run of characters, ``_`` one) as the ``GLOB``
+    pattern that matches the same strings, case-sensitively (MLflow's ``LIKE``)."""
+    return "".join({"%": "*", "_": "?", "*": "[*]", "?": "[?]", "[": "[[]"}.get(c, c) for c in pattern)
+
+
+def compile_query(query: dict[str, Any] | None, db: sqlite3.Connection | None = None,
+                  sets: bool = False) -> tuple[str, list[Any]]:
+    """``(where_sql, args)`` for ``query`` over ``runs r``; ``db`` checks keys exist;
+    ``sets``: the runs satisfying each condition found once (``Target.rows``)."""
+    return _Compiler(db, sets).document(query or {}, "query")
 
 
 def compile_order(order_by: str | list[str] | None) -> tuple[str, list[Any]]:
     """``ORDER BY`` terms for ``"metrics.acc desc, created"`` or a list of such terms;
     runs without the key sort last. Ties break newest first."""
-    sql, args, _ = _order(order_by)
-    return sql, args
+    terms, args, _ = _order(order_by)
+    return ", ".join(terms), args
+
+
+#: up to this many runs, an answer in the index's order (newest first) tests run after run
+#: until it has them (``EXISTS``); longer ones find each condition's runs once (``IN``)
+SHORT = 100
 
 
 def select_run_ids(db: sqlite3.Connection, query: dict[str, Any] | None, order_by: str | list[str] | None,
                    limit: int | None, include_deleted: bool = False) -> list[str]:
-    """Ids of the runs matching ``query`` in ``order_by`` order, at most ``limit``.
+    """Ids of the runs matching ``query`` in ``order_by`` order, at most ``limit``."""
+    return [run_id for run_id, _ in select_runs(db, query, order_by, limit, include_deleted)]
+
+
+def select_runs(db: sqlite3.Connection, query: dict[str, Any] | None, order_by: str | list[str] | None,
+                limit: int | None, include_deleted: bool = False) -> list[tuple[str, str]]:
+    """``(run id, run directory tree id)`` of the runs matching ``query`` in ``order_by``
+    order, at most ``limit``, in one statement (two with an order by a key and a limit).
 
     Ordered by a param, metric or attribute with a limit, the runs are walked in the
     order of the ``(key, value)`` index and the walk stops at ``limit`` (the best 10 of
     100,000 runs read about 10 rows); runs without the key follow, as in the plain plan.
     """
-    where, args = compile_query(query, db)
+    terms, order_args, first = _order(order_by)
+    order = ", ".join(terms)
+    where, args = compile_query(query, db, sets=limit is None or limit > SHORT)
     if not include_deleted:
         where = f"({where}) AND r.deleted = 0"
-    order, order_args, first = _order(order_by)
     if limit is None or first is None:
-        sql = f"SELECT r.id FROM runs r WHERE {where} ORDER BY {order}"
+        sql = f"SELECT r.id, r.tree FROM runs r WHERE {where} ORDER BY {order}"
         tail = [limit] if limit is not None else []
-        return [row[0].hex() for row in db.execute(sql + (" LIMIT ?" if limit is not None else ""),
-                                                   [*args, *order_args, *tail])]
+        return [(run_id.hex(), tree.hex()) for run_id, tree in db.execute(
+            sql + (" LIMIT ?" if limit is not None else ""), [*args, *order_args, *tail])]
     table, key, direction = first
-    rest = order.split(", ", 1)[1]
+    rest = ", ".join(terms[1:])
     rest_args = order_args[1:]
-    with_key = (f"SELECT r.id FROM {table} o JOIN runs r ON r.rid = o.run WHERE o.key = {key_sql(table)} "
-                f"AND o.value IS NOT NULL AND {where} ORDER BY o.value {direction}, {rest} LIMIT ?")
-    ids = [row[0].hex() for row in db.execute(with_key, [key, *args, *rest_args, limit])]
-    if len(ids) < limit:
-        without = (f"SELECT r.id FROM runs r WHERE NOT EXISTS (SELECT 1 FROM {table} x WHERE x.run = r.rid AND "
-                   f"x.key = {key_sql(table)} AND x.value IS NOT NULL) AND {where} ORDER BY {rest} LIMIT ?")
-        ids += [row[0].hex() for row in db.execute(without, [key, *args, *rest_args, limit - len(ids)])]
-    return ids
+    value = _sort_value(table, "o")
+    with_key = (f"SELECT r.id, r.tree FROM {table} o JOIN runs r ON r.rid = o.run WHERE o.key = {key_sql(table)} "
+                f"AND {value} IS NOT NULL AND {where} ORDER BY {value} {direction}, {rest} LIMIT ?")
+    found = [(run_id.hex(), tree.hex()) for run_id, tree in db.execute(with_key, [key, *args, *rest_args, limit])]
+    if len(found) < limit:
+        without = (f"SELECT r.id, r.tree FROM runs r WHERE NOT EXISTS (SELECT 1 FROM {table} x WHERE x.run = r.rid "
+                   f"AND x.key = {key_sql(table)} AND {_sort_value(table, 'x')} IS NOT NULL) AND {where} "
+                   f"ORDER BY {rest} LIMIT ?")
+        found += [(run_id.hex(), tree.hex()) for run_id, tree in db.execute(
+            without, [key, *args, *rest_args, limit - len(found)])]
+    return found
 
 
-def _order(order_by: str | list[str] | None) -> tuple[str, list[Any], tuple[str, str, str] | None]:
+#: MLflow's run attributes sort as the run's own fields do
+_ORDER_AS = {"mlflow.start_time": "created", "mlflow.end_time": "ended", "mlflow.run_name": "name",
+             "mlflow.run_id": "id"}
+
+
+def _order_field(field: str) -> str:
+    """The field an ``order_by`` term names, MLflow's names (``attributes.start_time``,
+    ``metric.acc``, backquoted keys) included."""
+    from .filter import named_field
+
+    named = named_field(field)
+    return _ORDER_AS.get(named, named)
+
+
+def _sort_value(table: str, alias: str) -> str:
+    """What a run sorts by in a keyed table: a param's number, else its text."""
+    return f"COALESCE({alias}.num, {alias}.value)" if table == "params" else f"{alias}.value"
+
+
+def _order(order_by: str | list[str] | None) -> tuple[list[str], list[Any], tuple[str, str, str] | None]:
     first: tuple[str, str, str] | None = None
     terms: list[str] = []
     if order_by is None:
@@ -307,18 +398,20 @@ def _order(order_by: str | list[str] | None) -> tuple[str, list[Any], tuple[str,
     sql: list[str] = []
     args: list[Any] = []
     for item in items:
-        words = item.split()
-        if not words or len(words) > 2 or (len(words) == 2 and words[1].lower() not in ("asc", "desc")):
-            raise QueryError(f"cannot order by {item.strip()!r}; write 'field', 'field asc' or 'field desc'")
-        field, direction = words[0], (words[1].upper() if len(words) == 2 else "ASC")
+        text = item.strip()
+        head, _, last = text.rpartition(" ")
+        field, direction = (head.strip(), last.upper()) if head and last.lower() in ("asc", "desc") else (text, "ASC")
+        if not field or (" " in field.replace("` ", "`").strip("`") and "`" not in field):
+            raise QueryError(f"cannot order by {text!r}; write 'field', 'field asc' or 'field desc'")
         if field.startswith("-"):
             field, direction = field[1:], "DESC"
+        field = _order_field(field)
         target = _target(field)
         if target.table in ("params", "metrics", "attributes", "tags") and target.match_args:
             if not terms:
                 first = (target.table, target.match_args[0], direction)
-            sql.append(f"(SELECT x.value FROM {target.table} x WHERE x.run = r.rid AND x.key = {key_sql(target.table)}) "
-                       f"{direction} NULLS LAST")
+            sql.append(f"(SELECT {_sort_value(target.table, 'x')} FROM {target.table} x WHERE x.run = r.rid AND "
+                       f"x.key = {key_sql(target.table)}) {direction} NULLS LAST")
             args.append(target.match_args[0])
         elif target.table is None:
             sql.append(f"{target.value_sql} {direction} NULLS LAST")
@@ -326,4 +419,4 @@ def _order(order_by: str | list[str] | None) -> tuple[str, list[Any], tuple[str,
             raise QueryError(f"cannot order by {field!r}: it can hold several values per run")
         terms.append(field)
     sql += ["r.created DESC", "r.id"]
-    return ", ".join(sql), args, first
+    return sql, args, first

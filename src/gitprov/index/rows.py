@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from .reading import RunBlobs
 
-__all__ = ["RunRows", "sql_value"]
+__all__ = ["RunRows", "decode_part", "param_text", "sql_value"]
 
 T = TypeVar("T")
 
@@ -78,16 +78,20 @@ class _State(msgspec.Struct, tag="run-state", tag_field="kind"):
     lineage: _Lineage = _Lineage()
 
 
-_DECODERS = {_Record: msgspec.json.Decoder(_Record), _State: msgspec.json.Decoder(_State)}
+_DECODERS: dict[type, msgspec.json.Decoder] = {}
 _FLOAT_TAG = b"$float"
 
 
-def _decode(data: bytes, lean: type, full: type[T], what: str) -> Any:
-    """``data`` as the lean struct, or, when it is anything but plain, as ``codec.decode``
-    reads it (the full model, with the same fields, or its error)."""
-    if _FLOAT_TAG not in data:
+def decode_part(data: bytes, lean: type, full: type[T], what: str) -> Any:
+    """``data`` as ``lean`` (a struct of some of ``full``'s fields, or ``full`` itself)
+    decoded straight from its bytes, or, when it is anything but plain, as
+    ``codec.decode`` reads it (the full model, with the same fields, or its error)."""
+    if _FLOAT_TAG not in data and b'"format_version":' in data:
+        decoder = _DECODERS.get(lean)
+        if decoder is None:
+            decoder = _DECODERS[lean] = msgspec.json.Decoder(lean)
         try:
-            value = _DECODERS[lean].decode(data)
+            value = decoder.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError):
             pass
         else:
@@ -101,6 +105,40 @@ def sql_value(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float)):
         return int(value) if isinstance(value, bool) else value
     return codec.encode(value).decode()
+
+
+def param_text(value: Any) -> str:
+    """A param as text, as MLflow holds it once the run is synced: a string as it is,
+    anything else as compact JSON with sorted keys (``0.01`` -> ``"0.01"``, ``True`` ->
+    ``"true"``, ``[1, 2]`` -> ``"[1,2]"``)."""
+    kind = type(value)
+    if kind is str:
+        return value
+    if kind is float and value - value == 0:  # finite: JSON writes a float as repr() does
+        return repr(value)
+    if kind is int:
+        return repr(value)
+    import json
+
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+_INT64 = (-2**63, 2**63)
+
+
+def _param_row(name: str, value: Any) -> tuple[str, str, int | float | None]:
+    """``(name, text, number)`` of a params row: the param as text (``param_text``, what a
+    string compares with), and as a number when it is one (booleans as 0 and 1)."""
+    kind = type(value)
+    if kind is str:
+        return name, value, None
+    if kind is float:
+        return name, param_text(value), value if value - value == 0 else None
+    if isinstance(value, int):  # bool and int
+        return name, param_text(value), int(value) if _INT64[0] <= value < _INT64[1] else None
+    if isinstance(value, float):
+        return name, param_text(value), float(value) if value - value == 0 else None
+    return name, param_text(value), None
 
 
 class RunRows:
@@ -154,19 +192,19 @@ class RunRows:
     def keyed(self, table: str, rid: int, items: Any) -> None:
         kids = self.kids[table]
         rows = self.tables[table]
-        for name, value in items:
+        for name, *values in items:
             kid = kids.get(name)
             if kid is None:
                 kid = kids[name] = self.next_kid
                 self.next_kid += 1
                 self.tables["keys"].append((kid, table, name, 0))
-            rows.append((rid, kid, value))
+            rows.append((rid, kid, *values))
 
     def add(self, blobs: RunBlobs) -> None:
         """Make the rows of one run; a full batch is handed on to be inserted."""
         run_id = blobs.run_id
-        record = _decode(blobs.record, _Record, RunRecord, f"record of run {run_id[:12]}")
-        state = _decode(blobs.state, _State, RunState, f"state of run {run_id[:12]}")
+        record = decode_part(blobs.record, _Record, RunRecord, f"record of run {run_id[:12]}")
+        state = decode_part(blobs.state, _State, RunState, f"state of run {run_id[:12]}")
         rid = self.next_rid
         self.next_rid += 1
         t = self.tables
@@ -174,7 +212,7 @@ class RunRows:
                           record.created, state.ended, state.updated, hexish(record.code.commit),
                           hexish(record.parent), int(state.deleted)))
         params = {**record.params, **state.params}
-        self.keyed("params", rid, ((k, sql_value(v)) for k, v in params.items()))
+        self.keyed("params", rid, (_param_row(k, v) for k, v in params.items()))
         self.keyed("metrics", rid, ((k, None if m.value != m.value else m.value) for k, m in state.metrics.items()))
         self.keyed("tags", rid, state.tags.items())
         self.keyed("attributes", rid, ((k, sql_value(v)) for k, v in state.attributes.items()))

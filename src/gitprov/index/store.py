@@ -23,12 +23,12 @@ from ..store.prov_store import ProvStore
 if TYPE_CHECKING:
     import sqlite3
 
-__all__ = ["DIRECTIONS", "INDEX_FILE", "INDEX_VERSION", "KEYED_TABLES", "RUN_TABLES", "RunIndex", "hex_sql", "hexish",
+__all__ = ["DIRECTIONS", "INDEX_FILE", "INDEX_VERSION", "KEYED_TABLES", "RUN_TABLES", "RunIndex", "epoch_ms", "hex_sql", "hexish",
            "id_bytes", "index_of", "key_sql", "unhex"]
 
 INDEX_FILE = "index.sqlite"
 #: bump when the tables change: an older index is rebuilt.
-INDEX_VERSION = "5"
+INDEX_VERSION = "6"
 
 # Lean by design (docs/design/query-index.md): a run's ids are stored once, in ``runs``,
 # as bytes; every other table refers to the run by its integer ``rid``, to keys and
@@ -43,7 +43,9 @@ CREATE UNIQUE INDEX runs_id ON runs(id);
 CREATE INDEX runs_created ON runs(created);
 CREATE TABLE keys(kid INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, uses INTEGER NOT NULL);
 CREATE UNIQUE INDEX keys_name ON keys(kind, name);
-CREATE TABLE params(run INTEGER NOT NULL, key INTEGER NOT NULL, value, PRIMARY KEY(run, key)) WITHOUT ROWID;
+CREATE TABLE params(run INTEGER NOT NULL, key INTEGER NOT NULL, value TEXT NOT NULL, num, PRIMARY KEY(run, key))
+                     WITHOUT ROWID;
+CREATE INDEX params_kv ON params(key, value) WHERE num IS NULL;
 CREATE TABLE metrics(run INTEGER NOT NULL, key INTEGER NOT NULL, value REAL, PRIMARY KEY(run, key)) WITHOUT ROWID;
 CREATE INDEX metrics_kv ON metrics(key, value);
 CREATE TABLE tags(run INTEGER NOT NULL, key INTEGER NOT NULL, value TEXT, PRIMARY KEY(run, key)) WITHOUT ROWID;
@@ -66,7 +68,7 @@ KEYED_TABLES = ("params", "metrics", "tags", "attributes")
 DIRECTIONS = {"in": 0, "out": 1}
 #: secondary indexes dropped during a cold build and created once at its end (the ones
 #: looked up while rows go in, ``keys_name`` and ``nodes_key``, stay)
-_SECONDARY_INDEXES = ("runs_id", "runs_created", "metrics_kv", "lineage_node", "stages_key")
+_SECONDARY_INDEXES = ("runs_id", "runs_created", "params_kv", "metrics_kv", "lineage_node", "stages_key")
 #: a cold build of at least this many runs builds the indexes after the rows
 _BULK_INDEX_MIN = 1000
 #: runs decoded between two rounds of inserts
@@ -135,6 +137,7 @@ class RunIndex:
             raise WriteError(f"cannot open the query index {self.path}: {exc}") from exc
         db.execute("PRAGMA synchronous=NORMAL")
         db.create_function("regexp", 2, _regexp, deterministic=True)
+        db.create_function("epoch_ms", 1, epoch_ms, deterministic=True)
         return db
 
     def connection(self) -> sqlite3.Connection:
@@ -355,6 +358,20 @@ def _corrupt(why: str) -> Exception:
     import sqlite3
 
     return sqlite3.DatabaseError(why)
+
+
+def epoch_ms(timestamp: Any) -> int | None:
+    """Milliseconds since the epoch of a run's RFC 3339 UTC time (``created``, ``ended``),
+    as MLflow's ``start_time`` / ``end_time`` of the synced run hold it."""
+    if not isinstance(timestamp, str) or not timestamp:
+        return None
+    from datetime import datetime, timezone
+
+    try:
+        moment = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+    return int(moment.timestamp() * 1000)
 
 
 def _regexp(pattern: str, value: Any) -> bool:

@@ -28,6 +28,14 @@ _REPAIR = "run 'git fsck' and restore the damaged pack from another clone (see d
 TYPE_NAMES = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
 _OFS_DELTA, _REF_DELTA = 6, 7
 
+#: delta bases read lately, ``(pack path, offset) -> (type, data)``, oldest first: a delta
+#: chain shares its bases with its neighbours' (git's ``core.deltaBaseCacheLimit``). A
+#: pack's name is its checksum, so an entry never goes stale.
+_BASES: dict[tuple[str, int], tuple[str, bytes]] = {}
+#: bytes of delta bases kept at most
+BASE_CACHE_BYTES = 16 << 20
+_base_bytes = 0
+
 
 class Pack:
     """A pack's ``.idx`` (version 2) and its ``.pack``, memory-mapped."""
@@ -140,7 +148,12 @@ class Pack:
                 c = buf[pos]
                 pos += 1
                 rel = ((rel + 1) << 7) | (c & 0x7F)
-            base_type, base = self._read_at(offset - rel, read_base, depth + 1)
+            key = (self.pack_path, offset - rel)
+            cached = _BASES.get(key)
+            if cached is None:
+                cached = self._read_at(offset - rel, read_base, depth + 1)
+                _keep_base(key, cached)
+            base_type, base = cached
         elif type_num == _REF_DELTA:
             base_oid = bytes(buf[pos : pos + self.fmt.raw_len]).hex()
             pos += self.fmt.raw_len
@@ -148,6 +161,20 @@ class Pack:
         else:
             raise DataError(f"unknown pack entry type {type_num} in {self.pack_path}")
         return base_type, apply_delta(base, _inflate(buf, pos, size))
+
+
+def _keep_base(key: tuple[str, int], entry: tuple[str, bytes]) -> None:
+    global _base_bytes
+    size = len(entry[1])
+    if size > BASE_CACHE_BYTES // 4:
+        return
+    _BASES[key] = entry
+    _base_bytes += size
+    while _base_bytes > BASE_CACHE_BYTES and _BASES:
+        oldest = next(iter(_BASES))
+        dropped = _BASES.pop(oldest, None)
+        if dropped is not None:
+            _base_bytes -= len(dropped[1])
 
 
 def _inflate(buf: mmap.mmap | bytes, pos: int, size: int) -> bytes:
