@@ -9,7 +9,7 @@ import json
 import math
 import os
 import re
-import select
+import selectors
 import subprocess
 import sys
 import time
@@ -83,15 +83,16 @@ def start_ui(repo: Path, *args: str, env: dict[str, str] | None = None) -> Serve
                             stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
     deadline = time.monotonic() + 30
     assert proc.stderr is not None
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stderr], [], [], 0.5)
-        if ready:
-            line = proc.stderr.readline()
-            found = re.search(r"(http://\S+)", line)
-            if found:
-                return Server(proc, found.group(1))
-            if not line and proc.poll() is not None:
-                break
+    with selectors.DefaultSelector() as waiting:  # (select.select fails on descriptors over 1023)
+        waiting.register(proc.stderr, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if waiting.select(0.5):
+                line = proc.stderr.readline()
+                found = re.search(r"(http://\S+)", line)
+                if found:
+                    return Server(proc, found.group(1))
+                if not line and proc.poll() is not None:
+                    break
     proc.kill()
     raise AssertionError(f"prov ui did not start: {proc.stderr.read() if proc.stderr else ''}")
 

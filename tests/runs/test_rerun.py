@@ -275,7 +275,11 @@ def toy_venvs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         python = venv / "bin" / "python"
         purelib = subprocess.run([python, "-c", "import sysconfig;print(sysconfig.get_paths()['purelib'])"],
                                  capture_output=True, text=True, check=True).stdout.strip()
-        Path(purelib, "project-deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+        # site.addsitedir (not a bare path line) so the .pth files there run too: an
+        # editable install of git-prov is found through one of them
+        dirs = [*site.getsitepackages(), str(Path(gitprov.__file__).resolve().parents[1])]
+        Path(purelib, "project-deps.pth").write_text(
+            "".join(f"import site; site.addsitedir({d!r})\n" for d in dirs))
         subprocess.run([PY, "-m", "pip", "--python", str(python), "install", "-q", "--no-index", "--no-deps",
                         str(_wheel(root, version))], check=True, capture_output=True)
         pythons[version] = str(python)
