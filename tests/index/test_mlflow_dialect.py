@@ -90,7 +90,7 @@ def test_params_compare_as_their_text_and_numbers_as_numbers(runs):
 
 
 @pytest.mark.parametrize(("text", "error"), [
-    ("attributes.artifact_uri = 'x'", UnknownFieldError), ("user_id = 'x'", UnknownFieldError),
+    ("attributes.artifact_uri = 'x'", UnknownFieldError),
     ("datasets.digest = 'x'", QueryError), ("metrics.acc LIKE '0%'", QueryError),
     ("attributes.start_time > 'x'", QueryError), ("params.lr LIKE 3", QueryError),
 ])

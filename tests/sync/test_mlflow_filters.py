@@ -65,6 +65,8 @@ FILTERS = [
     "attributes.status = 'FINISHED'", "attributes.status = 'FAILED'", "attributes.status != 'RUNNING'",
     "attributes.status LIKE 'F%'", "attributes.status ILIKE 'killed'", "status = 'KILLED'", "run.status = 'RUNNING'",
     "attr.status = 'FINISHED'",
+    "attributes.user_id = 'Filters <filters@example.com>'", "attributes.user_id LIKE 'Filters%'",
+    "attributes.user_id != 'Filters <filters@example.com>'", "user_id ILIKE '%@EXAMPLE.COM>'",
 ]
 
 #: filters using the runs' times and ids (made per repository)
@@ -211,7 +213,7 @@ def test_extensions_mlflow_refuses_still_work(world):
     assert prov_names(world, "params.batch >= 64") == {"train_b", "eval-2"}
 
 
-@pytest.mark.parametrize("text", ["attributes.artifact_uri = 'x'", "attributes.user_id = 'x'",
+@pytest.mark.parametrize("text", ["attributes.artifact_uri = 'x'",
                                   "datasets.name = 'train'", "metrics.acc LIKE '0.%'"])
 def test_what_has_no_meaning_here_is_an_error_not_an_empty_answer(world, text):
     answer = prov_names(world, text)

@@ -42,10 +42,9 @@ _MLFLOW_STATUS = ("(CASE r.status WHEN 'running' THEN 'RUNNING' WHEN 'finished' 
 _MLFLOW_COLUMNS = {
     "mlflow.run_id": ("lower(hex(r.id))", False), "mlflow.run_name": ("r.name", False),
     "mlflow.status": (_MLFLOW_STATUS, False), "mlflow.start_time": ("epoch_ms(r.created)", True),
-    "mlflow.end_time": ("epoch_ms(r.ended)", True),
+    "mlflow.end_time": ("epoch_ms(r.ended)", True), "mlflow.user_id": ("r.user", False),
 }
 _MLFLOW_MISSING = {
-    "mlflow.user_id": "git-prov records no user for a run",
     "mlflow.artifact_uri": "a run's artifacts live in the ledger, not at a URI",
 }
 #: a param's number, when it is one (its ``value`` is its text, ``rows.param_text``)

@@ -47,6 +47,7 @@ class _Record(msgspec.Struct, tag="run-record", tag_field="kind"):
     code: _Code
     params: dict[str, Any] = {}
     parent: str | None = None
+    user: str = ""
 
 
 class _Metric(msgspec.Struct):
@@ -210,7 +211,7 @@ class RunRows:
         t = self.tables
         t["runs"].append((rid, id_bytes(run_id), id_bytes(blobs.tree), state.name, state.experiment, state.status,
                           record.created, state.ended, state.updated, hexish(record.code.commit),
-                          hexish(record.parent), int(state.deleted)))
+                          hexish(record.parent), int(state.deleted), record.user or None))
         params = {**record.params, **state.params}
         self.keyed("params", rid, (_param_row(k, v) for k, v in params.items()))
         self.keyed("metrics", rid, ((k, None if m.value != m.value else m.value) for k, m in state.metrics.items()))
