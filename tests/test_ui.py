@@ -367,3 +367,44 @@ def test_run_report_writes_the_file(sample: Any, tmp_path: Path, monkeypatch: py
     run = gitprov.Repository(str(path)).get_run(ids["baseline"])
     written = run.report(tmp_path / "one.html")
     assert Path(written).stat().st_size > 100_000 and "#/run/" + ids["baseline"] in Path(written).read_text()
+
+
+def test_stage_report_holds_the_stage_run_and_its_input_runs(prov_repo: Any, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The curifactory-style stage report: ``Stage.report()`` (and ``CachedStage.report()``
+    of a stage found in the cache) writes the report of the stage's run and the runs it
+    read, opening on the stage's run."""
+    import gitprov
+
+    repo = gitprov.Repository(str(prov_repo.path))
+    with repo.start_run("prep", "pipeline") as prep:
+        prep.log_metric("rows", 10.0, 0)
+    with repo.start_run("train", "pipeline") as run, run.stage("fit", params={"lr": 0.1}, inputs=[prep]) as stage:
+        run.log_metric("loss", 0.5, 0)
+        run.log_metric("loss", 0.25, 1)
+        stage.outputs["model"] = b"weights"
+    other = repo.start_run("unrelated", "pipeline")
+    other.end()
+
+    def embedded(path: str) -> dict[str, Any]:
+        html = Path(path).read_text(encoding="utf-8")
+        assert "<script src" not in html and "default-src 'none'" in html
+        return json.loads(re.search(r'<script type="application/json" id="prov-data">(.*?)</script>', html, re.S).group(1))
+
+    written = stage.report(tmp_path / "stage.html")
+    data = embedded(written)
+    assert data["start"] == f"#/run/{run.id}" and data["title"] == "git-prov report: stage fit of train"
+    rows = data["answers"]["/api/runs[]"]["rows"]
+    assert {r["id"] for r in rows} == {run.id, prep.id}  # not the unrelated run
+    detail = data["answers"][f"/api/run/{run.id}[]"]
+    assert detail["stages"]["fit"]["input_runs"] == [prep.id] and detail["stages"]["fit"]["status"] == "finished"
+    assert f"/api/run/{run.id}/metric" + json.dumps([["key", "loss"], ["x", "step"]], separators=(",", ":")) \
+        in data["answers"]
+
+    cached = repo.find_cached(stage)
+    assert cached is not None and cached.run_id == run.id
+    monkeypatch.chdir(tmp_path)
+    again = embedded(cached.report())
+    assert Path(tmp_path / f"report-fit-{run.id[:12]}.html").exists()
+    assert again["start"] == data["start"] and {r["id"] for r in again["answers"]["/api/runs[]"]["rows"]} == {
+        run.id, prep.id}
