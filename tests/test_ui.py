@@ -334,6 +334,54 @@ def test_series_payload_orders_steps_and_skips_non_finite() -> None:
     assert series_payload(cols, 100, "time")["time"] == [0, 30]
 
 
+def test_long_series_are_read_in_parallel_and_kept_on_disk(prov_repo: Any, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A series of many chunks is decoded by ``READERS`` threads into the same columns
+    the pure-Python reader gives; the cut-down payload is kept in ``keep_dir`` and a new
+    cache (a restarted server) answers from it without decoding; a new chunk is a new
+    entry; a file that does not hold what its name says is ignored; old files go."""
+    import gitprov
+    from gitprov.ui import series
+
+    repo = gitprov.Repository(str(prov_repo.path))
+    run = repo.start_run("long", spill_points=100)
+    for step in range(1050):
+        run.log_metric("loss", 1.0 / (step + 1) + (5.0 if step == 777 else 0.0), step * 2)
+    run.flush()
+    store = repo.store
+    from gitprov.runs.reading import metric_chunk_ids
+
+    assert len(metric_chunk_ids(store.ledger, run.id, "loss")) >= max(series.CATFILE_CHUNKS, series.READERS)
+    keep = str(tmp_path / "ui-cache")
+    first = series.SeriesCache(keep_dir=keep)
+    steps, _, values = first.columns(store, run.id, "loss")
+    want = repo.get_run(run.id).get_metric_history("loss")
+    assert steps.tolist() == [p.step for p in want] and values.tolist() == [p.value for p in want]
+    payload = first.payload(store, run.id, "loss", 50)
+    assert payload["total"] == 1050 and payload["shown"] <= 50 and 1554 in payload["step"]  # the spike
+    assert len(os.listdir(keep)) == 1
+
+    restarted = series.SeriesCache(keep_dir=keep)
+    assert restarted.payload(store, run.id, "loss", 50) == payload
+    assert not restarted._entries  # answered from disk: nothing decoded
+
+    run.log_metric("loss", 0.5, 5000)
+    run.flush()
+    grown = restarted.payload(store, run.id, "loss", 50)
+    assert grown["total"] == 1051 and grown["step"][-1] == 5000 and len(os.listdir(keep)) == 2
+
+    forged = os.path.join(keep, restarted._kept_path((run.id, "loss", ("0" * 40,), 50, "step")).rsplit("/", 1)[1])
+    name = next(n for n in os.listdir(keep))
+    os.replace(os.path.join(keep, name), forged)  # its content names other chunks than its file name
+    assert series.SeriesCache(keep_dir=keep)._kept((run.id, "loss", ("0" * 40,), 50, "step")) is None
+
+    monkeypatch.setattr(series, "KEEP_FILES", 2)
+    for points in (10, 20, 30):
+        series.SeriesCache(keep_dir=keep).payload(store, run.id, "loss", points)
+    assert len(os.listdir(keep)) == 2
+    run.end()
+
+
 # -- the report ---------------------------------------------------------------------------------
 def test_report_is_one_self_contained_file(sample: Any, tmp_path: Path) -> None:
     path, ids, env = sample
