@@ -167,9 +167,10 @@ def test_run_page_data(server: Server, sample: Any) -> None:
 
 
 def test_metric_series_are_downsampled_on_the_server(server: Server, sample: Any) -> None:
-    _, ids, _ = sample
+    path, ids, _ = sample
     full = server.json(f"/api/run/{ids['baseline']}/metric?key=loss")
     assert full["total"] == full["shown"] == 200 and full["step"] == list(range(200))
+    assert list((path / ".git" / "prov" / "ui-cache").glob("*.json"))  # kept for the next server
     few = server.json(f"/api/run/{ids['baseline']}/metric?key=loss&points=20")
     assert few["total"] == 200 and few["shown"] <= 20 and few["step"][0] == 0 and few["step"][-1] == 199
     window = server.json(f"/api/run/{ids['baseline']}/metric?key=loss&lo=50&hi=60")
