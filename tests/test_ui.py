@@ -335,10 +335,10 @@ def test_series_payload_orders_steps_and_skips_non_finite() -> None:
     assert series_payload(cols, 100, "time")["time"] == [0, 30]
 
 
-def test_long_series_are_read_in_parallel_and_kept_on_disk(prov_repo: Any, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """A series of many chunks is decoded by ``READERS`` threads into the same columns
-    the pure-Python reader gives; the cut-down payload is kept in ``keep_dir`` and a new
+def test_long_series_are_decoded_and_kept_on_disk(prov_repo: Any, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A series of many chunks (read through ``git cat-file``) is decoded into the same
+    columns the pure-Python reader gives; the cut-down payload is kept in ``keep_dir`` and a new
     cache (a restarted server) answers from it without decoding; a new chunk is a new
     entry; a file that does not hold what its name says is ignored; old files go."""
     import gitprov
@@ -352,7 +352,7 @@ def test_long_series_are_read_in_parallel_and_kept_on_disk(prov_repo: Any, tmp_p
     store = repo.store
     from gitprov.runs.reading import metric_chunk_ids
 
-    assert len(metric_chunk_ids(store.ledger, run.id, "loss")) >= max(series.CATFILE_CHUNKS, series.READERS)
+    assert len(metric_chunk_ids(store.ledger, run.id, "loss")) >= series.CATFILE_CHUNKS
     keep = str(tmp_path / "ui-cache")
     first = series.SeriesCache(keep_dir=keep)
     steps, _, values = first.columns(store, run.id, "loss")

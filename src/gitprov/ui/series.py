@@ -156,7 +156,7 @@ class SeriesCache:
             if hit is not None and hit[0] == oids:
                 self._entries.move_to_end((run_id, key))
                 return hit[1]
-        chunks = _decoded(store, ids)
+        chunks = [_decode(blob) for blob in _blobs(store, ids)]  # decoded while git inflates the next
         steps, stamps, values = [c[0] for c in chunks], [c[1] for c in chunks], [c[2] for c in chunks]
         empty = np.empty(0, dtype=np.int64)
         cols = (np.concatenate(steps) if steps else empty, np.concatenate(stamps) if stamps else empty,
@@ -175,11 +175,6 @@ class SeriesCache:
 CATFILE_CHUNKS = 3
 
 
-#: ``git cat-file`` processes a long series is read through at once, each decoding its
-#: share of the chunks in a thread of its own as git inflates them
-READERS = 2
-
-
 def _decode(blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(steps, timestamps_ms, values)`` of one metric chunk, as arrays."""
     import numpy as np
@@ -191,34 +186,12 @@ def _decode(blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             np.frombuffer(value, dtype="<f8"))
 
 
-def _decoded(store: ProvStore, oids: list[str]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """The chunks ``oids`` decoded, in order: a long series is split between ``READERS``
-    threads, each with its own ``git cat-file`` (inflation and the pipe release the GIL,
-    so git inflates a chunk while another is decoded)."""
-    if len(oids) < CATFILE_CHUNKS:
-        return [_decode(blob) for blob in _blobs(store, oids)]
-    from concurrent.futures import ThreadPoolExecutor
-
-    out: list[Any] = [None] * len(oids)
-
-    def read(first: int) -> None:
-        share = list(range(first, len(oids), READERS))
-        for i, blob in zip(share, _blobs(store, [oids[i] for i in share], catfile=True), strict=True):
-            out[i] = _decode(blob)
-
-    with ThreadPoolExecutor(READERS) as pool:
-        for done in [pool.submit(read, k) for k in range(READERS)]:
-            done.result()
-    return out
-
-
-def _blobs(store: ProvStore, oids: list[str], catfile: bool = False) -> Iterator[bytes]:
-    """The blobs ``oids``, in order (through ``git cat-file`` when ``catfile`` or when
-    there are many)."""
+def _blobs(store: ProvStore, oids: list[str]) -> Iterator[bytes]:
+    """The blobs ``oids``, in order."""
     from ..errors import DataError
-    from ..store import catfile as batch
+    from ..store import catfile
 
-    proc = batch.start(store.git) if catfile or len(oids) >= CATFILE_CHUNKS else None
+    proc = catfile.start(store.git) if len(oids) >= CATFILE_CHUNKS else None
     if proc is None:
         for oid in oids:
             yield store.git.odb.read_typed(oid, "blob")
@@ -228,7 +201,7 @@ def _blobs(store: ProvStore, oids: list[str], catfile: bool = False) -> Iterator
         proc.stdin.write("".join(f"{oid}\n" for oid in oids).encode("ascii"))
         proc.stdin.close()
         for oid in oids:
-            header = batch.read_header(proc.stdout)
+            header = catfile.read_header(proc.stdout)
             if header is None or header.type != "blob":
                 raise DataError(f"metric chunk {oid} is missing from the repository; run 'git fsck'")
             data = proc.stdout.read(header.size)
