@@ -168,9 +168,10 @@ def test_run_page_data(server: Server, sample: Any) -> None:
 
 
 def test_metric_series_are_downsampled_on_the_server(server: Server, sample: Any) -> None:
-    _, ids, _ = sample
+    path, ids, _ = sample
     full = server.json(f"/api/run/{ids['baseline']}/metric?key=loss")
     assert full["total"] == full["shown"] == 200 and full["step"] == list(range(200))
+    assert list((path / ".git" / "prov" / "ui-cache").glob("*.json"))  # kept for the next server
     few = server.json(f"/api/run/{ids['baseline']}/metric?key=loss&points=20")
     assert few["total"] == 200 and few["shown"] <= 20 and few["step"][0] == 0 and few["step"][-1] == 199
     window = server.json(f"/api/run/{ids['baseline']}/metric?key=loss&lo=50&hi=60")
@@ -335,6 +336,54 @@ def test_series_payload_orders_steps_and_skips_non_finite() -> None:
     assert series_payload(cols, 100, "time")["time"] == [0, 30]
 
 
+def test_long_series_are_decoded_and_kept_on_disk(prov_repo: Any, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A series of many chunks (read through ``git cat-file``) is decoded into the same
+    columns the pure-Python reader gives; the cut-down payload is kept in ``keep_dir`` and a new
+    cache (a restarted server) answers from it without decoding; a new chunk is a new
+    entry; a file that does not hold what its name says is ignored; old files go."""
+    import gitprov
+    from gitprov.ui import series
+
+    repo = gitprov.Repository(str(prov_repo.path))
+    run = repo.start_run("long", spill_points=100)
+    for step in range(1050):
+        run.log_metric("loss", 1.0 / (step + 1) + (5.0 if step == 777 else 0.0), step * 2)
+    run.flush()
+    store = repo.store
+    from gitprov.runs.reading import metric_chunk_ids
+
+    assert len(metric_chunk_ids(store.ledger, run.id, "loss")) >= series.CATFILE_CHUNKS
+    keep = str(tmp_path / "ui-cache")
+    first = series.SeriesCache(keep_dir=keep)
+    steps, _, values = first.columns(store, run.id, "loss")
+    want = repo.get_run(run.id).get_metric_history("loss")
+    assert steps.tolist() == [p.step for p in want] and values.tolist() == [p.value for p in want]
+    payload = first.payload(store, run.id, "loss", 50)
+    assert payload["total"] == 1050 and payload["shown"] <= 50 and 1554 in payload["step"]  # the spike
+    assert len(os.listdir(keep)) == 1
+
+    restarted = series.SeriesCache(keep_dir=keep)
+    assert restarted.payload(store, run.id, "loss", 50) == payload
+    assert not restarted._entries  # answered from disk: nothing decoded
+
+    run.log_metric("loss", 0.5, 5000)
+    run.flush()
+    grown = restarted.payload(store, run.id, "loss", 50)
+    assert grown["total"] == 1051 and grown["step"][-1] == 5000 and len(os.listdir(keep)) == 2
+
+    forged = os.path.join(keep, restarted._kept_path((run.id, "loss", ("0" * 40,), 50, "step")).rsplit("/", 1)[1])
+    name = next(n for n in os.listdir(keep))
+    os.replace(os.path.join(keep, name), forged)  # its content names other chunks than its file name
+    assert series.SeriesCache(keep_dir=keep)._kept((run.id, "loss", ("0" * 40,), 50, "step")) is None
+
+    monkeypatch.setattr(series, "KEEP_FILES", 2)
+    for points in (10, 20, 30):
+        series.SeriesCache(keep_dir=keep).payload(store, run.id, "loss", points)
+    assert len(os.listdir(keep)) == 2
+    run.end()
+
+
 # -- the report ---------------------------------------------------------------------------------
 def test_report_is_one_self_contained_file(sample: Any, tmp_path: Path) -> None:
     path, ids, env = sample
@@ -368,3 +417,44 @@ def test_run_report_writes_the_file(sample: Any, tmp_path: Path, monkeypatch: py
     run = gitprov.Repository(str(path)).get_run(ids["baseline"])
     written = run.report(tmp_path / "one.html")
     assert Path(written).stat().st_size > 100_000 and "#/run/" + ids["baseline"] in Path(written).read_text()
+
+
+def test_stage_report_holds_the_stage_run_and_its_input_runs(prov_repo: Any, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The curifactory-style stage report: ``Stage.report()`` (and ``CachedStage.report()``
+    of a stage found in the cache) writes the report of the stage's run and the runs it
+    read, opening on the stage's run."""
+    import gitprov
+
+    repo = gitprov.Repository(str(prov_repo.path))
+    with repo.start_run("prep", "pipeline") as prep:
+        prep.log_metric("rows", 10.0, 0)
+    with repo.start_run("train", "pipeline") as run, run.stage("fit", params={"lr": 0.1}, inputs=[prep]) as stage:
+        run.log_metric("loss", 0.5, 0)
+        run.log_metric("loss", 0.25, 1)
+        stage.outputs["model"] = b"weights"
+    other = repo.start_run("unrelated", "pipeline")
+    other.end()
+
+    def embedded(path: str) -> dict[str, Any]:
+        html = Path(path).read_text(encoding="utf-8")
+        assert "<script src" not in html and "default-src 'none'" in html
+        return json.loads(re.search(r'<script type="application/json" id="prov-data">(.*?)</script>', html, re.S).group(1))
+
+    written = stage.report(tmp_path / "stage.html")
+    data = embedded(written)
+    assert data["start"] == f"#/run/{run.id}" and data["title"] == "git-prov report: stage fit of train"
+    rows = data["answers"]["/api/runs[]"]["rows"]
+    assert {r["id"] for r in rows} == {run.id, prep.id}  # not the unrelated run
+    detail = data["answers"][f"/api/run/{run.id}[]"]
+    assert detail["stages"]["fit"]["input_runs"] == [prep.id] and detail["stages"]["fit"]["status"] == "finished"
+    assert f"/api/run/{run.id}/metric" + json.dumps([["key", "loss"], ["x", "step"]], separators=(",", ":")) \
+        in data["answers"]
+
+    cached = repo.find_cached(stage)
+    assert cached is not None and cached.run_id == run.id
+    monkeypatch.chdir(tmp_path)
+    again = embedded(cached.report())
+    assert Path(tmp_path / f"report-fit-{run.id[:12]}.html").exists()
+    assert again["start"] == data["start"] and {r["id"] for r in again["answers"]["/api/runs[]"]["rows"]} == {
+        run.id, prep.id}

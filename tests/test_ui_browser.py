@@ -264,6 +264,40 @@ def test_zooming_a_long_series_asks_for_the_points_of_that_range(page: Any, serv
     until(page, "document.querySelector('#charts .chart').dataset.drawn === '2000'")
 
 
+def test_a_lineage_graph_of_hundreds_of_nodes(page: Any, sample: Any, tmp_path: Path) -> None:
+    """Over 150 nodes: the layered layout of app.js, colours as data, haystack edges
+    (the cheap path the 1,000-node benchmark measures), and still clickable."""
+    from synthetic_ledger import build_ledger, init_repository
+
+    _, _, env = sample
+    repo = tmp_path / "big"
+    init_repository(str(repo))
+    build_ledger(str(repo), 80, series_fraction=0.0)
+    srv = start_ui(repo, env=env)
+    try:
+        graph = srv.json("/api/lineage?node=model:bert-base@v1")
+        assert len(graph["nodes"]) > 150
+        page.goto(srv.url + "#/lineage?node=model:bert-base@v1")
+        page.wait_for_selector("#graph[data-ready='1']")
+        assert page.evaluate("window.provGraph.nodes().length") == len(graph["nodes"])
+        assert page.evaluate("window.provGraph.edges().length") == len(graph["edges"])
+        assert page.evaluate("window.provGraph.edges()[0].style('curve-style')") == "haystack"
+        run_node = next(n["id"] for n in graph["nodes"] if n["kind"] == "run")
+        color = page.evaluate(f"window.provGraph.$id({run_node!r}).style('background-color')")
+        assert color == "rgb(47,111,222)"  # KIND_COLOR.run
+        ranks = page.evaluate("window.provGraph.nodes().map((n) => n.position('x'))")
+        assert len(set(ranks)) >= 3  # layered left to right, not one column
+        box = page.locator("#graph").bounding_box()
+        pos = page.evaluate(f"(() => {{ const n = window.provGraph.$id({run_node!r}); window.provGraph.zoom(1);"
+                            " window.provGraph.center(n); const p = n.renderedPosition(); return [p.x, p.y]; })()")
+        page.mouse.click(box["x"] + pos[0], box["y"] + pos[1])
+        page.wait_for_selector("#node-info h3")
+        assert run_node in page.locator("#node-info").inner_text()
+        assert not page.errors
+    finally:
+        srv.stop()
+
+
 def test_the_token_in_a_browser(page: Any, browser: Any, sample: Any) -> None:
     path, _, env = sample
     srv = start_ui(path, "--host", "0.0.0.0", env=env)

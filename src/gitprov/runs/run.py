@@ -25,7 +25,7 @@ from .writer import RunSettings, RunWriter, SeriesBuffer
 if TYPE_CHECKING:
     from ..store.prov_store import ProvStore
 
-__all__ = ["Run", "RunSettings"]
+__all__ = ["Run", "RunSettings", "write_report"]
 
 #: git-prov's attributes that describe the run that holds them, so a full clone makes its
 #: own rather than copying them: its code, environment, duration, generator states, and
@@ -128,17 +128,9 @@ class Run:
     def report(self, path: str | os.PathLike[str] | None = None, title: str | None = None) -> str:
         """Write a self-contained HTML report of this run (``prov report``) to ``path``
         (default ``report-<id12>.html``) and return its path. Needs the ui extra."""
-        import importlib
-
         if self._active:
             self.flush()
-        try:
-            import numpy  # noqa: F401  (the ui extra)
-        except ImportError as exc:
-            raise UsageError("Run.report needs the ui extra: pip install 'git-prov[ui]'") from exc
-        # the report is a front end (gitprov.ui, above this layer): loaded by name at call time
-        report = importlib.import_module("gitprov.ui.report")
-        return report.write_report(self._store, [self.id], path or f"report-{self.id[:12]}.html", title)
+        return write_report(self._store, [self.id], path or f"report-{self.id[:12]}.html", title, "Run.report")
 
     def __enter__(self) -> Run:
         return self
@@ -706,6 +698,21 @@ class Run:
                 self._state.attributes["prov.seeds"] = {**(self._state.attributes.get("prov.seeds") or {}), **ending}
         self._writer.finish(status, exit_code)
         self._active = False
+
+
+def write_report(store: ProvStore, run_ids: list[str], path: str | os.PathLike[str], title: str | None,
+                 what: str, start: str | None = None) -> str:
+    """``prov report`` of ``run_ids`` written to ``path`` (for ``Run.report`` and
+    ``Stage.report``, named ``what`` in the error when the ui extra is missing)."""
+    import importlib
+
+    try:
+        import numpy  # noqa: F401  (the ui extra)
+    except ImportError as exc:
+        raise UsageError(f"{what} needs the ui extra: pip install 'git-prov[ui]'") from exc
+    # the report is a front end (gitprov.ui, above this layer): loaded by name at call time
+    report = importlib.import_module("gitprov.ui.report")
+    return report.write_report(store, run_ids, path, title, start=start)
 
 
 def _short(value: Any) -> str:

@@ -178,6 +178,12 @@ class Stage:
         os.makedirs(path, exist_ok=True)
         return path
 
+    def report(self, path: str | os.PathLike[str] | None = None, title: str | None = None) -> str:
+        """Write a self-contained HTML report (``prov report``) of this stage's run and
+        the runs it took as inputs, opening on the stage's run, to ``path`` (default
+        ``report-<stage>-<run id12>.html``); returns its path. Needs the ui extra."""
+        return _stage_report(self.run, self.name, self.input_runs, path, title)
+
     def __exit__(self, exc_type, exc, tb) -> None:
         self.status = "finished" if exc_type is None else "failed"
         try:
@@ -254,8 +260,24 @@ class CachedStage:
 
     get_dir = get_path
 
+    def report(self, path: str | os.PathLike[str] | None = None, title: str | None = None) -> str:
+        """``Stage.report`` of the stage as its run recorded it."""
+        return _stage_report(self.run, self.name, self.record.get("input_runs", []), path, title)
+
     def __repr__(self) -> str:
         return f"<CachedStage {self.name} {self.args_hash[:19]} from run {self.run_id[:12]}>"
+
+
+def _stage_report(run: Run, name: str, input_runs: list[str], path: str | os.PathLike[str] | None,
+                  title: str | None) -> str:
+    from .run import write_report
+
+    if run._active:
+        run.flush()
+    ids = list(dict.fromkeys([run.id, *input_runs]))
+    return write_report(run.store, ids, path or f"report-{name.replace('/', '-')}-{run.id[:12]}.html",
+                        title or f"git-prov report: stage {name} of {run.name or run.id[:12]}", "Stage.report",
+                        start=run.id)
 
 
 def _now() -> str:

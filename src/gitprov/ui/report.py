@@ -59,8 +59,9 @@ def choose_runs(store: ProvStore, runs: list[str] | tuple[str, ...] = (), where:
     return ids
 
 
-def build_report(store: ProvStore, run_ids: list[str], title: str | None = None) -> str:
-    """The report of ``run_ids`` (full ids) as one HTML document."""
+def build_report(store: ProvStore, run_ids: list[str], title: str | None = None, start: str | None = None) -> str:
+    """The report of ``run_ids`` (full ids) as one HTML document, opening on the page
+    of run ``start`` when given (else the run's page for one run, the table for more)."""
     runs = data.load(store, run_ids)
     cache = SeriesCache()
     answers: dict[str, Any] = {}
@@ -89,7 +90,7 @@ def build_report(store: ProvStore, run_ids: list[str], title: str | None = None)
         "title": title or (f"git-prov report: {first.name or first.id[:12]}" if len(runs) == 1
                            else f"git-prov report: {len(runs)} runs"),
         "made": made, "answers": answers, "compare": ids,
-        "start": f"#/run/{first.id}" if len(runs) == 1 else "#/runs",
+        "start": f"#/run/{start or first.id}" if len(runs) == 1 or start else "#/runs",
         "pages": ["runs", "compare", "lineage"],
     }
     return _page(json.dumps(codec.to_plain(payload), allow_nan=False, ensure_ascii=False, separators=(",", ":")))
@@ -123,9 +124,10 @@ def _page(payload: str) -> str:
                         f'<meta charset="utf-8">\n<meta http-equiv="Content-Security-Policy" content="{CSP}">', 1)
 
 
-def write_report(store: ProvStore, run_ids: list[str], path: str | os.PathLike[str], title: str | None = None) -> str:
+def write_report(store: ProvStore, run_ids: list[str], path: str | os.PathLike[str], title: str | None = None,
+                 start: str | None = None) -> str:
     """Write the report of ``run_ids`` to ``path``; returns the path written."""
-    text = build_report(store, run_ids, title)
+    text = build_report(store, run_ids, title, start)
     target = os.fspath(path)
     tmp = f"{target}.prov-{os.getpid()}.tmp"
     try:

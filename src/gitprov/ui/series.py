@@ -4,6 +4,8 @@ so a chart of 10,000,000 points ships a few thousand."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -18,13 +20,22 @@ __all__ = ["DEFAULT_POINTS", "lttb", "series_payload", "SeriesCache"]
 
 #: points a chart asks for by default: more than a wide screen has pixels
 DEFAULT_POINTS = 2000
+#: cut-down series kept on disk at most (each a few tens of KB)
+KEEP_FILES = 512
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
 
 
 def lttb(x: np.ndarray, y: np.ndarray, n_out: int) -> np.ndarray:
     """Indices of the ``n_out`` points that keep the shape of ``(x, y)`` (Steinarsson's
     largest-triangle-three-buckets): the first and last point, and in each bucket
     between them the point making the largest triangle with the point kept before it
-    and the mean of the next bucket. ``x`` ascending; ``y`` finite."""
+    and the mean of the next bucket. ``x`` ascending (float or int); ``y`` finite."""
     import numpy as np
 
     n = len(x)
@@ -32,7 +43,8 @@ def lttb(x: np.ndarray, y: np.ndarray, n_out: int) -> np.ndarray:
         return np.arange(n)
     edges = np.linspace(1, n - 1, n_out - 1).astype(np.int64)  # n_out - 2 buckets over the inner points
     # mean of every bucket at once (the "next bucket" point of the one before it)
-    sums_x, sums_y = np.add.reduceat(x[1:n - 1], edges[:-1] - 1), np.add.reduceat(y[1:n - 1], edges[:-1] - 1)
+    sums_x = np.add.reduceat(x[1:n - 1], edges[:-1] - 1, dtype=np.float64)  # x may be int64 (steps, ms)
+    sums_y = np.add.reduceat(y[1:n - 1], edges[:-1] - 1, dtype=np.float64)
     sizes = np.diff(edges)
     sizes[sizes == 0] = 1
     mean_x, mean_y = np.append(sums_x / sizes, x[-1]), np.append(sums_y / sizes, y[-1])
@@ -55,8 +67,11 @@ class SeriesCache:
     (a running run's new chunks make a new entry); least recently used dropped past
     ``max_points`` points."""
 
-    def __init__(self, max_points: int = 30_000_000) -> None:
+    def __init__(self, max_points: int = 30_000_000, keep_dir: str | None = None) -> None:
         self.max_points = max_points
+        #: where whole-range payloads are also kept on disk (``.git/prov/ui-cache`` for
+        #: ``prov ui``): a series seen before is drawn without decoding after a restart
+        self.keep_dir = keep_dir
         self._entries: OrderedDict[tuple[str, str], tuple[tuple[str, ...], Any]] = OrderedDict()
         self._lock = threading.Lock()
         #: whole-range payloads already cut down, by (run, key, chunk ids, points, x)
@@ -65,29 +80,74 @@ class SeriesCache:
     def payload(self, store: ProvStore, run_id: str, key: str, points: int = DEFAULT_POINTS, x: str = "step",
                 lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
         """``series_payload`` of metric ``key``; the whole-range ones are kept (a chart
-        reloaded, or polled while its run is finished, is not cut down again)."""
-        cols = self.columns(store, run_id, key)
+        reloaded, or polled while its run is finished, is not cut down again), in
+        memory and, with ``keep_dir``, on disk by the chunks' blob ids."""
+        from ..runs.reading import metric_chunk_ids
+
         if lo is not None or hi is not None:
-            return series_payload(cols, points, x, lo, hi)
-        with self._lock:
-            oids = self._entries[(run_id, key)][0] if (run_id, key) in self._entries else None
-        ident = (run_id, key, oids, points, x)
+            return series_payload(self.columns(store, run_id, key), points, x, lo, hi)
+        ident = (run_id, key, tuple(metric_chunk_ids(store.ledger, run_id, key)), points, x)
         with self._lock:
             found = self._payloads.get(ident)
         if found is None:
-            found = series_payload(cols, points, x)
-            with self._lock:
-                self._payloads[ident] = found
-                while len(self._payloads) > 256:
-                    self._payloads.popitem(last=False)
+            found = self._kept(ident)
+        if found is None:
+            found = series_payload(self.columns(store, run_id, key), points, x)
+            self._keep(ident, found)
+        with self._lock:
+            self._payloads[ident] = found
+            self._payloads.move_to_end(ident)
+            while len(self._payloads) > 256:
+                self._payloads.popitem(last=False)
         return found
+
+    def _kept_path(self, ident: tuple[Any, ...]) -> str:
+        import hashlib
+        import json
+
+        name = hashlib.sha256(json.dumps(ident).encode()).hexdigest()
+        return os.path.join(self.keep_dir or "", name + ".json")
+
+    def _kept(self, ident: tuple[Any, ...]) -> dict[str, Any] | None:
+        """The payload kept on disk for ``ident``, or None (none, or not readable as one)."""
+        import json
+
+        if self.keep_dir is None:
+            return None
+        try:
+            fd = os.open(self._kept_path(ident), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            with os.fdopen(fd, "rb") as f:
+                found = json.loads(f.read())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(found, dict) or found.get("ident") != json.loads(json.dumps(ident)):
+            return None
+        payload = found.get("payload")
+        return payload if isinstance(payload, dict) and {"step", "time", "value", "total"} <= payload.keys() else None
+
+    def _keep(self, ident: tuple[Any, ...], payload: dict[str, Any]) -> None:
+        """Write ``payload`` to disk (best effort), keeping the newest ``KEEP_FILES``."""
+        import json
+
+        from .._util.paths import replace_file
+
+        if self.keep_dir is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            os.makedirs(self.keep_dir, exist_ok=True)
+            replace_file(self._kept_path(ident), json.dumps({"ident": ident, "payload": payload}).encode())
+            names = [n for n in os.listdir(self.keep_dir) if n.endswith(".json")]
+            if len(names) > KEEP_FILES:
+                paths = sorted((os.path.join(self.keep_dir, n) for n in names), key=_mtime)
+                for old in paths[:len(paths) - KEEP_FILES]:
+                    with contextlib.suppress(OSError):
+                        os.unlink(old)
 
     def columns(self, store: ProvStore, run_id: str, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(steps, timestamps_ms, values)`` of metric ``key`` of run ``run_id``."""
         import numpy as np
 
         from ..runs.reading import metric_chunk_ids
-        from ..runs.series import metric_chunk_columns
 
         ids = metric_chunk_ids(store.ledger, run_id, key)
         oids = tuple(ids)
@@ -96,12 +156,8 @@ class SeriesCache:
             if hit is not None and hit[0] == oids:
                 self._entries.move_to_end((run_id, key))
                 return hit[1]
-        steps, stamps, values = [], [], []
-        for blob in _blobs(store, ids):  # decoded here while git inflates the next ones
-            _, dstep, dstamp, value = metric_chunk_columns(blob)
-            steps.append(np.cumsum(np.frombuffer(dstep, dtype="<i8")))
-            stamps.append(np.cumsum(np.frombuffer(dstamp, dtype="<i8")))
-            values.append(np.frombuffer(value, dtype="<f8"))
+        chunks = [_decode(blob) for blob in _blobs(store, ids)]  # decoded while git inflates the next
+        steps, stamps, values = [c[0] for c in chunks], [c[1] for c in chunks], [c[2] for c in chunks]
         empty = np.empty(0, dtype=np.int64)
         cols = (np.concatenate(steps) if steps else empty, np.concatenate(stamps) if stamps else empty,
                 np.concatenate(values) if values else np.empty(0))
@@ -117,6 +173,17 @@ class SeriesCache:
 #: from this many chunks on, a series is read through ``git cat-file --batch`` (pack
 #: deltas and inflation in C, in a process of its own) rather than the object layer
 CATFILE_CHUNKS = 3
+
+
+def _decode(blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(steps, timestamps_ms, values)`` of one metric chunk, as arrays."""
+    import numpy as np
+
+    from ..runs.series import metric_chunk_columns
+
+    _, dstep, dstamp, value = metric_chunk_columns(blob)
+    return (np.cumsum(np.frombuffer(dstep, dtype="<i8")), np.cumsum(np.frombuffer(dstamp, dtype="<i8")),
+            np.frombuffer(value, dtype="<f8"))
 
 
 def _blobs(store: ProvStore, oids: list[str]) -> Iterator[bytes]:
@@ -154,7 +221,7 @@ def series_payload(cols: tuple[np.ndarray, np.ndarray, np.ndarray], points: int 
     import numpy as np
 
     steps, stamps, values = cols
-    xs = (steps if x == "step" else stamps).astype(np.float64)
+    xs = steps if x == "step" else stamps  # int64: LTTB sums in float64, no 80 MB copy
     order = None
     if len(xs) > 1 and not bool(np.all(xs[1:] >= xs[:-1])):  # steps logged out of order
         order = np.argsort(xs, kind="stable")

@@ -64,7 +64,8 @@ def build_app(store: ProvStore, *, token: str | None = None, loopback: bool = Tr
     from starlette.routing import Route
 
     lock = threading.Lock()  # the object database and the index are used from one thread at a time
-    cache = SeriesCache()
+    keep = store.git.prov_dir()
+    cache = SeriesCache(keep_dir=None if keep is None else os.path.join(keep, "ui-cache"))
 
     def reply(payload: Any, status: int = 200) -> Response:
         body = json.dumps(codec.to_plain(payload), allow_nan=False, ensure_ascii=False, separators=(",", ":"))
@@ -260,6 +261,7 @@ def serve(store: ProvStore, host: str = "127.0.0.1", port: int = 8470, *, open_b
     import socket
 
     try:
+        import numpy  # noqa: F401  (series are decoded with it: loaded before the first chart asks)
         import uvicorn
     except ImportError as exc:
         raise UsageError("prov ui needs the ui extra: pip install 'git-prov[ui]'") from exc

@@ -522,9 +522,9 @@
       document.head.appendChild(el);
     });
   }
-  async function graphLibraries() {
-    if (!window.dagre) await loadScript("static/vendor/dagre.min.js");
-    if (!window.cytoscape) await loadScript("static/vendor/cytoscape.min.js");
+  function graphLibraries() { // both at once, while the graph is fetched
+    return Promise.all([window.dagre || loadScript("static/vendor/dagre.min.js"),
+      window.cytoscape || loadScript("static/vendor/cytoscape.min.js")]);
   }
 
   async function lineagePage(r, seq) {
@@ -540,6 +540,7 @@
     const t0 = performance.now();
     const [g] = await Promise.all([api("/api/lineage", REPORT ? { node } : { node, direction, depth }), graphLibraries()]);
     if (seq !== routeSeq) return;
+    performance.mark("lineage:fetched");
     const aside = h("aside", { id: "node-info" }, h("p", { class: "muted" }, "Click a node; double-click to center the graph on it."));
     const graphBox = h("div", { id: "graph" });
     setMain(h("h1", {}, "Lineage"), toolbar, h("p", { class: "muted", id: "graph-size" }, g.nodes.length + " nodes, " + g.edges.length + " edges" + (g.cycles.length ? ", " + g.cycles.length + " cycle(s)" : "")),
@@ -548,20 +549,26 @@
     const place = layoutGraph(g);
     graphBox.dataset.layoutMs = String(Math.round(performance.now() - t1));
     const roots = new Set(g.roots), infos = new Map(g.nodes.map((n) => [n.id, n])), big = g.nodes.length > DAGRE_MAX;
-    const elements = g.nodes.map((n) => { const p = place.get(n.id); return { group: "nodes", data: { id: n.id, label: n.label.length > 34 ? n.label.slice(0, 33) + "…" : n.label, kind: n.kind, root: roots.has(n.id) ? 1 : 0 }, position: { x: p.x, y: p.y } }; })
+    const elements = g.nodes.map((n) => { const p = place.get(n.id); return { group: "nodes", data: { id: n.id, label: n.label.length > 34 ? n.label.slice(0, 33) + "…" : n.label, kind: n.kind, color: KIND_COLOR[n.kind] || "#7f8c8d", root: roots.has(n.id) ? 1 : 0 }, position: { x: p.x, y: p.y } }; })
       .concat(g.edges.map((e, i) => ({ group: "edges", data: { id: "e" + i, source: e.from, target: e.to } })));
+    performance.mark("lineage:laid-out");
     const cy = cytoscape({
       container: graphBox, elements, layout: { name: "preset" }, wheelSensitivity: 0.3, minZoom: 0.02, maxZoom: 4,
       textureOnViewport: big, hideEdgesOnViewport: g.edges.length > 2000,
       style: [
-        { selector: "node", style: { shape: "round-rectangle", width: NODE_W, height: NODE_H, label: "data(label)", "font-size": 9, "text-valign": "center", "text-halign": "center", color: "#fff", "background-color": "#7f8c8d", "min-zoomed-font-size": big ? 7 : 0 } },
-        ...Object.entries(KIND_COLOR).map(([kind, color]) => ({ selector: `node[kind = "${kind}"]`, style: { "background-color": color } })),
+        // few selectors (each is matched against every element) and the colour as data
+        { selector: "node", style: { shape: "round-rectangle", width: NODE_W, height: NODE_H, label: "data(label)", "font-size": 9, "text-valign": "center", "text-halign": "center", color: "#fff", "background-color": "data(color)", "min-zoomed-font-size": big ? 7 : 0 } },
         { selector: "node[root = 1]", style: { "border-width": 3, "border-color": "#111" } },
         { selector: "node:selected", style: { "border-width": 3, "border-color": "#f1c40f" } },
-        { selector: "edge", style: { width: 1, "line-color": "#aab", "target-arrow-color": "#aab", "target-arrow-shape": "triangle", "curve-style": big ? "straight" : "bezier", "arrow-scale": 0.7 } },
+        // a big graph's edges are haystack lines (the cheapest cytoscape draws, no arrow
+        // heads): its layout already runs left to right, inputs before their runs
+        { selector: "edge", style: big ? { width: 1, "line-color": "#aab", "curve-style": "haystack", "haystack-radius": 0 }
+          : { width: 1, "line-color": "#aab", "target-arrow-color": "#aab", "target-arrow-shape": "triangle", "curve-style": "bezier", "arrow-scale": 0.7 } },
       ],
     });
     window.provGraph = cy;
+    performance.mark("lineage:built");
+    cy.one("render", () => performance.mark("lineage:rendered"));
     cy.on("tap", "node", (evt) => {
       const n = infos.get(evt.target.id());
       const runId = n.id.startsWith("run:") ? n.id.slice(4) : n.id.startsWith("artifact:") ? n.id.slice(9).split("/")[0] : null;
