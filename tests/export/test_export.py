@@ -566,3 +566,46 @@ def test_a_cache_hit_through_the_stage_cache_directory(make_repo):
     assert {(e.relation, e.subject, e.object, e.role) for e in graph.edges if node in (e.subject, e.object)} == {
         ("wasGeneratedBy", node, f"run:{first.id}", "stage"), ("used", f"run:{again.id}", node, "cache"),
         ("wasGeneratedBy", node, f"run:{other.id}", "stage")}
+
+
+def test_the_agent_is_who_started_the_run_from_its_record(make_repo, monkeypatch):
+    """The record names who started the run, so the export reads no ledger history:
+    the run's ledger commits here carry another identity, and the record's wins."""
+    path = make_repo().path
+    gitprov.init(path, hooks=False)
+    repo = gitprov.Repository(path)
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Ada Lovelace")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "ada@example.com")
+    run = repo.start_run(name="ada", environment=False)
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Bob")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "bob@example.com")
+    with run:
+        run.log_artifact("x.bin", b"x")
+    assert run.record.recorded_by == "Ada Lovelace <ada@example.com>"
+    committers = _git(path, "log", "--format=%cn", "refs/prov/ledger").split()
+    assert "Ada" not in committers and "Bob" in committers
+    graph = build_graph(repo.store, repo.runs())
+    assert graph.agents == {"agent:ada@example.com": {"name": "Ada Lovelace", "email": "ada@example.com"}}
+    assert ("wasAssociatedWith", f"run:{run.id}", "agent:ada@example.com", "") in \
+        {(e.relation, e.subject, e.object, e.role) for e in graph.edges}
+
+
+def test_a_record_older_than_recorded_by_takes_the_ledger_committer(make_repo, monkeypatch):
+    import msgspec
+
+    from gitprov.runs.run import Run
+
+    path = make_repo().path
+    gitprov.init(path, hooks=False)
+    repo = gitprov.Repository(path)
+    with repo.start_run(name="old", environment=False) as run:
+        run.log_metric("m", 1.0)
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Later")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "later@example.com")
+    with repo.start_run(name="new", environment=False) as new:
+        new.log_metric("m", 2.0)
+    old = Run.load(repo.store, run.id)
+    old.record = msgspec.structs.replace(old.record, recorded_by=None)  # as records before the field
+    graph = build_graph(repo.store, [old, Run.load(repo.store, new.id)])
+    assert graph.run_agents == {run.id: "agent:test@example.com", new.id: "agent:later@example.com"}
+    assert graph.agents["agent:test@example.com"] == {"name": "Test User", "email": "test@example.com"}

@@ -90,6 +90,9 @@ class RunRecord(msgspec.Struct, frozen=True, kw_only=True, tag="run-record", tag
     packages: str | None = None
     #: the run this one re-executes (``prov rerun``).
     reproduces: str | None = None
+    #: ``Name <email>``: the git identity that started the run (the committer git would
+    #: use); None in records older than it, or where git has no identity.
+    recorded_by: str | None = None
 
 
 class MetricSummary(msgspec.Struct, frozen=True, kw_only=True):

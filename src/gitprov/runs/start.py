@@ -97,6 +97,7 @@ def start_run(
         cwd=_work_dir(store.work_tree) if cwd is None else cwd,
         packages="\n".join(dists) if dists is not None else None,
         reproduces=reproduces,
+        recorded_by=_recorder(git.config),
     )
     record_bytes = codec.encode(record)
     run_id = git.fmt.hash_object("blob", record_bytes)
@@ -115,6 +116,14 @@ def start_run(
     if tags:
         run.log_tags(tags)
     return run
+
+
+def _recorder(config: Any) -> str | None:
+    """``Name <email>`` git would commit with (what the ledger commit will carry)."""
+    from ..store.ident import committer
+
+    who = committer(config)
+    return f"{who[0]} <{who[1]}>" if who is not None else None
 
 
 def _launch() -> tuple[str, list[str] | None]:
