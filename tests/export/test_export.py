@@ -220,6 +220,47 @@ def test_prov_o_is_rdf_with_prov_classes(built):
     assert rdflib.URIRef("https://git-prov.dev/ns/model/bert%40v3") in used
 
 
+def _same_triples(ours: bytes, graph: Any) -> None:
+    """``ours`` holds exactly the triples of ``prov``'s own RDF serialiser of the graph."""
+    import rdflib
+    from rdflib.compare import graph_diff, isomorphic, to_isomorphic
+
+    from gitprov.exports.w3c_prov import prov_document
+
+    reference = prov_document(graph).serialize(format="rdf", rdf_format="turtle")
+    a = rdflib.Graph().parse(data=ours.decode(), format="turtle")
+    b = rdflib.Graph().parse(data=reference, format="turtle")
+    if not isomorphic(a, b):
+        _, only_ours, only_prov = graph_diff(to_isomorphic(a), to_isomorphic(b))
+        raise AssertionError((sorted(only_ours)[:5], sorted(only_prov)[:5]))
+    assert len(a) > 0
+
+
+def test_prov_o_is_the_triples_the_prov_package_writes(built):
+    _same_triples(built["exports"]["prov-o"], built["graph"])
+
+
+def test_prov_o_escapes_literals_and_names_turtle_cannot_abbreviate():
+    from prov.model import ProvDocument
+
+    from gitprov.exports.graph import Edge, ExportGraph
+    from gitprov.exports.w3c_prov import write_prov
+
+    graph = ExportGraph()
+    graph.other_runs = {"r1": {"id": "r1"}}
+    odd = 'say "hi"\\n\nback\\slash\r é'
+    graph.entities = {"artifact:r1/out.": {"kind": "artifact", "run": "r1", "path": "out.", "size": 3},
+                      "model:a~b@v1": {"kind": "model", "name": odd, "version": "v1"}}
+    graph.edges = [Edge("used", "run:r1", "model:a~b@v1", "code"),
+                   Edge("wasGeneratedBy", "artifact:r1/out.", "run:r1", "")]
+    data = write_prov(graph, "prov-o")
+    assert b"<https://git-prov.dev/ns/artifact/r1%2Fout.>" in data and b"<https://git-prov.dev/ns/model/a~b%40v1>" in data
+    _same_triples(data, graph)
+    doc = ProvDocument.deserialize(content=data.decode(), format="rdf", rdf_format="turtle")
+    names = [v for r in doc.get_records() for k, v in r.attributes if str(k) == "gitprov:name"]
+    assert names == [odd]
+
+
 # -- OpenLineage -----------------------------------------------------------------------------------
 
 
