@@ -9,6 +9,7 @@ the same bytes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -32,6 +33,7 @@ _TYPES = {"model": "Model", "dataset": "Dataset", "artifact": "Artifact", "commi
           "digest": "Digest"}
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def node_qname(node: str) -> str:
     """``run:abc`` -> ``run:abc``; ``model:bert@v3`` -> ``model:bert%40v3``: the local
     part percent-encoded so it is a valid name in PROV-N, JSON and RDF alike."""
