@@ -8,9 +8,10 @@ The ledger is written by ``synthetic_ledger.py`` (runs with parameters, metrics,
 dataset version, lineage to two earlier runs' artifacts, a base model and an output
 model; one ledger commit), cached under ``--root`` as ``bench_index.py`` caches it. Each format
 is measured in a fresh child process (``--probe``), imports and one warm-up export
-untimed: the median of ``--repeat`` calls of ``Repository.export(FORMAT)`` (run
-selection, the graph, the document, serialisation), the size of the output, its
-sha256 (the same on every call: exports are deterministic) and the process's peak RSS.
+untimed: the median of ``--repeat`` calls of ``Repository.export(FORMAT, output=FILE)``
+(run selection, the graph, the document, serialisation, written to a file as
+``prov export -o FILE`` does), the size of the output, its sha256 (the same on every
+call: exports are deterministic) and the process's peak RSS.
 ``--one-run-of N``: a ledger of N runs made one by one (N + 1 ledger commits, cached
 under ``--root``), the export of one run of it (PROV-JSON, median of 7) against the
 ``git log`` over the whole ledger history that found a run's agent before records
@@ -42,14 +43,27 @@ def probe(path: str, fmt: str, repeat: int) -> dict:
     import gitprov
 
     repo = gitprov.Repository(path)
-    data = repo.export(fmt)  # warm-up: imports, first reads
+    out = os.path.join(os.path.dirname(path), f"export-out.{fmt}")
+
+    def export() -> None:  # to a file, as `prov export -o FILE`: streamed where the format allows
+        with open(out, "wb") as f:
+            repo.export(fmt, output=f)
+
+    export()  # warm-up: imports, first reads
     times, digests = [], set()
     for _ in range(repeat):
         t0 = time.perf_counter()
-        data = repo.export(fmt)
+        export()
         times.append(time.perf_counter() - t0)
-        digests.add(hashlib.sha256(data).hexdigest())
-    return {"times": times, "size": len(data), "records": data.count(b"\n"), "digests": sorted(digests),
+        sha, lines = hashlib.sha256(), 0
+        with open(out, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                sha.update(block)
+                lines += block.count(b"\n")
+        digests.add(sha.hexdigest())
+    size = os.path.getsize(out)
+    os.unlink(out)
+    return {"times": times, "size": size, "records": lines, "digests": sorted(digests),
             "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
 
@@ -129,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{result['rss'] / 2**20:.0f} MiB | {deterministic} |")
         print(rows[-1], flush=True)
     text = "\n".join([
-        f"Export of every run of a synthetic ledger of {args.runs:,} runs (`Repository.export(FORMAT)`, "
+        f"Export of every run of a synthetic ledger of {args.runs:,} runs to a file "
+        "(`Repository.export(FORMAT, output=FILE)`, "
         f"median of {args.repeat} after a warm-up, each format in a fresh process), {h.machine()}.",
         "",
         "| format | median | min | size | per run | lines | peak RSS | same bytes every call |",

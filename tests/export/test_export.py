@@ -650,3 +650,36 @@ def test_a_record_older_than_recorded_by_takes_the_ledger_committer(make_repo, m
     graph = build_graph(repo.store, [old, Run.load(repo.store, new.id)])
     assert graph.run_agents == {run.id: "agent:test@example.com", new.id: "agent:later@example.com"}
     assert graph.agents["agent:test@example.com"] == {"name": "Test User", "email": "test@example.com"}
+
+
+class _Lines:
+    """A binary stream that keeps each write apart."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.writes.append(bytes(data))
+        return len(data)
+
+
+@pytest.mark.parametrize("fmt", ["openlineage", "in-toto"])
+def test_openlineage_and_intoto_are_written_a_line_at_a_time(built, fmt):
+    out = _Lines()
+    assert gitprov.Repository(built["path"]).export(fmt, output=out) == b""  # type: ignore[arg-type]
+    assert b"".join(out.writes) == built["exports"][fmt]
+    assert len(out.writes) == built["exports"][fmt].count(b"\n") > 2
+    assert all(w.count(b"\n") == 1 and w.endswith(b"\n") for w in out.writes)
+
+
+def test_cli_output_file_is_written_whole_or_not_at_all(built):
+    env = {"HOME": str(built["home"]), "GIT_CONFIG_NOSYSTEM": "1"}
+    ok = run_prov(built["path"], "export", "--format", "in-toto", "-o", "statements.jsonl", env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert (built["path"] / "statements.jsonl").read_bytes() == built["exports"]["in-toto"]
+    (built["path"] / "statements.jsonl").unlink()
+    # no signing key: refused before the first statement, no file and no temporary file left
+    failed = run_prov(built["path"], "export", "--format", "in-toto", "--sign", "-o", "signed.jsonl", env=env)
+    assert failed.returncode != 0 and "Traceback" not in failed.stderr
+    assert failed.stderr.count("\n") == 1, failed.stderr
+    assert not [p.name for p in built["path"].iterdir() if p.name.startswith("signed.jsonl")]
