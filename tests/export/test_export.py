@@ -672,6 +672,15 @@ def test_openlineage_and_intoto_are_written_a_line_at_a_time(built, fmt):
     assert all(w.count(b"\n") == 1 and w.endswith(b"\n") for w in out.writes)
 
 
+def test_prov_o_is_written_a_node_at_a_time(built):
+    out = _Lines()
+    gitprov.Repository(built["path"]).export("prov-o", output=out)  # type: ignore[arg-type]
+    assert b"".join(out.writes) == built["exports"]["prov-o"]
+    graph = built["graph"]
+    nodes = len(graph.runs) + len(graph.other_runs) + len(graph.entities) + len(graph.agents)
+    assert len(out.writes) == 2 + nodes + len(graph.edges)  # the prefixes, each node, each relation
+
+
 def test_cli_output_file_is_written_whole_or_not_at_all(built):
     env = {"HOME": str(built["home"]), "GIT_CONFIG_NOSYSTEM": "1"}
     ok = run_prov(built["path"], "export", "--format", "in-toto", "-o", "statements.jsonl", env=env)

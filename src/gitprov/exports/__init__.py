@@ -90,7 +90,7 @@ def export_bytes(store: ProvStore, fmt: str, runs: Iterable[Run], *, sign: bool 
 def export_to(store: ProvStore, fmt: str, runs: Iterable[Run], stream: BinaryIO, *, sign: bool = False,
               url: str | None = None, namespace: str | None = None) -> None:
     """Write the export of ``runs`` in ``fmt`` (one of ``FORMATS``) to ``stream``;
-    OpenLineage and in-toto a run at a time, as each run's lines are made. ``sign``:
+    PROV-O, OpenLineage and in-toto a node or run at a time, as they are made. ``sign``:
     in-toto only, each statement in a DSSE envelope signed with the user's ssh key;
     ``url``: OpenLineage only, the events are also sent there (openlineage-python's HTTP
     client); ``namespace``: OpenLineage only, of the jobs and datasets (default
@@ -113,6 +113,16 @@ def export_to(store: ProvStore, fmt: str, runs: Iterable[Run], stream: BinaryIO,
 def _export(store: ProvStore, fmt: str, runs: Iterable[Run], stream: BinaryIO, *, sign: bool, url: str | None,
             namespace: str | None) -> None:
     graph = export_graph(store, runs)
+    if fmt == "prov-o":
+        from .w3c_prov import turtle_chunks
+
+        held = ""  # one chunk behind: the last ends with one newline
+        for chunk in turtle_chunks(graph):
+            if held:
+                stream.write(held.encode("utf-8"))
+            held = chunk
+        stream.write(held.rstrip("\n").encode("utf-8") + b"\n")
+        return
     if fmt.startswith("prov-"):
         from .w3c_prov import write_prov
 
