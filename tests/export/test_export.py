@@ -692,3 +692,20 @@ def test_cli_output_file_is_written_whole_or_not_at_all(built):
     assert failed.returncode != 0 and "Traceback" not in failed.stderr
     assert failed.stderr.count("\n") == 1, failed.stderr
     assert not [p.name for p in built["path"].iterdir() if p.name.startswith("signed.jsonl")]
+
+
+@pytest.mark.parametrize("who", ["Eve <eve@example.com>\nInjected <x@y>", "no email", "<a> <b>", "A <" + "a" * 1100 + ">"])
+def test_a_remote_record_with_a_forged_recorder_is_refused(who):
+    from gitprov.errors import UsageError
+    from gitprov.exchange.remote_values import check_record_values
+    from gitprov.model import CodeVersion, RunRecord
+    from gitprov.schema import current_pin
+
+    def record(recorded_by):
+        return RunRecord(created="2026-01-01T00:00:00.000000Z", nonce="00", code=CodeVersion(commit=None),
+                         schema=current_pin(), recorded_by=recorded_by)
+
+    with pytest.raises(UsageError, match="recorded_by"):
+        check_record_values(record(who))
+    check_record_values(record("Ada Lovelace <ada@example.com>"))
+    check_record_values(record(None))
