@@ -10,7 +10,7 @@ tracker, and the modules behind the verbs load on first use.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 import msgspec
 
@@ -241,7 +241,7 @@ class Repository:
 
     def export(self, format: str, targets: str | list[str] | tuple[str, ...] = (),
                where: dict[str, Any] | str | None = None, *, upstream: bool = False, sign: bool = False,
-               url: str | None = None, namespace: str | None = None) -> bytes:
+               url: str | None = None, namespace: str | None = None, output: BinaryIO | None = None) -> bytes:
         """The provenance of the selected runs in a standard's format: ``prov-json``,
         ``prov-n``, ``prov-o`` (W3C PROV), ``openlineage`` (RunEvents, JSON Lines) or
         ``in-toto`` (SLSA provenance statements, JSON Lines).
@@ -250,13 +250,18 @@ class Repository:
         produced them; ``upstream``: and everything upstream); none: every run matching
         ``where`` (a filter string or query dict). ``sign``: in-toto statements in DSSE
         envelopes signed with your ssh key; ``url``: also send the OpenLineage events there;
-        ``namespace``: of the OpenLineage jobs and datasets (default ``git-prov``).
+        ``namespace``: of the OpenLineage jobs and datasets (default ``git-prov``);
+        ``output``: a binary stream to write to instead of returning the bytes (then
+        ``b""`` is returned), OpenLineage and in-toto a run at a time.
         """
-        from .exports import check_format, export_bytes, select_runs
+        from .exports import check_format, export_bytes, export_to, select_runs
 
         check_format(format, sign=sign, url=url, namespace=namespace)
         runs = select_runs(self.store, [targets] if isinstance(targets, str) else targets, where,
                            upstream=upstream)
+        if output is not None:
+            export_to(self.store, format, runs, output, sign=sign, url=url, namespace=namespace)
+            return b""
         return export_bytes(self.store, format, runs, sign=sign, url=url, namespace=namespace)
 
     def flush_links(self) -> None:

@@ -220,6 +220,47 @@ def test_prov_o_is_rdf_with_prov_classes(built):
     assert rdflib.URIRef("https://git-prov.dev/ns/model/bert%40v3") in used
 
 
+def _same_triples(ours: bytes, graph: Any) -> None:
+    """``ours`` holds exactly the triples of ``prov``'s own RDF serialiser of the graph."""
+    import rdflib
+    from rdflib.compare import graph_diff, isomorphic, to_isomorphic
+
+    from gitprov.exports.w3c_prov import prov_document
+
+    reference = prov_document(graph).serialize(format="rdf", rdf_format="turtle")
+    a = rdflib.Graph().parse(data=ours.decode(), format="turtle")
+    b = rdflib.Graph().parse(data=reference, format="turtle")
+    if not isomorphic(a, b):
+        _, only_ours, only_prov = graph_diff(to_isomorphic(a), to_isomorphic(b))
+        raise AssertionError((sorted(only_ours)[:5], sorted(only_prov)[:5]))
+    assert len(a) > 0
+
+
+def test_prov_o_is_the_triples_the_prov_package_writes(built):
+    _same_triples(built["exports"]["prov-o"], built["graph"])
+
+
+def test_prov_o_escapes_literals_and_names_turtle_cannot_abbreviate():
+    from prov.model import ProvDocument
+
+    from gitprov.exports.graph import Edge, ExportGraph
+    from gitprov.exports.w3c_prov import write_prov
+
+    graph = ExportGraph()
+    graph.other_runs = {"r1": {"id": "r1"}}
+    odd = 'say "hi"\\n\nback\\slash\r é'
+    graph.entities = {"artifact:r1/out.": {"kind": "artifact", "run": "r1", "path": "out.", "size": 3},
+                      "model:a~b@v1": {"kind": "model", "name": odd, "version": "v1"}}
+    graph.edges = [Edge("used", "run:r1", "model:a~b@v1", "code"),
+                   Edge("wasGeneratedBy", "artifact:r1/out.", "run:r1", "")]
+    data = write_prov(graph, "prov-o")
+    assert b"<https://git-prov.dev/ns/artifact/r1%2Fout.>" in data and b"<https://git-prov.dev/ns/model/a~b%40v1>" in data
+    _same_triples(data, graph)
+    doc = ProvDocument.deserialize(content=data.decode(), format="rdf", rdf_format="turtle")
+    names = [v for r in doc.get_records() for k, v in r.attributes if str(k) == "gitprov:name"]
+    assert names == [odd]
+
+
 # -- OpenLineage -----------------------------------------------------------------------------------
 
 
@@ -566,3 +607,105 @@ def test_a_cache_hit_through_the_stage_cache_directory(make_repo):
     assert {(e.relation, e.subject, e.object, e.role) for e in graph.edges if node in (e.subject, e.object)} == {
         ("wasGeneratedBy", node, f"run:{first.id}", "stage"), ("used", f"run:{again.id}", node, "cache"),
         ("wasGeneratedBy", node, f"run:{other.id}", "stage")}
+
+
+def test_the_agent_is_who_started_the_run_from_its_record(make_repo, monkeypatch):
+    """The record names who started the run, so the export reads no ledger history:
+    the run's ledger commits here carry another identity, and the record's wins."""
+    path = make_repo().path
+    gitprov.init(path, hooks=False)
+    repo = gitprov.Repository(path)
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Ada Lovelace")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "ada@example.com")
+    run = repo.start_run(name="ada", environment=False)
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Bob")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "bob@example.com")
+    with run:
+        run.log_artifact("x.bin", b"x")
+    assert run.record.user == "Ada Lovelace <ada@example.com>"
+    committers = _git(path, "log", "--format=%cn", "refs/prov/ledger").split()
+    assert "Ada" not in committers and "Bob" in committers
+    graph = build_graph(repo.store, repo.runs())
+    assert graph.agents == {"agent:ada@example.com": {"name": "Ada Lovelace", "email": "ada@example.com"}}
+    assert ("wasAssociatedWith", f"run:{run.id}", "agent:ada@example.com", "") in \
+        {(e.relation, e.subject, e.object, e.role) for e in graph.edges}
+
+
+def test_a_record_older_than_its_user_field_takes_the_ledger_committer(make_repo, monkeypatch):
+    import msgspec
+
+    from gitprov.runs.run import Run
+
+    path = make_repo().path
+    gitprov.init(path, hooks=False)
+    repo = gitprov.Repository(path)
+    with repo.start_run(name="old", environment=False) as run:
+        run.log_metric("m", 1.0)
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Later")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "later@example.com")
+    with repo.start_run(name="new", environment=False) as new:
+        new.log_metric("m", 2.0)
+    old = Run.load(repo.store, run.id)
+    old.record = msgspec.structs.replace(old.record, user="")  # as records before the field
+    graph = build_graph(repo.store, [old, Run.load(repo.store, new.id)])
+    assert graph.run_agents == {run.id: "agent:test@example.com", new.id: "agent:later@example.com"}
+    assert graph.agents["agent:test@example.com"] == {"name": "Test User", "email": "test@example.com"}
+
+
+class _Lines:
+    """A binary stream that keeps each write apart."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.writes.append(bytes(data))
+        return len(data)
+
+
+@pytest.mark.parametrize("fmt", ["openlineage", "in-toto"])
+def test_openlineage_and_intoto_are_written_a_line_at_a_time(built, fmt):
+    out = _Lines()
+    assert gitprov.Repository(built["path"]).export(fmt, output=out) == b""  # type: ignore[arg-type]
+    assert b"".join(out.writes) == built["exports"][fmt]
+    assert len(out.writes) == built["exports"][fmt].count(b"\n") > 2
+    assert all(w.count(b"\n") == 1 and w.endswith(b"\n") for w in out.writes)
+
+
+def test_prov_o_is_written_a_node_at_a_time(built):
+    out = _Lines()
+    gitprov.Repository(built["path"]).export("prov-o", output=out)  # type: ignore[arg-type]
+    assert b"".join(out.writes) == built["exports"]["prov-o"]
+    graph = built["graph"]
+    nodes = len(graph.runs) + len(graph.other_runs) + len(graph.entities) + len(graph.agents)
+    assert len(out.writes) == 2 + nodes + len(graph.edges)  # the prefixes, each node, each relation
+
+
+def test_cli_output_file_is_written_whole_or_not_at_all(built):
+    env = {"HOME": str(built["home"]), "GIT_CONFIG_NOSYSTEM": "1"}
+    ok = run_prov(built["path"], "export", "--format", "in-toto", "-o", "statements.jsonl", env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert (built["path"] / "statements.jsonl").read_bytes() == built["exports"]["in-toto"]
+    (built["path"] / "statements.jsonl").unlink()
+    # no signing key: refused before the first statement, no file and no temporary file left
+    failed = run_prov(built["path"], "export", "--format", "in-toto", "--sign", "-o", "signed.jsonl", env=env)
+    assert failed.returncode != 0 and "Traceback" not in failed.stderr
+    assert failed.stderr.count("\n") == 1, failed.stderr
+    assert not [p.name for p in built["path"].iterdir() if p.name.startswith("signed.jsonl")]
+
+
+@pytest.mark.parametrize("who", ["Eve <eve@example.com>\nInjected <x@y>", "no email", "<a> <b>", "A <" + "a" * 1100 + ">"])
+def test_a_remote_record_with_a_forged_recorder_is_refused(who):
+    from gitprov.errors import UsageError
+    from gitprov.exchange.remote_values import check_record_values
+    from gitprov.model import CodeVersion, RunRecord
+    from gitprov.schema import current_pin
+
+    def record(user):
+        return RunRecord(created="2026-01-01T00:00:00.000000Z", nonce="00", code=CodeVersion(commit=None),
+                         schema=current_pin(), user=user)
+
+    with pytest.raises(UsageError, match="user is not"):
+        check_record_values(record(who))
+    check_record_values(record("Ada Lovelace <ada@example.com>"))
+    check_record_values(record(""))

@@ -51,17 +51,18 @@ def export_command(targets: tuple[str, ...], fmt: str, where: str | None, upstre
     that produced it; --upstream adds everything upstream. Without TARGET, every
     run (matching --where). The same provenance always gives the same bytes.
     """
-    data = repo.export(fmt, list(targets), where, upstream=upstream, sign=sign, url=url, namespace=namespace)
+    options: dict = {"upstream": upstream, "sign": sign, "url": url, "namespace": namespace}
     if output is None:
-        sys.stdout.buffer.write(data)
+        repo.export(fmt, list(targets), where, output=sys.stdout.buffer, **options)
         sys.stdout.buffer.flush()
         return
     import os
 
-    from .._util.paths import replace_file
+    from .._util.paths import replacing_file
     from ..errors import WriteError
 
     try:
-        replace_file(os.path.abspath(output), data)
+        with replacing_file(os.path.abspath(output)) as f:  # whole or not at all
+            repo.export(fmt, list(targets), where, output=f, **options)
     except OSError as exc:
         raise WriteError(f"cannot write {output}: {exc.strerror or exc}; choose another -o FILE") from exc

@@ -30,6 +30,12 @@ def check_record_values(record: RunRecord) -> None:
         if not isinstance(arg, str) or len(arg) > 1 << 16:
             raise UsageError(f"command argument {i} is longer than 65,536 characters")
     _check_rerun_fields(record)
+    who = record.user
+    if who and (len(who) > 1024 or any(ord(c) < 32 for c in who) or not who.endswith(">")
+                            or " <" not in who or who.count("<") != 1 or who.count(">") != 1):
+        raise UsageError("user is not a git identity 'Name <email>'")
+    if len(record.host) > 255 or any(ord(c) < 32 for c in record.host):
+        raise UsageError("host is not a host name")
 
 
 #: ``RunRecord.launcher`` values ``start_run`` writes

@@ -8,7 +8,7 @@ Provenance v1). The standards' libraries are optional extras loaded here only.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import UsageError
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ..store.prov_store import ProvStore
     from .graph import ExportGraph
 
-__all__ = ["FORMATS", "check_format", "export_bytes", "export_graph", "select_runs"]
+__all__ = ["FORMATS", "check_format", "export_bytes", "export_graph", "export_to", "select_runs"]
 
 FORMATS = ("prov-json", "prov-n", "prov-o", "openlineage", "in-toto")
 
@@ -79,10 +79,22 @@ def export_graph(store: ProvStore, runs: Iterable[Run]) -> ExportGraph:
 
 def export_bytes(store: ProvStore, fmt: str, runs: Iterable[Run], *, sign: bool = False,
                  url: str | None = None, namespace: str | None = None) -> bytes:
-    """The export of ``runs`` in ``fmt`` (one of ``FORMATS``); ``sign``: in-toto only,
-    each statement in a DSSE envelope signed with the user's ssh key; ``url``:
-    OpenLineage only, the events are also sent there (openlineage-python's HTTP client);
-    ``namespace``: OpenLineage only, of the jobs and datasets (default ``git-prov``)."""
+    """The export of ``runs`` in ``fmt`` (one of ``FORMATS``), as ``export_to`` writes it."""
+    import io
+
+    buf = io.BytesIO()
+    export_to(store, fmt, runs, buf, sign=sign, url=url, namespace=namespace)
+    return buf.getvalue()
+
+
+def export_to(store: ProvStore, fmt: str, runs: Iterable[Run], stream: BinaryIO, *, sign: bool = False,
+              url: str | None = None, namespace: str | None = None) -> None:
+    """Write the export of ``runs`` in ``fmt`` (one of ``FORMATS``) to ``stream``;
+    PROV-O, OpenLineage and in-toto a node or run at a time, as they are made. ``sign``:
+    in-toto only, each statement in a DSSE envelope signed with the user's ssh key;
+    ``url``: OpenLineage only, the events are also sent there (openlineage-python's HTTP
+    client); ``namespace``: OpenLineage only, of the jobs and datasets (default
+    ``git-prov``)."""
     check_format(fmt, sign=sign, url=url, namespace=namespace)
     import gc
 
@@ -92,25 +104,37 @@ def export_bytes(store: ProvStore, fmt: str, runs: Iterable[Run], *, sign: bool 
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _export(store, fmt, runs, sign=sign, url=url, namespace=namespace)
+        _export(store, fmt, runs, stream, sign=sign, url=url, namespace=namespace)
     finally:
         if collecting:
             gc.enable()
 
 
-def _export(store: ProvStore, fmt: str, runs: Iterable[Run], *, sign: bool, url: str | None,
-            namespace: str | None) -> bytes:
+def _export(store: ProvStore, fmt: str, runs: Iterable[Run], stream: BinaryIO, *, sign: bool, url: str | None,
+            namespace: str | None) -> None:
     graph = export_graph(store, runs)
+    if fmt == "prov-o":
+        from .w3c_prov import turtle_chunks
+
+        held = ""  # one chunk behind: the last ends with one newline
+        for chunk in turtle_chunks(graph):
+            if held:
+                stream.write(held.encode("utf-8"))
+            held = chunk
+        stream.write(held.rstrip("\n").encode("utf-8") + b"\n")
+        return
     if fmt.startswith("prov-"):
         from .w3c_prov import write_prov
 
-        return write_prov(graph, fmt)
+        stream.write(write_prov(graph, fmt))
+        return
     if fmt == "openlineage":
         from .openlineage import openlineage_events, send_events, write_openlineage
 
         if url is not None:
             send_events(openlineage_events(store, graph, namespace), url)
-        return write_openlineage(store, graph, namespace)
+        write_openlineage(store, graph, stream, namespace)
+        return
     from .intoto import write_intoto
 
-    return write_intoto(store, graph, sign=sign)
+    write_intoto(store, graph, stream, sign=sign)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ..runs.run import Run
     from ..store.prov_store import ProvStore
 
-__all__ = ["RELATIONS", "Edge", "ExportGraph", "build_graph", "lineage_rows"]
+__all__ = ["RELATIONS", "Edge", "ExportGraph", "build_graph", "lineage_rows", "parse_identity", "run_recorders"]
 
 #: the relations of the graph, PROV's names
 RELATIONS = ("used", "wasGeneratedBy", "wasDerivedFrom", "wasAssociatedWith", "wasInformedBy")
@@ -199,7 +199,12 @@ class _Builder:
         return self.entity(f"digest:{digest}", kind="digest", digest=digest, stage=stage)
 
     def agents(self) -> None:
-        for run_id, (name, email) in sorted(run_recorders(self.store, set(self.graph.runs)).items()):
+        found = {run_id: who for run_id, run in self.graph.runs.items()
+                 if (who := parse_identity(run.record.user or None)) is not None}
+        older = set(self.graph.runs) - set(found)
+        if older:  # records older than ``user``: the ledger's history says
+            found.update(run_recorders(self.store, older))
+        for run_id, (name, email) in sorted(found.items()):
             node = f"agent:{email or name}"
             self.graph.agents[node] = {"name": name, "email": email}
             self.graph.run_agents[run_id] = node
@@ -267,10 +272,19 @@ def _earliest_stages(store: ProvStore, runs: Iterable[Run]) -> dict[tuple[str, s
     return out
 
 
+def parse_identity(text: str | None) -> tuple[str, str] | None:
+    """``Name <email>`` -> ``(name, email)``; None for none or another shape."""
+    if not text or not text.endswith(">") or " <" not in text:
+        return None
+    name, _, email = text[:-1].rpartition(" <")
+    return name, email
+
+
 def run_recorders(store: ProvStore, run_ids: set[str]) -> dict[str, tuple[str, str]]:
     """run id -> ``(name, email)`` of the committer of the ledger commit that first
-    stored the run's record: the git identity that recorded it. One ``git log``; empty
-    where git cannot be run (an in-memory repository)."""
+    stored the run's record: the git identity that recorded it, for records older than
+    their ``user``. One ``git log`` over the ledger's whole history; empty where
+    git cannot be run (an in-memory repository)."""
     from ..store import gitbin
 
     git_dir = store.git.common_dir or store.git.git_dir

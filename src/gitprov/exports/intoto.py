@@ -13,13 +13,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .._version import __version__
 from ..errors import ConfigError, UsageError
 from .extras import require
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from ..runs.run import Run
     from ..store.prov_store import ProvStore
     from .graph import ExportGraph
@@ -127,12 +129,16 @@ def check_provenance(predicate: dict[str, Any]) -> None:
 
 def intoto_statements(store: ProvStore, graph: ExportGraph) -> list[dict[str, Any]]:
     """The validated statements of ``graph`` (as JSON objects), in run id order."""
+    return list(_statements(store, graph))
+
+
+def _statements(store: ProvStore, graph: ExportGraph) -> Iterator[dict[str, Any]]:
+    """``intoto_statements``, each made when it is asked for."""
     require("in_toto_attestation", "in-toto export")
     from google.protobuf import json_format
     from in_toto_attestation.v1.resource_descriptor import ResourceDescriptor
     from in_toto_attestation.v1.statement import Statement
 
-    out = []
     for run_id, run in graph.runs.items():
         me = f"run:{run_id}"
         subjects = []
@@ -154,9 +160,8 @@ def intoto_statements(store: ProvStore, graph: ExportGraph) -> list[dict[str, An
                                for name, sha in sorted(set(subjects))], PREDICATE_TYPE, predicate)
         statement.validate()
         # the predicate as built: protobuf's Struct would turn every integer into a float
-        out.append({"_type": statement.pb.type, "predicateType": statement.pb.predicate_type, "predicate": predicate,
-                    "subject": [json_format.MessageToDict(s) for s in statement.pb.subject]})
-    return out
+        yield {"_type": statement.pb.type, "predicateType": statement.pb.predicate_type, "predicate": predicate,
+               "subject": [json_format.MessageToDict(s) for s in statement.pb.subject]}
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -201,12 +206,20 @@ def _ssh_signer(store: ProvStore) -> tuple[Any, str]:
     return signer, parts[1] if proc.returncode == 0 and len(parts) > 1 else ""
 
 
-def write_intoto(store: ProvStore, graph: ExportGraph, *, sign: bool = False) -> bytes:
-    """The statements as JSON Lines (keys sorted, compact); ``sign``: DSSE envelopes."""
-    statements = intoto_statements(store, graph)
-    if not sign:
-        return b"".join(_dumps(s) + b"\n" for s in statements)
-    if not statements:
+def write_intoto(store: ProvStore, graph: ExportGraph, stream: BinaryIO, *, sign: bool = False) -> int:
+    """The statements as JSON Lines to ``stream`` (keys sorted, compact), each written as
+    soon as it is made; ``sign``: DSSE envelopes. The number written."""
+    signer: Any = None
+    keyid = ""
+    count = 0
+    for statement in _statements(store, graph):
+        if not sign:
+            stream.write(_dumps(statement) + b"\n")
+        else:
+            if signer is None:  # before the first line: a missing key writes nothing
+                signer, keyid = _ssh_signer(store)
+            stream.write(_dumps(_envelope(_dumps(statement), signer, keyid)) + b"\n")
+        count += 1
+    if sign and not count:
         raise UsageError("nothing to sign: none of the selected runs has an output with a sha256 digest")
-    signer, keyid = _ssh_signer(store)
-    return b"".join(_dumps(_envelope(_dumps(s), signer, keyid)) + b"\n" for s in statements)
+    return count

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import functools
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import ProvError
 from .extras import require
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from ..runs.run import Run
+    from ..runs.run import Run as ProvRunType
     from ..store.prov_store import ProvStore
     from .graph import ExportGraph
 
@@ -81,8 +84,36 @@ def _job_name(run: Run | None, run_id: str) -> str:
     return f"{run.state.experiment}.{name}" if run.state.experiment else name
 
 
+def _event_keys(graph: ExportGraph) -> list[tuple[str, str, int]]:
+    """``(time, run id, 0 START / 1 end)`` of every event of ``graph``, in event order."""
+    keys = []
+    for run_id, run in graph.runs.items():
+        keys.append((run.record.created, run_id, 0))
+        if run.state.status in _END_EVENTS:
+            keys.append((run.state.ended or run.state.updated or run.record.created, run_id, 1))
+    return sorted(keys)
+
+
 def openlineage_events(store: ProvStore, graph: ExportGraph, namespace: str | None = None) -> list[Any]:
     """The ``RunEvent`` objects of ``graph``, ordered by time, then run, START first."""
+    return list(_ordered_events(store, graph, namespace))
+
+
+def _ordered_events(store: ProvStore, graph: ExportGraph, namespace: str | None) -> Iterator[Any]:
+    """The events of ``graph`` in order, each run's built when its first event is due and
+    dropped after its last: only the runs open at one time are held."""
+    events_of = _event_builder(store, graph, namespace)
+    pending: dict[str, dict[int, Any]] = {}
+    for _, run_id, which in _event_keys(graph):
+        if run_id not in pending:
+            pending[run_id] = events_of(run_id, graph.runs[run_id])
+        yield pending[run_id].pop(which)
+        if not pending[run_id]:
+            del pending[run_id]
+
+
+def _event_builder(store: ProvStore, graph: ExportGraph, namespace: str | None) -> Any:
+    """A function: ``(run id, run)`` -> ``{0: START event, 1: end event}``."""
     require("openlineage.client", "OpenLineage export")
     import msgspec
     from openlineage.client.event_v2 import (
@@ -102,7 +133,6 @@ def openlineage_events(store: ProvStore, graph: ExportGraph, namespace: str | No
     from ..runs.run import Run as ProvRun
 
     facet_class = _facet_class()
-    events: list[tuple[str, str, int, Any]] = []
     ns = namespace or DEFAULT_NAMESPACE
 
     def dataset(node: str, kind: type) -> Any:
@@ -112,7 +142,7 @@ def openlineage_events(store: ProvStore, graph: ExportGraph, namespace: str | No
             datasetVersion=str(version), producer=PRODUCER)} if version else {}
         return kind(namespace=ns, name=node, facets=facets)
 
-    for run_id, run in graph.runs.items():
+    def events_of(run_id: str, run: ProvRunType) -> dict[int, Any]:
         record, state = run.record, run.state
         code = run.get_code()
         edges = graph.edges_of(run_id)
@@ -158,25 +188,28 @@ def openlineage_events(store: ProvStore, graph: ExportGraph, namespace: str | No
         ol_run = Run(runId=openlineage_run_id(run_id), facets=run_facets)
         ins = [dataset(n, InputDataset) for n in sorted(set(inputs))]
         outs = [dataset(n, OutputDataset) for n in sorted(set(outputs))]
-        events.append((record.created, run_id, 0, RunEvent(
-            eventType=RunState.START, eventTime=record.created, run=ol_run, job=job, inputs=ins, outputs=[],
-            producer=PRODUCER)))
+        events = {0: RunEvent(eventType=RunState.START, eventTime=record.created, run=ol_run, job=job, inputs=ins,
+                              outputs=[], producer=PRODUCER)}
         end = _END_EVENTS.get(state.status)
         if end is not None:
-            events.append((state.ended or state.updated or record.created, run_id, 1, RunEvent(
-                eventType=RunState[end], eventTime=state.ended or state.updated or record.created, run=ol_run,
-                job=job, inputs=ins, outputs=outs, producer=PRODUCER)))
-    events.sort(key=lambda e: e[:3])
-    return [e[3] for e in events]
+            events[1] = RunEvent(eventType=RunState[end], eventTime=state.ended or state.updated or record.created,
+                                 run=ol_run, job=job, inputs=ins, outputs=outs, producer=PRODUCER)
+        return events
+
+    return events_of
 
 
-def write_openlineage(store: ProvStore, graph: ExportGraph, namespace: str | None = None) -> bytes:
-    """The events of ``graph`` as JSON Lines: keys sorted, one event a line."""
+def write_openlineage(store: ProvStore, graph: ExportGraph, stream: BinaryIO, namespace: str | None = None) -> int:
+    """The events of ``graph`` as JSON Lines to ``stream`` (keys sorted, one event a
+    line), each written as soon as it is made; the number written."""
     require("openlineage.client", "OpenLineage export")
     from openlineage.client.serde import Serde
 
-    return b"".join(Serde.to_json(e, ensure_ascii=False).encode("utf-8") + b"\n"
-                    for e in openlineage_events(store, graph, namespace))
+    count = 0
+    for event in _ordered_events(store, graph, namespace):
+        stream.write(Serde.to_json(event, ensure_ascii=False).encode("utf-8") + b"\n")
+        count += 1
+    return count
 
 
 def send_events(events: list[Any], url: str, endpoint: str = "api/v1/lineage", timeout: float = 10.0) -> int:
