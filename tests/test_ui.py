@@ -458,3 +458,19 @@ def test_stage_report_holds_the_stage_run_and_its_input_runs(prov_repo: Any, tmp
     assert Path(tmp_path / f"report-fit-{run.id[:12]}.html").exists()
     assert again["start"] == data["start"] and {r["id"] for r in again["answers"]["/api/runs[]"]["rows"]} == {
         run.id, prep.id}
+
+
+@pytest.mark.parametrize("command", [["ui"], ["report", "-o", "r.html"]])
+def test_a_missing_ui_extra_is_one_line_naming_the_install(sample: Any, command: list[str]) -> None:
+    path, _, env = sample
+    code = ("import sys; sys.modules['starlette'] = None\n"
+            "from gitprov.cli.entry import main\n"
+            f"sys.argv = ['prov', *{command!r}]\n"
+            "main()")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=path, capture_output=True, text=True,
+                          env={**os.environ, **env}, check=False)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 10 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "pip install 'git-prov[ui]'" in proc.stderr and "starlette" in proc.stderr
+    assert not (path / "r.html").exists()
+

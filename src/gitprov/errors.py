@@ -25,7 +25,7 @@ translated at the boundary with ``raise ... from exc``::
     ├── VerificationError (8)          ``prov verify`` found problems
     ├── ConfigError (9)                invalid ``.provenance.toml`` or git config
     ├── SyncError (10)                 a tracker (MLflow, W&B) is missing or failed a sync
-    │   └── MissingExtraError          its library (or an export's) is not installed (also an ImportError)
+    │   └── MissingExtraError          its library (a tracker's, export's or ui's) is not installed (also an ImportError)
     ├── RemoteError (11)               a git remote is unreachable or refused a fetch/push
     ├── DriftError (12)                ``prov rerun``: an input changed, or ``--check`` found drift
     └── RerunError (13)                ``prov rerun``: the run cannot be rebuilt or executed again
@@ -165,8 +165,8 @@ class SyncError(ProvError):
 
 
 class MissingExtraError(SyncError, ImportError):
-    """The library of an optional extra (a tracker's, or ``prov export``'s) is not
-    installed; the message names the ``pip install`` command (an ``ImportError`` too)."""
+    """The library of an optional extra (a tracker's, ``prov export``'s or ``prov ui``'s)
+    is not installed; the message names the ``pip install`` command (an ``ImportError`` too)."""
 
 
 class RemoteError(ProvError):

@@ -17,11 +17,11 @@ __all__ = ["report_command", "ui_command"]
 def _needs_ui_extra() -> None:
     import importlib.util
 
-    from ..errors import UsageError
+    from ..errors import MissingExtraError
 
     missing = [m for m in ("starlette", "uvicorn", "numpy") if importlib.util.find_spec(m) is None]
     if missing:
-        raise UsageError(f"this command needs the ui extra ({', '.join(missing)} missing): "
+        raise MissingExtraError(f"this command needs the ui extra ({', '.join(missing)} missing): "
                          "pip install 'git-prov[ui]'")
 
 

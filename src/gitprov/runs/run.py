@@ -709,7 +709,9 @@ def write_report(store: ProvStore, run_ids: list[str], path: str | os.PathLike[s
     try:
         import numpy  # noqa: F401  (the ui extra)
     except ImportError as exc:
-        raise UsageError(f"{what} needs the ui extra: pip install 'git-prov[ui]'") from exc
+        from ..errors import MissingExtraError
+
+        raise MissingExtraError(f"{what} needs the ui extra: pip install 'git-prov[ui]'") from exc
     # the report is a front end (gitprov.ui, above this layer): loaded by name at call time
     report = importlib.import_module("gitprov.ui.report")
     return report.write_report(store, run_ids, path, title, start=start)

@@ -19,7 +19,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from .. import codec
-from ..errors import ProvError, UsageError
+from ..errors import MissingExtraError, ProvError, UsageError
 from . import data
 from .series import DEFAULT_POINTS, SeriesCache
 
@@ -264,7 +264,7 @@ def serve(store: ProvStore, host: str = "127.0.0.1", port: int = 8470, *, open_b
         import numpy  # noqa: F401  (series are decoded with it: loaded before the first chart asks)
         import uvicorn
     except ImportError as exc:
-        raise UsageError("prov ui needs the ui extra: pip install 'git-prov[ui]'") from exc
+        raise MissingExtraError("prov ui needs the ui extra: pip install 'git-prov[ui]'") from exc
     loopback = is_loopback(host)
     token = None if loopback else secrets.token_urlsafe(24)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
