@@ -215,7 +215,7 @@ def sync_revision_command(revision: str, backend: str, tracking_uri: str | None,
     options: dict[str, Any] = {"run_id": run_id, "run_name": run_name}
     _quiet_trackers()
     if backend == "mlflow":
-        from ..sync.mlflow_bridge import local_store
+        from ..sync.mlflow_store import local_store
 
         # files prov makes stay out of the work tree (.git/prov/mlflow by default)
         tracking_uri, artifact_location = local_store(repo.store, tracking_uri, artifact_location)
