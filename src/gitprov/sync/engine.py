@@ -37,6 +37,8 @@ class SyncReport:
     dry_run: bool
     results: list[RunResult] = field(default_factory=list)
     seconds: float = 0.0
+    #: what the bridge says the user should know (each said once), one line each.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[RunResult]:
@@ -49,9 +51,12 @@ class SyncReport:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"target": self.target, "kind": self.kind, "dry_run": self.dry_run,
-                "counts": self.counts(), "seconds": round(self.seconds, 3),
-                "runs": [r.to_json() for r in self.results]}
+        out = {"target": self.target, "kind": self.kind, "dry_run": self.dry_run,
+               "counts": self.counts(), "seconds": round(self.seconds, 3),
+               "runs": [r.to_json() for r in self.results]}
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
+        return out
 
 
 def open_state(store: ProvStore, bridge: Bridge) -> SyncState:
@@ -214,6 +219,9 @@ def sync_runs(store: ProvStore, bridge: Bridge, *, workers: int = 4, dry_run: bo
                 state.save()
             finally:
                 state.release()
+    take = getattr(bridge, "take_warnings", None)
+    if take is not None:
+        report.warnings = take()
     report.seconds = time.monotonic() - started
     return report
 
