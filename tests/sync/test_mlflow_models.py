@@ -190,6 +190,57 @@ def test_a_model_synced_without_mlmodel_gets_one_on_the_next_sync(prov_path: Pat
         "unchanged"]
 
 
+def test_a_cloudpickled_object_loads_where_its_class_cannot_be_imported(prov_path: Path, mlflow_db: Path,
+                                                                        tmp_path: Path, global_uri) -> None:
+    """Bytes made by cloudpickle (a class defined in a function, pickled by value) get the
+    python_function flavor and cloudpickle in their requirements; MLflow loads and runs them."""
+    import cloudpickle
+
+    class Shift:  # not importable: only cloudpickle can carry it
+        def predict(self, frame: pd.DataFrame) -> np.ndarray:
+            return frame["x1"].to_numpy() + 1.0
+
+    repo = gitprov.Repository(prov_path)
+    with repo.start_run("shift", environment=False) as run:
+        info = run.log_model(cloudpickle.dumps(Shift()), requirements=["pandas"], name="shift", version="1")
+    assert info["format"] == "bytes"
+    uri = f"sqlite:///{mlflow_db}"
+    assert sync_mlflow(repo, uri, artifact_location=str(tmp_path / "artifacts")).counts() == {"synced": 1}
+    c = MlflowClient(tracking_uri=uri)
+    [remote] = c.search_runs(["0"])
+    global_uri(uri)
+    frame, _ = training_data()
+    loaded = mlflow.pyfunc.load_model(f"runs:/{remote.info.run_id}/shift")
+    assert np.allclose(loaded.predict(frame), frame["x1"] + 1.0)
+    assert loaded.metadata.flavors["python_function"]["loader_module"] == "prov_pickled_model"
+    folder = Path(mlflow.artifacts.download_artifacts(f"runs:/{remote.info.run_id}/shift", dst_path=str(tmp_path)))
+    assert (folder / "requirements.txt").read_text().splitlines() == [
+        f"mlflow=={mlflow.__version__}", "pandas", "cloudpickle"]
+    assert sorted(p.name for p in (folder / "code").iterdir()) == ["prov_pickled_model.py"]
+    assert not any("gitprov" in line for line in (folder / "code" / "prov_pickled_model.py").read_text().splitlines()
+                   if line.startswith(("import", "from")))
+
+
+def test_pickles_are_recognised_without_loading_and_signatures_map_to_mlflows() -> None:
+    from mlflow.models.signature import ModelSignature
+
+    from gitprov.sync.mlflow_model import is_pickle, mlflow_signature
+
+    data = pickle.dumps({"w": [1, 2]}, protocol=4)
+    assert is_pickle(data) and is_pickle(pickle.dumps(3, protocol=2))
+    assert not is_pickle(data[:-1]) and not is_pickle(data + b"trailing.") and not is_pickle(b"\x80\x04garbage.")
+    assert not is_pickle(b"PK\x03\x04 a zip, a torch.save file") and not is_pickle(b"")
+    got = mlflow_signature({"input": {"x": "float", "n": "int", "s": "str"}, "output": [{"name": "y", "type": "bool"}]})
+    assert got.to_dict() == ModelSignature.from_dict(got.to_dict()).to_dict()
+    assert [(c.name, c.type.name) for c in got.inputs.inputs] == [("x", "double"), ("n", "long"), ("s", "string")]
+    assert [(c.name, c.type.name) for c in got.outputs.inputs] == [("y", "boolean")]
+    assert mlflow_signature({"input": {"x": "float32"}}).outputs is None
+    assert mlflow_signature(got.to_dict()).to_dict() == got.to_dict()  # MLflow's own form, as it is
+    for unmapped in ({"input": {"x": "tensor<3>"}}, {"input": {"x": "float"}, "output": {"y": 3}}, {"input": 5},
+                     ["x"], None, {"inputs": "not json"}):
+        assert mlflow_signature(unmapped) is None
+
+
 def test_a_child_synced_outside_its_parents_experiment_moves_there(prov_path: Path, mlflow_db: Path, tmp_path: Path,
                                                                    make_run, monkeypatch: pytest.MonkeyPatch) -> None:
     """Older git-prov put a child run in its own experiment, where MLflow's UI cannot nest

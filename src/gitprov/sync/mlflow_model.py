@@ -4,10 +4,10 @@ The directory is what MLflow's own ``log_model`` lays out: an ``MLmodel`` file m
 MLflow's ``Model`` API (flavors, signature, metadata), ``requirements.txt``,
 ``conda.yaml`` and ``python_env.yaml``, and the model's files. Flavors:
 
-- a pickle (an object git-prov pickled, or a file or bytes that are a pickle stream)
-  whose framework is ``sklearn``: the ``sklearn`` and ``python_function`` flavors, the
-  pickle as ``model.pkl`` (``serialization_format: pickle``), exactly as
-  ``mlflow.sklearn.log_model(..., serialization_format="pickle")`` writes them;
+- a pickle (an object git-prov pickled, or a file or bytes that are a pickle stream,
+  cloudpickle's too) whose framework is ``sklearn``: the ``sklearn`` and
+  ``python_function`` flavors, the pickle as ``model.pkl`` (``serialization_format:
+  pickle`` or ``cloudpickle``), exactly as ``mlflow.sklearn.log_model`` writes them;
 - any other pickle: ``python_function`` with the loader ``code/prov_pickled_model.py``
   (shipped in the model, so loading needs no git-prov), which calls the object's ``predict``;
 - anything else (a directory, a file that is no pickle): the ``MLmodel`` with signature
@@ -133,15 +133,21 @@ def _pinned(requirements: list[str], package: str) -> str | None:
     return None
 
 
-def _requirements(info: dict[str, Any], packages: dict[str, str]) -> list[str]:
+def _requirements(info: dict[str, Any], packages: dict[str, str], cloudpickled: bool) -> list[str]:
     """The pip requirements MLflow writes: ``mlflow`` first (as MLflow's ``log_model``
-    adds it), then the recorded ones, or else the framework at the run's version."""
+    adds it), then the recorded ones, or else the framework at the run's version; and
+    ``cloudpickle`` when the pickle needs it to load."""
     import mlflow
+
+    def at_run_version(package: str) -> str:
+        return f"{package}=={packages[package]}" if package in packages else package
 
     reqs = list(info.get("requirements") or [])
     package = FRAMEWORK_PACKAGES.get(info.get("framework") or "")
     if not reqs and package:
-        reqs = [f"{package}=={packages[package]}" if package in packages else package]
+        reqs = [at_run_version(package)]
+    if cloudpickled and "cloudpickle" not in {_name(r) for r in reqs}:
+        reqs.append(at_run_version("cloudpickle"))
     if "mlflow" not in {_name(r) for r in reqs}:
         reqs.insert(0, f"mlflow=={mlflow.__version__}")
     return list(dict.fromkeys(reqs))
@@ -192,12 +198,14 @@ def write_mlflow_model(folder: str, run: Any, info: dict[str, Any], *, model_id:
     from mlflow.pyfunc import add_to_model
 
     packages = _packages(run)
-    reqs = _requirements(info, packages)
-    python = _write_environment(folder, run, reqs, packages)
     files = _model_files(run, info)
     key = info.get("artifact") or "model"
     pickled = files[key] if list(files) == [key] and (info.get("format") == "pickle" or is_pickle(files[key])) \
         else None
+    # a pickle made by cloudpickle (classes by value) names its module; loading needs it
+    cloudpickled = pickled is not None and b"cloudpickle" in pickled
+    reqs = _requirements(info, packages, cloudpickled)
+    python = _write_environment(folder, run, reqs, packages)
     metadata = {"prov.run_id": run.id, "prov.model.name": str(info.get("name")),
                 "prov.model.version": str(info.get("version")), "prov.model.sha256": str(info.get("sha256")),
                 "prov.model.format": str(info.get("format"))}
@@ -215,7 +223,8 @@ def write_mlflow_model(folder: str, run: Any, info: dict[str, Any], *, model_id:
                 add_to_model(model, loader_module="mlflow.sklearn", model_path=PICKLED_MODEL, predict_fn="predict",
                              **env)
             model.add_flavor("sklearn", pickled_model=PICKLED_MODEL, sklearn_version=packages.get(
-                "scikit-learn") or _pinned(reqs, "scikit-learn"), serialization_format="pickle", code=None,
+                "scikit-learn") or _pinned(reqs, "scikit-learn"),
+                serialization_format="cloudpickle" if cloudpickled else "pickle", code=None,
                 skops_trusted_types=None)
         elif info.get("predict", True):
             os.makedirs(os.path.join(folder, "code"))
