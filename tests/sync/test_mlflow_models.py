@@ -221,6 +221,29 @@ def test_a_cloudpickled_object_loads_where_its_class_cannot_be_imported(prov_pat
                    if line.startswith(("import", "from")))
 
 
+def test_a_models_producer_is_synced_before_its_consumers(prov_path: Path, mlflow_db: Path, tmp_path: Path,
+                                                         global_uri) -> None:
+    """MLflow fixes a logged model's source run when the model is made, by whichever run
+    links it first: the producer goes first, even when the consumer is the older run."""
+    repo = gitprov.Repository(prov_path)
+    with repo.start_run("evaluate", environment=False) as consumer:  # older, and listed first
+        gitprov.lineage.of(consumer).with_input_model("shift", "1").register()
+    with repo.start_run("train", environment=False) as producer:
+        producer.log_model(Doubler(3.0), name="shift", version="1")
+    uri = f"sqlite:///{mlflow_db}"
+    report = sync_mlflow(repo, uri, artifact_location=str(tmp_path / "artifacts"), workers=1)
+    assert [r.run_id for r in report.results] == [producer.id, consumer.id]
+    c = MlflowClient(tracking_uri=uri)
+    remote = {r.data.tags["prov.run_id"]: r.info.run_id for r in c.search_runs(["0"])}
+    [model] = c.search_logged_models(["0"], filter_string="name = 'shift'")
+    assert model.source_run_id == remote[producer.id]
+    global_uri(uri)
+    frame, _ = training_data()
+    assert np.allclose(mlflow.pyfunc.load_model(f"runs:/{remote[producer.id]}/shift").predict(frame),
+                       frame["x1"] * 3.0)
+    assert [m.model_id for m in c.get_run(remote[consumer.id]).inputs.model_inputs] == [model.model_id]
+
+
 def test_pickles_are_recognised_without_loading_and_signatures_map_to_mlflows() -> None:
     from mlflow.models.signature import ModelSignature
 
