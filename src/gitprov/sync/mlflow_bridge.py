@@ -159,6 +159,12 @@ class MlflowBridge:
         self._parents: dict[str, str] = {}
         self._models: dict[str, str] = {}
         self._model_lock = threading.Lock()
+        #: logged model id -> its artifact location, and the producer its tag names
+        self._model_locations: dict[str, str] = {}
+        self._produced: dict[str, str] = {}
+        #: experiment ids that existed when this sync first looked for a logged model (a
+        #: sync to one target holds its lock, so only experiments it makes come after)
+        self._all_experiments: list[str] | None = None
         #: ``(prov run id, old MLflow run id, new MLflow run id)`` of children moved to
         #: their parent's experiment by this sync (see ``take_warnings``).
         self.moved: list[tuple[str, str, str]] = []
@@ -581,8 +587,10 @@ class MlflowBridge:
                 inputs.append(LoggedModelInput(model_id))
             else:
                 # MLflow's source run is fixed at creation: a model a consumer synced first
-                # names its producer in this tag (set on every produced model, for one lookup)
-                self.client.set_logged_model_tags(model_id, {PRODUCED_BY_TAG: external_id})
+                # names its producer in this tag (on every produced model, for one lookup)
+                if self._produced.get(model_id) != external_id:
+                    self.client.set_logged_model_tags(model_id, {PRODUCED_BY_TAG: external_id})
+                    self._produced[model_id] = external_id
                 outputs.append(LoggedModelOutput(model_id, 0))
         if inputs:
             self.client.log_inputs(external_id, models=inputs)
@@ -648,7 +656,7 @@ class MlflowBridge:
         from .mlflow_model import write_mlflow_model
 
         model_id = self._logged_model(experiment_id, str(info["name"]), str(info["version"]), external_id, info)
-        location = self.client.get_logged_model(model_id).artifact_location
+        location = self._model_locations.get(model_id) or self.client.get_logged_model(model_id).artifact_location
         with tempfile.TemporaryDirectory(prefix="prov-model-") as tmp:
             flavors = write_mlflow_model(tmp, run, info, model_id=model_id, run_id=external_id,
                                          artifact_location=location)
@@ -662,13 +670,20 @@ class MlflowBridge:
         with self._model_lock:
             if key in self._models:
                 return self._models[key]
-            experiments = [e.experiment_id for e in self.client.search_experiments()]
+            if self._all_experiments is None:
+                self._all_experiments = [e.experiment_id for e in self.client.search_experiments()]
+            with self._lock:
+                experiments = sorted({*self._all_experiments, *self._experiments.values()})
             found = self.client.search_logged_models(experiments, filter_string=f"tags.`{MODEL_KEY_TAG}` = '{key}'",
                                                      max_results=1)
             if found:
-                model_id = found[0].model_id
+                model = found[0]
+                if PRODUCED_BY_TAG in model.tags:
+                    self._produced[model.model_id] = model.tags[PRODUCED_BY_TAG]
             else:
                 tags = {MODEL_KEY_TAG: key, "prov.model.name": name, "prov.model.version": version}
+                if source_run:
+                    tags[PRODUCED_BY_TAG] = source_run
                 params = {"prov.model.version": version} if version else {}
                 framework = (info or {}).get("framework")
                 if info is not None:
@@ -678,9 +693,11 @@ class MlflowBridge:
                                                         source_run_id=source_run, tags=tags, params=params or None,
                                                         model_type=framework)
                 self.client.finalize_logged_model(model.model_id, "READY")
-                model_id = model.model_id
-            self._models[key] = model_id
-            return model_id
+                if source_run:
+                    self._produced[model.model_id] = source_run
+            self._models[key] = model.model_id
+            self._model_locations[model.model_id] = model.artifact_location
+            return model.model_id
 
 
 def model_info(run: Any) -> dict[str, Any] | None:
