@@ -5,9 +5,10 @@ non-strings), metric series -> metric history with the original steps and timest
 tags -> tags, attributes -> ``prov.attribute.<key>`` tags, code version ->
 ``mlflow.source.git.*`` tags, parent -> ``mlflow.parentRunId``, artifacts -> files,
 datasets -> ``log_inputs``, lineage models -> logged models linked as the run's inputs
-and outputs (a model the run logged with ``run.log_model`` becomes a loadable MLflow model
-there, ``sync/mlflow_model.py``, and not a run artifact), observations -> a JSON artifact per key (``prov/observations/<key>.json``)
-plus, for numeric values, the metric ``obs/<key>`` at step = epoch; status and end time
+and outputs (a model the run logged with ``run.log_model`` becomes a loadable MLflow
+model there, ``sync/mlflow_model.py``, and not a run artifact), observations -> a JSON
+artifact per key (``prov/observations/<key>.json``) plus, for numeric values, the metric
+``obs/<key>`` at step = epoch; status and end time
 -> ``set_terminated``. Keys MLflow refuses are escaped reversibly (``keymap``). mlflow is
 imported on first use.
 """
