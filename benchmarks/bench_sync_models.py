@@ -18,7 +18,7 @@ Measures, in this one process, medians of ``--repeat``:
 (b) MLflow's own: per run ``start_run``, ``mlflow.sklearn.log_model(clf, name="clf",
     serialization_format="pickle", pip_requirements=[…], signature=…)``, ``end_run``,
     one after another (MLflow's fluent API is one active run per thread);
-(c) ``mlflow.pyfunc.load_model`` of one synced model and of one MLflow-logged model.
+(c) ``mlflow.pyfunc.load_model`` of a synced model and of an MLflow-logged one (median of 5).
 
 Not a test: nothing asserts a time. ``--out`` rewrites only the ``bench_sync_models`` block.
 """
@@ -95,21 +95,24 @@ def timed_mlflow(uri: str, runs: int, clf, x, pinned: str, artifacts: str) -> fl
 
 
 def timed_load(uri: str) -> float | None:
-    """Seconds to load the second logged model (the first warms the loader's imports);
-    None when MLflow cannot load it (a git-prov before loadable models)."""
+    """Median seconds to load a logged model, over up to five (a first load warms the
+    loader's imports); None when MLflow cannot load it (a git-prov before loadable models)."""
     import mlflow
     from mlflow import MlflowClient
 
     mlflow.set_tracking_uri(uri)
     c = MlflowClient(uri)
-    first, second = c.search_logged_models([e.experiment_id for e in c.search_experiments()], max_results=2)
+    first, *rest = c.search_logged_models([e.experiment_id for e in c.search_experiments()], max_results=6)
     try:
-        mlflow.pyfunc.load_model(f"models:/{first.model_id}")  # warm: the loader's imports
+        mlflow.pyfunc.load_model(f"models:/{first.model_id}")
     except Exception:  # noqa: BLE001 - no MLmodel
         return None
-    t0 = time.perf_counter()
-    mlflow.pyfunc.load_model(f"models:/{second.model_id}")
-    return time.perf_counter() - t0
+    times = []
+    for model in rest:
+        t0 = time.perf_counter()
+        mlflow.pyfunc.load_model(f"models:/{model.model_id}")
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def _ms(seconds: float | None) -> str:
@@ -123,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--out", help="markdown file whose bench_sync_models block is rewritten")
     args = ap.parse_args(argv)
-    if min(args.runs - 1, args.repeat, args.workers) < 1:
-        ap.error("--runs must be at least 2, --repeat and --workers positive")
+    if min(args.runs - 5, args.repeat, args.workers) < 1:
+        ap.error("--runs must be at least 6, --repeat and --workers positive")
     root = tempfile.mkdtemp(prefix="gitprov-bench-models-")
     h.isolate(root, MLFLOW_ENABLE_ASYNC_LOGGING="false", MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true",
               MLFLOW_LOGGING_LEVEL="ERROR")
@@ -181,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| (b) MLflow's `start_run` + `mlflow.sklearn.log_model` + `end_run` | {med['mlflow']:.2f} | "
             f"{per['mlflow']:.0f} |",
             f"| ratio (b) / (a) | {med['mlflow'] / med['sync']:.1f}× | |",
-            "| (c) `mlflow.pyfunc.load_model` of one model: synced / MLflow-logged, ms | "
+            "| (c) `mlflow.pyfunc.load_model` of a model, median of 5: synced / MLflow-logged, ms | "
             f"{_ms(loads['sync'])} / {_ms(loads['mlflow'])} | |",
             "",
             f"- Every round, s — {rounds}. The machine is shared; single rounds vary.",
