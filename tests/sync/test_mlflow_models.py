@@ -264,6 +264,7 @@ def test_pickles_are_recognised_without_loading_and_signatures_map_to_mlflows() 
         assert mlflow_signature(unmapped) is None
 
 
+@pytest.mark.slow
 def test_a_child_synced_outside_its_parents_experiment_moves_there(prov_path: Path, mlflow_db: Path, tmp_path: Path,
                                                                    make_run, monkeypatch: pytest.MonkeyPatch) -> None:
     """Older git-prov put a child run in its own experiment, where MLflow's UI cannot nest
