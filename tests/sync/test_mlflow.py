@@ -325,7 +325,9 @@ def test_a_logged_model_becomes_a_logged_model_with_its_files_and_registers(
     assert model.model_type == "sklearn" and model.params["prov.model.version"] == "1"
     assert model.tags["prov.model.format"] == "pickle"
     files = sorted(f.path for f in c.list_logged_model_artifacts(model.model_id))
-    assert files == ["model.pkl", "prov_model.json", "requirements.txt"]
+    assert files == ["MLmodel", "conda.yaml", "model.pkl", "prov_model.json", "python_env.yaml", "requirements.txt"]
+    # a dict has no predict: the sklearn flavor only (mlflow.sklearn.log_model does the same)
+    assert model.tags["prov.model.flavors"] == "sklearn"
     local = mlflow.artifacts.download_artifacts(f"{model.artifact_location}/model.pkl", dst_path=str(tmp_path / "dl"))
     assert pickle.loads(Path(local).read_bytes()) == {"weights": [1, 2]}
     [version] = c.search_model_versions("name = 'classifier'")
@@ -335,6 +337,8 @@ def test_a_logged_model_becomes_a_logged_model_with_its_files_and_registers(
     [tokenizer] = c.search_logged_models(exps, filter_string="name = 'tokenizer'")
     assert sorted(f.path for f in c.list_logged_model_artifacts(tokenizer.model_id, "model")) == [
         "model/sub", "model/vocab.txt"]
+    assert "MLmodel" in {f.path for f in c.list_logged_model_artifacts(tokenizer.model_id)}
+    assert "prov.model.flavors" not in tokenizer.tags  # a directory: downloadable, no flavor loads it
     remote = external_runs(mlflow_db, tok.id)[0].info.run_id
     assert sorted(f.path for f in c.list_artifacts(remote, "notes")) == ["notes/sub", "notes/vocab.txt"]
     assert [f.path for f in c.list_artifacts(remote, "notes/sub")] == ["notes/sub/merges.txt"]

@@ -216,6 +216,17 @@ def test_a_synced_run_keeps_its_timeline_host_and_requirements(prov_path: Path, 
     assert got["files"] == ["requirements.txt"]
     assert (path.parent / "files" / "requirements.txt").read_text() == "numpy==1.26.4\n"
 
+    # the run ends: the same offline run is written again, its runtime now the run's own
+    # duration (end - start), not the time of its last point nor of the sync
+    run.end("finished")
+    assert [r.status for r in sync_wandb(repo, "demo").results] == ["synced"]
+    [path] = run_files(wandb_dir, run.id)  # still one directory: the old one, not uploaded, was replaced
+    ended = read_run(path)
+    assert ended["id"] == got["id"]
+    duration = millis(run.state.ended) - millis(run.record.created)
+    assert duration < 3000 and ended["runtime"] == duration // 1000 != got["runtime"]
+    assert ended["start_ms"] == got["start_ms"] and ended["host"] == "gpu-box-7"
+
 
 
 def test_wandb_files_stay_out_of_the_work_tree(prov_path: Path, wandb_dir: Path, make_run,

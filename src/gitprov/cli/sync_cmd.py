@@ -64,6 +64,8 @@ def _run(repo: Any, bridge: Any, workers: int, retries: int, dry_run: bool, run_
         render.emit_json(report.to_json())
     else:
         click.echo(render_report(report))
+    for line in report.warnings:
+        click.echo(f"prov: warning: {line}", err=True)
     if report.failed:
         raise SyncError(f"{len(report.failed)} of {len(report.results)} run(s) not synced; "
                         "they stay pending: run the sync again ('prov sync status' lists them)")
@@ -91,6 +93,8 @@ def _watch(repo: Any, bridge: Any, interval: float, as_json: bool, **options: An
             sys.stdout.write(json.dumps(to_output(report.to_json()), sort_keys=True) + "\n")
         else:
             click.echo(render_report(report, changed_only=True))
+        for line in report.warnings:
+            click.echo(f"prov: warning: {line}", err=True)
         sys.stdout.flush()
 
     def on_busy(exc: Exception) -> None:

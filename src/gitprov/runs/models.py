@@ -5,7 +5,11 @@ Python object pickled); what describes it is the attribute ``prov.model``::
 
     {"artifact": "model", "format": "pickle" | "file" | "directory" | "bytes",
      "framework": "sklearn", "signature": {...}, "requirements": ["scikit-learn==1.5.0"],
-     "name": "classifier", "version": "3f2a…", "sha256": "…", "media_type": "…"}
+     "name": "classifier", "version": "3f2a…", "sha256": "…", "media_type": "…",
+     "class": "sklearn.linear_model._logistic.LogisticRegression", "predict": true}
+
+(``class`` and ``predict``, whether the object has a ``predict`` method, only for a
+Python object: ``prov sync mlflow`` gives it MLflow's ``python_function`` flavor then.)
 
 and the run's lineage gets the output model ``name@version`` (``prov lineage NAME``
 shows it). ``name`` defaults to the run's name (else ``model``), ``version`` to the
@@ -79,6 +83,9 @@ def log_model(run: Run, model: Any, framework: str | None, signature: Any, requi
         "version": lineage_label(version if version is not None else run.id[:12], "model version"),
     }
     check_json_value(info["requirements"], "model requirements")
+    if fmt == "pickle":
+        info.update({"class": f"{type(model).__module__}.{type(model).__qualname__}",
+                     "predict": callable(getattr(model, "predict", None))})
     ref = run.log_artifact(MODEL_KEY, model, overwrite=overwrite)
     info.update(sha256=ref.sha256, media_type=ref.media_type)
     run.log_attributes({MODEL_ATTRIBUTE: info}, overwrite=True)  # replacing the model was allowed above

@@ -1,7 +1,7 @@
 """Run a sync: pick the runs, hand them to a bridge from worker threads, retry, report.
 
-Runs go out parents first (so a child can point at its parent's external run), each
-level in parallel on ``workers`` threads. A transient error (connection refused, a
+Runs go out parents first (so a child can point at its parent's external run), and a
+model's producer before its consumers, each level in parallel on ``workers`` threads. A transient error (connection refused, a
 timeout, a locked database) is retried with exponential backoff; when the tracker
 keeps failing, the runs not yet attempted are ``skipped`` and stay pending. Nothing a
 bridge does is trusted as done until it returns: only then is the run marked synced
@@ -37,6 +37,8 @@ class SyncReport:
     dry_run: bool
     results: list[RunResult] = field(default_factory=list)
     seconds: float = 0.0
+    #: what the bridge says the user should know (each said once), one line each.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[RunResult]:
@@ -49,9 +51,12 @@ class SyncReport:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"target": self.target, "kind": self.kind, "dry_run": self.dry_run,
-                "counts": self.counts(), "seconds": round(self.seconds, 3),
-                "runs": [r.to_json() for r in self.results]}
+        out = {"target": self.target, "kind": self.kind, "dry_run": self.dry_run,
+               "counts": self.counts(), "seconds": round(self.seconds, 3),
+               "runs": [r.to_json() for r in self.results]}
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
+        return out
 
 
 def open_state(store: ProvStore, bridge: Bridge) -> SyncState:
@@ -118,7 +123,34 @@ def _levels(sources: list[RunSource]) -> list[list[RunSource]]:
     groups: dict[int, list[RunSource]] = {}
     for s in sources:
         groups.setdefault(level(s), []).append(s)
-    return [groups[k] for k in sorted(groups)]
+    return [part for k in sorted(groups) for part in _producers_first(groups[k])]
+
+
+def _models(side: dict[str, list[str]]) -> set[str]:
+    return {f"{k}@{v}" for k, versions in side.items() if k.startswith("model:") for v in (versions or [""])}
+
+
+def _producers_first(group: list[RunSource]) -> list[list[RunSource]]:
+    """``group`` split so a run comes after the runs of the group that produce a model it
+    consumes (a tracker fixes a model's source run when the model is first made, by
+    whichever run links it first); runs in a cycle stay together."""
+    makes: dict[str, set[str]] = {}
+    for s in group:
+        for m in _models(s.run.state.lineage.outputs):
+            makes.setdefault(m, set()).add(s.id)
+    if not makes:
+        return [group]
+    out: list[list[RunSource]] = []
+    done: set[str] = set()
+    left = list(group)
+    while left:
+        ready = [s for s in left if all(p in done or p == s.id
+                                        for m in _models(s.run.state.lineage.inputs) for p in makes.get(m, ()))]
+        ready = ready or left
+        out.append(ready)
+        done |= {s.id for s in ready}
+        left = [s for s in left if s.id not in done]
+    return out
 
 
 def sync_runs(store: ProvStore, bridge: Bridge, *, workers: int = 4, dry_run: bool = False,
@@ -214,6 +246,9 @@ def sync_runs(store: ProvStore, bridge: Bridge, *, workers: int = 4, dry_run: bo
                 state.save()
             finally:
                 state.release()
+    take = getattr(bridge, "take_warnings", None)
+    if take is not None:
+        report.warnings = take()
     report.seconds = time.monotonic() - started
     return report
 

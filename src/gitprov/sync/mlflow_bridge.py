@@ -5,8 +5,10 @@ non-strings), metric series -> metric history with the original steps and timest
 tags -> tags, attributes -> ``prov.attribute.<key>`` tags, code version ->
 ``mlflow.source.git.*`` tags, parent -> ``mlflow.parentRunId``, artifacts -> files,
 datasets -> ``log_inputs``, lineage models -> logged models linked as the run's inputs
-and outputs, observations -> a JSON artifact per key (``prov/observations/<key>.json``)
-plus, for numeric values, the metric ``obs/<key>`` at step = epoch; status and end time
+and outputs (a model the run logged with ``run.log_model`` becomes a loadable MLflow
+model there, ``sync/mlflow_model.py``, and not a run artifact), observations -> a JSON
+artifact per key (``prov/observations/<key>.json``) plus, for numeric values, the metric
+``obs/<key>`` at step = epoch; status and end time
 -> ``set_terminated``. Keys MLflow refuses are escaped reversibly (``keymap``). mlflow is
 imported on first use.
 """
@@ -30,6 +32,7 @@ from ..runs.models import MODEL_ATTRIBUTE
 from ..scrub import scrub_url
 from .bridge import RunResult, RunSource, import_tracker, millis, require_tracker
 from .keymap import mlflow_key, prov_key
+from .mlflow_model import MODEL_LAYOUT
 from .mlflow_store import (
     MLFLOW_EXTRA,
     create_local_store,
@@ -59,6 +62,9 @@ RUN_ID_TAG = "prov.run_id"
 MODEL_KEY_TAG = "prov.model.key"
 #: on a logged model: the MLflow run that produced it.
 PRODUCED_BY_TAG = "prov.model.produced_by"
+#: on an MLflow run an older git-prov made outside its parent's experiment: the run
+#: that replaces it there (the old one is deleted, which MLflow lets you undo).
+MOVED_TO_TAG = "prov.moved_to"
 #: characters MLflow refuses in a logged model's name.
 _MODEL_NAME_FORBIDDEN = str.maketrans({c: "_" for c in "/:.%\"'"})
 #: numeric observations become this metric prefix + key (step = epoch).
@@ -154,6 +160,26 @@ class MlflowBridge:
         self._parents: dict[str, str] = {}
         self._models: dict[str, str] = {}
         self._model_lock = threading.Lock()
+        #: logged model id -> its artifact location, and the producer its tag names
+        self._model_locations: dict[str, str] = {}
+        self._produced: dict[str, str] = {}
+        #: experiment ids that existed when this sync first looked for a logged model (a
+        #: sync to one target holds its lock, so only experiments it makes come after)
+        self._all_experiments: list[str] | None = None
+        #: ``(prov run id, old MLflow run id, new MLflow run id)`` of children moved to
+        #: their parent's experiment by this sync (see ``take_warnings``).
+        self.moved: list[tuple[str, str, str]] = []
+
+    def take_warnings(self) -> list[str]:
+        """What the user should know about the sync just made, one line each, said once."""
+        with self._lock:
+            moved, self.moved = self.moved, []
+        if not moved:
+            return []
+        old = ", ".join(m[1] for m in moved[:3]) + (", …" if len(moved) > 3 else "")
+        return [f"{len(moved)} child run(s) an older git-prov synced outside their parent's MLflow "
+                f"experiment now live in the parent's, so MLflow nests them; the old MLflow runs ({old}) are "
+                f"deleted and tagged {MOVED_TO_TAG} (undo with 'mlflow runs restore --run-id ID')"]
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
@@ -304,7 +330,7 @@ class MlflowBridge:
             "metrics": {k: mlflow_key(k) for k in run.get_metric_keys()},
             "observations": {k: mlflow_key(OBSERVATION_METRIC_PREFIX + k) for k in sorted(state.observations)},
             "artifacts": {k: ref.sha256 for k, ref in sorted(state.artifacts.items())
-                          if ref.media_type != DIRECTORY_TYPE},
+                          if ref.media_type != DIRECTORY_TYPE and not _in_model(k, model_info(run))},
             "datasets": dict(sorted(state.datasets.items())),
             "models": model_links(state.lineage),
             "status": _STATUS.get(state.status, "RUNNING"),
@@ -345,7 +371,11 @@ class MlflowBridge:
                   parent_pending: bool) -> RunResult | None:
         trusted = bool(entry and entry.get("version") and entry.get("external_id"))
         registered = not self.register_models or bool(entry and entry.get("registered"))
-        if trusted and entry["version"] == version and not parent_pending and registered:  # type: ignore[index]
+        # synced by an older git-prov: a child may sit outside its parent's experiment, a
+        # model may lack its MLmodel; read the run once to check
+        current = not entry or entry.get("layout") == MODEL_LAYOUT or not (
+            entry.get("parent") or any(m.startswith("out\t") for m in entry.get("models", [])))
+        if trusted and entry["version"] == version and not parent_pending and registered and current:  # type: ignore[index]
             return RunResult(run_id=run_id, name=name, status="unchanged", external_id=entry["external_id"])  # type: ignore[index]
         return None
 
@@ -362,19 +392,30 @@ class MlflowBridge:
             return same, entry  # type: ignore[return-value]
         want = self.desired(source)
         external_id = entry.get("external_id") if entry else None
+        if not trusted:
+            external_id = external_id or self.find_existing(run.id, run.experiment, self.parent_experiment(source))
+        experiment = (entry or {}).get("experiment") if trusted else None
+        moved_from = None
+        home = self.parent_experiment(source)
+        if external_id and home:
+            experiment = experiment or self.client.get_run(external_id).info.experiment_id
+            if experiment != home:
+                # an older git-prov put this child in its own experiment, where MLflow's UI
+                # cannot nest it under its parent and MLflow cannot move it: make it again
+                # in the parent's experiment, then delete the old one (see ``take_warnings``)
+                moved_from, external_id, trusted, experiment = external_id, None, False, None
         if trusted:
             have = {k: entry.get(k, {}) for k in ("params", "tags", "series", "artifacts", "datasets", "observations")}  # type: ignore[union-attr]
             have["status"] = entry.get("status", "RUNNING")  # type: ignore[union-attr]
             have["models"] = entry.get("models", [])  # type: ignore[union-attr]
         else:
-            external_id = external_id or self.find_existing(run.id, run.experiment, self.parent_experiment(source))
             if external_id is None:
                 have = {"params": {}, "tags": {}, "series": {}, "artifacts": {}, "datasets": {}, "observations": {},
                         "models": [], "status": "RUNNING"}
             else:
                 have = self._remote_view(external_id, [*want["metrics"].values(), *want["observations"].values()])
         written = {"params": 0, "tags": 0, "metrics": 0, "artifacts": 0, "datasets": 0, "observations": 0, "models": 0,
-                   "registered": 0, "status": 0}
+                   "model_files": 0, "registered": 0, "status": 0, "moved": int(moved_from is not None)}
 
         from mlflow.entities import Metric, Param, RunTag
 
@@ -411,13 +452,18 @@ class MlflowBridge:
         artifacts = [k for k, sha in want["artifacts"].items() if have["artifacts"].get(k) != sha]
         datasets = [d for k, d in want["datasets"].items() if have["datasets"].get(k) != _digest36(d.digest)]
         models = [link for link in want["models"] if link not in have["models"]]
+        logged = model_info(run)
+        files_key = f"{MODEL_LAYOUT}:{logged.get('sha256')}" if logged else None
+        files_due = bool(logged) and (entry or {}).get("model_files") != files_key or (
+            bool(logged) and not trusted)
         register = ([link for link in want["models"] if link.split("\t")[2]]
-                    if self.register_models and not (trusted and (entry or {}).get("registered")) else [])
+                    if self.register_models and not (trusted and (entry or {}).get("registered")
+                                                     and (entry or {}).get("layout") == MODEL_LAYOUT) else [])
         end_status = want["status"] if want["status"] != "RUNNING" else None
         status_due = end_status is not None and have["status"] != end_status
         written.update(params=len(params), tags=len(tags), metrics=len(metrics), artifacts=len(artifacts),
                        datasets=len(datasets), observations=len(observations), models=len(models),
-                       registered=len(register), status=int(status_due))
+                       model_files=int(files_due), registered=len(register), status=int(status_due))
         result.written = {k: v for k, v in written.items() if v}
         changed = any(written.values()) or external_id is None
         if dry_run:
@@ -430,7 +476,8 @@ class MlflowBridge:
             first = {RUN_ID_TAG: run.id, **{t.key: t.value for t in tags[:MAX_PARAMS_TAGS_PER_BATCH - 1]
                                             if t.key != RUN_ID_TAG}}
             tags = [t for t in tags if t.key not in first]
-            exp = self.parent_experiment(source) or self.experiment_id(run.experiment)
+            exp = home or self.experiment_id(run.experiment)
+            experiment = exp
             if run.record.user:
                 first["mlflow.user"] = run.record.user  # MLflow takes the run's user_id from it
             created = self.client.create_run(exp, start_time=millis(run.record.created),
@@ -443,17 +490,23 @@ class MlflowBridge:
             self._upload(run, external_id, artifacts)
         if datasets:
             self._log_datasets(external_id, datasets, run.get_code())
+        model_exp = home or self.experiment_id(run.experiment) or "0"
         if models:
-            self._link_models(external_id, self.parent_experiment(source) or self.experiment_id(run.experiment) or "0",
-                              models, run)
+            self._link_models(external_id, model_exp, models, run)
+        if files_due:
+            self._upload_model(external_id, model_exp, run, logged)  # type: ignore[arg-type]
         if register:
-            self._register(external_id, self.parent_experiment(source) or self.experiment_id(run.experiment) or "0",
-                           register)
+            self._register(external_id, model_exp, register)
         for key, points in observations.items():
             self.client.log_text(external_id, observation_json(key, points),
                                  f"{OBSERVATION_ARTIFACTS}/{mlflow_key(key)}.json")
         if status_due:
             self._terminate(external_id, end_status, want["end_time"])
+        if moved_from is not None:
+            self.client.set_tag(moved_from, MOVED_TO_TAG, external_id)
+            self.client.delete_run(moved_from)
+            with self._lock:
+                self.moved.append((run.id, moved_from, external_id))
         new_entry = {
             "version": source.version,
             "external_id": external_id,
@@ -466,7 +519,12 @@ class MlflowBridge:
             "models": want["models"],
             "status": want["status"],
             "parent": bool(source.parent_external_id),
+            "layout": MODEL_LAYOUT,
         }
+        if experiment:
+            new_entry["experiment"] = experiment
+        if files_key:
+            new_entry["model_files"] = files_key
         if self.register_models or (entry or {}).get("registered"):
             new_entry["registered"] = True
         result.status = "synced" if changed else "unchanged"
@@ -526,14 +584,14 @@ class MlflowBridge:
                 name, version) else None
             model_id = self._logged_model(experiment_id, name, version, external_id if direction == "out" else None,
                                           info)
-            if info is not None:
-                self._model_files(model_id, run, info)
             if direction == "in":
                 inputs.append(LoggedModelInput(model_id))
             else:
                 # MLflow's source run is fixed at creation: a model a consumer synced first
-                # names its producer in this tag (set on every produced model, for one lookup)
-                self.client.set_logged_model_tags(model_id, {PRODUCED_BY_TAG: external_id})
+                # names its producer in this tag (on every produced model, for one lookup)
+                if self._produced.get(model_id) != external_id:
+                    self.client.set_logged_model_tags(model_id, {PRODUCED_BY_TAG: external_id})
+                    self._produced[model_id] = external_id
                 outputs.append(LoggedModelOutput(model_id, 0))
         if inputs:
             self.client.log_inputs(external_id, models=inputs)
@@ -544,7 +602,8 @@ class MlflowBridge:
         """Register each versioned lineage model in MLflow's model registry: registered
         model = the prov model name, one model version per prov version (its source the
         logged model, its run the producer when this run produced it), found again by
-        its ``prov.model.key`` tag."""
+        its ``prov.model.key`` tag. MLflow numbers versions in the order they are
+        registered; the alias ``@<prov version>`` (``version_alias``) names git-prov's."""
         from mlflow.exceptions import MlflowException
 
         for link in links:
@@ -563,12 +622,16 @@ class MlflowBridge:
                 found = self.client.search_model_versions(
                     f"name = '{_quoted(registered)}' and tags.`{MODEL_KEY_TAG}` = '{key}'", max_results=1)
                 if found:
-                    continue
-                with self._global_uri():
-                    self.client.create_model_version(
-                        registered, f"models:/{model_id}", run_id=external_id if direction == "out" else None,
-                        tags={MODEL_KEY_TAG: key, "prov.model.version": version}, model_id=model_id,
-                        description=f"prov model {name} version {version}")
+                    number, aliases = found[0].version, list(found[0].aliases or [])
+                else:
+                    with self._global_uri():
+                        number = self.client.create_model_version(
+                            registered, f"models:/{model_id}", run_id=external_id if direction == "out" else None,
+                            tags={MODEL_KEY_TAG: key, "prov.model.version": version}, model_id=model_id,
+                            description=f"prov model {name} version {version}").version
+                    aliases = []
+                if version_alias(version) not in aliases:
+                    self.client.set_registered_model_alias(registered, version_alias(version), number)
 
     @contextlib.contextmanager
     def _global_uri(self) -> Iterator[None]:
@@ -586,31 +649,21 @@ class MlflowBridge:
         finally:
             utils._tracking_uri = previous
 
-    def _model_files(self, model_id: str, run: Any, info: dict[str, Any]) -> None:
-        """The files of a model the run logged (``run.log_model``) as the logged model's
-        artifacts: the model (``model.pkl`` for a pickled object, ``model`` for a file,
-        the tree ``model/`` for a directory), ``requirements.txt`` and ``prov_model.json``
-        (what git-prov recorded: format, framework, signature, sha256)."""
-        from ..runs.artifacts import safe_file_name
+    def _upload_model(self, external_id: str, experiment_id: str, run: Any, info: dict[str, Any]) -> None:
+        """The model the run logged (``run.log_model``) as the files of its logged model,
+        laid out as MLflow's ``log_model`` does (``MLmodel``, environment files, the model;
+        ``sync/mlflow_model.py``), so ``mlflow.pyfunc.load_model`` loads it by
+        ``models:/<id>``, ``runs:/<run id>/<name>`` or a registered version."""
+        from .mlflow_model import write_mlflow_model
 
-        key = info.get("artifact") or "model"
+        model_id = self._logged_model(experiment_id, str(info["name"]), str(info["version"]), external_id, info)
+        location = self._model_locations.get(model_id) or self.client.get_logged_model(model_id).artifact_location
         with tempfile.TemporaryDirectory(prefix="prov-model-") as tmp:
-            for k, ref in sorted(run.state.artifacts.items()):
-                if not (k == key or k.startswith(key + "/")) or ref.media_type == DIRECTORY_TYPE:
-                    continue
-                parts = [safe_file_name(p) for p in k.split("/") if p]
-                if k == key and info.get("format") == "pickle":
-                    parts[-1] += ".pkl"
-                path = os.path.join(tmp, *parts)
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                with open(path, "wb") as f:
-                    f.write(run.get_artifact(k))
-            if info.get("requirements"):
-                with open(os.path.join(tmp, "requirements.txt"), "w", encoding="utf-8") as f:
-                    f.write("".join(f"{r}\n" for r in info["requirements"]))
-            with open(os.path.join(tmp, "prov_model.json"), "w", encoding="utf-8") as f:
-                f.write(canonical_value(info))
+            flavors = write_mlflow_model(tmp, run, info, model_id=model_id, run_id=external_id,
+                                         artifact_location=location)
             self.client.log_model_artifacts(model_id, tmp)
+        if flavors:
+            self.client.set_logged_model_tags(model_id, {"prov.model.flavors": ",".join(flavors)})
 
     def _logged_model(self, experiment_id: str, name: str, version: str, source_run: str | None,
                       info: dict[str, Any] | None = None) -> str:
@@ -618,13 +671,20 @@ class MlflowBridge:
         with self._model_lock:
             if key in self._models:
                 return self._models[key]
-            experiments = [e.experiment_id for e in self.client.search_experiments()]
+            if self._all_experiments is None:
+                self._all_experiments = [e.experiment_id for e in self.client.search_experiments()]
+            with self._lock:
+                experiments = sorted({*self._all_experiments, *self._experiments.values()})
             found = self.client.search_logged_models(experiments, filter_string=f"tags.`{MODEL_KEY_TAG}` = '{key}'",
                                                      max_results=1)
             if found:
-                model_id = found[0].model_id
+                model = found[0]
+                if PRODUCED_BY_TAG in model.tags:
+                    self._produced[model.model_id] = model.tags[PRODUCED_BY_TAG]
             else:
                 tags = {MODEL_KEY_TAG: key, "prov.model.name": name, "prov.model.version": version}
+                if source_run:
+                    tags[PRODUCED_BY_TAG] = source_run
                 params = {"prov.model.version": version} if version else {}
                 framework = (info or {}).get("framework")
                 if info is not None:
@@ -634,15 +694,26 @@ class MlflowBridge:
                                                         source_run_id=source_run, tags=tags, params=params or None,
                                                         model_type=framework)
                 self.client.finalize_logged_model(model.model_id, "READY")
-                model_id = model.model_id
-            self._models[key] = model_id
-            return model_id
+                if source_run:
+                    self._produced[model.model_id] = source_run
+            self._models[key] = model.model_id
+            self._model_locations[model.model_id] = model.artifact_location
+            return model.model_id
 
 
 def model_info(run: Any) -> dict[str, Any] | None:
     """What ``run.log_model`` recorded (the attribute ``prov.model``), or None."""
     info = run.state.attributes.get(MODEL_ATTRIBUTE)
     return info if isinstance(info, dict) and info.get("name") else None
+
+
+def _in_model(key: str, info: dict[str, Any] | None) -> bool:
+    """True when artifact ``key`` is (part of) the model ``info`` describes: it goes to
+    MLflow as the logged model, not as a run artifact (as MLflow 3's ``log_model``)."""
+    if info is None:
+        return False
+    root = info.get("artifact") or "model"
+    return key == root or key.startswith(root + "/")
 
 
 def logged_model_name(name: str) -> str:
@@ -653,6 +724,14 @@ def logged_model_name(name: str) -> str:
 def registry_name(name: str) -> str:
     """The registered-model name of a prov model (``/`` and ``:`` -> ``_``)."""
     return name.replace("/", "_").replace(":", "_")[:200] or "_"
+
+
+def version_alias(version: str) -> str:
+    """The registered-model alias of a prov model version: the version with characters
+    MLflow refuses in an alias as ``_``, ``prov-`` before one MLflow reserves (``latest``,
+    ``v3``), so ``models:/classifier@1`` loads what git-prov calls version 1."""
+    alias = "".join(c if c.isalnum() and c.isascii() or c in "_-" else "_" for c in version)[:200]
+    return f"prov-{alias}" if alias.lower() == "latest" or (alias[:1] in "vV" and alias[1:].isdigit()) else alias
 
 
 def _quoted(text: str) -> str:
