@@ -4,7 +4,7 @@ maintenance, beside MLflow's sqlite store and W&B offline on the same workload (
     python benchmarks/bench_growth.py [--sizes 1000,10000] [--big] [--runs 2000]
                                       [--src [LABEL=]DIR ...] [--artifact json|random]
                                       [--peer-budget 600] [--skip-mlflow] [--skip-wandb]
-                                      [--only growth|commit] [--root DIR] [--keep] [--out FILE]
+                                      [--only growth|commit] [--breakdown] [--root DIR] [--keep] [--out FILE]
 
 Every run of the workload: three params, ``--points`` points of one metric (``loss``,
 steps 0..N-1, a noisy decaying series, timestamps as logged), one 1 KiB artifact
@@ -339,11 +339,75 @@ def object_files(path: str) -> set[str]:
     return out
 
 
-def maintenance(path: str) -> dict:
+#: the kinds ``where`` sorts objects into, by their first path in the ledger
+RUN_KINDS = {"record": "record blob", "state": "state blob", "series": "series/ tree", "series/*": "series/<key>/ tree",
+             "series/*/*": "series chunk blob", "artifacts": "artifacts/ tree", "artifacts/*": "artifact blob"}
+
+
+def object_kind(typ: str, ref: str, path: str | None) -> str:
+    """What an object of the ledger is, from its type and the first path ``git rev-list
+    --objects`` gave it (a record blob is first met as its link under ``commits/``)."""
+    if typ == "commit":
+        return "ledger commit" if ref == "refs/prov/ledger" else f"{ref.rsplit('/', 1)[-1]} commit"
+    if ref != "refs/prov/ledger":
+        return f"{ref.rsplit('/', 1)[-1]} {typ}"
+    parts = path.split("/") if path else []
+    if not parts:
+        return "root tree"
+    if parts[0] == "runs" and len(parts) <= 3:
+        return ("runs/ tree", "runs/<xx>/ tree", "runs/<xx>/<id>/ tree")[len(parts) - 1]
+    if parts[0] == "runs":
+        rest = parts[3:]
+        pattern = "/".join([rest[0], *("*" * (len(rest) - 1))]) if rest[0] in ("series", "artifacts") else rest[0]
+        return RUN_KINDS.get(pattern, f"runs/…/{rest[0]} {typ}")
+    if parts[0] == "commits":
+        if len(parts) == 5:
+            return "record blob"
+        return ("commits/ tree", "commits/<cc>/ tree", "commits/<cc>/<C>/ tree", "commits/<cc>/<C>/<xx>/ tree")[
+            len(parts) - 1] if len(parts) <= 4 else f"commits/… {typ}"
+    return f"{parts[0]} {typ}"
+
+
+def object_names(path: str) -> dict[str, tuple[str, str | None]]:
+    """Every object of the prov refs and HEAD: ``oid -> (ref, first path)``."""
+    names: dict[str, tuple[str, str | None]] = {}
+    for ref in ("refs/prov/ledger", "refs/notes/prov", "HEAD"):
+        out = subprocess.run(["git", "rev-list", "--objects", ref], cwd=path, env=git_env(), capture_output=True,
+                             text=True)
+        for line in out.stdout.splitlines():
+            oid, _, name = line.partition(" ")
+            names.setdefault(oid, (ref, name or None))
+    return names
+
+
+def where(path: str, names: dict[str, tuple[str, str | None]]) -> dict:
+    """Bytes of the packed objects by kind: ``{kind: [objects, bytes in packs, deltas]}``,
+    and the ``.idx`` files' bytes (28+ a object: id, CRC, offset)."""
+    out = subprocess.run(["git", "cat-file", "--batch-all-objects", "--batch-check=%(objectname) %(objecttype) "
+                          "%(objectsize:disk) %(deltabase)"], cwd=path, env=git_env(), capture_output=True,
+                         text=True, check=True).stdout
+    kinds: dict[str, list[int]] = {}
+    for line in out.splitlines():
+        oid, typ, disk, base = line.split()
+        ref, name = names.get(oid, ("unreachable", None))
+        k = kinds.setdefault(object_kind(typ, ref, name), [0, 0, 0])
+        k[0] += 1
+        k[1] += int(disk)
+        k[2] += base.strip("0") != ""
+    pack = os.path.join(path, ".git", "objects", "pack")
+    idx = sum(os.path.getsize(os.path.join(pack, f)) for f in os.listdir(pack) if f.endswith(".idx"))
+    return {"kinds": kinds, "idx": idx}
+
+
+def maintenance(path: str, breakdown: bool = False) -> dict:
     """``git gc --auto``, ``git gc``, ``git repack -adf`` in turn on ``path`` (a copy),
-    with the repository measured before and after each."""
+    with the repository measured before and after each (and, with ``breakdown``, its
+    objects by kind as left and after ``repack -adf``)."""
     env = git_env()
     out = {"prov": stats(path)}
+    names = object_names(path) if breakdown else {}
+    if breakdown:
+        out["where_prov"] = where(path, names)
     before = object_files(path)
     t0 = time.perf_counter()
     h.git(path, "-c", "gc.autoDetach=false", "gc", "--auto", "-q", env=env)
@@ -358,6 +422,8 @@ def maintenance(path: str) -> dict:
     h.git(path, "repack", "-adf", "-q", env=env)
     out["repack_s"] = time.perf_counter() - t0
     out["repack"] = stats(path)
+    if breakdown:
+        out["where_repack"] = where(path, names)
     return out
 
 
@@ -478,7 +544,7 @@ class Bench:
                 spent[label] += out["seconds"]
                 waited = settle(path)
                 copy = copy_repo(path, os.path.join(self.root, f"gc-copy-{n}"))
-                at = maintenance(copy)
+                at = maintenance(copy, breakdown=args.breakdown)
                 shutil.rmtree(copy, ignore_errors=True)
                 at.update({"seconds": out["seconds"], "first": out["first"], "last": out["last"], "count": count, "settle_s": waited, "stored": runs_stored(path)})
                 res["at"][label][n] = at
@@ -629,6 +695,42 @@ def growth_table(res: dict) -> list[str]:
     return rows
 
 
+def breakdown_table(res: dict) -> list[str]:
+    """Bytes a run by object kind, as prov leaves it and after ``repack -adf``, at the
+    largest size of each source tree."""
+    n = res["sizes"][-1]
+    cols = [(label, stage) for label in res["at"] for stage in ("where_prov", "where_repack")
+            if stage in res["at"][label].get(n, {})]
+    if not cols:
+        return []
+    kinds: dict[str, int] = {}
+    for label, stage in cols:
+        for kind, (_c, disk, _d) in res["at"][label][n][stage]["kinds"].items():
+            kinds[kind] = max(kinds.get(kind, 0), disk)
+    shown = [k for k in sorted(kinds, key=lambda k: -kinds[k]) if kinds[k] / n >= 1]
+    stage_name = {"where_prov": "as left", "where_repack": "`repack -adf`"}
+    rows = [f"Bytes a run by object kind at {n:,} runs (`git cat-file --batch-all-objects` "
+            "`%(objectsize:disk)`, kinds by the first path `git rev-list --objects` gives each object; "
+            "objects a run, bytes a run, share stored as deltas):", "",
+            "| object kind | " + " | ".join(f"{label}, {stage_name[stage]}" for label, stage in cols) + " |",
+            "| --- | " + " | ".join("---:" for _ in cols) + " |"]
+    total = {col: [0, 0] for col in cols}
+    for kind in shown:
+        cells = []
+        for col in cols:
+            c, disk, deltas = res["at"][col[0]][n][col[1]]["kinds"].get(kind, [0, 0, 0])
+            total[col][0] += c
+            total[col][1] += disk
+            cells.append(f"{c / n:.2f} · {disk / n:,.0f} B · {100 * deltas / c:.0f}%" if c else "")
+        rows.append(f"| {kind} | " + " | ".join(cells) + " |")
+    rows.append("| pack `.idx` files | " + " | ".join(
+        f"{res['at'][label][n][stage]['idx'] / n:,.0f} B" for label, stage in cols) + " |")
+    rows.append("| all objects (+ `.idx`) | " + " | ".join(
+        f"{total[col][0] / n:.1f} · {(total[col][1] + res['at'][col[0]][n][col[1]]['idx']) / n:,.0f} B"
+        for col in cols) + " |")
+    return rows
+
+
 def commit_table(res: dict) -> list[str]:
     n, base, at, times = res["runs"], res["base"], res["at"], res["times"]
     labels = list(at)
@@ -684,6 +786,8 @@ def command(args: argparse.Namespace) -> str:
             parts.append("--" + flag.replace("_", "-"))
     if args.only:
         parts.append(f"--only {args.only}")
+    if args.breakdown:
+        parts.append("--breakdown")
     return " ".join(parts)
 
 
@@ -711,6 +815,8 @@ def report(args: argparse.Namespace, growth: dict | None, commit: dict | None, m
                   "(`gc.autoDetach=false`), `git gc` and `git repack -adf`, each after the one before. "
                   "Per-run figures are growth since `git init` + one commit + `gitprov.init`, divided by the runs.",
                   "", *growth_table(growth), ""]
+        if args.breakdown:
+            lines += [*breakdown_table(growth), ""]
         for name, data in growth["peers"].items():
             if "skipped" in data:
                 size, projected = data["skipped"]
@@ -749,6 +855,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", choices=("growth", "commit"))
     p.add_argument("--root", help="work here (default: a new temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep the repositories")
+    p.add_argument("--breakdown", action="store_true",
+                   help="in (1), also the bytes a run by object kind, as left and after repack -adf")
     p.add_argument("--out", help="Markdown file whose bench_growth block is rewritten")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--driver", nargs=2, metavar=("POINTS", "ARTIFACT"), help=argparse.SUPPRESS)
