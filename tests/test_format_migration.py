@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from gitprov._version import FORMAT_VERSION
 from gitprov.api import Repository
 from gitprov.store.ledger import LEDGER_FORMAT, commit_runs_dir, run_dir
 from gitprov.store.trees import read_path, read_tree
@@ -132,7 +133,7 @@ def test_a_commit_note_points_at_its_runs_for_plain_git(old_repo: Path) -> None:
     note = run_git(old_repo, "notes", "--ref=prov", "show", head)
     pointer = [line for line in note.splitlines() if '"kind":"runs"' in line]
     assert pointer == [
-        f'{{"commit":"{head}","format_version":2,"kind":"runs","path":"{commit_runs_dir(head)}",'
+        f'{{"commit":"{head}","format_version":{FORMAT_VERSION},"kind":"runs","path":"{commit_runs_dir(head)}",'
         f'"ref":"refs/prov/ledger","schema":{{"lexicon":"{run.record.schema.lexicon}","version":1}}}}'
     ]
     listing = run_git(old_repo, "ls-tree", "-r", "--name-only", "refs/prov/ledger", f"{commit_runs_dir(head)}/")
@@ -172,7 +173,7 @@ def test_release_0_1_meeting_format_2_says_what_to_install_and_loses_nothing(old
         assert proc.returncode == code, (args, proc.returncode, proc.stderr)
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-        assert "format version 2" in lines[0] and "pip install -U git-prov" in lines[0], lines[0]
+        assert f"format version {FORMAT_VERSION}" in lines[0] and "pip install -U git-prov" in lines[0], lines[0]
 
     # 0.1.0 can still write a run (its format-1 marker and note line): this release
     # reads it, and its next write lists it again in format 2
