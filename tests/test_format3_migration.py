@@ -4,10 +4,7 @@ meeting the upgraded repository."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import tarfile
 from pathlib import Path
 
 import msgspec
@@ -18,6 +15,7 @@ from gitprov.api import Repository
 from gitprov.runs.series import PLANES_FROM
 from gitprov.store.ledger import LEDGER_FORMAT, links_complete, run_dir
 from tests.conftest import ROOT, run_git, run_prov
+from tests.test_format_migration import old_prov, release_source, unpack
 
 FIXTURE = ROOT / "tests" / "fixtures" / "format2-repo.tar.gz"
 #: the last commit of this project whose code is git-prov 0.2.0 (format 2)
@@ -27,10 +25,7 @@ FORMAT_2_MARKER = b'{"format_version":2,"kind":"ledger","requires":"git-prov>=0.
 
 @pytest.fixture
 def old_repo(tmp_path: Path) -> Path:
-    with tarfile.open(FIXTURE) as tar:
-        # tar's "data" filter where this Python has it (3.11.4 on); the archive is ours
-        tar.extractall(tmp_path, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
-    return tmp_path / "repo"
+    return unpack(FIXTURE, tmp_path)
 
 
 def _files(path: Path, rev: str = "refs/prov/ledger") -> dict[str, str]:
@@ -112,22 +107,7 @@ def test_the_first_write_upgrades_the_marker_alone_and_loses_nothing(old_repo: P
 # -- git-prov 0.2.0 meeting format 3 -----------------------------------------------------------
 @pytest.fixture
 def release_0_2(tmp_path: Path) -> Path:
-    """The source of git-prov 0.2.0, from this project's own history."""
-    if not (ROOT / ".git").exists():
-        pytest.skip("not a git checkout of git-prov: the 0.2.0 source comes from its history")
-    target = tmp_path / "release-0.2"
-    target.mkdir()
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", RELEASE_0_2, "src/gitprov"],
-                             capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
-    return target / "src"
-
-
-def _old_prov(source: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(source)}
-    code = "import sys, gitprov; assert gitprov.__version__ == '0.2.0', gitprov.__file__; " \
-           "from gitprov.cli.entry import main; sys.argv[0] = 'prov'; main()"
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, env=env)
+    return release_source(tmp_path, RELEASE_0_2, "0.2.0")
 
 
 @pytest.mark.slow
@@ -136,13 +116,13 @@ def test_release_0_2_meeting_format_3_says_what_to_install_and_loses_nothing(old
     with repo.start_run(name="format-3 run") as run:
         run.log_metric("loss", 0.5)
     tip = repo.store.ledger.tip()
-    proc = _old_prov(release_0_2, old_repo, "runs")
+    proc = old_prov(release_0_2, "0.2.0", old_repo, "runs")
     assert proc.returncode == 6, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert f"format version {FORMAT_VERSION}" in lines[0] and "pip install -U" in lines[0], lines[0]
     # a write by 0.2.0 is refused with the release to install, and writes nothing
-    proc = _old_prov(release_0_2, old_repo, "run", "--name", "from-0.2", "--", "true")
+    proc = old_prov(release_0_2, "0.2.0", old_repo, "run", "--name", "from-0.2", "--", "true")
     assert proc.returncode != 0
     refused = [line for line in proc.stderr.splitlines() if "format version" in line]
     assert refused and "pip install -U 'git-prov>=0.3.0'" in refused[0], proc.stderr
