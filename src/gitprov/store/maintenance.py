@@ -65,8 +65,8 @@ _ROUNDS = 4
 
 #: delta chains git's repack may build in the packs it rolls up (``--depth``), where the
 #: user set no ``pack.depth``: a ledger rewrites its 256-entry fan-out trees with every
-#: transaction, and at git's 50 every 51st version is stored whole (~6 KiB, ~0.2 KiB a
-#: run over 10,000 runs); old versions are read rarely (history, a merge base)
+#: transaction, and at git's 50 every 51st version starts a chain again (2-6 KiB, ~0.1
+#: KiB a run on each such tree); old versions are read rarely (history, a merge base)
 REPACK_DEPTH = 250
 
 
