@@ -4,7 +4,7 @@ maintenance, beside MLflow's sqlite store and W&B offline on the same workload (
     python benchmarks/bench_growth.py [--sizes 1000,10000] [--big] [--runs 2000]
                                       [--src [LABEL=]DIR ...] [--artifact json|random]
                                       [--peer-budget 600] [--skip-mlflow] [--skip-wandb]
-                                      [--only growth|commit] [--breakdown] [--root DIR] [--keep] [--out FILE]
+                                      [--only growth|commit] [--breakdown] [--samples N] [--root DIR] [--keep] [--out FILE]
 
 Every run of the workload: three params, ``--points`` points of one metric (``loss``,
 steps 0..N-1, a noisy decaying series, timestamps as logged), one 1 KiB artifact
@@ -23,7 +23,11 @@ commit, ``gitprov.init(hooks=False)``.
     any, waited for: ``.git/prov/repack.lock``), packs and loose objects; then, on a copy,
     ``git gc --auto`` (``gc.autoDetach=false``, so it is waited for), ``git gc`` and
     ``git repack -adf``, each after the one before (sizes must never grow; whether
-    ``gc --auto`` did anything). The same workload into MLflow's sqlite store
+    ``gc --auto`` did anything). ``--samples N`` also measures ``.git`` as prov leaves it
+    at N moments of each step (the repack waited for each time): the size as left swings
+    with the state of the geometric progression. ``--breakdown`` sorts the packed objects
+    by kind (series chunks, each level of trees, record, state, artifact, ledger commit,
+    ``.idx``) as left and after ``git repack -adf``. The same workload into MLflow's sqlite store
     (``MlflowClient``: ``create_run``, one ``log_batch`` with the points and the params,
     ``log_artifact`` of the file, ``set_terminated``) and W&B offline (``wandb.init(config)``,
     ``run.log`` per point, an ``Artifact`` with the file, ``finish``): bytes a run of the
@@ -137,14 +141,18 @@ def worker(spec: dict) -> dict:
         import gitprov
 
         repo = gitprov.Repository(spec["path"])
-        times = []
+        times, samples = [], []
+        every = max(1, (spec["stop"] - spec["start"]) // spec.get("samples", 0)) if spec.get("samples") else 0
         for k in range(spec["start"], spec["stop"]):
             t0 = time.perf_counter()
             gitprov_run(repo, k, spec["points"], spec["artifact"])
             times.append(time.perf_counter() - t0)
+            if every and (k + 1 - spec["start"]) % every == 0:  # as prov leaves it at this moment
+                settle(spec["path"])
+                samples.append((k + 1, du(os.path.join(spec["path"], ".git"), "-b")))
         tenth = max(1, len(times) // 10)
         return {"seconds": sum(times), "first": statistics.median(times[:tenth]),
-                "last": statistics.median(times[-tenth:])}
+                "last": statistics.median(times[-tenth:]), "samples": samples}
     if tool == "mlflow":
         return mlflow_worker(spec)
     if tool == "wandb":
@@ -540,13 +548,15 @@ class Bench:
             for label, path in repos.items():
                 log(f"(1) {label}: runs {prev:,}..{n - 1:,} in one process ...")
                 out = self.work({"tool": "gitprov", "path": path, "start": prev, "stop": n, "points": args.points,
-                                 "artifact": args.artifact}, self.env_for(self.srcs[label]))
+                                 "artifact": args.artifact, "samples": args.samples},
+                                self.env_for(self.srcs[label]))
                 spent[label] += out["seconds"]
                 waited = settle(path)
                 copy = copy_repo(path, os.path.join(self.root, f"gc-copy-{n}"))
                 at = maintenance(copy, breakdown=args.breakdown)
                 shutil.rmtree(copy, ignore_errors=True)
-                at.update({"seconds": out["seconds"], "first": out["first"], "last": out["last"], "count": count, "settle_s": waited, "stored": runs_stored(path)})
+                at.update({"seconds": out["seconds"], "first": out["first"], "last": out["last"], "count": count, "settle_s": waited, "stored": runs_stored(path),
+                           "samples": [(runs, (size - base[label]["git"]) / runs) for runs, size in out["samples"]]})
                 res["at"][label][n] = at
                 st = at["prov"]
                 log(f"  {out['seconds']:.1f} s ({count / out['seconds']:.0f} runs/s), waited {waited:.1f} s for "
@@ -654,6 +664,11 @@ def growth_table(res: dict) -> list[str]:
         return lambda a, b, n: kib((a[stage][key] - b[key]) / n)
 
     row("`.git` growth a run as prov leaves it (`du -sb`), KiB", per_run("prov"), f"≤ {TARGETS['kib_per_run']:.0f} KiB")
+    if any(a.get("samples") for lab in at for a in at[lab].values()):
+        row("the same at moments of the step (`--samples`): median (min–max), KiB",
+            lambda a, b, n: (f"{kib(statistics.median(x for _, x in a['samples']))} "
+                             f"({kib(min(x for _, x in a['samples']))}–{kib(max(x for _, x in a['samples']))})")
+            if a.get("samples") else "")
     row("same, blocks allocated (`du -s -B1`), KiB", per_run("prov", "alloc"))
     row("of which `objects/`, KiB a run", per_run("prov", "objects"))
     row("of which reflogs (`logs/`), KiB a run", per_run("prov", "logs"))
@@ -788,6 +803,8 @@ def command(args: argparse.Namespace) -> str:
         parts.append(f"--only {args.only}")
     if args.breakdown:
         parts.append("--breakdown")
+    if args.samples:
+        parts.append(f"--samples {args.samples}")
     return " ".join(parts)
 
 
@@ -855,6 +872,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", choices=("growth", "commit"))
     p.add_argument("--root", help="work here (default: a new temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep the repositories")
+    p.add_argument("--samples", type=int, default=0,
+                   help="in (1), also measure .git as prov leaves it this many times during each step")
     p.add_argument("--breakdown", action="store_true",
                    help="in (1), also the bytes a run by object kind, as left and after repack -adf")
     p.add_argument("--out", help="Markdown file whose bench_growth block is rewritten")
