@@ -338,30 +338,3 @@ def test_runs_commits_gc_and_repacks_in_any_order_lose_nothing(make_repo, steps:
             repo.git(*command, "-q", check=not racing)
     wait_for_repack(repo)
     assert_nothing_lost(repo, ids)
-
-
-@pytest.mark.parametrize(("user_depth", "expected"), [(None, f"--depth={maintenance.REPACK_DEPTH}"), ("20", None)])
-def test_the_repack_builds_longer_delta_chains_unless_the_user_set_pack_depth(
-        prov_repo: GitRepo, tmp_path, monkeypatch, user_depth: str | None, expected: str | None) -> None:
-    """A ledger rewrites its fan-out trees with every transaction; git's default depth of
-    50 stores every 51st version whole. The user's ``pack.depth`` wins."""
-    repo = prov_repo
-    repo.git("config", "prov.autoPackLimit", "2")
-    if user_depth is not None:
-        repo.git("config", "pack.depth", user_depth)
-    real = gitbin.output(["--exec-path"])[1].decode().strip() + "/git"
-    folder, record = tmp_path / "argv-git", tmp_path / "argv"
-    folder.mkdir()
-    script = folder / "git"
-    script.write_text(f'#!/bin/sh\ncase " $* " in *" repack "*) echo "$*" >> "{record}";; esac\nexec "{real}" "$@"\n')
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
-    ledger = Ledger(GitRepository.open(str(repo.path)))
-    for i in range(4):
-        ledger.apply({f"runs/{i:02x}/r{i}/state": b"%d" % i}, f"t{i}")
-    wait_for_repack(repo)
-    lines = record.read_text().splitlines()
-    assert lines and all("--geometric=2" in line for line in lines)
-    depths = {arg for line in lines for arg in line.split() if arg.startswith("--depth")}
-    assert depths == ({expected} if expected else set())
-    repo.fsck()

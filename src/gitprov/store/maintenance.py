@@ -2,9 +2,9 @@
 
 Every transaction writes one pack of whole objects (``store/packs.py``). When enough of
 them lie outside a geometric progression, ``DiskObjectDatabase.maintain`` calls
-``start_repack``: ``git repack --geometric=2 -d -q`` (``--depth=250`` unless the user
-set ``pack.depth``) in a session of its own (stdin and stdout /dev/null, stderr appended
-to ``.git/prov/repack.log``, ten steps nicer than prov), never waited for. git rolls the small packs (and loose objects) into one pack
+``start_repack``: ``git repack --geometric=2 -d -q`` in a session of its own (stdin and
+stdout /dev/null, stderr appended to ``.git/prov/repack.log``, ten steps nicer than
+prov), never waited for. git rolls the small packs (and loose objects) into one pack
 with deltas, reusing the deltas already there and leaving ``.keep`` and cruft packs
 alone, at a cost that follows the packs rolled up, not the size of the repository.
 
@@ -25,7 +25,7 @@ from .._util.pidlock import holder, take
 from ..errors import ProvError
 from . import gitbin
 
-__all__ = ["LOCK", "LOG", "REPACK_DEPTH", "running", "start_repack"]
+__all__ = ["LOCK", "LOG", "running", "start_repack"]
 
 LOCK, LOG = "repack.lock", "repack.log"
 _STALE_SECONDS = 600
@@ -63,18 +63,10 @@ _DRAIN = ('dir=$1 limit=$2; shift 2; round=0; while [ "$round" -lt %d ]; do roun
 _ROUNDS = 4
 
 
-#: delta chains git's repack may build in the packs it rolls up (``--depth``), where the
-#: user set no ``pack.depth``: a ledger rewrites its 256-entry fan-out trees with every
-#: transaction, and at git's 50 every 51st version starts a chain again (2-6 KiB, ~0.1
-#: KiB a run on each such tree); old versions are read rarely (history, a merge base)
-REPACK_DEPTH = 250
-
-
 def start_repack(common_dir: str, *, write_midx: bool = False, pack_dir: str | None = None,
-                 limit: int | None = None, depth: int | None = None) -> int | None:
+                 limit: int | None = None) -> int | None:
     """Start ``git repack --geometric=2 -d -q`` (``--write-midx`` too when the
-    repository has a multi-pack-index, ``--depth`` when given) detached, unless one prov
-    started still runs;
+    repository has a multi-pack-index) detached, unless one prov started still runs;
     given ``pack_dir`` and ``limit``, it is run again while more than ``limit`` packs
     remain (packs written while it ran), up to four times.
     Its pid, or None: one runs already, or git could not be started (one line in
@@ -95,8 +87,7 @@ def start_repack(common_dir: str, *, write_midx: bool = False, pack_dir: str | N
     try:
         with contextlib.suppress(OSError):
             trim(log, _LOG_LIMIT, 100)
-        args = ["repack", "--geometric=2", "-d", "-q", *(["--write-midx"] if write_midx else []),
-                *([f"--depth={depth}"] if depth is not None else [])]
+        args = ["repack", "--geometric=2", "-d", "-q", *(["--write-midx"] if write_midx else [])]
         try:
             wrap = ("sh", "-c", _DRAIN % _ROUNDS, "prov-repack", pack_dir, str(limit)) \
                 if pack_dir is not None and limit is not None else ()

@@ -419,8 +419,7 @@ class DiskObjectDatabase(ObjectDatabase):
                 from . import maintenance
 
                 maintenance.start_repack(os.path.dirname(self.path), write_midx="multi-pack-index" in names,
-                                         pack_dir=os.path.join(self.path, "pack"), limit=limit,
-                                         depth=None if config.get("pack.depth") is not None else maintenance.REPACK_DEPTH)
+                                         pack_dir=os.path.join(self.path, "pack"), limit=limit)
                 self._quiet_below = len(known) + max(1, limit // 2)  # started, or one runs already
                 return
         self._quiet_below = len(known) + limit - rolled
