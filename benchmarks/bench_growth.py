@@ -4,7 +4,7 @@ maintenance, beside MLflow's sqlite store and W&B offline on the same workload (
     python benchmarks/bench_growth.py [--sizes 1000,10000] [--big] [--runs 2000]
                                       [--src [LABEL=]DIR ...] [--artifact json|random]
                                       [--peer-budget 600] [--skip-mlflow] [--skip-wandb]
-                                      [--only growth|commit] [--root DIR] [--keep] [--out FILE]
+                                      [--only growth|commit] [--breakdown] [--samples N] [--root DIR] [--keep] [--out FILE]
 
 Every run of the workload: three params, ``--points`` points of one metric (``loss``,
 steps 0..N-1, a noisy decaying series, timestamps as logged), one 1 KiB artifact
@@ -23,7 +23,11 @@ commit, ``gitprov.init(hooks=False)``.
     any, waited for: ``.git/prov/repack.lock``), packs and loose objects; then, on a copy,
     ``git gc --auto`` (``gc.autoDetach=false``, so it is waited for), ``git gc`` and
     ``git repack -adf``, each after the one before (sizes must never grow; whether
-    ``gc --auto`` did anything). The same workload into MLflow's sqlite store
+    ``gc --auto`` did anything). ``--samples N`` also measures ``.git`` as prov leaves it
+    at N moments of each step (the repack waited for each time): the size as left swings
+    with the state of the geometric progression. ``--breakdown`` sorts the packed objects
+    by kind (series chunks, each level of trees, record, state, artifact, ledger commit,
+    ``.idx``) as left and after ``git repack -adf``. The same workload into MLflow's sqlite store
     (``MlflowClient``: ``create_run``, one ``log_batch`` with the points and the params,
     ``log_artifact`` of the file, ``set_terminated``) and W&B offline (``wandb.init(config)``,
     ``run.log`` per point, an ``Artifact`` with the file, ``finish``): bytes a run of the
@@ -137,14 +141,18 @@ def worker(spec: dict) -> dict:
         import gitprov
 
         repo = gitprov.Repository(spec["path"])
-        times = []
+        times, samples = [], []
+        every = max(1, (spec["stop"] - spec["start"]) // spec.get("samples", 0)) if spec.get("samples") else 0
         for k in range(spec["start"], spec["stop"]):
             t0 = time.perf_counter()
             gitprov_run(repo, k, spec["points"], spec["artifact"])
             times.append(time.perf_counter() - t0)
+            if every and (k + 1 - spec["start"]) % every == 0:  # as prov leaves it at this moment
+                settle(spec["path"])
+                samples.append((k + 1, du(os.path.join(spec["path"], ".git"), "-b")))
         tenth = max(1, len(times) // 10)
         return {"seconds": sum(times), "first": statistics.median(times[:tenth]),
-                "last": statistics.median(times[-tenth:])}
+                "last": statistics.median(times[-tenth:]), "samples": samples}
     if tool == "mlflow":
         return mlflow_worker(spec)
     if tool == "wandb":
@@ -339,11 +347,75 @@ def object_files(path: str) -> set[str]:
     return out
 
 
-def maintenance(path: str) -> dict:
+#: the kinds ``where`` sorts objects into, by their first path in the ledger
+RUN_KINDS = {"record": "record blob", "state": "state blob", "series": "series/ tree", "series/*": "series/<key>/ tree",
+             "series/*/*": "series chunk blob", "artifacts": "artifacts/ tree", "artifacts/*": "artifact blob"}
+
+
+def object_kind(typ: str, ref: str, path: str | None) -> str:
+    """What an object of the ledger is, from its type and the first path ``git rev-list
+    --objects`` gave it (a record blob is first met as its link under ``commits/``)."""
+    if typ == "commit":
+        return "ledger commit" if ref == "refs/prov/ledger" else f"{ref.rsplit('/', 1)[-1]} commit"
+    if ref != "refs/prov/ledger":
+        return f"{ref.rsplit('/', 1)[-1]} {typ}"
+    parts = path.split("/") if path else []
+    if not parts:
+        return "root tree"
+    if parts[0] == "runs" and len(parts) <= 3:
+        return ("runs/ tree", "runs/<xx>/ tree", "runs/<xx>/<id>/ tree")[len(parts) - 1]
+    if parts[0] == "runs":
+        rest = parts[3:]
+        pattern = "/".join([rest[0], *("*" * (len(rest) - 1))]) if rest[0] in ("series", "artifacts") else rest[0]
+        return RUN_KINDS.get(pattern, f"runs/…/{rest[0]} {typ}")
+    if parts[0] == "commits":
+        if len(parts) == 5:
+            return "record blob"
+        return ("commits/ tree", "commits/<cc>/ tree", "commits/<cc>/<C>/ tree", "commits/<cc>/<C>/<xx>/ tree")[
+            len(parts) - 1] if len(parts) <= 4 else f"commits/… {typ}"
+    return f"{parts[0]} {typ}"
+
+
+def object_names(path: str) -> dict[str, tuple[str, str | None]]:
+    """Every object of the prov refs and HEAD: ``oid -> (ref, first path)``."""
+    names: dict[str, tuple[str, str | None]] = {}
+    for ref in ("refs/prov/ledger", "refs/notes/prov", "HEAD"):
+        out = subprocess.run(["git", "rev-list", "--objects", ref], cwd=path, env=git_env(), capture_output=True,
+                             text=True)
+        for line in out.stdout.splitlines():
+            oid, _, name = line.partition(" ")
+            names.setdefault(oid, (ref, name or None))
+    return names
+
+
+def where(path: str, names: dict[str, tuple[str, str | None]]) -> dict:
+    """Bytes of the packed objects by kind: ``{kind: [objects, bytes in packs, deltas]}``,
+    and the ``.idx`` files' bytes (28+ a object: id, CRC, offset)."""
+    out = subprocess.run(["git", "cat-file", "--batch-all-objects", "--batch-check=%(objectname) %(objecttype) "
+                          "%(objectsize:disk) %(deltabase)"], cwd=path, env=git_env(), capture_output=True,
+                         text=True, check=True).stdout
+    kinds: dict[str, list[int]] = {}
+    for line in out.splitlines():
+        oid, typ, disk, base = line.split()
+        ref, name = names.get(oid, ("unreachable", None))
+        k = kinds.setdefault(object_kind(typ, ref, name), [0, 0, 0])
+        k[0] += 1
+        k[1] += int(disk)
+        k[2] += base.strip("0") != ""
+    pack = os.path.join(path, ".git", "objects", "pack")
+    idx = sum(os.path.getsize(os.path.join(pack, f)) for f in os.listdir(pack) if f.endswith(".idx"))
+    return {"kinds": kinds, "idx": idx}
+
+
+def maintenance(path: str, breakdown: bool = False) -> dict:
     """``git gc --auto``, ``git gc``, ``git repack -adf`` in turn on ``path`` (a copy),
-    with the repository measured before and after each."""
+    with the repository measured before and after each (and, with ``breakdown``, its
+    objects by kind as left and after ``repack -adf``)."""
     env = git_env()
     out = {"prov": stats(path)}
+    names = object_names(path) if breakdown else {}
+    if breakdown:
+        out["where_prov"] = where(path, names)
     before = object_files(path)
     t0 = time.perf_counter()
     h.git(path, "-c", "gc.autoDetach=false", "gc", "--auto", "-q", env=env)
@@ -358,6 +430,8 @@ def maintenance(path: str) -> dict:
     h.git(path, "repack", "-adf", "-q", env=env)
     out["repack_s"] = time.perf_counter() - t0
     out["repack"] = stats(path)
+    if breakdown:
+        out["where_repack"] = where(path, names)
     return out
 
 
@@ -474,13 +548,15 @@ class Bench:
             for label, path in repos.items():
                 log(f"(1) {label}: runs {prev:,}..{n - 1:,} in one process ...")
                 out = self.work({"tool": "gitprov", "path": path, "start": prev, "stop": n, "points": args.points,
-                                 "artifact": args.artifact}, self.env_for(self.srcs[label]))
+                                 "artifact": args.artifact, "samples": args.samples},
+                                self.env_for(self.srcs[label]))
                 spent[label] += out["seconds"]
                 waited = settle(path)
                 copy = copy_repo(path, os.path.join(self.root, f"gc-copy-{n}"))
-                at = maintenance(copy)
+                at = maintenance(copy, breakdown=args.breakdown)
                 shutil.rmtree(copy, ignore_errors=True)
-                at.update({"seconds": out["seconds"], "first": out["first"], "last": out["last"], "count": count, "settle_s": waited, "stored": runs_stored(path)})
+                at.update({"seconds": out["seconds"], "first": out["first"], "last": out["last"], "count": count, "settle_s": waited, "stored": runs_stored(path),
+                           "samples": [(runs, (size - base[label]["git"]) / runs) for runs, size in out["samples"]]})
                 res["at"][label][n] = at
                 st = at["prov"]
                 log(f"  {out['seconds']:.1f} s ({count / out['seconds']:.0f} runs/s), waited {waited:.1f} s for "
@@ -588,6 +664,11 @@ def growth_table(res: dict) -> list[str]:
         return lambda a, b, n: kib((a[stage][key] - b[key]) / n)
 
     row("`.git` growth a run as prov leaves it (`du -sb`), KiB", per_run("prov"), f"≤ {TARGETS['kib_per_run']:.0f} KiB")
+    if any(a.get("samples") for lab in at for a in at[lab].values()):
+        row("the same at moments of the step (`--samples`): median (min–max), KiB",
+            lambda a, b, n: (f"{kib(statistics.median(x for _, x in a['samples']))} "
+                             f"({kib(min(x for _, x in a['samples']))}–{kib(max(x for _, x in a['samples']))})")
+            if a.get("samples") else "")
     row("same, blocks allocated (`du -s -B1`), KiB", per_run("prov", "alloc"))
     row("of which `objects/`, KiB a run", per_run("prov", "objects"))
     row("of which reflogs (`logs/`), KiB a run", per_run("prov", "logs"))
@@ -626,6 +707,42 @@ def growth_table(res: dict) -> list[str]:
         rows.append(f"| {name} / git-prov after `repack -adf` | " + " | ".join(
             f"{(data[n]['bytes'] / n) / ((at[label][n]['repack']['git'] - base[label]['git']) / n):.1f}×"
             if n in data else "" for label, n in cols) + " | |")
+    return rows
+
+
+def breakdown_table(res: dict) -> list[str]:
+    """Bytes a run by object kind, as prov leaves it and after ``repack -adf``, at the
+    largest size of each source tree."""
+    n = res["sizes"][-1]
+    cols = [(label, stage) for label in res["at"] for stage in ("where_prov", "where_repack")
+            if stage in res["at"][label].get(n, {})]
+    if not cols:
+        return []
+    kinds: dict[str, int] = {}
+    for label, stage in cols:
+        for kind, (_c, disk, _d) in res["at"][label][n][stage]["kinds"].items():
+            kinds[kind] = max(kinds.get(kind, 0), disk)
+    shown = [k for k in sorted(kinds, key=lambda k: -kinds[k]) if kinds[k] / n >= 1]
+    stage_name = {"where_prov": "as left", "where_repack": "`repack -adf`"}
+    rows = [f"Bytes a run by object kind at {n:,} runs (`git cat-file --batch-all-objects` "
+            "`%(objectsize:disk)`, kinds by the first path `git rev-list --objects` gives each object; "
+            "objects a run, bytes a run, share stored as deltas):", "",
+            "| object kind | " + " | ".join(f"{label}, {stage_name[stage]}" for label, stage in cols) + " |",
+            "| --- | " + " | ".join("---:" for _ in cols) + " |"]
+    total = {col: [0, 0] for col in cols}
+    for kind in shown:
+        cells = []
+        for col in cols:
+            c, disk, deltas = res["at"][col[0]][n][col[1]]["kinds"].get(kind, [0, 0, 0])
+            total[col][0] += c
+            total[col][1] += disk
+            cells.append(f"{c / n:.2f} · {disk / n:,.0f} B · {100 * deltas / c:.0f}%" if c else "")
+        rows.append(f"| {kind} | " + " | ".join(cells) + " |")
+    rows.append("| pack `.idx` files | " + " | ".join(
+        f"{res['at'][label][n][stage]['idx'] / n:,.0f} B" for label, stage in cols) + " |")
+    rows.append("| all objects (+ `.idx`) | " + " | ".join(
+        f"{total[col][0] / n:.1f} · {(total[col][1] + res['at'][col[0]][n][col[1]]['idx']) / n:,.0f} B"
+        for col in cols) + " |")
     return rows
 
 
@@ -684,6 +801,10 @@ def command(args: argparse.Namespace) -> str:
             parts.append("--" + flag.replace("_", "-"))
     if args.only:
         parts.append(f"--only {args.only}")
+    if args.breakdown:
+        parts.append("--breakdown")
+    if args.samples:
+        parts.append(f"--samples {args.samples}")
     return " ".join(parts)
 
 
@@ -711,6 +832,8 @@ def report(args: argparse.Namespace, growth: dict | None, commit: dict | None, m
                   "(`gc.autoDetach=false`), `git gc` and `git repack -adf`, each after the one before. "
                   "Per-run figures are growth since `git init` + one commit + `gitprov.init`, divided by the runs.",
                   "", *growth_table(growth), ""]
+        if args.breakdown:
+            lines += [*breakdown_table(growth), ""]
         for name, data in growth["peers"].items():
             if "skipped" in data:
                 size, projected = data["skipped"]
@@ -749,6 +872,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", choices=("growth", "commit"))
     p.add_argument("--root", help="work here (default: a new temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep the repositories")
+    p.add_argument("--samples", type=int, default=0,
+                   help="in (1), also measure .git as prov leaves it this many times during each step")
+    p.add_argument("--breakdown", action="store_true",
+                   help="in (1), also the bytes a run by object kind, as left and after repack -adf")
     p.add_argument("--out", help="Markdown file whose bench_growth block is rewritten")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--driver", nargs=2, metavar=("POINTS", "ARTIFACT"), help=argparse.SUPPRESS)

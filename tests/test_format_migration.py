@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from gitprov._version import FORMAT_VERSION
 from gitprov.api import Repository
 from gitprov.store.ledger import LEDGER_FORMAT, commit_runs_dir, run_dir
 from gitprov.store.trees import read_path, read_tree
@@ -22,12 +23,17 @@ RELEASE_0_1 = "d7db498"
 FORMAT_1_MARKER = b'{"format_version":1,"kind":"ledger"}'
 
 
-@pytest.fixture
-def old_repo(tmp_path: Path) -> Path:
-    with tarfile.open(FIXTURE) as tar:
+def unpack(fixture: Path, tmp_path: Path) -> Path:
+    """The repository a release wrote, from its archive in ``tests/fixtures``."""
+    with tarfile.open(fixture) as tar:
         # tar's "data" filter where this Python has it (3.11.4 on); the archive is ours
         tar.extractall(tmp_path, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     return tmp_path / "repo"
+
+
+@pytest.fixture
+def old_repo(tmp_path: Path) -> Path:
+    return unpack(FIXTURE, tmp_path)
 
 
 def _snapshot(repo: Repository) -> dict[str, tuple[bytes, bytes]]:
@@ -132,7 +138,7 @@ def test_a_commit_note_points_at_its_runs_for_plain_git(old_repo: Path) -> None:
     note = run_git(old_repo, "notes", "--ref=prov", "show", head)
     pointer = [line for line in note.splitlines() if '"kind":"runs"' in line]
     assert pointer == [
-        f'{{"commit":"{head}","format_version":2,"kind":"runs","path":"{commit_runs_dir(head)}",'
+        f'{{"commit":"{head}","format_version":{FORMAT_VERSION},"kind":"runs","path":"{commit_runs_dir(head)}",'
         f'"ref":"refs/prov/ledger","schema":{{"lexicon":"{run.record.schema.lexicon}","version":1}}}}'
     ]
     listing = run_git(old_repo, "ls-tree", "-r", "--name-only", "refs/prov/ledger", f"{commit_runs_dir(head)}/")
@@ -142,24 +148,33 @@ def test_a_commit_note_points_at_its_runs_for_plain_git(old_repo: Path) -> None:
 
 
 # -- git-prov 0.1.0 meeting format 2 -----------------------------------------------------------
-@pytest.fixture
-def release_0_1(tmp_path: Path) -> Path:
-    """The source of git-prov 0.1.0, from this project's own history."""
+def release_source(tmp_path: Path, commit: str, version: str) -> Path:
+    """The source of git-prov ``version``, from this project's own history at ``commit``."""
     if not (ROOT / ".git").exists():
-        pytest.skip("not a git checkout of git-prov: the 0.1.0 source comes from its history")
-    target = tmp_path / "release-0.1"
+        pytest.skip(f"not a git checkout of git-prov: the {version} source comes from its history")
+    target = tmp_path / f"release-{version}"
     target.mkdir()
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", RELEASE_0_1, "src/gitprov"],
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "src/gitprov"],
                              capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
     return target / "src"
 
 
-def _old_prov(source: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+def old_prov(source: Path, version: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """``prov ARGS`` run by the git-prov ``version`` at ``source``."""
     env = {**os.environ, "PYTHONPATH": str(source)}
-    code = "import sys, gitprov; assert gitprov.__version__ == '0.1.0', gitprov.__file__; " \
+    code = f"import sys, gitprov; assert gitprov.__version__ == {version!r}, gitprov.__file__; " \
            "from gitprov.cli.entry import main; sys.argv[0] = 'prov'; main()"
     return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, env=env)
+
+
+@pytest.fixture
+def release_0_1(tmp_path: Path) -> Path:
+    return release_source(tmp_path, RELEASE_0_1, "0.1.0")
+
+
+def _old_prov(source: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return old_prov(source, "0.1.0", cwd, *args)
 
 
 @pytest.mark.slow
@@ -172,7 +187,7 @@ def test_release_0_1_meeting_format_2_says_what_to_install_and_loses_nothing(old
         assert proc.returncode == code, (args, proc.returncode, proc.stderr)
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-        assert "format version 2" in lines[0] and "pip install -U git-prov" in lines[0], lines[0]
+        assert f"format version {FORMAT_VERSION}" in lines[0] and "pip install -U git-prov" in lines[0], lines[0]
 
     # 0.1.0 can still write a run (its format-1 marker and note line): this release
     # reads it, and its next write lists it again in format 2

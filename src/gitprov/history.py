@@ -229,9 +229,9 @@ def unreachable_commits(store: ProvStore, commits: list[str]) -> set[str]:
 
 def _run_commits(store: ProvStore) -> tuple[list[str], Callable[[str], list[str]]]:
     """The commits runs were made against, and a function naming the runs of one."""
-    from .store.ledger import LEDGER_FORMAT
+    from .store.ledger import links_complete
 
-    if store.ledger.read_file("format") == LEDGER_FORMAT:  # every run is listed under its commit
+    if links_complete(store.ledger.read_file("format")):  # every run is listed under its commit
         return _listed_commits(store), store.ledger.commit_run_ids
     # a ledger not upgraded yet: the index knows each run's commit
     from .index.store import index_of

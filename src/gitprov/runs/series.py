@@ -2,9 +2,12 @@
 
 A metric chunk is msgpack ``{"format_version", "kind": "metric-chunk", "count",
 "step", "timestamp", "value"}`` where ``step`` and ``timestamp`` (ms) are
-little-endian int64 deltas and ``value`` little-endian float64 — exact for NaN/±Inf,
-and ~8 bytes a point once git compresses it. Chunk names are ``<writer>-<seq>`` so two
-writers never collide and a merge is a union of names.
+little-endian int64 deltas and ``value`` little-endian float64 — exact for NaN/±Inf.
+From format 3 on, each column is stored as its eight **byte planes** (every value's
+byte 0, then every value's byte 1, …): the high bytes of deltas and the sign and
+exponent bytes of a metric's values repeat, and zlib (git's compression) packs a run of
+them into a few bytes, where interleaved they cost about a byte each. Chunk names are
+``<writer>-<seq>`` so two writers never collide and a merge is a union of names.
 """
 
 from __future__ import annotations
@@ -18,10 +21,26 @@ import msgspec
 from ..errors import DataError, FormatVersionError
 from ..model.common import FORMAT_VERSION
 
-__all__ = ["decode_metric_chunk", "decode_observation_chunk", "encode_metric_chunk", "encode_observation_chunk",
-           "metric_chunk_columns"]
+__all__ = ["PLANES_FROM", "decode_metric_chunk", "decode_observation_chunk", "encode_metric_chunk",
+           "encode_observation_chunk", "metric_chunk_columns"]
 
 _LITTLE = sys.byteorder == "little"
+#: the first format whose metric chunks store their columns as byte planes
+PLANES_FROM = 3
+
+
+def _planes(data: bytes) -> bytes:
+    """8-byte values as byte planes: every value's byte 0, then every value's byte 1, …"""
+    return b"".join(data[i::8] for i in range(8))
+
+
+def _interleave(data: bytes) -> bytes:
+    """The inverse of ``_planes``: the 8-byte values back, one after the other."""
+    n = len(data) // 8
+    out = bytearray(len(data))
+    for i in range(8):
+        out[i::8] = data[i * n:(i + 1) * n]
+    return bytes(out)
 
 
 def _pack(typecode: str, values: Any) -> bytes:
@@ -63,14 +82,15 @@ def encode_metric_chunk(steps: list[int], timestamps: list[int], values: list[fl
             "format_version": FORMAT_VERSION,
             "kind": "metric-chunk",
             "count": len(values),
-            "step": _pack("q", _deltas(steps)),
-            "timestamp": _pack("q", _deltas(timestamps)),
-            "value": _pack("d", values),
+            "step": _planes(_pack("q", _deltas(steps))),
+            "timestamp": _planes(_pack("q", _deltas(timestamps))),
+            "value": _planes(_pack("d", values)),
         }
     )
 
 
-def _check(obj: Any, kind: str) -> None:
+def _check(obj: Any, kind: str) -> int:
+    """The chunk's format version, once it is one this git-prov reads."""
     if not isinstance(obj, dict) or obj.get("kind") != kind:
         raise DataError(f"not a {kind}")
     version = obj.get("format_version")
@@ -78,6 +98,7 @@ def _check(obj: Any, kind: str) -> None:
         raise DataError(f"{kind} has format_version {version!r}, not a positive integer; it was not written by git-prov")
     if version > FORMAT_VERSION:
         raise FormatVersionError(f"{kind} format version {version} is newer than this git-prov reads; upgrade with: pip install -U git-prov")
+    return version
 
 
 def _columns(obj: dict[str, Any], kind: str, names: tuple[str, ...]) -> list[Any]:
@@ -95,18 +116,21 @@ def _columns(obj: dict[str, Any], kind: str, names: tuple[str, ...]) -> list[Any
 
 def metric_chunk_columns(data: bytes) -> tuple[int, bytes, bytes, bytes]:
     """``(count, step deltas, timestamp deltas, values)`` of a metric chunk, checked, its
-    columns still little-endian bytes (for readers that decode them in bulk)."""
+    columns as little-endian 8-byte values whatever the chunk's format (for readers that
+    decode them in bulk)."""
     try:
         obj = msgspec.msgpack.decode(data)
     except msgspec.DecodeError as exc:
         raise DataError(f"metric chunk is corrupt: {exc}") from exc
-    _check(obj, "metric-chunk")
+    version = _check(obj, "metric-chunk")
     count, *columns = _columns(obj, "metric-chunk", ("step", "timestamp", "value"))
     for name, column in zip(("step", "timestamp", "value"), columns, strict=True):
         if not isinstance(column, bytes) or len(column) % 8:
             raise DataError(f"metric-chunk column {name!r} is not a whole number of 8-byte values")
         if len(column) != 8 * count:
             raise DataError("metric chunk columns have different lengths")
+    if version >= PLANES_FROM:
+        columns = [_interleave(column) for column in columns]
     return count, columns[0], columns[1], columns[2]
 
 

@@ -4,15 +4,17 @@ runs made against each commit.
 Each ledger commit is one write transaction. The tree layout (see
 ``docs/design/data-model.md``)::
 
-    format                                   {"format_version": 2, "kind": "ledger", ...}
+    format                                   {"format_version": 3, "kind": "ledger", ...}
     runs/<id[:2]>/<id>/record                immutable run header
     runs/<id[:2]>/<id>/state                 mutable scalars
     runs/<id[:2]>/<id>/...                   series chunks, artifacts, lineage
     commits/<c[:2]>/<c>/<id[:2]>/<id>        the run's record blob: run <id> was made at commit <c>
 
 A ledger of an older format is upgraded by the first transaction that meets it
-(``upgrade_changes``): the ``commits/`` entries of every run are added, in that same
-transaction, so a write never leaves a half-upgraded ledger.
+(``upgrade_changes``): a format-1 ledger gets the ``commits/`` entries of every run, in
+that same transaction, so a write never leaves a half-upgraded ledger; a format-2 ledger
+gets its new marker (format 3 encodes new metric chunks as byte planes; the old ones read
+as they are).
 """
 
 from __future__ import annotations
@@ -27,13 +29,17 @@ from .repo import GitRepository
 from .transaction import RefUpdate, commit_on_ref
 from .trees import edit_tree, read_path, read_tree
 
-__all__ = ["LEDGER_FORMAT", "LEDGER_REF", "Ledger", "commit_runs_dir", "run_dir", "run_link_path", "upgrade_changes"]
+__all__ = ["LEDGER_FORMAT", "LEDGER_REF", "LINKS_FROM", "Ledger", "commit_runs_dir", "links_complete", "marker_version",
+           "run_dir", "run_link_path", "upgrade_changes"]
 
 LEDGER_REF = "refs/prov/ledger"
 #: the ``format`` blob at the ledger root: canonical JSON (what ``codec.encode`` gives);
 #: ``requires`` names the release that reads it, for the message of an older reader
 LEDGER_FORMAT = b'{"format_version":%d,"kind":"ledger","requires":"git-prov>=%s"}' % (
     FORMAT_VERSION, FORMAT_RELEASES[FORMAT_VERSION].encode())
+#: the first format whose ledger lists every run under its commit (``commits/``): an
+#: older ledger is upgraded by adding every run's entry, a newer one by its marker alone
+LINKS_FROM = 2
 
 
 def run_dir(run_id: str) -> str:
@@ -134,7 +140,8 @@ def upgrade_changes(odb: ObjectDatabase, tree: str | None) -> dict[str, bytes | 
     current one (one tree read), else every run's ``commits/`` entry and the marker (a
     ledger of format 1, or one merged with a clone that runs an older release). A
     marker of a newer format is refused: an older release never rewrites what it
-    cannot read."""
+    cannot read. A ledger of format 2 (every run already listed) needs its marker alone:
+    format 3 changed how metric chunks are encoded, and old chunks read as they are."""
     if tree is None:
         return {}
     marker = read_path(odb, tree, "format")
@@ -146,7 +153,9 @@ def upgrade_changes(odb: ObjectDatabase, tree: str | None) -> dict[str, bytes | 
     if marker is None and read_tree(odb, tree):  # every release writes the marker with every transaction
         raise DataError(FOREIGN_LEDGER)
     if marker is not None and not marker.is_tree:
-        _refuse_newer(odb.read_typed(marker.oid, "blob"))
+        version = _refuse_newer(odb.read_typed(marker.oid, "blob"))
+        if version is not None and version >= LINKS_FROM:
+            return {"format": LEDGER_FORMAT}  # every run is listed already: the marker alone
     commit_of = _record_commit or _make_record_commit()
     links: dict[str, bytes | str | None] = {}
     runs = read_path(odb, tree, "runs")
@@ -185,15 +194,36 @@ def _make_record_commit() -> Callable[[bytes], str | None]:
     return commit_of
 
 
-def _refuse_newer(data: bytes) -> None:
+def marker_version(data: bytes | None) -> int | None:
+    """The format version a ledger ``format`` marker names; None when it names none."""
+    if data is None:
+        return None
     import msgspec
 
     try:
         marker = msgspec.json.decode(data)
     except msgspec.DecodeError:
-        return  # not JSON: verify reports it; the write puts the current marker back
+        return None  # not JSON: verify reports it; the write puts the current marker back
     version = marker.get("format_version") if isinstance(marker, dict) else None
-    if isinstance(version, int) and version > FORMAT_VERSION:
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+
+def links_complete(data: bytes | None) -> bool:
+    """Whether a ledger with this ``format`` marker lists every run under its commit
+    (format 2 on)."""
+    version = marker_version(data)
+    return version is not None and LINKS_FROM <= version <= FORMAT_VERSION
+
+
+def _refuse_newer(data: bytes) -> int | None:
+    """The marker's version, unless it is newer than this git-prov: then the one-line
+    error naming the release to install."""
+    version = marker_version(data)
+    if version is not None and version > FORMAT_VERSION:
+        import msgspec
+
+        requires = msgspec.json.decode(data).get("requires")
         raise FormatVersionError(
             f"the ledger ({LEDGER_REF}) uses format version {version}, newer than this git-prov "
-            f"writes ({FORMAT_VERSION}); upgrade with: {upgrade_command(marker.get('requires'))}")
+            f"writes ({FORMAT_VERSION}); upgrade with: {upgrade_command(requires)}")
+    return version
