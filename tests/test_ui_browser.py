@@ -264,6 +264,38 @@ def test_zooming_a_long_series_asks_for_the_points_of_that_range(page: Any, serv
     until(page, "document.querySelector('#charts .chart').dataset.drawn === '2000'")
 
 
+def test_a_long_series_is_drawn_from_its_stored_summary(page: Any, server: Server, sample: Any,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A finished run's long series is drawn from the summary its writer stored (the
+    chart says so, the spike is in it), and a drag-zoom reads the chunks for that range."""
+    path, _, env = sample
+    import gitprov
+    from gitprov.runs import summary
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(summary, "SUMMARY_FROM", 1_000)  # in this process, which writes the run
+    monkeypatch.setattr(summary, "MAX_BUCKETS", 100)
+    with gitprov.Repository(str(path)).start_run("summarised", "zoom", spill_points=2_000) as run:
+        for step in range(20_000):
+            run.log_metric("loss", 1.0 / (1 + step / 1000) + (4.0 if step == 12_345 else 0.0), step=step)
+    payload = server.json(f"/api/run/{run.id}/metric?key=loss&x=step")
+    assert payload["summary"] is True and payload["total"] == 20_000 and 12_345 in payload["step"]
+    page.goto(f"http://{server.netloc}/#/run/{run.id}")
+    ready(page, "run")
+    page.wait_for_selector("#charts[data-ready='1']")
+    chart = page.locator("#charts .chart").first
+    shown = int(chart.get_attribute("data-drawn"))
+    assert shown == payload["shown"] <= 400  # the summary's points: 4 a bucket at most
+    assert f"20,000 points, {shown:,} shown (LTTB of the run's stored summary)" in chart.inner_text()
+    over = chart.locator(".u-over").bounding_box()
+    page.mouse.move(over["x"] + over["width"] * 0.40, over["y"] + over["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(over["x"] + over["width"] * 0.45, over["y"] + over["height"] / 2, steps=5)
+    page.mouse.up()
+    until(page, "+document.querySelector('#charts .chart').dataset.drawn > 400")  # ~1,000 steps, from the chunks
+
+
 def test_a_lineage_graph_of_hundreds_of_nodes(page: Any, sample: Any, tmp_path: Path) -> None:
     """Over 150 nodes: the layered layout of app.js, colours as data, haystack edges
     (the cheap path the 1,000-node benchmark measures), and still clickable."""

@@ -152,7 +152,7 @@ class SeriesCache:
                 more = [more[0] + summary["count"] - kept, more[1] + summary["nan"], more[2] + summary["inf"]]
         cols = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
                 np.concatenate([p[2] for p in parts]))
-        return series_payload(cols, points, x, summarised=(more[0], more[1], more[2]))
+        return {**series_payload(cols, points, x, summarised=(more[0], more[1], more[2])), "summary": True}
 
     def _kept_path(self, ident: tuple[Any, ...]) -> str:
         import hashlib

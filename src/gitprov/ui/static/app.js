@@ -253,7 +253,7 @@
     box.dataset.drawn = String(series.reduce((a, s) => a + s.payload.shown, 0));
     return plot;
   }
-  const pointsNote = (p) => (p.total > p.shown ? p.total.toLocaleString() + " points, " + p.shown.toLocaleString() + " shown (LTTB)" : p.total.toLocaleString() + " points")
+  const pointsNote = (p) => (p.total > p.shown ? p.total.toLocaleString() + " points, " + p.shown.toLocaleString() + " shown (" + (p.summary ? "LTTB of the run's stored summary" : "LTTB") + ")" : p.total.toLocaleString() + " points")
     + (p.nan ? ", " + p.nan + " NaN" : "") + (p.inf ? ", " + p.inf + " ±Inf" : "");
 
   // -- run page --------------------------------------------------------------------------------
