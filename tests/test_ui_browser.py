@@ -276,7 +276,8 @@ def test_a_long_series_is_drawn_from_its_stored_summary(page: Any, server: Serve
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(summary, "SUMMARY_FROM", 1_000)  # in this process, which writes the run
     monkeypatch.setattr(summary, "MAX_BUCKETS", 100)
-    with gitprov.Repository(str(path)).start_run("summarised", "zoom", spill_points=2_000) as run:
+    with gitprov.Repository(str(path)).start_run("summarised", "zoom", spill_points=2_000,
+                                                        spill_seconds=3600) as run:  # chunks by count only
         for step in range(20_000):
             run.log_metric("loss", 1.0 / (1 + step / 1000) + (4.0 if step == 12_345 else 0.0), step=step)
     payload = server.json(f"/api/run/{run.id}/metric?key=loss&x=step")
@@ -286,7 +287,7 @@ def test_a_long_series_is_drawn_from_its_stored_summary(page: Any, server: Serve
     page.wait_for_selector("#charts[data-ready='1']")
     chart = page.locator("#charts .chart").first
     shown = int(chart.get_attribute("data-drawn"))
-    assert shown == payload["shown"] <= 400  # the summary's points: 4 a bucket at most
+    assert shown == payload["shown"] <= 400, (shown, payload["shown"], chart.inner_text())  # 4 a bucket at most
     assert f"20,000 points, {shown:,} shown (LTTB of the run's stored summary)" in chart.inner_text()
     over = chart.locator(".u-over").bounding_box()
     page.mouse.move(over["x"] + over["width"] * 0.40, over["y"] + over["height"] / 2)

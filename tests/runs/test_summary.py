@@ -107,7 +107,8 @@ def test_a_newer_summary_names_the_upgrade() -> None:
 
 
 def _long_run(path: Path, points: int = 1_000, spill: int = 100) -> gitprov.Run:
-    run = gitprov.Repository(path).start_run("long", code=False, environment=False, spill_points=spill)
+    run = gitprov.Repository(path).start_run("long", code=False, environment=False, spill_points=spill,
+                                             spill_seconds=3600)  # chunks by count only
     for step in range(points):
         run.log_metric("loss", 1.0 / (step + 1) + (9.0 if step == 777 else 0.0), step)
         if step < 20:
@@ -147,7 +148,7 @@ def test_a_failed_spill_adds_nothing_to_the_summary(prov_repo: GitRepo, full_dis
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(summary_mod, "SUMMARY_FROM", 100)
     run = gitprov.Repository(prov_repo.path).start_run("r", code=False, environment=False, spill_points=50,
-                                                       flush_seconds=1e-9)
+                                                       spill_seconds=3600, flush_seconds=1e-9)
     for step in range(150):
         run.log_metric("loss", float(step), step)
     full_disk(True)
@@ -218,3 +219,17 @@ def test_a_summary_of_other_chunks_is_not_used(prov_repo: GitRepo, monkeypatch: 
     assert cache._summarised(store, run.id, "loss", (), 100, "step") is None
     chart = cache.payload(store, run.id, "loss", 100)
     assert "summary" not in chart and chart["total"] == 1_000 and 777 in chart["step"]
+
+
+def test_a_short_run_loads_no_numpy(prov_repo: GitRepo) -> None:
+    """What a short run pays for summaries: not even numpy's import (a long series
+    loads it, when installed, at its first summarised spill)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, gitprov\n"
+            f"run = gitprov.Repository({str(prov_repo.path)!r}).start_run('s', code=False, environment=False)\n"
+            "for step in range(100):\n    run.log_metric('loss', step * 0.5, step)\n"
+            "run.end()\nprint('numpy' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "False"
