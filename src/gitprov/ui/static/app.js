@@ -234,7 +234,9 @@
         clearTimeout(timer);
         timer = setTimeout(async () => {
           const { min, max } = u.scales.x, xs = u.data[0];
-          const reset = zoomed && xs.length && min <= xs[0] && max >= xs[xs.length - 1];
+          const whole = xs.length && min <= xs[0] && max >= xs[xs.length - 1];
+          if (whole && !zoomed) return; // the chart's first scale: what it shows is the whole series already
+          const reset = zoomed && whole;
           const scale = o.x === "time" ? 1000 : 1;
           const p = reset ? full : await zoom(min * scale, max * scale).catch(() => null);
           if (!p) return;
