@@ -260,7 +260,6 @@ def _warm(store: ProvStore) -> None:
     opens does not pay for it."""
     import contextlib
 
-    from .. import api  # noqa: F401
     from ..index import index_of, query, search  # noqa: F401
     from ..runs import reading, run, summary  # noqa: F401
 
