@@ -264,9 +264,46 @@ def test_zooming_a_long_series_asks_for_the_points_of_that_range(page: Any, serv
     until(page, "document.querySelector('#charts .chart').dataset.drawn === '2000'")
 
 
+def test_a_long_series_is_drawn_from_its_stored_summary(page: Any, server: Server, sample: Any,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A finished run's long series is drawn from the summary its writer stored (the
+    chart says so, the spike is in it), and a drag-zoom reads the chunks for that range."""
+    path, _, env = sample
+    import gitprov
+    from gitprov.runs import summary
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(summary, "SUMMARY_FROM", 1_000)  # in this process, which writes the run
+    monkeypatch.setattr(summary, "MAX_BUCKETS", 100)
+    with gitprov.Repository(str(path)).start_run("summarised", "zoom", spill_points=2_000,
+                                                        spill_seconds=3600) as run:  # chunks by count only
+        for step in range(20_000):
+            run.log_metric("loss", 1.0 / (1 + step / 1000) + (4.0 if step == 12_345 else 0.0), step=step)
+    payload = server.json(f"/api/run/{run.id}/metric?key=loss&x=step")
+    assert payload["summary"] is True and payload["total"] == 20_000 and 12_345 in payload["step"]
+    page.goto(f"http://{server.netloc}/#/run/{run.id}")
+    ready(page, "run")
+    page.wait_for_selector("#charts[data-ready='1']")
+    chart = page.locator("#charts .chart").first
+    shown = int(chart.get_attribute("data-drawn"))
+    assert shown == payload["shown"] <= 400, (shown, payload["shown"], chart.inner_text())  # 4 a bucket at most
+    assert f"20,000 points, {shown:,} shown (LTTB of the run's stored summary)" in chart.inner_text()
+    page.wait_for_timeout(800)  # past the zoom hook's 200 ms: drawing the chart asks for no range
+    assert chart.get_attribute("data-drawn") == str(shown)
+    over = chart.locator(".u-over").bounding_box()
+    page.mouse.move(over["x"] + over["width"] * 0.40, over["y"] + over["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(over["x"] + over["width"] * 0.45, over["y"] + over["height"] / 2, steps=5)
+    page.mouse.up()
+    until(page, "+document.querySelector('#charts .chart').dataset.drawn > 400")  # ~1,000 steps, from the chunks
+
+
 def test_a_lineage_graph_of_hundreds_of_nodes(page: Any, sample: Any, tmp_path: Path) -> None:
     """Over 150 nodes: the layered layout of app.js, colours as data, haystack edges
-    (the cheap path the 1,000-node benchmark measures), and still clickable."""
+    (the cheap path the 1,000-node benchmark measures) with an arrow at their middle
+    pointing downstream, opened at a readable zoom around the node asked about, the
+    whole graph a click away, and still clickable."""
     from synthetic_ledger import build_ledger, init_repository
 
     _, _, env = sample
@@ -282,12 +319,25 @@ def test_a_lineage_graph_of_hundreds_of_nodes(page: Any, sample: Any, tmp_path: 
         assert page.evaluate("window.provGraph.nodes().length") == len(graph["nodes"])
         assert page.evaluate("window.provGraph.edges().length") == len(graph["edges"])
         assert page.evaluate("window.provGraph.edges()[0].style('curve-style')") == "haystack"
+        assert page.evaluate("window.provGraph.edges()[0].style('mid-target-arrow-shape')") == "triangle"
+        # each arrow points from input to output, and the layout runs left to right
+        assert page.evaluate("window.provGraph.edges().every((e) => e.source().position('x') < "
+                             "e.target().position('x'))")
+        assert page.evaluate("window.provGraph.zoom()") == pytest.approx(0.8)
+        box = page.locator("#graph").bounding_box()
+        asked = page.evaluate("(() => { const p = window.provGraph.$('node[root = 1]').renderedPosition();"
+                              " return [p.x, p.y]; })()")
+        assert abs(asked[0] - box["width"] / 2) < 2 and abs(asked[1] - box["height"] / 2) < 2  # centered
+        page.click("#graph-fit")
+        until(page, "window.provGraph.zoom() < 0.2")
+        extent = page.evaluate("(() => { const b = window.provGraph.elements().renderedBoundingBox();"
+                               " return [b.x1, b.y1, b.x2, b.y2]; })()")
+        assert extent[0] >= -1 and extent[1] >= -1 and extent[2] <= box["width"] + 1 and extent[3] <= box["height"] + 1
         run_node = next(n["id"] for n in graph["nodes"] if n["kind"] == "run")
         color = page.evaluate(f"window.provGraph.$id({run_node!r}).style('background-color')")
         assert color == "rgb(47,111,222)"  # KIND_COLOR.run
         ranks = page.evaluate("window.provGraph.nodes().map((n) => n.position('x'))")
         assert len(set(ranks)) >= 3  # layered left to right, not one column
-        box = page.locator("#graph").bounding_box()
         pos = page.evaluate(f"(() => {{ const n = window.provGraph.$id({run_node!r}); window.provGraph.zoom(1);"
                             " window.provGraph.center(n); const p = n.renderedPosition(); return [p.x, p.y]; })()")
         page.mouse.click(box["x"] + pos[0], box["y"] + pos[1])

@@ -147,6 +147,8 @@ FORGERIES = {
     "not a run id": lambda run_id: lambda odb, tree: edit_tree(odb, tree, {f"runs/{run_id[:2]}/zz-not-an-id/record": b"x"}),
     "at the ledger root": lambda run_id: lambda odb, tree: edit_tree(odb, tree, {"payload": b"x"}),
     "not a chunk name": lambda run_id: lambda odb, tree: edit_tree(odb, tree, {f"{run_dir(run_id)}/series/loss/x": b"x"}),
+    "not a summary name": lambda run_id: lambda odb, tree: edit_tree(odb, tree, {f"{run_dir(run_id)}/summaries/loss/x": b"x"}),
+    "not a metric-summary": lambda run_id: lambda odb, tree: edit_tree(odb, tree, {f"{run_dir(run_id)}/summaries/loss/0123abcd": b"x"}),
     "malformed object": lambda run_id: lambda odb, tree: edit_tree(odb, tree, {f"{run_dir(run_id)}/series/loss/../x": b"x"}),
 }
 

@@ -5,7 +5,7 @@ The rules (DESIGN.md §3, ``docs/design/collaboration.md``):
 - run directories: union; a run on one side only is kept as it is;
 - ``record``: immutable, and its bytes name the run, so both sides hold the same bytes;
 - ``series/…`` and ``observations/…`` chunks: union of names (``<writer>-<seq>`` never
-  collide between writers);
+  collide between writers); so are ``summaries/<key>/<writer>``;
 - ``state``: the copy with the higher ``(lamport, writer)`` wins (the bytes break a
   tie); a tombstone (``deleted``) on either side wins;
 - a file both sides changed differently (``artifacts/<key>``, ``code.patch``): the

@@ -29,6 +29,7 @@ from ..errors import DataError, ProvError
 from ..keys import check_key, key_from_name
 from ..model import RunRecord, RunState
 from ..runs.series import decode_metric_chunk, decode_observation_chunk
+from ..runs.summary import decode_metric_summary
 from ..store import catfile
 from ..store.notes import split_note
 from ..store.objects import MODE_BLOB, MODE_TREE
@@ -47,6 +48,7 @@ LIMITS = {
     "record": 1 << 20,
     "state": 16 << 20,
     "chunk": 64 << 20,
+    "summary": 4 << 20,
     "artifact": 1 << 30,
     "code.patch": 256 << 20,
     "note": 16 << 20,
@@ -58,6 +60,7 @@ LIMITS = {
 #: chains again and again (half of git's time). Wider windows and a larger cache, still bounded.
 _WIDE = ("-c", "core.packedGitWindowSize=32m", "-c", "core.packedGitLimit=128m")
 _CHUNK_NAME = re.compile(r"[0-9a-f]{8}-[0-9]{8}\Z")
+_WRITER = re.compile(r"[0-9a-f]{8}\Z")
 _MAX_REPORTED = 20
 
 
@@ -250,7 +253,7 @@ class _LedgerCheck:
                 check = {"record": self._record, "state": partial(self._state, run_id=parts[2]),
                          "code.patch": None}[name]
                 return self._blob(entry, f"{where}/{name}", LIMITS[name], check)
-            if name in ("series", "observations", "artifacts"):
+            if name in ("series", "observations", "artifacts", "summaries"):
                 return self._tree(entry, f"{where}/{name}")
             return self._problem(f"{where}: unexpected entry {name!r}")
         if depth == 5:
@@ -265,6 +268,12 @@ class _LedgerCheck:
                 return self._problem(f"{chunk_path}: not a chunk name (<writer>-<seq>)")
             decode = decode_metric_chunk if name == "series" else decode_observation_chunk
             return self._blob(entry, chunk_path, LIMITS["chunk"], lambda data, where: self._chunk(decode, data, where))
+        if depth == 6 and name == "summaries":
+            summary_path = f"{where}/summaries/{parts[4]}/{parts[5]}"
+            if not _WRITER.match(parts[5]):
+                return self._problem(f"{summary_path}: not a summary name (<writer>)")
+            return self._blob(entry, summary_path, LIMITS["summary"],
+                              lambda data, where: self._chunk(decode_metric_summary, data, where))
         return self._problem(f"{where}: unexpected entry {'/'.join(parts[3:])[:120]!r}")
 
     def _commits(self, entry: DiffEntry, parts: list[str]) -> _Job | bool:

@@ -11,7 +11,8 @@ from ..model import RunRecord, RunState
 from ..store.ledger import Ledger, run_dir
 from .series import decode_metric_chunk, decode_observation_chunk
 
-__all__ = ["MetricPoint", "Observation", "metric_chunk_ids", "read_record", "read_state", "resolve_run_id"]
+__all__ = ["MetricPoint", "Observation", "metric_chunk_ids", "metric_chunks", "metric_summary_ids", "read_record",
+           "read_state", "resolve_run_id"]
 
 
 class MetricPoint(NamedTuple):
@@ -77,8 +78,20 @@ def metric_history_from_blobs(blobs: list[bytes]) -> list[MetricPoint]:
 
 def metric_chunk_ids(ledger: Ledger, run_id: str, key: str, tip: str | None = None) -> list[str]:
     """The blob ids of the stored chunks of metric ``key``, in logging order."""
+    return [oid for _, oid in metric_chunks(ledger, run_id, key, tip)]
+
+
+def metric_chunks(ledger: Ledger, run_id: str, key: str, tip: str | None = None) -> list[tuple[str, str]]:
+    """``(name, blob id)`` of the stored chunks of metric ``key``, in logging order."""
     listing = ledger.list_dir(f"{run_dir(run_id)}/series/{key_to_name(key)}", tip)
-    return [listing[name].oid for name in sorted(listing, key=_chunk_order)]
+    return [(name, listing[name].oid) for name in sorted(listing, key=_chunk_order)]
+
+
+def metric_summary_ids(ledger: Ledger, run_id: str, key: str, tip: str | None = None) -> list[str]:
+    """The blob ids of the summaries of metric ``key`` (``runs/summary.py``), one per
+    writer that spilled a long series of it; none for a short one or an older run."""
+    listing = ledger.list_dir(f"{run_dir(run_id)}/summaries/{key_to_name(key)}", tip)
+    return [listing[name].oid for name in sorted(listing) if not listing[name].is_tree]
 
 
 def metric_history(ledger: Ledger, run_id: str, key: str, tip: str | None = None) -> list[MetricPoint]:

@@ -22,7 +22,7 @@ from ..errors import DataError, FormatVersionError
 from ..model.common import FORMAT_VERSION
 
 __all__ = ["PLANES_FROM", "decode_metric_chunk", "decode_observation_chunk", "encode_metric_chunk",
-           "encode_observation_chunk", "metric_chunk_columns"]
+           "encode_observation_chunk", "metric_chunk_columns", "pack_values"]
 
 _LITTLE = sys.byteorder == "little"
 #: the first format whose metric chunks store their columns as byte planes
@@ -76,7 +76,15 @@ def _undelta(deltas: array) -> list[int]:
     return out
 
 
-def encode_metric_chunk(steps: list[int], timestamps: list[int], values: list[float]) -> bytes:
+def pack_values(values: list[float]) -> bytes:
+    """A metric chunk's ``value`` column: little-endian float64."""
+    return _pack("d", values)
+
+
+def encode_metric_chunk(steps: list[int], timestamps: list[int], values: list[float],
+                        packed_values: bytes | None = None) -> bytes:
+    """A metric chunk of these points (``packed_values``: ``pack_values(values)``, when
+    the caller has it already)."""
     return msgspec.msgpack.encode(
         {
             "format_version": FORMAT_VERSION,
@@ -84,7 +92,7 @@ def encode_metric_chunk(steps: list[int], timestamps: list[int], values: list[fl
             "count": len(values),
             "step": _planes(_pack("q", _deltas(steps))),
             "timestamp": _planes(_pack("q", _deltas(timestamps))),
-            "value": _planes(_pack("d", values)),
+            "value": _planes(_pack("d", values) if packed_values is None else packed_values),
         }
     )
 

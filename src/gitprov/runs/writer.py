@@ -23,7 +23,8 @@ from ..model import CommitRuns, MetricSummary, RunRecord, RunState
 from ..store.journal import Journal
 from ..store.ledger import LEDGER_REF, commit_runs_dir, run_dir, run_link_path
 from ..store.transaction import RefUpdate, commit_on_refs
-from .series import encode_metric_chunk, encode_observation_chunk
+from .series import encode_metric_chunk, encode_observation_chunk, pack_values
+from .summary import SeriesSummary
 
 if TYPE_CHECKING:
     from ..store.prov_store import ProvStore
@@ -77,6 +78,9 @@ class RunWriter:
         self.stored = stored  # record already in the ledger
         self.series: dict[str, SeriesBuffer] = {}
         self.observations: dict[str, list[tuple[int, int, Any]]] = {}
+        #: what this writer keeps of each metric it spilled, for the summary of a long
+        #: series written when the run ends (``runs/summary.py``)
+        self.summaries: dict[str, SeriesSummary] = {}
         #: points in ``series`` since the last spill
         self.buffered = 0
         #: tree edits (paths relative to the run) not yet in the ledger
@@ -163,6 +167,8 @@ class RunWriter:
         buffers = {key: (b.steps, b.stamps, b.values, b.next_step) for key, b in self.series.items()}
         chunks = {key: list(blobs) for key, blobs in self.pending_chunks.items()}
         status = (self.state.status, self.state.ended, self.state.exit_code)
+        summaries = {key: s.copy() for key, s in self.summaries.items() if s.chunks}
+        spilled = {key: s.spilled for key, s in self.summaries.items()}
         undo = self._undo = (buffers, chunks, dict(self.state.metrics), self.seq, status, self.dirty)
         try:
             yield
@@ -178,6 +184,13 @@ class RunWriter:
             self.seq = undo[3]
             self.state.status, self.state.ended, self.state.exit_code = status
             self.dirty = undo[5]
+            for key, summary in list(self.summaries.items()):  # what the failed spill added, out again
+                if key in summaries:
+                    self.summaries[key] = summaries[key]
+                else:
+                    summary.spilled = spilled.get(key, 0)
+                    summary.buckets, summary.chunks, summary.count, summary.nan, summary.inf = [], [], 0, 0, 0
+                    summary.width = 1
             raise
         finally:
             self._undo = None
@@ -191,8 +204,14 @@ class RunWriter:
         for key, series in self.series.items():
             if not series.values:
                 continue
-            blob = odb.write("blob", encode_metric_chunk(series.steps, series.stamps, series.values))
-            edits[f"series/{key_to_name(key)}/{self._chunk_name()}"] = blob
+            packed = pack_values(series.values)
+            blob = odb.write("blob", encode_metric_chunk(series.steps, series.stamps, series.values, packed))
+            name = self._chunk_name()
+            edits[f"series/{key_to_name(key)}/{name}"] = blob
+            summary = self.summaries.get(key)
+            if summary is None:
+                summary = self.summaries[key] = SeriesSummary()
+            summary.add(name, blob, series.steps, series.stamps, series.values, packed)
             self.pending_chunks.setdefault(key, []).append(blob)
             self.state.metrics[key] = MetricSummary(value=series.values[-1], step=series.steps[-1],
                                                     timestamp=series.stamps[-1])
@@ -222,10 +241,19 @@ class RunWriter:
             self.state.ended = utc_timestamp()
             self.state.exit_code = exit_code
             self.dirty = True
+            self._stage_summaries()
             self.write_ledger()
         if self.journal is not None:
             self.journal.close(remove=True)
             self.journal = None
+
+    def _stage_summaries(self) -> None:
+        """The summary of each long series this writer spilled, with the run's last
+        transaction (``summaries/<key>/<writer>``; none for short series)."""
+        for key, summary in self.summaries.items():
+            blob = summary.encode()
+            if blob is not None:
+                self.pending[f"summaries/{key_to_name(key)}/{self.writer_id}"] = blob
 
     def state_bytes(self) -> bytes:
         """The state as the next write stores it (lamport clock advanced)."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .. import codec
 from ..errors import UsageError, WriteError
 from . import data
-from .series import SeriesCache, series_payload
+from .series import SeriesCache
 
 if TYPE_CHECKING:
     from ..store.prov_store import ProvStore
@@ -74,8 +74,8 @@ def build_report(store: ProvStore, run_ids: list[str], title: str | None = None,
     for run in runs:
         answers[_key(f"/api/run/{run.id}")] = data.run_detail(store, run)
         for key in run.state.metrics:
-            answers[_key(f"/api/run/{run.id}/metric", {"key": key, "x": "step"})] = series_payload(
-                cache.columns(store, run.id, key), REPORT_POINTS)
+            answers[_key(f"/api/run/{run.id}/metric", {"key": key, "x": "step"})] = cache.payload(
+                store, run.id, key, REPORT_POINTS)
         for key in run.state.observations:
             answers[_key(f"/api/run/{run.id}/observations", {"key": key})] = data.observations(run, key)
         answers[_key("/api/lineage", {"node": f"run:{run.id}"})] = data.lineage_graph(

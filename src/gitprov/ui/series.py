@@ -1,6 +1,8 @@
 """Metric series for charts: the stored chunks decoded in bulk with numpy, cached by
 their blob ids, and cut down on the server with largest-triangle-three-buckets (LTTB)
-so a chart of 10,000,000 points ships a few thousand."""
+so a chart of 10,000,000 points ships a few thousand. A long series' whole-range chart
+is cut from the summary its writer stored with the run (``runs/summary.py``) and the
+chunks no summary stands for, without reading the chunks a summary stands for."""
 
 from __future__ import annotations
 
@@ -92,6 +94,8 @@ class SeriesCache:
         if found is None:
             found = self._kept(ident)
         if found is None:
+            found = self._summarised(store, run_id, key, ident[2], points, x)
+        if found is None:
             found = series_payload(self.columns(store, run_id, key), points, x)
             self._keep(ident, found)
         with self._lock:
@@ -100,6 +104,55 @@ class SeriesCache:
             while len(self._payloads) > 256:
                 self._payloads.popitem(last=False)
         return found
+
+    def _summarised(self, store: ProvStore, run_id: str, key: str, oids: tuple[str, ...], points: int,
+                    x: str) -> dict[str, Any] | None:
+        """The whole-range payload from the run's summaries of ``key`` and the chunks
+        they do not stand for; None when no summary stands for a stored chunk (a short
+        series, a run older than summaries, a summary of chunks no longer stored) or the
+        decoded series is in memory already."""
+        import numpy as np
+
+        from ..errors import ProvError
+        from ..runs.reading import metric_chunks, metric_summary_ids
+        from ..runs.summary import decode_metric_summary
+
+        with self._lock:
+            hit = self._entries.get((run_id, key))
+        if hit is not None and hit[0] == oids:
+            return None
+        summary_ids = metric_summary_ids(store.ledger, run_id, key)
+        if not summary_ids:
+            return None
+        chunks = metric_chunks(store.ledger, run_id, key)
+        stored = dict(chunks)
+        by_chunk: dict[str, dict[str, Any]] = {}
+        for oid in summary_ids:
+            try:
+                summary = decode_metric_summary(store.git.odb.read_typed(oid, "blob"), columns=False)
+            except ProvError:
+                continue  # unreadable: the chunks it names are read instead
+            names = [name for name, _ in summary["chunks"]]
+            if all(stored.get(name) == blob and name not in by_chunk for name, blob in summary["chunks"]):
+                by_chunk.update(dict.fromkeys(names, summary))
+        if not by_chunk:
+            return None
+        raw = iter([_decode(blob) for blob in _blobs(store, [o for n, o in chunks if n not in by_chunk])])
+        parts, done, more = [], set(), [0, 0, 0]
+        for name, _ in chunks:
+            summary = by_chunk.get(name)
+            if summary is None:
+                parts.append(next(raw))
+            elif id(summary) not in done:
+                done.add(id(summary))
+                kept = len(summary["value_bytes"]) // 8
+                parts.append((np.cumsum(np.frombuffer(summary["step_bytes"], dtype="<i8")),
+                              np.cumsum(np.frombuffer(summary["timestamp_bytes"], dtype="<i8")),
+                              np.frombuffer(summary["value_bytes"], dtype="<f8")))
+                more = [more[0] + summary["count"] - kept, more[1] + summary["nan"], more[2] + summary["inf"]]
+        cols = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                np.concatenate([p[2] for p in parts]))
+        return {**series_payload(cols, points, x, summarised=(more[0], more[1], more[2])), "summary": True}
 
     def _kept_path(self, ident: tuple[Any, ...]) -> str:
         import hashlib
@@ -214,10 +267,13 @@ def _blobs(store: ProvStore, oids: list[str]) -> Iterator[bytes]:
 
 
 def series_payload(cols: tuple[np.ndarray, np.ndarray, np.ndarray], points: int = DEFAULT_POINTS,
-                   x: str = "step", lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
+                   x: str = "step", lo: float | None = None, hi: float | None = None,
+                   summarised: tuple[int, int, int] = (0, 0, 0)) -> dict[str, Any]:
     """What a chart draws: at most ``points`` points of the series chosen by LTTB along
     ``x`` (``step`` or ``time``) within ``[lo, hi]`` when given, each with its step,
-    time (ms) and value; non-finite values are left out of the curve and counted."""
+    time (ms) and value; non-finite values are left out of the curve and counted.
+    ``summarised``: points, NaN and ±Inf values of the series that ``cols`` stands for
+    through summaries and does not hold (counted in ``total``, ``nan`` and ``inf``)."""
     import numpy as np
 
     steps, stamps, values = cols
@@ -240,6 +296,7 @@ def series_payload(cols: tuple[np.ndarray, np.ndarray, np.ndarray], points: int 
         idx = np.flatnonzero(keep)
         chosen = idx[lttb(xs[idx], values[idx], points)] if len(idx) else idx
     return {
-        "total": int(len(values)), "shown": int(len(chosen)), "x": x, "nan": nan, "inf": bad - nan,
+        "total": int(len(values)) + summarised[0], "shown": int(len(chosen)), "x": x,
+        "nan": nan + summarised[1], "inf": bad - nan + summarised[2],
         "step": steps[chosen].tolist(), "time": stamps[chosen].tolist(), "value": values[chosen].tolist(),
     }

@@ -254,6 +254,19 @@ def _refuse(scope: dict[str, Any], token: str | None, loopback: bool) -> tuple[i
     return None
 
 
+def _warm(store: ProvStore) -> None:
+    """Load, before the address is shown, what any page's first request would load (the
+    modules behind the API, the ledger's root tree and packs): the first page a user
+    opens does not pay for it."""
+    import contextlib
+
+    from ..index import index_of, query, search  # noqa: F401
+    from ..runs import reading, run, summary  # noqa: F401
+
+    with contextlib.suppress(ProvError):  # the page that needs the ledger says what is wrong
+        store.ledger.list_dir("runs")
+
+
 def serve(store: ProvStore, host: str = "127.0.0.1", port: int = 8470, *, open_browser: bool = False,
           announce: Any = print) -> None:
     """Serve the interface until interrupted; a non-loopback ``host`` gets a token."""
@@ -281,6 +294,7 @@ def serve(store: ProvStore, host: str = "127.0.0.1", port: int = 8470, *, open_b
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{bound}/" + (f"?token={token}" if token else "")
     app = build_app(store, token=token, loopback=loopback)
+    _warm(store)
     from .._util.ui_address import forget_url, remember_url
 
     prov_dir = store.git.prov_dir() if loopback else None  # Run.url names a loopback interface only

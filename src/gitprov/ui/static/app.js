@@ -234,7 +234,9 @@
         clearTimeout(timer);
         timer = setTimeout(async () => {
           const { min, max } = u.scales.x, xs = u.data[0];
-          const reset = zoomed && xs.length && min <= xs[0] && max >= xs[xs.length - 1];
+          const whole = xs.length && min <= xs[0] && max >= xs[xs.length - 1];
+          if (whole && !zoomed) return; // the chart's first scale: what it shows is the whole series already
+          const reset = zoomed && whole;
           const scale = o.x === "time" ? 1000 : 1;
           const p = reset ? full : await zoom(min * scale, max * scale).catch(() => null);
           if (!p) return;
@@ -253,7 +255,7 @@
     box.dataset.drawn = String(series.reduce((a, s) => a + s.payload.shown, 0));
     return plot;
   }
-  const pointsNote = (p) => (p.total > p.shown ? p.total.toLocaleString() + " points, " + p.shown.toLocaleString() + " shown (LTTB)" : p.total.toLocaleString() + " points")
+  const pointsNote = (p) => (p.total > p.shown ? p.total.toLocaleString() + " points, " + p.shown.toLocaleString() + " shown (" + (p.summary ? "LTTB of the run's stored summary" : "LTTB") + ")" : p.total.toLocaleString() + " points")
     + (p.nan ? ", " + p.nan + " NaN" : "") + (p.inf ? ", " + p.inf + " ±Inf" : "");
 
   // -- run page --------------------------------------------------------------------------------
@@ -543,30 +545,40 @@
     performance.mark("lineage:fetched");
     const aside = h("aside", { id: "node-info" }, h("p", { class: "muted" }, "Click a node; double-click to center the graph on it."));
     const graphBox = h("div", { id: "graph" });
-    setMain(h("h1", {}, "Lineage"), toolbar, h("p", { class: "muted", id: "graph-size" }, g.nodes.length + " nodes, " + g.edges.length + " edges" + (g.cycles.length ? ", " + g.cycles.length + " cycle(s)" : "")),
+    const big = g.nodes.length > DAGRE_MAX;
+    // a big graph opens at a readable zoom around the node asked about (its edges'
+    // arrows and the labels visible); "whole graph" fits it all in the view
+    const whole = big ? h("button", { id: "graph-fit", onclick: () => window.provGraph && window.provGraph.fit(undefined, 20) }, "whole graph") : null;
+    setMain(h("h1", {}, "Lineage"), toolbar, h("p", { class: "muted", id: "graph-size" }, g.nodes.length + " nodes, " + g.edges.length + " edges" + (g.cycles.length ? ", " + g.cycles.length + " cycle(s)" : ""), whole ? " " : "", whole),
       h("div", { class: "side" }, graphBox, aside));
     const t1 = performance.now();
     const place = layoutGraph(g);
     graphBox.dataset.layoutMs = String(Math.round(performance.now() - t1));
-    const roots = new Set(g.roots), infos = new Map(g.nodes.map((n) => [n.id, n])), big = g.nodes.length > DAGRE_MAX;
+    const roots = new Set(g.roots), infos = new Map(g.nodes.map((n) => [n.id, n]));
     const elements = g.nodes.map((n) => { const p = place.get(n.id); return { group: "nodes", data: { id: n.id, label: n.label.length > 34 ? n.label.slice(0, 33) + "…" : n.label, kind: n.kind, color: KIND_COLOR[n.kind] || "#7f8c8d", root: roots.has(n.id) ? 1 : 0 }, position: { x: p.x, y: p.y } }; })
       .concat(g.edges.map((e, i) => ({ group: "edges", data: { id: "e" + i, source: e.from, target: e.to } })));
     performance.mark("lineage:laid-out");
     const cy = cytoscape({
-      container: graphBox, elements, layout: { name: "preset" }, wheelSensitivity: 0.3, minZoom: 0.02, maxZoom: 4,
+      container: graphBox, elements, layout: { name: "preset", fit: !big }, wheelSensitivity: 0.3, minZoom: 0.02, maxZoom: 4,
       textureOnViewport: big, hideEdgesOnViewport: g.edges.length > 2000,
       style: [
         // few selectors (each is matched against every element) and the colour as data
         { selector: "node", style: { shape: "round-rectangle", width: NODE_W, height: NODE_H, label: "data(label)", "font-size": 9, "text-valign": "center", "text-halign": "center", color: "#fff", "background-color": "data(color)", "min-zoomed-font-size": big ? 7 : 0 } },
         { selector: "node[root = 1]", style: { "border-width": 3, "border-color": "#111" } },
         { selector: "node:selected", style: { "border-width": 3, "border-color": "#f1c40f" } },
-        // a big graph's edges are haystack lines (the cheapest cytoscape draws, no arrow
-        // heads): its layout already runs left to right, inputs before their runs
-        { selector: "edge", style: big ? { width: 1, "line-color": "#aab", "curve-style": "haystack", "haystack-radius": 0 }
+        // a big graph's edges are haystack lines (the cheapest cytoscape draws), which
+        // take no arrow head at their ends: the direction is an arrow at each one's middle
+        { selector: "edge", style: big ? { width: 1, "line-color": "#aab", "curve-style": "haystack", "haystack-radius": 0,
+          "mid-target-arrow-shape": "triangle", "mid-target-arrow-color": "#778", "arrow-scale": 1 }
           : { width: 1, "line-color": "#aab", "target-arrow-color": "#aab", "target-arrow-shape": "triangle", "curve-style": "bezier", "arrow-scale": 0.7 } },
       ],
     });
     window.provGraph = cy;
+    if (big) {
+      const asked = cy.nodes("[root = 1]");
+      cy.zoom(0.8);
+      cy.center(asked.length ? asked : cy.nodes());
+    }
     performance.mark("lineage:built");
     cy.one("render", () => performance.mark("lineage:rendered"));
     cy.on("tap", "node", (evt) => {
