@@ -14,7 +14,8 @@ Measured, medians of ``--repeat`` repetitions (fewer for the cold build, see bel
     through ``prov runs --where`` (a whole process); and the query shapes of ``SHAPES``
     (top 10 by a metric, newest 20 with an unordered filter, 1,000 results) at
     ``--peer-runs`` runs beside MLflow, each as the call alone and as the call plus
-    reading every result's ``acc`` (which makes git-prov read the runs it answered);
+    reading every result's summary (name, status, start time, params, metrics, tags:
+    what MLflow's answer holds; git-prov answers them from the index rows);
 (c) incremental update after one new run: a run made with ``start_run`` (params,
     metrics, tags; untimed), then the index refresh that brings it in (timed);
 (d) lineage over a 10,000-node graph: the upstream of the newest run, to the depth that
@@ -161,8 +162,9 @@ def probe(kind: str, path: str, repeat: int, extra: str) -> dict:
         def search():
             return client.search_runs([exp], text, order_by=mlflow_order, max_results=limit)
 
-        def search_and_use():
-            return [r.data.metrics["acc"] for r in search()]
+        def search_and_use():  # every result's summary, as git-prov's probe reads it
+            return [(r.info.run_name, r.info.status, r.info.start_time, r.data.params, r.data.metrics,
+                     r.data.tags)[4]["acc"] for r in search()]
 
         found = search_and_use()  # warm-up
         return {"times": _timed(search, repeat), "used": _timed(search_and_use, repeat), "found": len(found),
@@ -207,8 +209,9 @@ def probe(kind: str, path: str, repeat: int, extra: str) -> dict:
         def call():
             return repo.find_runs(text, order_by=order, limit=limit)
 
-        def call_and_use():
-            return [r.state.metrics["acc"].value for r in call()]
+        def call_and_use():  # every result's summary: what MLflow's answer holds
+            return [(r.name, r.status, r.get_date_created(), r.get_hyperparameters(), r.get_metrics(),
+                     r.get_tags())[4]["acc"] for r in call()]
 
         found = call_and_use()
         return {"times": _timed(call, repeat), "used": _timed(call_and_use, repeat), "found": len(found),
@@ -376,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     ratio = f"{med['mlflow'] / med['find small']:.0f}×" if db else "n/a"
     shape_rows = [f"| query shape, {m} runs | git-prov `find_runs` | MLflow `search_runs` | MLflow / git-prov | "
-                  f"same, reading each result's `acc`: git-prov | MLflow | MLflow / git-prov | target |",
+                  f"same, reading each result's summary: git-prov | MLflow | MLflow / git-prov | target |",
                   "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for shape, got in shapes.items():
         p_call, p_used = statistics.median(got["prov"]["times"]), statistics.median(got["prov"]["used"])
@@ -427,10 +430,11 @@ def main(argv: list[str] | None = None) -> int:
         "string for both, in MLflow's dialect): "
         + "; ".join(f"{shape}: `{text}`" + (f", ordered by `{order}`" if order else ", newest first")
                     + f", limit {limit:,}" for shape, (text, order, limit, _) in SHAPES.items())
-        + ". `find_runs` answers from the index and reads the runs it returns at their first use, all of them "
-        "through one `git cat-file` (`index/search.py`); the second half of the table makes it read them "
-        "(every result's `acc`), as MLflow's answer has them. \"different results\" would flag answers that "
-        "differ (compared by `acc`, in order).",
+        + ". `find_runs` answers from the index; the second half of the table reads every result's summary "
+        "(name, status, start time, params, metrics, tags: what MLflow's answer holds), which git-prov answers "
+        "from the index rows of the runs found (`index/summary.py`; a run's stored record is read from git, all "
+        "of them through one `git cat-file`, only when a field the index lacks is used). \"different results\" "
+        "would flag answers that differ (compared by `acc`, in order).",
         "- (c): a run made with `Repository.start_run` (params, two metrics, a tag; untimed), then the index "
         "refresh that finds the new ledger tip, re-reads the one changed shard tree and inserts the one run (timed).",
         f"- (d): upstream of the newest run, `--depth {depth}`: the smallest depth that reaches "

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from .reading import RunBlobs
 
-__all__ = ["RunRows", "decode_part", "param_text", "sql_value"]
+__all__ = ["RunRows", "decode_part", "param_row", "param_text", "sql_value"]
 
 T = TypeVar("T")
 
@@ -102,9 +102,12 @@ def decode_part(data: bytes, lean: type, full: type[T], what: str) -> Any:
 
 
 def sql_value(value: Any) -> Any:
-    """A JSON value as SQLite stores it: scalars natively (bools as 0/1), the rest as JSON."""
-    if value is None or isinstance(value, (str, int, float)):
-        return int(value) if isinstance(value, bool) else value
+    """A JSON value as SQLite stores it: scalars natively (bools as 0/1), the rest (and
+    integers beyond 64 bits) as JSON."""
+    if value is None or isinstance(value, (str, float)):
+        return value
+    if isinstance(value, int) and _INT64[0] <= value < _INT64[1]:
+        return int(value)
     return codec.encode(value).decode()
 
 
@@ -127,9 +130,10 @@ def param_text(value: Any) -> str:
 _INT64 = (-2**63, 2**63)
 
 
-def _param_row(name: str, value: Any) -> tuple[str, str, int | float | None]:
+def param_row(name: str, value: Any) -> tuple[str, str, int | float | None]:
     """``(name, text, number)`` of a params row: the param as text (``param_text``, what a
-    string compares with), and as a number when it is one (booleans as 0 and 1)."""
+    string compares with), and as a number when it is one (booleans as 0 and 1).
+    A plain param's text (``_plain_param``) is also its JSON (``summary``)."""
     kind = type(value)
     if kind is str:
         return name, value, None
@@ -140,6 +144,41 @@ def _param_row(name: str, value: Any) -> tuple[str, str, int | float | None]:
     if isinstance(value, float):
         return name, param_text(value), float(value) if value - value == 0 else None
     return name, param_text(value), None
+
+
+def _plain_param(value: Any) -> bool:
+    """Whether ``value`` comes back exactly from its row's text (``summary``): a string,
+    or a number or boolean whose text is its JSON."""
+    kind = value.__class__
+    if kind is str or kind is bool:
+        return True
+    if kind is int:
+        return _INT64[0] <= value < _INT64[1]
+    return kind is float and value - value == 0
+
+
+def _plain_attribute(value: Any) -> bool:
+    """Whether an attribute's column value (``sql_value``) is the attribute itself."""
+    kind = value.__class__
+    if value is None or kind is str:
+        return True
+    if kind is int:
+        return _INT64[0] <= value < _INT64[1]
+    return kind is float and value == value
+
+
+def _raw_bits(params: dict[str, Any], metrics: dict[str, Any], attributes: dict[str, Any]) -> int | None:
+    """``runs.raw``: the parts of a run its rows cannot give back exactly (``summary``)."""
+    from .summary import RAW_ATTRIBUTES, RAW_METRICS, RAW_PARAMS
+
+    raw = 0
+    if not all(map(_plain_param, params.values())):
+        raw |= RAW_PARAMS
+    if not all(map(_plain_attribute, attributes.values())):
+        raw |= RAW_ATTRIBUTES
+    if any(m.value == 0 and str(m.value)[0] == "-" for m in metrics.values()):  # -0.0: a REAL column keeps 0.0
+        raw |= RAW_METRICS
+    return raw or None
 
 
 class RunRows:
@@ -209,11 +248,12 @@ class RunRows:
         rid = self.next_rid
         self.next_rid += 1
         t = self.tables
+        params = {**record.params, **state.params}
         t["runs"].append((rid, id_bytes(run_id), id_bytes(blobs.tree), state.name, state.experiment, state.status,
                           record.created, state.ended, state.updated, hexish(record.code.commit),
-                          hexish(record.parent), int(state.deleted), record.user or None))
-        params = {**record.params, **state.params}
-        self.keyed("params", rid, (_param_row(k, v) for k, v in params.items()))
+                          hexish(record.parent), int(state.deleted), record.user or None,
+                          _raw_bits(params, state.metrics, state.attributes)))
+        self.keyed("params", rid, (param_row(k, v) for k, v in params.items()))
         self.keyed("metrics", rid, ((k, None if m.value != m.value else m.value) for k, m in state.metrics.items()))
         self.keyed("tags", rid, state.tags.items())
         self.keyed("attributes", rid, ((k, sql_value(v)) for k, v in state.attributes.items()))

@@ -28,7 +28,7 @@ __all__ = ["DIRECTIONS", "INDEX_FILE", "INDEX_VERSION", "KEYED_TABLES", "RUN_TAB
 
 INDEX_FILE = "index.sqlite"
 #: bump when the tables change: an older index is rebuilt.
-INDEX_VERSION = "7"
+INDEX_VERSION = "8"
 
 # Lean by design (docs/design/query-index.md): a run's ids are stored once, in ``runs``,
 # as bytes; every other table refers to the run by its integer ``rid``, to keys and
@@ -38,7 +38,7 @@ CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 CREATE TABLE shards(name TEXT PRIMARY KEY, oid BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE runs(rid INTEGER PRIMARY KEY, id BLOB NOT NULL, tree BLOB NOT NULL, name TEXT, experiment TEXT,
                   status TEXT, created TEXT, ended TEXT, updated TEXT, commit_id, parent,
-                  deleted INTEGER NOT NULL DEFAULT 0, user TEXT);
+                  deleted INTEGER NOT NULL DEFAULT 0, user TEXT, raw INTEGER);
 CREATE UNIQUE INDEX runs_id ON runs(id);
 CREATE INDEX runs_created ON runs(created);
 CREATE TABLE keys(kid INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, uses INTEGER NOT NULL);
