@@ -28,10 +28,13 @@ if TYPE_CHECKING:
 __all__ = ["compile_order", "compile_query", "like_glob", "select_found", "select_run_ids", "select_runs"]
 
 
+#: a run's times as the index stores them (``store.time_value``: they sort as their text;
+#: ``updated`` is NULL when it is ``ended``)
+_TIMES = {"created": "r.created", "ended": "r.ended", "updated": "COALESCE(r.updated, r.ended)"}
 _COLUMNS = {
-    "status": "r.status", "experiment": "r.experiment", "name": "r.name", "created": "r.created",
-    "ended": "r.ended", "updated": "r.updated", "commit": hex_sql("r.commit_id"), "parent": hex_sql("r.parent"),
-    "id": "lower(hex(r.id))",
+    "status": "r.status", "experiment": "r.experiment", "name": "r.name",
+    **{field: f"time_text({sql})" for field, sql in _TIMES.items()},
+    "commit": hex_sql("r.commit_id"), "parent": hex_sql("r.parent"), "id": "lower(hex(r.id))",
 }
 _KEYED = KEYED_TABLES
 #: MLflow's run status of a git-prov run (what sync sets)
@@ -422,7 +425,7 @@ def _order(order_by: str | list[str] | None) -> tuple[list[str], list[Any], tupl
                        f"x.key = {key_sql(target.table)}) {direction} NULLS LAST")
             args.append(target.match_args[0])
         elif target.table is None:
-            sql.append(f"{target.value_sql} {direction} NULLS LAST")
+            sql.append(f"{_TIMES.get(field, target.value_sql)} {direction} NULLS LAST")
         else:
             raise QueryError(f"cannot order by {field!r}: it can hold several values per run")
         terms.append(field)

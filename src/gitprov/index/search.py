@@ -20,7 +20,7 @@ from ..errors import DataError, UsageError
 from ..runs.run import Run
 from .reading import read_run_blobs, read_run_pages
 from .store import RunIndex, index_of
-from .summary import parse_time
+from .summary import moment
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -299,5 +299,5 @@ class _LazyRun(Run):
     def get_date_updated(self) -> datetime:
         summary = self._summary()
         if summary is not None:
-            return parse_time(summary.updated) or self.get_date_created()
+            return moment(summary.updated) or self.get_date_created()
         return super().get_date_updated()

@@ -18,13 +18,13 @@ come in sorted order, as the record's JSON has them.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import sqlite3
 
-__all__ = ["RAW_ATTRIBUTES", "RAW_METRICS", "RAW_PARAMS", "RunSummary", "parse_time", "read_summaries"]
+__all__ = ["RAW_ATTRIBUTES", "RAW_METRICS", "RAW_PARAMS", "RunSummary", "moment", "parse_time", "read_summaries"]
 
 #: ``runs.raw`` bits: this part of the run is read from its record, not from the rows
 RAW_PARAMS = 1
@@ -32,6 +32,7 @@ RAW_ATTRIBUTES = 2
 RAW_METRICS = 4
 #: the form of every time a record holds (``utc_timestamp``)
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", re.ASCII)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 #: runs per statement
 _CHUNK = 1000
 #: the runs of a JSON array of rids, as a table
@@ -70,8 +71,16 @@ class RunSummary:
     def created_at(self) -> datetime | None:
         """``created`` as ``Run.get_date_created`` gives it."""
         if self._created_at is None:
-            self._created_at = parse_time(self.created)
+            self._created_at = moment(self.created)
         return self._created_at
+
+
+def moment(value: int | str | None) -> datetime | None:
+    """A time as the index stores it (``store.time_value``), as ``Run.get_date_created``
+    gives it (``None`` for none)."""
+    if value.__class__ is int:
+        return _EPOCH + timedelta(microseconds=value)  # type: ignore[arg-type]
+    return parse_time(value)  # type: ignore[arg-type]
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -121,7 +130,8 @@ def read_summaries(db: sqlite3.Connection, found: list[tuple[str, str, int]]) ->
             chunk = rids[start:start + _CHUNK]
             array = "[" + ",".join(map(str, chunk)) + "]"
             for rid, tree, raw, *row in db.execute(
-                    "SELECT rid, tree, raw, name, experiment, status, created, ended, updated, deleted FROM runs "
+                    "SELECT rid, tree, raw, name, experiment, status, created, ended, COALESCE(updated, ended), deleted "
+                    "FROM runs "
                     f"WHERE rid IN ({','.join('?' * len(chunk))})", chunk):  # noqa: S608 (marks only)
                 run_id, expected = wanted[rid]
                 if tree == expected:
