@@ -39,7 +39,9 @@ _CHUNK = 1000
 _WANTED = "wanted(rid) AS (SELECT value FROM json_each(?))"
 #: each run's rows of a keyed table as one JSON object, keys in key id order (a plain
 #: param's text is its JSON: ``rows.param_row``): SQLite builds it, msgspec reads it, a
-#: value a run instead of a row a key
+#: value a run instead of a row a key. The rows come in primary-key order ``(run, key)``
+#: and the ``GROUP BY`` takes them as they come (no sorter in the plan), so each object's
+#: keys are in key id order, which ``read_summaries`` sorts where it is not the name order
 _OBJECTS = """WITH """ + _WANTED + """,
 named(kid, prefix) AS MATERIALIZED (SELECT kid, json_quote(name) || ':' FROM keys)
 SELECT x.run, '{{' || group_concat(n.prefix || {value}) || '}}' FROM {table} x
