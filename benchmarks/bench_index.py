@@ -14,7 +14,8 @@ Measured, medians of ``--repeat`` repetitions (fewer for the cold build, see bel
     through ``prov runs --where`` (a whole process); and the query shapes of ``SHAPES``
     (top 10 by a metric, newest 20 with an unordered filter, 1,000 results) at
     ``--peer-runs`` runs beside MLflow, each as the call alone and as the call plus
-    reading every result's ``acc`` (which makes git-prov read the runs it answered);
+    reading every result's summary (name, status, start time, params, metrics, tags:
+    what MLflow's answer holds; git-prov answers them from the index rows);
 (c) incremental update after one new run: a run made with ``start_run`` (params,
     metrics, tags; untimed), then the index refresh that brings it in (timed);
 (d) lineage over a 10,000-node graph: the upstream of the newest run, to the depth that
@@ -135,12 +136,17 @@ def mlflow_db(root: str, runs: int, log) -> str:
 # -- probes: one fresh process per case ---------------------------------------------------
 
 
-def _timed(fn, repeat: int) -> list[float]:
+def _timed(fn, repeat: int, cpu: list[float] | None = None) -> list[float]:
+    """Wall times of ``repeat`` calls; with ``cpu``, this process's CPU time of each is
+    appended to it (on a loaded machine a short call's wall time counts the waits for
+    a core; its CPU time does not)."""
     out = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         fn()
         out.append(time.perf_counter() - t0)
+        if cpu is not None:
+            cpu.append(time.process_time() - c0)
     return out
 
 
@@ -161,12 +167,14 @@ def probe(kind: str, path: str, repeat: int, extra: str) -> dict:
         def search():
             return client.search_runs([exp], text, order_by=mlflow_order, max_results=limit)
 
-        def search_and_use():
-            return [r.data.metrics["acc"] for r in search()]
+        def search_and_use():  # every result's summary, as git-prov's probe reads it
+            return [(r.info.run_name, r.info.status, r.info.start_time, r.data.params, r.data.metrics,
+                     r.data.tags)[4]["acc"] for r in search()]
 
         found = search_and_use()  # warm-up
-        return {"times": _timed(search, repeat), "used": _timed(search_and_use, repeat), "found": len(found),
-                "acc": found}
+        cpu: list[float] = []
+        return {"times": _timed(search, repeat), "used": _timed(search_and_use, repeat, cpu), "used_cpu": cpu,
+                "found": len(found), "acc": found}
     if kind == "mlflow":
         client_class = quiet_mlflow()
         client = client_class(tracking_uri=f"sqlite:///{path}")
@@ -207,12 +215,14 @@ def probe(kind: str, path: str, repeat: int, extra: str) -> dict:
         def call():
             return repo.find_runs(text, order_by=order, limit=limit)
 
-        def call_and_use():
-            return [r.state.metrics["acc"].value for r in call()]
+        def call_and_use():  # every result's summary: what MLflow's answer holds
+            return [(r.name, r.status, r.get_date_created(), r.get_hyperparameters(), r.get_metrics(),
+                     r.get_tags())[4]["acc"] for r in call()]
 
         found = call_and_use()
-        return {"times": _timed(call, repeat), "used": _timed(call_and_use, repeat), "found": len(found),
-                "acc": found}
+        cpu = []
+        return {"times": _timed(call, repeat), "used": _timed(call_and_use, repeat, cpu), "used_cpu": cpu,
+                "found": len(found), "acc": found}
     if kind == "incremental":
         times = []
         for i in range(repeat):
@@ -289,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", default=os.path.join(h.default_root(), "index"))
     p.add_argument("--skip-mlflow", action="store_true")
     p.add_argument("--out", help="write the results into this Markdown file")
+    p.add_argument("--only-shapes", action="store_true",
+                   help="measure the query shapes beside MLflow only, and print their table")
     p.add_argument("--probe", nargs=4, metavar=("KIND", "PATH", "REPEAT", "EXTRA"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.probe:
@@ -302,12 +314,19 @@ def main(argv: list[str] | None = None) -> int:
     env = h.bench_env(home, pycache=os.path.join(args.root, "pycache"))
     os.environ.update({k: v for k, v in env.items() if k.startswith("GIT_") or k == "HOME"})
     prov = h.find_prov()
-    big = ledger_repo(args.root, args.runs, env, prov, print)
+    big = "" if args.only_shapes else ledger_repo(args.root, args.runs, env, prov, print)
     small = ledger_repo(args.root, args.peer_runs, env, prov, print)
     db = None if args.skip_mlflow else mlflow_db(args.root, args.peer_runs, print)
     load_before = os.getloadavg()
     r = args.repeat
     res: dict[str, dict] = {}
+    if args.only_shapes:
+        shapes = {shape: {"prov": run_probe("shape", small, 5 * r, env, shape),
+                          **({"mlflow": run_probe("mlflow-shape", db, r, env, shape)} if db else {})}
+                  for shape in SHAPES}
+        print("\n".join(shape_table(shapes, f"{args.peer_runs:,}")))
+        print(f"load average (1 min) at the start {load_before[0]:.1f}, at the end {os.getloadavg()[0]:.1f}")
+        return 0
 
     print("(a) cold index builds ...")
     res["cold big"] = {"times": [run_probe("cold", big, 1, env)["times"][0] for _ in range(args.cold_repeat)]}
@@ -374,24 +393,41 @@ def main(argv: list[str] | None = None) -> int:
         f"| (d) lineage the way it was before (whole graph loaded, then walked) | "
         f"{fmt(statistics.median(lb['before']))} | {fmt(statistics.median(ls['before']))} | | |",
     ]
-    ratio = f"{med['mlflow'] / med['find small']:.0f}×" if db else "n/a"
+    shape_rows = shape_table(shapes, m)
+    text = report(args, res, med, rows, shape_rows, db, depth, load_before, load_after, n, m, r, lb)
+    print(text)
+    if args.out:
+        h.write_section(args.out, "bench_index", text)
+    return 0
+
+
+def shape_table(shapes: dict, m: str) -> list[str]:
+    """The rows of the query-shape table."""
     shape_rows = [f"| query shape, {m} runs | git-prov `find_runs` | MLflow `search_runs` | MLflow / git-prov | "
-                  f"same, reading each result's `acc`: git-prov | MLflow | MLflow / git-prov | target |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+                  f"same, reading each result's summary: git-prov | MLflow | MLflow / git-prov | same, CPU time: "
+                  "git-prov | MLflow | MLflow / git-prov | target |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for shape, got in shapes.items():
         p_call, p_used = statistics.median(got["prov"]["times"]), statistics.median(got["prov"]["used"])
         if "mlflow" in got:
             m_call, m_used = statistics.median(got["mlflow"]["times"]), statistics.median(got["mlflow"]["used"])
             same = "" if got["mlflow"]["acc"] == got["prov"]["acc"] else " (**different results**)"
+            p_cpu, m_cpu = statistics.median(got["prov"]["used_cpu"]), statistics.median(got["mlflow"]["used_cpu"])
             worst = min(m_call / p_call, m_used / p_used)
             shape_rows.append(
                 f"| {shape} ({got['prov']['found']:,} runs){same} | {fmt(p_call)} | {fmt(m_call)} | {m_call / p_call:.0f}× "
-                f"| {fmt(p_used)} | {fmt(m_used)} | {m_used / p_used:.0f}× | ≥ {SHAPE_TARGET}×: "
-                f"{'met' if worst >= SHAPE_TARGET else '**missed**'} |")
+                f"| {fmt(p_used)} | {fmt(m_used)} | {m_used / p_used:.0f}× | {fmt(p_cpu)} | {fmt(m_cpu)} | "
+                f"{m_cpu / p_cpu:.0f}× | ≥ {SHAPE_TARGET}×: {'met' if worst >= SHAPE_TARGET else '**missed**'} |")
         else:
             shape_rows.append(f"| {shape} ({got['prov']['found']:,} runs) | {fmt(p_call)} | skipped | | "
-                              f"{fmt(p_used)} | skipped | | |")
-    text = "\n".join([
+                              f"{fmt(p_used)} | skipped | | | | | |")
+    return shape_rows
+
+
+def report(args, res, med, rows, shape_rows, db, depth, load_before, load_after, n, m, r, lb) -> str:
+    """The Markdown section of the results."""
+    ratio = f"{med['mlflow'] / med['find small']:.0f}×" if db else "n/a"
+    return "\n".join([
         "## Lineage and queries",
         "",
         f"The run index and lineage against a synthetic ledger of {n} runs (`benchmarks/synthetic_ledger.py`: "
@@ -427,10 +463,13 @@ def main(argv: list[str] | None = None) -> int:
         "string for both, in MLflow's dialect): "
         + "; ".join(f"{shape}: `{text}`" + (f", ordered by `{order}`" if order else ", newest first")
                     + f", limit {limit:,}" for shape, (text, order, limit, _) in SHAPES.items())
-        + ". `find_runs` answers from the index and reads the runs it returns at their first use, all of them "
-        "through one `git cat-file` (`index/search.py`); the second half of the table makes it read them "
-        "(every result's `acc`), as MLflow's answer has them. \"different results\" would flag answers that "
-        "differ (compared by `acc`, in order).",
+        + ". `find_runs` answers from the index; the second half of the table reads every result's summary "
+        "(name, status, start time, params, metrics, tags: what MLflow's answer holds), which git-prov answers "
+        "from the index rows of the runs found (`index/summary.py`; a run's stored record is read from git, all "
+        "of them through one `git cat-file`, only when a field the index lacks is used). \"different results\" "
+        "would flag answers that differ (compared by `acc`, in order). The CPU-time columns are the same "
+        "calls' CPU time in their process (`time.process_time`; neither side starts another process for them): "
+        "on a loaded machine a short call's wall time also counts its waits for a core.",
         "- (c): a run made with `Repository.start_run` (params, two metrics, a tag; untimed), then the index "
         "refresh that finds the new ledger tip, re-reads the one changed shard tree and inserts the one run (timed).",
         f"- (d): upstream of the newest run, `--depth {depth}`: the smallest depth that reaches "
@@ -441,10 +480,6 @@ def main(argv: list[str] | None = None) -> int:
         f"- Load average (1 min) at the start {load_before[0]:.1f}, at the end {load_after[0]:.1f}: a shared "
         "2-core machine, so single repetitions vary (they are printed while the benchmark runs).",
     ])
-    print(text)
-    if args.out:
-        h.write_section(args.out, "bench_index", text)
-    return 0
 
 
 def _version(dist: str) -> str:

@@ -92,8 +92,8 @@ def test_a_listing_changed_in_between_repeats_no_run(ledger_repo, small_pages, m
     real = search._select
     calls = []
 
-    def changing(index, query, order_by, limit, include_deleted):
-        found = real(index, query, order_by, limit, include_deleted)
+    def changing(index, query, order_by, limit, include_deleted, **options):
+        found = real(index, query, order_by, limit, include_deleted, **options)
         calls.append(limit)
         return found if len(calls) == 1 else found[::-1]  # the second answer comes in another order
 

@@ -25,13 +25,16 @@ from .store import DIRECTIONS, KEYED_TABLES, hex_sql, key_sql
 if TYPE_CHECKING:
     import sqlite3
 
-__all__ = ["compile_order", "compile_query", "like_glob", "select_run_ids", "select_runs"]
+__all__ = ["compile_order", "compile_query", "like_glob", "select_found", "select_run_ids", "select_runs"]
 
 
+#: a run's times as the index stores them (``store.time_value``: they sort as their text;
+#: ``updated`` is NULL when it is ``ended``)
+_TIMES = {"created": "r.created", "ended": "r.ended", "updated": "COALESCE(r.updated, r.ended)"}
 _COLUMNS = {
-    "status": "r.status", "experiment": "r.experiment", "name": "r.name", "created": "r.created",
-    "ended": "r.ended", "updated": "r.updated", "commit": hex_sql("r.commit_id"), "parent": hex_sql("r.parent"),
-    "id": "lower(hex(r.id))",
+    "status": "r.status", "experiment": "r.experiment", "name": "r.name",
+    **{field: f"time_text({sql})" for field, sql in _TIMES.items()},
+    "commit": hex_sql("r.commit_id"), "parent": hex_sql("r.parent"), "id": "lower(hex(r.id))",
 }
 _KEYED = KEYED_TABLES
 #: MLflow's run status of a git-prov run (what sync sets)
@@ -332,7 +335,15 @@ def select_run_ids(db: sqlite3.Connection, query: dict[str, Any] | None, order_b
 def select_runs(db: sqlite3.Connection, query: dict[str, Any] | None, order_by: str | list[str] | None,
                 limit: int | None, include_deleted: bool = False) -> list[tuple[str, str]]:
     """``(run id, run directory tree id)`` of the runs matching ``query`` in ``order_by``
-    order, at most ``limit``, in one statement (two with an order by a key and a limit).
+    order, at most ``limit`` (``select_found``)."""
+    return [(run_id, tree) for run_id, tree, _ in select_found(db, query, order_by, limit, include_deleted)]
+
+
+def select_found(db: sqlite3.Connection, query: dict[str, Any] | None, order_by: str | list[str] | None,
+                 limit: int | None, include_deleted: bool = False) -> list[tuple[str, str, int]]:
+    """``(run id, run directory tree id, rid)`` of the runs matching ``query`` in
+    ``order_by`` order, at most ``limit``, in one statement (two with an order by a key
+    and a limit).
 
     Ordered by a param, metric or attribute with a limit, the runs are walked in the
     order of the ``(key, value)`` index and the walk stops at ``limit`` (the best 10 of
@@ -344,22 +355,23 @@ def select_runs(db: sqlite3.Connection, query: dict[str, Any] | None, order_by: 
     if not include_deleted:
         where = f"({where}) AND r.deleted = 0"
     if limit is None or first is None:
-        sql = f"SELECT r.id, r.tree FROM runs r WHERE {where} ORDER BY {order}"
+        sql = f"SELECT r.id, r.tree, r.rid FROM runs r WHERE {where} ORDER BY {order}"
         tail = [limit] if limit is not None else []
-        return [(run_id.hex(), tree.hex()) for run_id, tree in db.execute(
+        return [(run_id.hex(), tree.hex(), rid) for run_id, tree, rid in db.execute(
             sql + (" LIMIT ?" if limit is not None else ""), [*args, *order_args, *tail])]
     table, key, direction = first
     rest = ", ".join(terms[1:])
     rest_args = order_args[1:]
     value = _sort_value(table, "o")
-    with_key = (f"SELECT r.id, r.tree FROM {table} o JOIN runs r ON r.rid = o.run WHERE o.key = {key_sql(table)} "
+    with_key = (f"SELECT r.id, r.tree, r.rid FROM {table} o JOIN runs r ON r.rid = o.run WHERE o.key = {key_sql(table)} "
                 f"AND {value} IS NOT NULL AND {where} ORDER BY {value} {direction}, {rest} LIMIT ?")
-    found = [(run_id.hex(), tree.hex()) for run_id, tree in db.execute(with_key, [key, *args, *rest_args, limit])]
+    found = [(run_id.hex(), tree.hex(), rid) for run_id, tree, rid in db.execute(
+        with_key, [key, *args, *rest_args, limit])]
     if len(found) < limit:
-        without = (f"SELECT r.id, r.tree FROM runs r WHERE NOT EXISTS (SELECT 1 FROM {table} x WHERE x.run = r.rid "
-                   f"AND x.key = {key_sql(table)} AND {_sort_value(table, 'x')} IS NOT NULL) AND {where} "
-                   f"ORDER BY {rest} LIMIT ?")
-        found += [(run_id.hex(), tree.hex()) for run_id, tree in db.execute(
+        without = (f"SELECT r.id, r.tree, r.rid FROM runs r WHERE NOT EXISTS (SELECT 1 FROM {table} x "
+                   f"WHERE x.run = r.rid AND x.key = {key_sql(table)} AND {_sort_value(table, 'x')} IS NOT NULL) "
+                   f"AND {where} ORDER BY {rest} LIMIT ?")
+        found += [(run_id.hex(), tree.hex(), rid) for run_id, tree, rid in db.execute(
             without, [key, *args, *rest_args, limit - len(found)])]
     return found
 
@@ -413,7 +425,7 @@ def _order(order_by: str | list[str] | None) -> tuple[list[str], list[Any], tupl
                        f"x.key = {key_sql(target.table)}) {direction} NULLS LAST")
             args.append(target.match_args[0])
         elif target.table is None:
-            sql.append(f"{target.value_sql} {direction} NULLS LAST")
+            sql.append(f"{_TIMES.get(field, target.value_sql)} {direction} NULLS LAST")
         else:
             raise QueryError(f"cannot order by {field!r}: it can hold several values per run")
         terms.append(field)

@@ -2,11 +2,14 @@
 the index, and the matching runs loaded many at once — as a list, or streamed page by
 page for listings of any length.
 
-``find_runs`` answers with the runs' ids and directory tree ids from one index query and
-reads the runs when they are first used: the first use of any run of the list reads the
-stored bytes of all of them (one ``git cat-file`` for many, ``reading``), and each run is
-decoded when it is used. A tree id names the run's directory as it was when the query
-was answered, so what is read later is exactly what the query matched."""
+``find_runs`` answers with the runs' ids and directory tree ids from one index query.
+A run's summary — name, experiment, status, times, params, latest metric values, tags,
+attributes: what ``mlflow.search_runs`` gives of a run — comes from the index rows
+(``summary``; the first use of any run of the list reads those of all of them). Any
+other field reads the runs from git: the stored bytes of all of them at once (one ``git
+cat-file`` for many, ``reading``), each run decoded when it is used. A tree id names the
+run's directory as it was when the query was answered, so what is read later, from
+the index or from git, is exactly what the query matched."""
 
 from __future__ import annotations
 
@@ -17,9 +20,13 @@ from ..errors import DataError, UsageError
 from ..runs.run import Run
 from .reading import read_run_blobs, read_run_pages
 from .store import RunIndex, index_of
+from .summary import moment
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from ..store.prov_store import ProvStore
+    from .summary import RunSummary
 
 __all__ = ["FIRST_PAGE", "find_runs", "iter_runs", "load_runs"]
 
@@ -34,9 +41,10 @@ def find_runs(store: ProvStore, query: dict[str, Any] | str | None = None,
     """Runs matching ``query``, ordered by ``order_by`` (``"metrics.acc desc"``; default
     newest first), at most ``limit``."""
     query = _checked(query, limit)
-    found = _select(index_of(store), query, order_by, limit, include_deleted)
-    batch = _Batch(store, found)
-    return [_LazyRun(store, run_id, batch) for run_id, _ in found]
+    index = index_of(store)
+    found = _select(index, query, order_by, limit, include_deleted, rids=True)
+    batch = _Batch(store, found, index)
+    return [_LazyRun(store, run_id, batch) for run_id, _, _ in found]
 
 
 def iter_runs(store: ProvStore, query: dict[str, Any] | str | None = None,
@@ -96,14 +104,15 @@ def _checked(query: dict[str, Any] | str | None, limit: int | None) -> dict[str,
 
 
 def _select(index: RunIndex, query: dict[str, Any] | None, order_by: str | list[str] | None,
-            limit: int | None, include_deleted: bool) -> list[tuple[str, str]]:
+            limit: int | None, include_deleted: bool, rids: bool = False) -> list[Any]:
+    """``(run id, tree id)`` of the runs found, or with ``rids`` ``(run id, tree id, rid)``."""
     import sqlite3
 
-    from .query import select_runs
+    from .query import select_found, select_runs
 
     db = index.connection()
     try:
-        return select_runs(db, query, order_by, limit, include_deleted)
+        return (select_found if rids else select_runs)(db, query, order_by, limit, include_deleted)
     except sqlite3.Error as exc:
         raise DataError(f"the query index cannot answer ({exc}); delete {index.path} to rebuild it") from exc
 
@@ -118,18 +127,40 @@ def _trees(index: RunIndex, run_ids: list[str]) -> list[tuple[str, str]]:
 
 
 class _Batch:
-    """The runs of one ``find_runs`` answer: their stored bytes, all read at the first
-    use of any of them, each run's given up once it is decoded."""
+    """The runs of one ``find_runs`` answer: their summaries (``summary``), all read from
+    the index at the first use of any of them, and their stored bytes, all read at the
+    first use of a field the index lacks; each run's bytes given up once decoded."""
 
-    def __init__(self, store: ProvStore, runs: list[tuple[str, str]]) -> None:
+    def __init__(self, store: ProvStore, found: list[tuple[str, str, int]], index: RunIndex) -> None:
         self.store = store
-        self.runs = runs
+        self.found = found
+        self.runs = [(run_id, tree) for run_id, tree, _ in found]
+        self.index = index
         self.blobs: dict[str, tuple[bytes, bytes]] | None = None
+        self.summaries: dict[str, RunSummary] | None = None
+
+    def summary(self, run_id: str) -> RunSummary | None:
+        """What the index holds of ``run_id`` as the query found it, or None (read it)."""
+        if self.summaries is None:
+            self.summaries = self._read_summaries()
+        return self.summaries.get(run_id)
+
+    def _read_summaries(self) -> dict[str, RunSummary]:
+        import sqlite3
+
+        from .summary import read_summaries
+
+        db = self.index._db
+        if db is None or not self.found or db.in_transaction:
+            return {}
+        try:
+            return read_summaries(db, self.found)
+        except sqlite3.Error:  # locked, or gone: the runs are read from git instead
+            return {}
 
     def take(self, run_id: str) -> tuple[bytes, bytes]:
         if self.blobs is None:
             self.blobs = {b.run_id: (b.record, b.state) for b in read_run_blobs(self.store.git, self.runs)}
-            self.runs = []
         return self.blobs[run_id]
 
     def done(self, run_id: str) -> None:
@@ -185,3 +216,88 @@ class _LazyRun(Run):
     _state = _lazy("_lazy_state")
     _writer = _lazy("_lazy_writer")
     del _lazy
+
+    # -- the summary, from the index until the run is read -------------------------
+    def _summary(self) -> RunSummary | None:
+        """The index's summary of this run, unless its state has been read (then the
+        state, which a later change goes to, answers)."""
+        own = self.__dict__
+        if own.get("_lazy_state") is not None:
+            return None
+        try:
+            return own["_lazy_summary"]
+        except KeyError:
+            summary = own["_lazy_summary"] = self._batch.summary(self.id)
+            return summary
+
+    @property
+    def name(self) -> str:
+        summary = self._summary()
+        return summary.name if summary is not None else self._state.name
+
+    @property
+    def experiment(self) -> str:
+        summary = self._summary()
+        return summary.experiment if summary is not None else self._state.experiment
+
+    @property
+    def status(self) -> str:
+        summary = self._summary()
+        return summary.status if summary is not None else self._state.status
+
+    def get_hyperparameters(self) -> dict[str, Any]:
+        summary = self._summary()
+        if summary is not None and summary.params is not None and vars(self).get("_lazy_record") is None:
+            return dict(summary.params)
+        return super().get_hyperparameters()
+
+    def get_hyperparameter(self, key: str) -> Any:
+        summary = self._summary()
+        if summary is not None and summary.params is not None and vars(self).get("_lazy_record") is None:
+            return summary.params.get(key)
+        return super().get_hyperparameter(key)
+
+    def get_metric(self, key: str) -> float | None:
+        summary = self._summary()
+        if summary is not None and summary.metrics is not None:
+            return summary.metrics.get(key)
+        return super().get_metric(key)
+
+    def get_metric_keys(self) -> list[str]:
+        summary = self._summary()
+        return sorted(summary.metrics) if summary is not None and summary.metrics is not None else \
+            super().get_metric_keys()
+
+    def get_metrics(self) -> dict[str, float]:
+        summary = self._summary()
+        if summary is not None and summary.metrics is not None:
+            return dict(summary.metrics)  # sorted by key, as Run.get_metrics
+        return super().get_metrics()
+
+    def get_tags(self) -> dict[str, str]:
+        summary = self._summary()
+        return dict(summary.tags) if summary is not None else super().get_tags()
+
+    def get_attribute(self, key: str) -> Any:
+        summary = self._summary()
+        if summary is not None and summary.attributes is not None:
+            return summary.attributes.get(key)
+        return super().get_attribute(key)
+
+    def get_attributes(self) -> dict[str, Any]:
+        summary = self._summary()
+        if summary is not None and summary.attributes is not None:
+            return dict(summary.attributes)
+        return super().get_attributes()
+
+    def get_date_created(self) -> datetime:
+        summary = self._summary()
+        if summary is not None:  # a record never changes its creation time
+            return summary.created_at()  # type: ignore[return-value]
+        return super().get_date_created()
+
+    def get_date_updated(self) -> datetime:
+        summary = self._summary()
+        if summary is not None:
+            return moment(summary.updated) or self.get_date_created()
+        return super().get_date_updated()

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import weakref
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError, FormatVersionError, WriteError
@@ -24,11 +26,12 @@ if TYPE_CHECKING:
     import sqlite3
 
 __all__ = ["DIRECTIONS", "INDEX_FILE", "INDEX_VERSION", "KEYED_TABLES", "RUN_TABLES", "RunIndex", "epoch_ms", "hex_sql", "hexish",
-           "id_bytes", "index_of", "key_sql", "unhex"]
+           "id_bytes", "index_of", "key_sql", "time_text", "time_value", "unhex"]
 
 INDEX_FILE = "index.sqlite"
+_EPOCH = datetime(1970, 1, 1)
 #: bump when the tables change: an older index is rebuilt.
-INDEX_VERSION = "7"
+INDEX_VERSION = "8"
 
 # Lean by design (docs/design/query-index.md): a run's ids are stored once, in ``runs``,
 # as bytes; every other table refers to the run by its integer ``rid``, to keys and
@@ -37,8 +40,8 @@ _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 CREATE TABLE shards(name TEXT PRIMARY KEY, oid BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE runs(rid INTEGER PRIMARY KEY, id BLOB NOT NULL, tree BLOB NOT NULL, name TEXT, experiment TEXT,
-                  status TEXT, created TEXT, ended TEXT, updated TEXT, commit_id, parent,
-                  deleted INTEGER NOT NULL DEFAULT 0, user TEXT);
+                  status TEXT, created, ended, updated, commit_id, parent,
+                  deleted INTEGER NOT NULL DEFAULT 0, user TEXT, raw INTEGER);
 CREATE UNIQUE INDEX runs_id ON runs(id);
 CREATE INDEX runs_created ON runs(created);
 CREATE TABLE keys(kid INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, uses INTEGER NOT NULL);
@@ -66,9 +69,9 @@ RUN_TABLES = ("params", "metrics", "tags", "attributes", "lineage", "stages")
 KEYED_TABLES = ("params", "metrics", "tags", "attributes")
 #: ``lineage.direction``: what a run consumed (``in``) or produced (``out``)
 DIRECTIONS = {"in": 0, "out": 1}
-#: secondary indexes dropped during a cold build and created once at its end (the ones
-#: looked up while rows go in, ``keys_name`` and ``nodes_key``, stay)
-_SECONDARY_INDEXES = ("runs_id", "runs_created", "params_kv", "metrics_kv", "lineage_node", "stages_key")
+#: secondary indexes dropped during a cold build and created once at its end (``keys_name``,
+#: looked up while rows go in, stays; ``nodes_key`` is a staged table's meanwhile: ``rows.RunRows``)
+_SECONDARY_INDEXES = ("runs_id", "runs_created", "params_kv", "metrics_kv", "lineage_node", "stages_key", "nodes_key")
 #: a cold build of at least this many runs builds the indexes after the rows
 _BULK_INDEX_MIN = 1000
 #: runs decoded between two rounds of inserts
@@ -138,6 +141,7 @@ class RunIndex:
         db.execute("PRAGMA synchronous=NORMAL")
         db.create_function("regexp", 2, _regexp, deterministic=True)
         db.create_function("epoch_ms", 1, epoch_ms, deterministic=True)
+        db.create_function("time_text", 1, time_text, deterministic=True)
         return db
 
     def connection(self) -> sqlite3.Connection:
@@ -295,7 +299,7 @@ class RunIndex:
 
         skipped = {run_id: why for run_id, why in self._skipped(db).items()
                    if new_shards.get(run_id[:2]) == old_shards.get(run_id[:2])}  # shards not re-read keep theirs
-        with RunRows(db, batch=_INSERT_BATCH, background=fresh) as rows:
+        with RunRows(db, batch=_INSERT_BATCH, background=fresh, stage=fresh) as rows:
             done = 0
             try:
                 for blobs in read_run_blobs(self.ledger.repo, todo):
@@ -362,16 +366,47 @@ def _corrupt(why: str) -> Exception:
 
 def epoch_ms(timestamp: Any) -> int | None:
     """Milliseconds since the epoch of a run's RFC 3339 UTC time (``created``, ``ended``),
-    as MLflow's ``start_time`` / ``end_time`` of the synced run hold it."""
+    as MLflow's ``start_time`` / ``end_time`` of the synced run hold it; also of the
+    index's integer form of such a time (``time_value``)."""
+    from datetime import datetime, timedelta, timezone
+
+    if isinstance(timestamp, int):
+        moment = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=timestamp)
+        return int(moment.timestamp() * 1000)
     if not isinstance(timestamp, str) or not timestamp:
         return None
-    from datetime import datetime, timezone
-
     try:
         moment = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
     except ValueError:
         return None
     return int(moment.timestamp() * 1000)
+
+
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", re.ASCII)
+
+
+def time_value(text: str | None) -> int | str | None:
+    """A run's time as the index stores it: microseconds since the epoch when it has the
+    form every record's time has (``2026-11-22T04:56:35.123456Z``: they sort as the text
+    does, in 8 bytes instead of 27), else the text itself; ``time_text`` gives it back."""
+    if text.__class__ is str and len(text) == 27 and _TIME.fullmatch(text):  # type: ignore[arg-type]
+        from datetime import datetime
+
+        try:
+            delta = datetime.fromisoformat(text[:26]) - _EPOCH  # type: ignore[index]
+        except ValueError:
+            return text
+        return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return text
+
+
+def time_text(value: Any) -> Any:
+    """What ``time_value`` stored, as the record's text."""
+    if value.__class__ is int:
+        from datetime import timedelta
+
+        return (_EPOCH + timedelta(microseconds=value)).isoformat(timespec="microseconds") + "Z"
+    return value
 
 
 def _regexp(pattern: str, value: Any) -> bool:

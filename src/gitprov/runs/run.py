@@ -180,7 +180,9 @@ class Run(ArtifactMethods):
         return self.get_hyperparameters().get(key)
 
     def get_hyperparameters(self) -> dict[str, Any]:
-        return {**self.record.params, **self._state.params}
+        """Every hyperparameter, those given at the start and those logged since, by key
+        in sorted order (as the stored record has each part)."""
+        return dict(sorted({**self.record.params, **self._state.params}.items()))
 
     # -- metrics -----------------------------------------------------------------
     def log_metric(self, key: str, value: float, step: int | None = None, timestamp: Any = None) -> None:
