@@ -57,13 +57,25 @@ def push(repo: GitRepository, remote: str | None = None, *, timeout: float | Non
     except (Exception, KeyboardInterrupt) as exc:
         reason = str(exc) if isinstance(exc, ProvError) else ("interrupted" if isinstance(exc, KeyboardInterrupt)
                                                               else f"{type(exc).__name__}: {exc}")
-        outbox.record(repo, remote, reason, {ref: oid for ref in EXCHANGED_REFS if (oid := repo.refs.read(ref))})
+        outbox.record(repo, remote, reason, _readable_tips(repo))
         raise
     sent = {o.ref: o.after for o in result.pushed if o.after}
     outbox.clear(repo, remote, lambda refs: all(
         oid == sent.get(ref) or (sent.get(ref) is not None and is_ancestor(repo, oid, sent[ref]))
         for ref, oid in refs.items()))
     return result
+
+
+def _readable_tips(repo: GitRepository) -> dict[str, str]:
+    """The local tips of the prov refs that can be read (a broken ref is what failed)."""
+    tips = {}
+    for ref in EXCHANGED_REFS:
+        try:
+            if oid := repo.refs.read(ref):
+                tips[ref] = oid
+        except ProvError:
+            pass
+    return tips
 
 
 def _push_timeout(repo: GitRepository) -> float:
