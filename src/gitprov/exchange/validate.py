@@ -61,7 +61,7 @@ LIMITS = {
 #: (seconds of system time at 100,000 runs), and a small delta-base cache resolves the
 #: same delta chains again and again (half of git's time). Wider windows and a larger
 #: cache, still bounded (mapped pages are the pack's own, clean and shared).
-_WIDE = ("-c", "core.packedGitWindowSize=64m", "-c", "core.packedGitLimit=512m")
+_WIDE = ("-c", "core.packedGitWindowSize=64m", "-c", "core.packedGitLimit=256m")
 _CHUNK_NAME = re.compile(r"[0-9a-f]{8}-[0-9]{8}\Z")
 _MAX_REPORTED = 20
 #: how a blob over its limit is passed over: read and dropped in pieces this size
