@@ -73,6 +73,44 @@ def test_an_unreachable_remote_leaves_an_outbox_entry_the_next_git_push_clears(m
     assert _remote(status, "origin")["clean"] and status["clean"], status
 
 
+@pytest.mark.parametrize("broken", ["refs/prov/ledger", "refs/notes/prov"])
+def test_a_pre_push_hook_failing_on_a_broken_ref_is_kept_pending(make_repo, tmp_path: Path, broken: str) -> None:
+    """A prov ref is a symbolic ref to itself: the hook fails before ``push()`` runs
+    (the ledger, read first) or inside it (the notes); either way the push is kept in
+    the outbox, with the tips that could be read, and the next push delivers it."""
+    from gitprov.exchange.remote import EXCHANGED_REFS
+    from gitprov.githooks.runtime import PUSHED_REFS
+
+    assert PUSHED_REFS == EXCHANGED_REFS
+    bare = seed_bare(make_repo)
+    a = _hooked_clone(f"file://{bare.path}", tmp_path / "a")
+    run_id = make_run(a.path, "r")
+    a.commit("work")
+    tips = {ref: a.git("rev-parse", ref).strip() for ref in EXCHANGED_REFS}
+    loop = a.path / ".git" / broken
+    a.git("update-ref", "-d", broken)
+    loop.parent.mkdir(parents=True, exist_ok=True)
+    loop.write_text(f"ref: {broken}\n")
+    proc = subprocess.run(["git", "push", "-q", "origin", "HEAD:refs/heads/main"], cwd=a.path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr  # not strict: the branch push goes on
+    assert "provenance not pushed" in proc.stderr and "symbolic ref loop" in proc.stderr, proc.stderr
+    assert "stays pending" in proc.stderr, proc.stderr
+    entry = _outbox(a.path)["origin"]
+    assert "symbolic ref loop" in entry["last_error"] and entry["attempts"] == 1
+    assert entry["refs"] == {ref: oid for ref, oid in tips.items() if ref != broken}  # what could be read
+    assert bare.git("for-each-ref", "refs/prov", "refs/notes") == ""  # nothing went out
+
+    loop.unlink()
+    a.git("update-ref", broken, tips[broken])
+    a.commit("more work")
+    proc = subprocess.run(["git", "push", "-q", "origin", "HEAD:refs/heads/main"], cwd=a.path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "provenance not" not in proc.stderr, proc.stderr
+    assert _outbox(a.path) == {}  # the next push delivered it
+    assert ledger_run_ids(bare.path) == {run_id}
+
+
 def test_a_refusal_inside_the_pre_push_hook_is_kept_pending_not_forgotten(make_repo, tmp_path: Path) -> None:
     bare = seed_bare(make_repo)
     a = _hooked_clone(f"file://{bare.path}", tmp_path / "a")

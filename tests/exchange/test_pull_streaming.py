@@ -72,7 +72,8 @@ def test_a_run_listed_under_another_commit_than_its_own_is_rejected(remote: GitR
 
 # -- sizes before contents ------------------------------------------------------------------
 class _Spy:
-    """Records the object names prov asks ``git cat-file --batch`` (contents) for."""
+    """Records the object names prov asks ``git cat-file --batch`` (contents) and
+    ``--batch-check`` (sizes) for."""
 
     def __init__(self, monkeypatch) -> None:
         self.read: list[str] = []
@@ -102,8 +103,8 @@ class _Tee:
         return getattr(self.pipe, name)
 
 
-def test_an_oversized_state_is_rejected_by_its_size_without_being_read(remote: GitRepo, tmp_path: Path,
-                                                                         monkeypatch) -> None:
+def test_an_oversized_state_is_rejected_by_its_size_without_being_decoded(remote: GitRepo, tmp_path: Path,
+                                                                           monkeypatch) -> None:
     a = clone(remote, tmp_path / "a")
     run_id = make_run(a.path, "big", loss=1.0)
     prov_ok(a.path, "push")
@@ -111,13 +112,28 @@ def test_an_oversized_state_is_rejected_by_its_size_without_being_read(remote: G
     git = Repository(a.path).git
     state = read_path(git.odb, git.read_commit(git.refs.read(LEDGER_REF)).tree, f"{run_dir(run_id)}/state").oid
     spy = _Spy(monkeypatch)
+    checked: list[str] = []
+    content = validate._LedgerCheck.content
+    monkeypatch.setattr(validate._LedgerCheck, "content",
+                        lambda self, job, data: (checked.append(job.oid), content(self, job, data))[1])
     monkeypatch.setitem(validate.LIMITS, "state", 10)
     before = _local(b)
     with pytest.raises(RemoteDataError, match="more than the 10 accepted"):
         Repository(b.path).pull()
-    assert state in spy.sized  # its size was asked for ...
-    assert state not in spy.read and run_id in spy.read  # ... its content never was; the record's was
+    # its size came first, in git's answer: the content was passed over, never held or decoded ...
+    assert state in spy.read and state not in checked
+    assert run_id in checked  # ... the record's was
     assert _local(b) == before
+
+
+def test_a_blob_over_its_limit_is_passed_over_in_pieces(tmp_path: Path) -> None:
+    """What follows an oversized answer is still read in step (the pieces add up)."""
+    import io
+
+    stream = io.BytesIO(b"x" * (3 * validate._SKIP + 5) + b"\nnext")
+    assert validate._pass_over(stream.read, 3 * validate._SKIP + 6)
+    assert stream.read() == b"next"
+    assert not validate._pass_over(io.BytesIO(b"short").read, 10)
 
 
 def test_artifacts_are_checked_by_size_and_never_read(remote: GitRepo, tmp_path: Path, monkeypatch) -> None:

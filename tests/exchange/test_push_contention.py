@@ -213,6 +213,17 @@ def test_backoff_is_exponential_with_full_jitter() -> None:
     assert [backoff_delay(3, random.Random(1)) for _ in range(3)] == [backoff_delay(3, random.Random(1))] * 3
 
 
+def test_the_backoff_unit_is_how_long_an_attempt_took() -> None:
+    """A crowd on a busy machine (attempts of seconds) spreads out in fewer rounds; a quick
+    attempt never waits less than the base unit allows."""
+    rng = random.Random(16)
+    slow = [backoff_delay(2, rng, unit=1.5) for _ in range(400)]
+    assert all(0 <= d < 6.0 for d in slow) and max(slow) > 5.0  # 1.5 s × 2²
+    quick = [backoff_delay(2, rng, unit=0.001) for _ in range(400)]
+    assert all(d < BACKOFF_BASE * 4 for d in quick) and max(quick) > 0.9 * BACKOFF_BASE * 4
+    assert max(backoff_delay(9, rng, unit=2.0) for _ in range(100)) <= BACKOFF_CAP
+
+
 class _Racing:
     """A transport whose pushes are rejected ``lose`` times (the remote moving or not)."""
 

@@ -338,3 +338,22 @@ def test_runs_commits_gc_and_repacks_in_any_order_lose_nothing(make_repo, steps:
             repo.git(*command, "-q", check=not racing)
     wait_for_repack(repo)
     assert_nothing_lost(repo, ids)
+
+
+def test_a_write_after_a_repack_pruned_its_loose_folder_recreates_it(make_repo) -> None:
+    """A repack (prov's own, detached, or ``git gc``) packs the loose objects and removes
+    their emptied folders while a long-lived process keeps writing (a ``prov push`` that
+    retries for minutes): the next object of that folder is written all the same."""
+    repo = make_repo()
+    git = GitRepository.open(str(repo.path))
+    first = git.odb.write("blob", b"first")
+    repo.git("update-ref", "refs/test/first", first)  # reachable, so repacked
+    repo.git("repack", "-q", "-d")  # packs it and prunes .git/objects/<first[:2]>/
+    folder = repo.path / ".git" / "objects" / first[:2]
+    assert not folder.exists()
+    n = 0
+    while git.fmt.hash_object("blob", b"more %d" % n)[:2] != first[:2]:
+        n += 1
+    again = git.odb.write("blob", b"more %d" % n)  # the folder was known to exist: it is made again
+    assert again[:2] == first[:2] and (folder / again[2:]).exists()
+    assert repo.git("cat-file", "-p", again) == f"more {n}"

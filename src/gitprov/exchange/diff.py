@@ -44,6 +44,10 @@ def diff_entries(repo: GitRepository, ours: str | None, theirs: str) -> Iterator
                         bufsize=1 << 16, drop=("GIT_OBJECT_DIRECTORY", "GIT_WORK_TREE"), error=DataError)
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.close()
+    hex_len = repo.fmt.hex_len
+    # ":<old mode> <new mode> <old id> <new id> <status>": fixed widths (modes are 6 octal digits)
+    width, new_mode, old_id, new_id = 18 + 2 * hex_len, slice(8, 14), slice(15, 15 + hex_len), slice(16 + hex_len,
+                                                                                                  16 + 2 * hex_len)
     finished = False
     try:
         fields = _fields(proc.stdout)
@@ -51,13 +55,16 @@ def diff_entries(repo: GitRepository, ours: str | None, theirs: str) -> Iterator
             path = next(fields, None)
             if path is None:
                 break
-            parts = header.decode("ascii", "replace").lstrip(":").split()
-            if len(parts) < 5:
-                continue
-            status = parts[4][:1]
-            mode, oid = (parts[0], parts[2]) if status == "D" else (parts[1], parts[3])
-            yield DiffEntry(status, mode[1:] if mode.startswith("04") else mode, oid,
-                            path.decode("utf-8", "surrogateescape"))
+            if len(header) == width:
+                status = header[-1]
+                mode, oid = (header[1:7], header[old_id]) if status == "D" else (header[new_mode], header[new_id])
+            else:  # not the shape above: read field by field
+                parts = header.lstrip(":").split()
+                if len(parts) < 5:
+                    continue
+                status = parts[4][:1]
+                mode, oid = (parts[0], parts[2]) if status == "D" else (parts[1], parts[3])
+            yield DiffEntry(status, mode[1:] if mode.startswith("04") else mode, oid, path)
         finished = True
     finally:
         if not finished:
@@ -69,13 +76,16 @@ def diff_entries(repo: GitRepository, ours: str | None, theirs: str) -> Iterator
         raise DataError(f"cannot compare ledger trees {base[:12]} and {theirs[:12]}: git diff-tree exited {code}")
 
 
-def _fields(stream) -> Iterator[bytes]:
-    """The NUL-terminated fields of ``git … -z`` output, as they arrive."""
+def _fields(stream) -> Iterator[str]:
+    """The NUL-terminated fields of ``git … -z`` output, as they arrive (text: UTF-8, an
+    undecodable byte kept as a surrogate; a NUL never falls inside a UTF-8 character)."""
     rest = b""
     while chunk := stream.read1(1 << 16):
-        parts = (rest + chunk).split(b"\0")
-        rest = parts.pop()
-        yield from parts
+        data = rest + chunk
+        end = data.rfind(b"\0") + 1
+        rest = data[end:]
+        if end:
+            yield from data[:end - 1].decode("utf-8", "surrogateescape").split("\0")
 
 
 def _run_dir(path: str) -> tuple[str, str] | None:

@@ -37,7 +37,8 @@ __all__ = ["BACKOFF_BASE", "BACKOFF_CAP", "MAX_STALLED", "PUSH_TIMEOUT", "backof
 PUSH_TIMEOUT = 1800.0
 #: Retries in a row in which the remote did not move before a push gives up.
 MAX_STALLED = 8
-#: Full-jitter backoff: the n-th retry waits up to ``min(BACKOFF_CAP, BACKOFF_BASE * 2**n)`` s.
+#: Full-jitter backoff: the n-th retry waits up to ``min(BACKOFF_CAP, unit * 2**n)`` s, the
+#: unit being the time the last attempt took (fetch, merge and push), at least ``BACKOFF_BASE``.
 BACKOFF_BASE = 0.05
 BACKOFF_CAP = 30.0
 
@@ -57,13 +58,25 @@ def push(repo: GitRepository, remote: str | None = None, *, timeout: float | Non
     except (Exception, KeyboardInterrupt) as exc:
         reason = str(exc) if isinstance(exc, ProvError) else ("interrupted" if isinstance(exc, KeyboardInterrupt)
                                                               else f"{type(exc).__name__}: {exc}")
-        outbox.record(repo, remote, reason, {ref: oid for ref in EXCHANGED_REFS if (oid := repo.refs.read(ref))})
+        outbox.record(repo, remote, reason, _readable_tips(repo))
         raise
     sent = {o.ref: o.after for o in result.pushed if o.after}
     outbox.clear(repo, remote, lambda refs: all(
         oid == sent.get(ref) or (sent.get(ref) is not None and is_ancestor(repo, oid, sent[ref]))
         for ref, oid in refs.items()))
     return result
+
+
+def _readable_tips(repo: GitRepository) -> dict[str, str]:
+    """The local tips of the prov refs that can be read (a broken ref is what failed)."""
+    tips = {}
+    for ref in EXCHANGED_REFS:
+        try:
+            if oid := repo.refs.read(ref):
+                tips[ref] = oid
+        except ProvError:
+            pass
+    return tips
 
 
 def _push_timeout(repo: GitRepository) -> float:
@@ -80,11 +93,14 @@ def _push_timeout(repo: GitRepository) -> float:
     return seconds
 
 
-def backoff_delay(attempt: int, rng: random.Random) -> float:
+def backoff_delay(attempt: int, rng: random.Random, unit: float = BACKOFF_BASE) -> float:
     """Seconds to wait before retry ``attempt`` (1, 2, ...): full jitter, uniform in
-    ``[0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))``, so pushers that lost the same
-    race do not come back at the same moment."""
-    return rng.uniform(0.0, min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** min(attempt, 32)))
+    ``[0, min(BACKOFF_CAP, unit * 2**attempt))``, so pushers that lost the same race do
+    not come back at the same moment. ``unit`` (at least ``BACKOFF_BASE``): how long one
+    attempt takes, so that the waits spread the retries over as many attempts' time
+    whatever the machine's load (a crowd on a busy machine spreads out in fewer rounds
+    of attempts that lose again)."""
+    return rng.uniform(0.0, min(BACKOFF_CAP, max(BACKOFF_BASE, unit) * 2.0 ** min(attempt, 32)))
 
 
 def _send(transport: Transport, local: dict[str, str], atomic: bool) -> tuple[list[PushStatus], list[str], bool]:
@@ -111,7 +127,7 @@ def _push(repo: GitRepository, remote: str, timeout: float, sleep: Callable[[flo
           rng: random.Random) -> ExchangeResult:
     result = ExchangeResult(remote)
     transport = Transport(repo, remote)
-    started = time.monotonic()
+    started = cycle = time.monotonic()  # cycle: when the attempt began (its fetch and merge, its push)
     atomic = True
     stalled = landed = 0
     while True:
@@ -139,13 +155,15 @@ def _push(repo: GitRepository, remote: str, timeout: float, sleep: Callable[[flo
             return result
         # lost a race: wait (full jitter), then bring in what landed, merge it and push at
         # once, so the merged tips are as fresh as they can be when they go out
-        delay = backoff_delay(result.push_attempts, rng)
-        if time.monotonic() + delay - started > timeout:
+        now = time.monotonic()
+        delay = backoff_delay(result.push_attempts, rng, now - cycle)
+        if now + delay - started > timeout:
             raise RemoteError(
                 f"cannot push to {transport.where} within {timeout:g} s: others landed {landed} time(s) first and "
                 "it kept moving; try again (the outbox keeps this pending), or allow longer: "
                 "git config prov.push.timeout SECONDS")
         sleep(delay)
+        cycle = time.monotonic()
         seen = len(result.fetched)
         told = [s.ref for s in causes if s.needs_fetch]
         if told and len(told) == len(causes) and all(ref in by_ref for ref in local):
@@ -171,7 +189,7 @@ def _fetch_moved(repo: GitRepository, remote: str, transport: Transport, refs: l
     before = {ref: repo.refs.read(tracking_ref(remote, ref)) for ref in refs}
     for ref in refs:
         repo.refs.ensure_reflog(tracking_ref(remote, ref))
-    transport.fetch([f"+{ref}:{tracking_ref(remote, ref)}" for ref in refs])
+    transport.fetch([f"+{ref}:{tracking_ref(remote, ref)}" for ref in refs], upkeep=False)
     for ref in refs:
         after = repo.refs.read(tracking_ref(remote, ref))
         result.fetched.append(RefOutcome(ref, before[ref], after, "up to date" if after == before[ref] else "fetched"))

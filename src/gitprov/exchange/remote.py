@@ -208,7 +208,7 @@ def merge_fetched(repo: GitRepository, remote: str, result: ExchangeResult, prog
         problems.extend(f"{ref}: {p}" for p in verdict.problems)
         if verdict.problems:
             refused[tracking_ref(remote, ref)] = theirs
-        plans.append((ref, theirs, (ours_tree, verdict.added)))
+        plans.append((ref, theirs, (ours_tree, verdict.added), ours))
     if problems:
         from ..store import quarantine
 
@@ -220,8 +220,9 @@ def merge_fetched(repo: GitRepository, remote: str, result: ExchangeResult, prog
         from ..store import quarantine
 
         quarantine.clear(repo, remote_label(remote))
-    for ref, theirs, known in plans:
-        outcome = merge_into(repo, ref, theirs, f"prov: merge {ref} from {remote_label(remote)}", result, known)
+    for ref, theirs, known, ours in plans:
+        outcome = merge_into(repo, ref, theirs, f"prov: merge {ref} from {remote_label(remote)}", result, known,
+                             behind=ours)
         result.merged.append(outcome)
         if progress is not None and ref == LEDGER_REF:
             progress.done(f"merging {ref}", len(result.runs_added), note=f" runs added ({outcome.action})")
@@ -243,19 +244,21 @@ def is_ancestor(repo: GitRepository, ancestor: str, descendant: str) -> bool:
 
 
 def merge_into(repo: GitRepository, ref: str, theirs: str, message: str, result: ExchangeResult | None = None,
-               known: tuple[str | None, list[str]] | None = None) -> RefOutcome:
+               known: tuple[str | None, list[str]] | None = None, behind: str | None = None) -> RefOutcome:
     """Merge the commit ``theirs`` into the local ``ref`` (compare-and-swap, retried).
     ``known``: a ledger tree and the runs ``theirs`` adds to it (from validation), so
-    they are not listed again when the ref still holds that tree."""
+    they are not listed again when the ref still holds that tree. ``behind``: a tip of
+    ``ref`` known not to contain ``theirs`` (not asked of git again)."""
     merge_tree: Callable[[Any, str | None, str | None], str | None] = (
         merge_ledger_trees if ref == LEDGER_REF else merge_notes_trees)
     for attempt in range(100):
         ours = repo.refs.read(ref)
         before_tree = _tree(repo, ours)
         their_tree = _tree(repo, theirs)
-        if ours is None or (is_ancestor(repo, ours, theirs) and ref != LEDGER_REF):
+        ahead = ours is not None and is_ancestor(repo, ours, theirs)  # theirs contains ours
+        if ours is None or (ahead and ref != LEDGER_REF):
             new, action = theirs, "fast-forward"
-        elif ref == LEDGER_REF and is_ancestor(repo, ours, theirs):
+        elif ahead:
             # a fast-forward, unless the remote deleted what this ledger holds (git-prov
             # never deletes a run's files): then the union keeps them, on top of theirs
             tree = merge_tree(repo.odb, before_tree, their_tree)
@@ -264,7 +267,7 @@ def merge_into(repo: GitRepository, ref: str, theirs: str, message: str, result:
             else:
                 body = commit_object(repo, tree, [theirs], f"{message} (kept what it deleted)")
                 new, action = repo.odb.write("commit", body), "merged"
-        elif is_ancestor(repo, theirs, ours):
+        elif ours != behind and is_ancestor(repo, theirs, ours):
             return RefOutcome(ref, ours, ours, "up to date")
         else:
             tree = merge_tree(repo.odb, before_tree, their_tree)

@@ -144,10 +144,12 @@ class Transport:
                 refs[name] = oid
         return refs
 
-    def fetch(self, refspecs: Sequence[str], progress: Progress | None = None) -> FetchStats:
+    def fetch(self, refspecs: Sequence[str], progress: Progress | None = None, *, upkeep: bool = True) -> FetchStats:
         """Fetch ``refspecs``; git verifies every incoming object first. git's progress
         goes to ``progress`` as it comes (scrubbed of credentials); what it says about
-        the transfer is returned either way."""
+        the transfer is returned either way. ``upkeep=False``: no ``git maintenance run
+        --auto`` (``gc --auto``) after it (the small fetches of a push's retries; the next
+        git command that does upkeep does it)."""
         stats = FetchStats()
         if not refspecs:
             return stats
@@ -156,6 +158,8 @@ class Transport:
         # default) in memory whole: an artifact of a few hundred MB would be the pull's
         # peak. Streamed above 32 MiB unless the user chose a threshold.
         bounded = [] if self.repo.config.get("core.bigfilethreshold") else ["-c", f"core.bigFileThreshold={BIG_FILE}"]
+        if not upkeep:
+            bounded += ["-c", "maintenance.auto=false", "-c", "gc.auto=0"]
         proc = gitbin.run_relaying([*bounded, "-c", "fetch.fsckObjects=true", "-c", "transfer.fsckObjects=true",
                                     "fetch", "--progress", "--no-tags", "--no-write-fetch-head",
                                     "--no-recurse-submodules", "--", self.remote, *refspecs],

@@ -2,16 +2,18 @@
 
 Only what the remote adds or changes relative to the local copy is looked at, as
 ``git diff-tree`` lists it (identical subtrees are never read): each entry's path,
-name and mode first; then every blob's size, asked of ``git cat-file --batch-check``,
-so nothing over its limit is ever read; then, through one ``git cat-file --batch``, the
-blobs that are decoded (records, states, metric and observation chunks, the format
-marker, notes), one at a time. Artifacts and patches are checked by size alone, never
-read. The listing and both git processes are streamed through a short pipeline, so
-memory stays bounded whatever the ledger's size or a blob's, and git reads objects
-while Python decodes. git itself has already checked the objects' syntax and ids
-(prov fetches with ``fetch.fsckObjects``), so a blob's id is the hash of its content;
-these checks are about meaning: names, modes, sizes, format versions, run ids that
-match their records, runs listed under the commit their record names.
+name and mode first; then the blobs that are decoded (records, states, metric and
+observation chunks, the format marker, notes) through one ``git cat-file --batch``,
+whose answer gives each blob's size before its content: a blob over its limit is
+passed over in small pieces, never held or decoded. Artifacts and patches are checked
+by size alone (``git cat-file --batch-check``), never read. The listing and the git
+processes are streamed through a short pipeline, so memory stays bounded whatever the
+ledger's size or a blob's, and git reads objects while Python decodes. git itself has
+already checked the objects' syntax and ids (prov fetches with ``fetch.fsckObjects``),
+so a blob's id is the hash of its content; these checks are about meaning: names,
+modes, sizes, format versions, run ids that match their records, runs listed under the
+commit their record names, and the values of records and states under the rules of
+the local calls that make them (``remote_values.py``).
 """
 
 from __future__ import annotations
@@ -20,14 +22,16 @@ import contextlib
 import re
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from functools import partial
-from typing import NamedTuple
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
+
+import msgspec
 
 from .. import codec
 from ..errors import DataError, ProvError
 from ..keys import check_key, key_from_name
 from ..model import RunRecord, RunState
+from ..model.common import FORMAT_VERSION
 from ..runs.series import decode_metric_chunk, decode_observation_chunk
 from ..runs.summary import decode_metric_summary
 from ..store import catfile
@@ -54,14 +58,17 @@ LIMITS = {
     "note": 16 << 20,
     "format": 4096,
 }
-#: a first pull reads every object of the pack it brought, in tree order, not pack order:
-#: windows of 1 MB (``catfile.BOUNDED``) are mapped and unmapped again and again (seconds
-#: of system time at 100,000 runs), and a small delta-base cache resolves the same delta
-#: chains again and again (half of git's time). Wider windows and a larger cache, still bounded.
-_WIDE = ("-c", "core.packedGitWindowSize=32m", "-c", "core.packedGitLimit=128m")
+#: a first pull reads every record and state of the pack it brought, in tree order, not
+#: pack order: small windows (``catfile.BOUNDED``) are mapped and unmapped again and again
+#: (seconds of system time at 100,000 runs), and a small delta-base cache resolves the
+#: same delta chains again and again (half of git's time). Wider windows and a larger
+#: cache, still bounded (mapped pages are the pack's own, clean and shared).
+_WIDE = ("-c", "core.packedGitWindowSize=64m", "-c", "core.packedGitLimit=256m")
 _CHUNK_NAME = re.compile(r"[0-9a-f]{8}-[0-9]{8}\Z")
 _WRITER = re.compile(r"[0-9a-f]{8}\Z")
 _MAX_REPORTED = 20
+#: how a blob over its limit is passed over: read and dropped in pieces this size
+_SKIP = 1 << 20
 
 
 class Verdict:
@@ -87,12 +94,31 @@ class Verdict:
 
 
 class _Job(NamedTuple):
-    """A blob to size, and to read and ``check`` when ``check`` is not None."""
+    """A blob to check: ``kind`` says which limit and which check (``_SIZED`` kinds are
+    checked by size alone), ``arg`` what the check needs (a run id, a path, ...)."""
 
     oid: str
-    where: str
-    limit: int
-    check: Callable[[bytes, str], None] | None
+    kind: str
+    arg: Any
+
+
+#: kinds of blobs checked by their size alone, never read
+_SIZED = frozenset(("artifact", "code.patch"))
+#: the limit of each kind (a key of ``LIMITS``)
+_LIMIT_OF = {"record": "record", "link": "record", "state": "state", "series": "chunk", "observations": "chunk",
+             "summaries": "summary", "format": "format", "note": "note", "artifact": "artifact", "code.patch": "code.patch"}
+
+
+def _where(job: _Job) -> str:
+    """What a problem with ``job``'s blob names."""
+    kind, arg = job.kind, job.arg
+    if kind in ("record", "state", "code.patch"):
+        return f"run {arg[:12]}/{kind}"
+    if kind == "link":
+        return arg[0]
+    if kind == "note":
+        return f"note of {arg[:12]}"
+    return arg if isinstance(arg, str) else kind  # chunks and artifacts: their path; the format marker
 
 
 def validate_ledger(repo: GitRepository, ours: str | None, theirs: str | None,
@@ -101,7 +127,8 @@ def validate_ledger(repo: GitRepository, ours: str | None, theirs: str | None,
     verdict = Verdict()
     if theirs is None or theirs == ours:
         return verdict
-    _run(repo, _LedgerCheck(repo, verdict, progress, ours).jobs(diff_entries(repo, ours, theirs)), verdict)
+    check = _LedgerCheck(repo, verdict, progress, ours)
+    _run(repo, check.jobs(diff_entries(repo, ours, theirs)), verdict, check.content)
     if progress is not None:
         progress.done("checking runs", verdict.checked)
     return verdict
@@ -112,8 +139,36 @@ def validate_notes(repo: GitRepository, ours: str | None, theirs: str | None) ->
     verdict = Verdict()
     if theirs is None or theirs == ours:
         return verdict
-    _run(repo, _note_jobs(repo, diff_entries(repo, ours, theirs), verdict), verdict)
+    _run(repo, _note_jobs(repo, diff_entries(repo, ours, theirs), verdict), verdict,
+         lambda job, data: _note_lines(data, _where(job), verdict))
     return verdict
+
+
+# -- decoding -----------------------------------------------------------------------------
+class _Versioned(msgspec.Struct):
+    """Only a record's ``format_version``, which must be there (the models default it)."""
+
+    format_version: int
+
+
+_VERSION = msgspec.json.Decoder(_Versioned)
+_TYPED = {RunRecord: msgspec.json.Decoder(RunRecord), RunState: msgspec.json.Decoder(RunState)}
+
+
+def _decode_model(data: bytes, model: type, where: str, run_id: str = "") -> Any:
+    """``codec.decode(data, model, where)``, by msgspec's typed decoder (which checks the
+    types as it parses, building nothing twice) when the data is a JSON object with a
+    readable ``format_version`` and no tagged float; anything else takes
+    ``codec.decode``'s own path, for its rules and its messages (``where``, with
+    ``{}`` standing for the first 12 digits of ``run_id``)."""
+    if b"$float" not in data:
+        try:
+            version = _VERSION.decode(data).format_version
+            if 1 <= version <= FORMAT_VERSION:
+                return _TYPED[model].decode(data)
+        except msgspec.DecodeError:  # (a ValidationError too) said in codec.decode's words below
+            pass
+    return codec.decode(data, model, where.format(run_id[:12]))
 
 
 # -- the ledger, entry by entry -------------------------------------------------------
@@ -121,28 +176,26 @@ def _hex(text: str, length: int) -> bool:
     return len(text) == length and not text.strip("0123456789abcdef")
 
 
-def _decode(fn, verdict: Verdict):
-    try:
-        return fn()
-    except ProvError as exc:
-        verdict.add(str(exc))
-        return None
-
-
 class _RunDir:
     """The run directory whose entries are being listed."""
 
-    def __init__(self, prefix: str, where: str, new: bool) -> None:
+    __slots__ = ("deleted", "id", "new", "prefix", "present")
+
+    def __init__(self, prefix: str, run_id: str, new: bool) -> None:
         self.prefix = prefix
-        self.where = where
+        self.id = run_id
         self.new = new
         self.present: set[str] = set()
         self.deleted: set[str] = set()
 
+    @property
+    def where(self) -> str:
+        return f"run {self.id[:12]}"
+
 
 class _LedgerCheck:
     """Turns the listing of a ledger diff into problems found by name and mode, and
-    jobs for the blobs whose size and content are to be checked."""
+    jobs for the blobs whose size and content are to be checked (``content``)."""
 
     def __init__(self, repo: GitRepository, verdict: Verdict, progress: Progress | None,
                  ours: str | None = None) -> None:
@@ -157,28 +210,60 @@ class _LedgerCheck:
     def jobs(self, entries: Iterable[DiffEntry]) -> Iterator[_Job]:
         run: _RunDir | None = None
         skip: str | None = None  # below a directory already reported
+        problems, linked, added = self.verdict.problems, self.linked, self.verdict.added
+        # the shapes of the common entries, matched at once (anything else: field by field)
+        rest = self.fmt.hex_len - 2
+        link_path = re.compile(rf"commits/([0-9a-f]{{2}})/(\1[0-9a-f]{{{rest}}})/([0-9a-f]{{2}})/(\3[0-9a-f]{{{rest}}})\Z")
+        run_path = re.compile(rf"runs/([0-9a-f]{{2}})/(\1[0-9a-f]{{{rest}}})\Z")
         for entry in entries:
-            if self.verdict.full():
+            if len(problems) >= _MAX_REPORTED:
                 return
-            path = entry.path
-            if run is not None and not path.startswith(run.prefix):
+            status, mode, oid, path = entry
+            if run is not None:
+                if path.startswith(run.prefix):
+                    name = path[len(run.prefix):]
+                    if skip is not None and path.startswith(skip):
+                        continue
+                    if "/" not in name:  # the run directory's own entries: the common case first
+                        if status == "D":
+                            run.deleted.add(name)
+                            continue
+                        run.present.add(name)
+                        if name == "state" and mode == MODE_BLOB:
+                            yield _Job(oid, "state", run.id)
+                            continue
+                        if name == "record" and mode == MODE_BLOB and oid in linked and oid == run.id:
+                            continue  # read (and its size checked) as its commit's listing
+                    elif status == "D":
+                        continue
+                    found = self._entry(entry, path.split("/"), run)
+                    if found is False:
+                        skip = path + "/"
+                    elif found is not None and found is not True:
+                        yield found
+                    continue
                 self._finish(run)
                 run = None
             if skip is not None and path.startswith(skip):
                 continue
-            if entry.status == "D":
-                if run is not None and path.count("/") == 3:
-                    run.deleted.add(path.rsplit("/", 1)[1])
+            if status == "D":
                 continue  # a deletion adds nothing to validate
+            if mode == MODE_BLOB and (match := link_path.match(path)) and oid == match[4]:
+                linked.add(oid)  # a run's listing under its commit: its record
+                yield _Job(oid, "link", (path, match[2], oid))
+                continue
+            if mode == MODE_TREE and (match := run_path.match(path)):
+                if status == "A":
+                    added.append(match[2])
+                run = _RunDir(path + "/", match[2], status == "A")
+                continue
             parts = path.split("/")
             if parts[0] == "runs" and len(parts) == 3:
                 run = self._run_dir(entry, parts)
                 if run is None:
                     skip = path + "/"
                 continue
-            if run is not None and len(parts) == 4:
-                run.present.add(parts[3])
-            found = self._entry(entry, parts, run)
+            found = self._entry(entry, parts, None)
             if found is False:
                 skip = path + "/"
             elif found is not None and found is not True:
@@ -187,10 +272,12 @@ class _LedgerCheck:
             self._finish(run)
 
     def _finish(self, run: _RunDir) -> None:
-        missing = [name for name in ("record", "state")
-                   if (name not in run.present) if run.new or name in run.deleted]
-        if missing:
-            self.verdict.add(f"{run.where}: missing {missing[0]}")
+        present = run.present
+        if "record" not in present or "state" not in present:
+            missing = [name for name in ("record", "state")
+                       if (name not in present) if run.new or name in run.deleted]
+            if missing:
+                self.verdict.add(f"{run.where}: missing {missing[0]}")
         self.verdict.checked += 1
         if self.progress is not None:
             self.progress.update("checking runs", self.verdict.checked)
@@ -205,16 +292,16 @@ class _LedgerCheck:
             return None
         if entry.status == "A":
             self.verdict.added.append(run_id)
-        return _RunDir(entry.path + "/", f"run {run_id[:12]}", entry.status == "A")
+        return _RunDir(entry.path + "/", run_id, entry.status == "A")
 
     def _problem(self, message: str) -> bool:
         self.verdict.add(message)
         return False
 
-    def _blob(self, entry: DiffEntry, where: str, limit: int, check: Callable[[bytes, str], None] | None) -> _Job | bool:
+    def _blob(self, entry: DiffEntry, where: str, kind: str, arg: Any) -> _Job | bool:
         if entry.mode != MODE_BLOB:
             return self._problem(f"{where}: must be a regular file (mode {MODE_BLOB}), has mode {entry.mode}")
-        return _Job(entry.oid, where, limit, check)
+        return _Job(entry.oid, kind, arg)
 
     def _tree(self, entry: DiffEntry, where: str) -> bool:
         return True if entry.mode == MODE_TREE else self._problem(f"{where}: must be a directory")
@@ -230,7 +317,7 @@ class _LedgerCheck:
         """A job, True (fine), False (a problem: skip what is below), or None (fine, nothing to read)."""
         path, depth = entry.path, len(parts)
         if path == "format":
-            return self._blob(entry, "format", LIMITS["format"], self._format)
+            return self._blob(entry, "format", "format", "format")
         if parts[0] == "commits":
             return self._commits(entry, parts)
         if parts[0] != "runs":
@@ -250,9 +337,7 @@ class _LedgerCheck:
                     return self._problem(f"{where}: id does not match its record's content")
                 if name == "record" and entry.oid in self.linked:
                     return True  # read (and its size checked) as its commit's listing
-                check = {"record": self._record, "state": partial(self._state, run_id=parts[2]),
-                         "code.patch": None}[name]
-                return self._blob(entry, f"{where}/{name}", LIMITS[name], check)
+                return self._blob(entry, f"{where}/{name}", name, parts[2])
             if name in ("series", "observations", "artifacts", "summaries"):
                 return self._tree(entry, f"{where}/{name}")
             return self._problem(f"{where}: unexpected entry {name!r}")
@@ -260,20 +345,18 @@ class _LedgerCheck:
             if not self._key(parts[4], f"{where}/{name}"):
                 return False
             if name == "artifacts":
-                return self._blob(entry, f"{where}/artifacts/{parts[4]}", LIMITS["artifact"], None)
+                return self._blob(entry, f"{where}/artifacts/{parts[4]}", "artifact", f"{where}/artifacts/{parts[4]}")
             return self._tree(entry, f"{where}/{name}/{parts[4]}")
         if depth == 6 and name in ("series", "observations"):
             chunk_path = f"{where}/{name}/{parts[4]}/{parts[5]}"
             if not _CHUNK_NAME.match(parts[5]):
                 return self._problem(f"{chunk_path}: not a chunk name (<writer>-<seq>)")
-            decode = decode_metric_chunk if name == "series" else decode_observation_chunk
-            return self._blob(entry, chunk_path, LIMITS["chunk"], lambda data, where: self._chunk(decode, data, where))
+            return self._blob(entry, chunk_path, name, chunk_path)
         if depth == 6 and name == "summaries":
             summary_path = f"{where}/summaries/{parts[4]}/{parts[5]}"
             if not _WRITER.match(parts[5]):
                 return self._problem(f"{summary_path}: not a summary name (<writer>)")
-            return self._blob(entry, summary_path, LIMITS["summary"],
-                              lambda data, where: self._chunk(decode_metric_summary, data, where))
+            return self._blob(entry, summary_path, "summaries", summary_path)
         return self._problem(f"{where}: unexpected entry {'/'.join(parts[3:])[:120]!r}")
 
     def _commits(self, entry: DiffEntry, parts: list[str]) -> _Job | bool:
@@ -290,48 +373,58 @@ class _LedgerCheck:
         if entry.oid != parts[4]:
             return self._problem(f"{path}: names blob {entry.oid[:12]}, not the record of run {parts[4][:12]}")
         self.linked.add(entry.oid)
-        commit, run_id = parts[2], parts[4]
-        return self._blob(entry, path, LIMITS["record"], lambda data, where: self._link(data, where, commit, run_id))
+        return self._blob(entry, path, "link", (path, parts[2], parts[4]))
 
     # -- content checks (on the thread reading git's answers) --------------------------
-    def _format(self, data: bytes, where: str) -> None:
-        _decode(lambda: codec.decode(data, dict, "ledger format marker"), self.verdict)
+    def content(self, job: _Job, data: bytes) -> None:
+        """Check the content of ``job``'s blob (problems to the verdict)."""
+        kind = job.kind
+        try:
+            if kind == "state":
+                self._state(data, job.arg)
+            elif kind == "link":
+                self._link(data, *job.arg)
+            elif kind == "record":
+                self._record(data, _where(job))
+            elif kind == "series" or kind == "observations":
+                self._chunk(decode_metric_chunk if kind == "series" else decode_observation_chunk, data, job.arg)
+            elif kind == "summaries":
+                self._chunk(decode_metric_summary, data, job.arg)
+            elif kind == "format":
+                codec.decode(data, dict, "ledger format marker")
+        except ProvError as exc:
+            self.verdict.add(str(exc))
 
     def _record(self, data: bytes, where: str) -> None:
-        record = _decode(lambda: codec.decode(data, RunRecord, where), self.verdict)
-        if record is None:
-            return
-        self._local_rules(where, lambda: check_record_values(record))
+        record = _decode_model(data, RunRecord, where)
+        self._local_rules(where, "", check_record_values, record)
         if record.code.commit:
             self.verdict.pinned.add(record.code.commit)
 
-    def _local_rules(self, where: str, check: Callable[[], None]) -> None:
-        """Remote data obeys the limits of the local API calls that make it."""
+    def _local_rules(self, where: str, run_id: str, check, value) -> None:
+        """Remote data obeys the limits of the local API calls that make it (``where``
+        as in ``_decode_model``)."""
         try:
-            check()
+            check(value)
         except ProvError as exc:
-            self.verdict.add(f"{where}: {exc} (refused as a local call would be)")
+            self.verdict.add(f"{where.format(run_id[:12])}: {exc} (refused as a local call would be)")
 
     def _link(self, data: bytes, path: str, commit: str, run_id: str) -> None:
-        record = _decode(lambda: codec.decode(data, RunRecord, f"record of run {run_id[:12]}"), self.verdict)
-        if record is None:
-            return
-        self._local_rules(f"run {run_id[:12]}/record", lambda: check_record_values(record))
+        record = _decode_model(data, RunRecord, "record of run {}", run_id)
+        self._local_rules("run {}/record", run_id, check_record_values, record)
         if record.code.commit != commit:
             self.verdict.add(f"{path}: run {run_id[:12]} was made at commit {str(record.code.commit)[:12]}, "
                              f"not {commit[:12]}")
         else:
             self.verdict.pinned.add(commit)
 
-    def _state(self, data: bytes, where: str, run_id: str) -> None:
-        state = _decode(lambda: codec.decode(data, RunState, where), self.verdict)
-        if state is None:
-            return
-        self._local_rules(where, lambda: check_state_values(state))
-        mine = self._our_state(run_id)
+    def _state(self, data: bytes, run_id: str) -> None:
+        state = _decode_model(data, RunState, "run {}/state", run_id)
+        self._local_rules("run {}/state", run_id, check_state_values, state)
+        mine = self._our_state(run_id) if self.ours is not None else None
         if mine is not None:
             for problem in rewrites_of(mine, state):
-                self.verdict.add(f"{where}: {problem}")
+                self.verdict.add(f"run {run_id[:12]}/state: {problem}")
 
     def _our_state(self, run_id: str) -> RunState | None:
         """This clone's state of ``run_id``, or None (a run new here, or unreadable: the
@@ -370,112 +463,167 @@ def _note_jobs(repo: GitRepository, entries: Iterable[DiffEntry], verdict: Verdi
         if len(commit) != hex_len or not all(len(p) == 2 for p in entry.path.split("/")[:-1]):
             continue  # not a note (git notes ignores it too)
         verdict.checked += 1
-        where = f"note of {commit[:12]}"
-        yield _Job(entry.oid, where, LIMITS["note"], lambda data, w: _note_lines(data, w, verdict))
+        yield _Job(entry.oid, "note", commit)
 
 
 def _note_lines(data: bytes, where: str, verdict: Verdict) -> None:
     for i, line in enumerate(split_note(data), 1):
-        _decode(lambda ln=line, w=f"{where}, line {i}": codec.decode_note_line(ln, w), verdict)
+        try:
+            codec.decode_note_line(line, f"{where}, line {i}")
+        except ProvError as exc:
+            verdict.add(str(exc))
 
 
 # -- the pipeline ------------------------------------------------------------------------
-def _run(repo: GitRepository, jobs: Iterator[_Job], verdict: Verdict) -> None:
-    """Size every job's blob, then read and check the ones that have a check.
+def _run(repo: GitRepository, jobs: Iterator[_Job], verdict: Verdict, check) -> None:
+    """Check every job's blob: its size, then (``check(job, content)``) its content.
 
-    Three stages, each on its own thread: listing the jobs and asking ``git cat-file
-    --batch-check`` for their sizes; reading the sizes and asking ``git cat-file --batch``
-    for the blobs within their limits that are decoded; reading those and checking them
-    (this thread). Each stage waits only on the pipe before it, whose size bounds what
-    is in flight."""
-    sizer = catfile.start(repo, check=True, config=_WIDE)
-    reader = catfile.start(repo, config=(*_WIDE, "-c", "core.deltaBaseCacheLimit=256m")) if sizer is not None else None
-    if sizer is None or reader is None:
-        if sizer is not None:
-            _stop(sizer)
+    The blobs that are decoded go to one ``git cat-file --batch``, whose header gives
+    the size before the content: within its limit the content is read and checked,
+    over it the content is passed over in pieces, never held. Blobs checked by size
+    alone go to a ``git cat-file --batch-check`` (started for the first of them). A
+    thread lists the jobs and writes the requests, another reads the sizes, this one
+    reads and checks the contents; each waits only on the pipe before it, whose size
+    bounds what is in flight."""
+    reader = catfile.start(repo, config=(*_WIDE, "-c", "core.deltaBaseCacheLimit=256m"))
+    if reader is None:
         raise DataError("cannot validate fetched provenance: git cat-file cannot be started")
-    sized: deque[_Job] = deque()
     wanted: deque[_Job] = deque()
+    sized: deque[_Job] = deque()
+    sizer: list[Any] = []  # the --batch-check process, once started
     failures: list[BaseException] = []
     stop = threading.Event()
+    threads: list[threading.Thread] = []
 
-    def ask_sizes() -> None:
+    def start_sizer() -> Any:
+        proc = catfile.start(repo, check=True, config=_WIDE)
+        if proc is None:
+            raise DataError("cannot validate fetched provenance: git cat-file cannot be started")
+        sizer.append(proc)
+        thread = threading.Thread(target=check_sizes, args=(proc,), name="prov-validate-size", daemon=True)
+        threads.append(thread)
+        thread.start()
+        return proc
+
+    def ask() -> None:
+        write = reader.stdin.write
+        size_only = None
         try:
             for job in jobs:
                 if stop.is_set():
                     break
-                sized.append(job)
-                sizer.stdin.write(job.oid.encode() + b"\n")
+                if job.kind in _SIZED:
+                    size_only = size_only or start_sizer()
+                    sized.append(job)
+                    size_only.stdin.write(job.oid.encode() + b"\n")
+                else:
+                    wanted.append(job)
+                    write(job.oid.encode() + b"\n")
         except (OSError, ValueError):
-            pass  # git stopped: the sizes read so far are all there will be
+            pass  # git stopped: the answers read so far are all there will be
         except BaseException as exc:  # noqa: BLE001 - re-raised on the calling thread
             failures.append(exc)
         finally:
             close = getattr(jobs, "close", None)
             if close is not None:
                 close()  # a listing left unfinished stops its git
-            with contextlib.suppress(OSError, ValueError):
-                sizer.stdin.close()
+            for proc in (reader, *sizer):
+                with contextlib.suppress(OSError, ValueError):
+                    proc.stdin.close()
 
-    def check_sizes() -> None:
+    def check_sizes(proc) -> None:
         try:
-            while not stop.is_set():
-                header = catfile.read_header(sizer.stdout)
+            while True:  # to the end of git's answers (a killed git's end too)
+                header = catfile.read_header(proc.stdout)
                 if header is None:
                     break
-                job = sized.popleft()
-                if header.type is None:
-                    verdict.add(f"{job.where}: object {job.oid} is missing")
-                elif header.type != "blob":
-                    verdict.add(f"{job.where}: is a {header.type}, must be a regular file")
-                elif header.size > job.limit:
-                    verdict.add(f"{job.where}: {header.size:,} bytes, more than the {job.limit:,} accepted")
-                elif job.check is not None:
-                    wanted.append(job)
-                    reader.stdin.write(job.oid.encode() + b"\n")
+                _sized(sized.popleft(), header, verdict)
         except (OSError, ValueError):
             pass
         except BaseException as exc:  # noqa: BLE001
             failures.append(exc)
-        finally:
-            with contextlib.suppress(OSError, ValueError):
-                reader.stdin.close()
 
-    threads = [threading.Thread(target=ask_sizes, name="prov-validate-list", daemon=True),
-               threading.Thread(target=check_sizes, name="prov-validate-size", daemon=True)]
-    for thread in threads:
-        thread.start()
+    lister = threading.Thread(target=ask, name="prov-validate-list", daemon=True)
+    lister.start()
     finished = False
     try:
+        stdout = reader.stdout
+        readline, read = stdout.readline, stdout.read
         while True:
-            header = catfile.read_header(reader.stdout)
-            if header is None:
+            line = readline()
+            parts = line.split()
+            if len(parts) == 3 and parts[1] == b"blob" and line.endswith(b"\n") and parts[2].isdigit():
+                job, size = wanted.popleft(), int(parts[2])  # the common answer, read at once
+                within = size <= LIMITS[_LIMIT_OF[job.kind]] or _sized(job, catfile.Header(job.oid, "blob", size),
+                                                                       verdict)
+            else:
+                header = catfile.parse_header(line)
+                if header is None:
+                    break
+                job, size = wanted.popleft(), header.size
+                within = _sized(job, header, verdict)  # missing, not a blob, or too big: a problem
+                if header.type is None:
+                    continue  # nothing follows "<oid> missing"
+            if not within:  # passed over unread, a piece at a time
+                if not _pass_over(read, size + 1):
+                    break
+                continue
+            data = read(size + 1)
+            if len(data) != size + 1:
+                verdict.add(f"{_where(job)}: object {job.oid} is missing")
                 break
-            job = wanted.popleft()
-            data = reader.stdout.read(header.size + 1) if header.type is not None else b""
-            if len(data) != header.size + 1:
-                verdict.add(f"{job.where}: object {job.oid} is missing")
-                break
-            job.check(data[:-1], job.where)  # type: ignore[misc]
-            if verdict.full():
+            check(job, data[:-1])
+            if len(verdict.problems) >= _MAX_REPORTED:
                 break
         finished = not verdict.full()
     finally:
         stop.set()
-        for proc in (sizer, reader):
-            _stop(proc, kill=not finished)
+        if not finished:
+            _kill(reader, *sizer)
+        lister.join()  # it closes the processes' input: they finish what they were asked
+        if not finished:
+            _kill(*sizer)  # one started meanwhile
         for thread in threads:
             thread.join()
+        for proc in (reader, *sizer):
+            _stop(proc)
     if failures:
         raise failures[0]
     if finished and (sized or wanted) and not verdict.full():
         raise DataError("cannot validate fetched provenance: git cat-file stopped answering")
 
 
-def _stop(proc, kill: bool = True) -> None:
-    if kill:
+def _sized(job: _Job, header: catfile.Header, verdict: Verdict) -> bool:
+    """Whether ``job``'s blob is there, a blob, and within its limit (else a problem)."""
+    limit = LIMITS[_LIMIT_OF[job.kind]]
+    if header.type is None:
+        verdict.add(f"{_where(job)}: object {job.oid} is missing")
+    elif header.type != "blob":
+        verdict.add(f"{_where(job)}: is a {header.type}, must be a regular file")
+    elif header.size > limit:
+        verdict.add(f"{_where(job)}: {header.size:,} bytes, more than the {limit:,} accepted")
+    else:
+        return True
+    return False
+
+
+def _pass_over(read, size: int) -> bool:
+    """Read ``size`` bytes and drop them, a piece at a time (False: the output ended first)."""
+    while size > 0:
+        piece = read(min(size, _SKIP))
+        if not piece:
+            return False
+        size -= len(piece)
+    return True
+
+
+def _kill(*procs) -> None:
+    for proc in procs:
         with contextlib.suppress(OSError):
             proc.kill()
+
+
+def _stop(proc) -> None:
     for pipe in (proc.stdin, proc.stdout):
         with contextlib.suppress(OSError, ValueError):
             pipe.close()

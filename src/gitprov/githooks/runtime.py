@@ -35,13 +35,16 @@ if TYPE_CHECKING:
     from ..store.prov_store import ProvStore
     from ..store.repo import GitRepository
 
-__all__ = ["FAILURE_LOG", "STRICT_EXIT", "is_strict", "read_failures", "run"]
+__all__ = ["FAILURE_LOG", "PUSHED_REFS", "STRICT_EXIT", "is_strict", "read_failures", "run"]
 
 #: Under ``.git/prov/``: one JSON object per line per failed hook run.
 FAILURE_LOG = "hook-failures.log"
 #: What ``run`` returns when strict mode turns a failure into a failing hook.
 STRICT_EXIT = 1
 _LOG_LIMIT = 256 * 1024
+#: the refs the pre-push hook carries (``exchange.remote.EXCHANGED_REFS``, named here
+#: so that a failure to import it can still be kept in the outbox)
+PUSHED_REFS = ("refs/prov/ledger", "refs/notes/prov")
 _CHERRY_TRAILER = r"\(cherry picked from commit ([0-9a-f]{40}|[0-9a-f]{64})\)"
 
 
@@ -53,6 +56,8 @@ class _Context:
         self.args = args
         self.stdin = stdin
         self.store: ProvStore | None = None
+        #: pre-push: ``push()`` was called (it keeps its own failures in the outbox)
+        self.pushing = False
 
     def open(self) -> ProvStore:
         """The repository's provenance store, journals of dead run writers folded in."""
@@ -231,7 +236,32 @@ def pre_push(ctx: _Context) -> None:
         return  # nothing to carry
     if pushed and all(r in EXCHANGED_REFS or r.startswith(("refs/prov/", "refs/notes/")) for r in pushed):
         return  # this push already is a provenance push
+    ctx.pushing = True
     push(store.git, remote)
+
+
+def _keep_pending(ctx: _Context, reason: str) -> None:
+    """A pre-push hook that failed before ``push()`` ran (the repository could not be
+    opened, a crashed run could not be folded in, ...): remember the push in the outbox
+    as ``push()`` does, so the next ``git push`` or ``prov push`` retries it."""
+    remote = ctx.args[0] if ctx.args else os.environ.get("PRE_COMMIT_REMOTE_NAME", "")
+    if not remote:
+        return
+    try:
+        from ..exchange import outbox
+        from ..store.repo import GitRepository
+
+        git = ctx.store.git if ctx.store is not None else GitRepository.open(os.getcwd())
+        tips = {}
+        for ref in PUSHED_REFS:
+            try:
+                if oid := git.refs.read(ref):
+                    tips[ref] = oid
+            except Exception:  # noqa: BLE001 - an unreadable ref: the entry names what could be read
+                pass
+        outbox.record(git, remote, reason, tips)
+    except Exception:  # noqa: BLE001 - the failure log and the stderr line still tell the user
+        pass
 
 
 _HANDLERS: dict[str, Callable[[_Context], None]] = {
@@ -338,7 +368,9 @@ def _fail(ctx: _Context, exc: BaseException) -> int:
         strict = is_strict(git, git.work_tree if git else None)
     verb = "pushed" if ctx.name == "pre-push" else "captured"
     suffix = " (strict mode: the hook fails)" if strict else ""
-    if ctx.name == "pre-push" and not isinstance(exc, UsageError):  # push() kept it in the outbox
+    if ctx.name == "pre-push" and not isinstance(exc, UsageError):  # kept in the outbox
+        if not ctx.pushing:  # (push() keeps its own failures there)
+            _keep_pending(ctx, reason)
         suffix += "; it stays pending: the next 'git push' or 'prov push' retries it ('prov status' lists it)"
     print(f"prov: provenance not {verb}: {reason}{suffix}", file=sys.stderr)
     entry: dict[str, Any] = {

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import subprocess
     from typing import BinaryIO
 
-__all__ = ["BOUNDED", "Header", "read_header", "start"]
+__all__ = ["BOUNDED", "Header", "parse_header", "read_header", "start"]
 
 #: git maps a pack into memory a window at a time and keeps the windows it used (8 GiB
 #: of them by default): reading every object maps the whole pack, which counts in git's
@@ -58,7 +58,11 @@ def start(repo: GitRepository, *, check: bool = False, buffered: bool = True,
 def read_header(stdout: BinaryIO) -> Header | None:
     """The next answer's header; None at the end of git's output (all answered, or git
     stopped: it could not read the repository, or died)."""
-    line = stdout.readline()
+    return parse_header(stdout.readline())
+
+
+def parse_header(line: bytes) -> Header | None:
+    """An answer's header from its line (None: not a whole line, git's output ended)."""
     if not line.endswith(b"\n"):
         return None
     parts = line.split()

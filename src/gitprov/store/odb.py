@@ -322,7 +322,11 @@ class DiskObjectDatabase(ObjectDatabase):
                 self.durability.sync(fd, LOOSE_OBJECT)
             finally:
                 os.close(fd)
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except FileNotFoundError:  # a repack (ours, detached, or git's) pruned the emptied folder
+                os.makedirs(folder, exist_ok=True)
+                os.replace(tmp, path)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.remove(tmp)
