@@ -87,7 +87,7 @@ class Ledger:
         (an entry that is not a directory is for ``prov verify`` to name)."""
         for _, shard in sorted(self.list_dir("runs", tip).items()):
             if shard.is_tree:
-                yield from sorted(read_tree(self.repo.odb, shard.oid).items())
+                yield from sorted(read_tree(self.repo.odb, shard.oid, keep=False).items())
 
     def run_ids(self, tip: str | None = None) -> Iterator[str]:
         return (run_id for run_id, _ in self.run_entries(tip))
@@ -97,7 +97,7 @@ class Ledger:
         ids = []
         for shard in self.list_dir(commit_runs_dir(commit), tip).values():
             if shard.is_tree:
-                ids.extend(name for name, e in read_tree(self.repo.odb, shard.oid).items() if not e.is_tree)
+                ids.extend(name for name, e in read_tree(self.repo.odb, shard.oid, keep=False).items() if not e.is_tree)
         return sorted(ids)
 
     def apply(self, changes: dict[str, bytes | str | None], message: str,
