@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
+from itertools import chain
 from typing import Any
 
-__all__ = ["emit_json", "emit_json_array", "render_log", "render_show"]
+__all__ = ["emit_json", "emit_json_array", "emit_json_with", "render_log", "render_show"]
 
 
 def emit_json(obj: Any) -> None:
@@ -35,6 +36,34 @@ def emit_json_array(items: Iterable[Any]) -> None:
         out.flush()
         opening = ",\n  "
     out.write("[]\n" if opening == "[\n  " else "\n]\n")
+
+
+def emit_json_with(doc: dict[str, Any], key: str, items: Iterable[Any]) -> None:
+    """Print ``doc`` with ``doc[key]`` = the list of ``items``, the same text as
+    ``emit_json``, each item written as it comes (never the whole list in memory)."""
+    import msgspec
+
+    from .. import codec
+
+    items = iter(items)
+    first = next(items, _END)
+    if first is _END:
+        emit_json({**doc, key: []})
+        return
+    mark = "\x00items\x00"
+    text = msgspec.json.encode(codec.to_output({**doc, key: [mark]}), order="sorted")
+    head, _, tail = msgspec.json.format(text, indent=2).decode("utf-8").partition(msgspec.json.encode(mark).decode())
+    out = sys.stdout
+    out.write(head)
+    for i, item in enumerate(chain([first], items)):
+        # an item's own lines, indented to its place: JSON strings hold no raw newline
+        pad = "\n" + head[head.rindex("\n") + 1:]
+        item_text = msgspec.json.format(msgspec.json.encode(codec.to_output(item), order="sorted"), indent=2)
+        out.write(("," + pad if i else "") + item_text.decode("utf-8").replace("\n", pad))
+    out.write(tail + "\n")
+
+
+_END = object()
 
 
 def _size(n: int) -> str:
