@@ -377,3 +377,19 @@ def test_a_wide_frontier_asked_in_chunks_gives_the_graph_of_one_ask(monkeypatch)
     assert len(graph_nodes) == n + 1 and len(graph_edges) == len(set(edges))
     assert depths["model:base@1"] == 0 and {depths[f"run:{i:04d}"] for i in range(n)} == {1}
     assert ["run:0001"] in cycles and all(len(c) > 1 for c in cycles if c != ["run:0001"])
+
+
+def test_a_lazy_traversal_walks_when_first_used_and_prints_its_title_before():
+    from gitprov.index.graph import MemoryEdges, traverse
+
+    nodes = {f"run:{i}": {"kind": "run", "label": f"run {i}", "missing": False, "deleted": False} for i in range(4)}
+    source = MemoryEdges(nodes, [("run:0", "run:1", ""), ("run:1", "run:2", ""), ("run:2", "run:0", "")])
+    asked = []
+    edges = source.edges
+    source.edges = lambda frontier, forward: asked.append(frontier) or edges(frontier, forward)  # type: ignore[method-assign]
+    graph = traverse(source, ["run:0"], "downstream", lazy=True)
+    lines = graph.lines("text")
+    assert next(lines) == "lineage of run 0 (downstream)" and asked == []
+    assert list(lines)[-1] == "cycle: run 0 -> run 1 -> run 2 -> run 0" and asked
+    eager = traverse(source, ["run:0"], "downstream")
+    assert eager.cycles == graph.cycles == [["run:0", "run:1", "run:2"]] and eager.render() == graph.render()

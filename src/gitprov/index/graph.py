@@ -79,14 +79,29 @@ class LineageGraph:
     ``edges``, ``depths`` and ``to_json()`` build the whole graph in memory when asked."""
 
     def __init__(self, roots: list[str], direction: str, depth: int | None, graph: _GraphFile,
-                 cycles: list[list[str]]) -> None:
+                 finish: Callable[[], list[list[str]]]) -> None:
         self.roots = roots
         self.direction = direction
         self.depth = depth
-        self.cycles = cycles
-        self._graph = graph
+        self._file = graph
+        self._finish: Callable[[], list[list[str]]] | None = finish
+        self._cycles: list[list[str]] = []
         self._nodes: dict[str, dict[str, Any]] | None = None
         self._edges: list[tuple[str, str, str]] | None = None
+
+    @property
+    def _graph(self) -> _GraphFile:
+        """The traversed graph (a lazy traversal is finished on first use)."""
+        if self._finish is not None:
+            finish, self._finish = self._finish, None
+            self._cycles = finish()
+        return self._file
+
+    @property
+    def cycles(self) -> list[list[str]]:
+        """The strongly connected components met (sorted node ids each), sorted."""
+        self._graph  # noqa: B018 - finishes a lazy traversal
+        return self._cycles
 
     @property
     def nodes(self) -> dict[str, dict[str, Any]]:
@@ -138,12 +153,12 @@ class LineageGraph:
         raise UsageError(f"lineage format must be one of {', '.join(FORMATS)}, not {fmt!r}")
 
     def _label(self, node: str) -> str:
-        return _label_of(self._graph.info(self._graph.id_of(node)))
+        return _label_of(self._file.info(self._file.id_of(node)))  # the roots: known before the traversal
 
     def _text(self) -> Iterator[str]:
-        graph = self._graph
         yield (f"lineage of {', '.join(self._label(r) for r in self.roots)} ({self.direction}"
                + (f", depth {self.depth})" if self.depth is not None else ")"))
+        graph = self._graph
         cycle_of = {graph.id_of(node): i for i, cycle in enumerate(self.cycles) for node in cycle}
         roots = [graph.id_of(r) for r in self.roots]
         for label, forward in (("upstream", False), ("downstream", True)):
@@ -303,11 +318,13 @@ def build_graph(nodes: dict[str, dict[str, Any]], edges: list[tuple[str, str, st
 _FRONTIER_CHUNK = 512
 
 
-def traverse(source: EdgeSource, roots: list[str], direction: str = "both", depth: int | None = None) -> LineageGraph:
+def traverse(source: EdgeSource, roots: list[str], direction: str = "both", depth: int | None = None, *,
+             lazy: bool = False) -> LineageGraph:
     """Breadth-first from ``roots``, one frontier at a time: what is reachable within
     ``depth`` steps, the edges followed, and the cycles among them. Nodes and edges go
     to a ``_GraphFile`` as they are found, each node's label asked for once, when it
-    is first met."""
+    is first met. ``lazy``: the roots are looked up now, the rest when the graph is
+    first used (``prov lineage`` prints its title line first)."""
     if direction not in DIRECTIONS:
         raise UsageError(f"direction must be one of {', '.join(DIRECTIONS)}, not {direction!r}")
     if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
@@ -324,6 +341,16 @@ def traverse(source: EdgeSource, roots: list[str], direction: str = "both", dept
 
     for r in roots_ids.values():
         reach(r, 0)
+    graph_of = LineageGraph(roots, direction, depth, graph,
+                            lambda: _walk(source, graph, roots, roots_ids, direction, depth, depths, reach))
+    if not lazy:
+        graph_of.cycles  # noqa: B018 - the traversal, now
+    return graph_of
+
+
+def _walk(source: EdgeSource, graph: _GraphFile, roots: list[str], roots_ids: dict[str, int], direction: str,
+          depth: int | None, depths: array, reach: Callable[[int, int], None]) -> list[list[str]]:
+    """``traverse``'s breadth-first walks, into ``graph``; returns the cycles."""
     for name, forward in (("downstream", True), ("upstream", False)):
         if direction not in (name, "both"):
             continue
@@ -351,7 +378,7 @@ def traverse(source: EdgeSource, roots: list[str], direction: str = "both", dept
                         following.append(nxt)
             frontier = following
     graph.finish(depths)
-    return LineageGraph(roots, direction, depth, graph, _cycles(graph))
+    return _cycles(graph)
 
 
 class _GraphFile:
