@@ -47,7 +47,7 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _harness as h  # noqa: E402
-from bench_storage import ledger_repo  # noqa: E402
+from bench_storage import ledger_repo, own_peak  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
@@ -57,17 +57,6 @@ TARGET_RSS, TARGET_FIRST = 100.0, 0.200
 
 
 # -- one process -------------------------------------------------------------------------
-
-
-def _hwm(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def _children(pid: int) -> list[int]:
@@ -104,9 +93,9 @@ def run_tree(argv: list[str], cwd: str, env: dict[str, str], ok: tuple[int, ...]
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
-        own = max(own, _hwm(proc.pid))
+        own = max(own, own_peak(proc.pid))
         for child in _children(proc.pid):
-            kids = max(kids, _hwm(child))
+            kids = max(kids, own_peak(child))
         time.sleep(0.02)
     total = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)

@@ -17,6 +17,7 @@ from gitprov.cli.app import cli
 from gitprov.errors import DataError
 from gitprov.sync.engine import Plan
 from gitprov.sync.state import SyncState, state_keys
+from tests.sync.test_watch import total_rows
 
 KEY = "mlflow-example-0123456789ab"
 
@@ -149,14 +150,6 @@ def test_emit_json_with_writes_the_text_of_emit_json(monkeypatch: pytest.MonkeyP
             emit(*args)
             outputs.append(buf.getvalue())
         assert outputs[0] == outputs[1]
-
-
-def total_rows(db: Path) -> int:
-    con = sqlite3.connect(db)
-    try:
-        return sum(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("runs", "tags", "metrics", "params"))
-    finally:
-        con.close()
 
 
 def _invoke(cwd: Path, monkeypatch: pytest.MonkeyPatch, *args: str):
