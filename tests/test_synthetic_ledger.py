@@ -92,3 +92,43 @@ def test_show_reads_many_runs_at_one_commit_in_bulk(make_repo):
     assert sorted(link.run for link in shown) == sorted(ids)
     assert [link.created for link in shown] == sorted(link.created for link in shown)
     assert all(link.name for link in shown)
+
+
+def test_prov_show_prints_many_runs_as_it_reads_them_with_the_text_of_the_api(make_repo, monkeypatch):
+    """``prov show`` (the fast path and click's) reads the runs of a big sweep lazily,
+    sorted on disk, and prints exactly what rendering the whole ``Repository.show``
+    prints, text and JSON; a run listed but missing from the ledger is named on stderr."""
+    import io
+    from contextlib import redirect_stdout
+
+    from click.testing import CliRunner
+
+    from gitprov.cli import render
+    from gitprov.cli.app import cli
+    from gitprov.index.reading import BULK_MIN
+    from gitprov.provenance import ListedRuns
+    from gitprov.store.ledger import run_dir
+
+    repo = make_repo()
+    repo.commit("code")
+    ids = build_ledger(str(repo.path), BULK_MIN + 60, seed=9).run_ids
+    prov = gitprov.Repository(repo.path)
+    gone = sorted(ids)[BULK_MIN // 3]
+    prov.ledger.apply({run_dir(gone): None}, "test: a run lost from runs/ but still listed")
+    eager = prov.show("HEAD")
+    assert len(eager.runs) == len(ids) - 1 and eager.problems and gone[:12] in eager.problems[0]
+    lazy = prov.show("HEAD", lazy=True)
+    assert isinstance(lazy.runs, ListedRuns) and list(lazy.runs) == eager.runs and lazy.schema == eager.schema
+    lazy.runs.close()
+    text = render.render_show(eager) + "\n"
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        render.emit_json(eager)
+    for args, expected in ((["show"], text), (["show", "--json"], buf.getvalue())):  # the fast path
+        proc = run_prov(repo.path, *args)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == expected
+        assert f"{run_dir(gone)}: listed under its commit but not in the ledger" in proc.stderr
+    monkeypatch.chdir(repo.path)
+    result = CliRunner().invoke(cli, ["show", "HEAD", "--json"])  # click's path
+    assert result.exit_code == 0 and result.stdout == buf.getvalue()

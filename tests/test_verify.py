@@ -3,6 +3,8 @@ reports (tampered notes through the CLI: tests/test_schema.py)."""
 
 from __future__ import annotations
 
+import pytest
+
 import gitprov
 from gitprov.store.ledger import run_dir, run_link_path
 from gitprov.store.prov_store import ProvStore
@@ -155,24 +157,30 @@ def test_a_note_on_a_missing_commit_is_a_warning_with_the_prune_command(make_rep
     assert any("git notes --ref=prov prune" in w and ghost[:12] in w for w in report.warnings)
 
 
-def test_a_big_ledger_is_read_in_bulk_and_a_broken_run_in_it_is_named(make_repo) -> None:
-    """Past ``BULK_MIN`` runs verify reads through one git cat-file; a run it cannot
-    read there is read alone, named, and the runs after it are still checked."""
+@pytest.mark.parametrize("page", [None, "BULK_MIN"])
+def test_a_big_ledger_is_read_in_bulk_and_a_broken_run_in_it_is_named(make_repo, monkeypatch, page) -> None:
+    """Past ``BULK_MIN`` runs verify reads through git cat-file, a page at a time; a run
+    it cannot read there is read alone, named, and the runs after it (in its page and
+    the next) are still checked."""
     from synthetic_ledger import build_ledger
 
+    import gitprov.verify
     from gitprov.index.reading import BULK_MIN
 
+    if page is not None:  # pages of BULK_MIN runs: 200, 200 (both through git) and 50
+        monkeypatch.setattr(gitprov.verify, "_PAGE", BULK_MIN)
+    count = 2 * BULK_MIN + 50
     raw = make_repo()
     raw.commit("code")
-    ids = build_ledger(str(raw.path), BULK_MIN + 50, seed=3).run_ids
+    ids = build_ledger(str(raw.path), count, seed=3).run_ids
     repo = gitprov.Repository(raw.path)
-    broken = sorted(ids)[BULK_MIN // 2]
-    repo.ledger.apply({f"{run_dir(broken)}/state": None}, "test: drop a state")
+    for broken in (sorted(ids)[BULK_MIN // 2], sorted(ids)[BULK_MIN + BULK_MIN // 2]):
+        repo.ledger.apply({f"{run_dir(broken)}/state": None}, "test: drop a state")
     report = verify_repository(repo.store)
-    assert report.runs == BULK_MIN + 50
+    assert report.runs == count
     assert report.ok, report.problems  # a run without a state: its record still checks out
     wrong = sorted(ids)[-1]
     repo.ledger.apply({f"{run_dir(wrong)}/record": b'{"format_version":2}'}, "test: a forged record")
     report = verify_repository(repo.store)
-    assert report.runs == BULK_MIN + 50
+    assert report.runs == count
     assert report.problems == [f"run {wrong[:12]}: id does not match its record's content"]

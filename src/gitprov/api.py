@@ -108,14 +108,16 @@ class Repository:
 
         return note_records(self.store, commit, notes_tip)
 
-    def show(self, rev: str = "HEAD") -> CommitProvenance:
-        """What produced the commit ``rev`` and which runs used it."""
+    def show(self, rev: str = "HEAD", *, lazy: bool = False) -> CommitProvenance:
+        """What produced the commit ``rev`` and which runs used it. ``lazy``: ``runs`` is
+        a ``provenance.ListedRuns`` (iterable, sized), read when first used and, when
+        many, sorted on disk rather than held (``prov show`` of a 100,000-run sweep)."""
         from .provenance import commit_provenance
 
         if isinstance(rev, str) and (".." in rev or rev.startswith("^")):
             raise UsageError(f"show takes one revision, not a range ({rev!r}); for every commit of a range use: "
                              f"prov log {rev}")
-        return commit_provenance(self.store, self.git.resolve(rev))
+        return commit_provenance(self.store, self.git.resolve(rev), lazy=lazy)
 
     def log(self, spec: str | None = None, limit: int | None = None) -> list[CommitProvenance]:
         """Provenance of each commit in ``spec`` (``A..B``, a rev; default HEAD), newest first."""

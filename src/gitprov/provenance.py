@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -15,7 +16,7 @@ from .store.notes import NOTES_REF
 if TYPE_CHECKING:
     from .store.prov_store import ProvStore
 
-__all__ = ["BULK_RUNS", "CommitProvenance", "commit_provenance", "history_provenance", "note_records"]
+__all__ = ["BULK_RUNS", "CommitProvenance", "ListedRuns", "commit_provenance", "history_provenance", "note_records"]
 
 #: from this many runs at a commit on, their records are read through git cat-file
 #: (``index.reading.BULK_MIN``; that module, which starts threads and git, is imported
@@ -68,8 +69,10 @@ def note_records(store: ProvStore, commit: str, notes_tip: str | None = None,
 
 
 def commit_provenance(store: ProvStore, commit: str, notes_tip: str | None = None,
-                      ledger_tip: str | None = None) -> CommitProvenance:
-    """The provenance of the commit id ``commit``."""
+                      ledger_tip: str | None = None, *, lazy: bool = False) -> CommitProvenance:
+    """The provenance of the commit id ``commit``. ``lazy``: its ``runs`` are a
+    ``ListedRuns``, read when first asked for and, when many, sorted on disk, so a
+    caller can print the commit before them and never hold them all (``prov show``)."""
     info = store.git.read_commit(commit)
     prov = CommitProvenance(commit=commit, summary=info.summary)
     runs: dict[str, RunLink] = {}
@@ -84,21 +87,98 @@ def commit_provenance(store: ProvStore, commit: str, notes_tip: str | None = Non
         elif isinstance(record, RewriteLink):
             prov.rewrites.append(record)
     ledger_tip = ledger_tip if ledger_tip is not None else store.ledger.tip()
-    if ledger_tip is not None:
-        ids = [run_id for made_at in sorted(listed) for run_id in store.ledger.commit_run_ids(made_at, ledger_tip)
-               if run_id not in runs]
-        runs.update((link.run, link) for link in _run_links(store, list(dict.fromkeys(ids)), ledger_tip, prov.problems))
-    prov.runs = sorted(runs.values(), key=lambda link: (link.created, link.run))
-    pins = [r.schema.lexicon for r in (*prov.captures, *prov.runs, *prov.rewrites)]
-    prov.schema = pins[0] if pins else None
+    pins = [r.schema.lexicon for r in (*prov.captures, *prov.rewrites)]
+    prov.schema = pins[0] if pins else None  # a run's pin comes before a rewrite's, once read
+    links = ListedRuns(store, prov, sorted(listed), runs, ledger_tip, spill=lazy)
+    prov.runs = links if lazy else list(links)  # type: ignore[assignment]
     return prov
 
 
-def _run_links(store: ProvStore, run_ids: list[str], ledger_tip: str, problems: list[str]) -> list[RunLink]:
+class ListedRuns:
+    """The runs listed under a commit (and under the commits whose notes were copied to
+    it), oldest first, read on first use: their records in process for a few, through
+    ``git cat-file`` for many; ``spill``: sorted on disk (``_util.spill``), a run
+    decoded at a time as it is iterated. Reading fills the provenance's ``problems``
+    and ``schema``."""
+
+    def __init__(self, store: ProvStore, prov: CommitProvenance, listed: list[str], links: dict[str, RunLink],
+                 ledger_tip: str | None, *, spill: bool) -> None:
+        self._store = store
+        self._prov = prov
+        self._listed = listed
+        self._links = links  # format-1 note lines
+        self._tip = ledger_tip
+        self._spill = spill
+        self._items: Any = None
+
+    def _load(self) -> Any:
+        if self._items is not None:
+            return self._items
+        from itertools import chain, islice
+
+        prov, links = self._prov, self._links
+        ids = (run_id for run_id in _listed_ids(self._store, self._listed, self._tip) if run_id not in links)
+        read = _run_links(self._store, ids, self._tip, prov.problems) if self._tip is not None else iter(())
+        found = chain(links.values(), read)
+        head = list(islice(found, BULK_RUNS)) if self._spill else None
+        if head is None or len(head) < BULK_RUNS:  # few (or all asked for): sorted in memory
+            self._items = sorted(chain(head or (), found), key=lambda link: (link.created, link.run))
+            first = self._items[0] if self._items else None
+        else:
+            from ._util.spill import SortedSpill
+
+            spill = SortedSpill(2)
+            encode = msgspec.msgpack.Encoder().encode
+            for link in chain(head, found):
+                spill.add((link.created, link.run), encode(link))
+            del head
+            self._items = spill
+            first = next(iter(self), None)
+        pins = [r.schema.lexicon for r in (*prov.captures, *([first] if first else []), *prov.rewrites)]
+        prov.schema = pins[0] if pins else None
+        return self._items
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def __iter__(self) -> Iterator[RunLink]:
+        items = self._load()
+        if isinstance(items, list):
+            yield from items
+            return
+        decode = msgspec.msgpack.Decoder(RunLink).decode
+        for value in items:
+            yield decode(value)
+
+    def close(self) -> None:
+        if self._items is not None and not isinstance(self._items, list):
+            self._items.close()
+
+
+def _listed_ids(store: ProvStore, commits: list[str], ledger_tip: str | None) -> Iterator[str]:
+    """The ids listed under ``commits``, in id order, each once."""
+    if ledger_tip is None:
+        return
+    from heapq import merge
+
+    last = None
+    for run_id in merge(*(store.ledger.iter_commit_run_ids(c, ledger_tip) for c in commits)):
+        if run_id != last:
+            yield run_id
+            last = run_id
+
+
+def _run_links(store: ProvStore, run_ids: Iterable[str], ledger_tip: str, problems: list[str]) -> Iterator[RunLink]:
     """Listed runs as ``prov show`` reports them, from their records (the ledger's
     entries are the record blobs): read in process for a few, through one ``git
-    cat-file`` (index/reading.py) for many (a sweep of thousands at one commit). A run
-    whose record cannot be read is described in ``problems`` and left out."""
+    cat-file`` (index/reading.py) for many (a sweep of thousands at one commit), their
+    run directories found by walking the ledger's ``runs/`` beside the ids (both in id
+    order). A run whose record cannot be read is described in ``problems`` and left out."""
+    from itertools import chain, islice
+
     from .store.ledger import run_dir
 
     def link(run_id: str, read: Any) -> RunLink | None:
@@ -110,22 +190,32 @@ def _run_links(store: ProvStore, run_ids: list[str], ledger_tip: str, problems: 
         return RunLink(run=run_id, name=record.name, experiment=record.experiment, created=record.created,
                        schema=record.schema)
 
-    if len(run_ids) < BULK_RUNS:
-        links = [link(run_id, lambda r=run_id: store.git.odb.read_typed(r, "blob")) for run_id in run_ids]
-        return [x for x in links if x is not None]
+    run_ids = iter(run_ids)
+    head = list(islice(run_ids, BULK_RUNS))
+    if len(head) < BULK_RUNS:
+        for run_id in head:
+            found = link(run_id, lambda r=run_id: store.git.odb.read_typed(r, "blob"))
+            if found is not None:
+                yield found
+        return
     from .index.reading import read_run_blobs
 
-    dirs = []
-    entries = dict(store.ledger.run_entries(ledger_tip))
-    for run_id in run_ids:
-        entry = entries.get(run_id)
-        if entry is None or not entry.is_tree:
-            problems.append(f"{run_dir(run_id)}: listed under its commit but not in the ledger; left out, run "
-                            "'prov verify'")
-            continue
-        dirs.append((run_id, entry.oid))
-    links = [link(blobs.run_id, lambda b=blobs: b.record) for blobs in read_run_blobs(store.git, dirs)]
-    return [x for x in links if x is not None]
+    def dirs() -> Iterator[tuple[str, str]]:
+        entries = store.ledger.run_entries(ledger_tip)
+        current = next(entries, None)
+        for run_id in chain(head, run_ids):
+            while current is not None and current[0] < run_id:
+                current = next(entries, None)
+            if current is None or current[0] != run_id or not current[1].is_tree:
+                problems.append(f"{run_dir(run_id)}: listed under its commit but not in the ledger; left out, run "
+                                "'prov verify'")
+                continue
+            yield run_id, current[1].oid
+
+    for blobs in read_run_blobs(store.git, dirs()):
+        found = link(blobs.run_id, lambda b=blobs: b.record)
+        if found is not None:
+            yield found
 
 
 def history_provenance(store: ProvStore, spec: str | None = None, limit: int | None = None) -> list[CommitProvenance]:

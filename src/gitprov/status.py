@@ -15,7 +15,6 @@ runs pin for relinks.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -122,11 +121,11 @@ def _trackers(store: ProvStore) -> list[TrackerStatus]:
     """Targets with local sync state, and auto-sync targets never synced (from the run
     index: one query, no run read)."""
     from .sync.auto import configured_targets
-    from .sync.state import SyncState
+    from .sync.state import SyncState, state_keys
 
     prov_dir = store.git.prov_dir()
     directory = os.path.join(prov_dir, "sync") if prov_dir else None
-    names = sorted(n for n in os.listdir(directory) if n.endswith(".json")) if directory and os.path.isdir(directory) else []
+    names = state_keys(directory)
     try:
         configured = configured_targets(store.git.config)
     except Exception:  # noqa: BLE001 - a bad setting is 'prov sync's to report, not status's
@@ -139,21 +138,17 @@ def _trackers(store: ProvStore) -> list[TrackerStatus]:
 
     live = [(run_id, tree) for run_id, tree, _name, _parent in index_of(store).live_runs()]
     out = []
-    for name in names:
-        key = name[:-5]
+    for key in names:
         state = SyncState(directory, key, key)
-        try:
-            with open(os.path.join(directory, name), encoding="utf-8") as f:  # type: ignore[arg-type]
-                described = str(json.load(f).get("target", key))
-        except (OSError, ValueError):
-            described = key
+        described = state.target
         status = TrackerStatus(target=described.split(" ", 1)[-1], kind=key.split("-", 1)[0], key=key)
         for run_id, tree in live:
-            entry = state.runs.get(run_id)
+            entry = state.get(run_id)
             if entry and entry.get("error"):
                 status.failed[run_id] = str(entry["error"])
             elif not entry or entry.get("version") != tree:
                 status.unsynced.append(run_id)
+        state.close()
         out.append(status)
     for kind in never:
         out.append(TrackerStatus(target=kind, kind=kind, key=None, unsynced=[r for r, _ in live], never_synced=True))

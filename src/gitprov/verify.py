@@ -9,7 +9,8 @@ lexicon it pins; the ledger's format marker and run directories are well formed.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -20,6 +21,7 @@ from .model import CommitCapture, CommitRuns, RewriteLink, RunLink
 from .store.prov_store import ProvStore
 
 if TYPE_CHECKING:
+    from ._util.idset import SortedIds
     from .schema import Lexicon
 
 __all__ = ["VerifyReport", "verify_repository"]
@@ -207,13 +209,12 @@ def _verify(store: ProvStore) -> VerifyReport:
 
             report.problems.append(FOREIGN_LEDGER)
             return _finish(report, lexicons, store)
-        run_dirs = _run_dirs(report, store)
-        known = {run_id for run_id, _ in run_dirs}
+        known = _run_dirs(report, store)
         listed = _listed_runs(report, store, pointed)
         unlinked: list[tuple[str, str]] = []
-        for run_id, record, state in _run_blobs(store, run_dirs):
+        for run_id, record, state in _run_blobs(store, _dirs(store)):
             report.runs += 1
-            listed_at = listed.pop(run_id, [])
+            listed_at = _listed_at(listed.pop(_key(run_id), ()))
             if record is None:
                 report.problems.append(f"run {run_id[:12]}: no record")
             elif git.fmt.hash_object("blob", record) != run_id:
@@ -222,10 +223,10 @@ def _verify(store: ProvStore) -> VerifyReport:
                 _check_link(report, run_id, record, listed_at, run_id in linked, unlinked)
             if state is not None:
                 _check_lineage(report, run_id, state, known)
-        for run_id, commits in sorted(listed.items()):
+        for run_id, commits in sorted((_hex(key), _listed_at(at)) for key, at in listed.items()):
             report.problems.append(f"commits/{commits[0][:12]}…: lists run {run_id[:12]}, which is not in the ledger")
         _report_unlinked(report, unlinked)
-        if run_dirs:
+        if known:
             _check_reachable(report, store)
     except DataError as exc:
         report.problems.append(f"{store.ledger.ref}: {exc}")
@@ -261,23 +262,45 @@ def _ledger_has_files(store: ProvStore) -> bool:
     return bool(tip and read_tree(store.git.odb, store.git.read_commit(tip).tree))
 
 
-def _listed_runs(report: VerifyReport, store: ProvStore, pointed: set[str]) -> dict[str, list[str]]:
-    """``{run id: [commits listing it]}`` from the ledger's ``commits/`` directory; an
-    entry must name the record blob of the run it is named after, and the commit's
-    note should point at the list (its ``runs`` line)."""
+def _key(run_id: str) -> bytes | str:
+    """A run id as a compact dict key: its raw bytes (53 bytes, not a 89-byte ``str``)."""
+    try:
+        raw = bytes.fromhex(run_id)
+    except ValueError:
+        return run_id
+    return raw if raw.hex() == run_id else run_id
+
+
+def _hex(key: bytes | str) -> str:
+    return key.hex() if isinstance(key, bytes) else key
+
+
+def _listed_at(at: str | list[str] | tuple[()]) -> list[str]:
+    """The commits listing a run, from ``_listed_runs``'s compact value."""
+    return [at] if isinstance(at, str) else list(at)
+
+
+def _listed_runs(report: VerifyReport, store: ProvStore, pointed: set[str]) -> dict[bytes | str, str | list[str]]:
+    """``{run id: the commit listing it, or a list when several do}`` from the ledger's
+    ``commits/`` directory, keyed compactly (``_key``); an entry must name the record
+    blob of the run it is named after, and the commit's note should point at the list
+    (its ``runs`` line)."""
     from .store.trees import read_tree
 
     odb = store.git.odb
-    listed: dict[str, list[str]] = {}
+    listed: dict[bytes | str, str | list[str]] = {}
     unpointed = []
     for shard in store.ledger.list_dir("commits").values():
-        for commit, runs in read_tree(odb, shard.oid).items() if shard.is_tree else ():
-            for fan in read_tree(odb, runs.oid).values() if runs.is_tree else ():
-                for run_id, entry in read_tree(odb, fan.oid).items() if fan.is_tree else ():
+        for commit, runs in read_tree(odb, shard.oid, keep=False).items() if shard.is_tree else ():
+            for fan in read_tree(odb, runs.oid, keep=False).values() if runs.is_tree else ():
+                for run_id, entry in read_tree(odb, fan.oid, keep=False).items() if fan.is_tree else ():
                     if entry.oid != run_id:
                         report.problems.append(f"commits/{commit[:12]}…/{run_id[:12]}: names blob {entry.oid[:12]}, "
                                                "not the record of that run")
-                    listed.setdefault(run_id, []).append(commit)
+                    key = _key(run_id)
+                    before = listed.setdefault(key, commit)
+                    if before is not commit:
+                        listed[key] = [*_listed_at(before), commit]
             if commit not in pointed:
                 unpointed.append(commit)
     for commit in unpointed[:5]:
@@ -333,46 +356,60 @@ def _check_reachable(report: VerifyReport, store: ProvStore) -> None:
         report.warnings.append(f"run {run_id[:12]}: its commit {commit[:12]} {why}")
 
 
-def _run_dirs(report: VerifyReport, store: ProvStore) -> list[tuple[str, str]]:
-    """``(run id, directory tree id)`` of every run in the ledger."""
+def _run_dirs(report: VerifyReport, store: ProvStore) -> SortedIds:
+    """The ids of every run directory in the ledger, held compactly; what is not a run
+    directory is a problem."""
+    from ._util.idset import SortedIds
+
     for shard_name, shard in sorted(store.ledger.list_dir("runs").items()):
         if not shard.is_tree:
             report.problems.append(f"runs/{shard_name}: not a directory")
-    dirs = []
+    known = SortedIds()
     for run_id, entry in store.ledger.run_entries():
         if entry.is_tree:
-            dirs.append((run_id, entry.oid))
+            known.add(run_id)
         else:
             report.problems.append(f"runs/{run_id[:2]}/{run_id[:12]}: not a run directory")
-    return dirs
+    return known
 
 
-def _run_blobs(store: ProvStore, run_dirs: list[tuple[str, str]]) -> Iterator[tuple[str, bytes | None, bytes | None]]:
+def _dirs(store: ProvStore) -> Iterator[tuple[str, str]]:
+    """``(run id, directory tree id)`` of every run directory, walked again (not held)."""
+    return ((run_id, entry.oid) for run_id, entry in store.ledger.run_entries() if entry.is_tree)
+
+
+#: run directories read through one ``git cat-file`` at a time: a page is held, not the ledger
+_PAGE = 16_384
+
+
+def _run_blobs(store: ProvStore, run_dirs: Iterable[tuple[str, str]]) -> Iterator[tuple[str, bytes | None, bytes | None]]:
     """``(run id, record, state)`` of each run directory, read in bulk through ``git
-    cat-file`` (index/reading.py); a run it cannot read (a missing file) is read alone,
-    its missing files None, and the bulk read goes on after it."""
+    cat-file`` (index/reading.py) a page at a time; a run it cannot read (a missing
+    file) is read alone, its missing files None, and the bulk read goes on after it."""
     from .index.reading import read_run_blobs
     from .store.trees import read_tree
 
-    remaining = run_dirs
-    while remaining:
-        done = 0
-        try:
-            for blobs in read_run_blobs(store.git, remaining):
-                done += 1
-                yield blobs.run_id, blobs.record, blobs.state
-            return
-        except DataError:
-            run_id, tree = remaining[done]
-            entries = read_tree(store.git.odb, tree)
-            found = [entries.get(name) for name in ("record", "state")]
-            record, state = (store.git.odb.read_typed(e.oid, "blob") if e is not None and not e.is_tree else None
-                             for e in found)
-            yield run_id, record, state
-            remaining = remaining[done + 1:]
+    source = iter(run_dirs)
+    while page := list(islice(source, _PAGE)):
+        remaining = page
+        while remaining:
+            done = 0
+            try:
+                for blobs in read_run_blobs(store.git, remaining):
+                    done += 1
+                    yield blobs.run_id, blobs.record, blobs.state
+                break
+            except DataError:
+                run_id, tree = remaining[done]
+                entries = read_tree(store.git.odb, tree)
+                found = [entries.get(name) for name in ("record", "state")]
+                record, state = (store.git.odb.read_typed(e.oid, "blob") if e is not None and not e.is_tree else None
+                                 for e in found)
+                yield run_id, record, state
+                remaining = remaining[done + 1:]
 
 
-def _check_lineage(report: VerifyReport, run_id: str, data: bytes, known: set[str]) -> None:
+def _check_lineage(report: VerifyReport, run_id: str, data: bytes, known: SortedIds) -> None:
     """Lineage naming a run that is not in the ledger is kept (it may arrive with a
     fetch) and reported as a dangling reference."""
     from .model import RunState

@@ -349,3 +349,47 @@ def test_a_long_chain_prints_in_linear_size_and_json_streams_as_json_dumps():
     assert "\n".join(graph.lines("json")) == json.dumps(graph.to_json(), indent=2, sort_keys=True)
     empty = build_graph(nodes, [], ["run:0"], "upstream")
     assert "\n".join(empty.lines("json")) == json.dumps(empty.to_json(), indent=2, sort_keys=True)
+
+
+def test_a_wide_frontier_asked_in_chunks_gives_the_graph_of_one_ask(monkeypatch):
+    """A frontier wider than ``_FRONTIER_CHUNK`` (a model every run consumed) is asked
+    for a chunk at a time: the same nodes, edges, depths, cycles and renderings."""
+    import json
+
+    from gitprov.index import graph as graph_module
+
+    n = 700
+    nodes = {f"run:{i:04d}": {"kind": "run", "label": f"run {i}", "missing": i == 5, "deleted": i == 6}
+             for i in range(n)}
+    nodes["model:base@1"] = {"kind": "model", "label": "model base@1", "missing": False, "deleted": False}
+    edges = [("model:base@1", f"run:{i:04d}", "") for i in range(n)]
+    edges += [(f"run:{i:04d}", f"run:{(i * 7 + 3) % n:04d}", "") for i in range(0, n, 3)]  # cycles among them
+    edges += [("run:0001", "run:0001", "")]  # a self-loop
+    rendered = []
+    for chunk in (graph_module._FRONTIER_CHUNK, 1):
+        monkeypatch.setattr(graph_module, "_FRONTIER_CHUNK", chunk)
+        graph = graph_module.build_graph(nodes, edges, ["model:base@1"], "both")
+        rendered.append((graph.nodes, graph.edges, graph.depths, graph.cycles,
+                         [list(graph.lines(fmt)) for fmt in ("text", "json", "dot", "mermaid")]))
+        assert "\n".join(graph.lines("json")) == json.dumps(graph.to_json(), indent=2, sort_keys=True)
+    assert rendered[0] == rendered[1]
+    graph_nodes, graph_edges, depths, cycles, _ = rendered[0]
+    assert len(graph_nodes) == n + 1 and len(graph_edges) == len(set(edges))
+    assert depths["model:base@1"] == 0 and {depths[f"run:{i:04d}"] for i in range(n)} == {1}
+    assert ["run:0001"] in cycles and all(len(c) > 1 for c in cycles if c != ["run:0001"])
+
+
+def test_a_lazy_traversal_walks_when_first_used_and_prints_its_title_before():
+    from gitprov.index.graph import MemoryEdges, traverse
+
+    nodes = {f"run:{i}": {"kind": "run", "label": f"run {i}", "missing": False, "deleted": False} for i in range(4)}
+    source = MemoryEdges(nodes, [("run:0", "run:1", ""), ("run:1", "run:2", ""), ("run:2", "run:0", "")])
+    asked = []
+    edges = source.edges
+    source.edges = lambda frontier, forward: asked.append(frontier) or edges(frontier, forward)  # type: ignore[method-assign]
+    graph = traverse(source, ["run:0"], "downstream", lazy=True)
+    lines = graph.lines("text")
+    assert next(lines) == "lineage of run 0 (downstream)" and asked == []
+    assert list(lines)[-1] == "cycle: run 0 -> run 1 -> run 2 -> run 0" and asked
+    eager = traverse(source, ["run:0"], "downstream")
+    assert eager.cycles == graph.cycles == [["run:0", "run:1", "run:2"]] and eager.render() == graph.render()

@@ -58,7 +58,7 @@ def test_polls_without_ledger_moves_sync_nothing_and_a_move_syncs_once(
     state_files: list[tuple] = []
 
     def snapshot() -> None:
-        [state] = (prov_path / ".git" / "prov" / "sync").glob("*.json")
+        [state] = (prov_path / ".git" / "prov" / "sync").glob("*.sqlite")
         state_files.append((state.stat().st_mtime_ns, state.read_bytes(), total_rows(mlflow_db)))
 
     stop = Polls(limit=8, at={1: snapshot, 3: snapshot, 4: lambda: new.append(make_run(prov_path, "second"))})

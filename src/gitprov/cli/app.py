@@ -155,12 +155,7 @@ def capture(rev: str, force: bool, missing: str | None, as_json: bool, repo: Rep
 @with_repository()
 def show(rev: str, as_json: bool, repo: Repository) -> None:
     """Show what produced the commit REV and which runs used it."""
-    prov = repo.show(rev)
-    if as_json:
-        render.emit_json(prov)
-    else:
-        click.echo(render.render_show(prov, repo.notes.tip() is not None or not repo.git.config.remote_names()))
-    render.warn_problems([prov])
+    render.print_show(repo, rev, as_json)
 
 
 @cli.command()

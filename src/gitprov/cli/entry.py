@@ -55,12 +55,7 @@ def run_fast(command: str, rev: str, flags: set[str]) -> int:
 
     repo = Repository(os.getcwd())
     if command == "show":
-        prov = repo.show(rev)
-        if "--json" in flags:
-            render.emit_json(prov)
-        else:
-            print(render.render_show(prov, repo.notes.tip() is not None or not repo.git.config.remote_names()))
-        render.warn_problems([prov])
+        render.print_show(repo, rev, "--json" in flags)
         return 0
     result = repo.capture(rev, force="--force" in flags)
     if "--json" in flags:

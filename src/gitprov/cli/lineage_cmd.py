@@ -31,8 +31,9 @@ def lineage_command(target: str, direction: str | None, depth: int | None, fmt: 
     Cycles are reported (a "cycle:" line, the JSON "cycles" list, a warning on
     stderr for dot and mermaid), never followed.
     """
+    from .render import echo_lines
+
     graph = repo.lineage(target, direction or "both", depth)
-    for line in graph.lines(fmt):
-        click.echo(line)
+    echo_lines(graph.lines(fmt))
     if graph.cycles and fmt in ("dot", "mermaid"):
         click.echo(f"prov: warning: {len(graph.cycles)} cycle(s) in this lineage graph", err=True)

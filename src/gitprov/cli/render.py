@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from itertools import chain
 from typing import Any
 
-__all__ = ["emit_json", "emit_json_array", "render_log", "render_show"]
+__all__ = ["echo_lines", "emit_json", "emit_json_array", "emit_json_with", "emit_show_json", "print_show", "show_lines", "render_log", "render_show"]
 
 
 def emit_json(obj: Any) -> None:
@@ -37,6 +38,34 @@ def emit_json_array(items: Iterable[Any]) -> None:
     out.write("[]\n" if opening == "[\n  " else "\n]\n")
 
 
+def emit_json_with(doc: dict[str, Any], key: str, items: Iterable[Any]) -> None:
+    """Print ``doc`` with ``doc[key]`` = the list of ``items``, the same text as
+    ``emit_json``, each item written as it comes (never the whole list in memory)."""
+    import msgspec
+
+    from .. import codec
+
+    items = iter(items)
+    first = next(items, _END)
+    if first is _END:
+        emit_json({**doc, key: []})
+        return
+    mark = "\x00items\x00"
+    text = msgspec.json.encode(codec.to_output({**doc, key: [mark]}), order="sorted")
+    head, _, tail = msgspec.json.format(text, indent=2).decode("utf-8").partition(msgspec.json.encode(mark).decode())
+    out = sys.stdout
+    out.write(head)
+    for i, item in enumerate(chain([first], items)):
+        # an item's own lines, indented to its place: JSON strings hold no raw newline
+        pad = "\n" + head[head.rindex("\n") + 1:]
+        item_text = msgspec.json.format(msgspec.json.encode(codec.to_output(item), order="sorted"), indent=2)
+        out.write(("," + pad if i else "") + item_text.decode("utf-8").replace("\n", pad))
+    out.write(tail + "\n")
+
+
+_END = object()
+
+
 def _size(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -48,17 +77,61 @@ def _size(n: int) -> str:
 def render_show(prov: Any, has_notes: bool = True) -> str:
     """``prov show`` as text; ``has_notes`` False: this clone has no ``refs/notes/prov``
     but a remote that may have it."""
-    lines = [f"commit {prov.commit}", f"    {prov.summary}", ""]
+    return "\n".join(show_lines(prov, has_notes))
+
+
+def print_show(repo: Any, rev: str, as_json: bool) -> None:
+    """``prov show REV [--json]``: the commit first, then its runs as they are read
+    back, never all held (``Repository.show(lazy=True)``); problems on stderr."""
+    has_notes = repo.notes.tip() is not None or not repo.git.config.remote_names()
+    prov = repo.show(rev, lazy=True)
+    try:
+        if as_json:
+            emit_show_json(prov)
+        else:
+            echo_lines(show_lines(prov, has_notes))
+    finally:
+        prov.runs.close()
+    warn_problems([prov])
+
+
+def emit_show_json(prov: Any) -> None:
+    """``prov show --json``: the text of ``emit_json(prov)``, the runs written as they
+    are read back (``prov.runs`` may be a ``provenance.ListedRuns``)."""
+    import msgspec
+
+    from .. import codec
+
+    len(prov.runs)  # read them: the problems, which come first, are known then
+    emit_json_with(codec.to_output(msgspec.structs.replace(prov, runs=[])), "runs", iter(prov.runs))
+
+
+def echo_lines(lines: Iterable[str], flushed: int = 8) -> None:
+    """Print each line as it is made, the first ``flushed`` at once (what is known before
+    a long read shows before it), the rest through the stream's buffer."""
+    out = sys.stdout
+    for i, line in enumerate(lines):
+        out.write(line + "\n")
+        if i < flushed:
+            out.flush()
+    out.flush()
+
+
+def show_lines(prov: Any, has_notes: bool = True) -> Iterator[str]:
+    """``render_show`` line by line: the commit first, the runs as they are iterated."""
+    yield f"commit {prov.commit}"
+    yield f"    {prov.summary}"
+    yield ""
+    len(prov.runs)  # read now: the schema line may name a run's pin
     if not prov.has_provenance and not has_notes:
-        lines.append("no provenance in this clone yet (no refs/notes/prov: a fresh clone or a CI checkout?); "
-                     "fetch it with: prov pull")
-        return "\n".join(lines)
+        yield ("no provenance in this clone yet (no refs/notes/prov: a fresh clone or a CI checkout?); "
+               "fetch it with: prov pull")
+        return
     if not prov.has_provenance:
-        lines.append(
-            f"no provenance recorded for this commit (record it with: prov capture {prov.commit[:12]})"
-        )
-        return "\n".join(lines)
-    lines.append(f"schema   {prov.schema}")
+        yield f"no provenance recorded for this commit (record it with: prov capture {prov.commit[:12]})"
+        return
+    yield f"schema   {prov.schema}"
+    lines: list[str] = []
     for cap in prov.captures:
         env = cap.environment
         lines += [
@@ -74,11 +147,14 @@ def render_show(prov: Any, has_notes: bool = True) -> str:
             lines.append(f"  input      {item.path}  sha256:{item.sha256[:12]}…  {_size(item.size)}")
         for key, value in cap.ci.items():
             lines.append(f"  ci         {key}={value}")
+    yield from lines
+    lines = []
     if prov.runs:
-        lines += ["", f"runs ({len(prov.runs)})"]
+        yield ""
+        yield f"runs ({len(prov.runs)})"
         for run in prov.runs:
             label = " ".join(x for x in (run.name, f"[{run.experiment}]" if run.experiment else "") if x)
-            lines.append(f"  {run.run[:12]}  {run.created}  {label}".rstrip())
+            yield f"  {run.run[:12]}  {run.created}  {label}".rstrip()
     if prov.rewrites:
         lines += ["", "rewrites"]
         for link in prov.rewrites:
@@ -88,7 +164,7 @@ def render_show(prov: Any, has_notes: bool = True) -> str:
                 lines.append(f"  replaced by {link.new[:12]} ({link.how})")
             else:  # inherited from an earlier rewrite of an ancestor version
                 lines.append(f"  earlier   {link.old[:12]} -> {link.new[:12]} ({link.how})")
-    return "\n".join(lines)
+    yield from lines
 
 
 def render_log(entries: list[Any]) -> str:

@@ -51,24 +51,54 @@ def _run(repo: Any, bridge: Any, workers: int, retries: int, dry_run: bool, run_
         _watch(repo, bridge, interval, as_json, workers=workers, retries=retries, run_ids=list(run_ids) or None)
         return
 
+    import json
+    import tempfile
+
     show_bar = not as_json and sys.stderr.isatty()
-    if show_bar:
-        total = len(sync_plan(repo.store, list(run_ids) or None)[1])
-        with click.progressbar(length=total, label=f"syncing to {bridge.kind}", file=sys.stderr) as bar:
-            report = sync_runs(repo, bridge, workers=workers, retries=retries, dry_run=dry_run,
-                               run_ids=list(run_ids) or None, on_result=lambda _r: bar.update(1))
-    else:
-        report = sync_runs(repo, bridge, workers=workers, retries=retries, dry_run=dry_run,
-                           run_ids=list(run_ids) or None)
-    if as_json:
-        render.emit_json(report.to_json())
-    else:
-        click.echo(render_report(report))
+    # results are not kept: printed as they come, or (behind a progress bar, or for the
+    # JSON document, whose counts come before them) put aside in a temporary file
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as aside:
+        rows = _Rows(aside if show_bar or as_json else sys.stdout, as_json)
+        options = {"workers": workers, "retries": retries, "dry_run": dry_run, "run_ids": list(run_ids) or None,
+                   "keep_results": False}
+        if show_bar:
+            total = len(sync_plan(repo.store, list(run_ids) or None)[1])
+            with click.progressbar(length=total, label=f"syncing to {bridge.kind}", file=sys.stderr) as bar:
+                report = sync_runs(repo, bridge, on_result=lambda r: (rows.add(r), bar.update(1)), **options)
+        else:
+            report = sync_runs(repo, bridge, on_result=rows.add, **options)
+        aside.seek(0)
+        if as_json:
+            render.emit_json_with(report.to_json(), "runs", map(json.loads, aside))
+        else:
+            sys.stdout.writelines(aside)
+            click.echo(_summary(report))
     for line in report.warnings:
         click.echo(f"prov: warning: {line}", err=True)
-    if report.failed:
-        raise SyncError(f"{len(report.failed)} of {len(report.results)} run(s) not synced; "
+    if report.failed_count:
+        raise SyncError(f"{report.failed_count} of {report.total} run(s) not synced; "
                         "they stay pending: run the sync again ('prov sync status' lists them)")
+
+
+class _Rows:
+    """Each result as it comes: a table row (after the header) or a JSON line."""
+
+    def __init__(self, out: Any, as_json: bool) -> None:
+        self.out = out
+        self.as_json = as_json
+        self.header = not as_json
+
+    def add(self, result: Any) -> None:
+        import json
+
+        if self.as_json:
+            self.out.write(json.dumps(result.to_json()) + "\n")
+            return
+        if self.header:
+            self.out.write(_HEADER + "\n")
+            self.header = False
+        self.out.writelines(line + "\n" for line in _row(result))
+        self.out.flush()
 
 
 def _watch(repo: Any, bridge: Any, interval: float, as_json: bool, **options: Any) -> None:
@@ -118,16 +148,28 @@ def render_report(report: Any, changed_only: bool = False) -> str:
     lines = []
     rows = [r for r in report.results if not changed_only or r.status != "unchanged"]
     if rows:
-        lines.append(f"{'RUN':12}  {'STATUS':10}  {'EXTERNAL ID':32}  {'NAME':16}  WRITTEN")
+        lines.append(_HEADER)
     for r in rows:
-        written = " ".join(f"{k}={v}" for k, v in r.written.items()) or "-"
-        lines.append(f"{r.run_id[:12]:12}  {r.status:10}  {(r.external_id or '-')[:32]:32}  {r.name[:16]:16}  {written}")
-        if r.error:
-            lines.append(f"{'':12}  error: {r.error}")
+        lines += _row(r)
+    lines.append(_summary(report))
+    return "\n".join(lines)
+
+
+_HEADER = f"{'RUN':12}  {'STATUS':10}  {'EXTERNAL ID':32}  {'NAME':16}  WRITTEN"
+
+
+def _row(r: Any) -> list[str]:
+    written = " ".join(f"{k}={v}" for k, v in r.written.items()) or "-"
+    lines = [f"{r.run_id[:12]:12}  {r.status:10}  {(r.external_id or '-')[:32]:32}  {r.name[:16]:16}  {written}"]
+    if r.error:
+        lines.append(f"{'':12}  error: {r.error}")
+    return lines
+
+
+def _summary(report: Any) -> str:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(report.counts().items())) or "no runs"
     verb = "would sync" if report.dry_run else "synced"
-    lines.append(f"{verb} to {report.kind} {report.target}: {counts} ({report.seconds:.1f}s)")
-    return "\n".join(lines)
+    return f"{verb} to {report.kind} {report.target}: {counts} ({report.seconds:.1f}s)"
 
 
 @click.group("sync")

@@ -53,6 +53,11 @@ class IndexEdges:
         #: node id -> the (kind, name, item) of the lineage rows it stands for
         self._parts: dict[str, set[tuple[str, str, str]]] = {}
 
+    def forget(self) -> None:
+        """Drop what ``info`` would need for the nodes met so far: a traversal asks for
+        each node's label once, when it first meets it, so 100,000 nodes are not held."""
+        self._parts.clear()
+
     # -- node ids ----------------------------------------------------------------------
     def _node(self, kind: str, name: str, item: str) -> str:
         node = graph_node(kind, name, item)

@@ -20,9 +20,10 @@ __all__ = ["lineage", "lineage_roots"]
 
 def lineage(store: ProvStore, target: str, direction: str = "both", depth: int | None = None) -> LineageGraph:
     """What fed ``target`` (``upstream``), what it fed (``downstream``), or both; read
-    from the index frontier by frontier, so the cost follows what is reached."""
+    from the index frontier by frontier, so the cost follows what is reached (when the
+    graph is first used: its roots are resolved now)."""
     nodes = IndexEdges(index_of(store).connection())
-    return traverse(nodes, lineage_roots(store, target, nodes), direction, depth)
+    return traverse(nodes, lineage_roots(store, target, nodes), direction, depth, lazy=True)
 
 
 def lineage_roots(store: ProvStore, target: str, nodes: IndexEdges) -> list[str]:

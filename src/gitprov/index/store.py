@@ -24,6 +24,7 @@ from ..store.prov_store import ProvStore
 
 if TYPE_CHECKING:
     import sqlite3
+    from collections.abc import Iterator
 
 __all__ = ["DIRECTIONS", "INDEX_FILE", "INDEX_VERSION", "KEYED_TABLES", "RUN_TABLES", "RunIndex", "epoch_ms", "hex_sql", "hexish",
            "id_bytes", "index_of", "key_sql", "time_text", "time_value", "unhex"]
@@ -230,9 +231,14 @@ class RunIndex:
     def live_runs(self) -> list[tuple[str, str, str, str | None]]:
         """``(run id, directory tree id, name, parent run id)`` of every run not deleted,
         oldest first (a parent before the runs cloned from it), at the ledger's tip now."""
+        return list(self.iter_live_runs())
+
+    def iter_live_runs(self) -> Iterator[tuple[str, str, str, str | None]]:
+        """``live_runs`` row by row, for a caller that keeps them compactly (sync's plan)."""
         db = self.connection()
-        return [(run_id.hex(), tree.hex(), name or "", unhex(parent) or None) for run_id, tree, name, parent in
-                db.execute("SELECT id, tree, name, parent FROM runs WHERE deleted = 0 ORDER BY created, id")]
+        for run_id, tree, name, parent in db.execute(
+                "SELECT id, tree, name, parent FROM runs WHERE deleted = 0 ORDER BY created, id"):
+            yield run_id.hex(), tree.hex(), name or "", unhex(parent) or None
 
     def run_commits(self) -> list[tuple[str, str]]:
         """``(run id, commit)`` of every run made against a commit."""

@@ -93,18 +93,21 @@ class Ledger:
         (an entry that is not a directory is for ``prov verify`` to name)."""
         for _, shard in sorted(self.list_dir("runs", tip).items()):
             if shard.is_tree:
-                yield from sorted(read_tree(self.repo.odb, shard.oid).items())
+                yield from sorted(read_tree(self.repo.odb, shard.oid, keep=False).items())
 
     def run_ids(self, tip: str | None = None) -> Iterator[str]:
         return (run_id for run_id, _ in self.run_entries(tip))
 
     def commit_run_ids(self, commit: str, tip: str | None = None) -> list[str]:
         """The ids of the runs made against ``commit`` (format 2's ``commits/``)."""
-        ids = []
-        for shard in self.list_dir(commit_runs_dir(commit), tip).values():
+        return sorted(self.iter_commit_run_ids(commit, tip))
+
+    def iter_commit_run_ids(self, commit: str, tip: str | None = None) -> Iterator[str]:
+        """The same ids, in id order, a fan-out directory at a time (not all held)."""
+        for _, shard in sorted(self.list_dir(commit_runs_dir(commit), tip).items()):
             if shard.is_tree:
-                ids.extend(name for name, e in read_tree(self.repo.odb, shard.oid).items() if not e.is_tree)
-        return sorted(ids)
+                yield from sorted(name for name, e in read_tree(self.repo.odb, shard.oid, keep=False).items()
+                                  if not e.is_tree)
 
     def apply(self, changes: dict[str, bytes | str | None], message: str,
               format_blob: bytes = LEDGER_FORMAT) -> str | None:

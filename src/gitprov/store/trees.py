@@ -32,16 +32,20 @@ _SPLICE_FROM = 32  # entries: a smaller tree is encoded whole, cheaper than keep
 Encoding = tuple[list[bytes], list[bytes]]
 
 
-def read_tree(odb: ObjectDatabase, oid: str | None) -> dict[str, TreeEntry]:
+def read_tree(odb: ObjectDatabase, oid: str | None, *, keep: bool = True) -> dict[str, TreeEntry]:
     """The entries of tree ``oid`` (a fresh dict the caller may change).
 
     Trees are immutable, so decoded ones are cached per object database: a merge or a
-    validation that walks the same shards several times decodes each once."""
+    validation that walks the same shards several times decodes each once. ``keep``
+    False: not cached (a walk of every shard of a big ledger, read once, would hold
+    them all: ~56 MB at 100,000 runs)."""
     if oid is None:
         return {}
     cache = odb.__dict__.setdefault("_decoded_trees", {})
     entries = cache.get(oid)
     if entries is None:
+        if not keep:
+            return decode_tree(odb.read_typed(oid, "tree"), odb.fmt)
         if len(cache) >= _CACHE_LIMIT:
             cache.clear()
         entries = cache[oid] = decode_tree(odb.read_typed(oid, "tree"), odb.fmt)
