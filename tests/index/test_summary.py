@@ -58,6 +58,9 @@ def random_runs(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("summary") / "repo"
     subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    for key, value in (("user.name", "Summary"), ("user.email", "summary@example.com"),
+                       ("prov.autoPackLimit", "0")):  # module-scoped: before the per-test isolation
+        subprocess.run(["git", "-C", str(path), "config", key, value], check=True)
     (path / "f.txt").write_text("x\n")
     subprocess.run(["git", "-C", str(path), "add", "f.txt"], check=True)
     subprocess.run(["git", "-C", str(path), "commit", "-q", "-m", "base"], check=True)

@@ -6,11 +6,13 @@ their parent's experiment are moved there."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import pickle
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -54,10 +56,16 @@ def commit_schema(path: Path) -> None:
 
 
 @pytest.fixture
-def global_uri():
-    """Point MLflow's process-wide tracking URI (what ``load_model`` uses) somewhere, then back."""
+def global_uri(monkeypatch: pytest.MonkeyPatch):
+    """Point MLflow's process-wide tracking URI (what ``load_model`` uses) somewhere, then
+    back; ``set_tracking_uri`` also exports it to the environment, which later tests' child
+    processes would inherit, so the variables are put back too."""
     tracking, registry = mlflow.tracking._tracking_service.utils, mlflow.tracking._model_registry.utils
     previous = tracking._tracking_uri, registry._registry_uri
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.setenv(var, os.environ.get(var, ""))  # remembered, and restored after the test
+        if not os.environ[var]:
+            monkeypatch.delenv(var)
 
     def use(uri: str) -> None:
         mlflow.set_tracking_uri(uri)
@@ -74,6 +82,20 @@ def training_data() -> tuple[pd.DataFrame, np.ndarray]:
 
 
 @pytest.mark.slow
+
+def _forget_in_state(prov_path: Path, *keys: str) -> None:
+    """The local sync state as an older git-prov left it: its entries without ``keys``."""
+    [state_file] = (prov_path / ".git" / "prov" / "sync").glob("mlflow-*.sqlite")
+    with contextlib.closing(sqlite3.connect(state_file)) as db, db:
+        rows = db.execute("SELECT run, entry FROM runs").fetchall()
+        assert rows
+        for run, text in rows:
+            entry = json.loads(text)
+            assert "layout" in entry
+            for key in keys:
+                entry.pop(key, None)
+            db.execute("UPDATE runs SET entry = ? WHERE run = ?", (json.dumps(entry), run))
+
 def test_logged_models_load_back_from_a_server_by_name_version_and_run(
         prov_path: Path, tmp_path: Path, mlflow_server, global_uri) -> None:
     commit_schema(prov_path)
@@ -171,12 +193,7 @@ def test_a_model_synced_without_mlmodel_gets_one_on_the_next_sync(prov_path: Pat
     # what an older git-prov left: no MLmodel, and a local state without the layout
     local = Path(model.artifact_location.removeprefix("file://"))
     (local / "MLmodel").unlink()
-    state_file = next((prov_path / ".git" / "prov" / "sync").glob("mlflow-*.json"))
-    state = json.loads(state_file.read_text())
-    for entry in state["runs"].values():
-        entry.pop("layout")
-        entry.pop("model_files")
-    state_file.write_text(json.dumps(state))
+    _forget_in_state(prov_path, "layout", "model_files")
     global_uri(uri)
     with pytest.raises(Exception, match="MLmodel"):
         mlflow.pyfunc.load_model(f"models:/{model.model_id}")
@@ -279,12 +296,7 @@ def test_a_child_synced_outside_its_parents_experiment_moves_there(prov_path: Pa
     with monkeypatch.context() as older:  # how an older git-prov placed children, and its local state
         older.setattr(MlflowBridge, "parent_experiment", lambda self, source: None)
         assert sync_mlflow(repo, uri, **options).counts() == {"synced": 2}
-    state_file = next((prov_path / ".git" / "prov" / "sync").glob("mlflow-*.json"))
-    state = json.loads(state_file.read_text())
-    for entry in state["runs"].values():
-        entry.pop("layout")
-        entry.pop("experiment", None)
-    state_file.write_text(json.dumps(state))
+    _forget_in_state(prov_path, "layout", "experiment")
     c = MlflowClient(tracking_uri=uri)
     nightly, baseline = (c.get_experiment_by_name(n).experiment_id for n in ("nightly", "baseline"))
     [old] = c.search_runs([baseline])

@@ -55,10 +55,12 @@ def _run(repo: Any, bridge: Any, workers: int, retries: int, dry_run: bool, run_
     import tempfile
 
     show_bar = not as_json and sys.stderr.isatty()
-    # results are not kept: printed as they come, or (behind a progress bar, or for the
-    # JSON document, whose counts come before them) put aside in a temporary file
+    # results are not kept in memory: they are put aside in a temporary file and printed
+    # once the sync is over, so a sync that stops (an unreachable tracker, found when the
+    # first run needs it) prints nothing but its one line, and the JSON document's counts
+    # can come before them
     with tempfile.TemporaryFile("w+", encoding="utf-8") as aside:
-        rows = _Rows(aside if show_bar or as_json else sys.stdout, as_json)
+        rows = _Rows(aside, as_json)
         options = {"workers": workers, "retries": retries, "dry_run": dry_run, "run_ids": list(run_ids) or None,
                    "keep_results": False}
         if show_bar:
@@ -81,7 +83,7 @@ def _run(repo: Any, bridge: Any, workers: int, retries: int, dry_run: bool, run_
 
 
 class _Rows:
-    """Each result as it comes: a table row (after the header) or a JSON line."""
+    """Each result as it comes, written to ``out``: a table row (after the header) or a JSON line."""
 
     def __init__(self, out: Any, as_json: bool) -> None:
         self.out = out
