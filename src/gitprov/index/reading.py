@@ -337,7 +337,15 @@ def _read_with_git(repo: GitRepository, proc, pages: Iterator[list[tuple[str, st
 
 def _next_blob(stdout) -> bytes | None:
     """The next answer of ``cat-file --batch``: a blob's bytes, or None when missing."""
-    header = catfile.read_header(stdout)
+    line = stdout.readline()
+    parts = line.split()
+    if len(parts) == 3 and parts[1] == b"blob" and parts[2].isdigit() and line[-1:] == b"\n":  # the usual answer
+        size = int(parts[2])
+        data = stdout.read(size + 1)
+        if len(data) != size + 1:
+            raise _GitGone
+        return data[:size]
+    header = catfile.parse_header(line)
     if header is None:
         raise _GitGone
     if header.type is None:
