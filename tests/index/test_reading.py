@@ -14,7 +14,7 @@ from synthetic_ledger import build_ledger  # noqa: E402
 import gitprov
 from gitprov.errors import DataError, MissingObjectError
 from gitprov.index import reading
-from gitprov.index.reading import read_run_blobs
+from gitprov.index.reading import in_pack_order, read_run_blobs
 from gitprov.runs.reading import all_run_entries
 from tests.conftest import run_git, unpack_all
 
@@ -40,6 +40,46 @@ def test_bulk_and_per_run_reads_give_the_same_bytes(ledger_repo):
         assert blobs.record == ledger_repo.ledger.read_file(f"runs/{blobs.run_id[:2]}/{blobs.run_id}/record", tip)
 
 
+def test_runs_in_pack_order_read_the_same_bytes(ledger_repo, monkeypatch):
+    """A cold build asks for the blobs by id, in the order they lie in the pack."""
+    monkeypatch.setattr(reading, "BULK_MIN", 1)
+    runs = entries(ledger_repo)
+    ordered, ids = in_pack_order(ledger_repo.git, runs)
+    tip, odb = ledger_repo.ledger.tip(), ledger_repo.git.odb
+    size = odb.fmt.raw_len
+    assert sorted(ordered) == sorted(runs) and len(ids) == 2 * size * len(runs)
+    for k, (run_id, _) in enumerate(ordered):
+        files = ledger_repo.ledger.list_dir(f"runs/{run_id[:2]}/{run_id}", tip)
+        assert ids[2 * size * k:2 * size * (k + 1)] == bytes.fromhex(files["record"].oid + files["state"].oid)
+    where = odb.pack_positions([ids[at:at + size] for at in range(0, len(ids), 2 * size)])
+    assert where == sorted(where) and min(where) >= 0
+    blobs = list(read_run_blobs(ledger_repo.git, ordered, bulk=True, blob_ids=ids))
+    assert blobs == list(read_run_blobs(ledger_repo.git, ordered, bulk=False))
+
+
+def test_pack_order_asks_for_odd_run_directories_by_path(repo, monkeypatch):
+    """A run directory whose record is not a plain file, or that has no state, is asked
+    for by path: the same answer, or the same error, as without the ordering."""
+    monkeypatch.setattr(reading, "BULK_MIN", 1)
+    prov, run_id, files = run_with_loose_objects(repo)
+    record, state = files["record"].oid, files["state"].oid
+    executable = run_git(repo.path, "mktree", input=f"100755 blob {record}\trecord\n100644 blob {state}\tstate\n").strip()
+    extra = run_git(repo.path, "mktree", input=f"100644 blob {record}\tnotes\n100644 blob {record}\trecord\n"
+                                                f"100644 blob {state}\tstate\n").strip()
+    runs = [(run_id, executable), ("ab" * 20, extra)]
+    ordered, ids = in_pack_order(prov.git, runs)
+    pair = 2 * prov.git.odb.fmt.raw_len
+    assert ordered == runs  # loose objects: in the order given
+    assert ids[:pair] == bytes(pair) and ids[pair:] == bytes.fromhex(record + state)
+    assert list(read_run_blobs(prov.git, ordered, bulk=True, blob_ids=ids)) == list(
+        read_run_blobs(prov.git, ordered, bulk=False))
+    no_state = run_git(repo.path, "mktree", input=f"100644 blob {record}\trecord\n").strip()
+    ordered, ids = in_pack_order(prov.git, [(run_id, no_state)])
+    assert ids == bytes(pair)
+    with pytest.raises(DataError, match="no record or state"):
+        list(read_run_blobs(prov.git, ordered, bulk=True, blob_ids=ids))
+
+
 def test_bulk_path_really_starts_git(ledger_repo, monkeypatch):
     started = []
     real = reading._start_cat_file
@@ -52,10 +92,21 @@ def test_bulk_path_really_starts_git(ledger_repo, monkeypatch):
 
 
 def table_rows(path):
+    """Every row, the runs, keys and lineage nodes named by what they are, not by the
+    integers a build gave them (a cold build reads the runs in pack order)."""
+    named = {
+        "runs": "SELECT id, tree, name, experiment, status, created, ended, updated, commit_id, parent, deleted, user,"
+                " raw FROM runs",
+        **{t: f"SELECT r.id, k.kind, k.name, k.uses, x.value{', x.num' if t == 'params' else ''} FROM {t} x "  # noqa: S608
+              "JOIN runs r ON r.rid = x.run JOIN keys k ON k.kid = x.key" for t in ("params", "metrics", "tags", "attributes")},
+        "lineage": "SELECT r.id, l.direction, n.kind, n.name, n.item FROM lineage l JOIN runs r ON r.rid = l.run"
+                   " JOIN nodes n ON n.nid = l.node",
+        "stages": "SELECT r.id, k.name, s.name, s.args_hash, s.commit_id, s.dirty, s.status, s.ended FROM stages s"
+                  " JOIN runs r ON r.rid = s.run JOIN keys k ON k.kid = s.key",
+        "counts": "SELECT (SELECT count(*) FROM keys), (SELECT count(*) FROM nodes)",
+        "shards": "SELECT * FROM shards"}
     with sqlite3.connect(path) as db:
-        return {t: sorted(db.execute(f"SELECT * FROM {t}").fetchall())  # noqa: S608
-                for t in ("runs", "params", "metrics", "tags", "attributes", "keys", "nodes", "lineage", "stages",
-                          "shards")}
+        return {t: sorted(db.execute(sql).fetchall()) for t, sql in named.items()}
 
 
 def test_index_built_in_bulk_equals_index_built_run_by_run(ledger_repo, monkeypatch, tmp_path):
@@ -63,9 +114,13 @@ def test_index_built_in_bulk_equals_index_built_run_by_run(ledger_repo, monkeypa
 
     monkeypatch.setattr(reading, "BULK_MIN", 1)
     monkeypatch.setattr(store, "_BULK_INDEX_MIN", 1)  # the cold-build path that drops and recreates indexes
+    ordered = []
+    real = reading.in_pack_order
+    monkeypatch.setattr(reading, "in_pack_order", lambda *a: ordered.append(real(*a)) or ordered[-1])
     bulk = RunIndex(ledger_repo.ledger, str(tmp_path / "bulk.sqlite"))
     bulk.connection()
     bulk.close()
+    assert ordered[0][1] and ordered[0][0] != sorted(ordered[0][0])  # the runs read by blob id, in another order
     monkeypatch.setattr(reading, "BULK_MIN", 10**9)
     monkeypatch.setattr(store, "_BULK_INDEX_MIN", 10**9)
     single = RunIndex(ledger_repo.ledger, str(tmp_path / "single.sqlite"))

@@ -78,6 +78,19 @@ def test_the_index_lists_what_git_lists(repo: GitRepo) -> None:
 
 
 @pytest.mark.gitbin
+@pytest.mark.parametrize("few", [0, 10**9], ids=["bucket-read-once", "search-each"])
+def test_many_offsets_at_once_are_the_offsets_one_by_one(repo: GitRepo, monkeypatch, few: int) -> None:
+    pack = repacked(repo, ofs_delta=True)
+    listed = sorted(verify_pack(repo, pack))
+    monkeypatch.setattr(Pack, "FEW", few)
+    near = bytes.fromhex(listed[0])
+    absent = [bytes(len(near)), b"\xff" * len(near), near[:-1] + bytes([near[-1] ^ 0xFF])]  # one in a bucket in use
+    wanted = sorted({*(bytes.fromhex(oid) for oid in listed[::3]), *absent})
+    assert pack.offsets_of(wanted) == [-1 if (at := pack.offset_of(raw.hex())) is None else at for raw in wanted]
+    assert -1 in pack.offsets_of(wanted)
+
+
+@pytest.mark.gitbin
 def test_an_index_of_version_1_is_refused(repo: GitRepo, tmp_path) -> None:
     pack = repacked(repo, ofs_delta=True)
     repo.git("index-pack", "--index-version=1", "-o", str(tmp_path / "v1.idx"), pack.pack_path)

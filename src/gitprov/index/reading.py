@@ -10,6 +10,12 @@ in-memory repository, everything goes through the object layer: slower, same byt
 A run whose objects ``git`` reports missing is read again through the object layer,
 so its error is the same on both paths; if ``git`` cannot read the repository at all
 (an extension it does not know) or dies, the object layer reads the remaining runs.
+
+A cold build reads every run: ``in_pack_order`` first reads the run trees (small, one
+``git cat-file`` pass) for their record and state blob ids, and orders the runs by where
+their blobs lie in the packs. Asked for in run-id order, blobs stored as deltas of one
+another (``git fast-import``'s chains, a repack's) are resolved again and again once
+git's delta-base cache is full: at 100,000 runs, 14 s of git's CPU instead of 5.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from ..store import catfile
 from ..store.repo import GitRepository
 from ..store.trees import read_tree
 
-__all__ = ["BULK_MIN", "PAGE", "RunBlobs", "read_run_blobs", "read_run_pages"]
+__all__ = ["BULK_MIN", "PAGE", "RunBlobs", "in_pack_order", "read_run_blobs", "read_run_pages"]
 
 #: from this many runs on, one ``git cat-file --batch`` process reads them
 BULK_MIN = 200
@@ -48,14 +54,15 @@ class RunBlobs(NamedTuple):
 
 
 def read_run_blobs(repo: GitRepository, runs: Iterable[tuple[str, str]], *,
-                   bulk: bool | None = None) -> Iterator[RunBlobs]:
+                   bulk: bool | None = None, blob_ids: bytes = b"") -> Iterator[RunBlobs]:
     """``RunBlobs`` for each ``(run id, run directory tree id)`` of ``runs``, in order.
 
     ``runs`` is a sequence (all of it asked for at once) or any other iterable, drawn
     ``PAGE`` runs at a time (``read_run_pages``), so a caller can stream a listing of
     any length in bounded memory. ``bulk``: ``None`` chooses by count (``BULK_MIN``),
     ``True`` asks for the ``git cat-file`` path (still falling back when git cannot be
-    started), ``False`` forces the object layer. Raises ``DataError`` for a run
+    started), ``False`` forces the object layer. ``blob_ids`` (``in_pack_order``, with ``runs`` a
+    sequence): each run's record and state ids, asked for instead of their paths. Raises ``DataError`` for a run
     directory without a record or state, ``MissingObjectError`` for a missing object.
     """
     if not isinstance(runs, Sequence):
@@ -66,12 +73,89 @@ def read_run_blobs(repo: GitRepository, runs: Iterable[tuple[str, str]], *,
         return
     if bulk is None:
         bulk = len(runs) >= BULK_MIN
-    proc = _start_cat_file(repo) if bulk and runs else None
+    proc = (_start_cat_file(repo, in_order=True) if blob_ids else _start_cat_file(repo)) if bulk and runs else None
     if proc is None:
         for run_id, tree in runs:
             yield read_one(repo, run_id, tree)
         return
-    yield from _read_with_git(repo, proc, iter([list(runs)]), ahead=None)
+    yield from _read_with_git(repo, proc, iter([list(runs)]), ahead=None, blob_ids=blob_ids)
+
+
+def in_pack_order(repo: GitRepository, runs: Sequence[tuple[str, str]]) -> tuple[list[tuple[str, str]], bytes]:
+    """``runs`` ordered by where their record blobs lie in the packs, and the ids of
+    their record and state blobs (``read_run_blobs``' ``blob_ids``: both raw ids of each
+    run, in that order; zeros for a run whose record or state is not a plain file). As
+    given, with no ids, when git cannot be asked or there are too few runs to matter."""
+    if len(runs) < BULK_MIN:
+        return list(runs), b""
+    proc = _start_cat_file(repo, in_order=True)  # trees are small: few delta bases to keep
+    if proc is None:
+        return list(runs), b""
+    stdin, stdout = proc.stdin, proc.stdout
+
+    def feed() -> None:
+        try:
+            for start in range(0, len(runs), 4096):
+                stdin.write(b"".join(b"%s\n" % tree.encode() for _, tree in runs[start:start + 4096]))
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                stdin.close()
+
+    writer = threading.Thread(target=feed, name="prov-cat-file-feed", daemon=True)
+    writer.start()
+    size = repo.odb.fmt.raw_len
+    none = bytes(2 * size)
+    pairs = bytearray()
+    try:
+        for _ in runs:
+            head = stdout.readline().split()
+            if len(head) != 3 or not head[2].isdigit():
+                if len(head) == 2:  # missing: the run is read as before, its error the same
+                    pairs += none
+                    continue
+                break  # git stopped
+            body = stdout.read(int(head[2]) + 1)[:-1]
+            pairs += (head[1] == b"tree" and _record_and_state(body, size)) or none
+    finally:
+        proc.kill()
+        writer.join()
+        stdout.close()
+        proc.wait()
+    pairs += none * (len(runs) - len(pairs) // (2 * size))
+    step = 2 * size
+    where = repo.odb.pack_positions([pairs[at:at + size] for at in range(0, len(pairs), step)])
+    order = sorted(range(len(runs)), key=where.__getitem__)
+    ordered = bytearray()
+    for i in order:
+        ordered += pairs[i * step:(i + 1) * step]
+    return [runs[i] for i in order], bytes(ordered)
+
+
+def _record_and_state(data: bytes, size: int) -> bytes | None:
+    """The raw ids of a run tree's ``record`` and ``state``, one after the other, when
+    both are plain files."""
+    if len(data) == 2 * size + 27 and data.startswith(b"100644 record\x00") and \
+            data[14 + size:27 + size] == b"100644 state\x00":  # what every run tree holds
+        return data[14:14 + size] + data[27 + size:]
+    record = state = None
+    pos, end = 0, len(data)
+    while pos < end:
+        sp = data.find(b" ", pos)
+        nul = data.find(b"\x00", sp)
+        if sp < 0 or nul < 0 or nul + 1 + size > end:
+            return None
+        name = data[sp + 1:nul]
+        if name == b"record" or name == b"state":
+            if data[pos:sp] != b"100644":
+                return None
+            if name == b"record":
+                record = data[nul + 1:nul + 1 + size]
+            else:
+                state = data[nul + 1:nul + 1 + size]
+        pos = nul + 1 + size
+    return record + state if record is not None and state is not None else None
 
 
 def read_run_pages(repo: GitRepository, pages: Iterable[list[tuple[str, str]]], *,
@@ -104,13 +188,18 @@ def read_one(repo: GitRepository, run_id: str, tree: str) -> RunBlobs:
     return RunBlobs(run_id, tree, repo.odb.read_typed(record.oid, "blob"), repo.odb.read_typed(state.oid, "blob"))
 
 
-def _start_cat_file(repo: GitRepository, buffered: bool = True):  # -> subprocess.Popen | None
+def _start_cat_file(repo: GitRepository, buffered: bool = True, *, in_order: bool = False):  # -> subprocess.Popen | None
     """A ``git cat-file --batch`` process on ``repo`` (``catfile.start``), or None.
     ``buffered``: git holds its answers until its output buffer fills or its input ends
     (every request is written at once); otherwise each answer is flushed as it is made
     (requests come a page at a time, and the reader waits for the answers of the page
-    before the last), and a streamed listing takes a smaller delta-base cache."""
-    return catfile.start(repo, buffered=buffered, config=() if buffered else ("-c", "core.deltaBaseCacheLimit=32m"))
+    before the last), and a streamed listing takes a smaller delta-base cache.
+    ``in_order``: blobs asked for in pack order (``in_pack_order``) need few delta bases
+    kept: at 100,000 runs a 16 MB cache costs no more time than git's 96 MB, and git's
+    peak memory is 47 MB instead of 145."""
+    config = ("-c", "core.deltaBaseCacheLimit=16m") if in_order else () if buffered else (
+        "-c", "core.deltaBaseCacheLimit=32m")
+    return catfile.start(repo, buffered=buffered, config=config)
 
 
 class _GitGone(Exception):
@@ -118,13 +207,28 @@ class _GitGone(Exception):
 
 
 def _read_with_git(repo: GitRepository, proc, pages: Iterator[list[tuple[str, str]]],
-                   ahead: int | None) -> Iterator[RunBlobs]:
+                   ahead: int | None, blob_ids: bytes = b"") -> Iterator[RunBlobs]:
     """Answers of ``proc`` for the runs of ``pages``. A writer thread sends the requests
     of each page handed to it (all of them when ``ahead`` is None, else ``ahead`` pages
     beyond the one being read); a reader thread parses the answers into a bounded
     queue, so git keeps working while the caller is busy with what it was given (a
     cold build inserting rows), and this generator pairs them with their runs."""
     stdin, stdout = proc.stdin, proc.stdout
+    step = 2 * repo.odb.fmt.raw_len
+    none = bytes(step)
+
+    def lines(page: list[tuple[str, str]], start: int) -> bytes:
+        """The requests for ``page[start:start + 4096]``: its blobs by id where ``blob_ids``
+        has them (given with a single page, every run at once), else by path."""
+        out = []
+        for k, (_, tree) in enumerate(page[start:start + 4096], start):
+            pair = blob_ids[k * step:(k + 1) * step]
+            if pair and pair != none:
+                out.append(b"%s\n%s\n" % (pair[:step // 2].hex().encode(), pair[step // 2:].hex().encode()))
+            else:
+                out.append(b"%s:record\n%s:state\n" % (tree.encode(), tree.encode()))
+        return b"".join(out)
+
     requests: queue.SimpleQueue[list[tuple[str, str]] | None] = queue.SimpleQueue()
     answers: queue.Queue[list[bytes | None] | BaseException] = queue.Queue(maxsize=_QUEUED)
     stop = threading.Event()
@@ -133,8 +237,7 @@ def _read_with_git(repo: GitRepository, proc, pages: Iterator[list[tuple[str, st
         try:
             for page in iter(requests.get, None):
                 for start in range(0, len(page), 4096):  # a page may be every run of a cold build
-                    stdin.write(b"".join(b"%s:record\n%s:state\n" % (tree.encode(), tree.encode())
-                                         for _, tree in page[start:start + 4096]))
+                    stdin.write(lines(page, start))
                 stdin.flush()
         except OSError:  # git died: the reader sees the end of its output
             pass
@@ -234,7 +337,15 @@ def _read_with_git(repo: GitRepository, proc, pages: Iterator[list[tuple[str, st
 
 def _next_blob(stdout) -> bytes | None:
     """The next answer of ``cat-file --batch``: a blob's bytes, or None when missing."""
-    header = catfile.read_header(stdout)
+    line = stdout.readline()
+    parts = line.split()
+    if len(parts) == 3 and parts[1] == b"blob" and parts[2].isdigit() and line[-1:] == b"\n":  # the usual answer
+        size = int(parts[2])
+        data = stdout.read(size + 1)
+        if len(data) != size + 1:
+            raise _GitGone
+        return data[:size]
+    header = catfile.parse_header(line)
     if header is None:
         raise _GitGone
     if header.type is None:

@@ -167,20 +167,6 @@ def _plain_attribute(value: Any) -> bool:
     return kind is float and value == value
 
 
-def _raw_bits(params: dict[str, Any], metrics: dict[str, Any], attributes: dict[str, Any]) -> int | None:
-    """``runs.raw``: the parts of a run its rows cannot give back exactly (``summary``)."""
-    from .summary import RAW_ATTRIBUTES, RAW_METRICS, RAW_PARAMS
-
-    raw = 0
-    if not all(map(_plain_param, params.values())):
-        raw |= RAW_PARAMS
-    if not all(map(_plain_attribute, attributes.values())):
-        raw |= RAW_ATTRIBUTES
-    if any(m.value == 0 and str(m.value)[0] == "-" for m in metrics.values()):  # -0.0: a REAL column keeps 0.0
-        raw |= RAW_METRICS
-    return raw or None
-
-
 class RunRows:
     """Rows of decoded runs, inserted a batch at a time, table by table (one
     ``executemany`` per table and batch instead of several per run).
@@ -252,44 +238,77 @@ class RunRows:
         kids = self.kids[table]
         rows = self.tables[table]
         for name, *values in items:
-            kid = kids.get(name)
-            if kid is None:
-                kid = kids[name] = self.next_kid
-                self.next_kid += 1
-                self.tables["keys"].append((kid, table, name, 0))
-            rows.append((rid, kid, *values))
+            rows.append((rid, kids.get(name) or self._new_key(table, name), *values))
+
+    def _new_key(self, table: str, name: str) -> int:
+        kid = self.kids[table][name] = self.next_kid
+        self.next_kid += 1
+        self.tables["keys"].append((kid, table, name, 0))
+        return kid
 
     def add(self, blobs: RunBlobs) -> None:
-        """Make the rows of one run; a full batch is handed on to be inserted."""
+        """Make the rows of one run; a full batch is handed on to be inserted.
+
+        The common values (a string, a finite float, a 64-bit integer) take the inline
+        path: this loop is most of a cold build's Python time. Anything else goes through
+        ``param_row``, ``sql_value`` and their ``_plain_*`` checks (``runs.raw``)."""
+        from .summary import RAW_ATTRIBUTES, RAW_METRICS, RAW_PARAMS
+
         run_id = blobs.run_id
         record = decode_part(blobs.record, _Record, RunRecord, f"record of run {run_id[:12]}")
         state = decode_part(blobs.state, _State, RunState, f"state of run {run_id[:12]}")
         rid = self.next_rid
         self.next_rid += 1
         t = self.tables
-        params = {**record.params, **state.params}
+        raw = 0
+        low, high = _INT64
+        kids, rows, new_key = self.kids["params"], t["params"], self._new_key
+        for name, value in (state.params if not record.params else {**record.params, **state.params}).items():
+            kind = value.__class__
+            if kind is str:
+                rows.append((rid, kids.get(name) or new_key("params", name), value, None))
+            elif (kind is float and value - value == 0) or (kind is int and low <= value < high):
+                rows.append((rid, kids.get(name) or new_key("params", name), repr(value), value))
+            else:
+                _, text, num = param_row(name, value)
+                rows.append((rid, kids.get(name) or new_key("params", name), text, num))
+                if not _plain_param(value):
+                    raw |= RAW_PARAMS
+        kids, rows = self.kids["metrics"], t["metrics"]
+        for name, metric in state.metrics.items():
+            value = metric.value
+            if value == 0 and str(value)[0] == "-":  # -0.0: a REAL column keeps 0.0
+                raw |= RAW_METRICS
+            rows.append((rid, kids.get(name) or new_key("metrics", name), None if value != value else value))
+        kids = self.kids["tags"]
+        t["tags"].extend([(rid, kids.get(name) or new_key("tags", name), value) for name, value in state.tags.items()])
+        kids, rows = self.kids["attributes"], t["attributes"]
+        for name, value in state.attributes.items():
+            kid = kids.get(name) or new_key("attributes", name)
+            if value is None or value.__class__ is str:
+                rows.append((rid, kid, value))
+                continue
+            rows.append((rid, kid, sql_value(value)))
+            if not _plain_attribute(value):
+                raw |= RAW_ATTRIBUTES
+            if value.__class__ is dict and name.startswith(STAGE_PREFIX):
+                t["stages"].append((rid, kid, str(value.get("name")), value.get("args_hash"), value.get("commit"),
+                                    int(bool(value.get("dirty"))), value.get("status"), value.get("ended")))
         t["runs"].append((rid, id_bytes(run_id), id_bytes(blobs.tree), state.name, state.experiment, state.status,
                           time_value(record.created), time_value(state.ended),
                           None if state.updated == state.ended else time_value(state.updated), hexish(record.code.commit),
-                          hexish(record.parent), int(state.deleted), record.user or None,
-                          _raw_bits(params, state.metrics, state.attributes)))
-        self.keyed("params", rid, (param_row(k, v) for k, v in params.items()))
-        self.keyed("metrics", rid, ((k, None if m.value != m.value else m.value) for k, m in state.metrics.items()))
-        self.keyed("tags", rid, state.tags.items())
-        self.keyed("attributes", rid, ((k, sql_value(v)) for k, v in state.attributes.items()))
-        rows = set()
-        for direction, side in (("in", state.lineage.inputs), ("out", state.lineage.outputs)):
-            for key, items in side.items():
-                kind, _, name = key.partition(":")
-                rows.update((rid, DIRECTIONS[direction], kind, name, item) for item in (items or [""]))
-        # dataset versions (log_dataset_version, prov run --input/--output) are lineage too
-        for key, version in state.datasets.items():
-            rows.add((rid, DIRECTIONS["out" if key.startswith("output/") else "in"], "dataset", key, version.digest))
-        t["lineage"].extend(sorted(rows))
-        t["stages"].extend(
-            (rid, self.kids["attributes"][k], str(s.get("name")), s.get("args_hash"),
-             s.get("commit"), int(bool(s.get("dirty"))), s.get("status"), s.get("ended"))
-            for k, s in state.attributes.items() if k.startswith(STAGE_PREFIX) and isinstance(s, dict))
+                          hexish(record.parent), int(state.deleted), record.user or None, raw or None))
+        lineage = state.lineage
+        if lineage.inputs or lineage.outputs or state.datasets:
+            edges = set()
+            for direction, side in ((DIRECTIONS["in"], lineage.inputs), (DIRECTIONS["out"], lineage.outputs)):
+                for key, items in side.items():
+                    kind, _, name = key.partition(":")
+                    edges.update((rid, direction, kind, name, item) for item in (items or [""]))
+            # dataset versions (log_dataset_version, prov run --input/--output) are lineage too
+            for key, version in state.datasets.items():
+                edges.add((rid, DIRECTIONS["out" if key.startswith("output/") else "in"], "dataset", key, version.digest))
+            t["lineage"].extend(sorted(edges))
         self.count += 1
         if self.count >= self.batch:
             self.flush()

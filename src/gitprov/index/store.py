@@ -300,15 +300,17 @@ class RunIndex:
             for name in _SECONDARY_INDEXES:
                 db.execute(f"DROP INDEX IF EXISTS {name}")
         _delete_runs(db, gone)
-        from .reading import read_run_blobs
+        from .reading import in_pack_order, read_run_blobs
         from .rows import RunRows
+
+        todo, blob_ids = in_pack_order(self.ledger.repo, todo)  # as git reads them fastest
 
         skipped = {run_id: why for run_id, why in self._skipped(db).items()
                    if new_shards.get(run_id[:2]) == old_shards.get(run_id[:2])}  # shards not re-read keep theirs
         with RunRows(db, batch=_INSERT_BATCH, background=fresh, stage=fresh) as rows:
             done = 0
             try:
-                for blobs in read_run_blobs(self.ledger.repo, todo):
+                for blobs in read_run_blobs(self.ledger.repo, todo, blob_ids=blob_ids):
                     rows.add(blobs)
                     done += 1
             except FormatVersionError:

@@ -40,6 +40,10 @@ _base_bytes = 0
 class Pack:
     """A pack's ``.idx`` (version 2) and its ``.pack``, memory-mapped."""
 
+    #: ``offsets_of`` reads a fanout bucket's names once when it looks up more than one
+    #: id in this many of them, else searches for each
+    FEW = 16
+
     def __init__(self, idx_path: str, fmt: ObjectFormat) -> None:
         self.fmt = fmt
         self.pack_path = idx_path[:-4] + ".pack"
@@ -84,6 +88,34 @@ class Pack:
             off = int.from_bytes(self.idx[at : at + 4], "big")
             return self._large_offset(off) if off & 0x80000000 else off
         return None
+
+    def offsets_of(self, raws: list[bytes]) -> list[int]:
+        """The offset of each of ``raws`` (sorted raw ids), -1 for one not in this pack:
+        many lookups at once, a fanout bucket's names read once for the ids it holds."""
+        from bisect import bisect_left
+
+        found: list[int] = []
+        idx, base, size, at = self.idx, self.names_at, self.fmt.raw_len, 0
+        while at < len(raws):
+            first = raws[at][0]
+            end = at + 1
+            while end < len(raws) and raws[end][0] == first:
+                end += 1
+            lo = self.fanout[first - 1] if first else 0
+            hi = self.fanout[first]
+            if (end - at) * self.FEW < hi - lo:  # few of a large bucket: a search each
+                places = [self._search(raw) for raw in raws[at:end]]
+            else:
+                names = [idx[p : p + size] for p in range(base + lo * size, base + hi * size, size)]
+                places = [lo + bisect_left(names, raw) for raw in raws[at:end]]
+            for raw, i in zip(raws[at:end], places, strict=True):
+                if i < self.count and self._name(i) == raw:
+                    off = int.from_bytes(idx[self.offsets_at + i * 4 : self.offsets_at + i * 4 + 4], "big")
+                    found.append(self._large_offset(off) if off & 0x80000000 else off)
+                else:
+                    found.append(-1)
+            at = end
+        return found
 
     def ids(self) -> list[bytes]:
         """The raw id of every object, in id order."""
