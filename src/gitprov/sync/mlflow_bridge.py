@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import posixpath
-import sys
 import tempfile
 import threading
 import time
@@ -30,7 +29,7 @@ from ..errors import SyncError
 from ..runs.artifacts import DIRECTORY_TYPE
 from ..runs.models import MODEL_ATTRIBUTE
 from ..scrub import scrub_url
-from .bridge import RunResult, RunSource, import_tracker, millis, require_tracker
+from .bridge import RunResult, RunSource, import_tracker, millis
 from .keymap import mlflow_key, prov_key
 from .mlflow_model import MODEL_LAYOUT
 from .mlflow_store import (
@@ -40,7 +39,8 @@ from .mlflow_store import (
     local_artifact_root,
     mlflow_home,
     reach,
-    tracking_uri_in_process,
+    require_mlflow,
+    resolve_tracking_uri,
 )
 from .state import value_digest
 
@@ -81,11 +81,6 @@ _STATUS = {"running": "RUNNING", "finished": "FINISHED", "failed": "FAILED", "ki
 def import_mlflow(purpose: str = "syncing to MLflow") -> Any:
     """``mlflow``, or a ``MissingExtraError`` naming the extra to install."""
     return import_tracker("mlflow", MLFLOW_EXTRA, purpose)
-
-
-def require_mlflow(purpose: str = "syncing to MLflow") -> None:
-    """Fail early, without importing it, when mlflow is not installed."""
-    require_tracker("mlflow", MLFLOW_EXTRA, purpose)
 
 
 def canonical_value(value: Any) -> str:
@@ -136,11 +131,7 @@ class MlflowBridge:
                  register_models: bool = False) -> None:
         require_mlflow()
         home = mlflow_home(store)
-        uri = tracking_uri or (tracking_uri_in_process() if "mlflow" in sys.modules else os.environ.get("MLFLOW_TRACKING_URI"))
-        if not uri and home is not None:
-            uri = "sqlite:///" + os.path.join(home, "mlflow.db")
-        if not uri:
-            uri = import_mlflow().get_tracking_uri()
+        uri = resolve_tracking_uri(tracking_uri, store)
         self.tracking_uri = uri
         #: what keys the local state and is shown to people: never credentials.
         self.address = scrub_url(uri)

@@ -10,15 +10,20 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from .bridge import import_tracker
+from .bridge import import_tracker, require_tracker
 
 if TYPE_CHECKING:
     from ..store.prov_store import ProvStore
 
 __all__ = ["MLFLOW_EXTRA", "create_local_store", "is_http", "local_artifact_root", "local_store", "mlflow_home",
-           "reach", "tracking_uri_in_process"]
+           "reach", "require_mlflow", "resolve_tracking_uri", "tracking_uri_in_process"]
 
 MLFLOW_EXTRA = "pip install 'git-prov[mlflow]'"
+
+
+def require_mlflow(purpose: str = "syncing to MLflow") -> None:
+    """Fail early, without importing it, when mlflow is not installed."""
+    require_tracker("mlflow", MLFLOW_EXTRA, purpose)
 
 
 def tracking_uri_in_process() -> str | None:
@@ -34,6 +39,21 @@ def mlflow_home(store: ProvStore | None) -> str | None:
     """``.git/prov/mlflow`` of ``store``: where prov keeps an MLflow store it makes."""
     prov_dir = store.git.prov_dir() if store is not None else None
     return os.path.join(prov_dir, "mlflow") if prov_dir else None
+
+
+def resolve_tracking_uri(tracking_uri: str | None, store: ProvStore | None) -> str:
+    """The tracking URI a sync writes to: ``tracking_uri``; else the one this process
+    gave mlflow or ``$MLFLOW_TRACKING_URI``; else the store in ``.git/prov/mlflow``;
+    else MLflow's default. mlflow is imported only for the last (no repository)."""
+    import sys
+
+    uri = tracking_uri or (tracking_uri_in_process() if "mlflow" in sys.modules else os.environ.get("MLFLOW_TRACKING_URI"))
+    home = mlflow_home(store)
+    if not uri and home is not None:
+        uri = "sqlite:///" + os.path.join(home, "mlflow.db")
+    if not uri:
+        uri = import_tracker("mlflow", MLFLOW_EXTRA, "syncing to MLflow").get_tracking_uri()
+    return uri
 
 
 def _sqlite_path(uri: str) -> str | None:
