@@ -64,6 +64,7 @@ def prepare(source: str, root: str, env: dict[str, str], prov: list[str]) -> dic
     from gitprov.sync.state import target_key
 
     state = os.path.join(path, ".git", "prov", "sync", target_key("mlflow", uri) + ".sqlite")
+    os.makedirs(os.path.dirname(state), exist_ok=True)
     return {"path": path, "uri": uri, "pristine": pristine, "state": state}
 
 
