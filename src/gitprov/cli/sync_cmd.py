@@ -60,7 +60,7 @@ def _run(repo: Any, make_bridge: Callable[[], Any], target: tuple[str, str], wor
     import json
     import tempfile
 
-    from ..sync.engine import plan_size, sync_plan, sync_runs
+    from ..sync.plan import plan_size, sync_plan
 
     terminal = sys.stderr.isatty()
     if progress is None:
@@ -71,6 +71,8 @@ def _run(repo: Any, make_bridge: Callable[[], Any], target: tuple[str, str], wor
         # contacted: from the run index alone, the first thing a sync of a big ledger shows
         total = plan_size(repo.store, list(run_ids) or None)
         click.echo(_first_line(target, total, dry_run), err=True)
+    from ..sync.engine import sync_runs
+
     bridge = make_bridge()
     show_bar = progress and terminal and not as_json
     # results are not kept in memory: they are put aside in a temporary file and printed
