@@ -11,31 +11,16 @@ from .. import codec
 from ..errors import UsageError
 from ..keys import check_json_value, check_key
 from ..model import DatasetVersion
+from .run_part import RunPart
 
 if TYPE_CHECKING:
-    from ..model import ArtifactRef, RunRecord, RunState
-    from ..store.prov_store import ProvStore
-    from .writer import RunWriter
+    from ..model import ArtifactRef
 
 __all__ = ["ContextMethods"]
 
 
-class ContextMethods:
+class ContextMethods(RunPart):
     """Mixed into ``Run``: its code, data, environment, seeds and schema."""
-
-    id: str
-    record: RunRecord
-    _store: ProvStore
-    _state: RunState
-    _writer: RunWriter
-    _active: bool
-
-    if TYPE_CHECKING:
-        def _require_active(self, what: str) -> None: ...  # Run's
-        def _touch(self) -> None: ...  # Run's
-
-        def log_artifact(self, key: str, source: Any, overwrite: bool = False,
-                         media_type: str | None = None) -> ArtifactRef: ...  # ArtifactMethods'
 
     # -- code, data, environment, schema -------------------------------------------
     def log_code(self, exec_path: str | os.PathLike[str] | None = None, repo_url: str | None = None,

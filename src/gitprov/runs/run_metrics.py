@@ -7,18 +7,14 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import UsageError
 from ..keys import check_json_value, check_key
 from . import reading
 from .reading import MetricPoint, Observation
+from .run_part import RunPart
 from .writer import SeriesBuffer
-
-if TYPE_CHECKING:
-    from ..model import RunRecord, RunState
-    from ..store.prov_store import ProvStore
-    from .writer import RunWriter
 
 __all__ = ["LAST_TIMESTAMP", "STEP_LIMIT", "MetricMethods"]
 
@@ -46,18 +42,8 @@ def _to_ms(timestamp: Any) -> int:
     return int(seconds * 1000)
 
 
-class MetricMethods:
+class MetricMethods(RunPart):
     """Mixed into ``Run``: its metric series and observations."""
-
-    id: str
-    record: RunRecord
-    _store: ProvStore
-    _state: RunState
-    _writer: RunWriter
-    _active: bool
-
-    if TYPE_CHECKING:
-        def _require_active(self, what: str) -> None: ...  # Run's
 
     # -- metrics -----------------------------------------------------------------
     def log_metric(self, key: str, value: float, step: int | None = None, timestamp: Any = None) -> None:

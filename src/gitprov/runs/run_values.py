@@ -3,32 +3,17 @@ a changed value only with ``overwrite``), attributes (any JSON value) and tags."
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import UsageError
 from ..keys import check_json_value, check_key
-
-if TYPE_CHECKING:
-    from ..model import RunRecord, RunState
-    from ..store.prov_store import ProvStore
-    from .writer import RunWriter
+from .run_part import RunPart
 
 __all__ = ["ValueMethods"]
 
 
-class ValueMethods:
+class ValueMethods(RunPart):
     """Mixed into ``Run``: its hyperparameters, attributes and tags."""
-
-    id: str
-    record: RunRecord
-    _store: ProvStore
-    _state: RunState
-    _writer: RunWriter
-    _active: bool
-
-    if TYPE_CHECKING:
-        def _require_active(self, what: str) -> None: ...  # Run's
-        def _touch(self) -> None: ...  # Run's
 
     # -- hyperparameters ---------------------------------------------------------
     def log_hyperparameter(self, key: str, value: Any, overwrite: bool = False) -> None:
