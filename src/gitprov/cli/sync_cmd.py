@@ -60,12 +60,12 @@ def _run(repo: Any, make_bridge: Callable[[], Any], target: tuple[str, str], wor
     import json
     import tempfile
 
-    from ..sync.plan import plan_size, sync_plan
+    from ..sync.plan import plan_size
 
     terminal = sys.stderr.isatty()
     if progress is None:
         progress = terminal
-    total = None
+    total = 0
     if progress:
         # said before the tracker's library (or even the bridge) is imported and its server
         # contacted: from the run index alone, the first thing a sync of a big ledger shows
@@ -84,8 +84,6 @@ def _run(repo: Any, make_bridge: Callable[[], Any], target: tuple[str, str], wor
         options = {"workers": workers, "retries": retries, "dry_run": dry_run, "run_ids": list(run_ids) or None,
                    "keep_results": False}
         if show_bar:
-            if run_ids:
-                total = len(sync_plan(repo.store, list(run_ids))[1])
             with click.progressbar(length=total, label=f"syncing to {bridge.kind}", file=sys.stderr) as bar:
                 report = sync_runs(repo, bridge, on_result=lambda r: (rows.add(r), bar.update(1)), **options)
         else:
