@@ -22,7 +22,6 @@ import posixpath
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SyncError
@@ -40,6 +39,7 @@ from .mlflow_store import (
     local_artifact_root,
     mlflow_home,
     reach,
+    request_settings,
     require_mlflow,
     resolve_tracking_uri,
 )
@@ -159,25 +159,10 @@ class MlflowBridge(LoggedModels):
                 f"experiment now live in the parent's, so MLflow nests them; the old MLflow runs ({old}) are "
                 f"deleted and tagged {MOVED_TO_TAG} (undo with 'mlflow runs restore --run-id ID')"]
 
-    @contextlib.contextmanager
-    def session(self) -> Iterator[None]:
+    def session(self) -> contextlib.AbstractContextManager[None]:
         """MLflow's own HTTP retries, backoff and timeout set from ``retries`` and
-        ``timeout`` while a sync runs (MLflow reads them from the environment at each
-        request; the previous values come back afterwards)."""
-        values = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.retries),
-                  "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                  "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
-                  "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, int(self.timeout + 0.5)))}
-        saved = {k: os.environ.get(k) for k in values}
-        os.environ.update(values)
-        try:
-            yield
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        ``timeout`` while a sync runs (``mlflow_store.request_settings``)."""
+        return request_settings(self.retries, self.timeout)
 
     def connect(self) -> None:
         """Fail fast, before mlflow is imported, when an HTTP tracking server cannot be
