@@ -158,7 +158,7 @@ def sync_target(root: str, info: dict, env: dict[str, str], prov: list[str], log
 
 
 #: what a synced run's entry holds (the bridge's keys, a synthetic run's sizes: 8 params,
-#: 3 tags and prov's own, 4 metric series, a dataset, 2 models)
+#: 3 tags and prov's own, 4 metric series, a dataset, 2 models, ``mlflow_model.MODEL_LAYOUT``)
 ENTRY = {
     "params": {k: "0123456789abcdef" for k in ("lr", "batch_size", "optimizer", "model", "epochs", "seed",
                                                 "dropout", "weight_decay")},
@@ -166,7 +166,7 @@ ENTRY = {
                                               "prov.name", "team", "stage", "owner", "mlflow.runName")},
     "series": {"acc": 1, "f1": 1, "loss": 1, "val_loss": 1}, "artifacts": {}, "observations": {},
     "datasets": {"imagenet-subset": "sha256:" + "ab" * 32},
-    "models": [{"name": "resnet18", "version": "1", "direction": "in"}, {"name": "out", "version": "1", "direction": "out"}],
+    "models": ["in\tresnet18\t1", "out\tout\t1"], "layout": 2,
     "status": "FINISHED", "parent": False,
 }
 

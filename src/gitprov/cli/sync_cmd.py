@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -38,23 +39,42 @@ def _common(f: Any) -> Any:
                      help="Retries per run on connection errors (exponential backoff).")(f)
     f = click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True,
                      help="Runs synced in parallel.")(f)
+    f = click.option("--progress/--no-progress", default=None,
+                     help="Say on stderr what is about to be synced, before the tracker is contacted, and "
+                          "show a progress bar (default: when stderr is a terminal, as git does).")(f)
     return f
 
 
-def _run(repo: Any, bridge: Any, workers: int, retries: int, dry_run: bool, run_ids: tuple[str, ...],
-         as_json: bool, watch: bool = False, interval: float = 5.0) -> None:
-    from ..sync.engine import sync_plan, sync_runs
-
+def _run(repo: Any, make_bridge: Callable[[], Any], target: tuple[str, str], workers: int, retries: int,
+         dry_run: bool, run_ids: tuple[str, ...], as_json: bool, watch: bool = False, interval: float = 5.0,
+         progress: bool | None = None) -> None:
+    """One sync (or ``--watch``) to the bridge ``make_bridge`` makes; ``target``: its kind
+    and address (no credentials), known before the bridge's module is imported."""
     if watch:
         if dry_run:
             raise click.UsageError("--watch and --dry-run do not go together")
-        _watch(repo, bridge, interval, as_json, workers=workers, retries=retries, run_ids=list(run_ids) or None)
+        _watch(repo, make_bridge(), interval, as_json, workers=workers, retries=retries,
+               run_ids=list(run_ids) or None)
         return
 
     import json
     import tempfile
 
-    show_bar = not as_json and sys.stderr.isatty()
+    from ..sync.plan import plan_size
+
+    terminal = sys.stderr.isatty()
+    if progress is None:
+        progress = terminal
+    total = 0
+    if progress:
+        # said before the tracker's library (or even the bridge) is imported and its server
+        # contacted: from the run index alone, the first thing a sync of a big ledger shows
+        total = plan_size(repo.store, list(run_ids) or None)
+        click.echo(_first_line(target, total, dry_run), err=True)
+    from ..sync.engine import sync_runs
+
+    bridge = make_bridge()
+    show_bar = progress and terminal and not as_json
     # results are not kept in memory: they are put aside in a temporary file and printed
     # once the sync is over, so a sync that stops (an unreachable tracker, found when the
     # first run needs it) prints nothing but its one line, and the JSON document's counts
@@ -64,7 +84,6 @@ def _run(repo: Any, bridge: Any, workers: int, retries: int, dry_run: bool, run_
         options = {"workers": workers, "retries": retries, "dry_run": dry_run, "run_ids": list(run_ids) or None,
                    "keep_results": False}
         if show_bar:
-            total = len(sync_plan(repo.store, list(run_ids) or None)[1])
             with click.progressbar(length=total, label=f"syncing to {bridge.kind}", file=sys.stderr) as bar:
                 report = sync_runs(repo, bridge, on_result=lambda r: (rows.add(r), bar.update(1)), **options)
         else:
@@ -80,6 +99,14 @@ def _run(repo: Any, bridge: Any, workers: int, retries: int, dry_run: bool, run_
     if report.failed_count:
         raise SyncError(f"{report.failed_count} of {report.total} run(s) not synced; "
                         "they stay pending: run the sync again ('prov sync status' lists them)")
+
+
+def _first_line(target: tuple[str, str], total: int, dry_run: bool) -> str:
+    """``prov: sync mlflow: 100,000 runs to compare; syncing what changed to <address>``
+    (the address as the sync state keys it: never credentials)."""
+    kind, address = target
+    what = "checking what would sync" if dry_run else "syncing what changed"
+    return f"prov: sync {kind}: {total:,} run{'' if total == 1 else 's'} to compare; {what} to {address}"
 
 
 class _Rows:
@@ -193,18 +220,27 @@ def sync_group() -> None:
 def sync_mlflow_command(tracking_uri: str | None, experiment_prefix: str, artifact_location: str | None,
                         timeout: float, register_models: bool, workers: int, retries: int,
                         run_ids: tuple[str, ...], dry_run: bool, as_json: bool, watch: bool, interval: float,
-                        repo: Repository) -> None:
+                        progress: bool | None, repo: Repository) -> None:
     """Mirror every run to MLflow: params, metric histories, tags, git commit, artifacts, datasets.
 
     A run is found again by its prov.run_id tag, so a repeated sync writes only what is new.
     A server that cannot be reached ends the sync with exit code 10 within --timeout seconds.
     """
-    from ..sync.mlflow_bridge import MlflowBridge
+    from ..scrub import scrub_url
+    from ..sync.mlflow_store import require_mlflow, resolve_tracking_uri
 
     _quiet_trackers()
-    bridge = MlflowBridge(tracking_uri, experiment_prefix=experiment_prefix, artifact_location=artifact_location,
-                          store=repo.store, retries=retries, timeout=timeout, register_models=register_models)
-    _run(repo, bridge, workers, retries, dry_run, run_ids, as_json, watch, interval)
+    require_mlflow()
+    uri = resolve_tracking_uri(tracking_uri, repo.store)
+
+    def bridge() -> Any:
+        from ..sync.mlflow_bridge import MlflowBridge
+
+        return MlflowBridge(uri, experiment_prefix=experiment_prefix, artifact_location=artifact_location,
+                            store=repo.store, retries=retries, timeout=timeout, register_models=register_models)
+
+    _run(repo, bridge, ("mlflow", scrub_url(uri)), workers, retries, dry_run, run_ids, as_json, watch, interval,
+         progress)
 
 
 @sync_group.command("wandb")
@@ -216,7 +252,7 @@ def sync_mlflow_command(tracking_uri: str | None, experiment_prefix: str, artifa
 @with_repository()
 def sync_wandb_command(project: str, entity: str | None, directory: str | None, workers: int, retries: int,
                        run_ids: tuple[str, ...], dry_run: bool, as_json: bool, watch: bool, interval: float,
-                       repo: Repository) -> None:
+                       progress: bool | None, repo: Repository) -> None:
     """Mirror every run to Weights & Biases (offline too: WANDB_MODE=offline).
 
     Each run gets a W&B run id derived from its prov run id.
@@ -225,7 +261,8 @@ def sync_wandb_command(project: str, entity: str | None, directory: str | None, 
 
     _quiet_trackers()
     bridge = WandbBridge(project, entity=entity, directory=directory, store=repo.store)
-    _run(repo, bridge, workers, retries, dry_run, run_ids, as_json, watch, interval)
+    _run(repo, lambda: bridge, (bridge.kind, bridge.address), workers, retries, dry_run, run_ids, as_json, watch,
+         interval, progress)
 
 
 def _options_apply(params: dict[str, Any]) -> None:

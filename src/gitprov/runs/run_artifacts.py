@@ -13,25 +13,16 @@ from .. import codec
 from ..errors import UsageError
 from ..keys import check_key, key_to_name
 from . import reading
+from .run_part import RunPart
 
 if TYPE_CHECKING:
-    from ..model import ArtifactRef, RunState
-    from ..store.prov_store import ProvStore
-    from .writer import RunWriter
+    from ..model import ArtifactRef
 
 __all__ = ["ArtifactMethods"]
 
 
-class ArtifactMethods:
+class ArtifactMethods(RunPart):
     """Mixed into ``Run``: its artifacts and its model."""
-
-    id: str
-    _store: ProvStore
-    _state: RunState
-    _writer: RunWriter
-
-    if TYPE_CHECKING:
-        def _require_active(self, what: str) -> None: ...  # Run's
 
     # -- artifacts ---------------------------------------------------------------
     def log_artifact(self, key: str, source: Any, overwrite: bool = False,

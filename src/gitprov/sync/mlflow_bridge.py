@@ -19,19 +19,18 @@ import contextlib
 import json
 import os
 import posixpath
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SyncError
 from ..runs.artifacts import DIRECTORY_TYPE
-from ..runs.models import MODEL_ATTRIBUTE
 from ..scrub import scrub_url
-from .bridge import RunResult, RunSource, import_tracker, millis, require_tracker
+from .bridge import RunResult, RunSource, import_tracker, millis
 from .keymap import mlflow_key, prov_key
+from .mlflow_datasets import dataset_digest, dataset_inputs
+from .mlflow_logged_models import LoggedModels, in_model, model_info, model_links
 from .mlflow_model import MODEL_LAYOUT
 from .mlflow_store import (
     MLFLOW_EXTRA,
@@ -40,7 +39,9 @@ from .mlflow_store import (
     local_artifact_root,
     mlflow_home,
     reach,
-    tracking_uri_in_process,
+    request_settings,
+    require_mlflow,
+    resolve_tracking_uri,
 )
 from .state import value_digest
 
@@ -54,19 +55,12 @@ MAX_ENTITIES_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
-MAX_DIGEST = 36
 #: stay under MLflow's 1 MB request limit for one log_batch call.
 MAX_BATCH_BYTES = 900_000
 RUN_ID_TAG = "prov.run_id"
-#: the tag that finds a logged model again: a digest of the prov model name and version.
-MODEL_KEY_TAG = "prov.model.key"
-#: on a logged model: the MLflow run that produced it.
-PRODUCED_BY_TAG = "prov.model.produced_by"
 #: on an MLflow run an older git-prov made outside its parent's experiment: the run
 #: that replaces it there (the old one is deleted, which MLflow lets you undo).
 MOVED_TO_TAG = "prov.moved_to"
-#: characters MLflow refuses in a logged model's name.
-_MODEL_NAME_FORBIDDEN = str.maketrans({c: "_" for c in "/:.%\"'"})
 #: numeric observations become this metric prefix + key (step = epoch).
 OBSERVATION_METRIC_PREFIX = "obs/"
 OBSERVATION_ARTIFACTS = "prov/observations"
@@ -81,11 +75,6 @@ _STATUS = {"running": "RUNNING", "finished": "FINISHED", "failed": "FAILED", "ki
 def import_mlflow(purpose: str = "syncing to MLflow") -> Any:
     """``mlflow``, or a ``MissingExtraError`` naming the extra to install."""
     return import_tracker("mlflow", MLFLOW_EXTRA, purpose)
-
-
-def require_mlflow(purpose: str = "syncing to MLflow") -> None:
-    """Fail early, without importing it, when mlflow is not installed."""
-    require_tracker("mlflow", MLFLOW_EXTRA, purpose)
 
 
 def canonical_value(value: Any) -> str:
@@ -125,7 +114,7 @@ def _entity_batches(params: list[Any], metrics: list[Any], tags: list[Any]) -> l
     return out
 
 
-class MlflowBridge:
+class MlflowBridge(LoggedModels):
     """Sync target: one MLflow tracking server or store (``sqlite:///…``, ``http://…``)."""
 
     kind = "mlflow"
@@ -136,11 +125,7 @@ class MlflowBridge:
                  register_models: bool = False) -> None:
         require_mlflow()
         home = mlflow_home(store)
-        uri = tracking_uri or (tracking_uri_in_process() if "mlflow" in sys.modules else os.environ.get("MLFLOW_TRACKING_URI"))
-        if not uri and home is not None:
-            uri = "sqlite:///" + os.path.join(home, "mlflow.db")
-        if not uri:
-            uri = import_mlflow().get_tracking_uri()
+        uri = resolve_tracking_uri(tracking_uri, store)
         self.tracking_uri = uri
         #: what keys the local state and is shown to people: never credentials.
         self.address = scrub_url(uri)
@@ -158,14 +143,7 @@ class MlflowBridge:
         self._experiments: dict[str, str] = {}
         self._lock = threading.Lock()
         self._parents: dict[str, str] = {}
-        self._models: dict[str, str] = {}
-        self._model_lock = threading.Lock()
-        #: logged model id -> its artifact location, and the producer its tag names
-        self._model_locations: dict[str, str] = {}
-        self._produced: dict[str, str] = {}
-        #: experiment ids that existed when this sync first looked for a logged model (a
-        #: sync to one target holds its lock, so only experiments it makes come after)
-        self._all_experiments: list[str] | None = None
+        self._init_logged_models()
         #: ``(prov run id, old MLflow run id, new MLflow run id)`` of children moved to
         #: their parent's experiment by this sync (see ``take_warnings``).
         self.moved: list[tuple[str, str, str]] = []
@@ -181,25 +159,10 @@ class MlflowBridge:
                 f"experiment now live in the parent's, so MLflow nests them; the old MLflow runs ({old}) are "
                 f"deleted and tagged {MOVED_TO_TAG} (undo with 'mlflow runs restore --run-id ID')"]
 
-    @contextlib.contextmanager
-    def session(self) -> Iterator[None]:
+    def session(self) -> contextlib.AbstractContextManager[None]:
         """MLflow's own HTTP retries, backoff and timeout set from ``retries`` and
-        ``timeout`` while a sync runs (MLflow reads them from the environment at each
-        request; the previous values come back afterwards)."""
-        values = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.retries),
-                  "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                  "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
-                  "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, int(self.timeout + 0.5)))}
-        saved = {k: os.environ.get(k) for k in values}
-        os.environ.update(values)
-        try:
-            yield
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        ``timeout`` while a sync runs (``mlflow_store.request_settings``)."""
+        return request_settings(self.retries, self.timeout)
 
     def connect(self) -> None:
         """Fail fast, before mlflow is imported, when an HTTP tracking server cannot be
@@ -330,7 +293,7 @@ class MlflowBridge:
             "metrics": {k: mlflow_key(k) for k in run.get_metric_keys()},
             "observations": {k: mlflow_key(OBSERVATION_METRIC_PREFIX + k) for k in sorted(state.observations)},
             "artifacts": {k: ref.sha256 for k, ref in sorted(state.artifacts.items())
-                          if ref.media_type != DIRECTORY_TYPE and not _in_model(k, model_info(run))},
+                          if ref.media_type != DIRECTORY_TYPE and not in_model(k, model_info(run))},
             "datasets": dict(sorted(state.datasets.items())),
             "models": model_links(state.lineage),
             "status": _STATUS.get(state.status, "RUNNING"),
@@ -354,17 +317,6 @@ class MlflowBridge:
             "models": self._remote_model_links(remote),
             "status": remote.info.status if remote.info.end_time else "RUNNING",
         }
-
-    def _remote_model_links(self, remote: Any) -> list[str]:
-        """The model links an existing MLflow run holds, as ``model_links`` writes them."""
-        linked = [("in", m.model_id) for m in (remote.inputs.model_inputs or [] if remote.inputs else [])]
-        linked += [("out", m.model_id) for m in (remote.outputs.model_outputs or [] if remote.outputs else [])]
-        out = []
-        for direction, model_id in linked:
-            tags = self.client.get_logged_model(model_id).tags
-            if "prov.model.name" in tags:
-                out.append(_link(direction, tags["prov.model.name"], tags.get("prov.model.version", "")))
-        return sorted(out)
 
     # -- the sync ----------------------------------------------------------------------
     def unchanged(self, run_id: str, name: str, version: str, entry: dict[str, Any] | None,
@@ -450,7 +402,7 @@ class MlflowBridge:
                 for o in numeric[have["series"].get(okey, 0):]:
                     metrics.append(Metric(okey, float(o.value), o.timestamp, o.epoch))
         artifacts = [k for k, sha in want["artifacts"].items() if have["artifacts"].get(k) != sha]
-        datasets = [d for k, d in want["datasets"].items() if have["datasets"].get(k) != _digest36(d.digest)]
+        datasets = [d for k, d in want["datasets"].items() if have["datasets"].get(k) != dataset_digest(d.digest)]
         models = [link for link in want["models"] if link not in have["models"]]
         logged = model_info(run)
         files_key = f"{MODEL_LAYOUT}:{logged.get('sha256')}" if logged else None
@@ -489,7 +441,7 @@ class MlflowBridge:
         if artifacts:
             self._upload(run, external_id, artifacts)
         if datasets:
-            self._log_datasets(external_id, datasets, run.get_code())
+            self.client.log_inputs(external_id, datasets=dataset_inputs(datasets, run.get_code()))
         model_exp = home or self.experiment_id(run.experiment) or "0"
         if models:
             self._link_models(external_id, model_exp, models, run)
@@ -514,7 +466,7 @@ class MlflowBridge:
             "tags": {k: value_digest(v) for k, v in want["tags"].items()},
             "series": series_counts,
             "artifacts": want["artifacts"],
-            "datasets": {k: _digest36(d.digest) for k, d in want["datasets"].items()},
+            "datasets": {k: dataset_digest(d.digest) for k, d in want["datasets"].items()},
             "observations": observation_counts,
             "models": want["models"],
             "status": want["status"],
@@ -556,209 +508,6 @@ class MlflowBridge:
                 self.client.log_artifact(external_id, path, folder)
                 os.unlink(path)
 
-    def _log_datasets(self, external_id: str, datasets: list[Any], code: Any) -> None:
-        from mlflow.entities import Dataset, DatasetInput, InputTag
-
-        inputs = []
-        for d in datasets:
-            source_type, source = dataset_source(d, code)
-            profile = {"digest": d.digest, **({"size": d.size} if d.size is not None else {})}
-            dataset = Dataset(name=d.key, digest=_digest36(d.digest), source_type=source_type,
-                              source=json.dumps(source, sort_keys=True), profile=json.dumps(profile, sort_keys=True))
-            inputs.append(DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "prov")]))
-        self.client.log_inputs(external_id, datasets=inputs)
-
-    def _link_models(self, external_id: str, experiment_id: str, links: list[str], run: Any = None) -> None:
-        """Link the run to a logged model per lineage model: its inputs through
-        ``log_inputs``, its outputs through ``log_outputs``. A model version is one
-        logged model per tracking store, named after the prov model (so every version of
-        ``classifier`` is found by ``name = 'classifier'``), found again by its
-        ``prov.model.key`` tag and created in the experiment of the first run that links it."""
-        from mlflow.entities import LoggedModelInput, LoggedModelOutput
-
-        inputs, outputs = [], []
-        logged = model_info(run) if run is not None else None
-        for link in links:
-            direction, name, version = link.split("\t")
-            info = logged if direction == "out" and logged and (logged.get("name"), logged.get("version")) == (
-                name, version) else None
-            model_id = self._logged_model(experiment_id, name, version, external_id if direction == "out" else None,
-                                          info)
-            if direction == "in":
-                inputs.append(LoggedModelInput(model_id))
-            else:
-                # MLflow's source run is fixed at creation: a model a consumer synced first
-                # names its producer in this tag (on every produced model, for one lookup)
-                if self._produced.get(model_id) != external_id:
-                    self.client.set_logged_model_tags(model_id, {PRODUCED_BY_TAG: external_id})
-                    self._produced[model_id] = external_id
-                outputs.append(LoggedModelOutput(model_id, 0))
-        if inputs:
-            self.client.log_inputs(external_id, models=inputs)
-        if outputs:
-            self.client.log_outputs(external_id, outputs)
-
-    def _register(self, external_id: str, experiment_id: str, links: list[str]) -> None:
-        """Register each versioned lineage model in MLflow's model registry: registered
-        model = the prov model name, one model version per prov version (its source the
-        logged model, its run the producer when this run produced it), found again by
-        its ``prov.model.key`` tag. MLflow numbers versions in the order they are
-        registered; the alias ``@<prov version>`` (``version_alias``) names git-prov's."""
-        from mlflow.exceptions import MlflowException
-
-        for link in links:
-            direction, name, version = link.split("\t")
-            if not version:
-                continue
-            registered = registry_name(name)
-            key = value_digest(f"{name}\0{version}")
-            model_id = self._logged_model(experiment_id, name, version, external_id if direction == "out" else None)
-            with self._model_lock:
-                try:
-                    self.client.create_registered_model(registered, tags={"prov.model.name": name})
-                except MlflowException as exc:
-                    if "already exists" not in str(exc).lower():
-                        raise
-                found = self.client.search_model_versions(
-                    f"name = '{_quoted(registered)}' and tags.`{MODEL_KEY_TAG}` = '{key}'", max_results=1)
-                if found:
-                    number, aliases = found[0].version, list(found[0].aliases or [])
-                else:
-                    with self._global_uri():
-                        number = self.client.create_model_version(
-                            registered, f"models:/{model_id}", run_id=external_id if direction == "out" else None,
-                            tags={MODEL_KEY_TAG: key, "prov.model.version": version}, model_id=model_id,
-                            description=f"prov model {name} version {version}").version
-                    aliases = []
-                if version_alias(version) not in aliases:
-                    self.client.set_registered_model_alias(registered, version_alias(version), number)
-
-    @contextlib.contextmanager
-    def _global_uri(self) -> Iterator[None]:
-        """A local registry resolves ``models:/<id>`` through MLflow's global tracking URI,
-        not its client's (MLflow's own TODO): point it at this store meanwhile."""
-        if is_http(self.tracking_uri):
-            yield
-            return
-        from mlflow.tracking._tracking_service import utils
-
-        previous = utils._tracking_uri
-        utils.set_tracking_uri(self.tracking_uri)
-        try:
-            yield
-        finally:
-            utils._tracking_uri = previous
-
-    def _upload_model(self, external_id: str, experiment_id: str, run: Any, info: dict[str, Any]) -> None:
-        """The model the run logged (``run.log_model``) as the files of its logged model,
-        laid out as MLflow's ``log_model`` does (``MLmodel``, environment files, the model;
-        ``sync/mlflow_model.py``), so ``mlflow.pyfunc.load_model`` loads it by
-        ``models:/<id>``, ``runs:/<run id>/<name>`` or a registered version."""
-        from .mlflow_model import write_mlflow_model
-
-        model_id = self._logged_model(experiment_id, str(info["name"]), str(info["version"]), external_id, info)
-        location = self._model_locations.get(model_id) or self.client.get_logged_model(model_id).artifact_location
-        with tempfile.TemporaryDirectory(prefix="prov-model-") as tmp:
-            flavors = write_mlflow_model(tmp, run, info, model_id=model_id, run_id=external_id,
-                                         artifact_location=location)
-            self.client.log_model_artifacts(model_id, tmp)
-        if flavors:
-            self.client.set_logged_model_tags(model_id, {"prov.model.flavors": ",".join(flavors)})
-
-    def _logged_model(self, experiment_id: str, name: str, version: str, source_run: str | None,
-                      info: dict[str, Any] | None = None) -> str:
-        key = value_digest(f"{name}\0{version}")
-        with self._model_lock:
-            if key in self._models:
-                return self._models[key]
-            if self._all_experiments is None:
-                self._all_experiments = [e.experiment_id for e in self.client.search_experiments()]
-            with self._lock:
-                experiments = sorted({*self._all_experiments, *self._experiments.values()})
-            found = self.client.search_logged_models(experiments, filter_string=f"tags.`{MODEL_KEY_TAG}` = '{key}'",
-                                                     max_results=1)
-            if found:
-                model = found[0]
-                if PRODUCED_BY_TAG in model.tags:
-                    self._produced[model.model_id] = model.tags[PRODUCED_BY_TAG]
-            else:
-                tags = {MODEL_KEY_TAG: key, "prov.model.name": name, "prov.model.version": version}
-                if source_run:
-                    tags[PRODUCED_BY_TAG] = source_run
-                params = {"prov.model.version": version} if version else {}
-                framework = (info or {}).get("framework")
-                if info is not None:
-                    tags.update({"prov.model.format": str(info.get("format")), "prov.model.sha256": str(info.get("sha256"))})
-                    params.update({"framework": framework} if framework else {})
-                model = self.client.create_logged_model(experiment_id, name=logged_model_name(name),
-                                                        source_run_id=source_run, tags=tags, params=params or None,
-                                                        model_type=framework)
-                self.client.finalize_logged_model(model.model_id, "READY")
-                if source_run:
-                    self._produced[model.model_id] = source_run
-            self._models[key] = model.model_id
-            self._model_locations[model.model_id] = model.artifact_location
-            return model.model_id
-
-
-def model_info(run: Any) -> dict[str, Any] | None:
-    """What ``run.log_model`` recorded (the attribute ``prov.model``), or None."""
-    info = run.state.attributes.get(MODEL_ATTRIBUTE)
-    return info if isinstance(info, dict) and info.get("name") else None
-
-
-def _in_model(key: str, info: dict[str, Any] | None) -> bool:
-    """True when artifact ``key`` is (part of) the model ``info`` describes: it goes to
-    MLflow as the logged model, not as a run artifact (as MLflow 3's ``log_model``)."""
-    if info is None:
-        return False
-    root = info.get("artifact") or "model"
-    return key == root or key.startswith(root + "/")
-
-
-def logged_model_name(name: str) -> str:
-    """The MLflow logged-model name of a prov model (characters MLflow refuses -> ``_``)."""
-    return name.translate(_MODEL_NAME_FORBIDDEN)[:200] or "_"
-
-
-def registry_name(name: str) -> str:
-    """The registered-model name of a prov model (``/`` and ``:`` -> ``_``)."""
-    return name.replace("/", "_").replace(":", "_")[:200] or "_"
-
-
-def version_alias(version: str) -> str:
-    """The registered-model alias of a prov model version: the version with characters
-    MLflow refuses in an alias as ``_``, ``prov-`` before one MLflow reserves (``latest``,
-    ``v3``), so ``models:/classifier@1`` loads what git-prov calls version 1."""
-    alias = "".join(c if c.isalnum() and c.isascii() or c in "_-" else "_" for c in version)[:200]
-    return f"prov-{alias}" if alias.lower() == "latest" or (alias[:1] in "vV" and alias[1:].isdigit()) else alias
-
-
-def _quoted(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("'", "\\'")
-
-
-def dataset_source(dataset: Any, code: Any) -> tuple[str, dict[str, Any]]:
-    """MLflow's source type and source of a prov dataset version: a path in the
-    repository -> ``git`` (the run's remote URL, commit and the path) or, without a
-    remote, ``local`` (the path and commit); an absolute path -> ``local``; a digest that
-    is a URI (``s3://…``) -> its scheme; a bare digest -> ``git`` at the run's commit."""
-    path, digest = dataset.path, dataset.digest
-    repo = scrub_url(code.repo_url) if code.repo_url else None
-    if path and not (os.path.isabs(path) or path.startswith("/")):
-        if repo:
-            return "git", {"uri": repo, "revision": code.commit, "path": path}
-        return "local", {"uri": path, "revision": code.commit}
-    if path:
-        return "local", {"uri": path}
-    scheme = digest.split("://", 1)[0] if "://" in digest else ""
-    if scheme and scheme.isascii() and scheme.replace("+", "").replace("-", "").isalnum():
-        return scheme.lower(), {"uri": scrub_url(digest)}
-    if repo or code.commit:
-        return "git", {"uri": repo or "", "revision": code.commit, "digest": digest}
-    return "prov", {"digest": digest}
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -767,23 +516,3 @@ def observation_json(key: str, points: list[Any]) -> str:
     """The JSON file of one observation series: every epoch, timestamp (ms) and value."""
     body = {"key": key, "points": [{"epoch": o.epoch, "timestamp": o.timestamp, "value": o.value} for o in points]}
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _link(direction: str, name: str, version: str) -> str:
-    return f"{direction}\t{name}\t{version}"
-
-
-def model_links(lineage: Any) -> list[str]:
-    """``in``/``out``, model name and version (empty: any version) of every model in a
-    run's lineage, tab-separated and sorted: what the run's logged-model links hold."""
-    out = []
-    for direction, side in (("in", lineage.inputs), ("out", lineage.outputs)):
-        for key, versions in side.items():
-            if key.startswith("model:"):
-                out += [_link(direction, key[len("model:"):], v) for v in (versions or [""])]
-    return sorted(out)
-
-
-def _digest36(digest: str) -> str:
-    """MLflow's dataset digest field takes at most 36 characters: the hash part, cut."""
-    return digest.rsplit(":", 1)[-1][:MAX_DIGEST]

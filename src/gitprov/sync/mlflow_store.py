@@ -1,24 +1,32 @@
-"""Where an MLflow store lives and whether its server answers, for ``prov sync mlflow``
-and ``prov sync revision``: without a tracking URI, a sqlite store under
-``.git/prov/mlflow`` (never ``mlflow.db`` or ``mlruns/`` left untracked in the work
-tree); an HTTP server is asked ``/health`` before anything is written, within the
-sync's ``--retries`` and ``--timeout``."""
+"""Where an MLflow store lives and how to talk to it, for ``prov sync mlflow`` and ``prov
+sync revision``, without importing mlflow: the tracking URI a sync uses (without one, a
+sqlite store under ``.git/prov/mlflow``: never ``mlflow.db`` or ``mlruns/`` left
+untracked in the work tree); whether an HTTP server answers (``/health``, asked before
+anything is written, within the sync's ``--retries`` and ``--timeout``); and MLflow's
+own request retries and timeout set from those while a sync runs."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from .bridge import import_tracker
+from .bridge import import_tracker, require_tracker
 
 if TYPE_CHECKING:
     from ..store.prov_store import ProvStore
 
 __all__ = ["MLFLOW_EXTRA", "create_local_store", "is_http", "local_artifact_root", "local_store", "mlflow_home",
-           "reach", "tracking_uri_in_process"]
+           "reach", "request_settings", "require_mlflow", "resolve_tracking_uri", "tracking_uri_in_process"]
 
 MLFLOW_EXTRA = "pip install 'git-prov[mlflow]'"
+
+
+def require_mlflow(purpose: str = "syncing to MLflow") -> None:
+    """Fail early, without importing it, when mlflow is not installed."""
+    require_tracker("mlflow", MLFLOW_EXTRA, purpose)
 
 
 def tracking_uri_in_process() -> str | None:
@@ -34,6 +42,21 @@ def mlflow_home(store: ProvStore | None) -> str | None:
     """``.git/prov/mlflow`` of ``store``: where prov keeps an MLflow store it makes."""
     prov_dir = store.git.prov_dir() if store is not None else None
     return os.path.join(prov_dir, "mlflow") if prov_dir else None
+
+
+def resolve_tracking_uri(tracking_uri: str | None, store: ProvStore | None) -> str:
+    """The tracking URI a sync writes to: ``tracking_uri``; else the one this process
+    gave mlflow or ``$MLFLOW_TRACKING_URI``; else the store in ``.git/prov/mlflow``;
+    else MLflow's default. mlflow is imported only for the last (no repository)."""
+    import sys
+
+    uri = tracking_uri or (tracking_uri_in_process() if "mlflow" in sys.modules else os.environ.get("MLFLOW_TRACKING_URI"))
+    home = mlflow_home(store)
+    if not uri and home is not None:
+        uri = "sqlite:///" + os.path.join(home, "mlflow.db")
+    if not uri:
+        uri = import_tracker("mlflow", MLFLOW_EXTRA, "syncing to MLflow").get_tracking_uri()
+    return uri
 
 
 def _sqlite_path(uri: str) -> str | None:
@@ -93,6 +116,27 @@ def local_store(store: ProvStore, tracking_uri: str | None, artifact_location: s
         import_tracker("mlflow", MLFLOW_EXTRA, "syncing to MLflow")
         create_local_store(uri, location)
     return uri, location
+
+
+@contextlib.contextmanager
+def request_settings(retries: int, timeout: float) -> Iterator[None]:
+    """MLflow's own HTTP retries, backoff and timeout set from ``retries`` and ``timeout``
+    meanwhile (MLflow reads them from the environment at each request; the previous
+    values come back afterwards)."""
+    values = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(retries),
+              "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+              "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+              "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, int(timeout + 0.5)))}
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def is_http(uri: str) -> bool:
