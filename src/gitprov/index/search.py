@@ -198,8 +198,11 @@ class _LazyRun(Run):
             value = decode_part(record, RunRecord, RunRecord, f"record of run {self.id[:12]}")
         else:
             value = decode_part(state, RunState, RunState, f"state of run {self.id[:12]}")
-        vars(self)[slot] = value
-        if vars(self).get("_lazy_record") is not None and vars(self).get("_lazy_state") is not None:
+        own = vars(self)
+        own[slot] = value
+        if slot == "_lazy_state":
+            own["_lazy_summary"] = None  # the state answers from now on
+        if own.get("_lazy_record") is not None and own.get("_lazy_state") is not None:
             self._batch.done(self.id)
         return value
 
@@ -209,6 +212,8 @@ class _LazyRun(Run):
 
         def put(self: _LazyRun, value: Any) -> None:
             vars(self)[slot] = value
+            if slot == "_lazy_state" and value is not None:
+                vars(self)["_lazy_summary"] = None
 
         return property(get, put)
 
@@ -220,14 +225,13 @@ class _LazyRun(Run):
     # -- the summary, from the index until the run is read -------------------------
     def _summary(self) -> RunSummary | None:
         """The index's summary of this run, unless its state has been read (then the
-        state, which a later change goes to, answers)."""
+        state, which a later change goes to, answers: ``_part`` sets it to None)."""
         own = self.__dict__
-        if own.get("_lazy_state") is not None:
-            return None
         try:
             return own["_lazy_summary"]
         except KeyError:
-            summary = own["_lazy_summary"] = self._batch.summary(self.id)
+            summary = own["_lazy_summary"] = None if own.get("_lazy_state") is not None else \
+                self._batch.summary(self.id)
             return summary
 
     @property
@@ -247,13 +251,13 @@ class _LazyRun(Run):
 
     def get_hyperparameters(self) -> dict[str, Any]:
         summary = self._summary()
-        if summary is not None and summary.params is not None and vars(self).get("_lazy_record") is None:
-            return dict(summary.params)
+        if summary is not None and summary.params is not None and self.__dict__.get("_lazy_record") is None:
+            return summary.params.copy()
         return super().get_hyperparameters()
 
     def get_hyperparameter(self, key: str) -> Any:
         summary = self._summary()
-        if summary is not None and summary.params is not None and vars(self).get("_lazy_record") is None:
+        if summary is not None and summary.params is not None and self.__dict__.get("_lazy_record") is None:
             return summary.params.get(key)
         return super().get_hyperparameter(key)
 
@@ -271,12 +275,12 @@ class _LazyRun(Run):
     def get_metrics(self) -> dict[str, float]:
         summary = self._summary()
         if summary is not None and summary.metrics is not None:
-            return dict(summary.metrics)  # sorted by key, as Run.get_metrics
+            return summary.metrics.copy()  # sorted by key, as Run.get_metrics
         return super().get_metrics()
 
     def get_tags(self) -> dict[str, str]:
         summary = self._summary()
-        return dict(summary.tags) if summary is not None else super().get_tags()
+        return summary.tags.copy() if summary is not None else super().get_tags()
 
     def get_attribute(self, key: str) -> Any:
         summary = self._summary()
@@ -287,7 +291,7 @@ class _LazyRun(Run):
     def get_attributes(self) -> dict[str, Any]:
         summary = self._summary()
         if summary is not None and summary.attributes is not None:
-            return dict(summary.attributes)
+            return summary.attributes.copy()
         return super().get_attributes()
 
     def get_date_created(self) -> datetime:
