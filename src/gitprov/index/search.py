@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 __all__ = ["FIRST_PAGE", "find_runs", "iter_runs", "load_runs"]
 
+#: a ``_LazyRun`` whose summary is not looked up yet
+_UNREAD: Any = object()
 #: runs a streamed listing loads before it asks the index for the rest, so its first
 #: lines come without waiting for the whole listing to be ordered
 FIRST_PAGE = 50
@@ -227,12 +229,11 @@ class _LazyRun(Run):
         """The index's summary of this run, unless its state has been read (then the
         state, which a later change goes to, answers: ``_part`` sets it to None)."""
         own = self.__dict__
-        try:
-            return own["_lazy_summary"]
-        except KeyError:
+        summary = own.get("_lazy_summary", _UNREAD)
+        if summary is _UNREAD:
             summary = own["_lazy_summary"] = None if own.get("_lazy_state") is not None else \
                 self._batch.summary(self.id)
-            return summary
+        return summary
 
     @property
     def name(self) -> str:
@@ -251,8 +252,10 @@ class _LazyRun(Run):
 
     def get_hyperparameters(self) -> dict[str, Any]:
         summary = self._summary()
-        if summary is not None and summary.params is not None and self.__dict__.get("_lazy_record") is None:
-            return summary.params.copy()
+        if summary is not None and self.__dict__.get("_lazy_record") is None:
+            params = summary.own_params()
+            if params is not None:
+                return params
         return super().get_hyperparameters()
 
     def get_hyperparameter(self, key: str) -> Any:
@@ -274,13 +277,12 @@ class _LazyRun(Run):
 
     def get_metrics(self) -> dict[str, float]:
         summary = self._summary()
-        if summary is not None and summary.metrics is not None:
-            return summary.metrics.copy()  # sorted by key, as Run.get_metrics
-        return super().get_metrics()
+        metrics = summary.own_metrics() if summary is not None else None
+        return metrics if metrics is not None else super().get_metrics()  # sorted by key, as Run.get_metrics
 
     def get_tags(self) -> dict[str, str]:
         summary = self._summary()
-        return summary.tags.copy() if summary is not None else super().get_tags()
+        return summary.own_tags() if summary is not None else super().get_tags()  # type: ignore[return-value]
 
     def get_attribute(self, key: str) -> Any:
         summary = self._summary()
@@ -290,9 +292,8 @@ class _LazyRun(Run):
 
     def get_attributes(self) -> dict[str, Any]:
         summary = self._summary()
-        if summary is not None and summary.attributes is not None:
-            return summary.attributes.copy()
-        return super().get_attributes()
+        attributes = summary.own_attributes() if summary is not None else None
+        return attributes if attributes is not None else super().get_attributes()
 
     def get_date_created(self) -> datetime:
         summary = self._summary()
