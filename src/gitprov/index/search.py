@@ -136,7 +136,6 @@ class _Batch:
     def __init__(self, store: ProvStore, found: list[tuple[str, str, int]], index: RunIndex) -> None:
         self.store = store
         self.found = found
-        self.runs = [(run_id, tree) for run_id, tree, _ in found]
         self.index = index
         self.blobs: dict[str, tuple[bytes, bytes]] | None = None
         self.summaries: dict[str, RunSummary] | None = None
@@ -162,7 +161,8 @@ class _Batch:
 
     def take(self, run_id: str) -> tuple[bytes, bytes]:
         if self.blobs is None:
-            self.blobs = {b.run_id: (b.record, b.state) for b in read_run_blobs(self.store.git, self.runs)}
+            runs = [(run_id, tree) for run_id, tree, _ in self.found]
+            self.blobs = {b.run_id: (b.record, b.state) for b in read_run_blobs(self.store.git, runs)}
         return self.blobs[run_id]
 
     def done(self, run_id: str) -> None:

@@ -43,6 +43,7 @@ RAW_METRICS = 4
 #: the form of every time a record holds (``utc_timestamp``)
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", re.ASCII)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
 #: a kind of keys is read as one column per key (a lookup per run and key, no row per
 #: value) when it has at most this many keys and a run has on average half of them or
 #: more; else its rows are read
@@ -169,7 +170,7 @@ def moment(value: int | str | None) -> datetime | None:
     """A time as the index stores it (``store.time_value``), as ``Run.get_date_created``
     gives it (``None`` for none)."""
     if value.__class__ is int:
-        return _EPOCH + timedelta(0, value // 1_000_000, value % 1_000_000)  # type: ignore[operator]
+        return _EPOCH + _MICROSECOND * value  # type: ignore[operator]  # exact: integer microseconds
     return parse_time(value)  # type: ignore[arg-type]
 
 
