@@ -239,9 +239,10 @@ class _Keys:
 
     def plan(self, kids: str) -> Callable[[str], dict[str, Any]]:
         """What turns the JSON array of a key id list's values into their dict, in name order."""
-        plan = self.plans[kids] = _plan(tuple(self.names[int(kid)] for kid in kids.split(",")))
-        if len(self.plans) > _PLANS:
-            del self.plans[next(iter(self.plans))]
+        plan = _plan(tuple(self.names[int(kid)] for kid in kids.split(",")))
+        if len(self.plans) >= _PLANS:
+            self.plans = {}  # a new dict, not a cleared one: another thread may be reading it
+        self.plans[kids] = plan
         return plan
 
     def fetch(self, db: sqlite3.Connection, array: str) -> tuple[list[tuple], list[tuple]] | None:
@@ -300,11 +301,11 @@ _KEYS: dict[int, _Keys] = {}
 
 
 def _keys(db: sqlite3.Connection, fresh: bool = False) -> _Keys:
+    global _KEYS
     keys = _KEYS.get(id(db))
     if keys is None or keys.db is not db or fresh:
-        keys = _KEYS[id(db)] = _Keys(db)
-        while len(_KEYS) > 8:
-            del _KEYS[next(iter(_KEYS))]
+        keys = _Keys(db)
+        _KEYS = {**(_KEYS if len(_KEYS) < 8 else {}), id(db): keys}  # a new dict: no thread sees one change
     return keys
 
 
