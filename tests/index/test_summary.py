@@ -72,6 +72,9 @@ def random_runs(tmp_path_factory):
         if rng.random() < 0.2:
             params["api_token"] = "s3cr3t-value"  # a secret's name: stored as a redaction mark
         tags = {f"t{k}": rng.choice(["a", "", "v 1", "日"]) for k in rng.sample(range(4), rng.randint(0, 3))}
+        if i % 4 == 1:  # names a struct field cannot have, first seen after names they sort before
+            params.update({"lr.x": 0.5, "class": "b", "_u": 2, "é": True, "a b": "c"})
+            tags["mlflow.note"] = "x"
         with repo.start_run(name=f"run-{i}", experiment=rng.choice(["", "e1", "e2"]), params=params, tags=tags,
                             code=False, environment=False) as run:
             for k in rng.sample(range(4), rng.randint(0, 3)):
@@ -89,10 +92,20 @@ def random_runs(tmp_path_factory):
     return repo
 
 
+@pytest.fixture(params=["columns", "rows"])
+def value_reads(request, monkeypatch):
+    """Metrics and attributes read as a column per key (few keys that most runs have), or
+    as rows (``_PIVOT_KEYS`` 0: the path of many or sparse keys)."""
+    if request.param == "rows":
+        monkeypatch.setattr(summary, "_PIVOT_KEYS", 0)
+    monkeypatch.setattr(summary, "_KEYS", {})  # the statements are made again
+    return request.param
+
+
 @pytest.mark.parametrize(("query", "order", "limit"), [
     (None, None, None), ("params.p0 = 'adam'", None, None), (None, "metrics.m0 desc", 15), (None, "name", 7),
 ])
-def test_a_found_runs_summary_equals_the_stored_runs(random_runs, query, order, limit, monkeypatch):
+def test_a_found_runs_summary_equals_the_stored_runs(random_runs, query, order, limit, monkeypatch, value_reads):
     repo = random_runs
     reads = []
     real = search.read_run_blobs
@@ -115,6 +128,45 @@ def test_a_found_runs_summary_equals_the_stored_runs(random_runs, query, order, 
     if query is None and limit is None:
         assert any(repo.get_run(r.id).state.deleted for r in found)
         assert any(run.name.startswith("renamed-") for run in found)
+
+
+def test_the_statements_read_values_as_asked(random_runs, value_reads):
+    repo = random_runs
+    assert repo.find_runs(limit=3)[0].name
+    keys = summary._keys(repo.index().connection())
+    assert (keys.rows_sql is None) == (value_reads == "columns")
+    assert set(keys.late) == (set() if value_reads == "columns" else {"metrics", "attributes"})
+
+
+def test_keys_added_by_another_process_are_read(random_runs, value_reads):
+    """The key names are kept per connection; a run with keys the names lack, indexed by
+    another connection (another process), is summarized with its own keys."""
+    repo = random_runs
+    first = repo.find_runs(limit=2)
+    assert first[0].get_tags() is not None  # the names are read and kept
+    other = gitprov.Repository(repo.work_tree)  # another store: another index connection
+    assert other.index().connection() is not repo.index().connection()
+    with other.start_run(name="late-keys", params={"brand_new": 7, "zeta.q": "z"}, tags={"new_tag": "v"},
+                         code=False, environment=False) as run:
+        run.log_metric("new_metric", 0.25)
+        run.log_attributes({"new_attribute": "w"})
+    other.find_runs(limit=1)  # that connection indexes the run and its new keys
+    found = repo.find_runs("attributes.run_name = 'late-keys'")
+    assert len(found) == 1
+    new = found[0]
+    assert new.get_hyperparameters() == {"brand_new": 7, "zeta.q": "z"}
+    assert new.get_metrics() == {"new_metric": 0.25} and new.get_tags() == {"new_tag": "v"}
+    assert new.get_attributes() == repo.get_run(new.id).get_attributes()
+    assert "new_attribute" in new.get_attributes()
+    assert vars(new).get("_lazy_state") is None and vars(new).get("_lazy_record") is None  # from the index
+    assert same(summary_of(new), summary_of(repo.get_run(new.id)))
+    new.delete()  # the other tests' runs as they were
+    other.index().close()
+
+
+def test_the_index_keeps_more_pages_than_sqlites_default(random_runs):
+    db = random_runs.index().connection()
+    assert db.execute("PRAGMA cache_size").fetchone()[0] <= -16384  # KiB
 
 
 def test_a_summary_is_as_the_query_found_the_run(random_runs):

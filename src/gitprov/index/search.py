@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 __all__ = ["FIRST_PAGE", "find_runs", "iter_runs", "load_runs"]
 
+#: a ``_LazyRun`` whose summary is not looked up yet
+_UNREAD: Any = object()
 #: runs a streamed listing loads before it asks the index for the rest, so its first
 #: lines come without waiting for the whole listing to be ordered
 FIRST_PAGE = 50
@@ -134,7 +136,6 @@ class _Batch:
     def __init__(self, store: ProvStore, found: list[tuple[str, str, int]], index: RunIndex) -> None:
         self.store = store
         self.found = found
-        self.runs = [(run_id, tree) for run_id, tree, _ in found]
         self.index = index
         self.blobs: dict[str, tuple[bytes, bytes]] | None = None
         self.summaries: dict[str, RunSummary] | None = None
@@ -160,7 +161,8 @@ class _Batch:
 
     def take(self, run_id: str) -> tuple[bytes, bytes]:
         if self.blobs is None:
-            self.blobs = {b.run_id: (b.record, b.state) for b in read_run_blobs(self.store.git, self.runs)}
+            runs = [(run_id, tree) for run_id, tree, _ in self.found]
+            self.blobs = {b.run_id: (b.record, b.state) for b in read_run_blobs(self.store.git, runs)}
         return self.blobs[run_id]
 
     def done(self, run_id: str) -> None:
@@ -198,8 +200,11 @@ class _LazyRun(Run):
             value = decode_part(record, RunRecord, RunRecord, f"record of run {self.id[:12]}")
         else:
             value = decode_part(state, RunState, RunState, f"state of run {self.id[:12]}")
-        vars(self)[slot] = value
-        if vars(self).get("_lazy_record") is not None and vars(self).get("_lazy_state") is not None:
+        own = vars(self)
+        own[slot] = value
+        if slot == "_lazy_state":
+            own["_lazy_summary"] = None  # the state answers from now on
+        if own.get("_lazy_record") is not None and own.get("_lazy_state") is not None:
             self._batch.done(self.id)
         return value
 
@@ -209,6 +214,8 @@ class _LazyRun(Run):
 
         def put(self: _LazyRun, value: Any) -> None:
             vars(self)[slot] = value
+            if slot == "_lazy_state" and value is not None:
+                vars(self)["_lazy_summary"] = None
 
         return property(get, put)
 
@@ -220,15 +227,13 @@ class _LazyRun(Run):
     # -- the summary, from the index until the run is read -------------------------
     def _summary(self) -> RunSummary | None:
         """The index's summary of this run, unless its state has been read (then the
-        state, which a later change goes to, answers)."""
+        state, which a later change goes to, answers: ``_part`` sets it to None)."""
         own = self.__dict__
-        if own.get("_lazy_state") is not None:
-            return None
-        try:
-            return own["_lazy_summary"]
-        except KeyError:
-            summary = own["_lazy_summary"] = self._batch.summary(self.id)
-            return summary
+        summary = own.get("_lazy_summary", _UNREAD)
+        if summary is _UNREAD:
+            summary = own["_lazy_summary"] = None if own.get("_lazy_state") is not None else \
+                self._batch.summary(self.id)
+        return summary
 
     @property
     def name(self) -> str:
@@ -247,13 +252,15 @@ class _LazyRun(Run):
 
     def get_hyperparameters(self) -> dict[str, Any]:
         summary = self._summary()
-        if summary is not None and summary.params is not None and vars(self).get("_lazy_record") is None:
-            return dict(summary.params)
+        if summary is not None and self.__dict__.get("_lazy_record") is None:
+            params = summary.own_params()
+            if params is not None:
+                return params
         return super().get_hyperparameters()
 
     def get_hyperparameter(self, key: str) -> Any:
         summary = self._summary()
-        if summary is not None and summary.params is not None and vars(self).get("_lazy_record") is None:
+        if summary is not None and summary.params is not None and self.__dict__.get("_lazy_record") is None:
             return summary.params.get(key)
         return super().get_hyperparameter(key)
 
@@ -270,13 +277,12 @@ class _LazyRun(Run):
 
     def get_metrics(self) -> dict[str, float]:
         summary = self._summary()
-        if summary is not None and summary.metrics is not None:
-            return dict(summary.metrics)  # sorted by key, as Run.get_metrics
-        return super().get_metrics()
+        metrics = summary.own_metrics() if summary is not None else None
+        return metrics if metrics is not None else super().get_metrics()  # sorted by key, as Run.get_metrics
 
     def get_tags(self) -> dict[str, str]:
         summary = self._summary()
-        return dict(summary.tags) if summary is not None else super().get_tags()
+        return summary.own_tags() if summary is not None else super().get_tags()  # type: ignore[return-value]
 
     def get_attribute(self, key: str) -> Any:
         summary = self._summary()
@@ -286,9 +292,8 @@ class _LazyRun(Run):
 
     def get_attributes(self) -> dict[str, Any]:
         summary = self._summary()
-        if summary is not None and summary.attributes is not None:
-            return dict(summary.attributes)
-        return super().get_attributes()
+        attributes = summary.own_attributes() if summary is not None else None
+        return attributes if attributes is not None else super().get_attributes()
 
     def get_date_created(self) -> datetime:
         summary = self._summary()

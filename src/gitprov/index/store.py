@@ -78,6 +78,9 @@ _BULK_INDEX_MIN = 1000
 #: runs decoded between two rounds of inserts
 _INSERT_BATCH = 2000
 _HEX = frozenset("0123456789abcdef")
+#: pages a connection keeps in memory, in KiB: SQLite's default (2 MiB) holds a fifth of a
+#: 10,000-run index, so a query and the summaries of its answer evict each other's pages
+_CACHE_KIB = 16384
 
 
 def id_bytes(text: str) -> bytes:
@@ -140,6 +143,7 @@ class RunIndex:
         except sqlite3.Error as exc:
             raise WriteError(f"cannot open the query index {self.path}: {exc}") from exc
         db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
         db.create_function("regexp", 2, _regexp, deterministic=True)
         db.create_function("epoch_ms", 1, epoch_ms, deterministic=True)
         db.create_function("time_text", 1, time_text, deterministic=True)
