@@ -145,27 +145,32 @@ def validate_notes(repo: GitRepository, ours: str | None, theirs: str | None) ->
 
 
 # -- decoding -----------------------------------------------------------------------------
-class _Versioned(msgspec.Struct):
-    """Only a record's ``format_version``, which must be there (the models default it)."""
+class _StrictRecord(RunRecord, kw_only=True):
+    """A record whose ``format_version`` must be there (the model defaults it)."""
 
     format_version: int
 
 
-_VERSION = msgspec.json.Decoder(_Versioned)
-_TYPED = {RunRecord: msgspec.json.Decoder(RunRecord), RunState: msgspec.json.Decoder(RunState)}
+class _StrictState(RunState, kw_only=True):
+    """A state whose ``format_version`` must be there (the model defaults it)."""
+
+    format_version: int
+
+
+_TYPED = {RunRecord: msgspec.json.Decoder(_StrictRecord), RunState: msgspec.json.Decoder(_StrictState)}
 
 
 def _decode_model(data: bytes, model: type, where: str, run_id: str = "") -> Any:
-    """``codec.decode(data, model, where)``, by msgspec's typed decoder (which checks the
-    types as it parses, building nothing twice) when the data is a JSON object with a
-    readable ``format_version`` and no tagged float; anything else takes
-    ``codec.decode``'s own path, for its rules and its messages (``where``, with
-    ``{}`` standing for the first 12 digits of ``run_id``)."""
+    """``codec.decode(data, model, where)`` in one parse, by msgspec's typed decoder
+    (which checks the types as it parses, building nothing twice, and requires a
+    ``format_version``) when that version is one this version reads and the data has no
+    tagged float; anything else takes ``codec.decode``'s own path, for its rules and its
+    messages (``where``, with ``{}`` standing for the first 12 digits of ``run_id``)."""
     if b"$float" not in data:
         try:
-            version = _VERSION.decode(data).format_version
-            if 1 <= version <= FORMAT_VERSION:
-                return _TYPED[model].decode(data)
+            value = _TYPED[model].decode(data)
+            if 1 <= value.format_version <= FORMAT_VERSION:
+                return value
         except msgspec.DecodeError:  # (a ValidationError too) said in codec.decode's words below
             pass
     return codec.decode(data, model, where.format(run_id[:12]))
@@ -206,6 +211,8 @@ class _LedgerCheck:
         self.progress = progress
         #: record blobs read as a commit's run listing: their run directory's copy is the same blob
         self.linked: set[str] = set()
+        #: runs whose directory is new here: no local state to compare theirs with
+        self.new: set[str] = set()
 
     def jobs(self, entries: Iterable[DiffEntry]) -> Iterator[_Job]:
         run: _RunDir | None = None
@@ -255,6 +262,7 @@ class _LedgerCheck:
             if mode == MODE_TREE and (match := run_path.match(path)):
                 if status == "A":
                     added.append(match[2])
+                    self.new.add(match[2])
                 run = _RunDir(path + "/", match[2], status == "A")
                 continue
             parts = path.split("/")
@@ -292,6 +300,7 @@ class _LedgerCheck:
             return None
         if entry.status == "A":
             self.verdict.added.append(run_id)
+            self.new.add(run_id)
         return _RunDir(entry.path + "/", run_id, entry.status == "A")
 
     def _problem(self, message: str) -> bool:
@@ -421,7 +430,7 @@ class _LedgerCheck:
     def _state(self, data: bytes, run_id: str) -> None:
         state = _decode_model(data, RunState, "run {}/state", run_id)
         self._local_rules("run {}/state", run_id, check_state_values, state)
-        mine = self._our_state(run_id) if self.ours is not None else None
+        mine = self._our_state(run_id) if self.ours is not None and run_id not in self.new else None
         if mine is not None:
             for problem in rewrites_of(mine, state):
                 self.verdict.add(f"run {run_id[:12]}/state: {problem}")
