@@ -17,7 +17,7 @@ import pytest
 from gitprov import codec
 from gitprov.api import Repository
 from gitprov.errors import RemoteDataError
-from gitprov.exchange import validate
+from gitprov.exchange import blobs, validate
 from gitprov.model import RunRecord
 from gitprov.store import catfile
 from gitprov.store.ledger import LEDGER_REF, run_dir, run_link_path
@@ -130,10 +130,10 @@ def test_a_blob_over_its_limit_is_passed_over_in_pieces(tmp_path: Path) -> None:
     """What follows an oversized answer is still read in step (the pieces add up)."""
     import io
 
-    stream = io.BytesIO(b"x" * (3 * validate._SKIP + 5) + b"\nnext")
-    assert validate._pass_over(stream.read, 3 * validate._SKIP + 6)
+    stream = io.BytesIO(b"x" * (3 * blobs._SKIP + 5) + b"\nnext")
+    assert blobs._pass_over(stream.read, 3 * blobs._SKIP + 6)
     assert stream.read() == b"next"
-    assert not validate._pass_over(io.BytesIO(b"short").read, 10)
+    assert not blobs._pass_over(io.BytesIO(b"short").read, 10)
 
 
 def test_artifacts_are_checked_by_size_and_never_read(remote: GitRepo, tmp_path: Path, monkeypatch) -> None:

@@ -1,43 +1,36 @@
-"""Checking provenance fetched from a remote before it is merged (DESIGN.md §8).
+"""Checking provenance fetched from a remote before it is merged (DESIGN.md §8): the
+rules of the ledger's paths and of what its blobs hold.
 
 Only what the remote adds or changes relative to the local copy is looked at, as
 ``git diff-tree`` lists it (identical subtrees are never read): each entry's path,
-name and mode first; then the blobs that are decoded (records, states, metric and
-observation chunks, the format marker, notes) through one ``git cat-file --batch``,
-whose answer gives each blob's size before its content: a blob over its limit is
-passed over in small pieces, never held or decoded. Artifacts and patches are checked
-by size alone (``git cat-file --batch-check``), never read. The listing and the git
-processes are streamed through a short pipeline, so memory stays bounded whatever the
-ledger's size or a blob's, and git reads objects while Python decodes. git itself has
-already checked the objects' syntax and ids (prov fetches with ``fetch.fsckObjects``),
-so a blob's id is the hash of its content; these checks are about meaning: names,
-modes, sizes, format versions, run ids that match their records, runs listed under the
-commit their record names, and the values of records and states under the rules of
-the local calls that make them (``remote_values.py``).
+name and mode first, which makes the blobs to read jobs for ``blobs.py`` (sizes before
+contents, bounded memory); then the content of each blob within its limit. git itself
+has already checked the objects' syntax and ids (prov fetches with
+``fetch.fsckObjects``), so a blob's id is the hash of its content; these checks are
+about meaning: names, modes, sizes, format versions, run ids that match their records,
+runs listed under the commit their record names, and the values of records and states
+under the rules of the local calls that make them (``remote_values.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
-import threading
-from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 
 from .. import codec
-from ..errors import DataError, ProvError
+from ..errors import ProvError
 from ..keys import check_key, key_from_name
 from ..model import RunRecord, RunState
 from ..model.common import FORMAT_VERSION
 from ..runs.series import decode_metric_chunk, decode_observation_chunk
 from ..runs.summary import decode_metric_summary
-from ..store import catfile
 from ..store.notes import split_note
 from ..store.objects import MODE_BLOB, MODE_TREE
 from ..store.repo import GitRepository
+from .blobs import LIMITS, MAX_REPORTED, Job, Verdict, check_blobs, where_of
 from .diff import DiffEntry, diff_entries
 from .remote_values import check_record_values, check_state_values, rewrites_of
 
@@ -47,78 +40,8 @@ if TYPE_CHECKING:
 
 __all__ = ["LIMITS", "Verdict", "validate_ledger", "validate_notes"]
 
-#: Largest sizes accepted from a remote, in bytes.
-LIMITS = {
-    "record": 1 << 20,
-    "state": 16 << 20,
-    "chunk": 64 << 20,
-    "summary": 4 << 20,
-    "artifact": 1 << 30,
-    "code.patch": 256 << 20,
-    "note": 16 << 20,
-    "format": 4096,
-}
-#: a first pull reads every record and state of the pack it brought, in tree order, not
-#: pack order: small windows (``catfile.BOUNDED``) are mapped and unmapped again and again
-#: (seconds of system time at 100,000 runs), and a small delta-base cache resolves the
-#: same delta chains again and again (half of git's time). Wider windows and a larger
-#: cache, still bounded (mapped pages are the pack's own, clean and shared).
-_WIDE = ("-c", "core.packedGitWindowSize=64m", "-c", "core.packedGitLimit=256m")
 _CHUNK_NAME = re.compile(r"[0-9a-f]{8}-[0-9]{8}\Z")
 _WRITER = re.compile(r"[0-9a-f]{8}\Z")
-_MAX_REPORTED = 20
-#: how a blob over its limit is passed over: read and dropped in pieces this size
-_SKIP = 1 << 20
-
-
-class Verdict:
-    """What validating one ref found: problems (empty: fine), and what the new data holds."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-        #: commits the validated records were made at (to keep from ``git gc``)
-        self.pinned: set[str] = set()
-        #: ids of the run directories the remote adds
-        self.added: list[str] = []
-        #: run directories (or notes) checked
-        self.checked = 0
-        self._lock = threading.Lock()
-
-    def add(self, message: str) -> None:
-        with self._lock:
-            if len(self.problems) < _MAX_REPORTED:
-                self.problems.append(message)
-
-    def full(self) -> bool:
-        return len(self.problems) >= _MAX_REPORTED
-
-
-class _Job(NamedTuple):
-    """A blob to check: ``kind`` says which limit and which check (``_SIZED`` kinds are
-    checked by size alone), ``arg`` what the check needs (a run id, a path, ...)."""
-
-    oid: str
-    kind: str
-    arg: Any
-
-
-#: kinds of blobs checked by their size alone, never read
-_SIZED = frozenset(("artifact", "code.patch"))
-#: the limit of each kind (a key of ``LIMITS``)
-_LIMIT_OF = {"record": "record", "link": "record", "state": "state", "series": "chunk", "observations": "chunk",
-             "summaries": "summary", "format": "format", "note": "note", "artifact": "artifact", "code.patch": "code.patch"}
-
-
-def _where(job: _Job) -> str:
-    """What a problem with ``job``'s blob names."""
-    kind, arg = job.kind, job.arg
-    if kind in ("record", "state", "code.patch"):
-        return f"run {arg[:12]}/{kind}"
-    if kind == "link":
-        return arg[0]
-    if kind == "note":
-        return f"note of {arg[:12]}"
-    return arg if isinstance(arg, str) else kind  # chunks and artifacts: their path; the format marker
 
 
 def validate_ledger(repo: GitRepository, ours: str | None, theirs: str | None,
@@ -128,7 +51,7 @@ def validate_ledger(repo: GitRepository, ours: str | None, theirs: str | None,
     if theirs is None or theirs == ours:
         return verdict
     check = _LedgerCheck(repo, verdict, progress, ours)
-    _run(repo, check.jobs(diff_entries(repo, ours, theirs)), verdict, check.content)
+    check_blobs(repo, check.jobs(diff_entries(repo, ours, theirs)), verdict, check.content)
     if progress is not None:
         progress.done("checking runs", verdict.checked)
     return verdict
@@ -139,33 +62,38 @@ def validate_notes(repo: GitRepository, ours: str | None, theirs: str | None) ->
     verdict = Verdict()
     if theirs is None or theirs == ours:
         return verdict
-    _run(repo, _note_jobs(repo, diff_entries(repo, ours, theirs), verdict), verdict,
-         lambda job, data: _note_lines(data, _where(job), verdict))
+    check_blobs(repo, _note_jobs(repo, diff_entries(repo, ours, theirs), verdict), verdict,
+         lambda job, data: _note_lines(data, where_of(job), verdict))
     return verdict
 
 
 # -- decoding -----------------------------------------------------------------------------
-class _Versioned(msgspec.Struct):
-    """Only a record's ``format_version``, which must be there (the models default it)."""
+class _StrictRecord(RunRecord, kw_only=True):
+    """A record whose ``format_version`` must be there (the model defaults it)."""
 
     format_version: int
 
 
-_VERSION = msgspec.json.Decoder(_Versioned)
-_TYPED = {RunRecord: msgspec.json.Decoder(RunRecord), RunState: msgspec.json.Decoder(RunState)}
+class _StrictState(RunState, kw_only=True):
+    """A state whose ``format_version`` must be there (the model defaults it)."""
+
+    format_version: int
+
+
+_TYPED = {RunRecord: msgspec.json.Decoder(_StrictRecord), RunState: msgspec.json.Decoder(_StrictState)}
 
 
 def _decode_model(data: bytes, model: type, where: str, run_id: str = "") -> Any:
-    """``codec.decode(data, model, where)``, by msgspec's typed decoder (which checks the
-    types as it parses, building nothing twice) when the data is a JSON object with a
-    readable ``format_version`` and no tagged float; anything else takes
-    ``codec.decode``'s own path, for its rules and its messages (``where``, with
-    ``{}`` standing for the first 12 digits of ``run_id``)."""
+    """``codec.decode(data, model, where)`` in one parse, by msgspec's typed decoder
+    (which checks the types as it parses, building nothing twice, and requires a
+    ``format_version``) when that version is one this version reads and the data has no
+    tagged float; anything else takes ``codec.decode``'s own path, for its rules and its
+    messages (``where``, with ``{}`` standing for the first 12 digits of ``run_id``)."""
     if b"$float" not in data:
         try:
-            version = _VERSION.decode(data).format_version
-            if 1 <= version <= FORMAT_VERSION:
-                return _TYPED[model].decode(data)
+            value = _TYPED[model].decode(data)
+            if 1 <= value.format_version <= FORMAT_VERSION:
+                return value
         except msgspec.DecodeError:  # (a ValidationError too) said in codec.decode's words below
             pass
     return codec.decode(data, model, where.format(run_id[:12]))
@@ -206,8 +134,10 @@ class _LedgerCheck:
         self.progress = progress
         #: record blobs read as a commit's run listing: their run directory's copy is the same blob
         self.linked: set[str] = set()
+        #: runs whose directory is new here: no local state to compare theirs with
+        self.new: set[str] = set()
 
-    def jobs(self, entries: Iterable[DiffEntry]) -> Iterator[_Job]:
+    def jobs(self, entries: Iterable[DiffEntry]) -> Iterator[Job]:
         run: _RunDir | None = None
         skip: str | None = None  # below a directory already reported
         problems, linked, added = self.verdict.problems, self.linked, self.verdict.added
@@ -216,7 +146,7 @@ class _LedgerCheck:
         link_path = re.compile(rf"commits/([0-9a-f]{{2}})/(\1[0-9a-f]{{{rest}}})/([0-9a-f]{{2}})/(\3[0-9a-f]{{{rest}}})\Z")
         run_path = re.compile(rf"runs/([0-9a-f]{{2}})/(\1[0-9a-f]{{{rest}}})\Z")
         for entry in entries:
-            if len(problems) >= _MAX_REPORTED:
+            if len(problems) >= MAX_REPORTED:
                 return
             status, mode, oid, path = entry
             if run is not None:
@@ -230,7 +160,7 @@ class _LedgerCheck:
                             continue
                         run.present.add(name)
                         if name == "state" and mode == MODE_BLOB:
-                            yield _Job(oid, "state", run.id)
+                            yield Job(oid, "state", run.id)
                             continue
                         if name == "record" and mode == MODE_BLOB and oid in linked and oid == run.id:
                             continue  # read (and its size checked) as its commit's listing
@@ -250,11 +180,12 @@ class _LedgerCheck:
                 continue  # a deletion adds nothing to validate
             if mode == MODE_BLOB and (match := link_path.match(path)) and oid == match[4]:
                 linked.add(oid)  # a run's listing under its commit: its record
-                yield _Job(oid, "link", (path, match[2], oid))
+                yield Job(oid, "link", (path, match[2], oid))
                 continue
             if mode == MODE_TREE and (match := run_path.match(path)):
                 if status == "A":
                     added.append(match[2])
+                    self.new.add(match[2])
                 run = _RunDir(path + "/", match[2], status == "A")
                 continue
             parts = path.split("/")
@@ -292,16 +223,17 @@ class _LedgerCheck:
             return None
         if entry.status == "A":
             self.verdict.added.append(run_id)
+            self.new.add(run_id)
         return _RunDir(entry.path + "/", run_id, entry.status == "A")
 
     def _problem(self, message: str) -> bool:
         self.verdict.add(message)
         return False
 
-    def _blob(self, entry: DiffEntry, where: str, kind: str, arg: Any) -> _Job | bool:
+    def _blob(self, entry: DiffEntry, where: str, kind: str, arg: Any) -> Job | bool:
         if entry.mode != MODE_BLOB:
             return self._problem(f"{where}: must be a regular file (mode {MODE_BLOB}), has mode {entry.mode}")
-        return _Job(entry.oid, kind, arg)
+        return Job(entry.oid, kind, arg)
 
     def _tree(self, entry: DiffEntry, where: str) -> bool:
         return True if entry.mode == MODE_TREE else self._problem(f"{where}: must be a directory")
@@ -313,7 +245,7 @@ class _LedgerCheck:
             return self._problem(f"{where}/{name}: {exc}")
         return True
 
-    def _entry(self, entry: DiffEntry, parts: list[str], run: _RunDir | None) -> _Job | bool | None:
+    def _entry(self, entry: DiffEntry, parts: list[str], run: _RunDir | None) -> Job | bool | None:
         """A job, True (fine), False (a problem: skip what is below), or None (fine, nothing to read)."""
         path, depth = entry.path, len(parts)
         if path == "format":
@@ -359,7 +291,7 @@ class _LedgerCheck:
             return self._blob(entry, summary_path, "summaries", summary_path)
         return self._problem(f"{where}: unexpected entry {'/'.join(parts[3:])[:120]!r}")
 
-    def _commits(self, entry: DiffEntry, parts: list[str]) -> _Job | bool:
+    def _commits(self, entry: DiffEntry, parts: list[str]) -> Job | bool:
         """``commits/<c[:2]>/<c>/<id[:2]>/<id>``: directories down to the entry, which names
         the record blob of run ``<id>``, a run made at commit ``<c>``."""
         path, depth, hex_len = entry.path, len(parts), self.fmt.hex_len
@@ -376,7 +308,7 @@ class _LedgerCheck:
         return self._blob(entry, path, "link", (path, parts[2], parts[4]))
 
     # -- content checks (on the thread reading git's answers) --------------------------
-    def content(self, job: _Job, data: bytes) -> None:
+    def content(self, job: Job, data: bytes) -> None:
         """Check the content of ``job``'s blob (problems to the verdict)."""
         kind = job.kind
         try:
@@ -385,7 +317,7 @@ class _LedgerCheck:
             elif kind == "link":
                 self._link(data, *job.arg)
             elif kind == "record":
-                self._record(data, _where(job))
+                self._record(data, where_of(job))
             elif kind == "series" or kind == "observations":
                 self._chunk(decode_metric_chunk if kind == "series" else decode_observation_chunk, data, job.arg)
             elif kind == "summaries":
@@ -421,7 +353,7 @@ class _LedgerCheck:
     def _state(self, data: bytes, run_id: str) -> None:
         state = _decode_model(data, RunState, "run {}/state", run_id)
         self._local_rules("run {}/state", run_id, check_state_values, state)
-        mine = self._our_state(run_id) if self.ours is not None else None
+        mine = self._our_state(run_id) if self.ours is not None and run_id not in self.new else None
         if mine is not None:
             for problem in rewrites_of(mine, state):
                 self.verdict.add(f"run {run_id[:12]}/state: {problem}")
@@ -451,7 +383,7 @@ class _LedgerCheck:
 
 
 # -- notes -------------------------------------------------------------------------------
-def _note_jobs(repo: GitRepository, entries: Iterable[DiffEntry], verdict: Verdict) -> Iterator[_Job]:
+def _note_jobs(repo: GitRepository, entries: Iterable[DiffEntry], verdict: Verdict) -> Iterator[Job]:
     """A job for every note blob (a path of two-hex-digit directories down to a commit id)."""
     hex_len = repo.fmt.hex_len
     for entry in entries:
@@ -463,7 +395,7 @@ def _note_jobs(repo: GitRepository, entries: Iterable[DiffEntry], verdict: Verdi
         if len(commit) != hex_len or not all(len(p) == 2 for p in entry.path.split("/")[:-1]):
             continue  # not a note (git notes ignores it too)
         verdict.checked += 1
-        yield _Job(entry.oid, "note", commit)
+        yield Job(entry.oid, "note", commit)
 
 
 def _note_lines(data: bytes, where: str, verdict: Verdict) -> None:
@@ -472,159 +404,3 @@ def _note_lines(data: bytes, where: str, verdict: Verdict) -> None:
             codec.decode_note_line(line, f"{where}, line {i}")
         except ProvError as exc:
             verdict.add(str(exc))
-
-
-# -- the pipeline ------------------------------------------------------------------------
-def _run(repo: GitRepository, jobs: Iterator[_Job], verdict: Verdict, check) -> None:
-    """Check every job's blob: its size, then (``check(job, content)``) its content.
-
-    The blobs that are decoded go to one ``git cat-file --batch``, whose header gives
-    the size before the content: within its limit the content is read and checked,
-    over it the content is passed over in pieces, never held. Blobs checked by size
-    alone go to a ``git cat-file --batch-check`` (started for the first of them). A
-    thread lists the jobs and writes the requests, another reads the sizes, this one
-    reads and checks the contents; each waits only on the pipe before it, whose size
-    bounds what is in flight."""
-    reader = catfile.start(repo, config=(*_WIDE, "-c", "core.deltaBaseCacheLimit=256m"))
-    if reader is None:
-        raise DataError("cannot validate fetched provenance: git cat-file cannot be started")
-    wanted: deque[_Job] = deque()
-    sized: deque[_Job] = deque()
-    sizer: list[Any] = []  # the --batch-check process, once started
-    failures: list[BaseException] = []
-    stop = threading.Event()
-    threads: list[threading.Thread] = []
-
-    def start_sizer() -> Any:
-        proc = catfile.start(repo, check=True, config=_WIDE)
-        if proc is None:
-            raise DataError("cannot validate fetched provenance: git cat-file cannot be started")
-        sizer.append(proc)
-        thread = threading.Thread(target=check_sizes, args=(proc,), name="prov-validate-size", daemon=True)
-        threads.append(thread)
-        thread.start()
-        return proc
-
-    def ask() -> None:
-        write = reader.stdin.write
-        size_only = None
-        try:
-            for job in jobs:
-                if stop.is_set():
-                    break
-                if job.kind in _SIZED:
-                    size_only = size_only or start_sizer()
-                    sized.append(job)
-                    size_only.stdin.write(job.oid.encode() + b"\n")
-                else:
-                    wanted.append(job)
-                    write(job.oid.encode() + b"\n")
-        except (OSError, ValueError):
-            pass  # git stopped: the answers read so far are all there will be
-        except BaseException as exc:  # noqa: BLE001 - re-raised on the calling thread
-            failures.append(exc)
-        finally:
-            close = getattr(jobs, "close", None)
-            if close is not None:
-                close()  # a listing left unfinished stops its git
-            for proc in (reader, *sizer):
-                with contextlib.suppress(OSError, ValueError):
-                    proc.stdin.close()
-
-    def check_sizes(proc) -> None:
-        try:
-            while True:  # to the end of git's answers (a killed git's end too)
-                header = catfile.read_header(proc.stdout)
-                if header is None:
-                    break
-                _sized(sized.popleft(), header, verdict)
-        except (OSError, ValueError):
-            pass
-        except BaseException as exc:  # noqa: BLE001
-            failures.append(exc)
-
-    lister = threading.Thread(target=ask, name="prov-validate-list", daemon=True)
-    lister.start()
-    finished = False
-    try:
-        stdout = reader.stdout
-        readline, read = stdout.readline, stdout.read
-        while True:
-            line = readline()
-            parts = line.split()
-            if len(parts) == 3 and parts[1] == b"blob" and line.endswith(b"\n") and parts[2].isdigit():
-                job, size = wanted.popleft(), int(parts[2])  # the common answer, read at once
-                within = size <= LIMITS[_LIMIT_OF[job.kind]] or _sized(job, catfile.Header(job.oid, "blob", size),
-                                                                       verdict)
-            else:
-                header = catfile.parse_header(line)
-                if header is None:
-                    break
-                job, size = wanted.popleft(), header.size
-                within = _sized(job, header, verdict)  # missing, not a blob, or too big: a problem
-                if header.type is None:
-                    continue  # nothing follows "<oid> missing"
-            if not within:  # passed over unread, a piece at a time
-                if not _pass_over(read, size + 1):
-                    break
-                continue
-            data = read(size + 1)
-            if len(data) != size + 1:
-                verdict.add(f"{_where(job)}: object {job.oid} is missing")
-                break
-            check(job, data[:-1])
-            if len(verdict.problems) >= _MAX_REPORTED:
-                break
-        finished = not verdict.full()
-    finally:
-        stop.set()
-        if not finished:
-            _kill(reader, *sizer)
-        lister.join()  # it closes the processes' input: they finish what they were asked
-        if not finished:
-            _kill(*sizer)  # one started meanwhile
-        for thread in threads:
-            thread.join()
-        for proc in (reader, *sizer):
-            _stop(proc)
-    if failures:
-        raise failures[0]
-    if finished and (sized or wanted) and not verdict.full():
-        raise DataError("cannot validate fetched provenance: git cat-file stopped answering")
-
-
-def _sized(job: _Job, header: catfile.Header, verdict: Verdict) -> bool:
-    """Whether ``job``'s blob is there, a blob, and within its limit (else a problem)."""
-    limit = LIMITS[_LIMIT_OF[job.kind]]
-    if header.type is None:
-        verdict.add(f"{_where(job)}: object {job.oid} is missing")
-    elif header.type != "blob":
-        verdict.add(f"{_where(job)}: is a {header.type}, must be a regular file")
-    elif header.size > limit:
-        verdict.add(f"{_where(job)}: {header.size:,} bytes, more than the {limit:,} accepted")
-    else:
-        return True
-    return False
-
-
-def _pass_over(read, size: int) -> bool:
-    """Read ``size`` bytes and drop them, a piece at a time (False: the output ended first)."""
-    while size > 0:
-        piece = read(min(size, _SKIP))
-        if not piece:
-            return False
-        size -= len(piece)
-    return True
-
-
-def _kill(*procs) -> None:
-    for proc in procs:
-        with contextlib.suppress(OSError):
-            proc.kill()
-
-
-def _stop(proc) -> None:
-    for pipe in (proc.stdin, proc.stdout):
-        with contextlib.suppress(OSError, ValueError):
-            pipe.close()
-    proc.wait()
