@@ -118,8 +118,19 @@ def test_index_built_in_bulk_equals_index_built_run_by_run(ledger_repo, monkeypa
     real = reading.in_pack_order
     monkeypatch.setattr(reading, "in_pack_order", lambda *a: ordered.append(real(*a)) or ordered[-1])
     bulk = RunIndex(ledger_repo.ledger, str(tmp_path / "bulk.sqlite"))
-    bulk.connection()
+    sizes = []
+    real_read = reading.read_run_blobs
+
+    def read_noting_the_cache(*args, **kwargs):
+        sizes.append(bulk._db.execute("PRAGMA cache_size").fetchone()[0])
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(reading, "read_run_blobs", read_noting_the_cache)
+    db = bulk.connection()
+    assert sizes == [-store._BUILD_CACHE_KIB]  # the build keeps SQLite's default cache (its peak memory)
+    assert db.execute("PRAGMA cache_size").fetchone()[0] == -store._CACHE_KIB  # the queries' cache after it
     bulk.close()
+    monkeypatch.setattr(reading, "read_run_blobs", real_read)
     assert ordered[0][1] and ordered[0][0] != sorted(ordered[0][0])  # the runs read by blob id, in another order
     monkeypatch.setattr(reading, "BULK_MIN", 10**9)
     monkeypatch.setattr(store, "_BULK_INDEX_MIN", 10**9)

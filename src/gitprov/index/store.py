@@ -81,6 +81,9 @@ _HEX = frozenset("0123456789abcdef")
 #: pages a connection keeps in memory, in KiB: SQLite's default (2 MiB) holds a fifth of a
 #: 10,000-run index, so a query and the summaries of its answer evict each other's pages
 _CACHE_KIB = 16384
+#: KiB of pages a cold build keeps (SQLite's default): its pages are written, not read again,
+#: and its peak memory is issue 14's limit
+_BUILD_CACHE_KIB = 2000
 
 
 def id_bytes(text: str) -> bytes:
@@ -303,6 +306,8 @@ class RunIndex:
         if fresh:  # a cold build: fill the tables, then build their indexes once
             for name in _SECONDARY_INDEXES:
                 db.execute(f"DROP INDEX IF EXISTS {name}")
+            # appended pages are not read again: SQLite's default cache, not the queries' one
+            db.execute(f"PRAGMA cache_size=-{_BUILD_CACHE_KIB}")
         _delete_runs(db, gone)
         from .reading import in_pack_order, read_run_blobs
         from .rows import RunRows
@@ -335,6 +340,7 @@ class RunIndex:
                 name = statement.split(" ON ", 1)[0].split()[-1] if " INDEX " in statement else ""
                 if name in _SECONDARY_INDEXES:
                     db.execute(statement)
+            db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
         db.executemany("DELETE FROM shards WHERE name=?", [(s,) for s in old_shards if s not in new_shards])
         db.executemany("INSERT OR REPLACE INTO shards VALUES (?, ?)",
                        [(s, id_bytes(oid)) for s, oid in new_shards.items() if old_shards.get(s) != oid])
