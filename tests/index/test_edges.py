@@ -9,7 +9,8 @@ from synthetic_ledger import build_ledger  # noqa: E402
 import gitprov
 import gitprov.lineage as lineage
 from gitprov.index.edges import IndexEdges
-from gitprov.index.graph import build_graph, load_edges, traverse
+from gitprov.index.graph import load_edges
+from gitprov.index.traversal import build_graph, traverse
 from tests.runs.test_lineage import pipeline
 
 

@@ -320,7 +320,7 @@ def test_stage_needs_an_active_run(prov_repo):
 
 
 def test_long_chains_and_big_cycles_render_without_recursion():
-    from gitprov.index.graph import build_graph
+    from gitprov.index.traversal import build_graph
 
     n = 5000
     nodes = {f"run:{i}": {"kind": "run", "label": f"run {i}", "missing": False, "deleted": False} for i in range(n)}
@@ -335,7 +335,8 @@ def test_long_chains_and_big_cycles_render_without_recursion():
 def test_a_long_chain_prints_in_linear_size_and_json_streams_as_json_dumps():
     import json
 
-    from gitprov.index.graph import MAX_INDENT, build_graph
+    from gitprov.index.graph import MAX_INDENT
+    from gitprov.index.traversal import build_graph
 
     n = 3000
     nodes = {f"run:{i}": {"kind": "run", "label": f"run {i}", "missing": False, "deleted": False} for i in range(n)}
@@ -356,7 +357,7 @@ def test_a_wide_frontier_asked_in_chunks_gives_the_graph_of_one_ask(monkeypatch)
     for a chunk at a time: the same nodes, edges, depths, cycles and renderings."""
     import json
 
-    from gitprov.index import graph as graph_module
+    from gitprov.index import traversal
 
     n = 700
     nodes = {f"run:{i:04d}": {"kind": "run", "label": f"run {i}", "missing": i == 5, "deleted": i == 6}
@@ -366,9 +367,9 @@ def test_a_wide_frontier_asked_in_chunks_gives_the_graph_of_one_ask(monkeypatch)
     edges += [(f"run:{i:04d}", f"run:{(i * 7 + 3) % n:04d}", "") for i in range(0, n, 3)]  # cycles among them
     edges += [("run:0001", "run:0001", "")]  # a self-loop
     rendered = []
-    for chunk in (graph_module._FRONTIER_CHUNK, 1):
-        monkeypatch.setattr(graph_module, "_FRONTIER_CHUNK", chunk)
-        graph = graph_module.build_graph(nodes, edges, ["model:base@1"], "both")
+    for chunk in (traversal._FRONTIER_CHUNK, 1):
+        monkeypatch.setattr(traversal, "_FRONTIER_CHUNK", chunk)
+        graph = traversal.build_graph(nodes, edges, ["model:base@1"], "both")
         rendered.append((graph.nodes, graph.edges, graph.depths, graph.cycles,
                          [list(graph.lines(fmt)) for fmt in ("text", "json", "dot", "mermaid")]))
         assert "\n".join(graph.lines("json")) == json.dumps(graph.to_json(), indent=2, sort_keys=True)
@@ -380,7 +381,7 @@ def test_a_wide_frontier_asked_in_chunks_gives_the_graph_of_one_ask(monkeypatch)
 
 
 def test_a_lazy_traversal_walks_when_first_used_and_prints_its_title_before():
-    from gitprov.index.graph import MemoryEdges, traverse
+    from gitprov.index.traversal import MemoryEdges, traverse
 
     nodes = {f"run:{i}": {"kind": "run", "label": f"run {i}", "missing": False, "deleted": False} for i in range(4)}
     source = MemoryEdges(nodes, [("run:0", "run:1", ""), ("run:1", "run:2", ""), ("run:2", "run:0", "")])

@@ -31,10 +31,10 @@ def select_runs(store: ProvStore, targets: Iterable[str] = (), where: dict[str, 
     produced a model, dataset or artifact; ``upstream``: the runs upstream of the
     targets too."""
     from ..index.edges import IndexEdges
-    from ..index.graph import traverse
     from ..index.lineage import lineage_roots
     from ..index.search import find_runs
     from ..index.store import index_of
+    from ..index.traversal import traverse
 
     targets = list(targets)
     if not targets:

@@ -9,8 +9,9 @@ from ..errors import UsageError
 from ..nodes import KINDS, is_run_prefix, split_node
 from ..runs.reading import resolve_run_id
 from .edges import IndexEdges
-from .graph import LineageGraph, traverse
+from .graph import LineageGraph
 from .store import index_of
+from .traversal import traverse
 
 if TYPE_CHECKING:
     from ..store.prov_store import ProvStore
