@@ -114,6 +114,7 @@ def test_index_built_in_bulk_equals_index_built_run_by_run(ledger_repo, monkeypa
 
     monkeypatch.setattr(reading, "BULK_MIN", 1)
     monkeypatch.setattr(store, "_BULK_INDEX_MIN", 1)  # the cold-build path that drops and recreates indexes
+    monkeypatch.setattr(store, "_INSERT_BATCH", 7)  # lineage nodes met again in later batches keep their ids
     ordered = []
     real = reading.in_pack_order
     monkeypatch.setattr(reading, "in_pack_order", lambda *a: ordered.append(real(*a)) or ordered[-1])
