@@ -29,6 +29,7 @@ from .store import DIRECTIONS, KEYED_TABLES, RUN_TABLES, hexish, id_bytes, time_
 
 if TYPE_CHECKING:
     import sqlite3
+    from collections.abc import Callable
 
     from .reading import RunBlobs
 
@@ -208,10 +209,30 @@ class RunRows:
         self._batches: queue.Queue[dict[str, list[tuple]] | None] | None = None
         self._worker: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._sink: Callable[[dict[str, list[tuple]], int], None] | None = None
         if background:
             self._batches = queue.Queue(maxsize=1)  # one batch waiting, one going in
             self._worker = threading.Thread(target=self._insert_all, name="prov-index-insert", daemon=True)
             self._worker.start()
+
+    def start(self) -> dict[str, Any]:
+        """Where the ids of the rows to come start (``detached``), as JSON."""
+        return {"rid": self.next_rid, "kid": self.next_kid, "nid": self.next_nid, "kids": self.kids,
+                "stage": self.nids is not None}
+
+    @classmethod
+    def detached(cls, start: dict[str, Any], sink: Callable[[dict[str, list[tuple]], int], None]) -> RunRows:
+        """Rows made without the index (``build_process``' child): ids numbered from
+        ``start`` (``RunRows.start`` of the index), each batch handed to ``sink`` with
+        its count of runs, to be inserted (``insert``) by the index's own ``RunRows``."""
+        rows = cls.__new__(cls)
+        rows.db, rows.staged, rows.batch = None, (), start["batch"]  # type: ignore[assignment]
+        rows.nids = {} if start["stage"] else None
+        rows.next_rid, rows.next_kid, rows.next_nid = start["rid"], start["kid"], start["nid"]
+        rows.kids = {**{table: {} for table in KEYED_TABLES}, **start["kids"]}
+        rows.tables, rows.count = rows._empty(), 0
+        rows._batches, rows._worker, rows._error, rows._sink = None, None, None, sink
+        return rows
 
     @staticmethod
     def _empty() -> dict[str, list[tuple]]:
@@ -331,7 +352,10 @@ class RunRows:
 
     def flush(self) -> None:
         """Insert the rows made so far (or hand them to the inserting thread)."""
-        tables, self.tables, self.count = self.tables, self._empty(), 0
+        tables, count, self.tables, self.count = self.tables, self.count, self._empty(), 0
+        if self._sink is not None:
+            self._sink(tables, count)
+            return
         if self._batches is None:
             self._insert(tables)
             return
@@ -347,6 +371,10 @@ class RunRows:
                     self._insert(tables)
                 except BaseException as exc:  # raised in the building thread
                     self._error = exc
+
+    def insert(self, tables: dict[str, list[tuple]]) -> None:
+        """Insert a batch made by a ``detached`` ``RunRows`` started from this one."""
+        self._insert(tables)
 
     def _insert(self, tables: dict[str, list[tuple]]) -> None:
         db = self.db

@@ -10,6 +10,7 @@ under the shard its first two characters name) is not a run and is not indexed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -316,7 +317,10 @@ class RunIndex:
 
         skipped = {run_id: why for run_id, why in self._skipped(db).items()
                    if new_shards.get(run_id[:2]) == old_shards.get(run_id[:2])}  # shards not re-read keep theirs
-        with RunRows(db, batch=_INSERT_BATCH, background=fresh, stage=fresh) as rows:
+        runs_read = len(todo)
+        if fresh and blob_ids and _rows_from_child(db, self.ledger.repo, todo, blob_ids):
+            todo = []  # every run is in: none to read below
+        with RunRows(db, batch=_INSERT_BATCH, background=fresh, stage=fresh and bool(todo)) as rows:
             done = 0
             try:
                 for blobs in read_run_blobs(self.ledger.repo, todo, blob_ids=blob_ids):
@@ -345,7 +349,30 @@ class RunIndex:
         db.executemany("INSERT OR REPLACE INTO shards VALUES (?, ?)",
                        [(s, id_bytes(oid)) for s, oid in new_shards.items() if old_shards.get(s) != oid])
         db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (tip or "",))
-        self.last_refresh = {"runs_read": len(todo), "shards_read": shards_read}
+        self.last_refresh = {"runs_read": runs_read, "shards_read": shards_read}
+
+
+def _rows_from_child(db: sqlite3.Connection, repo: Any, todo: list[tuple[str, str]], blob_ids: bytes) -> bool:
+    """A cold build's runs read and decoded by a child process (``build_process``), their
+    rows inserted here; False, with nothing of it kept, when the child did not deliver
+    every run (the caller reads them in-process: the same rows, or the same errors)."""
+    from .build_process import CHILD, ChildFailed, child_batches
+    from .rows import RunRows
+
+    if not CHILD:
+        return False
+    db.execute("SAVEPOINT cold_build")
+    try:
+        with RunRows(db, batch=_INSERT_BATCH, stage=True) as rows, contextlib.closing(child_batches(
+                repo.common_dir or repo.git_dir, todo, blob_ids, rows.start(), _INSERT_BATCH)) as batches:
+            for tables in batches:  # an insert that fails ends the child (closing)
+                rows.insert(tables)
+    except ChildFailed:
+        db.execute("ROLLBACK TO cold_build")
+        db.execute("RELEASE cold_build")
+        return False
+    db.execute("RELEASE cold_build")
+    return True
 
 
 #: ids per ``IN (...)``

@@ -1,0 +1,175 @@
+"""A cold build's decoding in a process of its own.
+
+In one process, the thread inserting rows and the thread decoding runs share the GIL:
+``sqlite3`` binds each row's values holding it, and lets go of it for every row it
+steps, so at 100,000 runs the inserting thread took ~14 s of wall time for ~7 s of CPU
+while the decoding thread waited for it. Here a child Python process reads the runs
+(``reading.read_run_blobs``: its own ``git cat-file``), decodes them and makes their
+rows (``rows.RunRows``, ids numbered from where the index's tables end), and hands
+each batch over as one msgpack frame (exact for every value a row holds: text, bytes,
+64-bit integers, floats bit for bit, None); this process only inserts them.
+
+Anything that goes wrong in the child — it cannot start, a run it cannot read (a
+missing object, a record that fails to decode), git or the child dying mid-stream —
+ends it, and ``ChildFailed`` tells the caller to roll back what was inserted and build
+in-process instead, where the same run gives the same error or is left out the same
+way. Nothing the child made is kept unless it ends having sent every run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+__all__ = ["CHILD", "ChildFailed", "child_batches"]
+
+#: whether a cold build decodes in a child process (False: in this one, ``rows.RunRows``' thread)
+CHILD = True
+
+_FRAME = struct.Struct("<Q")
+#: frames read ahead of the inserts (each a batch of runs' rows, a few MB)
+_AHEAD = 2
+#: environment variables that would point the child's git elsewhere than the parent's repository
+_GIT_ENV = ("GIT_DIR", "GIT_COMMON_DIR", "GIT_WORK_TREE", "GIT_OBJECT_DIRECTORY", "GIT_INDEX_FILE")
+
+
+class ChildFailed(Exception):
+    """The decoding process did not deliver every run (it could not start, read a run, or died)."""
+
+
+def child_batches(git_dir: str, runs: Sequence[tuple[str, str]], blob_ids: bytes,
+                  start: dict[str, Any], batch: int) -> Iterator[dict[str, list]]:
+    """The rows of ``runs`` (``RunRows.add``), a batch of tables at a time, made by a
+    child process reading the repository at ``git_dir``; ``start``: ``RunRows.start()``
+    of the index they go into. Raises ``ChildFailed`` (after every batch it could send)
+    unless every run came."""
+    import msgspec
+
+    import gitprov
+
+    env = {k: v for k, v in os.environ.items() if k not in _GIT_ENV}
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(gitprov.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env, bufsize=1 << 16)
+    except OSError as exc:
+        raise ChildFailed(f"cannot start {sys.executable}: {exc}") from exc
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    frames: queue.Queue[bytes | None] = queue.Queue(maxsize=_AHEAD)
+    stop = threading.Event()
+    errors: list[bytes] = []
+
+    def feed() -> None:
+        try:
+            head = {"dir": git_dir, "runs": len(runs), "ids": len(blob_ids), "batch": batch, **start}
+            proc.stdin.write(json.dumps(head).encode() + b"\n")
+            for at in range(0, len(runs), 4096):
+                proc.stdin.write(b"".join(b"%s %s\n" % (r.encode(), t.encode()) for r, t in runs[at:at + 4096]))
+            proc.stdin.write(blob_ids)
+        except OSError:  # the child died: its output ends
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+
+    def read() -> None:
+        """Frames off the pipe (``read`` lets go of the GIL while it waits)."""
+        stdout = proc.stdout
+        try:
+            while not stop.is_set():
+                size = stdout.read(_FRAME.size)
+                if len(size) != _FRAME.size:
+                    break
+                (n,) = _FRAME.unpack(size)
+                data = stdout.read(n)
+                if len(data) != n:
+                    break
+                while not stop.is_set():
+                    try:
+                        frames.put(data, timeout=0.1)
+                        break
+                    except queue.Full:
+                        pass
+        finally:
+            while not stop.is_set():
+                try:
+                    frames.put(None, timeout=0.1)
+                    break
+                except queue.Full:
+                    pass
+
+    def drain() -> None:
+        errors.append(proc.stderr.read()[-2000:])
+
+    threads = [threading.Thread(target=f, name=f"prov-build-{f.__name__}", daemon=True) for f in (feed, read, drain)]
+    for thread in threads:
+        thread.start()
+    decode: Callable[[bytes], Any] = msgspec.msgpack.Decoder().decode
+    got = 0
+    finished = False
+    try:
+        for data in iter(frames.get, None):
+            tables = decode(data)
+            if "done" in tables:
+                finished = tables["done"] == len(runs) == got
+                break
+            got += tables.pop("count")
+            yield tables
+    finally:
+        stop.set()
+        if not finished:
+            proc.kill()
+        for thread in threads:
+            thread.join()
+        proc.stdout.close()
+        proc.stderr.close()
+        code = proc.wait()
+    if not finished or code != 0:
+        why = b"".join(errors).decode(errors="replace").strip().splitlines()
+        raise ChildFailed(f"the decoding process ended after {got} of {len(runs)} runs (exit {code})"
+                          + (f": {why[-1]}" if why else ""))
+
+
+def _main() -> int:
+    """The child: read the request on stdin, write a frame per batch on stdout."""
+    import msgspec
+
+    from ..store.repo import GitRepository
+    from .reading import read_run_blobs
+    from .rows import RunRows
+
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    head = json.loads(stdin.readline())
+    runs = []
+    for _ in range(head["runs"]):
+        run_id, tree = stdin.readline().split()
+        runs.append((run_id.decode(), tree.decode()))
+    blob_ids = stdin.read(head["ids"])
+    repo = GitRepository.open(head["dir"], require_work_tree=False)
+    encode = msgspec.msgpack.Encoder().encode
+
+    def send(tables: dict[str, list], count: int) -> None:
+        data = encode({**tables, "count": count})
+        stdout.write(_FRAME.pack(len(data)) + data)
+
+    rows = RunRows.detached(head, send)
+    for blobs in read_run_blobs(repo, runs, bulk=True, blob_ids=blob_ids):
+        rows.add(blobs)
+    rows.flush()
+    data = encode({"done": len(runs)})
+    stdout.write(_FRAME.pack(len(data)) + data)
+    stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

@@ -1,0 +1,138 @@
+"""A cold build's decoding in a child process: the same rows as in-process, and when the
+child cannot start, cannot read a run or dies mid-stream, the build is done in-process
+with nothing of the child's kept (the same rows, or the same skipped runs)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+from synthetic_ledger import build_ledger  # noqa: E402
+
+import gitprov
+from gitprov.errors import WriteError
+from gitprov.index import RunIndex, build_process, reading, rows, store
+from gitprov.index.build_process import ChildFailed, child_batches
+from gitprov.index.reading import in_pack_order
+from gitprov.runs.reading import all_run_entries
+from tests.index.test_reading import table_rows
+
+
+@pytest.fixture
+def ledger_repo(repo, monkeypatch):
+    build_ledger(str(repo.path), 40, seed=5, series_fraction=0.2)
+    monkeypatch.setattr(reading, "BULK_MIN", 1)
+    monkeypatch.setattr(store, "_BULK_INDEX_MIN", 1)  # a cold build
+    monkeypatch.setattr(store, "_INSERT_BATCH", 7)  # several frames from the child
+    return gitprov.Repository(repo.path)
+
+
+def built(prov, path, monkeypatch, *, child: bool):
+    """Rows of a cold build at ``path``, and whether the child delivered them."""
+    used = []
+    real = store._rows_from_child
+    monkeypatch.setattr(build_process, "CHILD", child)
+    monkeypatch.setattr(store, "_rows_from_child", lambda *a: used.append(real(*a)) or used[-1])
+    index = RunIndex(prov.ledger, str(path))
+    index.connection()
+    skipped = index.skipped()
+    index.close()
+    return table_rows(path), used == [True], skipped
+
+
+def test_rows_from_the_child_equal_rows_made_in_process(ledger_repo, monkeypatch, tmp_path):
+    from_child, by_child, _ = built(ledger_repo, tmp_path / "child.sqlite", monkeypatch, child=True)
+    in_process, by_thread, _ = built(ledger_repo, tmp_path / "thread.sqlite", monkeypatch, child=False)
+    assert by_child and not by_thread
+    assert from_child == in_process and len(from_child["runs"]) == 40 and from_child["lineage"]
+
+
+def test_a_child_that_cannot_start_leaves_the_build_in_process(ledger_repo, monkeypatch, tmp_path):
+    expected, _, _ = built(ledger_repo, tmp_path / "thread.sqlite", monkeypatch, child=False)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+    got, by_child, _ = built(ledger_repo, tmp_path / "child.sqlite", monkeypatch, child=True)
+    assert not by_child and got == expected
+
+
+def test_a_child_killed_mid_stream_leaves_nothing_of_it(ledger_repo, monkeypatch, tmp_path):
+    expected, _, _ = built(ledger_repo, tmp_path / "thread.sqlite", monkeypatch, child=False)
+    real, inserted = rows.RunRows.insert, []
+
+    def kill_the_child_after_one_batch(self, tables):
+        real(self, tables)
+        inserted.append(len(tables["runs"]))
+        if len(inserted) == 1:  # the child of this process running ``build_process``
+            for pid in _children():
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if b"gitprov.index.build_process" in f.read():
+                        os.kill(pid, signal.SIGKILL)
+
+    monkeypatch.setattr(rows.RunRows, "insert", kill_the_child_after_one_batch)
+    got, by_child, _ = built(ledger_repo, tmp_path / "child.sqlite", monkeypatch, child=True)
+    # killed once its first batch is in (the rest may already wait in the pipe): it did not
+    # end well, so what it sent is rolled back, and the build is done again in-process
+    assert not by_child and inserted[0] == 7
+    assert got == expected
+
+
+def test_a_run_the_child_cannot_read_is_skipped_as_in_process(ledger_repo, monkeypatch, tmp_path):
+    prov = ledger_repo
+    run_id, tree = all_run_entries(prov.ledger, prov.ledger.tip())[11]
+    state = prov.ledger.list_dir(f"runs/{run_id[:2]}/{run_id}", prov.ledger.tip())["state"].oid
+    from tests.conftest import unpack_all
+
+    unpack_all(Path(prov.git.work_tree))
+    os.remove(os.path.join(prov.git.common_dir, "objects", state[:2], state[2:]))
+    expected, _, skipped_in_process = built(prov, tmp_path / "thread.sqlite", monkeypatch, child=False)
+    got, by_child, skipped = built(prov, tmp_path / "child.sqlite", monkeypatch, child=True)
+    assert not by_child and got == expected and skipped == skipped_in_process and list(skipped) == [run_id]
+
+
+def test_a_failed_insert_ends_the_child_and_leaves_no_half_index(ledger_repo, monkeypatch, tmp_path):
+    real, calls = rows.RunRows.insert, []
+
+    def failing(self, tables):
+        calls.append(1)
+        if len(calls) == 2:
+            raise sqlite3.OperationalError("disk I/O error")
+        real(self, tables)
+
+    monkeypatch.setattr(rows.RunRows, "insert", failing)
+    index = RunIndex(ledger_repo.ledger, str(tmp_path / "index.sqlite"))
+    with pytest.raises(WriteError, match="disk I/O error"):
+        index.connection()
+    index.close()
+    assert not any(b"gitprov.index.build_process" in _cmdline(pid) for pid in _children())
+    monkeypatch.setattr(rows.RunRows, "insert", real)
+    got, by_child, _ = built(ledger_repo, tmp_path / "index.sqlite", monkeypatch, child=True)
+    assert by_child and len(got["runs"]) == 40
+
+
+def test_child_failure_names_what_went_wrong(ledger_repo, tmp_path):
+    runs = all_run_entries(ledger_repo.ledger, ledger_repo.ledger.tip())
+    runs, blob_ids = in_pack_order(ledger_repo.git, runs)
+    start = {"rid": 1, "kid": 1, "nid": 1, "kids": {}, "stage": True}
+    with pytest.raises(ChildFailed, match=r"ended after 0 of 40 runs \(exit 1\): .*no-repo"):
+        list(child_batches(str(tmp_path / "no-repo"), runs, blob_ids, start, 7))
+    batches = list(child_batches(ledger_repo.git.common_dir, runs, blob_ids, start, 7))
+    assert [len(b["runs"]) for b in batches] == [7] * 5 + [5]
+
+
+def _children() -> list[int]:
+    pids = []
+    for task in os.listdir(f"/proc/{os.getpid()}/task"):
+        with open(f"/proc/{os.getpid()}/task/{task}/children") as f:
+            pids.extend(int(p) for p in f.read().split())
+    return pids
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
