@@ -58,6 +58,10 @@ def test_a_child_that_cannot_start_leaves_the_build_in_process(ledger_repo, monk
     assert not by_child and got == expected
 
 
+_PROC = pytest.mark.skipif(not os.path.isdir(f"/proc/{os.getpid()}/task"), reason="finds the child in /proc")
+
+
+@_PROC
 def test_a_child_killed_mid_stream_leaves_nothing_of_it(ledger_repo, monkeypatch, tmp_path):
     expected, _, _ = built(ledger_repo, tmp_path / "thread.sqlite", monkeypatch, child=False)
     real, inserted = rows.RunRows.insert, []
@@ -92,6 +96,7 @@ def test_a_run_the_child_cannot_read_is_skipped_as_in_process(ledger_repo, monke
     assert not by_child and got == expected and skipped == skipped_in_process and list(skipped) == [run_id]
 
 
+@_PROC
 def test_a_failed_insert_ends_the_child_and_leaves_no_half_index(ledger_repo, monkeypatch, tmp_path):
     real, calls = rows.RunRows.insert, []
 
@@ -115,7 +120,7 @@ def test_a_failed_insert_ends_the_child_and_leaves_no_half_index(ledger_repo, mo
 def test_child_failure_names_what_went_wrong(ledger_repo, tmp_path):
     runs = all_run_entries(ledger_repo.ledger, ledger_repo.ledger.tip())
     runs, blob_ids = in_pack_order(ledger_repo.git, runs)
-    start = {"rid": 1, "kid": 1, "nid": 1, "kids": {}, "stage": True}
+    start = {"rid": 1, "kid": 1, "nid": 1, "kids": {}, "node_ids": True}
     with pytest.raises(ChildFailed, match=r"ended after 0 of 40 runs \(exit 1\): .*no-repo"):
         list(child_batches(str(tmp_path / "no-repo"), runs, blob_ids, start, 7))
     batches = list(child_batches(ledger_repo.git.common_dir, runs, blob_ids, start, 7))

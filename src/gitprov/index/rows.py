@@ -26,6 +26,7 @@ from ..model import RunRecord, RunState
 from ..model.common import FORMAT_VERSION
 from ..runs.stage import STAGE_PREFIX
 from .store import DIRECTIONS, KEYED_TABLES, RUN_TABLES, hexish, id_bytes, time_value
+from .summary import RAW_ATTRIBUTES, RAW_METRICS, RAW_PARAMS
 
 if TYPE_CHECKING:
     import sqlite3
@@ -181,11 +182,13 @@ class RunRows:
     the tables keyed by run (``WITHOUT ROWID`` b-trees, which inserts leave about 12%
     empty) and the lineage nodes go to temporary tables first, copied at the end of the
     block in one ``INSERT … SELECT *`` each: SQLite's transfer fills each page of the copy.
-    Its lineage nodes get their ids here, as the rows are made (``nids``), not from a
-    lookup in SQLite per lineage row: 40% of the inserting thread's time before."""
+    With ``node_ids`` too, its lineage nodes get their ids as the rows are made (``nids``),
+    not from a lookup in SQLite per lineage row (40% of the inserts' CPU), for ~33 MB of
+    node keys held at 100,000 runs: what ``build_process``' child does (the process
+    inserting holds none of it); in-process, the lookups keep the peak at ~118 MiB."""
 
     def __init__(self, db: sqlite3.Connection, *, batch: int = 2000, background: bool = False,
-                 stage: bool = False) -> None:
+                 stage: bool = False, node_ids: bool = False) -> None:
         self.db = db
         self.staged: tuple[str, ...] = ()
         if stage:
@@ -194,9 +197,12 @@ class RunRows:
                 (sql,), = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
                 db.execute(f"DROP TABLE IF EXISTS temp.stage_{table}")
                 db.execute(sql.replace(f"CREATE TABLE {table}(", f"CREATE TEMP TABLE stage_{table}(", 1))
+            if not node_ids:
+                db.execute("CREATE UNIQUE INDEX temp.stage_nodes_key ON stage_nodes(kind, name, item)")
         self.batch = batch
-        #: a staged build's lineage nodes, ``kind:len(name):name item`` -> ``nid`` (the tables start empty)
-        self.nids: dict[str, int] | None = {} if stage else None
+        #: with ``node_ids`` (a staged build: the tables start empty), its lineage nodes,
+        #: ``kind:len(name):name item`` -> ``nid``
+        self.nids: dict[str, int] | None = {} if stage and node_ids else None
         self.next_nid = (db.execute("SELECT max(nid) FROM nodes").fetchone()[0] or 0) + 1
         self.tables = self._empty()
         self.count = 0
@@ -218,7 +224,7 @@ class RunRows:
     def start(self) -> dict[str, Any]:
         """Where the ids of the rows to come start (``detached``), as JSON."""
         return {"rid": self.next_rid, "kid": self.next_kid, "nid": self.next_nid, "kids": self.kids,
-                "stage": self.nids is not None}
+                "node_ids": self.nids is not None}
 
     @classmethod
     def detached(cls, start: dict[str, Any], sink: Callable[[dict[str, list[tuple]], int], None]) -> RunRows:
@@ -227,7 +233,7 @@ class RunRows:
         its count of runs, to be inserted (``insert``) by the index's own ``RunRows``."""
         rows = cls.__new__(cls)
         rows.db, rows.staged, rows.batch = None, (), start["batch"]  # type: ignore[assignment]
-        rows.nids = {} if start["stage"] else None
+        rows.nids = {} if start["node_ids"] else None
         rows.next_rid, rows.next_kid, rows.next_nid = start["rid"], start["kid"], start["nid"]
         rows.kids = {**{table: {} for table in KEYED_TABLES}, **start["kids"]}
         rows.tables, rows.count = rows._empty(), 0
@@ -276,8 +282,6 @@ class RunRows:
         The common values (a string, a finite float, a 64-bit integer) take the inline
         path: this loop is most of a cold build's Python time. Anything else goes through
         ``param_row``, ``sql_value`` and their ``_plain_*`` checks (``runs.raw``)."""
-        from .summary import RAW_ATTRIBUTES, RAW_METRICS, RAW_PARAMS
-
         run_id = blobs.run_id
         record = decode_part(blobs.record, _Record, RunRecord, f"record of run {run_id[:12]}")
         state = decode_part(blobs.state, _State, RunState, f"state of run {run_id[:12]}")

@@ -363,7 +363,7 @@ def _rows_from_child(db: sqlite3.Connection, repo: Any, todo: list[tuple[str, st
         return False
     db.execute("SAVEPOINT cold_build")
     try:
-        with RunRows(db, batch=_INSERT_BATCH, stage=True) as rows, contextlib.closing(child_batches(
+        with RunRows(db, batch=_INSERT_BATCH, stage=True, node_ids=True) as rows, contextlib.closing(child_batches(
                 repo.common_dir or repo.git_dir, todo, blob_ids, rows.start(), _INSERT_BATCH)) as batches:
             for tables in batches:  # an insert that fails ends the child (closing)
                 rows.insert(tables)
