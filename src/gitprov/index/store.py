@@ -320,7 +320,7 @@ class RunIndex:
         runs_read = len(todo)
         if fresh and blob_ids and _rows_from_child(db, self.ledger.repo, todo, blob_ids):
             todo = []  # every run is in: none to read below
-        with RunRows(db, batch=_INSERT_BATCH, background=fresh, stage=fresh and bool(todo)) as rows:
+        with RunRows(db, batch=_INSERT_BATCH, background=fresh and bool(todo), stage=fresh and bool(todo)) as rows:
             done = 0
             try:
                 for blobs in read_run_blobs(self.ledger.repo, todo, blob_ids=blob_ids):
