@@ -1,6 +1,7 @@
 """A cold build's decoding in a child process: the same rows as in-process, and when the
 child cannot start, cannot read a run or dies mid-stream, the build is done in-process
-with nothing of the child's kept (the same rows, or the same skipped runs)."""
+with nothing of the child's kept (the same rows, or the same skipped runs); git dying
+under the child leaves the rest of its runs to its object layer."""
 
 from __future__ import annotations
 
@@ -115,6 +116,24 @@ def test_a_failed_insert_ends_the_child_and_leaves_no_half_index(ledger_repo, mo
     monkeypatch.setattr(rows.RunRows, "insert", real)
     got, by_child, _ = built(ledger_repo, tmp_path / "index.sqlite", monkeypatch, child=True)
     assert by_child and len(got["runs"]) == 40
+
+
+def test_git_dying_in_the_child_leaves_the_rest_to_its_object_layer(ledger_repo, monkeypatch, tmp_path):
+    import shutil
+
+    expected, _, _ = built(ledger_repo, tmp_path / "thread.sqlite", monkeypatch, child=False)
+    real = shutil.which("git")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    cut = bin_dir / "git"  # the child's blob answers stop after 20,000 bytes, mid-object
+    cut.write_text("#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = cat-file ]; then\n"
+                   f"    echo cut >> \"{bin_dir}/log\"; \"{real}\" \"$@\" | head -c 20000; exit 0\n  fi\ndone\n"
+                   f"exec \"{real}\" \"$@\"\n")
+    cut.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    got, by_child, _ = built(ledger_repo, tmp_path / "child.sqlite", monkeypatch, child=True)
+    assert by_child and got == expected
+    assert (bin_dir / "log").read_text() == "cut\n" * 2  # the parent's tree pass (short: whole), the child's blobs
 
 
 def test_child_failure_names_what_went_wrong(ledger_repo, tmp_path):
