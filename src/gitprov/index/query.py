@@ -20,7 +20,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..errors import QueryError, UnknownFieldError
-from .store import DIRECTIONS, KEYED_TABLES, hex_sql, key_sql
+from .store import DIRECTIONS, KEYED_TABLES, NODE_KINDS, PARAM_TEXT, hex_sql, key_sql
 
 if TYPE_CHECKING:
     import sqlite3
@@ -109,7 +109,8 @@ def _target(field: str) -> _Target:
     if head in _KEYED and dot:
         if not rest:
             raise QueryError(f"query field {field!r} names no key")
-        return _Target(field, "x.value", head, f"x.key = {key_sql(head)}", (rest,), numeric_only=head == "metrics",
+        value = PARAM_TEXT.format("x") if head == "params" else "x.value"
+        return _Target(field, value, head, f"x.key = {key_sql(head)}", (rest,), numeric_only=head == "metrics",
                        text_only=head == "tags", num_sql=_PARAM_NUMBER if head == "params" else None)
     if head in ("inputs", "outputs") and dot:
         kind_name, dot2, name = rest.partition(".")
@@ -118,16 +119,19 @@ def _target(field: str) -> _Target:
             raise UnknownFieldError(
                 f"unknown query field {field!r}; lineage fields are {head}.models, {head}.runs, {head}.datasets")
         direction = DIRECTIONS["in" if head == "inputs" else "out"]
-        if not dot2:
-            return _Target(field, "x.name", "lineage", "l.direction = ? AND x.kind = ?", (direction, kind), text_only=True)
+        code = NODE_KINDS[kind]
+        if not dot2:  # a run node's name is its id as bytes (``store.node_row``)
+            return _Target(field, hex_sql("x.name") if kind == "run" else "x.name", "lineage",
+                           "l.direction = ? AND x.kind = ?", (direction, code), text_only=True)
         if not name:
             raise QueryError(f"query field {field!r} names no {kind}")
         if kind == "run":  # a run id or a prefix of one
             prefix = name.lower()
-            return _Target(field, "x.item", "lineage", "l.direction = ? AND x.kind = ? AND substr(x.name, 1, ?) = ?",
-                           (direction, kind, len(prefix), prefix), text_only=True)
+            return _Target(field, "x.item", "lineage",
+                           f"l.direction = ? AND x.kind = ? AND substr({hex_sql('x.name')}, 1, ?) = ?",
+                           (direction, code, len(prefix), prefix), text_only=True)
         return _Target(field, "x.item", "lineage", "l.direction = ? AND x.kind = ? AND x.name = ?",
-                       (direction, kind, name), text_only=True)
+                       (direction, code, name), text_only=True)
     raise UnknownFieldError(
         f"unknown query field {field!r}; use params.<key>, metrics.<key>, attributes.<key>, tags, tags.<key>, "
         f"inputs.*/outputs.* or one of {', '.join(sorted(_COLUMNS))}"
@@ -162,8 +166,8 @@ def _typed(target: _Target, op_sql: str, value: Any, op: str) -> tuple[str, list
     if target.numeric_only:
         raise QueryError(f"{op} on {target.field!r} takes a number, not {value!r}")
     if target.num_sql is not None:  # a param's text; ``params_kv`` holds those of the params that are no number
-        if op_sql == "=" and not _NUMBER_TEXT.fullmatch(value):
-            return f"({n} IS NULL AND {v} = ?)", [value]
+        if op_sql == "=" and not _NUMBER_TEXT.fullmatch(value):  # the stored text, as ``params_kv`` holds it
+            return f"({n} IS NULL AND x.value = ?)", [value]
         return f"{v} {op_sql} ?", [value]
     if target.field == "status" and op_sql == "=":
         from ..model import RUN_STATUSES

@@ -25,7 +25,16 @@ from .. import codec
 from ..model import RunRecord, RunState
 from ..model.common import FORMAT_VERSION
 from ..runs.stage import STAGE_PREFIX
-from .store import DIRECTIONS, KEYED_TABLES, RUN_TABLES, hexish, id_bytes, time_value
+from .store import (
+    DIRECTIONS,
+    KEYED_TABLES,
+    NODE_KINDS,
+    RUN_TABLES,
+    hexish,
+    id_bytes,
+    node_row,
+    time_value,
+)
 
 if TYPE_CHECKING:
     import sqlite3
@@ -128,6 +137,10 @@ def param_text(value: Any) -> str:
 
 
 _INT64 = (-2**63, 2**63)
+#: a params row ``(run, key, text, number)`` as stored: a number's text only when it is not
+#: SQLite's own text of the number (``store.PARAM_TEXT`` gives it back; most are: 39 bytes a
+#: run of the synthetic ledger)
+_PARAM_MARKS = "?1, ?2, nullif(?3, CAST(?4 AS TEXT)), ?4"
 
 
 def param_row(name: str, value: Any) -> tuple[str, str, int | float | None]:
@@ -304,11 +317,13 @@ class RunRows:
             for direction, side in ((DIRECTIONS["in"], lineage.inputs), (DIRECTIONS["out"], lineage.outputs)):
                 for key, items in side.items():
                     kind, _, name = key.partition(":")
+                    kind, name = node_row(kind, name)
                     edges.update((rid, direction, kind, name, item) for item in (items or [""]))
             # dataset versions (log_dataset_version, prov run --input/--output) are lineage too
+            dataset = NODE_KINDS["dataset"]
             for key, version in state.datasets.items():
-                edges.add((rid, DIRECTIONS["out" if key.startswith("output/") else "in"], "dataset", key, version.digest))
-            t["lineage"].extend(sorted(edges))
+                edges.add((rid, DIRECTIONS["out" if key.startswith("output/") else "in"], dataset, key, version.digest))
+            t["lineage"].extend(edges)  # in any order: ``_insert`` orders them
         self.count += 1
         if self.count >= self.batch:
             self.flush()
@@ -337,7 +352,7 @@ class RunRows:
         lineage = tables.pop("lineage")
         for table, rows in tables.items():
             if rows:
-                marks = ",".join("?" * len(rows[0]))
+                marks = _PARAM_MARKS if table == "params" else ",".join("?" * len(rows[0]))
                 into = f"temp.stage_{table}" if table in self.staged else table
                 db.executemany(f"INSERT INTO {into} VALUES ({marks})", rows)  # noqa: S608 (fixed names)
                 if table in KEYED_TABLES:

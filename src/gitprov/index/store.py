@@ -26,13 +26,14 @@ if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Iterator
 
-__all__ = ["DIRECTIONS", "INDEX_FILE", "INDEX_VERSION", "KEYED_TABLES", "RUN_TABLES", "RunIndex", "epoch_ms", "hex_sql", "hexish",
-           "id_bytes", "index_of", "key_sql", "time_text", "time_value", "unhex"]
+__all__ = ["DIRECTIONS", "INDEX_FILE", "INDEX_VERSION", "KEYED_TABLES", "NODE_KINDS", "PARAM_TEXT", "RUN_TABLES",
+           "RunIndex", "epoch_ms", "hex_sql", "hexish",
+           "id_bytes", "index_of", "key_sql", "node_kind", "node_row", "time_text", "time_value", "unhex"]
 
 INDEX_FILE = "index.sqlite"
 _EPOCH = datetime(1970, 1, 1)
 #: bump when the tables change: an older index is rebuilt.
-INDEX_VERSION = "8"
+INDEX_VERSION = "9"
 
 # Lean by design (docs/design/query-index.md): a run's ids are stored once, in ``runs``,
 # as bytes; every other table refers to the run by its integer ``rid``, to keys and
@@ -47,14 +48,14 @@ CREATE UNIQUE INDEX runs_id ON runs(id);
 CREATE INDEX runs_created ON runs(created);
 CREATE TABLE keys(kid INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, uses INTEGER NOT NULL);
 CREATE UNIQUE INDEX keys_name ON keys(kind, name);
-CREATE TABLE params(run INTEGER NOT NULL, key INTEGER NOT NULL, value TEXT NOT NULL, num, PRIMARY KEY(run, key))
+CREATE TABLE params(run INTEGER NOT NULL, key INTEGER NOT NULL, value TEXT, num, PRIMARY KEY(run, key))
                      WITHOUT ROWID;
 CREATE INDEX params_kv ON params(key, value) WHERE num IS NULL;
 CREATE TABLE metrics(run INTEGER NOT NULL, key INTEGER NOT NULL, value REAL, PRIMARY KEY(run, key)) WITHOUT ROWID;
 CREATE INDEX metrics_kv ON metrics(key, value);
 CREATE TABLE tags(run INTEGER NOT NULL, key INTEGER NOT NULL, value TEXT, PRIMARY KEY(run, key)) WITHOUT ROWID;
 CREATE TABLE attributes(run INTEGER NOT NULL, key INTEGER NOT NULL, value, PRIMARY KEY(run, key)) WITHOUT ROWID;
-CREATE TABLE nodes(nid INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, item TEXT NOT NULL);
+CREATE TABLE nodes(nid INTEGER PRIMARY KEY, kind NOT NULL, name NOT NULL, item TEXT NOT NULL);
 CREATE UNIQUE INDEX nodes_key ON nodes(kind, name, item);
 CREATE TABLE lineage(run INTEGER NOT NULL, direction INTEGER NOT NULL, node INTEGER NOT NULL,
                      PRIMARY KEY(run, direction, node)) WITHOUT ROWID;
@@ -70,6 +71,10 @@ RUN_TABLES = ("params", "metrics", "tags", "attributes", "lineage", "stages")
 KEYED_TABLES = ("params", "metrics", "tags", "attributes")
 #: ``lineage.direction``: what a run consumed (``in``) or produced (``out``)
 DIRECTIONS = {"in": 0, "out": 1}
+#: ``nodes.kind`` of the kinds lineage holds (any other kind is kept as its text); a run
+#: node's ``name``, a run id, is stored as bytes (``hexish``): ``node_row``, ``node_kind``
+NODE_KINDS = {"run": 0, "model": 1, "dataset": 2}
+_KIND_NAMES = {code: kind for kind, code in NODE_KINDS.items()}
 #: secondary indexes dropped during a cold build and created once at its end (``keys_name``,
 #: looked up while rows go in, stays; ``nodes_key`` is a staged table's meanwhile: ``rows.RunRows``)
 _SECONDARY_INDEXES = ("runs_id", "runs_created", "params_kv", "metrics_kv", "lineage_node", "stages_key", "nodes_key")
@@ -109,9 +114,33 @@ def hex_sql(column: str) -> str:
     return f"(CASE typeof({column}) WHEN 'blob' THEN lower(hex({column})) ELSE {column} END)"
 
 
+def node_row(kind: str, name: str) -> tuple[int | str, bytes | str]:
+    """``(kind, name)`` of a lineage node as ``nodes`` stores them."""
+    code = NODE_KINDS.get(kind, kind)
+    return code, (hexish(name) or name) if code == 0 else name  # type: ignore[return-value]
+
+
+def node_kind(kind: int | str) -> str:
+    """The kind ``node_row`` stored, as lineage names it."""
+    return _KIND_NAMES.get(kind, kind) if kind.__class__ is int else kind  # type: ignore[return-value]
+
+
 def key_sql(kind: str) -> str:
     """SQL for the key id of a ``kind`` key named by the next parameter (NULL: no run has it)."""
     return f"(SELECT kid FROM keys WHERE kind = '{kind}' AND name = ?)"
+
+
+#: a param's text in SQL: a number's is stored only when SQLite's own text of the number
+#: differs (``rows.RunRows``: ``nullif(text, CAST(num AS TEXT))``), else it is that text
+PARAM_TEXT = "coalesce({0}.value, CAST({0}.num AS TEXT))"
+
+
+def _made_by() -> dict[str, str]:
+    """What an index must have been made by to be used as it is: this format, and this
+    SQLite (a param's text may be SQLite's text of its number, ``PARAM_TEXT``)."""
+    import sqlite3
+
+    return {"version": INDEX_VERSION, "sqlite": sqlite3.sqlite_version}
 
 
 def _run_id_in(shard: str, name: str) -> bool:
@@ -196,8 +225,8 @@ class RunIndex:
     def _ensure_schema(self, db: sqlite3.Connection) -> None:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "meta" in tables:
-            row = db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
-            if row is not None and row[0] == INDEX_VERSION:
+            found = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('version', 'sqlite')"))
+            if found == _made_by():
                 return
             raise _corrupt("index version mismatch")
         if tables:
@@ -209,7 +238,7 @@ class RunIndex:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
-                db.execute("INSERT INTO meta VALUES ('version', ?)", (INDEX_VERSION,))
+                db.executemany("INSERT INTO meta VALUES (?, ?)", _made_by().items())
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
