@@ -20,7 +20,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..errors import QueryError, UnknownFieldError
-from .store import DIRECTIONS, KEYED_TABLES, NODE_KINDS, PARAM_TEXT, hex_sql, key_sql
+from .store import COMMIT_SQL, DIRECTIONS, KEYED_TABLES, NODE_KINDS, PARAM_TEXT, hex_sql, key_sql
 
 if TYPE_CHECKING:
     import sqlite3
@@ -34,7 +34,7 @@ _TIMES = {"created": "r.created", "ended": "r.ended", "updated": "COALESCE(r.upd
 _COLUMNS = {
     "status": "r.status", "experiment": "r.experiment", "name": "r.name",
     **{field: f"time_text({sql})" for field, sql in _TIMES.items()},
-    "commit": hex_sql("r.commit_id"), "parent": hex_sql("r.parent"), "id": "lower(hex(r.id))",
+    "commit": hex_sql(COMMIT_SQL), "parent": hex_sql("r.parent"), "id": "lower(hex(r.id))",
 }
 _KEYED = KEYED_TABLES
 #: MLflow's run status of a git-prov run (what sync sets)

@@ -211,6 +211,8 @@ class RunRows:
         self.count = 0
         self.next_rid = (db.execute("SELECT max(rid) FROM runs").fetchone()[0] or 0) + 1
         self.next_kid = (db.execute("SELECT max(kid) FROM keys").fetchone()[0] or 0) + 1
+        #: commit (as ``hexish`` stores it) -> ``commits.cid``
+        self.cids: dict[bytes | str, int] = {oid: cid for cid, oid in db.execute("SELECT cid, oid FROM commits")}
         #: per table, key name -> ``keys.kid``
         self.kids: dict[str, dict[str, int]] = {table: {} for table in KEYED_TABLES}
         for kid, kind, name in db.execute("SELECT kid, kind, name FROM keys"):
@@ -225,7 +227,7 @@ class RunRows:
 
     @staticmethod
     def _empty() -> dict[str, list[tuple]]:
-        return {t: [] for t in ("runs", "keys", *RUN_TABLES)}
+        return {t: [] for t in ("commits", "runs", "keys", *RUN_TABLES)}
 
     def __enter__(self) -> RunRows:
         return self
@@ -258,6 +260,17 @@ class RunRows:
         self.next_kid += 1
         self.tables["keys"].append((kid, table, name, 0))
         return kid
+
+    def _commit(self, commit: str | None) -> int | None:
+        """The ``commits.cid`` of a run's commit (a new one for a commit not seen before)."""
+        if commit is None:
+            return None
+        oid = hexish(commit)
+        cid = self.cids.get(oid)  # type: ignore[arg-type]
+        if cid is None:
+            cid = self.cids[oid] = len(self.cids) + 1  # type: ignore[index]
+            self.tables["commits"].append((cid, oid))
+        return cid
 
     def add(self, blobs: RunBlobs) -> None:
         """Make the rows of one run; a full batch is handed on to be inserted.
@@ -309,7 +322,7 @@ class RunRows:
                                     int(bool(value.get("dirty"))), value.get("status"), value.get("ended")))
         t["runs"].append((rid, id_bytes(run_id), id_bytes(blobs.tree), state.name, state.experiment, state.status,
                           time_value(record.created), time_value(state.ended),
-                          None if state.updated == state.ended else time_value(state.updated), hexish(record.code.commit),
+                          None if state.updated == state.ended else time_value(state.updated), self._commit(record.code.commit),
                           hexish(record.parent), int(state.deleted), record.user or None, raw or None))
         lineage = state.lineage
         if lineage.inputs or lineage.outputs or state.datasets:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Iterator
 
-__all__ = ["DIRECTIONS", "INDEX_FILE", "INDEX_VERSION", "KEYED_TABLES", "NODE_KINDS", "PARAM_TEXT", "RUN_TABLES",
+__all__ = ["COMMIT_SQL", "DIRECTIONS", "INDEX_FILE", "INDEX_VERSION", "KEYED_TABLES", "NODE_KINDS", "PARAM_TEXT", "RUN_TABLES",
            "RunIndex", "epoch_ms", "hex_sql", "hexish",
            "id_bytes", "index_of", "key_sql", "node_kind", "node_row", "time_text", "time_value", "unhex"]
 
@@ -42,10 +42,11 @@ _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 CREATE TABLE shards(name TEXT PRIMARY KEY, oid BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE runs(rid INTEGER PRIMARY KEY, id BLOB NOT NULL, tree BLOB NOT NULL, name TEXT, experiment TEXT,
-                  status TEXT, created, ended, updated, commit_id, parent,
+                  status TEXT, created, ended, updated, commit_id INTEGER, parent,
                   deleted INTEGER NOT NULL DEFAULT 0, user TEXT, raw INTEGER);
 CREATE UNIQUE INDEX runs_id ON runs(id);
 CREATE INDEX runs_created ON runs(created);
+CREATE TABLE commits(cid INTEGER PRIMARY KEY, oid NOT NULL);
 CREATE TABLE keys(kid INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, uses INTEGER NOT NULL);
 CREATE UNIQUE INDEX keys_name ON keys(kind, name);
 CREATE TABLE params(run INTEGER NOT NULL, key INTEGER NOT NULL, value TEXT, num, PRIMARY KEY(run, key))
@@ -123,6 +124,11 @@ def node_row(kind: str, name: str) -> tuple[int | str, bytes | str]:
 def node_kind(kind: int | str) -> str:
     """The kind ``node_row`` stored, as lineage names it."""
     return _KIND_NAMES.get(kind, kind) if kind.__class__ is int else kind  # type: ignore[return-value]
+
+
+#: SQL for the commit of run ``r`` as ``hexish`` stored it (``runs.commit_id`` is a
+#: ``commits.cid``: a commit is stored once, not in every run made against it)
+COMMIT_SQL = "(SELECT oid FROM commits WHERE cid = r.commit_id)"
 
 
 def key_sql(kind: str) -> str:
@@ -280,7 +286,7 @@ class RunIndex:
         """``(run id, commit)`` of every run made against a commit."""
         db = self._db if self._db is not None else self.connection()
         return [(run_id.hex(), unhex(commit)) for run_id, commit in
-                db.execute("SELECT id, commit_id FROM runs WHERE commit_id IS NOT NULL AND commit_id != ''")]
+                db.execute("SELECT r.id, c.oid FROM runs r JOIN commits c ON c.cid = r.commit_id WHERE c.oid != ''")]
 
     def skipped(self) -> dict[str, str]:
         """``{run id: why}`` of the runs the index left out because they could not be
