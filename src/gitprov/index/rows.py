@@ -376,7 +376,7 @@ class RunRows:
             db.executemany("INSERT INTO temp.lineage_rows VALUES (?, ?, ?, ?, ?)", lineage)
             into, nodes = ("temp.stage_lineage", "temp.stage_nodes") if self.staged else ("lineage", "nodes")
             db.execute(f"INSERT OR IGNORE INTO {nodes}(kind, name, item) SELECT DISTINCT kind, name, item "  # noqa: S608
-                       "FROM temp.lineage_rows ORDER BY 1, 2, 3")
+                       "FROM temp.lineage_rows ORDER BY 1 DESC, 2, 3")  # datasets first: the smallest nids
             db.execute(f"INSERT INTO {into} SELECT s.run, s.direction, n.nid FROM temp.lineage_rows s JOIN {nodes} n "  # noqa: S608
                        "ON n.kind = s.kind AND n.name = s.name AND n.item = s.item ORDER BY 1, 2, 3")
             db.execute("DELETE FROM temp.lineage_rows")
