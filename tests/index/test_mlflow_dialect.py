@@ -89,45 +89,6 @@ def test_params_compare_as_their_text_and_numbers_as_numbers(runs):
     assert [r.name for r in repo.find_runs(order_by="params.lr")] == ["c", "a", "b"]  # numbers, then text
 
 
-def test_an_integers_text_is_stored_only_when_sqlite_would_write_it_otherwise(runs):
-    repo, _ = runs
-    for name, params in [("d", {"lr": 0.1 + 0.2, "w": 0.0007028, "seed": 1204340751, "big": 1e16}),
-                         ("e", {"lr": 0.25, "w": "0.0007028", "seed": -3, "big": 1e-300})]:
-        with repo.start_run(name=name, params=params, environment=False):
-            pass
-    db = repo.index().connection()
-    stored = dict(db.execute("SELECT k.name || ' ' || p.run, p.value FROM params p JOIN keys k ON k.kid = p.key "
-                             "JOIN runs r ON r.rid = p.run WHERE r.name IN ('d', 'e') ORDER BY r.name"))
-    texts = [value for _, value in sorted(stored.items())]
-    # an integer's text is SQLite's text of it: not stored; a float's is kept (SQLite's text
-    # of 0.30000000000000004 and 1e+16 would differ, and making it costs the summaries)
-    assert sorted(t for t in texts if t is not None) == ["0.0007028", "0.0007028", "0.25", "0.30000000000000004",
-                                                         "1e+16", "1e-300"]
-    assert texts.count(None) == 2
-    assert names(repo.find_runs("params.lr = '0.30000000000000004'")) == ["d"]
-    assert names(repo.find_runs("params.lr = '0.25'")) == ["e"]
-    assert names(repo.find_runs("params.w = '0.0007028'")) == ["d", "e"]
-    assert names(repo.find_runs("params.w = 0.0007028")) == ["d"]
-    assert names(repo.find_runs("params.seed LIKE '12%'")) == ["d"]
-    assert names(repo.find_runs("params.big = '1e+16'")) == ["d"]
-    assert names(repo.find_runs({"params.seed": {"$regex": "^-"}})) == ["e"]
-    assert names(repo.find_runs("params.seed IN ('-3', '7')")) == ["e"]
-    assert [r.name for r in repo.find_runs("params.seed != '0'", order_by="params.seed")] == ["e", "d"]
-    for found in repo.find_runs("params.seed != '0'"):
-        assert found.get_hyperparameters() == repo.get_run(found.id).get_hyperparameters()
-
-
-def test_an_index_made_by_another_sqlite_is_rebuilt(runs):
-    repo, _ = runs
-    index = repo.index()
-    index.connection().execute("UPDATE meta SET value = '3.0.0' WHERE key = 'sqlite'")
-    index.close()
-    assert names(repo.find_runs("params.lr = '0.01'")) == ["a", "b"]
-    assert index.last_refresh["runs_read"] == 3  # rebuilt: a number's text may be that SQLite's
-    assert index.connection().execute("SELECT value FROM meta WHERE key = 'sqlite'").fetchone()[0] == \
-        sqlite3.sqlite_version
-
-
 @pytest.mark.parametrize(("text", "error"), [
     ("attributes.artifact_uri = 'x'", UnknownFieldError),
     ("datasets.digest = 'x'", QueryError), ("metrics.acc LIKE '0%'", QueryError),

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import gitprov
 from gitprov.index import search, summary
-from gitprov.index.rows import _PARAM_MARKS, _plain_attribute, _plain_param, param_row, sql_value
+from gitprov.index.rows import _plain_attribute, _plain_param, param_row, sql_value
 from gitprov.index.store import _SCHEMA
 
 #: params a run may get: (value, plain: its row gives it back exactly)
@@ -203,10 +203,8 @@ def _summary_with(table: str, value, num=None):
     db.executescript(_SCHEMA)
     db.execute("INSERT INTO runs(rid, id, tree) VALUES (1, x'01', x'02')")
     db.execute("INSERT INTO keys VALUES (1, ?, 'k', 1)", (table,))
-    if table == "params":  # as the index inserts them: a number's text only when SQLite's differs
-        db.execute(f"INSERT INTO params VALUES ({_PARAM_MARKS})", (1, 1, value, num))
-    else:
-        db.execute(f"INSERT INTO {table} VALUES (1, 1, ?)", (value,))
+    db.execute(f"INSERT INTO {table} VALUES (1, 1, ?{', ?' if table == 'params' else ''})",
+               (value, num) if table == "params" else (value,))
     return summary.read_summaries(db, [("01", "02", 1)])["01"]
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..nodes import graph_node
-from .store import DIRECTIONS, NODE_KINDS, hexish, id_bytes, node_kind, node_row, unhex
+from .store import DIRECTIONS, NODE_KINDS, id_bytes, node_row, unhex
 
 if TYPE_CHECKING:
     import sqlite3
@@ -30,13 +30,23 @@ Edge = tuple[str, str, str]
 _ROWS = "runs r JOIN lineage l ON l.run = r.rid JOIN nodes n ON n.nid = l.node"
 _DIRECTION_NAMES = {v: k for k, v in DIRECTIONS.items()}
 _RUN = NODE_KINDS["run"]
+_KIND_NAMES = {code: kind for kind, code in NODE_KINDS.items()}  # ``store.node_kind``, inline
 #: sorts after every run id's bytes: the upper bound of a range of them
 _TOP_BYTES = b"\xff" * 64
 
 
 def _names(run_ids: Iterable[str]) -> list[bytes | str]:
-    """Run ids as a run node's ``name`` holds them (``store.node_row``)."""
-    return [hexish(run_id) or run_id for run_id in run_ids]
+    """Run ids as a run node's ``name`` holds them (``store.node_row``: bytes when the id
+    is lowercase hex of even length, else the text)."""
+    out: list[bytes | str] = []
+    for run_id in run_ids:
+        try:
+            key = bytes.fromhex(run_id)
+        except ValueError:
+            out.append(run_id)
+            continue
+        out.append(key if key.hex() == run_id and run_id else run_id)  # not 'AB', ' ab' nor ''
+    return out
 
 
 def _order(value: Any) -> tuple[str, Any]:
@@ -78,7 +88,12 @@ class IndexEdges:
 
     def _rows(self, sql: str, ids: Iterable[Any], *args: Any) -> Iterator[tuple]:
         """Rows of ``sql`` whose first placeholder ``(?*)`` takes the ids, in chunks."""
-        for chunk in _chunks(sorted(set(ids), key=_order)):
+        unique = set(ids)
+        try:
+            ordered = sorted(unique)
+        except TypeError:  # run ids as bytes beside a name that is no id
+            ordered = sorted(unique, key=_order)
+        for chunk in _chunks(ordered):
             marks = ",".join("?" * len(chunk))
             yield from self.db.execute(sql.replace("(?*)", f"({marks})"), [*chunk, *args])
 
@@ -171,15 +186,15 @@ class IndexEdges:
         for key, kind, name, item in self._rows(
                 f"SELECT r.id, n.kind, n.name, n.item FROM {_ROWS} WHERE r.id IN (?*) AND l.direction = ?",
                 _run_keys(runs), DIRECTIONS[mine]):
-            run_id, kind = key.hex(), node_kind(kind)
+            run_id, kind = key.hex(), _KIND_NAMES.get(kind, kind)
             if kind in ("model", "dataset", "run"):
-                other = self._node(kind, unhex(name), item)
+                other = self._node(kind, name.hex() if name.__class__ is bytes else name, item)
                 found.add((f"run:{run_id}", other, "") if forward else (other, f"run:{run_id}", ""))
         # rows of other runs that name these runs
         for key, name, item in self._rows(
                 f"SELECT r.id, n.name, n.item FROM {_ROWS} WHERE n.name IN (?*) AND n.kind = {_RUN} AND l.direction = ?",
                 _names(runs), DIRECTIONS[theirs]):
-            run_id, name = key.hex(), unhex(name)
+            run_id, name = key.hex(), name.hex() if name.__class__ is bytes else name
             if forward:  # name produced what run_id consumed
                 if not item:
                     found.add((f"run:{name}", f"run:{run_id}", ""))

@@ -20,7 +20,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..errors import QueryError, UnknownFieldError
-from .store import COMMIT_SQL, DIRECTIONS, KEYED_TABLES, NODE_KINDS, PARAM_TEXT, hex_sql, key_sql
+from .store import COMMIT_SQL, DIRECTIONS, KEYED_TABLES, NODE_KINDS, hex_sql, key_sql
 
 if TYPE_CHECKING:
     import sqlite3
@@ -109,8 +109,7 @@ def _target(field: str) -> _Target:
     if head in _KEYED and dot:
         if not rest:
             raise QueryError(f"query field {field!r} names no key")
-        value = PARAM_TEXT.format("x") if head == "params" else "x.value"
-        return _Target(field, value, head, f"x.key = {key_sql(head)}", (rest,), numeric_only=head == "metrics",
+        return _Target(field, "x.value", head, f"x.key = {key_sql(head)}", (rest,), numeric_only=head == "metrics",
                        text_only=head == "tags", num_sql=_PARAM_NUMBER if head == "params" else None)
     if head in ("inputs", "outputs") and dot:
         kind_name, dot2, name = rest.partition(".")
@@ -166,8 +165,8 @@ def _typed(target: _Target, op_sql: str, value: Any, op: str) -> tuple[str, list
     if target.numeric_only:
         raise QueryError(f"{op} on {target.field!r} takes a number, not {value!r}")
     if target.num_sql is not None:  # a param's text; ``params_kv`` holds those of the params that are no number
-        if op_sql == "=" and not _NUMBER_TEXT.fullmatch(value):  # the stored text, as ``params_kv`` holds it
-            return f"({n} IS NULL AND x.value = ?)", [value]
+        if op_sql == "=" and not _NUMBER_TEXT.fullmatch(value):
+            return f"({n} IS NULL AND {v} = ?)", [value]
         return f"{v} {op_sql} ?", [value]
     if target.field == "status" and op_sql == "=":
         from ..model import RUN_STATUSES

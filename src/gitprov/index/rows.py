@@ -137,11 +137,6 @@ def param_text(value: Any) -> str:
 
 
 _INT64 = (-2**63, 2**63)
-#: a params row ``(run, key, text, number)`` as stored: an integer's text only when it is not
-#: SQLite's own text of the integer (``store.PARAM_TEXT`` gives it back: 15 bytes a run of the
-#: synthetic ledger). A float keeps its text: SQLite's text of a float costs ~700 instructions
-#: a value to make, 3% of the 1,000-result shape's summaries (a float's saved 24 bytes a run)
-_PARAM_MARKS = "?1, ?2, CASE WHEN typeof(?4) = 'integer' THEN nullif(?3, CAST(?4 AS TEXT)) ELSE ?3 END, ?4"
 
 
 def param_row(name: str, value: Any) -> tuple[str, str, int | float | None]:
@@ -366,7 +361,7 @@ class RunRows:
         lineage = tables.pop("lineage")
         for table, rows in tables.items():
             if rows:
-                marks = _PARAM_MARKS if table == "params" else ",".join("?" * len(rows[0]))
+                marks = ",".join("?" * len(rows[0]))
                 into = f"temp.stage_{table}" if table in self.staged else table
                 db.executemany(f"INSERT INTO {into} VALUES ({marks})", rows)  # noqa: S608 (fixed names)
                 if table in KEYED_TABLES:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Iterator
 
-__all__ = ["COMMIT_SQL", "DIRECTIONS", "INDEX_FILE", "INDEX_VERSION", "KEYED_TABLES", "NODE_KINDS", "PARAM_TEXT", "RUN_TABLES",
+__all__ = ["COMMIT_SQL", "DIRECTIONS", "INDEX_FILE", "INDEX_VERSION", "KEYED_TABLES", "NODE_KINDS", "RUN_TABLES",
            "RunIndex", "epoch_ms", "hex_sql", "hexish",
            "id_bytes", "index_of", "key_sql", "node_kind", "node_row", "time_text", "time_value", "unhex"]
 
@@ -49,7 +49,7 @@ CREATE INDEX runs_created ON runs(created);
 CREATE TABLE commits(cid INTEGER PRIMARY KEY, oid NOT NULL);
 CREATE TABLE keys(kid INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, uses INTEGER NOT NULL);
 CREATE UNIQUE INDEX keys_name ON keys(kind, name);
-CREATE TABLE params(run INTEGER NOT NULL, key INTEGER NOT NULL, value TEXT, num, PRIMARY KEY(run, key))
+CREATE TABLE params(run INTEGER NOT NULL, key INTEGER NOT NULL, value TEXT NOT NULL, num, PRIMARY KEY(run, key))
                      WITHOUT ROWID;
 CREATE INDEX params_kv ON params(key, value) WHERE num IS NULL;
 CREATE TABLE metrics(run INTEGER NOT NULL, key INTEGER NOT NULL, value REAL, PRIMARY KEY(run, key)) WITHOUT ROWID;
@@ -136,19 +136,6 @@ def key_sql(kind: str) -> str:
     return f"(SELECT kid FROM keys WHERE kind = '{kind}' AND name = ?)"
 
 
-#: a param's text in SQL: a number's is stored only when SQLite's own text of the number
-#: differs (``rows.RunRows``: ``nullif(text, CAST(num AS TEXT))``), else it is that text
-PARAM_TEXT = "coalesce({0}.value, CAST({0}.num AS TEXT))"
-
-
-def _made_by() -> dict[str, str]:
-    """What an index must have been made by to be used as it is: this format, and this
-    SQLite (a param's text may be SQLite's text of its number, ``PARAM_TEXT``)."""
-    import sqlite3
-
-    return {"version": INDEX_VERSION, "sqlite": sqlite3.sqlite_version}
-
-
 def _run_id_in(shard: str, name: str) -> bool:
     """A run directory's name: lowercase hex of even length, under its own shard."""
     return len(name) % 2 == 0 and name.startswith(shard) and len(shard) == 2 and _HEX.issuperset(name)
@@ -231,8 +218,8 @@ class RunIndex:
     def _ensure_schema(self, db: sqlite3.Connection) -> None:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "meta" in tables:
-            found = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('version', 'sqlite')"))
-            if found == _made_by():
+            row = db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
+            if row is not None and row[0] == INDEX_VERSION:
                 return
             raise _corrupt("index version mismatch")
         if tables:
@@ -244,7 +231,7 @@ class RunIndex:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
-                db.executemany("INSERT INTO meta VALUES (?, ?)", _made_by().items())
+                db.execute("INSERT INTO meta VALUES ('version', ?)", (INDEX_VERSION,))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

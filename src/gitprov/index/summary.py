@@ -55,12 +55,11 @@ _NAN = float("nan")
 _WANTED = "WITH wanted(rid) AS (SELECT value FROM json_each(?))"
 #: a run's ``runs`` columns (``RunSummary``), then its params and its tags, each as its key
 #: ids, a space and its values as a JSON array in the same order (two aggregates over the
-#: same rows; a plain param's text is its JSON, ``rows.param_row``, or SQLite's text of its
-#: number, ``store.PARAM_TEXT``)
+#: same rows; a plain param's text is its JSON, ``rows.param_row``)
 _RUN = ("r.rid, r.tree, r.raw, r.name, r.experiment, r.status, r.created, r.ended, COALESCE(r.updated, r.ended), "
         "r.deleted")
 _PARAMS = ("(SELECT group_concat(key) || ' [' || group_concat(CASE WHEN num IS NULL THEN json_quote(value) "
-           "ELSE ifnull(value, CAST(num AS TEXT)) END) || ']' FROM params WHERE run = r.rid)")
+           "ELSE value END) || ']' FROM params WHERE run = r.rid)")
 _TAGS = "(SELECT group_concat(key) || ' ' || json_group_array(value) FROM tags WHERE run = r.rid)"
 #: the kinds whose values come as values: a column per key, or rows
 _VALUE_KINDS = ("metrics", "attributes")
