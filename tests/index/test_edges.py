@@ -46,8 +46,11 @@ def test_every_node_of_a_pipeline_with_cycles_and_dangling_runs(make_repo):
         assert node in edges
     assert "model:nope" not in edges and f"run:{'ab' * 20}" not in edges
     assert edges.with_prefix("model:clf") == sorted(n for n in nodes if n.startswith("model:clf"))
-    assert edges.with_prefix(f"artifact:{ids['prep'][:6]}") == sorted(
-        n for n in nodes if n.startswith(f"artifact:{ids['prep'][:6]}"))
+    for cut in (0, 1, 5, 6, 40):  # run ids are stored as bytes: odd and even prefixes of them
+        prefix = f"artifact:{ids['prep'][:cut]}"
+        assert edges.with_prefix(prefix) == sorted(n for n in nodes if n.startswith(prefix))
+        assert edges.with_prefix(prefix)
+    assert edges.with_prefix("artifact:cafe") == []  # "cafe" * 10 is a run id, with no artifact
 
 
 def test_synthetic_ledger_sample(repo):

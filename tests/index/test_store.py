@@ -193,9 +193,9 @@ def test_a_run_id_is_stored_once(prov):
     prov.index().close()
     with open(index_path(prov), "rb") as f:
         data = f.read()
-    assert run.id.encode() in data  # as the name of the artifact node 'b' consumed: text, once
-    assert data.count(run.id.encode()) == 2  # that node's row and its entry in nodes_key
-    assert data.count(bytes.fromhex(run.id)) == 2  # runs row and runs_id: every other table says its rid
+    assert run.id.encode() not in data  # never as text
+    # runs row and runs_id, the artifact node 'b' consumed and its nodes_key entry: every other table says a number
+    assert data.count(bytes.fromhex(run.id)) == 4
 
 
 def test_shard_entries_that_are_not_run_ids_are_not_indexed(prov):

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..nodes import graph_node
-from .store import DIRECTIONS, id_bytes
+from .store import DIRECTIONS, NODE_KINDS, id_bytes, node_row, unhex
 
 if TYPE_CHECKING:
     import sqlite3
@@ -29,6 +29,28 @@ Edge = tuple[str, str, str]
 #: a lineage row with its run id and its node's kind, name and item
 _ROWS = "runs r JOIN lineage l ON l.run = r.rid JOIN nodes n ON n.nid = l.node"
 _DIRECTION_NAMES = {v: k for k, v in DIRECTIONS.items()}
+_RUN = NODE_KINDS["run"]
+_KIND_NAMES = {code: kind for kind, code in NODE_KINDS.items()}  # ``store.node_kind``, inline
+#: sorts after every run id's bytes: the upper bound of a range of them
+_TOP_BYTES = b"\xff" * 64
+
+
+def _names(run_ids: Iterable[str]) -> list[bytes | str]:
+    """Run ids as a run node's ``name`` holds them (``store.node_row``: bytes when the id
+    is lowercase hex of even length, else the text)."""
+    out: list[bytes | str] = []
+    for run_id in run_ids:
+        try:
+            key = bytes.fromhex(run_id)
+        except ValueError:
+            out.append(run_id)
+            continue
+        out.append(key if key.hex() == run_id and run_id else run_id)  # not 'AB', ' ab' nor ''
+    return out
+
+
+def _order(value: Any) -> tuple[str, Any]:
+    return value.__class__.__name__, value
 
 
 def _run_keys(run_ids: Iterable[str]) -> list[bytes]:
@@ -66,7 +88,12 @@ class IndexEdges:
 
     def _rows(self, sql: str, ids: Iterable[Any], *args: Any) -> Iterator[tuple]:
         """Rows of ``sql`` whose first placeholder ``(?*)`` takes the ids, in chunks."""
-        for chunk in _chunks(sorted(set(ids))):
+        unique = set(ids)
+        try:
+            ordered = sorted(unique)
+        except TypeError:  # run ids as bytes beside a name that is no id
+            ordered = sorted(unique, key=_order)
+        for chunk in _chunks(ordered):
             marks = ",".join("?" * len(chunk))
             yield from self.db.execute(sql.replace("(?*)", f"({marks})"), [*chunk, *args])
 
@@ -93,11 +120,17 @@ class IndexEdges:
         # the row's name starts with the part of the id before the first separator
         head = rest.split("/" if kind == "artifact" else "@", 1)[0]
         found = set()
-        for name, item in self.db.execute(
-                "SELECT name, item FROM nodes WHERE kind = ? AND name >= ? AND name < ?", (row_kind, head, head + _TOP)):
+        code, _ = node_row(row_kind, "")
+        ranges = [(head, head + _TOP)]
+        if code == _RUN and all(c in "0123456789abcdef" for c in head):  # run ids kept as bytes
+            ranges.append((bytes.fromhex(head + "0" * (len(head) % 2)),
+                           bytes.fromhex(head + "f" * (len(head) % 2)) + _TOP_BYTES))
+        rows = [row for low, high in ranges for row in self.db.execute(
+                "SELECT name, item FROM nodes WHERE kind = ? AND name >= ? AND name <= ?", (code, low, high))]
+        for name, item in rows:
             if kind == "artifact" and not item:
                 continue
-            node = self._node(row_kind, name, item)
+            node = self._node(row_kind, unhex(name), item)
             if node.startswith(prefix):
                 found.add(node)
         return sorted(found)
@@ -107,8 +140,8 @@ class IndexEdges:
         if kind == "run":
             keys = _run_keys([rest])
             return ((bool(keys) and self.db.execute("SELECT 1 FROM runs WHERE id = ?", keys).fetchone() is not None)
-                    or self.db.execute("SELECT 1 FROM nodes WHERE kind = 'run' AND name = ? LIMIT 1",
-                                       (rest,)).fetchone() is not None)
+                    or self.db.execute(f"SELECT 1 FROM nodes WHERE kind = {_RUN} AND name = ? LIMIT 1",
+                                       _names([rest])).fetchone() is not None)
         return node in self.with_prefix(node)
 
     def info(self, nodes: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -153,15 +186,15 @@ class IndexEdges:
         for key, kind, name, item in self._rows(
                 f"SELECT r.id, n.kind, n.name, n.item FROM {_ROWS} WHERE r.id IN (?*) AND l.direction = ?",
                 _run_keys(runs), DIRECTIONS[mine]):
-            run_id = key.hex()
+            run_id, kind = key.hex(), _KIND_NAMES.get(kind, kind)
             if kind in ("model", "dataset", "run"):
-                other = self._node(kind, name, item)
+                other = self._node(kind, name.hex() if name.__class__ is bytes else name, item)
                 found.add((f"run:{run_id}", other, "") if forward else (other, f"run:{run_id}", ""))
         # rows of other runs that name these runs
         for key, name, item in self._rows(
-                f"SELECT r.id, n.name, n.item FROM {_ROWS} WHERE n.name IN (?*) AND n.kind = 'run' AND l.direction = ?",
-                runs, DIRECTIONS[theirs]):
-            run_id = key.hex()
+                f"SELECT r.id, n.name, n.item FROM {_ROWS} WHERE n.name IN (?*) AND n.kind = {_RUN} AND l.direction = ?",
+                _names(runs), DIRECTIONS[theirs]):
+            run_id, name = key.hex(), name.hex() if name.__class__ is bytes else name
             if forward:  # name produced what run_id consumed
                 if not item:
                     found.add((f"run:{name}", f"run:{run_id}", ""))
@@ -174,15 +207,16 @@ class IndexEdges:
             for node, name, item in others.get(kind, ()):
                 for (key,) in self.db.execute(
                         f"SELECT r.id FROM {_ROWS} WHERE n.kind = ? AND n.name = ? AND n.item = ? AND l.direction = ?",
-                        (kind, name, item, DIRECTIONS[theirs])):
+                        (node_row(kind, name)[0], name, item, DIRECTIONS[theirs])):
                     run_id = key.hex()
                     found.add((node, f"run:{run_id}", "") if forward else (f"run:{run_id}", node, ""))
         # artifacts (many): the runs that consumed (forward) or produced them, and the
         # producer a consumer names
         wanted = {(name, item): node for node, name, item in others.get("run", ())}
         for key, direction_id, name, item in self._rows(
-                f"SELECT r.id, l.direction, n.name, n.item FROM {_ROWS} WHERE n.name IN (?*) AND n.kind = 'run' "
-                "AND n.item != ''", [name for name, _ in wanted]):
+                f"SELECT r.id, l.direction, n.name, n.item FROM {_ROWS} WHERE n.name IN (?*) AND n.kind = {_RUN} "
+                "AND n.item != ''", _names(name for name, _ in wanted)):
+            name = unhex(name)
             node = wanted.get((name, item))
             if node is None:
                 continue

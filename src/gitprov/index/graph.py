@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..nodes import graph_node
+from .store import node_kind, unhex
 
 if TYPE_CHECKING:
     import sqlite3
@@ -47,6 +48,7 @@ def load_edges(db: sqlite3.Connection) -> tuple[dict[str, dict[str, Any]], list[
             "SELECT r.id, l.direction, n.kind, n.name, n.item FROM runs r JOIN lineage l ON l.run = r.rid "
             "JOIN nodes n ON n.nid = l.node ORDER BY r.id, l.direction, n.kind, n.name, n.item"):
         me, direction = f"run:{key.hex()}", "in" if direction_id == 0 else "out"
+        kind, name = node_kind(kind), unhex(name)
         if kind == "model":
             other = node(graph_node(kind, name, item), "model",
                          f"model {name}@{item}" if item else f"model {name}")

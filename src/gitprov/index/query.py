@@ -20,7 +20,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..errors import QueryError, UnknownFieldError
-from .store import DIRECTIONS, KEYED_TABLES, hex_sql, key_sql
+from .store import COMMIT_SQL, DIRECTIONS, KEYED_TABLES, NODE_KINDS, hex_sql, key_sql
 
 if TYPE_CHECKING:
     import sqlite3
@@ -34,7 +34,7 @@ _TIMES = {"created": "r.created", "ended": "r.ended", "updated": "COALESCE(r.upd
 _COLUMNS = {
     "status": "r.status", "experiment": "r.experiment", "name": "r.name",
     **{field: f"time_text({sql})" for field, sql in _TIMES.items()},
-    "commit": hex_sql("r.commit_id"), "parent": hex_sql("r.parent"), "id": "lower(hex(r.id))",
+    "commit": hex_sql(COMMIT_SQL), "parent": hex_sql("r.parent"), "id": "lower(hex(r.id))",
 }
 _KEYED = KEYED_TABLES
 #: MLflow's run status of a git-prov run (what sync sets)
@@ -118,16 +118,19 @@ def _target(field: str) -> _Target:
             raise UnknownFieldError(
                 f"unknown query field {field!r}; lineage fields are {head}.models, {head}.runs, {head}.datasets")
         direction = DIRECTIONS["in" if head == "inputs" else "out"]
-        if not dot2:
-            return _Target(field, "x.name", "lineage", "l.direction = ? AND x.kind = ?", (direction, kind), text_only=True)
+        code = NODE_KINDS[kind]
+        if not dot2:  # a run node's name is its id as bytes (``store.node_row``)
+            return _Target(field, hex_sql("x.name") if kind == "run" else "x.name", "lineage",
+                           "l.direction = ? AND x.kind = ?", (direction, code), text_only=True)
         if not name:
             raise QueryError(f"query field {field!r} names no {kind}")
         if kind == "run":  # a run id or a prefix of one
             prefix = name.lower()
-            return _Target(field, "x.item", "lineage", "l.direction = ? AND x.kind = ? AND substr(x.name, 1, ?) = ?",
-                           (direction, kind, len(prefix), prefix), text_only=True)
+            return _Target(field, "x.item", "lineage",
+                           f"l.direction = ? AND x.kind = ? AND substr({hex_sql('x.name')}, 1, ?) = ?",
+                           (direction, code, len(prefix), prefix), text_only=True)
         return _Target(field, "x.item", "lineage", "l.direction = ? AND x.kind = ? AND x.name = ?",
-                       (direction, kind, name), text_only=True)
+                       (direction, code, name), text_only=True)
     raise UnknownFieldError(
         f"unknown query field {field!r}; use params.<key>, metrics.<key>, attributes.<key>, tags, tags.<key>, "
         f"inputs.*/outputs.* or one of {', '.join(sorted(_COLUMNS))}"

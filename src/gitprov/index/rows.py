@@ -25,7 +25,16 @@ from .. import codec
 from ..model import RunRecord, RunState
 from ..model.common import FORMAT_VERSION
 from ..runs.stage import STAGE_PREFIX
-from .store import DIRECTIONS, KEYED_TABLES, RUN_TABLES, hexish, id_bytes, time_value
+from .store import (
+    DIRECTIONS,
+    KEYED_TABLES,
+    NODE_KINDS,
+    RUN_TABLES,
+    hexish,
+    id_bytes,
+    node_row,
+    time_value,
+)
 from .summary import RAW_ATTRIBUTES, RAW_METRICS, RAW_PARAMS
 
 if TYPE_CHECKING:
@@ -208,6 +217,8 @@ class RunRows:
         self.count = 0
         self.next_rid = (db.execute("SELECT max(rid) FROM runs").fetchone()[0] or 0) + 1
         self.next_kid = (db.execute("SELECT max(kid) FROM keys").fetchone()[0] or 0) + 1
+        #: commit (as ``hexish`` stores it) -> ``commits.cid``
+        self.cids: dict[bytes | str, int] = {oid: cid for cid, oid in db.execute("SELECT cid, oid FROM commits")}
         #: per table, key name -> ``keys.kid``
         self.kids: dict[str, dict[str, int]] = {table: {} for table in KEYED_TABLES}
         for kid, kind, name in db.execute("SELECT kid, kind, name FROM keys"):
@@ -222,7 +233,10 @@ class RunRows:
             self._worker.start()
 
     def start(self) -> dict[str, Any]:
-        """Where the ids of the rows to come start (``detached``), as JSON."""
+        """Where the ids of the rows to come start (``detached``), as JSON; only for an
+        index without commits yet (a cold build), whose commit ids start at 1."""
+        if self.cids:
+            raise ValueError("rows are made apart only for an index without runs")
         return {"rid": self.next_rid, "kid": self.next_kid, "nid": self.next_nid, "kids": self.kids,
                 "node_ids": self.nids is not None}
 
@@ -236,13 +250,14 @@ class RunRows:
         rows.nids = {} if start["node_ids"] else None
         rows.next_rid, rows.next_kid, rows.next_nid = start["rid"], start["kid"], start["nid"]
         rows.kids = {**{table: {} for table in KEYED_TABLES}, **start["kids"]}
+        rows.cids = {}
         rows.tables, rows.count = rows._empty(), 0
         rows._batches, rows._worker, rows._error, rows._sink = None, None, None, sink
         return rows
 
     @staticmethod
     def _empty() -> dict[str, list[tuple]]:
-        return {t: [] for t in ("runs", "keys", "nodes", *RUN_TABLES)}
+        return {t: [] for t in ("commits", "runs", "keys", "nodes", *RUN_TABLES)}
 
     def __enter__(self) -> RunRows:
         return self
@@ -275,6 +290,17 @@ class RunRows:
         self.next_kid += 1
         self.tables["keys"].append((kid, table, name, 0))
         return kid
+
+    def _commit(self, commit: str | None) -> int | None:
+        """The ``commits.cid`` of a run's commit (a new one for a commit not seen before)."""
+        if commit is None:
+            return None
+        oid = hexish(commit)
+        cid = self.cids.get(oid)  # type: ignore[arg-type]
+        if cid is None:
+            cid = self.cids[oid] = len(self.cids) + 1  # type: ignore[index]
+            self.tables["commits"].append((cid, oid))
+        return cid
 
     def add(self, blobs: RunBlobs) -> None:
         """Make the rows of one run; a full batch is handed on to be inserted.
@@ -324,7 +350,7 @@ class RunRows:
                                     int(bool(value.get("dirty"))), value.get("status"), value.get("ended")))
         t["runs"].append((rid, id_bytes(run_id), id_bytes(blobs.tree), state.name, state.experiment, state.status,
                           time_value(record.created), time_value(state.ended),
-                          None if state.updated == state.ended else time_value(state.updated), hexish(record.code.commit),
+                          None if state.updated == state.ended else time_value(state.updated), self._commit(record.code.commit),
                           hexish(record.parent), int(state.deleted), record.user or None, raw or None))
         lineage = state.lineage
         if lineage.inputs or lineage.outputs or state.datasets:
@@ -332,17 +358,19 @@ class RunRows:
             for direction, side in ((DIRECTIONS["in"], lineage.inputs), (DIRECTIONS["out"], lineage.outputs)):
                 for key, items in side.items():
                     kind, _, name = key.partition(":")
+                    kind, name = node_row(kind, name)
                     edges.update((rid, direction, kind, name, item) for item in (items or [""]))
             # dataset versions (log_dataset_version, prov run --input/--output) are lineage too
+            dataset = NODE_KINDS["dataset"]
             for key, version in state.datasets.items():
-                edges.add((rid, DIRECTIONS["out" if key.startswith("output/") else "in"], "dataset", key, version.digest))
+                edges.add((rid, DIRECTIONS["out" if key.startswith("output/") else "in"], dataset, key, version.digest))
             nids = self.nids
             if nids is None:  # the nodes table decides (``_insert``)
-                t["lineage"].extend(sorted(edges))
+                t["lineage"].extend(edges)  # in any order: ``_insert`` orders them
             else:  # a staged build: each node's id known here, no lookup per row in SQLite
                 nodes, links = t["nodes"], set()
                 for _, direction, kind, name, item in edges:
-                    key = f"{kind}:{len(name)}:{name}{item}"  # one str: ~30 MB less than tuples at 100,000 runs
+                    key = f"{kind!r}:{len(name)}:{name!r}{item}"  # one str: ~30 MB less than tuples at 100,000 runs
                     nid = nids.get(key)
                     if nid is None:
                         nid = nids[key] = self.next_nid
@@ -398,7 +426,7 @@ class RunRows:
             db.executemany("INSERT INTO temp.lineage_rows VALUES (?, ?, ?, ?, ?)", lineage)
             into, nodes = ("temp.stage_lineage", "temp.stage_nodes") if self.staged else ("lineage", "nodes")
             db.execute(f"INSERT OR IGNORE INTO {nodes}(kind, name, item) SELECT DISTINCT kind, name, item "  # noqa: S608
-                       "FROM temp.lineage_rows ORDER BY 1, 2, 3")
+                       "FROM temp.lineage_rows ORDER BY 1 DESC, 2, 3")  # datasets first: the smallest nids
             db.execute(f"INSERT INTO {into} SELECT s.run, s.direction, n.nid FROM temp.lineage_rows s JOIN {nodes} n "  # noqa: S608
                        "ON n.kind = s.kind AND n.name = s.name AND n.item = s.item ORDER BY 1, 2, 3")
             db.execute("DELETE FROM temp.lineage_rows")

@@ -27,13 +27,14 @@ if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Iterator
 
-__all__ = ["DIRECTIONS", "INDEX_FILE", "INDEX_VERSION", "KEYED_TABLES", "RUN_TABLES", "RunIndex", "epoch_ms", "hex_sql", "hexish",
-           "id_bytes", "index_of", "key_sql", "time_text", "time_value", "unhex"]
+__all__ = ["COMMIT_SQL", "DIRECTIONS", "INDEX_FILE", "INDEX_VERSION", "KEYED_TABLES", "NODE_KINDS", "RUN_TABLES",
+           "RunIndex", "epoch_ms", "hex_sql", "hexish",
+           "id_bytes", "index_of", "key_sql", "node_kind", "node_row", "time_text", "time_value", "unhex"]
 
 INDEX_FILE = "index.sqlite"
 _EPOCH = datetime(1970, 1, 1)
 #: bump when the tables change: an older index is rebuilt.
-INDEX_VERSION = "8"
+INDEX_VERSION = "9"
 
 # Lean by design (docs/design/query-index.md): a run's ids are stored once, in ``runs``,
 # as bytes; every other table refers to the run by its integer ``rid``, to keys and
@@ -42,10 +43,11 @@ _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 CREATE TABLE shards(name TEXT PRIMARY KEY, oid BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE runs(rid INTEGER PRIMARY KEY, id BLOB NOT NULL, tree BLOB NOT NULL, name TEXT, experiment TEXT,
-                  status TEXT, created, ended, updated, commit_id, parent,
+                  status TEXT, created, ended, updated, commit_id INTEGER, parent,
                   deleted INTEGER NOT NULL DEFAULT 0, user TEXT, raw INTEGER);
 CREATE UNIQUE INDEX runs_id ON runs(id);
 CREATE INDEX runs_created ON runs(created);
+CREATE TABLE commits(cid INTEGER PRIMARY KEY, oid NOT NULL);
 CREATE TABLE keys(kid INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, uses INTEGER NOT NULL);
 CREATE UNIQUE INDEX keys_name ON keys(kind, name);
 CREATE TABLE params(run INTEGER NOT NULL, key INTEGER NOT NULL, value TEXT NOT NULL, num, PRIMARY KEY(run, key))
@@ -55,7 +57,7 @@ CREATE TABLE metrics(run INTEGER NOT NULL, key INTEGER NOT NULL, value REAL, PRI
 CREATE INDEX metrics_kv ON metrics(key, value);
 CREATE TABLE tags(run INTEGER NOT NULL, key INTEGER NOT NULL, value TEXT, PRIMARY KEY(run, key)) WITHOUT ROWID;
 CREATE TABLE attributes(run INTEGER NOT NULL, key INTEGER NOT NULL, value, PRIMARY KEY(run, key)) WITHOUT ROWID;
-CREATE TABLE nodes(nid INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, item TEXT NOT NULL);
+CREATE TABLE nodes(nid INTEGER PRIMARY KEY, kind NOT NULL, name NOT NULL, item TEXT NOT NULL);
 CREATE UNIQUE INDEX nodes_key ON nodes(kind, name, item);
 CREATE TABLE lineage(run INTEGER NOT NULL, direction INTEGER NOT NULL, node INTEGER NOT NULL,
                      PRIMARY KEY(run, direction, node)) WITHOUT ROWID;
@@ -71,6 +73,10 @@ RUN_TABLES = ("params", "metrics", "tags", "attributes", "lineage", "stages")
 KEYED_TABLES = ("params", "metrics", "tags", "attributes")
 #: ``lineage.direction``: what a run consumed (``in``) or produced (``out``)
 DIRECTIONS = {"in": 0, "out": 1}
+#: ``nodes.kind`` of the kinds lineage holds (any other kind is kept as its text); a run
+#: node's ``name``, a run id, is stored as bytes (``hexish``): ``node_row``, ``node_kind``
+NODE_KINDS = {"run": 0, "model": 1, "dataset": 2}
+_KIND_NAMES = {code: kind for kind, code in NODE_KINDS.items()}
 #: secondary indexes dropped during a cold build and created once at its end (``keys_name``,
 #: looked up while rows go in, stays; ``nodes_key`` is a staged table's meanwhile: ``rows.RunRows``)
 _SECONDARY_INDEXES = ("runs_id", "runs_created", "params_kv", "metrics_kv", "lineage_node", "stages_key", "nodes_key")
@@ -108,6 +114,22 @@ def unhex(value: Any) -> Any:
 def hex_sql(column: str) -> str:
     """SQL giving ``column`` (stored by ``hexish`` or ``id_bytes``) as text again."""
     return f"(CASE typeof({column}) WHEN 'blob' THEN lower(hex({column})) ELSE {column} END)"
+
+
+def node_row(kind: str, name: str) -> tuple[int | str, bytes | str]:
+    """``(kind, name)`` of a lineage node as ``nodes`` stores them."""
+    code = NODE_KINDS.get(kind, kind)
+    return code, (hexish(name) or name) if code == 0 else name  # type: ignore[return-value]
+
+
+def node_kind(kind: int | str) -> str:
+    """The kind ``node_row`` stored, as lineage names it."""
+    return _KIND_NAMES.get(kind, kind) if kind.__class__ is int else kind  # type: ignore[return-value]
+
+
+#: SQL for the commit of run ``r`` as ``hexish`` stored it (``runs.commit_id`` is a
+#: ``commits.cid``: a commit is stored once, not in every run made against it)
+COMMIT_SQL = "(SELECT oid FROM commits WHERE cid = r.commit_id)"
 
 
 def key_sql(kind: str) -> str:
@@ -252,7 +274,7 @@ class RunIndex:
         """``(run id, commit)`` of every run made against a commit."""
         db = self._db if self._db is not None else self.connection()
         return [(run_id.hex(), unhex(commit)) for run_id, commit in
-                db.execute("SELECT id, commit_id FROM runs WHERE commit_id IS NOT NULL AND commit_id != ''")]
+                db.execute("SELECT r.id, c.oid FROM runs r JOIN commits c ON c.cid = r.commit_id WHERE c.oid != ''")]
 
     def skipped(self) -> dict[str, str]:
         """``{run id: why}`` of the runs the index left out because they could not be

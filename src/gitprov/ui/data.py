@@ -22,8 +22,9 @@ __all__ = [
 
 #: the most rows one page of the runs table may ask for
 PAGE_LIMIT = 1000
-#: what the runs table may group by, and the index column each reads
-GROUPS = {"experiment": "experiment", "status": "status", "commit": "commit_id"}
+#: what the runs table may group by, and the SQL of the index (run ``r``) each reads
+GROUPS = {"experiment": "r.experiment", "status": "r.status",
+          "commit": "(SELECT oid FROM commits WHERE cid = r.commit_id)"}  # index.store.COMMIT_SQL
 #: media types shown inline as images (never SVG: it can carry script)
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 #: bytes of a text artifact shown in its preview
@@ -115,7 +116,7 @@ def runs_page(store: ProvStore, where: str | None = None, order: str | None = No
         cond = f"({cond}) AND r.deleted = 0"
         total = db.execute(f"SELECT count(*) FROM runs r WHERE {cond}", args).fetchone()[0]
         if group:
-            column = f"r.{GROUPS[group]}"
+            column = GROUPS[group]
             groups = [{"value": _plain(value), "count": count} for value, count in db.execute(
                 f"SELECT {column}, count(*) FROM runs r WHERE {cond} GROUP BY {column} ORDER BY {column}", args)]
             order_sql, order_args = compile_order(order or None)
@@ -130,7 +131,7 @@ def runs_page(store: ProvStore, where: str | None = None, order: str | None = No
     rows = [run_row(run, params, metrics) for run in page]
     if group:
         of = {key.hex(): _plain(value) for key, value in db.execute(
-            f"SELECT id, {GROUPS[group]} FROM runs WHERE id IN ({', '.join('?' * len(ids))})",
+            f"SELECT r.id, {GROUPS[group]} FROM runs r WHERE r.id IN ({', '.join('?' * len(ids))})",
             [bytes.fromhex(i) for i in ids])}
         for row in rows:
             row["group"] = of.get(row["id"], "")
