@@ -1,6 +1,6 @@
 """prov's packs and git's maintenance, with the real git binary: past
 ``prov.autoPackLimit`` packs outside a geometric progression a transaction starts
-``git repack --geometric=2 -d`` detached and returns; git rolls prov's packs up with
+``git repack --geometric=4 -d`` detached and returns; git rolls prov's packs up with
 deltas; prov never rewrites a pack git wrote; ``git gc`` and ``git gc --auto`` work on
 a prov repository as on any other and never make it larger; nothing is ever lost."""
 
@@ -102,17 +102,19 @@ def delta_entries(repo: GitRepo, among: set[str] | None = None) -> int:
 @pytest.mark.parametrize(("sizes", "rolled"), [
     ([], 0),
     ([50], 0),
-    ([3, 6, 12, 24, 48], 0),  # a progression: nothing to do
-    ([1000, *[30] * 13], 13),  # prov's small packs under git's large one
+    ([3, 12, 48, 192], 0),  # a progression: nothing to do
+    ([2000, *[30] * 13], 13),  # prov's small packs under git's large one
     ([30, 40], 2),
-    ([10, 10, 10, 50], 4),  # the roll-up (30) is more than half of the next pack: that joins too
-    ([10, 10, 10, 60], 3),
-    ([5, 100, 101, 400], 4),  # 400 is less than twice the roll-up of 206
-    ([5, 100, 101, 500], 3),
+    ([3, 6, 12, 24, 48], 5),  # git's usual factor of 2 is not enough here
+    ([10, 10, 10, 100], 4),  # the roll-up (30) is more than a quarter of the next pack: that joins too
+    ([10, 10, 10, 120], 3),
+    ([5, 100, 101, 800], 4),  # 800 is less than four times the roll-up of 206
+    ([5, 100, 101, 1000], 3),
 ])
 def test_packs_to_roll_up_counts_what_git_repack_rolls_up(make_repo, sizes: list[int], rolled: int) -> None:
     """The count that decides whether a repack is due, checked against ``git repack
-    --geometric=2 -d`` itself: the packs it removed are the ones counted."""
+    --geometric=4 -d`` itself (the factor prov starts it with): the packs it removed
+    are the ones counted."""
     assert packs.packs_to_roll_up(sizes) == rolled
     repo = make_repo(commits=0)
     git = GitRepository.open(str(repo.path))
@@ -121,7 +123,7 @@ def test_packs_to_roll_up_counts_what_git_repack_rolls_up(make_repo, sizes: list
         objects = [(git.fmt.hash_object("blob", data), packs.pack_entry("blob", data))
                    for data in (b"pack %d object %d\n" % (n, i) for i in range(size))]
         made.append(Path(packs.write_pack(str(repo.path / ".git/objects/pack"), git.fmt, objects)).with_suffix(".pack").name)
-    repo.git("repack", "--geometric=2", "-d", "-q")
+    repo.git("repack", f"--geometric={packs.GEOMETRIC_FACTOR}", "-d", "-q")
     assert len(set(made) - pack_names(repo)) == (rolled if rolled > 1 else 0)  # one pack alone is left as it is
 
 

@@ -2,7 +2,7 @@
 
 Every transaction writes one pack of whole objects (``store/packs.py``). When enough of
 them lie outside a geometric progression, ``DiskObjectDatabase.maintain`` calls
-``start_repack``: ``git repack --geometric=2 -d -q`` in a session of its own (stdin and
+``start_repack``: ``git repack --geometric=4 -d -q`` in a session of its own (stdin and
 stdout /dev/null, stderr appended to ``.git/prov/repack.log``, ten steps nicer than
 prov), never waited for. git rolls the small packs (and loose objects) into one pack
 with deltas, reusing the deltas already there and leaving ``.keep`` and cruft packs
@@ -24,6 +24,7 @@ from .._util.logfile import trim
 from .._util.pidlock import holder, take
 from ..errors import ProvError
 from . import gitbin
+from .packs import GEOMETRIC_FACTOR
 
 __all__ = ["LOCK", "LOG", "running", "start_repack"]
 
@@ -65,7 +66,7 @@ _ROUNDS = 4
 
 def start_repack(common_dir: str, *, write_midx: bool = False, pack_dir: str | None = None,
                  limit: int | None = None) -> int | None:
-    """Start ``git repack --geometric=2 -d -q`` (``--write-midx`` too when the
+    """Start ``git repack --geometric=4 -d -q`` (``--write-midx`` too when the
     repository has a multi-pack-index) detached, unless one prov started still runs;
     given ``pack_dir`` and ``limit``, it is run again while more than ``limit`` packs
     remain (packs written while it ran), up to four times.
@@ -87,7 +88,7 @@ def start_repack(common_dir: str, *, write_midx: bool = False, pack_dir: str | N
     try:
         with contextlib.suppress(OSError):
             trim(log, _LOG_LIMIT, 100)
-        args = ["repack", "--geometric=2", "-d", "-q", *(["--write-midx"] if write_midx else [])]
+        args = ["repack", f"--geometric={GEOMETRIC_FACTOR}", "-d", "-q", *(["--write-midx"] if write_midx else [])]
         try:
             wrap = ("sh", "-c", _DRAIN % _ROUNDS, "prov-repack", pack_dir, str(limit)) \
                 if pack_dir is not None and limit is not None else ()
