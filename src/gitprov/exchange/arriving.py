@@ -32,7 +32,7 @@ from .validate import precheck
 __all__ = ["Arriving"]
 
 #: bytes of resolved blobs kept as delta bases (the other blobs' deltas are left to git)
-CACHE_BYTES = 64 << 20
+CACHE_BYTES = 128 << 20
 #: how often the follower looks for more of the file while git is still writing it
 _POLL = 0.005
 

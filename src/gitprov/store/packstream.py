@@ -76,6 +76,19 @@ class _Stream:
     def inflate(self, size: int, keep: bool) -> bytes | None:
         """Inflate the zlib stream of an object of ``size`` bytes (dropped unless ``keep``)."""
         d = zlib.decompressobj()
+        if keep and len(self.buf) - self.pos > size + (size >> 10) + 64:
+            # the common case: a small object whose whole stream is buffered
+            chunk = self.buf[self.pos:self.pos + size + (size >> 10) + 64]
+            try:
+                data = d.decompress(chunk, size + 1)
+            except zlib.error as exc:
+                raise PackStreamError(f"an object is not valid zlib data ({exc})") from None
+            if d.eof:
+                if len(data) != size:
+                    raise PackStreamError("an object's size is not what its header says")
+                self.pos += len(chunk) - len(d.unused_data)
+                return data
+            d = zlib.decompressobj()  # its stream is longer than that: from the start, piece by piece
         out = []
         got = 0
         view = memoryview(self.buf)
