@@ -5,6 +5,7 @@ user's own ``GIT_TRACE_PACKFILE`` is left to them."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import sys
@@ -12,13 +13,18 @@ from pathlib import Path
 
 import pytest
 
+from gitprov import codec
 from gitprov.exchange import remote as exchange
 from gitprov.exchange.arriving import Cleared
-from gitprov.exchange.validate import validate_ledger
+from gitprov.exchange.remote_values import check_record_values, check_state_values
+from gitprov.exchange.validate import precheck, validate_ledger
+from gitprov.model import RunRecord, RunState
 from gitprov.store.ledger import LEDGER_REF
 from gitprov.store.repo import GitRepository
 from tests.conftest import GitRepo, run_git, run_prov
 from tests.exchange.clones import clone, ledger_run_ids, make_run, prov_ok, prov_refs, seed_bare
+from tests.exchange.test_validate_decode import EDITS, STATE
+from tests.test_codec import run_record
 
 RUNS = 6
 
@@ -69,9 +75,14 @@ def test_blobs_checked_as_they_arrive_give_the_same_verdict(published: GitRepo, 
 
 def test_a_pull_through_the_stream_merges_every_run(published: GitRepo, tmp_path: Path) -> None:
     mine = _clone(published, tmp_path / "mine")
+    # what a killed pull left: removed when an hour old, a live one's copy kept
+    stale, live = mine.path / ".git" / "prov-pack-killed.pack", mine.path / ".git" / "prov-pack-live.pack"
+    stale.write_bytes(b"PACK")
+    live.write_bytes(b"PACK")
+    os.utime(stale, (1, 1))
     prov_ok(mine.path, "pull")
     assert len(ledger_run_ids(mine)) == RUNS
-    assert not [p for p in os.listdir(mine.path / ".git") if p.startswith("prov-pack-")]
+    assert sorted(p for p in os.listdir(mine.path / ".git") if p.startswith("prov-pack-")) == [live.name]
 
 
 def _wrap_upload_pack(repo: GitRepo, tmp_path: Path, mode: str) -> None:
@@ -127,3 +138,42 @@ def test_a_users_own_pack_trace_is_left_to_them(published: GitRepo, tmp_path: Pa
     assert proc.returncode == 0, proc.stderr
     assert trace.read_bytes()[:4] == b"PACK"
     assert len(ledger_run_ids(mine)) == RUNS
+
+
+def _full_check(data: bytes, model, check) -> bool:
+    from gitprov.errors import ProvError
+    from gitprov.exchange.validate import _decode_model
+
+    try:
+        check(_decode_model(data, model, "run {}/x", "0123456789abcdef"))
+    except ProvError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+def test_a_state_is_cleared_only_when_its_full_check_passes(edit: str) -> None:
+    # compact, as git-prov writes it (other spacing is never cleared: read again in full)
+    data = json.dumps(EDITS[edit](dict(STATE)), separators=(",", ":")).encode()
+    passes = _full_check(data, RunState, check_state_values)
+    cleared = precheck(data) == ("state", None)
+    assert passes or not cleared  # never cleared unless its full check passes
+    assert cleared or not passes or b'"kind":"run-state"' not in data  # a state as stored is cleared
+    assert precheck(json.dumps(EDITS[edit](dict(STATE))).encode()) is None
+
+
+@pytest.mark.parametrize("change", ["as written", "a control character in the name", "a NaN param", "a bad key"])
+def test_a_record_is_cleared_only_when_its_full_check_passes(change: str) -> None:
+    record = json.loads(codec.encode(run_record({"lr": 0.1})))
+    if change == "a control character in the name":
+        record["name"] = "bad\x01name"
+    elif change == "a NaN param":
+        record["params"] = {"lr": {"$float": "NaN"}}
+    elif change == "a bad key":
+        record["params"] = {"": 1}
+    data = json.dumps(record, separators=(",", ":")).encode()
+    passes = _full_check(data, RunRecord, check_record_values)
+    assert passes == (change == "as written")
+    assert (precheck(data) is not None) == passes
+    if passes:
+        assert precheck(data) == ("record", record["code"]["commit"])

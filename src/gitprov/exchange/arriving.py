@@ -23,13 +23,14 @@ import contextlib
 import os
 import tempfile
 import threading
+import time
 
 from ..store.packstream import PackStreamError, scan_blobs
 from ..store.repo import GitRepository
 from .blobs import LIMITS
 from .validate import precheck
 
-__all__ = ["Arriving"]
+__all__ = ["Arriving", "Cleared"]
 
 #: bytes of resolved blobs kept as delta bases (the other blobs' deltas are left to git)
 CACHE_BYTES = 128 << 20
@@ -43,7 +44,8 @@ class Arriving:
 
     def __init__(self, repo: GitRepository) -> None:
         self.hash_name = repo.fmt.name
-        fd, self.path = tempfile.mkstemp(prefix="prov-pack-", suffix=".pack", dir=repo.git_dir or None)
+        _remove_stale(repo.git_dir)
+        fd, self.path = tempfile.mkstemp(prefix=_PREFIX, suffix=".pack", dir=repo.git_dir or None)
         os.close(fd)
         self.cleared: dict[bytes, tuple[str, str | None]] = {}
         self._fetched = threading.Event()  # git has exited: the file is whole
@@ -77,6 +79,8 @@ class Arriving:
                         self.cleared[oid] = found
         except (PackStreamError, OSError, MemoryError):
             pass  # what was cleared so far stands; the rest is read from git
+        except Exception:  # noqa: BLE001 - any other failure here too: never the pull's
+            pass
 
     def _reader(self, f):
         """``read(n)`` of the file as git writes it: waits for more while git runs."""
@@ -93,6 +97,22 @@ class Arriving:
         return read
 
 
+def _remove_stale(git_dir: str | None) -> None:
+    """Remove the copies of packs left by pulls that were killed (unchanged for an hour:
+    git appends to a live one as the pack arrives)."""
+    if not git_dir:
+        return
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(git_dir):
+            if entry.name.startswith(_PREFIX) and entry.name.endswith(".pack"):
+                with contextlib.suppress(OSError):
+                    if time.time() - entry.stat().st_mtime > _STALE:
+                        os.unlink(entry.path)
+
+
+_PREFIX = "prov-pack-"
+#: seconds after which a copy of a pack nobody writes to is a killed pull's
+_STALE = 3600
 #: the largest blob checked as it arrives: within the limit of every kind cleared
 _MAX_SIZE = min(LIMITS["record"], LIMITS["state"])
 

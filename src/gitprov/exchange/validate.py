@@ -110,7 +110,7 @@ def precheck(data: bytes) -> tuple[str, str | None] | None:
     try:
         value = _decode_model(data, model, "")
         check(value)
-    except (ProvError, ValueError, TypeError, IndexError):
+    except Exception:  # noqa: BLE001 - whatever fails here is checked again, in full, when listed
         return None
     if model is RunState:
         return _STATE
