@@ -20,6 +20,8 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
+from .packfile import _read_varint
+
 __all__ = ["PackStreamError", "scan_blobs"]
 
 _OFS_DELTA, _REF_DELTA = 6, 7
@@ -193,24 +195,13 @@ def scan_blobs(read: Callable[[int], bytes], *, hash_name: str = "sha1", max_siz
         yield oid.digest(), data
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        c = data[pos]
-        pos += 1
-        value |= (c & 0x7F) << shift
-        shift += 7
-        if not c & 0x80:
-            return value, pos
-
-
 def _apply(base: bytes, delta: bytes, max_size: int) -> bytes | None:
     """``delta`` applied to ``base`` (None: the result would be over ``max_size``;
     ``PackStreamError``: a malformed delta). Never builds more than the size the delta
     declares."""
     try:
-        src_size, pos = _varint(delta, 0)
-        dst_size, pos = _varint(delta, pos)
+        src_size, pos = _read_varint(delta, 0)
+        dst_size, pos = _read_varint(delta, pos)
     except IndexError:
         raise PackStreamError("a truncated delta header") from None
     if src_size != len(base):
@@ -220,7 +211,7 @@ def _apply(base: bytes, delta: bytes, max_size: int) -> bytes | None:
     parts = []
     made = 0
     end = len(delta)
-    try:
+    try:  # the offset's and size's bytes unrolled: this loop runs for every delta of a pull
         while pos < end:
             op = delta[pos]
             pos += 1
