@@ -12,10 +12,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..errors import (
@@ -37,6 +38,7 @@ from .validate import validate_ledger, validate_notes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from .arriving import Cleared
     from .progress import Progress
 
 __all__ = ["EXCHANGED_REFS", "ExchangeResult", "RefOutcome", "default_remote", "fetch", "is_ancestor", "merge_fetched",
@@ -76,10 +78,12 @@ class ExchangeResult:
     elapsed: float | None = None
     #: commits the runs that came in were made against (validated records), for refs/prov/keep.
     pinned: set[str] = field(default_factory=set)
+    #: blobs of the fetched ledger whose content was checked as it arrived (``arriving.py``)
+    cleared: Cleared | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        del data["pinned"]
+        data = asdict(replace(self, cleared=None))
+        del data["pinned"], data["cleared"]
         data["remote"] = remote_label(self.remote)  # a URL's credentials never reach the output
         data["runs_added"] = len(self.runs_added)
         data["run_ids_added"] = self.runs_added
@@ -119,9 +123,10 @@ def tracking_ref(remote: str, ref: str) -> str:
 
 
 def fetch(repo: GitRepository, remote: str | None = None, result: ExchangeResult | None = None,
-          progress: Progress | None = None) -> ExchangeResult:
+          progress: Progress | None = None, *, check_arriving: bool = False) -> ExchangeResult:
     """Copy the remote's prov refs into ``refs/prov-remotes/<remote>/`` (git's own
-    progress to ``progress``)."""
+    progress to ``progress``). ``check_arriving``: the ledger's records and states are
+    checked as the pack arrives, for the validation that follows (``result.cleared``)."""
     remote = remote or default_remote(repo)
     result = result or ExchangeResult(remote)
     transport = Transport(repo, remote)
@@ -139,7 +144,19 @@ def fetch(repo: GitRepository, remote: str | None = None, result: ExchangeResult
             refspecs.append(f"+{ref}:{local}")
             result.fetched.append(RefOutcome(ref, before, after, "fetched"))
             repo.refs.ensure_reflog(local)  # git logs its update there when the log exists
-    stats = transport.fetch(refspecs, progress)
+    # git's copy of the pack is the user's when they trace it themselves
+    arriving = None
+    if check_arriving and refspecs and refspecs[0].startswith(f"+{LEDGER_REF}:") and "GIT_TRACE_PACKFILE" not in os.environ:
+        from .arriving import Arriving
+
+        arriving = Arriving(repo)
+    ok = False
+    try:
+        stats = transport.fetch(refspecs, progress, env=arriving.env() if arriving is not None else None)
+        ok = True
+    finally:
+        if arriving is not None:
+            result.cleared = arriving.finish(ok)
     if stats.objects is not None:
         result.objects_received = (result.objects_received or 0) + stats.objects
     if stats.bytes is not None:
@@ -153,7 +170,7 @@ def pull(repo: GitRepository, remote: str | None = None, progress: Progress | No
     each phase to ``progress``). ``require_signed`` (default: ``prov.pull.requireSigned``):
     every commit the remote adds must carry a good signature of an allowed signer."""
     remote = remote or default_remote(repo)
-    result = fetch(repo, remote, progress=progress)
+    result = fetch(repo, remote, progress=progress, check_arriving=True)
     if require_signed if require_signed is not None else repo.config.get_bool("prov.pull.requiresigned"):
         _check_signed(repo, remote)
     merge_fetched(repo, remote, result, progress)
@@ -199,7 +216,7 @@ def merge_fetched(repo: GitRepository, remote: str, result: ExchangeResult, prog
             continue
         ours_tree, their_tree = _tree(repo, ours), _tree(repo, theirs)
         if ref == LEDGER_REF:
-            verdict = validate_ledger(repo, ours_tree, their_tree, progress)
+            verdict = validate_ledger(repo, ours_tree, their_tree, progress, result.cleared)
             result.pinned.update(verdict.pinned)
             result.runs_checked += verdict.checked
         else:
@@ -209,6 +226,7 @@ def merge_fetched(repo: GitRepository, remote: str, result: ExchangeResult, prog
         if verdict.problems:
             refused[tracking_ref(remote, ref)] = theirs
         plans.append((ref, theirs, (ours_tree, verdict.added), ours))
+    result.cleared = None  # used: its memory is given back before the merge
     if problems:
         from ..store import quarantine
 

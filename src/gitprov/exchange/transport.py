@@ -8,7 +8,7 @@ Incoming objects are checked by git (``fetch.fsckObjects``) before any ref moves
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..errors import RemoteDataError, RemoteError, UsageError
@@ -144,12 +144,13 @@ class Transport:
                 refs[name] = oid
         return refs
 
-    def fetch(self, refspecs: Sequence[str], progress: Progress | None = None, *, upkeep: bool = True) -> FetchStats:
+    def fetch(self, refspecs: Sequence[str], progress: Progress | None = None, *, upkeep: bool = True,
+              env: Mapping[str, str] | None = None) -> FetchStats:
         """Fetch ``refspecs``; git verifies every incoming object first. git's progress
         goes to ``progress`` as it comes (scrubbed of credentials); what it says about
         the transfer is returned either way. ``upkeep=False``: no ``git maintenance run
         --auto`` (``gc --auto``) after it (the small fetches of a push's retries; the next
-        git command that does upkeep does it)."""
+        git command that does upkeep does it). ``env``: added to git's environment."""
         stats = FetchStats()
         if not refspecs:
             return stats
@@ -163,7 +164,7 @@ class Transport:
         proc = gitbin.run_relaying([*bounded, "-c", "fetch.fsckObjects=true", "-c", "transfer.fsckObjects=true",
                                     "fetch", "--progress", "--no-tags", "--no-write-fetch-head",
                                     "--no-recurse-submodules", "--", self.remote, *refspecs],
-                                   relay, git_dir=self.repo.git_dir or ".", error=RemoteError)
+                                   relay, git_dir=self.repo.git_dir or ".", extra=env, error=RemoteError)
         stderr = proc.stderr.decode("utf-8", "replace")
         if proc.returncode != 0:
             if "fsck error" in stderr or "error: object " in stderr:

@@ -36,21 +36,23 @@ from .remote_values import check_record_values, check_state_values, rewrites_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from .arriving import Cleared
     from .progress import Progress
 
-__all__ = ["LIMITS", "Verdict", "validate_ledger", "validate_notes"]
+__all__ = ["LIMITS", "Verdict", "precheck", "validate_ledger", "validate_notes"]
 
 _CHUNK_NAME = re.compile(r"[0-9a-f]{8}-[0-9]{8}\Z")
 _WRITER = re.compile(r"[0-9a-f]{8}\Z")
 
 
 def validate_ledger(repo: GitRepository, ours: str | None, theirs: str | None,
-                    progress: Progress | None = None) -> Verdict:
-    """Check what ledger tree ``theirs`` adds to ``ours`` (None: an empty ledger)."""
+                    progress: Progress | None = None, cleared: Cleared | None = None) -> Verdict:
+    """Check what ledger tree ``theirs`` adds to ``ours`` (None: an empty ledger).
+    ``cleared``: blobs whose content passed ``precheck`` as they arrived (not read again)."""
     verdict = Verdict()
     if theirs is None or theirs == ours:
         return verdict
-    check = _LedgerCheck(repo, verdict, progress, ours)
+    check = _LedgerCheck(repo, verdict, progress, ours, cleared)
     check_blobs(repo, check.jobs(diff_entries(repo, ours, theirs)), verdict, check.content)
     if progress is not None:
         progress.done("checking runs", verdict.checked)
@@ -99,6 +101,28 @@ def _decode_model(data: bytes, model: type, where: str, run_id: str = "") -> Any
     return codec.decode(data, model, where.format(run_id[:12]))
 
 
+def precheck(data: bytes) -> tuple[str, str | None] | None:
+    """The checks of a record's or a state's content alone, for a blob whose use is not
+    known yet (``arriving.py``): ``("record", the commit it names)`` or ``("state",
+    None)`` when ``data`` passes every one of them as that kind, else None (the blob is
+    then checked in full when listed)."""
+    model, check = (RunState, check_state_values) if b'"kind":"run-state"' in data else (RunRecord, check_record_values)
+    try:
+        value = _decode_model(data, model, "")
+        check(value)
+    except Exception:  # noqa: BLE001 - whatever fails here is checked again, in full, when listed
+        return None
+    if model is RunState:
+        return _STATE
+    commit = value.code.commit
+    return _RECORDS.setdefault(commit, ("record", commit)) if len(_RECORDS) < 4096 else ("record", commit)
+
+
+_STATE = ("state", None)
+#: one answer per commit named (100,000 records name a few commits)
+_RECORDS: dict[str | None, tuple[str, str | None]] = {}
+
+
 # -- the ledger, entry by entry -------------------------------------------------------
 def _hex(text: str, length: int) -> bool:
     return len(text) == length and not text.strip("0123456789abcdef")
@@ -126,7 +150,8 @@ class _LedgerCheck:
     jobs for the blobs whose size and content are to be checked (``content``)."""
 
     def __init__(self, repo: GitRepository, verdict: Verdict, progress: Progress | None,
-                 ours: str | None = None) -> None:
+                 ours: str | None = None, cleared: Cleared | None = None) -> None:
+        self.cleared = cleared if cleared else None
         self.fmt = repo.fmt
         self.odb = repo.odb
         self.ours = ours  # the local ledger tree: a finished local run's record is not rewritten
@@ -140,6 +165,7 @@ class _LedgerCheck:
     def jobs(self, entries: Iterable[DiffEntry]) -> Iterator[Job]:
         run: _RunDir | None = None
         skip: str | None = None  # below a directory already reported
+        cleared = self.cleared
         problems, linked, added = self.verdict.problems, self.linked, self.verdict.added
         # the shapes of the common entries, matched at once (anything else: field by field)
         rest = self.fmt.hex_len - 2
@@ -160,7 +186,9 @@ class _LedgerCheck:
                             continue
                         run.present.add(name)
                         if name == "state" and mode == MODE_BLOB:
-                            yield Job(oid, "state", run.id)
+                            job = Job(oid, "state", run.id)
+                            if cleared is None or not self._was_cleared(job):
+                                yield job
                             continue
                         if name == "record" and mode == MODE_BLOB and oid in linked and oid == run.id:
                             continue  # read (and its size checked) as its commit's listing
@@ -169,7 +197,7 @@ class _LedgerCheck:
                     found = self._entry(entry, path.split("/"), run)
                     if found is False:
                         skip = path + "/"
-                    elif found is not None and found is not True:
+                    elif found is not None and found is not True and (cleared is None or not self._was_cleared(found)):
                         yield found
                     continue
                 self._finish(run)
@@ -180,7 +208,9 @@ class _LedgerCheck:
                 continue  # a deletion adds nothing to validate
             if mode == MODE_BLOB and (match := link_path.match(path)) and oid == match[4]:
                 linked.add(oid)  # a run's listing under its commit: its record
-                yield Job(oid, "link", (path, match[2], oid))
+                job = Job(oid, "link", (path, match[2], oid))
+                if cleared is None or not self._was_cleared(job):
+                    yield job
                 continue
             if mode == MODE_TREE and (match := run_path.match(path)):
                 if status == "A":
@@ -197,10 +227,31 @@ class _LedgerCheck:
             found = self._entry(entry, parts, None)
             if found is False:
                 skip = path + "/"
-            elif found is not None and found is not True:
+            elif found is not None and found is not True and (cleared is None or not self._was_cleared(found)):
                 yield found
         if run is not None:
             self._finish(run)
+
+    def _was_cleared(self, job: Job) -> bool:
+        """Whether ``job``'s content was checked as it arrived (``arriving.py``), what
+        its check does with that content then done here; False: it is to be read."""
+        found = self.cleared.get(job.oid)
+        if found is None:
+            return False
+        kind, commit = found
+        if job.kind == "state":
+            # a state is compared with this clone's own, unless its run is new here
+            return kind == "state" and (self.ours is None or job.arg in self.new)
+        if kind != "record" or job.kind not in ("record", "link"):
+            return False
+        if job.kind == "record":
+            if commit:
+                self.verdict.pinned.add(commit)
+        elif commit != job.arg[1]:
+            return False  # read again, for _link's words
+        else:
+            self.verdict.pinned.add(commit)
+        return True
 
     def _finish(self, run: _RunDir) -> None:
         present = run.present

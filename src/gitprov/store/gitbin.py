@@ -115,14 +115,15 @@ def run(args: Sequence[str], *, git_dir: str | None = None, input: str | bytes |
 
 
 def run_relaying(args: Sequence[str], relay: Callable[[bytes], None], *, git_dir: str | None = None,
-                 error: type[ProvError] = ProvError) -> subprocess.CompletedProcess:
+                 extra: Mapping[str, str] | None = None, error: type[ProvError] = ProvError) -> subprocess.CompletedProcess:
     """Run git to completion, stdin and stdout on /dev/null, handing each piece of its
-    stderr to ``relay`` as it comes (git's progress), and keeping all of it (bytes)."""
+    stderr to ``relay`` as it comes (git's progress), and keeping all of it (bytes);
+    ``extra``: variables added to its environment."""
     import subprocess
 
     try:
         proc = subprocess.Popen(_command(args, git_dir), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, env=_environment(git_dir, (), None))
+                                stderr=subprocess.PIPE, env=_environment(git_dir, (), extra))
     except OSError as exc:
         raise _cannot_run(exc, error) from exc
     assert proc.stderr is not None

@@ -1,0 +1,179 @@
+"""A pull checks records and states as git receives the pack (``exchange/arriving.py``):
+the verdict is the one validation reaches without it, a pack that breaks or dies
+mid-stream ends the pull in one error with nothing moved and nothing left behind, and a
+user's own ``GIT_TRACE_PACKFILE`` is left to them."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from gitprov import codec
+from gitprov.exchange import remote as exchange
+from gitprov.exchange.arriving import Cleared
+from gitprov.exchange.remote_values import check_record_values, check_state_values
+from gitprov.exchange.validate import precheck, validate_ledger
+from gitprov.model import RunRecord, RunState
+from gitprov.store.ledger import LEDGER_REF
+from gitprov.store.repo import GitRepository
+from tests.conftest import GitRepo, run_git, run_prov
+from tests.exchange.clones import clone, ledger_run_ids, make_run, prov_ok, prov_refs, seed_bare
+from tests.exchange.test_validate_decode import EDITS, STATE
+from tests.test_codec import run_record
+
+RUNS = 6
+
+
+@pytest.fixture
+def remote(make_repo, object_format) -> GitRepo:
+    return seed_bare(make_repo, object_format)
+
+
+@pytest.fixture
+def published(remote: GitRepo, tmp_path: Path) -> GitRepo:
+    """The remote, holding RUNS runs pushed from a first clone."""
+    first = clone(remote, tmp_path / "first")
+    for i in range(RUNS):
+        make_run(first.path, f"r{i}", loss=0.5 + i)
+    prov_ok(first.path, "push")
+    return remote
+
+
+def _verdict(repo: GitRepository, cleared: Cleared | None):
+    theirs = repo.refs.read(exchange.tracking_ref("origin", LEDGER_REF))
+    verdict = validate_ledger(repo, None, repo.read_commit(theirs).tree, None, cleared)
+    return sorted(verdict.problems), sorted(verdict.pinned), sorted(verdict.added), verdict.checked
+
+
+def _clone(remote: GitRepo, path: Path) -> GitRepo:
+    """A clone that gets the ledger through git's transport (a local clone would link it)."""
+    return clone(f"file://{remote.path}", path)
+
+
+def test_blobs_checked_as_they_arrive_give_the_same_verdict(published: GitRepo, tmp_path: Path) -> None:
+    mine = _clone(published, tmp_path / "mine")
+    repo = GitRepository.open(str(mine.path))
+    result = exchange.fetch(repo, "origin", check_arriving=True)
+    cleared = result.cleared
+    assert cleared is not None and len(cleared) >= 2 * RUNS  # every record and state
+    assert _verdict(repo, cleared) == _verdict(repo, None)
+    assert _verdict(repo, cleared)[2] and not _verdict(repo, cleared)[0]
+    assert not [p for p in os.listdir(repo.git_dir) if p.startswith("prov-pack-")]
+    # ids cleared as the wrong kind are read again: the verdict does not change
+    listing = run_git(mine.path, "ls-tree", "-r", "-d", "--name-only", exchange.tracking_ref("origin", LEDGER_REF),
+                      "runs/")
+    records = [p.split("/")[2] for p in listing.splitlines() if p.count("/") == 2]
+    assert len(records) == RUNS
+    wrong = Cleared({bytes.fromhex(oid): ("state", None) for oid in records})
+    assert _verdict(repo, wrong) == _verdict(repo, None)
+
+
+def test_a_pull_through_the_stream_merges_every_run(published: GitRepo, tmp_path: Path) -> None:
+    mine = _clone(published, tmp_path / "mine")
+    # what a killed pull left: removed when an hour old, a live one's copy kept
+    stale, live = mine.path / ".git" / "prov-pack-killed.pack", mine.path / ".git" / "prov-pack-live.pack"
+    stale.write_bytes(b"PACK")
+    live.write_bytes(b"PACK")
+    os.utime(stale, (1, 1))
+    prov_ok(mine.path, "pull")
+    assert len(ledger_run_ids(mine)) == RUNS
+    assert sorted(p for p in os.listdir(mine.path / ".git") if p.startswith("prov-pack-")) == [live.name]
+
+
+def _wrap_upload_pack(repo: GitRepo, tmp_path: Path, mode: str) -> None:
+    """The remote's upload-pack behind a relay that, once the pack has started, ``cut``s
+    the stream (the remote dies mid-pack) or ``flip``s a byte of it."""
+    script = tmp_path / f"upload-pack-{mode}.py"
+    script.write_text(f"""import subprocess, sys
+child = subprocess.Popen(["git", "upload-pack", *sys.argv[1:]], stdout=subprocess.PIPE, bufsize=0)
+out, seen, done = sys.stdout.buffer, 0, False
+while True:
+    chunk = child.stdout.read(256)
+    if not chunk:
+        break
+    if not done and seen > 0:
+        if {mode!r} == "cut":
+            out.flush()
+            child.kill()
+            sys.exit(1)
+        chunk = chunk[:50] + bytes([chunk[50] ^ 0xFF]) + chunk[51:]
+        done = True
+    if b"PACK" in chunk:
+        seen += 1
+    out.write(chunk)
+    out.flush()
+sys.exit(child.wait())
+""")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    run_git(repo.path, "config", "remote.origin.uploadpack", f"{sys.executable} {script}")
+
+
+@pytest.mark.parametrize("mode", ["cut", "flip"])
+def test_a_pack_broken_mid_stream_ends_in_one_error_nothing_moved(published: GitRepo, tmp_path: Path,
+                                                                   mode: str) -> None:
+    mine = _clone(published, tmp_path / "mine")
+    before = prov_refs(mine)
+    _wrap_upload_pack(mine, tmp_path, mode)
+    proc = run_prov(mine.path, "pull")
+    assert proc.returncode in (5, 11), proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert prov_refs(mine) == before  # neither the live refs nor the tracking refs moved
+    assert not [p for p in os.listdir(mine.path / ".git") if p.startswith("prov-pack-")]
+    # the same clone pulls once the remote is whole again
+    run_git(mine.path, "config", "--unset", "remote.origin.uploadpack")
+    prov_ok(mine.path, "pull")
+    assert len(ledger_run_ids(mine)) == RUNS
+
+
+def test_a_users_own_pack_trace_is_left_to_them(published: GitRepo, tmp_path: Path) -> None:
+    mine = _clone(published, tmp_path / "mine")
+    trace = tmp_path / "mine.pack"
+    proc = run_prov(mine.path, "pull", env={"GIT_TRACE_PACKFILE": str(trace)})
+    assert proc.returncode == 0, proc.stderr
+    assert trace.read_bytes()[:4] == b"PACK"
+    assert len(ledger_run_ids(mine)) == RUNS
+
+
+def _full_check(data: bytes, model, check) -> bool:
+    from gitprov.errors import ProvError
+    from gitprov.exchange.validate import _decode_model
+
+    try:
+        check(_decode_model(data, model, "run {}/x", "0123456789abcdef"))
+    except ProvError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+def test_a_state_is_cleared_only_when_its_full_check_passes(edit: str) -> None:
+    # compact, as git-prov writes it (other spacing is never cleared: read again in full)
+    data = json.dumps(EDITS[edit](dict(STATE)), separators=(",", ":")).encode()
+    passes = _full_check(data, RunState, check_state_values)
+    cleared = precheck(data) == ("state", None)
+    assert passes or not cleared  # never cleared unless its full check passes
+    assert cleared or not passes or b'"kind":"run-state"' not in data  # a state as stored is cleared
+    assert precheck(json.dumps(EDITS[edit](dict(STATE))).encode()) is None
+
+
+@pytest.mark.parametrize("change", ["as written", "a control character in the name", "a NaN param", "a bad key"])
+def test_a_record_is_cleared_only_when_its_full_check_passes(change: str) -> None:
+    record = json.loads(codec.encode(run_record({"lr": 0.1})))
+    if change == "a control character in the name":
+        record["name"] = "bad\x01name"
+    elif change == "a NaN param":
+        record["params"] = {"lr": {"$float": "NaN"}}
+    elif change == "a bad key":
+        record["params"] = {"": 1}
+    data = json.dumps(record, separators=(",", ":")).encode()
+    passes = _full_check(data, RunRecord, check_record_values)
+    assert passes == (change == "as written")
+    assert (precheck(data) is not None) == passes
+    if passes:
+        assert precheck(data) == ("record", record["code"]["commit"])
