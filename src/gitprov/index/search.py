@@ -225,6 +225,12 @@ class _LazyRun(Run):
     del _lazy
 
     # -- the summary, from the index until the run is read -------------------------
+    #: the summary once looked up (``_summary``); ``_UNREAD`` before, so an accessor tests it
+    #: without a call; None once the state answers
+    _lazy_summary: Any = _UNREAD
+    #: the decoded record, once read (``_part``)
+    _lazy_record: Any = None
+
     def _summary(self) -> RunSummary | None:
         """The index's summary of this run, unless its state has been read (then the
         state, which a later change goes to, answers: ``_part`` sets it to None)."""
@@ -235,74 +241,102 @@ class _LazyRun(Run):
                 self._batch.summary(self.id)
         return summary
 
+    # each accessor reads ``_lazy_summary`` itself and calls ``_summary`` only the first
+    # time: at 1,000 results a call less per accessor is a millisecond
     @property
     def name(self) -> str:
-        summary = self._summary()
+        summary = self._lazy_summary
+        if summary is _UNREAD:
+            summary = self._summary()
         return summary.name if summary is not None else self._state.name
 
     @property
     def experiment(self) -> str:
-        summary = self._summary()
+        summary = self._lazy_summary
+        if summary is _UNREAD:
+            summary = self._summary()
         return summary.experiment if summary is not None else self._state.experiment
 
     @property
     def status(self) -> str:
-        summary = self._summary()
+        summary = self._lazy_summary
+        if summary is _UNREAD:
+            summary = self._summary()
         return summary.status if summary is not None else self._state.status
 
     def get_hyperparameters(self) -> dict[str, Any]:
-        summary = self._summary()
-        if summary is not None and self.__dict__.get("_lazy_record") is None:
+        summary = self._lazy_summary
+        if summary is _UNREAD:
+            summary = self._summary()
+        if summary is not None and self._lazy_record is None:
             params = summary.own_params()
             if params is not None:
                 return params
         return super().get_hyperparameters()
 
     def get_hyperparameter(self, key: str) -> Any:
-        summary = self._summary()
-        if summary is not None and summary.params is not None and self.__dict__.get("_lazy_record") is None:
+        summary = self._lazy_summary
+        if summary is _UNREAD:
+            summary = self._summary()
+        if summary is not None and summary.params is not None and self._lazy_record is None:
             return summary.params.get(key)
         return super().get_hyperparameter(key)
 
     def get_metric(self, key: str) -> float | None:
-        summary = self._summary()
+        summary = self._lazy_summary
+        if summary is _UNREAD:
+            summary = self._summary()
         if summary is not None and summary.metrics is not None:
             return summary.metrics.get(key)
         return super().get_metric(key)
 
     def get_metric_keys(self) -> list[str]:
-        summary = self._summary()
+        summary = self._lazy_summary
+        if summary is _UNREAD:
+            summary = self._summary()
         return sorted(summary.metrics) if summary is not None and summary.metrics is not None else \
             super().get_metric_keys()
 
     def get_metrics(self) -> dict[str, float]:
-        summary = self._summary()
+        summary = self._lazy_summary
+        if summary is _UNREAD:
+            summary = self._summary()
         metrics = summary.own_metrics() if summary is not None else None
         return metrics if metrics is not None else super().get_metrics()  # sorted by key, as Run.get_metrics
 
     def get_tags(self) -> dict[str, str]:
-        summary = self._summary()
+        summary = self._lazy_summary
+        if summary is _UNREAD:
+            summary = self._summary()
         return summary.own_tags() if summary is not None else super().get_tags()  # type: ignore[return-value]
 
     def get_attribute(self, key: str) -> Any:
-        summary = self._summary()
+        summary = self._lazy_summary
+        if summary is _UNREAD:
+            summary = self._summary()
         if summary is not None and summary.attributes is not None:
             return summary.attributes.get(key)
         return super().get_attribute(key)
 
     def get_attributes(self) -> dict[str, Any]:
-        summary = self._summary()
+        summary = self._lazy_summary
+        if summary is _UNREAD:
+            summary = self._summary()
         attributes = summary.own_attributes() if summary is not None else None
         return attributes if attributes is not None else super().get_attributes()
 
     def get_date_created(self) -> datetime:
-        summary = self._summary()
+        summary = self._lazy_summary
+        if summary is _UNREAD:
+            summary = self._summary()
         if summary is not None:  # a record never changes its creation time
             return summary.created_at()  # type: ignore[return-value]
         return super().get_date_created()
 
     def get_date_updated(self) -> datetime:
-        summary = self._summary()
+        summary = self._lazy_summary
+        if summary is _UNREAD:
+            summary = self._summary()
         if summary is not None:
             return moment(summary.updated) or self.get_date_created()
         return super().get_date_updated()
