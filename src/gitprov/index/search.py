@@ -176,10 +176,12 @@ class _LazyRun(Run):
     state each decoded at its first use (``record``, ``state``, any method); the same
     run as ``Run.load`` gives."""
 
+    #: a stored run, never the active one (a class default: one assignment less for each run)
+    _active = False
+
     def __init__(self, store: ProvStore, run_id: str, batch: _Batch) -> None:  # noqa: D107 (no Run.__init__)
         self._store = store
         self.id = run_id
-        self._active = False
         self._batch = batch
 
     def _part(self, slot: str) -> Any:
