@@ -236,7 +236,7 @@ def _summary_with(table: str, value, num=None):
     db.execute("INSERT INTO keys VALUES (1, ?, 'k', 1)", (table,))
     db.execute(f"INSERT INTO {table} VALUES (1, 1, ?{', ?' if table == 'params' else ''})",
                (value, num) if table == "params" else (value,))
-    return summary.read_summaries(db, [("01", "02", 1)])["01"]
+    return summary.read_summaries(db, [("01", b"\x02", 1)])["01"]
 
 
 @given(json_values)

@@ -107,7 +107,7 @@ def _checked(query: dict[str, Any] | str | None, limit: int | None) -> dict[str,
 
 def _select(index: RunIndex, query: dict[str, Any] | None, order_by: str | list[str] | None,
             limit: int | None, include_deleted: bool, rids: bool = False) -> list[Any]:
-    """``(run id, tree id)`` of the runs found, or with ``rids`` ``(run id, tree id, rid)``."""
+    """``(run id, tree id)`` of the runs found, or with ``rids`` ``(run id, tree id as bytes, rid)``."""
     import sqlite3
 
     from .query import select_found, select_runs
@@ -133,7 +133,7 @@ class _Batch:
     the index at the first use of any of them, and their stored bytes, all read at the
     first use of a field the index lacks; each run's bytes given up once decoded."""
 
-    def __init__(self, store: ProvStore, found: list[tuple[str, str, int]], index: RunIndex) -> None:
+    def __init__(self, store: ProvStore, found: list[tuple[str, bytes, int]], index: RunIndex) -> None:
         self.store = store
         self.found = found
         self.index = index
@@ -161,7 +161,7 @@ class _Batch:
 
     def take(self, run_id: str) -> tuple[bytes, bytes]:
         if self.blobs is None:
-            runs = [(run_id, tree) for run_id, tree, _ in self.found]
+            runs = [(run_id, tree.hex()) for run_id, tree, _ in self.found]
             self.blobs = {b.run_id: (b.record, b.state) for b in read_run_blobs(self.store.git, runs)}
         return self.blobs[run_id]
 

@@ -352,11 +352,11 @@ def _list_decoder() -> Any:
     return msgspec.json.Decoder(list).decode
 
 
-def read_summaries(db: sqlite3.Connection, found: list[tuple[str, str, int]]) -> dict[str, RunSummary]:
-    """``{run id: RunSummary}`` of the ``(run id, directory tree id, rid)`` a query found
-    whose directory is still that tree in the index; the rest are left out (read them)."""
-    fromhex = bytes.fromhex  # ``store.id_bytes``, without a call of its own for each run
-    wanted = {rid: (run_id, fromhex(tree)) for run_id, tree, rid in found}
+def read_summaries(db: sqlite3.Connection, found: list[tuple[str, bytes, int]]) -> dict[str, RunSummary]:
+    """``{run id: RunSummary}`` of the ``(run id, directory tree id as bytes, rid)`` a
+    query found (``query.select_found``) whose directory is still that tree in the index;
+    the rest are left out (read them)."""
+    wanted = {rid: (run_id, tree) for run_id, tree, rid in found}
     array = "[" + ",".join(map(str, sorted(wanted))) + "]"
     keys = _keys(db)
     for _ in range(3):
