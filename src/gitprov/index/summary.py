@@ -263,8 +263,9 @@ class _Keys:
                 self.late[kind] = _late([name for _, name, _ in sorted(keys)])
                 rows.append(f"SELECT {_VALUE_KINDS.index(kind)}, run, key, value FROM {kind} WHERE run IN wanted")
         parts.append("(SELECT max(kid) FROM keys)")  # keys added since the names were read?
-        self.sql = (f"{_WANTED} SELECT {', '.join(parts)} FROM runs r {' '.join(joins)} "  # noqa: S608 (ids only)
-                    "WHERE r.rid IN wanted")
+        # the wanted rids walked in their order, each run looked up (no ``IN`` list to build)
+        self.sql = (f"SELECT {', '.join(parts)} FROM json_each(?) w CROSS JOIN runs r "  # noqa: S608 (ids only)
+                    f"ON r.rid = w.value {' '.join(joins)}")
         self.rows_sql = f"{_WANTED} {' UNION ALL '.join(rows)}" if rows else None
 
     def plan(self, kids: str) -> tuple[Any, Callable[[str], dict[str, Any]] | None]:
