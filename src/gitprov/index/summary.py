@@ -92,8 +92,7 @@ class RunSummary:
         self._created_at: datetime | None = None
 
     # each part: the dict kept for lookups, and a new dict for the caller (decoded anew
-    # while none is kept: no dearer than a copy); params and tags are decoded inline
-    # (``_text``'s body), a call less each at 1,000 results
+    # while none is kept: no dearer than a copy)
     @property
     def params(self) -> dict[str, Any] | None:
         if self._params is _UNREAD:
@@ -103,13 +102,7 @@ class RunSummary:
     def own_params(self) -> dict[str, Any] | None:
         params = self._params
         if params is _UNREAD:
-            text = self._row[10]
-            if text is None:
-                return {}
-            kids, _, values = text.partition(" ")
-            keys = self._keys
-            decode, slow = keys.plans.get(kids) or keys.plan(kids)
-            return keys.as_dict(decode(values)) if slow is None else slow(values)
+            return self._text(10)
         return None if params is None else params.copy()
 
     @property
@@ -120,15 +113,7 @@ class RunSummary:
 
     def own_tags(self) -> dict[str, str]:
         tags = self._tags
-        if tags is _UNREAD:
-            text = self._row[11]
-            if text is None:
-                return {}
-            kids, _, values = text.partition(" ")
-            keys = self._keys
-            decode, slow = keys.plans.get(kids) or keys.plan(kids)
-            return keys.as_dict(decode(values)) if slow is None else slow(values)
-        return tags.copy()
+        return self._text(11) if tags is _UNREAD else tags.copy()  # type: ignore[return-value]
 
     @property
     def metrics(self) -> dict[str, float] | None:
