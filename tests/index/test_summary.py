@@ -191,6 +191,37 @@ def test_a_change_through_a_found_run_shows_in_its_summary(random_runs):
     assert repo.get_run(run.id).get_tags() == run.get_tags()
 
 
+
+def test_a_key_column_tells_a_null_value_from_no_row(random_runs, value_reads):
+    """A metric or attribute read as a column (a ``LEFT JOIN`` each): a NaN metric and a
+    null attribute (a row whose value is NULL) come back; a key the run lacks does not."""
+    repo = random_runs
+    with repo.start_run(name="null-values", code=False, environment=False) as run:
+        run.log_metrics({"m0": float("nan"), "m1": 0.5})
+        run.log_attributes({"a0": None, "a1": "x"})
+    found = repo.find_runs("attributes.run_name = 'null-values'")[0]
+    metrics, attributes = found.get_metrics(), found.get_attributes()
+    assert vars(found).get("_lazy_state") is None  # from the index, not the record
+    assert list(metrics) == ["m0", "m1"] and math.isnan(metrics["m0"]) and metrics["m1"] == 0.5
+    assert attributes["a0"] is None and attributes["a1"] == "x" and "a2" not in attributes
+    assert same(summary_of(found), summary_of(repo.get_run(found.id)))
+    repo.get_run(found.id).delete()  # the other tests' runs as they were
+
+
+def test_a_found_run_looks_its_summary_up_once(random_runs, monkeypatch):
+    """The accessors test the summary kept on the run and look it up only the first time;
+    once the state is read, it answers (a class default never hides the run's own)."""
+    repo = random_runs
+    run = repo.find_runs(limit=1)[0]
+    calls = []
+    real = search._Batch.summary
+    monkeypatch.setattr(search._Batch, "summary", lambda batch, run_id: calls.append(run_id) or real(batch, run_id))
+    summary_of(run)
+    summary_of(run)
+    assert calls == [run.id] and run._active is False
+    assert run.state.name == run.name and vars(run)["_lazy_summary"] is None
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(min_value=-2**80, max_value=2**80) | st.floats() | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
@@ -205,7 +236,7 @@ def _summary_with(table: str, value, num=None):
     db.execute("INSERT INTO keys VALUES (1, ?, 'k', 1)", (table,))
     db.execute(f"INSERT INTO {table} VALUES (1, 1, ?{', ?' if table == 'params' else ''})",
                (value, num) if table == "params" else (value,))
-    return summary.read_summaries(db, [("01", "02", 1)])["01"]
+    return summary.read_summaries(db, [("01", b"\x02", 1)])["01"]
 
 
 @given(json_values)

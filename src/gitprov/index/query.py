@@ -339,14 +339,15 @@ def select_runs(db: sqlite3.Connection, query: dict[str, Any] | None, order_by: 
                 limit: int | None, include_deleted: bool = False) -> list[tuple[str, str]]:
     """``(run id, run directory tree id)`` of the runs matching ``query`` in ``order_by``
     order, at most ``limit`` (``select_found``)."""
-    return [(run_id, tree) for run_id, tree, _ in select_found(db, query, order_by, limit, include_deleted)]
+    return [(run_id, tree.hex()) for run_id, tree, _ in select_found(db, query, order_by, limit, include_deleted)]
 
 
 def select_found(db: sqlite3.Connection, query: dict[str, Any] | None, order_by: str | list[str] | None,
-                 limit: int | None, include_deleted: bool = False) -> list[tuple[str, str, int]]:
-    """``(run id, run directory tree id, rid)`` of the runs matching ``query`` in
-    ``order_by`` order, at most ``limit``, in one statement (two with an order by a key
-    and a limit).
+                 limit: int | None, include_deleted: bool = False) -> list[tuple[str, bytes, int]]:
+    """``(run id, run directory tree id as bytes, rid)`` of the runs matching ``query``
+    in ``order_by`` order, at most ``limit``, in one statement (two with an order by a
+    key and a limit). The tree stays bytes: a summary compares it as the index holds it,
+    and only reading the run from git needs its hex.
 
     Ordered by a param, metric or attribute with a limit, the runs are walked in the
     order of the ``(key, value)`` index and the walk stops at ``limit`` (the best 10 of
@@ -360,7 +361,7 @@ def select_found(db: sqlite3.Connection, query: dict[str, Any] | None, order_by:
     if limit is None or first is None:
         sql = f"SELECT r.id, r.tree, r.rid FROM runs r WHERE {where} ORDER BY {order}"
         tail = [limit] if limit is not None else []
-        return [(run_id.hex(), tree.hex(), rid) for run_id, tree, rid in db.execute(
+        return [(run_id.hex(), tree, rid) for run_id, tree, rid in db.execute(
             sql + (" LIMIT ?" if limit is not None else ""), [*args, *order_args, *tail])]
     table, key, direction = first
     rest = ", ".join(terms[1:])
@@ -368,13 +369,13 @@ def select_found(db: sqlite3.Connection, query: dict[str, Any] | None, order_by:
     value = _sort_value(table, "o")
     with_key = (f"SELECT r.id, r.tree, r.rid FROM {table} o JOIN runs r ON r.rid = o.run WHERE o.key = {key_sql(table)} "
                 f"AND {value} IS NOT NULL AND {where} ORDER BY {value} {direction}, {rest} LIMIT ?")
-    found = [(run_id.hex(), tree.hex(), rid) for run_id, tree, rid in db.execute(
+    found = [(run_id.hex(), tree, rid) for run_id, tree, rid in db.execute(
         with_key, [key, *args, *rest_args, limit])]
     if len(found) < limit:
         without = (f"SELECT r.id, r.tree, r.rid FROM runs r WHERE NOT EXISTS (SELECT 1 FROM {table} x "
                    f"WHERE x.run = r.rid AND x.key = {key_sql(table)} AND {_sort_value(table, 'x')} IS NOT NULL) "
                    f"AND {where} ORDER BY {rest} LIMIT ?")
-        found += [(run_id.hex(), tree.hex(), rid) for run_id, tree, rid in db.execute(
+        found += [(run_id.hex(), tree, rid) for run_id, tree, rid in db.execute(
             without, [key, *args, *rest_args, limit - len(found)])]
     return found
 

@@ -107,7 +107,7 @@ def _checked(query: dict[str, Any] | str | None, limit: int | None) -> dict[str,
 
 def _select(index: RunIndex, query: dict[str, Any] | None, order_by: str | list[str] | None,
             limit: int | None, include_deleted: bool, rids: bool = False) -> list[Any]:
-    """``(run id, tree id)`` of the runs found, or with ``rids`` ``(run id, tree id, rid)``."""
+    """``(run id, tree id)`` of the runs found, or with ``rids`` ``(run id, tree id as bytes, rid)``."""
     import sqlite3
 
     from .query import select_found, select_runs
@@ -133,7 +133,7 @@ class _Batch:
     the index at the first use of any of them, and their stored bytes, all read at the
     first use of a field the index lacks; each run's bytes given up once decoded."""
 
-    def __init__(self, store: ProvStore, found: list[tuple[str, str, int]], index: RunIndex) -> None:
+    def __init__(self, store: ProvStore, found: list[tuple[str, bytes, int]], index: RunIndex) -> None:
         self.store = store
         self.found = found
         self.index = index
@@ -161,7 +161,7 @@ class _Batch:
 
     def take(self, run_id: str) -> tuple[bytes, bytes]:
         if self.blobs is None:
-            runs = [(run_id, tree) for run_id, tree, _ in self.found]
+            runs = [(run_id, tree.hex()) for run_id, tree, _ in self.found]
             self.blobs = {b.run_id: (b.record, b.state) for b in read_run_blobs(self.store.git, runs)}
         return self.blobs[run_id]
 
@@ -176,10 +176,12 @@ class _LazyRun(Run):
     state each decoded at its first use (``record``, ``state``, any method); the same
     run as ``Run.load`` gives."""
 
+    #: a stored run, never the active one (a class default: one assignment less for each run)
+    _active = False
+
     def __init__(self, store: ProvStore, run_id: str, batch: _Batch) -> None:  # noqa: D107 (no Run.__init__)
         self._store = store
         self.id = run_id
-        self._active = False
         self._batch = batch
 
     def _part(self, slot: str) -> Any:
@@ -225,6 +227,12 @@ class _LazyRun(Run):
     del _lazy
 
     # -- the summary, from the index until the run is read -------------------------
+    #: the summary once looked up (``_summary``); ``_UNREAD`` before, so an accessor tests it
+    #: without a call; None once the state answers
+    _lazy_summary: Any = _UNREAD
+    #: the decoded record, once read (``_part``)
+    _lazy_record: Any = None
+
     def _summary(self) -> RunSummary | None:
         """The index's summary of this run, unless its state has been read (then the
         state, which a later change goes to, answers: ``_part`` sets it to None)."""
@@ -235,74 +243,102 @@ class _LazyRun(Run):
                 self._batch.summary(self.id)
         return summary
 
+    # each accessor reads ``_lazy_summary`` itself and calls ``_summary`` only the first
+    # time: at 1,000 results a call less per accessor is a millisecond
     @property
     def name(self) -> str:
-        summary = self._summary()
+        summary = self._lazy_summary
+        if summary is _UNREAD:
+            summary = self._summary()
         return summary.name if summary is not None else self._state.name
 
     @property
     def experiment(self) -> str:
-        summary = self._summary()
+        summary = self._lazy_summary
+        if summary is _UNREAD:
+            summary = self._summary()
         return summary.experiment if summary is not None else self._state.experiment
 
     @property
     def status(self) -> str:
-        summary = self._summary()
+        summary = self._lazy_summary
+        if summary is _UNREAD:
+            summary = self._summary()
         return summary.status if summary is not None else self._state.status
 
     def get_hyperparameters(self) -> dict[str, Any]:
-        summary = self._summary()
-        if summary is not None and self.__dict__.get("_lazy_record") is None:
+        summary = self._lazy_summary
+        if summary is _UNREAD:
+            summary = self._summary()
+        if summary is not None and self._lazy_record is None:
             params = summary.own_params()
             if params is not None:
                 return params
         return super().get_hyperparameters()
 
     def get_hyperparameter(self, key: str) -> Any:
-        summary = self._summary()
-        if summary is not None and summary.params is not None and self.__dict__.get("_lazy_record") is None:
+        summary = self._lazy_summary
+        if summary is _UNREAD:
+            summary = self._summary()
+        if summary is not None and summary.params is not None and self._lazy_record is None:
             return summary.params.get(key)
         return super().get_hyperparameter(key)
 
     def get_metric(self, key: str) -> float | None:
-        summary = self._summary()
+        summary = self._lazy_summary
+        if summary is _UNREAD:
+            summary = self._summary()
         if summary is not None and summary.metrics is not None:
             return summary.metrics.get(key)
         return super().get_metric(key)
 
     def get_metric_keys(self) -> list[str]:
-        summary = self._summary()
+        summary = self._lazy_summary
+        if summary is _UNREAD:
+            summary = self._summary()
         return sorted(summary.metrics) if summary is not None and summary.metrics is not None else \
             super().get_metric_keys()
 
     def get_metrics(self) -> dict[str, float]:
-        summary = self._summary()
+        summary = self._lazy_summary
+        if summary is _UNREAD:
+            summary = self._summary()
         metrics = summary.own_metrics() if summary is not None else None
         return metrics if metrics is not None else super().get_metrics()  # sorted by key, as Run.get_metrics
 
     def get_tags(self) -> dict[str, str]:
-        summary = self._summary()
+        summary = self._lazy_summary
+        if summary is _UNREAD:
+            summary = self._summary()
         return summary.own_tags() if summary is not None else super().get_tags()  # type: ignore[return-value]
 
     def get_attribute(self, key: str) -> Any:
-        summary = self._summary()
+        summary = self._lazy_summary
+        if summary is _UNREAD:
+            summary = self._summary()
         if summary is not None and summary.attributes is not None:
             return summary.attributes.get(key)
         return super().get_attribute(key)
 
     def get_attributes(self) -> dict[str, Any]:
-        summary = self._summary()
+        summary = self._lazy_summary
+        if summary is _UNREAD:
+            summary = self._summary()
         attributes = summary.own_attributes() if summary is not None else None
         return attributes if attributes is not None else super().get_attributes()
 
     def get_date_created(self) -> datetime:
-        summary = self._summary()
+        summary = self._lazy_summary
+        if summary is _UNREAD:
+            summary = self._summary()
         if summary is not None:  # a record never changes its creation time
             return summary.created_at()  # type: ignore[return-value]
         return super().get_date_created()
 
     def get_date_updated(self) -> datetime:
-        summary = self._summary()
+        summary = self._lazy_summary
+        if summary is _UNREAD:
+            summary = self._summary()
         if summary is not None:
             return moment(summary.updated) or self.get_date_created()
         return super().get_date_updated()

@@ -146,14 +146,19 @@ class RunSummary:
             return {}
         kids, _, values = text.partition(" ")
         keys = self._keys
-        return (keys.plans.get(kids) or keys.plan(kids))(values)
+        decode, slow = keys.plans.get(kids) or keys.plan(kids)
+        return keys.as_dict(decode(values)) if slow is None else slow(values)
 
     def _values(self, kind: str) -> dict[str, Any]:
         """Metrics or attributes read as a column per key (a kind read as rows is filled by
         ``read_summaries``): a value, NULL for none, ``_NULL`` for NaN or null."""
         start, names = self._keys.columns[kind]
         cells = self._row[start:start + len(names)]
-        if None not in cells and _NULL not in cells:  # every key, no NULL: the usual run
+        try:  # every key, each a number: the usual run (``sum`` fails on a None or an ``_NULL``)
+            sum(cells)
+        except TypeError:
+            pass
+        else:
             return dict(zip(names, cells, strict=False))
         null = _NAN if kind == "metrics" else None
         return {name: null if value.__class__ is bytes else value
@@ -161,9 +166,12 @@ class RunSummary:
 
     def created_at(self) -> datetime | None:
         """``created`` as ``Run.get_date_created`` gives it."""
-        if self._created_at is None:
-            self._created_at = moment(self.created)
-        return self._created_at
+        created = self._created_at
+        if created is None:
+            value = self.created
+            created = self._created_at = _EPOCH + _MICROSECOND * value if value.__class__ is int else \
+                parse_time(value)
+        return created
 
 
 def moment(value: int | str | None) -> datetime | None:
@@ -212,9 +220,12 @@ class _Keys:
             kinds.setdefault(kind, []).append((kid, name, uses))
         self.top = max(self.names, default=0)
         most = max((uses for keys in kinds.values() for _, _, uses in keys), default=0)
-        #: a key id list (``_PARAMS``) -> its names, and their positions in name order when
-        #: that is another order
-        self.plans: dict[str, Callable[[str], dict[str, Any]]] = {}
+        #: a key id list (``_PARAMS``) -> what decodes the JSON array of its values: a
+        #: decoder whose result ``structs.asdict`` makes the dict, or (``None``, a function
+        #: that makes it)
+        self.plans: dict[str, tuple[Any, Callable[[str], dict[str, Any]] | None]] = {}
+        #: ``msgspec.structs.asdict``, set by ``plan`` (msgspec is imported at the first use)
+        self.as_dict: Callable[[Any], dict[str, Any]] = dict
         #: a kind read as a column per key -> its first column and its key names, in name order
         self.columns: dict[str, tuple[int, list[str]]] = {}
         #: a kind read as rows -> the names that come before one of a lower key id (rows come
@@ -223,22 +234,31 @@ class _Keys:
         parts = [_RUN, _PARAMS, _TAGS]
         column = 12  # the next column's index in a row of ``sql``
         rows: list[str] = []
+        joins: list[str] = []
         for kind in _VALUE_KINDS:
             keys = sorted(kinds.get(kind, []), key=lambda key: key[1])
             if len(keys) <= _PIVOT_KEYS and 2 * sum(uses for _, _, uses in keys) >= len(keys) * most:
                 self.columns[kind] = (column, [name for _, name, _ in keys])
-                parts += [f"(SELECT coalesce(value, x'') FROM {kind} WHERE run = r.rid AND key = {kid})"
-                          for kid, _, _ in keys]
+                for kid, _, _ in keys:  # a join each: a lookup without a subquery's frame
+                    alias = f"{kind[0]}{kid}"
+                    parts.append(f"CASE WHEN {alias}.value IS NOT NULL OR {alias}.run IS NULL THEN {alias}.value ELSE x'' END")
+                    joins.append(f"LEFT JOIN {kind} {alias} ON {alias}.run = r.rid AND {alias}.key = {kid}")
                 column += len(keys)
             else:
                 self.late[kind] = _late([name for _, name, _ in sorted(keys)])
                 rows.append(f"SELECT {_VALUE_KINDS.index(kind)}, run, key, value FROM {kind} WHERE run IN wanted")
         parts.append("(SELECT max(kid) FROM keys)")  # keys added since the names were read?
-        self.sql = f"{_WANTED} SELECT {', '.join(parts)} FROM runs r WHERE r.rid IN wanted"  # noqa: S608 (ids only)
+        # the wanted rids walked in their order, each run looked up (no ``IN`` list to build)
+        self.sql = (f"SELECT {', '.join(parts)} FROM json_each(?) w CROSS JOIN runs r "  # noqa: S608 (ids only)
+                    f"ON r.rid = w.value {' '.join(joins)}")
         self.rows_sql = f"{_WANTED} {' UNION ALL '.join(rows)}" if rows else None
 
-    def plan(self, kids: str) -> Callable[[str], dict[str, Any]]:
-        """What turns the JSON array of a key id list's values into their dict, in name order."""
+    def plan(self, kids: str) -> tuple[Any, Callable[[str], dict[str, Any]] | None]:
+        """What turns the JSON array of a key id list's values into their dict, in name
+        order (``plans``)."""
+        import msgspec
+
+        self.as_dict = msgspec.structs.asdict
         plan = _plan(tuple(self.names[int(kid)] for kid in kids.split(",")))
         if len(self.plans) >= _PLANS:
             self.plans = {}  # a new dict, not a cleared one: another thread may be reading it
@@ -261,10 +281,11 @@ class _Keys:
             db.execute("COMMIT")
 
 
-def _plan(names: tuple[str, ...]) -> Callable[[str], dict[str, Any]]:
+def _plan(names: tuple[str, ...]) -> tuple[Any, Callable[[str], dict[str, Any]] | None]:
     """``plan`` of the key names ``names``: msgspec decodes the array into a struct whose
-    fields are the names and makes its dict, when the names can be fields (identifiers);
-    else the array is decoded as a list and zipped with the names."""
+    fields are the names and makes its dict, when the names can be fields (identifiers):
+    ``(decode, None)`` when they are in name order; else a function that makes the dict,
+    ``(None, function)`` (the array decoded as a list and zipped with the names)."""
     import msgspec
 
     ordered = tuple(sorted(names))
@@ -277,14 +298,14 @@ def _plan(names: tuple[str, ...]) -> Callable[[str], dict[str, Any]]:
         if made is not None and tuple(made) == names:
             as_dict = msgspec.structs.asdict
             if ordered == names:
-                return lambda values: as_dict(decode(values))
+                return decode, None
             template = dict.fromkeys(ordered)  # in name order, each value set by update
-            return lambda values: _updated(template.copy(), as_dict(decode(values)))
+            return None, lambda values: _updated(template.copy(), as_dict(decode(values)))
     items = _list_decoder()
     if ordered == names:
-        return lambda values: dict(zip(names, items(values), strict=False))
+        return None, lambda values: dict(zip(names, items(values), strict=False))
     template = dict.fromkeys(ordered)
-    return lambda values: _updated(template.copy(), zip(names, items(values), strict=False))
+    return None, lambda values: _updated(template.copy(), zip(names, items(values), strict=False))
 
 
 def _updated(items: dict[str, Any], values: Any) -> dict[str, Any]:
@@ -317,12 +338,11 @@ def _list_decoder() -> Any:
     return msgspec.json.Decoder(list).decode
 
 
-def read_summaries(db: sqlite3.Connection, found: list[tuple[str, str, int]]) -> dict[str, RunSummary]:
-    """``{run id: RunSummary}`` of the ``(run id, directory tree id, rid)`` a query found
-    whose directory is still that tree in the index; the rest are left out (read them)."""
-    from .store import id_bytes
-
-    wanted = {rid: (run_id, id_bytes(tree)) for run_id, tree, rid in found}
+def read_summaries(db: sqlite3.Connection, found: list[tuple[str, bytes, int]]) -> dict[str, RunSummary]:
+    """``{run id: RunSummary}`` of the ``(run id, directory tree id as bytes, rid)`` a
+    query found (``query.select_found``) whose directory is still that tree in the index;
+    the rest are left out (read them)."""
+    wanted = {rid: (run_id, tree) for run_id, tree, rid in found}
     array = "[" + ",".join(map(str, sorted(wanted))) + "]"
     keys = _keys(db)
     for _ in range(3):
