@@ -91,7 +91,7 @@ def test_public_names() -> None:
     expected = {
         "AmbiguousRevisionError", "BareRepositoryError", "CommitProvenance", "ConcurrentUpdateError",
         "ConfigError", "DataError", "DriftError", "EmptyRepositoryError", "FormatVersionError", "MissingExtraError",
-        "MissingObjectError", "RerunError",
+        "MissingObjectError", "RerunError", "BuildChildError", "PackStreamError",
         "NotARepositoryError", "ProvError", "QueryError", "ReadOnlyRepositoryError", "RemoteDataError",
         "RemoteError", "Repository", "RepositoryError", "RevisionError", "SyncError", "UnknownFieldError",
         "UnknownRevisionError", "UsageError", "VerificationError", "WriteError", "__version__",

@@ -10,6 +10,7 @@ from ._version import __version__
 from .errors import (
     AmbiguousRevisionError,
     BareRepositoryError,
+    BuildChildError,
     ConcurrentUpdateError,
     ConfigError,
     DataError,
@@ -19,6 +20,7 @@ from .errors import (
     MissingExtraError,
     MissingObjectError,
     NotARepositoryError,
+    PackStreamError,
     ProvError,
     QueryError,
     ReadOnlyRepositoryError,
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AmbiguousRevisionError",
     "BareRepositoryError",
+    "BuildChildError",
     "CommitProvenance",
     "ConcurrentUpdateError",
     "ConfigError",
@@ -55,6 +58,7 @@ __all__ = [
     "MissingExtraError",
     "MissingObjectError",
     "NotARepositoryError",
+    "PackStreamError",
     "ProvError",
     "QueryError",
     "ReadOnlyRepositoryError",

@@ -18,7 +18,8 @@ translated at the boundary with ``raise ... from exc``::
     ├── DataError (5)                  corrupt or foreign data under the prov refs
     │   ├── FormatVersionError (6)     written by a newer git-prov: upgrade
     │   ├── MissingObjectError         an object a ref or tree names is not in the repository
-    │   └── RemoteDataError            a remote's provenance failed validation
+    │   ├── RemoteDataError            a remote's provenance failed validation
+    │   └── PackStreamError            a pack read as it arrives is not one prov follows (caught: checked the usual way)
     ├── WriteError (7)
     │   ├── ReadOnlyRepositoryError    no permission to write objects or refs
     │   └── ConcurrentUpdateError      a ref kept moving; retries exhausted
@@ -28,7 +29,8 @@ translated at the boundary with ``raise ... from exc``::
     │   └── MissingExtraError          its library (a tracker's, export's or ui's) is not installed (also an ImportError)
     ├── RemoteError (11)               a git remote is unreachable or refused a fetch/push
     ├── DriftError (12)                ``prov rerun``: an input changed, or ``--check`` found drift
-    └── RerunError (13)                ``prov rerun``: the run cannot be rebuilt or executed again
+    ├── RerunError (13)                ``prov rerun``: the run cannot be rebuilt or executed again
+    └── BuildChildError                a cold index build's decoding process failed (caught: built in-process)
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from __future__ import annotations
 __all__ = [
     "AmbiguousRevisionError",
     "BareRepositoryError",
+    "BuildChildError",
     "ConcurrentUpdateError",
     "ConfigError",
     "DataError",
@@ -45,6 +48,7 @@ __all__ = [
     "MissingExtraError",
     "MissingObjectError",
     "NotARepositoryError",
+    "PackStreamError",
     "ProvError",
     "QueryError",
     "ReadOnlyRepositoryError",
@@ -180,6 +184,11 @@ class RemoteDataError(DataError):
     """Provenance fetched from a remote failed validation; nothing was merged."""
 
 
+class PackStreamError(DataError):
+    """A pack read while git receives it (``store/packstream.py``) is malformed or cut
+    short. Internal: ``prov pull`` catches it and checks every blob the usual way."""
+
+
 class DriftError(ProvError):
     """``prov rerun``: an input of the run changed (without ``--allow-drift``), or with
     ``--check`` the rerun's results drifted from the run's."""
@@ -192,3 +201,9 @@ class RerunError(ProvError):
     this clone, its patch no longer applies, it recorded no command)."""
 
     exit_code = 13
+
+
+class BuildChildError(ProvError):
+    """A cold index build's decoding process (``index/build_process.py``) did not deliver
+    every run: it could not start, could not read a run, or died. Internal: the build
+    rolls back what it sent and runs in-process."""

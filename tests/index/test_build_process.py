@@ -17,7 +17,7 @@ from synthetic_ledger import build_ledger  # noqa: E402
 import gitprov
 from gitprov.errors import WriteError
 from gitprov.index import RunIndex, build_process, reading, rows, store
-from gitprov.index.build_process import ChildFailed, child_batches
+from gitprov.index.build_process import BuildChildError, child_batches
 from gitprov.index.reading import in_pack_order
 from gitprov.runs.reading import all_run_entries
 from tests.index.test_reading import table_rows
@@ -140,7 +140,7 @@ def test_child_failure_names_what_went_wrong(ledger_repo, tmp_path):
     runs = all_run_entries(ledger_repo.ledger, ledger_repo.ledger.tip())
     runs, blob_ids = in_pack_order(ledger_repo.git, runs)
     start = {"rid": 1, "kid": 1, "nid": 1, "kids": {}, "node_ids": True}
-    with pytest.raises(ChildFailed, match=r"ended after 0 of 40 runs \(exit 1\): .*no-repo"):
+    with pytest.raises(BuildChildError, match=r"ended after 0 of 40 runs \(exit 1\): .*no-repo"):
         list(child_batches(str(tmp_path / "no-repo"), runs, blob_ids, start, 7))
     batches = list(child_batches(ledger_repo.git.common_dir, runs, blob_ids, start, 7))
     assert [len(b["runs"]) for b in batches] == [7] * 5 + [5]

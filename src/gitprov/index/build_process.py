@@ -11,7 +11,7 @@ each batch over as one msgpack frame (exact for every value a row holds: text, b
 
 Anything that goes wrong in the child — it cannot start, a run it cannot read (a
 missing object, a record that fails to decode), git or the child dying mid-stream —
-ends it, and ``ChildFailed`` tells the caller to roll back what was inserted and build
+ends it, and ``BuildChildError`` tells the caller to roll back what was inserted and build
 in-process instead, where the same run gives the same error or is left out the same
 way. Nothing the child made is kept unless it ends having sent every run.
 """
@@ -30,7 +30,9 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-__all__ = ["CHILD", "ChildFailed", "child_batches"]
+from ..errors import BuildChildError
+
+__all__ = ["CHILD", "BuildChildError", "child_batches"]
 
 #: whether a cold build decodes in a child process (False: in this one, ``rows.RunRows``' thread)
 CHILD = True
@@ -42,15 +44,11 @@ _AHEAD = 2
 _GIT_ENV = ("GIT_DIR", "GIT_COMMON_DIR", "GIT_WORK_TREE", "GIT_OBJECT_DIRECTORY", "GIT_INDEX_FILE")
 
 
-class ChildFailed(Exception):
-    """The decoding process did not deliver every run (it could not start, read a run, or died)."""
-
-
 def child_batches(git_dir: str, runs: Sequence[tuple[str, str]], blob_ids: bytes,
                   start: dict[str, Any], batch: int) -> Iterator[dict[str, list]]:
     """The rows of ``runs`` (``RunRows.add``), a batch of tables at a time, made by a
     child process reading the repository at ``git_dir``; ``start``: ``RunRows.start()``
-    of the index they go into. Raises ``ChildFailed`` (after every batch it could send)
+    of the index they go into. Raises ``BuildChildError`` (after every batch it could send)
     unless every run came."""
     import msgspec
 
@@ -61,7 +59,7 @@ def child_batches(git_dir: str, runs: Sequence[tuple[str, str]], blob_ids: bytes
         proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=env, bufsize=1 << 16)
     except OSError as exc:
-        raise ChildFailed(f"cannot start {sys.executable}: {exc}") from exc
+        raise BuildChildError(f"cannot start {sys.executable}: {exc}") from exc
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     frames: queue.Queue[bytes | None] = queue.Queue(maxsize=_AHEAD)
     stop = threading.Event()
@@ -132,7 +130,7 @@ def child_batches(git_dir: str, runs: Sequence[tuple[str, str]], blob_ids: bytes
         code = proc.wait()
     if not finished or code != 0:
         why = b"".join(errors).decode(errors="replace").strip().splitlines()
-        raise ChildFailed(f"the decoding process ended after {got} of {len(runs)} runs (exit {code})"
+        raise BuildChildError(f"the decoding process ended after {got} of {len(runs)} runs (exit {code})"
                           + (f": {why[-1]}" if why else ""))
 
 

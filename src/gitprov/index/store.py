@@ -378,7 +378,7 @@ def _rows_from_child(db: sqlite3.Connection, repo: Any, todo: list[tuple[str, st
     """A cold build's runs read and decoded by a child process (``build_process``), their
     rows inserted here; False, with nothing of it kept, when the child did not deliver
     every run (the caller reads them in-process: the same rows, or the same errors)."""
-    from .build_process import CHILD, ChildFailed, child_batches
+    from .build_process import CHILD, BuildChildError, child_batches
     from .rows import RunRows
 
     if not CHILD:
@@ -389,7 +389,7 @@ def _rows_from_child(db: sqlite3.Connection, repo: Any, todo: list[tuple[str, st
                 repo.common_dir or repo.git_dir, todo, blob_ids, rows.start(), _INSERT_BATCH)) as batches:
             for tables in batches:  # an insert that fails ends the child (closing)
                 rows.insert(tables)
-    except ChildFailed:
+    except BuildChildError:
         db.execute("ROLLBACK TO cold_build")
         db.execute("RELEASE cold_build")
         return False

@@ -20,6 +20,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
+from ..errors import PackStreamError
 from .packfile import _read_varint
 
 __all__ = ["PackStreamError", "scan_blobs"]
@@ -30,10 +31,6 @@ _BLOB = 3
 _READ = 1 << 16
 #: bytes inflated at a time from an object that is dropped
 _PIECE = 1 << 20
-
-
-class PackStreamError(Exception):
-    """The stream is not a pack this reader follows, or it ended early."""
 
 
 class _Stream:
