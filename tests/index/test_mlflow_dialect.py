@@ -10,8 +10,9 @@ import pytest
 
 import gitprov
 from gitprov.index import QueryError, UnknownFieldError, parse_filter, search
+from gitprov.index.encoding import epoch_ms
 from gitprov.index.query import like_glob
-from gitprov.index.store import INDEX_VERSION, epoch_ms
+from gitprov.index.store import INDEX_VERSION
 from gitprov.runs.run import Run
 
 

@@ -268,7 +268,7 @@ def test_a_plain_attribute_comes_back_from_its_column_exactly(value):
 
 @given(st.datetimes(), st.datetimes())
 def test_a_time_is_stored_as_an_integer_that_sorts_as_its_text(a, b):
-    from gitprov.index.store import epoch_ms, time_text, time_value
+    from gitprov.index.encoding import epoch_ms, time_text, time_value
 
     texts = [moment.isoformat(timespec="microseconds") + "Z" for moment in (a, b)]
     values = [time_value(text) for text in texts]
@@ -282,6 +282,6 @@ def test_a_time_is_stored_as_an_integer_that_sorts_as_its_text(a, b):
 @pytest.mark.parametrize("text", ["", "2024-01-01", "2024-01-01T00:00:00Z", "2024-13-01T00:00:00.000000Z",
                                   "2024-01-01T00:00:00.000000+00:00", "２０２４-01-01T00:00:00.000000Z"])
 def test_a_time_of_another_form_is_stored_as_its_text(text):
-    from gitprov.index.store import time_text, time_value
+    from gitprov.index.encoding import time_text, time_value
 
     assert time_value(text) == text and time_text(time_value(text)) == text

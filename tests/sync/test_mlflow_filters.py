@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import gitprov
+from gitprov.index.encoding import epoch_ms
 from gitprov.index.rows import param_text
-from gitprov.index.store import epoch_ms
 from gitprov.sync import sync_mlflow
 from gitprov.sync.bridge import millis
 from gitprov.sync.mlflow_bridge import canonical_value

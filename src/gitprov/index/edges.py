@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..nodes import graph_node
-from .store import DIRECTIONS, NODE_KINDS, id_bytes, node_row, unhex
+from .encoding import DIRECTIONS, NODE_KINDS, id_bytes, node_row, unhex
 
 if TYPE_CHECKING:
     import sqlite3
@@ -30,13 +30,13 @@ Edge = tuple[str, str, str]
 _ROWS = "runs r JOIN lineage l ON l.run = r.rid JOIN nodes n ON n.nid = l.node"
 _DIRECTION_NAMES = {v: k for k, v in DIRECTIONS.items()}
 _RUN = NODE_KINDS["run"]
-_KIND_NAMES = {code: kind for kind, code in NODE_KINDS.items()}  # ``store.node_kind``, inline
+_KIND_NAMES = {code: kind for kind, code in NODE_KINDS.items()}  # ``encoding.node_kind``, inline
 #: sorts after every run id's bytes: the upper bound of a range of them
 _TOP_BYTES = b"\xff" * 64
 
 
 def _names(run_ids: Iterable[str]) -> list[bytes | str]:
-    """Run ids as a run node's ``name`` holds them (``store.node_row``: bytes when the id
+    """Run ids as a run node's ``name`` holds them (``encoding.node_row``: bytes when the id
     is lowercase hex of even length, else the text)."""
     out: list[bytes | str] = []
     for run_id in run_ids:

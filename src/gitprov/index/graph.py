@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..nodes import graph_node
-from .store import node_kind, unhex
+from .encoding import node_kind, unhex
 
 if TYPE_CHECKING:
     import sqlite3

@@ -20,7 +20,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..errors import QueryError, UnknownFieldError
-from .store import COMMIT_SQL, DIRECTIONS, KEYED_TABLES, NODE_KINDS, hex_sql, key_sql
+from .encoding import COMMIT_SQL, DIRECTIONS, KEYED_TABLES, NODE_KINDS, hex_sql, key_sql
 
 if TYPE_CHECKING:
     import sqlite3
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["compile_order", "compile_query", "like_glob", "select_found", "select_run_ids", "select_runs"]
 
 
-#: a run's times as the index stores them (``store.time_value``: they sort as their text;
+#: a run's times as the index stores them (``encoding.time_value``: they sort as their text;
 #: ``updated`` is NULL when it is ``ended``)
 _TIMES = {"created": "r.created", "ended": "r.ended", "updated": "COALESCE(r.updated, r.ended)"}
 _COLUMNS = {
@@ -119,7 +119,7 @@ def _target(field: str) -> _Target:
                 f"unknown query field {field!r}; lineage fields are {head}.models, {head}.runs, {head}.datasets")
         direction = DIRECTIONS["in" if head == "inputs" else "out"]
         code = NODE_KINDS[kind]
-        if not dot2:  # a run node's name is its id as bytes (``store.node_row``)
+        if not dot2:  # a run node's name is its id as bytes (``encoding.node_row``)
             return _Target(field, hex_sql("x.name") if kind == "run" else "x.name", "lineage",
                            "l.direction = ? AND x.kind = ?", (direction, code), text_only=True)
         if not name:

@@ -25,7 +25,7 @@ from .. import codec
 from ..model import RunRecord, RunState
 from ..model.common import FORMAT_VERSION
 from ..runs.stage import STAGE_PREFIX
-from .store import (
+from .encoding import (
     DIRECTIONS,
     KEYED_TABLES,
     NODE_KINDS,

@@ -13,26 +13,22 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import weakref
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError, FormatVersionError, WriteError
 from ..store.ledger import Ledger
 from ..store.objects import decode_tree
 from ..store.prov_store import ProvStore
+from .encoding import _HEX, KEYED_TABLES, RUN_TABLES, epoch_ms, id_bytes, time_text, unhex
 
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Iterator
 
-__all__ = ["COMMIT_SQL", "DIRECTIONS", "INDEX_FILE", "INDEX_VERSION", "KEYED_TABLES", "NODE_KINDS", "RUN_TABLES",
-           "RunIndex", "epoch_ms", "hex_sql", "hexish",
-           "id_bytes", "index_of", "key_sql", "node_kind", "node_row", "time_text", "time_value", "unhex"]
+__all__ = ["INDEX_FILE", "INDEX_VERSION", "RunIndex", "index_of"]
 
 INDEX_FILE = "index.sqlite"
-_EPOCH = datetime(1970, 1, 1)
 #: bump when the tables change: an older index is rebuilt.
 INDEX_VERSION = "9"
 
@@ -67,16 +63,6 @@ CREATE TABLE stages(run INTEGER NOT NULL, key INTEGER NOT NULL, name TEXT NOT NU
 CREATE INDEX stages_key ON stages(name, args_hash);
 """
 
-#: tables with one row or more per run, keyed by its ``rid`` in column ``run``
-RUN_TABLES = ("params", "metrics", "tags", "attributes", "lineage", "stages")
-#: tables whose ``key`` is a ``keys.kid`` (``keys.kind`` is the table's name)
-KEYED_TABLES = ("params", "metrics", "tags", "attributes")
-#: ``lineage.direction``: what a run consumed (``in``) or produced (``out``)
-DIRECTIONS = {"in": 0, "out": 1}
-#: ``nodes.kind`` of the kinds lineage holds (any other kind is kept as its text); a run
-#: node's ``name``, a run id, is stored as bytes (``hexish``): ``node_row``, ``node_kind``
-NODE_KINDS = {"run": 0, "model": 1, "dataset": 2}
-_KIND_NAMES = {code: kind for kind, code in NODE_KINDS.items()}
 #: secondary indexes dropped during a cold build and created once at its end (``keys_name``,
 #: looked up while rows go in, stays; ``nodes_key`` is a staged table's meanwhile: ``rows.RunRows``)
 _SECONDARY_INDEXES = ("runs_id", "runs_created", "params_kv", "metrics_kv", "lineage_node", "stages_key", "nodes_key")
@@ -84,57 +70,12 @@ _SECONDARY_INDEXES = ("runs_id", "runs_created", "params_kv", "metrics_kv", "lin
 _BULK_INDEX_MIN = 1000
 #: runs decoded between two rounds of inserts
 _INSERT_BATCH = 2000
-_HEX = frozenset("0123456789abcdef")
 #: pages a connection keeps in memory, in KiB: SQLite's default (2 MiB) holds a fifth of a
 #: 10,000-run index, so a query and the summaries of its answer evict each other's pages
 _CACHE_KIB = 16384
 #: KiB of pages a cold build keeps (SQLite's default): its pages are written, not read again,
 #: and its peak memory is issue 14's limit
 _BUILD_CACHE_KIB = 2000
-
-
-def id_bytes(text: str) -> bytes:
-    """A (lowercase hex) object or run id as the index stores it."""
-    return bytes.fromhex(text)
-
-
-def hexish(text: str | None) -> bytes | str | None:
-    """A value that is usually an id (a commit, a parent run): bytes when it is lowercase
-    hex of even length, else as given."""
-    if text and len(text) % 2 == 0 and _HEX.issuperset(text):
-        return bytes.fromhex(text)
-    return text
-
-
-def unhex(value: Any) -> Any:
-    """What ``hexish`` stored, as it was given."""
-    return value.hex() if isinstance(value, bytes) else value
-
-
-def hex_sql(column: str) -> str:
-    """SQL giving ``column`` (stored by ``hexish`` or ``id_bytes``) as text again."""
-    return f"(CASE typeof({column}) WHEN 'blob' THEN lower(hex({column})) ELSE {column} END)"
-
-
-def node_row(kind: str, name: str) -> tuple[int | str, bytes | str]:
-    """``(kind, name)`` of a lineage node as ``nodes`` stores them."""
-    code = NODE_KINDS.get(kind, kind)
-    return code, (hexish(name) or name) if code == 0 else name  # type: ignore[return-value]
-
-
-def node_kind(kind: int | str) -> str:
-    """The kind ``node_row`` stored, as lineage names it."""
-    return _KIND_NAMES.get(kind, kind) if kind.__class__ is int else kind  # type: ignore[return-value]
-
-
-#: SQL for the commit of run ``r`` as ``hexish`` stored it (``runs.commit_id`` is a
-#: ``commits.cid``: a commit is stored once, not in every run made against it)
-COMMIT_SQL = "(SELECT oid FROM commits WHERE cid = r.commit_id)"
-
-
-def key_sql(kind: str) -> str:
-    """SQL for the key id of a ``kind`` key named by the next parameter (NULL: no run has it)."""
-    return f"(SELECT kid FROM keys WHERE kind = '{kind}' AND name = ?)"
 
 
 def _run_id_in(shard: str, name: str) -> bool:
@@ -429,51 +370,6 @@ def _corrupt(why: str) -> Exception:
     import sqlite3
 
     return sqlite3.DatabaseError(why)
-
-
-def epoch_ms(timestamp: Any) -> int | None:
-    """Milliseconds since the epoch of a run's RFC 3339 UTC time (``created``, ``ended``),
-    as MLflow's ``start_time`` / ``end_time`` of the synced run hold it; also of the
-    index's integer form of such a time (``time_value``)."""
-    from datetime import datetime, timedelta, timezone
-
-    if isinstance(timestamp, int):
-        moment = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=timestamp)
-        return int(moment.timestamp() * 1000)
-    if not isinstance(timestamp, str) or not timestamp:
-        return None
-    try:
-        moment = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
-    except ValueError:
-        return None
-    return int(moment.timestamp() * 1000)
-
-
-_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", re.ASCII)
-
-
-def time_value(text: str | None) -> int | str | None:
-    """A run's time as the index stores it: microseconds since the epoch when it has the
-    form every record's time has (``2026-11-22T04:56:35.123456Z``: they sort as the text
-    does, in 8 bytes instead of 27), else the text itself; ``time_text`` gives it back."""
-    if text.__class__ is str and len(text) == 27 and _TIME.fullmatch(text):  # type: ignore[arg-type]
-        from datetime import datetime
-
-        try:
-            delta = datetime.fromisoformat(text[:26]) - _EPOCH  # type: ignore[index]
-        except ValueError:
-            return text
-        return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-    return text
-
-
-def time_text(value: Any) -> Any:
-    """What ``time_value`` stored, as the record's text."""
-    if value.__class__ is int:
-        from datetime import timedelta
-
-        return (_EPOCH + timedelta(microseconds=value)).isoformat(timespec="microseconds") + "Z"
-    return value
 
 
 def _regexp(pattern: str, value: Any) -> bool:

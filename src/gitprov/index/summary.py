@@ -175,7 +175,7 @@ class RunSummary:
 
 
 def moment(value: int | str | None) -> datetime | None:
-    """A time as the index stores it (``store.time_value``), as ``Run.get_date_created``
+    """A time as the index stores it (``encoding.time_value``), as ``Run.get_date_created``
     gives it (``None`` for none)."""
     if value.__class__ is int:
         return _EPOCH + _MICROSECOND * value  # type: ignore[operator]  # exact: integer microseconds
