@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 
-from ..store.packstream import PackStreamError, scan_blobs
+from ..store.packstream import scan_blobs
 from ..store.repo import GitRepository
 from .blobs import LIMITS
 from .validate import precheck
@@ -77,10 +77,8 @@ class Arriving:
                     found = precheck(data)
                     if found is not None:
                         self.cleared[oid] = found
-        except (PackStreamError, OSError, MemoryError):
+        except Exception:  # noqa: BLE001 - a PackStreamError, an OSError or anything else: never the pull's
             pass  # what was cleared so far stands; the rest is read from git
-        except Exception:  # noqa: BLE001 - any other failure here too: never the pull's
-            pass
 
     def _reader(self, f):
         """``read(n)`` of the file as git writes it: waits for more while git runs."""
