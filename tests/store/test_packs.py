@@ -188,12 +188,31 @@ def test_a_read_survives_packs_vanishing_under_it_more_than_once(repo: GitRepo, 
     real = git.odb._load_packs
     rescans = []
 
-    def late_rescan():  # the first rescans still see the vanished pack
+    def late_rescan(**options):  # the first rescans still see the vanished pack
         rescans.append(1)
-        return stale if len(rescans) < 3 else real()
+        return stale if len(rescans) < 3 else real(**options)
 
     monkeypatch.setattr(git.odb, "_load_packs", late_rescan)
     git.odb._packs = stale
     for oid, kind, data in written:
         assert git.odb.read(oid) == (kind, data)
     assert len(rescans) >= 3
+
+
+def test_a_read_skips_a_pack_whose_data_is_gone_but_index_remains(repo: GitRepo) -> None:
+    """git's repack removes an old pack's ``.pack`` before its ``.idx``: a reader that
+    rescans in between still lists the index, and must look past it to the new pack
+    rather than fail on the same missing file at every rescan."""
+    git = GitRepository.open(str(repo.path))
+    with git.odb.batch():
+        written = write_some(git, "half")
+    repo.git("update-ref", "refs/prov/test", written[-1][0])
+    git.odb._packs = stale = git.odb._load_packs()
+    old_idx = {p.pack_path[:-5] + ".idx": open(p.pack_path[:-5] + ".idx", "rb").read() for p in stale}
+    repo.git("repack", "-a", "-d", "-q")
+    for path, data in old_idx.items():  # the moment between git's two unlinks
+        with open(path, "wb") as f:
+            f.write(data)
+        assert not os.path.exists(path[:-4] + ".pack")
+    for oid, kind, data in written:
+        assert git.odb.read(oid) == (kind, data)

@@ -13,6 +13,7 @@ import contextlib
 import errno
 import os
 import threading
+import time
 import zlib
 
 from ..errors import DataError, MissingObjectError, ReadOnlyRepositoryError, WriteError
@@ -154,10 +155,12 @@ class DiskObjectDatabase(ObjectDatabase):
     def _loose_path(self, oid: str) -> str:
         return os.path.join(self.path, oid[:2], oid[2:])
 
-    def _load_packs(self) -> list[Pack]:
+    def _load_packs(self, *, with_data_only: bool = False) -> list[Pack]:
         """The packs of the directory now. A pack whose index vanished between the listing
         and its reading was repacked into a newer pack (written before the old ones are
-        removed) that the listing may have missed: the directory is listed again."""
+        removed) that the listing may have missed: the directory is listed again.
+        ``with_data_only`` also leaves out a pack whose ``.pack`` is gone while its
+        ``.idx`` is still there: git removes a repacked pack's data before its index."""
         pack_dir = os.path.join(self.path, "pack")
         # A pack is named by its checksum and never changes, so an index already read
         # is reused: a refresh (every write checks the packs) only reads new packs.
@@ -174,6 +177,8 @@ class DiskObjectDatabase(ObjectDatabase):
             for n in names:
                 path = os.path.join(pack_dir, n)
                 pack = known.get(path[:-4] + ".pack")
+                if with_data_only and not os.path.exists(path[:-4] + ".pack"):
+                    continue
                 if pack is None:
                     try:
                         pack = known[path[:-4] + ".pack"] = Pack(path, self.fmt)
@@ -232,7 +237,9 @@ class DiskObjectDatabase(ObjectDatabase):
                 # in a row (git's, one after another) can do it more than once
                 if attempt == _READ_RESCANS - 1:
                     raise
-                self._packs = self._load_packs()
+                if attempt:
+                    time.sleep(0.001 * 2**attempt)  # let the repack finish its removals
+                self._packs = self._load_packs(with_data_only=True)
         return None
 
     def _read_local_once(self, oid: str) -> tuple[str, bytes] | None:
