@@ -1,6 +1,7 @@
 """Shared fixtures. Every test runs with git config isolated from the machine:
 ``HOME`` is a fresh directory, ``GIT_CONFIG_NOSYSTEM=1``, a fixed identity, and no
-repack started behind a test's back (``prov.autoPackLimit = 0``)."""
+repack started behind a test's back (``prov.autoPackLimit = 0``). Hypothesis runs
+without deadlines."""
 
 from __future__ import annotations
 
@@ -11,6 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# No per-example deadline: a deadline is a timed assertion, and these machines are
+# shared and noisy (a summary test once missed the default 200 ms under load 8).
+settings.register_profile("gitprov", deadline=None)
+settings.load_profile("gitprov")
 
 #: the project checkout (tests read docs/, the lexicon, pyproject.toml from it)
 ROOT = Path(__file__).resolve().parents[1]
