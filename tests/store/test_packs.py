@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import zlib
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -208,7 +209,7 @@ def test_a_read_skips_a_pack_whose_data_is_gone_but_index_remains(repo: GitRepo)
         written = write_some(git, "half")
     repo.git("update-ref", "refs/prov/test", written[-1][0])
     git.odb._packs = stale = git.odb._load_packs()
-    old_idx = {p.pack_path[:-5] + ".idx": open(p.pack_path[:-5] + ".idx", "rb").read() for p in stale}
+    old_idx = {p.pack_path[:-5] + ".idx": Path(p.pack_path[:-5] + ".idx").read_bytes() for p in stale}
     repo.git("repack", "-a", "-d", "-q")
     for path, data in old_idx.items():  # the moment between git's two unlinks
         with open(path, "wb") as f:
