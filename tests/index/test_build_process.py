@@ -118,14 +118,14 @@ def test_a_failed_insert_ends_the_child_and_leaves_no_half_index(ledger_repo, mo
     assert by_child and len(got["runs"]) == 40
 
 
-def test_git_dying_in_the_child_leaves_the_rest_to_its_object_layer(ledger_repo, monkeypatch, tmp_path):
+def test_the_child_reads_the_blobs_from_the_packs_without_git(ledger_repo, monkeypatch, tmp_path):
     import shutil
 
     expected, _, _ = built(ledger_repo, tmp_path / "thread.sqlite", monkeypatch, child=False)
     real = shutil.which("git")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    cut = bin_dir / "git"  # the child's blob answers stop after 20,000 bytes, mid-object
+    cut = bin_dir / "git"  # any blob answers stop after 20,000 bytes, mid-object
     cut.write_text("#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = cat-file ]; then\n"
                    f"    echo cut >> \"{bin_dir}/log\"; \"{real}\" \"$@\" | head -c 20000; exit 0\n  fi\ndone\n"
                    f"exec \"{real}\" \"$@\"\n")
@@ -133,7 +133,16 @@ def test_git_dying_in_the_child_leaves_the_rest_to_its_object_layer(ledger_repo,
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     got, by_child, _ = built(ledger_repo, tmp_path / "child.sqlite", monkeypatch, child=True)
     assert by_child and got == expected
-    assert (bin_dir / "log").read_text() == "cut\n" * 2  # the parent's tree pass (short: whole), the child's blobs
+    assert (bin_dir / "log").read_text() == "cut\n"  # the parent's tree pass (short: whole) only
+
+
+def test_loose_blobs_are_read_by_the_child_as_well(ledger_repo, monkeypatch, tmp_path):
+    from tests.conftest import unpack_all
+
+    expected, _, _ = built(ledger_repo, tmp_path / "thread.sqlite", monkeypatch, child=False)
+    unpack_all(Path(ledger_repo.git.work_tree))  # no pack left: every blob is a loose object
+    got, by_child, _ = built(ledger_repo, tmp_path / "child.sqlite", monkeypatch, child=True)
+    assert by_child and got == expected
 
 
 def test_child_failure_names_what_went_wrong(ledger_repo, tmp_path):

@@ -28,9 +28,12 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BuildChildError
+
+if TYPE_CHECKING:
+    from .reading import RunBlobs
 
 __all__ = ["CHILD", "BuildChildError", "child_batches"]
 
@@ -38,6 +41,8 @@ __all__ = ["CHILD", "BuildChildError", "child_batches"]
 CHILD = True
 
 _FRAME = struct.Struct("<Q")
+#: runs whose blobs the reading process sends in one frame (``_read_in_a_fork``)
+_BLOB_FRAME = 256
 #: frames read ahead of the inserts (each a batch of runs' rows, a few MB)
 _AHEAD = 2
 #: environment variables that would point the child's git elsewhere than the parent's repository
@@ -134,12 +139,72 @@ def child_batches(git_dir: str, runs: Sequence[tuple[str, str]], blob_ids: bytes
                           + (f": {why[-1]}" if why else ""))
 
 
+def _read_in_a_fork(repo: Any, runs: Sequence[tuple[str, str]], blob_ids: bytes) -> Iterator[RunBlobs]:
+    """``read_packed_run_blobs`` in a process forked from this one (no thread runs yet):
+    inflating the blobs and making the rows take two cores, not one. The blobs come over
+    a pipe, ``_BLOB_FRAME`` runs a frame: their lengths, then their bytes. Raises
+    ``BuildChildError`` when the reader did not send every run (its error on stderr)."""
+    from .reading import RunBlobs, read_packed_run_blobs
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the reader: never returns
+        code = 1
+        try:
+            os.close(read_end)
+            with open(write_end, "wb", buffering=1 << 20) as out:
+                lengths: list[int] = []
+                parts: list[bytes] = []
+                for blobs in read_packed_run_blobs(repo, runs, blob_ids):
+                    lengths += (len(blobs.record), len(blobs.state))
+                    parts += (blobs.record, blobs.state)
+                    if len(lengths) == 2 * _BLOB_FRAME:
+                        out.write(struct.pack(f"<{len(lengths)}I", *lengths))
+                        out.write(b"".join(parts))
+                        lengths, parts = [], []
+                if lengths:
+                    out.write(struct.pack(f"<{len(lengths)}I", *lengths))
+                    out.write(b"".join(parts))
+            code = 0
+        except BaseException as exc:  # told on stderr, the parent's last line of it
+            with contextlib.suppress(BaseException):
+                sys.stderr.write(f"reading the packs: {type(exc).__name__}: {exc}\n")
+                sys.stderr.flush()
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    sent = 0
+    try:
+        with open(read_end, "rb", buffering=1 << 20) as pipe:
+            while sent < len(runs):
+                page = runs[sent:sent + _BLOB_FRAME]
+                head = pipe.read(8 * len(page))
+                if len(head) != 8 * len(page):
+                    break
+                lengths = struct.unpack(f"<{2 * len(page)}I", head)
+                data = pipe.read(sum(lengths))
+                if len(data) != sum(lengths):
+                    break
+                at = 0
+                for k, (run_id, tree) in enumerate(page):
+                    record_end = at + lengths[2 * k]
+                    state_end = record_end + lengths[2 * k + 1]
+                    yield RunBlobs(run_id, tree, data[at:record_end], data[record_end:state_end])
+                    at = state_end
+                sent += len(page)
+    finally:
+        _, status = os.waitpid(pid, 0)
+    if status != 0 or sent != len(runs):
+        raise BuildChildError(f"the process reading the packs ended after {sent} of {len(runs)} runs "
+                              f"(status {status})")
+
+
 def _main() -> int:
     """The child: read the request on stdin, write a frame per batch on stdout."""
     import msgspec
 
     from ..store.repo import GitRepository
-    from .reading import read_run_blobs
+    from .reading import read_packed_run_blobs
     from .rows import RunRows
 
     gc.disable()  # millions of short-lived rows, no cycles: a collection finds nothing to free
@@ -158,7 +223,8 @@ def _main() -> int:
         stdout.write(_FRAME.pack(len(data)) + data)
 
     rows = RunRows.detached(head, send)
-    for blobs in read_run_blobs(repo, runs, bulk=True, blob_ids=blob_ids):
+    read = _read_in_a_fork if hasattr(os, "fork") else read_packed_run_blobs
+    for blobs in read(repo, runs, blob_ids):
         rows.add(blobs)
     rows.flush()
     data = encode({"done": len(runs)})
