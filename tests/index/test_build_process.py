@@ -155,6 +155,24 @@ def test_child_failure_names_what_went_wrong(ledger_repo, tmp_path):
     assert [len(b["runs"]) for b in batches] == [7] * 5 + [5]
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the child reads in a forked process where it can fork")
+def test_the_forked_reader_sends_every_run_or_the_child_says_where_it_stopped(ledger_repo, monkeypatch, capfd):
+    from gitprov.index.reading import read_packed_run_blobs
+
+    prov = ledger_repo
+    runs, blob_ids = in_pack_order(prov.git, all_run_entries(prov.ledger, prov.ledger.tip()))
+    monkeypatch.setattr(build_process, "_BLOB_FRAME", 3)  # several frames, the last one short
+    expected = list(read_packed_run_blobs(prov.git, runs, blob_ids))
+    assert list(build_process._read_in_a_fork(prov.git, runs, blob_ids)) == expected
+    step = 2 * prov.git.odb.fmt.raw_len
+    gone = blob_ids[:20 * step] + bytes([blob_ids[20 * step] ^ 0xFF]) + blob_ids[20 * step + 1:]  # run 21: no record
+    got = []
+    with pytest.raises(BuildChildError, match=r"reading the packs ended after 18 of 40 runs \(status 256\)"):
+        got.extend(build_process._read_in_a_fork(prov.git, runs, gone))
+    assert got == expected[:18]  # the frames before the one holding run 21
+    assert "MissingObjectError" in capfd.readouterr().err
+
+
 def _children() -> list[int]:
     pids = []
     for task in os.listdir(f"/proc/{os.getpid()}/task"):

@@ -41,7 +41,7 @@ BULK_MIN = 200
 #: runs asked for at a time when ``runs`` is not a sequence (a streamed listing)
 PAGE = 500
 #: runs read from the packs at a time (``read_packed_run_blobs``)
-_PACKED_CHUNK = 8192
+_PACKED_CHUNK = 16384
 #: answers parsed ahead of the caller: ``_QUEUED`` chunks of ``_CHUNK`` blobs (a few MB)
 _CHUNK = 64
 _QUEUED = 64

@@ -106,18 +106,27 @@ class Pack:
             lo = self.fanout[first - 1] if first else 0
             hi = self.fanout[first]
             if (end - at) * self.FEW < hi - lo:  # few of a large bucket: a search each
-                places = [self._search(raw) for raw in raws[at:end]]
-            else:
+                for raw in raws[at:end]:
+                    i = self._search(raw)
+                    found.append(self._offset(i) if i < self.count and self._name(i) == raw else -1)
+            else:  # the bucket's names once, each id found from where the one before it was
                 names = [idx[p : p + size] for p in range(base + lo * size, base + hi * size, size)]
-                places = [lo + bisect_left(names, raw) for raw in raws[at:end]]
-            for raw, i in zip(raws[at:end], places, strict=True):
-                if i < self.count and self._name(i) == raw:
-                    off = int.from_bytes(idx[self.offsets_at + i * 4 : self.offsets_at + i * 4 + 4], "big")
-                    found.append(self._large_offset(off) if off & 0x80000000 else off)
-                else:
-                    found.append(-1)
+                i, offsets = 0, self.offsets_at + lo * 4
+                for raw in raws[at:end]:
+                    i = bisect_left(names, raw, i)
+                    if i < len(names) and names[i] == raw:
+                        off = int.from_bytes(idx[offsets + i * 4 : offsets + i * 4 + 4], "big")
+                        found.append(self._large_offset(off) if off & 0x80000000 else off)
+                    else:
+                        found.append(-1)
             at = end
         return found
+
+    def _offset(self, i: int) -> int:
+        """The offset of the ``i``-th object (in id order)."""
+        at = self.offsets_at + i * 4
+        off = int.from_bytes(self.idx[at : at + 4], "big")
+        return self._large_offset(off) if off & 0x80000000 else off
 
     def ids(self) -> list[bytes]:
         """The raw id of every object, in id order."""
@@ -262,8 +271,13 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
 
 def apply_delta(base: bytes, delta: bytes) -> bytes:
     """Apply a git pack delta to ``base``."""
-    src_size, pos = _read_varint(delta, 0)
-    dst_size, pos = _read_varint(delta, pos)
+    if delta[0] < 0x80 and delta[1] < 0x80:  # both sizes under 128 bytes
+        src_size, dst_size, pos = delta[0], delta[1], 2
+    elif delta[0] >= 0x80 and delta[1] < 0x80 and delta[2] >= 0x80 and delta[3] < 0x80:  # under 16 KiB
+        src_size, dst_size, pos = (delta[0] & 0x7F) | delta[1] << 7, (delta[2] & 0x7F) | delta[3] << 7, 4
+    else:
+        src_size, pos = _read_varint(delta, 0)
+        dst_size, pos = _read_varint(delta, pos)
     if src_size != len(base):
         raise DataError("delta base has the wrong size")
     out: list[bytes] = []
