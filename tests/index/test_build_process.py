@@ -164,6 +164,9 @@ def test_the_forked_reader_sends_every_run_or_the_child_says_where_it_stopped(le
     monkeypatch.setattr(build_process, "_BLOB_FRAME", 3)  # several frames, the last one short
     expected = list(read_packed_run_blobs(prov.git, runs, blob_ids))
     assert list(build_process._read_in_a_fork(prov.git, runs, blob_ids)) == expected
+    early = build_process._read_in_a_fork(prov.git, runs, blob_ids)
+    assert next(early) == expected[0]
+    early.close()  # given up (a row that failed): the reader, still sending, is stopped and waited for
     step = 2 * prov.git.odb.fmt.raw_len
     gone = blob_ids[:20 * step] + bytes([blob_ids[20 * step] ^ 0xFF]) + blob_ids[20 * step + 1:]  # run 21: no record
     got = []

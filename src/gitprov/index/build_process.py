@@ -23,6 +23,7 @@ import gc
 import json
 import os
 import queue
+import signal
 import struct
 import subprocess
 import sys
@@ -41,8 +42,10 @@ __all__ = ["CHILD", "BuildChildError", "child_batches"]
 CHILD = True
 
 _FRAME = struct.Struct("<Q")
-#: runs whose blobs the reading process sends in one frame (``_read_in_a_fork``)
+#: runs whose blobs the reading process sends in one frame (``_read_in_a_fork``), and
+#: frames read ahead of the rows being made (~4.5 MB)
 _BLOB_FRAME = 256
+_BLOBS_AHEAD = 8
 #: frames read ahead of the inserts (each a batch of runs' rows, a few MB)
 _AHEAD = 2
 #: environment variables that would point the child's git elsewhere than the parent's repository
@@ -147,6 +150,10 @@ def _read_in_a_fork(repo: Any, runs: Sequence[tuple[str, str]], blob_ids: bytes)
     from .reading import RunBlobs, read_packed_run_blobs
 
     read_end, write_end = os.pipe()
+    with contextlib.suppress(AttributeError, OSError):  # Linux: a pipe of 1 MiB, not 64 KiB
+        import fcntl
+
+        fcntl.fcntl(read_end, fcntl.F_SETPIPE_SZ, 1 << 20)
     pid = os.fork()
     if pid == 0:  # the reader: never returns
         code = 1
@@ -173,26 +180,53 @@ def _read_in_a_fork(repo: Any, runs: Sequence[tuple[str, str]], blob_ids: bytes)
         finally:
             os._exit(code)
     os.close(write_end)
-    sent = 0
+    frames: queue.Queue[tuple[tuple[int, ...], bytes] | None] = queue.Queue(maxsize=_BLOBS_AHEAD)
+    stop = threading.Event()
+
+    def put(item: tuple[tuple[int, ...], bytes] | None) -> bool:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                frames.put(item, timeout=0.1)
+                return True
+        return False
+
+    def receive() -> None:
+        """Frames off the pipe, ``_BLOBS_AHEAD`` at most waiting (``read`` lets go of the
+        GIL): the reader is not held up while this process makes rows, nor is it the
+        other way round."""
+        try:
+            with open(read_end, "rb", buffering=1 << 16) as pipe:
+                for start in range(0, len(runs), _BLOB_FRAME):
+                    count = min(_BLOB_FRAME, len(runs) - start)
+                    head = pipe.read(8 * count)
+                    if len(head) != 8 * count:
+                        return
+                    lengths = struct.unpack(f"<{2 * count}I", head)
+                    data = pipe.read(sum(lengths))
+                    if len(data) != sum(lengths) or not put((lengths, data)):
+                        return
+        finally:
+            put(None)
+
+    receiver = threading.Thread(target=receive, name="prov-build-blobs", daemon=True)
+    receiver.start()
+    sent, ended = 0, False
     try:
-        with open(read_end, "rb", buffering=1 << 20) as pipe:
-            while sent < len(runs):
-                page = runs[sent:sent + _BLOB_FRAME]
-                head = pipe.read(8 * len(page))
-                if len(head) != 8 * len(page):
-                    break
-                lengths = struct.unpack(f"<{2 * len(page)}I", head)
-                data = pipe.read(sum(lengths))
-                if len(data) != sum(lengths):
-                    break
-                at = 0
-                for k, (run_id, tree) in enumerate(page):
-                    record_end = at + lengths[2 * k]
-                    state_end = record_end + lengths[2 * k + 1]
-                    yield RunBlobs(run_id, tree, data[at:record_end], data[record_end:state_end])
-                    at = state_end
-                sent += len(page)
+        for lengths, data in iter(frames.get, None):
+            at = 0
+            for k, (run_id, tree) in enumerate(runs[sent:sent + len(lengths) // 2]):
+                record_end = at + lengths[2 * k]
+                state_end = record_end + lengths[2 * k + 1]
+                yield RunBlobs(run_id, tree, data[at:record_end], data[record_end:state_end])
+                at = state_end
+            sent += len(lengths) // 2
+        ended = True  # the pipe ended: the reader is done, or failed and says why
     finally:
+        stop.set()
+        if not ended:  # given up before the pipe ended: the reader stops, and its pipe
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        receiver.join()
         _, status = os.waitpid(pid, 0)
     if status != 0 or sent != len(runs):
         raise BuildChildError(f"the process reading the packs ended after {sent} of {len(runs)} runs "
