@@ -155,6 +155,15 @@ def test_child_failure_names_what_went_wrong(ledger_repo, tmp_path):
     assert [len(b["runs"]) for b in batches] == [7] * 5 + [5]
 
 
+@_PROC
+def test_a_child_started_ahead_and_not_used_is_ended(ledger_repo, monkeypatch, tmp_path):
+    expected, _, _ = built(ledger_repo, tmp_path / "thread.sqlite", monkeypatch, child=False)
+    monkeypatch.setattr(reading, "in_pack_order", lambda repo, runs: (list(runs), b""))  # no ids: in-process
+    got, by_child, _ = built(ledger_repo, tmp_path / "child.sqlite", monkeypatch, child=True)
+    assert not by_child and got == expected
+    assert not any(b"gitprov.index.build_process" in _cmdline(pid) for pid in _children())
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="the child reads in a forked process where it can fork")
 def test_the_forked_reader_sends_every_run_or_the_child_says_where_it_stopped(ledger_repo, monkeypatch, capfd):
     from gitprov.index.reading import read_packed_run_blobs
