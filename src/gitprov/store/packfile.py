@@ -105,7 +105,9 @@ class Pack:
                 end += 1
             lo = self.fanout[first - 1] if first else 0
             hi = self.fanout[first]
-            if (end - at) * self.FEW < hi - lo:  # few of a large bucket: a search each
+            if hi == lo:  # none in this pack starts so
+                found.extend([-1] * (end - at))
+            elif (end - at) * self.FEW < hi - lo:  # few of a large bucket: a search each
                 for raw in raws[at:end]:
                     i = self._search(raw)
                     found.append(self._offset(i) if i < self.count and self._name(i) == raw else -1)
@@ -280,42 +282,27 @@ def apply_delta(base: bytes, delta: bytes) -> bytes:
         dst_size, pos = _read_varint(delta, pos)
     if src_size != len(base):
         raise DataError("delta base has the wrong size")
-    out: list[bytes] = []
-    append = out.append
+    out = bytearray()
     end = len(delta)
-    while pos < end:  # each argument byte spelled out: a cold build applies 200,000 deltas
+    while pos < end:
         op = delta[pos]
         pos += 1
         if op & 0x80:
             off = size = 0
-            if op & 0x01:
-                off = delta[pos]
-                pos += 1
-            if op & 0x02:
-                off |= delta[pos] << 8
-                pos += 1
-            if op & 0x04:
-                off |= delta[pos] << 16
-                pos += 1
-            if op & 0x08:
-                off |= delta[pos] << 24
-                pos += 1
-            if op & 0x10:
-                size = delta[pos]
-                pos += 1
-            if op & 0x20:
-                size |= delta[pos] << 8
-                pos += 1
-            if op & 0x40:
-                size |= delta[pos] << 16
-                pos += 1
-            append(base[off : off + (size or 0x10000)])
+            for i in range(4):
+                if op & (1 << i):
+                    off |= delta[pos] << (8 * i)
+                    pos += 1
+            for i in range(3):
+                if op & (0x10 << i):
+                    size |= delta[pos] << (8 * i)
+                    pos += 1
+            out += base[off : off + (size or 0x10000)]
         elif op:
-            append(delta[pos : pos + op])
+            out += delta[pos : pos + op]
             pos += op
         else:
             raise DataError("invalid delta instruction")
-    data = b"".join(out)
-    if len(data) != dst_size:
+    if len(out) != dst_size:
         raise DataError("delta result has the wrong size")
-    return data
+    return bytes(out)
