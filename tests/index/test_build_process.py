@@ -118,14 +118,14 @@ def test_a_failed_insert_ends_the_child_and_leaves_no_half_index(ledger_repo, mo
     assert by_child and len(got["runs"]) == 40
 
 
-def test_git_dying_in_the_child_leaves_the_rest_to_its_object_layer(ledger_repo, monkeypatch, tmp_path):
+def test_the_child_reads_the_blobs_from_the_packs_without_git(ledger_repo, monkeypatch, tmp_path):
     import shutil
 
     expected, _, _ = built(ledger_repo, tmp_path / "thread.sqlite", monkeypatch, child=False)
     real = shutil.which("git")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    cut = bin_dir / "git"  # the child's blob answers stop after 20,000 bytes, mid-object
+    cut = bin_dir / "git"  # any blob answers stop after 20,000 bytes, mid-object
     cut.write_text("#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = cat-file ]; then\n"
                    f"    echo cut >> \"{bin_dir}/log\"; \"{real}\" \"$@\" | head -c 20000; exit 0\n  fi\ndone\n"
                    f"exec \"{real}\" \"$@\"\n")
@@ -133,7 +133,16 @@ def test_git_dying_in_the_child_leaves_the_rest_to_its_object_layer(ledger_repo,
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     got, by_child, _ = built(ledger_repo, tmp_path / "child.sqlite", monkeypatch, child=True)
     assert by_child and got == expected
-    assert (bin_dir / "log").read_text() == "cut\n" * 2  # the parent's tree pass (short: whole), the child's blobs
+    assert (bin_dir / "log").read_text() == "cut\n"  # the parent's tree pass (short: whole) only
+
+
+def test_loose_blobs_are_read_by_the_child_as_well(ledger_repo, monkeypatch, tmp_path):
+    from tests.conftest import unpack_all
+
+    expected, _, _ = built(ledger_repo, tmp_path / "thread.sqlite", monkeypatch, child=False)
+    unpack_all(Path(ledger_repo.git.work_tree))  # no pack left: every blob is a loose object
+    got, by_child, _ = built(ledger_repo, tmp_path / "child.sqlite", monkeypatch, child=True)
+    assert by_child and got == expected
 
 
 def test_child_failure_names_what_went_wrong(ledger_repo, tmp_path):
@@ -144,6 +153,36 @@ def test_child_failure_names_what_went_wrong(ledger_repo, tmp_path):
         list(child_batches(str(tmp_path / "no-repo"), runs, blob_ids, start, 7))
     batches = list(child_batches(ledger_repo.git.common_dir, runs, blob_ids, start, 7))
     assert [len(b["runs"]) for b in batches] == [7] * 5 + [5]
+
+
+@_PROC
+def test_a_child_started_ahead_and_not_used_is_ended(ledger_repo, monkeypatch, tmp_path):
+    expected, _, _ = built(ledger_repo, tmp_path / "thread.sqlite", monkeypatch, child=False)
+    monkeypatch.setattr(reading, "in_pack_order", lambda repo, runs: (list(runs), b""))  # no ids: in-process
+    got, by_child, _ = built(ledger_repo, tmp_path / "child.sqlite", monkeypatch, child=True)
+    assert not by_child and got == expected
+    assert not any(b"gitprov.index.build_process" in _cmdline(pid) for pid in _children())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the child reads in a forked process where it can fork")
+def test_the_forked_reader_sends_every_run_or_the_child_says_where_it_stopped(ledger_repo, monkeypatch, capfd):
+    from gitprov.index.reading import read_packed_run_blobs
+
+    prov = ledger_repo
+    runs, blob_ids = in_pack_order(prov.git, all_run_entries(prov.ledger, prov.ledger.tip()))
+    monkeypatch.setattr(build_process, "_BLOB_FRAME", 3)  # several frames, the last one short
+    expected = list(read_packed_run_blobs(prov.git, runs, blob_ids))
+    assert list(build_process._read_in_a_fork(prov.git, runs, blob_ids)) == expected
+    early = build_process._read_in_a_fork(prov.git, runs, blob_ids)
+    assert next(early) == expected[0]
+    early.close()  # given up (a row that failed): the reader, still sending, is stopped and waited for
+    step = 2 * prov.git.odb.fmt.raw_len
+    gone = blob_ids[:20 * step] + bytes([blob_ids[20 * step] ^ 0xFF]) + blob_ids[20 * step + 1:]  # run 21: no record
+    got = []
+    with pytest.raises(BuildChildError, match=r"reading the packs ended after 18 of 40 runs \(status 256\)"):
+        got.extend(build_process._read_in_a_fork(prov.git, runs, gone))
+    assert got == expected[:18]  # the frames before the one holding run 21
+    assert "MissingObjectError" in capfd.readouterr().err
 
 
 def _children() -> list[int]:

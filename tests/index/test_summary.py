@@ -280,7 +280,9 @@ def test_a_time_is_stored_as_an_integer_that_sorts_as_its_text(a, b):
 
 
 @pytest.mark.parametrize("text", ["", "2024-01-01", "2024-01-01T00:00:00Z", "2024-13-01T00:00:00.000000Z",
-                                  "2024-01-01T00:00:00.000000+00:00", "２０２４-01-01T00:00:00.000000Z"])
+                                  "2024-01-01T00:00:00.000000+00:00", "２０２４-01-01T00:00:00.000000Z",
+                                  "2024-01-01T24:00:00.000000Z", "2024-01-01T23:60:00.000000Z",
+                                  "2024-01-01T23:59:60.000000Z", "2023-02-29T00:00:00.000000Z"])
 def test_a_time_of_another_form_is_stored_as_its_text(text):
     from gitprov.index.encoding import time_text, time_value
 

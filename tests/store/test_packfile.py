@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gitprov.errors import DataError
+from gitprov.errors import DataError, MissingObjectError
+from gitprov.store import packfile
 from gitprov.store.packfile import Pack, apply_delta
 from gitprov.store.repo import GitRepository
 from tests.conftest import GitRepo
@@ -63,6 +64,31 @@ def test_every_object_of_a_pack_git_made_reads_as_git_reads_it(repo: GitRepo, of
         assert pack.offset_of(oid) == listed[oid][0]
         assert pack.read_at(listed[oid][0], read_base) == obj
     assert bool(bases) == (not ofs_delta), "REF_DELTA bases come from the caller, OFS_DELTA bases from the pack"
+
+
+@pytest.mark.gitbin
+@pytest.mark.parametrize("ofs_delta", [True, False], ids=["ofs-delta", "ref-delta"])
+def test_many_blobs_read_at_once_read_as_git_reads_them(repo: GitRepo, monkeypatch, ofs_delta: bool) -> None:
+    pack = repacked(repo, ofs_delta)
+    expected = {oid: data for oid, (kind, data) in all_objects(repo).items() if kind == "blob"}
+    odb = GitRepository.open(str(repo.path)).odb
+    in_pack_order = sorted(expected, key=lambda oid: verify_pack(repo, pack)[oid][0])
+    monkeypatch.setattr(packfile, "BASE_CACHE_BYTES", 4096)  # bases dropped as they are read
+    for order in (in_pack_order, in_pack_order[::-1], sorted(expected)):
+        packfile._BASES.clear()
+        packfile._base_bytes = 0
+        assert list(odb.read_blobs([bytes.fromhex(oid) for oid in order])) == [expected[oid] for oid in order]
+        assert sum(len(data) for _, data in packfile._BASES.values()) == packfile._base_bytes <= 4096
+        pack.drop_pages()  # read again from the system's cache when needed
+    loose = repo.git("hash-object", "-w", "--stdin", input="a loose blob\n").strip()
+    some = in_pack_order[:3]
+    assert list(odb.read_blobs([bytes.fromhex(oid) for oid in [*some, loose]])) == \
+        [*(expected[oid] for oid in some), b"a loose blob\n"]
+    tree = repo.git("rev-parse", "HEAD^{tree}").strip()
+    with pytest.raises(DataError, match=f"{tree} is a tree, expected a blob"):
+        list(odb.read_blobs([bytes.fromhex(tree)]))
+    with pytest.raises(MissingObjectError):
+        list(odb.read_blobs([bytes.fromhex(some[0]), bytes(len(bytes.fromhex(some[0])))]))
 
 
 @pytest.mark.gitbin

@@ -23,43 +23,70 @@ import gc
 import json
 import os
 import queue
+import signal
 import struct
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BuildChildError
 
-__all__ = ["CHILD", "BuildChildError", "child_batches"]
+if TYPE_CHECKING:
+    from .reading import RunBlobs
+
+__all__ = ["CHILD", "BuildChildError", "child_batches", "start_child", "stop_child"]
 
 #: whether a cold build decodes in a child process (False: in this one, ``rows.RunRows``' thread)
 CHILD = True
 
 _FRAME = struct.Struct("<Q")
+#: runs whose blobs the reading process sends in one frame (``_read_in_a_fork``), and
+#: frames read ahead of the rows being made (~4.5 MB)
+_BLOB_FRAME = 256
+_BLOBS_AHEAD = 8
 #: frames read ahead of the inserts (each a batch of runs' rows, a few MB)
 _AHEAD = 2
 #: environment variables that would point the child's git elsewhere than the parent's repository
 _GIT_ENV = ("GIT_DIR", "GIT_COMMON_DIR", "GIT_WORK_TREE", "GIT_OBJECT_DIRECTORY", "GIT_INDEX_FILE")
 
 
-def child_batches(git_dir: str, runs: Sequence[tuple[str, str]], blob_ids: bytes,
-                  start: dict[str, Any], batch: int) -> Iterator[dict[str, list]]:
-    """The rows of ``runs`` (``RunRows.add``), a batch of tables at a time, made by a
-    child process reading the repository at ``git_dir``; ``start``: ``RunRows.start()``
-    of the index they go into. Raises ``BuildChildError`` (after every batch it could send)
-    unless every run came."""
-    import msgspec
-
+def start_child() -> subprocess.Popen:
+    """The child process of ``child_batches``, started before its request is known: its
+    interpreter and imports (~0.2 s) overlap the parent's tree pass. Raises
+    ``BuildChildError`` when it cannot start."""
     env = {k: v for k, v in os.environ.items() if k not in _GIT_ENV}
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # gitprov's parent
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     try:
-        proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        return subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=env, bufsize=1 << 16)
     except OSError as exc:
         raise BuildChildError(f"cannot start {sys.executable}: {exc}") from exc
+
+
+def stop_child(proc: subprocess.Popen) -> None:
+    """End a child ``start_child`` started that is not used after all."""
+    proc.kill()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
+    proc.wait()
+
+
+def child_batches(git_dir: str, runs: Sequence[tuple[str, str]], blob_ids: bytes,
+                  start: dict[str, Any], batch: int, proc: subprocess.Popen | None = None,
+                  ) -> Iterator[dict[str, list]]:
+    """The rows of ``runs`` (``RunRows.add``), a batch of tables at a time, made by a
+    child process reading the repository at ``git_dir`` (``proc``, from ``start_child``,
+    or one started now); ``start``: ``RunRows.start()`` of the index they go into. Raises
+    ``BuildChildError`` (after every batch it could send) unless every run came."""
+    import msgspec
+
+    if proc is None:
+        proc = start_child()
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     frames: queue.Queue[bytes | None] = queue.Queue(maxsize=_AHEAD)
     stop = threading.Event()
@@ -134,12 +161,103 @@ def child_batches(git_dir: str, runs: Sequence[tuple[str, str]], blob_ids: bytes
                           + (f": {why[-1]}" if why else ""))
 
 
+def _read_in_a_fork(repo: Any, runs: Sequence[tuple[str, str]], blob_ids: bytes) -> Iterator[RunBlobs]:
+    """``read_packed_run_blobs`` in a process forked from this one (no thread runs yet):
+    inflating the blobs and making the rows take two cores, not one. The blobs come over
+    a pipe, ``_BLOB_FRAME`` runs a frame: their lengths, then their bytes. Raises
+    ``BuildChildError`` when the reader did not send every run (its error on stderr)."""
+    from .reading import RunBlobs, read_packed_run_blobs
+
+    read_end, write_end = os.pipe()
+    with contextlib.suppress(AttributeError, OSError):  # Linux: a pipe of 1 MiB, not 64 KiB
+        import fcntl
+
+        fcntl.fcntl(read_end, fcntl.F_SETPIPE_SZ, 1 << 20)
+    pid = os.fork()
+    if pid == 0:  # the reader: never returns
+        code = 1
+        try:
+            os.close(read_end)
+            with open(write_end, "wb", buffering=1 << 20) as out:
+                lengths: list[int] = []
+                parts: list[bytes] = []
+                for blobs in read_packed_run_blobs(repo, runs, blob_ids):
+                    lengths += (len(blobs.record), len(blobs.state))
+                    parts += (blobs.record, blobs.state)
+                    if len(lengths) == 2 * _BLOB_FRAME:
+                        out.write(struct.pack(f"<{len(lengths)}I", *lengths))
+                        out.write(b"".join(parts))
+                        lengths, parts = [], []
+                if lengths:
+                    out.write(struct.pack(f"<{len(lengths)}I", *lengths))
+                    out.write(b"".join(parts))
+            code = 0
+        except BaseException as exc:  # told on stderr, the parent's last line of it
+            with contextlib.suppress(BaseException):
+                sys.stderr.write(f"reading the packs: {type(exc).__name__}: {exc}\n")
+                sys.stderr.flush()
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    frames: queue.Queue[tuple[tuple[int, ...], bytes] | None] = queue.Queue(maxsize=_BLOBS_AHEAD)
+    stop = threading.Event()
+
+    def put(item: tuple[tuple[int, ...], bytes] | None) -> bool:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                frames.put(item, timeout=0.1)
+                return True
+        return False
+
+    def receive() -> None:
+        """Frames off the pipe, ``_BLOBS_AHEAD`` at most waiting (``read`` lets go of the
+        GIL): the reader is not held up while this process makes rows, nor is it the
+        other way round."""
+        try:
+            with open(read_end, "rb", buffering=1 << 16) as pipe:
+                for start in range(0, len(runs), _BLOB_FRAME):
+                    count = min(_BLOB_FRAME, len(runs) - start)
+                    head = pipe.read(8 * count)
+                    if len(head) != 8 * count:
+                        return
+                    lengths = struct.unpack(f"<{2 * count}I", head)
+                    data = pipe.read(sum(lengths))
+                    if len(data) != sum(lengths) or not put((lengths, data)):
+                        return
+        finally:
+            put(None)
+
+    receiver = threading.Thread(target=receive, name="prov-build-blobs", daemon=True)
+    receiver.start()
+    sent, ended = 0, False
+    try:
+        for lengths, data in iter(frames.get, None):
+            at = 0
+            for k, (run_id, tree) in enumerate(runs[sent:sent + len(lengths) // 2]):
+                record_end = at + lengths[2 * k]
+                state_end = record_end + lengths[2 * k + 1]
+                yield RunBlobs(run_id, tree, data[at:record_end], data[record_end:state_end])
+                at = state_end
+            sent += len(lengths) // 2
+        ended = True  # the pipe ended: the reader is done, or failed and says why
+    finally:
+        stop.set()
+        if not ended:  # given up before the pipe ended: the reader stops, and its pipe
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        receiver.join()
+        _, status = os.waitpid(pid, 0)
+    if status != 0 or sent != len(runs):
+        raise BuildChildError(f"the process reading the packs ended after {sent} of {len(runs)} runs "
+                              f"(status {status})")
+
+
 def _main() -> int:
     """The child: read the request on stdin, write a frame per batch on stdout."""
     import msgspec
 
     from ..store.repo import GitRepository
-    from .reading import read_run_blobs
+    from .reading import read_packed_run_blobs
     from .rows import RunRows
 
     gc.disable()  # millions of short-lived rows, no cycles: a collection finds nothing to free
@@ -158,7 +276,8 @@ def _main() -> int:
         stdout.write(_FRAME.pack(len(data)) + data)
 
     rows = RunRows.detached(head, send)
-    for blobs in read_run_blobs(repo, runs, bulk=True, blob_ids=blob_ids):
+    read = _read_in_a_fork if hasattr(os, "fork") else read_packed_run_blobs
+    for blobs in read(repo, runs, blob_ids):
         rows.add(blobs)
     rows.flush()
     data = encode({"done": len(runs)})

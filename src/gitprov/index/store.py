@@ -276,13 +276,20 @@ class RunIndex:
         from .reading import in_pack_order, read_run_blobs
         from .rows import RunRows
 
-        todo, blob_ids = in_pack_order(self.ledger.repo, todo)  # as git reads them fastest
+        child = _start_child() if fresh else None  # its interpreter starts while the trees are read
+        try:
+            todo, blob_ids = in_pack_order(self.ledger.repo, todo)  # as git reads them fastest
+        except BaseException:
+            _stop_child(child)
+            raise
 
         skipped = {run_id: why for run_id, why in self._skipped(db).items()
                    if new_shards.get(run_id[:2]) == old_shards.get(run_id[:2])}  # shards not re-read keep theirs
         runs_read = len(todo)
-        if fresh and blob_ids and _rows_from_child(db, self.ledger.repo, todo, blob_ids):
+        if fresh and blob_ids and child is not None and _rows_from_child(db, self.ledger.repo, todo, blob_ids, child):
             todo = []  # every run is in: none to read below
+        elif not blob_ids:
+            _stop_child(child)
         with RunRows(db, batch=_INSERT_BATCH, background=fresh and bool(todo), stage=fresh and bool(todo)) as rows:
             done = 0
             try:
@@ -315,25 +322,50 @@ class RunIndex:
         self.last_refresh = {"runs_read": runs_read, "shards_read": shards_read}
 
 
-def _rows_from_child(db: sqlite3.Connection, repo: Any, todo: list[tuple[str, str]], blob_ids: bytes) -> bool:
-    """A cold build's runs read and decoded by a child process (``build_process``), their
-    rows inserted here; False, with nothing of it kept, when the child did not deliver
-    every run (the caller reads them in-process: the same rows, or the same errors)."""
-    from .build_process import CHILD, BuildChildError, child_batches
-    from .rows import RunRows
+def _start_child() -> Any:
+    """A cold build's child process (``build_process.start_child``), started ahead; None
+    when builds are in-process (``CHILD``). One that cannot start is tried again, and
+    reported, by ``_rows_from_child``."""
+    from .build_process import CHILD, BuildChildError, start_child
 
     if not CHILD:
+        return None
+    try:
+        return start_child()
+    except BuildChildError:
         return False
+
+
+def _stop_child(child: Any) -> None:
+    if child:
+        from .build_process import stop_child
+
+        stop_child(child)
+
+
+def _rows_from_child(db: sqlite3.Connection, repo: Any, todo: list[tuple[str, str]], blob_ids: bytes,
+                     child: Any = None) -> bool:
+    """A cold build's runs read and decoded by a child process (``build_process``;
+    ``child``: ``_start_child``'s), their rows inserted here; False, with nothing of it
+    kept, when the child did not deliver every run (the caller reads them in-process: the
+    same rows, or the same errors)."""
+    from .build_process import BuildChildError, child_batches
+    from .rows import RunRows
+
     db.execute("SAVEPOINT cold_build")
     try:
         with RunRows(db, batch=_INSERT_BATCH, stage=True, node_ids=True) as rows, contextlib.closing(child_batches(
-                repo.common_dir or repo.git_dir, todo, blob_ids, rows.start(), _INSERT_BATCH)) as batches:
+                repo.common_dir or repo.git_dir, todo, blob_ids, rows.start(), _INSERT_BATCH,
+                child or None)) as batches:
             for tables in batches:  # an insert that fails ends the child (closing)
                 rows.insert(tables)
     except BuildChildError:
         db.execute("ROLLBACK TO cold_build")
         db.execute("RELEASE cold_build")
         return False
+    finally:
+        if child and child.returncode is None:  # never asked (``child_batches`` waits for it)
+            _stop_child(child)
     db.execute("RELEASE cold_build")
     return True
 

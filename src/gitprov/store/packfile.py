@@ -12,6 +12,7 @@ from __future__ import annotations
 import mmap
 import struct
 import zlib
+from collections import OrderedDict
 
 from ..errors import DataError
 from .objects import ObjectFormat
@@ -30,8 +31,9 @@ _OFS_DELTA, _REF_DELTA = 6, 7
 
 #: delta bases read lately, ``(pack path, offset) -> (type, data)``, oldest first: a delta
 #: chain shares its bases with its neighbours' (git's ``core.deltaBaseCacheLimit``). A
-#: pack's name is its checksum, so an entry never goes stale.
-_BASES: dict[tuple[str, int], tuple[str, bytes]] = {}
+#: pack's name is its checksum, so an entry never goes stale. Ordered: dropping the oldest
+#: entry of a plain dict walks past every slot dropped before it (5 s for 200,000 entries).
+_BASES: OrderedDict[tuple[str, int], tuple[str, bytes]] = OrderedDict()
 #: bytes of delta bases kept at most
 BASE_CACHE_BYTES = 16 << 20
 _base_bytes = 0
@@ -103,19 +105,30 @@ class Pack:
                 end += 1
             lo = self.fanout[first - 1] if first else 0
             hi = self.fanout[first]
-            if (end - at) * self.FEW < hi - lo:  # few of a large bucket: a search each
-                places = [self._search(raw) for raw in raws[at:end]]
-            else:
+            if hi == lo:  # none in this pack starts so
+                found.extend([-1] * (end - at))
+            elif (end - at) * self.FEW < hi - lo:  # few of a large bucket: a search each
+                for raw in raws[at:end]:
+                    i = self._search(raw)
+                    found.append(self._offset(i) if i < self.count and self._name(i) == raw else -1)
+            else:  # the bucket's names once, each id found from where the one before it was
                 names = [idx[p : p + size] for p in range(base + lo * size, base + hi * size, size)]
-                places = [lo + bisect_left(names, raw) for raw in raws[at:end]]
-            for raw, i in zip(raws[at:end], places, strict=True):
-                if i < self.count and self._name(i) == raw:
-                    off = int.from_bytes(idx[self.offsets_at + i * 4 : self.offsets_at + i * 4 + 4], "big")
-                    found.append(self._large_offset(off) if off & 0x80000000 else off)
-                else:
-                    found.append(-1)
+                i, offsets = 0, self.offsets_at + lo * 4
+                for raw in raws[at:end]:
+                    i = bisect_left(names, raw, i)
+                    if i < len(names) and names[i] == raw:
+                        off = int.from_bytes(idx[offsets + i * 4 : offsets + i * 4 + 4], "big")
+                        found.append(self._large_offset(off) if off & 0x80000000 else off)
+                    else:
+                        found.append(-1)
             at = end
         return found
+
+    def _offset(self, i: int) -> int:
+        """The offset of the ``i``-th object (in id order)."""
+        at = self.offsets_at + i * 4
+        off = int.from_bytes(self.idx[at : at + 4], "big")
+        return self._large_offset(off) if off & 0x80000000 else off
 
     def ids(self) -> list[bytes]:
         """The raw id of every object, in id order."""
@@ -156,6 +169,23 @@ class Pack:
             return self._read_at(offset, read_base, 0)
         except (IndexError, ValueError, OverflowError, struct.error, zlib.error) as exc:
             raise DataError(f"pack {self.pack_path} is damaged at offset {offset} ({exc}); {_REPAIR}") from exc
+
+    def drop_pages(self) -> None:
+        """Let go of the pages of the pack mapped so far (the system keeps them cached): a
+        process reading a whole pack would otherwise count all of it in its memory."""
+        if self._pack is not None and hasattr(mmap, "MADV_DONTNEED"):
+            self._pack.madvise(mmap.MADV_DONTNEED)
+
+    def read_kept(self, offset: int, read_base: Callable[[str], tuple[str, bytes]]) -> tuple[str, bytes]:
+        """``read_at``, the entry then kept as a delta base as well: read one after another
+        in the order they lie in the pack, entries are each other's bases (a delta's base
+        is most often the entry just before it), so each is inflated once."""
+        key = (self.pack_path, offset)
+        entry = _BASES.get(key)
+        if entry is None:
+            entry = self.read_at(offset, read_base)
+            _keep_base(key, entry)
+        return entry
 
     def _read_at(self, offset: int, read_base: Callable[[str], tuple[str, bytes]], depth: int) -> tuple[str, bytes]:
         if depth > 4096:
@@ -200,16 +230,23 @@ def _keep_base(key: tuple[str, int], entry: tuple[str, bytes]) -> None:
     size = len(entry[1])
     if size > BASE_CACHE_BYTES // 4:
         return
-    _BASES[key] = entry
+    _BASES[key] = entry  # read after a miss: never there already
     _base_bytes += size
     while _base_bytes > BASE_CACHE_BYTES and _BASES:
-        oldest = next(iter(_BASES))
-        dropped = _BASES.pop(oldest, None)
-        if dropped is not None:
-            _base_bytes -= len(dropped[1])
+        _base_bytes -= len(_BASES.popitem(last=False)[1][1])
 
 
 def _inflate(buf: mmap.mmap | bytes, pos: int, size: int) -> bytes:
+    try:  # at once: a stream is at most a little longer than what it holds (zlib's compressBound)
+        data = zlib.decompress(buf[pos : pos + size + (size >> 10) + 64], 15, size or 1)
+    except zlib.error:  # or it is longer (the slice cut it), or damaged: the slow path tells
+        data = _inflate_slowly(buf, pos, size)
+    if len(data) != size:
+        raise DataError("pack entry has the wrong size")
+    return data
+
+
+def _inflate_slowly(buf: mmap.mmap | bytes, pos: int, size: int) -> bytes:
     d = zlib.decompressobj()
     chunk = max(size + 64, 512)
     out = []
@@ -220,10 +257,7 @@ def _inflate(buf: mmap.mmap | bytes, pos: int, size: int) -> bytes:
         out.append(d.decompress(piece))
         pos += chunk
         chunk *= 2
-    data = b"".join(out)
-    if len(data) != size:
-        raise DataError("pack entry has the wrong size")
-    return data
+    return b"".join(out)
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -239,8 +273,13 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
 
 def apply_delta(base: bytes, delta: bytes) -> bytes:
     """Apply a git pack delta to ``base``."""
-    src_size, pos = _read_varint(delta, 0)
-    dst_size, pos = _read_varint(delta, pos)
+    if delta[0] < 0x80 and delta[1] < 0x80:  # both sizes under 128 bytes
+        src_size, dst_size, pos = delta[0], delta[1], 2
+    elif delta[0] >= 0x80 and delta[1] < 0x80 and delta[2] >= 0x80 and delta[3] < 0x80:  # under 16 KiB
+        src_size, dst_size, pos = (delta[0] & 0x7F) | delta[1] << 7, (delta[2] & 0x7F) | delta[3] << 7, 4
+    else:
+        src_size, pos = _read_varint(delta, 0)
+        dst_size, pos = _read_varint(delta, pos)
     if src_size != len(base):
         raise DataError("delta base has the wrong size")
     out = bytearray()
