@@ -146,3 +146,42 @@ def test_ref_deltas_and_other_types_are_passed_over() -> None:
     data = (_header(3) + _entry(1, len(commit), b"", commit) + _entry(7, 4, b"\0" * 20, b"abcd")
             + _entry(3, len(base), b"", base))
     assert _scan(data) == [(hashlib.sha1(b"blob 50\0" + base).hexdigest(), base)]
+
+
+def test_hostile_inserts_are_refused() -> None:
+    """Inserts are applied before the size is checked (it is checked once, at the end):
+    a delta whose inserts run past its end, or make more or less than it declares, is
+    refused, and a blob built by inserts and copies is right."""
+    base = b"0123456789" * 10
+    whole = _entry(3, len(base), b"", base)
+
+    def delta_entry(delta: bytes) -> bytes:
+        return _header(2) + whole + _entry(6, len(delta), bytes([len(whole)]), delta)
+
+    made = b"ab" + base[10:20] + b"z" * 100
+    good = bytes([100, len(made), 2]) + b"ab" + bytes([0x91, 10, 10]) + bytes([100]) + b"z" * 100
+    assert [c for _, c in _scan(delta_entry(good))] == [base, made]
+    cases = {
+        "an insert past the delta's end": bytes([100, 50, 50]) + b"a" * 10,
+        "inserts making more than declared": bytes([100, 5, 10]) + b"a" * 10,
+        "inserts making less than declared": bytes([100, 50, 10]) + b"a" * 10,
+        "an insert then a copy making more": bytes([100, 12, 10]) + b"a" * 10 + bytes([0x90, 5]),
+        "a zero instruction": bytes([100, 1, 0, 1]) + b"a",
+    }
+    for name, delta in cases.items():
+        with pytest.raises(PackStreamError):
+            _scan(delta_entry(delta))
+        assert name
+
+
+def test_an_entry_passed_over_is_held_to_its_size() -> None:
+    """A tree (inflated only to find the next entry, in one call when small) whose data
+    is longer or shorter than its header says ends the reading; it is never a blob."""
+    tree = b"100644 f\0" + b"\1" * 20
+    blob = b"after"
+    after = _entry(3, len(blob), b"", blob)
+    assert _scan(_header(2) + _entry(2, len(tree), b"", tree) + after) == [
+        (hashlib.sha1(b"blob 5\0" + blob).hexdigest(), blob)]
+    for size in (len(tree) - 1, len(tree) + 1, 0):
+        with pytest.raises(PackStreamError):
+            _scan(_header(2) + _entry(2, size, b"", tree) + after)

@@ -75,8 +75,9 @@ class _Stream:
     def inflate(self, size: int, keep: bool) -> bytes | None:
         """Inflate the zlib stream of an object of ``size`` bytes (dropped unless ``keep``)."""
         d = zlib.decompressobj()
-        if keep and len(self.buf) - self.pos > size + (size >> 10) + 64:
-            # the common case: a small object whose whole stream is buffered
+        if size <= _PIECE and len(self.buf) - self.pos > size + (size >> 10) + 64:
+            # the common case: a small object (kept or not: a tree is inflated only to find
+            # where the next entry starts) whose whole stream is buffered, inflated in one call
             chunk = self.buf[self.pos:self.pos + size + (size >> 10) + 64]
             try:
                 data = d.decompress(chunk, size + 1)
@@ -86,7 +87,7 @@ class _Stream:
                 if len(data) != size:
                     raise PackStreamError("an object's size is not what its header says")
                 self.pos += len(chunk) - len(d.unused_data)
-                return data
+                return data if keep else None
             d = zlib.decompressobj()  # its stream is longer than that: from the start, piece by piece
         out = []
         got = 0
@@ -129,15 +130,19 @@ def scan_blobs(read: Callable[[int], bytes], *, hash_name: str = "sha1", max_siz
         raise PackStreamError("not a pack (version 2 or 3)")
     count = int.from_bytes(head[8:12], "big")
     id_size = hashlib.new(hash_name).digest_size
+    header_max = 20 + id_size
     #: resolved blobs by their offset, oldest first
     cache: OrderedDict[int, bytes] = OrderedDict()
     cached = 0
-    new = hashlib.new
+    # the hash's own constructor (``hashlib.new`` looks the name up for every blob)
+    new = getattr(hashlib, hash_name) if hash_name in ("sha1", "sha256") else lambda data: hashlib.new(hash_name, data)
     inflate, ensure = s.inflate, s.ensure
     for _ in range(count):
         # an entry's header: type and size, then a delta's base (at most 20 + an id's bytes)
-        ensure(20 + id_size)
         buf, pos = s.buf, s.pos
+        if len(buf) - pos < header_max:
+            ensure(header_max)
+            buf, pos = s.buf, s.pos
         at = s.at + pos
         try:
             c = buf[pos]
@@ -187,7 +192,7 @@ def scan_blobs(read: Callable[[int], bytes], *, hash_name: str = "sha1", max_siz
         cached += len(data) + 100
         while cached > cache_bytes:
             cached -= len(cache.popitem(last=False)[1]) + 100
-        oid = new(hash_name, b"blob %d\0" % len(data))
+        oid = new(b"blob %d\0" % len(data))
         oid.update(data)
         yield oid.digest(), data
 
@@ -195,7 +200,7 @@ def scan_blobs(read: Callable[[int], bytes], *, hash_name: str = "sha1", max_siz
 def _apply(base: bytes, delta: bytes, max_size: int) -> bytes | None:
     """``delta`` applied to ``base`` (None: the result would be over ``max_size``;
     ``PackStreamError``: a malformed delta). Never builds more than the size the delta
-    declares."""
+    declares and its own length (what its inserts add)."""
     try:
         src_size, pos = _read_varint(delta, 0)
         dst_size, pos = _read_varint(delta, pos)
@@ -206,52 +211,55 @@ def _apply(base: bytes, delta: bytes, max_size: int) -> bytes | None:
     if dst_size > max_size:
         return None
     parts = []
-    made = 0
+    append = parts.append
+    copied = 0  # bytes copied from the base: bounded as they are made (a copy bomb is never built)
     end = len(delta)
-    try:  # the offset's and size's bytes unrolled: this loop runs for every delta of a pull
+    try:  # this loop runs for every delta of a pull: inserts first (a record's or a state's
+        # deltas are mostly inserts of 127 bytes), the offset's and size's bytes unrolled
         while pos < end:
             op = delta[pos]
             pos += 1
-            if op & 0x80:
-                off = size = 0
-                if op & 1:
-                    off = delta[pos]
-                    pos += 1
-                if op & 2:
-                    off |= delta[pos] << 8
-                    pos += 1
-                if op & 4:
-                    off |= delta[pos] << 16
-                    pos += 1
-                if op & 8:
-                    off |= delta[pos] << 24
-                    pos += 1
-                if op & 0x10:
-                    size = delta[pos]
-                    pos += 1
-                if op & 0x20:
-                    size |= delta[pos] << 8
-                    pos += 1
-                if op & 0x40:
-                    size |= delta[pos] << 16
-                    pos += 1
-                size = size or 0x10000
-                if off + size > src_size:
-                    raise PackStreamError("a delta copies from past its base")
-                parts.append(base[off:off + size])
-            elif op:
-                size = op
-                if pos + size > end:
-                    raise PackStreamError("a truncated delta")
-                parts.append(delta[pos:pos + size])
-                pos += size
-            else:
-                raise PackStreamError("a delta has an invalid instruction")
-            made += size
-            if made > dst_size:
+            if op < 0x80:
+                if not op:
+                    raise PackStreamError("a delta has an invalid instruction")
+                append(delta[pos:pos + op])  # short at the end of a truncated delta: found below
+                pos += op
+                continue
+            off = size = 0
+            if op & 1:
+                off = delta[pos]
+                pos += 1
+            if op & 2:
+                off |= delta[pos] << 8
+                pos += 1
+            if op & 4:
+                off |= delta[pos] << 16
+                pos += 1
+            if op & 8:
+                off |= delta[pos] << 24
+                pos += 1
+            if op & 0x10:
+                size = delta[pos]
+                pos += 1
+            if op & 0x20:
+                size |= delta[pos] << 8
+                pos += 1
+            if op & 0x40:
+                size |= delta[pos] << 16
+                pos += 1
+            size = size or 0x10000
+            if off + size > src_size:
+                raise PackStreamError("a delta copies from past its base")
+            copied += size
+            if copied > dst_size:
                 raise PackStreamError("a delta makes more than it declares")
+            append(base[off:off + size])
     except IndexError:
         raise PackStreamError("a truncated delta") from None
-    if made != dst_size:
-        raise PackStreamError("a delta makes less than it declares")
-    return b"".join(parts)
+    if pos > end:
+        raise PackStreamError("a truncated delta")
+    # what the inserts add is bounded by the delta's own length
+    made = b"".join(parts)
+    if len(made) != dst_size:
+        raise PackStreamError(f"a delta makes {'more' if len(made) > dst_size else 'less'} than it declares")
+    return made
