@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import random
 import sqlite3
+import types
 
 import pytest
 from hypothesis import given
@@ -236,7 +237,9 @@ def _summary_with(table: str, value, num=None):
     db.execute("INSERT INTO keys VALUES (1, ?, 'k', 1)", (table,))
     db.execute(f"INSERT INTO {table} VALUES (1, 1, ?{', ?' if table == 'params' else ''})",
                (value, num) if table == "params" else (value,))
-    return summary.read_summaries(db, [("01", b"\x02", 1)])["01"]
+    got = summary.read_summaries(db, [("01", b"\x02", 1)])
+    return types.SimpleNamespace(**{part: getattr(got, part)(got.rows["01"])
+                                    for part in ("params", "tags", "metrics", "attributes")})
 
 
 @given(json_values)
