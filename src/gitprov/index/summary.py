@@ -59,9 +59,14 @@ _WANTED = "WITH wanted(rid) AS (SELECT value FROM json_each(?))"
 #: same rows; a plain param's text is its JSON, ``rows.param_row``)
 _RUN = ("r.rid, r.tree, r.raw, r.name, r.experiment, r.status, r.created, r.ended, COALESCE(r.updated, r.ended), "
         "r.deleted")
-_PARAMS = ("(SELECT group_concat(key) || ' [' || group_concat(CASE WHEN num IS NULL THEN json_quote(value) "
+_PARAMS = ("(SELECT {keys} || ' [' || group_concat(CASE WHEN num IS NULL THEN json_quote(value) "
            "ELSE value END) || ']' FROM params WHERE run = r.rid)")
-_TAGS = "(SELECT group_concat(key) || ' ' || json_group_array(value) FROM tags WHERE run = r.rid)"
+_TAGS = "(SELECT {keys} || ' ' || json_group_array(value) FROM tags WHERE run = r.rid)"
+#: a run's key ids of a kind: one bit each when every key id is below ``_MASK_BITS`` (one
+#: number to write instead of a list; the values come in key id order, the table's own),
+#: else their list
+_MASK_BITS = 63
+_KEY_MASK, _KEY_LIST = "sum(1 << key)", "group_concat(key)"
 #: the kinds whose values come as values: a column per key, or rows
 _VALUE_KINDS = ("metrics", "attributes")
 
@@ -183,7 +188,7 @@ class _Keys:
             kinds.setdefault(kind, []).append((kid, name, uses))
         self.top = max(self.names, default=0)
         most = max((uses for keys in kinds.values() for _, _, uses in keys), default=0)
-        #: a key id list (``_PARAMS``) -> what decodes the JSON array of its values: a
+        #: a key id mask or list (``_PARAMS``) -> what decodes the JSON array of its values: a
         #: decoder whose result ``structs.asdict`` makes the dict, or (``None``, a function
         #: that makes it)
         self.plans: dict[str, tuple[Any, Callable[[str], dict[str, Any]] | None]] = {}
@@ -195,7 +200,10 @@ class _Keys:
         #: a kind read as rows -> the names that come before one of a lower key id (rows come
         #: in key id order: a run that has one of them is sorted)
         self.late: dict[str, set[str]] = {}
-        parts = [_RUN, _PARAMS, _TAGS]
+        #: the key ids of a run's params and tags come as a bit mask (``_KEY_MASK``)
+        self.mask = self.top < _MASK_BITS
+        key_ids = _KEY_MASK if self.mask else _KEY_LIST
+        parts = [_RUN, _PARAMS.format(keys=key_ids), _TAGS.format(keys=key_ids)]
         column = 12  # the next column's index in a row of ``sql``
         rows: list[str] = []
         joins: list[str] = []
@@ -224,7 +232,12 @@ class _Keys:
         import msgspec
 
         self.as_dict = msgspec.structs.asdict
-        plan = _plan(tuple(self.names[int(kid)] for kid in kids.split(",")))
+        if self.mask:
+            bits = int(kids)
+            ids = [kid for kid in range(bits.bit_length()) if bits >> kid & 1]
+        else:
+            ids = [int(kid) for kid in kids.split(",")]
+        plan = _plan(tuple(self.names[kid] for kid in ids))
         if len(self.plans) >= _PLANS:
             self.plans = {}  # a new dict, not a cleared one: another thread may be reading it
         self.plans[kids] = plan
