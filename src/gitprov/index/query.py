@@ -360,9 +360,22 @@ def select_found(db: sqlite3.Connection, query: dict[str, Any] | None, order_by:
         where = f"({where}) AND r.deleted = 0"
     if limit is None or first is None:
         sql = f"SELECT r.id, r.tree, r.rid FROM runs r WHERE {where} ORDER BY {order}"
-        tail = [limit] if limit is not None else []
-        return [(run_id.hex(), tree, rid) for run_id, tree, rid in db.execute(
-            sql + (" LIMIT ?" if limit is not None else ""), [*args, *order_args, *tail])]
+        if limit is not None and (limit <= SHORT or len(terms) > len(_NEWEST_FIRST)):
+            return [(run_id.hex(), tree, rid) for run_id, tree, rid in db.execute(
+                sql + " LIMIT ?", [*args, *order_args, limit])]
+        # a long answer newest first is cut where it is read, not by a ``LIMIT``: with one,
+        # SQLite keeps the best so far in a b-tree, and candidates found in the order they
+        # were indexed (mostly oldest first) each beat the worst kept, an insert and a
+        # delete each; without, it sorts them all at once (2,524 candidates of the newest
+        # 1,000: 32.4 M -> 21.1 M instructions), and a walk in index order stops as soon as
+        # the rows are read. In another order most candidates lose to the worst kept at one
+        # comparison, and the ``LIMIT`` stays (sorting 25,196 by name: 5% slower without)
+        cursor = db.execute(sql, [*args, *order_args])
+        try:
+            rows = cursor.fetchall() if limit is None else cursor.fetchmany(limit)
+        finally:
+            cursor.close()  # the statement reset: no read left open
+        return [(run_id.hex(), tree, rid) for run_id, tree, rid in rows]
     table, key, direction = first
     rest = ", ".join(terms[1:])
     rest_args = order_args[1:]
@@ -380,6 +393,8 @@ def select_found(db: sqlite3.Connection, query: dict[str, Any] | None, order_by:
     return found
 
 
+#: the order of every answer, or of its ties: newest first, then by id
+_NEWEST_FIRST = ["r.created DESC", "r.id"]
 #: MLflow's run attributes sort as the run's own fields do
 _ORDER_AS = {"mlflow.start_time": "created", "mlflow.end_time": "ended", "mlflow.run_name": "name",
              "mlflow.run_id": "id"}
@@ -433,5 +448,5 @@ def _order(order_by: str | list[str] | None) -> tuple[list[str], list[Any], tupl
         else:
             raise QueryError(f"cannot order by {field!r}: it can hold several values per run")
         terms.append(field)
-    sql += ["r.created DESC", "r.id"]
+    sql += _NEWEST_FIRST
     return sql, args, first
