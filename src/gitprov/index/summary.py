@@ -54,11 +54,10 @@ _PIVOT_KEYS = 16
 _NULL = b""
 _NAN = float("nan")
 _WANTED = "WITH wanted(rid) AS (SELECT value FROM json_each(?))"
-#: a run's ``runs`` columns (``RunSummary``), then its params and its tags, each as its key
+#: a run's ``runs`` columns (``NAME`` and the like), then its params and its tags, each as its key
 #: ids, a space and its values as a JSON array in the same order (two aggregates over the
 #: same rows; a plain param's text is its JSON, ``rows.param_row``)
-_RUN = ("r.rid, r.tree, r.raw, r.name, r.experiment, r.status, r.created, r.ended, COALESCE(r.updated, r.ended), "
-        "r.deleted")
+_RUN = "r.rid, r.tree, r.raw, r.name, r.experiment, r.status, r.created, COALESCE(r.updated, r.ended)"
 _PARAMS = ("(SELECT {keys} || ' [' || group_concat(CASE WHEN num IS NULL THEN json_quote(value) "
            "ELSE value END) || ']' FROM params WHERE run = r.rid)")
 _TAGS = "(SELECT {keys} || ' ' || json_group_array(value) FROM tags WHERE run = r.rid)"
@@ -91,7 +90,7 @@ class Summaries:
         raw = row[2]
         if raw and raw & RAW_PARAMS:
             return None
-        text = row[10]
+        text = row[_PARAMS_COLUMN]
         if text is None:
             return {}
         kids, _, values = text.partition(" ")
@@ -100,7 +99,7 @@ class Summaries:
         return keys.as_dict(decode(values)) if slow is None else slow(values)
 
     def tags(self, row: tuple) -> dict[str, str]:
-        text = row[11]
+        text = row[_PARAMS_COLUMN + 1]
         if text is None:
             return {}
         kids, _, values = text.partition(" ")
@@ -138,8 +137,10 @@ class Summaries:
                 for name, value in zip(names, row[start:stop], strict=True) if value is not None}
 
 
-#: a summary row's columns (``_RUN``)
-NAME, EXPERIMENT, STATUS, CREATED, UPDATED = 3, 4, 5, 6, 8
+#: a summary row's columns (``_RUN``; no more than the accessors read: each column
+#: crossing into Python costs about a microsecond at 1,000 results)
+NAME, EXPERIMENT, STATUS, CREATED, UPDATED = 3, 4, 5, 6, 7
+_PARAMS_COLUMN = 8
 
 
 def moment(value: int | str | None) -> datetime | None:
@@ -204,7 +205,7 @@ class _Keys:
         self.mask = self.top < _MASK_BITS
         key_ids = _KEY_MASK if self.mask else _KEY_LIST
         parts = [_RUN, _PARAMS.format(keys=key_ids), _TAGS.format(keys=key_ids)]
-        column = 12  # the next column's index in a row of ``sql``
+        column = _PARAMS_COLUMN + 2  # the next column's index in a row of ``sql``
         rows: list[str] = []
         joins: list[str] = []
         for kind in _VALUE_KINDS:
