@@ -77,8 +77,8 @@ class _Target:
         self.text_only = text_only
         #: SQL for the field's value as a number, when ``value_sql`` is its text (params)
         self.num_sql = num_sql
-        #: the last set ``rows`` made of a table with one row a run and key: (its SQL, the
-        #: table, the condition on its rows), which a query of that set alone joins
+        #: the last set ``rows`` made of a table of ``_ONE_ROW_A_KEY``: (its SQL, the table,
+        #: the condition on its rows), which a query of that equality alone joins
         self.drive: tuple[str, str, str] | None = None
 
     def rows(self, cond: str, args: list[Any], sets: bool = False) -> tuple[str, list[Any]]:
@@ -246,7 +246,7 @@ class _Compiler:
             sql, sub = self.operator(target, op, arg, ops)
             parts.append(sql)
             args.extend(sub)
-        if target.drive is not None and parts == [target.drive[0]]:
+        if target.drive is not None and parts == [target.drive[0]] and set(ops) <= {"$eq", "$exists"}:
             self.drives[target.drive[0]] = target.drive[1:]
         return " AND ".join(parts), args
 
@@ -410,8 +410,12 @@ def select_found(db: sqlite3.Connection, query: dict[str, Any] | None, order_by:
     return found
 
 
-#: the tables with at most one row a run and key: a set of their runs can be joined
-_ONE_ROW_A_KEY = ("params", "metrics", "tags", "attributes")
+#: the tables with at most one row a run and key, whose rows of one key and value come in
+#: run order: a set of their runs equal to a value can be joined (``metrics`` are left
+#: out: a range of ``metrics_kv`` gives its runs in value order, and looking the runs up
+#: in that order took 122 ms where the set, looked up in run order, took 92 ms, 100,000
+#: runs, ``metrics.acc >= 0``)
+_ONE_ROW_A_KEY = ("params", "tags", "attributes")
 #: the order of every answer, or of its ties: newest first, then by id
 _NEWEST_FIRST = ["r.created DESC", "r.id"]
 #: MLflow's run attributes sort as the run's own fields do
