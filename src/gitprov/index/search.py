@@ -245,8 +245,14 @@ class _LazyRun(Run):
                 self._batch.summary(self.id)
         return summary
 
-    def _kept(self, part: str, row: tuple) -> dict[str, Any] | None:
-        """A part of the summary decoded once and kept, for lookups of one key."""
+    def _kept(self, part: str) -> dict[str, Any] | None:
+        """A part of the summary decoded once and kept, for lookups of one key (None: read
+        it from the run)."""
+        row = self._lazy_summary
+        if row is _UNREAD:
+            row = self._summary()
+        if row is None:
+            return None
         own = self.__dict__
         slot = f"_lazy_{part}"
         if slot not in own:
@@ -287,34 +293,16 @@ class _LazyRun(Run):
         return super().get_hyperparameters()
 
     def get_hyperparameter(self, key: str) -> Any:
-        row = self._lazy_summary
-        if row is _UNREAD:
-            row = self._summary()
-        if row is not None and self._lazy_record is None:
-            params = self._kept("params", row)
-            if params is not None:
-                return params.get(key)
-        return super().get_hyperparameter(key)
+        params = self._kept("params") if self._lazy_record is None else None
+        return params.get(key) if params is not None else super().get_hyperparameter(key)
 
     def get_metric(self, key: str) -> float | None:
-        row = self._lazy_summary
-        if row is _UNREAD:
-            row = self._summary()
-        if row is not None:
-            metrics = self._kept("metrics", row)
-            if metrics is not None:
-                return metrics.get(key)
-        return super().get_metric(key)
+        metrics = self._kept("metrics")
+        return metrics.get(key) if metrics is not None else super().get_metric(key)
 
     def get_metric_keys(self) -> list[str]:
-        row = self._lazy_summary
-        if row is _UNREAD:
-            row = self._summary()
-        if row is not None:
-            metrics = self._kept("metrics", row)
-            if metrics is not None:
-                return sorted(metrics)
-        return super().get_metric_keys()
+        metrics = self._kept("metrics")
+        return sorted(metrics) if metrics is not None else super().get_metric_keys()
 
     def get_metrics(self) -> dict[str, float]:
         row = self._lazy_summary
@@ -330,14 +318,8 @@ class _LazyRun(Run):
         return self._batch.summaries.tags(row) if row is not None else super().get_tags()
 
     def get_attribute(self, key: str) -> Any:
-        row = self._lazy_summary
-        if row is _UNREAD:
-            row = self._summary()
-        if row is not None:
-            attributes = self._kept("attributes", row)
-            if attributes is not None:
-                return attributes.get(key)
-        return super().get_attribute(key)
+        attributes = self._kept("attributes")
+        return attributes.get(key) if attributes is not None else super().get_attribute(key)
 
     def get_attributes(self) -> dict[str, Any]:
         row = self._lazy_summary

@@ -88,18 +88,13 @@ class Summaries:
 
     def params(self, row: tuple) -> dict[str, Any] | None:
         raw = row[2]
-        if raw and raw & RAW_PARAMS:
-            return None
-        text = row[_PARAMS_COLUMN]
-        if text is None:
-            return {}
-        kids, _, values = text.partition(" ")
-        keys = self._keys
-        decode, slow = keys.plans.get(kids) or keys.plan(kids)
-        return keys.as_dict(decode(values)) if slow is None else slow(values)
+        return None if raw and raw & RAW_PARAMS else self._decoded(row[_PARAMS_COLUMN])
 
     def tags(self, row: tuple) -> dict[str, str]:
-        text = row[_PARAMS_COLUMN + 1]
+        return self._decoded(row[_PARAMS_COLUMN + 1])
+
+    def _decoded(self, text: str | None) -> dict[str, Any]:
+        """Params or tags: their key ids, a space, a JSON array of their values."""
         if text is None:
             return {}
         kids, _, values = text.partition(" ")
