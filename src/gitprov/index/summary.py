@@ -11,12 +11,14 @@ the run's ``raw`` bits when the run is indexed, and that part of the summary is
 ``None``: the caller reads the run's record instead.
 
 One statement reads the summaries of a whole answer, one row per run (``_Keys``): its
-``runs`` row; its params and its tags, each as its key ids and a JSON array of its values
+``runs`` columns; its params and its tags, each as its key ids (one bit each while every
+key id is below 63, else their list) and a JSON array of its values
 that SQLite writes and msgspec reads in one call; its metrics and attributes as a column
 per key when a kind has few keys that most runs have (SQLite's text of a float is not
 always exact, so they come as values, never as text), else as rows in a second statement
 of the same read transaction. The key names are kept per connection and read again only
-when a statement sees a key added since. A part is decoded at its first use. The summary
+when a statement sees a key added since. The rows stay tuples (``Summaries``): a part of
+a run is decoded when it is asked for, and no object is made for each run. The summary
 of a run is read only when the run's directory tree is still the one the query answered
 with, so it is the same run ``Run.load`` gives; the keys come in sorted order, as the
 record's JSON has them.
