@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 from click.testing import CliRunner
@@ -264,3 +265,28 @@ def test_index_driven_order_with_limit_matches_the_full_sort(runs, order_by):
             full = names(repo.find_runs(query, order_by, include_deleted=include_deleted))
             for limit in range(len(full) + 2):
                 assert names(repo.find_runs(query, order_by, limit, include_deleted=include_deleted)) == full[:limit]
+
+
+@pytest.mark.parametrize("order_by", [None, "name", "created"])
+def test_a_long_answer_cut_where_it_is_read_matches_the_full_sort(runs, order_by, monkeypatch):
+    """A long answer newest first has no ``LIMIT``: it is cut where it is read, and the
+    statement is reset, so no read stays open (``query.SHORT`` 0: every limit is long);
+    a query of one key's condition joins that key's rows, and finds what the same query
+    inside an ``$and`` (a set of runs) finds."""
+    from gitprov.index import query as compiled
+
+    repo, ids = runs
+    repo.get_run(ids["b"]).delete()
+    monkeypatch.setattr(compiled, "SHORT", 0)
+    other = sqlite3.connect(repo.index().path, timeout=0, isolation_level=None)  # no wait for a lock
+    for query in ({}, {"params.opt": "adam"}, {"metrics.acc": {"$gte": 0.8}}, {"status": "finished"},
+                  {"tags.team": "nlp"}, {"attributes.size": {"$gt": 15}}, {"params.lr": {"$exists": True}}):
+        for include_deleted in (False, True):
+            full = names(repo.find_runs({"$and": [query]} if query else query, order_by,
+                                        include_deleted=include_deleted))
+            for limit in range(len(full) + 2):
+                assert names(repo.find_runs(query, order_by, limit, include_deleted=include_deleted)) == full[:limit]
+                other.execute("BEGIN EXCLUSIVE")  # "database is locked" while a read of the answer is open
+                other.execute("COMMIT")
+    other.close()
+    assert names(repo.find_runs(None, None, 2)) == ["d", "c"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import random
 import sqlite3
+import types
 
 import pytest
 from hypothesis import given
@@ -92,12 +93,16 @@ def random_runs(tmp_path_factory):
     return repo
 
 
-@pytest.fixture(params=["columns", "rows"])
+@pytest.fixture(params=["columns", "rows", "key lists"])
 def value_reads(request, monkeypatch):
     """Metrics and attributes read as a column per key (few keys that most runs have), or
-    as rows (``_PIVOT_KEYS`` 0: the path of many or sparse keys)."""
+    as rows (``_PIVOT_KEYS`` 0: the path of many or sparse keys); params and tags with
+    their key ids as a bit mask, or as a list (``_MASK_BITS`` 0: the path of key ids past
+    62)."""
     if request.param == "rows":
         monkeypatch.setattr(summary, "_PIVOT_KEYS", 0)
+    if request.param == "key lists":
+        monkeypatch.setattr(summary, "_MASK_BITS", 0)
     monkeypatch.setattr(summary, "_KEYS", {})  # the statements are made again
     return request.param
 
@@ -134,8 +139,10 @@ def test_the_statements_read_values_as_asked(random_runs, value_reads):
     repo = random_runs
     assert repo.find_runs(limit=3)[0].name
     keys = summary._keys(repo.index().connection())
-    assert (keys.rows_sql is None) == (value_reads == "columns")
-    assert set(keys.late) == (set() if value_reads == "columns" else {"metrics", "attributes"})
+    assert (keys.rows_sql is None) == (value_reads != "rows")
+    assert set(keys.late) == (set() if value_reads != "rows" else {"metrics", "attributes"})
+    assert keys.mask == (value_reads != "key lists")
+    assert ("sum(1 << key)" in keys.sql) == keys.mask and ("group_concat(key)" in keys.sql) != keys.mask
 
 
 def test_keys_added_by_another_process_are_read(random_runs, value_reads):
@@ -236,7 +243,9 @@ def _summary_with(table: str, value, num=None):
     db.execute("INSERT INTO keys VALUES (1, ?, 'k', 1)", (table,))
     db.execute(f"INSERT INTO {table} VALUES (1, 1, ?{', ?' if table == 'params' else ''})",
                (value, num) if table == "params" else (value,))
-    return summary.read_summaries(db, [("01", b"\x02", 1)])["01"]
+    got = summary.read_summaries(db, [("01", b"\x02", 1)])
+    return types.SimpleNamespace(**{part: getattr(got, part)(got.rows["01"])
+                                    for part in ("params", "tags", "metrics", "attributes")})
 
 
 @given(json_values)

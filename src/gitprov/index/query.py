@@ -77,6 +77,9 @@ class _Target:
         self.text_only = text_only
         #: SQL for the field's value as a number, when ``value_sql`` is its text (params)
         self.num_sql = num_sql
+        #: the last set ``rows`` made of a table of ``_ONE_ROW_A_KEY``: (its SQL, the table,
+        #: the condition on its rows), which a query of that equality alone joins
+        self.drive: tuple[str, str, str] | None = None
 
     def rows(self, cond: str, args: list[Any], sets: bool = False) -> tuple[str, list[Any]]:
         """SQL true when some value of the field satisfies ``cond``: a lookup per run
@@ -87,7 +90,10 @@ class _Target:
         source, run = (_LINEAGE, "l.run") if self.table == "lineage" else (f"{self.table} x", "x.run")
         if sets:
             where = " AND ".join(p for p in (self.match, f"({cond})" if cond else "") if p) or "1"
-            return f"r.rid IN (SELECT {run} FROM {source} WHERE {where})", [*self.match_args, *args]
+            sql = f"r.rid IN (SELECT {run} FROM {source} WHERE {where})"
+            if self.table in _ONE_ROW_A_KEY:
+                self.drive = (sql, source, where)
+            return sql, [*self.match_args, *args]
         where = " AND ".join(p for p in (f"{run} = r.rid", self.match, f"({cond})" if cond else "") if p)
         return f"EXISTS (SELECT 1 FROM {source} WHERE {where})", [*self.match_args, *args]
 
@@ -181,6 +187,9 @@ class _Compiler:
         self.db = db
         self.sets = sets
         self.depth = 0
+        #: the SQL of a set of runs one field's condition made -> (its table, the
+        #: condition on the table's rows) (``select_found``: a query of that alone joins it)
+        self.drives: dict[str, tuple[str, str]] = {}
 
     def document(self, query: Any, where: str = "query") -> tuple[str, list[Any]]:
         if not isinstance(query, dict):
@@ -237,6 +246,8 @@ class _Compiler:
             sql, sub = self.operator(target, op, arg, ops)
             parts.append(sql)
             args.extend(sub)
+        if target.drive is not None and parts == [target.drive[0]] and set(ops) <= {"$eq", "$exists"}:
+            self.drives[target.drive[0]] = target.drive[1:]
         return " AND ".join(parts), args
 
     def operator(self, target: _Target, op: str, arg: Any, ops: dict[str, Any]) -> tuple[str, list[Any]]:
@@ -355,14 +366,33 @@ def select_found(db: sqlite3.Connection, query: dict[str, Any] | None, order_by:
     """
     terms, order_args, first = _order(order_by)
     order = ", ".join(terms)
-    where, args = compile_query(query, db, sets=limit is None or limit > SHORT)
+    compiler = _Compiler(db, sets=limit is None or limit > SHORT)
+    where, args = compiler.document(query or {}, "query")
+    drive = compiler.drives.get(where)
     if not include_deleted:
         where = f"({where}) AND r.deleted = 0"
     if limit is None or first is None:
         sql = f"SELECT r.id, r.tree, r.rid FROM runs r WHERE {where} ORDER BY {order}"
-        tail = [limit] if limit is not None else []
-        return [(run_id.hex(), tree, rid) for run_id, tree, rid in db.execute(
-            sql + (" LIMIT ?" if limit is not None else ""), [*args, *order_args, *tail])]
+        if limit is not None and (limit <= SHORT or len(terms) > len(_NEWEST_FIRST)):
+            return [(run_id.hex(), tree, rid) for run_id, tree, rid in db.execute(
+                sql + " LIMIT ?", [*args, *order_args, limit])]
+        if drive is not None:  # one set alone: its rows joined, no set of them built first (-3.5 M)
+            table, rows = drive
+            sql = (f"SELECT r.id, r.tree, r.rid FROM {table} JOIN runs r ON r.rid = x.run WHERE {rows}"
+                   f"{'' if include_deleted else ' AND r.deleted = 0'} ORDER BY {order}")
+        # a long answer newest first is cut where it is read, not by a ``LIMIT``: with one,
+        # SQLite keeps the best so far in a b-tree, and candidates found in the order they
+        # were indexed (mostly oldest first) each beat the worst kept, an insert and a
+        # delete each; without, it sorts them all at once (2,524 candidates of the newest
+        # 1,000: 32.4 M -> 21.1 M instructions), and a walk in index order stops as soon as
+        # the rows are read. In another order most candidates lose to the worst kept at one
+        # comparison, and the ``LIMIT`` stays (sorting 25,196 by name: 5% slower without)
+        cursor = db.execute(sql, [*args, *order_args])
+        try:
+            rows = cursor.fetchall() if limit is None else cursor.fetchmany(limit)
+        finally:
+            cursor.close()  # the statement reset: no read left open
+        return [(run_id.hex(), tree, rid) for run_id, tree, rid in rows]
     table, key, direction = first
     rest = ", ".join(terms[1:])
     rest_args = order_args[1:]
@@ -380,6 +410,14 @@ def select_found(db: sqlite3.Connection, query: dict[str, Any] | None, order_by:
     return found
 
 
+#: the tables with at most one row a run and key, whose rows of one key and value come in
+#: run order: a set of their runs equal to a value can be joined (``metrics`` are left
+#: out: a range of ``metrics_kv`` gives its runs in value order, and looking the runs up
+#: in that order took 122 ms where the set, looked up in run order, took 92 ms, 100,000
+#: runs, ``metrics.acc >= 0``)
+_ONE_ROW_A_KEY = ("params", "tags", "attributes")
+#: the order of every answer, or of its ties: newest first, then by id
+_NEWEST_FIRST = ["r.created DESC", "r.id"]
 #: MLflow's run attributes sort as the run's own fields do
 _ORDER_AS = {"mlflow.start_time": "created", "mlflow.end_time": "ended", "mlflow.run_name": "name",
              "mlflow.run_id": "id"}
@@ -433,5 +471,5 @@ def _order(order_by: str | list[str] | None) -> tuple[list[str], list[Any], tupl
         else:
             raise QueryError(f"cannot order by {field!r}: it can hold several values per run")
         terms.append(field)
-    sql += ["r.created DESC", "r.id"]
+    sql += _NEWEST_FIRST
     return sql, args, first

@@ -20,13 +20,13 @@ from ..errors import DataError, UsageError
 from ..runs.run import Run
 from .reading import read_run_blobs, read_run_pages
 from .store import RunIndex, index_of
-from .summary import moment
+from .summary import CREATED, EXPERIMENT, NAME, STATUS, UPDATED, moment
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from ..store.prov_store import ProvStore
-    from .summary import RunSummary
+    from .summary import Summaries
 
 __all__ = ["FIRST_PAGE", "find_runs", "iter_runs", "load_runs"]
 
@@ -138,26 +138,28 @@ class _Batch:
         self.found = found
         self.index = index
         self.blobs: dict[str, tuple[bytes, bytes]] | None = None
-        self.summaries: dict[str, RunSummary] | None = None
+        #: the answer's summaries, once read (``summary``)
+        self.summaries: Summaries | None = None
 
-    def summary(self, run_id: str) -> RunSummary | None:
-        """What the index holds of ``run_id`` as the query found it, or None (read it)."""
+    def summary(self, run_id: str) -> tuple | None:
+        """The index's summary row of ``run_id`` as the query found it (``summaries``
+        decodes it), or None (read it)."""
         if self.summaries is None:
             self.summaries = self._read_summaries()
-        return self.summaries.get(run_id)
+        return self.summaries.rows.get(run_id)
 
-    def _read_summaries(self) -> dict[str, RunSummary]:
+    def _read_summaries(self) -> Summaries:
         import sqlite3
 
-        from .summary import read_summaries
+        from .summary import Summaries, read_summaries
 
         db = self.index._db
         if db is None or not self.found or db.in_transaction:
-            return {}
+            return Summaries({}, None)  # type: ignore[arg-type]
         try:
             return read_summaries(db, self.found)
         except sqlite3.Error:  # locked, or gone: the runs are read from git instead
-            return {}
+            return Summaries({}, None)  # type: ignore[arg-type]
 
     def take(self, run_id: str) -> tuple[bytes, bytes]:
         if self.blobs is None:
@@ -227,14 +229,14 @@ class _LazyRun(Run):
     del _lazy
 
     # -- the summary, from the index until the run is read -------------------------
-    #: the summary once looked up (``_summary``); ``_UNREAD`` before, so an accessor tests it
-    #: without a call; None once the state answers
+    #: the summary row once looked up (``_summary``); ``_UNREAD`` before, so an accessor
+    #: tests it without a call; None once the state answers
     _lazy_summary: Any = _UNREAD
     #: the decoded record, once read (``_part``)
     _lazy_record: Any = None
 
-    def _summary(self) -> RunSummary | None:
-        """The index's summary of this run, unless its state has been read (then the
+    def _summary(self) -> tuple | None:
+        """The index's summary row of this run, unless its state has been read (then the
         state, which a later change goes to, answers: ``_part`` sets it to None)."""
         own = self.__dict__
         summary = own.get("_lazy_summary", _UNREAD)
@@ -243,102 +245,101 @@ class _LazyRun(Run):
                 self._batch.summary(self.id)
         return summary
 
+    def _kept(self, part: str) -> dict[str, Any] | None:
+        """A part of the summary decoded once and kept, for lookups of one key (None: read
+        it from the run)."""
+        row = self._lazy_summary
+        if row is _UNREAD:
+            row = self._summary()
+        if row is None:
+            return None
+        own = self.__dict__
+        slot = f"_lazy_{part}"
+        if slot not in own:
+            own[slot] = getattr(self._batch.summaries, part)(row)
+        return own[slot]
+
     # each accessor reads ``_lazy_summary`` itself and calls ``_summary`` only the first
     # time: at 1,000 results a call less per accessor is a millisecond
     @property
     def name(self) -> str:
-        summary = self._lazy_summary
-        if summary is _UNREAD:
-            summary = self._summary()
-        return summary.name if summary is not None else self._state.name
+        row = self._lazy_summary
+        if row is _UNREAD:
+            row = self._summary()
+        return row[NAME] if row is not None else self._state.name
 
     @property
     def experiment(self) -> str:
-        summary = self._lazy_summary
-        if summary is _UNREAD:
-            summary = self._summary()
-        return summary.experiment if summary is not None else self._state.experiment
+        row = self._lazy_summary
+        if row is _UNREAD:
+            row = self._summary()
+        return row[EXPERIMENT] if row is not None else self._state.experiment
 
     @property
     def status(self) -> str:
-        summary = self._lazy_summary
-        if summary is _UNREAD:
-            summary = self._summary()
-        return summary.status if summary is not None else self._state.status
+        row = self._lazy_summary
+        if row is _UNREAD:
+            row = self._summary()
+        return row[STATUS] if row is not None else self._state.status
 
     def get_hyperparameters(self) -> dict[str, Any]:
-        summary = self._lazy_summary
-        if summary is _UNREAD:
-            summary = self._summary()
-        if summary is not None and self._lazy_record is None:
-            params = summary.own_params()
+        row = self._lazy_summary
+        if row is _UNREAD:
+            row = self._summary()
+        if row is not None and self._lazy_record is None:
+            params = self._batch.summaries.params(row)
             if params is not None:
                 return params
         return super().get_hyperparameters()
 
     def get_hyperparameter(self, key: str) -> Any:
-        summary = self._lazy_summary
-        if summary is _UNREAD:
-            summary = self._summary()
-        if summary is not None and summary.params is not None and self._lazy_record is None:
-            return summary.params.get(key)
-        return super().get_hyperparameter(key)
+        params = self._kept("params") if self._lazy_record is None else None
+        return params.get(key) if params is not None else super().get_hyperparameter(key)
 
     def get_metric(self, key: str) -> float | None:
-        summary = self._lazy_summary
-        if summary is _UNREAD:
-            summary = self._summary()
-        if summary is not None and summary.metrics is not None:
-            return summary.metrics.get(key)
-        return super().get_metric(key)
+        metrics = self._kept("metrics")
+        return metrics.get(key) if metrics is not None else super().get_metric(key)
 
     def get_metric_keys(self) -> list[str]:
-        summary = self._lazy_summary
-        if summary is _UNREAD:
-            summary = self._summary()
-        return sorted(summary.metrics) if summary is not None and summary.metrics is not None else \
-            super().get_metric_keys()
+        metrics = self._kept("metrics")
+        return sorted(metrics) if metrics is not None else super().get_metric_keys()
 
     def get_metrics(self) -> dict[str, float]:
-        summary = self._lazy_summary
-        if summary is _UNREAD:
-            summary = self._summary()
-        metrics = summary.own_metrics() if summary is not None else None
+        row = self._lazy_summary
+        if row is _UNREAD:
+            row = self._summary()
+        metrics = self._batch.summaries.metrics(row) if row is not None else None
         return metrics if metrics is not None else super().get_metrics()  # sorted by key, as Run.get_metrics
 
     def get_tags(self) -> dict[str, str]:
-        summary = self._lazy_summary
-        if summary is _UNREAD:
-            summary = self._summary()
-        return summary.own_tags() if summary is not None else super().get_tags()  # type: ignore[return-value]
+        row = self._lazy_summary
+        if row is _UNREAD:
+            row = self._summary()
+        return self._batch.summaries.tags(row) if row is not None else super().get_tags()
 
     def get_attribute(self, key: str) -> Any:
-        summary = self._lazy_summary
-        if summary is _UNREAD:
-            summary = self._summary()
-        if summary is not None and summary.attributes is not None:
-            return summary.attributes.get(key)
-        return super().get_attribute(key)
+        attributes = self._kept("attributes")
+        return attributes.get(key) if attributes is not None else super().get_attribute(key)
 
     def get_attributes(self) -> dict[str, Any]:
-        summary = self._lazy_summary
-        if summary is _UNREAD:
-            summary = self._summary()
-        attributes = summary.own_attributes() if summary is not None else None
+        row = self._lazy_summary
+        if row is _UNREAD:
+            row = self._summary()
+        attributes = self._batch.summaries.attributes(row) if row is not None else None
         return attributes if attributes is not None else super().get_attributes()
 
     def get_date_created(self) -> datetime:
-        summary = self._lazy_summary
-        if summary is _UNREAD:
-            summary = self._summary()
-        if summary is not None:  # a record never changes its creation time
-            return summary.created_at()  # type: ignore[return-value]
+        row = self._lazy_summary
+        if row is _UNREAD:
+            row = self._summary()
+        if row is not None:  # a record never changes its creation time
+            return moment(row[CREATED])  # type: ignore[return-value]
         return super().get_date_created()
 
     def get_date_updated(self) -> datetime:
-        summary = self._lazy_summary
-        if summary is _UNREAD:
-            summary = self._summary()
-        if summary is not None:
-            return moment(summary.updated) or self.get_date_created()
+        row = self._lazy_summary
+        if row is _UNREAD:
+            row = self._summary()
+        if row is not None:
+            return moment(row[UPDATED]) or self.get_date_created()
         return super().get_date_updated()

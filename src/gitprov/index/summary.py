@@ -11,12 +11,14 @@ the run's ``raw`` bits when the run is indexed, and that part of the summary is
 ``None``: the caller reads the run's record instead.
 
 One statement reads the summaries of a whole answer, one row per run (``_Keys``): its
-``runs`` row; its params and its tags, each as its key ids and a JSON array of its values
+``runs`` columns; its params and its tags, each as its key ids (one bit each while every
+key id is below 63, else their list) and a JSON array of its values
 that SQLite writes and msgspec reads in one call; its metrics and attributes as a column
 per key when a kind has few keys that most runs have (SQLite's text of a float is not
 always exact, so they come as values, never as text), else as rows in a second statement
 of the same read transaction. The key names are kept per connection and read again only
-when a statement sees a key added since. A part is decoded at its first use. The summary
+when a statement sees a key added since. The rows stay tuples (``Summaries``): a part of
+a run is decoded when it is asked for, and no object is made for each run. The summary
 of a run is read only when the run's directory tree is still the one the query answered
 with, so it is the same run ``Run.load`` gives; the keys come in sorted order, as the
 record's JSON has them.
@@ -32,9 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import sqlite3
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
-__all__ = ["RAW_ATTRIBUTES", "RAW_METRICS", "RAW_PARAMS", "RunSummary", "moment", "parse_time", "read_summaries"]
+__all__ = ["CREATED", "EXPERIMENT", "NAME", "RAW_ATTRIBUTES", "RAW_METRICS", "RAW_PARAMS", "STATUS", "UPDATED",
+           "Summaries", "moment", "parse_time", "read_summaries"]
 
 #: ``runs.raw`` bits: this part of the run is read from its record, not from the rows
 RAW_PARAMS = 1
@@ -53,95 +56,47 @@ _PIVOT_KEYS = 16
 _NULL = b""
 _NAN = float("nan")
 _WANTED = "WITH wanted(rid) AS (SELECT value FROM json_each(?))"
-#: a run's ``runs`` columns (``RunSummary``), then its params and its tags, each as its key
+#: a run's ``runs`` columns (``NAME`` and the like), then its params and its tags, each as its key
 #: ids, a space and its values as a JSON array in the same order (two aggregates over the
 #: same rows; a plain param's text is its JSON, ``rows.param_row``)
-_RUN = ("r.rid, r.tree, r.raw, r.name, r.experiment, r.status, r.created, r.ended, COALESCE(r.updated, r.ended), "
-        "r.deleted")
-_PARAMS = ("(SELECT group_concat(key) || ' [' || group_concat(CASE WHEN num IS NULL THEN json_quote(value) "
+_RUN = "r.rid, r.tree, r.raw, r.name, r.experiment, r.status, r.created, COALESCE(r.updated, r.ended)"
+_PARAMS = ("(SELECT {keys} || ' [' || group_concat(CASE WHEN num IS NULL THEN json_quote(value) "
            "ELSE value END) || ']' FROM params WHERE run = r.rid)")
-_TAGS = "(SELECT group_concat(key) || ' ' || json_group_array(value) FROM tags WHERE run = r.rid)"
+_TAGS = "(SELECT {keys} || ' ' || json_group_array(value) FROM tags WHERE run = r.rid)"
+#: a run's key ids of a kind: one bit each when every key id is below ``_MASK_BITS`` (one
+#: number to write instead of a list; the values come in key id order, the table's own),
+#: else their list
+_MASK_BITS = 63
+_KEY_MASK, _KEY_LIST = "sum(1 << key)", "group_concat(key)"
 #: the kinds whose values come as values: a column per key, or rows
 _VALUE_KINDS = ("metrics", "attributes")
-#: a part not decoded yet
-_UNREAD: Any = object()
 
 
-class RunSummary:
-    """What the index holds of one run: ``name``, ``experiment``, ``status``, ``created``,
-    ``ended``, ``updated`` (times as the index stores them), ``deleted``, and its parts
-    ``params``, ``tags``, ``metrics`` and ``attributes``, each decoded at its first use
-    (``None``: read it from the record). ``own_params()`` and the like give a part as a new
-    dict (what ``Run.get_hyperparameters`` and the like return)."""
+class Summaries:
+    """The summaries of one answer: ``rows``, ``{run id: its row}`` (``_Keys.sql``: ``NAME``,
+    ``EXPERIMENT``, ``STATUS``, ``CREATED``, ``UPDATED`` hold the run's columns, times as
+    the index stores them), and what decodes a row's parts, each into a new dict at each
+    call (``None``: read that part from the record). A row is a plain tuple: the answer's
+    runs keep their rows, no object is made for a run, and a part is decoded only when
+    it is asked for."""
 
-    __slots__ = ("_attributes", "_created_at", "_keys", "_metrics", "_params", "_raw", "_row", "_tags", "created",
-                 "deleted", "ended", "experiment", "name", "status", "updated")
+    __slots__ = ("_keys", "_values", "rows")
 
-    def __init__(self, row: tuple, keys: _Keys) -> None:
-        """From a row of ``_Keys.sql``."""
-        (_, _, raw, self.name, self.experiment, self.status, self.created, self.ended, self.updated,
-         deleted) = row[:10]
-        self.deleted = bool(deleted)
-        self._raw = raw = raw or 0
-        self._row = row
+    def __init__(self, rows: dict[str, tuple], keys: _Keys, values: dict[int, list] | None = None) -> None:
+        self.rows = rows
         self._keys = keys
-        self._params: dict[str, Any] | None = None if raw & RAW_PARAMS else _UNREAD
-        self._tags: dict[str, str] = _UNREAD
-        self._metrics: dict[str, float] | None = None if raw & RAW_METRICS else _UNREAD
-        self._attributes: dict[str, Any] | None = None if raw & RAW_ATTRIBUTES else _UNREAD
-        self._created_at: datetime | None = None
+        #: the kinds read as rows (``_fill``): rid -> [metrics, attributes]
+        self._values = values
 
-    # each part: the dict kept for lookups, and a new dict for the caller (decoded anew
-    # while none is kept: no dearer than a copy)
-    @property
-    def params(self) -> dict[str, Any] | None:
-        if self._params is _UNREAD:
-            self._params = self._text(10)
-        return self._params
+    def params(self, row: tuple) -> dict[str, Any] | None:
+        raw = row[2]
+        return None if raw and raw & RAW_PARAMS else self._decoded(row[_PARAMS_COLUMN])
 
-    def own_params(self) -> dict[str, Any] | None:
-        params = self._params
-        if params is _UNREAD:
-            return self._text(10)
-        return None if params is None else params.copy()
+    def tags(self, row: tuple) -> dict[str, str]:
+        return self._decoded(row[_PARAMS_COLUMN + 1])
 
-    @property
-    def tags(self) -> dict[str, str]:
-        if self._tags is _UNREAD:
-            self._tags = self._text(11)  # type: ignore[assignment]
-        return self._tags
-
-    def own_tags(self) -> dict[str, str]:
-        tags = self._tags
-        return self._text(11) if tags is _UNREAD else tags.copy()  # type: ignore[return-value]
-
-    @property
-    def metrics(self) -> dict[str, float] | None:
-        if self._metrics is _UNREAD:
-            self._metrics = self._values("metrics")
-        return self._metrics
-
-    def own_metrics(self) -> dict[str, float] | None:
-        metrics = self._metrics
-        if metrics is _UNREAD:
-            return self._values("metrics")
-        return None if metrics is None else metrics.copy()
-
-    @property
-    def attributes(self) -> dict[str, Any] | None:
-        if self._attributes is _UNREAD:
-            self._attributes = self._values("attributes")
-        return self._attributes
-
-    def own_attributes(self) -> dict[str, Any] | None:
-        attributes = self._attributes
-        if attributes is _UNREAD:
-            return self._values("attributes")
-        return None if attributes is None else attributes.copy()
-
-    def _text(self, column: int) -> dict[str, Any]:
-        """Params (``column`` 10) or tags (11): key ids, a space, a JSON array of the values."""
-        text = self._row[column]
+    def _decoded(self, text: str | None) -> dict[str, Any]:
+        """Params or tags: their key ids, a space, a JSON array of their values."""
         if text is None:
             return {}
         kids, _, values = text.partition(" ")
@@ -149,29 +104,40 @@ class RunSummary:
         decode, slow = keys.plans.get(kids) or keys.plan(kids)
         return keys.as_dict(decode(values)) if slow is None else slow(values)
 
-    def _values(self, kind: str) -> dict[str, Any]:
-        """Metrics or attributes read as a column per key (a kind read as rows is filled by
-        ``read_summaries``): a value, NULL for none, ``_NULL`` for NaN or null."""
-        start, names = self._keys.columns[kind]
-        cells = self._row[start:start + len(names)]
+    def metrics(self, row: tuple) -> dict[str, float] | None:
+        raw = row[2]
+        if raw and raw & RAW_METRICS:
+            return None
+        return self._part(row, "metrics", 0)
+
+    def attributes(self, row: tuple) -> dict[str, Any] | None:
+        raw = row[2]
+        if raw and raw & RAW_ATTRIBUTES:
+            return None
+        return self._part(row, "attributes", 1)
+
+    def _part(self, row: tuple, kind: str, slot: int) -> dict[str, Any]:
+        """Metrics or attributes: from a column per key (a value, NULL for none, ``_NULL``
+        for NaN or null), or from the rows ``read_summaries`` read."""
+        columns = self._keys.columns.get(kind)
+        if columns is None:
+            return self._values[row[0]][slot].copy()  # type: ignore[index]
+        start, stop, names, make = columns
         try:  # every key, each a number: the usual run (``sum`` fails on a None or an ``_NULL``)
-            sum(cells)
+            sum(row[start:stop])
         except TypeError:
             pass
         else:
-            return dict(zip(names, cells, strict=False))
+            return make(row)
         null = _NAN if kind == "metrics" else None
         return {name: null if value.__class__ is bytes else value
-                for name, value in zip(names, cells, strict=False) if value is not None}
+                for name, value in zip(names, row[start:stop], strict=True) if value is not None}
 
-    def created_at(self) -> datetime | None:
-        """``created`` as ``Run.get_date_created`` gives it."""
-        created = self._created_at
-        if created is None:
-            value = self.created
-            created = self._created_at = _EPOCH + _MICROSECOND * value if value.__class__ is int else \
-                parse_time(value)
-        return created
+
+#: a summary row's columns (``_RUN``; no more than the accessors read: each column
+#: crossing into Python costs about a microsecond at 1,000 results)
+NAME, EXPERIMENT, STATUS, CREATED, UPDATED = 3, 4, 5, 6, 7
+_PARAMS_COLUMN = 8
 
 
 def moment(value: int | str | None) -> datetime | None:
@@ -220,25 +186,30 @@ class _Keys:
             kinds.setdefault(kind, []).append((kid, name, uses))
         self.top = max(self.names, default=0)
         most = max((uses for keys in kinds.values() for _, _, uses in keys), default=0)
-        #: a key id list (``_PARAMS``) -> what decodes the JSON array of its values: a
+        #: a key id mask or list (``_PARAMS``) -> what decodes the JSON array of its values: a
         #: decoder whose result ``structs.asdict`` makes the dict, or (``None``, a function
         #: that makes it)
         self.plans: dict[str, tuple[Any, Callable[[str], dict[str, Any]] | None]] = {}
         #: ``msgspec.structs.asdict``, set by ``plan`` (msgspec is imported at the first use)
         self.as_dict: Callable[[Any], dict[str, Any]] = dict
-        #: a kind read as a column per key -> its first column and its key names, in name order
-        self.columns: dict[str, tuple[int, list[str]]] = {}
+        #: a kind read as a column per key -> its first column, the column after its last, its
+        #: key names in name order, and what makes the dict of a row whose cells are all values
+        self.columns: dict[str, tuple[int, int, list[str], Callable[[tuple], dict[str, Any]]]] = {}
         #: a kind read as rows -> the names that come before one of a lower key id (rows come
         #: in key id order: a run that has one of them is sorted)
         self.late: dict[str, set[str]] = {}
-        parts = [_RUN, _PARAMS, _TAGS]
-        column = 12  # the next column's index in a row of ``sql``
+        #: the key ids of a run's params and tags come as a bit mask (``_KEY_MASK``)
+        self.mask = self.top < _MASK_BITS
+        key_ids = _KEY_MASK if self.mask else _KEY_LIST
+        parts = [_RUN, _PARAMS.format(keys=key_ids), _TAGS.format(keys=key_ids)]
+        column = _PARAMS_COLUMN + 2  # the next column's index in a row of ``sql``
         rows: list[str] = []
         joins: list[str] = []
         for kind in _VALUE_KINDS:
             keys = sorted(kinds.get(kind, []), key=lambda key: key[1])
             if len(keys) <= _PIVOT_KEYS and 2 * sum(uses for _, _, uses in keys) >= len(keys) * most:
-                self.columns[kind] = (column, [name for _, name, _ in keys])
+                names = [name for _, name, _ in keys]
+                self.columns[kind] = (column, column + len(keys), names, _maker(column, names))
                 for kid, _, _ in keys:  # a join each: a lookup without a subquery's frame
                     alias = f"{kind[0]}{kid}"
                     parts.append(f"CASE WHEN {alias}.value IS NOT NULL OR {alias}.run IS NULL THEN {alias}.value ELSE x'' END")
@@ -259,7 +230,12 @@ class _Keys:
         import msgspec
 
         self.as_dict = msgspec.structs.asdict
-        plan = _plan(tuple(self.names[int(kid)] for kid in kids.split(",")))
+        if self.mask:
+            bits = int(kids)
+            ids = [kid for kid in range(bits.bit_length()) if bits >> kid & 1]
+        else:
+            ids = [int(kid) for kid in kids.split(",")]
+        plan = _plan(tuple(self.names[kid] for kid in ids))
         if len(self.plans) >= _PLANS:
             self.plans = {}  # a new dict, not a cleared one: another thread may be reading it
         self.plans[kids] = plan
@@ -338,10 +314,18 @@ def _list_decoder() -> Any:
     return msgspec.json.Decoder(list).decode
 
 
-def read_summaries(db: sqlite3.Connection, found: list[tuple[str, bytes, int]]) -> dict[str, RunSummary]:
-    """``{run id: RunSummary}`` of the ``(run id, directory tree id as bytes, rid)`` a
-    query found (``query.select_found``) whose directory is still that tree in the index;
-    the rest are left out (read them)."""
+def _maker(start: int, names: list[str]) -> Callable[[tuple], dict[str, Any]]:
+    """What makes ``{name: row[start + i]}`` of the key names ``names``: a dict display
+    (four metrics: about a fifth of ``dict(zip(...))``'s time). The names enter as values,
+    never as source text."""
+    body = ", ".join(f"_{i}: row[{start + i}]" for i in range(len(names)))
+    return eval(f"lambda row: {{{body}}}", {f"_{i}": name for i, name in enumerate(names)})  # noqa: S307
+
+
+def read_summaries(db: sqlite3.Connection, found: list[tuple[str, bytes, int]]) -> Summaries:
+    """The summaries of the ``(run id, directory tree id as bytes, rid)`` a query found
+    (``query.select_found``) whose directory is still that tree in the index; the rest
+    are left out of ``rows`` (read them)."""
     wanted = {rid: (run_id, tree) for run_id, tree, rid in found}
     array = "[" + ",".join(map(str, sorted(wanted))) + "]"
     keys = _keys(db)
@@ -351,43 +335,32 @@ def read_summaries(db: sqlite3.Connection, found: list[tuple[str, bytes, int]]) 
             break
         keys = _keys(db, fresh=True)
     else:
-        return {}  # keys added faster than they can be read: the runs are read from git
+        return Summaries({}, keys)  # keys added faster than they can be read: the runs are read from git
     rows, values = got
-    out: dict[str, RunSummary] = {}
-    by_rid: dict[int, RunSummary] = {}
+    out: dict[str, tuple] = {}
     for row in rows:
         run_id, tree = wanted[row[0]]
         if row[1] == tree:
-            out[run_id] = by_rid[row[0]] = RunSummary(row, keys)
-    if keys.late:
-        _fill(keys, by_rid, values)
-    return out
+            out[run_id] = row
+    return Summaries(out, keys, _fill(keys, out.values(), values) if keys.late else None)
 
 
-def _fill(keys: _Keys, by_rid: dict[int, RunSummary], values: list[tuple]) -> None:
-    """The kinds read as rows, from their rows ``(kind's index in _VALUE_KINDS, rid, key id, value)``."""
-    metrics, attributes = ("metrics" in keys.late), ("attributes" in keys.late)
-    for summary in by_rid.values():
-        if metrics and summary._metrics is _UNREAD:
-            summary._metrics = {}
-        if attributes and summary._attributes is _UNREAD:
-            summary._attributes = {}
+def _fill(keys: _Keys, rows: Iterable[tuple], values: list[tuple]) -> dict[int, list]:
+    """The kinds read as rows, from their rows ``(kind's index in _VALUE_KINDS, rid, key
+    id, value)``: rid -> [metrics, attributes]."""
+    by_rid: dict[int, list] = {row[0]: [{}, {}] for row in rows}
     names = keys.names
     for kind, rid, kid, value in values:
-        summary = by_rid.get(rid)
-        if summary is None:
-            continue
-        if kind == 0:
-            if summary._metrics is not None:
-                summary._metrics[names[kid]] = _NAN if value is None else value
-        elif summary._attributes is not None:
-            summary._attributes[names[kid]] = value
+        parts = by_rid.get(rid)
+        if parts is not None:
+            parts[kind][names[kid]] = _NAN if kind == 0 and value is None else value
     # keys sorted, as the record's JSON has them: rows come in key id order, the order keys
     # were first seen, so only a run with a key named before one seen earlier is sorted
     for kind, late in keys.late.items():
         if late:
-            slot = f"_{kind}"
-            for summary in by_rid.values():
-                items = getattr(summary, slot)
+            slot = _VALUE_KINDS.index(kind)
+            for parts in by_rid.values():
+                items = parts[slot]
                 if items and not late.isdisjoint(items):
-                    setattr(summary, slot, dict(sorted(items.items())))
+                    parts[slot] = dict(sorted(items.items()))
+    return by_rid
