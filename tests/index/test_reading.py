@@ -95,12 +95,12 @@ def table_rows(path):
     """Every row, the runs, keys and lineage nodes named by what they are, not by the
     integers a build gave them (a cold build reads the runs in pack order)."""
     named = {
-        "runs": "SELECT id, tree, name, experiment, status, created, ended, updated, commit_id, parent, deleted, user,"
-                " raw FROM runs",
+        "runs": "SELECT id, tree, name, (SELECT name FROM keys WHERE kid = experiment), status, created, ended, updated,"
+                " commit_id, parent, deleted, user, raw FROM runs",
         **{t: f"SELECT r.id, k.kind, k.name, k.uses, x.value{', x.num' if t == 'params' else ''} FROM {t} x "  # noqa: S608
               "JOIN runs r ON r.rid = x.run JOIN keys k ON k.kid = x.key" for t in ("params", "metrics", "tags", "attributes")},
-        "lineage": "SELECT r.id, l.direction, n.kind, n.name, n.item FROM lineage l JOIN runs r ON r.rid = l.run"
-                   " JOIN nodes n ON n.nid = l.node",
+        "lineage": "SELECT r.id, l.link % 2, n.kind, n.name, n.item, n.hash FROM lineage l JOIN runs r ON r.rid = l.run"
+                   " JOIN nodes n ON n.nid = l.link >> 1",
         "stages": "SELECT r.id, k.name, s.name, s.args_hash, s.commit_id, s.dirty, s.status, s.ended FROM stages s"
                   " JOIN runs r ON r.rid = s.run JOIN keys k ON k.kid = s.key",
         "counts": "SELECT (SELECT count(*) FROM keys), (SELECT count(*) FROM nodes)",

@@ -37,7 +37,7 @@ def test_index_is_built_on_demand_and_keyed_by_the_ledger_tip(prov):
     assert os.path.exists(index_path(prov))
     assert prov.index().indexed_tip() == prov.ledger.tip()
     with sqlite3.connect(index_path(prov)) as db:
-        assert db.execute("SELECT name, status FROM runs").fetchall() == [("a", "finished")]
+        assert db.execute("SELECT name, status FROM runs").fetchall() == [("a", 1)]  # encoding.status_value
         assert db.execute("SELECT k.name, m.value FROM metrics m JOIN keys k ON k.kid = m.key").fetchall() == [("acc", 0.5)]
 
 
@@ -194,8 +194,8 @@ def test_a_run_id_is_stored_once(prov):
     with open(index_path(prov), "rb") as f:
         data = f.read()
     assert run.id.encode() not in data  # never as text
-    # runs row and runs_id, the artifact node 'b' consumed and its nodes_key entry: every other table says a number
-    assert data.count(bytes.fromhex(run.id)) == 4
+    # runs row and runs_id, the artifact node 'b' consumed (``nodes_hash`` holds its hash): every other table says a number
+    assert data.count(bytes.fromhex(run.id)) == 3
 
 
 def test_shard_entries_that_are_not_run_ids_are_not_indexed(prov):

@@ -27,12 +27,16 @@ from ..model.common import FORMAT_VERSION
 from ..runs.stage import STAGE_PREFIX
 from .encoding import (
     DIRECTIONS,
+    KEY_KINDS,
     KEYED_TABLES,
     NODE_KINDS,
     RUN_TABLES,
     hexish,
     id_bytes,
+    link,
+    node_hash,
     node_row,
+    status_value,
     time_value,
 )
 from .summary import RAW_ATTRIBUTES, RAW_METRICS, RAW_PARAMS
@@ -187,7 +191,7 @@ class RunRows:
     Use it as a context manager; the thread is the only user of ``db`` until the block
     ends, and it has finished (its error raised, if it had one) when the block ends.
 
-    With ``stage`` (a cold build: the tables are empty, ``nodes_key`` dropped), the rows of
+    With ``stage`` (a cold build: the tables are empty, ``nodes_hash`` dropped), the rows of
     the tables keyed by run (``WITHOUT ROWID`` b-trees, which inserts leave about 12%
     empty) and the lineage nodes go to temporary tables first, copied at the end of the
     block in one ``INSERT … SELECT *`` each: SQLite's transfer fills each page of the copy.
@@ -207,7 +211,7 @@ class RunRows:
                 db.execute(f"DROP TABLE IF EXISTS temp.stage_{table}")
                 db.execute(sql.replace(f"CREATE TABLE {table}(", f"CREATE TEMP TABLE stage_{table}(", 1))
             if not node_ids:
-                db.execute("CREATE UNIQUE INDEX temp.stage_nodes_key ON stage_nodes(kind, name, item)")
+                db.execute("CREATE INDEX temp.stage_nodes_hash ON stage_nodes(hash)")
         self.batch = batch
         #: with ``node_ids`` (a staged build: the tables start empty), its lineage nodes,
         #: ``kind:len(name):name item`` -> ``nid``
@@ -220,7 +224,7 @@ class RunRows:
         #: commit (as ``hexish`` stores it) -> ``commits.cid``
         self.cids: dict[bytes | str, int] = {oid: cid for cid, oid in db.execute("SELECT cid, oid FROM commits")}
         #: per table, key name -> ``keys.kid``
-        self.kids: dict[str, dict[str, int]] = {table: {} for table in KEYED_TABLES}
+        self.kids: dict[str, dict[str, int]] = {kind: {} for kind in KEY_KINDS}
         for kid, kind, name in db.execute("SELECT kid, kind, name FROM keys"):
             self.kids.setdefault(kind, {})[name] = kid
         self._batches: queue.Queue[dict[str, list[tuple]] | None] | None = None
@@ -249,7 +253,7 @@ class RunRows:
         rows.db, rows.staged, rows.batch = None, (), start["batch"]  # type: ignore[assignment]
         rows.nids = {} if start["node_ids"] else None
         rows.next_rid, rows.next_kid, rows.next_nid = start["rid"], start["kid"], start["nid"]
-        rows.kids = {**{table: {} for table in KEYED_TABLES}, **start["kids"]}
+        rows.kids = {**{kind: {} for kind in KEY_KINDS}, **start["kids"]}
         rows.cids = {}
         rows.tables, rows.count = rows._empty(), 0
         rows._batches, rows._worker, rows._error, rows._sink = None, None, None, sink
@@ -348,7 +352,8 @@ class RunRows:
             if value.__class__ is dict and name.startswith(STAGE_PREFIX):
                 t["stages"].append((rid, kid, str(value.get("name")), value.get("args_hash"), value.get("commit"),
                                     int(bool(value.get("dirty"))), value.get("status"), value.get("ended")))
-        t["runs"].append((rid, id_bytes(run_id), id_bytes(blobs.tree), state.name, state.experiment, state.status,
+        experiment = self.kids["experiment"].get(state.experiment) or new_key("experiment", state.experiment)
+        t["runs"].append((rid, id_bytes(run_id), id_bytes(blobs.tree), state.name, experiment, status_value(state.status),
                           time_value(record.created), time_value(state.ended),
                           None if state.updated == state.ended else time_value(state.updated), self._commit(record.code.commit),
                           hexish(record.parent), int(state.deleted), record.user or None, raw or None))
@@ -359,24 +364,26 @@ class RunRows:
                 for key, items in side.items():
                     kind, _, name = key.partition(":")
                     kind, name = node_row(kind, name)
-                    edges.update((rid, direction, kind, name, item) for item in (items or [""]))
+                    code = node_hash(kind, name)
+                    edges.update((rid, direction, kind, name, item, code) for item in (items or [""]))
             # dataset versions (log_dataset_version, prov run --input/--output) are lineage too
             dataset = NODE_KINDS["dataset"]
             for key, version in state.datasets.items():
-                edges.add((rid, DIRECTIONS["out" if key.startswith("output/") else "in"], dataset, key, version.digest))
+                edges.add((rid, DIRECTIONS["out" if key.startswith("output/") else "in"], dataset, key, version.digest,
+                           node_hash(dataset, key)))
             nids = self.nids
             if nids is None:  # the nodes table decides (``_insert``)
                 t["lineage"].extend(edges)  # in any order: ``_insert`` orders them
             else:  # a staged build: each node's id known here, no lookup per row in SQLite
                 nodes, links = t["nodes"], set()
-                for _, direction, kind, name, item in edges:
+                for _, direction, kind, name, item, code in edges:
                     key = f"{kind!r}:{len(name)}:{name!r}{item}"  # one str: ~30 MB less than tuples at 100,000 runs
                     nid = nids.get(key)
                     if nid is None:
                         nid = nids[key] = self.next_nid
                         self.next_nid += 1
-                        nodes.append((nid, kind, name, item))
-                    links.add((rid, direction, nid))
+                        nodes.append((nid, kind, name, item, code))
+                    links.add((rid, link(direction, nid)))
                 t["lineage"].extend(sorted(links))
         self.count += 1
         if self.count >= self.batch:
@@ -422,11 +429,13 @@ class RunRows:
                     uses = Counter(map(itemgetter(1), rows))
                     db.executemany("UPDATE keys SET uses = uses + ? WHERE kid = ?", [(n, k) for k, n in uses.items()])
         if lineage:  # each (kind, name, item) once in nodes; the rows refer to it by its nid
-            db.execute("CREATE TEMP TABLE IF NOT EXISTS lineage_rows(run, direction, kind, name, item)")
-            db.executemany("INSERT INTO temp.lineage_rows VALUES (?, ?, ?, ?, ?)", lineage)
+            db.execute("CREATE TEMP TABLE IF NOT EXISTS lineage_edges(run, direction, kind, name, item, hash)")
+            db.executemany("INSERT INTO temp.lineage_edges VALUES (?, ?, ?, ?, ?, ?)", lineage)
             into, nodes = ("temp.stage_lineage", "temp.stage_nodes") if self.staged else ("lineage", "nodes")
-            db.execute(f"INSERT OR IGNORE INTO {nodes}(kind, name, item) SELECT DISTINCT kind, name, item "  # noqa: S608
-                       "FROM temp.lineage_rows ORDER BY 1 DESC, 2, 3")  # datasets first: the smallest nids
-            db.execute(f"INSERT INTO {into} SELECT s.run, s.direction, n.nid FROM temp.lineage_rows s JOIN {nodes} n "  # noqa: S608
-                       "ON n.kind = s.kind AND n.name = s.name AND n.item = s.item ORDER BY 1, 2, 3")
-            db.execute("DELETE FROM temp.lineage_rows")
+            same = "n.hash = s.hash AND n.kind = s.kind AND n.name = s.name AND n.item = s.item"
+            db.execute(f"INSERT INTO {nodes}(kind, name, item, hash) SELECT DISTINCT kind, name, item, hash "  # noqa: S608
+                       f"FROM temp.lineage_edges s WHERE NOT EXISTS (SELECT 1 FROM {nodes} n WHERE {same}) "
+                       "ORDER BY 1 DESC, 2, 3")  # datasets first: the smallest nids
+            db.execute(f"INSERT INTO {into} SELECT DISTINCT s.run, n.nid * 2 + s.direction FROM temp.lineage_edges s "  # noqa: S608
+                       f"JOIN {nodes} n ON {same} ORDER BY 1, 2")
+            db.execute("DELETE FROM temp.lineage_edges")

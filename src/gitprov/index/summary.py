@@ -30,6 +30,8 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from .encoding import STATUS_NAMES, TIME_BASE
+
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Callable
@@ -42,7 +44,8 @@ RAW_ATTRIBUTES = 2
 RAW_METRICS = 4
 #: the form of every time a record holds (``utc_timestamp``)
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", re.ASCII)
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+#: what the index's integer times count from (``encoding.time_value``)
+_EPOCH = TIME_BASE.replace(tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
 #: a kind of keys is read as one column per key (a lookup per run and key, no row per
 #: value) when it has at most this many keys and a run has on average half of them or
@@ -79,8 +82,10 @@ class RunSummary:
 
     def __init__(self, row: tuple, keys: _Keys) -> None:
         """From a row of ``_Keys.sql``."""
-        (_, _, raw, self.name, self.experiment, self.status, self.created, self.ended, self.updated,
-         deleted) = row[:10]
+        (_, _, raw, self.name, experiment, status, self.created, self.ended, self.updated, deleted) = row[:10]
+        # a key id and a small integer (``encoding.status_value``, any other status its text)
+        self.experiment = keys.names.get(experiment, "") if experiment.__class__ is int else experiment
+        self.status = STATUS_NAMES[status] if status.__class__ is int else status
         self.deleted = bool(deleted)
         self._raw = raw = raw or 0
         self._row = row
