@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..nodes import graph_node
-from .encoding import DIRECTIONS, NODE_KINDS, id_bytes, node_hash, node_row, unhex
+from .encoding import DIRECTIONS, LINKS_SQL, NODE_KINDS, id_bytes, node_hash, node_row, unhex
 
 if TYPE_CHECKING:
     import sqlite3
@@ -27,10 +27,10 @@ _TOP = "\U0010ffff"  # sorts after every character: the upper bound of a prefix 
 
 Edge = tuple[str, str, str]
 #: a lineage row with its run id and its node's kind, name and item, from the run's side
-#: (``lineage.link``: the node id doubled, plus the direction)
-_ROWS = "runs r JOIN lineage l ON l.run = r.rid JOIN nodes n ON n.nid = l.link >> 1"
+#: (``j.value``: a link of the run's ``lineage.links``, the node id doubled plus the direction)
+_ROWS = f"runs r JOIN lineage l ON l.run = r.rid JOIN {LINKS_SQL} JOIN nodes n ON n.nid = j.value >> 1"
 #: the same from the node's side (``{d}``: the direction), the node found by ``nodes_hash``
-_NODE_ROWS = "nodes n JOIN lineage l ON l.link = n.nid * 2 + {d} JOIN runs r ON r.rid = l.run"
+_NODE_ROWS = "nodes n JOIN lineage_node l ON l.link = n.nid * 2 + {d} JOIN runs r ON r.rid = l.run"
 _DIRECTION_NAMES = {v: k for k, v in DIRECTIONS.items()}
 _RUN = NODE_KINDS["run"]
 _KIND_NAMES = {code: kind for kind, code in NODE_KINDS.items()}  # ``encoding.node_kind``, inline
@@ -197,7 +197,7 @@ class IndexEdges:
         mine, theirs = ("out", "in") if forward else ("in", "out")
         # a run's own rows: what it produced (forward) or consumed
         for key, kind, name, item in self._rows(
-                f"SELECT r.id, n.kind, n.name, n.item FROM {_ROWS} WHERE r.id IN (?*) AND l.link % 2 = ?",
+                f"SELECT r.id, n.kind, n.name, n.item FROM {_ROWS} WHERE r.id IN (?*) AND j.value % 2 = ?",
                 _run_keys(runs), DIRECTIONS[mine]):
             run_id, kind = key.hex(), _KIND_NAMES.get(kind, kind)
             if kind in ("model", "dataset", "run"):
@@ -228,7 +228,7 @@ class IndexEdges:
         # producer a consumer names
         wanted = {(name, item): node for node, name, item in others.get("run", ())}
         for key, direction_id, name, item in self._rows(
-                f"SELECT r.id, l.link % 2, n.name, n.item FROM nodes n JOIN lineage l ON l.link IN (n.nid * 2, "
+                f"SELECT r.id, l.link % 2, n.name, n.item FROM nodes n JOIN lineage_node l ON l.link IN (n.nid * 2, "
                 f"n.nid * 2 + 1) JOIN runs r ON r.rid = l.run WHERE n.hash IN (?h) AND n.name IN (?*) AND n.kind = {_RUN} "
                 "AND n.item != ''", _names(name for name, _ in wanted)):
             name = unhex(name)

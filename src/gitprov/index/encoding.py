@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Any
 
 __all__ = ["COMMIT_SQL", "DIRECTIONS", "EXPERIMENT_SQL", "KEYED_TABLES", "KEY_KINDS", "NODE_KINDS", "RUN_TABLES",
-           "STATUS_SQL", "TIME_BASE", "epoch_ms", "hex_sql", "hexish", "id_bytes", "key_sql", "link", "node_hash",
-           "node_kind", "node_row", "status_text", "status_value", "time_text", "time_value", "unhex"]
+           "LINKS_SQL", "STATUS_SQL", "TIME_BASE", "epoch_ms", "hex_sql", "hexish", "id_bytes", "key_sql", "link",
+           "links_json", "node_hash", "node_kind", "node_row", "pack_links", "status_text", "status_value", "time_text",
+           "time_value", "unhex", "unpack_links"]
 
 #: the moment a run's time counts from (``time_value``): SQLite stores an integer within
 #: 2**47 of zero in 6 bytes, microseconds from 2025 do for times from mid-2020 to mid-2029
@@ -58,9 +59,45 @@ def status_text(value: int | str) -> str:
 
 
 def link(direction: int, node: int) -> int:
-    """``lineage.link``: a lineage row's node id and direction in one integer (the node id
-    doubled, plus 1 for ``out``): one column less in each row and in ``lineage_node``."""
+    """A lineage link: a run's lineage row's node id and direction in one integer (the node
+    id doubled, plus 1 for ``out``), as ``lineage.links`` and ``lineage_node.link`` hold it."""
     return node * 2 + direction
+
+
+def pack_links(links: list[int]) -> bytes:
+    """``lineage.links``: a run's lineage links (``link``), ascending, as varints (7 bits a
+    byte, low first): one row a run instead of a row a link (``lineage_node`` holds a row a
+    link, keyed by link, for the other direction); ``unpack_links`` gives them back."""
+    out = bytearray()
+    for value in links:
+        while value > 0x7F:
+            out.append(value & 0x7F | 0x80)
+            value >>= 7
+        out.append(value)
+    return bytes(out)
+
+
+def unpack_links(data: bytes) -> list[int]:
+    """The links ``pack_links`` stored."""
+    links: list[int] = []
+    value = shift = 0
+    for byte in data:
+        value |= (byte & 0x7F) << shift
+        if byte & 0x80:
+            shift += 7
+        else:
+            links.append(value)
+            value = shift = 0
+    return links
+
+
+def links_json(data: bytes) -> str:
+    """The SQL function ``links``: a run's links as a JSON array, for ``json_each``."""
+    return "[" + ",".join(map(str, unpack_links(data))) + "]"
+
+
+#: SQL for the lineage rows of run ``l`` (a ``lineage`` row): ``j.value`` is each ``link``
+LINKS_SQL = "json_each(links(l.links)) j"
 
 
 def node_hash(kind: int | str, name: bytes | str) -> int:

@@ -36,6 +36,7 @@ from .encoding import (
     link,
     node_hash,
     node_row,
+    pack_links,
     status_value,
     time_value,
 )
@@ -205,7 +206,7 @@ class RunRows:
         self.db = db
         self.staged: tuple[str, ...] = ()
         if stage:
-            self.staged = ("params", "metrics", "tags", "attributes", "lineage", "nodes")
+            self.staged = ("params", "metrics", "tags", "attributes", "lineage", "lineage_node", "nodes")
             for table in self.staged:
                 (sql,), = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
                 db.execute(f"DROP TABLE IF EXISTS temp.stage_{table}")
@@ -261,7 +262,7 @@ class RunRows:
 
     @staticmethod
     def _empty() -> dict[str, list[tuple]]:
-        return {t: [] for t in ("commits", "runs", "keys", "nodes", *RUN_TABLES)}
+        return {t: [] for t in ("commits", "runs", "keys", "nodes", *RUN_TABLES, "lineage_node")}
 
     def __enter__(self) -> RunRows:
         return self
@@ -383,8 +384,10 @@ class RunRows:
                         nid = nids[key] = self.next_nid
                         self.next_nid += 1
                         nodes.append((nid, kind, name, item, code))
-                    links.add((rid, link(direction, nid)))
-                t["lineage"].extend(sorted(links))
+                    links.add(link(direction, nid))
+                ordered = sorted(links)
+                t["lineage"].append((rid, pack_links(ordered)))
+                t["lineage_node"].extend([(value, rid) for value in ordered])
         self.count += 1
         if self.count >= self.batch:
             self.flush()
@@ -436,6 +439,11 @@ class RunRows:
             db.execute(f"INSERT INTO {nodes}(kind, name, item, hash) SELECT DISTINCT kind, name, item, hash "  # noqa: S608
                        f"FROM temp.lineage_edges s WHERE NOT EXISTS (SELECT 1 FROM {nodes} n WHERE {same}) "
                        "ORDER BY 1 DESC, 2, 3")  # datasets first: the smallest nids
-            db.execute(f"INSERT INTO {into} SELECT DISTINCT s.run, n.nid * 2 + s.direction FROM temp.lineage_edges s "  # noqa: S608
-                       f"JOIN {nodes} n ON {same} ORDER BY 1, 2")
+            links: dict[int, list[int]] = {}
+            for run, value in db.execute(f"SELECT DISTINCT s.run, n.nid * 2 + s.direction FROM temp.lineage_edges s "  # noqa: S608
+                                         f"JOIN {nodes} n ON {same} ORDER BY 1, 2"):
+                links.setdefault(run, []).append(value)
+            db.executemany(f"INSERT INTO {into} VALUES (?, ?)", [(run, pack_links(v)) for run, v in links.items()])  # noqa: S608
+            db.executemany(f"INSERT INTO {into}_node VALUES (?, ?)",  # noqa: S608
+                           sorted((value, run) for run, v in links.items() for value in v))
             db.execute("DELETE FROM temp.lineage_edges")

@@ -20,7 +20,7 @@ from ..errors import DataError, FormatVersionError, WriteError
 from ..store.ledger import Ledger
 from ..store.objects import decode_tree
 from ..store.prov_store import ProvStore
-from .encoding import _HEX, KEYED_TABLES, RUN_TABLES, epoch_ms, id_bytes, time_text, unhex
+from .encoding import _HEX, KEYED_TABLES, RUN_TABLES, epoch_ms, id_bytes, links_json, time_text, unhex, unpack_links
 
 if TYPE_CHECKING:
     import sqlite3
@@ -35,7 +35,7 @@ INDEX_VERSION = "10"
 # Lean by design (docs/design/query-index.md): a run's ids are stored once, in ``runs``,
 # as bytes; every other table refers to the run by its integer ``rid``, to keys, lineage
 # nodes, commits and experiments by small integers too (a status is one: ``encoding``); a
-# lineage row's direction is folded into its ``link`` (``encoding.link``), a node is found by
+# run's lineage is one row (``encoding.pack_links``) and a row a link in ``lineage_node``, a node is found by
 # the hash of its kind and name (``encoding.node_hash``); only the indexes a query shape needs exist.
 _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
@@ -57,8 +57,8 @@ CREATE TABLE tags(run INTEGER NOT NULL, key INTEGER NOT NULL, value TEXT, PRIMAR
 CREATE TABLE attributes(run INTEGER NOT NULL, key INTEGER NOT NULL, value, PRIMARY KEY(run, key)) WITHOUT ROWID;
 CREATE TABLE nodes(nid INTEGER PRIMARY KEY, kind NOT NULL, name NOT NULL, item TEXT NOT NULL, hash INTEGER NOT NULL);
 CREATE INDEX nodes_hash ON nodes(hash);
-CREATE TABLE lineage(run INTEGER NOT NULL, link INTEGER NOT NULL, PRIMARY KEY(run, link)) WITHOUT ROWID;
-CREATE INDEX lineage_node ON lineage(link);
+CREATE TABLE lineage(run INTEGER PRIMARY KEY, links BLOB NOT NULL);
+CREATE TABLE lineage_node(link INTEGER NOT NULL, run INTEGER NOT NULL, PRIMARY KEY(link, run)) WITHOUT ROWID;
 CREATE TABLE stages(run INTEGER NOT NULL, key INTEGER NOT NULL, name TEXT NOT NULL, args_hash TEXT, commit_id TEXT,
                     dirty INTEGER, status TEXT, ended TEXT);
 CREATE INDEX stages_key ON stages(name, args_hash);
@@ -66,7 +66,7 @@ CREATE INDEX stages_key ON stages(name, args_hash);
 
 #: secondary indexes dropped during a cold build and created once at its end (``keys_name``,
 #: looked up while rows go in, stays; ``nodes_hash`` is a staged table's meanwhile: ``rows.RunRows``)
-_SECONDARY_INDEXES = ("runs_id", "runs_created", "params_kv", "metrics_kv", "lineage_node", "stages_key", "nodes_hash")
+_SECONDARY_INDEXES = ("runs_id", "runs_created", "params_kv", "metrics_kv", "stages_key", "nodes_hash")
 #: a cold build of at least this many runs builds the indexes after the rows
 _BULK_INDEX_MIN = 1000
 #: runs decoded between two rounds of inserts
@@ -115,6 +115,7 @@ class RunIndex:
         db.create_function("regexp", 2, _regexp, deterministic=True)
         db.create_function("epoch_ms", 1, epoch_ms, deterministic=True)
         db.create_function("time_text", 1, time_text, deterministic=True)
+        db.create_function("links", 1, links_json, deterministic=True)
         return db
 
     def connection(self) -> sqlite3.Connection:
@@ -360,12 +361,14 @@ def _delete_runs(db: sqlite3.Connection, rids: list[int]) -> None:
         for table in KEYED_TABLES:
             db.executemany("UPDATE keys SET uses = uses - ? WHERE kid = ?", [(n, kid) for kid, n in db.execute(
                 f"SELECT key, count(*) FROM {table} WHERE run IN ({marks}) GROUP BY key", chunk)])  # noqa: S608
-        nodes = [(nid, 2 * nid, 2 * nid + 1) for (nid,) in db.execute(
-            f"SELECT DISTINCT link >> 1 FROM lineage WHERE run IN ({marks})", chunk)]  # noqa: S608
+        links = [(link, run) for run, data in db.execute(f"SELECT run, links FROM lineage WHERE run IN ({marks})", chunk)  # noqa: S608
+                 for link in unpack_links(data)]
+        db.executemany("DELETE FROM lineage_node WHERE link = ? AND run = ?", links)
+        nodes = [(nid, 2 * nid, 2 * nid + 1) for nid in sorted({link >> 1 for link, _ in links})]
         for table in ("runs", *RUN_TABLES):
             column = "rid" if table == "runs" else "run"
             db.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)  # noqa: S608 (fixed names)
-        db.executemany("DELETE FROM nodes WHERE nid = ? AND NOT EXISTS (SELECT 1 FROM lineage WHERE link IN (?, ?))",
+        db.executemany("DELETE FROM nodes WHERE nid = ? AND NOT EXISTS (SELECT 1 FROM lineage_node WHERE link IN (?, ?))",
                        nodes)
 
 
