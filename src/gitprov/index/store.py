@@ -20,7 +20,17 @@ from ..errors import DataError, FormatVersionError, WriteError
 from ..store.ledger import Ledger
 from ..store.objects import decode_tree
 from ..store.prov_store import ProvStore
-from .encoding import _HEX, KEYED_TABLES, RUN_TABLES, epoch_ms, id_bytes, links_json, time_text, unhex, unpack_links
+from .encoding import (
+    _HEX,
+    KEYED_TABLES,
+    RUN_TABLES,
+    epoch_ms,
+    id_bytes,
+    links_json,
+    time_text,
+    unhex,
+    unpack_links,
+)
 
 if TYPE_CHECKING:
     import sqlite3
