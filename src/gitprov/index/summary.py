@@ -77,15 +77,13 @@ class RunSummary:
     (``None``: read it from the record). ``own_params()`` and the like give a part as a new
     dict (what ``Run.get_hyperparameters`` and the like return)."""
 
-    __slots__ = ("_attributes", "_created_at", "_keys", "_metrics", "_params", "_raw", "_row", "_tags", "created",
-                 "deleted", "ended", "experiment", "name", "status", "updated")
+    __slots__ = ("_attributes", "_created_at", "_experiment", "_keys", "_metrics", "_params", "_raw", "_row", "_tags",
+                 "created", "deleted", "ended", "name", "status", "updated")
 
     def __init__(self, row: tuple, keys: _Keys) -> None:
         """From a row of ``_Keys.sql``."""
-        (_, _, raw, self.name, experiment, status, self.created, self.ended, self.updated, deleted) = row[:10]
-        # a key id and a small integer (``encoding.status_value``, any other status its text)
-        self.experiment = keys.names.get(experiment, "") if experiment.__class__ is int else experiment
-        self.status = STATUS_NAMES[status] if status.__class__ is int else status
+        (_, _, raw, self.name, self._experiment, status, self.created, self.ended, self.updated, deleted) = row[:10]
+        self.status = STATUS_NAMES[status] if status.__class__ is int else status  # ``encoding.status_value``
         self.deleted = bool(deleted)
         self._raw = raw = raw or 0
         self._row = row
@@ -95,6 +93,12 @@ class RunSummary:
         self._metrics: dict[str, float] | None = None if raw & RAW_METRICS else _UNREAD
         self._attributes: dict[str, Any] | None = None if raw & RAW_ATTRIBUTES else _UNREAD
         self._created_at: datetime | None = None
+
+    @property
+    def experiment(self) -> str:
+        """The experiment's name (the index keeps its key id)."""
+        experiment = self._experiment
+        return self._keys.names.get(experiment, "") if experiment.__class__ is int else experiment
 
     # each part: the dict kept for lookups, and a new dict for the caller (decoded anew
     # while none is kept: no dearer than a copy)
