@@ -72,3 +72,46 @@ def test_wide_frontiers(repo, size):
     for direction in ("downstream", "upstream"):
         assert traverse(IndexEdges(db), models, direction, 3).to_json() == \
             build_graph(nodes, edges, models, direction, 3).to_json()
+
+
+def test_a_name_prefix_reads_the_nodes_it_finds_not_every_node(make_repo):
+    """``prov lineage MODEL`` and ``RUN/PATH`` resolve a prefix through indexes: the
+    work does not grow with the other nodes of the history (20,000 of them here)."""
+    import os
+
+    from gitprov.index.encoding import NODE_KINDS, node_hash
+
+    path = make_repo("sha1").path
+    gitprov.init(path, hooks=False)
+    repo = gitprov.Repository(path)
+    with repo.start_run(name="train", environment=False) as run:
+        lineage.of(run).with_output_model("classifier", "3").with_output_artifact(run.id, "weights.bin").register()
+    db = repo.index().connection()
+    prefixes = ["model:class", "model:classifier@3", f"artifact:{run.id[:7]}", f"artifact:{run.id}/w"]
+
+    def steps(prefix):
+        count = 0
+
+        def tick():
+            nonlocal count
+            count += 1
+            return 0
+
+        db.set_progress_handler(tick, 1)
+        try:
+            return IndexEdges(db).with_prefix(prefix), count
+        finally:
+            db.set_progress_handler(None, 1)
+
+    before = {p: steps(p) for p in prefixes}
+    assert [len(found) for found, _ in before.values()] == [1, 1, 1, 1]
+    filler = []
+    for i in range(10_000):
+        other = os.urandom(20)
+        filler.append((NODE_KINDS["run"], other, f"out-{i}.bin", node_hash(NODE_KINDS["run"], other)))
+        filler.append((NODE_KINDS["model"], f"model-{i}", "1", node_hash(NODE_KINDS["model"], f"model-{i}")))
+    db.executemany("INSERT INTO nodes(kind, name, item, hash) VALUES (?, ?, ?, ?)", filler)
+    for prefix, (found, work) in before.items():
+        again, more = steps(prefix)
+        assert again == found
+        assert more < work + 500, (prefix, work, more)  # a scan would be ~100,000 steps

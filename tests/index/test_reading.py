@@ -14,6 +14,7 @@ from synthetic_ledger import build_ledger  # noqa: E402
 import gitprov
 from gitprov.errors import DataError, MissingObjectError
 from gitprov.index import reading
+from gitprov.index.encoding import unpack_links
 from gitprov.index.reading import in_pack_order, read_run_blobs
 from gitprov.runs.reading import all_run_entries
 from tests.conftest import run_git, unpack_all
@@ -95,18 +96,24 @@ def table_rows(path):
     """Every row, the runs, keys and lineage nodes named by what they are, not by the
     integers a build gave them (a cold build reads the runs in pack order)."""
     named = {
-        "runs": "SELECT id, tree, name, experiment, status, created, ended, updated, commit_id, parent, deleted, user,"
-                " raw FROM runs",
+        "runs": "SELECT id, tree, name, (SELECT name FROM keys WHERE kid = experiment), status, created, ended, updated,"
+                " commit_id, parent, deleted, user, raw FROM runs",
         **{t: f"SELECT r.id, k.kind, k.name, k.uses, x.value{', x.num' if t == 'params' else ''} FROM {t} x "  # noqa: S608
               "JOIN runs r ON r.rid = x.run JOIN keys k ON k.kid = x.key" for t in ("params", "metrics", "tags", "attributes")},
-        "lineage": "SELECT r.id, l.direction, n.kind, n.name, n.item FROM lineage l JOIN runs r ON r.rid = l.run"
-                   " JOIN nodes n ON n.nid = l.node",
+        "lineage": "SELECT r.id, l.link % 2, n.kind, n.name, n.item, n.hash FROM lineage_node l JOIN runs r ON r.rid = l.run"
+                   " JOIN nodes n ON n.nid = l.link >> 1",
         "stages": "SELECT r.id, k.name, s.name, s.args_hash, s.commit_id, s.dirty, s.status, s.ended FROM stages s"
                   " JOIN runs r ON r.rid = s.run JOIN keys k ON k.kid = s.key",
         "counts": "SELECT (SELECT count(*) FROM keys), (SELECT count(*) FROM nodes)",
         "shards": "SELECT * FROM shards"}
     with sqlite3.connect(path) as db:
-        return {t: sorted(db.execute(sql).fetchall()) for t, sql in named.items()}
+        rows = {t: sorted(db.execute(sql).fetchall()) for t, sql in named.items()}
+        # a run's links (one row a run) name the same rows as ``lineage_node`` (a row a link)
+        nodes = {nid: (kind, name, item, code) for nid, kind, name, item, code in db.execute("SELECT * FROM nodes")}
+        ids = dict(db.execute("SELECT rid, id FROM runs"))
+        assert sorted((ids[run], link % 2, *nodes[link >> 1]) for run, data in db.execute("SELECT run, links FROM lineage")
+                      for link in unpack_links(data)) == rows["lineage"]
+        return rows
 
 
 def test_index_built_in_bulk_equals_index_built_run_by_run(ledger_repo, monkeypatch, tmp_path):

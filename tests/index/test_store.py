@@ -37,7 +37,7 @@ def test_index_is_built_on_demand_and_keyed_by_the_ledger_tip(prov):
     assert os.path.exists(index_path(prov))
     assert prov.index().indexed_tip() == prov.ledger.tip()
     with sqlite3.connect(index_path(prov)) as db:
-        assert db.execute("SELECT name, status FROM runs").fetchall() == [("a", "finished")]
+        assert db.execute("SELECT name, status FROM runs").fetchall() == [("a", 1)]  # encoding.status_value
         assert db.execute("SELECT k.name, m.value FROM metrics m JOIN keys k ON k.kid = m.key").fetchall() == [("acc", 0.5)]
 
 
@@ -184,6 +184,54 @@ def test_an_index_of_the_previous_format_is_rebuilt(prov):
     db.close()
 
 
+#: the tables of index format 9 (the release before this layout), as it made them
+V9_SCHEMA = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+CREATE TABLE shards(name TEXT PRIMARY KEY, oid BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE runs(rid INTEGER PRIMARY KEY, id BLOB NOT NULL, tree BLOB NOT NULL, name TEXT, experiment TEXT,
+                  status TEXT, created, ended, updated, commit_id INTEGER, parent,
+                  deleted INTEGER NOT NULL DEFAULT 0, user TEXT, raw INTEGER);
+CREATE TABLE commits(cid INTEGER PRIMARY KEY, oid NOT NULL);
+CREATE TABLE keys(kid INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, uses INTEGER NOT NULL);
+CREATE TABLE params(run INTEGER NOT NULL, key INTEGER NOT NULL, value TEXT NOT NULL, num, PRIMARY KEY(run, key))
+                     WITHOUT ROWID;
+CREATE TABLE metrics(run INTEGER NOT NULL, key INTEGER NOT NULL, value REAL, PRIMARY KEY(run, key)) WITHOUT ROWID;
+CREATE TABLE tags(run INTEGER NOT NULL, key INTEGER NOT NULL, value TEXT, PRIMARY KEY(run, key)) WITHOUT ROWID;
+CREATE TABLE attributes(run INTEGER NOT NULL, key INTEGER NOT NULL, value, PRIMARY KEY(run, key)) WITHOUT ROWID;
+CREATE TABLE nodes(nid INTEGER PRIMARY KEY, kind NOT NULL, name NOT NULL, item TEXT NOT NULL);
+CREATE UNIQUE INDEX nodes_key ON nodes(kind, name, item);
+CREATE TABLE lineage(run INTEGER NOT NULL, direction INTEGER NOT NULL, node INTEGER NOT NULL,
+                     PRIMARY KEY(run, direction, node)) WITHOUT ROWID;
+CREATE INDEX lineage_node ON lineage(node, direction);
+CREATE TABLE stages(run INTEGER NOT NULL, key INTEGER NOT NULL, name TEXT NOT NULL, args_hash TEXT, commit_id TEXT,
+                    dirty INTEGER, status TEXT, ended TEXT);
+"""
+
+
+def test_an_index_of_format_9_is_rebuilt(prov):
+    with start(prov, "a", params={"lr": 1}) as run:
+        run.log_metric("acc", 0.5)
+    with start(prov, "b") as other:
+        lineage.of(other).with_input_artifact(run.id, "model.pt").with_input_model("bert", "v1").register()
+    os.makedirs(os.path.dirname(index_path(prov)), exist_ok=True)
+    with sqlite3.connect(index_path(prov)) as db:  # what format 9 left for this very ledger tip, one run stale
+        db.executescript(V9_SCHEMA)
+        db.execute("INSERT INTO meta VALUES ('version', '9'), ('tip', ?)", (prov.ledger.tip(),))
+        db.execute("INSERT INTO runs(rid, id, tree, name, experiment, status) VALUES (1, ?, x'00', 'stale', '', "
+                   "'finished')", (bytes.fromhex(run.id),))
+        db.execute("INSERT INTO nodes VALUES (1, 1, 'bert', 'v1')")
+        db.execute("INSERT INTO lineage VALUES (1, 0, 1)")
+    db.close()
+    fresh = gitprov.Repository(prov.work_tree)
+    assert [(r.name, r.status) for r in fresh.find_runs({"params.lr": 1, "metrics.acc": 0.5})] == [("a", "finished")]
+    assert [r.name for r in fresh.find_runs({"inputs.models.bert": "v1"})] == ["b"]
+    assert "model:bert@v1" in fresh.lineage(f"run:{other.id}", "upstream").nodes
+    with sqlite3.connect(index_path(prov)) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()[0] == INDEX_VERSION != "9"
+        assert db.execute("SELECT count(*) FROM lineage_node").fetchone()[0] == 2  # b consumed bert and a's model.pt
+    db.close()
+
+
 def test_a_run_id_is_stored_once(prov):
     with start(prov, "a", params={"p": 1}, tags={"t": "x"}) as run:
         run.log_metrics({"m": 1.0, "n": 2.0})
@@ -194,8 +242,8 @@ def test_a_run_id_is_stored_once(prov):
     with open(index_path(prov), "rb") as f:
         data = f.read()
     assert run.id.encode() not in data  # never as text
-    # runs row and runs_id, the artifact node 'b' consumed and its nodes_key entry: every other table says a number
-    assert data.count(bytes.fromhex(run.id)) == 4
+    # runs row and runs_id, the artifact node 'b' consumed (``nodes_hash`` holds its hash): every other table says a number
+    assert data.count(bytes.fromhex(run.id)) == 3
 
 
 def test_shard_entries_that_are_not_run_ids_are_not_indexed(prov):
@@ -227,14 +275,16 @@ def test_keys_and_lineage_nodes_go_with_the_last_run_that_had_them(prov):
         prov.lineage("bert")
     assert [r.name for r in prov.find_runs({"params.common": 1})] == ["base"]
     with sqlite3.connect(index_path(prov)) as db:
-        assert db.execute("SELECT count(*) FROM nodes").fetchone()[0] == 0
+        assert [db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("nodes", "lineage", "lineage_node")] \
+            == [0, 0, 0]
     db.close()
 
 
 def table_rows(path) -> dict[str, list]:
     with sqlite3.connect(path) as db:
         rows = {t: sorted(db.execute(f"SELECT * FROM {t}").fetchall(), key=repr)  # noqa: S608
-                for t in ("runs", "params", "metrics", "tags", "attributes", "keys", "nodes", "lineage", "stages")}
+                for t in ("runs", "params", "metrics", "tags", "attributes", "keys", "nodes", "lineage", "lineage_node",
+                          "stages")}
     db.close()
     return rows
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..nodes import graph_node
-from .encoding import DIRECTIONS, NODE_KINDS, id_bytes, node_row, unhex
+from .encoding import DIRECTIONS, LINKS_SQL, NODE_KINDS, id_bytes, node_hash, node_row, unhex
 
 if TYPE_CHECKING:
     import sqlite3
@@ -26,8 +26,11 @@ _CHUNK = 500  # ids per ``IN (...)``
 _TOP = "\U0010ffff"  # sorts after every character: the upper bound of a prefix range
 
 Edge = tuple[str, str, str]
-#: a lineage row with its run id and its node's kind, name and item
-_ROWS = "runs r JOIN lineage l ON l.run = r.rid JOIN nodes n ON n.nid = l.node"
+#: a lineage row with its run id and its node's kind, name and item, from the run's side
+#: (``j.value``: a link of the run's ``lineage.links``, the node id doubled plus the direction)
+_ROWS = f"runs r JOIN lineage l ON l.run = r.rid JOIN {LINKS_SQL} JOIN nodes n ON n.nid = j.value >> 1"
+#: the same from the node's side (``{d}``: the direction), the node found by ``nodes_hash``
+_NODE_ROWS = "nodes n JOIN lineage_node l ON l.link = n.nid * 2 + {d} JOIN runs r ON r.rid = l.run"
 _DIRECTION_NAMES = {v: k for k, v in DIRECTIONS.items()}
 _RUN = NODE_KINDS["run"]
 _KIND_NAMES = {code: kind for kind, code in NODE_KINDS.items()}  # ``encoding.node_kind``, inline
@@ -87,15 +90,18 @@ class IndexEdges:
         return node
 
     def _rows(self, sql: str, ids: Iterable[Any], *args: Any) -> Iterator[tuple]:
-        """Rows of ``sql`` whose first placeholder ``(?*)`` takes the ids, in chunks."""
+        """Rows of ``sql`` whose first placeholder ``(?*)`` takes the ids, in chunks; a
+        ``(?h)`` before it takes the ``nodes.hash`` of each id as a run node's name."""
         unique = set(ids)
         try:
             ordered = sorted(unique)
         except TypeError:  # run ids as bytes beside a name that is no id
             ordered = sorted(unique, key=_order)
         for chunk in _chunks(ordered):
+            hashes = sorted({node_hash(_RUN, name) for name in chunk}) if "(?h)" in sql else []
             marks = ",".join("?" * len(chunk))
-            yield from self.db.execute(sql.replace("(?*)", f"({marks})"), [*chunk, *args])
+            yield from self.db.execute(sql.replace("(?h)", f"({','.join('?' * len(hashes))})")
+                                       .replace("(?*)", f"({marks})"), [*hashes, *chunk, *args])
 
     def _parts_of(self, node: str) -> set[tuple[str, str, str]]:
         """Every ``(kind, name, item)`` whose node id is ``node``: a name may hold the
@@ -112,37 +118,60 @@ class IndexEdges:
         return set()
 
     def with_prefix(self, prefix: str) -> list[str]:
-        """Sorted ids of the model, dataset and artifact nodes starting with ``prefix``."""
+        """Sorted ids of the model, dataset and artifact nodes starting with ``prefix``:
+        models and datasets by a range of ``node_names``; artifacts (a run node's items)
+        by the runs whose id starts so (``runs_id``), or by the id itself when it is
+        whole, each run's nodes then found by their hash (``nodes_hash``)."""
         kind, _, rest = prefix.partition(":")
         if kind not in ("model", "dataset", "artifact"):
             return []
-        row_kind = "run" if kind == "artifact" else kind
         # the row's name starts with the part of the id before the first separator
         head = rest.split("/" if kind == "artifact" else "@", 1)[0]
-        found = set()
-        code, _ = node_row(row_kind, "")
-        ranges = [(head, head + _TOP)]
-        if code == _RUN and all(c in "0123456789abcdef" for c in head):  # run ids kept as bytes
-            ranges.append((bytes.fromhex(head + "0" * (len(head) % 2)),
-                           bytes.fromhex(head + "f" * (len(head) % 2)) + _TOP_BYTES))
-        rows = [row for low, high in ranges for row in self.db.execute(
-                "SELECT name, item FROM nodes WHERE kind = ? AND name >= ? AND name <= ?", (code, low, high))]
-        for name, item in rows:
-            if kind == "artifact" and not item:
-                continue
-            node = self._node(row_kind, unhex(name), item)
-            if node.startswith(prefix):
-                found.add(node)
+        if kind == "artifact":
+            rows = self._artifact_rows(head)
+        else:  # the few names starting so, then each name's nodes (its versions) by their hash
+            code, _ = node_row(kind, "")
+            names = self.db.execute("SELECT name FROM node_names WHERE kind = ? AND name >= ? AND name <= ?",
+                                    (code, head, head + _TOP)).fetchall()
+            rows = [row for (name,) in names for row in self.db.execute(
+                "SELECT name, item FROM nodes WHERE hash = ? AND kind = ? AND name = ?",
+                (node_hash(code, name), code, name))]
+        row_kind = "run" if kind == "artifact" else kind
+        found = {node for name, item in rows if (kind != "artifact" or item)
+                 and (node := self._node(row_kind, unhex(name), item)).startswith(prefix)}
         return sorted(found)
+
+    def _artifact_rows(self, head: str) -> list[tuple[Any, str]]:
+        """``(name, item)`` of the run nodes whose run id starts with ``head`` (hex)."""
+        if not head:  # every artifact: there is no shorter way than reading them all
+            return self.db.execute(f"SELECT name, item FROM nodes WHERE kind = {_RUN} AND item != ''").fetchall()  # noqa: S608
+        if any(c not in "0123456789abcdef" for c in head):
+            return []
+        odd = len(head) % 2
+        names = {run_id for (run_id,) in self.db.execute(
+            "SELECT id FROM runs WHERE id >= ? AND id <= ?",
+            (bytes.fromhex(head + "0" * odd), bytes.fromhex(head + "f" * odd) + _TOP_BYTES))}
+        if not odd and len(head) >= 40:  # a whole id: its nodes even when the run is not here
+            names.add(bytes.fromhex(head))
+        return [row for name in sorted(names) for row in self.db.execute(
+            f"SELECT name, item FROM nodes WHERE hash = ? AND kind = {_RUN} AND name = ?",  # noqa: S608
+            (node_hash(_RUN, name), name))]
 
     def __contains__(self, node: str) -> bool:
         kind, _, rest = node.partition(":")
         if kind == "run":
             keys = _run_keys([rest])
+            [name] = _names([rest])
             return ((bool(keys) and self.db.execute("SELECT 1 FROM runs WHERE id = ?", keys).fetchone() is not None)
-                    or self.db.execute(f"SELECT 1 FROM nodes WHERE kind = {_RUN} AND name = ? LIMIT 1",
-                                       _names([rest])).fetchone() is not None)
-        return node in self.with_prefix(node)
+                    or self.db.execute(f"SELECT 1 FROM nodes WHERE hash = ? AND kind = {_RUN} AND name = ? LIMIT 1",
+                                       (node_hash(_RUN, name), name)).fetchone() is not None)
+        for kind, name, item in self._parts_of(node):  # each reading of the id, looked up by its hash
+            code, name = node_row(kind, name)
+            if self.db.execute("SELECT 1 FROM nodes WHERE hash = ? AND kind = ? AND name = ? AND item = ? LIMIT 1",
+                               (node_hash(code, name), code, name, item)).fetchone() is not None:
+                self._node(kind, unhex(name), item)
+                return True
+        return False
 
     def info(self, nodes: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Kind, label, missing and deleted of each node, as ``load_edges`` gives them."""
@@ -184,7 +213,7 @@ class IndexEdges:
         mine, theirs = ("out", "in") if forward else ("in", "out")
         # a run's own rows: what it produced (forward) or consumed
         for key, kind, name, item in self._rows(
-                f"SELECT r.id, n.kind, n.name, n.item FROM {_ROWS} WHERE r.id IN (?*) AND l.direction = ?",
+                f"SELECT r.id, n.kind, n.name, n.item FROM {_ROWS} WHERE r.id IN (?*) AND j.value % 2 = ?",
                 _run_keys(runs), DIRECTIONS[mine]):
             run_id, kind = key.hex(), _KIND_NAMES.get(kind, kind)
             if kind in ("model", "dataset", "run"):
@@ -192,8 +221,8 @@ class IndexEdges:
                 found.add((f"run:{run_id}", other, "") if forward else (other, f"run:{run_id}", ""))
         # rows of other runs that name these runs
         for key, name, item in self._rows(
-                f"SELECT r.id, n.name, n.item FROM {_ROWS} WHERE n.name IN (?*) AND n.kind = {_RUN} AND l.direction = ?",
-                _names(runs), DIRECTIONS[theirs]):
+                f"SELECT r.id, n.name, n.item FROM {_NODE_ROWS.format(d=DIRECTIONS[theirs])} WHERE n.hash IN (?h) "
+                f"AND n.name IN (?*) AND n.kind = {_RUN}", _names(runs)):
             run_id, name = key.hex(), name.hex() if name.__class__ is bytes else name
             if forward:  # name produced what run_id consumed
                 if not item:
@@ -205,16 +234,18 @@ class IndexEdges:
         # models and datasets (few): the runs that consumed (forward) or produced them
         for kind in ("model", "dataset"):
             for node, name, item in others.get(kind, ()):
+                code = node_row(kind, name)[0]
                 for (key,) in self.db.execute(
-                        f"SELECT r.id FROM {_ROWS} WHERE n.kind = ? AND n.name = ? AND n.item = ? AND l.direction = ?",
-                        (node_row(kind, name)[0], name, item, DIRECTIONS[theirs])):
+                        f"SELECT r.id FROM {_NODE_ROWS.format(d=DIRECTIONS[theirs])} WHERE n.hash = ? AND n.kind = ? "
+                        "AND n.name = ? AND n.item = ?", (node_hash(code, name), code, name, item)):
                     run_id = key.hex()
                     found.add((node, f"run:{run_id}", "") if forward else (f"run:{run_id}", node, ""))
         # artifacts (many): the runs that consumed (forward) or produced them, and the
         # producer a consumer names
         wanted = {(name, item): node for node, name, item in others.get("run", ())}
         for key, direction_id, name, item in self._rows(
-                f"SELECT r.id, l.direction, n.name, n.item FROM {_ROWS} WHERE n.name IN (?*) AND n.kind = {_RUN} "
+                f"SELECT r.id, l.link % 2, n.name, n.item FROM nodes n JOIN lineage_node l ON l.link IN (n.nid * 2, "
+                f"n.nid * 2 + 1) JOIN runs r ON r.rid = l.run WHERE n.hash IN (?h) AND n.name IN (?*) AND n.kind = {_RUN} "
                 "AND n.item != ''", _names(name for name, _ in wanted)):
             name = unhex(name)
             node = wanted.get((name, item))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..nodes import graph_node
-from .encoding import node_kind, unhex
+from .encoding import LINKS_SQL, node_kind, unhex
 
 if TYPE_CHECKING:
     import sqlite3
@@ -45,8 +45,8 @@ def load_edges(db: sqlite3.Connection) -> tuple[dict[str, dict[str, Any]], list[
         return node_id
 
     for key, direction_id, kind, name, item in db.execute(
-            "SELECT r.id, l.direction, n.kind, n.name, n.item FROM runs r JOIN lineage l ON l.run = r.rid "
-            "JOIN nodes n ON n.nid = l.node ORDER BY r.id, l.direction, n.kind, n.name, n.item"):
+            "SELECT r.id, j.value % 2 AS direction, n.kind, n.name, n.item FROM runs r JOIN lineage l ON l.run = r.rid "
+            f"JOIN {LINKS_SQL} JOIN nodes n ON n.nid = j.value >> 1 ORDER BY r.id, direction, n.kind, n.name, n.item"):
         me, direction = f"run:{key.hex()}", "in" if direction_id == 0 else "out"
         kind, name = node_kind(kind), unhex(name)
         if kind == "model":

@@ -20,7 +20,18 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..errors import QueryError, UnknownFieldError
-from .encoding import COMMIT_SQL, DIRECTIONS, KEYED_TABLES, NODE_KINDS, hex_sql, key_sql
+from .encoding import (
+    COMMIT_SQL,
+    DIRECTIONS,
+    EXPERIMENT_SQL,
+    KEYED_TABLES,
+    LINKS_SQL,
+    NODE_KINDS,
+    STATUS_SQL,
+    hex_sql,
+    key_sql,
+    node_hash,
+)
 
 if TYPE_CHECKING:
     import sqlite3
@@ -32,15 +43,15 @@ __all__ = ["compile_order", "compile_query", "like_glob", "select_found", "selec
 #: ``updated`` is NULL when it is ``ended``)
 _TIMES = {"created": "r.created", "ended": "r.ended", "updated": "COALESCE(r.updated, r.ended)"}
 _COLUMNS = {
-    "status": "r.status", "experiment": "r.experiment", "name": "r.name",
+    "status": STATUS_SQL, "experiment": EXPERIMENT_SQL, "name": "r.name",
     **{field: f"time_text({sql})" for field, sql in _TIMES.items()},
     "commit": hex_sql(COMMIT_SQL), "parent": hex_sql("r.parent"), "id": "lower(hex(r.id))",
 }
 _KEYED = KEYED_TABLES
 #: MLflow's run status of a git-prov run (what sync sets)
-_MLFLOW_STATUS = ("(CASE r.status WHEN 'running' THEN 'RUNNING' WHEN 'finished' THEN 'FINISHED' "
+_MLFLOW_STATUS = (f"(CASE {STATUS_SQL} WHEN 'running' THEN 'RUNNING' WHEN 'finished' THEN 'FINISHED' "
                   "WHEN 'failed' THEN 'FAILED' WHEN 'crashed' THEN 'FAILED' WHEN 'killed' THEN 'KILLED' "
-                  "ELSE upper(r.status) END)")
+                  f"ELSE upper({STATUS_SQL}) END)")
 #: MLflow's run attributes: (SQL, numeric)
 _MLFLOW_COLUMNS = {
     "mlflow.run_id": ("lower(hex(r.id))", False), "mlflow.run_name": ("r.name", False),
@@ -54,8 +65,11 @@ _MLFLOW_MISSING = {
 _PARAM_NUMBER = "x.num"
 #: what the text of a number or a boolean param can look like (``rows.param_text``)
 _NUMBER_TEXT = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?|true|false")
-#: the lineage rows of a run, with their node's kind, name and item
-_LINEAGE = "lineage l JOIN nodes x ON x.nid = l.node"
+#: the lineage rows of a run, with their node's kind, name and item (``j.value``: a link of the
+#: run's ``lineage.links``, the node id doubled plus the direction)
+_LINEAGE = f"lineage l JOIN {LINKS_SQL} JOIN nodes x ON x.nid = j.value >> 1"
+#: the same, a row a link (``lineage_node``): for a node named in full, found by its hash
+_NODE_LINKS = "lineage_node l JOIN nodes x ON x.nid = l.link >> 1"
 _LINEAGE_KINDS = {"models": "model", "runs": "run", "datasets": "dataset"}
 _COMPARE = {"$eq": "=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _FIELD_OPS = {*_COMPARE, "$ne", "$in", "$nin", "$exists", "$regex", "$like", "$ilike", "$not", "$options"}
@@ -87,7 +101,8 @@ class _Target:
         that satisfy it found once (``IN``, through the ``(key, value)`` indexes)."""
         if self.table is None:
             return f"COALESCE(({cond}), 0)", args
-        source, run = (_LINEAGE, "l.run") if self.table == "lineage" else (f"{self.table} x", "x.run")
+        source, run = ((_LINEAGE, "l.run") if self.table == "lineage" else (_NODE_LINKS, "l.run")
+                       if self.table == "lineage_node" else (f"{self.table} x", "x.run"))
         if sets:
             where = " AND ".join(p for p in (self.match, f"({cond})" if cond else "") if p) or "1"
             sql = f"r.rid IN (SELECT {run} FROM {source} WHERE {where})"
@@ -127,16 +142,17 @@ def _target(field: str) -> _Target:
         code = NODE_KINDS[kind]
         if not dot2:  # a run node's name is its id as bytes (``encoding.node_row``)
             return _Target(field, hex_sql("x.name") if kind == "run" else "x.name", "lineage",
-                           "l.direction = ? AND x.kind = ?", (direction, code), text_only=True)
+                           "j.value % 2 = ? AND x.kind = ?", (direction, code), text_only=True)
         if not name:
             raise QueryError(f"query field {field!r} names no {kind}")
         if kind == "run":  # a run id or a prefix of one
             prefix = name.lower()
             return _Target(field, "x.item", "lineage",
-                           f"l.direction = ? AND x.kind = ? AND substr({hex_sql('x.name')}, 1, ?) = ?",
+                           f"j.value % 2 = ? AND x.kind = ? AND substr({hex_sql('x.name')}, 1, ?) = ?",
                            (direction, code, len(prefix), prefix), text_only=True)
-        return _Target(field, "x.item", "lineage", "l.direction = ? AND x.kind = ? AND x.name = ?",
-                       (direction, code, name), text_only=True)
+        # the node found by its hash, its runs by their link (``lineage_node``)
+        return _Target(field, "x.item", "lineage_node", f"l.link = x.nid * 2 + {direction} AND x.hash = ? AND "
+                       "x.kind = ? AND x.name = ?", (node_hash(code, name), code, name), text_only=True)
     raise UnknownFieldError(
         f"unknown query field {field!r}; use params.<key>, metrics.<key>, attributes.<key>, tags, tags.<key>, "
         f"inputs.*/outputs.* or one of {', '.join(sorted(_COLUMNS))}"

@@ -27,12 +27,18 @@ from ..model.common import FORMAT_VERSION
 from ..runs.stage import STAGE_PREFIX
 from .encoding import (
     DIRECTIONS,
+    KEY_KINDS,
     KEYED_TABLES,
     NODE_KINDS,
+    NODE_NAMES_SQL,
     RUN_TABLES,
     hexish,
     id_bytes,
+    link,
+    node_hash,
     node_row,
+    pack_links,
+    status_value,
     time_value,
 )
 from .summary import RAW_ATTRIBUTES, RAW_METRICS, RAW_PARAMS
@@ -188,7 +194,7 @@ class RunRows:
     Use it as a context manager; the thread is the only user of ``db`` until the block
     ends, and it has finished (its error raised, if it had one) when the block ends.
 
-    With ``stage`` (a cold build: the tables are empty, ``nodes_key`` dropped), the rows of
+    With ``stage`` (a cold build: the tables are empty, ``nodes_hash`` dropped), the rows of
     the tables keyed by run (``WITHOUT ROWID`` b-trees, which inserts leave about 12%
     empty) and the lineage nodes go to temporary tables first, copied at the end of the
     block in one ``INSERT … SELECT *`` each: SQLite's transfer fills each page of the copy.
@@ -202,13 +208,13 @@ class RunRows:
         self.db = db
         self.staged: tuple[str, ...] = ()
         if stage:
-            self.staged = ("params", "metrics", "tags", "attributes", "lineage", "nodes")
+            self.staged = ("params", "metrics", "tags", "attributes", "lineage", "lineage_node", "nodes")
             for table in self.staged:
                 (sql,), = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
                 db.execute(f"DROP TABLE IF EXISTS temp.stage_{table}")
                 db.execute(sql.replace(f"CREATE TABLE {table}(", f"CREATE TEMP TABLE stage_{table}(", 1))
             if not node_ids:
-                db.execute("CREATE UNIQUE INDEX temp.stage_nodes_key ON stage_nodes(kind, name, item)")
+                db.execute("CREATE INDEX temp.stage_nodes_hash ON stage_nodes(hash)")
         self.batch = batch
         #: with ``node_ids`` (a staged build: the tables start empty), its lineage nodes,
         #: ``kind:len(name):name item`` -> ``nid``
@@ -223,7 +229,7 @@ class RunRows:
         #: a commit as records spell it -> its ``cid`` (``hexish`` once a commit)
         self.spelled: dict[str, int] = {}
         #: per table, key name -> ``keys.kid``
-        self.kids: dict[str, dict[str, int]] = {table: {} for table in KEYED_TABLES}
+        self.kids: dict[str, dict[str, int]] = {kind: {} for kind in KEY_KINDS}
         for kid, kind, name in db.execute("SELECT kid, kind, name FROM keys"):
             self.kids.setdefault(kind, {})[name] = kid
         self._batches: queue.Queue[dict[str, list[tuple]] | None] | None = None
@@ -252,7 +258,7 @@ class RunRows:
         rows.db, rows.staged, rows.batch = None, (), start["batch"]  # type: ignore[assignment]
         rows.nids = {} if start["node_ids"] else None
         rows.next_rid, rows.next_kid, rows.next_nid = start["rid"], start["kid"], start["nid"]
-        rows.kids = {**{table: {} for table in KEYED_TABLES}, **start["kids"]}
+        rows.kids = {**{kind: {} for kind in KEY_KINDS}, **start["kids"]}
         rows.cids, rows.spelled = {}, {}
         rows.tables, rows.count = rows._empty(), 0
         rows._batches, rows._worker, rows._error, rows._sink = None, None, None, sink
@@ -260,7 +266,7 @@ class RunRows:
 
     @staticmethod
     def _empty() -> dict[str, list[tuple]]:
-        return {t: [] for t in ("commits", "runs", "keys", "nodes", *RUN_TABLES)}
+        return {t: [] for t in ("commits", "runs", "keys", "nodes", *RUN_TABLES, "lineage_node")}
 
     def __enter__(self) -> RunRows:
         return self
@@ -355,7 +361,8 @@ class RunRows:
             if value.__class__ is dict and name.startswith(STAGE_PREFIX):
                 t["stages"].append((rid, kid, str(value.get("name")), value.get("args_hash"), value.get("commit"),
                                     int(bool(value.get("dirty"))), value.get("status"), value.get("ended")))
-        t["runs"].append((rid, id_bytes(run_id), id_bytes(blobs.tree), state.name, state.experiment, state.status,
+        experiment = self.kids["experiment"].get(state.experiment) or new_key("experiment", state.experiment)
+        t["runs"].append((rid, id_bytes(run_id), id_bytes(blobs.tree), state.name, experiment, status_value(state.status),
                           time_value(record.created), time_value(state.ended),
                           None if state.updated == state.ended else time_value(state.updated), self._commit(record.code.commit),
                           hexish(record.parent), int(state.deleted), record.user or None, raw or None))
@@ -369,11 +376,13 @@ class RunRows:
                 for key, items in side.items():
                     kind, _, name = key.partition(":")
                     kind, name = node_row(kind, name)
-                    edges.update((rid, direction, kind, name, item) for item in (items or [""]))
+                    code = node_hash(kind, name)
+                    edges.update((rid, direction, kind, name, item, code) for item in (items or [""]))
             # dataset versions (log_dataset_version, prov run --input/--output) are lineage too
             dataset = NODE_KINDS["dataset"]
             for key, version in state.datasets.items():
-                edges.add((rid, DIRECTIONS["out" if key.startswith("output/") else "in"], dataset, key, version.digest))
+                edges.add((rid, DIRECTIONS["out" if key.startswith("output/") else "in"], dataset, key, version.digest,
+                           node_hash(dataset, key)))
             t["lineage"].extend(edges)  # in any order: ``_insert`` orders them; the nodes table decides
         self.count += 1
         if self.count >= self.batch:
@@ -394,8 +403,9 @@ class RunRows:
                     if nid is None:
                         nid = nids[head + item] = next_nid
                         next_nid += 1
-                        nodes.append((nid, *node_row(kind, name), item))
-                    links.add((rid, direction, nid))
+                        code, stored = node_row(kind, name)
+                        nodes.append((nid, code, stored, item, node_hash(code, stored)))
+                    links.add(link(direction, nid))
         # dataset versions (log_dataset_version, prov run --input/--output) are lineage too
         for key, version in datasets.items():
             item = version.digest
@@ -403,10 +413,12 @@ class RunRows:
             if nid is None:
                 nid = nids[f"dataset:{len(key)}:{key}{item}"] = next_nid
                 next_nid += 1
-                nodes.append((nid, _DATASET, key, item))
-            links.add((rid, _OUT if key.startswith("output/") else _IN, nid))
+                nodes.append((nid, _DATASET, key, item, node_hash(_DATASET, key)))
+            links.add(link(_OUT if key.startswith("output/") else _IN, nid))
         self.next_nid = next_nid
-        self.tables["lineage"].extend(sorted(links))
+        ordered = sorted(links)
+        self.tables["lineage"].append((rid, pack_links(ordered)))
+        self.tables["lineage_node"].extend([(value, rid) for value in ordered])
 
     def flush(self) -> None:
         """Insert the rows made so far (or hand them to the inserting thread)."""
@@ -448,11 +460,19 @@ class RunRows:
                     uses = Counter(map(itemgetter(1), rows))
                     db.executemany("UPDATE keys SET uses = uses + ? WHERE kid = ?", [(n, k) for k, n in uses.items()])
         if lineage:  # each (kind, name, item) once in nodes; the rows refer to it by its nid
-            db.execute("CREATE TEMP TABLE IF NOT EXISTS lineage_rows(run, direction, kind, name, item)")
-            db.executemany("INSERT INTO temp.lineage_rows VALUES (?, ?, ?, ?, ?)", lineage)
+            db.execute("CREATE TEMP TABLE IF NOT EXISTS lineage_edges(run, direction, kind, name, item, hash)")
+            db.executemany("INSERT INTO temp.lineage_edges VALUES (?, ?, ?, ?, ?, ?)", lineage)
             into, nodes = ("temp.stage_lineage", "temp.stage_nodes") if self.staged else ("lineage", "nodes")
-            db.execute(f"INSERT OR IGNORE INTO {nodes}(kind, name, item) SELECT DISTINCT kind, name, item "  # noqa: S608
-                       "FROM temp.lineage_rows ORDER BY 1 DESC, 2, 3")  # datasets first: the smallest nids
-            db.execute(f"INSERT INTO {into} SELECT s.run, s.direction, n.nid FROM temp.lineage_rows s JOIN {nodes} n "  # noqa: S608
-                       "ON n.kind = s.kind AND n.name = s.name AND n.item = s.item ORDER BY 1, 2, 3")
-            db.execute("DELETE FROM temp.lineage_rows")
+            same = "n.hash = s.hash AND n.kind = s.kind AND n.name = s.name AND n.item = s.item"
+            db.execute(f"INSERT INTO {nodes}(kind, name, item, hash) SELECT DISTINCT kind, name, item, hash "  # noqa: S608
+                       f"FROM temp.lineage_edges s WHERE NOT EXISTS (SELECT 1 FROM {nodes} n WHERE {same}) "
+                       "ORDER BY 1 DESC, 2, 3")  # datasets first: the smallest nids
+            db.execute(f"INSERT OR IGNORE INTO node_names {NODE_NAMES_SQL.format(nodes='temp.lineage_edges')}")  # noqa: S608
+            links: dict[int, list[int]] = {}
+            for run, value in db.execute(f"SELECT DISTINCT s.run, n.nid * 2 + s.direction FROM temp.lineage_edges s "  # noqa: S608
+                                         f"JOIN {nodes} n ON {same} ORDER BY 1, 2"):
+                links.setdefault(run, []).append(value)
+            db.executemany(f"INSERT INTO {into} VALUES (?, ?)", [(run, pack_links(v)) for run, v in links.items()])  # noqa: S608
+            db.executemany(f"INSERT INTO {into}_node VALUES (?, ?)",  # noqa: S608
+                           sorted((value, run) for run, v in links.items() for value in v))
+            db.execute("DELETE FROM temp.lineage_edges")

@@ -20,7 +20,7 @@ from ..errors import DataError, UsageError
 from ..runs.run import Run
 from .reading import read_run_blobs, read_run_pages
 from .store import RunIndex, index_of
-from .summary import CREATED, EXPERIMENT, NAME, STATUS, UPDATED, moment
+from .summary import CREATED, NAME, UPDATED, moment
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -273,14 +273,14 @@ class _LazyRun(Run):
         row = self._lazy_summary
         if row is _UNREAD:
             row = self._summary()
-        return row[EXPERIMENT] if row is not None else self._state.experiment
+        return self._batch.summaries.experiment(row) if row is not None else self._state.experiment
 
     @property
     def status(self) -> str:
         row = self._lazy_summary
         if row is _UNREAD:
             row = self._summary()
-        return row[STATUS] if row is not None else self._state.status
+        return self._batch.summaries.status(row) if row is not None else self._state.status
 
     def get_hyperparameters(self) -> dict[str, Any]:
         row = self._lazy_summary

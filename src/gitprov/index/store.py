@@ -20,7 +20,18 @@ from ..errors import DataError, FormatVersionError, WriteError
 from ..store.ledger import Ledger
 from ..store.objects import decode_tree
 from ..store.prov_store import ProvStore
-from .encoding import _HEX, KEYED_TABLES, RUN_TABLES, epoch_ms, id_bytes, time_text, unhex
+from .encoding import (
+    _HEX,
+    KEYED_TABLES,
+    NODE_NAMES_SQL,
+    RUN_TABLES,
+    epoch_ms,
+    id_bytes,
+    links_json,
+    time_text,
+    unhex,
+    unpack_links,
+)
 
 if TYPE_CHECKING:
     import sqlite3
@@ -30,16 +41,18 @@ __all__ = ["INDEX_FILE", "INDEX_VERSION", "RunIndex", "index_of"]
 
 INDEX_FILE = "index.sqlite"
 #: bump when the tables change: an older index is rebuilt.
-INDEX_VERSION = "9"
+INDEX_VERSION = "10"
 
 # Lean by design (docs/design/query-index.md): a run's ids are stored once, in ``runs``,
-# as bytes; every other table refers to the run by its integer ``rid``, to keys and
-# lineage nodes by small integers too; only the indexes a query shape needs exist.
+# as bytes; every other table refers to the run by its integer ``rid``, to keys, lineage
+# nodes, commits and experiments by small integers too (a status is one: ``encoding``); a
+# run's lineage is one row (``encoding.pack_links``) and a row a link in ``lineage_node``, a node is found by
+# the hash of its kind and name (``encoding.node_hash``); only the indexes a query shape needs exist.
 _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 CREATE TABLE shards(name TEXT PRIMARY KEY, oid BLOB NOT NULL) WITHOUT ROWID;
-CREATE TABLE runs(rid INTEGER PRIMARY KEY, id BLOB NOT NULL, tree BLOB NOT NULL, name TEXT, experiment TEXT,
-                  status TEXT, created, ended, updated, commit_id INTEGER, parent,
+CREATE TABLE runs(rid INTEGER PRIMARY KEY, id BLOB NOT NULL, tree BLOB NOT NULL, name TEXT, experiment INTEGER,
+                  status, created, ended, updated, commit_id INTEGER, parent,
                   deleted INTEGER NOT NULL DEFAULT 0, user TEXT, raw INTEGER);
 CREATE UNIQUE INDEX runs_id ON runs(id);
 CREATE INDEX runs_created ON runs(created);
@@ -53,19 +66,19 @@ CREATE TABLE metrics(run INTEGER NOT NULL, key INTEGER NOT NULL, value REAL, PRI
 CREATE INDEX metrics_kv ON metrics(key, value);
 CREATE TABLE tags(run INTEGER NOT NULL, key INTEGER NOT NULL, value TEXT, PRIMARY KEY(run, key)) WITHOUT ROWID;
 CREATE TABLE attributes(run INTEGER NOT NULL, key INTEGER NOT NULL, value, PRIMARY KEY(run, key)) WITHOUT ROWID;
-CREATE TABLE nodes(nid INTEGER PRIMARY KEY, kind NOT NULL, name NOT NULL, item TEXT NOT NULL);
-CREATE UNIQUE INDEX nodes_key ON nodes(kind, name, item);
-CREATE TABLE lineage(run INTEGER NOT NULL, direction INTEGER NOT NULL, node INTEGER NOT NULL,
-                     PRIMARY KEY(run, direction, node)) WITHOUT ROWID;
-CREATE INDEX lineage_node ON lineage(node, direction);
+CREATE TABLE nodes(nid INTEGER PRIMARY KEY, kind NOT NULL, name NOT NULL, item TEXT NOT NULL, hash INTEGER NOT NULL);
+CREATE INDEX nodes_hash ON nodes(hash);
+CREATE TABLE node_names(kind NOT NULL, name NOT NULL, PRIMARY KEY(kind, name)) WITHOUT ROWID;
+CREATE TABLE lineage(run INTEGER PRIMARY KEY, links BLOB NOT NULL);
+CREATE TABLE lineage_node(link INTEGER NOT NULL, run INTEGER NOT NULL, PRIMARY KEY(link, run)) WITHOUT ROWID;
 CREATE TABLE stages(run INTEGER NOT NULL, key INTEGER NOT NULL, name TEXT NOT NULL, args_hash TEXT, commit_id TEXT,
                     dirty INTEGER, status TEXT, ended TEXT);
 CREATE INDEX stages_key ON stages(name, args_hash);
 """
 
 #: secondary indexes dropped during a cold build and created once at its end (``keys_name``,
-#: looked up while rows go in, stays; ``nodes_key`` is a staged table's meanwhile: ``rows.RunRows``)
-_SECONDARY_INDEXES = ("runs_id", "runs_created", "params_kv", "metrics_kv", "lineage_node", "stages_key", "nodes_key")
+#: looked up while rows go in, stays; ``nodes_hash`` is a staged table's meanwhile: ``rows.RunRows``)
+_SECONDARY_INDEXES = ("runs_id", "runs_created", "params_kv", "metrics_kv", "stages_key", "nodes_hash")
 #: a cold build of at least this many runs builds the indexes after the rows
 _BULK_INDEX_MIN = 1000
 #: runs decoded between two rounds of inserts
@@ -114,6 +127,7 @@ class RunIndex:
         db.create_function("regexp", 2, _regexp, deterministic=True)
         db.create_function("epoch_ms", 1, epoch_ms, deterministic=True)
         db.create_function("time_text", 1, time_text, deterministic=True)
+        db.create_function("links", 1, links_json, deterministic=True)
         return db
 
     def connection(self) -> sqlite3.Connection:
@@ -314,6 +328,7 @@ class RunIndex:
                 name = statement.split(" ON ", 1)[0].split()[-1] if " INDEX " in statement else ""
                 if name in _SECONDARY_INDEXES:
                     db.execute(statement)
+            db.execute(f"INSERT OR IGNORE INTO node_names {NODE_NAMES_SQL.format(nodes='nodes')}")  # noqa: S608
             db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
         db.executemany("DELETE FROM shards WHERE name=?", [(s,) for s in old_shards if s not in new_shards])
         db.executemany("INSERT OR REPLACE INTO shards VALUES (?, ?)",
@@ -391,11 +406,15 @@ def _delete_runs(db: sqlite3.Connection, rids: list[int]) -> None:
         for table in KEYED_TABLES:
             db.executemany("UPDATE keys SET uses = uses - ? WHERE kid = ?", [(n, kid) for kid, n in db.execute(
                 f"SELECT key, count(*) FROM {table} WHERE run IN ({marks}) GROUP BY key", chunk)])  # noqa: S608
-        nodes = [(nid, nid) for (nid,) in db.execute(f"SELECT DISTINCT node FROM lineage WHERE run IN ({marks})", chunk)]  # noqa: S608
+        links = [(link, run) for run, data in db.execute(f"SELECT run, links FROM lineage WHERE run IN ({marks})", chunk)  # noqa: S608
+                 for link in unpack_links(data)]
+        db.executemany("DELETE FROM lineage_node WHERE link = ? AND run = ?", links)
+        nodes = [(nid, 2 * nid, 2 * nid + 1) for nid in sorted({link >> 1 for link, _ in links})]
         for table in ("runs", *RUN_TABLES):
             column = "rid" if table == "runs" else "run"
             db.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)  # noqa: S608 (fixed names)
-        db.executemany("DELETE FROM nodes WHERE nid = ? AND NOT EXISTS (SELECT 1 FROM lineage WHERE node = ?)", nodes)
+        db.executemany("DELETE FROM nodes WHERE nid = ? AND NOT EXISTS (SELECT 1 FROM lineage_node WHERE link IN (?, ?))",
+                       nodes)
 
 
 def _corrupt(why: str) -> Exception:

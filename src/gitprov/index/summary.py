@@ -32,6 +32,8 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from .encoding import STATUS_NAMES, TIME_BASE
+
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Callable, Iterable
@@ -45,7 +47,8 @@ RAW_ATTRIBUTES = 2
 RAW_METRICS = 4
 #: the form of every time a record holds (``utc_timestamp``)
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", re.ASCII)
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+#: what the index's integer times count from (``encoding.time_value``)
+_EPOCH = TIME_BASE.replace(tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
 #: a kind of keys is read as one column per key (a lookup per run and key, no row per
 #: value) when it has at most this many keys and a run has on average half of them or
@@ -94,6 +97,18 @@ class Summaries:
 
     def tags(self, row: tuple) -> dict[str, str]:
         return self._decoded(row[_PARAMS_COLUMN + 1])
+
+    def experiment(self, row: tuple) -> str:
+        """The experiment's name (the index keeps its key id)."""
+        experiment = row[EXPERIMENT]
+        return self._keys.names.get(experiment, "") if experiment.__class__ is int else experiment
+
+    @staticmethod
+    def status(row: tuple) -> str:
+        """The status's name (the index keeps a known one as a small integer,
+        ``encoding.status_value``)."""
+        status = row[STATUS]
+        return STATUS_NAMES[status] if status.__class__ is int else status
 
     def _decoded(self, text: str | None) -> dict[str, Any]:
         """Params or tags: their key ids, a space, a JSON array of their values."""
@@ -185,7 +200,7 @@ class _Keys:
             self.names[kid] = name
             kinds.setdefault(kind, []).append((kid, name, uses))
         self.top = max(self.names, default=0)
-        most = max((uses for keys in kinds.values() for _, _, uses in keys), default=0)
+        most = max((uses for kind, keys in kinds.items() if kind != "experiment" for _, _, uses in keys), default=0)
         #: a key id mask or list (``_PARAMS``) -> what decodes the JSON array of its values: a
         #: decoder whose result ``structs.asdict`` makes the dict, or (``None``, a function
         #: that makes it)

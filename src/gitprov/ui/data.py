@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import codec
 from ..errors import DataError, UsageError
-from ..index.encoding import COMMIT_SQL
+from ..index.encoding import COMMIT_SQL, EXPERIMENT_SQL, STATUS_SQL
 
 if TYPE_CHECKING:
     from ..runs.run import Run
@@ -24,7 +24,7 @@ __all__ = [
 #: the most rows one page of the runs table may ask for
 PAGE_LIMIT = 1000
 #: what the runs table may group by, and the SQL of the index (run ``r``) each reads
-GROUPS = {"experiment": "r.experiment", "status": "r.status", "commit": COMMIT_SQL}
+GROUPS = {"experiment": EXPERIMENT_SQL, "status": STATUS_SQL, "commit": COMMIT_SQL}
 #: media types shown inline as images (never SVG: it can carry script)
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 #: bytes of a text artifact shown in its preview
