@@ -330,6 +330,49 @@ def test_sigkill_between_the_ledger_and_the_note_is_recovered(prov_repo):
     prov_repo.fsck()
 
 
+LEFT_OPEN_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    import gitprov
+    repo = gitprov.Repository(".")
+    run = repo.start_run(name="open", params={"lr": 0.5}, environment=False)  # never ended
+    for step in range(30):
+        run.log_metric("loss", 1.0 / (step + 1), step=step)
+    run.log_artifact("notes", b"kept")
+    print(run.id, flush=True)
+    if sys.argv[1] == "fork":  # a forked child that exits normally leaves its parent's run alone
+        pid = os.fork()
+        if pid == 0:
+            sys.exit(0)
+        os.waitpid(pid, 0)
+        run.log_metric("loss", 0.001, step=30)
+    if sys.argv[1] == "raise":
+        raise RuntimeError("training diverged")
+    if sys.argv[1] == "interrupt":
+        raise KeyboardInterrupt
+    """
+)
+
+
+@pytest.mark.parametrize(("ending", "status"), [("exit", "finished"), ("fork", "finished"), ("raise", "failed"),
+                                                ("interrupt", "killed")])
+def test_a_run_left_open_is_ended_at_exit_with_what_it_logged(prov_repo, ending, status):
+    """As MLflow and W&B do: a run never ended keeps everything it logged when the
+    process exits through its exit handlers (an uncaught exception too); only a process
+    that dies without them leaves it to crash recovery."""
+    path = prov_repo.path
+    proc = subprocess.run([sys.executable, "-c", LEFT_OPEN_SCRIPT, ending], cwd=path, capture_output=True, text=True)
+    assert (proc.returncode == 0) == (ending in ("exit", "fork")), proc.stderr
+    assert "warning" not in proc.stderr
+    assert not os.listdir(path / ".git" / "prov" / "journal")  # ended, not left for recovery
+    run = gitprov.Repository(path).get_run(proc.stdout.strip())
+    assert run.status == status
+    assert run.get_hyperparameters() == {"lr": 0.5}
+    assert run.get_artifact("notes") == b"kept"
+    assert len(run.get_metric_history("loss")) == (31 if ending == "fork" else 30)
+    assert [r.run for r in gitprov.show("HEAD", path).runs] == [run.id]
+
+
 REUSED_JOURNAL_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys

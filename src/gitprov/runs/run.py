@@ -22,7 +22,7 @@ from ..errors import UsageError
 from ..keys import check_label
 from ..model import RunRecord, RunState
 from ..store.journal import Journal
-from . import reading
+from . import open_runs, reading
 from .run_artifacts import ArtifactMethods
 from .run_context import ContextMethods
 from .run_metrics import MetricMethods
@@ -61,6 +61,8 @@ class Run(ValueMethods, MetricMethods, ContextMethods, ArtifactMethods):
         self._state = state
         self._active = active
         self._writer = RunWriter(store, run_id, record, state, settings=settings, journal=journal, stored=stored)
+        if active:  # ended at the process's exit if the caller never ends it
+            open_runs.remember(self)
 
     @classmethod
     def load(cls, store: ProvStore, run_id: str, tip: str | None = None, *,
@@ -208,6 +210,7 @@ class Run(ValueMethods, MetricMethods, ContextMethods, ArtifactMethods):
                 self._state.attributes["prov.seeds"] = {**(self._state.attributes.get("prov.seeds") or {}), **ending}
         self._writer.finish(status, exit_code)
         self._active = False
+        open_runs.forget(self)
 
 
 def write_report(store: ProvStore, run_ids: list[str], path: str | os.PathLike[str], title: str | None,

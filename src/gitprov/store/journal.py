@@ -30,7 +30,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: no dead-writer detection by lock
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["NEW_SUFFIX", "Journal", "abandoned_journals", "read_journal"]
+__all__ = ["NEW_SUFFIX", "Journal", "abandoned_journals", "read_journal", "remove_idle_journals"]
 
 _SUFFIX = ".wal"
 #: a journal being created (``<name><suffix>.new``) until it is locked and renamed
@@ -128,13 +128,14 @@ def _keep_idle(journal: Journal) -> bool:
         if directory in _idle:
             return False
         if not _cleanup_registered:
-            atexit.register(_remove_idle)
+            atexit.register(remove_idle_journals)
             _cleanup_registered = True
         _idle[directory] = (os.getpid(), journal)
     return True
 
 
-def _remove_idle() -> None:
+def remove_idle_journals() -> None:
+    """Remove the journals this process keeps for its next run (at its exit)."""
     with _idle_lock:
         idle = [j for pid, j in _idle.values() if pid == os.getpid()]
         _idle.clear()
