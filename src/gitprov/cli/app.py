@@ -38,6 +38,9 @@ class ProvGroup(click.Group):
         except ProvError as exc:
             if ctx.params.get("debug") or os.environ.get("PROV_DEBUG"):
                 raise
+            from ..runs import open_runs
+
+            open_runs.abandon()  # a wrapper run that could not be written: one line, not a second at exit
             click.echo(f"prov: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except BrokenPipeError:

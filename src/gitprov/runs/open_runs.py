@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .run import Run
 
-__all__ = ["forget", "remember"]
+__all__ = ["abandon", "forget", "remember"]
 
 #: ``id(run)`` -> (the process that started it, the run), in start order
 _open: dict[int, tuple[int, Run]] = {}
@@ -40,6 +40,13 @@ def forget(run: Run) -> None:
     """The run ended: nothing to do for it at exit."""
     with _lock:
         _open.pop(id(run), None)
+
+
+def abandon() -> None:
+    """Leave this process's open runs to crash recovery (their journals stay): a
+    command that failed has said why, and ending its runs again would fail again."""
+    with _lock:
+        _open.clear()
 
 
 def _exit_status() -> str:

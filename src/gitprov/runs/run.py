@@ -208,9 +208,11 @@ class Run(ValueMethods, MetricMethods, ContextMethods, ArtifactMethods):
             ending = {f"{key}@end": value for key, value in generator_states().items()}
             if ending:
                 self._state.attributes["prov.seeds"] = {**(self._state.attributes.get("prov.seeds") or {}), **ending}
-        self._writer.finish(status, exit_code)
+        try:
+            self._writer.finish(status, exit_code)
+        finally:  # ended, or its failure already raised to the caller: not tried again at exit
+            open_runs.forget(self)
         self._active = False
-        open_runs.forget(self)
 
 
 def write_report(store: ProvStore, run_ids: list[str], path: str | os.PathLike[str], title: str | None,
