@@ -184,17 +184,18 @@ def test_a_read_survives_packs_vanishing_under_it_more_than_once(repo: GitRepo, 
     with git.odb.batch():
         written = write_some(git, "gone")
     repo.git("update-ref", "refs/prov/test", written[-1][0])
-    stale = git.odb._load_packs()  # lists the pack about to be repacked away
+    directory = git.odb.pack_directory
+    stale = directory.listing()  # lists the pack about to be repacked away
     repo.git("repack", "-a", "-d", "-q")  # its objects now live in another pack only
-    real = git.odb._load_packs
+    real = directory.listing
     rescans = []
 
     def late_rescan(**options):  # the first rescans still see the vanished pack
         rescans.append(1)
         return stale if len(rescans) < 3 else real(**options)
 
-    monkeypatch.setattr(git.odb, "_load_packs", late_rescan)
-    git.odb._packs = stale
+    monkeypatch.setattr(directory, "listing", late_rescan)
+    directory.packs = stale
     for oid, kind, data in written:
         assert git.odb.read(oid) == (kind, data)
     assert len(rescans) >= 3
@@ -208,7 +209,7 @@ def test_a_read_skips_a_pack_whose_data_is_gone_but_index_remains(repo: GitRepo)
     with git.odb.batch():
         written = write_some(git, "half")
     repo.git("update-ref", "refs/prov/test", written[-1][0])
-    git.odb._packs = stale = git.odb._load_packs()
+    stale = git.odb.pack_directory.rescan()
     old_idx = {p.pack_path[:-5] + ".idx": Path(p.pack_path[:-5] + ".idx").read_bytes() for p in stale}
     repo.git("repack", "-a", "-d", "-q")
     for path, data in old_idx.items():  # the moment between git's two unlinks

@@ -1,7 +1,7 @@
 """git's own repack of prov's packs, started off the hot path.
 
 Every transaction writes one pack of whole objects (``store/packs.py``). When enough of
-them lie outside a geometric progression, ``DiskObjectDatabase.maintain`` calls
+them lie outside a geometric progression, ``PackDirectory.maintain`` calls
 ``start_repack``: ``git repack --geometric=4 -d -q`` in a session of its own (stdin and
 stdout /dev/null, stderr appended to ``.git/prov/repack.log``, ten steps nicer than
 prov), never waited for. git rolls the small packs (and loose objects) into one pack

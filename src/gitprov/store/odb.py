@@ -1,6 +1,6 @@
 """Object databases: the repository's ``objects/`` directory, and an in-memory twin.
 
-The disk database reads loose objects and pack files (``store/packfile.py``) and writes
+The disk database reads loose objects and pack files (``store/pack_directory.py``) and writes
 loose objects, or one pack per ``batch()`` (``store/packs.py``), exactly as git does, so
 everything prov writes is read by ``git`` and passes ``git fsck --strict``. It is
 deliberately small: importing dulwich's repository stack costs more than the whole
@@ -19,7 +19,7 @@ import zlib
 from ..errors import DataError, MissingObjectError, ReadOnlyRepositoryError, WriteError
 from .durability import LOOSE_OBJECT, Durability
 from .objects import ObjectFormat
-from .packfile import Pack
+from .pack_directory import PackDirectory
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,15 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DiskObjectDatabase", "MemoryObjectDatabase", "ObjectDatabase"]
 
-_RESCANS = 80  # listings of the pack directory tried while a repack removes packs under it
-
 #: times a read rescans the pack directory after a listed pack vanished under it
 _READ_RESCANS = 8
-#: ``pack_positions``: a pack's number in the high bits, the offset in it below
-_PACK_SHIFT = 48
-_OFFSET_MASK = (1 << _PACK_SHIFT) - 1
-#: ``read_blobs`` lets go of the pack pages it mapped after this many blobs (~8 MB of them)
-_DROP_PAGES_EVERY = 8192
 
 
 class ObjectDatabase:
@@ -155,52 +148,18 @@ class DiskObjectDatabase(ObjectDatabase):
     def __init__(self, path: str, fmt: ObjectFormat, *, _seen: frozenset[str] = frozenset()) -> None:
         self.path = path
         self.fmt = fmt
-        self._packs: list[Pack] | None = None
+        #: the packs of ``objects/pack``, as this process last listed them
+        self.pack_directory = PackDirectory(os.path.join(path, "pack"), fmt)
         self._alternates: list[DiskObjectDatabase] | None = None
         self._seen = _seen | {os.path.realpath(path)}
         self._folders: set[str] = set()
         self._batches: dict[int, _Batch] = {}
-        self._quiet_below = 0  # maintain() has nothing to do while this many packs or fewer are known
         #: which files are flushed (``core.fsync``); ``GitRepository.open`` sets it
         self.durability = Durability()
 
     # -- reading -------------------------------------------------------------
     def _loose_path(self, oid: str) -> str:
         return os.path.join(self.path, oid[:2], oid[2:])
-
-    def _load_packs(self, *, with_data_only: bool = False) -> list[Pack]:
-        """The packs of the directory now. A pack whose index vanished between the listing
-        and its reading was repacked into a newer pack (written before the old ones are
-        removed) that the listing may have missed: the directory is listed again.
-        ``with_data_only`` also leaves out a pack whose ``.pack`` is gone while its
-        ``.idx`` is still there: git removes a repacked pack's data before its index."""
-        pack_dir = os.path.join(self.path, "pack")
-        # A pack is named by its checksum and never changes, so an index already read
-        # is reused: a refresh (every write checks the packs) only reads new packs.
-        known = {p.pack_path: p for p in self._packs or ()}
-        packs: list[Pack] = []
-        for _ in range(_RESCANS):
-            try:
-                # pack-*.idx only, as git reads them: git's repack writes ``.tmp-*`` files
-                # first and renames them, so one read now may be gone a moment later
-                names = sorted(n for n in os.listdir(pack_dir) if n.startswith("pack-") and n.endswith(".idx"))
-            except FileNotFoundError:
-                names = []
-            packs = []
-            for n in names:
-                path = os.path.join(pack_dir, n)
-                pack = known.get(path[:-4] + ".pack")
-                if with_data_only and not os.path.exists(path[:-4] + ".pack"):
-                    continue
-                if pack is None:
-                    try:
-                        pack = known[path[:-4] + ".pack"] = Pack(path, self.fmt)
-                    except FileNotFoundError:
-                        break
-                packs.append(pack)
-            else:
-                return packs
-        return packs
 
     @property
     def alternates(self) -> list[DiskObjectDatabase]:
@@ -219,51 +178,11 @@ class DiskObjectDatabase(ObjectDatabase):
                     self._alternates.append(DiskObjectDatabase(alt, self.fmt, _seen=self._seen))
         return self._alternates
 
-    def _find_packed(self, oid: str, *, refresh: bool = True) -> tuple[Pack, int] | None:
-        for again in (False, True) if refresh else (False,):
-            if self._packs is None or again:
-                self._packs = self._load_packs()
-            for pack in self._packs:
-                off = pack.offset_of(oid)
-                if off is not None:
-                    return pack, off
-        return None
-
     def pack_positions(self, raw_ids: Sequence[bytes]) -> list[int]:
-        return self._positions(raw_ids)[1]
-
-    def _positions(self, raw_ids: Sequence[bytes]) -> tuple[list[Pack], list[int]]:
-        """The packs now, and ``pack_positions`` in them."""
-        by_id = sorted(range(len(raw_ids)), key=raw_ids.__getitem__)
-        wanted = [raw_ids[i] for i in by_id]
-        where = [-1] * len(raw_ids)
-        packs = self._packs = self._load_packs()
-        for number, pack in enumerate(packs):
-            for i, offset in zip(by_id, pack.offsets_of(wanted), strict=True):
-                if offset >= 0 and where[i] < 0:
-                    where[i] = number << _PACK_SHIFT | offset
-        return packs, where
+        return self.pack_directory.positions(raw_ids)[1]
 
     def read_blobs(self, raw_ids: Sequence[bytes]) -> Iterator[bytes]:
-        # found in the packs at once, each read from its pack keeping it as a delta base
-        # (``Pack.read_kept``); anything else (loose, in an alternate, in a pack removed
-        # since) as ``read_typed`` reads it
-        packs, where = self._positions(raw_ids)
-        for n, (raw, at) in enumerate(zip(raw_ids, where, strict=True), 1):
-            if n % _DROP_PAGES_EVERY == 0:
-                for pack in packs:
-                    pack.drop_pages()
-            if at >= 0:
-                try:
-                    kind, data = packs[at >> _PACK_SHIFT].read_kept(at & _OFFSET_MASK, self.read)
-                except FileNotFoundError:  # a repack removed the pack: find the object again
-                    pass
-                else:
-                    if kind != "blob":
-                        raise DataError(f"object {raw.hex()} is a {kind}, expected a blob")
-                    yield data
-                    continue
-            yield self.read_typed(raw.hex(), "blob")
+        return self.pack_directory.read_blobs(raw_ids, self.read, lambda oid: self.read_typed(oid, "blob"))
 
     def _read_local(self, oid: str) -> tuple[str, bytes] | None:
         for attempt in range(_READ_RESCANS):
@@ -277,14 +196,14 @@ class DiskObjectDatabase(ObjectDatabase):
                     raise
                 if attempt:
                     time.sleep(0.001 * 2**attempt)  # let the repack finish its removals
-                self._packs = self._load_packs(with_data_only=True)
+                self.pack_directory.rescan(with_data_only=True)
         return None
 
     def _read_local_once(self, oid: str) -> tuple[str, bytes] | None:
         # Packs already open first (no syscall; most objects of a real repository are
         # packed), then the loose file, then packs again after rescanning the pack
         # directory (a concurrent repack may have moved the object), as git does.
-        found = self._find_packed(oid, refresh=False)
+        found = self.pack_directory.find(oid, refresh=False)
         if found is not None:
             pack, offset = found
             return pack.read_at(offset, self.read)
@@ -301,7 +220,7 @@ class DiskObjectDatabase(ObjectDatabase):
             if not size.isdigit() or int(size) != len(data) or not type_name.isalpha():
                 raise DataError(f"object {oid} is corrupt (its header does not match its content); {_DAMAGED}")
             return type_name.decode("ascii"), data
-        found = self._find_packed(oid)
+        found = self.pack_directory.find(oid)
         if found is not None:
             pack, offset = found
             return pack.read_at(offset, self.read)
@@ -326,7 +245,7 @@ class DiskObjectDatabase(ObjectDatabase):
         return obj
 
     def _contains_local(self, oid: str) -> bool:
-        return os.path.exists(self._loose_path(oid)) or self._find_packed(oid) is not None
+        return os.path.exists(self._loose_path(oid)) or self.pack_directory.find(oid) is not None
 
     def contains(self, oid: str) -> bool:
         if self._batches:
@@ -343,9 +262,7 @@ class DiskObjectDatabase(ObjectDatabase):
             except FileNotFoundError:
                 names = []
             found.update(prefix[:2] + n for n in names if (prefix[:2] + n).startswith(prefix))
-            db._packs = db._load_packs()
-            for pack in db._packs:
-                found |= pack.ids_with_prefix(prefix)
+            found |= db.pack_directory.ids_with_prefix(prefix)
         return {oid for oid in found if len(oid) == self.fmt.hex_len}
 
     # -- writing -------------------------------------------------------------
@@ -354,7 +271,7 @@ class DiskObjectDatabase(ObjectDatabase):
         write does not rescan the pack directory for every new object."""
         if os.path.exists(self._loose_path(oid)):
             return True
-        if self._packs is not None and self._find_packed(oid, refresh=False) is not None:
+        if self.pack_directory.packs is not None and self.pack_directory.find(oid, refresh=False) is not None:
             return True
         return any(a._contains_local(oid) for a in self.alternates)
 
@@ -449,46 +366,12 @@ class DiskObjectDatabase(ObjectDatabase):
                 ) from exc
             raise WriteError(f"cannot write a pack to {pack_dir}: {exc.strerror}") from exc
         batch.objects = {}
-        # the new pack is visible to this process at once, without a directory rescan
-        if self._packs is None:
-            self._packs = self._load_packs()
-        elif all(p.pack_path != idx_path[:-4] + ".pack" for p in self._packs):
-            try:
-                self._packs.append(Pack(idx_path, self.fmt))
-            except FileNotFoundError:  # a repack rolled it up already
-                self._packs = self._load_packs()
+        self.pack_directory.added(idx_path)  # visible to this process at once, without a rescan
 
     def maintain(self, config: GitConfig) -> None:
-        """After a transaction's refs moved: when more than ``prov.autoPackLimit`` packs
-        lie outside a geometric progression, have git roll them up, detached
-        (``store/maintenance.py``). Reads the pack list this process keeps; the
-        directory is listed again only when that list says a repack is due."""
-        known = self._packs
-        if not known or len(known) <= self._quiet_below:
-            return
-        from . import packs
-
-        limit = packs.auto_pack_limit(config)
-        if limit is None:  # off (the config is read again at the next transaction)
-            return
-        rolled = packs.packs_to_roll_up(p.count for p in known)
-        if rolled > limit:  # the list may be stale (a repack removed packs): look again
-            known = self._packs = self._load_packs()
-            try:
-                names = set(os.listdir(os.path.join(self.path, "pack")))
-            except OSError:
-                names = set()
-            # git leaves kept and cruft packs out of the progression
-            rolled = packs.packs_to_roll_up(p.count for p in known if not any(
-                os.path.basename(p.pack_path[:-5]) + ext in names for ext in (".keep", ".mtimes")))
-            if rolled > limit:
-                from . import maintenance
-
-                maintenance.start_repack(os.path.dirname(self.path), write_midx="multi-pack-index" in names,
-                                         pack_dir=os.path.join(self.path, "pack"), limit=limit)
-                self._quiet_below = len(known) + max(1, limit // 2)  # started, or one runs already
-                return
-        self._quiet_below = len(known) + limit - rolled
+        """After a transaction's refs moved: git's geometric repack when prov's packs
+        pile up (``PackDirectory.maintain``)."""
+        self.pack_directory.maintain(config)
 
     def all_ids(self) -> list[str]:
         """Every object id in this database (not its alternates); for verification."""
@@ -496,7 +379,6 @@ class DiskObjectDatabase(ObjectDatabase):
         for sub in os.listdir(self.path):
             if len(sub) == 2:
                 ids.update(sub + n for n in os.listdir(os.path.join(self.path, sub)))
-        for pack in self._load_packs():
-            ids.update(raw.hex() for raw in pack.ids())
+        ids |= self.pack_directory.ids()
         return sorted(ids)
 

@@ -11,7 +11,7 @@ the objects do not exist.
 
 Packs pile up at one per transaction. prov never rewrites or removes a pack: when more
 than ``prov.autoPackLimit`` of them lie outside a geometric progression
-(``packs_to_roll_up``), ``DiskObjectDatabase.maintain`` has git roll them up with
+(``packs_to_roll_up``), ``PackDirectory.maintain`` has git roll them up with
 deltas (``git repack --geometric=4 -d``, started detached: ``store/maintenance.py``).
 Reading packs is ``store/packfile.py``.
 """
