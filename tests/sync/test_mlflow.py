@@ -11,9 +11,9 @@ import pytest
 
 import gitprov
 from gitprov.sync import sync_mlflow
-from gitprov.sync.bridge import millis
+from gitprov.sync.bridge import canonical_value, millis
 from gitprov.sync.keymap import mlflow_key
-from gitprov.sync.mlflow_bridge import _clip, canonical_value
+from gitprov.sync.mlflow_changes import clip
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
@@ -53,7 +53,7 @@ def assert_mirrors(repo: Path, db: Path, run_id: str, tmp: Path) -> None:
     assert remote.info.end_time == millis(run.state.ended)
     assert remote.info.status == {"finished": "FINISHED", "failed": "FAILED"}[run.status]
     assert remote.info.run_name == run.name
-    expected_params = {mlflow_key(k): _clip(canonical_value(v), 6000) for k, v in run.get_hyperparameters().items()}
+    expected_params = {mlflow_key(k): clip(canonical_value(v), 6000) for k, v in run.get_hyperparameters().items()}
     assert remote.data.params == expected_params
     for key in run.get_metric_keys():
         local = run.get_metric_history(key)

@@ -22,8 +22,7 @@ import gitprov
 from gitprov.index.encoding import epoch_ms
 from gitprov.index.rows import param_text
 from gitprov.sync import sync_mlflow
-from gitprov.sync.bridge import millis
-from gitprov.sync.mlflow_bridge import canonical_value
+from gitprov.sync.bridge import canonical_value, millis
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402

@@ -162,7 +162,7 @@ def test_observations_go_to_summary_and_an_artifact(prov_path: Path, wandb_dir: 
     import base64
     import hashlib
 
-    from gitprov.sync.mlflow_bridge import observation_json
+    from gitprov.sync.bridge import observation_json
 
     repo = gitprov.Repository(prov_path)
     run = repo.start_run("obs", environment=False)

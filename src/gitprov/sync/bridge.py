@@ -8,6 +8,7 @@ the target already holds; the bridge writes only what is missing and returns a
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -16,7 +17,8 @@ from ..errors import MissingExtraError
 if TYPE_CHECKING:
     from ..runs.run import Run
 
-__all__ = ["Bridge", "RunResult", "RunSource", "import_tracker", "is_transient", "millis", "require_tracker"]
+__all__ = ["Bridge", "RunResult", "RunSource", "canonical_value", "import_tracker", "is_number", "is_transient", "millis",
+           "observation_json", "require_tracker"]
 
 def require_tracker(module: str, extra: str, purpose: str) -> None:
     """Fail early, without importing it (mlflow takes seconds), when the tracker library
@@ -145,3 +147,22 @@ def millis(timestamp: str | None) -> int | None:
 
     dt = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
     return int(dt.timestamp() * 1000)
+
+
+def canonical_value(value: Any) -> str:
+    """A value as a tracker's text field: strings as they are, anything else as
+    canonical JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def is_number(value: Any) -> bool:
+    """An int or float that a tracker can chart (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def observation_json(key: str, points: list[Any]) -> str:
+    """The JSON file of one observation series: every epoch, timestamp (ms) and value."""
+    body = {"key": key, "points": [{"epoch": o.epoch, "timestamp": o.timestamp, "value": o.value} for o in points]}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

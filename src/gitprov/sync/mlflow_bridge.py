@@ -16,7 +16,6 @@ imported on first use.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import posixpath
 import tempfile
@@ -25,12 +24,21 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SyncError
-from ..runs.artifacts import DIRECTORY_TYPE
 from ..scrub import scrub_url
-from .bridge import RunResult, RunSource, import_tracker, millis
-from .keymap import mlflow_key, prov_key
-from .mlflow_datasets import dataset_digest, dataset_inputs
-from .mlflow_logged_models import LoggedModels, in_model, model_info, model_links
+from .bridge import RunResult, RunSource, import_tracker, millis, observation_json
+from .keymap import mlflow_key
+from .mlflow_changes import (
+    MAX_PARAMS_TAGS_PER_BATCH,
+    NOTHING_HELD,
+    RUN_ID_TAG,
+    RunChanges,
+    desired,
+    entity_batches,
+    plan_changes,
+    sync_entry,
+)
+from .mlflow_datasets import dataset_inputs
+from .mlflow_logged_models import LoggedModels
 from .mlflow_model import MODEL_LAYOUT
 from .mlflow_store import (
     MLFLOW_EXTRA,
@@ -50,68 +58,20 @@ if TYPE_CHECKING:
 
 __all__ = ["MLFLOW_EXTRA", "MlflowBridge", "import_mlflow"]
 
-MAX_METRICS_PER_BATCH = 1000
-MAX_ENTITIES_PER_BATCH = 1000
-MAX_PARAMS_TAGS_PER_BATCH = 100
-MAX_PARAM_VALUE = 6000
-MAX_TAG_VALUE = 8000
-#: stay under MLflow's 1 MB request limit for one log_batch call.
-MAX_BATCH_BYTES = 900_000
-RUN_ID_TAG = "prov.run_id"
 #: on an MLflow run an older git-prov made outside its parent's experiment: the run
 #: that replaces it there (the old one is deleted, which MLflow lets you undo).
 MOVED_TO_TAG = "prov.moved_to"
-#: numeric observations become this metric prefix + key (step = epoch).
-OBSERVATION_METRIC_PREFIX = "obs/"
 OBSERVATION_ARTIFACTS = "prov/observations"
 DEFAULT_EXPERIMENT = "Default"
 #: ``--retries`` and ``--timeout`` (seconds) when not given: an unreachable server ends
 #: a sync in a few seconds (MLflow's own defaults wait about four minutes a request).
 DEFAULT_RETRIES = 3
 DEFAULT_TIMEOUT = 8.0
-_STATUS = {"running": "RUNNING", "finished": "FINISHED", "failed": "FAILED", "killed": "KILLED", "crashed": "FAILED"}
 
 
 def import_mlflow(purpose: str = "syncing to MLflow") -> Any:
     """``mlflow``, or a ``MissingExtraError`` naming the extra to install."""
     return import_tracker("mlflow", MLFLOW_EXTRA, purpose)
-
-
-def canonical_value(value: Any) -> str:
-    """A param value as text: strings as they are, anything else as canonical JSON."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _clip(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, marked and with the full value's digest."""
-    if len(text) <= limit:
-        return text
-    marker = f"…[truncated; sha1 {value_digest(text)}]"
-    return text[: limit - len(marker)] + marker
-
-
-def _entity_batches(params: list[Any], metrics: list[Any], tags: list[Any]) -> list[tuple[list[Any], list[Any], list[Any]]]:
-    """Params, metrics and tags packed into as few ``log_batch`` calls as MLflow's limits
-    allow (each call is several database transactions: fewer calls, faster syncs)."""
-    out: list[tuple[list[Any], list[Any], list[Any]]] = []
-    cur: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
-    count = size = 0
-    limits = (MAX_PARAMS_TAGS_PER_BATCH, MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH)
-    for slot, items in enumerate((params, metrics, tags)):
-        for item in items:
-            n = len(item.key) + (40 if slot == 1 else len(item.value))
-            if count and (len(cur[slot]) >= limits[slot] or count >= MAX_ENTITIES_PER_BATCH
-                          or size + n > MAX_BATCH_BYTES):
-                out.append(cur)
-                cur, count, size = ([], [], []), 0, 0
-            cur[slot].append(item)
-            count += 1
-            size += n
-    if count:
-        out.append(cur)
-    return out
 
 
 class MlflowBridge(LoggedModels):
@@ -242,63 +202,9 @@ class MlflowBridge(LoggedModels):
 
     # -- what the target should hold -------------------------------------------------
     def desired(self, source: RunSource) -> dict[str, Any]:
-        """Params, tags, metrics, artifacts, datasets and status of the MLflow run."""
-        run = source.run
-        record, state = run.record, run.state
-        code = run.get_code()
-        params = {mlflow_key(k): _clip(canonical_value(v), MAX_PARAM_VALUE)
-                  for k, v in sorted(run.get_hyperparameters().items())}
-        tags: dict[str, str] = {RUN_ID_TAG: run.id, "prov.status": state.status,
-                                "prov.created": record.created, "prov.lexicon": record.schema.lexicon}
-        if record.user:
-            tags["mlflow.user"] = record.user
-        if record.host:
-            tags["prov.host"] = record.host
-        if state.experiment:
-            tags["prov.experiment"] = state.experiment
-        if state.name:
-            tags["mlflow.runName"] = state.name
-        for key, value in sorted(state.tags.items()):
-            tags[mlflow_key(key)] = value
-        for key, value in sorted(state.attributes.items()):
-            if key not in ("prov.code", "prov.environment"):
-                tags[mlflow_key(f"prov.attribute.{key}")] = canonical_value(value)
-        if code.commit:
-            tags["mlflow.source.git.commit"] = code.commit
-            tags["mlflow.source.git.dirty"] = "true" if code.is_dirty else "false"
-        if code.repo_url:
-            tags["mlflow.source.git.repoURL"] = scrub_url(code.repo_url)
-        if code.patch:
-            tags["prov.code.patch"] = code.patch
-        if code.exec_path:
-            tags["mlflow.source.name"] = code.exec_path
-        if record.command:
-            tags["prov.command"] = " ".join(record.command)
-        if record.parent:
-            tags["prov.parent_run_id"] = record.parent
-            if source.parent_external_id:
-                tags["mlflow.parentRunId"] = source.parent_external_id
-        if state.lineage.inputs:
-            tags["prov.lineage.inputs"] = canonical_value(state.lineage.inputs)
-        if state.lineage.outputs:
-            tags["prov.lineage.outputs"] = canonical_value(state.lineage.outputs)
-        mapped = {k: mlflow_key(k) for k in [*run.get_hyperparameters(), *state.tags, *run.get_metric_keys()]}
-        shortened = {v: k for k, v in mapped.items() if prov_key(v) != k}
-        if shortened:
-            tags["prov.keys"] = canonical_value(shortened)
-        tags = {k: _clip(v, MAX_TAG_VALUE) for k, v in tags.items()}
-        return {
-            "params": params,
-            "tags": tags,
-            "metrics": {k: mlflow_key(k) for k in run.get_metric_keys()},
-            "observations": {k: mlflow_key(OBSERVATION_METRIC_PREFIX + k) for k in sorted(state.observations)},
-            "artifacts": {k: ref.sha256 for k, ref in sorted(state.artifacts.items())
-                          if ref.media_type != DIRECTORY_TYPE and not in_model(k, model_info(run))},
-            "datasets": dict(sorted(state.datasets.items())),
-            "models": model_links(state.lineage),
-            "status": _STATUS.get(state.status, "RUNNING"),
-            "end_time": millis(state.ended),
-        }
+        """Params, tags, metrics, artifacts, datasets and status of the MLflow run
+        (``mlflow_changes.desired``)."""
+        return desired(source)
 
     def _remote_view(self, external_id: str, metric_keys: list[str]) -> dict[str, Any]:
         """What an existing MLflow run holds (when local state cannot be trusted)."""
@@ -335,154 +241,105 @@ class MlflowBridge(LoggedModels):
                  dry_run: bool = False) -> tuple[RunResult, dict[str, Any]]:
         started = time.monotonic()
         run = source.run
-        result = RunResult(run_id=run.id, name=run.name, status="unchanged")
-        trusted = bool(entry and entry.get("version") and entry.get("external_id"))
         parent_pending = bool(run.record.parent and source.parent_external_id
                               and not (entry or {}).get("parent"))
         same = self.unchanged(run.id, run.name, source.version, entry, parent_pending)
         if same is not None:
             return same, entry  # type: ignore[return-value]
         want = self.desired(source)
+        home = self.parent_experiment(source)
+        external_id, experiment, trusted, moved_from = self._locate(source, entry, home)
+        have = self._held(entry, trusted, external_id, want)
+        todo = plan_changes(source, want, have, entry, trusted=trusted, register_models=self.register_models)
+        result = RunResult(run_id=run.id, name=run.name, status="unchanged", external_id=external_id,
+                           written=todo.counts(moved=moved_from is not None))
+        changed = bool(result.written) or external_id is None
+        if dry_run:
+            result.status = "would-sync" if changed else "unchanged"
+            return result, entry or {}
+        if external_id is None:
+            external_id, experiment = self._create(source, todo, home)
+        self._write(source, todo, external_id, home or self.experiment_id(run.experiment) or "0", want["end_time"])
+        if moved_from is not None:
+            self.client.set_tag(moved_from, MOVED_TO_TAG, external_id)
+            self.client.delete_run(moved_from)
+            with self._lock:
+                self.moved.append((run.id, moved_from, external_id))
+        result.status = "synced" if changed else "unchanged"
+        result.external_id = external_id
+        result.seconds = time.monotonic() - started
+        return result, sync_entry(source, want, todo, entry, external_id=external_id, experiment=experiment,
+                                  register_models=self.register_models)
+
+    def _locate(self, source: RunSource, entry: dict[str, Any] | None,
+                home: str | None) -> tuple[str | None, str | None, bool, str | None]:
+        """The MLflow run that mirrors ``source`` and its experiment (None, None for one to
+        create), whether the local state ``entry`` says what it holds, and the run to
+        replace (an older git-prov's child outside its parent's experiment)."""
+        run = source.run
+        trusted = bool(entry and entry.get("version") and entry.get("external_id"))
         external_id = entry.get("external_id") if entry else None
         if not trusted:
-            external_id = external_id or self.find_existing(run.id, run.experiment, self.parent_experiment(source))
+            external_id = external_id or self.find_existing(run.id, run.experiment, home)
         experiment = (entry or {}).get("experiment") if trusted else None
-        moved_from = None
-        home = self.parent_experiment(source)
         if external_id and home:
             experiment = experiment or self.client.get_run(external_id).info.experiment_id
             if experiment != home:
                 # an older git-prov put this child in its own experiment, where MLflow's UI
                 # cannot nest it under its parent and MLflow cannot move it: make it again
                 # in the parent's experiment, then delete the old one (see ``take_warnings``)
-                moved_from, external_id, trusted, experiment = external_id, None, False, None
+                return None, None, False, external_id
+        return external_id, experiment, trusted, None
+
+    def _held(self, entry: dict[str, Any] | None, trusted: bool, external_id: str | None,
+              want: dict[str, Any]) -> dict[str, Any]:
+        """What the MLflow run holds: the local state when it can be trusted, else the run
+        read back (nothing for a run to create)."""
         if trusted:
             have = {k: entry.get(k, {}) for k in ("params", "tags", "series", "artifacts", "datasets", "observations")}  # type: ignore[union-attr]
             have["status"] = entry.get("status", "RUNNING")  # type: ignore[union-attr]
             have["models"] = entry.get("models", [])  # type: ignore[union-attr]
-        else:
-            if external_id is None:
-                have = {"params": {}, "tags": {}, "series": {}, "artifacts": {}, "datasets": {}, "observations": {},
-                        "models": [], "status": "RUNNING"}
-            else:
-                have = self._remote_view(external_id, [*want["metrics"].values(), *want["observations"].values()])
-        written = {"params": 0, "tags": 0, "metrics": 0, "artifacts": 0, "datasets": 0, "observations": 0, "models": 0,
-                   "model_files": 0, "registered": 0, "status": 0, "moved": int(moved_from is not None)}
-
-        from mlflow.entities import Metric, Param, RunTag
-
-        params, tags = [], []
-        for key, value in want["params"].items():
-            digest = value_digest(value)
-            if key not in have["params"]:
-                params.append(Param(key, value))
-            elif have["params"][key] != digest:
-                # MLflow refuses to change a param: keep the new value as a tag
-                want["tags"][f"prov.param_changed.{key}"] = _clip(value, MAX_TAG_VALUE)
-        for key, value in want["tags"].items():
-            if have["tags"].get(key) != value_digest(value):
-                tags.append(RunTag(key, value))
-        metrics: list[Any] = []
-        series_counts: dict[str, int] = {}
-        for key, mkey in want["metrics"].items():
-            points = run.get_metric_history(key)
-            series_counts[mkey] = len(points)
-            for p in points[have["series"].get(mkey, 0):]:
-                metrics.append(Metric(mkey, p.value, p.timestamp, p.step))
-        observations: dict[str, Any] = {}
-        observation_counts: dict[str, int] = {}
-        for key, okey in want["observations"].items():
-            points = run.get_observations(key)
-            observation_counts[key] = len(points)
-            if have["observations"].get(key) != len(points):
-                observations[key] = points
-            numeric = [o for o in points if _is_number(o.value)]
-            if numeric:
-                series_counts[okey] = len(numeric)
-                for o in numeric[have["series"].get(okey, 0):]:
-                    metrics.append(Metric(okey, float(o.value), o.timestamp, o.epoch))
-        artifacts = [k for k, sha in want["artifacts"].items() if have["artifacts"].get(k) != sha]
-        datasets = [d for k, d in want["datasets"].items() if have["datasets"].get(k) != dataset_digest(d.digest)]
-        models = [link for link in want["models"] if link not in have["models"]]
-        logged = model_info(run)
-        files_key = f"{MODEL_LAYOUT}:{logged.get('sha256')}" if logged else None
-        files_due = bool(logged) and (entry or {}).get("model_files") != files_key or (
-            bool(logged) and not trusted)
-        register = ([link for link in want["models"] if link.split("\t")[2]]
-                    if self.register_models and not (trusted and (entry or {}).get("registered")
-                                                     and (entry or {}).get("layout") == MODEL_LAYOUT) else [])
-        end_status = want["status"] if want["status"] != "RUNNING" else None
-        status_due = end_status is not None and have["status"] != end_status
-        written.update(params=len(params), tags=len(tags), metrics=len(metrics), artifacts=len(artifacts),
-                       datasets=len(datasets), observations=len(observations), models=len(models),
-                       model_files=int(files_due), registered=len(register), status=int(status_due))
-        result.written = {k: v for k, v in written.items() if v}
-        changed = any(written.values()) or external_id is None
-        if dry_run:
-            result.status = "would-sync" if changed else "unchanged"
-            result.external_id = external_id
-            return result, entry or {}
-
+            return have
         if external_id is None:
-            # a new run gets its tags (prov.run_id first) in the create_run transaction
-            first = {RUN_ID_TAG: run.id, **{t.key: t.value for t in tags[:MAX_PARAMS_TAGS_PER_BATCH - 1]
-                                            if t.key != RUN_ID_TAG}}
-            tags = [t for t in tags if t.key not in first]
-            exp = home or self.experiment_id(run.experiment)
-            experiment = exp
-            if run.record.user:
-                first["mlflow.user"] = run.record.user  # MLflow takes the run's user_id from it
-            created = self.client.create_run(exp, start_time=millis(run.record.created),
-                                             tags=first, run_name=run.name or None)
-            external_id = created.info.run_id
-        for batch_params, batch_metrics, batch_tags in _entity_batches(params, metrics, tags):
+            return dict(NOTHING_HELD)
+        return self._remote_view(external_id, [*want["metrics"].values(), *want["observations"].values()])
+
+    def _create(self, source: RunSource, todo: RunChanges, home: str | None) -> tuple[str, str | None]:
+        """A new MLflow run for ``source`` and its experiment. It gets its first tags
+        (``prov.run_id`` first) in the ``create_run`` transaction; they leave ``todo``."""
+        run = source.run
+        first = {RUN_ID_TAG: run.id, **{t.key: t.value for t in todo.tags[:MAX_PARAMS_TAGS_PER_BATCH - 1]
+                                        if t.key != RUN_ID_TAG}}
+        todo.tags = [t for t in todo.tags if t.key not in first]
+        experiment = home or self.experiment_id(run.experiment)
+        if run.record.user:
+            first["mlflow.user"] = run.record.user  # MLflow takes the run's user_id from it
+        created = self.client.create_run(experiment, start_time=millis(run.record.created),
+                                         tags=first, run_name=run.name or None)
+        return created.info.run_id, experiment
+
+    def _write(self, source: RunSource, todo: RunChanges, external_id: str, model_experiment: str,
+               end_time: int | None) -> None:
+        """Write ``todo`` to the MLflow run ``external_id``, its end status last."""
+        run = source.run
+        for batch_params, batch_metrics, batch_tags in entity_batches(todo.params, todo.metrics, todo.tags):
             self.client.log_batch(external_id, metrics=batch_metrics, params=batch_params, tags=batch_tags,
                                   synchronous=True)
-        if artifacts:
-            self._upload(run, external_id, artifacts)
-        if datasets:
-            self.client.log_inputs(external_id, datasets=dataset_inputs(datasets, run.get_code()))
-        model_exp = home or self.experiment_id(run.experiment) or "0"
-        if models:
-            self._link_models(external_id, model_exp, models, run)
-        if files_due:
-            self._upload_model(external_id, model_exp, run, logged)  # type: ignore[arg-type]
-        if register:
-            self._register(external_id, model_exp, register)
-        for key, points in observations.items():
+        if todo.artifacts:
+            self._upload(run, external_id, todo.artifacts)
+        if todo.datasets:
+            self.client.log_inputs(external_id, datasets=dataset_inputs(todo.datasets, run.get_code()))
+        if todo.models:
+            self._link_models(external_id, model_experiment, todo.models, run)
+        if todo.files_due:
+            self._upload_model(external_id, model_experiment, run, todo.logged_model)
+        if todo.register:
+            self._register(external_id, model_experiment, todo.register)
+        for key, points in todo.observations.items():
             self.client.log_text(external_id, observation_json(key, points),
                                  f"{OBSERVATION_ARTIFACTS}/{mlflow_key(key)}.json")
-        if status_due:
-            self._terminate(external_id, end_status, want["end_time"])
-        if moved_from is not None:
-            self.client.set_tag(moved_from, MOVED_TO_TAG, external_id)
-            self.client.delete_run(moved_from)
-            with self._lock:
-                self.moved.append((run.id, moved_from, external_id))
-        new_entry = {
-            "version": source.version,
-            "external_id": external_id,
-            "params": {k: value_digest(v) for k, v in want["params"].items()},
-            "tags": {k: value_digest(v) for k, v in want["tags"].items()},
-            "series": series_counts,
-            "artifacts": want["artifacts"],
-            "datasets": {k: dataset_digest(d.digest) for k, d in want["datasets"].items()},
-            "observations": observation_counts,
-            "models": want["models"],
-            "status": want["status"],
-            "parent": bool(source.parent_external_id),
-            "layout": MODEL_LAYOUT,
-        }
-        if experiment:
-            new_entry["experiment"] = experiment
-        if files_key:
-            new_entry["model_files"] = files_key
-        if self.register_models or (entry or {}).get("registered"):
-            new_entry["registered"] = True
-        result.status = "synced" if changed else "unchanged"
-        result.external_id = external_id
-        result.seconds = time.monotonic() - started
-        return result, new_entry
+        if todo.status_due:
+            self._terminate(external_id, todo.end_status, end_time)  # type: ignore[arg-type]
 
     def _terminate(self, external_id: str, status: str, end_time: int | None) -> None:
         """``set_terminated`` without its "View run at" lines on stdout (they would
@@ -507,12 +364,3 @@ class MlflowBridge(LoggedModels):
                     f.write(run.get_artifact(key))
                 self.client.log_artifact(external_id, path, folder)
                 os.unlink(path)
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def observation_json(key: str, points: list[Any]) -> str:
-    """The JSON file of one observation series: every epoch, timestamp (ms) and value."""
-    body = {"key": key, "points": [{"epoch": o.epoch, "timestamp": o.timestamp, "value": o.value} for o in points]}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -27,9 +27,16 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ProvError
 from ..runs.artifacts import DIRECTORY_TYPE
 from ..scrub import scrub_url
-from .bridge import RunResult, RunSource, import_tracker, millis, require_tracker
+from .bridge import (
+    RunResult,
+    RunSource,
+    canonical_value,
+    import_tracker,
+    millis,
+    observation_json,
+    require_tracker,
+)
 from .keymap import mlflow_key
-from .mlflow_bridge import canonical_value, observation_json
 
 if TYPE_CHECKING:
     from ..store.prov_store import ProvStore
