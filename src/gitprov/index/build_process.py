@@ -94,12 +94,10 @@ def child_batches(git_dir: str, runs: Sequence[tuple[str, str]], blob_ids: bytes
 
     def feed() -> None:
         try:
-            # the runs as one block of "<run> <tree>" words: the child splits it at once
-            listing = " ".join([f"{run_id} {tree}" for run_id, tree in runs]).encode()
-            head = {"dir": git_dir, "runs": len(runs), "listing": len(listing), "ids": len(blob_ids), "batch": batch,
-                    **start}
+            head = {"dir": git_dir, "runs": len(runs), "ids": len(blob_ids), "batch": batch, **start}
             proc.stdin.write(json.dumps(head).encode() + b"\n")
-            proc.stdin.write(listing)
+            for at in range(0, len(runs), 4096):
+                proc.stdin.write(b"".join(b"%s %s\n" % (r.encode(), t.encode()) for r, t in runs[at:at + 4096]))
             proc.stdin.write(blob_ids)
         except OSError:  # the child died: its output ends
             pass
@@ -265,10 +263,10 @@ def _main() -> int:
     gc.disable()  # millions of short-lived rows, no cycles: a collection finds nothing to free
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     head = json.loads(stdin.readline())
-    words = stdin.read(head["listing"]).decode().split(" ")
-    runs = list(zip(words[::2], words[1::2], strict=True)) if head["runs"] else []
-    if len(runs) != head["runs"]:
-        raise ValueError(f"{len(runs)} of {head['runs']} runs came")
+    runs = []
+    for _ in range(head["runs"]):
+        run_id, tree = stdin.readline().split()
+        runs.append((run_id.decode(), tree.decode()))
     blob_ids = stdin.read(head["ids"])
     repo = GitRepository.open(head["dir"], require_work_tree=False)
     encode = msgspec.msgpack.Encoder().encode
