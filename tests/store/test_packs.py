@@ -218,3 +218,30 @@ def test_a_read_skips_a_pack_whose_data_is_gone_but_index_remains(repo: GitRepo)
         assert not os.path.exists(path[:-4] + ".pack")
     for oid, kind, data in written:
         assert git.odb.read(oid) == (kind, data)
+
+
+def test_positions_ask_each_pack_only_for_the_ids_not_found_yet(repo: GitRepo, monkeypatch) -> None:
+    """The largest pack first; a smaller one is asked only for the ids the larger did not
+    hold (a cold build's record ids were looked up in every pack), and each id still gets
+    the pack and offset it lies at."""
+    git = GitRepository.open(str(repo.path))
+    with git.odb.batch():
+        big = write_some(git, "big", 20)
+    with git.odb.batch():
+        small = write_some(git, "small", 3)
+    raws = [bytes.fromhex(oid) for oid, _, _ in small[:2] + big[:5]] + [bytes(20)]
+    asked: dict[str, int] = {}
+    real = Pack.offsets_of
+
+    def offsets_of(pack, wanted):
+        asked[pack.pack_path] = len(wanted)
+        return real(pack, wanted)
+
+    monkeypatch.setattr(Pack, "offsets_of", offsets_of)
+    packs, where = git.odb.pack_directory.positions(raws)
+    by_size = sorted(packs, key=lambda p: -p.count)
+    assert len(packs) == 2 and asked == {by_size[0].pack_path: 8, by_size[1].pack_path: 3}  # 5 found in the big one
+    assert where[-1] == -1
+    for raw, at in zip(raws[:-1], where[:-1], strict=True):
+        pack = packs[at >> 48]
+        assert pack.offset_of(raw.hex()) == at & ((1 << 48) - 1)

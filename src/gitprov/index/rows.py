@@ -195,8 +195,8 @@ class RunRows:
     ends, and it has finished (its error raised, if it had one) when the block ends.
 
     With ``stage`` (a cold build: the tables are empty, ``nodes_hash`` dropped), the rows of
-    the tables keyed by run (``WITHOUT ROWID`` b-trees, which inserts leave about 12%
-    empty) and the lineage nodes go to temporary tables first, copied at the end of the
+    the ``WITHOUT ROWID`` tables (b-trees which inserts leave about 12% empty) and, without
+    ``node_ids``, the lineage nodes go to temporary tables first, copied at the end of the
     block in one ``INSERT … SELECT *`` each: SQLite's transfer fills each page of the copy.
     With ``node_ids`` too, its lineage nodes get their ids as the rows are made (``nids``),
     not from a lookup in SQLite per lineage row (40% of the inserts' CPU), for ~33 MB of
@@ -208,7 +208,10 @@ class RunRows:
         self.db = db
         self.staged: tuple[str, ...] = ()
         if stage:
-            self.staged = ("params", "metrics", "tags", "attributes", "lineage", "lineage_node", "nodes")
+            # with ``node_ids``, ``lineage`` and ``nodes`` (rowid tables, appended in rowid
+            # order: their pages fill as the copy's would) go straight in
+            self.staged = ("params", "metrics", "tags", "attributes", "lineage_node") + (
+                () if node_ids else ("lineage", "nodes"))
             for table in self.staged:
                 (sql,), = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
                 db.execute(f"DROP TABLE IF EXISTS temp.stage_{table}")

@@ -105,13 +105,20 @@ class PackDirectory:
         """The packs now, and for each raw id a number ordering the objects as they lie
         in them (pack by pack, by offset); -1 for one in none of them."""
         by_id = sorted(range(len(raw_ids)), key=raw_ids.__getitem__)
-        wanted = [raw_ids[i] for i in by_id]
         where = [-1] * len(raw_ids)
         packs = self.rescan()
-        for number, pack in enumerate(packs):
-            for i, offset in zip(by_id, pack.offsets_of(wanted), strict=True):
-                if offset >= 0 and where[i] < 0:
+        # the largest pack first, and each next one asked only for the ids not found yet
+        # (asked for every id, a ledger's two small packs doubled a cold build's lookups)
+        for number in sorted(range(len(packs)), key=lambda n: -packs[n].count):
+            if not by_id:
+                break
+            left = []
+            for i, offset in zip(by_id, packs[number].offsets_of([raw_ids[i] for i in by_id]), strict=True):
+                if offset >= 0:
                     where[i] = number << _PACK_SHIFT | offset
+                else:
+                    left.append(i)
+            by_id = left
         return packs, where
 
     def read_blobs(self, raw_ids: Sequence[bytes], read: Callable[[str], tuple[str, bytes]],
