@@ -25,7 +25,7 @@ from ..errors import ProvError
 from ..keys import check_key, key_from_name
 from ..model import RunRecord, RunState
 from ..model.common import FORMAT_VERSION
-from ..runs.series import decode_metric_chunk, decode_observation_chunk
+from ..runs.series import decode_observation_chunk, metric_chunk_columns
 from ..runs.summary import decode_metric_summary
 from ..store.notes import split_note
 from ..store.objects import MODE_BLOB, MODE_TREE
@@ -401,7 +401,9 @@ class _LedgerCheck:
             elif kind == "record":
                 self._record(data, where_of(job))
             elif kind == "series" or kind == "observations":
-                self._chunk(decode_metric_chunk if kind == "series" else decode_observation_chunk, data, job.arg)
+                # a metric chunk's columns checked (what decode_metric_chunk refuses, without
+                # summing its deltas into lists: once checked, that cannot fail)
+                self._chunk(metric_chunk_columns if kind == "series" else decode_observation_chunk, data, job.arg)
             elif kind == "summaries":
                 self._chunk(decode_metric_summary, data, job.arg)
             elif kind == "format":
