@@ -152,8 +152,7 @@ class Arriving:
         if pid == 0:  # the reader: never returns
             code = 1
             try:
-                os.close(control_w)
-                os.close(results_r)
+                _keep_only(pack, control_r, results_w)
                 _send_cleared(pack, control_r, results_w, self.hash_name)
                 code = 0
             except BaseException:  # noqa: BLE001 - what was sent stands; the rest is read from git
@@ -211,6 +210,29 @@ def _checked(read: Callable[[int], bytes], hash_name: str,
         found = precheck(data)
         if found is not None:
             yield oid, found
+
+
+def _keep_only(*fds: int) -> None:
+    """In the forked reader: every descriptor but ``fds`` closed, and the standard ones
+    on the null device, so that no pipe of this process's (to a ``git cat-file``, or a
+    caller reading its output to the end) stays open because the reader holds it."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for std in (0, 1, 2):
+        os.dup2(null, std)
+    low = 3
+    for fd in sorted({*fds, null}):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, _max_fd())
+    if null > 2:
+        os.close(null)
+
+
+def _max_fd() -> int:
+    try:
+        return min(os.sysconf("SC_OPEN_MAX"), 1 << 20)
+    except (AttributeError, ValueError, OSError):
+        return 1 << 16
 
 
 def _send_cleared(pack: int, control: int, out: int, hash_name: str) -> None:
