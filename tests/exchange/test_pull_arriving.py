@@ -291,3 +291,28 @@ def test_jobs_not_cleared_yet_are_set_aside_until_the_reader_is_done(published: 
     # what the reader cleared after the listing set it aside was not read from git
     assert asked and not [kind for kind in asked if kind in ("record", "state", "link")]
     assert _verdict(repo, Cleared({})) == expected
+
+
+def test_a_forked_reader_holds_no_pipe_of_its_parent(published: GitRepo, tmp_path: Path, monkeypatch) -> None:
+    import select
+    import time
+
+    from gitprov.exchange import arriving
+
+    def slow_precheck(data: bytes):
+        time.sleep(0.2)  # the reader is still running when the fetch returns
+        return precheck(data)
+
+    monkeypatch.setattr(arriving, "precheck", slow_precheck)
+    mine = _clone(published, tmp_path / "mine")
+    repo = GitRepository.open(str(mine.path))
+    read_end, write_end = os.pipe()  # as a caller reading prov's output to its end holds
+    try:
+        result, forks = _fetch_counting_forks(repo, monkeypatch)
+        assert len(forks) == 1 and result.cleared is not None and not result.cleared.finished
+        os.close(write_end)
+        ready, _, _ = select.select([read_end], [], [], 1.0)
+        assert ready and os.read(read_end, 1) == b""  # the end: no copy of the write end in the reader
+        assert _verdict(repo, result.cleared) == _verdict(repo, None)
+    finally:
+        os.close(read_end)
