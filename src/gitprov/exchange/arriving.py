@@ -76,6 +76,8 @@ class Arriving:
         self._failed = threading.Event()  # the fetch failed: nothing is needed any more
         self._pid: int | None = None
         self._control: int | None = None
+        self._lock = threading.Lock()  # the forked reader is signalled or reaped, not both at once
+        self._reaped = False
         if not (FORK and hasattr(os, "fork") and threading.active_count() == 1 and self._fork()):
             self._thread = threading.Thread(target=self._follow, name="prov-arriving", daemon=True)
             self._thread.start()
@@ -190,15 +192,17 @@ class Arriving:
         except Exception:  # noqa: BLE001 - a frame cut short (the reader died): what came before stands
             pass
         finally:
-            with contextlib.suppress(ChildProcessError):
+            with self._lock, contextlib.suppress(ChildProcessError):
                 os.waitpid(self._pid, 0)
+                self._reaped = True
             self._done.set()
 
     def _stop(self) -> None:
         """End the forked reader now (nothing more it clears is wanted), and wait for it."""
         if not self._done.is_set():
-            with contextlib.suppress(OSError):
-                os.kill(self._pid, signal.SIGKILL)
+            with self._lock, contextlib.suppress(OSError):
+                if not self._reaped:  # never a signal to a pid that may have been reused
+                    os.kill(self._pid, signal.SIGKILL)
         self._thread.join()
 
 
