@@ -177,3 +177,142 @@ def test_a_record_is_cleared_only_when_its_full_check_passes(change: str) -> Non
     assert (precheck(data) is not None) == passes
     if passes:
         assert precheck(data) == ("record", record["code"]["commit"])
+
+
+# -- the reader in a process of its own ---------------------------------------------------
+def _fetch_counting_forks(repo: GitRepository, monkeypatch) -> tuple[exchange.ExchangeResult, list[int]]:
+    forks: list[int] = []
+    real_fork = os.fork
+
+    def fork() -> int:
+        pid = real_fork()
+        if pid:
+            forks.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", fork)
+    return exchange.fetch(repo, "origin", check_arriving=True), forks
+
+
+@pytest.mark.parametrize("forked", [True, False], ids=["forked", "thread"])
+def test_a_forked_reader_and_a_thread_clear_the_same_blobs(published: GitRepo, tmp_path: Path, monkeypatch,
+                                                           forked: bool) -> None:
+    from gitprov.exchange import arriving
+
+    monkeypatch.setattr(arriving, "FORK", forked)
+    mine = _clone(published, tmp_path / "mine")
+    repo = GitRepository.open(str(mine.path))
+    result, forks = _fetch_counting_forks(repo, monkeypatch)
+    assert len(forks) == (1 if forked else 0)
+    cleared = result.cleared
+    assert cleared is not None and len(cleared) >= 2 * RUNS and cleared.finished
+    assert _verdict(repo, cleared) == _verdict(repo, None)
+    if forked:  # the reader has ended and was waited for: no process is left behind
+        with pytest.raises(ChildProcessError):
+            os.waitpid(forks[0], os.WNOHANG)
+    assert not [p for p in os.listdir(repo.git_dir) if p.startswith("prov-pack-")]
+
+
+@pytest.mark.parametrize("how", ["raises", "dies"])
+def test_a_reader_that_stops_midway_leaves_the_rest_to_git(published: GitRepo, tmp_path: Path, monkeypatch,
+                                                           how: str) -> None:
+    from gitprov.exchange import arriving
+
+    checked: list[bytes] = []
+
+    def precheck_then_stop(data: bytes):
+        if len(checked) == 3:
+            if how == "dies":
+                os._exit(3)  # the forked reader is killed: its last frame never leaves
+            raise RuntimeError("the reader broke")
+        checked.append(data)
+        return precheck(data)
+
+    monkeypatch.setattr(arriving, "precheck", precheck_then_stop)
+    mine = _clone(published, tmp_path / "mine")
+    repo = GitRepository.open(str(mine.path))
+    result, forks = _fetch_counting_forks(repo, monkeypatch)
+    assert len(forks) == 1
+    cleared = result.cleared
+    assert cleared is not None
+    if how == "dies":
+        assert len(cleared) == 0
+    else:  # what was cleared of the three blobs checked before it broke stands
+        assert 1 <= len(cleared) <= 3
+    assert _verdict(repo, cleared) == _verdict(repo, None)
+
+
+class _Late:
+    """A ``Cleared`` whose ids come in while validation lists (a reader still running)."""
+
+    def __init__(self, ids: dict[bytes, tuple[str, str | None]], after: float) -> None:
+        import threading
+
+        self.done = threading.Event()
+        self.ids: dict[bytes, tuple[str, str | None]] = {}
+        self.cleared = Cleared(self.ids, self.done)
+
+        def fill() -> None:
+            self.done.wait(after)
+            self.ids.update(ids)
+            self.done.set()
+
+        self.thread = threading.Thread(target=fill)
+        self.thread.start()
+
+
+@pytest.mark.parametrize("aside", [1 << 16, 2], ids=["all set aside", "two at most"])
+def test_jobs_not_cleared_yet_are_set_aside_until_the_reader_is_done(published: GitRepo, tmp_path: Path,
+                                                                     monkeypatch, aside: int) -> None:
+    from gitprov.exchange import validate
+
+    mine = _clone(published, tmp_path / "mine")
+    repo = GitRepository.open(str(mine.path))
+    whole = exchange.fetch(repo, "origin", check_arriving=True).cleared
+    assert whole is not None and len(whole) >= 2 * RUNS
+    expected = _verdict(repo, None)
+    monkeypatch.setattr(validate, "_DEFERRED", aside)
+    late = _Late(dict(whole._ids), after=0.3)
+    assert not late.cleared.finished
+    asked: list[str] = []
+    real = validate.check_blobs
+
+    def counting(repo, jobs, verdict, check):
+        def listed():
+            for job in jobs:
+                asked.append(job.kind)
+                yield job
+        return real(repo, listed(), verdict, check)
+
+    monkeypatch.setattr(validate, "check_blobs", counting)
+    verdict = _verdict(repo, late.cleared)
+    late.thread.join()
+    assert verdict == expected
+    # what the reader cleared after the listing set it aside was not read from git
+    assert asked and not [kind for kind in asked if kind in ("record", "state", "link")]
+    assert _verdict(repo, Cleared({})) == expected
+
+
+def test_a_forked_reader_holds_no_pipe_of_its_parent(published: GitRepo, tmp_path: Path, monkeypatch) -> None:
+    import select
+    import time
+
+    from gitprov.exchange import arriving
+
+    def slow_precheck(data: bytes):
+        time.sleep(0.2)  # the reader is still running when the fetch returns
+        return precheck(data)
+
+    monkeypatch.setattr(arriving, "precheck", slow_precheck)
+    mine = _clone(published, tmp_path / "mine")
+    repo = GitRepository.open(str(mine.path))
+    read_end, write_end = os.pipe()  # as a caller reading prov's output to its end holds
+    try:
+        result, forks = _fetch_counting_forks(repo, monkeypatch)
+        assert len(forks) == 1 and result.cleared is not None and not result.cleared.finished
+        os.close(write_end)
+        ready, _, _ = select.select([read_end], [], [], 1.0)
+        assert ready and os.read(read_end, 1) == b""  # the end: no copy of the write end in the reader
+        assert _verdict(repo, result.cleared) == _verdict(repo, None)
+    finally:
+        os.close(read_end)

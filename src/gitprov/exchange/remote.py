@@ -171,9 +171,14 @@ def pull(repo: GitRepository, remote: str | None = None, progress: Progress | No
     every commit the remote adds must carry a good signature of an allowed signer."""
     remote = remote or default_remote(repo)
     result = fetch(repo, remote, progress=progress, check_arriving=True)
-    if require_signed if require_signed is not None else repo.config.get_bool("prov.pull.requiresigned"):
-        _check_signed(repo, remote)
-    merge_fetched(repo, remote, result, progress)
+    try:
+        if require_signed if require_signed is not None else repo.config.get_bool("prov.pull.requiresigned"):
+            _check_signed(repo, remote)
+        merge_fetched(repo, remote, result, progress)
+    finally:
+        if result.cleared is not None:  # refused before validation: its reader is stopped
+            result.cleared.close()
+            result.cleared = None
     return result
 
 
@@ -208,25 +213,29 @@ def merge_fetched(repo: GitRepository, remote: str, result: ExchangeResult, prog
     plans = []
     problems: list[str] = []
     refused: dict[str, str] = {}  # tracking ref -> the refused tip it holds
-    for ref in EXCHANGED_REFS:
-        theirs = repo.refs.read(tracking_ref(remote, ref))
-        ours = repo.refs.read(ref)
-        if theirs is None or theirs == ours or (ours is not None and is_ancestor(repo, theirs, ours)):
-            result.merged.append(RefOutcome(ref, ours, ours, "up to date"))
-            continue
-        ours_tree, their_tree = _tree(repo, ours), _tree(repo, theirs)
-        if ref == LEDGER_REF:
-            verdict = validate_ledger(repo, ours_tree, their_tree, progress, result.cleared)
-            result.pinned.update(verdict.pinned)
-            result.runs_checked += verdict.checked
-        else:
-            verdict = validate_notes(repo, ours_tree, their_tree)
-            result.notes_checked += verdict.checked
-        problems.extend(f"{ref}: {p}" for p in verdict.problems)
-        if verdict.problems:
-            refused[tracking_ref(remote, ref)] = theirs
-        plans.append((ref, theirs, (ours_tree, verdict.added), ours))
-    result.cleared = None  # used: its memory is given back before the merge
+    try:
+        for ref in EXCHANGED_REFS:
+            theirs = repo.refs.read(tracking_ref(remote, ref))
+            ours = repo.refs.read(ref)
+            if theirs is None or theirs == ours or (ours is not None and is_ancestor(repo, theirs, ours)):
+                result.merged.append(RefOutcome(ref, ours, ours, "up to date"))
+                continue
+            ours_tree, their_tree = _tree(repo, ours), _tree(repo, theirs)
+            if ref == LEDGER_REF:
+                verdict = validate_ledger(repo, ours_tree, their_tree, progress, result.cleared)
+                result.pinned.update(verdict.pinned)
+                result.runs_checked += verdict.checked
+            else:
+                verdict = validate_notes(repo, ours_tree, their_tree)
+                result.notes_checked += verdict.checked
+            problems.extend(f"{ref}: {p}" for p in verdict.problems)
+            if verdict.problems:
+                refused[tracking_ref(remote, ref)] = theirs
+            plans.append((ref, theirs, (ours_tree, verdict.added), ours))
+    finally:
+        if result.cleared is not None:
+            result.cleared.close()  # a reader of the arriving pack still running is not needed any more
+        result.cleared = None  # used: its memory is given back before the merge
     if problems:
         from ..store import quarantine
 

@@ -25,7 +25,7 @@ from ..errors import ProvError
 from ..keys import check_key, key_from_name
 from ..model import RunRecord, RunState
 from ..model.common import FORMAT_VERSION
-from ..runs.series import decode_metric_chunk, decode_observation_chunk
+from ..runs.series import decode_observation_chunk, metric_chunk_columns
 from ..runs.summary import decode_metric_summary
 from ..store.notes import split_note
 from ..store.objects import MODE_BLOB, MODE_TREE
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 __all__ = ["LIMITS", "Verdict", "precheck", "validate_ledger", "validate_notes"]
 
+#: jobs set aside at most while the reader of the arriving pack still runs (then waited for)
+_DEFERRED = 1 << 16
 _CHUNK_NAME = re.compile(r"[0-9a-f]{8}-[0-9]{8}\Z")
 _WRITER = re.compile(r"[0-9a-f]{8}\Z")
 
@@ -151,7 +153,7 @@ class _LedgerCheck:
 
     def __init__(self, repo: GitRepository, verdict: Verdict, progress: Progress | None,
                  ours: str | None = None, cleared: Cleared | None = None) -> None:
-        self.cleared = cleared if cleared else None
+        self.cleared = cleared
         self.fmt = repo.fmt
         self.odb = repo.odb
         self.ours = ours  # the local ledger tree: a finished local run's record is not rewritten
@@ -161,6 +163,8 @@ class _LedgerCheck:
         self.linked: set[str] = set()
         #: runs whose directory is new here: no local state to compare theirs with
         self.new: set[str] = set()
+        #: jobs whose blob the reader of the arriving pack has not cleared yet, while it still runs
+        self.deferred: list[Job] = []
 
     def jobs(self, entries: Iterable[DiffEntry]) -> Iterator[Job]:
         run: _RunDir | None = None
@@ -171,9 +175,13 @@ class _LedgerCheck:
         rest = self.fmt.hex_len - 2
         link_path = re.compile(rf"commits/([0-9a-f]{{2}})/(\1[0-9a-f]{{{rest}}})/([0-9a-f]{{2}})/(\3[0-9a-f]{{{rest}}})\Z")
         run_path = re.compile(rf"runs/([0-9a-f]{{2}})/(\1[0-9a-f]{{{rest}}})\Z")
+        deferred = self.deferred
         for entry in entries:
             if len(problems) >= MAX_REPORTED:
                 return
+            if deferred and (cleared.finished or len(deferred) >= _DEFERRED):
+                cleared.wait()  # at most _DEFERRED jobs are set aside
+                yield from self._undefer()
             status, mode, oid, path = entry
             if run is not None:
                 if path.startswith(run.prefix):
@@ -187,7 +195,7 @@ class _LedgerCheck:
                         run.present.add(name)
                         if name == "state" and mode == MODE_BLOB:
                             job = Job(oid, "state", run.id)
-                            if cleared is None or not self._was_cleared(job):
+                            if cleared is None or self._settle(job) is False:
                                 yield job
                             continue
                         if name == "record" and mode == MODE_BLOB and oid in linked and oid == run.id:
@@ -197,7 +205,7 @@ class _LedgerCheck:
                     found = self._entry(entry, path.split("/"), run)
                     if found is False:
                         skip = path + "/"
-                    elif found is not None and found is not True and (cleared is None or not self._was_cleared(found)):
+                    elif found is not None and found is not True and (cleared is None or self._settle(found) is False):
                         yield found
                     continue
                 self._finish(run)
@@ -209,7 +217,7 @@ class _LedgerCheck:
             if mode == MODE_BLOB and (match := link_path.match(path)) and oid == match[4]:
                 linked.add(oid)  # a run's listing under its commit: its record
                 job = Job(oid, "link", (path, match[2], oid))
-                if cleared is None or not self._was_cleared(job):
+                if cleared is None or self._settle(job) is False:
                     yield job
                 continue
             if mode == MODE_TREE and (match := run_path.match(path)):
@@ -227,17 +235,40 @@ class _LedgerCheck:
             found = self._entry(entry, parts, None)
             if found is False:
                 skip = path + "/"
-            elif found is not None and found is not True and (cleared is None or not self._was_cleared(found)):
+            elif found is not None and found is not True and (cleared is None or self._settle(found) is False):
                 yield found
         if run is not None:
             self._finish(run)
+        if self.deferred:
+            self.cleared.wait()
+            yield from self._undefer()
+
+    def _settle(self, job: Job) -> bool | None:
+        """``_was_cleared``, or None when the reader of the arriving pack still runs and
+        has not cleared ``job``'s blob (yet): the job is set aside until it is done."""
+        found = self.cleared.get(job.oid)
+        if found is None:
+            if not self.cleared.finished:
+                self.deferred.append(job)
+                return None
+            return False
+        return self._use(job, found)
+
+    def _undefer(self) -> Iterator[Job]:
+        """The jobs set aside whose blob was not cleared after all (the reader is done)."""
+        jobs, self.deferred[:] = list(self.deferred), []
+        for job in jobs:
+            if not self._was_cleared(job):
+                yield job
 
     def _was_cleared(self, job: Job) -> bool:
         """Whether ``job``'s content was checked as it arrived (``arriving.py``), what
         its check does with that content then done here; False: it is to be read."""
         found = self.cleared.get(job.oid)
-        if found is None:
-            return False
+        return False if found is None else self._use(job, found)
+
+    def _use(self, job: Job, found: tuple[str, str | None]) -> bool:
+        """``_was_cleared`` of a blob that was cleared as ``found``."""
         kind, commit = found
         if job.kind == "state":
             # a state is compared with this clone's own, unless its run is new here
@@ -370,7 +401,9 @@ class _LedgerCheck:
             elif kind == "record":
                 self._record(data, where_of(job))
             elif kind == "series" or kind == "observations":
-                self._chunk(decode_metric_chunk if kind == "series" else decode_observation_chunk, data, job.arg)
+                # a metric chunk's columns checked (what decode_metric_chunk refuses, without
+                # summing its deltas into lists: once checked, that cannot fail)
+                self._chunk(metric_chunk_columns if kind == "series" else decode_observation_chunk, data, job.arg)
             elif kind == "summaries":
                 self._chunk(decode_metric_summary, data, job.arg)
             elif kind == "format":
