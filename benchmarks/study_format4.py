@@ -36,6 +36,8 @@ F   E without a run directory: the run's files are entries of its shard,
     ``<xx>/<id>``, ``<xx>/<id>=<key>=<chunk>``, ``<xx>/<id>@<key>``.
 G   F with a small artifact (<= 4 KiB) inside the run blob: ``<xx>/<id>`` holds
     record, state and artifact; ``<xx>/<id>=<key>=<chunk>`` the chunk.
+H   G with 4,096 shards, ``<xx>/<y>/<id>`` (``<y>``: the id's third hex digit), so a
+    shard holds ~24 runs at 100,000 instead of ~390.
 
 Each repository is measured as prov leaves it (its repack waited for) and on a copy
 after ``git repack -adf``: ``.git`` growth a run (``du -sb``, from the repository
@@ -56,6 +58,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,7 +68,16 @@ from collections.abc import Iterable
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _harness as h  # noqa: E402
-from bench_growth import artifact_of, copy_repo, gitprov_run, params_of, series_of, settle, stats  # noqa: E402
+from bench_growth import (  # noqa: E402
+    artifact_of,
+    copy_repo,
+    du,
+    gitprov_run,
+    params_of,
+    series_of,
+    settle,
+    stats,
+)
 
 from gitprov.store.objects import SHA1  # noqa: E402
 
@@ -78,6 +90,7 @@ CANDIDATES = {
     "E": "C, shards at the root (no runs/)",
     "F": "E, no run directory",
     "G": "F, small artifact inside the run blob",
+    "H": "G, 4,096 shards (<xx>/<y>/)",
 }
 INLINE_LIMIT = 4096
 
@@ -180,7 +193,7 @@ def synthesise(real: list[Run], total: int):
         new_name = b'"name":"run-%06d"' % k
         params = msgspec.json.encode(params_of(k), order="sorted")
         record = re.sub(rb'"nonce":"[0-9a-f]+"', b'"nonce":"%016x"' % rng.getrandbits(64), src.record)
-        record = re.sub(rb'"params":\{[^}]*\}', lambda _m: b'"params":' + params, record)
+        record = re.sub(rb'"params":\{[^}]*\}', lambda _m, p=params: b'"params":' + p, record)
         record = record.replace(old_name, new_name)
         run = Run(SHA1.hash_object("blob", record))
         run.commit, run.created, run.record = src.commit, src.created, record
@@ -239,13 +252,15 @@ def changes_for(name: str, run: Run, empty: str) -> tuple[dict[str, bytes | str]
             put(f"{base}/artifacts/{key}", data, art_kind)
         out[f"commits/{run.commit[:2]}/{run.commit}/{x}/{rid}"] = rid
         return out, kinds
-    inline = name == "G"
+    inline = name in ("G", "H")
     if name in ("B", "C"):
         base, sep = f"runs/{x}/{rid}/", ""
     elif name == "D":
         base, sep = f"runs/{x}/{rid[2:4]}/{rid}/", ""
     elif name == "E":
         base, sep = f"{x}/{rid}/", ""
+    elif name == "H":
+        base, sep = f"{x}/{rid[2]}/{rid}", "-"
     else:  # F, G: the run's files are entries of its shard
         base, sep = f"{x}/{rid}", "-"
     put(base + ("run" if not sep else ""), run_blob(run, inline), "run blob (record+state" + (
@@ -261,9 +276,12 @@ def changes_for(name: str, run: Run, empty: str) -> tuple[dict[str, bytes | str]
     return out, kinds
 
 
-def replay(name: str, path: str, runs: Iterable[Run]) -> tuple[float, dict[str, str], list[str]]:
+def replay(name: str, path: str, runs: Iterable[Run], every: int = 0,
+           samples: list | None = None) -> tuple[float, dict[str, str], list[str]]:
     """Write ``runs`` under candidate ``name`` into the repository at ``path``, one
-    ledger transaction each; ``(seconds, {blob id: kind}, the commits' trees)``."""
+    ledger transaction each; ``(seconds, {blob id: kind}, the commits' trees)``. With
+    ``every``, ``(runs, du -sb .git)`` is appended to ``samples`` after every ``every``
+    runs, prov's repack waited for first (not counted in the seconds)."""
     from gitprov.store.ledger import Ledger
     from gitprov.store.repo import GitRepository
 
@@ -273,7 +291,8 @@ def replay(name: str, path: str, runs: Iterable[Run]) -> tuple[float, dict[str, 
     kinds: dict[str, str] = {}
     empty: bytes | str = b""
     t0 = time.perf_counter()
-    for run in runs:
+    paused = 0.0
+    for done, run in enumerate(runs, 1):
         changes, blob_kinds = changes_for(name, run, EMPTY)
         if name == "B" and empty == b"":  # the first link writes the empty blob, the rest name it
             changes = {p: (b"" if v == EMPTY else v) for p, v in changes.items()}
@@ -281,21 +300,27 @@ def replay(name: str, path: str, runs: Iterable[Run]) -> tuple[float, dict[str, 
         ledger.apply(changes, f"prov: run {run.id[:12]} finished")
         for data, kind in blob_kinds.items():
             kinds[fmt.hash_object("blob", data)] = kind
-    seconds = time.perf_counter() - t0
+        if every and samples is not None and done % every == 0:
+            t1 = time.perf_counter()
+            settle(path)
+            samples.append((done, du(os.path.join(path, ".git"), "-b")))
+            paused += time.perf_counter() - t1
+    seconds = time.perf_counter() - t0 - paused
     trees = h.git(path, "log", "--reverse", "--format=%T", "refs/prov/ledger", env=dict(os.environ)).split()
     return seconds, kinds, trees
 
 
 # -- measuring ---------------------------------------------------------------------------
 
-_HEX2 = re.compile(r"^[0-9a-f]{2}$")
+_HEX1, _HEX2 = re.compile(r"^[0-9a-f]$"), re.compile(r"^[0-9a-f]{2}$")
 _ID = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
 
 def tree_kind(path: str | None) -> str:
     if not path:
         return "root tree"
-    parts = ["<xx>" if _HEX2.match(p) else "<id>" if _ID.match(p) else p for p in path.split("/")]
+    parts = ["<xx>" if _HEX2.match(p) else "<id>" if _ID.match(p) else "<y>" if _HEX1.match(p) else p
+             for p in path.split("/")]
     return "/".join(parts) + "/ tree"
 
 
@@ -365,18 +390,28 @@ def per_run(res: dict, stage: str, key: str = "git") -> float:
     return (res[stage][key] - res["base"][key]) / res["n"]
 
 
+def moments(res: dict) -> str:
+    """The median (min–max) of ``.git`` a run at the sampled moments, with a tenth of the
+    runs written at least (before, one pack is most of it)."""
+    values = [x for k, x in res.get("samples", []) if k >= res["n"] // 10]
+    if not values:
+        return ""
+    return f"{statistics.median(values) / KIB:.2f} ({min(values) / KIB:.2f}–{max(values) / KIB:.2f})"
+
+
 def objects_a_run(kinds: dict, n: int) -> float:
     return sum(c for kind, (c, _d, _x) in kinds["kinds"].items()
                if not kind.startswith(("unreachable", "HEAD", "prov "))) / n
 
 
 def summary_table(results: dict[str, dict]) -> list[str]:
-    rows = ["| candidate | objects a run | `.git` a run as left, KiB | of which reflogs, B | packs as left | "
-            "after `git repack -adf`, KiB | `git fsck --strict` | runs/s (replay) |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
+    rows = ["| candidate | objects a run | `.git` a run as left, KiB | as left at moments of the replay: median "
+            "(min–max), KiB | of which reflogs, B | packs as left | after `git repack -adf`, KiB | "
+            "`git fsck --strict` | runs/s (replay) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
     for label, res in results.items():
         rows.append(f"| {label} | {objects_a_run(res['left_kinds'], res['n']):.2f} | "
-                    f"{per_run(res, 'left') / KIB:.2f} | {per_run(res, 'left', 'logs'):.0f} | "
+                    f"{per_run(res, 'left') / KIB:.2f} | {moments(res)} | {per_run(res, 'left', 'logs'):.0f} | "
                     f"{res['left']['packs']} | {per_run(res, 'repacked') / KIB:.2f} | "
                     f"{'ok' if res['fsck'] else 'FAILED'} | {res['rate']:.0f} |")
     return rows
@@ -428,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--real", type=int, default=10_000,
                    help="real runs at most; past them, runs are made from the real ones (synthesise)")
     p.add_argument("--candidates", default=",".join(CANDIDATES), help="of " + ", ".join(CANDIDATES))
+    p.add_argument("--samples", type=int, default=10,
+                   help="measure .git as left at this many moments of each candidate's replay (0: at the end only)")
     p.add_argument("--root", help="work here (default: a new temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep the repositories")
     p.add_argument("--out", help="Markdown file whose study_format4 block is rewritten")
@@ -466,7 +503,9 @@ def main(argv: list[str] | None = None) -> int:
             path = new_repo(os.path.join(root, f"cand-{name}"))
             base = stats(path)
             log(f"candidate {name} ({CANDIDATES[name]}) ...")
-            seconds, kinds, trees = replay(name, path, synthesise(runs, args.runs))
+            samples: list = []
+            seconds, kinds, trees = replay(name, path, synthesise(runs, args.runs),
+                                           args.runs // args.samples if args.samples else 0, samples)
             if name == "A" and made == args.runs and trees != real_trees:
                 same = sum(a == b for a, b in zip(trees, real_trees, strict=False))
                 raise SystemExit(f"the replayed format 3 differs from the real runs' trees ({same} of "
@@ -475,10 +514,13 @@ def main(argv: list[str] | None = None) -> int:
             results[label] = measure(path, base, args.runs, kinds, os.path.join(root, "copy"))
             results[label]["rate"] = args.runs / seconds
             res = results[label]
+            res["samples"] = [(k, (size - base["git"]) / k) for k, size in samples]
             log(f"  {args.runs / seconds:.0f} runs/s; {per_run(res, 'left') / KIB:.2f} KiB a run as left, "
                 f"{per_run(res, 'repacked') / KIB:.2f} after repack -adf; fsck {'ok' if res['fsck'] else 'FAILED'}")
             if not res["fsck"]:
                 log(res["fsck_text"])
+            with open(os.path.join(root, "results.json"), "w") as f:  # what is measured so far
+                json.dump(results, f)
             if not args.keep:
                 shutil.rmtree(path, ignore_errors=True)
     finally:
