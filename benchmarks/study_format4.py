@@ -378,9 +378,54 @@ def measure(path: str, base: dict, n: int, blob_kinds: dict[str, str], scratch: 
     res["repack_s"] = time.perf_counter() - t0
     res["repacked"] = stats(copy)
     res["repacked_kinds"] = breakdown(copy, names, blob_kinds)
+    res["pull"] = first_pull_costs(copy)
     shutil.rmtree(copy, ignore_errors=True)
     res["base"], res["n"] = base, n
     return res
+
+
+def first_pull_costs(path: str) -> dict:
+    """What a first pull of the ledger would receive and read, from the repacked copy:
+    the pack ``git pack-objects --revs`` sends for ``refs/prov/ledger`` (bytes, objects),
+    the CPU seconds of ``git index-pack --strict`` on it (what ``git fetch`` does with
+    it; best of three) and of ``store/packstream.scan_blobs`` over it (prov's reader of
+    the same bytes; best of three)."""
+    import io
+    import resource
+
+    from gitprov.store.packstream import scan_blobs
+
+    pack = subprocess.run(["git", "pack-objects", "--revs", "--stdout", "-q"], cwd=path, check=True,
+                          input=b"refs/prov/ledger\n", capture_output=True).stdout
+    git_cpu, prov_cpu = [], []
+    scratch = os.path.join(path, "pull-scratch.pack")
+    for _ in range(3):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run(["git", "index-pack", "--strict", "--stdin", scratch], cwd=path, check=True, input=pack,
+                       capture_output=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        git_cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+        for leftover in (scratch, scratch[:-5] + ".idx"):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+        t0 = time.process_time()
+        blobs = sum(1 for _ in scan_blobs(io.BytesIO(pack).read))
+        prov_cpu.append(time.process_time() - t0)
+    return {"bytes": len(pack), "objects": int.from_bytes(pack[8:12], "big"), "blobs": blobs,
+            "index_pack_s": min(git_cpu), "scan_s": min(prov_cpu)}
+
+
+def pull_table(results: dict[str, dict]) -> list[str]:
+    rows = ["What a first pull would receive and read (the ledger's pack from the repacked copy; CPU seconds, best "
+            "of three):", "",
+            "| candidate | pack, bytes a run | objects a run | `git index-pack --strict`, CPU s | "
+            "prov's pack reader (`scan_blobs`), CPU s |", "| --- | ---: | ---: | ---: | ---: |"]
+    for label, res in results.items():
+        pull, n = res.get("pull"), res["n"]
+        if pull:
+            rows.append(f"| {label} | {pull['bytes'] / n:,.0f} | {pull['objects'] / n:.2f} | "
+                        f"{pull['index_pack_s']:.2f} | {pull['scan_s']:.2f} |")
+    return rows
 
 
 # -- report ------------------------------------------------------------------------------
@@ -453,7 +498,8 @@ def report(args: argparse.Namespace, results: dict[str, dict], real_rate: float,
     lines = ["Reproduce:", "", "```bash", cmd, "```", "",
              f"Machine: {h.machine()}. Load average at the end: "
              + ", ".join(f"{x:.1f}" for x in os.getloadavg()) + f"; {minutes:.0f} min in all; "
-             f"the real runs wrote {real_rate:.0f} runs/s.", "", *summary_table(results), "", *kinds_table(results)]
+             f"the real runs wrote {real_rate:.0f} runs/s.", "", *summary_table(results), "", *kinds_table(results), "",
+             *pull_table(results)]
     return "\n".join(lines)
 
 
