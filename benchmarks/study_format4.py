@@ -492,13 +492,14 @@ def kinds_table(results: dict[str, dict]) -> list[str]:
     return rows
 
 
-def report(args: argparse.Namespace, results: dict[str, dict], real_rate: float, minutes: float) -> str:
+def report(args: argparse.Namespace, results: dict[str, dict], real_rate: float | None, minutes: float | None) -> str:
     cmd = f"python benchmarks/study_format4.py --runs {args.runs} --candidates {args.candidates}" + (
         f" --real {args.real}" if args.real != 10_000 else "")
     lines = ["Reproduce:", "", "```bash", cmd, "```", "",
              f"Machine: {h.machine()}. Load average at the end: "
-             + ", ".join(f"{x:.1f}" for x in os.getloadavg()) + f"; {minutes:.0f} min in all; "
-             f"the real runs wrote {real_rate:.0f} runs/s.", "", *summary_table(results), "", *kinds_table(results), "",
+             + ", ".join(f"{x:.1f}" for x in os.getloadavg())
+             + (f"; {minutes:.0f} min in all" if minutes is not None else "")
+             + (f"; the real runs wrote {real_rate:.0f} runs/s" if real_rate is not None else "") + ".", "", *summary_table(results), "", *kinds_table(results), "",
              *pull_table(results)]
     return "\n".join(lines)
 
@@ -514,7 +515,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", help="work here (default: a new temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep the repositories")
     p.add_argument("--out", help="Markdown file whose study_format4 block is rewritten")
+    p.add_argument("--report", metavar="RESULTS_JSON",
+                   help="only print the report of the candidates measured so far (the results.json under --root)")
     args = p.parse_args(argv)
+    if args.report:
+        with open(args.report) as f:
+            results = json.load(f)
+        print(report(args, results, None, None))
+        return 0
     chosen = [c.strip() for c in args.candidates.split(",") if c.strip()]
     unknown = [c for c in chosen if c not in CANDIDATES]
     if unknown:
