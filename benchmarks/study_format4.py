@@ -73,10 +73,12 @@ from bench_growth import (  # noqa: E402
     copy_repo,
     du,
     gitprov_run,
+    object_names,
     params_of,
     series_of,
     settle,
     stats,
+    where,
 )
 
 from gitprov.store.objects import SHA1  # noqa: E402
@@ -324,43 +326,22 @@ def tree_kind(path: str | None) -> str:
     return "/".join(parts) + "/ tree"
 
 
-def object_names(path: str) -> dict[str, tuple[str, str | None]]:
-    names: dict[str, tuple[str, str | None]] = {}
-    for ref in ("refs/prov/ledger", "refs/notes/prov", "HEAD"):
-        out = subprocess.run(["git", "rev-list", "--objects", ref], cwd=path, capture_output=True, text=True)
-        for line in out.stdout.splitlines():
-            oid, _, name = line.partition(" ")
-            names.setdefault(oid, (ref, name or None))
-    return names
-
-
 def breakdown(path: str, names: dict[str, tuple[str, str | None]], blob_kinds: dict[str, str]) -> dict:
     """``{"kinds": {kind: [objects, bytes on disk, deltas]}, "idx": bytes}`` of every
-    object in the repository's packs and loose files."""
-    out = subprocess.run(["git", "cat-file", "--batch-all-objects", "--batch-check=%(objectname) %(objecttype) "
-                          "%(objectsize:disk) %(deltabase)"], cwd=path, capture_output=True, text=True,
-                         check=True).stdout
-    kinds: dict[str, list[int]] = {}
-    for line in out.splitlines():
-        oid, typ, disk, base = line.split()
-        ref, name = names.get(oid, ("unreachable", None))
+    object in the repository (``bench_growth.where``, with kinds of this study)."""
+
+    def kind_of(oid: str, typ: str, ref: str, name: str | None) -> str:
         if ref == "unreachable":
-            kind = f"unreachable {typ}"
-        elif ref != "refs/prov/ledger":
-            kind = f"{ref.rsplit('/', 1)[-1]} {typ}"
-        elif typ == "commit":
-            kind = "ledger commit"
-        elif typ == "tree":
-            kind = tree_kind(name)
-        else:
-            kind = blob_kinds.get(oid, "format blob" if name == "format" else f"other blob ({name})")
-        k = kinds.setdefault(kind, [0, 0, 0])
-        k[0] += 1
-        k[1] += int(disk)
-        k[2] += base.strip("0") != ""
-    pack = os.path.join(path, ".git", "objects", "pack")
-    idx = sum(os.path.getsize(os.path.join(pack, f)) for f in os.listdir(pack) if f.endswith(".idx"))
-    return {"kinds": kinds, "idx": idx}
+            return f"unreachable {typ}"
+        if ref != "refs/prov/ledger":
+            return f"{ref.rsplit('/', 1)[-1]} {typ}"
+        if typ == "commit":
+            return "ledger commit"
+        if typ == "tree":
+            return tree_kind(name)
+        return blob_kinds.get(oid, "format blob" if name == "format" else f"other blob ({name})")
+
+    return where(path, names, kind_of)
 
 
 def measure(path: str, base: dict, n: int, blob_kinds: dict[str, str], scratch: str) -> dict:
