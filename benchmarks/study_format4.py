@@ -2,12 +2,19 @@
 no manual gc, <= 2 KiB at 100,000 runs). Benchmark-only: nothing here changes what
 git-prov writes.
 
-    python benchmarks/study_format4.py [--runs 10000] [--candidates A,B,C,D,E,F,G]
-                                       [--root DIR] [--keep] [--out FILE]
+    python benchmarks/study_format4.py [--runs 10000] [--real 10000] [--candidates A,B,C,D,E,F,G,H]
+                                       [--samples 10] [--root DIR] [--keep] [--out FILE]
+    python benchmarks/study_format4.py --report ROOT/.../results.json
 
-Smoke run (about a minute; what the docstring promises is checked by it):
+Smoke run (about ten seconds on a quiet machine, a minute at load 10; every candidate
+at 200 runs, ``git fsck --strict`` on each, the format-3 replay checked tree for tree
+against the real runs; exits 1 when a repository fails fsck):
 
     python benchmarks/study_format4.py --runs 200
+
+Measured (docs/performance.md, "Format 4: a measured study"): ``--runs 10000`` (every
+candidate), ``--runs 2000 --candidates A,F,G,H``, ``--runs 100000 --candidates G,H,C,A``
+(stopped after G: ~40 min a candidate at load 10).
 
 The workload is ``bench_growth.py``'s: three params, 100 points of one metric, one
 1,024-byte JSON artifact, ``start_run(code=False, environment=False)``. Step 1 makes
@@ -39,6 +46,11 @@ G   F with a small artifact (<= 4 KiB) inside the run blob: ``<xx>/<id>`` holds
 H   G with 4,096 shards, ``<xx>/<y>/<id>`` (``<y>``: the id's third hex digit), so a
     shard holds ~24 runs at 100,000 instead of ~390.
 
+Past ``--real`` runs (default 10,000), run ``k`` is made from real run ``k % real``
+as the API would have made run ``k`` of the workload (``synthesise``: its own name,
+nonce, params, writer id, metric values, artifact; tested in
+tests/test_study_format4.py), so 100,000 runs do not need 100,000 real ones.
+
 Each repository is measured as prov leaves it (its repack waited for) and on a copy
 after ``git repack -adf``: ``.git`` growth a run (``du -sb``, from the repository
 after ``gitprov.init``), of which ``objects/`` and reflogs, objects a run, and bytes a
@@ -46,7 +58,13 @@ run by object kind (``git cat-file --batch-all-objects --batch-check``
 ``%(objectsize:disk) %(deltabase)``; a blob's kind is known from the replay, a tree's
 is its first path in ``git rev-list --objects`` with ids replaced by ``<xx>``/``<id>``).
 ``git fsck --strict`` must pass on every repository (checked on the copy before the
-repack). Runs per second are the replay's own (indicative only on a shared machine).
+repack). ``--samples N``: ``.git`` as left is also measured at N moments of each replay
+(the repack waited for each time), as it swings with the geometric progression. From
+the repacked copy, what a first pull would receive and read: the ledger's pack
+(``git pack-objects --revs``), and the CPU of ``git index-pack --strict`` and of prov's
+``store/packstream.scan_blobs`` on it. Results are kept in ``results.json`` under the
+root as each candidate ends (``--report`` prints them). Runs per second are the
+replay's own (indicative only on a shared machine).
 Not a test: nothing asserts a figure; ``--out`` rewrites the ``study_format4`` block of
 a Markdown file.
 """
