@@ -330,6 +330,42 @@ def replay(name: str, path: str, runs: Iterable[Run], every: int = 0,
     return seconds, kinds, trees
 
 
+def migrate(path: str, runs: Iterable[Run], scratch: str) -> dict:
+    """The 3 -> 4 upgrade as one transaction on a copy of the format-3 repository at
+    ``path``: every run's G entries (a new run blob; chunks and large artifacts under
+    their new names by the ids they have), ``runs/`` and ``commits/`` removed. What it
+    adds to ``.git`` as left (the repack waited for) and after ``git repack -adf``
+    (history keeps the format-3 trees), and its seconds."""
+    from gitprov.store.ledger import Ledger
+    from gitprov.store.repo import GitRepository
+
+    settle(path)
+    work = copy_repo(path, scratch)
+    before = stats(work)
+    changes: dict[str, bytes | str | None] = {"runs": None, "commits": None}
+    for run in runs:
+        for entry, data in changes_for("G", run, EMPTY)[0].items():
+            kept = entry.endswith(tuple(f"={k}={c}" for k, c in run.chunks)) or "@" in entry
+            changes[entry] = SHA1.hash_object("blob", data) if kept and isinstance(data, bytes) else data
+    repo = GitRepository.open(work)
+    t0 = time.perf_counter()
+    tip = Ledger(repo).apply(changes, "prov: upgrade the ledger to format 4")
+    seconds = time.perf_counter() - t0
+    tree = repo.read_commit(tip).tree if tip else None
+    settle(work)
+    fsck = subprocess.run(["git", "fsck", "--strict", "--no-progress"], cwd=work, capture_output=True, text=True)
+    after = stats(work)
+    h.git(work, "repack", "-adf", "-q", env=dict(os.environ))
+    repacked_after = stats(work)
+    shutil.rmtree(work, ignore_errors=True)
+    work = copy_repo(path, scratch)
+    h.git(work, "repack", "-adf", "-q", env=dict(os.environ))
+    repacked_before = stats(work)
+    shutil.rmtree(work, ignore_errors=True)
+    return {"seconds": seconds, "fsck": fsck.returncode == 0, "tree": tree, "left": after["git"] - before["git"],
+            "repacked": repacked_after["git"] - repacked_before["git"]}
+
+
 # -- measuring ---------------------------------------------------------------------------
 
 _HEX1, _HEX2 = re.compile(r"^[0-9a-f]$"), re.compile(r"^[0-9a-f]{2}$")
@@ -412,6 +448,19 @@ def first_pull_costs(path: str) -> dict:
         prov_cpu.append(time.process_time() - t0)
     return {"bytes": len(pack), "objects": int.from_bytes(pack[8:12], "big"), "blobs": blobs,
             "index_pack_s": min(git_cpu), "scan_s": min(prov_cpu)}
+
+
+def migration_rows(results: dict[str, dict]) -> list[str]:
+    out = []
+    for label, res in results.items():
+        mig = res.get("migration")
+        if mig:
+            n = res["n"]
+            out.append(f"The 3 -> 4 upgrade of {label} (to G), one transaction: {mig['seconds']:.1f} s; it adds "
+                       f"{mig['left'] / n:,.0f} B a run to `.git` as left and {mig['repacked'] / n:,.0f} B a run after "
+                       f"`git repack -adf` (history keeps format 3's trees); `git fsck --strict` "
+                       f"{'ok' if mig['fsck'] else 'FAILED'}.")
+    return out
 
 
 def pull_table(results: dict[str, dict]) -> list[str]:
@@ -499,7 +548,7 @@ def report(args: argparse.Namespace, results: dict[str, dict], real_rate: float 
              + ", ".join(f"{x:.1f}" for x in os.getloadavg())
              + (f"; {minutes:.0f} min in all" if minutes is not None else "")
              + (f"; the real runs wrote {real_rate:.0f} runs/s" if real_rate is not None else "") + ".", "", *summary_table(results), "", *kinds_table(results), "",
-             *pull_table(results)]
+             *pull_table(results), "", *migration_rows(results)]
     return "\n".join(lines)
 
 
@@ -511,6 +560,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candidates", default=",".join(CANDIDATES), help="of " + ", ".join(CANDIDATES))
     p.add_argument("--samples", type=int, default=10,
                    help="measure .git as left at this many moments of each candidate's replay (0: at the end only)")
+    p.add_argument("--migrate", action="store_true",
+                   help="also measure the 3 -> 4 upgrade (to G) of candidate A's repository, as one transaction")
     p.add_argument("--root", help="work here (default: a new temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep the repositories")
     p.add_argument("--out", help="Markdown file whose study_format4 block is rewritten")
@@ -572,8 +623,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"{per_run(res, 'repacked') / KIB:.2f} after repack -adf; fsck {'ok' if res['fsck'] else 'FAILED'}")
             if not res["fsck"]:
                 log(res["fsck_text"])
+            if not res["fsck"] or not res.get("migration", {}).get("fsck", True):
+                log("  git fsck --strict FAILED")
             with open(os.path.join(root, "results.json"), "w") as f:  # what is measured so far
                 json.dump(results, f)
+            if name == "A" and args.migrate:
+                log("  the 3 -> 4 upgrade of it, as one transaction ...")
+                res["migration"] = migrate(path, synthesise(runs, args.runs), os.path.join(root, "copy"))
+                mig = res["migration"]
+                log(f"  {mig['seconds']:.1f} s; adds {mig['left'] / args.runs:,.0f} B a run as left, "
+                    f"{mig['repacked'] / args.runs:,.0f} after repack -adf; fsck {'ok' if mig['fsck'] else 'FAILED'}")
             if not args.keep:
                 shutil.rmtree(path, ignore_errors=True)
     finally:
@@ -586,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.out:
         h.write_section(args.out, "study_format4", text)
-    return 0 if all(r["fsck"] for r in results.values()) else 1
+    return 0 if all(r["fsck"] and r.get("migration", {}).get("fsck", True) for r in results.values()) else 1
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import math
 
 import pytest
 from bench_growth import artifact_of, params_of, series_of
-from study_format4 import CANDIDATES, new_repo, read_back, real_runs, replay, synthesise
+from study_format4 import CANDIDATES, migrate, new_repo, read_back, real_runs, replay, synthesise
 
 import gitprov
 from tests.conftest import run_git
@@ -58,3 +58,15 @@ def test_every_candidate_layout_passes_git_fsck_strict(real, tmp_path):
         replay(name, target, list(synthesise(runs, 5)))
         run_git(target, "fsck", "--strict", "--no-progress")
         assert int(run_git(target, "rev-list", "--count", "refs/prov/ledger")) == 6  # init + a transaction a run
+
+
+def test_the_upgrade_to_format_4_gives_the_tree_g_writes_run_by_run(real, tmp_path):
+    _path, runs = real
+    made = list(synthesise(runs, 5))
+    a, g = new_repo(str(tmp_path / "a")), new_repo(str(tmp_path / "g"))
+    replay("A", a, made)
+    _s, _k, g_trees = replay("G", g, made)
+    upgrade = migrate(a, made, str(tmp_path / "scratch"))
+    assert upgrade["fsck"]
+    assert upgrade["tree"] == g_trees[-1]
+    assert upgrade["left"] > 0
