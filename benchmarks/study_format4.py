@@ -542,7 +542,8 @@ def kinds_table(results: dict[str, dict]) -> list[str]:
 
 def report(args: argparse.Namespace, results: dict[str, dict], real_rate: float | None, minutes: float | None) -> str:
     cmd = f"python benchmarks/study_format4.py --runs {args.runs} --candidates {args.candidates}" + (
-        f" --real {args.real}" if args.real != 10_000 else "")
+        f" --real {args.real}" if args.real != 10_000 else "") + (
+        f" --samples {args.samples}" if args.samples != 10 else "") + (" --migrate" if args.migrate else "")
     lines = ["Reproduce:", "", "```bash", cmd, "```", "",
              f"Machine: {h.machine()}. Load average at the end: "
              + ", ".join(f"{x:.1f}" for x in os.getloadavg())
