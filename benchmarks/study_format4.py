@@ -473,7 +473,7 @@ def pull_table(results: dict[str, dict]) -> list[str]:
         if pull:
             rows.append(f"| {label} | {pull['bytes'] / n:,.0f} | {pull['objects'] / n:.2f} | "
                         f"{pull['index_pack_s']:.2f} | {pull['scan_s']:.2f} |")
-    return rows
+    return rows if len(rows) > 5 else []
 
 
 # -- report ------------------------------------------------------------------------------
