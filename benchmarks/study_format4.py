@@ -14,7 +14,7 @@ against the real runs; exits 1 when a repository fails fsck):
 
 Measured (docs/performance.md, "Format 4: a measured study"): ``--runs 10000`` (every
 candidate), ``--runs 2000 --candidates A,F,G,H``, ``--runs 100000 --candidates G,H,C,A``
-(stopped after G: ~40 min a candidate at load 10).
+(stopped during C, the third: 20-35 min a candidate at load 3-16).
 
 The workload is ``bench_growth.py``'s: three params, 100 points of one metric, one
 1,024-byte JSON artifact, ``start_run(code=False, environment=False)``. Step 1 makes
