@@ -388,9 +388,10 @@ def object_names(path: str) -> dict[str, tuple[str, str | None]]:
     return names
 
 
-def where(path: str, names: dict[str, tuple[str, str | None]]) -> dict:
+def where(path: str, names: dict[str, tuple[str, str | None]], kind_of=None) -> dict:
     """Bytes of the packed objects by kind: ``{kind: [objects, bytes in packs, deltas]}``,
-    and the ``.idx`` files' bytes (28+ a object: id, CRC, offset)."""
+    and the ``.idx`` files' bytes (28+ a object: id, CRC, offset). ``kind_of(oid, type,
+    ref, first path)`` names an object's kind (default: ``object_kind``, format 3's)."""
     out = subprocess.run(["git", "cat-file", "--batch-all-objects", "--batch-check=%(objectname) %(objecttype) "
                           "%(objectsize:disk) %(deltabase)"], cwd=path, env=git_env(), capture_output=True,
                          text=True, check=True).stdout
@@ -398,7 +399,8 @@ def where(path: str, names: dict[str, tuple[str, str | None]]) -> dict:
     for line in out.splitlines():
         oid, typ, disk, base = line.split()
         ref, name = names.get(oid, ("unreachable", None))
-        k = kinds.setdefault(object_kind(typ, ref, name), [0, 0, 0])
+        kind = kind_of(oid, typ, ref, name) if kind_of else object_kind(typ, ref, name)
+        k = kinds.setdefault(kind, [0, 0, 0])
         k[0] += 1
         k[1] += int(disk)
         k[2] += base.strip("0") != ""
