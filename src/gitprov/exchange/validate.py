@@ -244,8 +244,10 @@ class _LedgerCheck:
             yield from self._undefer()
 
     def _settle(self, job: Job) -> bool | None:
-        """``_was_cleared``, or None when the reader of the arriving pack still runs and
-        has not cleared ``job``'s blob (yet): the job is set aside until it is done."""
+        """Whether ``job``'s content was checked as it arrived (``arriving.py``), what its
+        check does with that content then done here; False: it is to be read; None: the
+        reader of the arriving pack still runs and has not cleared it (yet), so the job is
+        set aside until the reader is done."""
         found = self.cleared.get(job.oid)
         if found is None:
             if not self.cleared.finished:
@@ -258,17 +260,11 @@ class _LedgerCheck:
         """The jobs set aside whose blob was not cleared after all (the reader is done)."""
         jobs, self.deferred[:] = list(self.deferred), []
         for job in jobs:
-            if not self._was_cleared(job):
+            if self._settle(job) is False:
                 yield job
 
-    def _was_cleared(self, job: Job) -> bool:
-        """Whether ``job``'s content was checked as it arrived (``arriving.py``), what
-        its check does with that content then done here; False: it is to be read."""
-        found = self.cleared.get(job.oid)
-        return False if found is None else self._use(job, found)
-
     def _use(self, job: Job, found: tuple[str, str | None]) -> bool:
-        """``_was_cleared`` of a blob that was cleared as ``found``."""
+        """``_settle`` of a blob that was cleared as ``found``."""
         kind, commit = found
         if job.kind == "state":
             # a state is compared with this clone's own, unless its run is new here

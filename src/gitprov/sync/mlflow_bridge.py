@@ -29,11 +29,11 @@ from .bridge import RunResult, RunSource, import_tracker, millis, observation_js
 from .keymap import mlflow_key
 from .mlflow_changes import (
     MAX_PARAMS_TAGS_PER_BATCH,
-    NOTHING_HELD,
     RUN_ID_TAG,
     RunChanges,
     desired,
     entity_batches,
+    nothing_held,
     plan_changes,
     sync_entry,
 )
@@ -301,7 +301,7 @@ class MlflowBridge(LoggedModels):
             have["models"] = entry.get("models", [])  # type: ignore[union-attr]
             return have
         if external_id is None:
-            return dict(NOTHING_HELD)
+            return nothing_held()
         return self._remote_view(external_id, [*want["metrics"].values(), *want["observations"].values()])
 
     def _create(self, source: RunSource, todo: RunChanges, home: str | None) -> tuple[str, str | None]:

@@ -33,6 +33,7 @@ __all__ = [
     "clip",
     "desired",
     "entity_batches",
+    "nothing_held",
     "plan_changes",
     "sync_entry",
 ]
@@ -48,9 +49,6 @@ RUN_ID_TAG = "prov.run_id"
 #: numeric observations become this metric prefix + key (step = epoch).
 OBSERVATION_METRIC_PREFIX = "obs/"
 _STATUS = {"running": "RUNNING", "finished": "FINISHED", "failed": "FAILED", "killed": "KILLED", "crashed": "FAILED"}
-#: what a run MLflow has never seen holds
-NOTHING_HELD: dict[str, Any] = {"params": {}, "tags": {}, "series": {}, "artifacts": {}, "datasets": {},
-                                "observations": {}, "models": [], "status": "RUNNING"}
 
 
 def clip(text: str, limit: int) -> str:
@@ -173,6 +171,12 @@ class RunChanges:
                    "model_files": int(self.files_due), "registered": len(self.register),
                    "status": int(self.status_due), "moved": int(moved)}
         return {k: v for k, v in written.items() if v}
+
+
+def nothing_held() -> dict[str, Any]:
+    """What a run MLflow has never seen holds (``have`` for ``plan_changes``)."""
+    return {"params": {}, "tags": {}, "series": {}, "artifacts": {}, "datasets": {}, "observations": {},
+            "models": [], "status": "RUNNING"}
 
 
 def plan_changes(source: RunSource, want: dict[str, Any], have: dict[str, Any], entry: dict[str, Any] | None, *,
