@@ -74,7 +74,7 @@ def test_a_run_loads_no_pydantic(make_repo) -> None:
 
 def test_every_required_dependency_is_imported() -> None:
     """A dependency every install pays for must be used by the package; test-only ones
-    (dulwich, the memory twin's oracle) belong in the ``test`` extra."""
+    belong in the ``test`` extra."""
     try:
         import tomllib
     except ImportError:  # Python 3.10
@@ -84,7 +84,15 @@ def test_every_required_dependency_is_imported() -> None:
     indirect = {"tomli": "msgspec.toml reads TOML with it before Python 3.11"}
     imported = {m.split(".")[0] for path in SRC.rglob("*.py") for m in imports_of(path)}
     assert sorted(required - imported - set(indirect)) == []
-    assert "dulwich" not in required and any(dep.startswith("dulwich") for dep in project["optional-dependencies"]["test"])
+
+
+
+def test_dulwich_is_loaded_by_a_pulls_reader_only() -> None:
+    """Its compiled delta application (``store/packstream.py``) is imported by the
+    reader of a pull's arriving pack at its first delta, never by a run, the hooks'
+    paths or a read (``test_import_loads_no_heavy_or_optional_dependency``)."""
+    assert "dulwich" not in loaded_after("import gitprov.api, gitprov.store.packstream, gitprov.exchange.arriving")
+    assert "dulwich" in loaded_after("from gitprov.store import packstream; assert packstream.native_apply_delta()")
 
 
 def test_public_names() -> None:
@@ -132,8 +140,13 @@ def test_model_imports_no_third_party_library_but_msgspec(path: Path) -> None:
 
 @pytest.mark.parametrize("path", _layer("store"), ids=lambda p: p.name)
 def test_store_imports_no_optional_or_heavy_library(path: Path) -> None:
-    bad = {m for m in imports_of(path) if m.split(".")[0] in FORBIDDEN}
+    bad = {m for m in imports_of(path) if m.split(".")[0] in FORBIDDEN} - _STORE_MAY_IMPORT.get(path.name, set())
     assert bad == set(), f"{path.name} imports {sorted(bad)}"
+
+
+#: the one exception: dulwich's compiled delta application, imported inside
+#: ``native_apply_delta`` by a pull's reader (``test_dulwich_is_loaded_by_…``)
+_STORE_MAY_IMPORT = {"packstream.py": {"dulwich._pack", "dulwich._pack.apply_delta"}}
 
 
 def test_only_the_cli_imports_click() -> None:

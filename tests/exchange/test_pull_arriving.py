@@ -60,7 +60,7 @@ def test_blobs_checked_as_they_arrive_give_the_same_verdict(published: GitRepo, 
     repo = GitRepository.open(str(mine.path))
     result = exchange.fetch(repo, "origin", check_arriving=True)
     cleared = result.cleared
-    assert cleared is not None and len(cleared) >= 2 * RUNS  # every record and state
+    assert cleared is not None and len(cleared) >= 3 * RUNS  # every record, state and metric chunk
     assert _verdict(repo, cleared) == _verdict(repo, None)
     assert _verdict(repo, cleared)[2] and not _verdict(repo, cleared)[0]
     assert not [p for p in os.listdir(repo.git_dir) if p.startswith("prov-pack-")]
@@ -179,6 +179,40 @@ def test_a_record_is_cleared_only_when_its_full_check_passes(change: str) -> Non
         assert precheck(data) == ("record", record["code"]["commit"])
 
 
+def test_a_chunk_is_cleared_as_its_kind_only_when_its_check_passes(monkeypatch) -> None:
+    from gitprov.runs import summary as summary_mod
+    from gitprov.runs.series import encode_metric_chunk, encode_observation_chunk
+
+    monkeypatch.setattr(summary_mod, "SUMMARY_FROM", 0)  # a summary of a short series
+    metric = encode_metric_chunk([0, 1, 2], [1000, 1001, 1002], [0.5, float("nan"), 0.25])
+    observation = encode_observation_chunk([0, 1], [1000, 1001], [{"text": "a"}, "b"])
+    series = summary_mod.SeriesSummary()
+    series.add("0123abcd-00000000", "ab" * 20, list(range(300)), list(range(300)), [0.5] * 300)
+    summary = series.encode()
+    assert summary is not None
+    assert precheck(metric) == ("series", None)
+    assert precheck(observation) == ("observations", None)
+    assert precheck(summary) == ("summaries", None)
+    for damaged in (metric[:-3], metric.replace(b"metric-chunk", b"metric-chunx"), metric[:10] + b"\xc1" + metric[11:],
+                    observation[:-1], summary[:-2]):
+        assert precheck(damaged) is None  # read again, and reported, when listed
+    newer = metric.replace(b"\xaeformat_version\x03", b"\xaeformat_version\x63")
+    assert newer != metric and precheck(newer) is None
+    assert precheck(b"\x80") is None and precheck(b"") is None
+
+
+def test_a_chunk_cleared_as_another_kind_is_read_again(published: GitRepo, tmp_path: Path) -> None:
+    mine = _clone(published, tmp_path / "mine")
+    repo = GitRepository.open(str(mine.path))
+    cleared = exchange.fetch(repo, "origin", check_arriving=True).cleared
+    assert cleared is not None
+    cleared.wait()  # a forked reader may still be sending
+    chunks = {oid: found for oid, found in cleared._ids.items() if found[0] == "series"}
+    assert len(chunks) == RUNS  # one metric, one chunk, a run
+    wrong = Cleared({oid: ("observations", None) for oid in chunks})
+    assert _verdict(repo, wrong) == _verdict(repo, None)
+
+
 # -- the reader in a process of its own ---------------------------------------------------
 def _fetch_counting_forks(repo: GitRepository, monkeypatch) -> tuple[exchange.ExchangeResult, list[int]]:
     forks: list[int] = []
@@ -289,7 +323,7 @@ def test_jobs_not_cleared_yet_are_set_aside_until_the_reader_is_done(published: 
     late.thread.join()
     assert verdict == expected
     # what the reader cleared after the listing set it aside was not read from git
-    assert asked and not [kind for kind in asked if kind in ("record", "state", "link")]
+    assert asked and not [kind for kind in asked if kind in ("record", "state", "link", "series")]
     assert _verdict(repo, Cleared({})) == expected
 
 

@@ -15,8 +15,20 @@ from pathlib import Path
 
 import pytest
 
+from gitprov.store import packstream
 from gitprov.store.packstream import PackStreamError, scan_blobs
 from tests.conftest import run_git
+
+
+@pytest.fixture(autouse=True, params=["native", "python"])
+def deltas_applied(request, monkeypatch) -> str:
+    """Every test twice: deltas applied by dulwich's compiled code (when it is there, as
+    in a pull) and by the Python loop (where it is not)."""
+    if request.param == "python":
+        monkeypatch.setattr(packstream, "native_apply_delta", lambda: None)
+    else:
+        assert packstream.native_apply_delta() is not None
+    return request.param
 
 
 def _pack(tmp_path: Path, object_format: str = "sha1", blobs: int = 60) -> tuple[bytes, dict[str, bytes]]:

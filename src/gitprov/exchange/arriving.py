@@ -1,12 +1,12 @@
-"""Checking the records and states of a pull's pack while git receives it.
+"""Checking the records, states and chunks of a pull's pack while git receives it.
 
 git copies the pack it receives to a file (``GIT_TRACE_PACKFILE``) as it reads it; a
 reader follows that file as it grows and, for every small blob it can resolve
-(``store/packstream.py``), runs the content checks a record or a state gets in
-validation (``validate.precheck``). Validation after the fetch then asks git only for
-the blobs this did not clear: on a first pull, instead of ``git cat-file`` inflating
-every record and state a second time after the fetch, they are inflated and checked
-while git's ``index-pack`` works.
+(``store/packstream.py``), runs the content checks a record, a state, a chunk or a
+summary gets in validation (``validate.precheck``). Validation after the fetch then
+asks git only for the blobs this did not clear: on a first pull, instead of ``git
+cat-file`` inflating each of them a second time after the fetch, they are inflated and
+checked while git's ``index-pack`` works.
 
 The reader is a process forked from this one when it can be (no other thread runs, and
 the platform forks): it sends the ids it clears over a pipe as it goes, so that once
@@ -183,8 +183,8 @@ class Arriving:
                         break
                     for i, (kind, commit) in enumerate(zip(kinds, commits, strict=True)):
                         oid = ids[i * size:(i + 1) * size]
-                        if kind == 0x73:  # "s"
-                            cleared[oid] = _STATE
+                        if kind != 0x72:  # not a record: what it was cleared as has no commit
+                            cleared[oid] = _BY_BYTE[kind]
                         elif (found := records.get(commit)) is not None:
                             cleared[oid] = found
                         else:
@@ -274,7 +274,7 @@ def _send_cleared(pack: int, control: int, out: int, hash_name: str) -> None:
 
     try:
         for oid, (kind, commit) in _checked(read, hash_name, FORKED_CACHE_BYTES):
-            kinds.append(0x73 if kind == "state" else 0x72)
+            kinds.append(_BYTE_OF[kind])
             ids += oid
             commits.append(commit)
             if len(commits) == _FRAME:
@@ -302,11 +302,13 @@ _PREFIX = "prov-pack-"
 _STALE = 3600
 #: the largest blob checked as it arrives: within the limit of every kind cleared
 _MAX_SIZE = min(LIMITS["record"], LIMITS["state"])
-_STATE = ("state", None)
+#: what the forked reader sends for each kind it clears (a record also sends its commit)
+_BYTE_OF = {"record": 0x72, "state": 0x73, "series": 0x6D, "observations": 0x6F, "summaries": 0x75}
+_BY_BYTE = {byte: (kind, None) for kind, byte in _BYTE_OF.items() if kind != "record"}
 
 
 class Cleared:
-    """Blob ids whose content passed a record's or a state's checks as it arrived; while
+    """Blob ids whose content passed a record's, a state's or a chunk's checks as it arrived; while
     a forked reader still runs, more come in (``finished``: no more will)."""
 
     __slots__ = ("_done", "_ids", "_stop")
@@ -339,8 +341,8 @@ class Cleared:
             self._stop()
 
     def get(self, oid: str) -> tuple[str, str | None] | None:
-        """``("record", the commit it names)``, ``("state", None)``, or None (not cleared,
-        or not yet: see ``finished``)."""
+        """``("record", the commit it names)``, ``(kind, None)`` for a state or a chunk, or
+        None (not cleared, or not yet: see ``finished``)."""
         try:
             return self._ids.get(bytes.fromhex(oid))
         except ValueError:

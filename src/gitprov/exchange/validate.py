@@ -104,10 +104,13 @@ def _decode_model(data: bytes, model: type, where: str, run_id: str = "") -> Any
 
 
 def precheck(data: bytes) -> tuple[str, str | None] | None:
-    """The checks of a record's or a state's content alone, for a blob whose use is not
-    known yet (``arriving.py``): ``("record", the commit it names)`` or ``("state",
-    None)`` when ``data`` passes every one of them as that kind, else None (the blob is
-    then checked in full when listed)."""
+    """The checks of a blob's content alone, for a blob whose use is not known yet
+    (``arriving.py``): ``("record", the commit it names)``, ``("state", None)``, or a
+    chunk's kind (``("series", None)``, ``("observations", None)``, ``("summaries",
+    None)``) when ``data`` passes every check of that kind, else None (the blob is then
+    checked in full when listed)."""
+    if data[:1] != b"{":  # not JSON: msgpack, a chunk or a summary
+        return _precheck_chunk(data)
     model, check = (RunState, check_state_values) if b'"kind":"run-state"' in data else (RunRecord, check_record_values)
     try:
         value = _decode_model(data, model, "")
@@ -120,9 +123,27 @@ def precheck(data: bytes) -> tuple[str, str | None] | None:
     return _RECORDS.setdefault(commit, ("record", commit)) if len(_RECORDS) < 4096 else ("record", commit)
 
 
+def _precheck_chunk(data: bytes) -> tuple[str, None] | None:
+    for marker, found, decode in _CHUNKS:
+        if marker in data:
+            try:
+                decode(data)
+            except Exception:  # noqa: BLE001 - checked again, in full, when listed
+                return None
+            return found
+    return None
+
+
 _STATE = ("state", None)
+#: what marks each kind of chunk, what it is cleared as, and its check (``content``'s)
+_CHUNKS = ((b"metric-chunk", ("series", None), metric_chunk_columns),
+           (b"observation-chunk", ("observations", None), decode_observation_chunk),
+           (b"metric-summary", ("summaries", None), decode_metric_summary))
 #: one answer per commit named (100,000 records name a few commits)
 _RECORDS: dict[str | None, tuple[str, str | None]] = {}
+
+
+_CHUNK_JOBS = frozenset(found[0] for _, found, _ in _CHUNKS)
 
 
 # -- the ledger, entry by entry -------------------------------------------------------
@@ -266,6 +287,8 @@ class _LedgerCheck:
     def _use(self, job: Job, found: tuple[str, str | None]) -> bool:
         """``_settle`` of a blob that was cleared as ``found``."""
         kind, commit = found
+        if job.kind in _CHUNK_JOBS:
+            return kind == job.kind  # a chunk's check is its content's alone
         if job.kind == "state":
             # a state is compared with this clone's own, unless its run is new here
             return kind == "state" and (self.ours is None or job.arg in self.new)

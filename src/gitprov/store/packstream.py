@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from ..errors import PackStreamError
 from .packfile import _read_varint
 
-__all__ = ["PackStreamError", "scan_blobs"]
+__all__ = ["PackStreamError", "native_apply_delta", "scan_blobs"]
 
 _OFS_DELTA, _REF_DELTA = 6, 7
 _BLOB = 3
@@ -197,6 +197,26 @@ def scan_blobs(read: Callable[[int], bytes], *, hash_name: str = "sha1", max_siz
         yield oid.digest(), data
 
 
+def native_apply_delta() -> Callable[[bytes, bytes], list[bytes]] | None:
+    """dulwich's compiled ``apply_delta`` (``(base, delta) -> [result]``), or None where
+    dulwich has no compiled extension. It checks the base's size, makes the result in a
+    buffer of the size the delta declares (so ``_apply`` checks that size first) and
+    refuses a copy or an insert past either end (``ApplyDeltaError``). The import costs
+    about 14 ms (dulwich's package): a pull's reader pays it once, nothing else does."""
+    global _native
+    if _native is _UNKNOWN:
+        try:
+            from dulwich._pack import apply_delta as native
+        except ImportError:
+            native = None
+        _native = native
+    return _native
+
+
+_UNKNOWN = object()
+_native: object = _UNKNOWN
+
+
 def _apply(base: bytes, delta: bytes, max_size: int) -> bytes | None:
     """``delta`` applied to ``base`` (None: the result would be over ``max_size``;
     ``PackStreamError``: a malformed delta). Never builds more than the size the delta
@@ -210,6 +230,17 @@ def _apply(base: bytes, delta: bytes, max_size: int) -> bytes | None:
         raise PackStreamError("a delta's base has the wrong size")
     if dst_size > max_size:
         return None
+    native = native_apply_delta()
+    if native is not None:  # ~8 µs a delta less; the same bounds (see its docstring)
+        try:
+            return native(base, delta)[0]
+        except Exception as exc:  # noqa: BLE001 - dulwich's ApplyDeltaError, said as ours
+            raise PackStreamError(f"an invalid delta ({exc})") from None
+    return _apply_here(base, delta, pos, src_size, dst_size)
+
+
+def _apply_here(base: bytes, delta: bytes, pos: int, src_size: int, dst_size: int) -> bytes:
+    """``_apply`` in Python, from ``pos`` (after the delta's header)."""
     parts = []
     append = parts.append
     copied = 0  # bytes copied from the base: bounded as they are made (a copy bomb is never built)
