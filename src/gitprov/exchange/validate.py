@@ -139,11 +139,10 @@ _STATE = ("state", None)
 _CHUNKS = ((b"metric-chunk", ("series", None), metric_chunk_columns),
            (b"observation-chunk", ("observations", None), decode_observation_chunk),
            (b"metric-summary", ("summaries", None), decode_metric_summary))
+#: the kinds of job a chunk cleared as its own kind settles
+_CHUNK_JOBS = frozenset(found[0] for _, found, _ in _CHUNKS)
 #: one answer per commit named (100,000 records name a few commits)
 _RECORDS: dict[str | None, tuple[str, str | None]] = {}
-
-
-_CHUNK_JOBS = frozenset(found[0] for _, found, _ in _CHUNKS)
 
 
 # -- the ledger, entry by entry -------------------------------------------------------
