@@ -2,7 +2,7 @@
 no manual gc, <= 2 KiB at 100,000 runs). Benchmark-only: nothing here changes what
 git-prov writes.
 
-    python benchmarks/study_format4.py [--runs 10000] [--real 10000] [--candidates A,B,C,D,E,F,G,H]
+    python benchmarks/study_format4.py [--runs 10000] [--real 10000] [--candidates A,B,C,D,E,F,G,H,I]
                                        [--samples 10] [--root DIR] [--keep] [--out FILE]
     python benchmarks/study_format4.py --report ROOT/.../results.json
 
@@ -45,6 +45,10 @@ G   F with a small artifact (<= 4 KiB) inside the run blob: ``<xx>/<id>`` holds
     record, state and artifact; ``<xx>/<id>=<key>=<chunk>`` the chunk.
 H   G with 4,096 shards, ``<xx>/<y>/<id>`` (``<y>``: the id's third hex digit), so a
     shard holds ~24 runs at 100,000 instead of ~390.
+I   H with its leaves named by the id's first three digits, ``<xx>/<xxy>/<id>``: 4,096
+    leaf names instead of 16, so that git's delta search, which sorts trees by a hash
+    of their name that weighs its last characters most, keeps each leaf's versions
+    together (H's 16 names put 256 leaves under each).
 
 Past ``--real`` runs (default 10,000), run ``k`` is made from real run ``k % real``
 as the API would have made run ``k`` of the workload (``synthesise``: its own name,
@@ -111,6 +115,7 @@ CANDIDATES = {
     "F": "E, no run directory",
     "G": "F, small artifact inside the run blob",
     "H": "G, 4,096 shards (<xx>/<y>/)",
+    "I": "G, 4,096 shards named apart (<xx>/<xxy>/)",
 }
 INLINE_LIMIT = 4096
 
@@ -272,7 +277,7 @@ def changes_for(name: str, run: Run, empty: str) -> tuple[dict[str, bytes | str]
             put(f"{base}/artifacts/{key}", data, art_kind)
         out[f"commits/{run.commit[:2]}/{run.commit}/{x}/{rid}"] = rid
         return out, kinds
-    inline = name in ("G", "H")
+    inline = name in ("G", "H", "I")
     if name in ("B", "C"):
         base, sep = f"runs/{x}/{rid}/", ""
     elif name == "D":
@@ -281,6 +286,8 @@ def changes_for(name: str, run: Run, empty: str) -> tuple[dict[str, bytes | str]
         base, sep = f"{x}/{rid}/", ""
     elif name == "H":
         base, sep = f"{x}/{rid[2]}/{rid}", "-"
+    elif name == "I":
+        base, sep = f"{x}/{rid[:3]}/{rid}", "-"
     else:  # F, G: the run's files are entries of its shard
         base, sep = f"{x}/{rid}", "-"
     put(base + ("run" if not sep else ""), run_blob(run, inline), "run blob (record+state" + (
@@ -368,15 +375,15 @@ def migrate(path: str, runs: Iterable[Run], scratch: str) -> dict:
 
 # -- measuring ---------------------------------------------------------------------------
 
-_HEX1, _HEX2 = re.compile(r"^[0-9a-f]$"), re.compile(r"^[0-9a-f]{2}$")
+_HEX1, _HEX2, _HEX3 = re.compile(r"^[0-9a-f]$"), re.compile(r"^[0-9a-f]{2}$"), re.compile(r"^[0-9a-f]{3}$")
 _ID = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
 
 def tree_kind(path: str | None) -> str:
     if not path:
         return "root tree"
-    parts = ["<xx>" if _HEX2.match(p) else "<id>" if _ID.match(p) else "<y>" if _HEX1.match(p) else p
-             for p in path.split("/")]
+    parts = ["<xx>" if _HEX2.match(p) else "<id>" if _ID.match(p) else "<y>" if _HEX1.match(p)
+             else "<xxy>" if _HEX3.match(p) else p for p in path.split("/")]
     return "/".join(parts) + "/ tree"
 
 
