@@ -73,11 +73,15 @@ def ledger_repo(root: str, runs: int, env: dict[str, str], prov: list[str], log)
 
     def make(path: str) -> dict:
         log(f"building a ledger of {runs:,} runs ...")
-        seconds = build_ledger(path, runs).seconds
+        # in a process of its own, and the repacked size counted as it streams: this
+        # process stays small, so that the processes it starts to measure do not report
+        # its size as theirs (Linux keeps the peak RSS of the image before ``exec``)
+        built = subprocess.run([sys.executable, os.path.abspath(__file__), "--probe-build", path, str(runs)],
+                               env=env, check=True, capture_output=True, text=True).stdout
+        seconds = json.loads(built.strip().splitlines()[-1])["seconds"]
         subprocess.run([*prov, "init", "--no-hooks"], cwd=path, env=env, check=True, capture_output=True)
-        pack = subprocess.run(["git", "pack-objects", "--revs", "--stdout", "-q", "--no-reuse-delta"], cwd=path,
-                              env=env, check=True, input=b"refs/prov/ledger\n", stdout=subprocess.PIPE).stdout
-        return {"runs": runs, "stored": ledger_bytes(path, env), "repacked": len(pack), "build_seconds": seconds}
+        return {"runs": runs, "stored": ledger_bytes(path, env), "repacked": repacked_bytes(path, env),
+                "build_seconds": seconds}
 
     return cached(root, f"ledger-{runs}", make)
 
@@ -95,6 +99,21 @@ def prov_written_repo(root: str, runs: int, env: dict[str, str], prov: list[str]
         return {"runs": runs, "stored": ledger_bytes(path, env), "write_seconds": time.perf_counter() - t0}
 
     return cached(root, f"written-{runs}", make)
+
+
+def repacked_bytes(path: str, env: dict[str, str]) -> int:
+    """The size of the ledger's objects packed afresh, deltas searched again."""
+    proc = subprocess.Popen(["git", "pack-objects", "--revs", "--stdout", "-q", "--no-reuse-delta"], cwd=path,
+                            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(b"refs/prov/ledger\n")
+    proc.stdin.close()
+    size = 0
+    while piece := proc.stdout.read(1 << 20):
+        size += len(piece)
+    if proc.wait() != 0:
+        raise RuntimeError(f"git pack-objects of {path} failed")
+    return size
 
 
 def ledger_bytes(path: str, env: dict[str, str]) -> int:
@@ -132,15 +151,23 @@ def probe_cold(path: str) -> dict:
     for suffix in ("", "-journal", "-wal", "-shm"):
         if os.path.exists(index.path + suffix):
             os.remove(index.path + suffix)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _peak_rss()
     t0 = time.perf_counter()
     index.connection()
     seconds = time.perf_counter() - t0
     index.close()
-    return {"seconds": seconds, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    return {"seconds": seconds, "rss": _peak_rss(),
             "git_rss": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
-            "rss_before": before * 1024, "runs_read": index.last_refresh["runs_read"],
+            "rss_before": before, "runs_read": index.last_refresh["runs_read"],
             "index_bytes": os.path.getsize(index.path)}
+
+
+def _peak_rss() -> int:
+    """This process's peak RSS in bytes: ``VmHWM`` on Linux, which starts afresh at
+    ``exec``. (``ru_maxrss`` does not: Linux keeps the larger of it and the peak of the
+    image before ``exec``, so a probe started by a large benchmark process reported that
+    process's size, 215 MiB, as its own.)"""
+    return own_peak(os.getpid()) or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def cold(path: str, env: dict[str, str]) -> dict:
@@ -235,9 +262,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="sizes of ledgers written through the API (the issue's workload; '' for none)")
     p.add_argument("--probe-cold", metavar="PATH", help=argparse.SUPPRESS)
     p.add_argument("--probe-write", nargs=2, metavar=("PATH", "RUNS"), help=argparse.SUPPRESS)
+    p.add_argument("--probe-build", nargs=2, metavar=("PATH", "RUNS"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.probe_cold:
         print(json.dumps(probe_cold(args.probe_cold)))
+        return 0
+    if args.probe_build:
+        print(json.dumps({"seconds": build_ledger(args.probe_build[0], int(args.probe_build[1])).seconds}))
         return 0
     if args.probe_write:
         probe_write(args.probe_write[0], int(args.probe_write[1]))
