@@ -4,7 +4,7 @@
 
 During a first pull the reader (``exchange/arriving.py``) follows the pack git receives
 and, for each blob it can resolve (``store/packstream.scan_blobs``), runs the checks of
-its content (``exchange/validate.precheck``). Its CPU competes with git's ``index-pack``
+its content (``exchange/blob_content.precheck``). Its CPU competes with git's ``index-pack``
 for the cores, so it is measured here on its own: the process CPU seconds of reading a
 whole pack file (1) resolving its blobs only, (2) resolving and checking them, each with
 deltas applied by dulwich's compiled ``apply_delta`` and by the Python loop, interleaved,
@@ -21,7 +21,7 @@ import statistics
 import time
 
 from gitprov.exchange.arriving import _MAX_SIZE, CACHE_BYTES, FORKED_CACHE_BYTES
-from gitprov.exchange.validate import precheck
+from gitprov.exchange.blob_content import precheck
 from gitprov.store import packstream
 
 

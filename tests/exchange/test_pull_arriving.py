@@ -16,8 +16,9 @@ import pytest
 from gitprov import codec
 from gitprov.exchange import remote as exchange
 from gitprov.exchange.arriving import Cleared
+from gitprov.exchange.blob_content import precheck
 from gitprov.exchange.remote_values import check_record_values, check_state_values
-from gitprov.exchange.validate import precheck, validate_ledger
+from gitprov.exchange.validate import validate_ledger
 from gitprov.model import RunRecord, RunState
 from gitprov.store.ledger import LEDGER_REF
 from gitprov.store.repo import GitRepository
@@ -142,10 +143,10 @@ def test_a_users_own_pack_trace_is_left_to_them(published: GitRepo, tmp_path: Pa
 
 def _full_check(data: bytes, model, check) -> bool:
     from gitprov.errors import ProvError
-    from gitprov.exchange.validate import _decode_model
+    from gitprov.exchange.blob_content import decode_model
 
     try:
-        check(_decode_model(data, model, "run {}/x", "0123456789abcdef"))
+        check(decode_model(data, model, "run {}/x", "0123456789abcdef"))
     except ProvError:
         return False
     return True

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from gitprov import codec
 from gitprov.errors import ProvError
-from gitprov.exchange.validate import _decode_model
+from gitprov.exchange.blob_content import decode_model
 from gitprov.model import RunRecord, RunState
 from tests.test_codec import json_values, keys, run_record
 
@@ -26,7 +26,7 @@ def _outcome(decode):
 
 def _same(data: bytes, model: type) -> tuple[str, object]:
     local = _outcome(lambda: codec.decode(data, model, "run 0123456789ab/x"))
-    remote = _outcome(lambda: _decode_model(data, model, "run {}/x", "0123456789abcdef"))
+    remote = _outcome(lambda: decode_model(data, model, "run {}/x", "0123456789abcdef"))
     assert remote == local
     return local
 

@@ -3,7 +3,7 @@
 git copies the pack it receives to a file (``GIT_TRACE_PACKFILE``) as it reads it; a
 reader follows that file as it grows and, for every small blob it can resolve
 (``store/packstream.py``), runs the content checks a record, a state, a chunk or a
-summary gets in validation (``validate.precheck``). Validation after the fetch then
+summary gets in validation (``blob_content.precheck``). Validation after the fetch then
 asks git only for the blobs this did not clear: on a first pull, instead of ``git
 cat-file`` inflating each of them a second time after the fetch, they are inflated and
 checked while git's ``index-pack`` works.
@@ -37,8 +37,8 @@ from collections.abc import Callable, Iterator
 
 from ..store.packstream import scan_blobs
 from ..store.repo import GitRepository
+from .blob_content import precheck
 from .blobs import LIMITS
-from .validate import precheck
 
 __all__ = ["Arriving", "Cleared"]
 

@@ -18,18 +18,16 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import msgspec
-
 from .. import codec
 from ..errors import ProvError
 from ..keys import check_key, key_from_name
 from ..model import RunRecord, RunState
-from ..model.common import FORMAT_VERSION
 from ..runs.series import decode_observation_chunk, metric_chunk_columns
 from ..runs.summary import decode_metric_summary
 from ..store.notes import split_note
 from ..store.objects import MODE_BLOB, MODE_TREE
 from ..store.repo import GitRepository
+from .blob_content import CHUNK_KINDS, decode_model
 from .blobs import LIMITS, MAX_REPORTED, Job, Verdict, check_blobs, where_of
 from .diff import DiffEntry, diff_entries
 from .remote_values import check_record_values, check_state_values, rewrites_of
@@ -39,7 +37,7 @@ if TYPE_CHECKING:
     from .arriving import Cleared
     from .progress import Progress
 
-__all__ = ["LIMITS", "Verdict", "precheck", "validate_ledger", "validate_notes"]
+__all__ = ["LIMITS", "Verdict", "validate_ledger", "validate_notes"]
 
 #: jobs set aside at most while the reader of the arriving pack still runs (then waited for)
 _DEFERRED = 1 << 16
@@ -69,80 +67,6 @@ def validate_notes(repo: GitRepository, ours: str | None, theirs: str | None) ->
     check_blobs(repo, _note_jobs(repo, diff_entries(repo, ours, theirs), verdict), verdict,
          lambda job, data: _note_lines(data, where_of(job), verdict))
     return verdict
-
-
-# -- decoding -----------------------------------------------------------------------------
-class _StrictRecord(RunRecord, kw_only=True):
-    """A record whose ``format_version`` must be there (the model defaults it)."""
-
-    format_version: int
-
-
-class _StrictState(RunState, kw_only=True):
-    """A state whose ``format_version`` must be there (the model defaults it)."""
-
-    format_version: int
-
-
-_TYPED = {RunRecord: msgspec.json.Decoder(_StrictRecord), RunState: msgspec.json.Decoder(_StrictState)}
-
-
-def _decode_model(data: bytes, model: type, where: str, run_id: str = "") -> Any:
-    """``codec.decode(data, model, where)`` in one parse, by msgspec's typed decoder
-    (which checks the types as it parses, building nothing twice, and requires a
-    ``format_version``) when that version is one this version reads and the data has no
-    tagged float; anything else takes ``codec.decode``'s own path, for its rules and its
-    messages (``where``, with ``{}`` standing for the first 12 digits of ``run_id``)."""
-    if b"$float" not in data:
-        try:
-            value = _TYPED[model].decode(data)
-            if 1 <= value.format_version <= FORMAT_VERSION:
-                return value
-        except msgspec.DecodeError:  # (a ValidationError too) said in codec.decode's words below
-            pass
-    return codec.decode(data, model, where.format(run_id[:12]))
-
-
-def precheck(data: bytes) -> tuple[str, str | None] | None:
-    """The checks of a blob's content alone, for a blob whose use is not known yet
-    (``arriving.py``): ``("record", the commit it names)``, ``("state", None)``, or a
-    chunk's kind (``("series", None)``, ``("observations", None)``, ``("summaries",
-    None)``) when ``data`` passes every check of that kind, else None (the blob is then
-    checked in full when listed)."""
-    if data[:1] != b"{":  # not JSON: msgpack, a chunk or a summary
-        return _precheck_chunk(data)
-    model, check = (RunState, check_state_values) if b'"kind":"run-state"' in data else (RunRecord, check_record_values)
-    try:
-        value = _decode_model(data, model, "")
-        check(value)
-    except Exception:  # noqa: BLE001 - whatever fails here is checked again, in full, when listed
-        return None
-    if model is RunState:
-        return _STATE
-    commit = value.code.commit
-    return _RECORDS.setdefault(commit, ("record", commit)) if len(_RECORDS) < 4096 else ("record", commit)
-
-
-def _precheck_chunk(data: bytes) -> tuple[str, None] | None:
-    for marker, found, decode in _CHUNKS:
-        if marker in data:
-            try:
-                decode(data)
-            except Exception:  # noqa: BLE001 - checked again, in full, when listed
-                return None
-            return found
-    return None
-
-
-_STATE = ("state", None)
-#: what marks each kind of chunk, what it is cleared as, and its check (``content``'s)
-_CHUNKS = ((b"metric-chunk", ("series", None), metric_chunk_columns),
-           (b"observation-chunk", ("observations", None), decode_observation_chunk),
-           (b"metric-summary", ("summaries", None), decode_metric_summary))
-#: the kinds of job a chunk cleared as its own kind settles
-_CHUNK_JOBS = frozenset(found[0] for _, found, _ in _CHUNKS)
-#: one answer per commit named (100,000 records name a few commits)
-_RECORDS: dict[str | None, tuple[str, str | None]] = {}
 
 
 # -- the ledger, entry by entry -------------------------------------------------------
@@ -286,7 +210,7 @@ class _LedgerCheck:
     def _use(self, job: Job, found: tuple[str, str | None]) -> bool:
         """``_settle`` of a blob that was cleared as ``found``."""
         kind, commit = found
-        if job.kind in _CHUNK_JOBS:
+        if job.kind in CHUNK_KINDS:
             return kind == job.kind  # a chunk's check is its content's alone
         if job.kind == "state":
             # a state is compared with this clone's own, unless its run is new here
@@ -430,21 +354,21 @@ class _LedgerCheck:
             self.verdict.add(str(exc))
 
     def _record(self, data: bytes, where: str) -> None:
-        record = _decode_model(data, RunRecord, where)
+        record = decode_model(data, RunRecord, where)
         self._local_rules(where, "", check_record_values, record)
         if record.code.commit:
             self.verdict.pinned.add(record.code.commit)
 
     def _local_rules(self, where: str, run_id: str, check, value) -> None:
         """Remote data obeys the limits of the local API calls that make it (``where``
-        as in ``_decode_model``)."""
+        as in ``decode_model``)."""
         try:
             check(value)
         except ProvError as exc:
             self.verdict.add(f"{where.format(run_id[:12])}: {exc} (refused as a local call would be)")
 
     def _link(self, data: bytes, path: str, commit: str, run_id: str) -> None:
-        record = _decode_model(data, RunRecord, "record of run {}", run_id)
+        record = decode_model(data, RunRecord, "record of run {}", run_id)
         self._local_rules("run {}/record", run_id, check_record_values, record)
         if record.code.commit != commit:
             self.verdict.add(f"{path}: run {run_id[:12]} was made at commit {str(record.code.commit)[:12]}, "
@@ -453,7 +377,7 @@ class _LedgerCheck:
             self.verdict.pinned.add(commit)
 
     def _state(self, data: bytes, run_id: str) -> None:
-        state = _decode_model(data, RunState, "run {}/state", run_id)
+        state = decode_model(data, RunState, "run {}/state", run_id)
         self._local_rules("run {}/state", run_id, check_state_values, state)
         mine = self._our_state(run_id) if self.ours is not None and run_id not in self.new else None
         if mine is not None:
