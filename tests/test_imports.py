@@ -87,12 +87,15 @@ def test_every_required_dependency_is_imported() -> None:
 
 
 
-def test_dulwich_is_loaded_by_a_pulls_reader_only() -> None:
-    """Its compiled delta application (``store/packstream.py``) is imported by the
-    reader of a pull's arriving pack at its first delta, never by a run, the hooks'
-    paths or a read (``test_import_loads_no_heavy_or_optional_dependency``)."""
-    assert "dulwich" not in loaded_after("import gitprov.api, gitprov.store.packstream, gitprov.exchange.arriving")
+def test_dulwich_is_loaded_by_bulk_readers_only() -> None:
+    """Its compiled delta application (``store/packfile.py``'s ``native_apply_delta``) is
+    imported by bulk readers at their first delta (a pull's reader of the arriving pack,
+    a cold build's reader of the packs), never by a run, the hooks' paths or a read
+    (``test_import_loads_no_heavy_or_optional_dependency``)."""
+    assert "dulwich" not in loaded_after("import gitprov.api, gitprov.store.packstream, gitprov.exchange.arriving, "
+                                         "gitprov.store.packfile, gitprov.index.reading")
     assert "dulwich" in loaded_after("from gitprov.store import packstream; assert packstream.native_apply_delta()")
+    assert "dulwich" in loaded_after("from gitprov.store import packfile; packfile._bulk_applier()")
 
 
 def test_public_names() -> None:
@@ -145,8 +148,8 @@ def test_store_imports_no_optional_or_heavy_library(path: Path) -> None:
 
 
 #: the one exception: dulwich's compiled delta application, imported inside
-#: ``native_apply_delta`` by a pull's reader (``test_dulwich_is_loaded_by_…``)
-_STORE_MAY_IMPORT = {"packstream.py": {"dulwich._pack", "dulwich._pack.apply_delta"}}
+#: ``native_apply_delta`` by bulk readers (``test_dulwich_is_loaded_by_…``)
+_STORE_MAY_IMPORT = {"packfile.py": {"dulwich._pack", "dulwich._pack.apply_delta"}}
 
 
 def test_only_the_cli_imports_click() -> None:

@@ -66,9 +66,22 @@ def test_every_object_of_a_pack_git_made_reads_as_git_reads_it(repo: GitRepo, of
     assert bool(bases) == (not ofs_delta), "REF_DELTA bases come from the caller, OFS_DELTA bases from the pack"
 
 
+@pytest.fixture(params=["native", "python"])
+def bulk_applier(request, monkeypatch):
+    """What applies deltas in bulk reads (``Pack.read_kept``): dulwich's compiled code,
+    then ``apply_delta`` as where dulwich has none."""
+    monkeypatch.setattr(packfile, "_bulk", None)
+    if request.param == "python":
+        monkeypatch.setattr(packfile, "native_apply_delta", lambda: None)
+    applier = packfile._bulk_applier()
+    assert (applier is apply_delta) == (request.param == "python")
+    return applier
+
+
 @pytest.mark.gitbin
 @pytest.mark.parametrize("ofs_delta", [True, False], ids=["ofs-delta", "ref-delta"])
-def test_many_blobs_read_at_once_read_as_git_reads_them(repo: GitRepo, monkeypatch, ofs_delta: bool) -> None:
+def test_many_blobs_read_at_once_read_as_git_reads_them(repo: GitRepo, monkeypatch, ofs_delta: bool,
+                                                        bulk_applier) -> None:
     pack = repacked(repo, ofs_delta)
     expected = {oid: data for oid, (kind, data) in all_objects(repo).items() if kind == "blob"}
     odb = GitRepository.open(str(repo.path)).odb
@@ -187,12 +200,28 @@ def test_long_offsets_and_the_implicit_size_of_a_copy() -> None:
     assert len(result) == 0x10000 + 0x100 + 2
 
 
-def test_a_malformed_delta_is_a_data_error() -> None:
+@settings(max_examples=200, deadline=None)
+@given(deltas())
+def test_the_bulk_applier_applies_a_delta_as_apply_delta_does(case: tuple[bytes, bytes, bytes]) -> None:
+    base, delta, result = case
+    packfile._bulk = None
+    assert packfile._bulk_applier() is not apply_delta, "dulwich's compiled code is there (a required dependency)"
+    assert packfile._bulk_applier()(base, delta) == result
+
+
+@pytest.mark.parametrize("applier", ["apply_delta", "bulk"])
+def test_a_malformed_delta_is_a_data_error(applier: str, monkeypatch) -> None:
+    monkeypatch.setattr(packfile, "_bulk", None)
+    apply = apply_delta if applier == "apply_delta" else packfile._bulk_applier()
     base = b"0123456789"
     delta, _ = encode_delta(base, [(2, 3)])
     with pytest.raises(DataError, match="base has the wrong size"):
-        apply_delta(base + b"!", delta)
-    with pytest.raises(DataError, match="invalid delta instruction"):
-        apply_delta(base, delta[:2] + b"\x00")
-    with pytest.raises(DataError, match="result has the wrong size"):
-        apply_delta(base, delta[:1] + varint(4) + delta[2:])
+        apply(base + b"!", delta)
+    with pytest.raises(DataError, match="invalid delta"):
+        apply(base, delta[:2] + b"\x00")
+    with pytest.raises(DataError, match="result has the wrong size|invalid delta"):
+        apply(base, delta[:1] + varint(4) + delta[2:])
+    with pytest.raises(DataError, match="invalid delta|result has the wrong size"):  # a copy past the base's end
+        apply(base, varint(10) + varint(20) + bytes([0x90, 20]))
+    with pytest.raises((DataError, IndexError)):  # a truncated header: Pack.read_at says DataError
+        apply(base, b"\x8a")

@@ -91,6 +91,7 @@ def in_pack_order(repo: GitRepository, runs: Sequence[tuple[str, str]]) -> tuple
     given, with no ids, when git cannot be asked or there are too few runs to matter."""
     if len(runs) < BULK_MIN:
         return list(runs), b""
+    repo.odb.drop_pages()  # the shard trees' pages: a long history spreads them over the packs
     proc = _start_cat_file(repo, in_order=True)  # trees are small: few delta bases to keep
     if proc is None:
         return list(runs), b""
@@ -129,6 +130,7 @@ def in_pack_order(repo: GitRepository, runs: Sequence[tuple[str, str]]) -> tuple
     pairs += none * (len(runs) - len(pairs) // (2 * size))
     step = 2 * size
     where = repo.odb.pack_positions([pairs[at:at + size] for at in range(0, len(pairs), step)])
+    repo.odb.drop_pages()  # the lookups' pages of the pack indexes
     order = sorted(range(len(runs)), key=where.__getitem__)
     ordered = bytearray()
     for i in order:

@@ -69,6 +69,11 @@ class ObjectDatabase:
         for raw in raw_ids:
             yield self.read_typed(raw.hex(), "blob")
 
+    def drop_pages(self) -> None:
+        """Let go of the pages of the packs mapped so far (the system keeps them cached):
+        after reading many objects, what was read no longer counts in this process's
+        memory. Nothing to do in memory."""
+
     def batch(self) -> contextlib.AbstractContextManager[None]:
         """Collect this thread's writes and store them together when the outermost
         ``batch`` exits (on disk: one pack). Nothing to do in memory."""
@@ -180,6 +185,9 @@ class DiskObjectDatabase(ObjectDatabase):
 
     def pack_positions(self, raw_ids: Sequence[bytes]) -> list[int]:
         return self.pack_directory.positions(raw_ids)[1]
+
+    def drop_pages(self) -> None:
+        self.pack_directory.drop_pages()
 
     def read_blobs(self, raw_ids: Sequence[bytes]) -> Iterator[bytes]:
         return self.pack_directory.read_blobs(raw_ids, self.read, lambda oid: self.read_typed(oid, "blob"))

@@ -121,6 +121,11 @@ class PackDirectory:
             by_id = left
         return packs, where
 
+    def drop_pages(self) -> None:
+        """``Pack.drop_pages`` of every pack known."""
+        for pack in self.packs or ():
+            pack.drop_pages()
+
     def read_blobs(self, raw_ids: Sequence[bytes], read: Callable[[str], tuple[str, bytes]],
                    read_blob: Callable[[str], bytes]) -> Iterator[bytes]:
         """The bytes of each blob of ``raw_ids``, in the order given: each found in the

@@ -21,7 +21,7 @@ TYPE_CHECKING = False  # collections.abc is not imported at run time: hook path
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["TYPE_NAMES", "Pack", "apply_delta"]
+__all__ = ["TYPE_NAMES", "Pack", "apply_delta", "native_apply_delta"]
 
 _REPAIR = "run 'git fsck' and restore the damaged pack from another clone (see docs/errors.md)"
 
@@ -50,7 +50,10 @@ class Pack:
         self.fmt = fmt
         self.pack_path = idx_path[:-4] + ".pack"
         with open(idx_path, "rb") as f:
-            self.idx = f.read()
+            try:  # mapped, as git maps it: only the pages a lookup touches are read (and kept)
+                self.idx: mmap.mmap | bytes = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            except (ValueError, OSError):  # empty (refused below), or a file system that cannot map it
+                self.idx = f.read()
         if self.idx[:4] != b"\xfftOc" or int.from_bytes(self.idx[4:8], "big") != 2:
             raise DataError(f"unsupported pack index {idx_path} (only version 2 is read)")
         if len(self.idx) < 8 + 1024:
@@ -161,33 +164,41 @@ class Pack:
                     raise DataError(f"pack {self.pack_path} is empty; {_REPAIR}") from exc
         return self._pack
 
-    def read_at(self, offset: int, read_base: Callable[[str], tuple[str, bytes]]) -> tuple[str, bytes]:
-        """``(type, data)`` of the entry at ``offset``, deltas applied; ``read_base``
-        reads the base object a ``REF_DELTA`` names (from any pack, or loose). A damaged
-        or truncated pack is a ``DataError`` naming it."""
+    def read_at(self, offset: int, read_base: Callable[[str], tuple[str, bytes]],
+                apply: Callable[[bytes, bytes], bytes] | None = None) -> tuple[str, bytes]:
+        """``(type, data)`` of the entry at ``offset``, deltas applied (by ``apply``,
+        ``apply_delta`` by default); ``read_base`` reads the base object a ``REF_DELTA``
+        names (from any pack, or loose). A damaged or truncated pack is a ``DataError``
+        naming it."""
         try:
-            return self._read_at(offset, read_base, 0)
+            return self._read_at(offset, read_base, 0, apply or apply_delta)
         except (IndexError, ValueError, OverflowError, struct.error, zlib.error) as exc:
             raise DataError(f"pack {self.pack_path} is damaged at offset {offset} ({exc}); {_REPAIR}") from exc
 
     def drop_pages(self) -> None:
-        """Let go of the pages of the pack mapped so far (the system keeps them cached): a
-        process reading a whole pack would otherwise count all of it in its memory."""
-        if self._pack is not None and hasattr(mmap, "MADV_DONTNEED"):
-            self._pack.madvise(mmap.MADV_DONTNEED)
+        """Let go of the pages of the pack and its index mapped so far (the system keeps
+        them cached): a process reading a whole pack would otherwise count all of it in
+        its memory."""
+        if hasattr(mmap, "MADV_DONTNEED"):
+            for mapped in (self._pack, self.idx):
+                if isinstance(mapped, mmap.mmap):
+                    mapped.madvise(mmap.MADV_DONTNEED)
 
     def read_kept(self, offset: int, read_base: Callable[[str], tuple[str, bytes]]) -> tuple[str, bytes]:
         """``read_at``, the entry then kept as a delta base as well: read one after another
         in the order they lie in the pack, entries are each other's bases (a delta's base
-        is most often the entry just before it), so each is inflated once."""
+        is most often the entry just before it), so each is inflated once. For bulk reads
+        (a cold build's reader): deltas are applied by dulwich's compiled code where it
+        has it (``native_apply_delta``)."""
         key = (self.pack_path, offset)
         entry = _BASES.get(key)
         if entry is None:
-            entry = self.read_at(offset, read_base)
+            entry = self.read_at(offset, read_base, _bulk_applier())
             _keep_base(key, entry)
         return entry
 
-    def _read_at(self, offset: int, read_base: Callable[[str], tuple[str, bytes]], depth: int) -> tuple[str, bytes]:
+    def _read_at(self, offset: int, read_base: Callable[[str], tuple[str, bytes]], depth: int,
+                 apply: Callable[[bytes, bytes], bytes]) -> tuple[str, bytes]:
         if depth > 4096:
             raise DataError(f"delta chain too deep in {self.pack_path}")
         buf = self.pack
@@ -213,7 +224,7 @@ class Pack:
             key = (self.pack_path, offset - rel)
             cached = _BASES.get(key)
             if cached is None:
-                cached = self._read_at(offset - rel, read_base, depth + 1)
+                cached = self._read_at(offset - rel, read_base, depth + 1, apply)
                 _keep_base(key, cached)
             base_type, base = cached
         elif type_num == _REF_DELTA:
@@ -222,7 +233,7 @@ class Pack:
             base_type, base = read_base(base_oid)
         else:
             raise DataError(f"unknown pack entry type {type_num} in {self.pack_path}")
-        return base_type, apply_delta(base, _inflate(buf, pos, size))
+        return base_type, apply(base, _inflate(buf, pos, size))
 
 
 def _keep_base(key: tuple[str, int], entry: tuple[str, bytes]) -> None:
@@ -258,6 +269,59 @@ def _inflate_slowly(buf: mmap.mmap | bytes, pos: int, size: int) -> bytes:
         pos += chunk
         chunk *= 2
     return b"".join(out)
+
+
+def native_apply_delta() -> Callable[[bytes, bytes], list[bytes]] | None:
+    """dulwich's compiled ``apply_delta`` (``(base, delta) -> [result]``), or None where
+    dulwich has no compiled extension. It checks the base's size, makes the result in a
+    buffer of the size the delta declares (so a caller bounding results checks that size
+    first) and refuses a copy or an insert past either end (``ApplyDeltaError``). The
+    import costs about 14 ms (dulwich's package): bulk readers (a pull's reader of the
+    arriving pack, a cold build's reader of the packs) pay it once; no hot path does."""
+    global _native
+    if _native is _UNKNOWN:
+        try:
+            from dulwich._pack import apply_delta as native
+        except ImportError:
+            native = None
+        _native = native
+    return _native
+
+
+_UNKNOWN = object()
+_native: object = _UNKNOWN
+
+
+def _bulk_applier() -> Callable[[bytes, bytes], bytes]:
+    """``apply_delta`` for reads of many objects: dulwich's compiled code with the same
+    checks and errors (a cold build's reader of 100,000 runs, 195,000 deltas: 5.4 -> 4.3-4.8 s
+    of CPU), or ``apply_delta`` itself without it."""
+    global _bulk
+    if _bulk is not None:
+        return _bulk
+    native = native_apply_delta()
+    if native is None:
+        _bulk = apply_delta
+        return _bulk
+
+    def apply(base: bytes, delta: bytes) -> bytes:
+        src_size, pos = _read_varint(delta, 0)
+        dst_size, _ = _read_varint(delta, pos)
+        if src_size != len(base):
+            raise DataError("delta base has the wrong size")
+        try:
+            out = native(base, delta)[0]
+        except Exception as exc:  # noqa: BLE001 - dulwich's ApplyDeltaError, said as apply_delta says it
+            raise DataError(f"invalid delta ({exc})") from None
+        if len(out) != dst_size:
+            raise DataError("delta result has the wrong size")
+        return out
+
+    _bulk = apply
+    return _bulk
+
+
+_bulk: Callable[[bytes, bytes], bytes] | None = None
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:

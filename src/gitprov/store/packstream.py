@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
 from ..errors import PackStreamError
-from .packfile import _read_varint
+from .packfile import _read_varint, native_apply_delta
 
 __all__ = ["PackStreamError", "native_apply_delta", "scan_blobs"]
 
@@ -195,26 +195,6 @@ def scan_blobs(read: Callable[[int], bytes], *, hash_name: str = "sha1", max_siz
         oid = new(b"blob %d\0" % len(data))
         oid.update(data)
         yield oid.digest(), data
-
-
-def native_apply_delta() -> Callable[[bytes, bytes], list[bytes]] | None:
-    """dulwich's compiled ``apply_delta`` (``(base, delta) -> [result]``), or None where
-    dulwich has no compiled extension. It checks the base's size, makes the result in a
-    buffer of the size the delta declares (so ``_apply`` checks that size first) and
-    refuses a copy or an insert past either end (``ApplyDeltaError``). The import costs
-    about 14 ms (dulwich's package): a pull's reader pays it once, nothing else does."""
-    global _native
-    if _native is _UNKNOWN:
-        try:
-            from dulwich._pack import apply_delta as native
-        except ImportError:
-            native = None
-        _native = native
-    return _native
-
-
-_UNKNOWN = object()
-_native: object = _UNKNOWN
 
 
 def _apply(base: bytes, delta: bytes, max_size: int) -> bytes | None:
