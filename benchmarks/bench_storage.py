@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline-label", help="what --baseline-src is, for the report (e.g. a commit)")
     p.add_argument("--root", default=os.path.join(h.default_root(), "storage"))
     p.add_argument("--out", help="write the results into this Markdown file")
-    p.add_argument("--prov-written", default="1000,10000",
+    p.add_argument("--prov-written", default="1000,10000,100000",
                    help="sizes of ledgers written through the API (the issue's workload; '' for none)")
     p.add_argument("--probe-cold", metavar="PATH", help=argparse.SUPPRESS)
     p.add_argument("--probe-write", nargs=2, metavar=("PATH", "RUNS"), help=argparse.SUPPRESS)
@@ -295,7 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     written = [prov_written_repo(args.root, int(n), env, prov, print) for n in args.prov_written.split(",") if n]
     for info in written:
         for variant, venv in variants.items():
-            info[variant] = cold(info["path"], venv)["index_bytes"]
+            print(f"{info['runs']:,} runs written through the API, {variant} ...")
+            builds = [cold(info["path"], venv) for _ in range(args.cold_repeat)]
+            info[variant] = {"index": builds[-1]["index_bytes"], "cold": statistics.median(b["seconds"] for b in builds),
+                             "cold_all": [b["seconds"] for b in builds], "cold_rss": max(b["rss"] for b in builds),
+                             "cold_git_rss": max(b["git_rss"] for b in builds)}
+            print(f"  cold build {info[variant]['cold']:.2f} s, {info[variant]['cold_rss'] / MIB:.0f} MiB")
     load_after = os.getloadavg()
 
     head = "| measure | " + " | ".join(f"{n:,} runs" for n in sizes) + " | target (100,000 runs) |"
@@ -339,14 +344,19 @@ def main(argv: list[str] | None = None) -> int:
     if written:
         written_rows = [
             "",
-            "The same ratio on ledgers written by git-prov itself, run after run through `Repository.start_run` "
-            "(the issue's workload: three params, 100 points of one metric, a 1 KiB artifact; `code=False`, so "
-            "no commit notes):",
+            "The ratio and the cold build on ledgers written by git-prov itself, run after run through "
+            "`Repository.start_run` (the issue's workload: three params, 100 points of one metric, a 1 KiB "
+            "artifact; `code=False`, so no commit notes; a ledger commit a run, prov's own repacks as they "
+            "came). Cold build: median of the builds listed, each a fresh process; peak RSS the largest:",
             "",
-            "| runs | ledger as stored | `index.sqlite` | index / ledger |",
-            "| ---: | ---: | ---: | ---: |",
+            "| runs | ledger as stored | `index.sqlite` | index / ledger | cold build (each build) | peak RSS, "
+            "the process / its `git` |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: |",
             *(f"| {w['runs']:,} ({variant}) | {fmt_mib(w['stored'])} ({w['stored'] / w['runs']:,.0f} B/run) | "
-              f"{fmt_mib(w[variant])} ({w[variant] / w['runs']:,.0f} B/run) | {w[variant] / w['stored']:.2f}× |"
+              f"{fmt_mib(w[variant]['index'])} ({w[variant]['index'] / w['runs']:,.0f} B/run) | "
+              f"{w[variant]['index'] / w['stored']:.2f}× | {fmt_s(w[variant]['cold'])} "
+              f"({', '.join(fmt_s(c) for c in w[variant]['cold_all'])}) | {fmt_mib(w[variant]['cold_rss'])} / "
+              f"{fmt_mib(w[variant]['cold_git_rss'])} |"
               for w in written for variant in variants),
         ]
     baseline = " --baseline-src BEFORE/src" if args.baseline_src else ""
