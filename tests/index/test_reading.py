@@ -53,7 +53,7 @@ def test_runs_in_pack_order_read_the_same_bytes(ledger_repo, monkeypatch):
         files = ledger_repo.ledger.list_dir(f"runs/{run_id[:2]}/{run_id}", tip)
         assert ids[2 * size * k:2 * size * (k + 1)] == bytes.fromhex(files["record"].oid + files["state"].oid)
     where = odb.pack_positions([ids[at:at + size] for at in range(0, len(ids), 2 * size)])
-    assert where == sorted(where) and min(where) >= 0
+    assert list(where) == sorted(where) and min(where) >= 0
     blobs = list(read_run_blobs(ledger_repo.git, ordered, bulk=True, blob_ids=ids))
     assert blobs == list(read_run_blobs(ledger_repo.git, ordered, bulk=False))
 

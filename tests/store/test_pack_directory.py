@@ -62,7 +62,7 @@ def test_positions_order_objects_as_they_lie_in_the_packs(repo: GitRepo) -> None
     offsets = {oid: packs[0].offset_of(oid) for oid, _, _ in written}
     assert [offsets[oid] for oid, _, _ in sorted(written, key=lambda w: where[written.index(w)])] == sorted(offsets.values())
     missing = bytes(len(raw[0]))
-    assert git.odb.pack_directory.positions([missing])[1] == [-1]
+    assert list(git.odb.pack_directory.positions([missing])[1]) == [-1]
 
 
 def test_ids_and_prefixes_cover_every_pack_git_and_prov_wrote(repo: GitRepo) -> None:

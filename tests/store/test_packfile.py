@@ -125,7 +125,7 @@ def test_many_offsets_at_once_are_the_offsets_one_by_one(repo: GitRepo, monkeypa
     near = bytes.fromhex(listed[0])
     absent = [bytes(len(near)), b"\xff" * len(near), near[:-1] + bytes([near[-1] ^ 0xFF])]  # one in a bucket in use
     wanted = sorted({*(bytes.fromhex(oid) for oid in listed[::3]), *absent})
-    assert pack.offsets_of(wanted) == [-1 if (at := pack.offset_of(raw.hex())) is None else at for raw in wanted]
+    assert list(pack.offsets_of(wanted)) == [-1 if (at := pack.offset_of(raw.hex())) is None else at for raw in wanted]
     assert -1 in pack.offsets_of(wanted)
 
 

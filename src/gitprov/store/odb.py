@@ -50,7 +50,7 @@ class ObjectDatabase:
     def ids_with_prefix(self, prefix: str) -> set[str]:
         raise NotImplementedError
 
-    def pack_positions(self, raw_ids: Sequence[bytes]) -> list[int]:
+    def pack_positions(self, raw_ids: Sequence[bytes]) -> Sequence[int]:
         """For each raw id, a number that orders objects as they lie in this database's own
         packs (pack by pack, by offset), -1 for one held elsewhere (loose, alternates, in
         memory). Many objects are read fastest in this order (``index/reading.py``)."""
@@ -183,7 +183,7 @@ class DiskObjectDatabase(ObjectDatabase):
                     self._alternates.append(DiskObjectDatabase(alt, self.fmt, _seen=self._seen))
         return self._alternates
 
-    def pack_positions(self, raw_ids: Sequence[bytes]) -> list[int]:
+    def pack_positions(self, raw_ids: Sequence[bytes]) -> Sequence[int]:
         return self.pack_directory.positions(raw_ids)[1]
 
     def drop_pages(self) -> None:

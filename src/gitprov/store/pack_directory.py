@@ -101,18 +101,20 @@ class PackDirectory:
             except FileNotFoundError:  # a repack rolled it up already
                 self.rescan()
 
-    def positions(self, raw_ids: Sequence[bytes]) -> tuple[list[Pack], list[int]]:
+    def positions(self, raw_ids: Sequence[bytes]) -> tuple[list[Pack], Sequence[int]]:
         """The packs now, and for each raw id a number ordering the objects as they lie
         in them (pack by pack, by offset); -1 for one in none of them."""
-        by_id = sorted(range(len(raw_ids)), key=raw_ids.__getitem__)
-        where = [-1] * len(raw_ids)
+        from array import array
+
+        by_id = array("l", sorted(range(len(raw_ids)), key=raw_ids.__getitem__))
+        where = array("q", [-1]) * len(raw_ids)  # 8 bytes an id, not an integer object each
         packs = self.rescan()
         # the largest pack first, and each next one asked only for the ids not found yet
         # (asked for every id, a ledger's two small packs doubled a cold build's lookups)
         for number in sorted(range(len(packs)), key=lambda n: -packs[n].count):
             if not by_id:
                 break
-            left = []
+            left = array("l")
             for i, offset in zip(by_id, packs[number].offsets_of([raw_ids[i] for i in by_id]), strict=True):
                 if offset >= 0:
                     where[i] = number << _PACK_SHIFT | offset

@@ -1,10 +1,10 @@
 """Reading pack files: a pack's ``.idx`` (version 2), its entries, and both delta kinds.
 
-A ``Pack`` finds an object's offset by binary search in the memory of its index, and
-reads the entry at an offset from the ``.pack``, memory-mapped: whole objects are
-inflated, ``OFS_DELTA`` entries resolve their base in the same pack, ``REF_DELTA``
-entries through the caller's object database. Writing packs is
-``store/packs.py``.
+A ``Pack`` finds an object's offset by binary search in its ``.idx`` and reads the
+entry at an offset from the ``.pack``, both memory-mapped (as git maps them: only the
+pages a read touches count in the process's memory): whole objects are inflated,
+``OFS_DELTA`` entries resolve their base in the same pack, ``REF_DELTA`` entries through
+the caller's object database. Writing packs is ``store/packs.py``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from .objects import ObjectFormat
 
 TYPE_CHECKING = False  # collections.abc is not imported at run time: hook path
 if TYPE_CHECKING:
+    from array import array
     from collections.abc import Callable
 
 __all__ = ["TYPE_NAMES", "Pack", "apply_delta", "native_apply_delta"]
@@ -94,12 +95,14 @@ class Pack:
             return self._large_offset(off) if off & 0x80000000 else off
         return None
 
-    def offsets_of(self, raws: list[bytes]) -> list[int]:
+    def offsets_of(self, raws: list[bytes]) -> array[int]:
         """The offset of each of ``raws`` (sorted raw ids), -1 for one not in this pack:
-        many lookups at once, a fanout bucket's names read once for the ids it holds."""
+        many lookups at once, a fanout bucket's names read once for the ids it holds. An
+        array: 8 bytes an id, where a list held an integer object each (32 more)."""
+        from array import array
         from bisect import bisect_left
 
-        found: list[int] = []
+        found = array("q")
         idx, base, size, at = self.idx, self.names_at, self.fmt.raw_len, 0
         while at < len(raws):
             first = raws[at][0]
@@ -109,7 +112,7 @@ class Pack:
             lo = self.fanout[first - 1] if first else 0
             hi = self.fanout[first]
             if hi == lo:  # none in this pack starts so
-                found.extend([-1] * (end - at))
+                found.extend(array("q", [-1]) * (end - at))
             elif (end - at) * self.FEW < hi - lo:  # few of a large bucket: a search each
                 for raw in raws[at:end]:
                     i = self._search(raw)
