@@ -43,7 +43,7 @@ PAGE = 500
 #: runs read from the packs at a time (``read_packed_run_blobs``): their blobs are found in
 #: the pack indexes together, ~150 bytes a run while they are read. Large: a lookup is
 #: cheapest when a fanout bucket's names are read once for many ids (``Pack.offsets_of``);
-#: at 100,000 runs written one by one (1.35 million objects in the packs), 16,384 runs at a
+#: at 100,000 runs written one by one (1.6 million objects in the packs), 16,384 runs at a
 #: time took the reader 4.4-5.0 s of CPU and one chunk 2.9-3.3 s, its peak 124 -> 137 MiB
 _PACKED_CHUNK = 1 << 17
 #: answers parsed ahead of the caller: ``_QUEUED`` chunks of ``_CHUNK`` blobs (a few MB)
