@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from synthetic_ledger import build_ledger  # noqa: E402
 
 import gitprov
@@ -199,3 +201,22 @@ def _cmdline(pid: int) -> bytes:
             return f.read()
     except OSError:
         return b""
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["ab" * 20, "0f" * 32, "ab12", "AB" * 20, "a" * 39, ""]),
+                          st.sampled_from(["cd" * 20, "01" * 32, "abc"])), max_size=6),
+       st.integers(-8, 8), st.integers(-8, 8))
+def test_the_childs_run_list_is_the_runs_it_was_sent(runs, first, last):
+    """The child holds the request's runs compactly (``_RunList``) when their ids allow
+    it: the same pairs, by index and by slice, as the tuples they came as."""
+    runs = [(r or "00", t) for r, t in runs]
+    got = build_process._run_list(f"{r} {t}\n".encode() for r, t in runs)
+    assert list(got) == runs and len(got) == len(runs)
+    assert list(got[first:last]) == runs[first:last]
+    assert list(got[first:][:last]) == runs[first:][:last]
+    if runs:
+        assert got[-1] == runs[-1] and got[first % len(runs)] == runs[first % len(runs)]
+    uniform = len({(len(r), len(t)) for r, t in runs}) == 1 and all(
+        len(r) % 2 == 0 and len(t) % 2 == 0 and r == r.lower() for r, t in runs)
+    assert isinstance(got, build_process._RunList) == (bool(runs) and uniform)
