@@ -336,8 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     row("cold build", lambda r, i, raw=False: r["cold"] if raw else fmt_s(r["cold"]), "≤ 10 s", "cold")
     row("cold build, peak RSS of the process", lambda r, i, raw=False: r["cold_rss"] / MIB if raw
         else fmt_mib(r["cold_rss"]), "≤ 150 MiB", "cold_rss")
-    row("cold build, peak RSS of the largest process it started (the decoding child, its reader, `git cat-file`)", lambda r, i, raw=False: r["cold_git_rss"] / MIB if raw
-        else fmt_mib(r["cold_git_rss"]), "≤ 150 MiB", "cold_rss")
+    row("cold build, peak RSS of the largest process it started (the decoding child, its reader, `git cat-file`)",
+        lambda r, i, raw=False: r["cold_git_rss"] / MIB if raw else fmt_mib(r["cold_git_rss"]), "≤ 150 MiB", "cold_rss")
     for name, label in (("runs", "`prov runs`"), ("json", "`prov runs --json`")):
         row(f"{label}: first line", lambda r, i, raw=False, k=name: r[k]["first"] if raw
             else fmt_s(r[k]["first"]), "≤ 200 ms", "first")

@@ -276,10 +276,8 @@ class _RunList(Sequence[tuple[str, str]]):
             first, last, step = k.indices(len(self))
             if step != 1:
                 return [self[i] for i in range(first, last, step)]
-            view = _RunList.__new__(_RunList)
-            view.data, view.run_len, view.size = self.data, self.run_len, self.size
-            view.start, view.stop = self.start + first, self.start + max(first, last)
-            return view
+            return _RunList(self.data, self.run_len, self.size - self.run_len, self.start + first,
+                            self.start + max(first, last))
         if k < 0:
             k += len(self)
         if not 0 <= k < len(self):
@@ -289,23 +287,18 @@ class _RunList(Sequence[tuple[str, str]]):
 
 
 def _run_list(lines: Iterator[bytes]) -> Sequence[tuple[str, str]]:
-    """The request's ``run_id tree`` lines as a ``_RunList`` while every run id and every
-    tree is lowercase hex of one length each (any ledger's), else as tuples."""
-    data, sizes = bytearray(), (0, 0)
-    plain: list[tuple[str, str]] | None = None
+    """The request's ``run_id tree`` lines as a ``_RunList`` when every run id and every
+    tree is lowercase hex of one even length each (any ledger's), else as tuples."""
+    data, sizes = bytearray(), None
     for line in lines:
         run_id, tree = line.decode().split()
-        if plain is None:
-            sizes = sizes if data else (len(run_id), len(tree))
-            if (len(run_id), len(tree)) == sizes and not (sizes[0] % 2 or sizes[1] % 2) and sizes[0] \
-                    and _LOWER_HEX.issuperset(run_id + tree):
-                data += bytes.fromhex(run_id + tree)
-                continue
-            plain = list(_RunList(bytes(data), sizes[0] // 2, sizes[1] // 2)) if data else []
-        plain.append((run_id, tree))
-    if plain is not None or not data:
-        return plain or []
-    return _RunList(bytes(data), sizes[0] // 2, sizes[1] // 2)
+        sizes = sizes or (len(run_id), len(tree))
+        if (len(run_id), len(tree)) != sizes or sizes[0] % 2 or sizes[1] % 2 \
+                or not _LOWER_HEX.issuperset(run_id + tree):  # tuples for all, the rest as they come
+            done = list(_RunList(bytes(data), sizes[0] // 2, sizes[1] // 2)) if data else []
+            return [*done, (run_id, tree), *(tuple(rest.decode().split()) for rest in lines)]
+        data += bytes.fromhex(run_id + tree)
+    return _RunList(bytes(data), sizes[0] // 2, sizes[1] // 2) if sizes else []
 
 
 _LOWER_HEX = frozenset("0123456789abcdef")
