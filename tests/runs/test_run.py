@@ -350,27 +350,57 @@ LEFT_OPEN_SCRIPT = textwrap.dedent(
         raise RuntimeError("training diverged")
     if sys.argv[1] == "interrupt":
         raise KeyboardInterrupt
+    if sys.argv[1].startswith("sys.exit"):
+        sys.exit(eval(sys.argv[1][len("sys.exit"):]))
     """
 )
 
 
-@pytest.mark.parametrize(("ending", "status"), [("exit", "finished"), ("fork", "finished"), ("raise", "failed"),
-                                                ("interrupt", "killed")])
-def test_a_run_left_open_is_ended_at_exit_with_what_it_logged(prov_repo, ending, status):
+@pytest.mark.parametrize(("ending", "status", "code"), [
+    ("exit", "finished", None), ("fork", "finished", None), ("raise", "failed", None), ("interrupt", "killed", None),
+    ("sys.exit(1)", "failed", 1), ("sys.exit('bad config')", "failed", 1), ("sys.exit(0)", "finished", 0),
+    ("sys.exit(None)", "finished", 0)])
+def test_a_run_left_open_is_ended_at_exit_with_what_it_logged(prov_repo, ending, status, code):
     """As MLflow and W&B do: a run never ended keeps everything it logged when the
-    process exits through its exit handlers (an uncaught exception too); only a process
-    that dies without them leaves it to crash recovery."""
+    process exits through its exit handlers (an uncaught exception too, or ``sys.exit``
+    with a failing status, as W&B marks it); only a process that dies without them
+    leaves it to crash recovery."""
     path = prov_repo.path
     proc = subprocess.run([sys.executable, "-c", LEFT_OPEN_SCRIPT, ending], cwd=path, capture_output=True, text=True)
-    assert (proc.returncode == 0) == (ending in ("exit", "fork")), proc.stderr
+    assert (proc.returncode == 0) == (status == "finished"), proc.stderr
+    assert code is None or proc.returncode == code
     assert "warning" not in proc.stderr
     assert not os.listdir(path / ".git" / "prov" / "journal")  # ended, not left for recovery
     run = gitprov.Repository(path).get_run(proc.stdout.strip())
     assert run.status == status
+    assert run.state.exit_code == code
     assert run.get_hyperparameters() == {"lr": 0.5}
     assert run.get_artifact("notes") == b"kept"
     assert len(run.get_metric_history("loss")) == (31 if ending == "fork" else 30)
     assert [r.run for r in gitprov.show("HEAD", path).runs] == [run.id]
+
+
+WITH_EXIT_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import gitprov
+    with gitprov.Repository(".").start_run(name="with", environment=False) as run:
+        print(run.id, flush=True)
+        sys.exit(eval(sys.argv[1]))
+    """
+)
+
+
+@pytest.mark.parametrize(("status_arg", "status", "code"), [("0", "finished", 0), ("None", "finished", 0),
+                                                            ("3", "failed", 3), ("'no data'", "failed", 1)])
+def test_sys_exit_inside_with_ends_the_run_by_its_status(prov_repo, status_arg, status, code):
+    """``sys.exit(0)`` in a ``with`` block is a normal end, not a failure; a failing
+    status fails the run and is kept as its exit code."""
+    proc = subprocess.run([sys.executable, "-c", WITH_EXIT_SCRIPT, status_arg], cwd=prov_repo.path,
+                          capture_output=True, text=True)
+    assert proc.returncode == code, proc.stderr
+    run = gitprov.Repository(prov_repo.path).get_run(proc.stdout.strip())
+    assert (run.status, run.state.exit_code) == (status, code)
 
 
 REUSED_JOURNAL_SCRIPT = textwrap.dedent(

@@ -123,8 +123,13 @@ class Run(ValueMethods, MetricMethods, ContextMethods, ArtifactMethods):
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if self._active:
-            status = "finished" if exc_type is None else ("killed" if exc_type is KeyboardInterrupt else "failed")
-            self.end(status)
+            if exc_type is not None and issubclass(exc_type, SystemExit):  # sys.exit(n): by its status
+                code = open_runs.exit_code_of(exc.code)
+                self.end("finished" if code == 0 else "failed", code)
+            else:
+                status = "finished" if exc_type is None else (
+                    "killed" if issubclass(exc_type, KeyboardInterrupt) else "failed")
+                self.end(status)
 
     # -- guards ------------------------------------------------------------------
     def _require_active(self, what: str) -> None:
