@@ -2,7 +2,7 @@
 no manual gc, <= 2 KiB at 100,000 runs). Benchmark-only: nothing here changes what
 git-prov writes.
 
-    python benchmarks/study_format4.py [--runs 10000] [--real 10000] [--candidates A,B,C,D,E,F,G,H,I]
+    python benchmarks/study_format4.py [--runs 10000] [--real 10000] [--candidates A,B,C,D,E,F,G,H,I,J]
                                        [--samples 10] [--root DIR] [--keep] [--out FILE]
     python benchmarks/study_format4.py --report ROOT/.../results.json
 
@@ -14,7 +14,9 @@ against the real runs; exits 1 when a repository fails fsck):
 
 Measured (docs/performance.md, "Format 4: a measured study"): ``--runs 10000`` (every
 candidate), ``--runs 2000 --candidates A,F,G,H``, ``--runs 100000 --candidates G,H,C,A``
-(stopped during C, the third: 20-35 min a candidate at load 3-16).
+(stopped during C, the third: 20-35 min a candidate at load 3-16), ``--runs 100000
+--candidates I,G`` (stopped during G), ``--runs 100000 --candidates J,A`` (33 min at
+load 1-3) and ``--runs 100000 --candidates J``.
 
 The workload is ``bench_growth.py``'s: three params, 100 points of one metric, one
 1,024-byte JSON artifact, ``start_run(code=False, environment=False)``. Step 1 makes
@@ -49,6 +51,14 @@ I   H with its leaves named by the id's first three digits, ``<xx>/<xxy>/<id>``:
     leaf names instead of 16, so that git's delta search, which sorts trees by a hash
     of their name that weighs its last characters most, keeps each leaf's versions
     together (H's 16 names put 256 leaves under each).
+J   G's entries as a log: each ledger commit's tree holds ``format`` and the entries its
+    own transaction wrote, at the root (``<id>``, ``<id>=<key>=<chunk>``,
+    ``<id>@<key>``); the previous transaction's entries are removed from it. The
+    ledger is the union of its commits' trees (a reader folds the commit chain; the
+    run index is that fold, kept), so no tree grows with the runs already there. Every
+    tree also holds ``runs/``, one constant subtree with a run of format 4, written by
+    the first transaction: what an older release lists, so that it stops with its
+    "newer than this git-prov reads" line.
 
 Past ``--real`` runs (default 10,000), run ``k`` is made from real run ``k % real``
 as the API would have made run ``k`` of the workload (``synthesise``: its own name,
@@ -66,7 +76,8 @@ repack). ``--samples N``: ``.git`` as left is also measured at N moments of each
 (the repack waited for each time), as it swings with the geometric progression. From
 the repacked copy, what a first pull would receive and read: the ledger's pack
 (``git pack-objects --revs``), and the CPU of ``git index-pack --strict`` and of prov's
-``store/packstream.scan_blobs`` on it. Results are kept in ``results.json`` under the
+``store/packstream.scan_blobs`` on it. On the repository as left, what a cold index
+build lists before any run's blobs, git alone (``listing_seconds``). Results are kept in ``results.json`` under the
 root as each candidate ends (``--report`` prints them). Runs per second are the
 replay's own (indicative only on a shared machine).
 Not a test: nothing asserts a figure; ``--out`` rewrites the ``study_format4`` block of
@@ -85,7 +96,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -116,6 +127,7 @@ CANDIDATES = {
     "G": "F, small artifact inside the run blob",
     "H": "G, 4,096 shards (<xx>/<y>/)",
     "I": "G, 4,096 shards named apart (<xx>/<xxy>/)",
+    "J": "G as a log: a commit's tree holds its own run only",
 }
 INLINE_LIMIT = 4096
 
@@ -254,6 +266,14 @@ def run_blob(run: Run, inline: bool) -> bytes:
 
 
 EMPTY = "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+#: J keeps a run of format 4 under ``runs/`` (the same subtree in every commit's tree):
+#: what an older release lists there, so it stops with its "newer than this git-prov
+#: reads" line instead of showing an empty ledger
+_SENTINEL_RECORD = b'{"format_version":4,"kind":"run-record","requires":"git-prov>=0.4.0"}'
+SENTINEL = {f"runs/{sid[:2]}/{sid}/{name}": data
+            for sid in [SHA1.hash_object("blob", _SENTINEL_RECORD)]
+            for name, data in (("record", _SENTINEL_RECORD),
+                               ("state", b'{"format_version":4,"kind":"run-state"}'))}
 
 
 def changes_for(name: str, run: Run, empty: str) -> tuple[dict[str, bytes | str], dict[bytes, str]]:
@@ -277,7 +297,7 @@ def changes_for(name: str, run: Run, empty: str) -> tuple[dict[str, bytes | str]
             put(f"{base}/artifacts/{key}", data, art_kind)
         out[f"commits/{run.commit[:2]}/{run.commit}/{x}/{rid}"] = rid
         return out, kinds
-    inline = name in ("G", "H", "I")
+    inline = name in ("G", "H", "I", "J")
     if name in ("B", "C"):
         base, sep = f"runs/{x}/{rid}/", ""
     elif name == "D":
@@ -288,6 +308,8 @@ def changes_for(name: str, run: Run, empty: str) -> tuple[dict[str, bytes | str]
         base, sep = f"{x}/{rid[2]}/{rid}", "-"
     elif name == "I":
         base, sep = f"{x}/{rid[:3]}/{rid}", "-"
+    elif name == "J":
+        base, sep = rid, "-"
     else:  # F, G: the run's files are entries of its shard
         base, sep = f"{x}/{rid}", "-"
     put(base + ("run" if not sep else ""), run_blob(run, inline), "run blob (record+state" + (
@@ -319,8 +341,13 @@ def replay(name: str, path: str, runs: Iterable[Run], every: int = 0,
     empty: bytes | str = b""
     t0 = time.perf_counter()
     paused = 0.0
+    previous: list[str] = []
     for done, run in enumerate(runs, 1):
         changes, blob_kinds = changes_for(name, run, EMPTY)
+        if name == "J":  # a log: the tree holds this transaction's entries only
+            now = list(changes)
+            changes = {**dict.fromkeys(previous), **changes, **(SENTINEL if done == 1 else {})}
+            previous = now
         if name == "B" and empty == b"":  # the first link writes the empty blob, the rest name it
             changes = {p: (b"" if v == EMPTY else v) for p, v in changes.items()}
             empty = EMPTY
@@ -405,12 +432,53 @@ def breakdown(path: str, names: dict[str, tuple[str, str | None]], blob_kinds: d
     return where(path, names, kind_of)
 
 
-def measure(path: str, base: dict, n: int, blob_kinds: dict[str, str], scratch: str) -> dict:
+def _batch_tree_names(out: bytes, raw_len: int = 20) -> Iterator[bytes]:
+    """The entry names of the trees in ``git cat-file --batch`` output."""
+    at = 0
+    while at < len(out):
+        eol = out.index(b"\n", at)
+        size = int(out[at:eol].split()[2])
+        tree, at = out[eol + 1:eol + 1 + size], eol + 2 + size
+        i = 0
+        while i < len(tree):
+            nul = tree.index(b"\0", i)
+            yield tree[tree.index(b" ", i) + 1:nul]
+            i = nul + 1 + raw_len
+
+
+def listing_seconds(path: str, log: bool) -> dict:
+    """What a cold index build reads before any run's blobs, git alone, on the
+    repository as left (wall seconds, best of three): for a tip tree, every entry under
+    it (``git ls-tree -r``, one process); for a log (J), the trees of every ledger commit
+    (``git log --format=%T``) through one ``git cat-file --batch``. ``entries``: the
+    run entries read (names other than ``format`` and J's ``runs``)."""
+    env = dict(os.environ)
+    best: float | None = None
+    entries = 0
+    for _ in range(3):
+        t0 = time.perf_counter()
+        if log:
+            trees = subprocess.run(["git", "log", "--format=%T", "refs/prov/ledger"], cwd=path, env=env,
+                                   check=True, capture_output=True).stdout
+            out = subprocess.run(["git", "cat-file", "--batch"], cwd=path, env=env, input=trees, check=True,
+                                 capture_output=True).stdout
+            entries = sum(1 for name in _batch_tree_names(out) if name not in (b"format", b"runs"))
+        else:
+            out = subprocess.run(["git", "ls-tree", "-r", "-z", "refs/prov/ledger"], cwd=path, env=env,
+                                 check=True, capture_output=True).stdout
+            entries = out.count(b"\0") - 1
+        seconds = time.perf_counter() - t0
+        best = seconds if best is None else min(best, seconds)
+    return {"seconds": best, "entries": entries}
+
+
+def measure(path: str, base: dict, n: int, blob_kinds: dict[str, str], scratch: str, log: bool = False) -> dict:
     """The repository as prov leaves it and after ``git repack -adf`` (on a copy), with
     ``git fsck --strict`` on the copy first."""
     waited = settle(path)
     names = object_names(path)
-    res = {"waited": waited, "left": stats(path), "left_kinds": breakdown(path, names, blob_kinds)}
+    res = {"waited": waited, "left": stats(path), "left_kinds": breakdown(path, names, blob_kinds),
+           "listing": listing_seconds(path, log)}
     copy = copy_repo(path, scratch)
     fsck = subprocess.run(["git", "fsck", "--strict", "--no-progress"], cwd=copy, capture_output=True, text=True)
     res["fsck"] = fsck.returncode == 0 and not fsck.stdout.strip() and "error" not in fsck.stderr.lower()
@@ -457,6 +525,18 @@ def first_pull_costs(path: str) -> dict:
             "index_pack_s": min(git_cpu), "scan_s": min(prov_cpu)}
 
 
+def listing_table(results: dict[str, dict]) -> list[str]:
+    rows = ["What a cold index build lists before reading any run's blobs, git alone, as left (wall seconds, best "
+            "of three; a tip tree: `git ls-tree -r`; the log J: `git log --format=%T` and its trees through "
+            "`git cat-file --batch`):", "",
+            "| candidate | run entries listed | seconds |", "| --- | ---: | ---: |"]
+    for label, res in results.items():
+        listing = res.get("listing")
+        if listing:
+            rows.append(f"| {label} | {listing['entries']:,} | {listing['seconds']:.2f} |")
+    return rows if len(rows) > 4 else []
+
+
 def migration_rows(results: dict[str, dict]) -> list[str]:
     out = []
     for label, res in results.items():
@@ -480,7 +560,7 @@ def pull_table(results: dict[str, dict]) -> list[str]:
         if pull:
             rows.append(f"| {label} | {pull['bytes'] / n:,.0f} | {pull['objects'] / n:.2f} | "
                         f"{pull['index_pack_s']:.2f} | {pull['scan_s']:.2f} |")
-    return rows if len(rows) > 5 else []
+    return rows if len(rows) > 4 else []
 
 
 # -- report ------------------------------------------------------------------------------
@@ -556,7 +636,7 @@ def report(args: argparse.Namespace, results: dict[str, dict], real_rate: float 
              + ", ".join(f"{x:.1f}" for x in os.getloadavg())
              + (f"; {minutes:.0f} min in all" if minutes is not None else "")
              + (f"; the real runs wrote {real_rate:.0f} runs/s" if real_rate is not None else "") + ".", "", *summary_table(results), "", *kinds_table(results), "",
-             *pull_table(results), "", *migration_rows(results)]
+             *pull_table(results), "", *listing_table(results), "", *migration_rows(results)]
     return "\n".join(lines)
 
 
@@ -623,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"the replayed format 3 differs from the real runs' trees ({same} of "
                                  f"{len(real_trees)} ledger trees the same)")
             label = f"{name}: {CANDIDATES[name]}"
-            results[label] = measure(path, base, args.runs, kinds, os.path.join(root, "copy"))
+            results[label] = measure(path, base, args.runs, kinds, os.path.join(root, "copy"), log=name == "J")
             results[label]["rate"] = args.runs / seconds
             res = results[label]
             res["samples"] = [(k, (size - base["git"]) / k) for k, size in samples]

@@ -9,10 +9,19 @@ import math
 
 import pytest
 from bench_growth import artifact_of, params_of, series_of
-from study_format4 import CANDIDATES, migrate, new_repo, read_back, real_runs, replay, synthesise
+from study_format4 import (
+    CANDIDATES,
+    listing_seconds,
+    migrate,
+    new_repo,
+    read_back,
+    real_runs,
+    replay,
+    synthesise,
+)
 
 import gitprov
-from tests.conftest import run_git
+from tests.conftest import run_git, run_prov
 
 
 @pytest.fixture
@@ -70,3 +79,39 @@ def test_the_upgrade_to_format_4_gives_the_tree_g_writes_run_by_run(real, tmp_pa
     assert upgrade["fsck"]
     assert upgrade["tree"] == g_trees[-1]
     assert upgrade["left"] > 0
+
+
+def test_the_log_j_holds_each_transaction_alone_and_its_union_is_g(real, tmp_path):
+    """J's commits hold their own run's entries (beside ``format`` and the constant
+    ``runs/`` sentinel), and the union of those entries is G's last tree, name for name
+    (a shard's ``<xx>/`` dropped)."""
+    _path, runs = real
+    made = list(synthesise(runs, 5))
+    j, g = new_repo(str(tmp_path / "j")), new_repo(str(tmp_path / "g"))
+    _s, _k, j_trees = replay("J", j, made)
+    _s, _k, g_trees = replay("G", g, made)
+    union: dict[str, str] = {}
+    sentinels = set()
+    for run, tree in zip(made, j_trees[1:], strict=True):  # the first tree is prov init's
+        entries = dict(line.split("\t")[::-1] for line in run_git(j, "ls-tree", tree).splitlines())
+        sentinels.add(entries.pop("runs"))
+        entries.pop("format")
+        assert all(name.startswith(run.id) for name in entries)
+        union.update({name: meta.split()[2] for name, meta in entries.items()})
+    assert len(sentinels) == 1
+    g_last = {line.split("\t")[1].split("/", 1)[1]: line.split()[2]
+              for line in run_git(g, "ls-tree", "-r", g_trees[-1]).splitlines() if "/" in line.split("\t")[1]}
+    assert union == g_last
+    assert listing_seconds(j, log=True)["entries"] == len(union) == 10
+    assert listing_seconds(g, log=False)["entries"] == 10
+
+
+def test_an_older_release_stops_on_the_log_with_one_line_naming_the_release(real, tmp_path):
+    """The sentinel under ``runs/``: today's release (format 3) meets a format-4 run and
+    says what to install, where it would otherwise list an empty ledger."""
+    _path, runs = real
+    j = new_repo(str(tmp_path / "j"))
+    replay("J", j, list(synthesise(runs, 3)))
+    proc = run_prov(j, "runs")
+    assert proc.returncode == 6, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "format version 4" in proc.stderr and "git-prov>=0.4.0" in proc.stderr
