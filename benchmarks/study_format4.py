@@ -82,8 +82,8 @@ repack). ``--samples N``: ``.git`` as left is also measured at N moments of each
 the repacked copy, what a first pull would receive and read: the ledger's pack
 (``git pack-objects --revs``), and the CPU of ``git index-pack --strict`` and of prov's
 ``store/packstream.scan_blobs`` on it. On the repository as left, what a cold index
-build lists before any run's blobs, git alone (``listing_seconds``). Results are kept in ``results.json`` under the
-root as each candidate ends (``--report`` prints them). Runs per second are the
+build lists before any run's blobs, git alone (``listing_seconds``). Results are kept
+in ``results.json`` under the root as each candidate ends (``--report`` prints them). Runs per second are the
 replay's own (indicative only on a shared machine).
 Not a test: nothing asserts a figure; ``--out`` rewrites the ``study_format4`` block of
 a Markdown file.
@@ -292,8 +292,6 @@ def flushes(run: Run, n: int) -> list[Run]:
     return out
 
 
-
-
 def run_blob(run: Run, inline: bool) -> bytes:
     """Record and state in one blob (a line each), and with ``inline`` the run's small
     artifacts after them: a prototype framing (a real format would frame with lengths;
@@ -384,7 +382,8 @@ def replay(name: str, path: str, runs: Iterable[Run], every: int = 0,
     paused = 0.0
     previous: list[str] = []
     for done, run in enumerate(runs, 1):
-        for version in flushes(run, writes):
+        versions = flushes(run, writes)
+        for j, version in enumerate(versions, 1):
             changes, blob_kinds = changes_for(name, version, EMPTY)
             if name == "J":  # a log: the tree holds this transaction's entries only
                 now = list(changes)
@@ -393,8 +392,7 @@ def replay(name: str, path: str, runs: Iterable[Run], every: int = 0,
             if name == "B" and empty == b"":  # the first link writes the empty blob, the rest name it
                 changes = {p: (b"" if v == EMPTY else v) for p, v in changes.items()}
                 empty = EMPTY
-            status = "finished" if version.artifacts or writes == 1 else "running"
-            ledger.apply(changes, f"prov: run {run.id[:12]} {status}")
+            ledger.apply(changes, f"prov: run {run.id[:12]} {'finished' if j == len(versions) else 'running'}")
             for data, kind in blob_kinds.items():
                 kinds[fmt.hash_object("blob", data)] = kind
         if every and samples is not None and done % every == 0:
@@ -475,18 +473,16 @@ def breakdown(path: str, names: dict[str, tuple[str, str | None]], blob_kinds: d
     return where(path, names, kind_of)
 
 
-def _batch_tree_names(out: bytes, raw_len: int = 20) -> Iterator[bytes]:
+def _batch_tree_names(out: bytes) -> Iterator[str]:
     """The entry names of the trees in ``git cat-file --batch`` output."""
+    from gitprov.store.objects import decode_tree
+
     at = 0
     while at < len(out):
         eol = out.index(b"\n", at)
         size = int(out[at:eol].split()[2])
-        tree, at = out[eol + 1:eol + 1 + size], eol + 2 + size
-        i = 0
-        while i < len(tree):
-            nul = tree.index(b"\0", i)
-            yield tree[tree.index(b" ", i) + 1:nul]
-            i = nul + 1 + raw_len
+        yield from decode_tree(out[eol + 1:eol + 1 + size], SHA1)
+        at = eol + 2 + size
 
 
 def listing_seconds(path: str, log: bool) -> dict:
@@ -505,7 +501,7 @@ def listing_seconds(path: str, log: bool) -> dict:
                                    check=True, capture_output=True).stdout
             out = subprocess.run(["git", "cat-file", "--batch"], cwd=path, env=env, input=trees, check=True,
                                  capture_output=True).stdout
-            entries = sum(1 for name in _batch_tree_names(out) if name not in (b"format", b"runs"))
+            entries = sum(1 for name in _batch_tree_names(out) if name not in ("format", "runs"))
         else:
             out = subprocess.run(["git", "ls-tree", "-r", "-z", "refs/prov/ledger"], cwd=path, env=env,
                                  check=True, capture_output=True).stdout

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .run import Run
 
-__all__ = ["abandon", "exit_code_of", "forget", "remember"]
+__all__ = ["abandon", "exit_ending", "forget", "remember"]
 
 #: ``id(run)`` -> (the process that started it, the run), in start order
 _open: dict[int, tuple[int, Run]] = {}
@@ -67,12 +67,11 @@ def _hook_sys_exit() -> None:
     sys.exit = exit
 
 
-def exit_code_of(status: object) -> int:
-    """The process exit status ``SystemExit(status)`` gives: ``None`` is 0, an integer
-    itself, anything else (a message) 1."""
-    if status is None:
-        return 0
-    return status if isinstance(status, int) and not isinstance(status, bool) else 1
+def exit_ending(status: object) -> tuple[str, int]:
+    """A run's ending when the process leaves through ``SystemExit(status)``, and the
+    exit code that gives (``None``: 0; an integer: itself; a message: 1)."""
+    code = 0 if status is None else status if isinstance(status, int) and not isinstance(status, bool) else 1
+    return ("finished" if code == 0 else "failed"), code
 
 
 def _exit_status() -> tuple[str, int | None]:
@@ -84,10 +83,7 @@ def _exit_status() -> tuple[str, int | None]:
     exc = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
     if exc is not None:
         return ("killed" if isinstance(exc, KeyboardInterrupt) else "failed"), None
-    if _exit_request:
-        code = exit_code_of(_exit_request[0])
-        return ("finished" if code == 0 else "failed"), code
-    return "finished", None
+    return exit_ending(_exit_request[0]) if _exit_request else ("finished", None)
 
 
 def _end_open_runs() -> None:

@@ -122,14 +122,13 @@ class Run(ValueMethods, MetricMethods, ContextMethods, ArtifactMethods):
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self._active:
-            if exc_type is not None and issubclass(exc_type, SystemExit):  # sys.exit(n): by its status
-                code = open_runs.exit_code_of(exc.code)
-                self.end("finished" if code == 0 else "failed", code)
-            else:
-                status = "finished" if exc_type is None else (
-                    "killed" if issubclass(exc_type, KeyboardInterrupt) else "failed")
-                self.end(status)
+        if not self._active:
+            return
+        if exc_type is not None and issubclass(exc_type, SystemExit):  # sys.exit(n): by its status
+            self.end(*open_runs.exit_ending(exc.code))
+        else:
+            self.end("finished" if exc_type is None else "killed" if issubclass(exc_type, KeyboardInterrupt)
+                     else "failed")
 
     # -- guards ------------------------------------------------------------------
     def _require_active(self, what: str) -> None:

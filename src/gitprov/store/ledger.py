@@ -102,7 +102,7 @@ class Ledger:
     def run_version(self, run_id: str, tip: str | None = None) -> str | None:
         """An id that changes whenever anything stored for the run does (the tree id of
         its directory), None when the ledger has no such run."""
-        entry = self.list_dir(f"runs/{run_id[:2]}", tip).get(run_id)
+        entry = read_path(self.repo.odb, self.tree(tip), run_dir(run_id))
         return entry.oid if entry is not None and entry.is_tree else None
 
     def run_ids_with_prefix(self, prefix: str, tip: str | None = None) -> list[str]:
