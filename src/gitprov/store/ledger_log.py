@@ -1,0 +1,179 @@
+"""Format 4's ledger kept as a log (``docs/design/data-model.md``, "The proposal: a
+ledger kept as a log"). Work in progress: nothing writes this format yet.
+
+Each commit's tree holds what its transaction wrote, at the root beside ``format`` and
+the constant ``runs/`` sentinel::
+
+    <id>                        the run blob (record, state, small artifacts)
+    <id>=<key>=<writer>-<seq>   a metric chunk        (and ``!`` observations, ``+`` summaries,
+    <id>@<key>                  a large artifact       ``#patch`` the code patch)
+
+The ledger at a commit is the **fold** of the commits reachable from it: walking them
+newest first in topological order (a commit after all its children), the first
+version met of each entry is its current one. That is well defined because a merge
+commit holds the resolution of every entry both of its sides wrote, with different
+contents, since their merge base: an entry only one side wrote has its older versions
+at or below the base, which the walk meets after both sides. A **checkpoint** commit
+holds every entry of the ledger at that commit, sharded (``<xx>/<name>``); the walk
+takes it whole and does not go below it. A commit of another format (format 3, before
+the upgrade) ends the walk too: its runs are in the checkpoint or merge that replaced it.
+
+Bytes and git objects only: which of two versions wins is decided above this layer
+(``exchange``), and given here as resolutions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+
+from .repo import GitRepository
+from .trees import edit_tree, read_tree
+
+__all__ = ["CHECKPOINT_MARKER", "LOG_MARKER", "SENTINEL", "changed_since", "checkpoint", "fold", "merge",
+           "merge_base", "resolutions", "run_of", "transaction", "walk"]
+
+LOG_MARKER = b'{"format_version":4,"kind":"ledger","layout":"log","requires":"git-prov>=0.4.0"}'
+CHECKPOINT_MARKER = b'{"format_version":4,"kind":"ledger","layout":"checkpoint","requires":"git-prov>=0.4.0"}'
+#: a run of format 4 under ``runs/``, where a release of format 3 lists runs: it stops
+#: there with its "newer than this git-prov reads" line instead of listing none
+_SENTINEL_RECORD = b'{"format_version":4,"kind":"run-record","requires":"git-prov>=0.4.0"}'
+_SENTINEL_STATE = b'{"format_version":4,"kind":"run-state","requires":"git-prov>=0.4.0"}'
+SENTINEL = "runs"
+_RESERVED = ("format", SENTINEL)
+_NAME = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})(?:[=!+@#].*)?$")
+
+Identity = Callable[[], str]
+
+
+def run_of(name: str) -> str | None:
+    """The run an entry name belongs to (``<id>`` or ``<id>`` and a separator), else None."""
+    m = _NAME.match(name)
+    return m.group(1) if m else None
+
+
+def _sentinel_changes(fmt_hash: Callable[[str, bytes], str]) -> dict[str, bytes]:
+    sid = fmt_hash("blob", _SENTINEL_RECORD)
+    return {f"{SENTINEL}/{sid[:2]}/{sid}/record": _SENTINEL_RECORD, f"{SENTINEL}/{sid[:2]}/{sid}/state": _SENTINEL_STATE}
+
+
+def _tree(repo: GitRepository, marker: bytes, entries: dict[str, bytes | str]) -> str:
+    changes: dict[str, bytes | str | None] = {"format": marker, **_sentinel_changes(repo.fmt.hash_object)}
+    changes.update(entries)
+    tree = edit_tree(repo.odb, None, changes)
+    assert tree is not None
+    return tree
+
+
+def _commit(repo: GitRepository, tree: str, parents: list[str], identity: str, message: str) -> str:
+    from .objects import encode_commit
+
+    return repo.odb.write("commit", encode_commit(tree, parents, identity, message))
+
+
+def transaction(repo: GitRepository, tip: str | None, entries: dict[str, bytes | str], identity: str,
+                message: str) -> str:
+    """A log commit on ``tip`` holding ``entries`` (content, or the id of a stored blob)."""
+    bad = [name for name in entries if run_of(name) is None]
+    if bad:
+        raise ValueError(f"not a ledger entry name: {bad[0]!r}")
+    return _commit(repo, _tree(repo, LOG_MARKER, entries), [tip] if tip else [], identity, message)
+
+
+def merge(repo: GitRepository, ours: str, theirs: str, resolved: dict[str, str], identity: str, message: str) -> str:
+    """A merge commit of ``ours`` and ``theirs`` holding ``resolved``: a blob id for every
+    entry ``resolutions`` names."""
+    return _commit(repo, _tree(repo, LOG_MARKER, dict(resolved)), [ours, theirs], identity, message)
+
+
+def checkpoint(repo: GitRepository, tip: str, identity: str, message: str) -> str:
+    """A checkpoint commit on ``tip``: every entry of the fold at ``tip``, sharded by the
+    run id's first two characters."""
+    entries: dict[str, bytes | str] = {f"{name[:2]}/{name}": oid for name, oid in fold(repo, tip).items()}
+    return _commit(repo, _tree(repo, CHECKPOINT_MARKER, entries), [tip], identity, message)
+
+
+def _kind(repo: GitRepository, tree: str, markers: dict[str, str]) -> str:
+    entry = read_tree(repo.odb, tree).get("format")
+    return markers.get(entry.oid, "other") if entry is not None and not entry.is_tree else "other"
+
+
+def walk(repo: GitRepository, tip: str | None, stop: frozenset[str] = frozenset()) -> Iterator[tuple[str, str, str]]:
+    """``(commit, kind, tree)`` of the commits the fold reads, newest first, each after
+    all its children; ``kind`` is ``log``, ``checkpoint`` or ``other`` (whose parents
+    are not walked, nor those of a checkpoint). Commits in ``stop`` and below are left
+    out."""
+    if tip is None or tip in stop:
+        return
+    markers = {repo.fmt.hash_object("blob", LOG_MARKER): "log",
+               repo.fmt.hash_object("blob", CHECKPOINT_MARKER): "checkpoint"}
+    info: dict[str, tuple[str, str, tuple[str, ...]]] = {}
+    children: dict[str, int] = {tip: 0}
+    order = [tip]
+    for oid in order:  # discover, breadth first
+        commit = repo.read_commit(oid)
+        kind = _kind(repo, commit.tree, markers)
+        parents = tuple(p for p in commit.parents if p not in stop) if kind == "log" else ()
+        info[oid] = (kind, commit.tree, parents)
+        for parent in parents:
+            if parent not in children:
+                children[parent] = 0
+                order.append(parent)
+            children[parent] += 1
+    ready = [tip]
+    while ready:
+        oid = ready.pop()
+        kind, tree, parents = info[oid]
+        yield oid, kind, tree
+        for parent in reversed(parents):
+            children[parent] -= 1
+            if children[parent] == 0:
+                ready.append(parent)
+
+
+def _entries(repo: GitRepository, kind: str, tree: str) -> Iterable[tuple[str, str]]:
+    if kind == "log":
+        return ((name, e.oid) for name, e in read_tree(repo.odb, tree).items() if name not in _RESERVED)
+    if kind == "checkpoint":
+        return ((name, e.oid) for shard, s in read_tree(repo.odb, tree).items() if shard not in _RESERVED
+                for name, e in read_tree(repo.odb, s.oid).items())
+    return ()
+
+
+def fold(repo: GitRepository, tip: str | None, stop: frozenset[str] = frozenset()) -> dict[str, str]:
+    """``{entry name: blob id}``: the ledger at ``tip`` (with ``stop``: what the commits
+    above ``stop`` wrote)."""
+    out: dict[str, str] = {}
+    for _oid, kind, tree in walk(repo, tip, stop):
+        for name, oid in _entries(repo, kind, tree):
+            out.setdefault(name, oid)
+    return out
+
+
+def _ancestors(repo: GitRepository, tip: str) -> set[str]:
+    seen = {tip}
+    todo = [tip]
+    while todo:
+        for parent in repo.read_commit(todo.pop()).parents:
+            if parent not in seen:
+                seen.add(parent)
+                todo.append(parent)
+    return seen
+
+
+def merge_base(repo: GitRepository, a: str, b: str) -> frozenset[str]:
+    """Every common ancestor of ``a`` and ``b`` (what ``changed_since`` leaves out)."""
+    return frozenset(_ancestors(repo, a) & _ancestors(repo, b))
+
+
+def changed_since(repo: GitRepository, tip: str, common: frozenset[str]) -> dict[str, str]:
+    """The entries the commits above ``common`` wrote (their newest versions)."""
+    return fold(repo, tip, common)
+
+
+def resolutions(repo: GitRepository, ours: str, theirs: str) -> dict[str, tuple[str, str]]:
+    """``{name: (our blob id, their blob id)}`` of the entries both sides wrote, with
+    different contents, since their merge base: what a merge commit must resolve."""
+    common = merge_base(repo, ours, theirs)
+    mine, other = changed_since(repo, ours, common), changed_since(repo, theirs, common)
+    return {name: (oid, other[name]) for name, oid in mine.items() if name in other and other[name] != oid}

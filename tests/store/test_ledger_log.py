@@ -1,0 +1,131 @@
+"""Format 4's log (``store/ledger_log.py``): the fold of any history of transactions,
+merges and checkpoints on several clones is the tree a materialized three-way merge
+gives: an entry one side wrote since the merge base comes from that side, one both
+sides wrote differently from the merge commit's resolution (here the higher blob id).
+
+The reference keeps every commit's whole tree and merges trees; the log keeps only what
+each commit wrote and folds. Both run on one in-memory object database."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gitprov.store import ledger_log as log
+from gitprov.store.repo import GitRepository
+
+IDENT = "T <t@example.com> 1700000000 +0000"
+RUNS = [hashlib.sha1(str(i).encode()).hexdigest() for i in range(3)]
+
+
+class Reference:
+    """Every commit's whole tree, its parents, and the names it wrote."""
+
+    def __init__(self) -> None:
+        self.tree: dict[str, dict[str, str]] = {}
+        self.parents: dict[str, tuple[str, ...]] = {}
+        self.wrote: dict[str, set[str]] = {}
+
+    def add(self, commit: str, parents: tuple[str, ...], tree: dict[str, str], wrote: set[str]) -> None:
+        self.tree[commit], self.parents[commit], self.wrote[commit] = tree, parents, wrote
+
+    def ancestors(self, commit: str) -> set[str]:
+        seen, todo = {commit}, [commit]
+        while todo:
+            for parent in self.parents[todo.pop()]:
+                if parent not in seen:
+                    seen.add(parent)
+                    todo.append(parent)
+        return seen
+
+    def written_above(self, tip: str, common: set[str]) -> set[str]:
+        return {name for c in self.ancestors(tip) - common for name in self.wrote[c]}
+
+    def merged(self, ours: str, theirs: str) -> tuple[dict[str, str], dict[str, str]]:
+        """The three-way merge of two commits' trees, and the resolutions in it."""
+        common = self.ancestors(ours) & self.ancestors(theirs)
+        mine, other = self.written_above(ours, common), self.written_above(theirs, common)
+        a, b = self.tree[ours], self.tree[theirs]
+        tree = dict(a)
+        resolved = {}
+        for name in other:
+            if name not in mine:
+                tree[name] = b[name]
+            elif a[name] != b[name]:
+                tree[name] = resolved[name] = max(a[name], b[name])
+        return tree, resolved
+
+
+@pytest.fixture
+def repo() -> GitRepository:
+    return GitRepository.memory()
+
+
+OPS = st.lists(st.one_of(
+    st.tuples(st.just("run"), st.integers(0, 2), st.integers(0, 2)),    # a new version of a run blob
+    st.tuples(st.just("chunk"), st.integers(0, 2), st.integers(0, 2)),  # a new chunk of a run
+    st.tuples(st.just("pull"), st.integers(0, 2), st.integers(0, 2)),   # clone i merges clone j's tip
+    st.tuples(st.just("checkpoint"), st.integers(0, 2), st.just(0)),
+), max_size=40)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=OPS)
+def test_the_fold_of_any_history_is_the_three_way_merged_tree(repo, ops):
+    ref = Reference()
+    counter = iter(range(10**6))
+
+    def blob(text: str) -> str:
+        return repo.odb.write("blob", f"{text} {next(counter)}".encode())
+
+    first = {RUNS[0]: blob("run")}
+    root = log.transaction(repo, None, first, IDENT, "first")
+    ref.add(root, (), dict(first), set(first))
+    tips = [root, root, root]
+    seq = [0, 0, 0]
+    for kind, i, x in ops:
+        tip = tips[i]
+        if kind in ("run", "chunk"):
+            seq[i] += 1
+            name = RUNS[x] if kind == "run" else f"{RUNS[x]}=loss={i:08x}-{seq[i]:08d}"
+            entry = {name: blob(name)}
+            new = log.transaction(repo, tip, entry, IDENT, kind)
+            ref.add(new, (tip,), {**ref.tree[tip], **entry}, set(entry))
+            tips[i] = new
+        elif kind == "checkpoint":
+            new = log.checkpoint(repo, tip, IDENT, "checkpoint")
+            ref.add(new, (tip,), dict(ref.tree[tip]), set(ref.tree[tip]))
+            tips[i] = new
+        else:
+            theirs = tips[x]
+            if theirs in ref.ancestors(tip):
+                continue
+            if tip in ref.ancestors(theirs):
+                tips[i] = theirs  # a fast-forward
+                continue
+            tree, resolved = ref.merged(tip, theirs)
+            wanted = {name: max(pair) for name, pair in log.resolutions(repo, tip, theirs).items()}
+            assert wanted == resolved
+            new = log.merge(repo, tip, theirs, wanted, IDENT, "merge")
+            ref.add(new, (tip, theirs), tree, set(resolved))
+            tips[i] = new
+        assert log.fold(repo, tips[i]) == ref.tree[tips[i]]
+    for tip in tips:
+        assert log.fold(repo, tip) == ref.tree[tip]
+
+
+def test_a_transaction_holds_its_own_entries_beside_the_marker_and_the_sentinel(repo):
+    a = log.transaction(repo, None, {RUNS[0]: b"run 0", f"{RUNS[0]}=loss=0000000a-00000001": b"chunk"}, IDENT, "a")
+    b = log.transaction(repo, a, {RUNS[1]: b"run 1"}, IDENT, "b")
+    from gitprov.store.trees import read_tree
+
+    names = set(read_tree(repo.odb, repo.read_commit(b).tree))
+    assert names == {"format", "runs", RUNS[1]}
+    assert set(log.fold(repo, b)) == {RUNS[0], RUNS[1], f"{RUNS[0]}=loss=0000000a-00000001"}
+    assert log.run_of(f"{RUNS[0]}=loss=0000000a-00000001") == RUNS[0]
+    assert log.run_of("format") is None
+    with pytest.raises(ValueError, match="not a ledger entry name"):
+        log.transaction(repo, b, {"runs/ab/x": b"no"}, IDENT, "bad")
