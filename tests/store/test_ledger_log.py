@@ -129,3 +129,45 @@ def test_a_transaction_holds_its_own_entries_beside_the_marker_and_the_sentinel(
     assert log.run_of("format") is None
     with pytest.raises(ValueError, match="not a ledger entry name"):
         log.transaction(repo, b, {"runs/ab/x": b"no"}, IDENT, "bad")
+
+
+KEYS = st.text(alphabet="abcXYZ019-_.~ %", min_size=1, max_size=12).filter(lambda k: k.strip() == k)
+FILES = st.one_of(
+    st.just("code.patch"),
+    KEYS.map(lambda k: f"artifacts/{k}"),
+    st.tuples(st.sampled_from(["series", "observations", "summaries"]), KEYS,
+              st.from_regex(r"[0-9a-f]{8}(-[0-9]{8})?", fullmatch=True)).map(lambda t: "/".join(t)),
+)
+
+
+@given(path=FILES, run=st.sampled_from(RUNS))
+def test_a_runs_files_and_the_logs_entries_name_each_other(path, run):
+    name = log.entry_name(run, path)
+    assert name is not None and log.run_of(name) == run
+    assert log.file_of(name) == (run, path)
+
+
+def test_names_that_are_not_a_runs_files():
+    assert log.entry_name(RUNS[0], "record") is None and log.entry_name(RUNS[0], "state") is None
+    assert log.file_of(RUNS[0]) == (RUNS[0], "")
+    for path in ("series/loss", "artifacts/a/b", "nope/x/y", "series/a=b/w-1", ""):
+        with pytest.raises(ValueError, match="not a file of a run"):
+            log.entry_name(RUNS[0], path)
+    for name in ("format", "runs", RUNS[0][:39], RUNS[0] + "#other", RUNS[0] + "@", RUNS[0] + "=loss",
+                 RUNS[0] + "=loss=", RUNS[0] + "@a/b", RUNS[0] + "x"):
+        assert log.file_of(name) is None, name
+
+
+def test_the_run_blob_holds_record_state_and_small_artifacts_checked_against_the_run_id(repo):
+    record = b'{"kind":"run-record","name":"a"}'
+    run = repo.fmt.hash_object("blob", record)
+    data = log.encode_run_blob(record, b'{"kind":"run-state"}', {"b": b"2", "a": b"1"})
+    assert log.encode_run_blob(record, b'{"kind":"run-state"}', {"a": b"1", "b": b"2"}) == data
+    assert log.decode_run_blob(data, run, repo.fmt.hash_object) == (record, b'{"kind":"run-state"}',
+                                                                    {"a": b"1", "b": b"2"})
+    other = repo.fmt.hash_object("blob", b"another record")
+    with pytest.raises(ValueError, match="the record of another run"):
+        log.decode_run_blob(data, other, repo.fmt.hash_object)
+    for bad in (b"\xc1", log.encode_run_blob(record, b"s")[:-3], b"\x80"):
+        with pytest.raises(ValueError, match="run blob of"):
+            log.decode_run_blob(bad, run, repo.fmt.hash_object)

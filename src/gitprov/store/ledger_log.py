@@ -30,8 +30,9 @@ from collections.abc import Callable, Iterable, Iterator
 from .repo import GitRepository
 from .trees import edit_tree, read_tree
 
-__all__ = ["CHECKPOINT_MARKER", "LOG_MARKER", "SENTINEL", "changed_since", "checkpoint", "fold", "merge",
-           "merge_base", "resolutions", "run_of", "transaction", "walk"]
+__all__ = ["CHECKPOINT_MARKER", "INLINE_LIMIT", "LOG_MARKER", "SENTINEL", "changed_since", "checkpoint",
+           "decode_run_blob", "encode_run_blob", "entry_name", "file_of", "fold", "merge", "merge_base",
+           "resolutions", "run_of", "transaction", "walk"]
 
 LOG_MARKER = b'{"format_version":4,"kind":"ledger","layout":"log","requires":"git-prov>=0.4.0"}'
 CHECKPOINT_MARKER = b'{"format_version":4,"kind":"ledger","layout":"checkpoint","requires":"git-prov>=0.4.0"}'
@@ -44,12 +45,83 @@ _RESERVED = ("format", SENTINEL)
 _NAME = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})(?:[=!+@#].*)?$")
 
 Identity = Callable[[], str]
+#: artifacts up to this size are kept inside the run blob, larger ones as ``<id>@<key>``
+INLINE_LIMIT = 4096
+#: a run's files as format 3 names them (``runs/<xx>/<id>/…``) -> the separator of
+#: their entry in the log; ``None``: the file is inside the run blob
+_FOLDERS = {"series": "=", "observations": "!", "summaries": "+"}
+_SEPARATORS = {sep: folder for folder, sep in _FOLDERS.items()}
 
 
 def run_of(name: str) -> str | None:
     """The run an entry name belongs to (``<id>`` or ``<id>`` and a separator), else None."""
     m = _NAME.match(name)
     return m.group(1) if m else None
+
+
+def entry_name(run_id: str, path: str) -> str | None:
+    """The log's entry for a run's file as format 3 names it in the run's directory
+    (``series/<key>/<chunk>`` -> ``<id>=<key>=<chunk>``); None for ``record`` and
+    ``state``, which are inside the run blob."""
+    if path in ("record", "state"):
+        return None
+    if path == "code.patch":
+        return f"{run_id}#patch"
+    folder, _, rest = path.partition("/")
+    if folder == "artifacts" and rest and "/" not in rest:
+        return f"{run_id}@{rest}"
+    key, _, leaf = rest.partition("/")
+    if folder in _FOLDERS and key and leaf and "/" not in leaf and "=" not in key:
+        return f"{run_id}{_FOLDERS[folder]}{key}={leaf}"
+    raise ValueError(f"not a file of a run: {path!r}")
+
+
+def file_of(name: str) -> tuple[str, str] | None:
+    """``(run id, the file as format 3 names it)`` of a log entry (``<id>`` alone is the
+    run blob: ``(id, "")``); None for a name that is not a run's."""
+    run_id = run_of(name)
+    if run_id is None:
+        return None
+    rest = name[len(run_id):]
+    if not rest:
+        return run_id, ""
+    sep, body = rest[0], rest[1:]
+    if sep == "#":
+        return (run_id, "code.patch") if body == "patch" else None
+    if sep == "@":
+        return (run_id, f"artifacts/{body}") if body and "/" not in body else None
+    key, eq, leaf = body.partition("=")
+    if not key or not eq or not leaf or "/" in body:
+        return None
+    return run_id, f"{_SEPARATORS[sep]}/{key}/{leaf}"
+
+
+def encode_run_blob(record: bytes, state: bytes, artifacts: dict[str, bytes] | None = None) -> bytes:
+    """The run blob: msgpack of the record's and the state's canonical bytes and the
+    small artifacts by key (as named in the tree)."""
+    import msgspec
+
+    return msgspec.msgpack.encode({"record": record, "state": state, "artifacts": dict(sorted((artifacts or {}).items()))})
+
+
+def decode_run_blob(data: bytes, run_id: str, hash_blob: Callable[[str, bytes], str]) -> tuple[bytes, bytes, dict[str, bytes]]:
+    """``(record, state, artifacts)`` of a run blob, its record checked against the run
+    id (the blob id of the record's bytes); ``ValueError`` when it is not one."""
+    import msgspec
+
+    try:
+        obj = msgspec.msgpack.decode(data)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"run blob of {run_id[:12]} is not msgpack: {exc}") from None
+    if not isinstance(obj, dict) or set(obj) != {"record", "state", "artifacts"}:
+        raise ValueError(f"run blob of {run_id[:12]} is not a record, a state and artifacts")
+    record, state, artifacts = obj["record"], obj["state"], obj["artifacts"]
+    if not (isinstance(record, bytes) and isinstance(state, bytes) and isinstance(artifacts, dict)
+            and all(isinstance(k, str) and isinstance(v, bytes) for k, v in artifacts.items())):
+        raise ValueError(f"run blob of {run_id[:12]} holds a part of the wrong type")
+    if hash_blob("blob", record) != run_id:
+        raise ValueError(f"run blob of {run_id[:12]} holds the record of another run")
+    return record, state, artifacts
 
 
 def _sentinel_changes(fmt_hash: Callable[[str, bytes], str]) -> dict[str, bytes]:
