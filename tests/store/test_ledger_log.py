@@ -72,7 +72,7 @@ OPS = st.lists(st.one_of(
 ), max_size=40)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=OPS)
 def test_the_fold_of_any_history_is_the_three_way_merged_tree(repo, ops):
     ref = Reference()
@@ -171,3 +171,43 @@ def test_the_run_blob_holds_record_state_and_small_artifacts_checked_against_the
     for bad in (b"\xc1", log.encode_run_blob(record, b"s")[:-3], b"\x80"):
         with pytest.raises(ValueError, match="run blob of"):
             log.decode_run_blob(bad, run, repo.fmt.hash_object)
+
+
+def test_the_log_answers_what_format_3_answers_about_one_run(repo):
+    """The same runs written as format 3 (``Ledger``) and as the log (``LogView``): the
+    same files, folders and id prefixes; a run's version moves with it alone."""
+    from gitprov.store.ledger import Ledger, run_dir
+
+    ledger = Ledger(repo)
+    tip = None
+    runs = []
+    for k in range(3):
+        record = f'{{"kind":"run-record","name":"r{k}"}}'.encode()
+        run = repo.fmt.hash_object("blob", record)
+        runs.append(run)
+        state, chunk, small, big, patch = (f"state {k}".encode(), f"chunk {k}".encode(), b"s" * 10,
+                                           bytes([k]) * 5000, f"patch {k}".encode())
+        ledger.apply({f"{run_dir(run)}/record": record, f"{run_dir(run)}/state": state,
+                      f"{run_dir(run)}/series/loss/0000000a-00000001": chunk,
+                      f"{run_dir(run)}/artifacts/small": small, f"{run_dir(run)}/artifacts/big": big,
+                      f"{run_dir(run)}/code.patch": patch}, f"run {k}")
+        tip = log.transaction(repo, tip, {run: log.encode_run_blob(record, state, {"small": small}),
+                                          f"{run}=loss=0000000a-00000001": chunk, f"{run}@big": big,
+                                          f"{run}#patch": patch}, IDENT, f"run {k}")
+    view = log.LogView(repo, tip)
+    for run in runs:
+        for name in ("record", "state", "code.patch", "artifacts/small", "artifacts/big", "series", "nope"):
+            assert view.run_file(run, name) == ledger.run_file(run, name), name
+        for folder in ("series/loss", "artifacts", "series/none"):
+            assert {n: e.oid for n, e in view.run_folder(run, folder).items()} == \
+                   {n: e.oid for n, e in ledger.run_folder(run, folder).items()}, folder
+        assert view.run_ids_with_prefix(run[:3]) == ledger.run_ids_with_prefix(run[:3])
+    missing = "f" * 40
+    assert view.run_file(missing, "record") is None and view.run_version(missing) is None
+    before = {run: view.run_version(run) for run in runs}
+    record0 = view.run_file(runs[0], "record")
+    tip2 = log.transaction(repo, tip, {runs[0]: log.encode_run_blob(record0, b"state 0, later", {"small": b"s" * 10})},
+                           IDENT, "run 0 again")
+    after = log.LogView(repo, tip2)
+    assert after.run_file(runs[0], "state") == b"state 0, later"
+    assert [after.run_version(r) == before[r] for r in runs] == [False, True, True]

@@ -14,9 +14,11 @@ version met of each entry is its current one. That is well defined because a mer
 commit holds the resolution of every entry both of its sides wrote, with different
 contents, since their merge base: an entry only one side wrote has its older versions
 at or below the base, which the walk meets after both sides. A **checkpoint** commit
-holds every entry of the ledger at that commit, sharded (``<xx>/<name>``); the walk
-takes it whole and does not go below it. A commit of another format (format 3, before
-the upgrade) ends the walk too: its runs are in the checkpoint or merge that replaced it.
+holds every entry of the ledger at that commit, sharded (``<xx>/<name>``); the fold
+takes it whole and reads nothing below it (the walk still passes through, for the
+order: a commit below a checkpoint can be reached around it too). A commit of another
+format (format 3, before the upgrade) is not read: its runs are in the checkpoint or
+merge that replaced it.
 
 Bytes and git objects only: which of two versions wins is decided above this layer
 (``exchange``), and given here as resolutions.
@@ -27,12 +29,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 
+from .objects import MODE_BLOB, TreeEntry
 from .repo import GitRepository
 from .trees import edit_tree, read_tree
 
 __all__ = ["CHECKPOINT_MARKER", "INLINE_LIMIT", "LOG_MARKER", "SENTINEL", "changed_since", "checkpoint",
            "decode_run_blob", "encode_run_blob", "entry_name", "file_of", "fold", "merge", "merge_base",
-           "resolutions", "run_of", "transaction", "walk"]
+           "resolutions", "run_of", "transaction", "walk", "LogView"]
 
 LOG_MARKER = b'{"format_version":4,"kind":"ledger","layout":"log","requires":"git-prov>=0.4.0"}'
 CHECKPOINT_MARKER = b'{"format_version":4,"kind":"ledger","layout":"checkpoint","requires":"git-prov>=0.4.0"}'
@@ -171,32 +174,38 @@ def _kind(repo: GitRepository, tree: str, markers: dict[str, str]) -> str:
 
 
 def walk(repo: GitRepository, tip: str | None, stop: frozenset[str] = frozenset()) -> Iterator[tuple[str, str, str]]:
-    """``(commit, kind, tree)`` of the commits the fold reads, newest first, each after
-    all its children; ``kind`` is ``log``, ``checkpoint`` or ``other`` (whose parents
-    are not walked, nor those of a checkpoint). Commits in ``stop`` and below are left
-    out."""
+    """``(commit, kind, tree)`` of the commits whose entries the fold reads, newest
+    first, each after all its children; ``kind`` is ``log`` or ``checkpoint``. Every
+    commit reachable from ``tip`` is walked, for the order (a commit below a checkpoint
+    can also be reached around it); the ancestors of a checkpoint are left out, since it
+    holds everything they wrote, and so are commits of another format and those in
+    ``stop`` and below."""
     if tip is None or tip in stop:
         return
     markers = {repo.fmt.hash_object("blob", LOG_MARKER): "log",
                repo.fmt.hash_object("blob", CHECKPOINT_MARKER): "checkpoint"}
-    info: dict[str, tuple[str, str, tuple[str, ...]]] = {}
+    info: dict[str, tuple[str, tuple[str, ...]]] = {}
     children: dict[str, int] = {tip: 0}
     order = [tip]
     for oid in order:  # discover, breadth first
         commit = repo.read_commit(oid)
-        kind = _kind(repo, commit.tree, markers)
-        parents = tuple(p for p in commit.parents if p not in stop) if kind == "log" else ()
-        info[oid] = (kind, commit.tree, parents)
+        parents = tuple(p for p in commit.parents if p not in stop)
+        info[oid] = (commit.tree, parents)
         for parent in parents:
             if parent not in children:
                 children[parent] = 0
                 order.append(parent)
             children[parent] += 1
+    superseded: set[str] = set()
     ready = [tip]
     while ready:
         oid = ready.pop()
-        kind, tree, parents = info[oid]
-        yield oid, kind, tree
+        tree, parents = info[oid]
+        kind = "superseded" if oid in superseded else _kind(repo, tree, markers)
+        if kind in ("log", "checkpoint"):
+            yield oid, kind, tree
+        if kind in ("checkpoint", "superseded"):
+            superseded.update(parents)
         for parent in reversed(parents):
             children[parent] -= 1
             if children[parent] == 0:
@@ -249,3 +258,63 @@ def resolutions(repo: GitRepository, ours: str, theirs: str) -> dict[str, tuple[
     common = merge_base(repo, ours, theirs)
     mine, other = changed_since(repo, ours, common), changed_since(repo, theirs, common)
     return {name: (oid, other[name]) for name, oid in mine.items() if name in other and other[name] != oid}
+
+
+class LogView:
+    """The ledger at one commit of a log, answering what ``store.ledger.Ledger`` answers
+    about one run from format 3's tree (``run_file``, ``run_folder``, ``run_version``,
+    ``run_ids_with_prefix``). Folds once, when first asked."""
+
+    def __init__(self, repo: GitRepository, tip: str | None) -> None:
+        self.repo, self.tip = repo, tip
+        self._runs: dict[str, dict[str, str]] | None = None
+
+    def _fold(self) -> dict[str, dict[str, str]]:
+        if self._runs is None:
+            runs: dict[str, dict[str, str]] = {}
+            for name, oid in fold(self.repo, self.tip).items():
+                where = file_of(name)
+                if where is not None:
+                    runs.setdefault(where[0], {})[where[1]] = oid
+            self._runs = runs
+        return self._runs
+
+    def _parts(self, run_id: str) -> tuple[bytes, bytes, dict[str, bytes]] | None:
+        files = self._fold().get(run_id)
+        if files is None or "" not in files:
+            return None
+        data = self.repo.odb.read_typed(files[""], "blob")
+        return decode_run_blob(data, run_id, self.repo.fmt.hash_object)
+
+    def run_file(self, run_id: str, name: str) -> bytes | None:
+        if name in ("record", "state"):
+            parts = self._parts(run_id)
+            return None if parts is None else parts[0] if name == "record" else parts[1]
+        if name.startswith("artifacts/"):
+            parts = self._parts(run_id)
+            inline = parts[2].get(name[len("artifacts/"):]) if parts is not None else None
+            if inline is not None:
+                return inline
+        oid = self._fold().get(run_id, {}).get(name)
+        return None if oid is None else self.repo.odb.read_typed(oid, "blob")
+
+    def run_folder(self, run_id: str, name: str) -> dict[str, TreeEntry]:
+        files = self._fold().get(run_id, {})
+        prefix = name.rstrip("/") + "/"
+        out = {path[len(prefix):]: TreeEntry(MODE_BLOB, path[len(prefix):], oid)
+               for path, oid in files.items() if path.startswith(prefix) and "/" not in path[len(prefix):]}
+        if name == "artifacts":
+            parts = self._parts(run_id)
+            for key, content in (parts[2] if parts is not None else {}).items():
+                out[key] = TreeEntry(MODE_BLOB, key, self.repo.fmt.hash_object("blob", content))
+        return out
+
+    def run_version(self, run_id: str) -> str | None:
+        files = self._fold().get(run_id)
+        if not files:
+            return None
+        listing = "".join(f"{path}\0{oid}\n" for path, oid in sorted(files.items())).encode()
+        return self.repo.fmt.hash_object("blob", listing)
+
+    def run_ids_with_prefix(self, prefix: str) -> list[str]:
+        return sorted(run_id for run_id in self._fold() if run_id.startswith(prefix))
