@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from gitprov.errors import ConcurrentUpdateError, UnknownRevisionError
 from gitprov.store import refs as refs_module
-from gitprov.store.ledger import Ledger, run_dir
+from gitprov.store.ledger import Ledger, run_dir, run_link_path
 from gitprov.store.notes import NOTES_REF, Notes, merge_note_lines
 from gitprov.store.objects import (
     MODE_BLOB,
@@ -377,6 +377,35 @@ def test_ledger_apply_read_list_and_run_ids(store: GitRepository) -> None:
     assert sorted(ledger.run_ids(tip1)) == sorted([run_a, run_b])
     assert store.read_commit(tip2).parents == (tip1,)
     assert ledger.apply({}, "no change", fmt_blob) == tip2, "an unchanged tree writes no commit"
+
+
+def test_ledger_reads_one_run_and_the_runs_of_one_commit(store: GitRepository) -> None:
+    """What readers of one run ask the ledger, where the format lays the run out (a
+    format of another layout answers the same questions)."""
+    ledger = Ledger(store)
+    run_a = store.fmt.hash_object("blob", b"run a")
+    run_b = run_a[:6] + ("0" if run_a[6] != "0" else "1") + run_a[7:]  # shares a 6-character prefix
+    commit = "c" * store.fmt.hex_len
+    tip1 = ledger.apply({f"{run_dir(run_a)}/record": b"A", f"{run_dir(run_a)}/state": b"sA",
+                         f"{run_dir(run_a)}/series/loss/w-1": b"chunk", f"{run_dir(run_b)}/record": b"B",
+                         run_link_path(commit, run_a): b"A"}, "two runs")
+    assert ledger.run_file(run_a, "state") == b"sA"
+    assert ledger.run_file(run_a, "series") is None, "a folder is not a file"
+    assert ledger.run_file(run_b, "state") is None
+    assert ledger.run_file("f" * store.fmt.hex_len, "record") is None
+    assert set(ledger.run_folder(run_a, "series/loss")) == {"w-1"}
+    assert ledger.run_folder(run_a, "artifacts") == {}
+    assert ledger.run_ids_with_prefix(run_a[:6]) == sorted([run_a, run_b])
+    assert ledger.run_ids_with_prefix(run_a) == [run_a]
+    assert ledger.has_runs_at(commit) and not ledger.has_runs_at("d" * store.fmt.hex_len)
+    assert list(ledger.iter_commit_run_ids(commit)) == [run_a]
+    version = ledger.run_version(run_a)
+    assert version is not None and ledger.run_version("f" * store.fmt.hex_len) is None
+    ledger.apply({f"{run_dir(run_b)}/state": b"sB"}, "another run changed")
+    assert ledger.run_version(run_a) == version, "the version changes with the run only"
+    ledger.apply({f"{run_dir(run_a)}/state": b"sA2"}, "the run changed")
+    assert ledger.run_version(run_a) != version
+    assert ledger.run_file(run_a, "state", tip1) == b"sA", "an older tip reads as it was"
 
 
 # -- transactions --------------------------------------------------------------------

@@ -194,11 +194,8 @@ def post_rewrite(ctx: _Context) -> None:
             base_env = record.environment
             add[new].append(codec.encode(record))
     store.notes.add(add, f"prov: {how} rewrote {len(pairs)} commit(s)")
-    from ..store.ledger import commit_runs_dir
-
-    # runs made at it: listed in the ledger (format 2; one directory read, not its runs),
-    # or a run line in its note (format 1)
-    pinned = [old for old, _ in pairs if store.ledger.list_dir(commit_runs_dir(old))
+    # runs made at it: listed in the ledger (format 2), or a run line in its note (format 1)
+    pinned = [old for old, _ in pairs if store.ledger.has_runs_at(old)
               or any(b'"kind":"run"' in line for line in store.notes.read(old, tip))]
     if pinned:  # the old commits are now unreachable: keep what runs were made against
         from ..history import keep_pinned

@@ -8,7 +8,7 @@ from .. import codec
 from ..errors import DataError, UsageError
 from ..keys import key_to_name
 from ..model import RunRecord, RunState
-from ..store.ledger import Ledger, run_dir
+from ..store.ledger import Ledger
 from .series import decode_metric_chunk, decode_observation_chunk
 
 __all__ = ["MetricPoint", "Observation", "metric_chunk_ids", "metric_chunks", "metric_summary_ids", "read_record",
@@ -34,8 +34,7 @@ def resolve_run_id(ledger: Ledger, prefix: str) -> str:
     prefix = prefix.strip().lower()
     if len(prefix) < 4 or any(c not in "0123456789abcdef" for c in prefix):
         raise UsageError(f"run id {prefix!r} is not a run id or a prefix of at least 4 hex characters")
-    shard = ledger.list_dir(f"runs/{prefix[:2]}")
-    matches = sorted(name for name in shard if name.startswith(prefix))
+    matches = ledger.run_ids_with_prefix(prefix)
     if not matches:
         raise UsageError(f"no run with id {prefix!r}; list runs with 'prov runs'")
     if len(matches) > 1:
@@ -44,21 +43,21 @@ def resolve_run_id(ledger: Ledger, prefix: str) -> str:
 
 
 def read_record(ledger: Ledger, run_id: str, tip: str | None = None) -> RunRecord:
-    data = ledger.read_file(f"{run_dir(run_id)}/record", tip)
+    data = ledger.run_file(run_id, "record", tip)
     if data is None:
         raise UsageError(f"no run with id {run_id!r}; list runs with 'prov runs'")
     return codec.decode(data, RunRecord, f"record of run {run_id[:12]}")
 
 
 def read_state(ledger: Ledger, run_id: str, tip: str | None = None) -> RunState:
-    data = ledger.read_file(f"{run_dir(run_id)}/state", tip)
+    data = ledger.run_file(run_id, "state", tip)
     if data is None:
         raise DataError(f"run {run_id[:12]} has no state in the ledger")
     return codec.decode(data, RunState, f"state of run {run_id[:12]}")
 
 
 def _chunks(ledger: Ledger, run_id: str, folder: str, key: str, tip: str | None) -> list[bytes]:
-    listing = ledger.list_dir(f"{run_dir(run_id)}/{folder}/{key_to_name(key)}", tip)
+    listing = ledger.run_folder(run_id, f"{folder}/{key_to_name(key)}", tip)
     odb = ledger.repo.odb
     return [odb.read_typed(listing[name].oid, "blob") for name in sorted(listing, key=_chunk_order)]
 
@@ -83,14 +82,14 @@ def metric_chunk_ids(ledger: Ledger, run_id: str, key: str, tip: str | None = No
 
 def metric_chunks(ledger: Ledger, run_id: str, key: str, tip: str | None = None) -> list[tuple[str, str]]:
     """``(name, blob id)`` of the stored chunks of metric ``key``, in logging order."""
-    listing = ledger.list_dir(f"{run_dir(run_id)}/series/{key_to_name(key)}", tip)
+    listing = ledger.run_folder(run_id, f"series/{key_to_name(key)}", tip)
     return [(name, listing[name].oid) for name in sorted(listing, key=_chunk_order)]
 
 
 def metric_summary_ids(ledger: Ledger, run_id: str, key: str, tip: str | None = None) -> list[str]:
     """The blob ids of the summaries of metric ``key`` (``runs/summary.py``), one per
     writer that spilled a long series of it; none for a short one or an older run."""
-    listing = ledger.list_dir(f"{run_dir(run_id)}/summaries/{key_to_name(key)}", tip)
+    listing = ledger.run_folder(run_id, f"summaries/{key_to_name(key)}", tip)
     return [listing[name].oid for name in sorted(listing) if not listing[name].is_tree]
 
 
@@ -107,7 +106,7 @@ def observations(ledger: Ledger, run_id: str, key: str, tip: str | None = None) 
 
 
 def artifact_blob_id(ledger: Ledger, run_id: str, key: str, tip: str | None = None) -> str | None:
-    entry = ledger.list_dir(f"{run_dir(run_id)}/artifacts", tip).get(key_to_name(key))
+    entry = ledger.run_folder(run_id, "artifacts", tip).get(key_to_name(key))
     return entry.oid if entry is not None and not entry.is_tree else None
 
 

@@ -104,12 +104,12 @@ def _recover_runs(store: ProvStore, folder: str) -> list[str]:
                     if oid is not None and store.git.odb.contains(oid):
                         changes[f"{base}/{rel}"] = oid
                 journal_state = frame.get("state", journal_state)
-            stored = store.ledger.read_file(f"{base}/record") is not None
+            stored = store.ledger.run_file(run_id, "record") is not None
             if not stored:
                 changes[f"{base}/record"] = header["record"]
                 if record.code.patch and store.git.odb.contains(record.code.patch):
                     changes[f"{base}/code.patch"] = record.code.patch
-            state = _latest_state(store.ledger.read_file(f"{base}/state"), journal_state, run_id) or RunState(
+            state = _latest_state(store.ledger.run_file(run_id, "state"), journal_state, run_id) or RunState(
                 name=record.name, experiment=record.experiment)
             if state.status == "running":
                 state.status = "crashed"

@@ -206,10 +206,7 @@ def _execute(argv: list[str], cwd: str, env: dict[str, str], quiet: bool) -> int
 
 
 def _runs_at(store: ProvStore, commit: str) -> set[str]:
-    from ..store.ledger import commit_runs_dir
-
-    folder = commit_runs_dir(commit)
-    return {name for shard in store.ledger.list_dir(folder) for name in store.ledger.list_dir(f"{folder}/{shard}")}
+    return set(store.ledger.iter_commit_run_ids(commit))
 
 
 def _run_command(store: ProvStore, scratch: ProvStore, original: Run, dest: str, cwd: str,

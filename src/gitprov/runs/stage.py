@@ -88,8 +88,8 @@ def _digest(run: Run | None, name: str, value: Any, what: str) -> str:
     from .run import Run as RunClass
 
     if isinstance(value, RunClass):
-        tree = value.store.ledger.list_dir(f"runs/{value.id[:2]}").get(value.id)
-        return f"run:{tree.oid if tree is not None else value.id}"
+        version = value.store.ledger.run_version(value.id)
+        return f"run:{version or value.id}"
     if isinstance(value, ArtifactRef):
         return f"sha256:{value.sha256}" if not value.sha256.startswith("sha256:") else value.sha256
     if isinstance(value, (bytes, bytearray)):

@@ -88,6 +88,31 @@ class Ledger:
             return {}
         return read_tree(self.repo.odb, entry.oid)
 
+    # -- one run, one commit: where the format lays them out is known here only --------
+
+    def run_file(self, run_id: str, name: str, tip: str | None = None) -> bytes | None:
+        """The content of one of a run's files (``record``, ``state``, ``code.patch``,
+        ``artifacts/<key>``, …), None when the run or the file is not there."""
+        return self.read_file(f"{run_dir(run_id)}/{name}", tip)
+
+    def run_folder(self, run_id: str, name: str, tip: str | None = None) -> dict[str, TreeEntry]:
+        """The entries of one of a run's folders (``series/<key>``, ``artifacts``, …)."""
+        return self.list_dir(f"{run_dir(run_id)}/{name}", tip)
+
+    def run_version(self, run_id: str, tip: str | None = None) -> str | None:
+        """An id that changes whenever anything stored for the run does (the tree id of
+        its directory), None when the ledger has no such run."""
+        entry = self.list_dir(f"runs/{run_id[:2]}", tip).get(run_id)
+        return entry.oid if entry is not None and entry.is_tree else None
+
+    def run_ids_with_prefix(self, prefix: str, tip: str | None = None) -> list[str]:
+        """The ids of the runs that start with ``prefix`` (at least two characters)."""
+        return sorted(name for name in self.list_dir(f"runs/{prefix[:2]}", tip) if name.startswith(prefix))
+
+    def has_runs_at(self, commit: str, tip: str | None = None) -> bool:
+        """Whether any run was made at ``commit`` (one directory read, not its runs)."""
+        return bool(self.list_dir(commit_runs_dir(commit), tip))
+
     def run_entries(self, tip: str | None = None) -> Iterator[tuple[str, TreeEntry]]:
         """``(run id, its entry)`` under every shard of ``runs/``, shard by shard, sorted
         (an entry that is not a directory is for ``prov verify`` to name)."""
