@@ -211,3 +211,30 @@ def test_the_log_answers_what_format_3_answers_about_one_run(repo):
     after = log.LogView(repo, tip2)
     assert after.run_file(runs[0], "state") == b"state 0, later"
     assert [after.run_version(r) == before[r] for r in runs] == [False, True, True]
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=OPS)
+def test_the_fold_through_git_is_the_fold(tmp_path_factory, make_repo, ops):
+    """``fold_with_git`` (git orders the commits and reads the trees) on a real
+    repository gives what ``fold`` gives, checkpoints and merges included."""
+    real = make_repo("sha1", commits=0)
+    repo = GitRepository.open(str(real.path))
+    counter = iter(range(10**6))
+    tips = [log.transaction(repo, None, {RUNS[0]: repo.odb.write("blob", b"run 0")}, IDENT, "first")] * 3
+    seq = [0, 0, 0]
+    for kind, i, x in ops:
+        tip = tips[i]
+        if kind in ("run", "chunk"):
+            seq[i] += 1
+            name = RUNS[x] if kind == "run" else f"{RUNS[x]}=loss={i:08x}-{seq[i]:08d}"
+            tips[i] = log.transaction(repo, tip, {name: repo.odb.write("blob", f"{name} {next(counter)}".encode())},
+                                      IDENT, kind)
+        elif kind == "checkpoint":
+            tips[i] = log.checkpoint(repo, tip, IDENT, "checkpoint")
+        elif tips[x] != tip:
+            wanted = {name: max(pair) for name, pair in log.resolutions(repo, tip, tips[x]).items()}
+            tips[i] = log.merge(repo, tip, tips[x], wanted, IDENT, "merge")
+    for tip in tips:
+        assert log.fold_with_git(repo, tip) == log.fold(repo, tip)
+    assert log.fold_with_git(GitRepository.memory(), tips[0]) is None
