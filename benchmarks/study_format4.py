@@ -3,7 +3,7 @@ no manual gc, <= 2 KiB at 100,000 runs). Benchmark-only: nothing here changes wh
 git-prov writes.
 
     python benchmarks/study_format4.py [--runs 10000] [--real 10000] [--candidates A,B,C,D,E,F,G,H,I,J]
-                                       [--samples 10] [--root DIR] [--keep] [--out FILE]
+                                       [--samples 10] [--writes 1] [--root DIR] [--keep] [--out FILE]
     python benchmarks/study_format4.py --report ROOT/.../results.json
 
 Smoke run (about ten seconds on a quiet machine, a minute at load 10; every candidate
@@ -59,6 +59,11 @@ J   G's entries as a log: each ledger commit's tree holds ``format`` and the ent
     tree also holds ``runs/``, one constant subtree with a run of format 4, written by
     the first transaction: what an older release lists, so that it stops with its
     "newer than this git-prov reads" line.
+
+``--writes N``: each run is written as N ledger transactions instead of one, as a run
+that flushes while it logs writes it (``flushes``): the state at that moment and the
+points logged since the last write, the last one the run as it ended, with its
+artifacts. Figures stay per run.
 
 Past ``--real`` runs (default 10,000), run ``k`` is made from real run ``k % real``
 as the API would have made run ``k`` of the workload (``synthesise``: its own name,
@@ -254,6 +259,41 @@ def synthesise(real: list[Run], total: int):
 # -- step 2: the candidates --------------------------------------------------------------
 
 
+def flushes(run: Run, n: int) -> list[Run]:
+    """``run`` as ``n`` ledger writes, as a run that flushes while it logs writes it:
+    write ``j`` holds the state at that moment (``running``, its lamport ``j + 1``, the
+    metric's latest point) and a chunk of the points logged since the last; the last
+    write is the run as it ended, with its artifacts."""
+    if n <= 1:
+        return [run]
+    import msgspec
+
+    from gitprov.runs.series import decode_metric_chunk, encode_metric_chunk
+
+    (key, name), data = next(iter(run.chunks.items()))
+    steps, stamps, values = decode_metric_chunk(data)
+    cuts = [len(steps) * j // n for j in range(n + 1)]
+    state = msgspec.json.decode(run.state)
+    out = []
+    for j in range(n):
+        part = Run(run.id)
+        part.commit, part.created, part.record = run.commit, run.created, run.record
+        a, b = cuts[j], cuts[j + 1]
+        part.chunks[(key, f"{name[:8]}-{j:08d}")] = encode_metric_chunk(steps[a:b], stamps[a:b], values[a:b])
+        last = j == n - 1
+        now = dict(state, lamport=j + 1 if not last else n)
+        if not last:
+            now.update(status="running", ended=None, artifacts={},
+                       metrics={key: {"step": steps[b - 1], "timestamp": stamps[b - 1], "value": values[b - 1]}})
+        else:
+            part.artifacts = dict(run.artifacts)
+        part.state = msgspec.json.encode(now, order="sorted")
+        out.append(part)
+    return out
+
+
+
+
 def run_blob(run: Run, inline: bool) -> bytes:
     """Record and state in one blob (a line each), and with ``inline`` the run's small
     artifacts after them: a prototype framing (a real format would frame with lengths;
@@ -326,11 +366,12 @@ def changes_for(name: str, run: Run, empty: str) -> tuple[dict[str, bytes | str]
 
 
 def replay(name: str, path: str, runs: Iterable[Run], every: int = 0,
-           samples: list | None = None) -> tuple[float, dict[str, str], list[str]]:
+           samples: list | None = None, writes: int = 1) -> tuple[float, dict[str, str], list[str]]:
     """Write ``runs`` under candidate ``name`` into the repository at ``path``, one
-    ledger transaction each; ``(seconds, {blob id: kind}, the commits' trees)``. With
-    ``every``, ``(runs, du -sb .git)`` is appended to ``samples`` after every ``every``
-    runs, prov's repack waited for first (not counted in the seconds)."""
+    ledger transaction each (``writes``: that many, as ``flushes`` makes them);
+    ``(seconds, {blob id: kind}, the commits' trees)``. With ``every``, ``(runs, du -sb
+    .git)`` is appended to ``samples`` after every ``every`` runs, prov's repack waited
+    for first (not counted in the seconds)."""
     from gitprov.store.ledger import Ledger
     from gitprov.store.repo import GitRepository
 
@@ -343,17 +384,19 @@ def replay(name: str, path: str, runs: Iterable[Run], every: int = 0,
     paused = 0.0
     previous: list[str] = []
     for done, run in enumerate(runs, 1):
-        changes, blob_kinds = changes_for(name, run, EMPTY)
-        if name == "J":  # a log: the tree holds this transaction's entries only
-            now = list(changes)
-            changes = {**dict.fromkeys(previous), **changes, **(SENTINEL if done == 1 else {})}
-            previous = now
-        if name == "B" and empty == b"":  # the first link writes the empty blob, the rest name it
-            changes = {p: (b"" if v == EMPTY else v) for p, v in changes.items()}
-            empty = EMPTY
-        ledger.apply(changes, f"prov: run {run.id[:12]} finished")
-        for data, kind in blob_kinds.items():
-            kinds[fmt.hash_object("blob", data)] = kind
+        for version in flushes(run, writes):
+            changes, blob_kinds = changes_for(name, version, EMPTY)
+            if name == "J":  # a log: the tree holds this transaction's entries only
+                now = list(changes)
+                changes = {**dict.fromkeys(previous), **changes, **(SENTINEL if done == 1 else {})}
+                previous = now
+            if name == "B" and empty == b"":  # the first link writes the empty blob, the rest name it
+                changes = {p: (b"" if v == EMPTY else v) for p, v in changes.items()}
+                empty = EMPTY
+            status = "finished" if version.artifacts or writes == 1 else "running"
+            ledger.apply(changes, f"prov: run {run.id[:12]} {status}")
+            for data, kind in blob_kinds.items():
+                kinds[fmt.hash_object("blob", data)] = kind
         if every and samples is not None and done % every == 0:
             t1 = time.perf_counter()
             settle(path)
@@ -630,7 +673,8 @@ def kinds_table(results: dict[str, dict]) -> list[str]:
 def report(args: argparse.Namespace, results: dict[str, dict], real_rate: float | None, minutes: float | None) -> str:
     cmd = f"python benchmarks/study_format4.py --runs {args.runs} --candidates {args.candidates}" + (
         f" --real {args.real}" if args.real != 10_000 else "") + (
-        f" --samples {args.samples}" if args.samples != 10 else "") + (" --migrate" if args.migrate else "")
+        f" --samples {args.samples}" if args.samples != 10 else "") + (
+        f" --writes {args.writes}" if args.writes != 1 else "") + (" --migrate" if args.migrate else "")
     lines = ["Reproduce:", "", "```bash", cmd, "```", "",
              f"Machine: {h.machine()}. Load average at the end: "
              + ", ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -648,6 +692,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candidates", default=",".join(CANDIDATES), help="of " + ", ".join(CANDIDATES))
     p.add_argument("--samples", type=int, default=10,
                    help="measure .git as left at this many moments of each candidate's replay (0: at the end only)")
+    p.add_argument("--writes", type=int, default=1,
+                   help="ledger writes a run: a run that flushes while it logs (flushes), the last with its end")
     p.add_argument("--migrate", action="store_true",
                    help="also measure the 3 -> 4 upgrade (to G) of candidate A's repository, as one transaction")
     p.add_argument("--root", help="work here (default: a new temporary directory)")
@@ -697,8 +743,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"candidate {name} ({CANDIDATES[name]}) ...")
             samples: list = []
             seconds, kinds, trees = replay(name, path, synthesise(runs, args.runs),
-                                           args.runs // args.samples if args.samples else 0, samples)
-            if name == "A" and made == args.runs and trees != real_trees:
+                                           args.runs // args.samples if args.samples else 0, samples, args.writes)
+            if name == "A" and made == args.runs and args.writes == 1 and trees != real_trees:
                 same = sum(a == b for a, b in zip(trees, real_trees, strict=False))
                 raise SystemExit(f"the replayed format 3 differs from the real runs' trees ({same} of "
                                  f"{len(real_trees)} ledger trees the same)")

@@ -11,6 +11,7 @@ import pytest
 from bench_growth import artifact_of, params_of, series_of
 from study_format4 import (
     CANDIDATES,
+    flushes,
     listing_seconds,
     migrate,
     new_repo,
@@ -115,3 +116,28 @@ def test_an_older_release_stops_on_the_log_with_one_line_naming_the_release(real
     proc = run_prov(j, "runs")
     assert proc.returncode == 6, proc.stderr
     assert proc.stderr.count("\n") == 1 and "format version 4" in proc.stderr and "git-prov>=0.4.0" in proc.stderr
+
+
+def test_a_run_written_in_flushes_is_the_run_in_parts(real, tmp_path):
+    """``--writes``: a run as several ledger writes, each with its state at that moment
+    and the points logged since the last; the last write is the run as it ended."""
+    import msgspec
+
+    from gitprov.runs.series import decode_metric_chunk
+
+    _path, runs = real
+    run = runs[0]
+    parts = flushes(run, 4)
+    assert [p.id for p in parts] == [run.id] * 4 and all(p.record == run.record for p in parts)
+    points = [decode_metric_chunk(data) for p in parts for data in p.chunks.values()]
+    assert [v for _s, _t, values in points for v in values] == decode_metric_chunk(next(iter(run.chunks.values())))[2]
+    states = [msgspec.json.decode(p.state) for p in parts]
+    assert [s["status"] for s in states] == ["running"] * 3 + ["finished"]
+    assert [s["lamport"] for s in states] == [1, 2, 3, 4]
+    assert states[-1] == {**msgspec.json.decode(run.state), "lamport": 4}
+    assert [bool(p.artifacts) for p in parts] == [False, False, False, True]
+    for name in ("A", "J"):
+        target = new_repo(str(tmp_path / f"cand-{name}"))
+        replay(name, target, list(synthesise(runs, 4)), writes=3)
+        run_git(target, "fsck", "--strict", "--no-progress")
+        assert int(run_git(target, "rev-list", "--count", "refs/prov/ledger")) == 1 + 4 * 3
