@@ -237,4 +237,9 @@ def test_the_fold_through_git_is_the_fold(tmp_path_factory, make_repo, ops):
             tips[i] = log.merge(repo, tip, tips[x], wanted, IDENT, "merge")
     for tip in tips:
         assert log.fold_with_git(repo, tip) == log.fold(repo, tip)
+    for older, newer in ((tips[0], tips[1]), (tips[1], tips[2]), (tips[2], tips[0])):
+        since = log.fold_with_git(repo, newer, since=older)
+        assert since == log.fold(repo, newer, log.merge_base(repo, older, older))
+        if older in log.merge_base(repo, older, newer):  # a cache at ``older`` brought up to ``newer``
+            assert {**log.fold(repo, older), **since} == log.fold(repo, newer)
     assert log.fold_with_git(GitRepository.memory(), tips[0]) is None

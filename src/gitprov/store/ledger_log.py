@@ -241,11 +241,13 @@ def _tree_entries(data: bytes, raw_len: int) -> Iterator[tuple[bytes, bytes]]:
         i = nul + 1 + raw_len
 
 
-def fold_with_git(repo: GitRepository, tip: str) -> dict[str, str] | None:
+def fold_with_git(repo: GitRepository, tip: str, since: str | None = None) -> dict[str, str] | None:
     """``fold`` through git: ``git rev-list --topo-order --parents`` orders the commits
     and one ``git cat-file --batch`` reads their trees as they are folded (at 100,000
-    runs 2.7-3.0 s, where ``fold`` in Python takes 10.5 s). None when git cannot be
-    asked (an in-memory repository, no git binary): ``fold`` then."""
+    runs 2.9 s, where ``fold`` in Python takes 10.5 s). ``since``: only what the commits
+    not reachable from it wrote (a cache folded at ``since`` brought up to ``tip``:
+    these entries replace its own). None when git cannot be asked (an in-memory
+    repository, no git binary): ``fold`` then."""
     import contextlib
     import threading
 
@@ -255,7 +257,8 @@ def fold_with_git(repo: GitRepository, tip: str) -> dict[str, str] | None:
     if git_dir is None:
         return None
     # bounded pack windows: the walk touches commits all over the packs (185 -> 52 MB of git's memory)
-    listing = gitbin.run([*catfile.BOUNDED, "rev-list", "--topo-order", "--parents", tip], git_dir=git_dir)
+    listing = gitbin.run([*catfile.BOUNDED, "rev-list", "--topo-order", "--parents", tip,
+                          *([f"^{since}"] if since else [])], git_dir=git_dir)
     proc = catfile.start(repo) if listing.returncode == 0 else None
     if proc is None:
         return None
