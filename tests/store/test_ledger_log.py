@@ -194,23 +194,24 @@ def test_the_log_answers_what_format_3_answers_about_one_run(repo):
         tip = log.transaction(repo, tip, {run: log.encode_run_blob(record, state, {"small": small}),
                                           f"{run}=loss=0000000a-00000001": chunk, f"{run}@big": big,
                                           f"{run}#patch": patch}, IDENT, f"run {k}")
-    view = log.LogView(repo, tip)
-    for run in runs:
-        for name in ("record", "state", "code.patch", "artifacts/small", "artifacts/big", "series", "nope"):
-            assert view.run_file(run, name) == ledger.run_file(run, name), name
-        for folder in ("series/loss", "artifacts", "series/none"):
-            assert {n: e.oid for n, e in view.run_folder(run, folder).items()} == \
-                   {n: e.oid for n, e in ledger.run_folder(run, folder).items()}, folder
-        assert view.run_ids_with_prefix(run[:3]) == ledger.run_ids_with_prefix(run[:3])
-    missing = "f" * 40
-    assert view.run_file(missing, "record") is None and view.run_version(missing) is None
+    cache = log.FoldCache(repo)
+    for view in (log.LogView(repo, tip), log.LogView(repo, tip, cache)):
+        for run in runs:
+            for name in ("record", "state", "code.patch", "artifacts/small", "artifacts/big", "series", "nope"):
+                assert view.run_file(run, name) == ledger.run_file(run, name), name
+            for folder in ("series/loss", "artifacts", "series/none"):
+                assert {n: e.oid for n, e in view.run_folder(run, folder).items()} == \
+                       {n: e.oid for n, e in ledger.run_folder(run, folder).items()}, folder
+            assert view.run_ids_with_prefix(run[:3]) == ledger.run_ids_with_prefix(run[:3])
+        missing = "f" * 40
+        assert view.run_file(missing, "record") is None and view.run_version(missing) is None
     before = {run: view.run_version(run) for run in runs}
     record0 = view.run_file(runs[0], "record")
     tip2 = log.transaction(repo, tip, {runs[0]: log.encode_run_blob(record0, b"state 0, later", {"small": b"s" * 10})},
                            IDENT, "run 0 again")
-    after = log.LogView(repo, tip2)
-    assert after.run_file(runs[0], "state") == b"state 0, later"
-    assert [after.run_version(r) == before[r] for r in runs] == [False, True, True]
+    for after in (log.LogView(repo, tip2), log.LogView(repo, tip2, cache)):
+        assert after.run_file(runs[0], "state") == b"state 0, later"
+        assert [after.run_version(r) == before[r] for r in runs] == [False, True, True]
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -235,6 +236,11 @@ def test_the_fold_through_git_is_the_fold(tmp_path_factory, make_repo, ops):
         elif tips[x] != tip:
             wanted = {name: max(pair) for name, pair in log.resolutions(repo, tip, tips[x]).items()}
             tips[i] = log.merge(repo, tip, tips[x], wanted, IDENT, "merge")
+    cache = log.FoldCache(repo)
+    for tip in [*tips, tips[0], *reversed(tips)]:  # forward when it can, from nothing when it cannot
+        cache.update(tip)
+        assert cache.items() == log.fold(repo, tip)
+    cache.close()
     for tip in tips:
         assert log.fold_with_git(repo, tip) == log.fold(repo, tip)
     for older, newer in ((tips[0], tips[1]), (tips[1], tips[2]), (tips[2], tips[0])):
@@ -243,3 +249,41 @@ def test_the_fold_through_git_is_the_fold(tmp_path_factory, make_repo, ops):
         if older in log.merge_base(repo, older, newer):  # a cache at ``older`` brought up to ``newer``
             assert {**log.fold(repo, older), **since} == log.fold(repo, newer)
     assert log.fold_with_git(GitRepository.memory(), tips[0]) is None
+
+
+def test_the_fold_cache_is_kept_and_brought_forward(make_repo, monkeypatch):
+    """Reopened, the cache holds its tip's fold without folding again; moved forward, it
+    folds only the new commits; one run's entries are read by their id."""
+    real = make_repo("sha1", commits=0)
+    repo = GitRepository.open(str(real.path))
+    tip = log.transaction(repo, None, {RUNS[0]: b"run 0", f"{RUNS[0]}=loss=0000000a-00000001": b"c"}, IDENT, "a")
+    tip = log.transaction(repo, tip, {RUNS[1]: b"run 1"}, IDENT, "b")
+    cache = log.FoldCache(repo)
+    cache.update(tip)
+    cache.close()
+    seen = []
+    real_fold = log.fold_with_git
+    monkeypatch.setattr(log, "fold_with_git", lambda r, t, since=None: seen.append(since) or real_fold(r, t, since))
+    cache = log.FoldCache(repo)
+    cache.update(tip)
+    assert seen == [] and cache.tip() == tip
+    assert cache.entries_of(RUNS[0]) == {RUNS[0]: repo.fmt.hash_object("blob", b"run 0"),
+                                         f"{RUNS[0]}=loss=0000000a-00000001": repo.fmt.hash_object("blob", b"c")}
+    newer = log.transaction(repo, tip, {RUNS[0]: b"run 0, later"}, IDENT, "c")
+    cache.update(newer)
+    assert seen == [tip]
+    assert cache.entries_of(RUNS[0])[RUNS[0]] == repo.fmt.hash_object("blob", b"run 0, later")
+    assert cache.items() == log.fold(repo, newer)
+    cache.update(None)
+    assert cache.items() == {} and cache.tip() is None
+
+
+def test_the_fold_cache_of_an_in_memory_repository_folds_in_python(repo):
+    tip = log.transaction(repo, None, {RUNS[0]: b"run 0"}, IDENT, "a")
+    other = log.transaction(repo, None, {RUNS[1]: b"run 1"}, IDENT, "b")
+    cache = log.FoldCache(repo)
+    cache.update(tip)
+    newer = log.transaction(repo, tip, {RUNS[2]: b"run 2"}, IDENT, "c")
+    for t in (newer, other, tip):
+        cache.update(t)
+        assert cache.items() == log.fold(repo, t)

@@ -36,7 +36,7 @@ from .trees import edit_tree, read_tree
 
 __all__ = ["CHECKPOINT_MARKER", "INLINE_LIMIT", "LOG_MARKER", "SENTINEL", "changed_since", "checkpoint",
            "decode_run_blob", "encode_run_blob", "entry_name", "file_of", "fold", "merge", "merge_base",
-           "fold_with_git", "resolutions", "run_of", "transaction", "walk", "LogView"]
+           "fold_with_git", "resolutions", "run_of", "transaction", "walk", "FoldCache", "LogView"]
 
 LOG_MARKER = b'{"format_version":4,"kind":"ledger","layout":"log","requires":"git-prov>=0.4.0"}'
 CHECKPOINT_MARKER = b'{"format_version":4,"kind":"ledger","layout":"checkpoint","requires":"git-prov>=0.4.0"}'
@@ -339,28 +339,38 @@ def resolutions(repo: GitRepository, ours: str, theirs: str) -> dict[str, tuple[
 class LogView:
     """The ledger at one commit of a log, answering what ``store.ledger.Ledger`` answers
     about one run from format 3's tree (``run_file``, ``run_folder``, ``run_version``,
-    ``run_ids_with_prefix``). Folds once, when first asked."""
+    ``run_ids_with_prefix``). With a ``FoldCache``, brought to ``tip`` and asked run by
+    run; without, folded once, when first asked."""
 
-    def __init__(self, repo: GitRepository, tip: str | None) -> None:
-        self.repo, self.tip = repo, tip
+    def __init__(self, repo: GitRepository, tip: str | None, cache: FoldCache | None = None) -> None:
+        self.repo, self.tip, self.cache = repo, tip, cache
+        if cache is not None:
+            cache.update(tip)
         self._runs: dict[str, dict[str, str]] | None = None
 
     def _fold(self) -> dict[str, dict[str, str]]:
         if self._runs is None:
             runs: dict[str, dict[str, str]] = {}
-            for name, oid in fold(self.repo, self.tip).items():
+            entries = self.cache.items() if self.cache is not None else fold(self.repo, self.tip)
+            for name, oid in entries.items():
                 where = file_of(name)
                 if where is not None:
                     runs.setdefault(where[0], {})[where[1]] = oid
             self._runs = runs
         return self._runs
 
+    def _files(self, run_id: str) -> dict[str, str]:
+        """``{the file as format 3 names it: blob id}`` of one run ("": the run blob)."""
+        if self.cache is None:
+            return self._fold().get(run_id, {})
+        return {where[1]: oid for name, oid in self.cache.entries_of(run_id).items()
+                if (where := file_of(name)) is not None}
+
     def _parts(self, run_id: str) -> tuple[bytes, bytes, dict[str, bytes]] | None:
-        files = self._fold().get(run_id)
-        if files is None or "" not in files:
+        oid = self._files(run_id).get("")
+        if oid is None:
             return None
-        data = self.repo.odb.read_typed(files[""], "blob")
-        return decode_run_blob(data, run_id, self.repo.fmt.hash_object)
+        return decode_run_blob(self.repo.odb.read_typed(oid, "blob"), run_id, self.repo.fmt.hash_object)
 
     def run_file(self, run_id: str, name: str) -> bytes | None:
         if name in ("record", "state"):
@@ -371,14 +381,16 @@ class LogView:
             inline = parts[2].get(name[len("artifacts/"):]) if parts is not None else None
             if inline is not None:
                 return inline
-        oid = self._fold().get(run_id, {}).get(name)
+        oid = self._files(run_id).get(name)
         return None if oid is None else self.repo.odb.read_typed(oid, "blob")
 
     def run_folder(self, run_id: str, name: str) -> dict[str, TreeEntry]:
-        files = self._fold().get(run_id, {})
+        """A folder's entries; an artifact kept inside the run blob is listed with the id
+        git would give its content (not an object of its own: read it with ``run_file``)."""
         prefix = name.rstrip("/") + "/"
         out = {path[len(prefix):]: TreeEntry(MODE_BLOB, path[len(prefix):], oid)
-               for path, oid in files.items() if path.startswith(prefix) and "/" not in path[len(prefix):]}
+               for path, oid in self._files(run_id).items()
+               if path.startswith(prefix) and "/" not in path[len(prefix):]}
         if name == "artifacts":
             parts = self._parts(run_id)
             for key, content in (parts[2] if parts is not None else {}).items():
@@ -386,11 +398,91 @@ class LogView:
         return out
 
     def run_version(self, run_id: str) -> str | None:
-        files = self._fold().get(run_id)
+        files = self._files(run_id)
         if not files:
             return None
         listing = "".join(f"{path}\0{oid}\n" for path, oid in sorted(files.items())).encode()
         return self.repo.fmt.hash_object("blob", listing)
 
     def run_ids_with_prefix(self, prefix: str) -> list[str]:
+        if self.cache is not None:
+            return sorted({run for name in self.cache.names_with_prefix(prefix) if (run := run_of(name))})
         return sorted(run_id for run_id in self._fold() if run_id.startswith(prefix))
+
+
+class FoldCache:
+    """The fold at one tip, kept (``{entry name: blob id}``): on disk in
+    ``.git/prov/ledger-fold.sqlite`` (local, never pushed), in memory for an in-memory
+    repository. ``update`` brings it to a new tip by folding only the commits above the
+    one it holds when that one is an ancestor (``fold_with_git(since=)``: their entries
+    replace its own), and folds from nothing when the ledger moved any other way (a
+    history rewritten, a cache of another ledger)."""
+
+    FILE = "ledger-fold.sqlite"
+
+    def __init__(self, repo: GitRepository) -> None:
+        import os
+        import sqlite3
+
+        self.repo = repo
+        git_dir = repo.common_dir or repo.git_dir
+        path = ":memory:"
+        if git_dir is not None:
+            os.makedirs(os.path.join(git_dir, "prov"), exist_ok=True)
+            path = os.path.join(git_dir, "prov", self.FILE)
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.executescript("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;"
+                              "CREATE TABLE IF NOT EXISTS entries (name TEXT PRIMARY KEY, oid BLOB) WITHOUT ROWID;")
+
+    def tip(self) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'tip'").fetchone()
+        return row[0] if row else None
+
+    def _is_ancestor(self, old: str, new: str) -> bool:
+        git_dir = self.repo.common_dir or self.repo.git_dir
+        if git_dir is None:
+            return old in _ancestors(self.repo, new)
+        from . import gitbin
+
+        return gitbin.run(["merge-base", "--is-ancestor", old, new], git_dir=git_dir).returncode == 0
+
+    def update(self, tip: str | None) -> None:
+        """Hold the fold at ``tip`` (None: an empty ledger)."""
+        old = self.tip()
+        if old == tip:
+            return
+        since = old if old is not None and tip is not None and self._is_ancestor(old, tip) else None
+        if tip is None:
+            changed: dict[str, str] = {}
+        else:
+            folded = fold_with_git(self.repo, tip, since)
+            if folded is None:
+                folded = fold(self.repo, tip, frozenset(_ancestors(self.repo, since)) if since else frozenset())
+            changed = folded
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if since is None:
+                db.execute("DELETE FROM entries")
+            db.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?)",
+                           ((name, bytes.fromhex(oid)) for name, oid in changed.items()))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (tip,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def entries_of(self, run_id: str) -> dict[str, str]:
+        """``{entry name: blob id}`` of one run (its names all start with its id)."""
+        rows = self.db.execute("SELECT name, oid FROM entries WHERE name >= ? AND name < ?", (run_id, run_id + "\x7f"))
+        return {name: oid.hex() for name, oid in rows if run_of(name) == run_id}
+
+    def names_with_prefix(self, prefix: str) -> list[str]:
+        rows = self.db.execute("SELECT name FROM entries WHERE name >= ? AND name < ?", (prefix, prefix + "\x7f"))
+        return [name for (name,) in rows]
+
+    def items(self) -> dict[str, str]:
+        return {name: oid.hex() for name, oid in self.db.execute("SELECT name, oid FROM entries")}
+
+    def close(self) -> None:
+        self.db.close()
