@@ -1,0 +1,289 @@
+"""Format 4's log (``store/ledger_log.py``): the fold of any history of transactions,
+merges and checkpoints on several clones is the tree a materialized three-way merge
+gives: an entry one side wrote since the merge base comes from that side, one both
+sides wrote differently from the merge commit's resolution (here the higher blob id).
+
+The reference keeps every commit's whole tree and merges trees; the log keeps only what
+each commit wrote and folds. Both run on one in-memory object database."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gitprov.store import ledger_log as log
+from gitprov.store.repo import GitRepository
+
+IDENT = "T <t@example.com> 1700000000 +0000"
+RUNS = [hashlib.sha1(str(i).encode()).hexdigest() for i in range(3)]
+
+
+class Reference:
+    """Every commit's whole tree, its parents, and the names it wrote."""
+
+    def __init__(self) -> None:
+        self.tree: dict[str, dict[str, str]] = {}
+        self.parents: dict[str, tuple[str, ...]] = {}
+        self.wrote: dict[str, set[str]] = {}
+
+    def add(self, commit: str, parents: tuple[str, ...], tree: dict[str, str], wrote: set[str]) -> None:
+        self.tree[commit], self.parents[commit], self.wrote[commit] = tree, parents, wrote
+
+    def ancestors(self, commit: str) -> set[str]:
+        seen, todo = {commit}, [commit]
+        while todo:
+            for parent in self.parents[todo.pop()]:
+                if parent not in seen:
+                    seen.add(parent)
+                    todo.append(parent)
+        return seen
+
+    def written_above(self, tip: str, common: set[str]) -> set[str]:
+        return {name for c in self.ancestors(tip) - common for name in self.wrote[c]}
+
+    def merged(self, ours: str, theirs: str) -> tuple[dict[str, str], dict[str, str]]:
+        """The three-way merge of two commits' trees, and the resolutions in it."""
+        common = self.ancestors(ours) & self.ancestors(theirs)
+        mine, other = self.written_above(ours, common), self.written_above(theirs, common)
+        a, b = self.tree[ours], self.tree[theirs]
+        tree = dict(a)
+        resolved = {}
+        for name in other:
+            if name not in mine:
+                tree[name] = b[name]
+            elif a[name] != b[name]:
+                tree[name] = resolved[name] = max(a[name], b[name])
+        return tree, resolved
+
+
+@pytest.fixture
+def repo() -> GitRepository:
+    return GitRepository.memory()
+
+
+OPS = st.lists(st.one_of(
+    st.tuples(st.just("run"), st.integers(0, 2), st.integers(0, 2)),    # a new version of a run blob
+    st.tuples(st.just("chunk"), st.integers(0, 2), st.integers(0, 2)),  # a new chunk of a run
+    st.tuples(st.just("pull"), st.integers(0, 2), st.integers(0, 2)),   # clone i merges clone j's tip
+    st.tuples(st.just("checkpoint"), st.integers(0, 2), st.just(0)),
+), max_size=40)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=OPS)
+def test_the_fold_of_any_history_is_the_three_way_merged_tree(repo, ops):
+    ref = Reference()
+    counter = iter(range(10**6))
+
+    def blob(text: str) -> str:
+        return repo.odb.write("blob", f"{text} {next(counter)}".encode())
+
+    first = {RUNS[0]: blob("run")}
+    root = log.transaction(repo, None, first, IDENT, "first")
+    ref.add(root, (), dict(first), set(first))
+    tips = [root, root, root]
+    seq = [0, 0, 0]
+    for kind, i, x in ops:
+        tip = tips[i]
+        if kind in ("run", "chunk"):
+            seq[i] += 1
+            name = RUNS[x] if kind == "run" else f"{RUNS[x]}=loss={i:08x}-{seq[i]:08d}"
+            entry = {name: blob(name)}
+            new = log.transaction(repo, tip, entry, IDENT, kind)
+            ref.add(new, (tip,), {**ref.tree[tip], **entry}, set(entry))
+            tips[i] = new
+        elif kind == "checkpoint":
+            new = log.checkpoint(repo, tip, IDENT, "checkpoint")
+            ref.add(new, (tip,), dict(ref.tree[tip]), set(ref.tree[tip]))
+            tips[i] = new
+        else:
+            theirs = tips[x]
+            if theirs in ref.ancestors(tip):
+                continue
+            if tip in ref.ancestors(theirs):
+                tips[i] = theirs  # a fast-forward
+                continue
+            tree, resolved = ref.merged(tip, theirs)
+            wanted = {name: max(pair) for name, pair in log.resolutions(repo, tip, theirs).items()}
+            assert wanted == resolved
+            new = log.merge(repo, tip, theirs, wanted, IDENT, "merge")
+            ref.add(new, (tip, theirs), tree, set(resolved))
+            tips[i] = new
+        assert log.fold(repo, tips[i]) == ref.tree[tips[i]]
+    for tip in tips:
+        assert log.fold(repo, tip) == ref.tree[tip]
+
+
+def test_a_transaction_holds_its_own_entries_beside_the_marker_and_the_sentinel(repo):
+    a = log.transaction(repo, None, {RUNS[0]: b"run 0", f"{RUNS[0]}=loss=0000000a-00000001": b"chunk"}, IDENT, "a")
+    b = log.transaction(repo, a, {RUNS[1]: b"run 1"}, IDENT, "b")
+    from gitprov.store.trees import read_tree
+
+    names = set(read_tree(repo.odb, repo.read_commit(b).tree))
+    assert names == {"format", "runs", RUNS[1]}
+    assert set(log.fold(repo, b)) == {RUNS[0], RUNS[1], f"{RUNS[0]}=loss=0000000a-00000001"}
+    assert log.run_of(f"{RUNS[0]}=loss=0000000a-00000001") == RUNS[0]
+    assert log.run_of("format") is None
+    with pytest.raises(ValueError, match="not a ledger entry name"):
+        log.transaction(repo, b, {"runs/ab/x": b"no"}, IDENT, "bad")
+
+
+KEYS = st.text(alphabet="abcXYZ019-_.~ %", min_size=1, max_size=12).filter(lambda k: k.strip() == k)
+FILES = st.one_of(
+    st.just("code.patch"),
+    KEYS.map(lambda k: f"artifacts/{k}"),
+    st.tuples(st.sampled_from(["series", "observations", "summaries"]), KEYS,
+              st.from_regex(r"[0-9a-f]{8}(-[0-9]{8})?", fullmatch=True)).map(lambda t: "/".join(t)),
+)
+
+
+@given(path=FILES, run=st.sampled_from(RUNS))
+def test_a_runs_files_and_the_logs_entries_name_each_other(path, run):
+    name = log.entry_name(run, path)
+    assert name is not None and log.run_of(name) == run
+    assert log.file_of(name) == (run, path)
+
+
+def test_names_that_are_not_a_runs_files():
+    assert log.entry_name(RUNS[0], "record") is None and log.entry_name(RUNS[0], "state") is None
+    assert log.file_of(RUNS[0]) == (RUNS[0], "")
+    for path in ("series/loss", "artifacts/a/b", "nope/x/y", "series/a=b/w-1", ""):
+        with pytest.raises(ValueError, match="not a file of a run"):
+            log.entry_name(RUNS[0], path)
+    for name in ("format", "runs", RUNS[0][:39], RUNS[0] + "#other", RUNS[0] + "@", RUNS[0] + "=loss",
+                 RUNS[0] + "=loss=", RUNS[0] + "@a/b", RUNS[0] + "x"):
+        assert log.file_of(name) is None, name
+
+
+def test_the_run_blob_holds_record_state_and_small_artifacts_checked_against_the_run_id(repo):
+    record = b'{"kind":"run-record","name":"a"}'
+    run = repo.fmt.hash_object("blob", record)
+    data = log.encode_run_blob(record, b'{"kind":"run-state"}', {"b": b"2", "a": b"1"})
+    assert log.encode_run_blob(record, b'{"kind":"run-state"}', {"a": b"1", "b": b"2"}) == data
+    assert log.decode_run_blob(data, run, repo.fmt.hash_object) == (record, b'{"kind":"run-state"}',
+                                                                    {"a": b"1", "b": b"2"})
+    other = repo.fmt.hash_object("blob", b"another record")
+    with pytest.raises(ValueError, match="the record of another run"):
+        log.decode_run_blob(data, other, repo.fmt.hash_object)
+    for bad in (b"\xc1", log.encode_run_blob(record, b"s")[:-3], b"\x80"):
+        with pytest.raises(ValueError, match="run blob of"):
+            log.decode_run_blob(bad, run, repo.fmt.hash_object)
+
+
+def test_the_log_answers_what_format_3_answers_about_one_run(repo):
+    """The same runs written as format 3 (``Ledger``) and as the log (``LogView``): the
+    same files, folders and id prefixes; a run's version moves with it alone."""
+    from gitprov.store.ledger import Ledger, run_dir
+
+    ledger = Ledger(repo)
+    tip = None
+    runs = []
+    for k in range(3):
+        record = f'{{"kind":"run-record","name":"r{k}"}}'.encode()
+        run = repo.fmt.hash_object("blob", record)
+        runs.append(run)
+        state, chunk, small, big, patch = (f"state {k}".encode(), f"chunk {k}".encode(), b"s" * 10,
+                                           bytes([k]) * 5000, f"patch {k}".encode())
+        ledger.apply({f"{run_dir(run)}/record": record, f"{run_dir(run)}/state": state,
+                      f"{run_dir(run)}/series/loss/0000000a-00000001": chunk,
+                      f"{run_dir(run)}/artifacts/small": small, f"{run_dir(run)}/artifacts/big": big,
+                      f"{run_dir(run)}/code.patch": patch}, f"run {k}")
+        tip = log.transaction(repo, tip, {run: log.encode_run_blob(record, state, {"small": small}),
+                                          f"{run}=loss=0000000a-00000001": chunk, f"{run}@big": big,
+                                          f"{run}#patch": patch}, IDENT, f"run {k}")
+    cache = log.FoldCache(repo)
+    for view in (log.LogView(repo, tip), log.LogView(repo, tip, cache)):
+        for run in runs:
+            for name in ("record", "state", "code.patch", "artifacts/small", "artifacts/big", "series", "nope"):
+                assert view.run_file(run, name) == ledger.run_file(run, name), name
+            for folder in ("series/loss", "artifacts", "series/none"):
+                assert {n: e.oid for n, e in view.run_folder(run, folder).items()} == \
+                       {n: e.oid for n, e in ledger.run_folder(run, folder).items()}, folder
+            assert view.run_ids_with_prefix(run[:3]) == ledger.run_ids_with_prefix(run[:3])
+        missing = "f" * 40
+        assert view.run_file(missing, "record") is None and view.run_version(missing) is None
+    before = {run: view.run_version(run) for run in runs}
+    record0 = view.run_file(runs[0], "record")
+    tip2 = log.transaction(repo, tip, {runs[0]: log.encode_run_blob(record0, b"state 0, later", {"small": b"s" * 10})},
+                           IDENT, "run 0 again")
+    for after in (log.LogView(repo, tip2), log.LogView(repo, tip2, cache)):
+        assert after.run_file(runs[0], "state") == b"state 0, later"
+        assert [after.run_version(r) == before[r] for r in runs] == [False, True, True]
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=OPS)
+def test_the_fold_through_git_is_the_fold(tmp_path_factory, make_repo, ops):
+    """``fold_with_git`` (git orders the commits and reads the trees) on a real
+    repository gives what ``fold`` gives, checkpoints and merges included."""
+    real = make_repo("sha1", commits=0)
+    repo = GitRepository.open(str(real.path))
+    counter = iter(range(10**6))
+    tips = [log.transaction(repo, None, {RUNS[0]: repo.odb.write("blob", b"run 0")}, IDENT, "first")] * 3
+    seq = [0, 0, 0]
+    for kind, i, x in ops:
+        tip = tips[i]
+        if kind in ("run", "chunk"):
+            seq[i] += 1
+            name = RUNS[x] if kind == "run" else f"{RUNS[x]}=loss={i:08x}-{seq[i]:08d}"
+            tips[i] = log.transaction(repo, tip, {name: repo.odb.write("blob", f"{name} {next(counter)}".encode())},
+                                      IDENT, kind)
+        elif kind == "checkpoint":
+            tips[i] = log.checkpoint(repo, tip, IDENT, "checkpoint")
+        elif tips[x] != tip:
+            wanted = {name: max(pair) for name, pair in log.resolutions(repo, tip, tips[x]).items()}
+            tips[i] = log.merge(repo, tip, tips[x], wanted, IDENT, "merge")
+    cache = log.FoldCache(repo)
+    for tip in [*tips, tips[0], *reversed(tips)]:  # forward when it can, from nothing when it cannot
+        cache.update(tip)
+        assert cache.items() == log.fold(repo, tip)
+    cache.close()
+    for tip in tips:
+        assert log.fold_with_git(repo, tip) == log.fold(repo, tip)
+    for older, newer in ((tips[0], tips[1]), (tips[1], tips[2]), (tips[2], tips[0])):
+        since = log.fold_with_git(repo, newer, since=older)
+        assert since == log.fold(repo, newer, log.merge_base(repo, older, older))
+        if older in log.merge_base(repo, older, newer):  # a cache at ``older`` brought up to ``newer``
+            assert {**log.fold(repo, older), **since} == log.fold(repo, newer)
+    assert log.fold_with_git(GitRepository.memory(), tips[0]) is None
+
+
+def test_the_fold_cache_is_kept_and_brought_forward(make_repo, monkeypatch):
+    """Reopened, the cache holds its tip's fold without folding again; moved forward, it
+    folds only the new commits; one run's entries are read by their id."""
+    real = make_repo("sha1", commits=0)
+    repo = GitRepository.open(str(real.path))
+    tip = log.transaction(repo, None, {RUNS[0]: b"run 0", f"{RUNS[0]}=loss=0000000a-00000001": b"c"}, IDENT, "a")
+    tip = log.transaction(repo, tip, {RUNS[1]: b"run 1"}, IDENT, "b")
+    cache = log.FoldCache(repo)
+    cache.update(tip)
+    cache.close()
+    seen = []
+    real_fold = log.fold_with_git
+    monkeypatch.setattr(log, "fold_with_git", lambda r, t, since=None: seen.append(since) or real_fold(r, t, since))
+    cache = log.FoldCache(repo)
+    cache.update(tip)
+    assert seen == [] and cache.tip() == tip
+    assert cache.entries_of(RUNS[0]) == {RUNS[0]: repo.fmt.hash_object("blob", b"run 0"),
+                                         f"{RUNS[0]}=loss=0000000a-00000001": repo.fmt.hash_object("blob", b"c")}
+    newer = log.transaction(repo, tip, {RUNS[0]: b"run 0, later"}, IDENT, "c")
+    cache.update(newer)
+    assert seen == [tip]
+    assert cache.entries_of(RUNS[0])[RUNS[0]] == repo.fmt.hash_object("blob", b"run 0, later")
+    assert cache.items() == log.fold(repo, newer)
+    cache.update(None)
+    assert cache.items() == {} and cache.tip() is None
+
+
+def test_the_fold_cache_of_an_in_memory_repository_folds_in_python(repo):
+    tip = log.transaction(repo, None, {RUNS[0]: b"run 0"}, IDENT, "a")
+    other = log.transaction(repo, None, {RUNS[1]: b"run 1"}, IDENT, "b")
+    cache = log.FoldCache(repo)
+    cache.update(tip)
+    newer = log.transaction(repo, tip, {RUNS[2]: b"run 2"}, IDENT, "c")
+    for t in (newer, other, tip):
+        cache.update(t)
+        assert cache.items() == log.fold(repo, t)
