@@ -414,10 +414,10 @@ def test_ledger_reads_one_run_and_the_runs_of_one_commit(store: GitRepository) -
 def test_commit_on_ref_retries_when_another_writer_moves_the_ref(store: GitRepository) -> None:
     ref = "refs/prov/ledger"
     odb = store.odb
-    base = commit_on_ref(store, ref, lambda tree: odb.write("tree", encode_tree([TreeEntry(MODE_BLOB, "base", odb.write("blob", b"0"))])), "base")
+    base = commit_on_ref(store, ref, lambda tree, tip: odb.write("tree", encode_tree([TreeEntry(MODE_BLOB, "base", odb.write("blob", b"0"))])), "base")
     seen_trees: list[str | None] = []
 
-    def build(tree: str | None) -> str | None:
+    def build(tree: str | None, tip: str | None) -> str | None:
         seen_trees.append(tree)
         if len(seen_trees) == 1:  # another writer wins the race meanwhile
             other_tree = odb.write("tree", encode_tree([*read_tree(odb, tree).values(), TreeEntry(MODE_BLOB, "theirs", odb.write("blob", b"t"))]))
@@ -443,7 +443,7 @@ def test_commit_on_ref_gives_up_when_the_ref_never_settles(store: GitRepository,
     odb = store.odb
     counter = iter(range(100))
 
-    def build(tree: str | None) -> str:
+    def build(tree: str | None, tip: str | None) -> str:
         n = next(counter)
         current = store.refs.read("refs/prov/x")
         intruder = make_commit(store, f"intruder {n}")

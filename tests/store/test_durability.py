@@ -116,7 +116,7 @@ def _objects_and_a_ref_update(git: GitRepository) -> None:
     git.odb.write("blob", b"a loose object\n")
     odb = git.odb
     commit_on_ref(git, "refs/prov/x",
-                  lambda _tree: odb.write("tree", encode_tree([TreeEntry(MODE_BLOB, "f", odb.write("blob", b"packed"))])),
+                  lambda _tree, _tip: odb.write("tree", encode_tree([TreeEntry(MODE_BLOB, "f", odb.write("blob", b"packed"))])),
                   "prov: x")
 
 

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gitprov.errors import DataError
 from gitprov.store import ledger_log as log
 from gitprov.store.repo import GitRepository
 
@@ -158,60 +159,52 @@ def test_names_that_are_not_a_runs_files():
         assert log.file_of(name) is None, name
 
 
-def test_the_run_blob_holds_record_state_and_small_artifacts_checked_against_the_run_id(repo):
+def test_the_run_blob_holds_record_and_state_checked_against_the_run_id(repo):
     record = b'{"kind":"run-record","name":"a"}'
     run = repo.fmt.hash_object("blob", record)
-    data = log.encode_run_blob(record, b'{"kind":"run-state"}', {"b": b"2", "a": b"1"})
-    assert log.encode_run_blob(record, b'{"kind":"run-state"}', {"a": b"1", "b": b"2"}) == data
-    assert log.decode_run_blob(data, run, repo.fmt.hash_object) == (record, b'{"kind":"run-state"}',
-                                                                    {"a": b"1", "b": b"2"})
+    data = log.encode_run_blob(record, b'{"kind":"run-state"}')
+    assert log.decode_run_blob(data, run, repo.fmt.hash_object) == (record, b'{"kind":"run-state"}')
     other = repo.fmt.hash_object("blob", b"another record")
     with pytest.raises(ValueError, match="the record of another run"):
         log.decode_run_blob(data, other, repo.fmt.hash_object)
-    for bad in (b"\xc1", log.encode_run_blob(record, b"s")[:-3], b"\x80"):
+    import msgspec
+
+    for bad in (b"\xc1", data[:-3], b"\x80", msgspec.msgpack.encode({"record": record, "state": 1}),
+                msgspec.msgpack.encode({"record": record, "state": b"", "more": b""})):
         with pytest.raises(ValueError, match="run blob of"):
             log.decode_run_blob(bad, run, repo.fmt.hash_object)
 
 
-def test_the_log_answers_what_format_3_answers_about_one_run(repo):
-    """The same runs written as format 3 (``Ledger``) and as the log (``LogView``): the
-    same files, folders and id prefixes; a run's version moves with it alone."""
-    from gitprov.store.ledger import Ledger, run_dir
+def test_a_link_names_a_run_and_its_commit():
+    commit = "c" * 40
+    name = log.link_name(RUNS[0], commit)
+    assert log.link_of(name) == (RUNS[0], commit) and log.run_of(name) == RUNS[0]
+    assert log.file_of(name) is None
+    for bad in (RUNS[0], RUNS[0] + "^", RUNS[0] + "^" + "c" * 39, RUNS[0] + "=x=y", "format"):
+        assert log.link_of(bad) is None, bad
 
-    ledger = Ledger(repo)
-    tip = None
-    runs = []
-    for k in range(3):
-        record = f'{{"kind":"run-record","name":"r{k}"}}'.encode()
-        run = repo.fmt.hash_object("blob", record)
-        runs.append(run)
-        state, chunk, small, big, patch = (f"state {k}".encode(), f"chunk {k}".encode(), b"s" * 10,
-                                           bytes([k]) * 5000, f"patch {k}".encode())
-        ledger.apply({f"{run_dir(run)}/record": record, f"{run_dir(run)}/state": state,
-                      f"{run_dir(run)}/series/loss/0000000a-00000001": chunk,
-                      f"{run_dir(run)}/artifacts/small": small, f"{run_dir(run)}/artifacts/big": big,
-                      f"{run_dir(run)}/code.patch": patch}, f"run {k}")
-        tip = log.transaction(repo, tip, {run: log.encode_run_blob(record, state, {"small": small}),
-                                          f"{run}=loss=0000000a-00000001": chunk, f"{run}@big": big,
-                                          f"{run}#patch": patch}, IDENT, f"run {k}")
-    cache = log.FoldCache(repo)
-    for view in (log.LogView(repo, tip), log.LogView(repo, tip, cache)):
-        for run in runs:
-            for name in ("record", "state", "code.patch", "artifacts/small", "artifacts/big", "series", "nope"):
-                assert view.run_file(run, name) == ledger.run_file(run, name), name
-            for folder in ("series/loss", "artifacts", "series/none"):
-                assert {n: e.oid for n, e in view.run_folder(run, folder).items()} == \
-                       {n: e.oid for n, e in ledger.run_folder(run, folder).items()}, folder
-            assert view.run_ids_with_prefix(run[:3]) == ledger.run_ids_with_prefix(run[:3])
-        missing = "f" * 40
-        assert view.run_file(missing, "record") is None and view.run_version(missing) is None
-    before = {run: view.run_version(run) for run in runs}
-    record0 = view.run_file(runs[0], "record")
-    tip2 = log.transaction(repo, tip, {runs[0]: log.encode_run_blob(record0, b"state 0, later", {"small": b"s" * 10})},
-                           IDENT, "run 0 again")
-    for after in (log.LogView(repo, tip2), log.LogView(repo, tip2, cache)):
-        assert after.run_file(runs[0], "state") == b"state 0, later"
-        assert [after.run_version(r) == before[r] for r in runs] == [False, True, True]
+
+def test_changes_named_as_format_3_names_them_become_the_logs_entries(repo):
+    from gitprov.store.ledger import run_dir, run_link_path
+
+    record, state = b'{"kind":"run-record"}', b'{"kind":"run-state"}'
+    run = repo.fmt.hash_object("blob", record)
+    commit = "c" * 40
+    entries = log.log_entries({f"{run_dir(run)}/record": record, f"{run_dir(run)}/state": state,
+                               f"{run_dir(run)}/series/loss/0000000a-00000001": b"chunk",
+                               f"{run_dir(run)}/artifacts/model": "a" * 40, run_link_path(commit, run): run,
+                               "format": b"ignored"}, lambda _run: None, lambda _oid: b"")
+    assert entries == {run: log.encode_run_blob(record, state), f"{run}=loss=0000000a-00000001": b"chunk",
+                       f"{run}@model": "a" * 40, f"{run}^{commit}": b""}
+    later = log.log_entries({f"{run_dir(run)}/state": b"later"}, lambda r: (record, state) if r == run else None,
+                            lambda _oid: b"")
+    assert later == {run: log.encode_run_blob(record, b"later")}
+    with pytest.raises(DataError, match="has no record"):
+        log.log_entries({f"{run_dir(run)}/state": b"s"}, lambda _run: None, lambda _oid: b"")
+    for bad in ({f"{run_dir(run)}/state": None}, {"elsewhere/x": b""}, {f"{run_dir(run)}/nope/x/y/z": b""},
+                {f"runs/zz/{run}/state": b""}):
+        with pytest.raises(ValueError):
+            log.log_entries(bad, lambda _run: None, lambda _oid: b"")
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -20,10 +20,11 @@ as they are).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from .._version import FORMAT_RELEASES, FORMAT_VERSION, upgrade_command
 from ..errors import DataError, FormatVersionError
-from .objects import TreeEntry
+from .objects import MODE_BLOB, TreeEntry
 from .odb import ObjectDatabase
 from .repo import GitRepository
 from .transaction import RefUpdate, commit_on_ref
@@ -40,6 +41,8 @@ LEDGER_FORMAT = b'{"format_version":%d,"kind":"ledger","requires":"git-prov>=%s"
 #: the first format whose ledger lists every run under its commit (``commits/``): an
 #: older ledger is upgraded by adding every run's entry, a newer one by its marker alone
 LINKS_FROM = 2
+#: the layout ``Ledger`` writes an empty ledger or one of format 3 in (``Ledger.write_layout``)
+WRITE_LAYOUT = "tree"
 
 
 def run_dir(run_id: str) -> str:
@@ -60,11 +63,19 @@ def run_link_path(commit: str, run_id: str) -> str:
 
 
 class Ledger:
-    """Read and transact on the ledger of one repository."""
+    """Read and transact on the ledger of one repository, in either layout: format 3's
+    tree of every run, or format 4's log (``store/ledger_log.py``), as its tip's
+    ``format`` marker says. Readers ask about one run, one commit or every run, and
+    writers give changes named as format 3 names them; only this class knows which
+    layout holds them."""
 
-    def __init__(self, repo: GitRepository, ref: str = LEDGER_REF) -> None:
+    def __init__(self, repo: GitRepository, ref: str = LEDGER_REF, *, layout: str | None = None) -> None:
         self.repo = repo
         self.ref = ref
+        #: what a write makes of an empty ledger or one of format 3: ``tree`` keeps format
+        #: 3, ``log`` makes format 4 (on format 3, a checkpoint of every run first)
+        self.write_layout = layout or WRITE_LAYOUT
+        self._fold_cache: Any = None
 
     def tip(self) -> str | None:
         return self.repo.refs.read(self.ref)
@@ -88,34 +99,67 @@ class Ledger:
             return {}
         return read_tree(self.repo.odb, entry.oid)
 
+    # -- the layout ------------------------------------------------------------------
+
+    def is_log(self, tip: str | None = None) -> bool:
+        """Whether the ledger at ``tip`` (default: now) is format 4's log."""
+        return _is_log_tree(self.repo, self.tree(tip))
+
+    def log_view(self, tip: str | None = None) -> Any:
+        """``ledger_log.LogView`` of the ledger at ``tip`` when it is a log, else None."""
+        tip = tip if tip is not None else self.tip()
+        if tip is None or not self.is_log(tip):
+            return None
+        from .ledger_log import FoldCache, LogView
+
+        if self._fold_cache is None:
+            self._fold_cache = FoldCache(self.repo)
+        return LogView(self.repo, tip, self._fold_cache)
+
     # -- one run, one commit: where the format lays them out is known here only --------
 
     def run_file(self, run_id: str, name: str, tip: str | None = None) -> bytes | None:
         """The content of one of a run's files (``record``, ``state``, ``code.patch``,
         ``artifacts/<key>``, …), None when the run or the file is not there."""
+        if (view := self.log_view(tip)) is not None:
+            return view.run_file(run_id, name)
         return self.read_file(f"{run_dir(run_id)}/{name}", tip)
 
     def run_folder(self, run_id: str, name: str, tip: str | None = None) -> dict[str, TreeEntry]:
         """The entries of one of a run's folders (``series/<key>``, ``artifacts``, …)."""
+        if (view := self.log_view(tip)) is not None:
+            return view.run_folder(run_id, name)
         return self.list_dir(f"{run_dir(run_id)}/{name}", tip)
 
     def run_version(self, run_id: str, tip: str | None = None) -> str | None:
-        """An id that changes whenever anything stored for the run does (the tree id of
-        its directory), None when the ledger has no such run."""
+        """An id that changes whenever anything stored for the run does (format 3: the
+        tree id of its directory), None when the ledger has no such run."""
+        if (view := self.log_view(tip)) is not None:
+            return view.run_version(run_id)
         entry = read_path(self.repo.odb, self.tree(tip), run_dir(run_id))
         return entry.oid if entry is not None and entry.is_tree else None
 
     def run_ids_with_prefix(self, prefix: str, tip: str | None = None) -> list[str]:
         """The ids of the runs that start with ``prefix`` (at least two characters)."""
+        if (view := self.log_view(tip)) is not None:
+            return view.run_ids_with_prefix(prefix)
         return sorted(name for name in self.list_dir(f"runs/{prefix[:2]}", tip) if name.startswith(prefix))
 
     def has_runs_at(self, commit: str, tip: str | None = None) -> bool:
         """Whether any run was made at ``commit`` (one directory read, not its runs)."""
+        if (view := self.log_view(tip)) is not None:
+            return bool(view.run_ids_at(commit))
         return bool(self.list_dir(commit_runs_dir(commit), tip))
 
     def run_entries(self, tip: str | None = None) -> Iterator[tuple[str, TreeEntry]]:
-        """``(run id, its entry)`` under every shard of ``runs/``, shard by shard, sorted
-        (an entry that is not a directory is for ``prov verify`` to name)."""
+        """``(run id, its entry)`` of every run, in id order: in format 3 the run's
+        directory under every shard of ``runs/``, shard by shard (an entry that is not a
+        directory is for ``prov verify`` to name); in format 4 its run blob (record and
+        state)."""
+        if (view := self.log_view(tip)) is not None:
+            for run_id, oid in view.run_blobs():
+                yield run_id, TreeEntry(MODE_BLOB, run_id, oid)
+            return
         for _, shard in sorted(self.list_dir("runs", tip).items()):
             if shard.is_tree:
                 yield from sorted(read_tree(self.repo.odb, shard.oid, keep=False).items())
@@ -129,6 +173,9 @@ class Ledger:
 
     def iter_commit_run_ids(self, commit: str, tip: str | None = None) -> Iterator[str]:
         """The same ids, in id order, a fan-out directory at a time (not all held)."""
+        if (view := self.log_view(tip)) is not None:
+            yield from view.run_ids_at(commit)
+            return
         for _, shard in sorted(self.list_dir(commit_runs_dir(commit), tip).items()):
             if shard.is_tree:
                 yield from sorted(name for name, e in read_tree(self.repo.odb, shard.oid, keep=False).items()
@@ -141,16 +188,72 @@ class Ledger:
 
     def update(self, changes: dict[str, bytes | str | None], message: str,
                format_blob: bytes = LEDGER_FORMAT) -> RefUpdate:
-        """The same change as a ``RefUpdate``, for ``commit_on_refs`` with other refs."""
+        """The same change as a ``RefUpdate``, for ``commit_on_refs`` with other refs.
+        ``changes`` are named as format 3 names them; on a log they become its entries
+        (``ledger_log.log_entries``)."""
         changes = dict(changes)
-        changes.setdefault("format", format_blob)
         odb = self.repo.odb
+        to_log = self.write_layout == "log" and format_blob == LEDGER_FORMAT
 
-        def build(tree: str | None) -> str | None:
+        def build(tree: str | None, tip: str | None) -> str | None:
+            if _is_log_tree(self.repo, tree):
+                return self._log_transaction(tip, changes)
+            if to_log:
+                return self._checkpoint(tree, changes)
             upgrade = upgrade_changes(odb, tree) if format_blob == LEDGER_FORMAT else {}
-            return edit_tree(odb, tree, {**upgrade, **changes})
+            return edit_tree(odb, tree, {**upgrade, "format": format_blob, **changes})
 
         return self.ref, build, message
+
+    def _log_transaction(self, tip: str | None, changes: dict[str, bytes | str | None]) -> str | None:
+        from . import ledger_log as log
+
+        view = self.log_view(tip)
+        entries = log.log_entries(changes, view.run_parts, self._read_blob)
+        return log.log_tree(self.repo, entries) if entries else None  # nothing to add: no commit
+
+    def _checkpoint(self, tree: str | None, changes: dict[str, bytes | str | None]) -> str:
+        """The first commit of a log: every run of the format-3 ``tree`` (none for a new
+        ledger) and ``changes``, as a checkpoint."""
+        from . import ledger_log as log
+
+        if tree is not None:
+            marker = read_path(self.repo.odb, tree, "format")
+            if marker is None and read_tree(self.repo.odb, tree):
+                raise DataError(FOREIGN_LEDGER)
+            if marker is not None and not marker.is_tree:
+                _refuse_newer(self.repo.odb.read_typed(marker.oid, "blob"))
+        base = log.checkpoint_entries(self.repo, tree)
+        hash_blob = self.repo.fmt.hash_object
+
+        def current(run_id: str) -> tuple[bytes, bytes] | None:
+            data = base.get(run_id)
+            return None if not isinstance(data, bytes) else log.decode_run_blob(data, run_id, hash_blob)
+
+        return log.checkpoint_tree(self.repo, {**base, **log.log_entries(changes, current, self._read_blob)})
+
+    def _read_blob(self, oid: str) -> bytes:
+        return self.repo.odb.read_typed(oid, "blob")
+
+
+def _is_log_tree(repo: GitRepository, tree: str | None) -> bool:
+    """Whether a ledger tree's ``format`` marker is format 4's (a transaction, merge or
+    checkpoint of the log)."""
+    if tree is None:
+        return False
+    marker = read_tree(repo.odb, tree).get("format")
+    if marker is None or marker.is_tree:
+        return False
+    markers = _log_markers.get(repo.fmt.name)
+    if markers is None:
+        from .ledger_log import CHECKPOINT_MARKER, LOG_MARKER
+
+        markers = _log_markers[repo.fmt.name] = frozenset(
+            repo.fmt.hash_object("blob", m) for m in (LOG_MARKER, CHECKPOINT_MARKER))
+    return marker.oid in markers
+
+
+_log_markers: dict[str, frozenset[str]] = {}
 
 
 #: what a ledger ref that points at something else (a code commit) is told

@@ -1,12 +1,14 @@
 """Format 4's ledger kept as a log (``docs/design/data-model.md``, "The proposal: a
-ledger kept as a log"). Work in progress: nothing writes this format yet.
+ledger kept as a log"). Read and written through ``store.ledger.Ledger`` when a
+ledger's tip is of this layout; nothing makes a new ledger of it yet.
 
 Each commit's tree holds what its transaction wrote, at the root beside ``format`` and
 the constant ``runs/`` sentinel::
 
-    <id>                        the run blob (record, state, small artifacts)
+    <id>                        the run blob (record and state)
     <id>=<key>=<writer>-<seq>   a metric chunk        (and ``!`` observations, ``+`` summaries,
-    <id>@<key>                  a large artifact       ``#patch`` the code patch)
+    <id>@<key>                  an artifact            ``#patch`` the code patch)
+    <id>^<commit>               the run was made at ``<commit>`` (names the empty blob)
 
 The ledger at a commit is the **fold** of the commits reachable from it: walking them
 newest first in topological order (a commit after all its children), the first
@@ -26,7 +28,9 @@ Bytes and git objects only: which of two versions wins is decided above this lay
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 
 from ..errors import DataError
@@ -34,9 +38,10 @@ from .objects import MODE_BLOB, TreeEntry
 from .repo import GitRepository
 from .trees import edit_tree, read_tree
 
-__all__ = ["CHECKPOINT_MARKER", "INLINE_LIMIT", "LOG_MARKER", "SENTINEL", "changed_since", "checkpoint",
-           "decode_run_blob", "encode_run_blob", "entry_name", "file_of", "fold", "merge", "merge_base",
-           "fold_with_git", "resolutions", "run_of", "transaction", "walk", "FoldCache", "LogView"]
+__all__ = ["CHECKPOINT_MARKER", "LOG_MARKER", "SENTINEL", "changed_since", "checkpoint", "checkpoint_entries",
+           "decode_run_blob", "encode_run_blob", "entry_name", "file_of", "fold", "log_entries", "link_name",
+           "link_of", "log_tree", "checkpoint_tree", "merge", "merge_base", "fold_with_git", "resolutions", "run_of", "transaction", "walk",
+           "FoldCache", "LogView"]
 
 LOG_MARKER = b'{"format_version":4,"kind":"ledger","layout":"log","requires":"git-prov>=0.4.0"}'
 CHECKPOINT_MARKER = b'{"format_version":4,"kind":"ledger","layout":"checkpoint","requires":"git-prov>=0.4.0"}'
@@ -46,11 +51,8 @@ _SENTINEL_RECORD = b'{"format_version":4,"kind":"run-record","requires":"git-pro
 _SENTINEL_STATE = b'{"format_version":4,"kind":"run-state","requires":"git-prov>=0.4.0"}'
 SENTINEL = "runs"
 _RESERVED = ("format", SENTINEL)
-_NAME = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})(?:[=!+@#].*)?$")
-
-Identity = Callable[[], str]
-#: artifacts up to this size are kept inside the run blob, larger ones as ``<id>@<key>``
-INLINE_LIMIT = 4096
+_NAME = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})(?:[=!+@#^].*)?$")
+_ID = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 #: a run's files as format 3 names them (``runs/<xx>/<id>/…``) -> the separator of
 #: their entry in the log; ``None``: the file is inside the run blob
 _FOLDERS = {"series": "=", "observations": "!", "summaries": "+"}
@@ -90,6 +92,8 @@ def file_of(name: str) -> tuple[str, str] | None:
     if not rest:
         return run_id, ""
     sep, body = rest[0], rest[1:]
+    if sep == "^":
+        return None  # a link to a commit, not a file
     if sep == "#":
         return (run_id, "code.patch") if body == "patch" else None
     if sep == "@":
@@ -100,32 +104,43 @@ def file_of(name: str) -> tuple[str, str] | None:
     return run_id, f"{_SEPARATORS[sep]}/{key}/{leaf}"
 
 
-def encode_run_blob(record: bytes, state: bytes, artifacts: dict[str, bytes] | None = None) -> bytes:
-    """The run blob: msgpack of the record's and the state's canonical bytes and the
-    small artifacts by key (as named in the tree)."""
+def link_name(run_id: str, commit: str) -> str:
+    """The entry that says run ``run_id`` was made at ``commit``."""
+    return f"{run_id}^{commit}"
+
+
+def link_of(name: str) -> tuple[str, str] | None:
+    """``(run id, commit)`` of a link entry, else None."""
+    run_id = run_of(name)
+    if run_id is None or name[len(run_id):len(run_id) + 1] != "^" or not _ID.match(name[len(run_id) + 1:]):
+        return None
+    return run_id, name[len(run_id) + 1:]
+
+
+def encode_run_blob(record: bytes, state: bytes) -> bytes:
+    """The run blob: msgpack of the record's and the state's canonical bytes."""
     import msgspec
 
-    return msgspec.msgpack.encode({"record": record, "state": state, "artifacts": dict(sorted((artifacts or {}).items()))})
+    return msgspec.msgpack.encode({"record": record, "state": state})
 
 
-def decode_run_blob(data: bytes, run_id: str, hash_blob: Callable[[str, bytes], str]) -> tuple[bytes, bytes, dict[str, bytes]]:
-    """``(record, state, artifacts)`` of a run blob, its record checked against the run
-    id (the blob id of the record's bytes); ``ValueError`` when it is not one."""
+def decode_run_blob(data: bytes, run_id: str, hash_blob: Callable[[str, bytes], str]) -> tuple[bytes, bytes]:
+    """``(record, state)`` of a run blob, its record checked against the run id (the
+    blob id of the record's bytes); ``ValueError`` when it is not one."""
     import msgspec
 
     try:
         obj = msgspec.msgpack.decode(data)
     except msgspec.DecodeError as exc:
         raise ValueError(f"run blob of {run_id[:12]} is not msgpack: {exc}") from None
-    if not isinstance(obj, dict) or set(obj) != {"record", "state", "artifacts"}:
-        raise ValueError(f"run blob of {run_id[:12]} is not a record, a state and artifacts")
-    record, state, artifacts = obj["record"], obj["state"], obj["artifacts"]
-    if not (isinstance(record, bytes) and isinstance(state, bytes) and isinstance(artifacts, dict)
-            and all(isinstance(k, str) and isinstance(v, bytes) for k, v in artifacts.items())):
+    if not isinstance(obj, dict) or set(obj) != {"record", "state"}:
+        raise ValueError(f"run blob of {run_id[:12]} is not a record and a state")
+    record, state = obj["record"], obj["state"]
+    if not (isinstance(record, bytes) and isinstance(state, bytes)):
         raise ValueError(f"run blob of {run_id[:12]} holds a part of the wrong type")
     if hash_blob("blob", record) != run_id:
         raise ValueError(f"run blob of {run_id[:12]} holds the record of another run")
-    return record, state, artifacts
+    return record, state
 
 
 def _sentinel_changes(fmt_hash: Callable[[str, bytes], str]) -> dict[str, bytes]:
@@ -141,6 +156,20 @@ def _tree(repo: GitRepository, marker: bytes, entries: dict[str, bytes | str]) -
     return tree
 
 
+def log_tree(repo: GitRepository, entries: dict[str, bytes | str]) -> str:
+    """The tree of a transaction holding ``entries``."""
+    bad = [name for name in entries if run_of(name) is None]
+    if bad:
+        raise ValueError(f"not a ledger entry name: {bad[0]!r}")
+    return _tree(repo, LOG_MARKER, entries)
+
+
+def checkpoint_tree(repo: GitRepository, entries: dict[str, bytes | str]) -> str:
+    """The tree of a checkpoint holding ``entries``: every entry of the ledger, sharded
+    by the run id's first two characters."""
+    return _tree(repo, CHECKPOINT_MARKER, {f"{name[:2]}/{name}": oid for name, oid in entries.items()})
+
+
 def _commit(repo: GitRepository, tree: str, parents: list[str], identity: str, message: str) -> str:
     from .objects import encode_commit
 
@@ -150,10 +179,7 @@ def _commit(repo: GitRepository, tree: str, parents: list[str], identity: str, m
 def transaction(repo: GitRepository, tip: str | None, entries: dict[str, bytes | str], identity: str,
                 message: str) -> str:
     """A log commit on ``tip`` holding ``entries`` (content, or the id of a stored blob)."""
-    bad = [name for name in entries if run_of(name) is None]
-    if bad:
-        raise ValueError(f"not a ledger entry name: {bad[0]!r}")
-    return _commit(repo, _tree(repo, LOG_MARKER, entries), [tip] if tip else [], identity, message)
+    return _commit(repo, log_tree(repo, entries), [tip] if tip else [], identity, message)
 
 
 def merge(repo: GitRepository, ours: str, theirs: str, resolved: dict[str, str], identity: str, message: str) -> str:
@@ -165,8 +191,7 @@ def merge(repo: GitRepository, ours: str, theirs: str, resolved: dict[str, str],
 def checkpoint(repo: GitRepository, tip: str, identity: str, message: str) -> str:
     """A checkpoint commit on ``tip``: every entry of the fold at ``tip``, sharded by the
     run id's first two characters."""
-    entries: dict[str, bytes | str] = {f"{name[:2]}/{name}": oid for name, oid in fold(repo, tip).items()}
-    return _commit(repo, _tree(repo, CHECKPOINT_MARKER, entries), [tip], identity, message)
+    return _commit(repo, checkpoint_tree(repo, dict(fold(repo, tip))), [tip], identity, message)
 
 
 def _kind(repo: GitRepository, tree: str, markers: dict[str, str]) -> str:
@@ -248,7 +273,6 @@ def fold_with_git(repo: GitRepository, tip: str, since: str | None = None) -> di
     not reachable from it wrote (a cache folded at ``since`` brought up to ``tip``:
     these entries replace its own). None when git cannot be asked (an in-memory
     repository, no git binary): ``fold`` then."""
-    import contextlib
     import threading
 
     from . import catfile, gitbin
@@ -338,24 +362,24 @@ def resolutions(repo: GitRepository, ours: str, theirs: str) -> dict[str, tuple[
 
 class LogView:
     """The ledger at one commit of a log, answering what ``store.ledger.Ledger`` answers
-    about one run from format 3's tree (``run_file``, ``run_folder``, ``run_version``,
-    ``run_ids_with_prefix``). With a ``FoldCache``, brought to ``tip`` and asked run by
-    run; without, folded once, when first asked."""
+    about one run and one commit from format 3's tree. With a ``FoldCache``, brought to
+    ``tip`` and asked run by run; without, folded once, when first asked."""
 
     def __init__(self, repo: GitRepository, tip: str | None, cache: FoldCache | None = None) -> None:
         self.repo, self.tip, self.cache = repo, tip, cache
         if cache is not None:
             cache.update(tip)
         self._runs: dict[str, dict[str, str]] | None = None
+        self._links: dict[str, set[str]] = {}
 
     def _fold(self) -> dict[str, dict[str, str]]:
         if self._runs is None:
             runs: dict[str, dict[str, str]] = {}
-            entries = self.cache.items() if self.cache is not None else fold(self.repo, self.tip)
-            for name, oid in entries.items():
-                where = file_of(name)
-                if where is not None:
+            for name, oid in fold(self.repo, self.tip).items():
+                if (where := file_of(name)) is not None:
                     runs.setdefault(where[0], {})[where[1]] = oid
+                elif (link := link_of(name)) is not None:
+                    self._links.setdefault(link[1], set()).add(link[0])
             self._runs = runs
         return self._runs
 
@@ -366,73 +390,175 @@ class LogView:
         return {where[1]: oid for name, oid in self.cache.entries_of(run_id).items()
                 if (where := file_of(name)) is not None}
 
-    def _parts(self, run_id: str) -> tuple[bytes, bytes, dict[str, bytes]] | None:
+    def run_parts(self, run_id: str) -> tuple[bytes, bytes] | None:
+        """``(record, state)`` of a run, None when the ledger has no such run."""
         oid = self._files(run_id).get("")
         if oid is None:
             return None
-        return decode_run_blob(self.repo.odb.read_typed(oid, "blob"), run_id, self.repo.fmt.hash_object)
+        try:
+            return decode_run_blob(self.repo.odb.read_typed(oid, "blob"), run_id, self.repo.fmt.hash_object)
+        except ValueError as exc:
+            raise DataError(f"{exc}; run 'prov verify'") from None
 
     def run_file(self, run_id: str, name: str) -> bytes | None:
         if name in ("record", "state"):
-            parts = self._parts(run_id)
+            parts = self.run_parts(run_id)
             return None if parts is None else parts[0] if name == "record" else parts[1]
-        if name.startswith("artifacts/"):
-            parts = self._parts(run_id)
-            inline = parts[2].get(name[len("artifacts/"):]) if parts is not None else None
-            if inline is not None:
-                return inline
         oid = self._files(run_id).get(name)
         return None if oid is None else self.repo.odb.read_typed(oid, "blob")
 
     def run_folder(self, run_id: str, name: str) -> dict[str, TreeEntry]:
-        """A folder's entries; an artifact kept inside the run blob is listed with the id
-        git would give its content (not an object of its own: read it with ``run_file``)."""
         prefix = name.rstrip("/") + "/"
-        out = {path[len(prefix):]: TreeEntry(MODE_BLOB, path[len(prefix):], oid)
-               for path, oid in self._files(run_id).items()
-               if path.startswith(prefix) and "/" not in path[len(prefix):]}
-        if name == "artifacts":
-            parts = self._parts(run_id)
-            for key, content in (parts[2] if parts is not None else {}).items():
-                out[key] = TreeEntry(MODE_BLOB, key, self.repo.fmt.hash_object("blob", content))
-        return out
+        return {path[len(prefix):]: TreeEntry(MODE_BLOB, path[len(prefix):], oid)
+                for path, oid in self._files(run_id).items()
+                if path.startswith(prefix) and "/" not in path[len(prefix):]}
 
     def run_version(self, run_id: str) -> str | None:
         files = self._files(run_id)
-        if not files:
+        if "" not in files:
             return None
         listing = "".join(f"{path}\0{oid}\n" for path, oid in sorted(files.items())).encode()
         return self.repo.fmt.hash_object("blob", listing)
 
     def run_ids_with_prefix(self, prefix: str) -> list[str]:
         if self.cache is not None:
-            return sorted({run for name in self.cache.names_with_prefix(prefix) if (run := run_of(name))})
-        return sorted(run_id for run_id in self._fold() if run_id.startswith(prefix))
+            return sorted({name for name in self.cache.names_with_prefix(prefix) if _ID.match(name)})
+        return sorted(run_id for run_id, files in self._fold().items() if run_id.startswith(prefix) and "" in files)
+
+    def run_ids_at(self, commit: str) -> list[str]:
+        """The ids of the runs made at ``commit``, sorted."""
+        if self.cache is not None:
+            return self.cache.runs_at(commit)
+        self._fold()
+        return sorted(self._links.get(commit, ()))
+
+    def run_blobs(self) -> Iterator[tuple[str, str]]:
+        """``(run id, run blob id)`` of every run, in id order."""
+        if self.cache is not None:
+            yield from self.cache.run_blobs()
+            return
+        yield from sorted((run_id, files[""]) for run_id, files in self._fold().items() if "" in files)
+
+
+def log_entries(changes: dict[str, bytes | str | None], current: Callable[[str], tuple[bytes, bytes] | None],
+                read_blob: Callable[[str], bytes]) -> dict[str, bytes | str]:
+    """A transaction's entries for ``changes`` named as format 3 names them
+    (``runs/<xx>/<id>/<file>``, ``commits/<xx>/<commit>/<xx>/<id>``): a run's record or
+    state makes a new run blob (the other part from ``current(run id)``), every other
+    file its entry, a commit's entry a link. The log only ever adds versions: a change
+    that removes a path is refused (``ValueError``), as is a path of no run."""
+    out: dict[str, bytes | str] = {}
+    parts: dict[str, dict[str, bytes]] = {}
+    for path, value in changes.items():
+        if path == "format":
+            continue
+        if value is None:
+            raise ValueError(f"the ledger's log cannot remove {path!r}: it only adds versions")
+        segments = path.split("/")
+        if segments[0] == "runs" and len(segments) >= 4 and _ID.match(segments[2]) \
+                and segments[1] == segments[2][:2]:
+            run_id, name = segments[2], "/".join(segments[3:])
+            if name in ("record", "state"):
+                parts.setdefault(run_id, {})[name] = value if isinstance(value, bytes) else read_blob(value)
+            else:
+                out[entry_name(run_id, name) or ""] = value
+        elif segments[0] == "commits" and len(segments) == 5 and _ID.match(segments[2]) and _ID.match(segments[4]):
+            out[link_name(segments[4], segments[2])] = b""
+        else:
+            raise ValueError(f"not a path of the ledger: {path!r}")
+    for run_id, new in parts.items():
+        if "record" not in new or "state" not in new:
+            old = current(run_id)
+            if old is None:
+                raise DataError(f"run {run_id[:12]} has no record in the ledger to write its state beside")
+            new = {"record": old[0], "state": old[1], **new}
+        out[run_id] = encode_run_blob(new["record"], new["state"])
+    return out
+
+
+def checkpoint_entries(repo: GitRepository, tree: str | None) -> dict[str, bytes | str]:
+    """Every run of a format-3 ledger ``tree`` under the log's names: a new run blob a
+    run, every other file and each commit's link by the blob id it has. A file the log
+    has no name for, or a run without its record or state, is not carried over (``prov
+    verify`` of format 3 names them; the format-3 commits stay in the history)."""
+    odb = repo.odb
+    root = read_tree(odb, tree)
+    out: dict[str, bytes | str] = {}
+
+    def files(oid: str, prefix: str) -> Iterator[tuple[str, str]]:
+        for name, e in read_tree(odb, oid, keep=False).items():
+            if e.is_tree:
+                yield from files(e.oid, f"{prefix}{name}/")
+            else:
+                yield f"{prefix}{name}", e.oid
+
+    runs = root.get("runs")
+    for shard in (read_tree(odb, runs.oid, keep=False).values() if runs is not None and runs.is_tree else ()):
+        for run_id, run in (read_tree(odb, shard.oid, keep=False).items() if shard.is_tree else ()):
+            if not run.is_tree or not _ID.match(run_id):
+                continue
+            entries = dict(files(run.oid, ""))
+            if "record" not in entries or "state" not in entries:
+                continue
+            for path, oid in entries.items():
+                if path not in ("record", "state"):
+                    with contextlib.suppress(ValueError):
+                        out[entry_name(run_id, path) or ""] = oid
+            out[run_id] = encode_run_blob(odb.read_typed(entries["record"], "blob"),
+                                          odb.read_typed(entries["state"], "blob"))
+    commits = root.get("commits")
+    if commits is not None and commits.is_tree:
+        for path, _ in files(commits.oid, ""):
+            segments = path.split("/")
+            if len(segments) == 4 and _ID.match(segments[1]) and _ID.match(segments[3]):
+                out[link_name(segments[3], segments[1])] = b""
+    out.pop("", None)
+    return out
 
 
 class FoldCache:
-    """The fold at one tip, kept (``{entry name: blob id}``): on disk in
-    ``.git/prov/ledger-fold.sqlite`` (local, never pushed), in memory for an in-memory
-    repository. ``update`` brings it to a new tip by folding only the commits above the
-    one it holds when that one is an ancestor (``fold_with_git(since=)``: their entries
-    replace its own), and folds from nothing when the ledger moved any other way (a
-    history rewritten, a cache of another ledger)."""
+    """The fold at one tip, kept (``{entry name: blob id}``, and the runs of each commit
+    from the link entries): on disk in ``.git/prov/ledger-fold.sqlite`` (local, never
+    pushed, rebuilt from the ledger when missing, damaged or of another version), in
+    memory for an in-memory repository. ``update`` brings it to a new tip by folding only
+    the commits above the one it holds when that one is an ancestor
+    (``fold_with_git(since=)``: their entries replace its own), and folds from nothing
+    when the ledger moved any other way (a history rewritten, a cache of another
+    ledger). One process updates it at a time; the others wait and find it done."""
 
     FILE = "ledger-fold.sqlite"
+    VERSION = "1"
 
     def __init__(self, repo: GitRepository) -> None:
         import os
-        import sqlite3
 
         self.repo = repo
         git_dir = repo.common_dir or repo.git_dir
-        path = ":memory:"
+        self.path = ":memory:"
         if git_dir is not None:
             os.makedirs(os.path.join(git_dir, "prov"), exist_ok=True)
-            path = os.path.join(git_dir, "prov", self.FILE)
-        self.db = sqlite3.connect(path, isolation_level=None)
-        self.db.executescript("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;"
-                              "CREATE TABLE IF NOT EXISTS entries (name TEXT PRIMARY KEY, oid BLOB) WITHOUT ROWID;")
+            self.path = os.path.join(git_dir, "prov", self.FILE)
+        try:
+            self.db = self._open()
+        except sqlite3.DatabaseError:  # not a database, or damaged: it is only a cache
+            os.remove(self.path)
+            self.db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=600)
+        try:
+            db.executescript(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;"
+                "CREATE TABLE IF NOT EXISTS entries (name TEXT PRIMARY KEY, oid BLOB) WITHOUT ROWID;"
+                "CREATE TABLE IF NOT EXISTS links (commit_id TEXT, run TEXT, PRIMARY KEY (commit_id, run)) WITHOUT ROWID;")
+            row = db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+            if row is None or row[0] != self.VERSION:
+                db.executescript("BEGIN IMMEDIATE; DELETE FROM entries; DELETE FROM links; DELETE FROM meta;"
+                                 f"INSERT INTO meta VALUES ('version', '{self.VERSION}'); COMMIT;")
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def tip(self) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'tip'").fetchone()
@@ -448,29 +574,36 @@ class FoldCache:
 
     def update(self, tip: str | None) -> None:
         """Hold the fold at ``tip`` (None: an empty ledger)."""
-        old = self.tip()
-        if old == tip:
+        if self.tip() == tip:
             return
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")  # another process folding the same commits: wait for it
+        try:
+            old = self.tip()
+            if old != tip:
+                self._update(old, tip)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _update(self, old: str | None, tip: str | None) -> None:
         since = old if old is not None and tip is not None and self._is_ancestor(old, tip) else None
-        if tip is None:
-            changed: dict[str, str] = {}
-        else:
+        changed: dict[str, str] = {}
+        if tip is not None:
             folded = fold_with_git(self.repo, tip, since)
             if folded is None:
                 folded = fold(self.repo, tip, frozenset(_ancestors(self.repo, since)) if since else frozenset())
             changed = folded
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            if since is None:
-                db.execute("DELETE FROM entries")
-            db.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?)",
-                           ((name, bytes.fromhex(oid)) for name, oid in changed.items()))
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (tip,))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        if since is None:
+            db.execute("DELETE FROM entries")
+            db.execute("DELETE FROM links")
+        db.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?)",
+                       ((name, bytes.fromhex(oid)) for name, oid in changed.items()))
+        db.executemany("INSERT OR IGNORE INTO links VALUES (?, ?)",
+                       ((link[1], link[0]) for name in changed if "^" in name and (link := link_of(name))))
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (tip,))
 
     def entries_of(self, run_id: str) -> dict[str, str]:
         """``{entry name: blob id}`` of one run (its names all start with its id)."""
@@ -480,6 +613,15 @@ class FoldCache:
     def names_with_prefix(self, prefix: str) -> list[str]:
         rows = self.db.execute("SELECT name FROM entries WHERE name >= ? AND name < ?", (prefix, prefix + "\x7f"))
         return [name for (name,) in rows]
+
+    def runs_at(self, commit: str) -> list[str]:
+        return [run for (run,) in self.db.execute("SELECT run FROM links WHERE commit_id = ? ORDER BY run", (commit,))]
+
+    def run_blobs(self) -> Iterator[tuple[str, str]]:
+        """``(run id, run blob id)`` of every run, in id order (read as they are used)."""
+        for name, oid in self.db.execute("SELECT name, oid FROM entries WHERE length(name) IN (40, 64) ORDER BY name"):
+            if _ID.match(name):
+                yield name, oid.hex()
 
     def items(self) -> dict[str, str]:
         return {name: oid.hex() for name, oid in self.db.execute("SELECT name, oid FROM entries")}

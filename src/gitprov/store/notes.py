@@ -203,7 +203,7 @@ class Notes:
     def update(self, lines_by_commit: dict[str, list[bytes]], message: str = "prov: add notes") -> RefUpdate:
         """The same change as a ``RefUpdate``, for ``commit_on_refs`` with other refs."""
 
-        def build(tree: str | None) -> str | None:
+        def build(tree: str | None, _tip: str | None) -> str | None:
             for commit, lines in sorted(lines_by_commit.items()):
                 if lines:
                     tree = self._insert(tree, commit, lines)

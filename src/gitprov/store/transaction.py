@@ -66,21 +66,23 @@ def commit_object(repo: GitRepository, tree: str, parents: list[str], message: s
     return sign_commit(body, signer, repo.fmt.name)
 
 
-#: ``(ref, build_tree, message)``: ``build_tree(current tree id or None)`` returns the
-#: new tree id, or None to leave the ref alone.
-RefUpdate = tuple[str, Callable[[str | None], "str | None"], str]
+#: ``(ref, build_tree, message)``: ``build_tree(current tree id or None, current tip or
+#: None)`` returns the new tree id, or None to leave the ref alone.
+RefUpdate = tuple[str, Callable[[str | None, str | None], "str | None"], str]
 
 
 def commit_on_ref(
     repo: GitRepository,
     ref: str,
-    build_tree: Callable[[str | None], str | None],
+    build_tree: Callable[[str | None, str | None], str | None],
     message: str,
 ) -> str | None:
-    """Commit the tree ``build_tree(current tree)`` on top of ``ref``, retrying races.
+    """Commit the tree ``build_tree(current tree, current tip)`` on top of ``ref``,
+    retrying races.
 
-    ``build_tree`` gets the tip's tree id (None when the ref is new) and returns the
-    new tree id, or None to leave the ref alone. Returns the ref's final value.
+    ``build_tree`` gets the tip's tree id and the tip (both None when the ref is new)
+    and returns the new tree id, or None to leave the ref alone. Returns the ref's
+    final value.
     """
     return commit_on_refs(repo, [(ref, build_tree, message)])[ref]
 
@@ -109,7 +111,7 @@ def commit_on_refs(repo: GitRepository, updates: list[RefUpdate]) -> dict[str, s
             for ref, build_tree, message in pending:
                 tip = tips[ref] = repo.refs.read(ref)
                 old_tree = (written.get(tip) or repo.read_commit(tip).tree) if tip else None
-                new_tree = build_tree(old_tree)
+                new_tree = build_tree(old_tree, tip)
                 if new_tree is not None and new_tree != old_tree:
                     commits[ref] = odb.write("commit", commit_object(repo, new_tree, [tip] if tip else [], message))
                     if len(written) > 1000:
