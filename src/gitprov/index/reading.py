@@ -52,7 +52,8 @@ _QUEUED = 64
 
 
 class RunBlobs(NamedTuple):
-    """The stored bytes of one run directory's ``record`` and ``state``."""
+    """The stored bytes of one run's ``record`` and ``state``; ``tree``: what they were
+    read from (format 3: the run's directory; format 4: its run blob)."""
 
     run_id: str
     tree: str
@@ -61,8 +62,9 @@ class RunBlobs(NamedTuple):
 
 
 def read_run_blobs(repo: GitRepository, runs: Iterable[tuple[str, str]], *,
-                   bulk: bool | None = None, blob_ids: bytes = b"") -> Iterator[RunBlobs]:
-    """``RunBlobs`` for each ``(run id, run directory tree id)`` of ``runs``, in order.
+                   bulk: bool | None = None, blob_ids: bytes = b"", log: bool | None = None) -> Iterator[RunBlobs]:
+    """``RunBlobs`` for each ``(run id, run directory tree id)`` of ``runs``, in order
+    (``log``, format 4: ``(run id, run blob id)``; None: as the repository's ledger is).
 
     ``runs`` is a sequence (all of it asked for at once) or any other iterable, drawn
     ``PAGE`` runs at a time (``read_run_pages``), so a caller can stream a listing of
@@ -72,11 +74,13 @@ def read_run_blobs(repo: GitRepository, runs: Iterable[tuple[str, str]], *,
     sequence): each run's record and state ids, asked for instead of their paths. Raises ``DataError`` for a run
     directory without a record or state, ``MissingObjectError`` for a missing object.
     """
+    if log is None:
+        log = ledger_is_log(repo)
     if not isinstance(runs, Sequence):
         source = iter(runs)
         head = list(islice(source, BULK_MIN))
         yield from read_run_pages(repo, chain([head] if head else [], _pages(source)),
-                                  bulk=len(head) >= BULK_MIN if bulk is None else bulk)
+                                  bulk=len(head) >= BULK_MIN if bulk is None else bulk, log=log)
         return
     if bulk is None:
         bulk = len(runs) >= BULK_MIN
@@ -85,15 +89,23 @@ def read_run_blobs(repo: GitRepository, runs: Iterable[tuple[str, str]], *,
         for run_id, tree in runs:
             yield read_one(repo, run_id, tree)
         return
-    yield from _read_with_git(repo, proc, iter([list(runs)]), ahead=None, blob_ids=blob_ids)
+    yield from _read_with_git(repo, proc, iter([list(runs)]), ahead=None, blob_ids=blob_ids, log=log)
+
+
+def ledger_is_log(repo: GitRepository) -> bool:
+    """Whether the repository's ledger is format 4's log (its runs read from run blobs)."""
+    from ..store.ledger import Ledger
+
+    return Ledger(repo).is_log()
 
 
 def in_pack_order(repo: GitRepository, runs: Sequence[tuple[str, str]]) -> tuple[list[tuple[str, str]], bytes]:
     """``runs`` ordered by where their record blobs lie in the packs, and the ids of
     their record and state blobs (``read_run_blobs``' ``blob_ids``: both raw ids of each
     run, in that order; zeros for a run whose record or state is not a plain file). As
-    given, with no ids, when git cannot be asked or there are too few runs to matter."""
-    if len(runs) < BULK_MIN:
+    given, with no ids, when git cannot be asked or there are too few runs to matter, or
+    the runs are run blobs (format 4: one blob a run, asked for by its id)."""
+    if len(runs) < BULK_MIN or ledger_is_log(repo):
         return list(runs), b""
     repo.odb.drop_pages()  # the shard trees' pages: a long history spreads them over the packs
     proc = _start_cat_file(repo, in_order=True)  # trees are small: few delta bases to keep
@@ -194,7 +206,7 @@ def _record_and_state(data: bytes, size: int) -> bytes | None:
 
 
 def read_run_pages(repo: GitRepository, pages: Iterable[list[tuple[str, str]]], *,
-                   bulk: bool = True) -> Iterator[RunBlobs]:
+                   bulk: bool = True, log: bool | None = None) -> Iterator[RunBlobs]:
     """``RunBlobs`` for the runs of each page of ``(run id, tree id)``, in order, through
     one ``git cat-file`` (``bulk``) or the object layer. A page is drawn from ``pages``
     when the one before it has begun to be yielded, so the first runs come as soon as
@@ -206,7 +218,7 @@ def read_run_pages(repo: GitRepository, pages: Iterable[list[tuple[str, str]]], 
             for run_id, tree in page:
                 yield read_one(repo, run_id, tree)
         return
-    yield from _read_with_git(repo, proc, pages, ahead=1)
+    yield from _read_with_git(repo, proc, pages, ahead=1, log=ledger_is_log(repo) if log is None else log)
 
 
 def _pages(source: Iterator[tuple[str, str]]) -> Iterator[list[tuple[str, str]]]:
@@ -215,12 +227,26 @@ def _pages(source: Iterator[tuple[str, str]]) -> Iterator[list[tuple[str, str]]]
 
 
 def read_one(repo: GitRepository, run_id: str, tree: str) -> RunBlobs:
-    """One run through the object layer."""
+    """One run through the object layer: from its directory (format 3) or its run blob
+    (format 4), as the object is."""
+    kind, data = repo.odb.read(tree)
+    if kind == "blob":
+        return _from_run_blob(repo, run_id, tree, data)
     entries = read_tree(repo.odb, tree)
     record, state = entries.get("record"), entries.get("state")
     if record is None or state is None or record.is_tree or state.is_tree:
         raise DataError(f"run {run_id[:12]} has no record or state in the ledger; run 'prov verify'")
     return RunBlobs(run_id, tree, repo.odb.read_typed(record.oid, "blob"), repo.odb.read_typed(state.oid, "blob"))
+
+
+def _from_run_blob(repo: GitRepository, run_id: str, oid: str, data: bytes) -> RunBlobs:
+    from ..store.ledger_log import decode_run_blob
+
+    try:
+        record, state = decode_run_blob(data, run_id, repo.fmt.hash_object)
+    except ValueError as exc:
+        raise DataError(f"{exc}; run 'prov verify'") from None
+    return RunBlobs(run_id, oid, record, state)
 
 
 def _start_cat_file(repo: GitRepository, buffered: bool = True, *, in_order: bool = False):  # -> subprocess.Popen | None
@@ -242,12 +268,13 @@ class _GitGone(Exception):
 
 
 def _read_with_git(repo: GitRepository, proc, pages: Iterator[list[tuple[str, str]]],
-                   ahead: int | None, blob_ids: bytes = b"") -> Iterator[RunBlobs]:
+                   ahead: int | None, blob_ids: bytes = b"", log: bool = False) -> Iterator[RunBlobs]:
     """Answers of ``proc`` for the runs of ``pages``. A writer thread sends the requests
     of each page handed to it (all of them when ``ahead`` is None, else ``ahead`` pages
     beyond the one being read); a reader thread parses the answers into a bounded
     queue, so git keeps working while the caller is busy with what it was given (a
-    cold build inserting rows), and this generator pairs them with their runs."""
+    cold build inserting rows), and this generator pairs them with their runs. ``log``:
+    each run is one run blob, asked for by its id."""
     stdin, stdout = proc.stdin, proc.stdout
     step = 2 * repo.odb.fmt.raw_len
     none = bytes(step)
@@ -255,6 +282,8 @@ def _read_with_git(repo: GitRepository, proc, pages: Iterator[list[tuple[str, st
     def lines(page: list[tuple[str, str]], start: int) -> bytes:
         """The requests for ``page[start:start + 4096]``: its blobs by id where ``blob_ids``
         has them (given with a single page, every run at once), else by path."""
+        if log:
+            return b"".join(b"%s\n" % tree.encode() for _, tree in page[start:start + 4096])
         out = []
         for k, (_, tree) in enumerate(page[start:start + 4096], start):
             pair = blob_ids[k * step:(k + 1) * step]
@@ -339,10 +368,12 @@ def _read_with_git(repo: GitRepository, proc, pages: Iterator[list[tuple[str, st
             while done < len(page):
                 run_id, tree = page[done]
                 record = next(blobs)
-                state = next(blobs)
+                state = record if log else next(blobs)
                 if record is None or state is None:
                     # git says missing: the object layer names what is wrong (or finds it)
                     yield read_one(repo, run_id, tree)
+                elif log:  # the one blob is the run blob
+                    yield _from_run_blob(repo, run_id, tree, record)
                 else:
                     yield RunBlobs(run_id, tree, record, state)
                 done += 1

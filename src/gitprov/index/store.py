@@ -262,12 +262,13 @@ class RunIndex:
             db.execute("ROLLBACK")
             raise
 
-    def _apply_tip(self, db: sqlite3.Connection, tip: str | None) -> None:
+    def _tree_changes(self, db: sqlite3.Connection, tip: str | None, old_shards: dict[str, str],
+                      new_shards: dict[str, str]) -> tuple[list[int], list[tuple[str, str]], int]:
+        """Format 3: the rids of the indexed runs gone or changed, and the ``(run id,
+        directory tree)`` to (re)read, from the shards that changed; and their count."""
         odb = self.ledger.repo.odb
-        new_shards = {name: e.oid for name, e in self.ledger.list_dir("runs", tip).items() if e.is_tree}
-        old_shards = {name: oid.hex() for name, oid in db.execute("SELECT name, oid FROM shards")}
-        gone: list[int] = []  # rids of runs gone or changed
-        todo: list[tuple[str, str]] = []  # (run id, directory tree) to (re)read
+        gone: list[int] = []
+        todo: list[tuple[str, str]] = []
         shards_read = 0
         for shard in sorted(set(new_shards) | set(old_shards)):
             if new_shards.get(shard) == old_shards.get(shard):
@@ -280,7 +281,51 @@ class RunIndex:
             gone.extend(rid for run_id, (rid, tree) in old_runs.items() if new_runs.get(run_id) != tree)
             todo.extend((run_id, tree) for run_id, tree in sorted(new_runs.items())
                         if old_runs.get(run_id, (0, None))[1] != tree)
-        fresh = not old_shards and len(todo) >= _BULK_INDEX_MIN
+        return gone, todo, shards_read
+
+    def _log_changes(self, db: sqlite3.Connection, old_tip: str | None,
+                     tip: str) -> tuple[list[int], list[tuple[str, str]], bool]:
+        """Format 4: the rids of the indexed runs gone or changed, and the ``(run id, run
+        blob)`` to (re)read: from the commits above the indexed tip when the log grew from
+        it, else from every run (a first build, an upgrade, a history rewritten); and
+        whether it was every run."""
+        changed = self.ledger.run_blobs_since(old_tip, tip) if old_tip else None
+        every = changed is None
+        if every:
+            changed = self.ledger.run_entries(tip)
+        cold = every and old_tip is None  # nothing indexed to compare with
+        gone: list[int] = []
+        todo: list[tuple[str, str]] = []
+        for run_id, oid in ((r, e.oid) for r, e in changed) if every else changed:
+            row = None if cold else db.execute("SELECT rid, tree FROM runs WHERE id = ?", (id_bytes(run_id),)).fetchone()
+            if row is not None and row[1].hex() == oid:
+                continue
+            if row is not None:
+                gone.append(row[0])
+            todo.append((run_id, oid))
+        if every and old_tip is not None:  # runs no longer in the ledger
+            kept = {run_id for run_id, _ in self.ledger.run_entries(tip)}
+            gone.extend(rid for rid, run_id in db.execute("SELECT rid, id FROM runs") if run_id.hex() not in kept)
+        return gone, todo, every
+
+    def _apply_tip(self, db: sqlite3.Connection, tip: str | None) -> None:
+        old_shards = {name: oid.hex() for name, oid in db.execute("SELECT name, oid FROM shards")}
+        row = db.execute("SELECT value FROM meta WHERE key='tip'").fetchone()
+        old_tip = (row[0] or None) if row else None
+        if tip is not None and self.ledger.is_log(tip):
+            new_shards: dict[str, str] = {}
+            gone, todo, every = self._log_changes(db, old_tip, tip)
+            shards_read = 0
+            fresh = every and old_tip is None and len(todo) >= _BULK_INDEX_MIN
+            re_read = {run_id for run_id, _ in todo}
+            kept_skipped = {run_id: why for run_id, why in self._skipped(db).items() if not every
+                            and run_id not in re_read}
+        else:
+            new_shards = {name: e.oid for name, e in self.ledger.list_dir("runs", tip).items() if e.is_tree}
+            gone, todo, shards_read = self._tree_changes(db, tip, old_shards, new_shards)
+            fresh = not old_shards and len(todo) >= _BULK_INDEX_MIN
+            kept_skipped = {run_id: why for run_id, why in self._skipped(db).items()
+                            if new_shards.get(run_id[:2]) == old_shards.get(run_id[:2])}  # shards not re-read keep theirs
         if fresh:  # a cold build: fill the tables, then build their indexes once
             for name in _SECONDARY_INDEXES:
                 db.execute(f"DROP INDEX IF EXISTS {name}")
@@ -297,8 +342,7 @@ class RunIndex:
             _stop_child(child)
             raise
 
-        skipped = {run_id: why for run_id, why in self._skipped(db).items()
-                   if new_shards.get(run_id[:2]) == old_shards.get(run_id[:2])}  # shards not re-read keep theirs
+        skipped = kept_skipped
         runs_read = len(todo)
         if fresh and blob_ids and child is not None and _rows_from_child(db, self.ledger.repo, todo, blob_ids, child):
             todo = []  # every run is in: none to read below

@@ -19,11 +19,12 @@ as they are).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from .._version import FORMAT_RELEASES, FORMAT_VERSION, upgrade_command
-from ..errors import DataError, FormatVersionError
+from ..errors import DataError, FormatVersionError, UsageError
 from .objects import MODE_BLOB, TreeEntry
 from .odb import ObjectDatabase
 from .repo import GitRepository
@@ -41,7 +42,8 @@ LEDGER_FORMAT = b'{"format_version":%d,"kind":"ledger","requires":"git-prov>=%s"
 #: the first format whose ledger lists every run under its commit (``commits/``): an
 #: older ledger is upgraded by adding every run's entry, a newer one by its marker alone
 LINKS_FROM = 2
-#: the layout ``Ledger`` writes an empty ledger or one of format 3 in (``Ledger.write_layout``)
+#: the layout ``Ledger`` writes an empty ledger or one of format 3 in (``Ledger.write_layout``;
+#: the environment's ``GIT_PROV_LEDGER_LAYOUT`` chooses until format 4 is the default)
 WRITE_LAYOUT = "tree"
 
 
@@ -74,7 +76,10 @@ class Ledger:
         self.ref = ref
         #: what a write makes of an empty ledger or one of format 3: ``tree`` keeps format
         #: 3, ``log`` makes format 4 (on format 3, a checkpoint of every run first)
-        self.write_layout = layout or WRITE_LAYOUT
+        self.write_layout = layout or os.environ.get("GIT_PROV_LEDGER_LAYOUT") or WRITE_LAYOUT
+        if self.write_layout not in ("tree", "log"):
+            raise UsageError(f"GIT_PROV_LEDGER_LAYOUT is {self.write_layout!r}; it is 'tree' (format 3) or 'log' "
+                             "(format 4), or unset")
         self._fold_cache: Any = None
 
     def tip(self) -> str | None:
@@ -163,6 +168,16 @@ class Ledger:
         for _, shard in sorted(self.list_dir("runs", tip).items()):
             if shard.is_tree:
                 yield from sorted(read_tree(self.repo.odb, shard.oid, keep=False).items())
+
+    def run_blobs_since(self, since: str, tip: str) -> list[tuple[str, str]] | None:
+        """Format 4: ``(run id, run blob id)`` of the runs the commits above ``since``
+        wrote, in id order; None when the ledger did not grow from ``since`` (not a log
+        there, or not an ancestor of ``tip``), and every run must be looked at."""
+        if not self.is_log(since) or not self.is_log(tip):
+            return None
+        from .ledger_log import run_blobs_since
+
+        return run_blobs_since(self.repo, tip, since)
 
     def run_ids(self, tip: str | None = None) -> Iterator[str]:
         return (run_id for run_id, _ in self.run_entries(tip))

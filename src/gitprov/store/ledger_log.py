@@ -40,7 +40,7 @@ from .trees import edit_tree, read_tree
 
 __all__ = ["CHECKPOINT_MARKER", "LOG_MARKER", "SENTINEL", "changed_since", "checkpoint", "checkpoint_entries",
            "decode_run_blob", "encode_run_blob", "entry_name", "file_of", "fold", "log_entries", "link_name",
-           "link_of", "log_tree", "checkpoint_tree", "merge", "merge_base", "fold_with_git", "resolutions", "run_of", "transaction", "walk",
+           "link_of", "fold_since", "is_ancestor", "log_tree", "run_blobs_since", "checkpoint_tree", "merge", "merge_base", "fold_with_git", "resolutions", "run_of", "transaction", "walk",
            "FoldCache", "LogView"]
 
 LOG_MARKER = b'{"format_version":4,"kind":"ledger","layout":"log","requires":"git-prov>=0.4.0"}'
@@ -360,6 +360,33 @@ def resolutions(repo: GitRepository, ours: str, theirs: str) -> dict[str, tuple[
     return {name: (oid, other[name]) for name, oid in mine.items() if name in other and other[name] != oid}
 
 
+def is_ancestor(repo: GitRepository, old: str, new: str) -> bool:
+    """Whether commit ``old`` is ``new`` or one of its ancestors (git's answer on disk)."""
+    git_dir = repo.common_dir or repo.git_dir
+    if git_dir is None:
+        return old in _ancestors(repo, new)
+    from . import gitbin
+
+    return gitbin.run(["merge-base", "--is-ancestor", old, new], git_dir=git_dir).returncode == 0
+
+
+def fold_since(repo: GitRepository, tip: str, since: str | None) -> dict[str, str]:
+    """The entries the commits above ``since`` wrote (all of the fold without it):
+    through git when it can be asked, else in Python."""
+    folded = fold_with_git(repo, tip, since)
+    if folded is None:
+        folded = fold(repo, tip, frozenset(_ancestors(repo, since)) if since else frozenset())
+    return folded
+
+
+def run_blobs_since(repo: GitRepository, tip: str, since: str) -> list[tuple[str, str]] | None:
+    """``(run id, run blob id)`` of the runs the commits above ``since`` wrote, in id
+    order; None when ``since`` is not an ancestor of ``tip``."""
+    if not is_ancestor(repo, since, tip):
+        return None
+    return sorted((name, oid) for name, oid in fold_since(repo, tip, since).items() if _ID.match(name))
+
+
 class LogView:
     """The ledger at one commit of a log, answering what ``store.ledger.Ledger`` answers
     about one run and one commit from format 3's tree. With a ``FoldCache``, brought to
@@ -564,14 +591,6 @@ class FoldCache:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'tip'").fetchone()
         return row[0] if row else None
 
-    def _is_ancestor(self, old: str, new: str) -> bool:
-        git_dir = self.repo.common_dir or self.repo.git_dir
-        if git_dir is None:
-            return old in _ancestors(self.repo, new)
-        from . import gitbin
-
-        return gitbin.run(["merge-base", "--is-ancestor", old, new], git_dir=git_dir).returncode == 0
-
     def update(self, tip: str | None) -> None:
         """Hold the fold at ``tip`` (None: an empty ledger)."""
         if self.tip() == tip:
@@ -588,13 +607,8 @@ class FoldCache:
             raise
 
     def _update(self, old: str | None, tip: str | None) -> None:
-        since = old if old is not None and tip is not None and self._is_ancestor(old, tip) else None
-        changed: dict[str, str] = {}
-        if tip is not None:
-            folded = fold_with_git(self.repo, tip, since)
-            if folded is None:
-                folded = fold(self.repo, tip, frozenset(_ancestors(self.repo, since)) if since else frozenset())
-            changed = folded
+        since = old if old is not None and tip is not None and is_ancestor(self.repo, old, tip) else None
+        changed = fold_since(self.repo, tip, since) if tip is not None else {}
         db = self.db
         if since is None:
             db.execute("DELETE FROM entries")
