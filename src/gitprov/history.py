@@ -229,10 +229,8 @@ def unreachable_commits(store: ProvStore, commits: list[str]) -> set[str]:
 
 def _run_commits(store: ProvStore) -> tuple[list[str], Callable[[str], list[str]]]:
     """The commits runs were made against, and a function naming the runs of one."""
-    from .store.ledger import links_complete
-
-    if links_complete(store.ledger.read_file("format")):  # every run is listed under its commit
-        return _listed_commits(store), store.ledger.commit_run_ids
+    if store.ledger.lists_run_commits():
+        return store.ledger.commits_with_runs(), store.ledger.commit_run_ids
     # a ledger not upgraded yet: the index knows each run's commit
     from .index.store import index_of
 
@@ -240,14 +238,6 @@ def _run_commits(store: ProvStore) -> tuple[list[str], Callable[[str], list[str]
     for run_id, commit in index_of(store).run_commits():
         pinned.setdefault(commit, []).append(run_id)
     return list(pinned), pinned.__getitem__
-
-
-def _listed_commits(store: ProvStore) -> list[str]:
-    """The commits the ledger lists runs under (``commits/<c[:2]>/<c>``)."""
-    from .store.trees import read_tree
-
-    return [commit for shard in store.ledger.list_dir("commits").values() if shard.is_tree
-            for commit in read_tree(store.git.odb, shard.oid)]
 
 
 def keep_quietly(store: ProvStore, commits: list[str] | None = None) -> None:

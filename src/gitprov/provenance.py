@@ -172,18 +172,21 @@ def _listed_ids(store: ProvStore, commits: list[str], ledger_tip: str | None) ->
 
 
 def _run_links(store: ProvStore, run_ids: Iterable[str], ledger_tip: str, problems: list[str]) -> Iterator[RunLink]:
-    """Listed runs as ``prov show`` reports them, from their records (the ledger's
-    entries are the record blobs): read in process for a few, through one ``git
-    cat-file`` (index/reading.py) for many (a sweep of thousands at one commit), their
-    run directories found by walking the ledger's ``runs/`` beside the ids (both in id
-    order). A run whose record cannot be read is described in ``problems`` and left out."""
+    """Listed runs as ``prov show`` reports them, from their records: read in process
+    for a few, through one ``git cat-file`` (index/reading.py) for many (a sweep of
+    thousands at one commit), where they are (format 3: run directories; format 4: run
+    blobs) found by walking the ledger's runs beside the ids (both in id order). A run
+    whose record cannot be read is described in ``problems`` and left out."""
     from itertools import chain, islice
 
     from .store.ledger import run_dir
 
     def link(run_id: str, read: Any) -> RunLink | None:
         try:
-            record = codec.decode(read(), RunRecord, f"record of run {run_id[:12]}")
+            data = read()
+            if data is None:
+                raise DataError("listed under its commit but not in the ledger")
+            record = codec.decode(data, RunRecord, f"record of run {run_id[:12]}")
         except DataError as exc:
             problems.append(f"{run_dir(run_id)}: {exc}; left out, run 'prov verify' for the repair")
             return None
@@ -194,11 +197,13 @@ def _run_links(store: ProvStore, run_ids: Iterable[str], ledger_tip: str, proble
     head = list(islice(run_ids, BULK_RUNS))
     if len(head) < BULK_RUNS:
         for run_id in head:
-            found = link(run_id, lambda r=run_id: store.git.odb.read_typed(r, "blob"))
+            found = link(run_id, lambda r=run_id: store.ledger.run_file(r, "record", ledger_tip))
             if found is not None:
                 yield found
         return
     from .index.reading import read_run_blobs
+
+    as_log = store.ledger.is_log(ledger_tip)
 
     def dirs() -> Iterator[tuple[str, str]]:
         entries = store.ledger.run_entries(ledger_tip)
@@ -206,13 +211,13 @@ def _run_links(store: ProvStore, run_ids: Iterable[str], ledger_tip: str, proble
         for run_id in chain(head, run_ids):
             while current is not None and current[0] < run_id:
                 current = next(entries, None)
-            if current is None or current[0] != run_id or not current[1].is_tree:
+            if current is None or current[0] != run_id or current[1].is_tree == as_log:
                 problems.append(f"{run_dir(run_id)}: listed under its commit but not in the ledger; left out, run "
                                 "'prov verify'")
                 continue
             yield run_id, current[1].oid
 
-    for blobs in read_run_blobs(store.git, dirs()):
+    for blobs in read_run_blobs(store.git, dirs(), log=as_log):
         found = link(blobs.run_id, lambda b=blobs: b.record)
         if found is not None:
             yield found

@@ -94,7 +94,8 @@ def prov_status(store: ProvStore) -> ProvStatus:
 
 def _remotes(store: ProvStore) -> list[RemoteStatus]:
     from .exchange.diff import ledger_diff
-    from .exchange.remote import added_runs
+    from .exchange.remote import added_runs, log_runs_ahead
+    from .store.ledger import Ledger
 
     git = store.git
     waiting = {p.remote: p for p in pending(git)}
@@ -104,7 +105,9 @@ def _remotes(store: ProvStore) -> list[RemoteStatus]:
         theirs, ours = git.refs.read(tracking_ref(name, LEDGER_REF)), git.refs.read(LEDGER_REF)
         if theirs is not None and git.odb.contains(theirs):
             status.exchanged = True
-            if ours is not None and ours != theirs:
+            if ours is not None and ours != theirs and Ledger(git).is_log(ours):
+                status.runs_added, status.runs_changed = log_runs_ahead(git, theirs, ours)
+            elif ours is not None and ours != theirs:
                 their_tree, our_tree = git.read_commit(theirs).tree, git.read_commit(ours).tree
                 diff = ledger_diff(git, their_tree, our_tree)
                 if diff is not None:

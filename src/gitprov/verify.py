@@ -23,6 +23,7 @@ from .store.prov_store import ProvStore
 if TYPE_CHECKING:
     from ._util.idset import SortedIds
     from .schema import Lexicon
+    from .store.objects import TreeEntry
 
 __all__ = ["VerifyReport", "verify_repository"]
 
@@ -198,24 +199,27 @@ def _verify(store: ProvStore) -> VerifyReport:
             _check_pin(report, lexicons, record, line, where, commit if git.odb.contains(commit) else None)
 
     try:
-        fmt = store.ledger.read_file("format")
+        as_log = store.ledger.is_log()  # format 4: its marker is one of the log's, known by its id
+        fmt = None if as_log else store.ledger.read_file("format")
         if fmt is not None:
             marker = codec.decode(fmt, dict, "ledger format marker")
             if marker.get("kind", "ledger") != "ledger":
                 report.problems.append(f"{store.ledger.ref}: its format marker is of kind {marker.get('kind')!r}, "
                                        "not 'ledger'")
-        elif store.ledger.tip() is not None and _ledger_has_files(store):
+        elif not as_log and store.ledger.tip() is not None and _ledger_has_files(store):
             from .store.ledger import FOREIGN_LEDGER
 
             report.problems.append(FOREIGN_LEDGER)
             return _finish(report, lexicons, store)
-        known = _run_dirs(report, store)
-        listed = _listed_runs(report, store, pointed)
+        known = _run_dirs(report, store, as_log)
+        listed = _listed_runs(report, store, pointed, as_log)
         unlinked: list[tuple[str, str]] = []
-        for run_id, record, state in _run_blobs(store, _dirs(store)):
+        for run_id, record, state in _run_blobs(report, store, _dirs(store, as_log)):
             report.runs += 1
             listed_at = _listed_at(listed.pop(_key(run_id), ()))
-            if record is None:
+            if record == b"":
+                pass  # a run blob that does not decode (reported)
+            elif record is None:
                 report.problems.append(f"run {run_id[:12]}: no record")
             elif git.fmt.hash_object("blob", record) != run_id:
                 report.problems.append(f"run {run_id[:12]}: id does not match its record's content")
@@ -280,35 +284,51 @@ def _listed_at(at: str | list[str] | tuple[()]) -> list[str]:
     return [at] if isinstance(at, str) else list(at)
 
 
-def _listed_runs(report: VerifyReport, store: ProvStore, pointed: set[str]) -> dict[bytes | str, str | list[str]]:
+def _listed_runs(report: VerifyReport, store: ProvStore, pointed: set[str],
+                 as_log: bool) -> dict[bytes | str, str | list[str]]:
     """``{run id: the commit listing it, or a list when several do}`` from the ledger's
-    ``commits/`` directory, keyed compactly (``_key``); an entry must name the record
-    blob of the run it is named after, and the commit's note should point at the list
-    (its ``runs`` line)."""
-    from .store.trees import read_tree
-
-    odb = store.git.odb
+    ``commits/`` directory (format 4: its links), keyed compactly (``_key``); an entry
+    must name the record blob of the run it is named after, and the commit's note
+    should point at the list (its ``runs`` line)."""
     listed: dict[bytes | str, str | list[str]] = {}
     unpointed = []
-    for shard in store.ledger.list_dir("commits").values():
-        for commit, runs in read_tree(odb, shard.oid, keep=False).items() if shard.is_tree else ():
-            for fan in read_tree(odb, runs.oid, keep=False).values() if runs.is_tree else ():
-                for run_id, entry in read_tree(odb, fan.oid, keep=False).items() if fan.is_tree else ():
-                    if entry.oid != run_id:
-                        report.problems.append(f"commits/{commit[:12]}…/{run_id[:12]}: names blob {entry.oid[:12]}, "
-                                               "not the record of that run")
-                    key = _key(run_id)
-                    before = listed.setdefault(key, commit)
-                    if before is not commit:
-                        listed[key] = [*_listed_at(before), commit]
-            if commit not in pointed:
-                unpointed.append(commit)
+    for commit, run_ids in _listings(report, store, as_log):
+        for run_id in run_ids:
+            key = _key(run_id)
+            before = listed.setdefault(key, commit)
+            if before is not commit:
+                listed[key] = [*_listed_at(before), commit]
+        if commit not in pointed:
+            unpointed.append(commit)
     for commit in unpointed[:5]:
         report.warnings.append(f"the note of commit {commit[:12]} has no runs line, so 'git notes --ref=prov show' "
                                f"does not say where its runs are listed (the next run at it adds the line)")
     if len(unpointed) > 5:
         report.warnings.append(f"... and {len(unpointed) - 5} more commits whose notes have no runs line")
     return listed
+
+
+def _listings(report: VerifyReport, store: ProvStore, as_log: bool) -> Iterator[tuple[str, Iterable[str]]]:
+    """``(commit, the runs listed under it)`` of every commit runs are listed under."""
+    if as_log:
+        for commit in store.ledger.commits_with_runs():
+            yield commit, store.ledger.iter_commit_run_ids(commit)
+        return
+    from .store.trees import read_tree
+
+    odb = store.git.odb
+
+    def listed(commit: str, runs: TreeEntry) -> Iterator[str]:
+        for fan in read_tree(odb, runs.oid, keep=False).values() if runs.is_tree else ():
+            for run_id, entry in read_tree(odb, fan.oid, keep=False).items() if fan.is_tree else ():
+                if entry.oid != run_id:
+                    report.problems.append(f"commits/{commit[:12]}…/{run_id[:12]}: names blob {entry.oid[:12]}, "
+                                           "not the record of that run")
+                yield run_id
+
+    for shard in store.ledger.list_dir("commits").values():
+        for commit, runs in read_tree(odb, shard.oid, keep=False).items() if shard.is_tree else ():
+            yield commit, listed(commit, runs)
 
 
 def _check_link(report: VerifyReport, run_id: str, record: bytes, listed_at: list[str], note_links: bool,
@@ -356,11 +376,19 @@ def _check_reachable(report: VerifyReport, store: ProvStore) -> None:
         report.warnings.append(f"run {run_id[:12]}: its commit {commit[:12]} {why}")
 
 
-def _run_dirs(report: VerifyReport, store: ProvStore) -> SortedIds:
-    """The ids of every run directory in the ledger, held compactly; what is not a run
-    directory is a problem."""
+def _run_dirs(report: VerifyReport, store: ProvStore, as_log: bool) -> SortedIds:
+    """The ids of every run directory in the ledger (format 4: every run blob), held
+    compactly; what is not a run directory (format 4: an entry of no run) is a problem."""
     from ._util.idset import SortedIds
 
+    if as_log:
+        known = SortedIds()
+        for run_id in store.ledger.run_ids():
+            known.add(run_id)
+        for name in store.ledger.log_view().unknown_names():
+            report.problems.append(f"{store.ledger.ref}: entry {name[:60]!r} is not a file of a run nor a link to "
+                                   "its commit (prov reads past it)")
+        return known
     for shard_name, shard in sorted(store.ledger.list_dir("runs").items()):
         if not shard.is_tree:
             report.problems.append(f"runs/{shard_name}: not a directory")
@@ -373,19 +401,23 @@ def _run_dirs(report: VerifyReport, store: ProvStore) -> SortedIds:
     return known
 
 
-def _dirs(store: ProvStore) -> Iterator[tuple[str, str]]:
-    """``(run id, directory tree id)`` of every run directory, walked again (not held)."""
-    return ((run_id, entry.oid) for run_id, entry in store.ledger.run_entries() if entry.is_tree)
+def _dirs(store: ProvStore, as_log: bool) -> Iterator[tuple[str, str]]:
+    """``(run id, directory tree id)`` of every run directory (format 4: ``(run id, run
+    blob id)``), walked again (not held)."""
+    return ((run_id, entry.oid) for run_id, entry in store.ledger.run_entries() if entry.is_tree != as_log)
 
 
 #: run directories read through one ``git cat-file`` at a time: a page is held, not the ledger
 _PAGE = 16_384
 
 
-def _run_blobs(store: ProvStore, run_dirs: Iterable[tuple[str, str]]) -> Iterator[tuple[str, bytes | None, bytes | None]]:
-    """``(run id, record, state)`` of each run directory, read in bulk through ``git
-    cat-file`` (index/reading.py) a page at a time; a run it cannot read (a missing
-    file) is read alone, its missing files None, and the bulk read goes on after it."""
+def _run_blobs(report: VerifyReport, store: ProvStore,
+               run_dirs: Iterable[tuple[str, str]]) -> Iterator[tuple[str, bytes | None, bytes | None]]:
+    """``(run id, record, state)`` of each run directory (or run blob), read in bulk
+    through ``git cat-file`` (index/reading.py) a page at a time; a run it cannot read
+    (a missing file, a run blob that does not decode) is read alone, its missing files
+    None (a run blob that does not decode: reported, its record ``b""``), and the bulk
+    read goes on after it."""
     from .index.reading import read_run_blobs
     from .store.trees import read_tree
 
@@ -399,14 +431,18 @@ def _run_blobs(store: ProvStore, run_dirs: Iterable[tuple[str, str]]) -> Iterato
                     done += 1
                     yield blobs.run_id, blobs.record, blobs.state
                 break
-            except DataError:
+            except DataError as exc:
                 run_id, tree = remaining[done]
+                remaining = remaining[done + 1:]
+                if store.git.odb.read(tree)[0] == "blob":  # a run blob that does not decode: said once
+                    report.problems.append(f"run {run_id[:12]}: {exc}")
+                    yield run_id, b"", None
+                    continue
                 entries = read_tree(store.git.odb, tree)
                 found = [entries.get(name) for name in ("record", "state")]
                 record, state = (store.git.odb.read_typed(e.oid, "blob") if e is not None and not e.is_tree else None
                                  for e in found)
                 yield run_id, record, state
-                remaining = remaining[done + 1:]
 
 
 def _check_lineage(report: VerifyReport, run_id: str, data: bytes, known: SortedIds) -> None:

@@ -256,7 +256,7 @@ def test_the_fold_cache_is_kept_and_brought_forward(make_repo, monkeypatch):
     cache.close()
     seen = []
     real_fold = log.fold_with_git
-    monkeypatch.setattr(log, "fold_with_git", lambda r, t, since=None: seen.append(since) or real_fold(r, t, since))
+    monkeypatch.setattr(log, "fold_with_git", lambda r, t, since=None, *rest: seen.append(since) or real_fold(r, t, since))
     cache = log.FoldCache(repo)
     cache.update(tip)
     assert seen == [] and cache.tip() == tip

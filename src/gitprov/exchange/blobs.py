@@ -36,6 +36,8 @@ LIMITS = {
     "note": 16 << 20,
     "format": 4096,
 }
+#: a run blob of format 4 holds a record and a state
+LIMITS["run"] = LIMITS["record"] + LIMITS["state"] + 64
 #: a first pull reads every record and state of the pack it brought, in tree order, not
 #: pack order: small windows (``catfile.BOUNDED``) are mapped and unmapped again and again
 #: (seconds of system time at 100,000 runs), and a small delta-base cache resolves the
@@ -82,7 +84,7 @@ class Job(NamedTuple):
 #: kinds of blobs checked by their size alone, never read
 _SIZED = frozenset(("artifact", "code.patch"))
 #: the limit of each kind (a key of ``LIMITS``)
-_LIMIT_OF = {"record": "record", "link": "record", "state": "state", "series": "chunk", "observations": "chunk",
+_LIMIT_OF = {"run": "run", "record": "record", "link": "record", "state": "state", "series": "chunk", "observations": "chunk",
              "summaries": "summary", "format": "format", "note": "note", "artifact": "artifact", "code.patch": "code.patch"}
 
 
@@ -91,6 +93,8 @@ def where_of(job: Job) -> str:
     kind, arg = job.kind, job.arg
     if kind in ("record", "state", "code.patch"):
         return f"run {arg[:12]}/{kind}"
+    if kind == "run":
+        return f"run {arg[:12]}"
     if kind == "link":
         return arg[0]
     if kind == "note":

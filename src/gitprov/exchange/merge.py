@@ -15,6 +15,10 @@ The rules (DESIGN.md §3, ``docs/design/collaboration.md``):
 Every rule is a function of the two inputs' contents only, so the merge is commutative,
 associative and idempotent, and clones that exchanged everything hold byte-identical
 ledger trees.
+
+Format 4's log (``store/ledger_log.py``) is merged by the same rules, applied to what
+both lines wrote since their merge base (``merge_logs``): the merge commit holds those
+resolutions, and the fold reads the rest from the two lines.
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ from ..keys import key_from_name
 from ..model import RunState
 from ..store.objects import MODE_TREE, TreeEntry
 from ..store.odb import ObjectDatabase
+from ..store.repo import GitRepository
 from ..store.trees import build_tree, merge_trees, walk_blobs
 
-__all__ = ["merge_ledger_trees", "merge_run_dirs", "merge_states"]
+__all__ = ["merge_ledger_trees", "merge_logs", "merge_run_dirs", "merge_states"]
 
 
 def merge_ledger_trees(odb: ObjectDatabase, ours: str | None, theirs: str | None) -> str | None:
@@ -111,3 +116,85 @@ def _described(path: str, state: RunState | None) -> str | None:
         return code.get("patch") if isinstance(code, dict) else None
     return None
 
+
+
+def merge_logs(repo: GitRepository, ours: str, theirs: str, ours_is_log: bool, theirs_is_log: bool) -> str:
+    """The tree of the commit merging two ledger tips of which one at least is format 4's
+    log: both logs, a log commit holding the resolutions of the entries both lines wrote
+    differently since their merge base; a log and a tip of format 3 (a clone that had not
+    upgraded yet), a checkpoint of every run of both."""
+    from ..store import ledger_log as log
+
+    if ours_is_log and theirs_is_log:
+        bases = log.merge_bases(repo, ours, theirs)
+        mine, other = log.fold_since(repo, ours, bases), log.fold_since(repo, theirs, bases)
+        both = {name: (oid, other[name]) for name, oid in mine.items() if name in other and other[name] != oid}
+
+        def run_blob(run_id: str) -> str | bytes | None:
+            found = mine.get(run_id) or other.get(run_id)
+            if found is None:  # neither line wrote it since the base: the base's version
+                view = log.LogView(repo, ours)
+                parts = view.run_parts(run_id)
+                return log.encode_run_blob(*parts) if parts is not None else None
+            return found
+
+        return log.log_tree(repo, _resolve(repo, both, run_blob))
+    log_tip, tree_tip = (ours, theirs) if ours_is_log else (theirs, ours)
+    merged: dict[str, bytes | str] = dict(log.fold_since(repo, log_tip, None))
+    conflicts: dict[str, tuple[bytes | str, bytes | str]] = {}
+    for name, value in log.checkpoint_entries(repo, repo.read_commit(tree_tip).tree).items():
+        have = merged.setdefault(name, value)
+        if have is not value and _oid(repo, have) != _oid(repo, value):
+            conflicts[name] = (have, value)
+    merged.update(_resolve(repo, conflicts, lambda run_id: merged.get(run_id)))
+    return log.checkpoint_tree(repo, merged)
+
+
+def _oid(repo: GitRepository, value: bytes | str) -> str:
+    return value if isinstance(value, str) else repo.fmt.hash_object("blob", value)
+
+
+def _content(repo: GitRepository, value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else repo.odb.read_typed(value, "blob")
+
+
+def _resolve(repo: GitRepository, both: dict[str, tuple[bytes | str, bytes | str]],
+             run_blob: Any) -> dict[str, bytes | str]:
+    """``{name: the merged version}`` of log entries written differently on two lines
+    (blob ids, or content): run blobs by the state rule (one record an id), chunks and
+    summaries never (a name is one writer's), artifacts and the code patch as the
+    winning state describes. ``run_blob(run id)``: a run's blob when it is not among them."""
+    from ..store import ledger_log as log
+
+    out: dict[str, bytes | str] = {}
+    hash_blob = repo.fmt.hash_object
+    for name, (a, b) in sorted(both.items()):
+        if name == log.run_of(name):
+            try:
+                record_a, state_a = log.decode_run_blob(_content(repo, a), name, hash_blob)
+                record_b, state_b = log.decode_run_blob(_content(repo, b), name, hash_blob)
+            except ValueError as exc:
+                raise DataError(f"{exc}; run 'prov verify'") from None
+            if record_a != record_b:
+                raise DataError(f"run {name[:12]}: two different records under one id")
+            out[name] = log.encode_run_blob(record_a, merge_states(state_a, state_b))
+    for name, (a, b) in sorted(both.items()):
+        if name in out:
+            continue
+        where = log.file_of(name)
+        if where is None:  # a link: every one names the empty blob; anything else, the higher id
+            out[name] = max(_oid(repo, a), _oid(repo, b))
+            continue
+        run_id, path = where
+        if path.split("/", 1)[0] in ("series", "observations", "summaries"):
+            raise DataError(f"run {run_id[:12]}: {path} has two different contents (one writer's name)")
+        blob = out.get(run_id) or run_blob(run_id)
+        state = None
+        if blob is not None:
+            try:
+                state = codec.decode(log.decode_run_blob(_content(repo, blob), run_id, hash_blob)[1], RunState,
+                                     "run state")
+            except (ValueError, DataError):
+                state = None
+        out[name] = _pick(repo.odb, path, _oid(repo, a), _oid(repo, b), state)
+    return out

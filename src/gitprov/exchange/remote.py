@@ -221,7 +221,11 @@ def merge_fetched(repo: GitRepository, remote: str, result: ExchangeResult, prog
                 result.merged.append(RefOutcome(ref, ours, ours, "up to date"))
                 continue
             ours_tree, their_tree = _tree(repo, ours), _tree(repo, theirs)
-            if ref == LEDGER_REF:
+            if ref == LEDGER_REF and (_is_log(repo, theirs) or _is_log(repo, ours)):
+                verdict = _validate_with_log(repo, ours, theirs, progress)
+                result.pinned.update(verdict.pinned)
+                result.runs_checked += verdict.checked
+            elif ref == LEDGER_REF:
                 verdict = validate_ledger(repo, ours_tree, their_tree, progress, result.cleared)
                 result.pinned.update(verdict.pinned)
                 result.runs_checked += verdict.checked
@@ -265,6 +269,34 @@ def _tree(repo: GitRepository, commit: str | None) -> str | None:
     return repo.read_commit(commit).tree if commit else None
 
 
+def _is_log(repo: GitRepository, commit: str | None) -> bool:
+    """Whether a ledger commit is of format 4's log."""
+    from ..store.ledger import Ledger
+
+    return commit is not None and Ledger(repo).is_log(commit)
+
+
+def _validate_with_log(repo: GitRepository, ours: str | None, theirs: str, progress: Progress | None) -> Any:
+    """Validation when either ledger is format 4's log: an arriving log as a log; an
+    arriving ledger of format 3 (a clone that has not upgraded) as format 3, against
+    the last format-3 ledger both hold, unless it was written on top of the log (it
+    would hide the log's runs: refused)."""
+    if _is_log(repo, theirs):
+        from .validate_log import validate_log
+
+        return validate_log(repo, ours, theirs, progress)
+    from ..store.ledger_log import merge_bases
+    from .blobs import Verdict
+
+    bases = merge_bases(repo, ours, theirs) if ours is not None else []
+    if any(_is_log(repo, base) for base in bases):
+        verdict = Verdict()
+        verdict.add(f"{theirs[:12]} is a ledger of format 3 written on top of format 4's log (it would hide the "
+                    "log's runs): refused; upgrade the clone that wrote it to git-prov>=0.4.0")
+        return verdict
+    return validate_ledger(repo, _tree(repo, bases[0]) if bases else None, _tree(repo, theirs), progress)
+
+
 def is_ancestor(repo: GitRepository, ancestor: str, descendant: str) -> bool:
     """``git merge-base --is-ancestor`` (git's commit-graph makes it fast on long chains)."""
     return gitbin.run(["merge-base", "--is-ancestor", ancestor, descendant], git_dir=repo.git_dir or ".").returncode == 0
@@ -283,8 +315,19 @@ def merge_into(repo: GitRepository, ref: str, theirs: str, message: str, result:
         before_tree = _tree(repo, ours)
         their_tree = _tree(repo, theirs)
         ahead = ours is not None and is_ancestor(repo, ours, theirs)  # theirs contains ours
+        logs = ref == LEDGER_REF and ours is not None and (_is_log(repo, ours), _is_log(repo, theirs))
         if ours is None or (ahead and ref != LEDGER_REF):
             new, action = theirs, "fast-forward"
+        elif logs and any(logs):  # format 4 (nothing below a validated tip is lost: a fast-forward)
+            if ahead:
+                new, action = theirs, "fast-forward"
+            elif ours != behind and is_ancestor(repo, theirs, ours):
+                return RefOutcome(ref, ours, ours, "up to date")
+            else:
+                from .merge import merge_logs
+
+                tree = merge_logs(repo, ours, theirs, *logs)
+                new, action = repo.odb.write("commit", commit_object(repo, tree, [ours, theirs], message)), "merged"
         elif ahead:
             # a fast-forward, unless the remote deleted what this ledger holds (git-prov
             # never deletes a run's files): then the union keeps them, on top of theirs
@@ -305,18 +348,21 @@ def merge_into(repo: GitRepository, ref: str, theirs: str, message: str, result:
                 new, action = repo.odb.write("commit", body), "merged"
         if repo.refs.compare_and_swap(ref, ours, new, f"{message}: {action}"):
             if result is not None:
-                _count_changes(repo, ref, before_tree, _tree(repo, new), result, known)
+                _count_changes(repo, ref, before_tree, _tree(repo, new), result, known, (ours, new))
             return RefOutcome(ref, ours, new, action if ours else "created")
         time.sleep(min(0.002 * 2**attempt, 0.1))
     raise ConcurrentUpdateError(f"{ref} kept changing during the merge; try again")
 
 
 def _count_changes(repo: GitRepository, ref: str, before: str | None, after: str | None, result: ExchangeResult,
-                   known: tuple[str | None, list[str]] | None = None) -> None:
+                   known: tuple[str | None, list[str]] | None = None,
+                   commits: tuple[str | None, str] | None = None) -> None:
     if ref == LEDGER_REF:
         if known is not None and known[0] == before:
             # the merge is a union: it adds to ``before`` exactly the runs ``theirs`` adds to it
             result.runs_added.extend(sorted(known[1]))
+        elif commits is not None and _is_log(repo, commits[1]):
+            result.runs_added.extend(log_runs_added(repo, *commits))
         elif repo.git_dir is not None:
             result.runs_added.extend(runs_added(repo, before, after))
         else:
@@ -326,6 +372,36 @@ def _count_changes(repo: GitRepository, ref: str, before: str | None, after: str
 
         old = dict(note_entries(repo.odb, before))
         result.notes_changed += sum(1 for c, b in note_entries(repo.odb, after) if old.get(c) != b)
+
+
+def log_runs_added(repo: GitRepository, before: str | None, after: str) -> list[str]:
+    """Run ids in the log at commit ``after`` but not in the ledger at ``before``."""
+    from ..store.ledger import Ledger
+    from ..store.ledger_log import fold_since, run_of
+
+    ledger = Ledger(repo)
+    since = [before] if before is not None and ledger.is_log(before) else None
+    new = sorted(name for name in fold_since(repo, after, since) if run_of(name) == name)
+    if before is None:
+        return new
+    return [run_id for run_id in new if ledger.run_file(run_id, "record", before) is None]
+
+
+def log_runs_ahead(repo: GitRepository, theirs: str, ours: str) -> tuple[list[str], list[str]]:
+    """``(added, changed)``: the runs the ledger at commit ``ours`` (a log) has that the
+    one at ``theirs`` has not, and those both have that ``ours`` wrote again since."""
+    from ..store.ledger import Ledger
+    from ..store.ledger_log import fold_since, run_of
+
+    ledger = Ledger(repo)
+    touched = {run for name in fold_since(repo, ours, [theirs] if ledger.is_log(theirs) else None)
+               if (run := run_of(name)) is not None}
+    view = ledger.log_view(theirs)
+    if view is not None:
+        present = {run for run in touched if view.run_parts(run) is not None}
+    else:
+        present = {run for run in touched if ledger.run_file(run, "record", theirs) is not None}
+    return sorted(touched - present), sorted(present)
 
 
 def added_runs(repo: GitRepository, before: str | None, after: str | None) -> list[str]:
@@ -350,6 +426,8 @@ def unpushed_runs(repo: GitRepository, remote: str) -> list[str] | None:
     ours = repo.refs.read(LEDGER_REF)
     if theirs is None or ours is None or not repo.odb.contains(theirs):
         return None
+    if _is_log(repo, ours):
+        return log_runs_ahead(repo, theirs, ours)[0]
     diff = ledger_diff(repo, _tree(repo, theirs), _tree(repo, ours))
     return sorted(diff.added) if diff is not None else added_runs(repo, _tree(repo, theirs), _tree(repo, ours))
 

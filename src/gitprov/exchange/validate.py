@@ -379,7 +379,7 @@ class _LedgerCheck:
     def _state(self, data: bytes, run_id: str) -> None:
         state = decode_model(data, RunState, "run {}/state", run_id)
         self._local_rules("run {}/state", run_id, check_state_values, state)
-        mine = self._our_state(run_id) if self.ours is not None and run_id not in self.new else None
+        mine = self._our_state(run_id) if run_id not in self.new else None
         if mine is not None:
             for problem in rewrites_of(mine, state):
                 self.verdict.add(f"run {run_id[:12]}/state: {problem}")

@@ -112,11 +112,14 @@ class Ledger:
 
     def log_view(self, tip: str | None = None) -> Any:
         """``ledger_log.LogView`` of the ledger at ``tip`` when it is a log, else None."""
-        tip = tip if tip is not None else self.tip()
+        current = self.tip()
+        tip = tip if tip is not None else current
         if tip is None or not self.is_log(tip):
             return None
         from .ledger_log import FoldCache, LogView
 
+        if tip != current:  # another tip (a remote's, an older one): folded once, the cache left at the ledger's
+            return LogView(self.repo, tip)
         if self._fold_cache is None:
             self._fold_cache = FoldCache(self.repo)
         return LogView(self.repo, tip, self._fold_cache)
@@ -195,6 +198,17 @@ class Ledger:
             if shard.is_tree:
                 yield from sorted(name for name, e in read_tree(self.repo.odb, shard.oid, keep=False).items()
                                   if not e.is_tree)
+
+    def lists_run_commits(self, tip: str | None = None) -> bool:
+        """Whether every run is listed under its commit (format 2 on; format 1 did not)."""
+        return self.is_log(tip) or links_complete(self.read_file("format", tip))
+
+    def commits_with_runs(self, tip: str | None = None) -> list[str]:
+        """The commits runs are listed under, sorted."""
+        if (view := self.log_view(tip)) is not None:
+            return view.commits_with_runs()
+        return sorted(commit for shard in self.list_dir("commits", tip).values() if shard.is_tree
+                      for commit in read_tree(self.repo.odb, shard.oid, keep=False))
 
     def apply(self, changes: dict[str, bytes | str | None], message: str,
               format_blob: bytes = LEDGER_FORMAT) -> str | None:

@@ -40,7 +40,7 @@ from .trees import edit_tree, read_tree
 
 __all__ = ["CHECKPOINT_MARKER", "LOG_MARKER", "SENTINEL", "changed_since", "checkpoint", "checkpoint_entries",
            "decode_run_blob", "encode_run_blob", "entry_name", "file_of", "fold", "log_entries", "link_name",
-           "link_of", "fold_since", "is_ancestor", "log_tree", "run_blobs_since", "checkpoint_tree", "merge", "merge_base", "fold_with_git", "resolutions", "run_of", "transaction", "walk",
+           "link_of", "fold_since", "merge_bases", "is_ancestor", "log_tree", "run_blobs_since", "checkpoint_tree", "merge", "merge_base", "fold_with_git", "resolutions", "run_of", "transaction", "walk",
            "FoldCache", "LogView"]
 
 LOG_MARKER = b'{"format_version":4,"kind":"ledger","layout":"log","requires":"git-prov>=0.4.0"}'
@@ -266,12 +266,14 @@ def _tree_entries(data: bytes, raw_len: int) -> Iterator[tuple[bytes, bytes]]:
         i = nul + 1 + raw_len
 
 
-def fold_with_git(repo: GitRepository, tip: str, since: str | None = None) -> dict[str, str] | None:
+def fold_with_git(repo: GitRepository, tip: str, since: str | list[str] | None = None,
+                  checkpoints: list[tuple[str, list[str]]] | None = None) -> dict[str, str] | None:
     """``fold`` through git: ``git rev-list --topo-order --parents`` orders the commits
     and one ``git cat-file --batch`` reads their trees as they are folded (at 100,000
     runs 2.9 s, where ``fold`` in Python takes 10.5 s). ``since``: only what the commits
     not reachable from it wrote (a cache folded at ``since`` brought up to ``tip``:
-    these entries replace its own). None when git cannot be asked (an in-memory
+    these entries replace its own; several: what none of them reaches). ``checkpoints``:
+    ``(commit, parents)`` of each checkpoint read is added to it. None when git cannot be asked (an in-memory
     repository, no git binary): ``fold`` then."""
     import threading
 
@@ -281,8 +283,9 @@ def fold_with_git(repo: GitRepository, tip: str, since: str | None = None) -> di
     if git_dir is None:
         return None
     # bounded pack windows: the walk touches commits all over the packs (185 -> 52 MB of git's memory)
+    stops = [since] if isinstance(since, str) else since or []
     listing = gitbin.run([*catfile.BOUNDED, "rev-list", "--topo-order", "--parents", tip,
-                          *([f"^{since}"] if since else [])], git_dir=git_dir)
+                          *(f"^{stop}" for stop in stops)], git_dir=git_dir)
     proc = catfile.start(repo) if listing.returncode == 0 else None
     if proc is None:
         return None
@@ -317,6 +320,8 @@ def fold_with_git(repo: GitRepository, tip: str, since: str | None = None) -> di
             kind = markers.get(entries.get(b"format", b""), "other")
             if kind == "checkpoint":
                 superseded.update(parents)
+                if checkpoints is not None:
+                    checkpoints.append((commit.decode(), [p.decode() for p in parents]))
                 for shard, oid in entries.items():
                     if shard not in (b"format", b"runs"):
                         for name, blob in _tree_entries(repo.odb.read_typed(oid.hex(), "tree"), raw_len):
@@ -370,13 +375,37 @@ def is_ancestor(repo: GitRepository, old: str, new: str) -> bool:
     return gitbin.run(["merge-base", "--is-ancestor", old, new], git_dir=git_dir).returncode == 0
 
 
-def fold_since(repo: GitRepository, tip: str, since: str | None) -> dict[str, str]:
-    """The entries the commits above ``since`` wrote (all of the fold without it):
-    through git when it can be asked, else in Python."""
-    folded = fold_with_git(repo, tip, since)
+def fold_since(repo: GitRepository, tip: str, since: str | list[str] | None,
+               checkpoints: list[tuple[str, list[str]]] | None = None) -> dict[str, str]:
+    """The entries the commits above ``since`` (one commit or several) wrote (all of
+    the fold without it): through git when it can be asked, else in Python.
+    ``checkpoints``: as ``fold_with_git``'s."""
+    folded = fold_with_git(repo, tip, since, checkpoints)
     if folded is None:
-        folded = fold(repo, tip, frozenset(_ancestors(repo, since)) if since else frozenset())
+        stops = [since] if isinstance(since, str) else since or []
+        stop = frozenset(c for s in stops for c in _ancestors(repo, s))
+        folded = {}
+        for oid, kind, tree in walk(repo, tip, stop):
+            if kind == "checkpoint" and checkpoints is not None:
+                checkpoints.append((oid, [p for p in repo.read_commit(oid).parents if p not in stop]))
+            for name, blob in _entries(repo, kind, tree):
+                folded.setdefault(name, blob)
     return folded
+
+
+def merge_bases(repo: GitRepository, a: str, b: str) -> list[str]:
+    """The best common ancestors of ``a`` and ``b`` (``git merge-base --all``; in memory,
+    every common ancestor)."""
+    git_dir = repo.common_dir or repo.git_dir
+    if git_dir is None:
+        return sorted(merge_base(repo, a, b))
+    from . import gitbin
+
+    proc = gitbin.run(["merge-base", "--all", a, b], git_dir=git_dir, text=True)
+    if proc.returncode not in (0, 1):
+        raise DataError(f"git cannot find the merge base of ledger commits {a[:12]} and {b[:12]}: "
+                        f"{gitbin.failure(proc)}")
+    return proc.stdout.split()
 
 
 def run_blobs_since(repo: GitRepository, tip: str, since: str) -> list[tuple[str, str]] | None:
@@ -402,7 +431,7 @@ class LogView:
     def _fold(self) -> dict[str, dict[str, str]]:
         if self._runs is None:
             runs: dict[str, dict[str, str]] = {}
-            for name, oid in fold(self.repo, self.tip).items():
+            for name, oid in (fold_since(self.repo, self.tip, None) if self.tip else {}).items():
                 if (where := file_of(name)) is not None:
                     runs.setdefault(where[0], {})[where[1]] = oid
                 elif (link := link_of(name)) is not None:
@@ -410,7 +439,7 @@ class LogView:
             self._runs = runs
         return self._runs
 
-    def _files(self, run_id: str) -> dict[str, str]:
+    def files(self, run_id: str) -> dict[str, str]:
         """``{the file as format 3 names it: blob id}`` of one run ("": the run blob)."""
         if self.cache is None:
             return self._fold().get(run_id, {})
@@ -419,7 +448,7 @@ class LogView:
 
     def run_parts(self, run_id: str) -> tuple[bytes, bytes] | None:
         """``(record, state)`` of a run, None when the ledger has no such run."""
-        oid = self._files(run_id).get("")
+        oid = self.files(run_id).get("")
         if oid is None:
             return None
         try:
@@ -431,17 +460,17 @@ class LogView:
         if name in ("record", "state"):
             parts = self.run_parts(run_id)
             return None if parts is None else parts[0] if name == "record" else parts[1]
-        oid = self._files(run_id).get(name)
+        oid = self.files(run_id).get(name)
         return None if oid is None else self.repo.odb.read_typed(oid, "blob")
 
     def run_folder(self, run_id: str, name: str) -> dict[str, TreeEntry]:
         prefix = name.rstrip("/") + "/"
         return {path[len(prefix):]: TreeEntry(MODE_BLOB, path[len(prefix):], oid)
-                for path, oid in self._files(run_id).items()
+                for path, oid in self.files(run_id).items()
                 if path.startswith(prefix) and "/" not in path[len(prefix):]}
 
     def run_version(self, run_id: str) -> str | None:
-        files = self._files(run_id)
+        files = self.files(run_id)
         if "" not in files:
             return None
         listing = "".join(f"{path}\0{oid}\n" for path, oid in sorted(files.items())).encode()
@@ -458,6 +487,21 @@ class LogView:
             return self.cache.runs_at(commit)
         self._fold()
         return sorted(self._links.get(commit, ()))
+
+    def unknown_names(self) -> Iterator[str]:
+        """The entries of the ledger that are not a run's file, run blob or link."""
+        names = (name for name, _ in self.cache.db.execute("SELECT name, oid FROM entries")) \
+            if self.cache is not None else iter(fold_since(self.repo, self.tip, None) if self.tip else {})
+        for name in names:
+            if not _ID.match(name) and file_of(name) is None and link_of(name) is None:
+                yield name
+
+    def commits_with_runs(self) -> list[str]:
+        """The commits runs were made at, sorted."""
+        if self.cache is not None:
+            return self.cache.commits()
+        self._fold()
+        return sorted(self._links)
 
     def run_blobs(self) -> Iterator[tuple[str, str]]:
         """``(run id, run blob id)`` of every run, in id order."""
@@ -572,7 +616,7 @@ class FoldCache:
             self.db = self._open()
 
     def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, timeout=600)
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=600, check_same_thread=False)
         try:
             db.executescript(
                 "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;"
@@ -630,6 +674,9 @@ class FoldCache:
 
     def runs_at(self, commit: str) -> list[str]:
         return [run for (run,) in self.db.execute("SELECT run FROM links WHERE commit_id = ? ORDER BY run", (commit,))]
+
+    def commits(self) -> list[str]:
+        return [c for (c,) in self.db.execute("SELECT DISTINCT commit_id FROM links ORDER BY commit_id")]
 
     def run_blobs(self) -> Iterator[tuple[str, str]]:
         """``(run id, run blob id)`` of every run, in id order (read as they are used)."""

@@ -1,0 +1,150 @@
+"""Format 4's log (``store/ledger_log.py``) through the whole tool, while format 3 is
+still what a new ledger gets: ``GIT_PROV_LEDGER_LAYOUT=log`` makes a ledger a log, from
+its first write or upgraded from the format-3 fixture 0.3.0 wrote. Real git, the real
+CLI in subprocesses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gitprov.api import Repository
+from gitprov.store import ledger_log as log
+from gitprov.store.trees import read_tree
+from tests.conftest import run_git, run_prov
+from tests.test_format3_fixture import FIRST, FIXTURE, SECOND, _runs
+from tests.test_format_migration import unpack
+
+LOG = {"GIT_PROV_LEDGER_LAYOUT": "log"}
+
+
+@pytest.fixture
+def as_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GIT_PROV_LEDGER_LAYOUT", "log")
+
+
+def _prov_json(path: Path, *args: str):
+    proc = run_prov(path, *args, "--json", env=LOG)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _marker(repo: Repository) -> bytes | None:
+    return repo.store.ledger.read_file("format")
+
+
+def test_the_first_write_upgrades_the_fixture_and_loses_nothing(tmp_path: Path, as_log) -> None:
+    path = unpack(FIXTURE, tmp_path)
+    before = Repository(path)
+    histories = {(run.id, key): run.get_metric_history(key) for named in _runs(before).values() for run in named
+                 for key in run.get_metric_keys()}
+    artifacts = {run.id: {key: run.get_artifact(key) for key in run.get_artifact_keys()}
+                 for named in _runs(before).values() for run in named}
+    old_tip = run_git(path, "rev-parse", "refs/prov/ledger").strip()
+    shown = {rev: [r["name"] for r in _prov_json(path, "show", rev)["runs"]] for rev in ("HEAD", "HEAD~1")}
+
+    repo = Repository(path)
+    with repo.start_run(name="after-upgrade") as run:
+        for step in range(20):
+            run.log_metric("loss", 1.0 / (step + 1), step=step)
+    assert _marker(repo) == log.CHECKPOINT_MARKER
+    assert run_git(path, "rev-parse", "refs/prov/ledger^").strip() == old_tip, "format 3's history kept below"
+
+    after = Repository(path)
+    assert {(r.id, k): r.get_metric_history(k) for named in _runs(after).values() for r in named
+            for k in r.get_metric_keys() if r.id != run.id} == histories
+    assert {r.id: {k: r.get_artifact(k) for k in r.get_artifact_keys()} for named in _runs(after).values()
+            for r in named if r.id != run.id} == artifacts
+    assert [p.value for p in after.get_run(run.id).get_metric_history("loss")] == [1.0 / (s + 1) for s in range(20)]
+    listed = _prov_json(path, "runs", "--all")
+    assert sorted(r["name"] for r in listed) == sorted([*FIRST, *SECOND, "after-upgrade"])
+    assert {rev: [r["name"] for r in _prov_json(path, "show", rev)["runs"]] for rev in ("HEAD~1",)} == \
+        {"HEAD~1": shown["HEAD~1"]}
+    assert [r["name"] for r in _prov_json(path, "show", "HEAD")["runs"]] == [*shown["HEAD"], "after-upgrade"]
+    run_git(path, "fsck", "--strict", "--no-progress")
+
+    with Repository(path).start_run(name="second") as second:
+        second.log_metric("acc", 0.5)
+    tree = run_git(path, "ls-tree", "--name-only", "refs/prov/ledger").split()
+    head = run_git(path, "rev-parse", "HEAD").strip()
+    assert sorted(tree) == sorted(["format", "runs", second.id, f"{second.id}=acc={_chunk_name(path, second.id)}",
+                                   f"{second.id}^{head}"])
+    assert sorted(r["name"] for r in _prov_json(path, "runs")) == sorted(
+        [*FIRST, *SECOND[:-1], "after-upgrade", "second"])
+
+
+def _chunk_name(path: Path, run_id: str) -> str:
+    names = run_git(path, "ls-tree", "--name-only", "refs/prov/ledger").split()
+    [chunk] = [n for n in names if n.startswith(f"{run_id}=acc=")]
+    return chunk.split("=", 2)[2]
+
+
+def test_a_new_repository_kept_as_a_log_from_its_first_run(repo, as_log) -> None:
+    import gitprov
+
+    gitprov.init(repo.path, hooks=True)
+    repo.commit("train", files={"train.py": "print('hi')\n"})
+    api = Repository(repo.path)
+    made = []
+    for i in range(3):
+        with api.start_run(name=f"r{i}", params={"lr": 0.1 * (i + 1)}) as run:
+            for step in range(5):
+                run.log_metric("loss", 1.0 / (step + 1 + i), step=step)
+            run.log_artifact("notes.txt", f"run {i}\n".encode())
+            run.log_tag("kind", "sweep")
+        made.append(run.id)
+    assert _marker(api) == log.LOG_MARKER
+    listed = _prov_json(repo.path, "runs")
+    assert [r["name"] for r in listed] == ["r2", "r1", "r0"]
+    assert [r["name"] for r in _prov_json(repo.path, "show", "HEAD")["runs"]] == ["r0", "r1", "r2"]
+    fresh = Repository(repo.path)
+    for i, run_id in enumerate(made):
+        run = fresh.get_run(run_id)
+        assert [p.value for p in run.get_metric_history("loss")] == [1.0 / (s + 1 + i) for s in range(5)]
+        assert run.get_artifact("notes.txt") == f"run {i}\n".encode()
+        assert run.get_tags() == {"kind": "sweep"}
+    # an edit of a finished run is one more version of its run blob, in a tree of its own
+    Repository(repo.path).get_run(made[0]).log_tag("best", "yes")
+    entries = read_tree(fresh.store.git.odb, Repository(repo.path).store.ledger.tree())
+    assert set(entries) == {"format", "runs", made[0]}
+    assert Repository(repo.path).get_run(made[0]).get_tags() == {"kind": "sweep", "best": "yes"}
+    assert [r["name"] for r in _prov_json(repo.path, "runs", "--where", "tags.best = 'yes'")] == ["r0"]
+    run_git(repo.path, "fsck", "--strict", "--no-progress")
+    # plain git reads the log: a run's versions are the commits that added or changed its
+    # entry (the next transaction's tree no longer holds it: git sees it go)
+    history = run_git(repo.path, "log", "--diff-filter=AM", "--format=%s", "refs/prov/ledger", "--", made[0])
+    assert len(history.splitlines()) == 2
+
+
+def test_prov_verify_names_what_is_wrong_in_a_log(repo, as_log) -> None:
+    import gitprov
+    from gitprov.store.ledger import LEDGER_REF
+    from gitprov.store.objects import encode_commit
+    from gitprov.store.transaction import identity_line
+    from gitprov.store.trees import edit_tree
+
+    gitprov.init(repo.path, hooks=False)
+    api = Repository(repo.path)
+    with api.start_run(name="good") as good:
+        good.log_metric("loss", 1.0)
+    with api.start_run(name="broken") as broken:
+        broken.log_metric("loss", 2.0)
+    assert run_prov(repo.path, "verify", env=LOG).returncode == 0
+    git = api.store.git
+    head = run_git(repo.path, "rev-parse", "HEAD").strip()
+    stranger = "e" * len(head)
+    tip = git.refs.read(LEDGER_REF)
+    tree = edit_tree(git.odb, log.log_tree(git, {broken.id: b"not a run blob", log.link_name(stranger, head): b""}),
+                     {"payload": b"x"})
+    assert git.refs.compare_and_swap(LEDGER_REF, tip, git.odb.write("commit", encode_commit(
+        tree, [tip], identity_line(git), "damaged")))
+    proc = run_prov(repo.path, "verify", env=LOG)
+    assert proc.returncode == 8, proc.stdout + proc.stderr
+    problems = [line for line in proc.stdout.splitlines() if line.startswith("problem:")]
+    assert len(problems) == 3, problems
+    assert any(f"run {broken.id[:12]}: run blob of {broken.id[:12]} is not msgpack" in p for p in problems)
+    assert any("entry 'payload' is not a file of a run" in p for p in problems)
+    assert any(f"lists run {stranger[:12]}, which is not in the ledger" in p for p in problems)
+    assert "Traceback" not in proc.stderr
