@@ -3,6 +3,10 @@
 post-commit hook, and complete runs per second (10 metric points) in one process.
 
     python benchmarks/compare_hot_paths.py --src BEFORE=/path/old/src --src AFTER=/path/new/src [--rounds 11]
+                                           [--env NAME=VAR=VALUE ...]
+
+``--env`` sets an environment variable for one source's processes (the same tree twice,
+``--env LOG=GIT_PROV_LEDGER_LAYOUT=log``: format 3 against format 4's log).
 
 Each source tree gets its own repository (``prov init`` by that version), so each reads
 the format it writes. A round waits until no ``git repack`` that prov started in the
@@ -45,52 +49,58 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--src", action="append", required=True, metavar="NAME=PATH", help="a source tree (its src/)")
     ap.add_argument("--rounds", type=int, default=11)
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VAR=VALUE",
+                    help="an environment variable for one source's processes")
     args = ap.parse_args()
     sources = dict(item.split("=", 1) for item in args.src)
+    extra: dict[str, dict[str, str]] = {name: {} for name in sources}
+    for item in args.env:
+        name, var, value = item.split("=", 2)
+        extra[name][var] = value
     root = tempfile.mkdtemp(prefix="hotpath-")
     home = os.path.join(root, "home")
     os.makedirs(home)
     with open(os.path.join(home, ".gitconfig"), "w") as f:
         f.write("[user]\n\tname = Bench\n\temail = bench@example.com\n[init]\n\tdefaultBranch = main\n")
 
-    def sh(cmd: list[str], cwd: str, src: str) -> subprocess.CompletedProcess:
-        env = dict(os.environ, PYTHONPATH=src, HOME=home, GIT_CONFIG_NOSYSTEM="1")
+    def sh(cmd: list[str], cwd: str, name: str) -> subprocess.CompletedProcess:
+        env = dict(os.environ, PYTHONPATH=sources[name], HOME=home, GIT_CONFIG_NOSYSTEM="1", **extra[name])
         env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode cached, as installed
         return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=True)
 
-    def timed(cmd: list[str], cwd: str, src: str) -> float:
+    def timed(cmd: list[str], cwd: str, name: str) -> float:
         start = time.perf_counter()
-        sh(cmd, cwd, src)
+        sh(cmd, cwd, name)
         return (time.perf_counter() - start) * 1000
 
     repos = {}
-    for i, (name, src) in enumerate(sources.items()):
+    for i, name in enumerate(sources):
         path = os.path.join(root, f"repo{i}")
-        sh(["git", "init", "-q", path], root, src)
+        sh(["git", "init", "-q", path], root, name)
         with open(os.path.join(path, "a.txt"), "w") as f:
             f.write("a\n")
-        sh(["git", "add", "a.txt"], path, src)
-        sh(["git", "commit", "-q", "-m", "a"], path, src)
-        sh([*PROV, "init"], path, src)
-        sh(["git", "add", "-A"], path, src)
-        sh(["git", "commit", "-q", "-m", "init"], path, src)
-        sh([sys.executable, "-c", RUNS, "20"], path, src)
-        sh([*PROV, "show", "HEAD"], path, src)  # bytecode compiled before timing
+        sh(["git", "add", "a.txt"], path, name)
+        sh(["git", "commit", "-q", "-m", "a"], path, name)
+        sh([*PROV, "init"], path, name)
+        sh(["git", "add", "-A"], path, name)
+        sh(["git", "commit", "-q", "-m", "init"], path, name)
+        sh([sys.executable, "-c", RUNS, "20"], path, name)
+        sh([*PROV, "show", "HEAD"], path, name)  # bytecode compiled before timing
         repos[name] = path
 
     results: dict[str, dict[str, list[float]]] = {name: {case: [] for case in CASES} for name in sources}
     for rnd in range(args.rounds):
-        order = list(sources.items()) if rnd % 2 == 0 else list(reversed(sources.items()))
-        for name, src in order:
+        order = list(sources) if rnd % 2 == 0 else list(reversed(sources))
+        for name in order:
             path, got = repos[name], results[name]
             idle()
-            got[CASES[0]].append(timed([*PROV, "show", "HEAD"], path, src))
-            got[CASES[1]].append(timed([*PROV, "capture", "--force"], path, src))
+            got[CASES[0]].append(timed([*PROV, "show", "HEAD"], path, name))
+            got[CASES[1]].append(timed([*PROV, "capture", "--force"], path, name))
             with open(os.path.join(path, "a.txt"), "a") as f:
                 f.write("x\n")
             idle()
-            got[CASES[2]].append(timed(["git", "commit", "-q", "-am", f"c{rnd}"], path, src))
-            got[CASES[3]].append(float(sh([sys.executable, "-c", RUNS, "50"], path, src).stdout))
+            got[CASES[2]].append(timed(["git", "commit", "-q", "-am", f"c{rnd}"], path, name))
+            got[CASES[3]].append(float(sh([sys.executable, "-c", RUNS, "50"], path, name).stdout))
     names = list(sources)
     print(f"| measure | {' | '.join(names)} | ratio |")
     print("| --- |" + " --- |" * (len(names) + 1))

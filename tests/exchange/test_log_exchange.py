@@ -80,7 +80,11 @@ def _forge_log(repo: GitRepo, edit) -> None:
     old = dict(walk_blobs(git.odb, before))
     changed = {path: oid for path, oid in walk_blobs(git.odb, edit(git.odb, before)) if old.get(path) != oid}
     try:
-        entries = log.log_entries(changed, view.run_parts, lambda oid: git.odb.read_typed(oid, "blob"))
+        def current(run_id: str, part: str) -> bytes | None:
+            parts = view.run_parts(run_id)
+            return None if parts is None else parts[0 if part == "record" else 1]
+
+        entries = log.log_entries(changed, current, lambda oid: git.odb.read_typed(oid, "blob"))
     except ValueError:  # a path the log has no name for: kept as it is, for validation to name
         entries = {path.rsplit("/", 1)[-1] if path.count("/") else path: oid for path, oid in changed.items()}
     _push_forged(repo, git, tip, log.log_tree(git, entries) if all(log.run_of(n) for n in entries)

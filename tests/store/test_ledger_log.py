@@ -193,18 +193,18 @@ def test_changes_named_as_format_3_names_them_become_the_logs_entries(repo):
     entries = log.log_entries({f"{run_dir(run)}/record": record, f"{run_dir(run)}/state": state,
                                f"{run_dir(run)}/series/loss/0000000a-00000001": b"chunk",
                                f"{run_dir(run)}/artifacts/model": "a" * 40, run_link_path(commit, run): run,
-                               "format": b"ignored"}, lambda _run: None, lambda _oid: b"")
+                               "format": b"ignored"}, lambda _run, _part: None, lambda _oid: b"")
     assert entries == {run: log.encode_run_blob(record, state), f"{run}=loss=0000000a-00000001": b"chunk",
                        f"{run}@model": "a" * 40, f"{run}^{commit}": b""}
-    later = log.log_entries({f"{run_dir(run)}/state": b"later"}, lambda r: (record, state) if r == run else None,
+    later = log.log_entries({f"{run_dir(run)}/state": b"later"}, lambda r, part: {"record": record, "state": state}[part] if r == run else None,
                             lambda _oid: b"")
     assert later == {run: log.encode_run_blob(record, b"later")}
     with pytest.raises(DataError, match="has no record"):
-        log.log_entries({f"{run_dir(run)}/state": b"s"}, lambda _run: None, lambda _oid: b"")
+        log.log_entries({f"{run_dir(run)}/state": b"s"}, lambda _run, _part: None, lambda _oid: b"")
     for bad in ({f"{run_dir(run)}/state": None}, {"elsewhere/x": b""}, {f"{run_dir(run)}/nope/x/y/z": b""},
                 {f"runs/zz/{run}/state": b""}):
         with pytest.raises(ValueError):
-            log.log_entries(bad, lambda _run: None, lambda _oid: b"")
+            log.log_entries(bad, lambda _run, _part: None, lambda _oid: b"")
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

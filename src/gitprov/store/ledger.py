@@ -238,7 +238,15 @@ class Ledger:
         from . import ledger_log as log
 
         view = self.log_view(tip)
-        entries = log.log_entries(changes, view.run_parts, self._read_blob)
+
+        def current(run_id: str, part: str) -> bytes | None:
+            if part == "record" and run_id in _records:  # immutable: this process has seen it
+                return _records[run_id]
+            parts = view.run_parts(run_id)
+            return None if parts is None else parts[0 if part == "record" else 1]
+
+        entries = log.log_entries(changes, current, self._read_blob)
+        _remember_records(changes)
         return log.log_tree(self.repo, entries) if entries else None  # nothing to add: no commit
 
     def _checkpoint(self, tree: str | None, changes: dict[str, bytes | str | None]) -> str:
@@ -255,14 +263,31 @@ class Ledger:
         base = log.checkpoint_entries(self.repo, tree)
         hash_blob = self.repo.fmt.hash_object
 
-        def current(run_id: str) -> tuple[bytes, bytes] | None:
+        def current(run_id: str, part: str) -> bytes | None:
             data = base.get(run_id)
-            return None if not isinstance(data, bytes) else log.decode_run_blob(data, run_id, hash_blob)
+            if not isinstance(data, bytes):
+                return None
+            return log.decode_run_blob(data, run_id, hash_blob)[0 if part == "record" else 1]
 
-        return log.checkpoint_tree(self.repo, {**base, **log.log_entries(changes, current, self._read_blob)})
+        entries = log.log_entries(changes, current, self._read_blob)
+        _remember_records(changes)
+        return log.checkpoint_tree(self.repo, {**base, **entries})
 
     def _read_blob(self, oid: str) -> bytes:
         return self.repo.odb.read_typed(oid, "blob")
+
+
+#: run id -> its record's bytes, as this process wrote them (a record never changes: a
+#: run's later transactions in a log need it without reading the ledger)
+_records: dict[str, bytes] = {}
+
+
+def _remember_records(changes: dict[str, bytes | str | None]) -> None:
+    if len(_records) > 4096:
+        _records.clear()
+    for path, value in changes.items():
+        if path.endswith("/record") and path.startswith("runs/") and isinstance(value, bytes):
+            _records[path.split("/")[2]] = value
 
 
 def _is_log_tree(repo: GitRepository, tree: str | None) -> bool:

@@ -422,11 +422,16 @@ class LogView:
     ``tip`` and asked run by run; without, folded once, when first asked."""
 
     def __init__(self, repo: GitRepository, tip: str | None, cache: FoldCache | None = None) -> None:
-        self.repo, self.tip, self.cache = repo, tip, cache
-        if cache is not None:
-            cache.update(tip)
+        self.repo, self.tip = repo, tip
+        self._cache = cache  # brought to ``tip`` when first asked
         self._runs: dict[str, dict[str, str]] | None = None
         self._links: dict[str, set[str]] = {}
+
+    @property
+    def cache(self) -> FoldCache | None:
+        if self._cache is not None:
+            self._cache.update(self.tip)
+        return self._cache
 
     def _fold(self) -> dict[str, dict[str, str]]:
         if self._runs is None:
@@ -511,13 +516,14 @@ class LogView:
         yield from sorted((run_id, files[""]) for run_id, files in self._fold().items() if "" in files)
 
 
-def log_entries(changes: dict[str, bytes | str | None], current: Callable[[str], tuple[bytes, bytes] | None],
+def log_entries(changes: dict[str, bytes | str | None], current: Callable[[str, str], bytes | None],
                 read_blob: Callable[[str], bytes]) -> dict[str, bytes | str]:
     """A transaction's entries for ``changes`` named as format 3 names them
     (``runs/<xx>/<id>/<file>``, ``commits/<xx>/<commit>/<xx>/<id>``): a run's record or
-    state makes a new run blob (the other part from ``current(run id)``), every other
-    file its entry, a commit's entry a link. The log only ever adds versions: a change
-    that removes a path is refused (``ValueError``), as is a path of no run."""
+    state makes a new run blob (the other part from ``current(run id, "record" or
+    "state")``), every other file its entry, a commit's entry a link. The log only ever
+    adds versions: a change that removes a path is refused (``ValueError``), as is a
+    path of no run."""
     out: dict[str, bytes | str] = {}
     parts: dict[str, dict[str, bytes]] = {}
     for path, value in changes.items():
@@ -538,11 +544,13 @@ def log_entries(changes: dict[str, bytes | str | None], current: Callable[[str],
         else:
             raise ValueError(f"not a path of the ledger: {path!r}")
     for run_id, new in parts.items():
-        if "record" not in new or "state" not in new:
-            old = current(run_id)
-            if old is None:
-                raise DataError(f"run {run_id[:12]} has no record in the ledger to write its state beside")
-            new = {"record": old[0], "state": old[1], **new}
+        for part in ("record", "state"):
+            if part not in new:
+                old = current(run_id, part)
+                if old is None:
+                    raise DataError(f"run {run_id[:12]} has no {part} in the ledger to write beside its "
+                                    f"{'state' if part == 'record' else 'record'}")
+                new[part] = old
         out[run_id] = encode_run_blob(new["record"], new["state"])
     return out
 
