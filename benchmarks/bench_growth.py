@@ -153,6 +153,19 @@ def worker(spec: dict) -> dict:
         tenth = max(1, len(times) // 10)
         return {"seconds": sum(times), "first": statistics.median(times[:tenth]),
                 "last": statistics.median(times[-tenth:]), "samples": samples}
+    if tool == "count":  # the runs the ledger holds, and those listed under HEAD (no cache file left)
+        from gitprov.store import ledger_log as log
+        from gitprov.store.ledger import Ledger
+        from gitprov.store.repo import GitRepository
+
+        git = GitRepository.open(spec["path"])
+        ledger = Ledger(git)
+        head = git.resolve("HEAD")
+        if not ledger.is_log():
+            return {"records": sum(1 for _ in ledger.run_ids()), "listed": len(ledger.commit_run_ids(head))}
+        names = log.fold_since(git, ledger.tip(), None)
+        return {"records": sum(1 for n in names if log.run_of(n) == n),
+                "listed": sum(1 for n in names if (link := log.link_of(n)) and link[1] == head)}
     if tool == "mlflow":
         return mlflow_worker(spec)
     if tool == "wandb":
@@ -437,21 +450,14 @@ def maintenance(path: str, breakdown: bool = False) -> dict:
     return out
 
 
-def runs_stored(path: str) -> dict:
-    """Runs in the ledger (``runs/**/record``) and runs listed for HEAD: ledger entries
-    under ``commits/`` (format 2) plus ``run`` lines in HEAD's note (format 1)."""
+def runs_stored(bench: Bench, path: str, label: str) -> dict:
+    """Runs in the ledger and runs listed for HEAD (asked of the source tree's own
+    ``Ledger``, which reads either format), and the commits of prov's refs."""
     env = git_env()
-    head = h.git(path, "rev-parse", "HEAD", env=env).strip()
-    names = h.git(path, "ls-tree", "-r", "--name-only", "refs/prov/ledger", env=env).splitlines()
-    records = sum(1 for n in names if n.startswith("runs/") and n.endswith("/record"))
-    listed = sum(1 for n in names if n.startswith(f"commits/{head[:2]}/{head}/"))
-    note = subprocess.run(["git", "notes", "--ref=prov", "show", head], cwd=path, env=env, capture_output=True,
-                          text=True).stdout
-    listed += sum(1 for line in note.splitlines() if '"kind":"run"' in line)
+    counted = bench.work({"tool": "count", "path": path}, bench.env_for(label))
     commits = {ref: int(h.git(path, "rev-list", "--count", ref, env=env))
                for ref in ("refs/prov/ledger", "refs/notes/prov")}
-    return {"records": records, "listed": listed, "ledger_commits": commits["refs/prov/ledger"],
-            "notes_commits": commits["refs/notes/prov"]}
+    return {**counted, "ledger_commits": commits["refs/prov/ledger"], "notes_commits": commits["refs/notes/prov"]}
 
 
 def copy_repo(path: str, dest: str) -> str:
@@ -493,10 +499,16 @@ class Bench:
         home = os.path.join(root, "home")
         self.env = h.bench_env(home, pycache=os.path.join(root, "pycache"))
         self.srcs = parse_srcs(args.src)
+        self.extra: dict[str, dict[str, str]] = {}
+        for item in args.env:
+            label, var, value = item.split("=", 2)
+            if label not in self.srcs:
+                raise SystemExit(f"--env {item}: no source labelled {label!r}")
+            self.extra.setdefault(label, {})[var] = value
         self.log = lambda msg: print(msg, flush=True)
 
-    def env_for(self, src: str) -> dict[str, str]:
-        return {**self.env, "PYTHONPATH": src}
+    def env_for(self, label: str) -> dict[str, str]:
+        return {**self.env, "PYTHONPATH": self.srcs[label], **self.extra.get(label, {})}
 
     def work(self, spec: dict, env: dict[str, str]) -> dict:
         proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)], env=env,
@@ -505,7 +517,7 @@ class Bench:
             raise RuntimeError(f"worker {spec} exited {proc.returncode} (its error is above)")
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
-    def new_repo(self, path: str, src: str) -> str:
+    def new_repo(self, path: str, label: str) -> str:
         os.makedirs(path)
         env = git_env()
         h.git(path, "init", "-q", "-b", "main", env=env)
@@ -513,15 +525,15 @@ class Bench:
             f.write("print('train')\n")
         h.git(path, "add", "train.py", env=env)
         h.git(path, "commit", "-q", "-m", "initial", env=env)
-        self.work({"tool": "init", "path": path}, self.env_for(src))
+        self.work({"tool": "init", "path": path}, self.env_for(label))
         return path
 
     # (1)
     def growth(self) -> dict:
         args, log = self.args, self.log
         sizes = sorted({int(s) for s in args.sizes.split(",") if s} | ({BIG} if args.big else set()))
-        repos = {label: self.new_repo(os.path.join(self.root, f"growth-{i}"), src)
-                 for i, (label, src) in enumerate(self.srcs.items())}
+        repos = {label: self.new_repo(os.path.join(self.root, f"growth-{i}"), label)
+                 for i, label in enumerate(self.srcs)}
         base = {label: stats(path) for label, path in repos.items()}
         res: dict = {"sizes": sizes, "base": base, "at": {label: {} for label in repos}, "peers": {}}
         peers = {}
@@ -551,13 +563,13 @@ class Bench:
                 log(f"(1) {label}: runs {prev:,}..{n - 1:,} in one process ...")
                 out = self.work({"tool": "gitprov", "path": path, "start": prev, "stop": n, "points": args.points,
                                  "artifact": args.artifact, "samples": args.samples},
-                                self.env_for(self.srcs[label]))
+                                self.env_for(label))
                 spent[label] += out["seconds"]
                 waited = settle(path)
                 copy = copy_repo(path, os.path.join(self.root, f"gc-copy-{n}"))
                 at = maintenance(copy, breakdown=args.breakdown)
                 shutil.rmtree(copy, ignore_errors=True)
-                at.update({"seconds": out["seconds"], "first": out["first"], "last": out["last"], "count": count, "settle_s": waited, "stored": runs_stored(path),
+                at.update({"seconds": out["seconds"], "first": out["first"], "last": out["last"], "count": count, "settle_s": waited, "stored": runs_stored(self, path, label),
                            "samples": [(runs, (size - base[label]["git"]) / runs) for runs, size in out["samples"]]})
                 res["at"][label][n] = at
                 st = at["prov"]
@@ -600,15 +612,15 @@ class Bench:
     def one_commit(self) -> dict:
         args, log = self.args, self.log
         n = args.runs
-        repos = {label: self.new_repo(os.path.join(self.root, f"commit-{i}"), src)
-                 for i, (label, src) in enumerate(self.srcs.items())}
+        repos = {label: self.new_repo(os.path.join(self.root, f"commit-{i}"), label)
+                 for i, label in enumerate(self.srcs)}
         base = {label: stats(path) for label, path in repos.items()}
-        drivers = {label: Driver(self.env_for(src), args.commit_points, args.artifact)
-                   for label, src in self.srcs.items()}
+        drivers = {label: Driver(self.env_for(label), args.commit_points, args.artifact)
+                   for label in self.srcs}
         times: dict[str, list[dict]] = {label: [] for label in repos}
         try:
             for i, (label, d) in enumerate(drivers.items()):  # warm-up: bytecode, page cache
-                warm = self.new_repo(os.path.join(self.root, f"commit-warm-{i}"), self.srcs[label])
+                warm = self.new_repo(os.path.join(self.root, f"commit-warm-{i}"), label)
                 for k in range(3):
                     d.run(warm, k)
             log(f"(2) {n:,} runs on one commit, one process each, {' / '.join(repos)} taking turns ...")
@@ -628,7 +640,7 @@ class Bench:
         res: dict = {"runs": n, "wall": wall, "base": base, "times": times, "at": {}}
         for label, path in repos.items():
             waited = settle(path)
-            stored = runs_stored(path)
+            stored = runs_stored(self, path, label)
             at = maintenance(path)  # in place: the measurement is over
             at.update({"settle_s": waited, "stored": stored})
             res["at"][label] = at
@@ -794,6 +806,8 @@ def command(args: argparse.Namespace) -> str:
     parts.append(f"--runs {args.runs}")
     for value in args.src or []:
         parts.append(f"--src '{value}'")
+    for value in args.env:
+        parts.append(f"--env '{value}'")
     if args.artifact != "json":
         parts.append(f"--artifact {args.artifact}")
     if args.peer_budget != 600:
@@ -863,6 +877,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=2000, help="runs on one commit in (2)")
     p.add_argument("--src", action="append", metavar="[LABEL=]DIR",
                    help="a source tree the workers import (repeat to compare; default this checkout's src)")
+    p.add_argument("--env", action="append", default=[], metavar="LABEL=VAR=VALUE",
+                   help="an environment variable for one source's processes (e.g. LOG=GIT_PROV_LEDGER_LAYOUT=log)")
     p.add_argument("--artifact", choices=("json", "random"), default="json")
     p.add_argument("--points", type=int, default=100, help="metric points a run in (1)")
     p.add_argument("--commit-points", type=int, default=10, help="metric points a run in (2)")

@@ -120,9 +120,13 @@ class Ledger:
 
         if tip != current:  # another tip (a remote's, an older one): folded once, the cache left at the ledger's
             return LogView(self.repo, tip)
-        if self._fold_cache is None:
-            self._fold_cache = FoldCache(self.repo)
-        return LogView(self.repo, tip, self._fold_cache)
+
+        def cache() -> FoldCache:  # opened when a question needs it (a write of a new run does not)
+            if self._fold_cache is None:
+                self._fold_cache = FoldCache(self.repo)
+            return self._fold_cache
+
+        return LogView(self.repo, tip, cache)
 
     # -- one run, one commit: where the format lays them out is known here only --------
 

@@ -421,14 +421,17 @@ class LogView:
     about one run and one commit from format 3's tree. With a ``FoldCache``, brought to
     ``tip`` and asked run by run; without, folded once, when first asked."""
 
-    def __init__(self, repo: GitRepository, tip: str | None, cache: FoldCache | None = None) -> None:
+    def __init__(self, repo: GitRepository, tip: str | None,
+                 cache: FoldCache | Callable[[], FoldCache] | None = None) -> None:
         self.repo, self.tip = repo, tip
-        self._cache = cache  # brought to ``tip`` when first asked
+        self._cache = cache  # opened (a callable) and brought to ``tip`` when first asked
         self._runs: dict[str, dict[str, str]] | None = None
         self._links: dict[str, set[str]] = {}
 
     @property
     def cache(self) -> FoldCache | None:
+        if callable(self._cache):
+            self._cache = self._cache()
         if self._cache is not None:
             self._cache.update(self.tip)
         return self._cache
