@@ -264,9 +264,14 @@ def test_the_fold_cache_is_kept_and_brought_forward(make_repo, monkeypatch):
                                          f"{RUNS[0]}=loss=0000000a-00000001": repo.fmt.hash_object("blob", b"c")}
     newer = log.transaction(repo, tip, {RUNS[0]: b"run 0, later"}, IDENT, "c")
     cache.update(newer)
-    assert seen == [tip]
+    assert seen == [], "a few commits above: folded in this process"
     assert cache.entries_of(RUNS[0])[RUNS[0]] == repo.fmt.hash_object("blob", b"run 0, later")
     assert cache.items() == log.fold(repo, newer)
+    monkeypatch.setattr(log, "_NEAR", 0)
+    newest = log.transaction(repo, newer, {RUNS[1]: b"run 1, later"}, IDENT, "d")
+    cache.update(newest)
+    assert seen == [newer], "more: git folds the commits above the cache's"
+    assert cache.items() == log.fold(repo, newest)
     cache.update(None)
     assert cache.items() == {} and cache.tip() is None
 

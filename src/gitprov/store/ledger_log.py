@@ -408,6 +408,31 @@ def merge_bases(repo: GitRepository, a: str, b: str) -> list[str]:
     return proc.stdout.split()
 
 
+#: commits a fold above a known one reads in this process before it asks git instead
+_NEAR = 512
+
+
+def _fold_above(repo: GitRepository, tip: str, old: str) -> dict[str, str] | None:
+    """The fold of the commits above ``old`` when every line of history from ``tip``
+    reaches ``old`` within ``_NEAR`` commits (a ledger that grew by a few transactions,
+    the common case after a write or a small pull), read in this process: no git
+    process to start. None otherwise (the caller asks git)."""
+    seen = {tip}
+    todo = [tip]
+    while todo:
+        oid = todo.pop()
+        if oid == old:
+            continue
+        parents = repo.read_commit(oid).parents
+        if not parents or len(seen) > _NEAR:
+            return None  # a line that does not come back to ``old``, or too many commits
+        for parent in parents:
+            if parent not in seen:
+                seen.add(parent)
+                todo.append(parent)
+    return fold(repo, tip, frozenset({old}))
+
+
 def run_blobs_since(repo: GitRepository, tip: str, since: str) -> list[tuple[str, str]] | None:
     """``(run id, run blob id)`` of the runs the commits above ``since`` wrote, in id
     order; None when ``since`` is not an ancestor of ``tip``."""
@@ -662,8 +687,11 @@ class FoldCache:
             raise
 
     def _update(self, old: str | None, tip: str | None) -> None:
-        since = old if old is not None and tip is not None and is_ancestor(self.repo, old, tip) else None
-        changed = fold_since(self.repo, tip, since) if tip is not None else {}
+        changed = _fold_above(self.repo, tip, old) if old is not None and tip is not None else None
+        since = old if changed is not None else None
+        if changed is None:
+            since = old if old is not None and tip is not None and is_ancestor(self.repo, old, tip) else None
+            changed = fold_since(self.repo, tip, since) if tip is not None else {}
         db = self.db
         if since is None:
             db.execute("DELETE FROM entries")
