@@ -69,8 +69,8 @@ def test_the_first_write_upgrades_the_fixture_and_loses_nothing(tmp_path: Path, 
         second.log_metric("acc", 0.5)
     tree = run_git(path, "ls-tree", "--name-only", "refs/prov/ledger").split()
     head = run_git(path, "rev-parse", "HEAD").strip()
-    assert sorted(tree) == sorted(["format", "runs", second.id, f"{second.id}=acc={_chunk_name(path, second.id)}",
-                                   f"{second.id}^{head}"])
+    assert sorted(tree) == sorted(["format", "runs", f"{second.id}^{head}",
+                                   f"{second.id}=acc={_chunk_name(path, second.id)}"])
     assert sorted(r["name"] for r in _prov_json(path, "runs")) == sorted(
         [*FIRST, *SECOND[:-1], "after-upgrade", "second"])
 
@@ -108,13 +108,15 @@ def test_a_new_repository_kept_as_a_log_from_its_first_run(repo, as_log) -> None
     # an edit of a finished run is one more version of its run blob, in a tree of its own
     Repository(repo.path).get_run(made[0]).log_tag("best", "yes")
     entries = read_tree(fresh.store.git.odb, Repository(repo.path).store.ledger.tree())
-    assert set(entries) == {"format", "runs", made[0]}
+    head = run_git(repo.path, "rev-parse", "HEAD").strip()
+    assert set(entries) == {"format", "runs", f"{made[0]}^{head}"}
     assert Repository(repo.path).get_run(made[0]).get_tags() == {"kind": "sweep", "best": "yes"}
     assert [r["name"] for r in _prov_json(repo.path, "runs", "--where", "tags.best = 'yes'")] == ["r0"]
     run_git(repo.path, "fsck", "--strict", "--no-progress")
     # plain git reads the log: a run's versions are the commits that added or changed its
     # entry (the next transaction's tree no longer holds it: git sees it go)
-    history = run_git(repo.path, "log", "--diff-filter=AM", "--format=%s", "refs/prov/ledger", "--", made[0])
+    history = run_git(repo.path, "log", "--diff-filter=AM", "--format=%s", "refs/prov/ledger", "--",
+                      f"{made[0]}^{head}")
     assert len(history.splitlines()) == 2
 
 
@@ -136,8 +138,8 @@ def test_prov_verify_names_what_is_wrong_in_a_log(repo, as_log) -> None:
     head = run_git(repo.path, "rev-parse", "HEAD").strip()
     stranger = "e" * len(head)
     tip = git.refs.read(LEDGER_REF)
-    tree = edit_tree(git.odb, log.log_tree(git, {broken.id: b"not a run blob", log.link_name(stranger, head): b""}),
-                     {"payload": b"x"})
+    tree = edit_tree(git.odb, log.log_tree(git, {f"{broken.id}^{head}": b"not a run blob",
+                                                 f"{stranger}=loss=0123abcd-00000001": b"x"}), {"payload": b"x"})
     assert git.refs.compare_and_swap(LEDGER_REF, tip, git.odb.write("commit", encode_commit(
         tree, [tip], identity_line(git), "damaged")))
     proc = run_prov(repo.path, "verify", env=LOG)
@@ -146,5 +148,5 @@ def test_prov_verify_names_what_is_wrong_in_a_log(repo, as_log) -> None:
     assert len(problems) == 3, problems
     assert any(f"run {broken.id[:12]}: run blob of {broken.id[:12]} is not msgpack" in p for p in problems)
     assert any("entry 'payload' is not a file of a run" in p for p in problems)
-    assert any(f"lists run {stranger[:12]}, which is not in the ledger" in p for p in problems)
+    assert any(f"is a file of run {stranger[:12]}, which the ledger has no record of" in p for p in problems)
     assert "Traceback" not in proc.stderr

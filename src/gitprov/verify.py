@@ -385,9 +385,8 @@ def _run_dirs(report: VerifyReport, store: ProvStore, as_log: bool) -> SortedIds
         known = SortedIds()
         for run_id in store.ledger.run_ids():
             known.add(run_id)
-        for name in store.ledger.log_view().unknown_names():
-            report.problems.append(f"{store.ledger.ref}: entry {name[:60]!r} is not a file of a run nor a link to "
-                                   "its commit (prov reads past it)")
+        for name, why in store.ledger.log_view().stray_names():
+            report.problems.append(f"{store.ledger.ref}: entry {name[:60]!r} {why} (prov reads past it)")
         return known
     for shard_name, shard in sorted(store.ledger.list_dir("runs").items()):
         if not shard.is_tree:

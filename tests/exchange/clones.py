@@ -59,14 +59,14 @@ def notes_content(repo: GitRepo | Path) -> dict[str, bytes]:
 
 def ledger_run_ids(repo: GitRepo | Path) -> set[str]:
     """Run ids in the ledger, read with git itself: format 3's tree (``runs/<xx>/<id>``),
-    or format 4's log (each run blob ``<id>`` added by some commit, a checkpoint's
-    ``<xx>/<id>`` too)."""
+    or format 4's log (each run blob ``<id>`` or ``<id>^<commit>`` some commit wrote, a
+    checkpoint's ``<xx>/…`` too)."""
     cwd = repo.path if isinstance(repo, GitRepo) else repo
     if b'"layout"' in subprocess.run(["git", "cat-file", "blob", f"{LEDGER}:format"], cwd=cwd,
                                      capture_output=True).stdout:
         names = {line.rsplit("/", 1)[-1] for tree in run_git(cwd, "log", "--format=%T", LEDGER).split()
                  for line in run_git(cwd, "ls-tree", "-r", "--name-only", tree).splitlines()}
-        return {name for name in names if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", name)}
+        return {m[1] for name in names if (m := re.fullmatch(r"([0-9a-f]{40}|[0-9a-f]{64})(\^[0-9a-f]+)?", name))}
     out = run_git(cwd, "ls-tree", "-r", "-d", "--name-only", LEDGER, "runs/")
     return {p.split("/")[2] for p in out.splitlines() if p.count("/") == 2}
 

@@ -103,23 +103,31 @@ def test_a_remote_run_obeys_the_local_limits(remote: GitRepo, tmp_path: Path, wh
 
 
 def _forge_entries(entries):
-    """A forgery adding ``entries(run id, commit) -> {name: content}`` as a transaction."""
+    """A forgery adding ``entries(run id, its blob's entry, that blob) -> {name: content}``
+    as a transaction."""
     def forgery(run_id: str):
         def edit(odb, tree):
-            return tree  # replaced below: the entries go in as they are
-        edit.entries = lambda: entries(run_id)  # type: ignore[attr-defined]
+            return tree  # not used: the entries go in as they are
+        edit.entries = lambda view: entries(run_id, *_blob_of(view, run_id))  # type: ignore[attr-defined]
         return edit
     return forgery
 
 
+def _blob_of(view, run_id: str) -> tuple[str, bytes]:
+    """A run's blob entry and content, in the log ``view`` shows."""
+    [(name, oid)] = [(n, o) for n, o in view.cache.entries_of(run_id).items() if log.is_run_blob(n)]
+    return name, view.repo.odb.read_typed(oid, "blob")
+
+
 LOG_FORGERIES = {
-    "holds the record of another run": lambda run: {run: log.encode_run_blob(b'{"kind":"run-record"}', b"{}")},
-    "not a run's entry": lambda run: {"payload": b"x"},
-    "unexpected ledger entry": lambda run: {f"{run}=loss": b"x"},
-    "not a chunk name": lambda run: {f"{run}=loss=x": b"x"},
-    "not a summary name": lambda run: {f"{run}+loss=x": b"x"},
-    "linked to commit": lambda run: {log.link_name(run, "f" * len(run)): b""},
-    "missing record": lambda run: {f"{'e' * len(run)}=loss=0123abcd-00000001": b"x"},
+    "holds the record of another run": lambda run, name, blob: {
+        name: log.encode_run_blob(b'{"kind":"run-record"}', b"{}")},
+    "not a run's entry": lambda run, name, blob: {"payload": b"x"},
+    "unexpected ledger entry": lambda run, name, blob: {f"{run}=loss": b"x"},
+    "not a chunk name": lambda run, name, blob: {f"{run}=loss=x": b"x"},
+    "not a summary name": lambda run, name, blob: {f"{run}+loss=x": b"x"},
+    "linked to commit": lambda run, name, blob: {log.run_blob_name(run, "f" * len(run)): blob},
+    "missing record": lambda run, name, blob: {f"{'e' * len(run)}=loss=0123abcd-00000001": b"x"},
 }
 
 
@@ -129,7 +137,7 @@ def test_malformed_remote_logs_are_rejected_and_nothing_moves(remote: GitRepo, t
     def forge(repo: GitRepo, edit) -> None:
         git = Repository(repo.path).git
         tip = git.refs.read(LEDGER_REF)
-        entries = edit.entries()
+        entries = edit.entries(Ledger(git).log_view())
         tree = edit_tree(git.odb, log.log_tree(git, {}), entries)  # names the log refuses, kept as they are
         _push_forged(repo, git, tip, tree)
 
@@ -144,7 +152,7 @@ def test_a_checkpoint_that_hides_runs_is_refused(remote: GitRepo, tmp_path: Path
         _push_forged(repo, git, tip, log.checkpoint_tree(git, {}))
 
     monkeypatch.setattr(test_remote, "_forge", forge)
-    assert_forgery_rejected(remote, tmp_path, _forge_entries(lambda run: {}), "leaves out", pull_first=True)
+    assert_forgery_rejected(remote, tmp_path, _forge_entries(lambda *_: {}), "leaves out", pull_first=True)
 
 
 def test_format_3_written_on_top_of_the_log_is_refused(remote: GitRepo, tmp_path: Path, monkeypatch) -> None:
@@ -154,7 +162,7 @@ def test_format_3_written_on_top_of_the_log_is_refused(remote: GitRepo, tmp_path
         _push_forged(repo, git, tip, edit_tree(git.odb, None, {"format": LEDGER_FORMAT}))
 
     monkeypatch.setattr(test_remote, "_forge", forge)
-    assert_forgery_rejected(remote, tmp_path, _forge_entries(lambda run: {}), "written on top of format 4",
+    assert_forgery_rejected(remote, tmp_path, _forge_entries(lambda *_: {}), "written on top of format 4",
                             pull_first=True)
 
 

@@ -23,7 +23,7 @@ COMMITS = ["c" * 40, "d" * 40]
 
 
 def _record(k: int) -> bytes:
-    return b'{"kind":"run-record","n":%d}' % k
+    return b'{"code":{"commit":"%s"},"kind":"run-record","n":%d}' % (COMMITS[k % 2].encode(), k)
 
 
 #: (run, what): a new run (record, state, link to its commit), a state, a metric chunk,
@@ -116,7 +116,7 @@ def test_a_ledger_of_format_3_is_upgraded_by_a_checkpoint_that_git_checks(make_r
     assert {r: after[r] for r in made.values() if r in before} == {r: before[r] for r in made.values() if r in before}
     ledger.apply(_changes(repo, made, 0, "state", 0, 7), "a transaction")
     tree = repo.read_commit(ledger.tip()).tree
-    assert set(read_tree(repo.odb, tree)) == {"format", "runs", made[0]}
+    assert set(read_tree(repo.odb, tree)) == {"format", "runs", f"{made[0]}^{COMMITS[0]}"}
     if kind == "disk":
         git_dir = repo.git_dir
         fsck = subprocess.run(["git", "--git-dir", git_dir, "fsck", "--strict", "--no-dangling"],
@@ -124,7 +124,7 @@ def test_a_ledger_of_format_3_is_upgraded_by_a_checkpoint_that_git_checks(make_r
         assert fsck.returncode == 0, fsck.stderr
         listed = subprocess.run(["git", "--git-dir", git_dir, "ls-tree", "--name-only", LEDGER_REF],
                                 capture_output=True, text=True, check=True).stdout.split()
-        assert listed == sorted(["format", "runs", made[0]])
+        assert listed == sorted(["format", "runs", f"{made[0]}^{COMMITS[0]}"])
 
 
 def test_a_log_is_never_written_as_format_3(make_repo):

@@ -175,13 +175,14 @@ def test_the_run_blob_holds_record_and_state_checked_against_the_run_id(repo):
             log.decode_run_blob(bad, run, repo.fmt.hash_object)
 
 
-def test_a_link_names_a_run_and_its_commit():
+def test_a_run_blobs_name_says_the_commit_the_run_was_made_at():
     commit = "c" * 40
-    name = log.link_name(RUNS[0], commit)
+    name = log.run_blob_name(RUNS[0], commit)
+    assert name == f"{RUNS[0]}^{commit}" and log.run_blob_name(RUNS[0], None) == RUNS[0]
     assert log.link_of(name) == (RUNS[0], commit) and log.run_of(name) == RUNS[0]
-    assert log.file_of(name) is None
-    for bad in (RUNS[0], RUNS[0] + "^", RUNS[0] + "^" + "c" * 39, RUNS[0] + "=x=y", "format"):
-        assert log.link_of(bad) is None, bad
+    assert log.file_of(name) == (RUNS[0], "") and log.is_run_blob(name) == RUNS[0] == log.is_run_blob(RUNS[0])
+    for bad in (RUNS[0] + "^", RUNS[0] + "^" + "c" * 39, RUNS[0] + "=x=y", "format"):
+        assert log.link_of(bad) is None and log.is_run_blob(bad) is None, bad
 
 
 def test_changes_named_as_format_3_names_them_become_the_logs_entries(repo):
@@ -194,11 +195,16 @@ def test_changes_named_as_format_3_names_them_become_the_logs_entries(repo):
                                f"{run_dir(run)}/series/loss/0000000a-00000001": b"chunk",
                                f"{run_dir(run)}/artifacts/model": "a" * 40, run_link_path(commit, run): run,
                                "format": b"ignored"}, lambda _run, _part: None, lambda _oid: b"")
-    assert entries == {run: log.encode_run_blob(record, state), f"{run}=loss=0000000a-00000001": b"chunk",
-                       f"{run}@model": "a" * 40, f"{run}^{commit}": b""}
-    later = log.log_entries({f"{run_dir(run)}/state": b"later"}, lambda r, part: {"record": record, "state": state}[part] if r == run else None,
+    assert entries == {run: log.encode_run_blob(record, state),  # the record names no commit: nor does its blob
+                       f"{run}=loss=0000000a-00000001": b"chunk", f"{run}@model": "a" * 40}
+    later = log.log_entries({f"{run_dir(run)}/state": b"later"},
+                            lambda r, part: {"record": record, "state": state}[part] if r == run else None,
                             lambda _oid: b"")
     assert later == {run: log.encode_run_blob(record, b"later")}
+    made_at = b'{"code":{"commit":"%s"},"kind":"run-record"}' % commit.encode()
+    other = repo.fmt.hash_object("blob", made_at)
+    assert set(log.log_entries({f"{run_dir(other)}/record": made_at, f"{run_dir(other)}/state": state},
+                               lambda _run, _part: None, lambda _oid: b"")) == {f"{other}^{commit}"}
     with pytest.raises(DataError, match="has no record"):
         log.log_entries({f"{run_dir(run)}/state": b"s"}, lambda _run, _part: None, lambda _oid: b"")
     for bad in ({f"{run_dir(run)}/state": None}, {"elsewhere/x": b""}, {f"{run_dir(run)}/nope/x/y/z": b""},

@@ -130,8 +130,10 @@ def merge_logs(repo: GitRepository, ours: str, theirs: str, ours_is_log: bool, t
         mine, other = log.fold_since(repo, ours, bases), log.fold_since(repo, theirs, bases)
         both = {name: (oid, other[name]) for name, oid in mine.items() if name in other and other[name] != oid}
 
+        blobs = {run: oid for side in (other, mine) for name, oid in side.items() if (run := log.is_run_blob(name))}
+
         def run_blob(run_id: str) -> str | bytes | None:
-            found = mine.get(run_id) or other.get(run_id)
+            found = blobs.get(run_id)  # the line that wrote it since the base (both: resolved before asked)
             if found is None:  # neither line wrote it since the base: the base's version
                 view = log.LogView(repo, ours)
                 parts = view.run_parts(run_id)
@@ -146,7 +148,8 @@ def merge_logs(repo: GitRepository, ours: str, theirs: str, ours_is_log: bool, t
         have = merged.setdefault(name, value)
         if have is not value and _oid(repo, have) != _oid(repo, value):
             conflicts[name] = (have, value)
-    merged.update(_resolve(repo, conflicts, lambda run_id: merged.get(run_id)))
+    blobs = {run: value for name, value in merged.items() if (run := log.is_run_blob(name))}
+    merged.update(_resolve(repo, conflicts, blobs.get))
     return log.checkpoint_tree(repo, merged)
 
 
@@ -167,28 +170,29 @@ def _resolve(repo: GitRepository, both: dict[str, tuple[bytes | str, bytes | str
     from ..store import ledger_log as log
 
     out: dict[str, bytes | str] = {}
+    resolved: dict[str, bytes] = {}  # run id -> its merged blob
     hash_blob = repo.fmt.hash_object
     for name, (a, b) in sorted(both.items()):
-        if name == log.run_of(name):
+        if (run_id := log.is_run_blob(name)) is not None:
             try:
-                record_a, state_a = log.decode_run_blob(_content(repo, a), name, hash_blob)
-                record_b, state_b = log.decode_run_blob(_content(repo, b), name, hash_blob)
+                record_a, state_a = log.decode_run_blob(_content(repo, a), run_id, hash_blob)
+                record_b, state_b = log.decode_run_blob(_content(repo, b), run_id, hash_blob)
             except ValueError as exc:
                 raise DataError(f"{exc}; run 'prov verify'") from None
             if record_a != record_b:
-                raise DataError(f"run {name[:12]}: two different records under one id")
-            out[name] = log.encode_run_blob(record_a, merge_states(state_a, state_b))
+                raise DataError(f"run {run_id[:12]}: two different records under one id")
+            out[name] = resolved[run_id] = log.encode_run_blob(record_a, merge_states(state_a, state_b))
     for name, (a, b) in sorted(both.items()):
         if name in out:
             continue
         where = log.file_of(name)
-        if where is None:  # a link: every one names the empty blob; anything else, the higher id
+        if where is None:  # not a run's entry (validation refuses them): the higher id
             out[name] = max(_oid(repo, a), _oid(repo, b))
             continue
         run_id, path = where
         if path.split("/", 1)[0] in ("series", "observations", "summaries"):
             raise DataError(f"run {run_id[:12]}: {path} has two different contents (one writer's name)")
-        blob = out.get(run_id) or run_blob(run_id)
+        blob = resolved.get(run_id) or run_blob(run_id)
         state = None
         if blob is not None:
             try:

@@ -377,11 +377,11 @@ def _count_changes(repo: GitRepository, ref: str, before: str | None, after: str
 def log_runs_added(repo: GitRepository, before: str | None, after: str) -> list[str]:
     """Run ids in the log at commit ``after`` but not in the ledger at ``before``."""
     from ..store.ledger import Ledger
-    from ..store.ledger_log import fold_since, run_of
+    from ..store.ledger_log import fold_since, is_run_blob
 
     ledger = Ledger(repo)
     since = [before] if before is not None and ledger.is_log(before) else None
-    new = sorted(name for name in fold_since(repo, after, since) if run_of(name) == name)
+    new = sorted(run for name in fold_since(repo, after, since) if (run := is_run_blob(name)))
     if before is None:
         return new
     return [run_id for run_id in new if ledger.run_file(run_id, "record", before) is None]

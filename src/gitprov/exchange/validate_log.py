@@ -85,7 +85,7 @@ class _LogCheck(_LedgerCheck):
         super().__init__(repo, verdict, progress, ours_tree)
         self.mine = mine  # the local log's view (None: no local log)
         self.records: dict[str, str | None] = {}  # run id -> the commit its arriving record names
-        self.links: list[tuple[str, str]] = []
+        self.links: list[tuple[str, str]] = []  # (run id, the commit its blob's name says)
         self.touched: set[str] = set()  # runs whose files arrive
 
     def jobs(self, changed: dict[str, str]) -> Iterator[Job]:  # type: ignore[override]
@@ -97,7 +97,14 @@ class _LogCheck(_LedgerCheck):
             if run_id is None or not fmt.is_id(run_id):
                 self.verdict.add(f"ledger entry {name[:80]!r}: not a run's entry of this repository's hash ({fmt.name})")
                 continue
-            if name == run_id:
+            if log.is_run_blob(name) == run_id:
+                link = log.link_of(name)
+                if link is not None and not fmt.is_id(link[1]):
+                    self.verdict.add(f"run {run_id[:12]}: its blob names {link[1][:40]!r}, not a commit of this "
+                                     f"repository's hash ({fmt.name})")
+                    continue
+                if link is not None:
+                    self.links.append(link)
                 if not self._known(run_id):
                     self.verdict.added.append(run_id)
                     self.new.add(run_id)
@@ -105,9 +112,6 @@ class _LogCheck(_LedgerCheck):
                 if self.progress is not None:
                     self.progress.update("checking runs", self.verdict.checked)
                 yield Job(oid, "run", run_id)
-                continue
-            if (link := log.link_of(name)) is not None and fmt.is_id(link[1]):
-                self.links.append(link)
                 continue
             where = log.file_of(name)
             if where is None:
@@ -173,8 +177,8 @@ class _LogCheck(_LedgerCheck):
             return None
 
     def finish(self) -> None:
-        """What needs every run read: each link names the commit its run's record does,
-        and every run whose files arrive is in the ledger."""
+        """What needs every run read: each run blob's name says the commit its record
+        does, and every run whose files arrive is in the ledger."""
         for run_id in sorted(self.touched | {run for run, _ in self.links}):
             if run_id not in self.records and not self._known(run_id):
                 self.verdict.add(f"run {run_id[:12]}: missing record")

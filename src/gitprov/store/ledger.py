@@ -265,10 +265,11 @@ class Ledger:
             if marker is not None and not marker.is_tree:
                 _refuse_newer(self.repo.odb.read_typed(marker.oid, "blob"))
         base = log.checkpoint_entries(self.repo, tree)
+        blobs = {run: data for name, data in base.items() if (run := log.is_run_blob(name))}
         hash_blob = self.repo.fmt.hash_object
 
         def current(run_id: str, part: str) -> bytes | None:
-            data = base.get(run_id)
+            data = blobs.get(run_id)
             if not isinstance(data, bytes):
                 return None
             return log.decode_run_blob(data, run_id, hash_blob)[0 if part == "record" else 1]

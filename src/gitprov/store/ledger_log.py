@@ -5,10 +5,10 @@ ledger's tip is of this layout; nothing makes a new ledger of it yet.
 Each commit's tree holds what its transaction wrote, at the root beside ``format`` and
 the constant ``runs/`` sentinel::
 
-    <id>                        the run blob (record and state)
+    <id>^<commit>               the run blob (record and state) of a run made at ``<commit>``
+    <id>                        the run blob of a run made at no commit
     <id>=<key>=<writer>-<seq>   a metric chunk        (and ``!`` observations, ``+`` summaries,
     <id>@<key>                  an artifact            ``#patch`` the code patch)
-    <id>^<commit>               the run was made at ``<commit>`` (names the empty blob)
 
 The ledger at a commit is the **fold** of the commits reachable from it: walking them
 newest first in topological order (a commit after all its children), the first
@@ -39,8 +39,8 @@ from .repo import GitRepository
 from .trees import edit_tree, read_tree
 
 __all__ = ["CHECKPOINT_MARKER", "LOG_MARKER", "SENTINEL", "changed_since", "checkpoint", "checkpoint_entries",
-           "decode_run_blob", "encode_run_blob", "entry_name", "file_of", "fold", "log_entries", "link_name",
-           "link_of", "fold_since", "merge_bases", "is_ancestor", "log_tree", "run_blobs_since", "checkpoint_tree", "merge", "merge_base", "fold_with_git", "resolutions", "run_of", "transaction", "walk",
+           "decode_run_blob", "encode_run_blob", "entry_name", "file_of", "fold", "log_entries", "run_blob_name",
+           "is_run_blob", "link_of", "fold_since", "merge_bases", "is_ancestor", "log_tree", "run_blobs_since", "checkpoint_tree", "merge", "merge_base", "fold_with_git", "resolutions", "run_of", "transaction", "walk",
            "FoldCache", "LogView"]
 
 LOG_MARKER = b'{"format_version":4,"kind":"ledger","layout":"log","requires":"git-prov>=0.4.0"}'
@@ -93,7 +93,7 @@ def file_of(name: str) -> tuple[str, str] | None:
         return run_id, ""
     sep, body = rest[0], rest[1:]
     if sep == "^":
-        return None  # a link to a commit, not a file
+        return (run_id, "") if _ID.match(body) else None  # the run blob, named with its commit
     if sep == "#":
         return (run_id, "code.patch") if body == "patch" else None
     if sep == "@":
@@ -104,13 +104,20 @@ def file_of(name: str) -> tuple[str, str] | None:
     return run_id, f"{_SEPARATORS[sep]}/{key}/{leaf}"
 
 
-def link_name(run_id: str, commit: str) -> str:
-    """The entry that says run ``run_id`` was made at ``commit``."""
-    return f"{run_id}^{commit}"
+def run_blob_name(run_id: str, commit: str | None) -> str:
+    """The entry of a run's blob: its id, and the commit it was made at (the run's link
+    to its commit, which never changes)."""
+    return f"{run_id}^{commit}" if commit else run_id
+
+
+def is_run_blob(name: str) -> str | None:
+    """The run id when ``name`` is a run blob's entry, else None."""
+    where = file_of(name)
+    return where[0] if where is not None and where[1] == "" else None
 
 
 def link_of(name: str) -> tuple[str, str] | None:
-    """``(run id, commit)`` of a link entry, else None."""
+    """``(run id, commit)`` of a run blob's entry that names its commit, else None."""
     run_id = run_of(name)
     if run_id is None or name[len(run_id):len(run_id) + 1] != "^" or not _ID.match(name[len(run_id) + 1:]):
         return None
@@ -438,7 +445,7 @@ def run_blobs_since(repo: GitRepository, tip: str, since: str) -> list[tuple[str
     order; None when ``since`` is not an ancestor of ``tip``."""
     if not is_ancestor(repo, since, tip):
         return None
-    return sorted((name, oid) for name, oid in fold_since(repo, tip, since).items() if _ID.match(name))
+    return sorted((run, oid) for name, oid in fold_since(repo, tip, since).items() if (run := is_run_blob(name)))
 
 
 class LogView:
@@ -467,7 +474,7 @@ class LogView:
             for name, oid in (fold_since(self.repo, self.tip, None) if self.tip else {}).items():
                 if (where := file_of(name)) is not None:
                     runs.setdefault(where[0], {})[where[1]] = oid
-                elif (link := link_of(name)) is not None:
+                if (link := link_of(name)) is not None:
                     self._links.setdefault(link[1], set()).add(link[0])
             self._runs = runs
         return self._runs
@@ -511,7 +518,7 @@ class LogView:
 
     def run_ids_with_prefix(self, prefix: str) -> list[str]:
         if self.cache is not None:
-            return sorted({name for name in self.cache.names_with_prefix(prefix) if _ID.match(name)})
+            return sorted({run for name in self.cache.names_with_prefix(prefix) if (run := is_run_blob(name))})
         return sorted(run_id for run_id, files in self._fold().items() if run_id.startswith(prefix) and "" in files)
 
     def run_ids_at(self, commit: str) -> list[str]:
@@ -521,13 +528,21 @@ class LogView:
         self._fold()
         return sorted(self._links.get(commit, ()))
 
-    def unknown_names(self) -> Iterator[str]:
-        """The entries of the ledger that are not a run's file, run blob or link."""
-        names = (name for name, _ in self.cache.db.execute("SELECT name, oid FROM entries")) \
-            if self.cache is not None else iter(fold_since(self.repo, self.tip, None) if self.tip else {})
+    def stray_names(self) -> list[tuple[str, str]]:
+        """``(entry, why)`` of the entries of the ledger that are no run's blob nor file,
+        or the files of a run the ledger has no blob of."""
+        cache = self.cache
+        names = [name for (name,) in cache.db.execute("SELECT name FROM entries")] if cache is not None \
+            else list(fold_since(self.repo, self.tip, None) if self.tip else {})
+        runs = {run for name in names if (run := is_run_blob(name))}
+        out = []
         for name in names:
-            if not _ID.match(name) and file_of(name) is None and link_of(name) is None:
-                yield name
+            where = file_of(name)
+            if where is None:
+                out.append((name, "is not a file of a run"))
+            elif where[0] not in runs:
+                out.append((name, f"is a file of run {where[0][:12]}, which the ledger has no record of"))
+        return out
 
     def commits_with_runs(self) -> list[str]:
         """The commits runs were made at, sorted."""
@@ -549,7 +564,8 @@ def log_entries(changes: dict[str, bytes | str | None], current: Callable[[str, 
     """A transaction's entries for ``changes`` named as format 3 names them
     (``runs/<xx>/<id>/<file>``, ``commits/<xx>/<commit>/<xx>/<id>``): a run's record or
     state makes a new run blob (the other part from ``current(run id, "record" or
-    "state")``), every other file its entry, a commit's entry a link. The log only ever
+    "state")``), named with the commit its record names (a commit's entry adds nothing
+    more), every other file its entry. The log only ever
     adds versions: a change that removes a path is refused (``ValueError``), as is a
     path of no run."""
     out: dict[str, bytes | str] = {}
@@ -568,7 +584,7 @@ def log_entries(changes: dict[str, bytes | str | None], current: Callable[[str, 
             else:
                 out[entry_name(run_id, name) or ""] = value
         elif segments[0] == "commits" and len(segments) == 5 and _ID.match(segments[2]) and _ID.match(segments[4]):
-            out[link_name(segments[4], segments[2])] = b""
+            pass  # the run blob's name says it, from the record
         else:
             raise ValueError(f"not a path of the ledger: {path!r}")
     for run_id, new in parts.items():
@@ -579,8 +595,20 @@ def log_entries(changes: dict[str, bytes | str | None], current: Callable[[str, 
                     raise DataError(f"run {run_id[:12]} has no {part} in the ledger to write beside its "
                                     f"{'state' if part == 'record' else 'record'}")
                 new[part] = old
-        out[run_id] = encode_run_blob(new["record"], new["state"])
+        out[run_blob_name(run_id, record_commit(new["record"]))] = encode_run_blob(new["record"], new["state"])
     return out
+
+
+def record_commit(record: bytes) -> str | None:
+    """The commit a run's record says it was made at (its ``code.commit``), if any."""
+    import msgspec
+
+    try:
+        code = msgspec.json.decode(record).get("code")
+    except (msgspec.DecodeError, AttributeError):
+        return None
+    commit = code.get("commit") if isinstance(code, dict) else None
+    return commit if isinstance(commit, str) and _ID.match(commit) else None
 
 
 def checkpoint_entries(repo: GitRepository, tree: str | None) -> dict[str, bytes | str]:
@@ -611,14 +639,9 @@ def checkpoint_entries(repo: GitRepository, tree: str | None) -> dict[str, bytes
                 if path not in ("record", "state"):
                     with contextlib.suppress(ValueError):
                         out[entry_name(run_id, path) or ""] = oid
-            out[run_id] = encode_run_blob(odb.read_typed(entries["record"], "blob"),
-                                          odb.read_typed(entries["state"], "blob"))
-    commits = root.get("commits")
-    if commits is not None and commits.is_tree:
-        for path, _ in files(commits.oid, ""):
-            segments = path.split("/")
-            if len(segments) == 4 and _ID.match(segments[1]) and _ID.match(segments[3]):
-                out[link_name(segments[3], segments[1])] = b""
+            record = odb.read_typed(entries["record"], "blob")
+            out[run_blob_name(run_id, record_commit(record))] = encode_run_blob(
+                record, odb.read_typed(entries["state"], "blob"))
     out.pop("", None)
     return out
 
@@ -634,7 +657,7 @@ class FoldCache:
     ledger). One process updates it at a time; the others wait and find it done."""
 
     FILE = "ledger-fold.sqlite"
-    VERSION = "1"
+    VERSION = "2"
 
     def __init__(self, repo: GitRepository) -> None:
         import os
@@ -719,9 +742,10 @@ class FoldCache:
 
     def run_blobs(self) -> Iterator[tuple[str, str]]:
         """``(run id, run blob id)`` of every run, in id order (read as they are used)."""
-        for name, oid in self.db.execute("SELECT name, oid FROM entries WHERE length(name) IN (40, 64) ORDER BY name"):
-            if _ID.match(name):
-                yield name, oid.hex()
+        for name, oid in self.db.execute("SELECT name, oid FROM entries WHERE length(name) IN (40, 64) "
+                                         "OR instr(name, '^') > 0 ORDER BY name"):
+            if (run := is_run_blob(name)) is not None:
+                yield run, oid.hex()
 
     def items(self) -> dict[str, str]:
         return {name: oid.hex() for name, oid in self.db.execute("SELECT name, oid FROM entries")}
