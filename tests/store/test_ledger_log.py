@@ -198,9 +198,18 @@ def test_changes_named_as_format_3_names_them_become_the_logs_entries(repo):
     assert entries == {run: log.encode_run_blob(record, state),  # the record names no commit: nor does its blob
                        f"{run}=loss=0000000a-00000001": b"chunk", f"{run}@model": "a" * 40}
     later = log.log_entries({f"{run_dir(run)}/state": b"later"},
-                            lambda r, part: {"record": record, "state": state}[part] if r == run else None,
+                            lambda r, part: {"record": record, "state": state}.get(part) if r == run else None,
                             lambda _oid: b"")
     assert later == {run: log.encode_run_blob(record, b"later")}
+    small, big = b"s" * log.INLINE_LIMIT, b"b" * (log.INLINE_LIMIT + 1)
+    kept = log.log_entries({f"{run_dir(run)}/artifacts/small": small, f"{run_dir(run)}/artifacts/big": big},
+                           lambda r, part: {"record": record, "state": state, "artifacts": {"old": b"o"}}[part],
+                           lambda _oid: b"")
+    assert kept == {run: log.encode_run_blob(record, state, {"old": b"o", "small": small}), f"{run}@big": big}
+    moved = log.log_entries({f"{run_dir(run)}/artifacts/old": "a" * 40},
+                            lambda r, part: {"record": record, "state": state, "artifacts": {"old": b"o"}}[part],
+                            lambda _oid: b"")
+    assert moved == {run: log.encode_run_blob(record, state), f"{run}@old": "a" * 40}, "an entry from now on"
     made_at = b'{"code":{"commit":"%s"},"kind":"run-record"}' % commit.encode()
     other = repo.fmt.hash_object("blob", made_at)
     assert set(log.log_entries({f"{run_dir(other)}/record": made_at, f"{run_dir(other)}/state": state},

@@ -45,6 +45,8 @@ def copy_contents(source: Run, clone: Run) -> None:
             name = f"artifacts/{key_to_name(key)}"
             edits[name] = blob
             data = source._writer.deferred.get(blob)
+            if data is None and not source.store.git.odb.contains(blob):  # kept in the source's run blob
+                data = source.store.ledger.run_file(source.id, name)
             if data is not None:  # not written yet by the source: the clone writes it with its own pack
                 writer.deferred[blob] = data
         clone.state.artifacts[key] = ref

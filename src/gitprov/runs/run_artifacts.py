@@ -94,6 +94,11 @@ class ArtifactMethods(RunPart):
             return writer.deferred[pending]
         blob = pending if isinstance(pending, str) else (
             reading.artifact_blob_id(self._store.ledger, self.id, key) if writer.stored else None)
+        if ref.location == "tree" and blob is not None and not isinstance(pending, str) \
+                and not self._store.git.odb.contains(blob):  # kept in the run's blob (format 4)
+            data = self._store.ledger.run_file(self.id, path)
+            if data is not None:
+                return load_artifact(self._store.git, ref, None, data)
         return load_artifact(self._store.git, ref, blob)
 
     def get_artifact_object(self, key: str) -> Any:

@@ -148,10 +148,12 @@ class RunWriter:
         odb = self.store.git.odb
         edits: dict[str, str | None] = {}
         with self._all_or_nothing(), odb.batch():
-            for data in self.deferred.values():
-                odb.write("blob", data)
+            if journal:  # else the transaction that follows takes them, as content (format 4 keeps small ones in the run blob)
+                for data in self.deferred.values():
+                    odb.write("blob", data)
             self._encode_buffers(odb, edits)
-        self.deferred = {}
+        if journal:
+            self.deferred = {}
         self.observations = {}
         self.buffered = 0
         if edits or (journal and self.unjournaled):
@@ -270,8 +272,8 @@ class RunWriter:
         base = run_dir(run_id)
         changes: dict[str, bytes | str | None] = {}
         for path, value in self.pending.items():
-            if value is not None:
-                changes[f"{base}/{path}"] = value
+            if value is not None:  # a blob not written yet goes in as its content
+                changes[f"{base}/{path}"] = self.deferred.get(value, value) if isinstance(value, str) else value
         if not self.stored:
             changes[f"{base}/record"] = codec.encode(self.record)
         changes[f"{base}/state"] = self.state_bytes()
@@ -282,6 +284,7 @@ class RunWriter:
             changes.update(links)
         updates = [store.ledger.update(changes, f"prov: run {run_id[:12]} {self.state.status}")]
         commit_on_refs(store.git, updates if pointer is None else [*updates, pointer])
+        self.deferred = {}
         self.stored = True
         self.pending = {}
         self.pending_chunks = {}

@@ -243,15 +243,28 @@ class Ledger:
 
         view = self.log_view(tip)
 
-        def current(run_id: str, part: str) -> bytes | None:
+        def current(run_id: str, part: str) -> Any:
             if part == "record" and run_id in _records:  # immutable: this process has seen it
                 return _records[run_id]
-            parts = view.run_parts(run_id)
-            return None if parts is None else parts[0 if part == "record" else 1]
+            if part == "artifacts" and run_id in _inline:  # as this process last wrote them
+                return _inline[run_id]
+            parts = view.run_blob(run_id)
+            return None if parts is None else parts[("record", "state", "artifacts").index(part)]
 
         entries = log.log_entries(changes, current, self._read_blob)
-        _remember_records(changes)
+        self._remember(changes, entries)
         return log.log_tree(self.repo, entries) if entries else None  # nothing to add: no commit
+
+    def _remember(self, changes: dict[str, bytes | str | None], entries: dict[str, bytes | str]) -> None:
+        """What this process wrote of its runs that their next transactions need."""
+        from .ledger_log import is_run_blob, run_blob_parts
+
+        _remember_records(changes)
+        if len(_inline) > 4096:
+            _inline.clear()
+        for name, value in entries.items():
+            if (run_id := is_run_blob(name)) is not None and isinstance(value, bytes):
+                _inline[run_id] = run_blob_parts(value, run_id, self.repo.fmt.hash_object)[2]
 
     def _checkpoint(self, tree: str | None, changes: dict[str, bytes | str | None]) -> str:
         """The first commit of a log: every run of the format-3 ``tree`` (none for a new
@@ -268,14 +281,14 @@ class Ledger:
         blobs = {run: data for name, data in base.items() if (run := log.is_run_blob(name))}
         hash_blob = self.repo.fmt.hash_object
 
-        def current(run_id: str, part: str) -> bytes | None:
+        def current(run_id: str, part: str) -> Any:
             data = blobs.get(run_id)
             if not isinstance(data, bytes):
                 return None
-            return log.decode_run_blob(data, run_id, hash_blob)[0 if part == "record" else 1]
+            return log.run_blob_parts(data, run_id, hash_blob)[("record", "state", "artifacts").index(part)]
 
         entries = log.log_entries(changes, current, self._read_blob)
-        _remember_records(changes)
+        self._remember(changes, entries)
         return log.checkpoint_tree(self.repo, {**base, **entries})
 
     def _read_blob(self, oid: str) -> bytes:
@@ -285,6 +298,8 @@ class Ledger:
 #: run id -> its record's bytes, as this process wrote them (a record never changes: a
 #: run's later transactions in a log need it without reading the ledger)
 _records: dict[str, bytes] = {}
+#: run id -> the artifacts its blob holds, as this process last wrote it
+_inline: dict[str, dict[str, bytes]] = {}
 
 
 def _remember_records(changes: dict[str, bytes | str | None]) -> None:

@@ -5,7 +5,8 @@ ledger's tip is of this layout; nothing makes a new ledger of it yet.
 Each commit's tree holds what its transaction wrote, at the root beside ``format`` and
 the constant ``runs/`` sentinel::
 
-    <id>^<commit>               the run blob (record and state) of a run made at ``<commit>``
+    <id>^<commit>               the run blob (record, state, artifacts up to ``INLINE_LIMIT``)
+                                of a run made at ``<commit>``
     <id>                        the run blob of a run made at no commit
     <id>=<key>=<writer>-<seq>   a metric chunk        (and ``!`` observations, ``+`` summaries,
     <id>@<key>                  an artifact            ``#patch`` the code patch)
@@ -32,6 +33,7 @@ import contextlib
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from ..errors import DataError
 from .objects import MODE_BLOB, TreeEntry
@@ -53,6 +55,10 @@ SENTINEL = "runs"
 _RESERVED = ("format", SENTINEL)
 _NAME = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})(?:[=!+@#^].*)?$")
 _ID = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+#: artifacts up to this size that a transaction writes as content are kept in the run
+#: blob (an entry and an object less a run); larger ones, or ones already stored, as
+#: ``<id>@<key>``
+INLINE_LIMIT = 4096
 #: a run's files as format 3 names them (``runs/<xx>/<id>/…``) -> the separator of
 #: their entry in the log; ``None``: the file is inside the run blob
 _FOLDERS = {"series": "=", "observations": "!", "summaries": "+"}
@@ -124,30 +130,41 @@ def link_of(name: str) -> tuple[str, str] | None:
     return run_id, name[len(run_id) + 1:]
 
 
-def encode_run_blob(record: bytes, state: bytes) -> bytes:
-    """The run blob: msgpack of the record's and the state's canonical bytes."""
+def encode_run_blob(record: bytes, state: bytes, artifacts: dict[str, bytes] | None = None) -> bytes:
+    """The run blob: msgpack of the record's and the state's canonical bytes, and the
+    artifacts kept in it by their name in the log (none: no such part)."""
     import msgspec
 
-    return msgspec.msgpack.encode({"record": record, "state": state})
+    blob: dict[str, Any] = {"record": record, "state": state}
+    if artifacts:
+        blob["artifacts"] = dict(sorted(artifacts.items()))
+    return msgspec.msgpack.encode(blob)
 
 
 def decode_run_blob(data: bytes, run_id: str, hash_blob: Callable[[str, bytes], str]) -> tuple[bytes, bytes]:
     """``(record, state)`` of a run blob, its record checked against the run id (the
     blob id of the record's bytes); ``ValueError`` when it is not one."""
+    return run_blob_parts(data, run_id, hash_blob)[:2]  # type: ignore[return-value]
+
+
+def run_blob_parts(data: bytes, run_id: str,
+                   hash_blob: Callable[[str, bytes], str]) -> tuple[bytes, bytes, dict[str, bytes]]:
+    """``(record, state, artifacts)`` of a run blob, as ``decode_run_blob`` checks it."""
     import msgspec
 
     try:
         obj = msgspec.msgpack.decode(data)
     except msgspec.DecodeError as exc:
         raise ValueError(f"run blob of {run_id[:12]} is not msgpack: {exc}") from None
-    if not isinstance(obj, dict) or set(obj) != {"record", "state"}:
+    if not isinstance(obj, dict) or not {"record", "state"} <= set(obj) <= {"record", "state", "artifacts"}:
         raise ValueError(f"run blob of {run_id[:12]} is not a record and a state")
-    record, state = obj["record"], obj["state"]
-    if not (isinstance(record, bytes) and isinstance(state, bytes)):
+    record, state, artifacts = obj["record"], obj["state"], obj.get("artifacts", {})
+    if not (isinstance(record, bytes) and isinstance(state, bytes) and isinstance(artifacts, dict)
+            and all(isinstance(k, str) and "/" not in k and isinstance(v, bytes) for k, v in artifacts.items())):
         raise ValueError(f"run blob of {run_id[:12]} holds a part of the wrong type")
     if hash_blob("blob", record) != run_id:
         raise ValueError(f"run blob of {run_id[:12]} holds the record of another run")
-    return record, state
+    return record, state, artifacts
 
 
 def _sentinel_changes(fmt_hash: Callable[[str, bytes], str]) -> dict[str, bytes]:
@@ -488,26 +505,42 @@ class LogView:
 
     def run_parts(self, run_id: str) -> tuple[bytes, bytes] | None:
         """``(record, state)`` of a run, None when the ledger has no such run."""
+        parts = self.run_blob(run_id)
+        return None if parts is None else parts[:2]  # type: ignore[return-value]
+
+    def run_blob(self, run_id: str) -> tuple[bytes, bytes, dict[str, bytes]] | None:
+        """``(record, state, artifacts kept in it)`` of a run, None when there is none."""
         oid = self.files(run_id).get("")
         if oid is None:
             return None
         try:
-            return decode_run_blob(self.repo.odb.read_typed(oid, "blob"), run_id, self.repo.fmt.hash_object)
+            return run_blob_parts(self.repo.odb.read_typed(oid, "blob"), run_id, self.repo.fmt.hash_object)
         except ValueError as exc:
             raise DataError(f"{exc}; run 'prov verify'") from None
 
     def run_file(self, run_id: str, name: str) -> bytes | None:
-        if name in ("record", "state"):
-            parts = self.run_parts(run_id)
-            return None if parts is None else parts[0] if name == "record" else parts[1]
+        if name in ("record", "state") or name.startswith("artifacts/"):
+            parts = self.run_blob(run_id)
+            if parts is None:
+                return None
+            if name in ("record", "state"):
+                return parts[0] if name == "record" else parts[1]
+            if (inline := parts[2].get(name[len("artifacts/"):])) is not None:
+                return inline
         oid = self.files(run_id).get(name)
         return None if oid is None else self.repo.odb.read_typed(oid, "blob")
 
     def run_folder(self, run_id: str, name: str) -> dict[str, TreeEntry]:
+        """A folder's entries; an artifact kept in the run blob is listed with the id git
+        gives its content (no object of its own: read it with ``run_file``)."""
         prefix = name.rstrip("/") + "/"
-        return {path[len(prefix):]: TreeEntry(MODE_BLOB, path[len(prefix):], oid)
-                for path, oid in self.files(run_id).items()
-                if path.startswith(prefix) and "/" not in path[len(prefix):]}
+        out = {path[len(prefix):]: TreeEntry(MODE_BLOB, path[len(prefix):], oid)
+               for path, oid in self.files(run_id).items()
+               if path.startswith(prefix) and "/" not in path[len(prefix):]}
+        if prefix == "artifacts/" and (parts := self.run_blob(run_id)) is not None:
+            for key, content in parts[2].items():
+                out[key] = TreeEntry(MODE_BLOB, key, self.repo.fmt.hash_object("blob", content))
+        return out
 
     def run_version(self, run_id: str) -> str | None:
         files = self.files(run_id)
@@ -559,17 +592,20 @@ class LogView:
         yield from sorted((run_id, files[""]) for run_id, files in self._fold().items() if "" in files)
 
 
-def log_entries(changes: dict[str, bytes | str | None], current: Callable[[str, str], bytes | None],
+def log_entries(changes: dict[str, bytes | str | None], current: Callable[[str, str], Any],
                 read_blob: Callable[[str], bytes]) -> dict[str, bytes | str]:
     """A transaction's entries for ``changes`` named as format 3 names them
     (``runs/<xx>/<id>/<file>``, ``commits/<xx>/<commit>/<xx>/<id>``): a run's record or
     state makes a new run blob (the other part from ``current(run id, "record" or
     "state")``), named with the commit its record names (a commit's entry adds nothing
-    more), every other file its entry. The log only ever
+    more); an artifact given as content up to ``INLINE_LIMIT`` goes into the run blob
+    (with those it holds already, ``current(run id, "artifacts")``); every other file is
+    an entry. The log only ever
     adds versions: a change that removes a path is refused (``ValueError``), as is a
     path of no run."""
     out: dict[str, bytes | str] = {}
     parts: dict[str, dict[str, bytes]] = {}
+    inline: dict[str, dict[str, bytes | None]] = {}  # run -> artifacts into (bytes) or out of (None) its blob
     for path, value in changes.items():
         if path == "format":
             continue
@@ -581,12 +617,19 @@ def log_entries(changes: dict[str, bytes | str | None], current: Callable[[str, 
             run_id, name = segments[2], "/".join(segments[3:])
             if name in ("record", "state"):
                 parts.setdefault(run_id, {})[name] = value if isinstance(value, bytes) else read_blob(value)
+            elif name.startswith("artifacts/") and isinstance(value, bytes) and len(value) <= INLINE_LIMIT:
+                entry_name(run_id, name)  # a name the log has (else ValueError)
+                inline.setdefault(run_id, {})[name[len("artifacts/"):]] = value
             else:
                 out[entry_name(run_id, name) or ""] = value
+                if name.startswith("artifacts/"):  # an entry from now on: not in the blob any more
+                    inline.setdefault(run_id, {})[name[len("artifacts/"):]] = None
         elif segments[0] == "commits" and len(segments) == 5 and _ID.match(segments[2]) and _ID.match(segments[4]):
             pass  # the run blob's name says it, from the record
         else:
             raise ValueError(f"not a path of the ledger: {path!r}")
+    for run_id in inline:
+        parts.setdefault(run_id, {})
     for run_id, new in parts.items():
         for part in ("record", "state"):
             if part not in new:
@@ -595,7 +638,13 @@ def log_entries(changes: dict[str, bytes | str | None], current: Callable[[str, 
                     raise DataError(f"run {run_id[:12]} has no {part} in the ledger to write beside its "
                                     f"{'state' if part == 'record' else 'record'}")
                 new[part] = old
-        out[run_blob_name(run_id, record_commit(new["record"]))] = encode_run_blob(new["record"], new["state"])
+        kept = dict(current(run_id, "artifacts") or {})
+        for key, content in inline.get(run_id, {}).items():
+            if content is None:
+                kept.pop(key, None)
+            else:
+                kept[key] = content
+        out[run_blob_name(run_id, record_commit(new["record"]))] = encode_run_blob(new["record"], new["state"], kept)
     return out
 
 
