@@ -153,6 +153,21 @@ def merge_logs(repo: GitRepository, ours: str, theirs: str, ours_is_log: bool, t
     return log.checkpoint_tree(repo, merged)
 
 
+def _merge_kept(a: dict[str, bytes], b: dict[str, bytes], state_bytes: bytes) -> dict[str, bytes]:
+    """The artifacts two copies of a run blob hold: both sides' (a key is the run's own),
+    one key with two contents as the winning state describes, else the greater."""
+    merged = {**b, **a}
+    conflicts = [key for key in a if key in b and a[key] != b[key]]
+    if conflicts:
+        state = codec.decode(state_bytes, RunState, "run state")
+        for key in conflicts:
+            ref = state.artifacts.get(key_from_name(key))
+            wanted = ref.sha256 if ref is not None else None
+            merged[key] = next((v for v in (a[key], b[key]) if hashlib.sha256(v).hexdigest() == wanted),
+                               max(a[key], b[key]))
+    return merged
+
+
 def _oid(repo: GitRepository, value: bytes | str) -> str:
     return value if isinstance(value, str) else repo.fmt.hash_object("blob", value)
 
@@ -175,13 +190,14 @@ def _resolve(repo: GitRepository, both: dict[str, tuple[bytes | str, bytes | str
     for name, (a, b) in sorted(both.items()):
         if (run_id := log.is_run_blob(name)) is not None:
             try:
-                record_a, state_a = log.decode_run_blob(_content(repo, a), run_id, hash_blob)
-                record_b, state_b = log.decode_run_blob(_content(repo, b), run_id, hash_blob)
+                record_a, state_a, kept_a = log.run_blob_parts(_content(repo, a), run_id, hash_blob)
+                record_b, state_b, kept_b = log.run_blob_parts(_content(repo, b), run_id, hash_blob)
             except ValueError as exc:
                 raise DataError(f"{exc}; run 'prov verify'") from None
             if record_a != record_b:
                 raise DataError(f"run {run_id[:12]}: two different records under one id")
-            out[name] = resolved[run_id] = log.encode_run_blob(record_a, merge_states(state_a, state_b))
+            state = merge_states(state_a, state_b)
+            out[name] = resolved[run_id] = log.encode_run_blob(record_a, state, _merge_kept(kept_a, kept_b, state))
     for name, (a, b) in sorted(both.items()):
         if name in out:
             continue

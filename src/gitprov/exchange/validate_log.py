@@ -153,10 +153,12 @@ class _LogCheck(_LedgerCheck):
             return
         run_id = job.arg
         try:
-            record_bytes, state_bytes = log.decode_run_blob(data, run_id, self.fmt.hash_object)
+            record_bytes, state_bytes, kept = log.run_blob_parts(data, run_id, self.fmt.hash_object)
         except ValueError as exc:
             self.verdict.add(str(exc))
             return
+        for key in kept:
+            self._key(key, f"run {run_id[:12]}/artifacts")
         try:
             record = decode_model(record_bytes, RunRecord, "record of run {}", run_id)
             self._local_rules("run {}/record", run_id, check_record_values, record)

@@ -631,6 +631,7 @@ def log_entries(changes: dict[str, bytes | str | None], current: Callable[[str, 
     for run_id in inline:
         parts.setdefault(run_id, {})
     for run_id, new in parts.items():
+        first = "record" in new  # a run's first write: it has no artifacts in the ledger yet
         for part in ("record", "state"):
             if part not in new:
                 old = current(run_id, part)
@@ -638,7 +639,7 @@ def log_entries(changes: dict[str, bytes | str | None], current: Callable[[str, 
                     raise DataError(f"run {run_id[:12]} has no {part} in the ledger to write beside its "
                                     f"{'state' if part == 'record' else 'record'}")
                 new[part] = old
-        kept = dict(current(run_id, "artifacts") or {})
+        kept = {} if first else dict(current(run_id, "artifacts") or {})
         for key, content in inline.get(run_id, {}).items():
             if content is None:
                 kept.pop(key, None)
