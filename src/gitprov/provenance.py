@@ -195,9 +195,16 @@ def _run_links(store: ProvStore, run_ids: Iterable[str], ledger_tip: str, proble
 
     run_ids = iter(run_ids)
     head = list(islice(run_ids, BULK_RUNS))
+    view = store.ledger.log_view(ledger_tip)
+    if view is None:  # format 3: the record is the blob the run id names
+        def read_record(run_id: str) -> bytes | None:
+            return store.git.odb.read_typed(run_id, "blob")
+    else:
+        def read_record(run_id: str) -> bytes | None:
+            return view.run_file(run_id, "record")
     if len(head) < BULK_RUNS:
         for run_id in head:
-            found = link(run_id, lambda r=run_id: store.ledger.run_file(r, "record", ledger_tip))
+            found = link(run_id, lambda r=run_id: read_record(r))
             if found is not None:
                 yield found
         return

@@ -81,6 +81,7 @@ class Ledger:
             raise UsageError(f"GIT_PROV_LEDGER_LAYOUT is {self.write_layout!r}; it is 'tree' (format 3) or 'log' "
                              "(format 4), or unset")
         self._fold_cache: Any = None
+        self._view: Any = None  # the log view of the last tip asked about
 
     def tip(self) -> str | None:
         return self.repo.refs.read(self.ref)
@@ -120,13 +121,16 @@ class Ledger:
 
         if tip != current:  # another tip (a remote's, an older one): folded once, the cache left at the ledger's
             return LogView(self.repo, tip)
+        if self._view is not None and self._view.tip == tip:  # the same tip: its answers, read once
+            return self._view
 
         def cache() -> FoldCache:  # opened when a question needs it (a write of a new run does not)
             if self._fold_cache is None:
                 self._fold_cache = FoldCache(self.repo)
             return self._fold_cache
 
-        return LogView(self.repo, tip, cache)
+        self._view = LogView(self.repo, tip, cache)
+        return self._view
 
     # -- one run, one commit: where the format lays them out is known here only --------
 

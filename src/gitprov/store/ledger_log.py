@@ -474,6 +474,7 @@ class LogView:
                  cache: FoldCache | Callable[[], FoldCache] | None = None) -> None:
         self.repo, self.tip = repo, tip
         self._cache = cache  # opened (a callable) and brought to ``tip`` when first asked
+        self._current = False
         self._runs: dict[str, dict[str, str]] | None = None
         self._links: dict[str, set[str]] = {}
 
@@ -481,8 +482,10 @@ class LogView:
     def cache(self) -> FoldCache | None:
         if callable(self._cache):
             self._cache = self._cache()
-        if self._cache is not None:
+            self._cache.update(self.tip)  # once: the view is of one tip
+        elif self._cache is not None and not self._current:
             self._cache.update(self.tip)
+        self._current = True
         return self._cache
 
     def _fold(self) -> dict[str, dict[str, str]]:
@@ -510,7 +513,8 @@ class LogView:
 
     def run_blob(self, run_id: str) -> tuple[bytes, bytes, dict[str, bytes]] | None:
         """``(record, state, artifacts kept in it)`` of a run, None when there is none."""
-        oid = self.files(run_id).get("")
+        cache = self.cache
+        oid = cache.run_blob_of(run_id) if cache is not None else self.files(run_id).get("")
         if oid is None:
             return None
         try:
@@ -778,7 +782,14 @@ class FoldCache:
     def entries_of(self, run_id: str) -> dict[str, str]:
         """``{entry name: blob id}`` of one run (its names all start with its id)."""
         rows = self.db.execute("SELECT name, oid FROM entries WHERE name >= ? AND name < ?", (run_id, run_id + "\x7f"))
-        return {name: oid.hex() for name, oid in rows if run_of(name) == run_id}
+        size = len(run_id)
+        return {name: oid.hex() for name, oid in rows if len(name) == size or name[size] in "=!+@#^"}
+
+    def run_blob_of(self, run_id: str) -> str | None:
+        """The blob id of a run's blob (its entry ``<id>`` or ``<id>^<commit>``), by the key."""
+        row = self.db.execute("SELECT oid FROM entries WHERE name = ? OR (name > ? AND name < ?) LIMIT 1",
+                              (run_id, run_id + "^", run_id + "_")).fetchone()
+        return row[0].hex() if row else None
 
     def names_with_prefix(self, prefix: str) -> list[str]:
         rows = self.db.execute("SELECT name FROM entries WHERE name >= ? AND name < ?", (prefix, prefix + "\x7f"))
