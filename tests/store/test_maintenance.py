@@ -156,6 +156,9 @@ def test_many_runs_start_gits_repack_and_prov_objects_get_deltas(prov_repo: GitR
     counts = dict(line.split(": ") for line in repo.git("count-objects", "-v").splitlines())
     assert counts["count"] == "0" and counts["garbage"] == "0"
     assert_nothing_lost(repo, ids)
+    # the commit-graph written after the repack: git reads it, and it holds the ledger's commits
+    assert (repo.path / ".git" / "objects" / "info" / "commit-graphs").is_dir()
+    repo.git("commit-graph", "verify", "--no-progress")
 
 
 def test_a_pack_git_wrote_is_never_rewritten_by_prov(make_repo) -> None:
