@@ -150,3 +150,38 @@ def test_prov_verify_names_what_is_wrong_in_a_log(repo, as_log) -> None:
     assert any("entry 'payload' is not a file of a run" in p for p in problems)
     assert any(f"is a file of run {stranger[:12]}, which the ledger has no record of" in p for p in problems)
     assert "Traceback" not in proc.stderr
+
+
+def test_small_artifacts_live_in_the_run_blob_and_read_and_clone_as_any(repo, as_log) -> None:
+    import gitprov
+
+    gitprov.init(repo.path, hooks=False)
+    api = Repository(repo.path)
+    small, big = b"s" * 100, bytes(range(256)) * 40  # 100 B and 10 KiB
+    with api.start_run(name="source") as run:
+        run.log_artifact("small.txt", small)
+        run.log_artifact("big.bin", big)
+    names = run_git(repo.path, "ls-tree", "--name-only", "refs/prov/ledger").split()
+    assert f"{run.id}@big.bin" in names and not any(n.endswith("@small.txt") for n in names)
+    again = Repository(repo.path).get_run(run.id)
+    assert again.get_artifact("small.txt") == small and again.get_artifact("big.bin") == big
+    clone = again.clone()
+    clone.end()
+    copied = Repository(repo.path).get_run(clone.id)
+    assert copied.get_artifact("small.txt") == small and copied.get_artifact("big.bin") == big
+    run_git(repo.path, "fsck", "--strict", "--no-progress")
+    assert run_prov(repo.path, "verify", env=LOG).returncode == 0
+
+
+def test_two_copies_of_a_run_blob_keep_both_sides_artifacts() -> None:
+    import hashlib
+
+    from gitprov import codec
+    from gitprov.exchange.merge import _merge_kept
+    from gitprov.model import ArtifactRef, RunState
+
+    state = RunState(artifacts={"m": ArtifactRef(key="m", sha256=hashlib.sha256(b"theirs").hexdigest(), size=6)})
+    merged = _merge_kept({"a": b"1", "m": b"mine"}, {"b": b"2", "m": b"theirs"}, codec.encode(state))
+    assert merged == {"a": b"1", "b": b"2", "m": b"theirs"}, "the winning state's version"
+    assert _merge_kept({"m": b"x"}, {"m": b"y"}, codec.encode(RunState())) == {"m": b"y"}, "else the greater"
+    assert _merge_kept({"m": b"y"}, {"m": b"x"}, codec.encode(RunState())) == {"m": b"y"}, "whichever side it is"

@@ -20,7 +20,7 @@ as they are).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from .._version import FORMAT_RELEASES, FORMAT_VERSION, upgrade_command
@@ -339,7 +339,6 @@ FOREIGN_LEDGER = (f"{LEDGER_REF} does not point at a git-prov ledger (its tree h
                   f"moved?); find its last good commit with 'git reflog {LEDGER_REF}' and restore it with "
                   f"'git update-ref {LEDGER_REF} <commit>'")
 
-_record_commit: Callable[[bytes], str | None] | None = None
 _current_marker: dict[str, str] = {}  # object format name -> blob id of LEDGER_FORMAT
 
 
@@ -365,7 +364,8 @@ def upgrade_changes(odb: ObjectDatabase, tree: str | None) -> dict[str, bytes | 
         version = _refuse_newer(odb.read_typed(marker.oid, "blob"))
         if version is not None and version >= LINKS_FROM:
             return {"format": LEDGER_FORMAT}  # every run is listed already: the marker alone
-    commit_of = _record_commit or _make_record_commit()
+    from .ledger_log import record_commit  # msgspec loads here: not on the commit hook's path
+
     links: dict[str, bytes | str | None] = {}
     runs = read_path(odb, tree, "runs")
     for shard in (read_tree(odb, runs.oid) if runs is not None and runs.is_tree else {}).values():
@@ -376,31 +376,13 @@ def upgrade_changes(odb: ObjectDatabase, tree: str | None) -> dict[str, bytes | 
             if record is None or record.is_tree:
                 continue
             try:
-                commit = commit_of(odb.read_typed(record.oid, "blob"))
+                commit = record_commit(odb.read_typed(record.oid, "blob"))
             except DataError:
                 continue  # not a record prov can read: verify names it; nothing to link
             if commit and odb.fmt.is_id(commit) and record.oid == run_id:
                 links[run_link_path(commit, run_id)] = run_id
     links["format"] = LEDGER_FORMAT
     return links
-
-
-def _make_record_commit() -> Callable[[bytes], str | None]:
-    """A reader of a record's ``code.commit`` (msgspec loads here: not on the commit
-    hook's path)."""
-    global _record_commit
-    import msgspec
-
-    def commit_of(data: bytes) -> str | None:
-        try:
-            code = msgspec.json.decode(data).get("code")
-        except (msgspec.DecodeError, AttributeError):
-            return None
-        commit = code.get("commit") if isinstance(code, dict) else None
-        return commit if isinstance(commit, str) else None
-
-    _record_commit = commit_of
-    return commit_of
 
 
 def marker_version(data: bytes | None) -> int | None:
