@@ -290,8 +290,12 @@ def run_recorders(store: ProvStore, run_ids: set[str]) -> dict[str, tuple[str, s
     git_dir = store.git.common_dir or store.git.git_dir
     if not run_ids or git_dir is None or store.ledger.tip() is None:
         return {}
+    from ..store.ledger_log import is_run_blob
+
+    # format 3's record files, and format 4's run blobs (a log's commit adds its run's blob)
+    paths = [":(glob)runs/*/*/record", *([":(glob)[0-9a-f]*"] if store.ledger.is_log() else [])]
     proc = gitbin.run(["log", "--full-history", "--diff-filter=A", "--no-renames", "--format=%x00%cn%x00%ce",
-                       "--name-only", store.ledger.tip() or "", "--", ":(glob)runs/*/*/record"], git_dir=git_dir)
+                       "--name-only", store.ledger.tip() or "", "--", *paths], git_dir=git_dir)
     if proc.returncode != 0:
         return {}
     found: dict[str, tuple[str, str]] = {}
@@ -300,8 +304,8 @@ def run_recorders(store: ProvStore, run_ids: set[str]) -> dict[str, tuple[str, s
         if line.startswith("\0"):
             _, name, email = line.split("\0", 2)
             who = (name, email)
-        elif line.startswith("runs/"):
-            run_id = line.split("/")[2]
-            if run_id in run_ids:
-                found[run_id] = who  # newest first: the last seen is the first commit
+            continue
+        run_id = line.split("/")[2] if line.startswith("runs/") and line.count("/") == 3 else is_run_blob(line)
+        if run_id in run_ids:
+            found[run_id] = who  # newest first: the last seen is the first commit
     return found
