@@ -80,9 +80,9 @@ def _forge_log(repo: GitRepo, edit) -> None:
     old = dict(walk_blobs(git.odb, before))
     changed = {path: oid for path, oid in walk_blobs(git.odb, edit(git.odb, before)) if old.get(path) != oid}
     try:
-        def current(run_id: str, part: str) -> bytes | None:
-            parts = view.run_parts(run_id)
-            return None if parts is None else parts[0 if part == "record" else 1]
+        def current(run_id: str, part: str):
+            parts = view.run_blob(run_id)
+            return None if parts is None else parts[("record", "state", "artifacts").index(part)]
 
         entries = log.log_entries(changed, current, lambda oid: git.odb.read_typed(oid, "blob"))
     except ValueError:  # a path the log has no name for: kept as it is, for validation to name
