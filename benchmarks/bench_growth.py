@@ -164,7 +164,7 @@ def worker(spec: dict) -> dict:
         if not ledger.is_log():
             return {"records": sum(1 for _ in ledger.run_ids()), "listed": len(ledger.commit_run_ids(head))}
         names = log.fold_since(git, ledger.tip(), None)
-        return {"records": sum(1 for n in names if log.run_of(n) == n),
+        return {"records": sum(1 for n in names if log.is_run_blob(n)),
                 "listed": sum(1 for n in names if (link := log.link_of(n)) and link[1] == head)}
     if tool == "mlflow":
         return mlflow_worker(spec)
