@@ -255,20 +255,10 @@ class Ledger:
             parts = view.run_blob(run_id)
             return None if parts is None else parts[("record", "state", "artifacts").index(part)]
 
-        entries = log.log_entries(changes, current, self._read_blob)
-        self._remember(changes, entries)
+        kept: dict[str, dict[str, bytes]] = {}
+        entries = log.log_entries(changes, current, self._read_blob, kept)
+        _remember(changes, kept)
         return log.log_tree(self.repo, entries) if entries else None  # nothing to add: no commit
-
-    def _remember(self, changes: dict[str, bytes | str | None], entries: dict[str, bytes | str]) -> None:
-        """What this process wrote of its runs that their next transactions need."""
-        from .ledger_log import is_run_blob, run_blob_parts
-
-        _remember_records(changes)
-        if len(_inline) > 4096:
-            _inline.clear()
-        for name, value in entries.items():
-            if (run_id := is_run_blob(name)) is not None and isinstance(value, bytes):
-                _inline[run_id] = run_blob_parts(value, run_id, self.repo.fmt.hash_object)[2]
 
     def _checkpoint(self, tree: str | None, changes: dict[str, bytes | str | None]) -> str:
         """The first commit of a log: every run of the format-3 ``tree`` (none for a new
@@ -291,8 +281,9 @@ class Ledger:
                 return None
             return log.run_blob_parts(data, run_id, hash_blob)[("record", "state", "artifacts").index(part)]
 
-        entries = log.log_entries(changes, current, self._read_blob)
-        self._remember(changes, entries)
+        kept: dict[str, dict[str, bytes]] = {}
+        entries = log.log_entries(changes, current, self._read_blob, kept)
+        _remember(changes, kept)
         return log.checkpoint_tree(self.repo, {**base, **entries})
 
     def _read_blob(self, oid: str) -> bytes:
@@ -306,12 +297,16 @@ _records: dict[str, bytes] = {}
 _inline: dict[str, dict[str, bytes]] = {}
 
 
-def _remember_records(changes: dict[str, bytes | str | None]) -> None:
+def _remember(changes: dict[str, bytes | str | None], kept: dict[str, dict[str, bytes]]) -> None:
+    """What this process wrote of its runs that their next transactions need: their
+    records, and the artifacts their blobs hold."""
     if len(_records) > 4096:
         _records.clear()
+        _inline.clear()
     for path, value in changes.items():
         if path.endswith("/record") and path.startswith("runs/") and isinstance(value, bytes):
             _records[path.split("/")[2]] = value
+    _inline.update(kept)
 
 
 def _is_log_tree(repo: GitRepository, tree: str | None) -> bool:

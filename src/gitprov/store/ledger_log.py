@@ -597,14 +597,15 @@ class LogView:
 
 
 def log_entries(changes: dict[str, bytes | str | None], current: Callable[[str, str], Any],
-                read_blob: Callable[[str], bytes]) -> dict[str, bytes | str]:
+                read_blob: Callable[[str], bytes], kept_out: dict[str, dict[str, bytes]] | None = None,
+                ) -> dict[str, bytes | str]:
     """A transaction's entries for ``changes`` named as format 3 names them
     (``runs/<xx>/<id>/<file>``, ``commits/<xx>/<commit>/<xx>/<id>``): a run's record or
     state makes a new run blob (the other part from ``current(run id, "record" or
     "state")``), named with the commit its record names (a commit's entry adds nothing
     more); an artifact given as content up to ``INLINE_LIMIT`` goes into the run blob
     (with those it holds already, ``current(run id, "artifacts")``); every other file is
-    an entry. The log only ever
+    an entry (``kept_out``: each written run blob's artifacts, by run). The log only ever
     adds versions: a change that removes a path is refused (``ValueError``), as is a
     path of no run."""
     out: dict[str, bytes | str] = {}
@@ -650,6 +651,8 @@ def log_entries(changes: dict[str, bytes | str | None], current: Callable[[str, 
             else:
                 kept[key] = content
         out[run_blob_name(run_id, record_commit(new["record"]))] = encode_run_blob(new["record"], new["state"], kept)
+        if kept_out is not None:
+            kept_out[run_id] = kept
     return out
 
 
