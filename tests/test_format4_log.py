@@ -185,3 +185,12 @@ def test_two_copies_of_a_run_blob_keep_both_sides_artifacts() -> None:
     assert merged == {"a": b"1", "b": b"2", "m": b"theirs"}, "the winning state's version"
     assert _merge_kept({"m": b"x"}, {"m": b"y"}, codec.encode(RunState())) == {"m": b"y"}, "else the greater"
     assert _merge_kept({"m": b"y"}, {"m": b"x"}, codec.encode(RunState())) == {"m": b"y"}, "whichever side it is"
+
+
+def test_a_layout_that_is_neither_is_one_line_and_nothing_written(prov_repo) -> None:
+    before = run_git(prov_repo.path, "rev-parse", "refs/prov/ledger")
+    proc = run_prov(prov_repo.path, "run", "--", "true", env={"GIT_PROV_LEDGER_LAYOUT": "logs"})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "prov: error: GIT_PROV_LEDGER_LAYOUT is 'logs'; it is 'tree' (format 3) or 'log' (format 4), or unset"]
+    assert run_git(prov_repo.path, "rev-parse", "refs/prov/ledger") == before

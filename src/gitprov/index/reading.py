@@ -84,7 +84,7 @@ def read_run_blobs(repo: GitRepository, runs: Iterable[tuple[str, str]], *,
         return
     if bulk is None:
         bulk = len(runs) >= BULK_MIN
-    proc = (_start_cat_file(repo, in_order=True) if blob_ids else _start_cat_file(repo)) if bulk and runs else None
+    proc = _start_cat_file(repo, in_order=bool(blob_ids) or log) if bulk and runs else None
     if proc is None:
         for run_id, tree in runs:
             yield read_one(repo, run_id, tree)
@@ -103,10 +103,15 @@ def in_pack_order(repo: GitRepository, runs: Sequence[tuple[str, str]]) -> tuple
     """``runs`` ordered by where their record blobs lie in the packs, and the ids of
     their record and state blobs (``read_run_blobs``' ``blob_ids``: both raw ids of each
     run, in that order; zeros for a run whose record or state is not a plain file). As
-    given, with no ids, when git cannot be asked or there are too few runs to matter, or
-    the runs are run blobs (format 4: one blob a run, asked for by its id)."""
-    if len(runs) < BULK_MIN or ledger_is_log(repo):
+    given, with no ids, when git cannot be asked or there are too few runs to matter;
+    format 4's run blobs ordered by where they lie, with no ids (each is asked for by
+    its own)."""
+    if len(runs) < BULK_MIN:
         return list(runs), b""
+    if ledger_is_log(repo):  # each run one blob, its id known: ordered by where it lies
+        where = repo.odb.pack_positions([bytes.fromhex(oid) for _, oid in runs])
+        repo.odb.drop_pages()
+        return [runs[i] for i in sorted(range(len(runs)), key=where.__getitem__)], b""
     repo.odb.drop_pages()  # the shard trees' pages: a long history spreads them over the packs
     proc = _start_cat_file(repo, in_order=True)  # trees are small: few delta bases to keep
     if proc is None:
