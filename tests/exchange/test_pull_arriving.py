@@ -351,3 +351,23 @@ def test_a_forked_reader_holds_no_pipe_of_its_parent(published: GitRepo, tmp_pat
         assert _verdict(repo, result.cleared) == _verdict(repo, None)
     finally:
         os.close(read_end)
+
+
+def test_a_forked_reader_clears_blobs_when_this_process_holds_many_descriptors(published: GitRepo,
+                                                                                 tmp_path: Path) -> None:
+    """Its pipes past 1,024 (a long-lived process, a test suite): select() cannot watch
+    them, poll() can."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        pytest.skip("the descriptor limit is under 1,200")
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        mine = _clone(published, tmp_path / "mine")
+        repo = GitRepository.open(str(mine.path))
+        result = exchange.fetch(repo, "origin", check_arriving=True)
+        assert result.cleared is not None and len(result.cleared) >= 3 * RUNS
+    finally:
+        for fd in held:
+            os.close(fd)

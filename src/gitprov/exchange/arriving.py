@@ -247,6 +247,9 @@ def _send_cleared(pack: int, control: int, out: int, hash_name: str) -> None:
     encode = msgspec.msgpack.encode
     state: list[bytes] = []  # the last thing read on ``control``
 
+    waiting = select.poll()  # poll, not select: the descriptor may be past select's 1024
+    waiting.register(control, select.POLLIN | select.POLLHUP)
+
     def read(n: int) -> bytes:
         while True:
             data = os.read(pack, n)
@@ -254,8 +257,7 @@ def _send_cleared(pack: int, control: int, out: int, hash_name: str) -> None:
                 return data
             if state:
                 return os.read(pack, n) if state[0] == _OK else b""
-            ready, _, _ = select.select([control], [], [], _POLL)
-            if ready:
+            if waiting.poll(_POLL * 1000):
                 state.append(os.read(control, 1) or _FAILED)  # closed unsaid: this process's parent died
                 if state[0] != _OK:
                     return b""
