@@ -84,7 +84,7 @@ def read_run_blobs(repo: GitRepository, runs: Iterable[tuple[str, str]], *,
         return
     if bulk is None:
         bulk = len(runs) >= BULK_MIN
-    proc = _start_cat_file(repo, in_order=bool(blob_ids) or log) if bulk and runs else None
+    proc = (_start_cat_file(repo, in_order=True) if blob_ids or log else _start_cat_file(repo)) if bulk and runs else None
     if proc is None:
         for run_id, tree in runs:
             yield read_one(repo, run_id, tree)
