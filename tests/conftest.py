@@ -42,6 +42,18 @@ def memory_twin_oracle() -> None:
 
 
 @pytest.fixture(autouse=True)
+def ledger_layout(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The layout new ledgers get: the default (format 4's log), or format 3's tree for
+    tests marked ``format3`` (they read format 3's paths with git, or test what format 3
+    does)."""
+    if request.node.get_closest_marker("format3"):
+        monkeypatch.setenv("GIT_PROV_LEDGER_LAYOUT", "tree")
+        return "tree"
+    monkeypatch.delenv("GIT_PROV_LEDGER_LAYOUT", raising=False)
+    return "log"
+
+
+@pytest.fixture(autouse=True)
 def isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private HOME with a minimal git config; no system or user config leaks in."""
     home = tmp_path_factory.mktemp("home")

@@ -1,12 +1,12 @@
 """Versions: of the tool, and of the record format it writes (no imports: hot path)."""
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 #: The record format this git-prov writes and the newest it reads.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 #: The first release that writes each format, so a reader too old for some data can
 #: name the release to install (docs/design/data-model.md#format-versions).
-FORMAT_RELEASES = {1: "0.1.0", 2: "0.2.0", 3: "0.3.0"}
+FORMAT_RELEASES = {1: "0.1.0", 2: "0.2.0", 3: "0.3.0", 4: "0.4.0"}
 
 
 def upgrade_command(requires: object = None) -> str:

@@ -35,16 +35,19 @@ __all__ = ["LEDGER_FORMAT", "LEDGER_REF", "LINKS_FROM", "Ledger", "commit_runs_d
            "run_dir", "run_link_path", "upgrade_changes"]
 
 LEDGER_REF = "refs/prov/ledger"
-#: the ``format`` blob at the ledger root: canonical JSON (what ``codec.encode`` gives);
-#: ``requires`` names the release that reads it, for the message of an older reader
+#: the format of the ledger kept as a tree of every run (format 4 keeps it as a log)
+TREE_FORMAT = 3
+#: the ``format`` blob at the root of a format-3 ledger: canonical JSON (what ``codec.encode``
+#: gives); ``requires`` names the release that reads it, for the message of an older reader
 LEDGER_FORMAT = b'{"format_version":%d,"kind":"ledger","requires":"git-prov>=%s"}' % (
-    FORMAT_VERSION, FORMAT_RELEASES[FORMAT_VERSION].encode())
+    TREE_FORMAT, FORMAT_RELEASES[TREE_FORMAT].encode())
 #: the first format whose ledger lists every run under its commit (``commits/``): an
 #: older ledger is upgraded by adding every run's entry, a newer one by its marker alone
 LINKS_FROM = 2
-#: the layout ``Ledger`` writes an empty ledger or one of format 3 in (``Ledger.write_layout``;
-#: the environment's ``GIT_PROV_LEDGER_LAYOUT`` chooses until format 4 is the default)
-WRITE_LAYOUT = "tree"
+#: the layout ``Ledger`` writes an empty ledger or one of format 3 in (``Ledger.write_layout``):
+#: format 4's log; ``GIT_PROV_LEDGER_LAYOUT=tree`` keeps format 3's tree (to compare the two,
+#: and for tests of format 3)
+WRITE_LAYOUT = "log"
 
 
 def run_dir(run_id: str) -> str:
