@@ -1,7 +1,6 @@
-"""Format 4's log (``store/ledger_log.py``) through the whole tool, while format 3 is
-still what a new ledger gets: ``GIT_PROV_LEDGER_LAYOUT=log`` makes a ledger a log, from
-its first write or upgraded from the format-3 fixture 0.3.0 wrote. Real git, the real
-CLI in subprocesses."""
+"""Format 4's log (``store/ledger_log/``) through the whole tool: what a new ledger gets
+(the environment's ``GIT_PROV_LEDGER_LAYOUT`` unset), and what the format-3 fixture
+0.3.0 wrote is upgraded to by its first write. Real git, the real CLI in subprocesses."""
 
 from __future__ import annotations
 
@@ -81,10 +80,12 @@ def _chunk_name(path: Path, run_id: str) -> str:
     return chunk.split("=", 2)[2]
 
 
-def test_a_new_repository_kept_as_a_log_from_its_first_run(repo, as_log) -> None:
+def test_a_new_repository_kept_as_a_log_from_its_first_run(repo, monkeypatch) -> None:
     import gitprov
 
+    monkeypatch.delenv("GIT_PROV_LEDGER_LAYOUT", raising=False)  # the default
     gitprov.init(repo.path, hooks=True)
+    first = run_git(repo.path, "rev-parse", "refs/prov/ledger").strip()
     repo.commit("train", files={"train.py": "print('hi')\n"})
     api = Repository(repo.path)
     made = []
@@ -96,6 +97,8 @@ def test_a_new_repository_kept_as_a_log_from_its_first_run(repo, as_log) -> None
             run.log_tag("kind", "sweep")
         made.append(run.id)
     assert _marker(api) == log.LOG_MARKER
+    assert run_git(repo.path, "cat-file", "-p", f"{first}:format").encode() == log.LOG_MARKER, \
+        "a log from its first commit: no checkpoint"
     listed = _prov_json(repo.path, "runs")
     assert [r["name"] for r in listed] == ["r2", "r1", "r0"]
     assert [r["name"] for r in _prov_json(repo.path, "show", "HEAD")["runs"]] == ["r0", "r1", "r2"]
@@ -115,9 +118,17 @@ def test_a_new_repository_kept_as_a_log_from_its_first_run(repo, as_log) -> None
     run_git(repo.path, "fsck", "--strict", "--no-progress")
     # plain git reads the log: a run's versions are the commits that added or changed its
     # entry (the next transaction's tree no longer holds it: git sees it go)
-    history = run_git(repo.path, "log", "--diff-filter=AM", "--format=%s", "refs/prov/ledger", "--",
+    history = run_git(repo.path, "log", "--no-renames", "--diff-filter=AM", "--format=%s", "refs/prov/ledger", "--",
                       f"{made[0]}^{head}")
     assert len(history.splitlines()) == 2
+    # the note's runs line points plain git at the runs of the commit, as data-model.md shows
+    runs_line = [json.loads(line) for line in run_git(repo.path, "notes", "--ref=prov", "show", head).splitlines()
+                 if '"kind":"runs"' in line]
+    assert [(line["format_version"], line["path"]) for line in runs_line] == [(4, f"*^{head}")]
+    listed_by_git = run_git(repo.path, "log", "--format=", "--name-only", "--no-renames", "--diff-filter=AM",
+                            "refs/prov/ledger",
+                            "--", runs_line[0]["path"])
+    assert {name.split("^")[0] for name in listed_by_git.split()} == set(made)
 
 
 def test_prov_verify_names_what_is_wrong_in_a_log(repo, as_log) -> None:
@@ -194,3 +205,40 @@ def test_a_layout_that_is_neither_is_one_line_and_nothing_written(prov_repo) -> 
     assert proc.stderr.strip().splitlines() == [
         "prov: error: GIT_PROV_LEDGER_LAYOUT is 'logs'; it is 'tree' (format 3) or 'log' (format 4), or unset"]
     assert run_git(prov_repo.path, "rev-parse", "refs/prov/ledger") == before
+
+
+# -- git-prov 0.3.0 meeting the log ------------------------------------------------------------
+#: git-prov 0.3.0 (format 3) as released, in this project's history: what made the format-3 fixture
+RELEASE_0_3 = "b5ceb68"
+
+
+@pytest.mark.slow
+def test_release_0_3_meeting_the_log_says_what_to_install_and_loses_nothing(tmp_path: Path) -> None:
+    """A clone still running 0.3.0 after a teammate's 0.4 upgraded the ledger: reading
+    stops with one line naming the release (the sentinel run under ``runs/``), a write
+    is refused before anything is written, and what it started is kept by this release."""
+    from tests.test_format_migration import old_prov, release_source
+
+    path = unpack(FIXTURE, tmp_path)
+    repo = Repository(path)
+    with repo.start_run(name="on the log") as run:
+        run.log_metric("loss", 0.5)
+    assert repo.store.ledger.is_log()
+    tip = run_git(path, "rev-parse", "refs/prov/ledger").strip()
+    release = release_source(tmp_path, RELEASE_0_3, "0.3.0")
+    proc = old_prov(release, "0.3.0", path, "runs")
+    assert proc.returncode == 6, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "format version 4, newer than this git-prov reads (3)" in lines[0], lines[0]
+    assert "pip install -U 'git-prov>=0.4.0'" in lines[0], lines[0]
+    proc = old_prov(release, "0.3.0", path, "run", "--name", "from-0.3", "--", "true")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    refused = [line for line in proc.stderr.splitlines() if "format version" in line]
+    assert refused and "pip install -U 'git-prov>=0.4.0'" in refused[0], proc.stderr
+    assert run_git(path, "rev-parse", "refs/prov/ledger").strip() == tip, "0.3.0 wrote nothing"
+    run_git(path, "fsck", "--strict", "--no-progress")
+    # the run 0.3.0 started left its journal: this release keeps it, as a crashed run
+    runs = Repository(path).find_runs()
+    assert [r.state.status for r in runs if r.name == "from-0.3"] == ["crashed"]
+    assert [r.name for r in runs if r.id == run.id] == ["on the log"]

@@ -25,9 +25,15 @@ from gitprov.runs.reading import all_run_entries
 from tests.index.test_reading import table_rows
 
 
-@pytest.fixture
-def ledger_repo(repo, monkeypatch):
+@pytest.fixture(params=["tree", "log"])
+def ledger_repo(request, repo, monkeypatch):
+    """40 synthetic runs in format 3's tree, or upgraded to a log (one checkpoint: each
+    run one run blob)."""
     build_ledger(str(repo.path), 40, seed=5, series_fraction=0.2)
+    if request.param == "log":
+        ledger = gitprov.Repository(repo.path).ledger
+        ledger.apply({}, "prov: to the log")
+        assert ledger.is_log()
     monkeypatch.setattr(reading, "BULK_MIN", 1)
     monkeypatch.setattr(store, "_BULK_INDEX_MIN", 1)  # a cold build
     monkeypatch.setattr(store, "_INSERT_BATCH", 7)  # several frames from the child
@@ -39,7 +45,7 @@ def built(prov, path, monkeypatch, *, child: bool):
     used = []
     real = store._rows_from_child
     monkeypatch.setattr(build_process, "CHILD", child)
-    monkeypatch.setattr(store, "_rows_from_child", lambda *a: used.append(real(*a)) or used[-1])
+    monkeypatch.setattr(store, "_rows_from_child", lambda *a, **k: used.append(real(*a, **k)) or used[-1])
     index = RunIndex(prov.ledger, str(path))
     index.connection()
     skipped = index.skipped()
@@ -89,11 +95,12 @@ def test_a_child_killed_mid_stream_leaves_nothing_of_it(ledger_repo, monkeypatch
 def test_a_run_the_child_cannot_read_is_skipped_as_in_process(ledger_repo, monkeypatch, tmp_path):
     prov = ledger_repo
     run_id, tree = all_run_entries(prov.ledger, prov.ledger.tip())[11]
-    state = prov.ledger.list_dir(f"runs/{run_id[:2]}/{run_id}", prov.ledger.tip())["state"].oid
+    # format 3: the run's state; the log: its run blob
+    gone = tree if prov.ledger.is_log() else prov.ledger.list_dir(f"runs/{run_id[:2]}/{run_id}")["state"].oid
     from tests.conftest import unpack_all
 
     unpack_all(Path(prov.git.work_tree))
-    os.remove(os.path.join(prov.git.common_dir, "objects", state[:2], state[2:]))
+    os.remove(os.path.join(prov.git.common_dir, "objects", gone[:2], gone[2:]))
     expected, _, skipped_in_process = built(prov, tmp_path / "thread.sqlite", monkeypatch, child=False)
     got, by_child, skipped = built(prov, tmp_path / "child.sqlite", monkeypatch, child=True)
     assert not by_child and got == expected and skipped == skipped_in_process and list(skipped) == [run_id]
@@ -135,7 +142,10 @@ def test_the_child_reads_the_blobs_from_the_packs_without_git(ledger_repo, monke
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     got, by_child, _ = built(ledger_repo, tmp_path / "child.sqlite", monkeypatch, child=True)
     assert by_child and got == expected
-    assert (bin_dir / "log").read_text() == "cut\n"  # the parent's tree pass (short: whole) only
+    # format 3: the parent's tree pass (short: whole) only; the log: none (a short history
+    # is folded in this process, and each run blob's id is known)
+    asked = (bin_dir / "log").read_text() if (bin_dir / "log").exists() else ""
+    assert asked == ("" if ledger_repo.ledger.is_log() else "cut\n")
 
 
 def test_loose_blobs_are_read_by_the_child_as_well(ledger_repo, monkeypatch, tmp_path):
@@ -150,15 +160,18 @@ def test_loose_blobs_are_read_by_the_child_as_well(ledger_repo, monkeypatch, tmp
 def test_child_failure_names_what_went_wrong(ledger_repo, tmp_path):
     runs = all_run_entries(ledger_repo.ledger, ledger_repo.ledger.tip())
     runs, blob_ids = in_pack_order(ledger_repo.git, runs)
+    log = ledger_repo.ledger.is_log()
     start = {"rid": 1, "kid": 1, "nid": 1, "kids": {}, "node_ids": True}
     with pytest.raises(BuildChildError, match=r"ended after 0 of 40 runs \(exit 1\): .*no-repo"):
-        list(child_batches(str(tmp_path / "no-repo"), runs, blob_ids, start, 7))
-    batches = list(child_batches(ledger_repo.git.common_dir, runs, blob_ids, start, 7))
+        list(child_batches(str(tmp_path / "no-repo"), runs, blob_ids, start, 7, log=log))
+    batches = list(child_batches(ledger_repo.git.common_dir, runs, blob_ids, start, 7, log=log))
     assert [len(b["runs"]) for b in batches] == [7] * 5 + [5]
 
 
 @_PROC
 def test_a_child_started_ahead_and_not_used_is_ended(ledger_repo, monkeypatch, tmp_path):
+    if ledger_repo.ledger.is_log():
+        pytest.skip("a log's runs are always read by the child: each run blob's id is known without asking")
     expected, _, _ = built(ledger_repo, tmp_path / "thread.sqlite", monkeypatch, child=False)
     monkeypatch.setattr(reading, "in_pack_order", lambda repo, runs: (list(runs), b""))  # no ids: in-process
     got, by_child, _ = built(ledger_repo, tmp_path / "child.sqlite", monkeypatch, child=True)
@@ -171,18 +184,23 @@ def test_the_forked_reader_sends_every_run_or_the_child_says_where_it_stopped(le
     from gitprov.index.reading import read_packed_run_blobs
 
     prov = ledger_repo
+    log = prov.ledger.is_log()
     runs, blob_ids = in_pack_order(prov.git, all_run_entries(prov.ledger, prov.ledger.tip()))
     monkeypatch.setattr(build_process, "_BLOB_FRAME", 3)  # several frames, the last one short
-    expected = list(read_packed_run_blobs(prov.git, runs, blob_ids))
-    assert list(build_process._read_in_a_fork(prov.git, runs, blob_ids)) == expected
-    early = build_process._read_in_a_fork(prov.git, runs, blob_ids)
+    expected = list(read_packed_run_blobs(prov.git, runs, blob_ids, log))
+    assert len(expected) == 40
+    assert list(build_process._read_in_a_fork(prov.git, runs, blob_ids, log)) == expected
+    early = build_process._read_in_a_fork(prov.git, runs, blob_ids, log)
     assert next(early) == expected[0]
     early.close()  # given up (a row that failed): the reader, still sending, is stopped and waited for
     step = 2 * prov.git.odb.fmt.raw_len
-    gone = blob_ids[:20 * step] + bytes([blob_ids[20 * step] ^ 0xFF]) + blob_ids[20 * step + 1:]  # run 21: no record
+    if log:  # run 21: no run blob
+        runs = [*runs[:20], (runs[20][0], "%02x" % (int(runs[20][1][:2], 16) ^ 0xFF) + runs[20][1][2:]), *runs[21:]]
+    else:  # run 21: no record
+        blob_ids = blob_ids[:20 * step] + bytes([blob_ids[20 * step] ^ 0xFF]) + blob_ids[20 * step + 1:]
     got = []
     with pytest.raises(BuildChildError, match=r"reading the packs ended after 18 of 40 runs \(status 256\)"):
-        got.extend(build_process._read_in_a_fork(prov.git, runs, gone))
+        got.extend(build_process._read_in_a_fork(prov.git, runs, blob_ids, log))
     assert got == expected[:18]  # the frames before the one holding run 21
     assert "MissingObjectError" in capfd.readouterr().err
 

@@ -101,7 +101,7 @@ def test_the_log_answers_as_the_tree_does(make_repo, ops, switch):
 @pytest.mark.parametrize("kind", ["memory", "disk"])
 def test_a_ledger_of_format_3_is_upgraded_by_a_checkpoint_that_git_checks(make_repo, kind):
     repo = _repo(kind, make_repo)
-    ledger = Ledger(repo)
+    ledger = Ledger(repo, layout="tree")
     made: dict[int, str] = {}
     for step in range(6):
         ledger.apply(_changes(repo, made, step % 3, ["chunk", "artifact", "patch"][step % 3], 1, step), f"w{step}")
@@ -127,7 +127,7 @@ def test_a_ledger_of_format_3_is_upgraded_by_a_checkpoint_that_git_checks(make_r
         assert listed == sorted(["format", "runs", f"{made[0]}^{COMMITS[0]}"])
 
 
-def test_a_log_is_never_written_as_format_3(make_repo):
+def test_a_log_is_never_written_as_format_3(make_repo, monkeypatch):
     """A writer of format 3 meeting a log (its tip's marker) writes the log: the layout
     is the ledger's, not the writer's; an older release is refused by the marker."""
     repo = _repo("memory", make_repo)
@@ -136,7 +136,8 @@ def test_a_log_is_never_written_as_format_3(make_repo):
     ledger = Ledger(repo, layout="tree")
     ledger.apply(_changes(repo, made, 0, "chunk", 0, 1), "second")
     assert ledger.is_log() and ledger.run_file(made[0], "state") == b'{"kind":"run-state","step":1}'
-    from gitprov.store.ledger import upgrade_changes
+    from gitprov.store import ledger as ledger_module
 
+    monkeypatch.setattr(ledger_module, "FORMAT_VERSION", 3)  # what 0.3's writer does with the tip's tree
     with pytest.raises(FormatVersionError, match="git-prov>=0.4.0"):
-        upgrade_changes(repo.odb, ledger.tree())  # what 0.3's writer does with the tip's tree
+        ledger_module.upgrade_changes(repo.odb, ledger.tree())

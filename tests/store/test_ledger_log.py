@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from gitprov.errors import DataError
 from gitprov.store import ledger_log as log
+from gitprov.store.ledger_log import history
 from gitprov.store.repo import GitRepository
 
 IDENT = "T <t@example.com> 1700000000 +0000"
@@ -73,6 +74,39 @@ OPS = st.lists(st.one_of(
 ), max_size=40)
 
 
+def play(repo: GitRepository, ops, tips: list[str], blob, step=None) -> list[str]:
+    """``ops`` played on three clones' ``tips`` (each starts at one of them): a new
+    version of a run blob or a chunk, a checkpoint, or clone i merging clone j's tip (a
+    fast-forward, or nothing, when one tip is the other's ancestor). ``step(kind, new,
+    parents, written)`` after each new commit (``written``: its entries, or a merge's
+    resolutions; None for a checkpoint)."""
+    seq = [0, 0, 0]
+    for kind, i, x in ops:
+        tip = tips[i]
+        if kind in ("run", "chunk"):
+            seq[i] += 1
+            name = RUNS[x] if kind == "run" else f"{RUNS[x]}=loss={i:08x}-{seq[i]:08d}"
+            written = {name: blob(name)}
+            parents = (tip,)
+            tips[i] = log.transaction(repo, tip, written, IDENT, kind)
+        elif kind == "checkpoint":
+            written, parents = None, (tip,)
+            tips[i] = log.checkpoint(repo, tip, IDENT, "checkpoint")
+        else:
+            theirs = tips[x]
+            if log.is_ancestor(repo, theirs, tip):
+                continue
+            if log.is_ancestor(repo, tip, theirs):
+                tips[i] = theirs  # a fast-forward
+                continue
+            written = {name: max(pair) for name, pair in log.resolutions(repo, tip, theirs).items()}
+            parents = (tip, theirs)
+            tips[i] = log.merge(repo, tip, theirs, written, IDENT, "merge")
+        if step is not None:
+            step(kind, tips[i], parents, written)
+    return tips
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=OPS)
 def test_the_fold_of_any_history_is_the_three_way_merged_tree(repo, ops):
@@ -82,39 +116,21 @@ def test_the_fold_of_any_history_is_the_three_way_merged_tree(repo, ops):
     def blob(text: str) -> str:
         return repo.odb.write("blob", f"{text} {next(counter)}".encode())
 
+    def step(kind, new, parents, written) -> None:
+        if kind == "checkpoint":
+            ref.add(new, parents, dict(ref.tree[parents[0]]), set(ref.tree[parents[0]]))
+        elif kind == "pull":
+            tree, resolved = ref.merged(*parents)
+            assert written == resolved
+            ref.add(new, parents, tree, set(resolved))
+        else:
+            ref.add(new, parents, {**ref.tree[parents[0]], **written}, set(written))
+        assert log.fold(repo, new) == ref.tree[new]
+
     first = {RUNS[0]: blob("run")}
     root = log.transaction(repo, None, first, IDENT, "first")
     ref.add(root, (), dict(first), set(first))
-    tips = [root, root, root]
-    seq = [0, 0, 0]
-    for kind, i, x in ops:
-        tip = tips[i]
-        if kind in ("run", "chunk"):
-            seq[i] += 1
-            name = RUNS[x] if kind == "run" else f"{RUNS[x]}=loss={i:08x}-{seq[i]:08d}"
-            entry = {name: blob(name)}
-            new = log.transaction(repo, tip, entry, IDENT, kind)
-            ref.add(new, (tip,), {**ref.tree[tip], **entry}, set(entry))
-            tips[i] = new
-        elif kind == "checkpoint":
-            new = log.checkpoint(repo, tip, IDENT, "checkpoint")
-            ref.add(new, (tip,), dict(ref.tree[tip]), set(ref.tree[tip]))
-            tips[i] = new
-        else:
-            theirs = tips[x]
-            if theirs in ref.ancestors(tip):
-                continue
-            if tip in ref.ancestors(theirs):
-                tips[i] = theirs  # a fast-forward
-                continue
-            tree, resolved = ref.merged(tip, theirs)
-            wanted = {name: max(pair) for name, pair in log.resolutions(repo, tip, theirs).items()}
-            assert wanted == resolved
-            new = log.merge(repo, tip, theirs, wanted, IDENT, "merge")
-            ref.add(new, (tip, theirs), tree, set(resolved))
-            tips[i] = new
-        assert log.fold(repo, tips[i]) == ref.tree[tips[i]]
-    for tip in tips:
+    for tip in play(repo, ops, [root, root, root], blob, step):
         assert log.fold(repo, tip) == ref.tree[tip]
 
 
@@ -230,20 +246,8 @@ def test_the_fold_through_git_is_the_fold(tmp_path_factory, make_repo, ops):
     real = make_repo("sha1", commits=0)
     repo = GitRepository.open(str(real.path))
     counter = iter(range(10**6))
-    tips = [log.transaction(repo, None, {RUNS[0]: repo.odb.write("blob", b"run 0")}, IDENT, "first")] * 3
-    seq = [0, 0, 0]
-    for kind, i, x in ops:
-        tip = tips[i]
-        if kind in ("run", "chunk"):
-            seq[i] += 1
-            name = RUNS[x] if kind == "run" else f"{RUNS[x]}=loss={i:08x}-{seq[i]:08d}"
-            tips[i] = log.transaction(repo, tip, {name: repo.odb.write("blob", f"{name} {next(counter)}".encode())},
-                                      IDENT, kind)
-        elif kind == "checkpoint":
-            tips[i] = log.checkpoint(repo, tip, IDENT, "checkpoint")
-        elif tips[x] != tip:
-            wanted = {name: max(pair) for name, pair in log.resolutions(repo, tip, tips[x]).items()}
-            tips[i] = log.merge(repo, tip, tips[x], wanted, IDENT, "merge")
+    first = log.transaction(repo, None, {RUNS[0]: repo.odb.write("blob", b"run 0")}, IDENT, "first")
+    tips = play(repo, ops, [first] * 3, lambda name: repo.odb.write("blob", f"{name} {next(counter)}".encode()))
     cache = log.FoldCache(repo)
     for tip in [*tips, tips[0], *reversed(tips)]:  # forward when it can, from nothing when it cannot
         cache.update(tip)
@@ -271,7 +275,7 @@ def test_the_fold_cache_is_kept_and_brought_forward(make_repo, monkeypatch):
     cache.close()
     seen = []
     real_fold = log.fold_with_git
-    monkeypatch.setattr(log, "fold_with_git", lambda r, t, since=None, *rest: seen.append(since) or real_fold(r, t, since))
+    monkeypatch.setattr(history, "fold_with_git", lambda r, t, since=None, *rest: seen.append(since) or real_fold(r, t, since))
     cache = log.FoldCache(repo)
     cache.update(tip)
     assert seen == [] and cache.tip() == tip
@@ -282,7 +286,7 @@ def test_the_fold_cache_is_kept_and_brought_forward(make_repo, monkeypatch):
     assert seen == [], "a few commits above: folded in this process"
     assert cache.entries_of(RUNS[0])[RUNS[0]] == repo.fmt.hash_object("blob", b"run 0, later")
     assert cache.items() == log.fold(repo, newer)
-    monkeypatch.setattr(log, "_NEAR", 0)
+    monkeypatch.setattr(history, "_NEAR", 0)
     newest = log.transaction(repo, newer, {RUNS[1]: b"run 1, later"}, IDENT, "d")
     cache.update(newest)
     assert seen == [newer], "more: git folds the commits above the cache's"

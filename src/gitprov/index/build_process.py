@@ -78,10 +78,11 @@ def stop_child(proc: subprocess.Popen) -> None:
 
 def child_batches(git_dir: str, runs: Sequence[tuple[str, str]], blob_ids: bytes,
                   start: dict[str, Any], batch: int, proc: subprocess.Popen | None = None,
-                  ) -> Iterator[dict[str, list]]:
+                  log: bool = False) -> Iterator[dict[str, list]]:
     """The rows of ``runs`` (``RunRows.add``), a batch of tables at a time, made by a
     child process reading the repository at ``git_dir`` (``proc``, from ``start_child``,
-    or one started now); ``start``: ``RunRows.start()`` of the index they go into. Raises
+    or one started now); ``start``: ``RunRows.start()`` of the index they go into;
+    ``log``: ``runs`` are format 4's ``(run id, run blob id)``, ``blob_ids`` empty. Raises
     ``BuildChildError`` (after every batch it could send) unless every run came."""
     import msgspec
 
@@ -94,7 +95,7 @@ def child_batches(git_dir: str, runs: Sequence[tuple[str, str]], blob_ids: bytes
 
     def feed() -> None:
         try:
-            head = {"dir": git_dir, "runs": len(runs), "ids": len(blob_ids), "batch": batch, **start}
+            head = {"dir": git_dir, "runs": len(runs), "ids": len(blob_ids), "batch": batch, "log": log, **start}
             proc.stdin.write(json.dumps(head).encode() + b"\n")
             for at in range(0, len(runs), 4096):
                 proc.stdin.write(b"".join(b"%s %s\n" % (r.encode(), t.encode()) for r, t in runs[at:at + 4096]))
@@ -161,7 +162,8 @@ def child_batches(git_dir: str, runs: Sequence[tuple[str, str]], blob_ids: bytes
                           + (f": {why[-1]}" if why else ""))
 
 
-def _read_in_a_fork(repo: Any, runs: Sequence[tuple[str, str]], blob_ids: bytes) -> Iterator[RunBlobs]:
+def _read_in_a_fork(repo: Any, runs: Sequence[tuple[str, str]], blob_ids: bytes,
+                    log: bool = False) -> Iterator[RunBlobs]:
     """``read_packed_run_blobs`` in a process forked from this one (no thread runs yet):
     inflating the blobs and making the rows take two cores, not one. The blobs come over
     a pipe, ``_BLOB_FRAME`` runs a frame: their lengths, then their bytes. Raises
@@ -181,7 +183,7 @@ def _read_in_a_fork(repo: Any, runs: Sequence[tuple[str, str]], blob_ids: bytes)
             with open(write_end, "wb", buffering=1 << 20) as out:
                 lengths: list[int] = []
                 parts: list[bytes] = []
-                for blobs in read_packed_run_blobs(repo, runs, blob_ids):
+                for blobs in read_packed_run_blobs(repo, runs, blob_ids, log):
                     lengths += (len(blobs.record), len(blobs.state))
                     parts += (blobs.record, blobs.state)
                     if len(lengths) == 2 * _BLOB_FRAME:
@@ -326,7 +328,7 @@ def _main() -> int:
 
     rows = RunRows.detached(head, send)
     read = _read_in_a_fork if hasattr(os, "fork") else read_packed_run_blobs
-    for blobs in read(repo, runs, blob_ids):
+    for blobs in read(repo, runs, blob_ids, bool(head.get("log"))):
         rows.add(blobs)
     rows.flush()
     data = encode({"done": len(runs)})

@@ -312,7 +312,8 @@ class RunIndex:
         old_shards = {name: oid.hex() for name, oid in db.execute("SELECT name, oid FROM shards")}
         row = db.execute("SELECT value FROM meta WHERE key='tip'").fetchone()
         old_tip = (row[0] or None) if row else None
-        if tip is not None and self.ledger.is_log(tip):
+        log = tip is not None and self.ledger.is_log(tip)  # format 4: each run one run blob, its id known
+        if log:
             new_shards: dict[str, str] = {}
             gone, todo, every = self._log_changes(db, old_tip, tip)
             shards_read = 0
@@ -344,7 +345,8 @@ class RunIndex:
 
         skipped = kept_skipped
         runs_read = len(todo)
-        if fresh and blob_ids and child is not None and _rows_from_child(db, self.ledger.repo, todo, blob_ids, child):
+        if fresh and (blob_ids or log) and child is not None \
+                and _rows_from_child(db, self.ledger.repo, todo, blob_ids, child, log=log):
             todo = []  # every run is in: none to read below
         elif not blob_ids:
             _stop_child(child)
@@ -403,7 +405,7 @@ def _stop_child(child: Any) -> None:
 
 
 def _rows_from_child(db: sqlite3.Connection, repo: Any, todo: list[tuple[str, str]], blob_ids: bytes,
-                     child: Any = None) -> bool:
+                     child: Any = None, *, log: bool = False) -> bool:
     """A cold build's runs read and decoded by a child process (``build_process``;
     ``child``: ``_start_child``'s), their rows inserted here; False, with nothing of it
     kept, when the child did not deliver every run (the caller reads them in-process: the
@@ -415,7 +417,7 @@ def _rows_from_child(db: sqlite3.Connection, repo: Any, todo: list[tuple[str, st
     try:
         with RunRows(db, batch=_INSERT_BATCH, stage=True, node_ids=True) as rows, contextlib.closing(child_batches(
                 repo.common_dir or repo.git_dir, todo, blob_ids, rows.start(), _INSERT_BATCH,
-                child or None)) as batches:
+                child or None, log)) as batches:
             for tables in batches:  # an insert that fails ends the child (closing)
                 rows.insert(tables)
     except BuildChildError:

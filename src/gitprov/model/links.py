@@ -11,9 +11,10 @@ __all__ = ["CommitRuns", "NoteLine", "RewriteLink", "RunLink"]
 
 
 class CommitRuns(msgspec.Struct, frozen=True, kw_only=True, tag="runs", tag_field="kind"):
-    """Where the runs made against ``commit`` are listed: the ledger directory ``path``
-    (one entry per run, named by its id) under ``ref``. Written once, with the first run
-    of the commit, so a run never rewrites the note (format 2)."""
+    """Where the runs made against ``commit`` are listed under ``ref``, for plain git:
+    ``path`` is the ledger directory of them (formats 2 and 3: one entry per run, named by
+    its id) or the pathspec of their run blobs in the log (format 4: ``*^<commit>``).
+    Written once, with the first run of the commit, so a run never rewrites the note."""
 
     format_version: int = FORMAT_VERSION
     commit: str

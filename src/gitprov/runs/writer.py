@@ -21,7 +21,7 @@ from ..errors import UsageError, WriteError
 from ..keys import key_to_name
 from ..model import CommitRuns, MetricSummary, RunRecord, RunState
 from ..store.journal import Journal
-from ..store.ledger import LEDGER_REF, commit_runs_dir, run_dir, run_link_path
+from ..store.ledger import LEDGER_REF, run_dir, run_link_path
 from ..store.transaction import RefUpdate, commit_on_refs
 from .series import encode_metric_chunk, encode_observation_chunk, pack_values
 from .summary import SeriesSummary
@@ -314,7 +314,8 @@ def commit_link(store: ProvStore, run_id: str, record: RunRecord) -> tuple[dict[
     if known in _pointed or has_runs_line(store.notes.read(commit), commit):
         _pointed.add(known)
         return links, None
-    line = codec.encode(CommitRuns(commit=commit, ref=LEDGER_REF, path=commit_runs_dir(commit), schema=record.schema))
+    line = codec.encode(CommitRuns(commit=commit, ref=LEDGER_REF, path=store.ledger.runs_path(commit),
+                                  schema=record.schema))
     return links, store.notes.update({commit: [line]}, f"prov: list the runs of {commit[:12]} in {LEDGER_REF}")
 
 

@@ -114,6 +114,14 @@ class Ledger:
         """Whether the ledger at ``tip`` (default: now) is format 4's log."""
         return _is_log_tree(self.repo, self.tree(tip))
 
+    def runs_path(self, commit: str) -> str:
+        """Where plain git finds the runs made at ``commit`` once the next write is in
+        (the ``path`` of a note's ``runs`` line): format 3's directory of them, or the
+        log's pathspec of their run blobs (``git log --name-only <ref> -- '*^<commit>'``)."""
+        if self.write_layout == "log" or self.is_log():
+            return f"*^{commit}"
+        return commit_runs_dir(commit)
+
     def log_view(self, tip: str | None = None) -> Any:
         """``ledger_log.LogView`` of the ledger at ``tip`` when it is a log, else None."""
         current = self.tip()
@@ -236,7 +244,7 @@ class Ledger:
         to_log = self.write_layout == "log" and format_blob == LEDGER_FORMAT
 
         def build(tree: str | None, tip: str | None) -> str | None:
-            if _is_log_tree(self.repo, tree):
+            if tree is None and to_log or _is_log_tree(self.repo, tree):  # a new log, or one to add to
                 return self._log_transaction(tip, changes)
             if to_log:
                 return self._checkpoint(tree, changes)
@@ -248,24 +256,26 @@ class Ledger:
     def _log_transaction(self, tip: str | None, changes: dict[str, bytes | str | None]) -> str | None:
         from . import ledger_log as log
 
-        view = self.log_view(tip)
+        view = self.log_view(tip) if tip is not None else None  # None: the log's first commit
 
         def current(run_id: str, part: str) -> Any:
             if part == "record" and run_id in _records:  # immutable: this process has seen it
                 return _records[run_id]
             if part == "artifacts" and run_id in _inline:  # as this process last wrote them
                 return _inline[run_id]
-            parts = view.run_blob(run_id)
+            parts = view.run_blob(run_id) if view is not None else None
             return None if parts is None else parts[("record", "state", "artifacts").index(part)]
 
         kept: dict[str, dict[str, bytes]] = {}
         entries = log.log_entries(changes, current, self._read_blob, kept)
         _remember(changes, kept)
-        return log.log_tree(self.repo, entries) if entries else None  # nothing to add: no commit
+        if not entries and tip is not None:
+            return None  # nothing to add: no commit
+        return log.log_tree(self.repo, entries)  # (a new ledger's first commit, even with no run: ``prov init``)
 
     def _checkpoint(self, tree: str | None, changes: dict[str, bytes | str | None]) -> str:
-        """The first commit of a log: every run of the format-3 ``tree`` (none for a new
-        ledger) and ``changes``, as a checkpoint."""
+        """The first commit of a log on a format-3 ledger: every run of its ``tree`` and
+        ``changes``, as a checkpoint."""
         from . import ledger_log as log
 
         if tree is not None:

@@ -1,0 +1,127 @@
+"""The fold of the log at one tip, kept in ``.git/prov/ledger-fold.sqlite``."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+
+from ..repo import GitRepository
+from .history import fold_above, fold_since, is_ancestor
+from .names import is_run_blob, link_of
+
+__all__ = ["FoldCache"]
+
+
+class FoldCache:
+    """The fold at one tip, kept (``{entry name: blob id}``, and the runs of each commit
+    from the link entries): on disk in ``.git/prov/ledger-fold.sqlite`` (local, never
+    pushed, rebuilt from the ledger when missing, damaged or of another version), in
+    memory for an in-memory repository. ``update`` brings it to a new tip by folding only
+    the commits above the one it holds when that one is an ancestor
+    (``fold_with_git(since=)``: their entries replace its own), and folds from nothing
+    when the ledger moved any other way (a history rewritten, a cache of another
+    ledger). One process updates it at a time; the others wait and find it done."""
+
+    FILE = "ledger-fold.sqlite"
+    VERSION = "2"
+
+    def __init__(self, repo: GitRepository) -> None:
+        import os
+
+        self.repo = repo
+        git_dir = repo.common_dir or repo.git_dir
+        self.path = ":memory:"
+        if git_dir is not None:
+            os.makedirs(os.path.join(git_dir, "prov"), exist_ok=True)
+            self.path = os.path.join(git_dir, "prov", self.FILE)
+        try:
+            self.db = self._open()
+        except sqlite3.DatabaseError:  # not a database, or damaged: it is only a cache
+            os.remove(self.path)
+            self.db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=600, check_same_thread=False)
+        try:
+            db.executescript(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;"
+                "CREATE TABLE IF NOT EXISTS entries (name TEXT PRIMARY KEY, oid BLOB) WITHOUT ROWID;"
+                "CREATE TABLE IF NOT EXISTS links (commit_id TEXT, run TEXT, PRIMARY KEY (commit_id, run)) WITHOUT ROWID;")
+            row = db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+            if row is None or row[0] != self.VERSION:
+                db.executescript("BEGIN IMMEDIATE; DELETE FROM entries; DELETE FROM links; DELETE FROM meta;"
+                                 f"INSERT INTO meta VALUES ('version', '{self.VERSION}'); COMMIT;")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def tip(self) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'tip'").fetchone()
+        return row[0] if row else None
+
+    def update(self, tip: str | None) -> None:
+        """Hold the fold at ``tip`` (None: an empty ledger)."""
+        if self.tip() == tip:
+            return
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")  # another process folding the same commits: wait for it
+        try:
+            old = self.tip()
+            if old != tip:
+                self._update(old, tip)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _update(self, old: str | None, tip: str | None) -> None:
+        changed = fold_above(self.repo, tip, old) if tip is not None else None
+        since = old if changed is not None else None
+        if changed is None:
+            since = old if old is not None and tip is not None and is_ancestor(self.repo, old, tip) else None
+            changed = fold_since(self.repo, tip, since) if tip is not None else {}
+        db = self.db
+        if since is None:
+            db.execute("DELETE FROM entries")
+            db.execute("DELETE FROM links")
+        db.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?)",
+                       ((name, bytes.fromhex(oid)) for name, oid in changed.items()))
+        db.executemany("INSERT OR IGNORE INTO links VALUES (?, ?)",
+                       ((link[1], link[0]) for name in changed if "^" in name and (link := link_of(name))))
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (tip,))
+
+    def entries_of(self, run_id: str) -> dict[str, str]:
+        """``{entry name: blob id}`` of one run (its names all start with its id)."""
+        rows = self.db.execute("SELECT name, oid FROM entries WHERE name >= ? AND name < ?", (run_id, run_id + "\x7f"))
+        size = len(run_id)
+        return {name: oid.hex() for name, oid in rows if len(name) == size or name[size] in "=!+@#^"}
+
+    def run_blob_of(self, run_id: str) -> str | None:
+        """The blob id of a run's blob (its entry ``<id>`` or ``<id>^<commit>``), by the key."""
+        row = self.db.execute("SELECT oid FROM entries WHERE name = ? OR (name > ? AND name < ?) LIMIT 1",
+                              (run_id, run_id + "^", run_id + "_")).fetchone()
+        return row[0].hex() if row else None
+
+    def names_with_prefix(self, prefix: str) -> list[str]:
+        rows = self.db.execute("SELECT name FROM entries WHERE name >= ? AND name < ?", (prefix, prefix + "\x7f"))
+        return [name for (name,) in rows]
+
+    def runs_at(self, commit: str) -> list[str]:
+        return [run for (run,) in self.db.execute("SELECT run FROM links WHERE commit_id = ? ORDER BY run", (commit,))]
+
+    def commits(self) -> list[str]:
+        return [c for (c,) in self.db.execute("SELECT DISTINCT commit_id FROM links ORDER BY commit_id")]
+
+    def run_blobs(self) -> Iterator[tuple[str, str]]:
+        """``(run id, run blob id)`` of every run, in id order (read as they are used)."""
+        for name, oid in self.db.execute("SELECT name, oid FROM entries WHERE length(name) IN (40, 64) "
+                                         "OR instr(name, '^') > 0 ORDER BY name"):
+            if (run := is_run_blob(name)) is not None:
+                yield run, oid.hex()
+
+    def items(self) -> dict[str, str]:
+        return {name: oid.hex() for name, oid in self.db.execute("SELECT name, oid FROM entries")}
+
+    def close(self) -> None:
+        self.db.close()
