@@ -29,6 +29,9 @@ class FoldCache:
         import os
 
         self.repo = repo
+        #: every run blob of the fold just made from nothing, by its tip (what a cold index
+        #: build asks next: not read back)
+        self._folded: tuple[str, list[tuple[str, str]]] | None = None
         git_dir = repo.common_dir or repo.git_dir
         self.path = ":memory:"
         if git_dir is not None:
@@ -82,13 +85,16 @@ class FoldCache:
             since = old if old is not None and tip is not None and is_ancestor(self.repo, old, tip) else None
             changed = fold_since(self.repo, tip, since) if tip is not None else {}
         db = self.db
+        self._folded = None
         if since is None:
             db.execute("DELETE FROM entries")
             db.execute("DELETE FROM links")
-        db.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?)",
-                       ((name, bytes.fromhex(oid)) for name, oid in changed.items()))
+        names = sorted(changed)  # in key order: appended to the tables' B-trees, not scattered (1.9 -> 1.5 s at 100,000 runs)
+        db.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?)", ((name, bytes.fromhex(changed[name])) for name in names))
         db.executemany("INSERT OR IGNORE INTO links VALUES (?, ?)",
-                       ((link[1], link[0]) for name in changed if "^" in name and (link := link_of(name))))
+                       sorted((link[1], link[0]) for name in names if "^" in name and (link := link_of(name))))
+        if since is None and tip is not None:
+            self._folded = (tip, [(run, changed[name]) for name in names if (run := is_run_blob(name)) is not None])
         db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (tip,))
 
     def entries_of(self, run_id: str) -> dict[str, str]:
@@ -115,6 +121,9 @@ class FoldCache:
 
     def run_blobs(self) -> Iterator[tuple[str, str]]:
         """``(run id, run blob id)`` of every run, in id order (read as they are used)."""
+        if self._folded is not None and self._folded[0] == self.tip():
+            yield from self._folded[1]
+            return
         for name, oid in self.db.execute("SELECT name, oid FROM entries WHERE length(name) IN (40, 64) "
                                          "OR instr(name, '^') > 0 ORDER BY name"):
             if (run := is_run_blob(name)) is not None:

@@ -21,6 +21,8 @@ SENTINEL = "runs"
 RESERVED = ("format", SENTINEL)
 _NAME = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})(?:[=!+@#^].*)?$")
 ID_PATTERN = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+#: a run blob's entry: ``<id>``, or ``<id>^<commit>`` (one match, where ``file_of`` parses any name)
+_RUN_BLOB = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})(?:\^([0-9a-f]{40}|[0-9a-f]{64}))?$")
 #: artifacts up to this size that a transaction writes as content are kept in the run
 #: blob (an entry and an object less a run); larger ones, or ones already stored, as
 #: ``<id>@<key>``
@@ -84,16 +86,14 @@ def run_blob_name(run_id: str, commit: str | None) -> str:
 
 def is_run_blob(name: str) -> str | None:
     """The run id when ``name`` is a run blob's entry, else None."""
-    where = file_of(name)
-    return where[0] if where is not None and where[1] == "" else None
+    m = _RUN_BLOB.match(name)
+    return m.group(1) if m else None
 
 
 def link_of(name: str) -> tuple[str, str] | None:
     """``(run id, commit)`` of a run blob's entry that names its commit, else None."""
-    run_id = run_of(name)
-    if run_id is None or name[len(run_id):len(run_id) + 1] != "^" or not ID_PATTERN.match(name[len(run_id) + 1:]):
-        return None
-    return run_id, name[len(run_id) + 1:]
+    m = _RUN_BLOB.match(name)
+    return (m.group(1), m.group(2)) if m and m.group(2) else None
 
 
 def record_commit(record: bytes) -> str | None:
