@@ -107,7 +107,7 @@ def test_ambiguous_run_prefix(prov_repo):
     from gitprov.api import LEDGER_FORMAT
 
     repo = gitprov.Repository(prov_repo.path)
-    fake = {f"runs/ab/abcd{c * 36}/record": b"{}" for c in "12"}
+    fake = {f"runs/ab/abcd{c * 36}/{part}": b"{}" for c in "12" for part in ("record", "state")}
     repo.ledger.apply(fake, "test: two runs sharing a prefix", LEDGER_FORMAT)
     with pytest.raises(gitprov.UsageError, match="ambiguous"):
         repo.get_run("abcd")
@@ -136,15 +136,22 @@ def test_a_streamed_json_array_is_the_json_of_the_list(items, capsys):
     assert capsys.readouterr().out == whole
 
 
+@pytest.mark.format3  # the synthetic ledger is format 3's tree ("log": then upgraded to the log)
+@pytest.mark.parametrize("layout", ["tree", "log"])
 @pytest.mark.parametrize("as_json", [False, True])
-def test_prov_runs_prints_its_first_runs_before_it_reads_the_last(prov_repo, monkeypatch, as_json):
+def test_prov_runs_prints_its_first_runs_before_it_reads_the_last(prov_repo, monkeypatch, as_json, layout):
     import click
     from synthetic_ledger import append_runs
 
     from gitprov.cli import runs_cmd
     from gitprov.index import reading, search
+    from gitprov.store.ledger import Ledger
 
     append_runs(str(prov_repo.path), 30, seed=2, start=0)  # on the ledger 'prov init' made
+    if layout == "log":
+        ledger = Ledger(gitprov.Repository(prov_repo.path).git, layout="log")
+        ledger.apply({}, "prov: to the log")
+        assert ledger.is_log()
     monkeypatch.setattr(search, "FIRST_PAGE", 3)
     monkeypatch.setattr(reading, "PAGE", 4)
     monkeypatch.setattr(reading, "BULK_MIN", 2)

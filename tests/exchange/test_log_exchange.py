@@ -18,7 +18,7 @@ from gitprov.store.objects import encode_commit
 from gitprov.store.transaction import identity_line
 from gitprov.store.trees import edit_tree, walk_blobs
 from tests.conftest import GitRepo, run_git, run_prov
-from tests.exchange import test_push_contention, test_remote, test_remote_trust, test_transports
+from tests.exchange import test_pull_streaming, test_push_contention, test_remote, test_remote_trust, test_transports
 from tests.exchange.clones import ledger_run_ids, make_run, seed_bare
 from tests.exchange.test_remote import assert_forgery_rejected
 from tests.exchange.test_remote_trust import NEW_RUNS, REWRITES
@@ -50,6 +50,9 @@ test_three_clones_over_git_daemon_converge_in_every_order = \
 test_many_clones_pushing_at_once_all_land_and_converge = \
     test_push_contention.test_many_clones_pushing_at_once_all_land_and_converge
 test_git_push_carries_and_merges_provenance = test_transports.test_git_push_carries_and_merges_provenance
+test_pull_shows_progress_on_a_terminal_and_nothing_when_piped = \
+    test_pull_streaming.test_pull_shows_progress_on_a_terminal_and_nothing_when_piped
+test_json_summaries_of_fetch_pull_and_push = test_pull_streaming.test_json_summaries_of_fetch_pull_and_push
 
 
 def _as_format_3(view, odb) -> str:

@@ -26,6 +26,9 @@ from tests.conftest import GitRepo, run_prov
 from tests.exchange.clones import clone, make_run, prov_ok, prov_refs, seed_bare
 from tests.exchange.test_remote import _forge, assert_forgery_rejected
 
+#: format 3's tree: the module forges remote ledgers in format 3's terms: paths, sizes and links of its tree
+pytestmark = pytest.mark.format3
+
 
 @pytest.fixture
 def remote(make_repo, object_format) -> GitRepo:

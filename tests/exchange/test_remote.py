@@ -21,6 +21,9 @@ from gitprov.store.trees import edit_tree, read_tree
 from tests.conftest import GitRepo, run_git, run_prov
 from tests.exchange.clones import clone, make_run, prov_refs, seed_bare
 
+#: format 3's tree: the module forges remote ledgers in format 3's terms (tests/exchange/test_log_exchange.py runs them again as log transactions)
+pytestmark = pytest.mark.format3
+
 
 @pytest.fixture
 def remote(make_repo, object_format) -> GitRepo:

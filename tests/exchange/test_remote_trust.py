@@ -21,6 +21,9 @@ from tests.conftest import GitRepo, run_prov
 from tests.exchange.clones import clone, make_run
 from tests.exchange.test_remote import _forge, _state_of, assert_forgery_rejected
 
+#: format 3's tree: the module forges remote ledgers in format 3's terms (tests/exchange/test_log_exchange.py runs them again as log transactions)
+pytestmark = pytest.mark.format3
+
 TOKEN = "ghp_" + "a1B2" * 9
 
 

@@ -114,6 +114,21 @@ class Ledger:
         """Whether the ledger at ``tip`` (default: now) is format 4's log."""
         return _is_log_tree(self.repo, self.tree(tip))
 
+    def fold_cache(self) -> Any:
+        """This ledger's ``ledger_log.FoldCache``, opened when first asked for."""
+        if self._fold_cache is None:
+            from .ledger_log import FoldCache
+
+            self._fold_cache = FoldCache(self.repo)
+        return self._fold_cache
+
+    def run_blobs_apart(self, tip: str) -> tuple[list[tuple[str, str]], Any]:
+        """A log's ``(run id, run blob id)`` at ``tip`` (the ledger's), in id order, and the
+        callable storing the fold cache that made them, to run beside other work, or None
+        (``FoldCache.fold_apart``); nothing may read this ledger until it has run."""
+        self._view = None
+        return self.fold_cache().fold_apart(tip)
+
     def runs_path(self, commit: str) -> str:
         """Where plain git finds the runs made at ``commit`` once the next write is in
         (the ``path`` of a note's ``runs`` line): format 3's directory of them, or the
@@ -128,19 +143,13 @@ class Ledger:
         tip = tip if tip is not None else current
         if tip is None or not self.is_log(tip):
             return None
-        from .ledger_log import FoldCache, LogView
+        from .ledger_log import LogView
 
         if tip != current:  # another tip (a remote's, an older one): folded once, the cache left at the ledger's
             return LogView(self.repo, tip)
         if self._view is not None and self._view.tip == tip:  # the same tip: its answers, read once
             return self._view
-
-        def cache() -> FoldCache:  # opened when a question needs it (a write of a new run does not)
-            if self._fold_cache is None:
-                self._fold_cache = FoldCache(self.repo)
-            return self._fold_cache
-
-        self._view = LogView(self.repo, tip, cache)
+        self._view = LogView(self.repo, tip, self.fold_cache)  # opened when a question needs it (a write does not)
         return self._view
 
     # -- one run, one commit: where the format lays them out is known here only --------
