@@ -18,7 +18,13 @@ from gitprov.store.objects import encode_commit
 from gitprov.store.transaction import identity_line
 from gitprov.store.trees import edit_tree, walk_blobs
 from tests.conftest import GitRepo, run_git, run_prov
-from tests.exchange import test_pull_streaming, test_push_contention, test_remote, test_remote_trust, test_transports
+from tests.exchange import (
+    test_pull_streaming,
+    test_push_contention,
+    test_remote,
+    test_remote_trust,
+    test_transports,
+)
 from tests.exchange.clones import ledger_run_ids, make_run, seed_bare
 from tests.exchange.test_remote import assert_forgery_rejected
 from tests.exchange.test_remote_trust import NEW_RUNS, REWRITES
