@@ -58,6 +58,7 @@ def test_runs_in_pack_order_read_the_same_bytes(ledger_repo, monkeypatch):
     assert blobs == list(read_run_blobs(ledger_repo.git, ordered, bulk=False))
 
 
+@pytest.mark.format3  # a run's directory in format 3's tree, altered
 def test_pack_order_asks_for_odd_run_directories_by_path(repo, monkeypatch):
     """A run directory whose record is not a plain file, or that has no state, is asked
     for by path: the same answer, or the same error, as without the ordering."""
@@ -187,6 +188,7 @@ def run_with_loose_objects(repo):
     return prov, run.id, prov.ledger.list_dir(f"runs/{run.id[:2]}/{run.id}", prov.ledger.tip())
 
 
+@pytest.mark.format3  # a run's directory in format 3's tree, altered
 def test_missing_state_blob_is_the_same_error_on_both_paths(repo):
     prov, _, files = run_with_loose_objects(repo)
     state = files["state"].oid
@@ -197,6 +199,7 @@ def test_missing_state_blob_is_the_same_error_on_both_paths(repo):
             list(read_run_blobs(prov.git, runs, bulk=bulk))
 
 
+@pytest.mark.format3  # a run's directory in format 3's tree, altered
 def test_run_directory_without_state_is_a_data_error_on_both_paths(repo):
     prov, run_id, files = run_with_loose_objects(repo)
     record = files["record"].oid

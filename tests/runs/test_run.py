@@ -11,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import msgspec
 import pytest
 
 import gitprov
@@ -68,7 +69,11 @@ def test_full_run_round_trip(prov_repo, tmp_path):
     # prov show lists the run; git can read everything; the run id is its record's blob id
     shown = gitprov.show("HEAD", path)
     assert [r.run for r in shown.runs] == [run_id]
-    record = prov_repo.git("cat-file", "blob", f"refs/prov/ledger:runs/{run_id[:2]}/{run_id}/record")
+    # (the ledger is a log: the run's blob, named with its commit, holds its record)
+    head = prov_repo.git("rev-parse", "HEAD").strip()
+    blob = subprocess.run(["git", "cat-file", "blob", f"refs/prov/ledger:{run_id}^{head}"], cwd=path,
+                          capture_output=True, check=True).stdout
+    record = msgspec.msgpack.decode(blob)["record"].decode()
     assert prov_repo.git("hash-object", "--stdin", input=record).strip() == run_id
     prov_repo.fsck()
     assert gitprov.Repository(path).verify().ok

@@ -327,7 +327,10 @@ def merge_into(repo: GitRepository, ref: str, theirs: str, message: str, result:
                 from .merge import merge_logs
 
                 tree = merge_logs(repo, ours, theirs, *logs)
-                new, action = repo.odb.write("commit", commit_object(repo, tree, [ours, theirs], message)), "merged"
+                if tree is None:  # ours holds nothing theirs lacks
+                    new, action = theirs, "fast-forward"
+                else:
+                    new, action = repo.odb.write("commit", commit_object(repo, tree, [ours, theirs], message)), "merged"
         elif ahead:
             # a fast-forward, unless the remote deleted what this ledger holds (git-prov
             # never deletes a run's files): then the union keeps them, on top of theirs
