@@ -219,8 +219,10 @@ def test_dirty_code_is_stored_as_a_patch_that_rebuilds_the_code(prov_repo, tmp_p
     clone = tmp_path / "rebuilt"
     run_git(tmp_path, "clone", "-q", str(path), str(clone))
     run_git(clone, "checkout", "-q", code.commit)
-    stored = prov_repo.git("rev-parse", f"refs/prov/ledger:runs/{run.id[:2]}/{run.id}/code.patch").strip()
-    assert stored == code.patch  # reachable from the ledger, so git gc keeps it
+    # reachable from the ledger, so git gc keeps it: in the log, the entry <id>#patch of a transaction
+    stored = prov_repo.git("log", "--format=", "--raw", "--no-abbrev", "--no-renames", "refs/prov/ledger", "--",
+                           f"{run.id}#patch").split()
+    assert code.patch in stored
     patch = gitprov.Repository(path).get_run(run.id).get_code_patch()
     run_git(clone, "apply", "-", input=patch.decode())
     assert (clone / tracked.name).read_text() == "changed, not committed\n"
@@ -301,8 +303,7 @@ def test_sigkill_between_the_ledger_and_the_note_is_recovered(prov_repo):
     run_id = proc.stdout.strip()
     head = run_git(path, "rev-parse", "HEAD").strip()
     ledger = run_git(path, "ls-tree", "-r", "--name-only", "refs/prov/ledger")
-    assert f"runs/{run_id[:2]}/{run_id}/state" in ledger  # the ledger moved
-    assert f"commits/{head[:2]}/{head}/{run_id[:2]}/{run_id}" in ledger  # with the link
+    assert f"{run_id}^{head}" in ledger.split()  # the ledger moved: the run's blob, named with its commit
     note = run_git(path, "notes", "--ref=prov", "show", "HEAD", check=False)
     assert '"kind":"runs"' not in note  # the note did not
     prov_repo.fsck()
