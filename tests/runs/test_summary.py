@@ -140,8 +140,8 @@ def test_a_short_run_writes_no_summaries_directory(prov_repo: GitRepo) -> None:
     for step in range(100):
         run.log_metric("loss", step * 0.5, step)
     run.end()
-    names = prov_repo.git("ls-tree", "--name-only", f"refs/prov/ledger:{run_dir(run.id)}").split()
-    assert names == ["record", "series", "state"]
+    ledger = gitprov.Repository(prov_repo.path).store.ledger
+    assert ledger.run_folder(run.id, "summaries/loss") == {} and ledger.run_folder(run.id, "series/loss")
 
 
 def test_a_failed_spill_adds_nothing_to_the_summary(prov_repo: GitRepo, full_disk,  # noqa: F811
@@ -213,7 +213,7 @@ def test_a_summary_of_other_chunks_is_not_used(prov_repo: GitRepo, monkeypatch: 
     (oid,) = metric_summary_ids(store.ledger, run.id, "loss")
     obj = msgspec.msgpack.decode(store.git.odb.read_typed(oid, "blob"))
     obj["chunks"][0][1] = "0" * len(obj["chunks"][0][1])
-    (name,) = store.ledger.list_dir(f"{run_dir(run.id)}/summaries/loss")
+    (name,) = store.ledger.run_folder(run.id, "summaries/loss")
     store.ledger.apply({f"{run_dir(run.id)}/summaries/loss/{name}": msgspec.msgpack.encode(obj)}, "stale summary")
     cache = SeriesCache()
     assert cache._summarised(store, run.id, "loss", (), 100, "step") is None
