@@ -246,7 +246,7 @@ def test_memory_and_disk_reflogs_agree(make_repo, ops: list[tuple[str, str, int,
 
 
 def test_transactions_log_their_commit_messages(store: GitRepository) -> None:
-    ledger = Ledger(store)
+    ledger = Ledger(store, layout="tree")  # any paths: format 3's tree
     first = ledger.apply({"a": b"1"}, "prov: one")
     second = ledger.apply({"a": b"2"}, "prov: two")
     log = store.refs.reflog(ledger.ref)
@@ -381,8 +381,8 @@ def test_ledger_apply_read_list_and_run_ids(store: GitRepository) -> None:
 
 def test_ledger_reads_one_run_and_the_runs_of_one_commit(store: GitRepository) -> None:
     """What readers of one run ask the ledger, where the format lays the run out (a
-    format of another layout answers the same questions)."""
-    ledger = Ledger(store)
+    format of another layout answers the same questions: tests/store/test_ledger_layouts.py)."""
+    ledger = Ledger(store, layout="tree")
     run_a = store.fmt.hash_object("blob", b"run a")
     run_b = run_a[:6] + ("0" if run_a[6] != "0" else "1") + run_a[7:]  # shares a 6-character prefix
     commit = "c" * store.fmt.hex_len

@@ -78,6 +78,7 @@ def test_git_cat_sort_uniq_merge_equals_prov_merge(repo: GitRepo) -> None:
     repo.fsck()
 
 
+@pytest.mark.format3  # format 3's paths read back with git (the log's: tests/test_format4_log.py)
 def test_fsck_clean_after_init_capture_and_ledger_writes(repo: GitRepo) -> None:
     api.init(repo.path)
     api.capture("HEAD", repo.path)
