@@ -219,6 +219,7 @@ def test_git_gc_and_gc_auto_fire_as_in_any_repository_and_never_grow_it(prov_rep
     assert_nothing_lost(repo, ids)
 
 
+@pytest.mark.format3  # transactions of made-up runs' paths: format 3's tree
 @pytest.mark.parametrize("switch", ["gc.auto", "gc.autoPackLimit", "maintenance.auto", "prov.autoPackLimit"])
 def test_nothing_is_started_when_automatic_maintenance_is_off(prov_repo: GitRepo, monkeypatch, switch: str) -> None:
     repo = prov_repo
@@ -253,6 +254,7 @@ def slow_git(tmp_path: Path, seconds: float, *, after: bool = False) -> tuple[Pa
     return folder, record
 
 
+@pytest.mark.format3  # transactions of made-up runs' paths: format 3's tree
 def test_a_transaction_never_waits_for_the_repack_and_starts_one_at_a_time(prov_repo: GitRepo, tmp_path, monkeypatch) -> None:
     repo = prov_repo
     repo.git("config", "prov.autoPackLimit", "2")
@@ -279,6 +281,7 @@ def test_a_transaction_never_waits_for_the_repack_and_starts_one_at_a_time(prov_
     repo.fsck()
 
 
+@pytest.mark.format3  # transactions of made-up runs' paths: format 3's tree
 def test_packs_written_while_the_repack_ran_are_rolled_up_without_another_transaction(
         prov_repo: GitRepo, tmp_path, monkeypatch) -> None:
     repo = prov_repo
@@ -301,6 +304,7 @@ def test_packs_written_while_the_repack_ran_are_rolled_up_without_another_transa
     repo.fsck()
 
 
+@pytest.mark.format3  # transactions of made-up runs' paths: format 3's tree
 def test_a_repack_that_cannot_start_is_logged_and_the_transaction_succeeds(prov_repo: GitRepo, monkeypatch) -> None:
     repo = prov_repo
     repo.git("config", "prov.autoPackLimit", "2")
