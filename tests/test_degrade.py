@@ -48,7 +48,8 @@ def test_a_missing_run_record_leaves_that_run_out_of_prov_show(prov_repo: GitRep
     head, ids = _made(prov_repo)
     unpack_all(prov_repo.path)
     gone = ids[0]
-    os.remove(prov_repo.path / ".git" / "objects" / gone[:2] / gone[2:])
+    held = _held_in(prov_repo, gone)
+    os.remove(prov_repo.path / ".git" / "objects" / held[:2] / held[2:])
     proc = run_prov(prov_repo.path, "show")
     assert proc.returncode == 0, proc.stderr
     assert ids[1][:12] in proc.stdout and gone[:12] not in proc.stdout
@@ -81,6 +82,13 @@ def test_messages_name_the_next_step(prov_repo: GitRepo) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+def _held_in(prov_repo: GitRepo, run_id: str) -> str:
+    """The object holding a run's record: its run blob in the log, the record itself
+    (its id is the run id) in format 3's tree."""
+    ledger = gitprov.Repository(prov_repo.path).store.ledger
+    return dict(ledger.run_entries())[run_id].oid if ledger.is_log() else run_id
+
+
 def _corrupt_one_record(prov_repo: GitRepo) -> tuple[str, list[str]]:
     repo = gitprov.Repository(prov_repo.path)
     ids = []
@@ -89,7 +97,8 @@ def _corrupt_one_record(prov_repo: GitRepo) -> tuple[str, list[str]]:
             ids.append(run.id)
     unpack_all(prov_repo.path)
     bad = ids[1]
-    path = prov_repo.path / ".git" / "objects" / bad[:2] / bad[2:]
+    held = _held_in(prov_repo, bad)
+    path = prov_repo.path / ".git" / "objects" / held[:2] / held[2:]
     path.chmod(0o644)
     path.write_bytes(b"not zlib at all")
     return bad, ids

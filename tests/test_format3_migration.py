@@ -18,6 +18,8 @@ from tests.conftest import ROOT, run_git, run_prov
 from tests.test_format_migration import old_prov, release_source, unpack
 
 FIXTURE = ROOT / "tests" / "fixtures" / "format2-repo.tar.gz"
+#: format 3's tree upgrades (0.2's repository upgraded to format 3); to the log: tests/test_format4_log.py
+pytestmark = pytest.mark.format3
 #: the last commit of this project whose code is git-prov 0.2.0 (format 2)
 RELEASE_0_2 = "225c787"
 FORMAT_2_MARKER = b'{"format_version":2,"kind":"ledger","requires":"git-prov>=0.2.0"}'

@@ -13,7 +13,9 @@ from gitprov.api import Repository
 from gitprov.store import ledger_log as log
 from gitprov.store.trees import read_tree
 from tests.conftest import run_git, run_prov
-from tests.test_format3_fixture import FIRST, FIXTURE, SECOND, _runs
+from tests.test_format3_fixture import FIXTURE, _runs
+from tests.test_format3_migration import FIXTURE as FORMAT2_FIXTURE
+from tests.test_format_migration import FIXTURE as FORMAT1_FIXTURE
 from tests.test_format_migration import unpack
 
 LOG = {"GIT_PROV_LEDGER_LAYOUT": "log"}
@@ -34,8 +36,12 @@ def _marker(repo: Repository) -> bytes | None:
     return repo.store.ledger.read_file("format")
 
 
-def test_the_first_write_upgrades_the_fixture_and_loses_nothing(tmp_path: Path, as_log) -> None:
-    path = unpack(FIXTURE, tmp_path)
+@pytest.mark.parametrize("fixture", [FIXTURE, FORMAT2_FIXTURE, FORMAT1_FIXTURE], ids=["0.3.0", "0.2.0", "0.1.0"])
+def test_the_first_write_upgrades_the_fixture_and_loses_nothing(tmp_path: Path, fixture: Path) -> None:
+    """A repository each earlier release wrote (kept as fixtures with their scripts)
+    becomes a log at its first write, every run, metric, artifact and commit's runs
+    read as before."""
+    path = unpack(fixture, tmp_path)
     before = Repository(path)
     histories = {(run.id, key): run.get_metric_history(key) for named in _runs(before).values() for run in named
                  for key in run.get_metric_keys()}
@@ -43,6 +49,8 @@ def test_the_first_write_upgrades_the_fixture_and_loses_nothing(tmp_path: Path, 
                  for named in _runs(before).values() for run in named}
     old_tip = run_git(path, "rev-parse", "refs/prov/ledger").strip()
     shown = {rev: [r["name"] for r in _prov_json(path, "show", rev)["runs"]] for rev in ("HEAD", "HEAD~1")}
+    every = sorted(r["name"] for r in _prov_json(path, "runs", "--all"))
+    active = sorted(r["name"] for r in _prov_json(path, "runs"))
 
     repo = Repository(path)
     with repo.start_run(name="after-upgrade") as run:
@@ -58,7 +66,7 @@ def test_the_first_write_upgrades_the_fixture_and_loses_nothing(tmp_path: Path, 
             for r in named if r.id != run.id} == artifacts
     assert [p.value for p in after.get_run(run.id).get_metric_history("loss")] == [1.0 / (s + 1) for s in range(20)]
     listed = _prov_json(path, "runs", "--all")
-    assert sorted(r["name"] for r in listed) == sorted([*FIRST, *SECOND, "after-upgrade"])
+    assert sorted(r["name"] for r in listed) == sorted([*every, "after-upgrade"])
     assert {rev: [r["name"] for r in _prov_json(path, "show", rev)["runs"]] for rev in ("HEAD~1",)} == \
         {"HEAD~1": shown["HEAD~1"]}
     assert [r["name"] for r in _prov_json(path, "show", "HEAD")["runs"]] == [*shown["HEAD"], "after-upgrade"]
@@ -70,8 +78,7 @@ def test_the_first_write_upgrades_the_fixture_and_loses_nothing(tmp_path: Path, 
     head = run_git(path, "rev-parse", "HEAD").strip()
     assert sorted(tree) == sorted(["format", "runs", f"{second.id}^{head}",
                                    f"{second.id}=acc={_chunk_name(path, second.id)}"])
-    assert sorted(r["name"] for r in _prov_json(path, "runs")) == sorted(
-        [*FIRST, *SECOND[:-1], "after-upgrade", "second"])
+    assert sorted(r["name"] for r in _prov_json(path, "runs")) == sorted([*active, "after-upgrade", "second"])
 
 
 def _chunk_name(path: Path, run_id: str) -> str:
@@ -144,20 +151,25 @@ def test_prov_verify_names_what_is_wrong_in_a_log(repo, as_log) -> None:
         good.log_metric("loss", 1.0)
     with api.start_run(name="broken") as broken:
         broken.log_metric("loss", 2.0)
+    with api.start_run(name="swapped") as swapped:
+        pass
     assert run_prov(repo.path, "verify", env=LOG).returncode == 0
     git = api.store.git
     head = run_git(repo.path, "rev-parse", "HEAD").strip()
     stranger = "e" * len(head)
     tip = git.refs.read(LEDGER_REF)
     tree = edit_tree(git.odb, log.log_tree(git, {f"{broken.id}^{head}": b"not a run blob",
+                                                 f"{swapped.id}^{head}": log.encode_run_blob(b"{}", b"{}"),
                                                  f"{stranger}=loss=0123abcd-00000001": b"x"}), {"payload": b"x"})
     assert git.refs.compare_and_swap(LEDGER_REF, tip, git.odb.write("commit", encode_commit(
         tree, [tip], identity_line(git), "damaged")))
     proc = run_prov(repo.path, "verify", env=LOG)
     assert proc.returncode == 8, proc.stdout + proc.stderr
     problems = [line for line in proc.stdout.splitlines() if line.startswith("problem:")]
-    assert len(problems) == 3, problems
+    assert len(problems) == 4, problems
     assert any(f"run {broken.id[:12]}: run blob of {broken.id[:12]} is not msgpack" in p for p in problems)
+    assert any(p.endswith(f"run {swapped.id[:12]}: run blob of {swapped.id[:12]} holds the record of another run")
+               for p in problems), problems
     assert any("entry 'payload' is not a file of a run" in p for p in problems)
     assert any(f"is a file of run {stranger[:12]}, which the ledger has no record of" in p for p in problems)
     assert "Traceback" not in proc.stderr

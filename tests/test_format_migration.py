@@ -18,6 +18,8 @@ from gitprov.store.trees import read_path, read_tree
 from tests.conftest import ROOT, run_git, run_prov
 
 FIXTURE = ROOT / "tests" / "fixtures" / "format1-repo.tar.gz"
+#: format 3's tree upgrades (0.1's repository upgraded to format 2 and on to 3); to the log: tests/test_format4_log.py
+pytestmark = pytest.mark.format3
 #: the last commit of this project whose code is git-prov 0.1.0 (format 1)
 RELEASE_0_1 = "d7db498"
 FORMAT_1_MARKER = b'{"format_version":1,"kind":"ledger"}'

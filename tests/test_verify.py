@@ -47,6 +47,7 @@ def test_accepts_a_repository_as_well_as_a_store(make_repo) -> None:
     assert verify_repository(repo).runs == verify_repository(repo.store).runs == 1
 
 
+@pytest.mark.format3  # format 3's listing of runs under commits/, altered (the log's: tests/test_format4_log.py)
 def test_a_run_whose_id_is_not_its_record_hash_is_a_problem(make_repo) -> None:
     repo = _prov(make_repo())
     run_id = _run(repo)
@@ -57,6 +58,7 @@ def test_a_run_whose_id_is_not_its_record_hash_is_a_problem(make_repo) -> None:
     assert all(run_id[:12] in p for p in problems)
 
 
+@pytest.mark.format3  # format 3's listing of runs under commits/, altered (the log's: tests/test_format4_log.py)
 def test_a_run_without_a_record_is_a_problem(make_repo) -> None:
     repo = _prov(make_repo())
     run_id = _run(repo)
@@ -96,6 +98,7 @@ def _unlist(repo: gitprov.Repository, *run_ids: str) -> str:
     return head
 
 
+@pytest.mark.format3  # format 3's listing of runs under commits/, altered (the log's: tests/test_format4_log.py)
 def test_an_unlisted_run_is_a_warning_naming_it(make_repo) -> None:
     repo = _prov(make_repo())
     run_id = _run(repo)
@@ -105,6 +108,7 @@ def test_an_unlisted_run_is_a_warning_naming_it(make_repo) -> None:
     assert any(w.startswith(f"run {run_id[:12]}: not listed under its commit {head[:12]}") for w in report.warnings)
 
 
+@pytest.mark.format3  # format 3's listing of runs under commits/, altered (the log's: tests/test_format4_log.py)
 def test_many_unlisted_runs_are_five_warnings_and_a_count(make_repo) -> None:
     repo = _prov(make_repo())
     ids = [_run(repo, f"r{i}") for i in range(7)]
@@ -113,6 +117,7 @@ def test_many_unlisted_runs_are_five_warnings_and_a_count(make_repo) -> None:
     assert len(warnings) == 6 and warnings[-1] == "... and 2 more runs not listed under their commits"
 
 
+@pytest.mark.format3  # format 3's listing of runs under commits/, altered (the log's: tests/test_format4_log.py)
 def test_a_run_listed_under_another_commit_is_a_problem(make_repo) -> None:
     raw = make_repo()
     repo = _prov(raw)
@@ -124,6 +129,7 @@ def test_a_run_listed_under_another_commit_is_a_problem(make_repo) -> None:
                         f"{raw.git('rev-parse', 'HEAD~1').strip()[:12]}"]
 
 
+@pytest.mark.format3  # format 3's listing of runs under commits/, altered (the log's: tests/test_format4_log.py)
 def test_a_listed_entry_must_be_the_runs_record_and_the_run_must_exist(make_repo) -> None:
     raw = make_repo()
     repo = _prov(raw)
@@ -157,6 +163,7 @@ def test_a_note_on_a_missing_commit_is_a_warning_with_the_prune_command(make_rep
     assert any("git notes --ref=prov prune" in w and ghost[:12] in w for w in report.warnings)
 
 
+@pytest.mark.format3  # format 3's listing of runs under commits/, altered (the log's: tests/test_format4_log.py)
 @pytest.mark.parametrize("page", [None, "BULK_MIN"])
 def test_a_big_ledger_is_read_in_bulk_and_a_broken_run_in_it_is_named(make_repo, monkeypatch, page) -> None:
     """Past ``BULK_MIN`` runs verify reads through git cat-file, a page at a time; a run

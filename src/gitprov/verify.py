@@ -408,6 +408,8 @@ def _dirs(store: ProvStore, as_log: bool) -> Iterator[tuple[str, str]]:
 
 #: run directories read through one ``git cat-file`` at a time: a page is held, not the ledger
 _PAGE = 16_384
+#: what a reader's error about one run ends with, which this report need not repeat
+_RUN_VERIFY = "; run 'prov verify'"
 
 
 def _run_blobs(report: VerifyReport, store: ProvStore,
@@ -434,7 +436,7 @@ def _run_blobs(report: VerifyReport, store: ProvStore,
                 run_id, tree = remaining[done]
                 remaining = remaining[done + 1:]
                 if store.git.odb.read(tree)[0] == "blob":  # a run blob that does not decode: said once
-                    report.problems.append(f"run {run_id[:12]}: {exc}")
+                    report.problems.append(f"run {run_id[:12]}: {str(exc).removesuffix(_RUN_VERIFY)}")
                     yield run_id, b"", None
                     continue
                 entries = read_tree(store.git.odb, tree)
