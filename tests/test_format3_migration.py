@@ -13,7 +13,7 @@ import pytest
 from gitprov._version import FORMAT_VERSION
 from gitprov.api import Repository
 from gitprov.runs.series import PLANES_FROM
-from gitprov.store.ledger import LEDGER_FORMAT, links_complete, run_dir
+from gitprov.store.ledger import LEDGER_FORMAT, TREE_FORMAT, links_complete, run_dir
 from tests.conftest import ROOT, run_git, run_prov
 from tests.test_format_migration import old_prov, release_source, unpack
 
@@ -80,7 +80,7 @@ def test_the_first_write_upgrades_the_marker_alone_and_loses_nothing(old_repo: P
 
     after = _files(old_repo)
     assert repo.store.ledger.read_file("format") == LEDGER_FORMAT
-    assert b'"format_version":%d' % FORMAT_VERSION in LEDGER_FORMAT and FORMAT_VERSION >= PLANES_FROM
+    assert b'"format_version":%d' % TREE_FORMAT in LEDGER_FORMAT and FORMAT_VERSION >= TREE_FORMAT >= PLANES_FROM
     # the marker alone changed: no run relisted (format 2 listed them all), every old
     # file kept byte for byte, the new run's files added
     changed = {name for name in before if after.get(name) != before[name]}

@@ -31,7 +31,7 @@ from .repo import GitRepository
 from .transaction import RefUpdate, commit_on_ref
 from .trees import edit_tree, read_path, read_tree
 
-__all__ = ["LEDGER_FORMAT", "LEDGER_REF", "LINKS_FROM", "Ledger", "commit_runs_dir", "links_complete", "marker_version",
+__all__ = ["LEDGER_FORMAT", "LEDGER_REF", "LINKS_FROM", "TREE_FORMAT", "Ledger", "commit_runs_dir", "links_complete", "marker_version",
            "run_dir", "run_link_path", "upgrade_changes"]
 
 LEDGER_REF = "refs/prov/ledger"
