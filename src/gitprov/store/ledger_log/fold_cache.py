@@ -86,6 +86,7 @@ class FoldCache:
         changed = fold_above(self.repo, tip, None)
         if changed is None:
             changed = fold_since(self.repo, tip, None)
+        self.repo.odb.drop_pages()  # the pack pages the fold read (a checkpoint's shard trees, all over the packs)
         names = sorted(changed)
         runs = [(run, changed[name]) for name in names if (run := is_run_blob(name)) is not None]
 

@@ -124,9 +124,19 @@ def _entries(repo: GitRepository, kind: str, tree: str) -> Iterable[tuple[str, s
     if kind == "log":
         return ((name, e.oid) for name, e in read_tree(repo.odb, tree).items() if name not in RESERVED)
     if kind == "checkpoint":
-        return ((name, e.oid) for shard, s in read_tree(repo.odb, tree).items() if shard not in RESERVED
-                for name, e in read_tree(repo.odb, s.oid).items())
+        return _checkpoint_entries(repo, tree)
     return ()
+
+
+def _checkpoint_entries(repo: GitRepository, tree: str) -> Iterator[tuple[str, str]]:
+    """A checkpoint's entries, shard by shard: each shard read once (not cached), and the
+    pack pages read let go of every 16 shards (a checkpoint of 100,000 runs spreads its
+    shards over the packs: 190 MiB of pages read, otherwise)."""
+    for k, (shard, s) in enumerate(read_tree(repo.odb, tree).items()):
+        if shard not in RESERVED:
+            yield from ((name, e.oid) for name, e in read_tree(repo.odb, s.oid, keep=False).items())
+        if k % 16 == 15:
+            repo.odb.drop_pages()
 
 
 def fold(repo: GitRepository, tip: str | None, stop: frozenset[str] = frozenset()) -> dict[str, str]:
