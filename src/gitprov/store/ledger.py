@@ -293,13 +293,27 @@ class Ledger:
                 raise DataError(FOREIGN_LEDGER)
             if marker is not None and not marker.is_tree:
                 _refuse_newer(self.repo.odb.read_typed(marker.oid, "blob"))
-        base = log.checkpoint_entries(self.repo, tree)
-        blobs = {run: data for name, data in base.items() if (run := log.is_run_blob(name))}
+        # every run's new blob stored shard by shard, a pack every 16 shards, so the
+        # upgrade of a big ledger holds its names and ids, not its runs (100,000: 1 GiB)
+        odb = self.repo.odb
+        touched = {segments[2] for path in changes if len(segments := path.split("/")) > 3 and segments[0] == "runs"}
+        base: dict[str, bytes | str] = {}
+        blobs: dict[str, bytes] = {}  # the run blobs of the runs ``changes`` write
+        for k, part in enumerate(log.checkpoint_shards(self.repo, tree)):
+            for name, value in part.items():
+                if isinstance(value, bytes):
+                    if (run := log.is_run_blob(name)) in touched:
+                        blobs[run] = value
+                    value = odb.write("blob", value)
+                base[name] = value
+            if k % 16 == 15:
+                odb.flush()
+                odb.drop_pages()  # the format-3 objects read so far
         hash_blob = self.repo.fmt.hash_object
 
         def current(run_id: str, part: str) -> Any:
             data = blobs.get(run_id)
-            if not isinstance(data, bytes):
+            if data is None:
                 return None
             return log.run_blob_parts(data, run_id, hash_blob)[("record", "state", "artifacts").index(part)]
 

@@ -19,7 +19,7 @@ from .names import (
     run_blob_name,
 )
 
-__all__ = ["checkpoint_entries", "log_entries"]
+__all__ = ["checkpoint_entries", "checkpoint_shards", "log_entries"]
 
 
 def log_entries(changes: dict[str, bytes | str | None], current: Callable[[str, str], Any],
@@ -87,9 +87,18 @@ def checkpoint_entries(repo: GitRepository, tree: str | None) -> dict[str, bytes
     run, every other file and each commit's link by the blob id it has. A file the log
     has no name for, or a run without its record or state, is not carried over (``prov
     verify`` of format 3 names them; the format-3 commits stay in the history)."""
+    out: dict[str, bytes | str] = {}
+    for part in checkpoint_shards(repo, tree):
+        out.update(part)
+    return out
+
+
+def checkpoint_shards(repo: GitRepository, tree: str | None) -> Iterator[dict[str, bytes | str]]:
+    """``checkpoint_entries`` one shard of format 3's ``runs/`` at a time (the runs whose
+    ids start with the same two characters), so a caller can store each shard's new run
+    blobs before it reads the next."""
     odb = repo.odb
     root = read_tree(odb, tree)
-    out: dict[str, bytes | str] = {}
 
     def files(oid: str, prefix: str) -> Iterator[tuple[str, str]]:
         for name, e in read_tree(odb, oid, keep=False).items():
@@ -100,6 +109,7 @@ def checkpoint_entries(repo: GitRepository, tree: str | None) -> dict[str, bytes
 
     runs = root.get("runs")
     for shard in (read_tree(odb, runs.oid, keep=False).values() if runs is not None and runs.is_tree else ()):
+        out: dict[str, bytes | str] = {}
         for run_id, run in (read_tree(odb, shard.oid, keep=False).items() if shard.is_tree else ()):
             if not run.is_tree or not ID_PATTERN.match(run_id):
                 continue
@@ -113,5 +123,5 @@ def checkpoint_entries(repo: GitRepository, tree: str | None) -> dict[str, bytes
             record = odb.read_typed(entries["record"], "blob")
             out[run_blob_name(run_id, record_commit(record))] = encode_run_blob(
                 record, odb.read_typed(entries["state"], "blob"))
-    out.pop("", None)
-    return out
+        out.pop("", None)
+        yield out
