@@ -265,14 +265,18 @@ class Ledger:
     def _log_transaction(self, tip: str | None, changes: dict[str, bytes | str | None]) -> str | None:
         from . import ledger_log as log
 
-        view = self.log_view(tip) if tip is not None else None  # None: the log's first commit
+        views: list[Any] = []  # the view of ``tip``, made when first needed (a run this process wrote needs none)
 
         def current(run_id: str, part: str) -> Any:
             if part == "record" and run_id in _records:  # immutable: this process has seen it
                 return _records[run_id]
             if part == "artifacts" and run_id in _inline:  # as this process last wrote them
                 return _inline[run_id]
-            parts = view.run_blob(run_id) if view is not None else None
+            if tip is None:  # the log's first commit
+                return None
+            if not views:
+                views.append(self.log_view(tip))
+            parts = views[0].run_blob(run_id)
             return None if parts is None else parts[("record", "state", "artifacts").index(part)]
 
         kept: dict[str, dict[str, bytes]] = {}

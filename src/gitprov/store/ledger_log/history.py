@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Callable, Iterable, Iterator
 
 from ...errors import DataError
+from ..objects import MODE_BLOB, MODE_TREE, TreeEntry, encode_tree
 from ..repo import GitRepository
 from ..trees import edit_tree, read_tree
 from .names import (
@@ -38,12 +39,40 @@ def _tree(repo: GitRepository, marker: bytes, entries: dict[str, bytes | str]) -
     return tree
 
 
+def _flat_tree(repo: GitRepository, marker: bytes, entries: dict[str, bytes | str]) -> str:
+    """``_tree`` of entries at the root only (a transaction's, a merge's), encoded at
+    once: a transaction's tree is the hot path of every run's write."""
+    odb = repo.odb
+    sentinel = ""
+    for kind, data in _sentinel_objects(repo):
+        sentinel = odb.write(kind, data)  # the same objects each time: the pack keeps one
+    root = [TreeEntry(MODE_BLOB, "format", odb.write("blob", marker)), TreeEntry(MODE_TREE, SENTINEL, sentinel)]
+    root += [TreeEntry(MODE_BLOB, name, value if isinstance(value, str) else odb.write("blob", value))
+             for name, value in entries.items()]
+    return odb.write("tree", encode_tree(root))
+
+
+_sentinels: dict[str, list[tuple[str, bytes]]] = {}  # object format -> the runs/ sentinel's objects, its root last
+
+
+def _sentinel_objects(repo: GitRepository) -> list[tuple[str, bytes]]:
+    objects = _sentinels.get(repo.fmt.name)
+    if objects is None:
+        record, state = repo.fmt.hash_object("blob", SENTINEL_RECORD), repo.fmt.hash_object("blob", SENTINEL_STATE)
+        run = encode_tree([TreeEntry(MODE_BLOB, "record", record), TreeEntry(MODE_BLOB, "state", state)])
+        shard = encode_tree([TreeEntry(MODE_TREE, record, repo.fmt.hash_object("tree", run))])
+        top = encode_tree([TreeEntry(MODE_TREE, record[:2], repo.fmt.hash_object("tree", shard))])
+        objects = _sentinels[repo.fmt.name] = [("blob", SENTINEL_RECORD), ("blob", SENTINEL_STATE), ("tree", run),
+                                               ("tree", shard), ("tree", top)]
+    return objects
+
+
 def log_tree(repo: GitRepository, entries: dict[str, bytes | str]) -> str:
     """The tree of a transaction holding ``entries``."""
     bad = [name for name in entries if run_of(name) is None]
     if bad:
         raise ValueError(f"not a ledger entry name: {bad[0]!r}")
-    return _tree(repo, LOG_MARKER, entries)
+    return _flat_tree(repo, LOG_MARKER, entries)
 
 
 def checkpoint_tree(repo: GitRepository, entries: dict[str, bytes | str]) -> str:
@@ -67,7 +96,7 @@ def transaction(repo: GitRepository, tip: str | None, entries: dict[str, bytes |
 def merge(repo: GitRepository, ours: str, theirs: str, resolved: dict[str, str], identity: str, message: str) -> str:
     """A merge commit of ``ours`` and ``theirs`` holding ``resolved``: a blob id for every
     entry ``resolutions`` names."""
-    return _commit(repo, _tree(repo, LOG_MARKER, dict(resolved)), [ours, theirs], identity, message)
+    return _commit(repo, _flat_tree(repo, LOG_MARKER, dict(resolved)), [ours, theirs], identity, message)
 
 
 def checkpoint(repo: GitRepository, tip: str, identity: str, message: str) -> str:
