@@ -11,7 +11,7 @@ them is done ``--repeat`` times into a fresh index file with nothing else of the
 running: decoding each frame and inserting it (``RunRows.insert``), copying the staged
 tables (``RunRows`` leaving its block), building the secondary indexes. Prints the
 process CPU seconds of each part, the least of the repeats, and the file's size. Uses
-the private parts of ``index.store`` a build uses: a probe of ``<src>``, not an API.
+the private parts of ``index.store`` and ``index.refresh`` a build uses: a probe of ``<src>``, not an API.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import time
 import msgspec
 
 import gitprov
-from gitprov.index import build_process, reading
+from gitprov.index import build_process, reading, refresh
 from gitprov.index import store as index_store
+from gitprov.index import tables as index_tables
 from gitprov.index.encoding import NODE_NAMES_SQL
 from gitprov.index.rows import RunRows
 from gitprov.store.objects import decode_tree
@@ -54,10 +55,10 @@ def main() -> int:
     for shard, entry in sorted(ledger.list_dir("runs", None).items()):
         if entry.is_tree:
             todo.extend(sorted((n, e.oid) for n, e in decode_tree(odb.read_typed(entry.oid, "tree"), odb.fmt).items()
-                               if index_store._run_id_in(shard, n)))
+                               if refresh.run_id_in(shard, n)))
     todo, blob_ids = reading.in_pack_order(ledger.repo, todo)
     db = _fresh(ledger, path)
-    with RunRows(db, batch=index_store._INSERT_BATCH, stage=True, node_ids=True) as rows:
+    with RunRows(db, batch=refresh.INSERT_BATCH, stage=True, node_ids=True) as rows:
         start = rows.start()
     db.close()
     frames: list[bytes] = []
@@ -74,7 +75,7 @@ def main() -> int:
     msgspec.msgpack.Decoder = Recording
     try:
         for _ in build_process.child_batches(ledger.repo.common_dir or ledger.repo.git_dir, todo, blob_ids, start,
-                                             index_store._INSERT_BATCH):
+                                             refresh.INSERT_BATCH):
             pass
     finally:
         msgspec.msgpack.Decoder = decoder
@@ -83,11 +84,11 @@ def main() -> int:
     for _ in range(args.repeat):
         db = _fresh(ledger, path)
         db.execute("BEGIN IMMEDIATE")
-        for name in index_store._SECONDARY_INDEXES:
+        for name in index_tables.SECONDARY_INDEXES:
             db.execute(f"DROP INDEX IF EXISTS {name}")
-        db.execute(f"PRAGMA cache_size=-{index_store._BUILD_CACHE_KIB}")
+        db.execute(f"PRAGMA cache_size=-{index_tables.BUILD_CACHE_KIB}")
         t0 = time.process_time()
-        with RunRows(db, batch=index_store._INSERT_BATCH, stage=True, node_ids=True) as rows:
+        with RunRows(db, batch=refresh.INSERT_BATCH, stage=True, node_ids=True) as rows:
             for data in frames:
                 tables = decode(data)
                 if "done" in tables:
@@ -96,10 +97,7 @@ def main() -> int:
                 rows.insert(tables)
             t1 = time.process_time()
         t2 = time.process_time()
-        for statement in index_store._SCHEMA.split(";"):
-            name = statement.split(" ON ", 1)[0].split()[-1] if " INDEX " in statement else ""
-            if name in index_store._SECONDARY_INDEXES:
-                db.execute(statement)
+        index_tables.create_secondary_indexes(db)
         db.execute(f"INSERT OR IGNORE INTO node_names {NODE_NAMES_SQL.format(nodes='nodes')}")  # noqa: S608
         t3 = time.process_time()
         db.execute("COMMIT")

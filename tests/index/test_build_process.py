@@ -18,7 +18,7 @@ from synthetic_ledger import build_ledger  # noqa: E402
 
 import gitprov
 from gitprov.errors import WriteError
-from gitprov.index import RunIndex, build_process, reading, rows, store
+from gitprov.index import RunIndex, build_process, reading, refresh, rows
 from gitprov.index.build_process import BuildChildError, child_batches
 from gitprov.index.reading import in_pack_order
 from gitprov.runs.reading import all_run_entries
@@ -35,17 +35,17 @@ def ledger_repo(request, repo, monkeypatch):
         ledger.apply({}, "prov: to the log")
         assert ledger.is_log()
     monkeypatch.setattr(reading, "BULK_MIN", 1)
-    monkeypatch.setattr(store, "_BULK_INDEX_MIN", 1)  # a cold build
-    monkeypatch.setattr(store, "_INSERT_BATCH", 7)  # several frames from the child
+    monkeypatch.setattr(refresh, "BULK_INDEX_MIN", 1)  # a cold build
+    monkeypatch.setattr(refresh, "INSERT_BATCH", 7)  # several frames from the child
     return gitprov.Repository(repo.path)
 
 
 def built(prov, path, monkeypatch, *, child: bool):
     """Rows of a cold build at ``path``, and whether the child delivered them."""
     used = []
-    real = store._rows_from_child
+    real = refresh.rows_from_child
     monkeypatch.setattr(build_process, "CHILD", child)
-    monkeypatch.setattr(store, "_rows_from_child", lambda *a, **k: used.append(real(*a, **k)) or used[-1])
+    monkeypatch.setattr(refresh, "rows_from_child", lambda *a, **k: used.append(real(*a, **k)) or used[-1])
     index = RunIndex(prov.ledger, str(path))
     index.connection()
     skipped = index.skipped()

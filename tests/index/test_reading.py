@@ -118,11 +118,11 @@ def table_rows(path):
 
 
 def test_index_built_in_bulk_equals_index_built_run_by_run(ledger_repo, monkeypatch, tmp_path):
-    from gitprov.index import RunIndex, store
+    from gitprov.index import RunIndex, refresh, tables
 
     monkeypatch.setattr(reading, "BULK_MIN", 1)
-    monkeypatch.setattr(store, "_BULK_INDEX_MIN", 1)  # the cold-build path that drops and recreates indexes
-    monkeypatch.setattr(store, "_INSERT_BATCH", 7)  # lineage nodes met again in later batches keep their ids
+    monkeypatch.setattr(refresh, "BULK_INDEX_MIN", 1)  # the cold-build path that drops and recreates indexes
+    monkeypatch.setattr(refresh, "INSERT_BATCH", 7)  # lineage nodes met again in later batches keep their ids
     ordered = []
     real = reading.in_pack_order
     monkeypatch.setattr(reading, "in_pack_order", lambda *a: ordered.append(real(*a)) or ordered[-1])
@@ -136,21 +136,21 @@ def test_index_built_in_bulk_equals_index_built_run_by_run(ledger_repo, monkeypa
 
     monkeypatch.setattr(reading, "read_run_blobs", read_noting_the_cache)
     db = bulk.connection()
-    assert sizes == [-store._BUILD_CACHE_KIB]  # the build keeps SQLite's default cache (its peak memory)
-    assert db.execute("PRAGMA cache_size").fetchone()[0] == -store._CACHE_KIB  # the queries' cache after it
+    assert sizes == [-tables.BUILD_CACHE_KIB]  # the build keeps SQLite's default cache (its peak memory)
+    assert db.execute("PRAGMA cache_size").fetchone()[0] == -tables.CACHE_KIB  # the queries' cache after it
     bulk.close()
     monkeypatch.setattr(reading, "read_run_blobs", real_read)
     assert ordered[0][1] and ordered[0][0] != sorted(ordered[0][0])  # the runs read by blob id, in another order
     monkeypatch.setattr(reading, "BULK_MIN", 10**9)
-    monkeypatch.setattr(store, "_BULK_INDEX_MIN", 10**9)
+    monkeypatch.setattr(refresh, "BULK_INDEX_MIN", 10**9)
     single = RunIndex(ledger_repo.ledger, str(tmp_path / "single.sqlite"))
     single.connection()
     single.close()
     assert table_rows(tmp_path / "bulk.sqlite") == table_rows(tmp_path / "single.sqlite")
     with sqlite3.connect(tmp_path / "bulk.sqlite") as db:
         names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index' AND sql IS NOT NULL")}
-    declared = {line.split(" ON ")[0].split()[-1] for line in store._SCHEMA.splitlines() if " INDEX " in line}
-    assert names == declared and set(store._SECONDARY_INDEXES) < declared
+    declared = {line.split(" ON ")[0].split()[-1] for line in tables.SCHEMA.splitlines() if " INDEX " in line}
+    assert names == declared and set(tables.SECONDARY_INDEXES) < declared
 
 
 def test_without_git_the_object_layer_reads_everything(ledger_repo, monkeypatch):

@@ -335,13 +335,13 @@ def test_a_failed_insert_in_a_cold_build_reaches_the_caller_and_leaves_no_half_i
     import sqlite3 as sqlite
 
     from gitprov.errors import WriteError
-    from gitprov.index import rows, store
+    from gitprov.index import refresh, rows
 
     for i in range(5):
         with start(prov, f"r{i}", params={"i": i}):
             pass
-    monkeypatch.setattr(store, "_BULK_INDEX_MIN", 1)  # a cold build: rows go in from a thread of their own
-    monkeypatch.setattr(store, "_INSERT_BATCH", 2)
+    monkeypatch.setattr(refresh, "BULK_INDEX_MIN", 1)  # a cold build: rows go in from a thread of their own
+    monkeypatch.setattr(refresh, "INSERT_BATCH", 2)
     real, calls = rows.RunRows._insert, []
 
     def failing(self, tables):

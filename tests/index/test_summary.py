@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import gitprov
 from gitprov.index import search, summary
 from gitprov.index.rows import _plain_attribute, _plain_param, param_row, sql_value
-from gitprov.index.store import _SCHEMA
+from gitprov.index.tables import SCHEMA
 
 #: params a run may get: (value, plain: its row gives it back exactly)
 PARAM_VALUES = [
@@ -238,7 +238,7 @@ json_values = st.recursive(
 def _summary_with(table: str, value, num=None):
     """The summary of a run whose one ``table`` row (key ``k``) holds ``value``."""
     db = sqlite3.connect(":memory:", isolation_level=None)
-    db.executescript(_SCHEMA)
+    db.executescript(SCHEMA)
     db.execute("INSERT INTO runs(rid, id, tree) VALUES (1, x'01', x'02')")
     db.execute("INSERT INTO keys VALUES (1, ?, 'k', 1)", (table,))
     db.execute(f"INSERT INTO {table} VALUES (1, 1, ?{', ?' if table == 'params' else ''})",
