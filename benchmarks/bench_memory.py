@@ -3,12 +3,13 @@ verify``, ``prov lineage`` of a whole connected graph, ``prov show`` of a commit
 every run, and ``prov sync mlflow`` (dry run and real) at 10,000 and 100,000 runs,
 before and after a change, in one invocation.
 
-    python benchmarks/bench_memory.py [--sizes 10000,100000] [--repeat 3]
+    python benchmarks/bench_memory.py [--sizes 10000,100000] [--repeat 3] [--layout log]
                                       [--baseline-src BEFORE/src] [--out docs/performance.md]
 
 The ledger is ``bench_storage.py``'s (``synthetic_ledger.py``: every run made at one
 commit, each consuming two earlier runs' artifacts, so the lineage of the newest run
-reaches the whole ledger), cached under ``--root``. For each command, a whole ``prov``
+reaches the whole ledger), cached under ``--root``; with ``--layout log``, a copy of it
+upgraded to format 4 (the ledger as a log) by one ``prov run -- true``. For each command, a whole ``prov``
 process writing to a pipe read to the end: time from its start to its first line and
 to its end, the peak RSS of the ``prov`` process itself (``VmHWM``, sampled every 20 ms
 from ``/proc``), the peak of any child it starts (its ``git cat-file``, sampled the
@@ -47,7 +48,7 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _harness as h  # noqa: E402
-from bench_storage import ledger_repo, own_peak  # noqa: E402
+from bench_storage import cached, ledger_repo, own_peak  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
@@ -114,7 +115,7 @@ def sync_target(root: str, info: dict, env: dict[str, str], prov: list[str], log
     """A MLflow store and local states (both formats) recording every run but the newest
     ``NEW`` as synced; made once, kept under ``root``."""
     path, n = info["path"], info["runs"]
-    base = os.path.join(root, f"sync-{n}")
+    base = os.path.join(root, f"sync-{n}{info.get('suffix', '')}")
     stamp = base + ".json"
     if os.path.exists(stamp):
         with open(stamp) as f:
@@ -155,6 +156,24 @@ def sync_target(root: str, info: dict, env: dict[str, str], prov: list[str], log
     with open(stamp, "w") as f:
         json.dump(out, f)
     return out
+
+
+def log_copy(root: str, info: dict, env: dict[str, str], prov: list[str], log) -> dict:
+    """A copy of the synthetic ledger's repository upgraded to format 4 (the ledger as a
+    log) by one ``prov run -- true``, whose first write commits the checkpoint of every
+    run; made once, kept under ``root``."""
+
+    def make(path: str) -> dict:
+        shutil.rmtree(path)
+        shutil.copytree(info["path"], path, symlinks=True)
+        shutil.rmtree(os.path.join(path, ".git", "prov"), ignore_errors=True)
+        log(f"upgrading a copy of the ledger of {info['runs']:,} runs to a log ...")
+        t0 = time.perf_counter()
+        subprocess.run([*prov, "run", "--name", "upgrade", "--", "true"], cwd=path, env=env, check=True,
+                       capture_output=True)
+        return {"runs": info["runs"] + 1, "suffix": "-log", "upgrade_seconds": time.perf_counter() - t0}
+
+    return cached(root, f"ledger-{info['runs']}-log", make)
 
 
 #: what a synced run's entry holds (the bridge's keys, a synthetic run's sizes: 8 params,
@@ -271,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline-src", help="a checkout's src/ to measure as 'before'")
     p.add_argument("--baseline-label", help="what --baseline-src is, for the report (e.g. a commit)")
     p.add_argument("--skip-sync", action="store_true", help="no MLflow rows (MLflow not installed)")
+    p.add_argument("--layout", choices=("tree", "log"), default="tree",
+                   help="the ledger as written (format 3's tree) or upgraded to format 4's log")
     p.add_argument("--root", default=os.path.join(h.default_root(), "memory"))
     p.add_argument("--out", help="write the results into this Markdown file")
     args = p.parse_args(argv)
@@ -293,8 +314,13 @@ def main(argv: list[str] | None = None) -> int:
     infos = {}
     for n in sizes:
         info = infos[n] = ledger_repo(args.root, n, env, prov, print)
+        # the newest synthetic run: its lineage reaches the whole ledger
         newest = subprocess.run([*prov, "runs", "--limit", "1"], cwd=info["path"], env=variants["after"],
                                 check=True, capture_output=True, text=True).stdout.split()[0]
+        if args.layout == "log":
+            info = infos[n] = log_copy(args.root, info, env, prov, print)
+            subprocess.run([*prov, "runs", "--limit", "1"], cwd=info["path"], env=variants["after"], check=True,
+                           capture_output=True)  # its index, which the sync target is made from
         target = None if args.skip_sync else sync_target(args.root, info, env, prov, print)
         print(f"{n:,} runs ...")
         res[n] = measure(info, newest, target, variants, prov, args.repeat if n < 100_000 else args.big_repeat,
@@ -334,7 +360,9 @@ def main(argv: list[str] | None = None) -> int:
         "## Bounded memory: `prov verify`, `lineage`, `show` and `sync` over a big ledger",
         "",
         "Each command as a whole process over the synthetic ledger of the storage benchmark "
-        "(every run made at one commit, each consuming two earlier runs' artifacts: the lineage of the newest "
+        + ("(format 3 as built, then a copy upgraded to format 4's log by one `prov run -- true`, a run more; "
+           if args.layout == "log" else "(")
+        + "every run made at one commit, each consuming two earlier runs' artifacts: the lineage of the newest "
         "run reaches the whole ledger), output to a pipe read to the end. \"first line\" is from the process "
         "start; \"prov's peak RSS\" is the `prov` process alone (`VmHWM`, sampled every 20 ms), and in "
         "brackets the largest peak of a child it started (its `git cat-file`); the sync rows include MLflow's "
@@ -346,7 +374,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "```bash",
         f"python benchmarks/bench_memory.py --sizes {args.sizes} --repeat {args.repeat} "
-        f"--big-repeat {args.big_repeat}{baseline}{' --skip-sync' if args.skip_sync else ''} --out docs/performance.md",
+        f"--big-repeat {args.big_repeat}{baseline}{' --skip-sync' if args.skip_sync else ''}"
+        f"{' --layout log' if args.layout == 'log' else ''} --out docs/performance.md",
         "```",
         "",
         f"Machine: {h.machine()}.",
