@@ -3,7 +3,7 @@ source trees side by side (``--src LABEL=DIR``, default this checkout's ``src``)
 
     python benchmarks/bench_exchange.py [--only contention,pushers,first,incremental,rss,bulk]
         [--src LABEL=DIR ...] [--sizes 1000,10000,100000] [--clones 50] [--pushers 200]
-        [--contention-runs 1000] [--artifact-mb 300] [--repeat 3] [--root DIR] [--out FILE]
+        [--contention-runs 1000] [--artifact-mb 300] [--repeat 3] [--layout log] [--root DIR] [--out FILE]
 
 Parts (``--only``, comma-separated; default every part but ``bulk``):
 
@@ -35,8 +35,9 @@ Parts (``--only``, comma-separated; default every part but ``bulk``):
   ``--runs`` in the ledger (kept for the figures in the summary of docs/performance.md).
 
 Ledgers are synthetic (``synthetic_ledger.py``: exactly what git-prov stores), built once
-and cached under ``--root``; clones that pulled them are made once per source tree in a
-run and copied (untimed) for every measurement. Every source tree runs as
+and cached under ``--root`` (``--layout log``: upgraded to format 4's log before the
+remote gets them); clones that pulled them are made once per source tree in a run and
+copied (untimed) for every measurement. Every source tree runs as
 ``python -m gitprov.cli.entry`` with ``PYTHONPATH=DIR`` (bytecode in a private
 ``PYTHONPYCACHEPREFIX``). ``--out`` rewrites each measured part's own block
 (``<!-- bench_exchange_<part>:begin -->``) of the Markdown file, so parts can be run
@@ -136,6 +137,15 @@ print(json.dumps(made))
 '''
 
 
+#: commits the checkpoint that makes a format-3 ledger a log (the first write of 0.4 does it): PATH
+UPGRADE = r'''import sys
+import gitprov
+ledger = gitprov.Repository(sys.argv[1]).ledger
+ledger.apply({}, "prov: the ledger as a log")
+assert ledger.is_log()
+'''
+
+
 class Bench:
     """Source trees, their environments, and the cached ledgers and clones."""
 
@@ -201,8 +211,11 @@ class Bench:
     # -- cached ledgers ---------------------------------------------------------------
     def ledger(self, runs: int) -> dict[str, str]:
         """``upstream`` (``runs`` runs, then NEW more in ``plus``), ``remote.git`` (``runs``),
-        ``plus.git`` (``runs`` + NEW); built once under ``--root``."""
-        base = os.path.join(self.root, f"ledger-{runs}")
+        ``plus.git`` (``runs`` + NEW); built once under ``--root``. ``--layout log``: the
+        synthetic ledger upgraded to format 4's log (one checkpoint commit) before it is
+        pushed, and the NEW runs made with the API, a transaction each."""
+        log_layout = self.args.layout == "log"
+        base = os.path.join(self.root, f"ledger-{runs}" + ("-log" if log_layout else ""))
         paths = {k: os.path.join(base, k) for k in ("upstream", "remote.git", "plus.git")}
         stamp = os.path.join(base, "DONE")
         if os.path.exists(stamp):
@@ -216,10 +229,20 @@ class Bench:
             self.log(f"building a ledger of {runs:,} runs ...")
             built = build_ledger(paths["upstream"], runs)
             self.log(f"  {built.seconds:.1f} s")
+            if log_layout:
+                self.log("upgrading it to a log ...")
+                self.prov(next(iter(self.srcs)), paths["upstream"], "init", "--no-hooks")
+                upgrade = subprocess.run([sys.executable, "-c", UPGRADE, paths["upstream"]],
+                                         env=self.env_for(next(iter(self.srcs))), capture_output=True, text=True)
+                if upgrade.returncode != 0:
+                    raise RuntimeError(f"upgrading the ledger failed: {upgrade.stderr}")
             for bare in ("remote.git", "plus.git"):
                 self.git(base, "init", "-q", "--bare", paths[bare])
             self.git(paths["upstream"], "push", "-q", paths["remote.git"], "HEAD:refs/heads/main", f"{LEDGER}:{LEDGER}")
-            append_runs(paths["upstream"], NEW)
+            if log_layout:
+                self.make_runs(next(iter(self.srcs)), [paths["upstream"]], NEW)
+            else:
+                append_runs(paths["upstream"], NEW)
             self.git(paths["upstream"], "push", "-q", paths["plus.git"], "HEAD:refs/heads/main", f"{LEDGER}:{LEDGER}")
         finally:
             os.environ.clear()
@@ -652,6 +675,8 @@ def command(args: argparse.Namespace, part: str) -> str:
         parts.append(f"--artifact-mb {args.artifact_mb}")
     if part in ("first", "incremental", "rss"):
         parts.append(f"--repeat {args.repeat}")
+    if args.layout == "log":
+        parts.append("--layout log")
     return " ".join([*parts, "--out docs/performance.md"])
 
 
@@ -827,6 +852,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3, help="rounds of the timed parts (medians)")
     p.add_argument("--runs", type=int, default=100_000, help="ledger of the bulk part")
     p.add_argument("--new", type=int, default=1_000, help="new runs of the bulk part")
+    p.add_argument("--layout", choices=("tree", "log"), default="tree",
+                   help="the remote's ledger as built (format 3's tree) or upgraded to format 4's log")
     p.add_argument("--root", default=os.path.join(h.default_root(), "exchange15"))
     p.add_argument("--out", help="Markdown file whose bench_exchange_<part> blocks are rewritten")
     args = p.parse_args(argv)

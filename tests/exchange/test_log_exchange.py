@@ -25,7 +25,7 @@ from tests.exchange import (
     test_remote_trust,
     test_transports,
 )
-from tests.exchange.clones import ledger_run_ids, make_run, seed_bare
+from tests.exchange.clones import clone, ledger_run_ids, make_run, seed_bare
 from tests.exchange.test_remote import assert_forgery_rejected
 from tests.exchange.test_remote_trust import NEW_RUNS, REWRITES
 
@@ -208,3 +208,36 @@ def test_a_clone_still_on_format_3_and_one_on_the_log_merge(remote: GitRepo, tmp
         assert run_prov(repo.path, "verify").returncode == 0
         repo.fsck()
     assert len(ledger_run_ids(b)) == 3
+
+
+@pytest.mark.parametrize("left_out", ["nothing", "a run", "a chunk"])
+def test_a_checkpoint_on_format_3_must_hold_every_run_and_file(remote: GitRepo, tmp_path: Path, monkeypatch,
+                                                                left_out: str) -> None:
+    """A checkpoint pushed on top of a format-3 ledger (what an upgrade writes) is checked
+    against format 3's trees: one that leaves out a run, or one of a run's files, is
+    refused; the honest one is pulled whole."""
+    monkeypatch.setenv("GIT_PROV_LEDGER_LAYOUT", "tree")
+    evil = clone(remote, tmp_path / "evil")
+    runs = [make_run(evil.path, f"r{i}", loss=float(i)) for i in range(3)]
+    assert run_prov(evil.path, "push").returncode == 0
+    git = Repository(evil.path).git
+    tip = git.refs.read(LEDGER_REF)
+    assert not Ledger(git).is_log(tip)
+    entries = log.checkpoint_entries(git, git.read_commit(tip).tree)
+    if left_out == "a run":
+        del entries[next(n for n in entries if log.is_run_blob(n) == runs[1])]
+    elif left_out == "a chunk":
+        del entries[next(n for n in entries if log.run_of(n) == runs[2] and "=loss=" in n)]
+    _push_forged(evil, git, tip, log.checkpoint_tree(git, entries))
+    monkeypatch.setenv("GIT_PROV_LEDGER_LAYOUT", "log")
+    victim = clone(remote, tmp_path / "victim")
+    before = Repository(victim.path).git.refs.read(LEDGER_REF)
+    proc = run_prov(victim.path, "pull")
+    if left_out == "nothing":
+        assert proc.returncode == 0, proc.stderr
+        assert ledger_run_ids(victim.path) == set(runs)
+        assert Ledger(Repository(victim.path).git).is_log()
+    else:
+        assert proc.returncode == 5 and "leaves out 1 entry" in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert Repository(victim.path).git.refs.read(LEDGER_REF) == before  # nothing merged

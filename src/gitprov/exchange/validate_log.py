@@ -64,15 +64,20 @@ def validate_log(repo: GitRepository, ours: str | None, theirs: str, progress: P
 
 
 def _check_checkpoint(repo: GitRepository, commit: str, parents: list[str], verdict: Verdict) -> None:
-    """A checkpoint holds every entry of the ledger below it (of format 3: every run)."""
+    """A checkpoint holds every entry of the ledger below it (of format 3: every run).
+    A run blob is counted by its run: its name's commit is checked against its record
+    where the run blob is read (``_LogCheck.finish``)."""
     from ..store.ledger import Ledger
 
     held = set(log.fold_since(repo, commit, parents))
-
+    held_runs = {run for name in held if (run := log.is_run_blob(name)) is not None}
     for parent in parents:
-        below = log.fold_since(repo, parent, None) if Ledger(repo).is_log(parent) else \
-            log.checkpoint_entries(repo, repo.read_commit(parent).tree)
-        missing = sorted(name for name in below if name not in held)
+        if Ledger(repo).is_log(parent):
+            below = log.fold_since(repo, parent, None)
+            missing = sorted(name for name in below if name not in held and log.is_run_blob(name) not in held_runs)
+        else:  # format 3: names from its trees, no record read
+            runs, names = log.checkpoint_names(repo, repo.read_commit(parent).tree)
+            missing = sorted(runs - held_runs) + sorted(names - held)
         if missing:
             verdict.add(f"checkpoint {commit[:12]} leaves out {len(missing)} entr{'y' if len(missing) == 1 else 'ies'} "
                         f"of the ledger below it (e.g. {missing[0][:60]!r}): it would hide them")
