@@ -28,8 +28,8 @@ from tests.exchange.test_validate_decode import EDITS, STATE
 from tests.test_codec import run_record
 
 RUNS = 6
-#: what arriving clears, counted against format 3's records and states (a log's run blobs
-#: are read by ``exchange/validate_log.py`` after the fetch)
+#: what arriving clears, counted against format 3's records and states (a log's run
+#: blobs: ``test_run_blobs_checked_as_they_arrive_give_the_same_verdict``)
 FORMAT3_CLEARING = pytest.mark.format3
 
 
@@ -206,6 +206,68 @@ def test_a_chunk_is_cleared_as_its_kind_only_when_its_check_passes(monkeypatch) 
     assert precheck(b"\x80") is None and precheck(b"") is None
 
 
+def _log_verdict(repo: GitRepository, cleared: Cleared | None):
+    from gitprov.exchange.validate_log import validate_log
+
+    theirs = repo.refs.read(exchange.tracking_ref("origin", LEDGER_REF))
+    verdict = validate_log(repo, repo.refs.read(LEDGER_REF), theirs, None, cleared)
+    return sorted(verdict.problems), sorted(verdict.pinned), sorted(verdict.added), verdict.checked
+
+
+def test_run_blobs_checked_as_they_arrive_give_the_same_verdict(published: GitRepo, tmp_path: Path,
+                                                                monkeypatch) -> None:
+    """Format 4: each run blob is checked as it arrives (record, state, kept artifacts'
+    names) and said with its record's id; validation reads only what was not cleared,
+    and one cleared as another run's, or as another kind, is read again."""
+    from gitprov.exchange import validate_log
+
+    mine = _clone(published, tmp_path / "mine")
+    repo = GitRepository.open(str(mine.path))
+    cleared = exchange.fetch(repo, "origin", check_arriving=True).cleared
+    assert cleared is not None
+    cleared.wait()
+    runs = {oid: found for oid, found in cleared._ids.items() if found[0] == "run"}
+    assert len(runs) == RUNS  # every run blob
+    ids = ledger_run_ids(published)
+    assert {found[1].split()[0] for found in runs.values()} == ids  # the record's id: the run's
+    read: list[str] = []
+    content = validate_log._LogCheck.content
+    monkeypatch.setattr(validate_log._LogCheck, "content", lambda self, job, data: (
+        read.append(job.kind), content(self, job, data))[1])
+    with_cleared = _log_verdict(repo, cleared)
+    assert "run" not in read  # none read again
+    assert with_cleared == _log_verdict(repo, None) and with_cleared[2] and not with_cleared[0]
+    assert read.count("run") == RUNS
+    other_run = "0" * len(next(iter(ids)))
+    for wrong in ({oid: ("run", f"{other_run} {found[1].split()[1]}") for oid, found in runs.items()},
+                  {oid: ("state", None) for oid in runs}):
+        read.clear()
+        assert _log_verdict(repo, Cleared(wrong)) == with_cleared
+        assert read.count("run") == RUNS  # each read again
+
+
+def test_a_run_blob_is_cleared_only_when_its_full_check_passes() -> None:
+    from gitprov.store import ledger_log as log
+
+    record = codec.encode(run_record({"lr": 0.1}))
+    state = json.dumps(STATE, separators=(",", ":")).encode()
+    blob = log.encode_run_blob(record, state, {"model.txt": b"weights"})
+    found = precheck(blob)
+    assert found is not None and found[0] == "run"
+    import hashlib
+
+    assert found[1] == f"{hashlib.sha1(b'blob %d' % len(record) + bytes(1) + record).hexdigest()} " \
+                       f"{json.loads(record)['code']['commit'] or ''}"
+    assert precheck(blob, "sha256")[1].split()[0] == hashlib.sha256(b"blob %d\0" % len(record) + record).hexdigest()
+    bad_record = json.loads(record)
+    bad_record["name"] = "bad\x01name"
+    for damaged in (log.encode_run_blob(json.dumps(bad_record, separators=(",", ":")).encode(), state),
+                    log.encode_run_blob(record, b"{}"),
+                    log.encode_run_blob(record, state, {"": b"x"}),
+                    blob[:-3]):
+        assert precheck(damaged) is None  # read again, and reported, when listed
+
+
 def test_a_chunk_cleared_as_another_kind_is_read_again(published: GitRepo, tmp_path: Path) -> None:
     mine = _clone(published, tmp_path / "mine")
     repo = GitRepository.open(str(mine.path))
@@ -261,13 +323,13 @@ def test_a_reader_that_stops_midway_leaves_the_rest_to_git(published: GitRepo, t
 
     checked: list[bytes] = []
 
-    def precheck_then_stop(data: bytes):
+    def precheck_then_stop(data: bytes, *args):
         if len(checked) == 3:
             if how == "dies":
                 os._exit(3)  # the forked reader is killed: its last frame never leaves
             raise RuntimeError("the reader broke")
         checked.append(data)
-        return precheck(data)
+        return precheck(data, *args)
 
     monkeypatch.setattr(arriving, "precheck", precheck_then_stop)
     mine = _clone(published, tmp_path / "mine")
@@ -341,9 +403,9 @@ def test_a_forked_reader_holds_no_pipe_of_its_parent(published: GitRepo, tmp_pat
 
     from gitprov.exchange import arriving
 
-    def slow_precheck(data: bytes):
+    def slow_precheck(data: bytes, *args):
         time.sleep(0.2)  # the reader is still running when the fetch returns
-        return precheck(data)
+        return precheck(data, *args)
 
     monkeypatch.setattr(arriving, "precheck", slow_precheck)
     mine = _clone(published, tmp_path / "mine")

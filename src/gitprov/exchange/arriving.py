@@ -2,8 +2,8 @@
 
 git copies the pack it receives to a file (``GIT_TRACE_PACKFILE``) as it reads it; a
 reader follows that file as it grows and, for every small blob it can resolve
-(``store/packstream.py``), runs the content checks a record, a state, a chunk or a
-summary gets in validation (``blob_content.precheck``). Validation after the fetch then
+(``store/packstream.py``), runs the content checks a record, a state, a format-4 run
+blob, a chunk or a summary gets in validation (``blob_content.precheck``). Validation after the fetch then
 asks git only for the blobs this did not clear: on a first pull, instead of ``git
 cat-file`` inflating each of them a second time after the fetch, they are inflated and
 checked while git's ``index-pack`` works.
@@ -183,7 +183,9 @@ class Arriving:
                         break
                     for i, (kind, commit) in enumerate(zip(kinds, commits, strict=True)):
                         oid = ids[i * size:(i + 1) * size]
-                        if kind != 0x72:  # not a record: what it was cleared as has no commit
+                        if kind == _RUN:  # a run blob: its record's id and commit
+                            cleared[oid] = ("run", commit)
+                        elif kind != 0x72:  # not a record: what it was cleared as has no commit
                             cleared[oid] = _BY_BYTE[kind]
                         elif (found := records.get(commit)) is not None:
                             cleared[oid] = found
@@ -211,7 +213,7 @@ def _checked(read: Callable[[int], bytes], hash_name: str,
     """``(id, what it was cleared as)`` of each blob of the pack ``read`` streams that
     passes ``precheck``."""
     for oid, data in scan_blobs(read, hash_name=hash_name, max_size=_MAX_SIZE, cache_bytes=cache_bytes):
-        found = precheck(data)
+        found = precheck(data, hash_name)
         if found is not None:
             yield oid, found
 
@@ -305,12 +307,13 @@ _STALE = 3600
 #: the largest blob checked as it arrives: within the limit of every kind cleared
 _MAX_SIZE = min(LIMITS["record"], LIMITS["state"])
 #: what the forked reader sends for each kind it clears (a record also sends its commit)
-_BYTE_OF = {"record": 0x72, "state": 0x73, "series": 0x6D, "observations": 0x6F, "summaries": 0x75}
-_BY_BYTE = {byte: (kind, None) for kind, byte in _BYTE_OF.items() if kind != "record"}
+_BYTE_OF = {"record": 0x72, "state": 0x73, "series": 0x6D, "observations": 0x6F, "summaries": 0x75, "run": 0x52}
+_RUN = _BYTE_OF["run"]
+_BY_BYTE = {byte: (kind, None) for kind, byte in _BYTE_OF.items() if kind not in ("record", "run")}
 
 
 class Cleared:
-    """Blob ids whose content passed a record's, a state's or a chunk's checks as it arrived; while
+    """Blob ids whose content passed a record's, a state's, a run blob's or a chunk's checks as it arrived; while
     a forked reader still runs, more come in (``finished``: no more will)."""
 
     __slots__ = ("_done", "_ids", "_stop")

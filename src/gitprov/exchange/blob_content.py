@@ -1,17 +1,21 @@
 """What a ledger blob must hold, judged from its bytes alone: a record or a state decoded
 in one typed parse (``decode_model``), and ``precheck``, the checks a blob gets as it
 arrives in a pull, before anything says where it sits (``arriving.py``): a record, a
-state, a metric or observation chunk or a series summary that passes them is not read
-again by validation (``validate.py``), which checks names, paths, modes and sizes.
+state, a format-4 run blob, a metric or observation chunk or a series summary that
+passes them is not read again by validation (``validate.py``, ``validate_log.py``),
+which checks names, paths, modes and sizes.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import msgspec
 
 from .. import codec
+from ..errors import ProvError
+from ..keys import check_key, key_from_name
 from ..model import RunRecord, RunState
 from ..model.common import FORMAT_VERSION
 from ..runs.series import decode_observation_chunk, metric_chunk_columns
@@ -52,13 +56,18 @@ def decode_model(data: bytes, model: type, where: str, run_id: str = "") -> Any:
     return codec.decode(data, model, where.format(run_id[:12]))
 
 
-def precheck(data: bytes) -> tuple[str, str | None] | None:
+def precheck(data: bytes, hash_name: str = "sha1") -> tuple[str, str | None] | None:
     """The checks of a blob's content alone, for a blob whose use is not known yet
-    (``arriving.py``): ``("record", the commit it names)``, ``("state", None)``, or a
-    chunk's kind (``("series", None)``, ``("observations", None)``, ``("summaries",
-    None)``) when ``data`` passes every check of that kind, else None (the blob is then
-    checked in full when listed)."""
-    if data[:1] != b"{":  # not JSON: msgpack, a chunk or a summary
+    (``arriving.py``): ``("record", the commit it names)``, ``("state", None)``, ``("run",
+    "<its record's blob id> <the commit the record names>")`` for a format-4 run blob
+    (ids of ``hash_name``), or a chunk's kind (``("series", None)``, ``("observations",
+    None)``, ``("summaries", None)``) when ``data`` passes every check of that kind, else
+    None (the blob is then checked in full when listed)."""
+    if data[:1] != b"{":  # not JSON: msgpack, a run blob, a chunk or a summary
+        if data[:1] in _RUN_BLOB_MAPS and b"\xa6record" in data and b"\xa5state" in data:
+            found = _precheck_run_blob(data, hash_name)
+            if found is not None:
+                return found
         return _precheck_chunk(data)
     model, check = (RunState, check_state_values) if b'"kind":"run-state"' in data else (RunRecord, check_record_values)
     try:
@@ -70,6 +79,38 @@ def precheck(data: bytes) -> tuple[str, str | None] | None:
         return _STATE
     commit = value.code.commit
     return _RECORDS.setdefault(commit, ("record", commit)) if len(_RECORDS) < 4096 else ("record", commit)
+
+
+def _precheck_run_blob(data: bytes, hash_name: str) -> tuple[str, str] | None:
+    """A run blob's checks (``validate_log``'s): its parts, its record and state decoded
+    and under the local calls' limits, the names of the artifacts it keeps; the run it
+    belongs to is the blob id of its record, which is said for validation to compare
+    with the run the blob's name says. Its state is compared with a clone's own there,
+    when the run is not new to it."""
+    try:
+        obj = msgspec.msgpack.decode(data)
+        if not isinstance(obj, dict) or not {"record", "state"} <= set(obj) <= {"record", "state", "artifacts"}:
+            return None
+        record, state, artifacts = obj["record"], obj["state"], obj.get("artifacts", {})
+        if not (isinstance(record, bytes) and isinstance(state, bytes) and isinstance(artifacts, dict)
+                and all(isinstance(k, str) and "/" not in k and isinstance(v, bytes) for k, v in artifacts.items())):
+            return None
+        for name in artifacts:
+            check_key(key_from_name(name))
+        value = decode_model(record, RunRecord, "")
+        check_record_values(value)
+        check_state_values(decode_model(state, RunState, ""))
+    except (msgspec.DecodeError, ProvError):
+        return None
+    except Exception:  # noqa: BLE001 - whatever fails here is checked again, in full, when listed
+        return None
+    digest = hashlib.new(hash_name, b"blob %d\0" % len(record))
+    digest.update(record)
+    return ("run", f"{digest.hexdigest()} {value.code.commit or ''}")
+
+
+#: the first byte of a run blob: a msgpack map of its two or three parts
+_RUN_BLOB_MAPS = (b"\x82", b"\x83")
 
 
 def _precheck_chunk(data: bytes) -> tuple[str, None] | None:

@@ -222,7 +222,7 @@ def merge_fetched(repo: GitRepository, remote: str, result: ExchangeResult, prog
                 continue
             ours_tree, their_tree = _tree(repo, ours), _tree(repo, theirs)
             if ref == LEDGER_REF and (_is_log(repo, theirs) or _is_log(repo, ours)):
-                verdict = _validate_with_log(repo, ours, theirs, progress)
+                verdict = _validate_with_log(repo, ours, theirs, progress, result.cleared)
                 result.pinned.update(verdict.pinned)
                 result.runs_checked += verdict.checked
             elif ref == LEDGER_REF:
@@ -276,7 +276,8 @@ def _is_log(repo: GitRepository, commit: str | None) -> bool:
     return commit is not None and Ledger(repo).is_log(commit)
 
 
-def _validate_with_log(repo: GitRepository, ours: str | None, theirs: str, progress: Progress | None) -> Any:
+def _validate_with_log(repo: GitRepository, ours: str | None, theirs: str, progress: Progress | None,
+                       cleared: Cleared | None = None) -> Any:
     """Validation when either ledger is format 4's log: an arriving log as a log; an
     arriving ledger of format 3 (a clone that has not upgraded) as format 3, against
     the last format-3 ledger both hold, unless it was written on top of the log (it
@@ -284,7 +285,7 @@ def _validate_with_log(repo: GitRepository, ours: str | None, theirs: str, progr
     if _is_log(repo, theirs):
         from .validate_log import validate_log
 
-        return validate_log(repo, ours, theirs, progress)
+        return validate_log(repo, ours, theirs, progress, cleared)
     from ..store.ledger_log import merge_bases
     from .blobs import Verdict
 
@@ -294,7 +295,7 @@ def _validate_with_log(repo: GitRepository, ours: str | None, theirs: str, progr
         verdict.add(f"{theirs[:12]} is a ledger of format 3 written on top of format 4's log (it would hide the "
                     "log's runs): refused; upgrade the clone that wrote it to git-prov>=0.4.0")
         return verdict
-    return validate_ledger(repo, _tree(repo, bases[0]) if bases else None, _tree(repo, theirs), progress)
+    return validate_ledger(repo, _tree(repo, bases[0]) if bases else None, _tree(repo, theirs), progress, cleared)
 
 
 def is_ancestor(repo: GitRepository, ancestor: str, descendant: str) -> bool:

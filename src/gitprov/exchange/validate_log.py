@@ -21,10 +21,11 @@ from ..store.repo import GitRepository
 from .blob_content import decode_model
 from .blobs import MAX_REPORTED, Job, Verdict, check_blobs
 from .remote_values import check_record_values
-from .validate import _CHUNK_NAME, _WRITER, _LedgerCheck
+from .validate import _CHUNK_NAME, _DEFERRED, _WRITER, _LedgerCheck
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from .arriving import Cleared
     from .progress import Progress
 
 __all__ = ["validate_log"]
@@ -32,9 +33,12 @@ __all__ = ["validate_log"]
 _FOLDER_KIND = {"series": "series", "observations": "observations", "summaries": "summaries"}
 
 
-def validate_log(repo: GitRepository, ours: str | None, theirs: str, progress: Progress | None = None) -> Verdict:
+def validate_log(repo: GitRepository, ours: str | None, theirs: str, progress: Progress | None = None,
+                 cleared: Cleared | None = None) -> Verdict:
     """Check what the log at commit ``theirs`` adds to the local ledger at commit
-    ``ours`` (None: none; a format-3 ledger is compared as a whole)."""
+    ``ours`` (None: none; a format-3 ledger is compared as a whole). ``cleared``: the
+    blobs whose content was checked as the pull's pack arrived (``arriving.py``), not
+    read again."""
     from ..store.ledger import Ledger
 
     verdict = Verdict()
@@ -53,7 +57,7 @@ def validate_log(repo: GitRepository, ours: str | None, theirs: str, progress: P
         return verdict
     mine = ledger.log_view(ours) if ours_log else None
     ours_tree = repo.read_commit(ours).tree if ours is not None and not ours_log else None  # format 3's
-    check = _LogCheck(repo, verdict, progress, mine, ours_tree)
+    check = _LogCheck(repo, verdict, progress, mine, ours_tree, cleared)
     check_blobs(repo, check.jobs(changed), verdict, check.content)
     check.finish()
     for commit, parents in checkpoints[:MAX_REPORTED]:
@@ -86,14 +90,43 @@ def _check_checkpoint(repo: GitRepository, commit: str, parents: list[str], verd
 class _LogCheck(_LedgerCheck):
     """The checks of ``validate._LedgerCheck`` on the entries of a log."""
 
-    def __init__(self, repo: GitRepository, verdict: Verdict, progress: Progress | None, mine, ours_tree: str | None):
-        super().__init__(repo, verdict, progress, ours_tree)
+    def __init__(self, repo: GitRepository, verdict: Verdict, progress: Progress | None, mine, ours_tree: str | None,
+                 cleared: Cleared | None = None):
+        super().__init__(repo, verdict, progress, ours_tree, cleared)
         self.mine = mine  # the local log's view (None: no local log)
         self.records: dict[str, str | None] = {}  # run id -> the commit its arriving record names
         self.links: list[tuple[str, str]] = []  # (run id, the commit its blob's name says)
         self.touched: set[str] = set()  # runs whose files arrive
 
     def jobs(self, changed: dict[str, str]) -> Iterator[Job]:  # type: ignore[override]
+        """Each entry's job, but for the blobs cleared as they arrived; a job whose blob
+        the reader of the arriving pack has not reached yet waits (``_settle``)."""
+        cleared, deferred = self.cleared, self.deferred
+        for job in self._entry_jobs(changed):
+            if deferred and (cleared.finished or len(deferred) >= _DEFERRED):  # type: ignore[union-attr]
+                cleared.wait()  # type: ignore[union-attr]
+                yield from self._undefer()
+            if cleared is None or self._settle(job) is False:
+                yield job
+        if deferred:
+            cleared.wait()  # type: ignore[union-attr]
+            yield from self._undefer()
+
+    def _use(self, job: Job, found: tuple[str, str | None]) -> bool:
+        """A run blob cleared as it arrived: its record is the run's its name says, and
+        the run is new here (else its state is compared with this clone's: read)."""
+        if job.kind != "run":
+            return super()._use(job, found)
+        kind, said = found
+        record_id, _, commit = (said or "").partition(" ")
+        if kind != "run" or record_id != job.arg or job.arg not in self.new:
+            return False
+        self.records[job.arg] = commit or None
+        if commit:
+            self.verdict.pinned.add(commit)
+        return True
+
+    def _entry_jobs(self, changed: dict[str, str]) -> Iterator[Job]:
         fmt = self.fmt
         for name, oid in sorted(changed.items()):
             if self.verdict.full():
