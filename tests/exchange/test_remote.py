@@ -303,3 +303,21 @@ def test_ci_checkout_without_prov_prov_refs(remote: GitRepo, tmp_path: Path) -> 
 def test_state_of_a_forged_future_version_names_the_upgrade(remote: GitRepo, tmp_path: Path) -> None:
     state = codec.encode(RunState(lamport=1, writer="x")).replace(b'"format_version":%d' % FORMAT_VERSION, b'"format_version":99')
     assert b"99" in state
+
+
+def test_a_pull_writes_gits_commit_graph_unless_the_user_chose_not_to(remote: GitRepo, tmp_path: Path) -> None:
+    """What arrives gets git's commit-graph (as ``fetch.writeCommitGraph`` writes it), so
+    the history a log is read from is walked at once; a user's own setting wins."""
+    first = clone(remote, tmp_path / "first")
+    make_run(first.path, "r")
+    assert run_prov(first.path, "push").returncode == 0
+    graphs = lambda repo: sorted(p.name for p in (repo.path / ".git" / "objects" / "info").glob("commit-graph*"))  # noqa: E731
+    mine = clone(remote, tmp_path / "mine")
+    assert not graphs(mine)
+    assert run_prov(mine.path, "pull").returncode == 0
+    assert graphs(mine)
+    run_git(mine.path, "commit-graph", "verify")
+    declined = clone(remote, tmp_path / "declined")
+    run_git(declined.path, "config", "fetch.writeCommitGraph", "false")
+    assert run_prov(declined.path, "pull").returncode == 0
+    assert not graphs(declined)

@@ -61,6 +61,9 @@ class Verdict:
         self.added: list[str] = []
         #: run directories (or notes) checked
         self.checked = 0
+        #: a log's merge bases and what the validated tip wrote above them (``validate_log``):
+        #: the merge's, when the local tip has not moved since (not folded twice)
+        self.fold: tuple[list[str], dict[str, str]] | None = None
         self._lock = threading.Lock()
 
     def add(self, message: str) -> None:

@@ -118,18 +118,23 @@ def _described(path: str, state: RunState | None) -> str | None:
 
 
 
-def merge_logs(repo: GitRepository, ours: str, theirs: str, ours_is_log: bool, theirs_is_log: bool) -> str | None:
+def merge_logs(repo: GitRepository, ours: str, theirs: str, ours_is_log: bool, theirs_is_log: bool,
+               folded: tuple[list[str], dict[str, str]] | None = None) -> str | None:
     """The tree of the commit merging two ledger tips of which one at least is format 4's
     log: both logs, a log commit holding the resolutions of the entries both lines wrote
     differently since their merge base, or None when ours wrote nothing since then that
     theirs lacks (theirs is the merge: a fast-forward, as format 3 takes a tree that
     holds all of ours; two clones' first ``prov init`` share no history); a log and a tip
-    of format 3 (a clone that had not upgraded yet), a checkpoint of every run of both."""
+    of format 3 (a clone that had not upgraded yet), a checkpoint of every run of both.
+    ``folded``: the merge bases of the two logs and what ``theirs`` wrote above them, as
+    validation read them (``Verdict.fold``), else found here."""
     from ..store import ledger_log as log
 
     if ours_is_log and theirs_is_log:
-        bases = log.merge_bases(repo, ours, theirs)
-        mine, other = log.fold_since(repo, ours, bases), log.fold_since(repo, theirs, bases)
+        bases, other = folded if folded is not None else (log.merge_bases(repo, ours, theirs), None)
+        mine = log.fold_since(repo, ours, bases)
+        if other is None:
+            other = log.fold_since(repo, theirs, bases)
         if all(other.get(name) == oid for name, oid in mine.items()):
             return None
         both = {name: (oid, other[name]) for name, oid in mine.items() if name in other and other[name] != oid}

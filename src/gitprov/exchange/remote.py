@@ -235,7 +235,7 @@ def merge_fetched(repo: GitRepository, remote: str, result: ExchangeResult, prog
             problems.extend(f"{ref}: {p}" for p in verdict.problems)
             if verdict.problems:
                 refused[tracking_ref(remote, ref)] = theirs
-            plans.append((ref, theirs, (ours_tree, verdict.added), ours))
+            plans.append((ref, theirs, (ours_tree, verdict.added), ours, verdict.fold))
     finally:
         if result.cleared is not None:
             result.cleared.close()  # a reader of the arriving pack still running is not needed any more
@@ -251,9 +251,9 @@ def merge_fetched(repo: GitRepository, remote: str, result: ExchangeResult, prog
         from ..store import quarantine
 
         quarantine.clear(repo, remote_label(remote))
-    for ref, theirs, known, ours in plans:
+    for ref, theirs, known, ours, folded in plans:
         outcome = merge_into(repo, ref, theirs, f"prov: merge {ref} from {remote_label(remote)}", result, known,
-                             behind=ours)
+                             behind=ours, folded=folded)
         result.merged.append(outcome)
         if progress is not None and ref == LEDGER_REF:
             progress.done(f"merging {ref}", len(result.runs_added), note=f" runs added ({outcome.action})")
@@ -304,11 +304,14 @@ def is_ancestor(repo: GitRepository, ancestor: str, descendant: str) -> bool:
 
 
 def merge_into(repo: GitRepository, ref: str, theirs: str, message: str, result: ExchangeResult | None = None,
-               known: tuple[str | None, list[str]] | None = None, behind: str | None = None) -> RefOutcome:
+               known: tuple[str | None, list[str]] | None = None, behind: str | None = None,
+               folded: tuple[list[str], dict[str, str]] | None = None) -> RefOutcome:
     """Merge the commit ``theirs`` into the local ``ref`` (compare-and-swap, retried).
     ``known``: a ledger tree and the runs ``theirs`` adds to it (from validation), so
     they are not listed again when the ref still holds that tree. ``behind``: a tip of
-    ``ref`` known not to contain ``theirs`` (not asked of git again)."""
+    ``ref`` known not to contain ``theirs`` (not asked of git again). ``folded``: two
+    logs' merge bases and what ``theirs`` wrote above them, found by validation with
+    the local tip at ``behind`` (``Verdict.fold``), used while it is still there."""
     merge_tree: Callable[[Any, str | None, str | None], str | None] = (
         merge_ledger_trees if ref == LEDGER_REF else merge_notes_trees)
     for attempt in range(100):
@@ -327,7 +330,7 @@ def merge_into(repo: GitRepository, ref: str, theirs: str, message: str, result:
             else:
                 from .merge import merge_logs
 
-                tree = merge_logs(repo, ours, theirs, *logs)
+                tree = merge_logs(repo, ours, theirs, *logs, folded=folded if ours == behind else None)
                 if tree is None:  # ours holds nothing theirs lacks
                     new, action = theirs, "fast-forward"
                 else:

@@ -11,6 +11,7 @@ hide it).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from .. import codec
@@ -57,6 +58,7 @@ def validate_log(repo: GitRepository, ours: str | None, theirs: str, progress: P
         return verdict
     mine = ledger.log_view(ours) if ours_log else None
     ours_tree = repo.read_commit(ours).tree if ours is not None and not ours_log else None  # format 3's
+    verdict.fold = (bases, changed)
     check = _LogCheck(repo, verdict, progress, mine, ours_tree, cleared)
     check_blobs(repo, check.jobs(changed), verdict, check.content)
     check.finish()
@@ -128,9 +130,21 @@ class _LogCheck(_LedgerCheck):
 
     def _entry_jobs(self, changed: dict[str, str]) -> Iterator[Job]:
         fmt = self.fmt
+        # the two common shapes, matched at once (anything else: part by part, below)
+        run_blob = re.compile(rf"([0-9a-f]{{{fmt.hex_len}}})(?:\^([0-9a-f]{{{fmt.hex_len}}}))?\Z")
+        metric_chunk = re.compile(rf"([0-9a-f]{{{fmt.hex_len}}})=([^=/]+)=({_CHUNK_NAME.pattern})")
         for name, oid in sorted(changed.items()):
             if self.verdict.full():
                 return
+            if match := run_blob.match(name):
+                yield self._run_blob_job(match[1], match[2], oid)
+                continue
+            if match := metric_chunk.match(name):
+                run_id, key = match[1], match[2]
+                self.touched.add(run_id)
+                if self._key(key, f"run {run_id[:12]}/series"):
+                    yield Job(oid, "series", f"run {run_id[:12]}/series/{key}/{match[3]}")
+                continue
             run_id = log.run_of(name)
             if run_id is None or not fmt.is_id(run_id):
                 self.verdict.add(f"ledger entry {name[:80]!r}: not a run's entry of this repository's hash ({fmt.name})")
@@ -141,15 +155,7 @@ class _LogCheck(_LedgerCheck):
                     self.verdict.add(f"run {run_id[:12]}: its blob names {link[1][:40]!r}, not a commit of this "
                                      f"repository's hash ({fmt.name})")
                     continue
-                if link is not None:
-                    self.links.append(link)
-                if not self._known(run_id):
-                    self.verdict.added.append(run_id)
-                    self.new.add(run_id)
-                self.verdict.checked += 1
-                if self.progress is not None:
-                    self.progress.update("checking runs", self.verdict.checked)
-                yield Job(oid, "run", run_id)
+                yield self._run_blob_job(run_id, None if link is None else link[1], oid)
                 continue
             where = log.file_of(name)
             if where is None:
@@ -159,6 +165,17 @@ class _LogCheck(_LedgerCheck):
             job = self._file(run_id, where[1], oid)
             if job is not None:
                 yield job
+
+    def _run_blob_job(self, run_id: str, commit: str | None, oid: str) -> Job:
+        if commit is not None:
+            self.links.append((run_id, commit))
+        if not self._known(run_id):
+            self.verdict.added.append(run_id)
+            self.new.add(run_id)
+        self.verdict.checked += 1
+        if self.progress is not None:
+            self.progress.update("checking runs", self.verdict.checked)
+        return Job(oid, "run", run_id)
 
     def _known(self, run_id: str) -> bool:
         if self.mine is not None:
