@@ -214,6 +214,8 @@ class Bench:
         ``plus.git`` (``runs`` + NEW); built once under ``--root``. ``--layout log``: the
         synthetic ledger upgraded to format 4's log (one checkpoint commit) before it is
         pushed, and the NEW runs made with the API, a transaction each."""
+        if self.args.remote_repo:  # the first pull of a ledger made elsewhere (its size is what it holds)
+            return {"remote.git": os.path.abspath(self.args.remote_repo)}
         log_layout = self.args.layout == "log"
         base = os.path.join(self.root, f"ledger-{runs}" + ("-log" if log_layout else ""))
         paths = {k: os.path.join(base, k) for k in ("upstream", "remote.git", "plus.git")}
@@ -677,6 +679,8 @@ def command(args: argparse.Namespace, part: str) -> str:
         parts.append(f"--repeat {args.repeat}")
     if args.layout == "log":
         parts.append("--layout log")
+    if args.remote_repo and part == "first":
+        parts.append("--remote-repo REPO")
     return " ".join([*parts, "--out docs/performance.md"])
 
 
@@ -854,6 +858,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--new", type=int, default=1_000, help="new runs of the bulk part")
     p.add_argument("--layout", choices=("tree", "log"), default="tree",
                    help="the remote's ledger as built (format 3's tree) or upgraded to format 4's log")
+    p.add_argument("--remote-repo", help="first part: pull this repository's ledger (e.g. one bench_storage.py "
+                   "wrote through the API, a log of one transaction a run) instead of the synthetic one")
     p.add_argument("--root", default=os.path.join(h.default_root(), "exchange15"))
     p.add_argument("--out", help="Markdown file whose bench_exchange_<part> blocks are rewritten")
     args = p.parse_args(argv)
@@ -861,6 +867,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise SystemExit(f"--only: unknown part(s) {', '.join(sorted(unknown))}; choose among {', '.join(PARTS)}")
+    if args.remote_repo and parts != ["first"]:
+        raise SystemExit("--remote-repo is for --only first")
     sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
     bench = Bench(args)
     machine = h.machine()

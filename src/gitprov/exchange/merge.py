@@ -153,13 +153,14 @@ def merge_logs(repo: GitRepository, ours: str, theirs: str, ours_is_log: bool, t
     log_tip, tree_tip = (ours, theirs) if ours_is_log else (theirs, ours)
     merged: dict[str, bytes | str] = dict(log.fold_since(repo, log_tip, None))
     conflicts: dict[str, tuple[bytes | str, bytes | str]] = {}
-    for name, value in log.checkpoint_entries(repo, repo.read_commit(tree_tip).tree).items():
-        have = merged.setdefault(name, value)
-        if have is not value and _oid(repo, have) != _oid(repo, value):
-            conflicts[name] = (have, value)
-    blobs = {run: value for name, value in merged.items() if (run := log.is_run_blob(name))}
-    merged.update(_resolve(repo, conflicts, blobs.get))
-    return log.checkpoint_tree(repo, merged)
+    with repo.odb.batch():  # format 3's runs as run blobs, stored as they are made (names and ids held)
+        for name, value in log.stored_checkpoint(repo, repo.read_commit(tree_tip).tree)[0].items():
+            have = merged.setdefault(name, value)
+            if have != value:
+                conflicts[name] = (have, value)
+        blobs = {run: value for name, value in merged.items() if (run := log.is_run_blob(name))}
+        merged.update(_resolve(repo, conflicts, blobs.get))
+        return log.checkpoint_tree(repo, merged)
 
 
 def _merge_kept(a: dict[str, bytes], b: dict[str, bytes], state_bytes: bytes) -> dict[str, bytes]:

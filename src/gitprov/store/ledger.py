@@ -297,22 +297,10 @@ class Ledger:
                 raise DataError(FOREIGN_LEDGER)
             if marker is not None and not marker.is_tree:
                 _refuse_newer(self.repo.odb.read_typed(marker.oid, "blob"))
-        # every run's new blob stored shard by shard, a pack every 16 shards, so the
-        # upgrade of a big ledger holds its names and ids, not its runs (100,000: 1 GiB)
-        odb = self.repo.odb
+        # every run's new blob stored as it is made: the upgrade of a big ledger holds
+        # its names and ids, and the run blobs of the runs ``changes`` write
         touched = {segments[2] for path in changes if len(segments := path.split("/")) > 3 and segments[0] == "runs"}
-        base: dict[str, bytes | str] = {}
-        blobs: dict[str, bytes] = {}  # the run blobs of the runs ``changes`` write
-        for k, part in enumerate(log.checkpoint_shards(self.repo, tree)):
-            for name, value in part.items():
-                if isinstance(value, bytes):
-                    if (run := log.is_run_blob(name)) in touched:
-                        blobs[run] = value
-                    value = odb.write("blob", value)
-                base[name] = value
-            if k % 16 == 15:
-                odb.flush()
-                odb.drop_pages()  # the format-3 objects read so far
+        base, blobs = log.stored_checkpoint(self.repo, tree, touched)
         hash_blob = self.repo.fmt.hash_object
 
         def current(run_id: str, part: str) -> Any:
