@@ -14,12 +14,12 @@ from typing import Any
 import msgspec
 
 from .. import codec
-from ..errors import ProvError
 from ..keys import check_key, key_from_name
 from ..model import RunRecord, RunState
 from ..model.common import FORMAT_VERSION
 from ..runs.series import decode_observation_chunk, metric_chunk_columns
 from ..runs.summary import decode_metric_summary
+from ..store.ledger_log.names import split_run_blob
 from .remote_values import check_record_values, check_state_values
 
 __all__ = ["CHUNK_KINDS", "decode_model", "precheck"]
@@ -88,20 +88,12 @@ def _precheck_run_blob(data: bytes, hash_name: str) -> tuple[str, str] | None:
     with the run the blob's name says. Its state is compared with a clone's own there,
     when the run is not new to it."""
     try:
-        obj = msgspec.msgpack.decode(data)
-        if not isinstance(obj, dict) or not {"record", "state"} <= set(obj) <= {"record", "state", "artifacts"}:
-            return None
-        record, state, artifacts = obj["record"], obj["state"], obj.get("artifacts", {})
-        if not (isinstance(record, bytes) and isinstance(state, bytes) and isinstance(artifacts, dict)
-                and all(isinstance(k, str) and "/" not in k and isinstance(v, bytes) for k, v in artifacts.items())):
-            return None
+        record, state, artifacts = split_run_blob(data)
         for name in artifacts:
             check_key(key_from_name(name))
         value = decode_model(record, RunRecord, "")
         check_record_values(value)
         check_state_values(decode_model(state, RunState, ""))
-    except (msgspec.DecodeError, ProvError):
-        return None
     except Exception:  # noqa: BLE001 - whatever fails here is checked again, in full, when listed
         return None
     digest = hashlib.new(hash_name, b"blob %d\0" % len(record))

@@ -14,14 +14,20 @@ from typing import TYPE_CHECKING, Any
 from ..errors import DataError, FormatVersionError
 from ..store.objects import decode_tree
 from .encoding import _HEX, KEYED_TABLES, NODE_NAMES_SQL, RUN_TABLES, id_bytes, unpack_links
-from .tables import BUILD_CACHE_KIB, CACHE_KIB, SECONDARY_INDEXES, create_secondary_indexes
+from .tables import (
+    BUILD_CACHE_KIB,
+    CACHE_KIB,
+    SECONDARY_INDEXES,
+    create_secondary_indexes,
+    skipped_runs,
+)
 
 if TYPE_CHECKING:
     import sqlite3
 
     from ..store.ledger import Ledger
 
-__all__ = ["BULK_INDEX_MIN", "INSERT_BATCH", "apply_tip", "rows_from_child", "run_id_in", "skipped_runs"]
+__all__ = ["BULK_INDEX_MIN", "INSERT_BATCH", "apply_tip", "rows_from_child", "run_id_in"]
 
 #: a cold build of at least this many runs builds the indexes after the rows
 BULK_INDEX_MIN = 1000
@@ -113,16 +119,6 @@ def apply_tip(ledger: Ledger, db: sqlite3.Connection, tip: str | None) -> dict[s
                    [(s, id_bytes(oid)) for s, oid in new_shards.items() if old_shards.get(s) != oid])
     db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (tip or "",))
     return {"runs_read": runs_read, "shards_read": shards_read}
-
-
-def skipped_runs(db: sqlite3.Connection) -> dict[str, str]:
-    """``{run id: why}`` of the runs left out of the index (``meta``'s ``skipped``)."""
-    row = db.execute("SELECT value FROM meta WHERE key='skipped'").fetchone()
-    try:
-        value = json.loads(row[0]) if row and row[0] else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _tree_changes(ledger: Ledger, db: sqlite3.Connection, old_shards: dict[str, str],

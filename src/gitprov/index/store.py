@@ -16,7 +16,7 @@ from ..errors import DataError, WriteError
 from ..store.ledger import Ledger
 from ..store.prov_store import ProvStore
 from .encoding import epoch_ms, id_bytes, links_json, time_text, unhex
-from .tables import CACHE_KIB, SCHEMA
+from .tables import CACHE_KIB, SCHEMA, skipped_runs
 
 if TYPE_CHECKING:
     import sqlite3
@@ -169,8 +169,6 @@ class RunIndex:
     def skipped(self) -> dict[str, str]:
         """``{run id: why}`` of the runs the index left out because they could not be
         read (a missing or corrupt object); ``prov runs`` warns of each."""
-        from .refresh import skipped_runs
-
         return skipped_runs(self._db if self._db is not None else self.connection())
 
     def _refresh(self, db: sqlite3.Connection) -> None:

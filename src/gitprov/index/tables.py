@@ -1,10 +1,12 @@
-"""The index's tables (``SCHEMA``) and how much of them SQLite keeps in memory."""
+"""The index's tables (``SCHEMA``), how much of them SQLite keeps in memory, and the
+runs its ``meta`` table says were left out."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-__all__ = ["BUILD_CACHE_KIB", "CACHE_KIB", "SCHEMA", "SECONDARY_INDEXES", "create_secondary_indexes"]
+__all__ = ["BUILD_CACHE_KIB", "CACHE_KIB", "SCHEMA", "SECONDARY_INDEXES", "create_secondary_indexes", "skipped_runs"]
 
 # Lean by design (docs/design/query-index.md): a run's ids are stored once, in ``runs``,
 # as bytes; every other table refers to the run by its integer ``rid``, to keys, lineage
@@ -56,3 +58,13 @@ def create_secondary_indexes(db: Any) -> None:
         name = statement.split(" ON ", 1)[0].split()[-1] if " INDEX " in statement else ""
         if name in SECONDARY_INDEXES:
             db.execute(statement)
+
+
+def skipped_runs(db: Any) -> dict[str, str]:
+    """``{run id: why}`` of the runs left out of the index (``meta``'s ``skipped``)."""
+    row = db.execute("SELECT value FROM meta WHERE key='skipped'").fetchone()
+    try:
+        value = json.loads(row[0]) if row and row[0] else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

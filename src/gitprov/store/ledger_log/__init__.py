@@ -34,13 +34,7 @@ commits written and the fold), ``entries`` (what a transaction or checkpoint hol
 
 from __future__ import annotations
 
-from .entries import (
-                      checkpoint_entries,
-                      checkpoint_names,
-                      checkpoint_shards,
-                      log_entries,
-                      stored_checkpoint,
-)
+from .entries import checkpoint_names, log_entries, stored_checkpoint
 from .fold_cache import FoldCache
 from .history import (
                       changed_since,
@@ -78,7 +72,7 @@ from .names import (
 from .view import LogView
 
 __all__ = ["CHECKPOINT_MARKER", "INLINE_LIMIT", "LOG_MARKER", "SENTINEL", "FoldCache", "LogView", "changed_since",
-           "checkpoint", "checkpoint_entries", "checkpoint_names", "checkpoint_shards", "checkpoint_tree", "decode_run_blob", "encode_run_blob", "entry_name",
+           "checkpoint", "checkpoint_names", "checkpoint_tree", "decode_run_blob", "encode_run_blob", "entry_name",
            "file_of", "fold", "fold_since", "fold_with_git", "is_ancestor", "is_run_blob", "link_of", "log_entries",
            "log_tree", "merge", "merge_base", "merge_bases", "record_commit", "resolutions", "run_blob_name",
            "run_blob_parts", "run_blobs_since", "run_of", "stored_checkpoint", "transaction", "walk"]

@@ -20,7 +20,7 @@ from .names import (
     run_blob_name,
 )
 
-__all__ = ["checkpoint_entries", "checkpoint_names", "checkpoint_shards", "log_entries", "stored_checkpoint"]
+__all__ = ["checkpoint_names", "log_entries", "stored_checkpoint"]
 
 
 def log_entries(changes: dict[str, bytes | str | None], current: Callable[[str, str], Any],
@@ -83,21 +83,13 @@ def log_entries(changes: dict[str, bytes | str | None], current: Callable[[str, 
     return out
 
 
-def checkpoint_entries(repo: GitRepository, tree: str | None) -> dict[str, bytes | str]:
-    """Every run of a format-3 ledger ``tree`` under the log's names: a new run blob a
-    run, every other file and each commit's link by the blob id it has. A file the log
-    has no name for, or a run without its record or state, is not carried over (``prov
-    verify`` of format 3 names them; the format-3 commits stay in the history)."""
-    out: dict[str, bytes | str] = {}
-    for part in checkpoint_shards(repo, tree):
-        out.update(part)
-    return out
-
-
-def checkpoint_shards(repo: GitRepository, tree: str | None) -> Iterator[dict[str, bytes | str]]:
-    """``checkpoint_entries`` one shard of format 3's ``runs/`` at a time (the runs whose
-    ids start with the same two characters), so a caller can store each shard's new run
-    blobs before it reads the next. The files are listed by ``git ls-tree -r`` and the
+def _checkpoint_shards(repo: GitRepository, tree: str | None) -> Iterator[dict[str, bytes | str]]:
+    """Every run of a format-3 ledger ``tree`` under the log's names, one shard of its
+    ``runs/`` at a time (the runs whose ids start with the same two characters), so that
+    each shard's new run blobs are stored before the next is read: a new run blob a run,
+    every other file and each commit's link by the blob id it has. A file the log has no
+    name for, or a run without its record or state, is not carried over (``prov verify``
+    of format 3 names them; the format-3 commits stay in the history). The files are listed by ``git ls-tree -r`` and the
     records and states read by one ``git cat-file`` (its delta bases kept across shards),
     when git can be asked (100,000 runs: the object layer took 89 s)."""
     blobs = _BlobReader(repo)
@@ -125,14 +117,14 @@ def checkpoint_shards(repo: GitRepository, tree: str | None) -> Iterator[dict[st
 
 def stored_checkpoint(repo: GitRepository, tree: str | None,
                       keep: Container[str] = ()) -> tuple[dict[str, str], dict[str, bytes]]:
-    """``checkpoint_entries`` with each new run blob stored as it is made (inside the
-    caller's ``odb.batch()``: a pack every 16 shards, the pages read let go), so only
-    names and ids are held (100,000 runs: 1 GiB otherwise); and the run blobs of the
-    runs in ``keep``, as bytes."""
+    """The entries of a checkpoint of the format-3 ledger ``tree`` (``_checkpoint_shards``),
+    each new run blob stored as it is made (inside the caller's ``odb.batch()``: a pack
+    every 16 shards, the pages read let go), so only names and ids are held (100,000
+    runs: 1 GiB otherwise); and the run blobs of the runs in ``keep``, as bytes."""
     odb = repo.odb
     base: dict[str, str] = {}
     kept: dict[str, bytes] = {}
-    for k, part in enumerate(checkpoint_shards(repo, tree)):
+    for k, part in enumerate(_checkpoint_shards(repo, tree)):
         for name, value in part.items():
             if isinstance(value, bytes):
                 if keep and (run := is_run_blob(name)) in keep:
@@ -205,17 +197,17 @@ class _BlobReader:
         return out
 
     def close(self) -> None:
+        """End git: its input closed, and its output (a git still answering gets SIGPIPE)."""
         if self.proc is not None:
             proc, self.proc = self.proc, None
             with contextlib.suppress(OSError, ValueError):
                 proc.stdin.close()
-            proc.kill()
             proc.stdout.close()
             proc.wait()
 
 
 def checkpoint_names(repo: GitRepository, tree: str | None) -> tuple[set[str], set[str]]:
-    """What a checkpoint of the format-3 ledger ``tree`` holds (``checkpoint_shards``),
+    """What a checkpoint of the format-3 ledger ``tree`` holds (``_checkpoint_shards``),
     known from its trees alone, no blob read: the ids of the runs that get a run blob
     (its name's commit is the record's, checked where the run blob is read), and the
     log's names of their other files. Listed by ``git ls-tree -r`` (100,000 runs: about a

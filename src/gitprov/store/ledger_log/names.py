@@ -128,6 +128,15 @@ def decode_run_blob(data: bytes, run_id: str, hash_blob: Callable[[str, bytes], 
 def run_blob_parts(data: bytes, run_id: str,
                    hash_blob: Callable[[str, bytes], str]) -> tuple[bytes, bytes, dict[str, bytes]]:
     """``(record, state, artifacts)`` of a run blob, as ``decode_run_blob`` checks it."""
+    record, state, artifacts = split_run_blob(data, run_id)
+    if hash_blob("blob", record) != run_id:
+        raise ValueError(f"run blob of {run_id[:12]} holds the record of another run")
+    return record, state, artifacts
+
+
+def split_run_blob(data: bytes, run_id: str = "") -> tuple[bytes, bytes, dict[str, bytes]]:
+    """``(record, state, artifacts)`` of a run blob whose parts have their types, the
+    record not yet compared with any run (``run_id`` only names it in a ``ValueError``)."""
     import msgspec
 
     try:
@@ -140,6 +149,4 @@ def run_blob_parts(data: bytes, run_id: str,
     if not (isinstance(record, bytes) and isinstance(state, bytes) and isinstance(artifacts, dict)
             and all(isinstance(k, str) and "/" not in k and isinstance(v, bytes) for k, v in artifacts.items())):
         raise ValueError(f"run blob of {run_id[:12]} holds a part of the wrong type")
-    if hash_blob("blob", record) != run_id:
-        raise ValueError(f"run blob of {run_id[:12]} holds the record of another run")
     return record, state, artifacts
