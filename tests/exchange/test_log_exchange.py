@@ -25,7 +25,7 @@ from tests.exchange import (
     test_remote_trust,
     test_transports,
 )
-from tests.exchange.clones import clone, ledger_run_ids, make_run, seed_bare
+from tests.exchange.clones import clone, formats_in_turn, ledger_run_ids, make_run, seed_bare
 from tests.exchange.test_remote import assert_forgery_rejected
 from tests.exchange.test_remote_trust import NEW_RUNS, REWRITES
 
@@ -100,13 +100,13 @@ def _forge_log(repo: GitRepo, edit) -> None:
                  else edit_tree(git.odb, log.log_tree(git, {}), entries))
 
 
-@pytest.mark.parametrize("what", sorted(REWRITES))
+@pytest.mark.parametrize(("object_format", "what"), formats_in_turn(REWRITES, first="sha256"))
 def test_a_remote_cannot_rewrite_a_finished_local_run(remote: GitRepo, tmp_path: Path, what: str) -> None:
     victim = assert_forgery_rejected(remote, tmp_path, REWRITES[what], what, pull_first=True)
     assert Ledger(Repository(victim.path).git).is_log()
 
 
-@pytest.mark.parametrize("what", sorted(NEW_RUNS))
+@pytest.mark.parametrize(("object_format", "what"), formats_in_turn(NEW_RUNS, first="sha256"))
 def test_a_remote_run_obeys_the_local_limits(remote: GitRepo, tmp_path: Path, what: str) -> None:
     assert_forgery_rejected(remote, tmp_path, NEW_RUNS[what], what)
 
@@ -140,7 +140,7 @@ LOG_FORGERIES = {
 }
 
 
-@pytest.mark.parametrize("what", sorted(LOG_FORGERIES))
+@pytest.mark.parametrize(("object_format", "what"), formats_in_turn(LOG_FORGERIES))
 def test_malformed_remote_logs_are_rejected_and_nothing_moves(remote: GitRepo, tmp_path: Path, what: str,
                                                               monkeypatch) -> None:
     def forge(repo: GitRepo, edit) -> None:

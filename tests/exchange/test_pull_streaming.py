@@ -23,7 +23,7 @@ from gitprov.store import catfile
 from gitprov.store.ledger import LEDGER_REF, run_dir, run_link_path
 from gitprov.store.trees import edit_tree, read_path
 from tests.conftest import GitRepo, run_prov
-from tests.exchange.clones import clone, make_run, prov_ok, prov_refs, seed_bare
+from tests.exchange.clones import clone, formats_in_turn, make_run, prov_ok, prov_refs, seed_bare
 from tests.exchange.test_remote import _forge, assert_forgery_rejected
 
 #: format 3's tree: the module forges remote ledgers in format 3's terms: paths, sizes and links of its tree
@@ -57,7 +57,7 @@ FORGERIES = {
 }
 
 
-@pytest.mark.parametrize("what", sorted(FORGERIES))
+@pytest.mark.parametrize(("object_format", "what"), formats_in_turn(FORGERIES))
 def test_more_malformed_remote_ledgers_are_rejected(remote: GitRepo, tmp_path: Path, what: str) -> None:
     assert_forgery_rejected(remote, tmp_path, FORGERIES[what], what, pull_first=True)
 

@@ -19,7 +19,7 @@ from gitprov.store.objects import TreeEntry, encode_commit, encode_tree
 from gitprov.store.transaction import identity_line
 from gitprov.store.trees import edit_tree, read_tree
 from tests.conftest import GitRepo, run_git, run_prov
-from tests.exchange.clones import clone, make_run, prov_refs, seed_bare
+from tests.exchange.clones import clone, formats_in_turn, make_run, prov_refs, seed_bare
 
 #: format 3's tree: the module forges remote ledgers in format 3's terms (tests/exchange/test_log_exchange.py runs them again as log transactions)
 pytestmark = pytest.mark.format3
@@ -178,7 +178,7 @@ def assert_forgery_rejected(remote: GitRepo, tmp_path: Path, forgery, what: str,
     return victim
 
 
-@pytest.mark.parametrize("what", sorted(FORGERIES))
+@pytest.mark.parametrize(("object_format", "what"), formats_in_turn(FORGERIES))
 def test_malformed_remote_ledgers_are_rejected_and_nothing_moves(remote: GitRepo, tmp_path: Path, what: str) -> None:
     victim = assert_forgery_rejected(remote, tmp_path, FORGERIES[what], what)
     assert run_prov(victim.path, "push").returncode == 5  # a push needs the merge too: refused the same way

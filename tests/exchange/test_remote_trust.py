@@ -18,7 +18,7 @@ from gitprov.model import RunRecord
 from gitprov.store.ledger import LEDGER_REF, run_dir, run_link_path
 from gitprov.store.trees import edit_tree, read_path
 from tests.conftest import GitRepo, run_prov
-from tests.exchange.clones import clone, make_run
+from tests.exchange.clones import clone, formats_in_turn, make_run
 from tests.exchange.test_remote import _forge, _state_of, assert_forgery_rejected
 
 #: format 3's tree: the module forges remote ledgers in format 3's terms (tests/exchange/test_log_exchange.py runs them again as log transactions)
@@ -97,7 +97,7 @@ NEW_RUNS = {
 }
 
 
-@pytest.mark.parametrize("what", sorted(REWRITES))
+@pytest.mark.parametrize(("object_format", "what"), formats_in_turn(REWRITES))
 def test_a_remote_cannot_rewrite_a_finished_local_run(remote: GitRepo, tmp_path: Path, what: str) -> None:
     victim = assert_forgery_rejected(remote, tmp_path, REWRITES[what], what, pull_first=True)
     verify = run_prov(victim.path, "verify")
@@ -105,7 +105,7 @@ def test_a_remote_cannot_rewrite_a_finished_local_run(remote: GitRepo, tmp_path:
     assert "refused on pull and is kept unmerged under refs/prov-remotes/origin/prov/ledger" in verify.stdout
 
 
-@pytest.mark.parametrize("what", sorted(NEW_RUNS))
+@pytest.mark.parametrize(("object_format", "what"), formats_in_turn(NEW_RUNS))
 def test_a_remote_run_obeys_the_local_limits(remote: GitRepo, tmp_path: Path, what: str) -> None:
     assert_forgery_rejected(remote, tmp_path, NEW_RUNS[what], what)
 

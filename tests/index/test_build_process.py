@@ -206,10 +206,15 @@ def test_the_forked_reader_sends_every_run_or_the_child_says_where_it_stopped(le
 
 
 def _children() -> list[int]:
+    """This process's child processes, from every thread of it (a thread that ended
+    meanwhile, such as one of pytest-xdist's, has none)."""
     pids = []
     for task in os.listdir(f"/proc/{os.getpid()}/task"):
-        with open(f"/proc/{os.getpid()}/task/{task}/children") as f:
-            pids.extend(int(p) for p in f.read().split())
+        try:
+            with open(f"/proc/{os.getpid()}/task/{task}/children") as f:
+                pids.extend(int(p) for p in f.read().split())
+        except FileNotFoundError:
+            continue
     return pids
 
 
