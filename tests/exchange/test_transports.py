@@ -364,6 +364,15 @@ def test_git_push_carries_and_merges_provenance(make_repo, git_daemon, tmp_path:
 
     prov_ok(b.path, "pull")
     assert_converged([a, b], {ra, rb})
+
+    # prov's refs named by hand beside a branch: git pushes them, the hook leaves them to it
+    rc = make_run(b.path, "from-b-by-hand")
+    b.commit("b-more")
+    proc = subprocess.run(["git", "push", "origin", "HEAD:refs/heads/feature-b", "refs/prov/*:refs/prov/*",
+                           "refs/notes/prov:refs/notes/prov"], cwd=b.path, capture_output=True, text=True)
+    assert proc.returncode == 0 and "cannot lock ref" not in proc.stderr, proc.stderr
+    assert ledger_run_ids(bare.path) == {ra, rb, rc} and ledger_tree(bare.path) == ledger_tree(b)
+    prov_ok(a.path, "pull")
     for repo in (a, b):
         assert_valid(repo)
         assert not (repo.path / ".git" / "prov" / "hook-failures.log").exists() or \

@@ -219,7 +219,10 @@ def post_merge(ctx: _Context) -> None:
 
 def pre_push(ctx: _Context) -> None:
     """Carry provenance with every push: ``prov push`` to the same remote (merging the
-    remote's provenance first when someone else pushed)."""
+    remote's provenance first when someone else pushed). Not when the push names prov's
+    refs itself (``git push origin main 'refs/prov/*:refs/prov/*'``): git has already
+    planned their update from the remote's state, so a push of them here would make git's
+    own fail ("cannot lock ref"); git pushes them as asked."""
     from ..errors import UsageError
     from ..exchange.push import push
     from ..exchange.remote import EXCHANGED_REFS
@@ -233,6 +236,8 @@ def pre_push(ctx: _Context) -> None:
         return  # nothing to carry
     if pushed and all(r in EXCHANGED_REFS or r.startswith(("refs/prov/", "refs/notes/")) for r in pushed):
         return  # this push already is a provenance push
+    if any(r in EXCHANGED_REFS or r.startswith("refs/prov/") for r in pushed):
+        return  # prov's refs named by hand beside others: git pushes them
     ctx.pushing = True
     push(store.git, remote)
 
