@@ -10,6 +10,12 @@ The study's J commits carry format 3's ``format`` marker (they are written throu
 peak resident memory of this process and of the git processes it started (each a
 fresh run: the cache file is removed first and after). ``--python`` also times the
 fold through prov's own object layer (~10 s at 100,000 runs).
+
+A real log (format 4, as prov writes it) with ``--log``; ``--repeat N`` folds it N times
+(the median is reported); ``--src DIR`` measures another checkout's ``src/`` (before and
+after a change, in turns):
+
+    python benchmarks/bench_fold.py --log --fold-only --repeat 5 [--src OLD/src] REPO
 """
 
 from __future__ import annotations
@@ -18,10 +24,13 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+_SRC = sys.argv[sys.argv.index("--src") + 1] if "--src" in sys.argv[:-1] else \
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
+sys.path.insert(0, _SRC)
 
 from gitprov.store import ledger_log as log  # noqa: E402
 from gitprov.store.ledger import LEDGER_FORMAT  # noqa: E402
@@ -37,16 +46,28 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("repo")
     p.add_argument("--python", action="store_true", help="also fold through prov's object layer")
+    p.add_argument("--log", action="store_true", help="a real log (format 4), not the study's candidate J")
+    p.add_argument("--repeat", type=int, default=1, help="folds through git (their median is reported)")
+    p.add_argument("--fold-only", action="store_true", help="only the fold through git, not the cache")
+    p.add_argument("--src", help="the src/ directory of the checkout to measure (default: this one's)")
     args = p.parse_args(argv)
-    log.LOG_MARKER = LEDGER_FORMAT
+    if not args.log:
+        log.LOG_MARKER = LEDGER_FORMAT
     repo = GitRepository.open(args.repo)
     tip = repo.refs.read("refs/prov/ledger")
-    out: dict[str, object] = {}
-    t0 = time.perf_counter()
-    entries = log.fold_with_git(repo, tip)
-    out["fold_with_git_s"] = round(time.perf_counter() - t0, 2)
+    out: dict[str, object] = {"src": os.path.abspath(_SRC)}
+    seconds = []
+    for _ in range(max(1, args.repeat)):
+        t0 = time.perf_counter()
+        entries = log.fold_with_git(repo, tip)
+        seconds.append(time.perf_counter() - t0)
+    out["fold_with_git_s"] = round(statistics.median(seconds), 2)
+    out["fold_with_git_each_s"] = [round(x, 2) for x in seconds]
     out["entries"] = len(entries or {})
     out.update(peaks())
+    if args.fold_only:
+        print(json.dumps(out, indent=1))
+        return 0
     cache_path = os.path.join(repo.common_dir or repo.git_dir, "prov", log.FoldCache.FILE)
     if os.path.exists(cache_path):
         os.remove(cache_path)

@@ -255,6 +255,7 @@ def test_the_fold_through_git_is_the_fold(tmp_path_factory, make_repo, ops):
     cache.close()
     for tip in tips:
         assert log.fold_with_git(repo, tip) == log.fold(repo, tip)
+        assert log.fold_with_git(repo, tip, since=tip) == {}  # no commit above it: git lists none
     for older, newer in ((tips[0], tips[1]), (tips[1], tips[2]), (tips[2], tips[0])):
         since = log.fold_with_git(repo, newer, since=older)
         assert since == log.fold(repo, newer, log.merge_base(repo, older, older))

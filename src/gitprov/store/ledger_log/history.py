@@ -4,6 +4,7 @@ fold that reads the ledger back from them (in Python, or through git)."""
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterable, Iterator
 
 from ...errors import DataError
@@ -187,11 +188,18 @@ def _tree_entries(data: bytes, raw_len: int) -> Iterator[tuple[bytes, bytes]]:
         i = nul + 1 + raw_len
 
 
+#: ``git rev-list --parents --format=%T``: each commit's line, then its tree's
+_COMMIT_LINE = re.compile(rb"^commit ([^\n]+)\n", re.M)
+_TREE_LINE = re.compile(rb"^[0-9a-f]+\n", re.M)
+
+
 def fold_with_git(repo: GitRepository, tip: str, since: str | list[str] | None = None,
                   checkpoints: list[tuple[str, list[str]]] | None = None) -> dict[str, str] | None:
     """``fold`` through git: ``git rev-list --topo-order --parents`` orders the commits
-    and one ``git cat-file --batch`` reads their trees as they are folded (at 100,000
-    runs 2.9 s, where ``fold`` in Python takes 10.5 s). ``since``: only what the commits
+    and names their trees (``%T``), and one ``git cat-file --batch`` reads those trees
+    as they are folded (at 100,000 runs about 1.6 s, where ``fold`` in Python takes
+    10.5 s; asking cat-file for ``<commit>^{tree}`` instead made it read every commit
+    again: 1.8 s of its time, not 0.5, and 2.1 s in all). ``since``: only what the commits
     not reachable from it wrote (a cache folded at ``since`` brought up to ``tip``:
     these entries replace its own; several: what none of them reaches). ``checkpoints``:
     ``(commit, parents)`` of each checkpoint read is added to it. None when git cannot be asked (an in-memory
@@ -205,17 +213,24 @@ def fold_with_git(repo: GitRepository, tip: str, since: str | list[str] | None =
         return None
     # bounded pack windows: the walk touches commits all over the packs (185 -> 52 MB of git's memory)
     stops = [since] if isinstance(since, str) else since or []
-    listing = gitbin.run([*catfile.BOUNDED, "rev-list", "--topo-order", "--parents", tip,
+    listing = gitbin.run([*catfile.BOUNDED, "rev-list", "--topo-order", "--parents", "--format=%T", tip,
                           *(f"^{stop}" for stop in stops)], git_dir=git_dir)
     proc = catfile.start(repo) if listing.returncode == 0 else None
     if proc is None:
         return None
-    commits = [line.split() for line in listing.stdout.splitlines()]
+    text = listing.stdout  # "commit <id> <parent>…\n<tree>\n" for each commit, read where it lies
+    trees = b"".join(_TREE_LINE.findall(text))  # what cat-file is asked, in the commits' order
+    line = 2 * repo.fmt.raw_len + 1
+    if len(trees) % line or text.count(b"\n") != 2 * (len(trees) // line) or (text and not text.startswith(b"commit ")):
+        proc.stdin.close()
+        proc.wait()
+        raise DataError(f"git rev-list listed the ledger's history at {tip[:12]} in a form git-prov does not read")
 
     def feed() -> None:
         try:
-            for start in range(0, len(commits), 4096):
-                proc.stdin.write(b"".join(b"%s^{tree}\n" % c[0] for c in commits[start:start + 4096]))
+            step = 4096 * line
+            for start in range(0, len(trees), step):
+                proc.stdin.write(trees[start:start + step])
         except OSError:
             pass
         finally:
@@ -229,7 +244,8 @@ def fold_with_git(repo: GitRepository, tip: str, since: str | list[str] | None =
     superseded: set[bytes] = set()
     out: dict[str, str] = {}
     try:
-        for commit, *parents in commits:
+        for match in _COMMIT_LINE.finditer(text):
+            commit, *parents = match.group(1).split()
             header = catfile.read_header(proc.stdout)
             if header is None or header.type != "tree":
                 raise DataError(f"git cannot read the tree of ledger commit {commit.decode()}")
