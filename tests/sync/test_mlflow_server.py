@@ -43,7 +43,7 @@ def failures(out: str, err: str) -> str:
         runs = json.loads(out)["runs"]
     except (ValueError, KeyError):
         return f"{out[-2000:]}\n{err[-2000:]}"
-    return "\n".join(f"{r['run_id']}: {r.get('error')}" for r in runs if r["status"] != "synced" and r["status"] != "unchanged") + "\n" + err
+    return "\n".join(f"{r['run_id']}: {r.get('error')}" for r in runs if r["status"] not in ("synced", "unchanged")) + "\n" + err
 
 
 def metric_rows(db: Path, mlflow_id: str) -> int:

@@ -230,14 +230,14 @@ def pre_push(ctx: _Context) -> None:
     remote = ctx.args[0] if ctx.args else os.environ.get("PRE_COMMIT_REMOTE_NAME", "")
     if not remote:
         raise UsageError("pre-push was run without a remote name")
-    store = ctx.open()
     pushed = [line.split()[0] for line in ctx.stdin.decode("utf-8", "replace").splitlines() if line.split()]
+    if any(r in EXCHANGED_REFS or r.startswith("refs/prov/") for r in pushed):
+        return  # prov's refs named in the push (prov push's own, or by hand): git pushes them
+    if pushed and all(r.startswith("refs/notes/") for r in pushed):
+        return  # notes alone: no work of this clone goes out
+    store = ctx.open()
     if not any(store.git.refs.read(ref) for ref in EXCHANGED_REFS):
         return  # nothing to carry
-    if pushed and all(r in EXCHANGED_REFS or r.startswith(("refs/prov/", "refs/notes/")) for r in pushed):
-        return  # this push already is a provenance push
-    if any(r in EXCHANGED_REFS or r.startswith("refs/prov/") for r in pushed):
-        return  # prov's refs named by hand beside others: git pushes them
     ctx.pushing = True
     push(store.git, remote)
 

@@ -215,16 +215,17 @@ def fold_with_git(repo: GitRepository, tip: str, since: str | list[str] | None =
     stops = [since] if isinstance(since, str) else since or []
     listing = gitbin.run([*catfile.BOUNDED, "rev-list", "--topo-order", "--parents", "--format=%T", tip,
                           *(f"^{stop}" for stop in stops)], git_dir=git_dir)
-    proc = catfile.start(repo) if listing.returncode == 0 else None
-    if proc is None:
+    if listing.returncode != 0:
         return None
     text = listing.stdout  # "commit <id> <parent>…\n<tree>\n" for each commit, read where it lies
     trees = b"".join(_TREE_LINE.findall(text))  # what cat-file is asked, in the commits' order
     line = 2 * repo.fmt.raw_len + 1
-    if len(trees) % line or text.count(b"\n") != 2 * (len(trees) // line) or (text and not text.startswith(b"commit ")):
-        proc.stdin.close()
-        proc.wait()
+    commits = text.count(b"commit ")  # never inside a line of hex
+    if len(trees) != commits * line or text.count(b"\n") != 2 * commits:
         raise DataError(f"git rev-list listed the ledger's history at {tip[:12]} in a form git-prov does not read")
+    proc = catfile.start(repo)
+    if proc is None:
+        return None
 
     def feed() -> None:
         try:
