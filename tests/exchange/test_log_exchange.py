@@ -111,6 +111,37 @@ def test_a_remote_run_obeys_the_local_limits(remote: GitRepo, tmp_path: Path, wh
     assert_forgery_rejected(remote, tmp_path, NEW_RUNS[what], what)
 
 
+@pytest.mark.parametrize("object_format", ["sha256"])
+def test_this_clones_runs_listed_or_asked_one_by_one_give_the_same_verdict(remote: GitRepo, tmp_path: Path,
+                                                                          monkeypatch) -> None:
+    """Validation learns which arriving runs this clone holds from a listing of its runs
+    when it holds no more entries than arrive (a first pull), else by asking run by
+    run: either way a finished run it holds keeps its protection."""
+    from gitprov.exchange import remote as exchange
+    from gitprov.store.repo import GitRepository
+    from tests.exchange.test_pull_arriving import _log_verdict
+
+    what = "would change params"
+    evil = clone(remote, tmp_path / "evil")
+    run_id = make_run(evil.path, "evil", loss=1.0)
+    run_prov(evil.path, "push")
+    victim = clone(remote, tmp_path / "victim")
+    assert run_prov(victim.path, "pull").returncode == 0
+    make_run(victim.path, "mine")
+    test_remote._forge(evil, REWRITES[what](run_id))
+    repo = GitRepository.open(str(victim.path))
+    exchange.fetch(repo, "origin")
+    listed, real = [], log.LogView.run_ids
+    verdicts = []
+    for at_most in (1 << 30, 0):  # everything listed; nothing, so each run asked for
+        monkeypatch.setattr(log.LogView, "run_ids", lambda self, at_most, n=at_most: listed.append(
+            found := real(self, n)) or found)
+        verdicts.append(_log_verdict(repo, None))
+    assert listed[0] is not None and run_id in listed[0] and listed[1] is None
+    assert verdicts[0] == verdicts[1]
+    assert any(what in problem for problem in verdicts[0][0]), verdicts[0]
+
+
 def _forge_entries(entries):
     """A forgery adding ``entries(run id, its blob's entry, that blob) -> {name: content}``
     as a transaction."""

@@ -16,6 +16,7 @@ from gitprov.errors import DataError, FormatVersionError
 from gitprov.model.common import FORMAT_VERSION
 from gitprov.runs.series import (
     PLANES_FROM,
+    check_metric_chunk,
     decode_metric_chunk,
     decode_observation_chunk,
     encode_metric_chunk,
@@ -63,6 +64,7 @@ def test_metric_chunks_round_trip_bit_exactly(chunk: tuple[list[int], list[int],
     assert got_steps == steps and got_stamps == stamps
     assert bits(got_values) == bits(values)
     assert encode_metric_chunk(got_steps, got_stamps, got_values) == data  # canonical: same points, same blob
+    check_metric_chunk(data)  # what a pull checks, and passes
 
 
 def test_special_values_keep_their_bits() -> None:
@@ -161,6 +163,9 @@ def test_encode_refuses_values_of_the_wrong_type_with_type_error_today() -> None
 
 # -- metric chunks: what decoding refuses --------------------------------------------
 
+#: what decodes a chunk, and what a pull checks it with (the same refusals, nothing decoded)
+DECODERS = [decode_metric_chunk, check_metric_chunk]
+
 def raw_chunk(**fields: object) -> bytes:
     base = {"format_version": FORMAT_VERSION, "kind": "metric-chunk", "count": 1,
             "step": struct.pack("<q", 0), "timestamp": struct.pack("<q", 0), "value": bits([1.0])}
@@ -176,9 +181,10 @@ def raw_chunk(**fields: object) -> bytes:
     (raw_chunk(value=bits([1.0, 2.0])), "metric chunk columns have different lengths"),
     (encode_metric_chunk([1, 2], [1], [1.0]), "metric chunk columns have different lengths"),
 ])
-def test_decode_refuses_corrupt_or_foreign_chunks(data: bytes, message: str) -> None:
+@pytest.mark.parametrize("decode", DECODERS)
+def test_decode_refuses_corrupt_or_foreign_chunks(data: bytes, message: str, decode) -> None:
     with pytest.raises(DataError, match=message):
-        decode_metric_chunk(data)
+        decode(data)
 
 
 def test_an_observation_chunk_is_not_a_metric_chunk_and_back() -> None:
@@ -188,15 +194,17 @@ def test_an_observation_chunk_is_not_a_metric_chunk_and_back() -> None:
         decode_observation_chunk(encode_metric_chunk([0], [0], [1.0]))
 
 
-def test_a_newer_format_version_is_refused() -> None:
+@pytest.mark.parametrize("decode", DECODERS)
+def test_a_newer_format_version_is_refused(decode) -> None:
     with pytest.raises(FormatVersionError, match=f"format version {FORMAT_VERSION + 1} is newer.*pip install -U git-prov"):
-        decode_metric_chunk(raw_chunk(format_version=FORMAT_VERSION + 1))
+        decode(raw_chunk(format_version=FORMAT_VERSION + 1))
 
 
 @pytest.mark.parametrize("version", [None, 0, -1, True, "1", 1.0])
-def test_a_chunk_without_a_positive_integer_version_is_not_a_chunk(version: object) -> None:
+@pytest.mark.parametrize("decode", DECODERS)
+def test_a_chunk_without_a_positive_integer_version_is_not_a_chunk(version: object, decode) -> None:
     with pytest.raises(DataError, match="not written by git-prov"):
-        decode_metric_chunk(raw_chunk(format_version=version))
+        decode(raw_chunk(format_version=version))
 
 
 @pytest.mark.parametrize(("fields", "message"), [
@@ -207,10 +215,11 @@ def test_a_chunk_without_a_positive_integer_version_is_not_a_chunk(version: obje
     ({"count": True}, "not a count"),
     ({"count": 2}, "different lengths"),
 ])
-def test_malformed_columns_are_data_errors(fields: dict, message: str) -> None:
+@pytest.mark.parametrize("decode", DECODERS)
+def test_malformed_columns_are_data_errors(fields: dict, message: str, decode) -> None:
     """Chunks come from remotes too: whatever is wrong is a ``DataError`` naming it."""
     with pytest.raises(DataError, match=message):
-        decode_metric_chunk(raw_chunk(**fields))  # a None field is left out
+        decode(raw_chunk(**fields))  # a None field is left out
 
 
 # -- observation chunks --------------------------------------------------------------

@@ -305,3 +305,17 @@ def test_the_fold_cache_of_an_in_memory_repository_folds_in_python(repo):
     for t in (newer, other, tip):
         cache.update(t)
         assert cache.items() == log.fold(repo, t)
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_a_view_says_which_runs_it_holds_without_reading_them(repo, cached):
+    """``has_run`` and ``run_ids`` answer from the names alone (these "run blobs" would not
+    decode); a run with a chunk but no run blob is not held; with a fold cache, the
+    listing is given only when the ledger holds at most that many entries."""
+    linked = f"{RUNS[2]}^{'c' * 40}"
+    tip = log.transaction(repo, None, {RUNS[0]: b"not a run blob", f"{RUNS[1]}=loss=0000000a-00000001": b"c",
+                                       linked: b"nor this"}, IDENT, "a")
+    view = log.LogView(repo, tip, log.FoldCache(repo) if cached else None)
+    assert [view.has_run(run) for run in RUNS] == [True, False, True]
+    assert view.run_ids(at_most=3) == {RUNS[0], RUNS[2]}
+    assert view.run_ids(at_most=2) == (None if cached else {RUNS[0], RUNS[2]})

@@ -405,7 +405,7 @@ def log_runs_ahead(repo: GitRepository, theirs: str, ours: str) -> tuple[list[st
                if (run := run_of(name)) is not None}
     view = ledger.log_view(theirs)
     if view is not None:
-        present = {run for run in touched if view.run_parts(run) is not None}
+        present = {run for run in touched if view.has_run(run)}
     else:
         present = {run for run in touched if ledger.run_file(run, "record", theirs) is not None}
     return sorted(touched - present), sorted(present)

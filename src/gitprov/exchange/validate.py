@@ -22,7 +22,7 @@ from .. import codec
 from ..errors import ProvError
 from ..keys import check_key, key_from_name
 from ..model import RunRecord, RunState
-from ..runs.series import decode_observation_chunk, metric_chunk_columns
+from ..runs.series import check_metric_chunk, decode_observation_chunk
 from ..runs.summary import decode_metric_summary
 from ..store.notes import split_note
 from ..store.objects import MODE_BLOB, MODE_TREE
@@ -349,8 +349,8 @@ class _LedgerCheck:
                 self._record(data, where_of(job))
             elif kind == "series" or kind == "observations":
                 # a metric chunk's columns checked (what decode_metric_chunk refuses, without
-                # summing its deltas into lists: once checked, that cannot fail)
-                self._chunk(metric_chunk_columns if kind == "series" else decode_observation_chunk, data, job.arg)
+                # decoding them: once checked, that cannot fail)
+                self._chunk(check_metric_chunk if kind == "series" else decode_observation_chunk, data, job.arg)
             elif kind == "summaries":
                 self._chunk(decode_metric_summary, data, job.arg)
             elif kind == "format":

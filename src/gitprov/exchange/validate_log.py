@@ -99,11 +99,14 @@ class _LogCheck(_LedgerCheck):
         self.records: dict[str, str | None] = {}  # run id -> the commit its arriving record names
         self.links: list[tuple[str, str]] = []  # (run id, the commit its blob's name says)
         self.touched: set[str] = set()  # runs whose files arrive
+        self.mine_runs: set[str] | None = None  # the local log's runs, when listing them is cheaper
 
     def jobs(self, changed: dict[str, str]) -> Iterator[Job]:  # type: ignore[override]
         """Each entry's job, but for the blobs cleared as they arrived; a job whose blob
         the reader of the arriving pack has not reached yet waits (``_settle``)."""
         cleared, deferred = self.cleared, self.deferred
+        if self.mine is not None:
+            self.mine_runs = self.mine.run_ids(at_most=len(changed))
         for job in self._entry_jobs(changed):
             if deferred and (cleared.finished or len(deferred) >= _DEFERRED):  # type: ignore[union-attr]
                 cleared.wait()  # type: ignore[union-attr]
@@ -179,7 +182,7 @@ class _LogCheck(_LedgerCheck):
 
     def _known(self, run_id: str) -> bool:
         if self.mine is not None:
-            return self.mine.run_parts(run_id) is not None
+            return run_id in self.mine_runs if self.mine_runs is not None else self.mine.has_run(run_id)
         if self.ours is not None:
             from ..store.trees import read_path
 

@@ -21,7 +21,7 @@ import msgspec
 from ..errors import DataError, FormatVersionError
 from ..model.common import FORMAT_VERSION
 
-__all__ = ["PLANES_FROM", "decode_metric_chunk", "decode_observation_chunk", "encode_metric_chunk",
+__all__ = ["PLANES_FROM", "check_metric_chunk", "decode_metric_chunk", "decode_observation_chunk", "encode_metric_chunk",
            "encode_observation_chunk", "metric_chunk_columns", "pack_values"]
 
 _LITTLE = sys.byteorder == "little"
@@ -126,6 +126,21 @@ def metric_chunk_columns(data: bytes) -> tuple[int, bytes, bytes, bytes]:
     """``(count, step deltas, timestamp deltas, values)`` of a metric chunk, checked, its
     columns as little-endian 8-byte values whatever the chunk's format (for readers that
     decode them in bulk)."""
+    version, count, columns = _stored_columns(data)
+    if version >= PLANES_FROM:
+        columns = [_interleave(column) for column in columns]
+    return count, columns[0], columns[1], columns[2]
+
+
+def check_metric_chunk(data: bytes) -> None:
+    """What ``metric_chunk_columns`` checks (``DataError``, ``FormatVersionError``), its
+    columns left as stored: a pull checks every chunk it receives and decodes none."""
+    _stored_columns(data)
+
+
+def _stored_columns(data: bytes) -> tuple[int, int, list[bytes]]:
+    """``(format version, count, [step, timestamp, value])`` of a metric chunk, checked,
+    the columns as stored (byte planes from ``PLANES_FROM`` on)."""
     try:
         obj = msgspec.msgpack.decode(data)
     except msgspec.DecodeError as exc:
@@ -137,9 +152,7 @@ def metric_chunk_columns(data: bytes) -> tuple[int, bytes, bytes, bytes]:
             raise DataError(f"metric-chunk column {name!r} is not a whole number of 8-byte values")
         if len(column) != 8 * count:
             raise DataError("metric chunk columns have different lengths")
-    if version >= PLANES_FROM:
-        columns = [_interleave(column) for column in columns]
-    return count, columns[0], columns[1], columns[2]
+    return version, count, columns
 
 
 def decode_metric_chunk(data: bytes) -> tuple[list[int], list[int], list[float]]:

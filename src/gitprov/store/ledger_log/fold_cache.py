@@ -135,6 +135,10 @@ class FoldCache:
                               (run_id, run_id + "^", run_id + "_")).fetchone()
         return row[0].hex() if row else None
 
+    def count(self, at_most: int) -> int:
+        """How many entries the fold holds, counted up to ``at_most``."""
+        return self.db.execute("SELECT count(*) FROM (SELECT 1 FROM entries LIMIT ?)", (at_most,)).fetchone()[0]
+
     def names_with_prefix(self, prefix: str) -> list[str]:
         rows = self.db.execute("SELECT name FROM entries WHERE name >= ? AND name < ?", (prefix, prefix + "\x7f"))
         return [name for (name,) in rows]

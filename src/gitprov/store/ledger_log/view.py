@@ -55,6 +55,22 @@ class LogView:
         return {where[1]: oid for name, oid in self.cache.entries_of(run_id).items()
                 if (where := file_of(name)) is not None}
 
+    def has_run(self, run_id: str) -> bool:
+        """Whether the ledger holds a run blob of ``run_id`` (nothing read)."""
+        cache = self.cache
+        return cache.run_blob_of(run_id) is not None if cache is not None else "" in self.files(run_id)
+
+    def run_ids(self, at_most: int) -> set[str] | None:
+        """The ids of the ledger's runs when it holds at most ``at_most`` entries, else
+        None (``has_run`` run by run is then cheaper): a first pull of 100,000 runs asks
+        about each, and a fresh clone holds few."""
+        cache = self.cache
+        if cache is None:
+            return {run_id for run_id, files in self._fold().items() if "" in files}
+        if cache.count(at_most + 1) > at_most:
+            return None
+        return {run_id for run_id, _ in cache.run_blobs()}
+
     def run_parts(self, run_id: str) -> tuple[bytes, bytes] | None:
         """``(record, state)`` of a run, None when the ledger has no such run."""
         parts = self.run_blob(run_id)
