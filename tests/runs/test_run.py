@@ -525,3 +525,48 @@ def test_many_writers_while_git_repacks_under_them(prov_repo):
     assert all(r.get_metric("m") is not None and r.get_artifact("a") == b"x" * 64 for r in runs)
     assert len(gitprov.show("HEAD", path).runs) == 480
     prov_repo.fsck()
+
+
+def test_a_later_run_on_a_commit_compares_note_ids_and_reads_no_note(prov_repo, monkeypatch):
+    """The first run on a commit reads its note and records the pair of the commit and
+    the note's blob id (``.git/prov/notes-with-runs``); a later run, in a process of its
+    own (here: this process's memory of it cleared), compares ids and reads no note. A
+    note rewritten by hand has another id: it is read again and its ``runs`` line put
+    back."""
+    from gitprov.runs import writer
+
+    path = prov_repo.path
+    read: list[bytes] = []
+    monkeypatch.setattr(writer, "split_note", lambda data: read.append(data) or data.splitlines())
+
+    def one_run(name: str) -> None:
+        writer._pointed.clear()
+        gitprov.Repository(path).start_run(name=name, environment=False).end()
+
+    one_run("first")  # the note gets its runs line: nothing to read yet
+    one_run("second")
+    head = run_git(path, "rev-parse", "HEAD").strip()
+    blob = run_git(path, "notes", "--ref=prov", "list", "HEAD").strip()
+    record = path / ".git" / "prov" / writer.POINTING_NOTES
+    assert record.read_text() == f"{head} {blob}\n" and len(read) == 1
+    one_run("third")
+    assert len(read) == 1  # the ids compared, the note not read
+    run_git(path, "notes", "--ref=prov", "add", "-f", "-m", "by hand", "HEAD")
+    one_run("fourth")
+    assert len(read) == 2 and read[-1] == b"by hand\n"
+    assert '"kind":"runs"' in run_git(path, "notes", "--ref=prov", "show", "HEAD")
+    assert len(gitprov.show("HEAD", path).runs) == 4
+
+
+def test_the_record_of_pointing_notes_stays_small(tmp_path, monkeypatch):
+    from gitprov.runs import writer
+
+    monkeypatch.setattr(writer, "_POINTING_MAX", 1024)
+    record = tmp_path / "notes-with-runs"
+    pairs = [f"{i:040x} {i + 1:040x}\n".encode() for i in range(200)]
+    for pair in pairs:
+        writer._remember_pair(str(record), pair)
+        assert record.stat().st_size <= 512 + len(pair)
+    kept = record.read_bytes()
+    assert kept.endswith(pairs[-1]) and kept.startswith(b"0") and all(
+        line + b"\n" in pairs for line in kept.splitlines())

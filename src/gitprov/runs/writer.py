@@ -10,6 +10,7 @@ this class is everything it buffers and how that reaches the ledger.
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from ..keys import key_to_name
 from ..model import CommitRuns, MetricSummary, RunRecord, RunState
 from ..store.journal import Journal
 from ..store.ledger import LEDGER_REF, run_dir, run_link_path
+from ..store.notes import split_note
 from ..store.transaction import RefUpdate, commit_on_refs
 from .series import encode_metric_chunk, encode_observation_chunk, pack_values
 from .summary import SeriesSummary
@@ -311,7 +313,7 @@ def commit_link(store: ProvStore, run_id: str, record: RunRecord) -> tuple[dict[
         return {}, None
     links = {run_link_path(commit, run_id): run_id}
     known = (store.git.common_dir, commit)
-    if known in _pointed or has_runs_line(store.notes.read(commit), commit):
+    if known in _pointed or _note_points(store, commit):
         _pointed.add(known)
         return links, None
     line = codec.encode(CommitRuns(commit=commit, ref=LEDGER_REF, path=store.ledger.runs_path(commit),
@@ -321,6 +323,56 @@ def commit_link(store: ProvStore, run_id: str, record: RunRecord) -> tuple[dict[
 
 #: (git dir, commit) whose note this process has seen with its ``runs`` line
 _pointed: set[tuple[str | None, str]] = set()
+#: the local record of note blobs seen holding their commit's ``runs`` line
+#: (``.git/prov/``; never in a git object), and the size it is kept under
+POINTING_NOTES = "notes-with-runs"
+_POINTING_MAX = 1 << 16
+
+
+def _note_points(store: ProvStore, commit: str) -> bool:
+    """Whether ``commit``'s note holds its ``runs`` line. Once seen, the pair of the
+    commit and its note's blob id is recorded, so that the next run on that commit, in
+    another process, compares ids and reads no note: git's repacks store the note as a
+    delta in a chain that deepens as they repeat (5,000 runs on one commit: 8 deltas
+    applied to read it at the 300th run, 29 at the 4,900th; 0.47 -> 1.56 ms a run).
+    A blob id names its content, so a recorded pair stays true; a note rewritten since
+    has another id and is read again."""
+    blob = store.notes.blob_of(commit)
+    if blob is None:
+        return False
+    git_dir = store.git.common_dir or store.git.git_dir
+    record = os.path.join(git_dir, "prov", POINTING_NOTES) if git_dir else None
+    pair = f"{commit} {blob}\n".encode()
+    if record is not None:
+        with contextlib.suppress(OSError), open(record, "rb") as f:
+            if b"\n" + pair in b"\n" + f.read(_POINTING_MAX):
+                return True
+    if not has_runs_line(split_note(store.git.odb.read_typed(blob, "blob")), commit):
+        return False
+    if record is not None:
+        _remember_pair(record, pair)
+    return True
+
+
+def _remember_pair(record: str, pair: bytes) -> None:
+    """``pair`` appended to the record (one write: whole lines, whoever else appends);
+    a record grown past its size starts again from its newer half. It is only a
+    shortcut: a pair lost to a race is read from the note next time."""
+    with contextlib.suppress(OSError):
+        if os.path.getsize(record) > _POINTING_MAX // 2:
+            with open(record, "rb") as f:
+                kept = f.read()[-(_POINTING_MAX // 4):]
+            kept = kept[kept.find(b"\n") + 1:]
+            tmp = f"{record}.{os.getpid()}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(kept)
+            os.replace(tmp, record)
+    with contextlib.suppress(OSError):
+        fd = os.open(record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, pair)
+        finally:
+            os.close(fd)
 
 
 def has_runs_line(lines: list[bytes], commit: str) -> bool:

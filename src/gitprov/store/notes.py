@@ -127,13 +127,13 @@ class Notes:
 
     def read(self, commit: str, tip: str | None = None) -> list[bytes]:
         """The note lines attached to ``commit`` (empty when it has no note)."""
+        blob = self.blob_of(commit, tip)
+        return [] if blob is None else split_note(self.repo.odb.read_typed(blob, "blob"))
+
+    def blob_of(self, commit: str, tip: str | None = None) -> str | None:
+        """The id of the note blob attached to ``commit``, or None (nothing read of it)."""
         root = self._root(tip if tip is not None else self.tip())
-        if root is None:
-            return []
-        blob = self._find(root, commit)
-        if blob is None:
-            return []
-        return split_note(self.repo.odb.read_typed(blob, "blob"))
+        return None if root is None else self._find(root, commit)
 
     def items(self, tip: str | None = None) -> Iterator[tuple[str, str]]:
         """Every ``(annotated commit id, note blob id)``."""
