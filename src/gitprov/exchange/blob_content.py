@@ -14,13 +14,13 @@ from typing import Any
 import msgspec
 
 from .. import codec
-from ..keys import check_key, key_from_name
+from ..keys import key_from_name
 from ..model import RunRecord, RunState
 from ..model.common import FORMAT_VERSION
 from ..runs.series import check_metric_chunk, decode_observation_chunk
 from ..runs.summary import decode_metric_summary
 from ..store.ledger_log.names import split_run_blob
-from .remote_values import check_record_values, check_state_values
+from .remote_values import check_key_once, check_record_values, check_state_values
 
 __all__ = ["CHUNK_KINDS", "decode_model", "precheck"]
 
@@ -90,10 +90,7 @@ def _precheck_run_blob(data: bytes, hash_name: str) -> tuple[str, str] | None:
     try:
         record, state, artifacts = split_run_blob(data)
         for name in artifacts:
-            if name not in _NAMES_OK:  # the same few names, in every run
-                check_key(key_from_name(name))
-                if len(_NAMES_OK) < 4096:
-                    _NAMES_OK.add(name)
+            check_key_once(key_from_name(name), "artifact key")  # the same few names, in every run
         value = decode_model(record, RunRecord, "")
         check_record_values(value)
         check_state_values(decode_model(state, RunState, ""))
@@ -126,7 +123,5 @@ _CHUNKS = ((b"metric-chunk", ("series", None), check_metric_chunk),
            (b"metric-summary", ("summaries", None), decode_metric_summary))
 #: the kinds of blob whose check is their content's alone: one cleared as its own kind is settled
 CHUNK_KINDS = frozenset(found[0] for _, found, _ in _CHUNKS)
-#: artifact names kept in a run blob that passed ``check_key`` (bounded)
-_NAMES_OK: set[str] = set()
 #: one answer per commit named (100,000 records name a few commits)
 _RECORDS: dict[str | None, tuple[str, str | None]] = {}

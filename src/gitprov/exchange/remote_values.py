@@ -10,8 +10,8 @@ from ..errors import UsageError
 from ..keys import MAX_KEY_LENGTH, check_json_value, check_key, check_label
 from ..model import RunRecord, RunState
 
-__all__ = ["MAX_LAMPORT", "MAX_LAMPORT_JUMP", "RECORDED_FIELDS", "check_record_values", "check_state_values",
-           "rewrites_of"]
+__all__ = ["MAX_LAMPORT", "MAX_LAMPORT_JUMP", "RECORDED_FIELDS", "check_key_once", "check_record_values",
+           "check_state_values", "rewrites_of"]
 
 #: largest Lamport clock accepted (exactly representable in JSON numbers everywhere)
 MAX_LAMPORT = 1 << 53
@@ -72,7 +72,7 @@ def check_state_values(state: RunState) -> None:
                        ("dataset key", state.datasets), ("artifact key", state.artifacts)):
         for key in keys:
             if key not in _KEYS:
-                _key_ok(key, kind)
+                check_key_once(key, kind)
 
 
 # A first pull checks hundreds of thousands of records and states whose keys and small
@@ -98,7 +98,8 @@ def _label(value: object, what: str) -> None:
         check_label(value, what)
 
 
-def _key_ok(key: object, what: str) -> None:
+def check_key_once(key: object, what: str) -> None:
+    """``check_key``, remembered: a key that passed is not checked again."""
     if key not in _KEYS:
         check_key(key, what)
         _remember(_KEYS, key)
@@ -108,7 +109,7 @@ def _check_mapping(values: dict, what: str) -> None:
     keys, texts = _KEYS, _TEXTS
     for key, value in values.items():
         if key not in keys:
-            _key_ok(key, f"{what} key")
+            check_key_once(key, f"{what} key")
         kind = value.__class__
         if kind is int or kind is bool or value is None:
             continue

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import codec
 from .._util.clock import utc_timestamp
+from .._util.logfile import trim
 from ..errors import UsageError, WriteError
 from ..keys import key_to_name
 from ..model import CommitRuns, MetricSummary, RunRecord, RunState
@@ -340,8 +341,7 @@ def _note_points(store: ProvStore, commit: str) -> bool:
     blob = store.notes.blob_of(commit)
     if blob is None:
         return False
-    git_dir = store.git.common_dir or store.git.git_dir
-    record = os.path.join(git_dir, "prov", POINTING_NOTES) if git_dir else None
+    record = os.path.join(store.prov_dir, POINTING_NOTES) if store.prov_dir else None
     pair = f"{commit} {blob}\n".encode()
     if record is not None:
         with contextlib.suppress(OSError), open(record, "rb") as f:
@@ -355,24 +355,13 @@ def _note_points(store: ProvStore, commit: str) -> bool:
 
 
 def _remember_pair(record: str, pair: bytes) -> None:
-    """``pair`` appended to the record (one write: whole lines, whoever else appends);
-    a record grown past its size starts again from its newer half. It is only a
-    shortcut: a pair lost to a race is read from the note next time."""
+    """``pair`` appended to the record, which past half its size keeps its newest
+    quarter (``logfile.trim``). Only a shortcut: a pair lost to a race is read from the
+    note next time."""
     with contextlib.suppress(OSError):
-        if os.path.getsize(record) > _POINTING_MAX // 2:
-            with open(record, "rb") as f:
-                kept = f.read()[-(_POINTING_MAX // 4):]
-            kept = kept[kept.find(b"\n") + 1:]
-            tmp = f"{record}.{os.getpid()}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(kept)
-            os.replace(tmp, record)
-    with contextlib.suppress(OSError):
-        fd = os.open(record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, pair)
-        finally:
-            os.close(fd)
+        trim(record, _POINTING_MAX // 2, _POINTING_MAX // 4 // len(pair))
+        with open(record, "ab") as f:
+            f.write(pair)
 
 
 def has_runs_line(lines: list[bytes], commit: str) -> bool:
